@@ -1,0 +1,213 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Protocol is the transport protocol of a service (ipvsadm -t / -u). The zero value is
+// invalid.
+type Protocol uint8
+
+const (
+	TCP Protocol = iota + 1
+	UDP
+)
+
+// String returns "tcp" or "udp", as written in the config file.
+func (p Protocol) String() string {
+	switch p {
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+func (p Protocol) valid() bool { return p == TCP || p == UDP }
+
+// ParseProtocol parses "tcp" or "udp".
+func ParseProtocol(s string) (Protocol, error) {
+	switch s {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, fmt.Errorf("config: %q is not a protocol (want tcp or udp)", s)
+}
+
+// Forward is an LVS forwarding method (ipvsadm -g / -i / -m / -b). The zero value is
+// invalid.
+type Forward uint8
+
+const (
+	DR      Forward = iota + 1 // direct routing (gatewaying): rewrite the MACs only
+	TUN                        // IPIP tunnelling
+	NAT                        // masquerading: rewrite the destination, replies come back through the director
+	FullNAT                    // rewrite destination and source (to a local address and port)
+)
+
+var forwardNames = [...]string{DR: "dr", TUN: "tun", NAT: "nat", FullNAT: "fullnat"}
+
+// String returns "dr", "tun", "nat" or "fullnat", as written in the config file.
+func (f Forward) String() string {
+	if f.valid() {
+		return forwardNames[f]
+	}
+	return "Forward(" + strconv.Itoa(int(f)) + ")"
+}
+
+func (f Forward) valid() bool { return f >= DR && f <= FullNAT }
+
+// ParseForward parses "dr", "tun", "nat" or "fullnat".
+func ParseForward(s string) (Forward, error) {
+	for f := DR; f <= FullNAT; f++ {
+		if forwardNames[f] == s {
+			return f, nil
+		}
+	}
+	return 0, fmt.Errorf("config: %q is not a forwarding method (want dr, tun, nat or fullnat)", s)
+}
+
+// PortRange is an inclusive range of ports, written "LO-HI".
+type PortRange struct{ Lo, Hi uint16 }
+
+// String returns the range as written in the config file, e.g. "1024-32767".
+func (r PortRange) String() string {
+	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
+}
+
+// ParsePortRange parses "LO-HI" with 1 <= LO <= HI <= 65535.
+func ParsePortRange(s string) (PortRange, error) {
+	r, ok := parsePortRange(s)
+	if !ok || !r.valid() {
+		return PortRange{}, fmt.Errorf("config: %q %s", s, portRangeWant)
+	}
+	return r, nil
+}
+
+const portRangeWant = `is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`
+
+// parsePortRange parses the syntax only; valid checks the bounds.
+func parsePortRange(s string) (PortRange, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] != '-' {
+			continue
+		}
+		lo, err1 := strconv.ParseUint(s[:i], 10, 16)
+		hi, err2 := strconv.ParseUint(s[i+1:], 10, 16)
+		if err1 != nil || err2 != nil {
+			return PortRange{}, false
+		}
+		return PortRange{Lo: uint16(lo), Hi: uint16(hi)}, true
+	}
+	return PortRange{}, false
+}
+
+func (r PortRange) valid() bool { return r.Lo >= 1 && r.Lo <= r.Hi }
+
+// Config is a decoded, defaulted and validated configuration file.
+type Config struct {
+	Director Director
+	Timeouts Timeouts
+	Limits   Limits
+	Services []Service
+}
+
+// Director is the [director] table: the host gvsd runs on.
+type Director struct {
+	Interface      string       // the interface that carries VIP traffic; required
+	Workers        int          // 0 = runtime.NumCPU() is applied by the daemon, kept 0 here
+	LocalAddresses []netip.Addr // FULLNAT source addresses; empty = the interface's address (resolved by the daemon)
+	LocalPorts     PortRange    // FULLNAT source ports
+	Metrics        string       // host:port of the metrics listener; empty = off
+}
+
+// Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set.
+type Timeouts struct{ TCP, TCPFin, UDP time.Duration }
+
+// Limits is the [limits] table.
+type Limits struct {
+	Connections int // capacity of the connection table
+}
+
+// Service is one [[service]]: a virtual service (ipvsadm -A).
+type Service struct {
+	Name               string         // unique; default "<proto>/<address>", e.g. "tcp/10.20.0.100:80"
+	Protocol           Protocol       // default TCP
+	Address            netip.AddrPort // VIP:port; required
+	Scheduler          string         // one of Schedulers(); default "wlc"
+	Forward            Forward        // default for the reals; default DR
+	Persistence        time.Duration  // > 0: same client, same real, for this long after its last connection
+	PersistenceNetmask int            // prefix length of clients that share persistence; default 32
+	OPS                bool           // one-packet scheduling; UDP only
+	Reals              []Real
+}
+
+// Real is one [[service.real]]: a real server of a service (ipvsadm -a).
+type Real struct {
+	Address netip.AddrPort // RIP:port; a port of 0 in the file is resolved to the service's port
+	Weight  int            // default 1; 0 = quiescent (no new connections)
+	Forward Forward        // resolved: the real's own `forward`, else the service's
+}
+
+// Defaults, as DESIGN.md and the IPVS defaults (ipvsadm --set: tcp 900s, tcpfin 120s,
+// udp 300s) have them.
+const (
+	defaultTCPTimeout    = 15 * time.Minute
+	defaultTCPFinTimeout = 2 * time.Minute
+	defaultUDPTimeout    = 5 * time.Minute
+	// 4M entries: a few hundred MB with fixed-size entries, and ample for a lab-to-rack
+	// sized director; the user raises it in [limits].
+	defaultConnections = 4_000_000
+	defaultScheduler   = "wlc" // ipvsadm's default
+	defaultWeight      = 1     // ipvsadm's default
+	defaultNetmask     = 32    // ipvsadm -M default 255.255.255.255
+)
+
+// defaultLocalPorts stays below the kernel's default ephemeral range (32768-60999,
+// net.ipv4.ip_local_port_range) so FULLNAT ports do not collide with the host's own.
+var defaultLocalPorts = PortRange{Lo: 1024, Hi: 32767}
+
+// Bounds that validation enforces.
+const (
+	// maxWorkers: far beyond any NIC's queue count today; keeps a typo from spawning
+	// thousands of AF_PACKET rings.
+	maxWorkers = 256
+	// maxConnections: 100M entries already needs many GB of RAM.
+	maxConnections = 100_000_000
+	maxWeight      = 65535 // ipvsadm(8): "valid values of weight are 0 through to 65535"
+	maxNetmask     = 32    // IPv4
+	ifNameSize     = 16    // IFNAMSIZ, including the NUL (linux/if.h)
+)
+
+// schedulers are the LVS schedulers (ipvsadm(8) -s) in ipvsadm's order.
+var schedulers = []string{"rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf"}
+
+// Schedulers returns the names accepted in a service's `scheduler`, in ipvsadm's order.
+// The caller owns the returned slice.
+func Schedulers() []string { return slices.Clone(schedulers) }
+
+// Default returns a Config with every default filled and no services. Its
+// Director.Interface is empty (the one required field), so it does not pass Validate
+// until the caller sets it.
+func Default() *Config {
+	return &Config{
+		Director: Director{LocalPorts: defaultLocalPorts},
+		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
+		Limits:   Limits{Connections: defaultConnections},
+	}
+}
+
+// defaultService returns a Service with the defaults of [[service]] filled.
+func defaultService() Service {
+	return Service{Protocol: TCP, Scheduler: defaultScheduler, Forward: DR, PersistenceNetmask: defaultNetmask}
+}
+
+// defaultName is a service's name when the file gives none.
+func defaultName(p Protocol, a netip.AddrPort) string { return p.String() + "/" + a.String() }

@@ -1,0 +1,391 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// head is the smallest valid config; snippets below append to it.
+const head = "[director]\ninterface = \"eth0\"\n"
+
+// parseErrs parses src, which must fail, and returns its problems.
+func parseErrs(t *testing.T, src string) Errors {
+	t.Helper()
+	c, err := Parse([]byte(src))
+	if err == nil {
+		t.Fatalf("Parse succeeded, want errors; got %+v", c)
+	}
+	if c != nil {
+		t.Errorf("Parse returned a config and an error")
+	}
+	var errs *Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse error is %T, want *Errors: %v", err, err)
+	}
+	if len(*errs) == 0 {
+		t.Fatal("Parse returned empty *Errors")
+	}
+	return *errs
+}
+
+func mustParse(t *testing.T, src string) *Config {
+	t.Helper()
+	c, err := Parse([]byte(src))
+	if err != nil {
+		t.Fatalf("Parse:\n%v", err)
+	}
+	return c
+}
+
+func TestParseDefaults(t *testing.T) {
+	c := mustParse(t, head+`
+[[service]]
+address = "10.20.0.100:80"
+  [[service.real]]
+  address = "10.20.0.11:80"
+  [[service.real]]
+  address = "10.20.0.12:0"
+  forward = "tun"
+[[service]]
+protocol = "udp"
+address = "10.20.0.100:53"
+forward = "nat"
+  [[service.real]]
+  address = "10.30.0.11:0"
+  [[service.real]]
+  address = "10.30.0.12:5353"
+  weight = 0
+`)
+	want := &Config{
+		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}},
+		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
+		Limits:   Limits{Connections: 4000000},
+		Services: []Service{
+			{
+				Name: "tcp/10.20.0.100:80", Protocol: TCP, Address: netip.MustParseAddrPort("10.20.0.100:80"),
+				Scheduler: "wlc", Forward: DR, PersistenceNetmask: 32,
+				Reals: []Real{
+					{Address: netip.MustParseAddrPort("10.20.0.11:80"), Weight: 1, Forward: DR},
+					{Address: netip.MustParseAddrPort("10.20.0.12:80"), Weight: 1, Forward: TUN},
+				},
+			},
+			{
+				Name: "udp/10.20.0.100:53", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.100:53"),
+				Scheduler: "wlc", Forward: NAT, PersistenceNetmask: 32,
+				Reals: []Real{
+					{Address: netip.MustParseAddrPort("10.30.0.11:53"), Weight: 1, Forward: NAT},
+					{Address: netip.MustParseAddrPort("10.30.0.12:5353"), Weight: 0, Forward: NAT},
+				},
+			},
+		},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Parse:\n got %+v\nwant %+v", c, want)
+	}
+
+	// Default() is what an almost empty file gives, without services.
+	d := Default()
+	d.Director.Interface = "eth0"
+	if got := mustParse(t, head); !reflect.DeepEqual(got, d) {
+		t.Errorf("Parse(head) = %+v, want Default() with the interface: %+v", got, d)
+	}
+}
+
+func TestParseEveryField(t *testing.T) {
+	c := mustParse(t, `
+[director]
+interface = "eth1"
+workers = 4
+local_addresses = ["10.40.0.2", "10.40.0.3"]
+local_ports = "2000-3000"
+metrics = "127.0.0.1:9464"
+[timeouts]
+tcp = "1h"
+tcp_fin = "30s"
+udp = "90s"
+[limits]
+connections = 1000
+[[service]]
+name = "dns"
+protocol = "udp"
+address = "10.20.0.53:53"
+scheduler = "sh"
+forward = "fullnat"
+persistence = "5m"
+persistence_netmask = 24
+ops = true
+  [[service.real]]
+  address = "10.40.1.11:5353"
+  weight = 65535
+  forward = "nat"
+`)
+	want := &Config{
+		Director: Director{
+			Interface: "eth1", Workers: 4,
+			LocalAddresses: []netip.Addr{netip.MustParseAddr("10.40.0.2"), netip.MustParseAddr("10.40.0.3")},
+			LocalPorts:     PortRange{2000, 3000}, Metrics: "127.0.0.1:9464",
+		},
+		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second},
+		Limits:   Limits{Connections: 1000},
+		Services: []Service{{
+			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
+			Forward: FullNAT, Persistence: 5 * time.Minute, PersistenceNetmask: 24, OPS: true,
+			Reals: []Real{{Address: netip.MustParseAddrPort("10.40.1.11:5353"), Weight: 65535, Forward: NAT}},
+		}},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Errorf("Parse:\n got %+v\nwant %+v", c, want)
+	}
+}
+
+func TestParseValid(t *testing.T) {
+	for _, tt := range []struct{ name, src string }{
+		{"no services", head},
+		{"service without reals", head + "[[service]]\naddress = \"10.0.0.1:80\"\n"},
+		{"inline tables", "director = { interface = \"eth0\" }\nservice = [{ address = \"10.0.0.1:80\", real = [{ address = \"10.0.0.2:80\" }] }]\n"},
+		{"every scheduler", head + func() string {
+			var b strings.Builder
+			for i, s := range Schedulers() {
+				fmt.Fprintf(&b, "[[service]]\nscheduler = %q\naddress = \"10.0.0.1:%d\"\n", s, 80+i)
+			}
+			return b.String()
+		}()},
+		{"same address, both protocols", head + "[[service]]\naddress = \"10.0.0.1:53\"\n[[service]]\nprotocol = \"udp\"\naddress = \"10.0.0.1:53\"\n"},
+		{"same real address in two services", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n[[service]]\naddress = \"10.0.0.1:81\"\n[[service.real]]\naddress = \"10.0.0.2:81\"\n"},
+		{"nat real on another port, same IP twice", head + "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n[[service.real]]\naddress = \"10.0.0.2:8081\"\n"},
+		{"fullnat real on another port", head + "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n"},
+		{"dr service, nat real with another port", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\nforward = \"nat\"\n"},
+		{"weight 0 and workers 256", "[director]\ninterface = \"eth0\"\nworkers = 256\n[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\nweight = 0\n"},
+		{"single port range, metrics on all addresses", head + "local_ports = \"5000-5000\"\nmetrics = \":9464\"\n"},
+		{"interface of 15 bytes", "[director]\ninterface = \"abcdefghijklmno\"\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustParse(t, tt.src)
+			if err := Validate(c); err != nil {
+				t.Errorf("Validate(Parse(...)):\n%v", err)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	svc := func(lines string) string { return head + "[[service]]\naddress = \"10.0.0.1:80\"\n" + lines }
+	real := func(lines string) string { return svc("[[service.real]]\n" + lines) }
+	for _, tt := range []struct {
+		name string
+		src  string
+		want []FieldError // exactly these, in this order
+	}{
+		// director
+		{"interface missing", "[director]\n", []FieldError{{"director.interface", "required"}}},
+		{"no director", "", []FieldError{{"director.interface", "required"}}},
+		{"interface wrong type", "[director]\ninterface = 1\n", []FieldError{{"director.interface", "want a string, got integer 1"}}},
+		{"interface too long", "[director]\ninterface = \"abcdefghijklmnop\"\n", []FieldError{{"director.interface", `"abcdefghijklmnop" is longer than 15 bytes (IFNAMSIZ)`}}},
+		{"interface with slash", "[director]\ninterface = \"eth0/1\"\n", []FieldError{{"director.interface", `"eth0/1" is not a valid interface name`}}},
+		{"workers negative", head + "workers = -1\n", []FieldError{{"director.workers", "-1 is out of range 0..256"}}},
+		{"workers too many", head + "workers = 257\n", []FieldError{{"director.workers", "257 is out of range 0..256"}}},
+		{"workers float", head + "workers = 2.5\n", []FieldError{{"director.workers", "want an integer, got float 2.5"}}},
+		{"local address IPv6", head + "local_addresses = [\"fd00::1\"]\n", []FieldError{{"director.local_addresses[0]", "IPv6 not supported yet (fd00::1)"}}},
+		{"local address junk", head + "local_addresses = [\"10.0.0.1\", \"ten\"]\n", []FieldError{{"director.local_addresses[1]", `"ten" is not an IP address`}}},
+		{"local address multicast", head + "local_addresses = [\"224.0.0.1\"]\n", []FieldError{{"director.local_addresses[0]", "224.0.0.1 is not a unicast address"}}},
+		{"local address duplicate", head + "local_addresses = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.1\"]\n", []FieldError{{"director.local_addresses[2]", "10.0.0.1 is already local_addresses[0]"}}},
+		{"local addresses not an array", head + "local_addresses = \"10.0.0.1\"\n", []FieldError{{"director.local_addresses", `want an array of IPv4 address strings, got string "10.0.0.1"`}}},
+		{"local ports zero", head + "local_ports = \"0-100\"\n", []FieldError{{"director.local_ports", `"0-100" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`}}},
+		{"local ports reversed", head + "local_ports = \"2000-1000\"\n", []FieldError{{"director.local_ports", `"2000-1000" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`}}},
+		{"local ports too high", head + "local_ports = \"1000-65536\"\n", []FieldError{{"director.local_ports", `"1000-65536" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`}}},
+		{"local ports one number", head + "local_ports = \"1000\"\n", []FieldError{{"director.local_ports", `"1000" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`}}},
+		{"metrics not host:port", head + "metrics = \"9464\"\n", []FieldError{{"director.metrics", `"9464" is not host:port (e.g. "127.0.0.1:9464")`}}},
+		{"director not a table", "director = \"eth0\"\n", []FieldError{{"director", `want a table, got string "eth0"`}}},
+
+		// timeouts and limits
+		{"timeout zero", head + "[timeouts]\ntcp = \"0s\"\n", []FieldError{{"timeouts.tcp", "0s is not positive"}}},
+		{"timeout negative", head + "[timeouts]\ntcp_fin = \"-2m\"\n", []FieldError{{"timeouts.tcp_fin", "-2m0s is not positive"}}},
+		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
+		{"timeout as integer", head + "[timeouts]\nudp = 300\n", []FieldError{{"timeouts.udp", `want a duration string like "15m", got integer 300`}}},
+		{"connections zero", head + "[limits]\nconnections = 0\n", []FieldError{{"limits.connections", "0 is out of range 1..100000000"}}},
+		{"connections too many", head + "[limits]\nconnections = 100000001\n", []FieldError{{"limits.connections", "100000001 is out of range 1..100000000"}}},
+
+		// service
+		{"service address missing", head + "[[service]]\nname = \"x\"\n", []FieldError{{"service[0].address", "required"}}},
+		{"service address without port", head + "[[service]]\naddress = \"10.0.0.1\"\n", []FieldError{{"service[0].address", `"10.0.0.1" is not IP:port`}}},
+		{"service address IPv6", head + "[[service]]\naddress = \"[fd00::1]:80\"\n", []FieldError{{"service[0].address", "IPv6 not supported yet (fd00::1)"}}},
+		{"service address port 0", head + "[[service]]\naddress = \"10.0.0.1:0\"\n", []FieldError{{"service[0].address", "port must not be 0"}}},
+		{"service address unspecified", head + "[[service]]\naddress = \"0.0.0.0:80\"\n", []FieldError{{"service[0].address", "0.0.0.0 is not a unicast address"}}},
+		{"protocol", svc("protocol = \"sctp\"\n"), []FieldError{{"service[0].protocol", `"sctp" is not a protocol (want tcp or udp)`}}},
+		{"protocol upper case", svc("protocol = \"TCP\"\n"), []FieldError{{"service[0].protocol", `"TCP" is not a protocol (want tcp or udp)`}}},
+		{"scheduler", svc("scheduler = \"random\"\n"), []FieldError{{"service[0].scheduler", `"random" is not a scheduler (want one of rr wrr lc wlc sed nq sh dh lblc lblcr mh fo ovf)`}}},
+		{"forward", svc("forward = \"route\"\n"), []FieldError{{"service[0].forward", `"route" is not a forwarding method (want dr, tun, nat or fullnat)`}}},
+		{"persistence negative", svc("persistence = \"-1s\"\n"), []FieldError{{"service[0].persistence", "-1s must not be negative"}}},
+		{"persistence netmask 0", svc("persistence_netmask = 0\n"), []FieldError{{"service[0].persistence_netmask", "0 is out of range 1..32"}}},
+		{"persistence netmask 33", svc("persistence_netmask = 33\n"), []FieldError{{"service[0].persistence_netmask", "33 is out of range 1..32"}}},
+		{"ops with tcp", svc("ops = true\n"), []FieldError{{"service[0].ops", "only valid with protocol udp"}}},
+		{"ops not a bool", svc("protocol = \"udp\"\nops = \"yes\"\n"), []FieldError{{"service[0].ops", `want true or false, got string "yes"`}}},
+		{"duplicate service", svc("[[service]]\naddress = \"10.0.0.1:80\"\n"), []FieldError{{"service[1].address", "tcp 10.0.0.1:80 is already service[0]"}}},
+		{"duplicate name", svc("name = \"web\"\n[[service]]\nname = \"web\"\naddress = \"10.0.0.1:81\"\n"), []FieldError{{"service[1].name", `"web" is already the name of service[0]`}}},
+		{"explicit name collides with a default one", svc("[[service]]\nname = \"tcp/10.0.0.1:80\"\nprotocol = \"udp\"\naddress = \"10.0.0.1:80\"\n"), []FieldError{{"service[1].name", `"tcp/10.0.0.1:80" is already the name of service[0]`}}},
+		{"empty name", svc("name = \"\"\n"), []FieldError{{"service[0].name", "must not be empty"}}},
+		{"service as a table", head + "[service]\naddress = \"10.0.0.1:80\"\n", []FieldError{{"service", "want an array of tables ([[service]]), got table"}}},
+		{"service element not a table", "service = [1]\n" + head, []FieldError{{"service[0]", "want a table, got integer 1"}}},
+
+		// real
+		{"real address missing", real("weight = 2\n"), []FieldError{{"service[0].real[0].address", "required"}}},
+		{"real address not IP:port", real("address = \"10.0.0.1\"\n"), []FieldError{{"service[0].real[0].address", `"10.0.0.1" is not IP:port`}}},
+		{"real address IPv6", real("address = \"[fd00::2]:80\"\n"), []FieldError{{"service[0].real[0].address", "IPv6 not supported yet (fd00::2)"}}},
+		{"real address broadcast", real("address = \"255.255.255.255:80\"\n"), []FieldError{{"service[0].real[0].address", "255.255.255.255 is not a unicast address"}}},
+		{"weight negative", real("address = \"10.0.0.2:80\"\nweight = -1\n"), []FieldError{{"service[0].real[0].weight", "-1 is out of range 0..65535"}}},
+		{"weight too big", real("address = \"10.0.0.2:80\"\nweight = 65536\n"), []FieldError{{"service[0].real[0].weight", "65536 is out of range 0..65535"}}},
+		{"real forward", real("address = \"10.0.0.2:80\"\nforward = \"masq\"\n"), []FieldError{{"service[0].real[0].forward", `"masq" is not a forwarding method (want dr, tun, nat or fullnat)`}}},
+		{"dr real on another port", real("address = \"10.0.0.2:8080\"\n"), []FieldError{{"service[0].real[0].address", "port 8080 differs from the service port 80: dr cannot change the port (use nat or fullnat)"}}},
+		{"tun real on another port", real("address = \"10.0.0.2:8080\"\nforward = \"tun\"\n"), []FieldError{{"service[0].real[0].address", "port 8080 differs from the service port 80: tun cannot change the port (use nat or fullnat)"}}},
+		{"duplicate real", real("address = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.3:80\"\n[[service.real]]\naddress = \"10.0.0.2:0\"\n"), []FieldError{{"service[0].real[2].address", "10.0.0.2:80 is already real[0]"}}},
+		{"real as a table", svc("[service.real]\naddress = \"10.0.0.2:80\"\n"), []FieldError{{"service[0].real", "want an array of tables ([[service.real]]), got table"}}},
+
+		// One bad value is one problem: nothing derived from it is reported again.
+		{"bad service address hides real port checks", head + "[[service]]\naddress = \"nope\"\n[[service.real]]\naddress = \"10.0.0.2:0\"\n[[service.real]]\naddress = \"10.0.0.3:8080\"\n", []FieldError{{"service[0].address", `"nope" is not IP:port`}}},
+		{"bad service forward is not inherited as a second problem", head + "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"x\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n", []FieldError{{"service[0].forward", `"x" is not a forwarding method (want dr, tun, nat or fullnat)`}}},
+		{"bad protocol hides ops and names", head + "[[service]]\nprotocol = 6\naddress = \"10.0.0.1:80\"\nops = true\n[[service]]\nprotocol = 17\naddress = \"10.0.0.1:80\"\n", []FieldError{{"service[0].protocol", `want "tcp" or "udp", got integer 6`}, {"service[1].protocol", `want "tcp" or "udp", got integer 17`}}},
+		{"two bad addresses are not duplicates", head + "[[service]]\naddress = \"a\"\n[[service]]\naddress = \"a\"\n", []FieldError{{"service[0].address", `"a" is not IP:port`}, {"service[1].address", `"a" is not IP:port`}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseErrs(t, tt.src)
+			if !slices.Equal(got, Errors(tt.want)) {
+				t.Errorf("problems:\n got %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseUnknownKeys(t *testing.T) {
+	for _, tt := range []struct{ name, src, path string }{
+		{"top level", "bogus = 1\n" + head, "bogus"},
+		{"top-level table", head + "[vrrp]\npriority = 100\n", "vrrp"},
+		{"director", head + "interfaces = \"eth1\"\n", "director.interfaces"},
+		{"timeouts", head + "[timeouts]\ntcpfin = \"1m\"\n", "timeouts.tcpfin"},
+		{"limits", head + "[limits]\nconns = 5\n", "limits.conns"},
+		{"service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service]]\naddress = \"10.0.0.1:81\"\nsheduler = \"rr\"\n", "service[1].sheduler"},
+		{"real", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.3:80\"\nwieght = 2\n", "service[0].real[1].wieght"},
+		{"sub-table of a service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\n", "service[0].check"},
+		{"quoted key", head + "\"odd key\" = 1\n", `director."odd key"`},
+		{"dotted key", head + "a.b = 1\n", "director.a"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseErrs(t, tt.src)
+			want := Errors{{tt.path, "unknown key"}}
+			if !slices.Equal(got, want) {
+				t.Errorf("problems:\n got %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestParseAllAtOnce checks that problems in every part of a file are reported together,
+// sorted by path with indices in numeric order.
+func TestParseAllAtOnce(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`
+[director]
+workers = 1000
+local_ports = "x"
+[timeouts]
+tcp = "soon"
+[limits]
+connections = -5
+`)
+	for i := range 11 { // 11 services, so service[10] must sort after service[9]
+		b.WriteString("[[service]]\naddress = \"10.0.0.1:" + string(rune('a'+i)) + "\"\n")
+	}
+	b.WriteString("[[service.real]]\naddress = \"10.0.0.2:80\"\nweight = 1e3\nforward = \"dr\"\ncolour = \"red\"\n")
+	got := parseErrs(t, b.String())
+
+	want := Errors{
+		{"director.interface", "required"},
+		{"director.local_ports", `"x" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`},
+		{"director.workers", "1000 is out of range 0..256"},
+		{"limits.connections", "-5 is out of range 1..100000000"},
+	}
+	for i := range 11 {
+		want = append(want, FieldError{index("service", i) + ".address", `"10.0.0.1:` + string(rune('a'+i)) + `" is not IP:port`})
+	}
+	want = append(want,
+		FieldError{"service[10].real[0].colour", "unknown key"},
+		FieldError{"service[10].real[0].weight", "want an integer, got float 1000"},
+		FieldError{"timeouts.tcp", `"soon" is not a duration (want Go syntax like "15m" or "90s")`},
+	)
+	if !slices.Equal(got, want) {
+		t.Errorf("problems:\n got %s\nwant %s", got, want)
+	}
+	// Error() has one problem per line.
+	if lines := strings.Split(got.Error(), "\n"); len(lines) != len(want) || lines[0] != "director.interface: required" {
+		t.Errorf("Error() = %q", got.Error())
+	}
+}
+
+func TestParseSyntaxError(t *testing.T) {
+	for _, tt := range []struct{ name, src, wantPrefix string }{
+		{"missing value", head + "workers = \n", "line 3, column "},
+		{"bare word value", "\n\n[director]\ninterface = eth0\n", "line 4, column 13: "},
+		{"duplicate key", head + "interface = \"eth1\"\n", "line 3, column "},
+		{"unterminated string", "[director]\ninterface = \"eth0\n", "line 2, column "},
+		{"NUL bytes", "\x00\x00[director]", "line 1, column 1: "},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseErrs(t, tt.src)
+			if len(got) != 1 || got[0].Path != "" || !strings.HasPrefix(got[0].Msg, tt.wantPrefix) {
+				t.Fatalf("problems = %q, want one without a path, starting %q", got, tt.wantPrefix)
+			}
+			if got.Error() != got[0].Msg {
+				t.Errorf("Error() = %q, want the message alone", got.Error())
+			}
+		})
+	}
+	// Syntax stops decoding: the schema problems of the same file are not reported.
+	got := parseErrs(t, "[director]\nworkers = -1\nbad = = 1\n")
+	if len(got) != 1 || !strings.HasPrefix(got[0].Msg, "line 3, column ") {
+		t.Errorf("problems = %q, want only the syntax error", got)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	if err := os.WriteFile(good, []byte(head+"[[service]]\naddress = \"10.0.0.1:80\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(good)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if len(c.Services) != 1 || c.Services[0].Name != "tcp/10.0.0.1:80" {
+		t.Errorf("Load = %+v", c)
+	}
+
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("[director]\nworkers = -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Load(bad)
+	if err == nil {
+		t.Fatal("Load(bad) succeeded")
+	}
+	want := bad + ": director.interface: required\n" + bad + ": director.workers: -1 is out of range 0..256"
+	if err.Error() != want {
+		t.Errorf("Load(bad) error:\n got %q\nwant %q", err, want)
+	}
+	var errs *Errors
+	if !errors.As(err, &errs) || len(*errs) != 2 || (*errs)[1].Path != "director.workers" {
+		t.Errorf("errors.As(*Errors) on %v: %v", err, errs)
+	}
+
+	missing := filepath.Join(dir, "missing.toml")
+	if _, err := Load(missing); err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
+		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
+	}
+}

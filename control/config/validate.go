@@ -1,0 +1,275 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Validate checks a Config against every rule Parse applies after decoding, and returns
+// nil or *Errors with every problem found. It is for configs built or edited in code (by
+// the control plane, from gvsadm commands): it fills no defaults and resolves nothing, so
+// a Service needs its Name, Protocol, Scheduler and Forward set, and a Real its Forward
+// and a non-zero port. A Config returned by Parse always passes.
+func Validate(c *Config) error {
+	v := validator{}
+	v.config(c)
+	if len(v.errs) > 0 {
+		v.errs.sort()
+		return &v.errs
+	}
+	return nil
+}
+
+// validator checks typed values; it stays silent about paths the decoder already
+// reported (bad) and everything below them.
+type validator struct {
+	errs Errors
+	bad  map[string]bool
+}
+
+func (v *validator) addf(path, format string, args ...any) {
+	if v.skip(path) {
+		return
+	}
+	v.errs = append(v.errs, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// skip reports whether path, or a path it is inside of, was already reported.
+func (v *validator) skip(path string) bool {
+	if len(v.bad) == 0 {
+		return false
+	}
+	for p := path; p != ""; {
+		if v.bad[p] {
+			return true
+		}
+		i := strings.LastIndexAny(p, ".[")
+		if i < 0 {
+			return false
+		}
+		p = p[:i]
+	}
+	return false
+}
+
+func (v *validator) config(c *Config) {
+	v.director(&c.Director)
+
+	for _, t := range []struct {
+		path string
+		d    interface{ String() string }
+		ok   bool
+	}{
+		{"timeouts.tcp", c.Timeouts.TCP, c.Timeouts.TCP > 0},
+		{"timeouts.tcp_fin", c.Timeouts.TCPFin, c.Timeouts.TCPFin > 0},
+		{"timeouts.udp", c.Timeouts.UDP, c.Timeouts.UDP > 0},
+	} {
+		if !t.ok {
+			v.addf(t.path, "%s is not positive", t.d)
+		}
+	}
+
+	if n := c.Limits.Connections; n < 1 || n > maxConnections {
+		v.addf("limits.connections", "%d is out of range 1..%d", n, maxConnections)
+	}
+
+	v.services(c.Services)
+}
+
+func (v *validator) director(d *Director) {
+	if d.Interface == "" {
+		v.addf("director.interface", "required")
+	} else if msg := checkIfName(d.Interface); msg != "" {
+		v.addf("director.interface", "%s", msg)
+	}
+	if d.Workers < 0 || d.Workers > maxWorkers {
+		v.addf("director.workers", "%d is out of range 0..%d", d.Workers, maxWorkers)
+	}
+	seen := make(map[netip.Addr]int, len(d.LocalAddresses))
+	for i, a := range d.LocalAddresses {
+		p := index("director.local_addresses", i)
+		if msg := checkAddr(a); msg != "" {
+			v.addf(p, "%s", msg)
+			continue
+		}
+		if j, ok := seen[a]; ok {
+			v.addf(p, "%s is already local_addresses[%d]", a, j)
+		} else if !v.skip(p) {
+			seen[a] = i
+		}
+	}
+	if !d.LocalPorts.valid() {
+		v.addf("director.local_ports", "%q %s", d.LocalPorts.String(), portRangeWant)
+	}
+	if d.Metrics != "" {
+		if !hostPort(d.Metrics) {
+			v.addf("director.metrics", `%s is not host:port (e.g. "127.0.0.1:9464")`, quote(d.Metrics))
+		}
+	}
+}
+
+// checkIfName applies the kernel's dev_valid_name (net/core/dev.c).
+func checkIfName(name string) string {
+	if len(name) >= ifNameSize {
+		return fmt.Sprintf("%s is longer than %d bytes (IFNAMSIZ)", quote(name), ifNameSize-1)
+	}
+	if name == "." || name == ".." || strings.ContainsAny(name, "/: \t\n\v\f\r") {
+		return fmt.Sprintf("%s is not a valid interface name", quote(name))
+	}
+	return ""
+}
+
+// checkAddr accepts a unicast IPv4 address.
+func checkAddr(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "required"
+	case !a.Is4():
+		return fmt.Sprintf("IPv6 not supported yet (%s)", a)
+	case a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Sprintf("%s is not a unicast address", a)
+	}
+	return ""
+}
+
+// checkAddrPort accepts a unicast IPv4 address with any port; callers check the port.
+func checkAddrPort(ap netip.AddrPort) string {
+	if !ap.IsValid() {
+		return "required"
+	}
+	return checkAddr(ap.Addr())
+}
+
+func hostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n != 0
+}
+
+func (v *validator) services(svcs []Service) {
+	type key struct {
+		p Protocol
+		a netip.AddrPort
+	}
+	byKey := make(map[key]int, len(svcs))
+	byName := make(map[string]int, len(svcs))
+	for i := range svcs {
+		s := &svcs[i]
+		path := index("service", i)
+		if v.skip(path) {
+			continue
+		}
+		addrOK := v.service(path, s)
+
+		protoOK := s.Protocol.valid() && !v.skip(join(path, "protocol"))
+		dup := false
+		if addrOK && protoOK {
+			k := key{s.Protocol, s.Address}
+			if j, ok := byKey[k]; ok {
+				v.addf(join(path, "address"), "%s %s is already service[%d]", s.Protocol, s.Address, j)
+				dup = true // its default name collides too: one problem is enough
+			} else {
+				byKey[k] = i
+			}
+		}
+		switch {
+		case s.Name == "":
+			v.addf(join(path, "name"), "must not be empty")
+		case dup || v.skip(join(path, "name")):
+		default:
+			if j, ok := byName[s.Name]; ok {
+				v.addf(join(path, "name"), "%s is already the name of service[%d]", quote(s.Name), j)
+			} else {
+				byName[s.Name] = i
+			}
+		}
+	}
+}
+
+// service checks one service and its reals, and reports whether its address is usable
+// (so duplicates and real ports can be checked against it).
+func (v *validator) service(path string, s *Service) (addrOK bool) {
+	ap := join(path, "address")
+	if msg := checkAddrPort(s.Address); msg != "" {
+		v.addf(ap, "%s", msg)
+	} else if s.Address.Port() == 0 {
+		v.addf(ap, "port must not be 0")
+	} else {
+		addrOK = !v.skip(ap)
+	}
+
+	if !s.Protocol.valid() {
+		v.addf(join(path, "protocol"), "%s", enumMsg(uint8(s.Protocol), s.Protocol.String(), "protocol"))
+	}
+	if !slices.Contains(schedulers, s.Scheduler) {
+		v.addf(join(path, "scheduler"), "%s is not a scheduler (want one of %s)", quote(s.Scheduler), strings.Join(schedulers, " "))
+	}
+	if !s.Forward.valid() {
+		v.addf(join(path, "forward"), "%s", enumMsg(uint8(s.Forward), s.Forward.String(), "forwarding method"))
+	}
+	if s.Persistence < 0 {
+		v.addf(join(path, "persistence"), "%s must not be negative", s.Persistence)
+	}
+	if n := s.PersistenceNetmask; n < 1 || n > maxNetmask {
+		v.addf(join(path, "persistence_netmask"), "%d is out of range 1..%d", n, maxNetmask)
+	}
+	// ip_vs_ctl.c clears IP_VS_SVC_F_ONEPACKET on anything but UDP; we refuse instead.
+	if s.OPS && s.Protocol != UDP && !v.skip(join(path, "protocol")) {
+		v.addf(join(path, "ops"), "only valid with protocol udp")
+	}
+
+	seen := make(map[netip.AddrPort]int, len(s.Reals))
+	for j := range s.Reals {
+		r := &s.Reals[j]
+		rp := index(join(path, "real"), j)
+		if v.skip(rp) {
+			continue
+		}
+		v.real(rp, r, s, addrOK)
+		if !r.Address.IsValid() || v.skip(join(rp, "address")) {
+			continue
+		}
+		if k, ok := seen[r.Address]; ok {
+			v.addf(join(rp, "address"), "%s is already real[%d]", r.Address, k)
+		} else {
+			seen[r.Address] = j
+		}
+	}
+	return addrOK
+}
+
+func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
+	ap := join(path, "address")
+	if msg := checkAddrPort(r.Address); msg != "" {
+		v.addf(ap, "%s", msg)
+	} else if svcAddrOK {
+		port, want := r.Address.Port(), s.Address.Port()
+		switch {
+		case port == 0:
+			v.addf(ap, "port must not be 0 (Parse resolves it to the service's port)")
+		case (r.Forward == DR || r.Forward == TUN) && port != want && !v.skip(join(path, "forward")):
+			v.addf(ap, "port %d differs from the service port %d: %s cannot change the port (use nat or fullnat)", port, want, r.Forward)
+		}
+	}
+	if r.Weight < 0 || r.Weight > maxWeight {
+		v.addf(join(path, "weight"), "%d is out of range 0..%d", r.Weight, maxWeight)
+	}
+	if !r.Forward.valid() {
+		v.addf(join(path, "forward"), "%s", enumMsg(uint8(r.Forward), r.Forward.String(), "forwarding method"))
+	}
+}
+
+// enumMsg describes an invalid enum value set in code.
+func enumMsg(n uint8, s, what string) string {
+	if n == 0 {
+		return "not set"
+	}
+	return s + " is not a " + what
+}

@@ -1,0 +1,73 @@
+package dataplane
+
+import "sync/atomic"
+
+// RealStats are the traffic counters ipvsadm --stats shows for a service or
+// a real server. In is client to real, Out is real to client (seen only in
+// NAT and FULLNAT).
+type RealStats struct {
+	Conns, InPkts, OutPkts, InBytes, OutBytes atomic.Uint64
+}
+
+// Verdict is what a worker did with one frame. The zero value is invalid.
+type Verdict uint8
+
+// Verdicts. Every frame gets exactly one, and each has a per-worker counter.
+const (
+	VerdictForward   Verdict = iota + 1 // rewritten and sent
+	VerdictMalformed                    // too short, bad IPv4 header or checksum, bad L4 header
+	VerdictNotIPv4                      // not an untagged IPv4 frame
+	VerdictFragment                     // an IPv4 fragment; LVS services see only whole packets
+	VerdictNoService                    // no connection and not to a service
+	VerdictNoConn                       // TCP segment other than SYN with no connection
+	VerdictNoReal                       // the scheduler found no available real, or the real is gone
+	VerdictTableFull                    // the connection table or the local ports are exhausted
+	VerdictTooBig                       // would exceed the MTU after encapsulation: ICMP sent back (DF) or dropped
+	VerdictTxError                      // the link refused the frame
+	numVerdicts
+)
+
+var verdictNames = [numVerdicts]string{
+	"invalid", "forward", "malformed", "not_ipv4", "fragment", "no_service",
+	"no_conn", "no_real", "table_full", "too_big", "tx_error",
+}
+
+func (v Verdict) String() string {
+	if v < numVerdicts {
+		return verdictNames[v]
+	}
+	return "invalid"
+}
+
+// VerdictNames lists the verdicts in counter order, for metrics and logs.
+func VerdictNames() []string { return verdictNames[1:] }
+
+// WorkerCounters are one worker's counters. The worker is their only
+// writer; readers use the atomic loads.
+type WorkerCounters struct {
+	RxFrames, TxFrames atomic.Uint64
+	Verdicts           [numVerdicts]atomic.Uint64
+	NewConns           atomic.Uint64
+	ExpiredConns       atomic.Uint64
+	ICMPSent           atomic.Uint64
+	Conns              atomic.Int64 // entries in the worker's shard
+}
+
+// Counters is a plain-value sum of worker counters.
+type Counters struct {
+	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
+	Conns                                                int64
+	Verdicts                                             map[string]uint64
+}
+
+func (c *WorkerCounters) addTo(s *Counters) {
+	s.RxFrames += c.RxFrames.Load()
+	s.TxFrames += c.TxFrames.Load()
+	s.NewConns += c.NewConns.Load()
+	s.ExpiredConns += c.ExpiredConns.Load()
+	s.ICMPSent += c.ICMPSent.Load()
+	s.Conns += c.Conns.Load()
+	for v := VerdictForward; v < numVerdicts; v++ {
+		s.Verdicts[v.String()] += c.Verdicts[v].Load()
+	}
+}

@@ -1,0 +1,84 @@
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/schedule"
+)
+
+// Dataplane is a set of workers sharing one published Table.
+type Dataplane struct {
+	table   atomic.Pointer[Table]
+	workers []*Worker
+}
+
+// New makes one worker per link. capacity is the connection-table capacity
+// shared out evenly between the workers' shards.
+func New(links []Link, capacity int) (*Dataplane, error) {
+	if len(links) == 0 {
+		return nil, errors.New("dataplane: no links")
+	}
+	if capacity < len(links) {
+		return nil, fmt.Errorf("dataplane: capacity %d is less than one connection per worker", capacity)
+	}
+	d := &Dataplane{}
+	for i, l := range links {
+		d.workers = append(d.workers, newWorker(i, len(links), l, &d.table, capacity/len(links)))
+	}
+	return d, nil
+}
+
+// Publish makes t the table every worker uses from its next batch on. t
+// must not be modified afterwards. A nil t means "no services".
+func (d *Dataplane) Publish(t *Table) { d.table.Store(t) }
+
+// Table returns the published table.
+func (d *Dataplane) Table() *Table { return d.table.Load() }
+
+// Workers returns the number of workers.
+func (d *Dataplane) Workers() int { return len(d.workers) }
+
+// Run runs every worker on its own goroutine until stop is closed or the
+// links are closed, and returns the first error a worker had.
+func (d *Dataplane) Run(stop <-chan struct{}) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(d.workers))
+	for i, w := range d.workers {
+		wg.Add(1)
+		go func() { // dataplane worker i: owns link i and shard i
+			defer wg.Done()
+			if err := w.run(stop); err != nil {
+				errs[i] = fmt.Errorf("dataplane: worker %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Counters returns the sum of every worker's counters.
+func (d *Dataplane) Counters() Counters {
+	c := Counters{Verdicts: make(map[string]uint64, numVerdicts)}
+	for _, w := range d.workers {
+		w.C.addTo(&c)
+	}
+	return c
+}
+
+// flowOf is the scheduler's view of a new connection.
+func flowOf(k *conntrack.Key) schedule.Flow {
+	return schedule.Flow{Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto}
+}
+
+// flowHash is a cheap hash of the client side of a key, to spread
+// connections over local addresses.
+func flowHash(k *conntrack.Key) uint32 {
+	a := k.Src.As4()
+	h := (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) ^ uint32(k.SrcPort)
+	h *= 0x9e3779b1
+	return h ^ h>>16
+}

@@ -1,0 +1,11 @@
+// Package dataplane owns the packet path of gvs: the workers that read
+// batches of frames from a link, classify them against the published
+// [Table] snapshot and the worker's own connection-table shard, schedule new
+// connections, rewrite each frame for its LVS forwarding method (DR, TUN,
+// NAT, FULLNAT; see ipvsadm(8) and RFC 2003 for IPIP) and write the batch
+// back out, counting a verdict for every frame.
+//
+// Nothing here allocates, locks or logs per packet. Configuration arrives
+// only as an immutable *Table behind an atomic pointer, loaded once per
+// batch; a nil table means "no services".
+package dataplane

@@ -1,0 +1,152 @@
+package header
+
+import "encoding/binary"
+
+// TCP header, RFC 793 section 3.1 (flags as updated by RFC 3168):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|          Source Port          |       Destination Port        |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                        Sequence Number                        |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    Acknowledgment Number                      |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  Data |       |C|E|U|A|P|R|S|F|                               |
+//	| Offset| Rsrvd |W|C|R|C|S|S|Y|I|            Window             |
+//	|       |       |R|E|G|K|H|T|N|N|                               |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|           Checksum            |         Urgent Pointer        |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                    Options                    |    Padding    |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+const (
+	tcpSrcPort    = 0
+	tcpDstPort    = 2
+	tcpSeq        = 4
+	tcpAck        = 8
+	tcpDataOffset = 12
+	tcpFlags      = 13
+	tcpWindow     = 14
+	tcpChecksum   = 16
+	tcpUrgent     = 18
+)
+
+// TCPMinLen is the length of a TCP header without options.
+const TCPMinLen = 20
+
+// TCP flag bits as returned by TCP.Flags.
+const (
+	TCPFlagFin uint8 = 0x01
+	TCPFlagSyn uint8 = 0x02
+	TCPFlagRst uint8 = 0x04
+	TCPFlagPsh uint8 = 0x08
+	TCPFlagAck uint8 = 0x10
+	TCPFlagUrg uint8 = 0x20
+	TCPFlagEce uint8 = 0x40
+	TCPFlagCwr uint8 = 0x80
+)
+
+// TCP is a view of a TCP segment: the header, possibly with options,
+// followed by the data. Methods that compute the checksum take the whole
+// slice as the segment, so slice it to the IPv4 payload.
+type TCP []byte
+
+// IsValid reports whether b holds a well-formed TCP header in a segment of
+// l4len bytes (the IPv4 payload length): at least 20 bytes and a data offset
+// in [20, l4len], within len(b).
+func (b TCP) IsValid(l4len int) bool {
+	if len(b) < TCPMinLen {
+		return false
+	}
+	off := b.DataOffset()
+	return off >= TCPMinLen && off <= l4len && off <= len(b)
+}
+
+// SourcePort returns the source port.
+func (b TCP) SourcePort() uint16 { return binary.BigEndian.Uint16(b[tcpSrcPort:]) }
+
+// DestinationPort returns the destination port.
+func (b TCP) DestinationPort() uint16 { return binary.BigEndian.Uint16(b[tcpDstPort:]) }
+
+// SequenceNumber returns the sequence number.
+func (b TCP) SequenceNumber() uint32 { return binary.BigEndian.Uint32(b[tcpSeq:]) }
+
+// AckNumber returns the acknowledgment number.
+func (b TCP) AckNumber() uint32 { return binary.BigEndian.Uint32(b[tcpAck:]) }
+
+// DataOffset returns the header length in bytes, options included.
+func (b TCP) DataOffset() int { return int(b[tcpDataOffset]>>4) * 4 }
+
+// Flags returns the low 8 flag bits (FIN to CWR).
+func (b TCP) Flags() uint8 { return b[tcpFlags] }
+
+// WindowSize returns the window field.
+func (b TCP) WindowSize() uint16 { return binary.BigEndian.Uint16(b[tcpWindow:]) }
+
+// Checksum returns the checksum field.
+func (b TCP) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:]) }
+
+// SetChecksum sets the checksum field.
+func (b TCP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[tcpChecksum:], v) }
+
+// Payload returns the data after the header.
+func (b TCP) Payload() []byte { return b[b.DataOffset():] }
+
+// SetSourcePort sets the source port without touching the checksum: for a
+// segment whose checksum the kernel or NIC will finish (see
+// UpdatePartialChecksumPseudoHeaderAddress) or that is checksummed later.
+func (b TCP) SetSourcePort(p uint16) { binary.BigEndian.PutUint16(b[tcpSrcPort:], p) }
+
+// SetDestinationPort sets the destination port without touching the
+// checksum, like SetSourcePort.
+func (b TCP) SetDestinationPort(p uint16) { binary.BigEndian.PutUint16(b[tcpDstPort:], p) }
+
+// SetSourcePortWithChecksumUpdate sets the source port and updates the
+// checksum incrementally.
+func (b TCP) SetSourcePortWithChecksumUpdate(p uint16) {
+	old := b.SourcePort()
+	b.SetSourcePort(p)
+	b.SetChecksum(ChecksumUpdate16(b.Checksum(), old, p))
+}
+
+// SetDestinationPortWithChecksumUpdate sets the destination port and updates
+// the checksum incrementally.
+func (b TCP) SetDestinationPortWithChecksumUpdate(p uint16) {
+	old := b.DestinationPort()
+	b.SetDestinationPort(p)
+	b.SetChecksum(ChecksumUpdate16(b.Checksum(), old, p))
+}
+
+// UpdateChecksumPseudoHeaderAddress updates the checksum for an IP address
+// change in the pseudo-header, from old to new. Call it next to the IPv4
+// header rewrite of the same address.
+func (b TCP) UpdateChecksumPseudoHeaderAddress(old, new [4]byte) {
+	b.SetChecksum(ChecksumUpdate32(b.Checksum(), old, new))
+}
+
+// UpdatePartialChecksumPseudoHeaderAddress is UpdateChecksumPseudoHeaderAddress
+// for a segment with a partial checksum (CHECKSUM_PARTIAL, VIRTIO_NET_HDR_F_NEEDS_CSUM,
+// as offloads hand it over): the field holds the uncomplemented pseudo-header
+// sum and the kernel or NIC sums the segment later. Ports are not in the
+// pseudo-header, so with a partial checksum they are set with SetSourcePort
+// and SetDestinationPort, which leave the field alone.
+func (b TCP) UpdatePartialChecksumPseudoHeaderAddress(old, new [4]byte) {
+	b.SetChecksum(^ChecksumUpdate32(^b.Checksum(), old, new))
+}
+
+// CalculateChecksum returns the value to store in the checksum field of the
+// segment b sent from src to dst: the complemented sum over the pseudo-header
+// and the whole of b, with the checksum field taken as zero.
+func (b TCP) CalculateChecksum(src, dst [4]byte) uint16 {
+	s := PseudoHeaderChecksum(ProtoTCP, src, dst, uint16(len(b)))
+	s = Checksum(b[:tcpChecksum], s)
+	return ^Checksum(b[tcpChecksum+2:], s)
+}
+
+// IsChecksumValid reports whether the checksum of segment b sent from src to
+// dst is correct.
+func (b TCP) IsChecksumValid(src, dst [4]byte) bool {
+	return Checksum(b, PseudoHeaderChecksum(ProtoTCP, src, dst, uint16(len(b)))) == 0xffff
+}

@@ -1,0 +1,97 @@
+package dataplane
+
+import (
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/schedule"
+)
+
+// Forward is an LVS forwarding method. The zero value is invalid.
+type Forward uint8
+
+// Forwarding methods, as ipvsadm's -g, -i, -m and DPVS's -b.
+const (
+	ForwardDR Forward = iota + 1
+	ForwardTUN
+	ForwardNAT
+	ForwardFullNAT
+)
+
+var forwardNames = [...]string{"invalid", "dr", "tun", "nat", "fullnat"}
+
+func (f Forward) String() string {
+	if int(f) < len(forwardNames) {
+		return forwardNames[f]
+	}
+	return "invalid"
+}
+
+// Real is one real server of a service as the dataplane needs it. The
+// control plane gives each (service, real) a stable ID that indexes
+// Table.Reals and is kept across republishes, so connection entries that
+// name it stay valid over a reload.
+type Real struct {
+	ID      uint32
+	Addr    [4]byte
+	Port    uint16
+	Forward Forward
+	// MAC is the next hop towards the real server: its own MAC when it is
+	// on-link, else the gateway's. A real whose MAC is unknown has Ready
+	// false and gets no packets.
+	MAC      [6]byte
+	Ready    bool
+	Counters *schedule.Counters // live ActiveConn/InActConn, shared by all workers
+	Stats    *RealStats         // per-real traffic counters, shared by all workers
+}
+
+// Service is one virtual service (VIP:port and protocol).
+type Service struct {
+	Proto uint8
+	VIP   [4]byte
+	Port  uint16
+	// Reals and Dests are parallel: Dests[i] is what the scheduler sees of
+	// the real with ID Reals[i].
+	Reals []uint32
+	Dests []schedule.Dest
+	Sched schedule.Scheduler
+}
+
+// ServiceKey identifies a service on the wire.
+type ServiceKey struct {
+	Proto uint8
+	VIP   [4]byte
+	Port  uint16
+}
+
+// Table is the immutable configuration snapshot the workers read. The
+// control plane builds a new one for every change and publishes it with
+// one atomic store; workers never modify it.
+type Table struct {
+	// The director's own link: MAC for the source of every frame we send,
+	// IPv4 address for the outer source of IPIP, MTU for the TUN size check.
+	MAC  [6]byte
+	Addr [4]byte
+	MTU  int
+
+	Services map[ServiceKey]*Service
+	// Reals is indexed by Real.ID; a removed real leaves a zero Real
+	// (Forward 0) so that its old connections are dropped, not misrouted.
+	Reals []Real
+
+	// FULLNAT local addresses and port range. Worker w of n uses the ports
+	// p with p%n == w so that replies can be steered to it by port.
+	Locals         [][4]byte
+	PortLo, PortHi uint16
+
+	Timeouts conntrack.Timeouts
+}
+
+func (t *Table) real(id uint32) *Real {
+	if int(id) >= len(t.Reals) {
+		return nil
+	}
+	r := &t.Reals[id]
+	if r.Forward == 0 {
+		return nil
+	}
+	return r
+}
