@@ -1,0 +1,138 @@
+package schedule
+
+import "sort"
+
+// maxWRRSequence bounds the precomputed weighted round-robin sequence, in
+// picks (4 bytes each). 1<<16 covers any practical configuration (100
+// reals of weight 100 need 10,000) in at most 256 KiB per service; a
+// service whose sequence is longer (large, coprime weights) computes each
+// pick from the round structure instead, in O(log² + reals).
+const maxWRRSequence = 1 << 16
+
+// wrr is weighted round-robin scheduling with the interleaving of
+// ip_vs_wrr.c. The kernel keeps a current weight cw, starting at
+// mw = max - (gcd - 1) and stepping down by the gcd of the weights, and in
+// each round picks, in order, every real whose weight is >= cw. One period
+// of that walk is precomputed here and walked with an atomic counter, so
+// concurrent picks need no lock and the distribution over whole periods is
+// exactly the weights.
+//
+// Round r (cw = mw - r*gcd) holds the reals with enter <= r, where
+// enter = ceil((mw - weight) / gcd); there are max/gcd rounds and one
+// period is sum(weights)/gcd picks.
+type wrr struct {
+	n      int
+	seq    []int32 // one period of picks; nil if longer than the limit
+	period uint64  // picks in one period; 0 = no eligible real
+
+	// The round structure, for at() when seq is nil.
+	enter  []int64  // per real: first round it takes part in
+	sorted []int64  // the enter values of the eligible reals, ascending
+	prefix []uint64 // prefix[m] = sum of sorted[:m]
+	rounds int64
+
+	next cursor
+}
+
+var _ Scheduler = (*wrr)(nil)
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+func newWRR(dests []Dest, limit uint64) *wrr {
+	s := &wrr{n: len(dests)}
+	var g, maxw int64
+	for i := range dests {
+		w := int64(dests[i].Weight)
+		if w <= 0 {
+			continue
+		}
+		if g > 0 {
+			g = gcd(w, g)
+		} else {
+			g = w
+		}
+		maxw = max(maxw, w)
+	}
+	if maxw == 0 {
+		return s
+	}
+	mw := maxw - (g - 1)
+	s.rounds = maxw / g
+	s.enter = make([]int64, len(dests))
+	for i := range dests {
+		w := int64(dests[i].Weight)
+		if w <= 0 {
+			s.enter[i] = s.rounds // never
+			continue
+		}
+		if d := mw - w; d > 0 {
+			s.enter[i] = (d + g - 1) / g
+		}
+		s.sorted = append(s.sorted, s.enter[i])
+		s.period += uint64(w / g)
+	}
+	sort.Slice(s.sorted, func(a, b int) bool { return s.sorted[a] < s.sorted[b] })
+	s.prefix = make([]uint64, len(s.sorted)+1)
+	for m, e := range s.sorted {
+		s.prefix[m+1] = s.prefix[m] + uint64(e)
+	}
+	if s.period <= limit {
+		s.seq = make([]int32, 0, s.period)
+		for r := int64(0); r < s.rounds; r++ {
+			for i, e := range s.enter {
+				if e <= r {
+					s.seq = append(s.seq, int32(i))
+				}
+			}
+		}
+	}
+	return s
+}
+
+// before returns the number of picks in the rounds before round r.
+func (s *wrr) before(r int64) uint64 {
+	// Reals with enter < r took part in r - enter rounds each.
+	m := sort.Search(len(s.sorted), func(j int) bool { return s.sorted[j] >= r })
+	return uint64(r)*uint64(m) - s.prefix[m]
+}
+
+// at returns the p-th pick of a period (p < period) from the round
+// structure.
+func (s *wrr) at(p uint64) int {
+	// The last round r with before(r) <= p.
+	lo, hi := int64(0), s.rounds-1
+	for lo < hi {
+		mid := lo + (hi-lo+1)/2
+		if s.before(mid) <= p {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	k := p - s.before(lo)
+	for i, e := range s.enter {
+		if e <= lo {
+			if k == 0 {
+				return i
+			}
+			k--
+		}
+	}
+	return -1 // not reached for p < period
+}
+
+func (s *wrr) Pick(dests []Dest, _ *Flow) int {
+	if s.period == 0 || len(dests) != s.n {
+		return -1
+	}
+	p := s.next.next() % s.period
+	if s.seq != nil {
+		return int(s.seq[p])
+	}
+	return s.at(p)
+}
