@@ -1,0 +1,25 @@
+// Package lab owns throwaway network-namespace topologies for tests and
+// gvsd demo: the client ── router ── LAN bridge ── director / real servers
+// picture of DESIGN.md ("Test topology"), built from named namespaces
+// (ip-netns(8)), veth pairs (veth(4)) and a bridge, plus traffic helpers that
+// work inside them: echo servers, dialers, and an AF_PACKET capture
+// (packet(7)) that writes pcap files.
+//
+// Addressing is fixed and lives only inside namespaces the lab creates:
+//
+//	client   eth0 10.10.0.2/24, default via 10.10.0.1
+//	router   eth0 10.10.0.1/24, eth1 10.20.0.1/24, ip_forward=1
+//	lan      br0, every LAN veth's peer enslaved to it
+//	director eth0 10.20.0.2/24,  default via 10.20.0.1
+//	rsN      eth0 10.20.0.(10+N)/24, default via 10.20.0.1
+//
+// The VIP (10.20.0.100 by convention) is not configured: gvsd adds it. Every
+// veth end has its offloads off (offload.DisableAll), so frames stay within
+// the 1500-byte MTU and checksums are final when a tap copies them; IPv6 is
+// disabled so captures hold only the traffic a test makes. Host MAC
+// addresses are 02:00 followed by the host's IPv4 address.
+//
+// Namespace switching is per OS thread: Host.Do runs a function on a locked
+// thread inside the host's namespace. Sockets opened there stay in that
+// namespace and keep working from any goroutine afterwards.
+package lab

@@ -1,0 +1,275 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+)
+
+// VIP is the conventional virtual IP of the lab's services. The lab never
+// configures it: gvsd adds it to the director, gvs-realserver to the reals.
+var VIP = netip.AddrFrom4([4]byte{10, 20, 0, 100})
+
+// Addressing of the topology; see the package comment.
+var (
+	lanNet       = netip.MustParsePrefix("10.20.0.0/24")
+	clientAddr   = netip.AddrFrom4([4]byte{10, 10, 0, 2})
+	routerClient = netip.AddrFrom4([4]byte{10, 10, 0, 1})
+	routerLAN    = netip.AddrFrom4([4]byte{10, 20, 0, 1})
+	directorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 2})
+)
+
+// Tunables.
+const (
+	// defaultPrefix names the demo's namespaces; tests pass their own.
+	defaultPrefix = "gvs"
+	// defaultReals matches the two real servers of the DESIGN.md picture.
+	defaultReals = 2
+	// realBase is the host part of rs0's address: rsN has 10.20.0.(10+N).
+	realBase = 10
+	// maxReals keeps the last real server below the conventional VIP .100.
+	maxReals = 89
+	// mtu is the MTU of every veth end and the bridge.
+	mtu = 1500
+	// maxPrefix bounds Options.Prefix so namespace names stay short.
+	maxPrefix = 64
+	// linkUpTimeout bounds the wait for every veth to come up in New.
+	linkUpTimeout = 5 * time.Second
+)
+
+// Options configures New.
+type Options struct {
+	// Prefix names the namespaces: Prefix+"-client", "-router", "-lan",
+	// "-director", "-rs1", "-rs2", ... Default "gvs".
+	Prefix string
+	// Reals is the number of real servers, default 2; rsN has address
+	// 10.20.0.(10+N). At most 89.
+	Reals int
+	// Logf, if set, receives progress messages.
+	Logf func(format string, args ...any)
+}
+
+func (o Options) normalize() (Options, error) {
+	if o.Prefix == "" {
+		o.Prefix = defaultPrefix
+	}
+	if err := checkPrefix(o.Prefix); err != nil {
+		return o, err
+	}
+	if o.Reals == 0 {
+		o.Reals = defaultReals
+	}
+	if o.Reals < 0 || o.Reals > maxReals {
+		return o, fmt.Errorf("lab: %d real servers: want 1 to %d", o.Reals, maxReals)
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return o, nil
+}
+
+// checkPrefix accepts prefixes that make valid, unambiguous namespace names.
+func checkPrefix(p string) error {
+	if p == "" || len(p) > maxPrefix {
+		return fmt.Errorf("lab: prefix %q: want 1 to %d characters", p, maxPrefix)
+	}
+	for i, c := range p {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			return fmt.Errorf("lab: prefix %q: want letters, digits and _.- (not first)", p)
+		}
+	}
+	return nil
+}
+
+// Host is one namespace of the lab seen as a machine.
+type Host struct {
+	Name  string           // "client", "router", "director", "rs1", ...
+	NS    string           // namespace name, for ip netns exec
+	Iface string           // "eth0"; the router's LAN side is "eth1"
+	Addr  netip.Addr       // address of Iface
+	MAC   net.HardwareAddr // of Iface
+
+	lab *Lab
+}
+
+// Lab is a built topology. Close removes it.
+type Lab struct {
+	Client, Router, Director *Host
+	Reals                    []*Host
+	LAN                      netip.Prefix // 10.20.0.0/24
+	Gateway                  netip.Addr   // the router's LAN address, 10.20.0.1: the reals' default gateway
+
+	prefix string
+	logf   func(format string, args ...any)
+
+	mu         sync.Mutex
+	namespaces []string // created (or being created), in order
+	closed     bool
+	closers    map[io.Closer]struct{} // echo servers and captures to stop at Close
+}
+
+// log reports progress through Options.Logf.
+func (l *Lab) log(format string, args ...any) {
+	if l.logf != nil {
+		l.logf("lab "+l.prefix+": "+format, args...)
+	}
+}
+
+// hosts returns every host of the lab.
+func (l *Lab) hosts() []*Host {
+	return append([]*Host{l.Client, l.Router, l.Director}, l.Reals...)
+}
+
+// track registers c to be closed by Lab.Close; it reports false (and does
+// not register) if the lab is already closed.
+func (l *Lab) track(c io.Closer) bool {
+	if l == nil {
+		return true
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	if l.closers == nil {
+		l.closers = make(map[io.Closer]struct{})
+	}
+	l.closers[c] = struct{}{}
+	return true
+}
+
+func (l *Lab) untrack(c io.Closer) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	delete(l.closers, c)
+	l.mu.Unlock()
+}
+
+// closeTracked closes every echo server and capture still open.
+func (l *Lab) closeTracked() error {
+	l.mu.Lock()
+	cs := make([]io.Closer, 0, len(l.closers))
+	for c := range l.closers {
+		cs = append(cs, c)
+	}
+	l.mu.Unlock()
+	var errs []error
+	for _, c := range cs {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// nsName returns the namespace name of a lab part.
+func nsName(prefix, part string) string { return prefix + "-" + part }
+
+// isLabName reports whether name is one a lab with this prefix creates.
+func isLabName(prefix, name string) bool {
+	rest, ok := strings.CutPrefix(name, prefix+"-")
+	if !ok {
+		return false
+	}
+	switch rest {
+	case "client", "router", "lan", "director":
+		return true
+	}
+	digits, ok := strings.CutPrefix(rest, "rs")
+	if !ok || digits == "" || digits[0] == '0' || len(digits) > 3 {
+		return false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// realAddr is rsN's address, 10.20.0.(10+N).
+func realAddr(n int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 20, 0, byte(realBase + n)})
+}
+
+// hostMAC is the MAC address the lab gives a host interface: locally
+// administered, 02:00 followed by the IPv4 address, so captures read easily.
+func hostMAC(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x02, 0x00, b[0], b[1], b[2], b[3]}
+}
+
+// Command returns a command running name with args inside h's namespace,
+// through "ip netns exec".
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// DialTCP connects to raddr from inside h's namespace. The connection keeps
+// working from any goroutine; the caller closes it.
+func (h *Host) DialTCP(ctx context.Context, raddr netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := h.Do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network("tcp", raddr.Addr()), raddr.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: dial tcp %s from %s: %w", raddr, h.Name, err)
+	}
+	return c, nil
+}
+
+// DialUDP returns a UDP socket in h's namespace connected to raddr. The
+// caller closes it.
+func (h *Host) DialUDP(ctx context.Context, raddr netip.AddrPort) (*net.UDPConn, error) {
+	var c net.Conn
+	err := h.Do(func() error {
+		var d net.Dialer
+		var err error
+		c, err = d.DialContext(ctx, network("udp", raddr.Addr()), raddr.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: dial udp %s from %s: %w", raddr, h.Name, err)
+	}
+	return c.(*net.UDPConn), nil
+}
+
+// network returns the address-family-specific network for proto and a.
+func network(proto string, a netip.Addr) string {
+	if a.Is4() || a.Is4In6() {
+		return proto + "4"
+	}
+	return proto + "6"
+}
+
+// Sysctl writes value to the sysctl key inside h's namespace. key is a path
+// under /proc/sys such as "net/ipv4/ip_forward"; the dotted form
+// "net.ipv4.ip_forward" is accepted when it has no slash.
+func (h *Host) Sysctl(key, value string) error {
+	path := key
+	if !strings.Contains(path, "/") {
+		path = strings.ReplaceAll(path, ".", "/")
+	}
+	path = "/proc/sys/" + strings.TrimPrefix(path, "/")
+	err := h.Do(func() error { return os.WriteFile(path, []byte(value), 0) })
+	if err != nil {
+		return fmt.Errorf("lab: sysctl %s=%s on %s: %w", key, value, h.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,461 @@
+package lab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/gvs-lb/gvs/offload"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// netnsDir is where named namespaces are bind-mounted, by ip-netns(8) and
+// github.com/vishvananda/netns alike.
+const netnsDir = "/run/netns"
+
+// New builds the topology: it removes stale namespaces with the same prefix
+// first (a lab left behind by a crash), and on any failure tears down what it
+// built. It needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN).
+func New(o Options) (*Lab, error) {
+	o, err := o.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if err := CleanupStale(o.Prefix); err != nil {
+		return nil, err
+	}
+	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf}
+	host := func(name, iface string, addr netip.Addr) *Host {
+		return &Host{Name: name, NS: nsName(o.Prefix, name), Iface: iface, Addr: addr, MAC: hostMAC(addr), lab: l}
+	}
+	l.Client = host("client", "eth0", clientAddr)
+	l.Router = host("router", "eth0", routerClient)
+	l.Director = host("director", "eth0", directorAddr)
+	for i := 1; i <= o.Reals; i++ {
+		l.Reals = append(l.Reals, host(fmt.Sprintf("rs%d", i), "eth0", realAddr(i)))
+	}
+
+	b := &builder{lab: l, ns: make(map[string]netns.NsHandle), nl: make(map[string]*netlink.Handle)}
+	err = b.build()
+	b.release()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("lab: build %s: %w", o.Prefix, err), l.Close())
+	}
+	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers", o.Prefix,
+		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals))
+	return l, nil
+}
+
+// Close stops the lab's echo servers and captures and removes every
+// namespace it made (and with them all veths and the bridge). It is
+// idempotent.
+func (l *Lab) Close() error {
+	errs := []error{l.closeTracked()}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	names := l.namespaces
+	l.mu.Unlock()
+	for i := len(names) - 1; i >= 0; i-- {
+		if err := deleteNamed(names[i]); err != nil {
+			errs = append(errs, fmt.Errorf("lab: delete namespace %s: %w", names[i], err))
+		}
+	}
+	l.log("removed %d namespaces", len(names))
+	return errors.Join(errs...)
+}
+
+// CleanupStale removes the namespaces a lab with this prefix would create
+// (prefix-client, -router, -lan, -director, -rsN), whoever made them.
+func CleanupStale(prefix string) error {
+	if err := checkPrefix(prefix); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lab: clean up %s: %w", prefix, err)
+	}
+	var errs []error
+	for _, e := range entries {
+		if !isLabName(prefix, e.Name()) {
+			continue
+		}
+		if err := deleteNamed(e.Name()); err != nil {
+			errs = append(errs, fmt.Errorf("lab: clean up namespace %s: %w", e.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// deleteNamed removes the named namespace; one already gone is no error,
+// and a name file left unmounted by a crash mid-creation is removed too.
+func deleteNamed(name string) error {
+	err := netns.DeleteNamed(name)
+	switch {
+	case err == nil, errors.Is(err, unix.ENOENT):
+		return nil
+	case errors.Is(err, unix.EINVAL): // not a mount point
+		if err := os.Remove(filepath.Join(netnsDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	return err
+}
+
+// SetRealGateway replaces the default route of every real server with one
+// via gw (NAT mode points it at the director; l.Gateway restores it).
+func (l *Lab) SetRealGateway(gw netip.Addr) error {
+	if !l.LAN.Contains(gw) {
+		return fmt.Errorf("lab: real-server gateway %s is outside the LAN %s", gw, l.LAN)
+	}
+	for _, r := range l.Reals {
+		if gw == r.Addr {
+			return fmt.Errorf("lab: real-server gateway %s is %s itself", gw, r.Name)
+		}
+	}
+	for _, r := range l.Reals {
+		if err := r.setDefaultRoute(gw); err != nil {
+			return err
+		}
+	}
+	l.log("real servers route via %s", gw)
+	return nil
+}
+
+// setDefaultRoute replaces h's default route with one via gw on h.Iface.
+func (h *Host) setDefaultRoute(gw netip.Addr) error {
+	nl, err := h.netlink()
+	if err != nil {
+		return err
+	}
+	defer nl.Close()
+	link, err := nl.LinkByName(h.Iface)
+	if err != nil {
+		return fmt.Errorf("lab: default route of %s: %w", h.Name, err)
+	}
+	if err := nl.RouteReplace(defaultRoute(link, gw)); err != nil {
+		return fmt.Errorf("lab: default route of %s via %s: %w", h.Name, gw, err)
+	}
+	return nil
+}
+
+func defaultRoute(link netlink.Link, gw netip.Addr) *netlink.Route {
+	return &netlink.Route{
+		LinkIndex: link.Attrs().Index,
+		Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
+		Gw:        gw.AsSlice(),
+	}
+}
+
+// buildFault, set only by tests, makes New fail halfway through building.
+var buildFault func() error
+
+// builder holds the namespace and netlink handles New needs while building.
+type builder struct {
+	lab *Lab
+	ns  map[string]netns.NsHandle      // by lab part: "lan", "client", ...
+	nl  map[string]*netlink.Handle     // sockets inside ns[part]
+	up  []func() (netlink.Link, error) // links to wait for
+}
+
+func (b *builder) release() {
+	for _, h := range b.nl {
+		h.Close()
+	}
+	for _, h := range b.ns {
+		h.Close()
+	}
+}
+
+// veth is one veth pair to create: the end named name in namespace part
+// (created by that namespace's netlink handle) and the end peer in peerPart.
+type veth struct {
+	part, name         string
+	peerPart, peerName string
+	peerAddr           netip.Addr // the host address on the peer end
+	master             int        // bridge index for the first end, or 0
+}
+
+func (b *builder) build() error {
+	l := b.lab
+	parts := []string{"lan", "client", "router", "director"}
+	for _, r := range l.Reals {
+		parts = append(parts, r.Name)
+	}
+	for _, p := range parts {
+		if err := b.addNamespace(p); err != nil {
+			return err
+		}
+	}
+
+	// The LAN: br0 in its own namespace.
+	lan := b.nl["lan"]
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0", MTU: mtu}}
+	if err := lan.LinkAdd(br); err != nil {
+		return fmt.Errorf("add br0: %w", err)
+	}
+	brLink, err := lan.LinkByName("br0")
+	if err != nil {
+		return fmt.Errorf("find br0: %w", err)
+	}
+	if err := lan.LinkSetUp(brLink); err != nil {
+		return fmt.Errorf("set br0 up: %w", err)
+	}
+	if err := b.setLoUp("lan"); err != nil {
+		return err
+	}
+
+	pairs := []veth{{part: "router", name: "eth0", peerPart: "client", peerName: "eth0", peerAddr: clientAddr}}
+	for _, h := range append([]*Host{l.Router, l.Director}, l.Reals...) {
+		iface, addr := h.Iface, h.Addr
+		if h == l.Router {
+			iface, addr = "eth1", routerLAN
+		}
+		pairs = append(pairs, veth{part: "lan", name: h.Name, peerPart: h.Name, peerName: iface, peerAddr: addr, master: brLink.Attrs().Index})
+	}
+	for _, v := range pairs {
+		if err := b.addVeth(v); err != nil {
+			return err
+		}
+	}
+	// The router's client side carries its own address and MAC.
+	if err := b.configure("router", "eth0", routerClient); err != nil {
+		return err
+	}
+	if buildFault != nil {
+		if err := buildFault(); err != nil {
+			return err
+		}
+	}
+
+	// Addresses, routes, forwarding.
+	for _, h := range l.hosts() {
+		if err := b.setLoUp(h.Name); err != nil {
+			return err
+		}
+	}
+	if err := b.addRoute("client", "eth0", routerClient); err != nil {
+		return err
+	}
+	for _, h := range append([]*Host{l.Director}, l.Reals...) {
+		if err := b.addRoute(h.Name, h.Iface, routerLAN); err != nil {
+			return err
+		}
+	}
+	if err := doIn(b.ns["router"], l.Router.NS, func() error {
+		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
+	}); err != nil {
+		return fmt.Errorf("router ip_forward: %w", err)
+	}
+	return b.waitUp()
+}
+
+// addNamespace creates the named namespace of a lab part, with the
+// defaults of nsSysctls, and opens a netlink handle in it.
+func (b *builder) addNamespace(part string) error {
+	l := b.lab
+	name := nsName(l.prefix, part)
+
+	// NewNamed switches the calling thread into the new namespace: do it on
+	// a locked thread of its own and switch back.
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- result{err: err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if err == nil {
+			err = setSysctls(nsSysctls(part))
+		}
+		if rerr := netns.Set(orig); rerr != nil {
+			done <- result{ns: ns, err: errors.Join(err, rerr)} // the thread stays locked and dies
+			return
+		}
+		runtime.UnlockOSThread()
+		done <- result{ns: ns, err: err}
+	}()
+	r := <-done
+	// Someone else's namespace of that name (created since CleanupStale)
+	// is not ours to delete.
+	if !errors.Is(r.err, os.ErrExist) {
+		l.mu.Lock()
+		l.namespaces = append(l.namespaces, name)
+		l.mu.Unlock()
+	}
+	if r.ns.IsOpen() {
+		b.ns[part] = r.ns
+	}
+	if r.err != nil {
+		return fmt.Errorf("create namespace %s: %w", name, r.err)
+	}
+	nl, err := netlink.NewHandleAt(r.ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", name, err)
+	}
+	b.nl[part] = nl
+	l.log("namespace %s", name)
+	return nil
+}
+
+// sysctl is one setting New makes in a fresh namespace, with its reason.
+type sysctl struct{ key, value, why string }
+
+// nsSysctls returns the settings of a lab part's namespace.
+func nsSysctls(part string) []sysctl {
+	s := []sysctl{
+		{"net/ipv6/conf/all/disable_ipv6", "1", "captures hold no router solicitations or MLD reports"},
+		{"net/ipv6/conf/default/disable_ipv6", "1", "the same for interfaces created later"},
+	}
+	if part == "lan" {
+		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
+			s = append(s, sysctl{"net/bridge/bridge-nf-call-" + k, "0", "with br_netfilter loaded, the LAN stays a plain wire"})
+		}
+	}
+	return s
+}
+
+// setSysctls writes settings in the calling thread's namespace. A key the
+// kernel lacks (no IPv6, no br_netfilter) has nothing to set.
+func setSysctls(settings []sysctl) error {
+	for _, s := range settings {
+		err := os.WriteFile("/proc/sys/"+s.key, []byte(s.value), 0)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("sysctl %s=%s: %w", s.key, s.value, err)
+		}
+	}
+	return nil
+}
+
+// addVeth creates the pair v, enslaves its first end to the bridge if asked,
+// turns offloads off on both ends, brings them up and configures the host
+// end's address.
+func (b *builder) addVeth(v veth) error {
+	la := netlink.LinkAttrs{Name: v.name, MTU: mtu, MasterIndex: v.master}
+	if v.part == "router" {
+		la.HardwareAddr = hostMAC(routerClient)
+	}
+	link := &netlink.Veth{
+		LinkAttrs:        la,
+		PeerName:         v.peerName,
+		PeerNamespace:    netlink.NsFd(int(b.ns[v.peerPart])),
+		PeerHardwareAddr: hostMAC(v.peerAddr),
+		PeerMTU:          mtu,
+	}
+	if err := b.nl[v.part].LinkAdd(link); err != nil {
+		return fmt.Errorf("add veth %s/%s -- %s/%s: %w", v.part, v.name, v.peerPart, v.peerName, err)
+	}
+	if v.part == "lan" {
+		if err := b.linkUp(v.part, v.name); err != nil {
+			return err
+		}
+	}
+	return b.configure(v.peerPart, v.peerName, v.peerAddr)
+}
+
+// configure turns offloads off on the link name in part, brings it up and,
+// if addr is valid, gives it addr/24.
+func (b *builder) configure(part, name string, addr netip.Addr) error {
+	if err := b.linkUp(part, name); err != nil {
+		return err
+	}
+	nl := b.nl[part]
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s/%s: %w", part, name, err)
+	}
+	pfx := netip.PrefixFrom(addr, 24)
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}}
+	if err := nl.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("address %s on %s/%s: %w", pfx, part, name, err)
+	}
+	return nil
+}
+
+// linkUp turns offloads off on the link name in part and brings it up, and
+// remembers it for waitUp.
+func (b *builder) linkUp(part, name string) error {
+	nsName := nsName(b.lab.prefix, part)
+	if err := doIn(b.ns[part], nsName, func() error { return offload.DisableAll(name) }); err != nil {
+		return fmt.Errorf("offloads of %s/%s: %w", part, name, err)
+	}
+	nl := b.nl[part]
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s/%s: %w", part, name, err)
+	}
+	if err := nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s/%s up: %w", part, name, err)
+	}
+	b.up = append(b.up, func() (netlink.Link, error) { return nl.LinkByName(name) })
+	return nil
+}
+
+func (b *builder) setLoUp(part string) error {
+	nl := b.nl[part]
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		return fmt.Errorf("find %s/lo: %w", part, err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		return fmt.Errorf("set %s/lo up: %w", part, err)
+	}
+	return nil
+}
+
+func (b *builder) addRoute(part, iface string, gw netip.Addr) error {
+	nl := b.nl[part]
+	link, err := nl.LinkByName(iface)
+	if err != nil {
+		return fmt.Errorf("find %s/%s: %w", part, iface, err)
+	}
+	if err := nl.RouteAdd(defaultRoute(link, gw)); err != nil {
+		return fmt.Errorf("default route of %s via %s: %w", part, gw, err)
+	}
+	return nil
+}
+
+// waitUp waits, bounded by linkUpTimeout, until every veth end reports
+// operational state up, so the first packet a test sends is not dropped
+// while the kernel activates the link.
+func (b *builder) waitUp() error {
+	deadline := time.Now().Add(linkUpTimeout)
+	for _, get := range b.up {
+		for {
+			link, err := get()
+			if err != nil {
+				return fmt.Errorf("wait for links: %w", err)
+			}
+			if link.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("link %s still %s after %v", link.Attrs().Name, link.Attrs().OperState, linkUpTimeout)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return nil
+}
