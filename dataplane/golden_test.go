@@ -189,7 +189,6 @@ func diff(a, b []byte) string {
 	return "lengths " + strconv.Itoa(len(a)) + " and " + strconv.Itoa(len(b))
 }
 
-
 func TestGoldenDR(t *testing.T) {
 	for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 		in := client(proto)

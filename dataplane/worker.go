@@ -68,7 +68,7 @@ type Worker struct {
 	flow       schedule.Flow
 	nextPort   uint32
 	lastExpire int64
-	cur        *Table              // table of the batch, for onExpire
+	cur        *Table                 // table of the batch, for onExpire
 	onExpireFn func(*conntrack.Entry) // w.onExpire, bound once
 }
 

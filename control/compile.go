@@ -1,0 +1,146 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+	"github.com/gvs-lb/gvs/dataplane/header"
+	"github.com/gvs-lb/gvs/schedule"
+)
+
+// LinkInfo is what the compiler needs of the director interface.
+type LinkInfo struct {
+	Name string
+	MAC  [6]byte
+	Addr netip.Addr // the interface's IPv4 address: IPIP outer source, default FULLNAT local address
+	MTU  int
+}
+
+// realKey names a real server within a service; it maps to a stable ID.
+type realKey struct {
+	svc  dataplane.ServiceKey
+	addr netip.AddrPort
+}
+
+// Compiler turns configurations into dataplane tables. It remembers the
+// stable ID, the live connection counters and the traffic counters of
+// every real it has seen, so a recompiled table keeps them and connection
+// entries stay valid across reloads. Not safe for concurrent use.
+type Compiler struct {
+	ids      map[realKey]uint32
+	counters []*schedule.Counters
+	stats    []*dataplane.RealStats
+}
+
+// NewCompiler returns an empty compiler.
+func NewCompiler() *Compiler { return &Compiler{ids: make(map[realKey]uint32)} }
+
+func (c *Compiler) id(k realKey) uint32 {
+	if id, ok := c.ids[k]; ok {
+		return id
+	}
+	id := uint32(len(c.counters))
+	c.ids[k] = id
+	c.counters = append(c.counters, new(schedule.Counters))
+	c.stats = append(c.stats, new(dataplane.RealStats))
+	return id
+}
+
+// Resolver returns the next-hop MAC for a real server's address, or false
+// while it is unknown.
+type Resolver func(ip netip.Addr) ([6]byte, bool)
+
+// Compile builds the dataplane table and the frame match for cfg. locals
+// are the FULLNAT local addresses (already defaulted). A real whose MAC
+// resolve cannot tell yet is in the table but not Ready, with weight 0 for
+// the scheduler. Problems are reported together, each with its config path.
+func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Addr, resolve Resolver) (*dataplane.Table, *afpacket.Match, error) {
+	t := &dataplane.Table{
+		MAC:      link.MAC,
+		Addr:     link.Addr.As4(),
+		MTU:      link.MTU,
+		Services: make(map[dataplane.ServiceKey]*dataplane.Service, len(cfg.Services)),
+		PortLo:   cfg.Director.LocalPorts.Lo,
+		PortHi:   cfg.Director.LocalPorts.Hi,
+		Timeouts: conntrack.Timeouts{TCP: cfg.Timeouts.TCP, TCPFin: cfg.Timeouts.TCPFin, UDP: cfg.Timeouts.UDP},
+	}
+	m := &afpacket.Match{}
+	var errs config.Errors
+	fullnat := false
+	for si, s := range cfg.Services {
+		path := fmt.Sprintf("service[%d]", si)
+		if s.Persistence > 0 {
+			errs = append(errs, config.FieldError{Path: path + ".persistence", Msg: "persistence is not supported yet"})
+		}
+		if s.OPS {
+			errs = append(errs, config.FieldError{Path: path + ".ops", Msg: "one-packet scheduling is not supported yet"})
+		}
+		proto := header.ProtoTCP
+		if s.Protocol == config.UDP {
+			proto = header.ProtoUDP
+		}
+		key := dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port}
+		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
+		for ri, r := range s.Reals {
+			id := c.id(realKey{svc: key, addr: r.Address})
+			fwd := dataplane.Forward(r.Forward)
+			mac, ready := resolve(r.Address.Addr())
+			for int(id) >= len(t.Reals) {
+				t.Reals = append(t.Reals, dataplane.Real{})
+			}
+			t.Reals[id] = dataplane.Real{
+				ID: id, Addr: r.Address.Addr().As4(), Port: r.Address.Port(), Forward: fwd,
+				MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id],
+			}
+			w := int32(r.Weight)
+			if !ready {
+				w = 0
+			}
+			svc.Reals = append(svc.Reals, id)
+			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id]})
+			switch fwd {
+			case dataplane.ForwardNAT:
+				ep := afpacket.Endpoint{Proto: proto, Addr: r.Address.Addr().As4(), Port: r.Address.Port()}
+				if !slices.Contains(m.NATReals, ep) {
+					m.NATReals = append(m.NATReals, ep)
+				}
+			case dataplane.ForwardFullNAT:
+				fullnat = true
+			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
+			}
+			_ = ri
+		}
+		sched, err := schedule.New(s.Scheduler, svc.Dests)
+		if err != nil {
+			errs = append(errs, config.FieldError{Path: path + ".scheduler", Msg: err.Error()})
+			continue
+		}
+		svc.Sched = sched
+		t.Services[key] = svc
+	}
+	// Every ID this compiler ever handed out has a slot, so that entries of
+	// removed reals find a zero Real and are dropped rather than misrouted.
+	for len(t.Reals) < len(c.counters) {
+		t.Reals = append(t.Reals, dataplane.Real{})
+	}
+	if fullnat {
+		for _, a := range locals {
+			t.Locals = append(t.Locals, a.As4())
+			m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, nil, errs
+	}
+	return t, m, nil
+}
+
+// errNoIPv4 is returned when the director interface has no IPv4 address.
+var errNoIPv4 = errors.New("has no IPv4 address")

@@ -1,0 +1,471 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gvs-lb/gvs/arpctl"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/ingress"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+	"github.com/gvs-lb/gvs/offload"
+)
+
+// Tunables of the daemon.
+const (
+	// resolveTimeout bounds one ARP resolution of a real server's next hop
+	// at start and reload; unresolved reals are retried every
+	// resolveEvery, so a slow neighbour delays only itself.
+	resolveTimeout = time.Second
+	resolveEvery   = 5 * time.Second
+	// garpCount and garpInterval: gratuitous ARPs sent when a VIP is added,
+	// as keepalived's vrrp_garp_master_repeat default (5) does, spaced so
+	// that a switch that missed one gets the next.
+	garpCount    = 3
+	garpInterval = 200 * time.Millisecond
+)
+
+// Daemon is a running director: links, dataplane, ingress table and VIPs.
+type Daemon struct {
+	log  *slog.Logger
+	link LinkInfo
+
+	mu       sync.Mutex // serialises Reload, the resolver and Close
+	cfg      *config.Config
+	comp     *Compiler
+	match    *afpacket.Match
+	macs     map[netip.Addr][6]byte
+	vips     map[netip.Addr]bool // VIPs present on the interface; true = we added it
+	links    []*afpacket.Link
+	dp       *dataplane.Dataplane
+	ingress  *ingress.Table
+	restore  func() error // offloads
+	stop     chan struct{}
+	runDone  chan struct{} // closed when the dataplane stopped; runErr says why
+	runErr   error
+	bg       sync.WaitGroup
+	closed   bool
+	announce sync.WaitGroup
+}
+
+// Start brings a director up with cfg: it checks the host, opens one
+// AF_PACKET link per worker, publishes the compiled table, installs the
+// ingress table and adds the VIPs. On any error it undoes what it did.
+func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			d.teardown()
+		}
+	}()
+	if d.link, err = linkInfo(cfg.Director.Interface); err != nil {
+		return nil, err
+	}
+	if err := checkLocalPorts(cfg); err != nil {
+		return nil, err
+	}
+	if d.restore, err = offload.DisableForCapture(d.link.Name); err != nil {
+		// Not fatal: a frame that arrives larger than a worker's buffer is
+		// counted as truncated, never forwarded wrong.
+		log.Warn("cannot turn off GRO/LRO; frames larger than the MTU will be dropped and counted", "interface", d.link.Name, "err", err)
+		d.restore = nil
+	}
+	d.resolveAll(cfg)
+	t, m, err := d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	if err != nil {
+		return nil, err
+	}
+	workers := cfg.Director.Workers
+	if workers == 0 {
+		workers = runtime.NumCPU()
+	}
+	filter, err := afpacket.FilterProgram(m)
+	if err != nil {
+		return nil, fmt.Errorf("control: filter: %w", err)
+	}
+	lc := afpacket.Config{Interface: d.link.Name, Filter: filter}
+	if workers > 1 {
+		lc.FanoutGroup = uint16(os.Getpid())
+		if lc.Steering, err = afpacket.SteeringProgram(m, workers); err != nil {
+			return nil, fmt.Errorf("control: steering: %w", err)
+		}
+	}
+	links := make([]dataplane.Link, 0, workers)
+	for i := 0; i < workers; i++ {
+		l, err := afpacket.Open(lc)
+		if err != nil {
+			return nil, fmt.Errorf("control: worker %d: %w", i, err)
+		}
+		d.links = append(d.links, l)
+		links = append(links, l)
+	}
+	if d.dp, err = dataplane.New(links, cfg.Limits.Connections); err != nil {
+		return nil, err
+	}
+	d.dp.Publish(t)
+	d.match = m
+	d.runDone = make(chan struct{})
+	go func() { // dataplane supervisor: records why the workers stopped
+		d.runErr = d.dp.Run(d.stop)
+		close(d.runDone)
+	}()
+	if d.ingress, err = ingress.Install(d.link.Name, m); err != nil {
+		return nil, err
+	}
+	if err := d.syncVIPs(cfg); err != nil {
+		return nil, err
+	}
+	d.bg.Add(1)
+	go d.resolver() // control: re-resolves next hops until Close
+	log.Info("gvsd started", "interface", d.link.Name, "addr", d.link.Addr, "mac", net.HardwareAddr(d.link.MAC[:]).String(),
+		"workers", workers, "services", len(cfg.Services))
+	return d, nil
+}
+
+// Reload applies a new configuration. Connections of services and reals
+// that stay keep their entries and their real; on error the running
+// configuration stays as it was.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("control: reload after close")
+	}
+	if cfg.Director.Interface != d.cfg.Director.Interface {
+		return config.Errors{{Path: "director.interface", Msg: "cannot change on reload; restart gvsd"}}
+	}
+	if err := checkLocalPorts(cfg); err != nil {
+		return err
+	}
+	d.resolveAll(cfg)
+	t, m, err := d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	if err != nil {
+		return err
+	}
+	if err := d.apply(t, m); err != nil {
+		return err
+	}
+	if err := d.syncVIPs(cfg); err != nil {
+		return err
+	}
+	d.cfg = cfg
+	d.log.Info("configuration reloaded", "services", len(cfg.Services))
+	return nil
+}
+
+// apply moves the links, the dataplane and the ingress table to (t, m):
+// first the filters admit the new frames, then the table is published,
+// then the kernel stops seeing them.
+func (d *Daemon) apply(t *dataplane.Table, m *afpacket.Match) error {
+	filter, err := afpacket.FilterProgram(m)
+	if err != nil {
+		return fmt.Errorf("control: filter: %w", err)
+	}
+	for i, l := range d.links {
+		if err := l.SetFilter(filter); err != nil {
+			return fmt.Errorf("control: worker %d: %w", i, err)
+		}
+	}
+	if len(d.links) > 1 {
+		steer, err := afpacket.SteeringProgram(m, len(d.links))
+		if err != nil {
+			return fmt.Errorf("control: steering: %w", err)
+		}
+		if err := d.links[0].SetSteering(steer); err != nil {
+			return fmt.Errorf("control: steering: %w", err)
+		}
+	}
+	d.dp.Publish(t)
+	if err := d.ingress.Update(m); err != nil {
+		return err
+	}
+	d.match = m
+	return nil
+}
+
+// Dataplane returns the running dataplane, for counters.
+func (d *Daemon) Dataplane() *dataplane.Dataplane { return d.dp }
+
+// Config returns the running configuration.
+func (d *Daemon) Config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}
+
+// Done is closed when the dataplane stopped, on its own (a link failed) or
+// by Close; Err then says why.
+func (d *Daemon) Done() <-chan struct{} { return d.runDone }
+
+// Err is the dataplane's error once Done is closed.
+func (d *Daemon) Err() error {
+	<-d.runDone
+	return d.runErr
+}
+
+// Close removes the ingress table first (the kernel sees VIP traffic again
+// only once the VIPs are also gone), then the VIPs, stops the workers,
+// closes the links and restores the interface's offloads.
+func (d *Daemon) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	return d.teardown()
+}
+
+func (d *Daemon) teardown() error {
+	var errs []error
+	if d.ingress != nil {
+		errs = append(errs, d.ingress.Remove())
+	}
+	d.announce.Wait()
+	for vip, added := range d.vips {
+		if added {
+			errs = append(errs, arpctl.RemoveVIP(d.link.Name, vip))
+		}
+	}
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+	for _, l := range d.links {
+		errs = append(errs, l.Close())
+	}
+	if d.runDone != nil {
+		<-d.runDone
+		errs = append(errs, d.runErr)
+	}
+	d.bg.Wait()
+	if d.restore != nil {
+		errs = append(errs, d.restore())
+	}
+	return errors.Join(errs...)
+}
+
+// syncVIPs adds the VIPs of cfg to the interface (announcing each new one
+// with gratuitous ARP) and removes the ones we added that cfg no longer has.
+func (d *Daemon) syncVIPs(cfg *config.Config) error {
+	want := map[netip.Addr]bool{}
+	for _, s := range cfg.Services {
+		want[s.Address.Addr()] = true
+	}
+	for vip := range want {
+		if _, ok := d.vips[vip]; ok {
+			continue
+		}
+		added, err := arpctl.AddVIP(d.link.Name, vip)
+		if err != nil {
+			return err
+		}
+		d.vips[vip] = added
+		d.announce.Add(1)
+		go func() { // control: gratuitous ARP for one new VIP, bounded by garpCount
+			defer d.announce.Done()
+			if err := arpctl.Announce(d.link.Name, vip, garpCount, garpInterval); err != nil {
+				d.log.Warn("gratuitous ARP failed", "vip", vip, "err", err)
+			}
+		}()
+		d.log.Info("VIP up", "vip", vip, "interface", d.link.Name)
+	}
+	for vip, added := range d.vips {
+		if want[vip] {
+			continue
+		}
+		if added {
+			if err := arpctl.RemoveVIP(d.link.Name, vip); err != nil {
+				return err
+			}
+		}
+		delete(d.vips, vip)
+		d.log.Info("VIP down", "vip", vip)
+	}
+	return nil
+}
+
+// locals returns the FULLNAT local addresses: configured, else the
+// interface's address.
+func (d *Daemon) locals(cfg *config.Config) []netip.Addr {
+	if len(cfg.Director.LocalAddresses) > 0 {
+		return cfg.Director.LocalAddresses
+	}
+	return []netip.Addr{d.link.Addr}
+}
+
+func (d *Daemon) lookupMAC(ip netip.Addr) ([6]byte, bool) {
+	mac, ok := d.macs[ip]
+	return mac, ok
+}
+
+// resolveAll resolves, in parallel, the next hop of every real of cfg
+// that has none yet.
+func (d *Daemon) resolveAll(cfg *config.Config) {
+	var todo []netip.Addr
+	for _, s := range cfg.Services {
+		for _, r := range s.Reals {
+			a := r.Address.Addr()
+			if _, ok := d.macs[a]; !ok && !slices.Contains(todo, a) {
+				todo = append(todo, a)
+			}
+		}
+	}
+	d.resolve(todo)
+}
+
+func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
+	type result struct {
+		addr netip.Addr
+		mac  [6]byte
+		err  error
+	}
+	results := make(chan result, len(addrs))
+	for _, a := range addrs {
+		go func() { // control: one ARP resolution, bounded by resolveTimeout
+			hw, _, err := arpctl.Resolve(d.link.Name, a, resolveTimeout)
+			var mac [6]byte
+			if err == nil {
+				copy(mac[:], hw)
+			}
+			results <- result{a, mac, err}
+		}()
+	}
+	for range addrs {
+		r := <-results
+		if r.err != nil {
+			if _, had := d.macs[r.addr]; had {
+				d.log.Warn("real server next hop lost", "real", r.addr, "err", r.err)
+				delete(d.macs, r.addr)
+				changed = true
+			} else {
+				d.log.Warn("cannot resolve real server next hop; it gets no traffic until it can", "real", r.addr, "err", r.err)
+			}
+			continue
+		}
+		if old, had := d.macs[r.addr]; !had || old != r.mac {
+			d.macs[r.addr] = r.mac
+			changed = true
+			d.log.Info("real server next hop", "real", r.addr, "mac", net.HardwareAddr(r.mac[:]).String())
+		}
+	}
+	return changed
+}
+
+// resolver re-resolves every real's next hop periodically and republishes
+// the table when one changed (a real came up, moved or went away).
+func (d *Daemon) resolver() {
+	defer d.bg.Done()
+	tick := time.NewTicker(resolveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		var all []netip.Addr
+		for _, s := range d.cfg.Services {
+			for _, r := range s.Reals {
+				if a := r.Address.Addr(); !slices.Contains(all, a) {
+					all = append(all, a)
+				}
+			}
+		}
+		if d.resolve(all) {
+			t, m, err := d.comp.Compile(d.cfg, d.link, d.locals(d.cfg), d.lookupMAC)
+			if err == nil {
+				err = d.apply(t, m)
+			}
+			if err != nil {
+				d.log.Error("republish after next-hop change failed", "err", err)
+			}
+		}
+		d.mu.Unlock()
+	}
+}
+
+func linkInfo(name string) (LinkInfo, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return LinkInfo{}, fmt.Errorf("control: interface %q: %w", name, err)
+	}
+	li := LinkInfo{Name: name, MTU: ifi.MTU}
+	if len(ifi.HardwareAddr) != 6 {
+		return LinkInfo{}, fmt.Errorf("control: interface %q is not Ethernet", name)
+	}
+	copy(li.MAC[:], ifi.HardwareAddr)
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return LinkInfo{}, fmt.Errorf("control: interface %q: %w", name, err)
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Bits() < 32 {
+			li.Addr = p.Addr()
+			break
+		}
+	}
+	if !li.Addr.IsValid() {
+		return LinkInfo{}, fmt.Errorf("control: interface %q %w", name, errNoIPv4)
+	}
+	return li, nil
+}
+
+// checkLocalPorts refuses FULLNAT local ports that overlap the kernel's
+// ephemeral range: the kernel would pick the same source ports for its own
+// connections from the same address.
+func checkLocalPorts(cfg *config.Config) error {
+	if !usesFullNAT(cfg) {
+		return nil
+	}
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fmt.Errorf("control: read ip_local_port_range: %w", err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return fmt.Errorf("control: ip_local_port_range: unexpected %q", b)
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("control: ip_local_port_range: unexpected %q", b)
+	}
+	r := cfg.Director.LocalPorts
+	if int(r.Lo) <= hi && int(r.Hi) >= lo {
+		return config.Errors{{Path: "director.local_ports", Msg: fmt.Sprintf("%s overlaps the kernel's ephemeral ports %d-%d (net.ipv4.ip_local_port_range)", r, lo, hi)}}
+	}
+	return nil
+}
+
+func usesFullNAT(cfg *config.Config) bool {
+	for _, s := range cfg.Services {
+		for _, r := range s.Reals {
+			if r.Forward == config.FullNAT {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,262 @@
+package ingress
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+	mdnetlink "github.com/mdlayher/netlink"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Offsets the rules load (RFC 791 for IPv4, RFC 768 and RFC 9293 for the
+// UDP and TCP ports, which sit at the same place in both headers):
+//
+//	IPv4:  0       4       8   9           12              16
+//	       +-------+-------+---+---+-------+---------------+---------------+
+//	       |ver len|  ...  |ttl|pro| csum  | source addr   | dest addr     |
+//	       +-------+-------+---+---+-------+---------------+---------------+
+//	TCP/UDP: 0               2               4
+//	       +---------------+---------------+
+//	       | source port   | dest port     |
+//	       +---------------+---------------+
+const (
+	ipv4ProtoOff = 9
+	ipv4SrcOff   = 12
+	ipv4DstOff   = 16
+	l4SrcPortOff = 0
+	l4DstPortOff = 2
+)
+
+// ethTypeIPv4 is the EtherType of IPv4 (IEEE 802.3), as meta protocol
+// yields it: network byte order.
+var ethTypeIPv4 = []byte{0x08, 0x00}
+
+// Registers a concatenation is loaded into, the way nft itself does it:
+// the first field into the 16-byte NFT_REG_1 and each further field into
+// the next 32-bit register, so the key is contiguous from NFT_REG_1.
+const (
+	regAddr  = unix.NFT_REG_1
+	regProto = unix.NFT_REG32_01
+	regPort  = unix.NFT_REG32_02
+)
+
+// elementsPerMessage bounds the elements in one NEWSETELEM message: the
+// element list is one netlink attribute, whose length field has 16 bits.
+// An interval element takes at most 48 bytes, so 1024 of them stay well
+// under 64 KiB.
+const elementsPerMessage = 1024
+
+// sendBuffer is the send buffer asked for (SO_SNDBUFFORCE as root) so a
+// whole transaction fits in one sendmsg, as nft does: the default of about
+// 200 KiB stops near 8,000 endpoints; 32 MiB is room for over 600,000. It
+// is a limit, not an allocation.
+const sendBuffer = 32 << 20
+
+// Table is the installed netdev table. Its methods may be called from any
+// goroutine: it talks to the network namespace Install was called in.
+type Table struct {
+	mu     sync.Mutex
+	ifname string
+	nsFD   int // the network namespace of the table; -1 once removed
+	conn   *nftables.Conn
+	table  *nftables.Table
+	chain  *nftables.Chain
+	vips   *nftables.Set
+	nat    *nftables.Set
+	locals *nftables.Set
+}
+
+// Install creates the table for ifname with rules for m in the network
+// namespace of the calling thread, first deleting a stale table of the
+// same name (left by a crashed gvsd). Everything happens in one netlink
+// batch, so the kernel sees either the old table or the new one.
+func Install(ifname string, m *afpacket.Match) (*Table, error) {
+	wrap := func(err error) error {
+		return fmt.Errorf("ingress: install table netdev %s on %s: %w", TableName, ifname, err)
+	}
+	e, err := compile(m)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if _, err := netlink.LinkByName(ifname); err != nil {
+		return nil, wrap(err)
+	}
+	// Later calls may come from any thread, so hold on to this thread's
+	// namespace and make every netlink socket in it.
+	fd, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("open network namespace: %w", err))
+	}
+	conn, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(func(c *mdnetlink.Conn) error {
+		return c.SetWriteBuffer(sendBuffer)
+	}))
+	if err != nil {
+		unix.Close(fd)
+		return nil, wrap(err)
+	}
+	t := newTable(ifname, fd, conn)
+
+	// Adding a table that exists is not an error, deleting one that does
+	// not is: add then delete removes a stale table in either case.
+	conn.AddTable(t.table)
+	conn.DelTable(t.table)
+	conn.AddTable(t.table)
+	conn.AddChain(t.chain)
+	for _, s := range []*nftables.Set{t.vips, t.nat, t.locals} {
+		if err := conn.AddSet(s, nil); err != nil {
+			unix.Close(fd)
+			return nil, wrap(err)
+		}
+	}
+	if err := t.queueContents(e); err != nil {
+		unix.Close(fd)
+		return nil, wrap(err)
+	}
+	if err := conn.Flush(); err != nil {
+		unix.Close(fd)
+		return nil, wrap(err)
+	}
+	return t, nil
+}
+
+func newTable(ifname string, nsFD int, conn *nftables.Conn) *Table {
+	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyNetdev}
+	policy := nftables.ChainPolicyAccept
+	concat := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	return &Table{
+		ifname: ifname,
+		nsFD:   nsFD,
+		conn:   conn,
+		table:  table,
+		chain: &nftables.Chain{
+			Name:     chainName,
+			Table:    table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookIngress,
+			Priority: nftables.ChainPriorityFilter,
+			Policy:   &policy,
+			Device:   ifname,
+		},
+		vips:   &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
+		nat:    &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
+		locals: &nftables.Set{Table: table, Name: setLocals, KeyType: concat, Concatenation: true, Interval: true},
+	}
+}
+
+// Update replaces the contents of the table with the rules for m in one
+// transaction: the chain and the sets are flushed and refilled in a single
+// batch, so no frame sees an empty or half-filled table.
+func (t *Table) Update(m *afpacket.Match) error {
+	wrap := func(err error) error {
+		return fmt.Errorf("ingress: update table netdev %s on %s: %w", TableName, t.ifname, err)
+	}
+	e, err := compile(m)
+	if err != nil {
+		return wrap(err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.nsFD < 0 {
+		return wrap(errRemoved)
+	}
+	t.conn.FlushChain(t.chain)
+	t.conn.FlushSet(t.vips)
+	t.conn.FlushSet(t.nat)
+	t.conn.FlushSet(t.locals)
+	if err := t.queueContents(e); err != nil {
+		return wrap(err)
+	}
+	if err := t.conn.Flush(); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// Remove deletes the table. Removing a table that is already gone is not
+// an error; further calls to Update fail.
+func (t *Table) Remove() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.nsFD < 0 {
+		return nil
+	}
+	t.conn.AddTable(t.table)
+	t.conn.DelTable(t.table)
+	err := t.conn.Flush()
+	unix.Close(t.nsFD)
+	t.nsFD = -1
+	if err != nil {
+		return fmt.Errorf("ingress: remove table netdev %s on %s: %w", TableName, t.ifname, err)
+	}
+	return nil
+}
+
+var errRemoved = errors.New("table was removed")
+
+// queueContents queues the three drop rules and the set elements of e.
+func (t *Table) queueContents(e elements) error {
+	t.conn.AddRule(t.dropRule(ipv4DstOff, l4DstPortOff, t.vips, "gvs: client packets to VIP:port"))
+	t.conn.AddRule(t.dropRule(ipv4SrcOff, l4SrcPortOff, t.nat, "gvs: NAT replies from RIP:port"))
+	t.conn.AddRule(t.dropRule(ipv4DstOff, l4DstPortOff, t.locals, "gvs: FULLNAT replies to LIP:lport"))
+
+	add := func(s *nftables.Set, elems []nftables.SetElement) error {
+		for len(elems) > 0 {
+			n := min(len(elems), elementsPerMessage)
+			if err := t.conn.SetAddElements(s, elems[:n]); err != nil {
+				return err
+			}
+			elems = elems[n:]
+		}
+		return nil
+	}
+	if err := add(t.vips, keyElements(e.vips)); err != nil {
+		return err
+	}
+	if err := add(t.nat, keyElements(e.natReals)); err != nil {
+		return err
+	}
+	locals := make([]nftables.SetElement, len(e.locals))
+	for i, r := range e.locals {
+		locals[i] = nftables.SetElement{Key: r.lo[:], KeyEnd: r.hi[:]}
+	}
+	return add(t.locals, locals)
+}
+
+func keyElements(keys []key) []nftables.SetElement {
+	elems := make([]nftables.SetElement, len(keys))
+	for i := range keys {
+		elems[i] = nftables.SetElement{Key: keys[i][:]}
+	}
+	return elems
+}
+
+// dropRule is
+//
+//	meta protocol ip  ip <addr> . ip protocol . th <port>  @set  counter drop
+//
+// where addr and port are the offsets of the source or destination
+// fields. The th (transport header) load fails on a fragment after the
+// first, so those never match.
+func (t *Table) dropRule(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv4},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 4},
+			&expr.Payload{DestRegister: regProto, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4ProtoOff, Len: 1},
+			&expr.Payload{DestRegister: regPort, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+			&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
+	}
+}

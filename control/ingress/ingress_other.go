@@ -1,0 +1,28 @@
+//go:build !linux
+
+package ingress
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// Table is the installed netdev table. nftables exists only on Linux.
+type Table struct{}
+
+// Install creates the table for ifname. Only Linux is supported.
+func Install(ifname string, m *afpacket.Match) (*Table, error) {
+	return nil, fmt.Errorf("ingress: install table netdev %s on %s: unsupported on %s", TableName, ifname, runtime.GOOS)
+}
+
+// Update replaces the rules. Only Linux is supported.
+func (t *Table) Update(m *afpacket.Match) error {
+	return fmt.Errorf("ingress: update table netdev %s: unsupported on %s", TableName, runtime.GOOS)
+}
+
+// Remove deletes the table. Only Linux is supported.
+func (t *Table) Remove() error {
+	return fmt.Errorf("ingress: remove table netdev %s: unsupported on %s", TableName, runtime.GOOS)
+}

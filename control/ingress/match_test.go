@@ -1,0 +1,93 @@
+package ingress
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+func TestMakeKeyLayout(t *testing.T) {
+	k := makeKey(protoUDP, [4]byte{10, 0, 0, 1}, 0x1f90)
+	want := []byte{10, 0, 0, 1, 17, 0, 0, 0, 0x1f, 0x90, 0, 0}
+	if !bytes.Equal(k[:], want) {
+		t.Fatalf("key = % x, want % x", k, want)
+	}
+}
+
+func TestCompile(t *testing.T) {
+	vip := [4]byte{10, 0, 0, 100}
+	lip := [4]byte{10, 0, 0, 1}
+	m := &afpacket.Match{
+		VIPs: []afpacket.Endpoint{
+			{Proto: protoTCP, Addr: vip, Port: 80},
+			{Proto: protoUDP, Addr: vip, Port: 53},
+			{Proto: protoTCP, Addr: vip, Port: 80}, // duplicate
+		},
+		NATReals: []afpacket.Endpoint{{Proto: protoTCP, Addr: [4]byte{10, 0, 0, 11}, Port: 8080}},
+		Locals: []afpacket.LocalRange{
+			{Addr: lip, PortLo: 2000, PortHi: 2999},
+			{Addr: lip, PortLo: 1000, PortHi: 1999}, // adjacent: merged with the first
+			{Addr: lip, PortLo: 1500, PortHi: 1600}, // inside: merged
+			{Addr: [4]byte{10, 0, 0, 2}, PortLo: 5000, PortHi: 5000},
+		},
+	}
+	e, err := compile(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []key{makeKey(protoTCP, vip, 80), makeKey(protoUDP, vip, 53)}; !keysEqual(e.vips, want) {
+		t.Errorf("vips = %x, want %x", e.vips, want)
+	}
+	if len(e.natReals) != 1 || e.natReals[0] != makeKey(protoTCP, [4]byte{10, 0, 0, 11}, 8080) {
+		t.Errorf("natReals = %x", e.natReals)
+	}
+	want := []keyRange{
+		{makeKey(protoTCP, lip, 1000), makeKey(protoTCP, lip, 2999)},
+		{makeKey(protoTCP, [4]byte{10, 0, 0, 2}, 5000), makeKey(protoTCP, [4]byte{10, 0, 0, 2}, 5000)},
+		{makeKey(protoUDP, lip, 1000), makeKey(protoUDP, lip, 2999)},
+		{makeKey(protoUDP, [4]byte{10, 0, 0, 2}, 5000), makeKey(protoUDP, [4]byte{10, 0, 0, 2}, 5000)},
+	}
+	if len(e.locals) != len(want) {
+		t.Fatalf("locals = %x, want %x", e.locals, want)
+	}
+	for i := range want {
+		if e.locals[i] != want[i] {
+			t.Errorf("locals[%d] = %x, want %x", i, e.locals[i], want[i])
+		}
+	}
+
+	if e, err := compile(nil); err != nil || len(e.vips)+len(e.natReals)+len(e.locals) != 0 {
+		t.Errorf("compile(nil) = %+v, %v; want nothing", e, err)
+	}
+}
+
+func keysEqual(a, b []key) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCompileRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    afpacket.Match
+		want string
+	}{
+		{"ICMP VIP", afpacket.Match{VIPs: []afpacket.Endpoint{{Proto: 1, Port: 0}}}, "VIPs[0]: protocol 1"},
+		{"zero NAT proto", afpacket.Match{NATReals: []afpacket.Endpoint{{}}}, "NATReals[0]: protocol 0"},
+		{"reversed range", afpacket.Match{Locals: []afpacket.LocalRange{{PortLo: 9, PortHi: 8}}}, "Locals[0]: port range 9-8"},
+	} {
+		_, err := compile(&tc.m)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want it to mention %q", tc.name, err, tc.want)
+		}
+	}
+}

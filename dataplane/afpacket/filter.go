@@ -1,0 +1,464 @@
+package afpacket
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"golang.org/x/net/bpf"
+)
+
+// Offsets into an untagged Ethernet II frame carrying IPv4 (IEEE 802.3
+// clause 3, RFC 791 section 3.1). Ethernet offsets count from the first byte
+// of the destination MAC address, IPv4 offsets from the first byte of the
+// IPv4 header, port offsets from the first byte of the TCP (RFC 9293) or
+// UDP (RFC 768) header, which starts 4*IHL bytes into the IPv4 header.
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  dst MAC (6), src MAC (6)                   |   EtherType   |  Ethernet 0..13
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|Version|  IHL  |Type of Service|          Total Length         |  IPv4 0
+//	|         Identification        |Flags|      Fragment Offset    |  IPv4 4
+//	|  Time to Live |    Protocol   |         Header Checksum       |  IPv4 8
+//	|                       Source Address                          |  IPv4 12
+//	|                    Destination Address                        |  IPv4 16
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|          Source Port          |       Destination Port        |  L4 0
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+const (
+	ethTypeOff  = 12 // EtherType
+	ethHdrLen   = 14 // destination MAC, source MAC, EtherType
+	etherTypeV4 = 0x0800
+
+	ipVerIHLOff  = 0  // version (high nibble), IHL in 32-bit words (low nibble)
+	ipFlagsOff   = 6  // flags (3 bits) and fragment offset (13 bits)
+	ipProtoOff   = 9  // protocol
+	ipSrcOff     = 12 // source address
+	ipDstOff     = 16 // destination address
+	ipFragOffset = 0x1fff
+
+	// An IPv4 version/IHL byte is acceptable when the version is 4 and the
+	// header is at least the minimal 20 bytes: 0x45 through 0x4f.
+	ipVerIHLMin = 0x45
+	ipVerIHLEnd = 0x50
+
+	l4SrcPortOff = 0
+	l4DstPortOff = 2
+
+	protoTCP = 6
+	protoUDP = 17
+
+	// pktTypeOutgoing is PACKET_OUTGOING from <linux/if_packet.h>: the
+	// frame was sent by this host (packet(7), sll_pkttype).
+	pktTypeOutgoing = 4
+)
+
+// headers says where a program finds the Ethernet and IPv4 headers: the
+// base added to the offsets above. The programs read ports with
+// "ldx 4*([ipv4 + 0]&0xf)" and "ldh [x + ipv4 + port offset]".
+type headers struct{ eth, ipv4 uint32 }
+
+var (
+	// fromFrameStart is for socket filters, which the kernel runs with the
+	// packet data starting at the Ethernet header.
+	fromFrameStart = headers{eth: 0, ipv4: ethHdrLen}
+	// fromHeaderMarks is for fanout programs: the kernel runs them on
+	// received frames with the data starting at the network header (the
+	// Ethernet header already pulled), on sent ones at the Ethernet
+	// header, so they address the headers through the kernel's marks
+	// instead: SKF_LL_OFF and SKF_NET_OFF from <linux/filter.h>.
+	fromHeaderMarks = headers{eth: skfLLOff, ipv4: skfNetOff}
+)
+
+const (
+	skfNetOff = 0xfff00000 // SKF_NET_OFF, -0x100000 as an unsigned offset
+	skfLLOff  = 0xffe00000 // SKF_LL_OFF, -0x200000
+)
+
+// Limits of classic BPF as the kernel accepts it (Documentation/networking/filter.rst).
+const (
+	bpfMaxInsns = 4096 // BPF_MAXINSNS
+	bpfMaxSkip  = 255  // conditional jump offsets are 8 bits
+)
+
+// Snaplen is what the filter returns for an accepted frame: the number of
+// bytes of it to capture. It is larger than any frame the kernel hands
+// AF_PACKET (a GRO/GSO super-frame is at most 64 KiB plus headers, or 512 KiB
+// with BIG TCP), so an accepted frame is never cut short by the filter; the
+// RX ring block size is what limits it (see Config.BlockSize).
+const Snaplen = 262144
+
+// Scratch memory slots (M[0]..M[15]) the generated programs use.
+const (
+	memSrc        = 0 // IPv4 source address
+	memDst        = 1 // IPv4 destination address
+	memSrcPort    = 2 // TCP/UDP source port
+	memDstPort    = 3 // TCP/UDP destination port
+	memProtoSport = 4 // protocol<<16 | source port
+	memProtoDport = 5 // protocol<<16 | destination port
+)
+
+// maxKeysPerGroup bounds how many endpoints share one address test so that
+// every conditional jump in the group stays within bpfMaxSkip.
+const maxKeysPerGroup = 200
+
+// The multipliers of SteerHash: the 32-bit golden-ratio constant (Knuth,
+// TAOCP 6.4) and the finalisers of MurmurHash3 and lowbias32, chosen because
+// classic BPF has 32-bit multiply, xor and shift and nothing fancier.
+const (
+	steerMulAddr  = 0x9e3779b1
+	steerMulPort  = 0x85ebca77
+	steerMulFinal = 0x7feb352d
+)
+
+// SteerHash is the Go twin of the hash computed by SteeringProgram: both
+// directions of a connection are steered by SteerHash(client address, client
+// port) % workers. The address is taken in network byte order as one
+// big-endian 32-bit number, as a classic BPF "ld [off]" reads it.
+func SteerHash(ip [4]byte, port uint16) uint32 {
+	h := binary.BigEndian.Uint32(ip[:])*steerMulAddr ^ uint32(port)*steerMulPort
+	h ^= h >> 16
+	h *= steerMulFinal
+	h ^= h >> 15
+	return h
+}
+
+// FilterProgram returns the socket filter (SO_ATTACH_FILTER, packet(7),
+// Documentation/networking/filter.rst) admitting exactly the frames m
+// describes: untagged IPv4 frames that are not our own outgoing frames
+// (skb->pkt_type != PACKET_OUTGOING) and are either
+//
+//   - TCP or UDP to one of m.VIPs (protocol, destination address and port),
+//   - TCP or UDP from one of m.NATReals (protocol, source address and port), or
+//   - TCP or UDP to a LocalRange address with a destination port in its range.
+//
+// Ports are found through the IP header length, so IPv4 options are handled;
+// non-first fragments (fragment offset != 0) carry no ports and are rejected,
+// as are frames with a VLAN tag (in the frame or offloaded to skb metadata),
+// a version other than 4 or an IHL below 5. Accepted frames get Snaplen,
+// everything else 0. A nil or empty Match rejects everything.
+func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
+	if m == nil {
+		m = &Match{}
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	if len(m.VIPs)+len(m.NATReals)+len(m.Locals) == 0 {
+		return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	}
+
+	var a assembler
+	reject := a.newLabel()
+	parsed := a.newLabel()
+	a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
+	a.jumpIf(bpf.JumpNotEqual, 0, reject, next)
+	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
+	a.jumpIf(bpf.JumpEqual, pktTypeOutgoing, reject, next)
+	a.emitIPv4Checks(fromFrameStart, reject, parsed)
+	a.bind(reject)
+	a.emit(bpf.RetConstant{Val: 0})
+	a.bind(parsed)
+	a.emitLoadTuple(fromFrameStart)
+
+	accept := bpf.RetConstant{Val: Snaplen}
+	for _, g := range groupEndpoints(m.VIPs) {
+		a.emitEndpointGroup(memDst, memProtoDport, g, func() { a.emit(accept) })
+	}
+	for _, g := range groupEndpoints(m.NATReals) {
+		a.emitEndpointGroup(memSrc, memProtoSport, g, func() { a.emit(accept) })
+	}
+	for _, r := range m.Locals {
+		a.emitLocalRange(r, func() { a.emit(accept) })
+	}
+	a.emit(bpf.RetConstant{Val: 0})
+	return a.assemble()
+}
+
+// SteeringProgram returns a PACKET_FANOUT_CBPF program (packet(7)) that
+// picks, for every frame, the worker in [0, workers) that owns its
+// connection, so that both directions of a connection reach the same worker:
+//
+//   - a FULLNAT reply (to an address of m.Locals with a destination port in
+//     its range) goes to worker dport % workers, because each worker only
+//     allocates local ports p with p % workers == worker;
+//   - a NAT reply (from one of m.NATReals) goes to worker
+//     SteerHash(dst address, dst port) % workers;
+//   - anything else, in particular a client request, goes to worker
+//     SteerHash(src address, src port) % workers.
+//
+// Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
+// socket filter drops them anyway). The kernel numbers fanout members in the
+// order they joined the group, so workers must open their links in order.
+func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
+	if workers < 1 || workers > 1<<16 {
+		return nil, fmt.Errorf("afpacket: steering for %d workers: want 1 to 65536", workers)
+	}
+	if m == nil {
+		m = &Match{}
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	if workers == 1 {
+		return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
+	}
+
+	var a assembler
+	zero := a.newLabel()
+	parsed := a.newLabel()
+	natHash := a.newLabel()
+	a.emitIPv4Checks(fromHeaderMarks, zero, parsed)
+	a.bind(zero)
+	a.emit(bpf.RetConstant{Val: 0})
+	a.bind(parsed)
+	a.emitLoadTuple(fromHeaderMarks)
+
+	w := uint32(workers)
+	for _, r := range m.Locals {
+		a.emitLocalRange(r, func() {
+			a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: w})
+			a.emit(bpf.RetA{})
+		})
+	}
+	for _, g := range groupEndpoints(m.NATReals) {
+		a.emitEndpointGroup(memSrc, memProtoSport, g, func() { a.jump(natHash) })
+	}
+	a.emitSteerHash(memSrc, memSrcPort, w)
+	a.bind(natHash)
+	a.emitSteerHash(memDst, memDstPort, w)
+	return a.assemble()
+}
+
+// validate reports every endpoint whose protocol is not TCP or UDP and every
+// empty port range.
+func (m *Match) validate() error {
+	var errs []error
+	for i, e := range m.VIPs {
+		if e.Proto != protoTCP && e.Proto != protoUDP {
+			errs = append(errs, fmt.Errorf("afpacket: VIPs[%d]: protocol %d is neither TCP (6) nor UDP (17)", i, e.Proto))
+		}
+	}
+	for i, e := range m.NATReals {
+		if e.Proto != protoTCP && e.Proto != protoUDP {
+			errs = append(errs, fmt.Errorf("afpacket: NATReals[%d]: protocol %d is neither TCP (6) nor UDP (17)", i, e.Proto))
+		}
+	}
+	for i, r := range m.Locals {
+		if r.PortLo > r.PortHi {
+			errs = append(errs, fmt.Errorf("afpacket: Locals[%d]: port range %d-%d is empty", i, r.PortLo, r.PortHi))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// endpointGroup is a set of protocol<<16|port keys sharing one address.
+type endpointGroup struct {
+	addr uint32
+	keys []uint32
+}
+
+// groupEndpoints sorts and deduplicates endpoints and groups them by
+// address, at most maxKeysPerGroup keys per group.
+func groupEndpoints(eps []Endpoint) []endpointGroup {
+	type ak struct{ addr, key uint32 }
+	all := make([]ak, 0, len(eps))
+	for _, e := range eps {
+		all = append(all, ak{binary.BigEndian.Uint32(e.Addr[:]), uint32(e.Proto)<<16 | uint32(e.Port)})
+	}
+	slices.SortFunc(all, func(x, y ak) int {
+		if c := cmp.Compare(x.addr, y.addr); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.key, y.key)
+	})
+	all = slices.Compact(all)
+	var groups []endpointGroup
+	for _, e := range all {
+		if n := len(groups); n == 0 || groups[n-1].addr != e.addr || len(groups[n-1].keys) == maxKeysPerGroup {
+			groups = append(groups, endpointGroup{addr: e.addr})
+		}
+		g := &groups[len(groups)-1]
+		g.keys = append(g.keys, e.key)
+	}
+	return groups
+}
+
+// emitIPv4Checks jumps to pass for an IPv4 frame (EtherType 0x0800) with
+// version 4, IHL >= 5, fragment offset 0 and protocol TCP or UDP, and to fail
+// for everything else.
+func (a *assembler) emitIPv4Checks(h headers, fail, pass label) {
+	a.emit(bpf.LoadAbsolute{Off: h.eth + ethTypeOff, Size: 2})
+	a.jumpIf(bpf.JumpNotEqual, etherTypeV4, fail, next)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipVerIHLOff, Size: 1})
+	a.jumpIf(bpf.JumpLessThan, ipVerIHLMin, fail, next)
+	a.jumpIf(bpf.JumpGreaterOrEqual, ipVerIHLEnd, fail, next)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipFlagsOff, Size: 2})
+	a.jumpIf(bpf.JumpBitsSet, ipFragOffset, fail, next)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, pass, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, pass, fail)
+}
+
+// emitLoadTuple stores the addresses, ports and protocol-port keys of an
+// IPv4 TCP/UDP frame in scratch memory. Every path that reads scratch memory
+// runs it first, as the kernel's classic BPF checker demands.
+func (a *assembler) emitLoadTuple(h headers) {
+	a.emit(bpf.LoadMemShift{Off: h.ipv4 + ipVerIHLOff})
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + l4SrcPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + l4DstPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDstPort})
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 16})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoSport})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memDstPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoDport})
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipSrcOff, Size: 4})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrc})
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipDstOff, Size: 4})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDst})
+}
+
+// emitEndpointGroup emits "if M[addrMem] == g.addr && M[keyMem] in g.keys
+// { hit() }", falling through to the next instruction otherwise.
+func (a *assembler) emitEndpointGroup(addrMem, keyMem int, g endpointGroup, hit func()) {
+	miss := a.newLabel()
+	matched := a.newLabel()
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: addrMem})
+	a.jumpIf(bpf.JumpEqual, g.addr, next, miss)
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: keyMem})
+	for i, k := range g.keys {
+		if i == len(g.keys)-1 {
+			a.jumpIf(bpf.JumpEqual, k, matched, miss)
+		} else {
+			a.jumpIf(bpf.JumpEqual, k, matched, next)
+		}
+	}
+	a.bind(matched)
+	hit()
+	a.bind(miss)
+}
+
+// emitLocalRange emits "if M[dst] == r.Addr && r.PortLo <= M[dport] <=
+// r.PortHi { hit() }" with the destination port in A when hit runs.
+func (a *assembler) emitLocalRange(r LocalRange, hit func()) {
+	miss := a.newLabel()
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memDst})
+	a.jumpIf(bpf.JumpEqual, binary.BigEndian.Uint32(r.Addr[:]), next, miss)
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memDstPort})
+	a.jumpIf(bpf.JumpGreaterOrEqual, uint32(r.PortLo), next, miss)
+	a.jumpIf(bpf.JumpGreaterThan, uint32(r.PortHi), miss, next)
+	hit()
+	a.bind(miss)
+}
+
+// emitSteerHash returns SteerHash(M[addrMem], M[portMem]) % workers.
+func (a *assembler) emitSteerHash(addrMem, portMem int, workers uint32) {
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: addrMem})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: steerMulAddr})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: portMem})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: steerMulPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpXor})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpXor})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: steerMulFinal})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 15})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpXor})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: workers})
+	a.emit(bpf.RetA{})
+}
+
+// label names an instruction position that jumps can target before it is
+// known; next is the instruction right after the jump.
+type label int
+
+const next label = -1
+
+// assembler collects instructions and resolves forward jumps to labels.
+type assembler struct {
+	ins    []bpf.Instruction
+	labels []int // label -> instruction index, -1 while unbound
+	fixups []fixup
+}
+
+type fixup struct {
+	at          int // index of the jump instruction
+	taken, skip label
+}
+
+func (a *assembler) newLabel() label {
+	a.labels = append(a.labels, -1)
+	return label(len(a.labels) - 1)
+}
+
+func (a *assembler) bind(l label) { a.labels[l] = len(a.ins) }
+
+func (a *assembler) emit(i bpf.Instruction) { a.ins = append(a.ins, i) }
+
+// jumpIf emits "if A <cond> val goto t else goto f".
+func (a *assembler) jumpIf(cond bpf.JumpTest, val uint32, t, f label) {
+	a.fixups = append(a.fixups, fixup{at: len(a.ins), taken: t, skip: f})
+	a.emit(bpf.JumpIf{Cond: cond, Val: val})
+}
+
+// jump emits an unconditional jump (32-bit offset) to l.
+func (a *assembler) jump(l label) {
+	a.fixups = append(a.fixups, fixup{at: len(a.ins), taken: l, skip: next})
+	a.emit(bpf.Jump{})
+}
+
+// offset is the skip count from the jump at index at to label l.
+func (a *assembler) offset(at int, l label) (uint32, error) {
+	if l == next {
+		return 0, nil
+	}
+	to := a.labels[l]
+	if to <= at {
+		return 0, fmt.Errorf("afpacket: bpf: jump at %d to unbound or backward label %d", at, l)
+	}
+	return uint32(to - at - 1), nil
+}
+
+func (a *assembler) assemble() ([]bpf.RawInstruction, error) {
+	if len(a.ins) > bpfMaxInsns {
+		return nil, fmt.Errorf("afpacket: bpf: program needs %d instructions, the kernel takes at most %d", len(a.ins), bpfMaxInsns)
+	}
+	for _, f := range a.fixups {
+		t, err := a.offset(f.at, f.taken)
+		if err != nil {
+			return nil, err
+		}
+		switch j := a.ins[f.at].(type) {
+		case bpf.Jump:
+			j.Skip = t
+			a.ins[f.at] = j
+		case bpf.JumpIf:
+			s, err := a.offset(f.at, f.skip)
+			if err != nil {
+				return nil, err
+			}
+			if t > bpfMaxSkip || s > bpfMaxSkip {
+				return nil, fmt.Errorf("afpacket: bpf: conditional jump at %d spans more than %d instructions", f.at, bpfMaxSkip)
+			}
+			j.SkipTrue, j.SkipFalse = uint8(t), uint8(s)
+			a.ins[f.at] = j
+		}
+	}
+	raw, err := bpf.Assemble(a.ins)
+	if err != nil {
+		return nil, fmt.Errorf("afpacket: bpf: %w", err)
+	}
+	return raw, nil
+}

@@ -1,0 +1,100 @@
+package scenario
+
+import (
+	"github.com/gvs-lb/gvs/dataplane/header"
+	"github.com/gvs-lb/gvs/integration/lab"
+)
+
+// checkFrames counts, from the captures, the replies that left the
+// director, the resets and ICMP errors its kernel sent for VIP traffic,
+// and packets with data that reached a real server twice.
+func checkFrames(l *lab.Lab, hosts []*lab.Host, frames [][]lab.Frame, res *Result) {
+	vip := VIP.As4()
+	for i, h := range hosts {
+		seen := map[string]int{}
+		for _, f := range frames[i] {
+			ip, ok := ipv4Of(f.Data)
+			if !ok {
+				continue
+			}
+			if h == l.Director {
+				directorFrame(l, f, ip, vip, res)
+				continue
+			}
+			if f.Outgoing || !hasData(ip) {
+				continue
+			}
+			k := string(ip)
+			seen[k]++
+			if seen[k] == 2 {
+				res.Duplicates++
+			}
+		}
+	}
+}
+
+// directorFrame classifies a frame captured on the director. gvsd's own
+// transmissions bypass the qdisc and so the capture; what the capture shows
+// is what arrived (replies from real servers, in NAT and FULLNAT) and what
+// the director's kernel sent (which must never be an RST or ICMP error for
+// VIP traffic).
+func directorFrame(l *lab.Lab, f lab.Frame, ip header.IPv4, vip [4]byte, res *Result) {
+	l4 := ip.Payload()
+	if !f.Outgoing {
+		for _, r := range l.Reals {
+			if ip.Source() == r.Addr.As4() && (ip.Protocol() == header.ProtoTCP || ip.Protocol() == header.ProtoUDP) {
+				res.DirectorReplies++
+			}
+		}
+		return
+	}
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		tcp := header.TCP(l4)
+		if tcp.IsValid(len(l4)) && ip.Source() == vip && tcp.Flags()&header.TCPFlagRst != 0 {
+			res.KernelResets++
+		}
+	case header.ProtoICMP:
+		icmp := header.ICMPv4(l4)
+		if len(icmp) >= header.ICMPv4MinLen && icmp.IsError() &&
+			!(icmp.Type() == header.ICMPv4DestUnreachable && icmp.Code() == header.ICMPv4FragmentationNeeded) {
+			res.KernelResets++
+		}
+	}
+}
+
+func ipv4Of(b []byte) (header.IPv4, bool) {
+	if len(b) < header.EthernetLen+header.IPv4MinLen || header.Ethernet(b).Type() != header.EtherTypeIPv4 {
+		return nil, false
+	}
+	ip := header.IPv4(b[header.EthernetLen:])
+	if !ip.IsValid(len(ip)) {
+		return nil, false
+	}
+	return ip[:ip.TotalLength()], true
+}
+
+// hasData reports whether a packet (or the packet inside IPIP) carries
+// TCP or UDP payload: only those are never legitimately sent twice
+// byte for byte.
+func hasData(ip header.IPv4) bool {
+	if ip.Protocol() == header.ProtoIPIP {
+		inner := header.IPv4(ip.Payload())
+		if !inner.IsValid(len(inner)) {
+			return false
+		}
+		ip = inner[:inner.TotalLength()]
+	}
+	if ip.IsFragment() {
+		return true
+	}
+	l4 := ip.Payload()
+	switch ip.Protocol() {
+	case header.ProtoTCP:
+		tcp := header.TCP(l4)
+		return tcp.IsValid(len(l4)) && len(l4) > tcp.DataOffset()
+	case header.ProtoUDP:
+		return len(l4) > header.UDPLen
+	}
+	return false
+}

@@ -1,0 +1,543 @@
+package scenario
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/integration/lab"
+)
+
+// The service addresses every scenario uses.
+var (
+	VIP     = netip.MustParseAddr("10.20.0.100")
+	TCPPort = uint16(80)
+	UDPPort = uint16(53)
+)
+
+// Options says how to run the binaries and how much traffic to send.
+type Options struct {
+	// Gvsd is the command that runs gvsd (binary and leading args).
+	Gvsd []string
+	// Realserver is the command that runs gvs-realserver (binary and
+	// leading args); the scenario appends -vip and -mode.
+	Realserver []string
+	// Conns TCP connections each echo PayloadSize random bytes;
+	// Datagrams UDP datagrams of DatagramSize bytes come from distinct
+	// source ports. Defaults 8, 64 KiB, 16, 512.
+	Conns, PayloadSize, Datagrams, DatagramSize int
+	// Scheduler of both services, default "rr" (the spread is exact).
+	Scheduler string
+	// Workers of gvsd, default 2.
+	Workers int
+	// Dir receives the config, gvsd's log and pcaps of failed runs.
+	Dir  string
+	Logf func(format string, args ...any)
+}
+
+func (o *Options) defaults() {
+	if o.Conns == 0 {
+		o.Conns = 8
+	}
+	if o.PayloadSize == 0 {
+		o.PayloadSize = 64 << 10
+	}
+	if o.Datagrams == 0 {
+		o.Datagrams = 16
+	}
+	if o.DatagramSize == 0 {
+		o.DatagramSize = 512
+	}
+	if o.Scheduler == "" {
+		o.Scheduler = "rr"
+	}
+	if o.Workers == 0 {
+		o.Workers = 2
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+}
+
+// Result is what one run saw.
+type Result struct {
+	Mode                 config.Forward
+	TCPOK, TCPFailed     int // connections whose echo came back intact / not
+	UDPOK, UDPFailed     int
+	BytesSent, BytesBack int64
+	Reals                []RealResult
+	// Director traffic seen on the director's interface.
+	DirectorReplies int // frames from the real servers that reached the director (NAT/FULLNAT replies)
+	KernelResets    int // TCP RST or ICMP errors the director's kernel sent for VIP traffic
+	Duplicates      int // identical IP packets that reached a real server more than once
+	Counters        json.RawMessage
+	// Leftovers after gvsd stopped: VIPs, nft tables, packet sockets.
+	Leftovers []string
+	Failures  []string
+	Log       string // gvsd's log
+}
+
+// RealResult is one real server's view.
+type RealResult struct {
+	Name             string
+	Addr             netip.Addr
+	Conns, Datagrams int
+	Bytes            int64
+	Peers            []netip.Addr
+}
+
+// OK reports whether every check passed.
+func (r *Result) OK() bool { return len(r.Failures) == 0 }
+
+func (r *Result) failf(format string, args ...any) {
+	r.Failures = append(r.Failures, fmt.Sprintf(format, args...))
+}
+
+// realPort is the port the real servers listen on: DR and TUN cannot
+// change the port; NAT and FULLNAT map VIP:80 to RIP:8080 to prove the
+// rewrite.
+func realPort(mode config.Forward, vport uint16) uint16 {
+	if mode == config.NAT || mode == config.FullNAT {
+		return vport + 8000
+	}
+	return vport
+}
+
+// Config returns the gvsd configuration of a scenario.
+func Config(l *lab.Lab, mode config.Forward, scheduler string, workers int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = %d\n\n", l.Director.Iface, workers)
+	for _, svc := range []struct {
+		proto string
+		port  uint16
+	}{{"tcp", TCPPort}, {"udp", UDPPort}} {
+		fmt.Fprintf(&b, "[[service]]\nprotocol = %q\naddress = \"%s:%d\"\nscheduler = %q\nforward = %q\n", svc.proto, VIP, svc.port, scheduler, mode)
+		for _, r := range l.Reals {
+			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, realPort(mode, svc.port))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// Run runs one forwarding method end to end on l. An error means the run
+// could not be carried out; failed checks are in Result.Failures.
+func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *Result, err error) {
+	o.defaults()
+	res = &Result{Mode: mode}
+	var cleanups []func()
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}()
+
+	// Real servers: routing, VIP on lo and decapsulation, echo services.
+	gw := l.Gateway
+	if mode == config.NAT {
+		gw = l.Director.Addr
+	}
+	if err := l.SetRealGateway(gw); err != nil {
+		return nil, err
+	}
+	if mode == config.DR || mode == config.TUN {
+		m := "dr"
+		if mode == config.TUN {
+			m = "tun"
+		}
+		for _, r := range l.Reals {
+			args := append(append([]string{}, o.Realserver...), "-vip", VIP.String(), "-mode", m)
+			p, err := start(ctx, r, filepath.Join(o.Dir, r.Name+"-realserver.log"), args)
+			if err != nil {
+				return nil, err
+			}
+			cleanups = append(cleanups, p.stop)
+		}
+		for _, r := range l.Reals {
+			if err := waitFor(ctx, 5*time.Second, func() bool { return hasAddr(ctx, r, "lo", VIP) }); err != nil {
+				return nil, fmt.Errorf("scenario: %s: VIP never appeared on lo: %w", r.Name, err)
+			}
+		}
+	}
+	echoes := make([]*lab.Echo, 0, 2*len(l.Reals))
+	for _, r := range l.Reals {
+		bind := netip.IPv4Unspecified()
+		if mode == config.DR || mode == config.TUN {
+			bind = VIP // replies must come from the VIP
+		}
+		for _, proto := range []string{"tcp", "udp"} {
+			port := TCPPort
+			if proto == "udp" {
+				port = UDPPort
+			}
+			e, err := r.StartEcho(proto, netip.AddrPortFrom(bind, realPort(mode, port)))
+			if err != nil {
+				return nil, err
+			}
+			echoes = append(echoes, e)
+			cleanups = append(cleanups, func() { e.Close() })
+		}
+	}
+
+	// The director.
+	cfgPath := filepath.Join(o.Dir, "gvs-"+mode.String()+".toml")
+	if err := os.WriteFile(cfgPath, []byte(Config(l, mode, o.Scheduler, o.Workers)), 0o644); err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(o.Dir, "gvsd-"+mode.String()+".log")
+	gvsd, err := start(ctx, l.Director, logPath, append(append([]string{}, o.Gvsd...), "-config", cfgPath, "-log-json"))
+	if err != nil {
+		return nil, err
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			gvsd.stop()
+		}
+	}()
+	if err := waitFor(ctx, 15*time.Second, func() bool {
+		return gvsd.exited() || strings.Contains(readFile(logPath), "gvsd started")
+	}); err != nil || gvsd.exited() {
+		res.Log = readFile(logPath)
+		return res, fmt.Errorf("scenario: gvsd did not start: %v\n%s", err, res.Log)
+	}
+
+	// Captures on every real server and on the director.
+	var caps []*lab.Capture
+	var capHosts []*lab.Host
+	for _, h := range append([]*lab.Host{l.Director}, l.Reals...) {
+		c, err := h.Capture(h.Iface)
+		if err != nil {
+			return nil, err
+		}
+		caps = append(caps, c)
+		capHosts = append(capHosts, h)
+	}
+
+	// Traffic.
+	o.Logf("%s: %d TCP connections x %d bytes, %d UDP datagrams x %d bytes", mode, o.Conns, o.PayloadSize, o.Datagrams, o.DatagramSize)
+	runTCP(ctx, l, o, res)
+	runUDP(ctx, l, o, res)
+	time.Sleep(200 * time.Millisecond) // let the last FINs and echoes land before the captures stop
+
+	frames := make([][]lab.Frame, len(caps))
+	for i, c := range caps {
+		frames[i] = c.Stop()
+	}
+	checkFrames(l, capHosts, frames, res)
+
+	// Stop gvsd and look for anything it left behind.
+	stopped = true
+	gvsd.stop()
+	res.Log = readFile(logPath)
+	res.Counters = finalCounters(res.Log)
+	if gvsd.exitErr != nil {
+		res.failf("gvsd exited with %v", gvsd.exitErr)
+	}
+	res.Leftovers = leftovers(ctx, l)
+	for _, lo := range res.Leftovers {
+		res.failf("left behind after gvsd stopped: %s", lo)
+	}
+
+	// What each real server saw.
+	for i, r := range l.Reals {
+		rr := RealResult{Name: r.Name, Addr: r.Addr}
+		peers := map[netip.Addr]bool{}
+		for _, e := range echoes[2*i : 2*i+2] {
+			st := e.Stats()
+			rr.Conns += st.Conns
+			rr.Datagrams += st.Datagrams
+			rr.Bytes += st.Bytes
+			for p := range st.Peers {
+				peers[p] = true
+			}
+		}
+		for p := range peers {
+			rr.Peers = append(rr.Peers, p)
+		}
+		sort.Slice(rr.Peers, func(a, b int) bool { return rr.Peers[a].Less(rr.Peers[b]) })
+		res.Reals = append(res.Reals, rr)
+	}
+	check(l, mode, o, res)
+	if !res.OK() && o.Dir != "" {
+		for i, h := range capHosts {
+			p := filepath.Join(o.Dir, fmt.Sprintf("%s-%s.pcap", mode, h.Name))
+			if lab.WritePcap(p, frames[i]) == nil {
+				o.Logf("capture of %s written to %s", h.Name, p)
+			}
+		}
+	}
+	return res, nil
+}
+
+// check turns what was seen into failures.
+func check(l *lab.Lab, mode config.Forward, o Options, res *Result) {
+	if res.TCPFailed > 0 || res.TCPOK != o.Conns {
+		res.failf("TCP: %d of %d connections echoed every byte intact", res.TCPOK, o.Conns)
+	}
+	if res.UDPFailed > 0 || res.UDPOK != o.Datagrams {
+		res.failf("UDP: %d of %d datagrams echoed intact", res.UDPOK, o.Datagrams)
+	}
+	wantPeer := l.Client.Addr
+	if mode == config.FullNAT {
+		wantPeer = l.Director.Addr // the default local address
+	}
+	for _, r := range res.Reals {
+		// rr over n reals spreads exactly.
+		if o.Scheduler == "rr" {
+			if w := o.Conns / len(l.Reals); r.Conns != w {
+				res.failf("%s accepted %d TCP connections, want %d (rr over %d reals)", r.Name, r.Conns, w, len(l.Reals))
+			}
+			if w := o.Datagrams / len(l.Reals); r.Datagrams != w {
+				res.failf("%s received %d UDP datagrams, want %d (rr over %d reals)", r.Name, r.Datagrams, w, len(l.Reals))
+			}
+		}
+		for _, p := range r.Peers {
+			if p != wantPeer {
+				res.failf("%s saw peer %s, want only %s in %s mode", r.Name, p, wantPeer, mode)
+			}
+		}
+	}
+	if res.Duplicates > 0 {
+		res.failf("%d packets reached a real server more than once", res.Duplicates)
+	}
+	if res.KernelResets > 0 {
+		res.failf("the director's kernel sent %d RST/ICMP errors for VIP traffic", res.KernelResets)
+	}
+	switch mode {
+	case config.NAT, config.FullNAT:
+		if res.DirectorReplies == 0 {
+			res.failf("no reply passed through the director in %s mode", mode)
+		}
+	default:
+		if res.DirectorReplies != 0 {
+			res.failf("%d replies passed through the director in %s mode; they should go direct", res.DirectorReplies, mode)
+		}
+	}
+}
+
+func runTCP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i := 0; i < o.Conns; i++ {
+		// Connections are opened one after another so that rr's order is
+		// the connection order; their transfers then overlap.
+		c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(VIP, TCPPort))
+		if err != nil {
+			mu.Lock()
+			res.TCPFailed++
+			res.failf("TCP dial %d: %v", i, err)
+			mu.Unlock()
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() { // one TCP echo transfer, bounded by its deadline
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer c.Close()
+			sent, back, err := echoTCP(c, o.PayloadSize)
+			mu.Lock()
+			defer mu.Unlock()
+			res.BytesSent += int64(sent)
+			res.BytesBack += int64(back)
+			if err != nil {
+				res.TCPFailed++
+				res.failf("TCP connection %d: %v", i, err)
+				return
+			}
+			res.TCPOK++
+		}()
+	}
+	wg.Wait()
+}
+
+func echoTCP(c net.Conn, size int) (sent, back int, err error) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	payload := make([]byte, size)
+	rand.Read(payload)
+	errc := make(chan error, 1)
+	go func() { // writer half of one echo transfer
+		n, err := c.Write(payload)
+		sent = n
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		errc <- err
+	}()
+	got, rerr := io.ReadAll(c)
+	back = len(got)
+	if werr := <-errc; werr != nil {
+		return sent, back, fmt.Errorf("write: %w", werr)
+	}
+	if rerr != nil {
+		return sent, back, fmt.Errorf("read after %d bytes: %w", len(got), rerr)
+	}
+	if !bytes.Equal(got, payload) {
+		return sent, back, fmt.Errorf("echo differs: sent %d bytes, got %d back", len(payload), len(got))
+	}
+	return sent, back, nil
+}
+
+func runUDP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
+	buf := make([]byte, 65536)
+	for i := 0; i < o.Datagrams; i++ {
+		c, err := l.Client.DialUDP(ctx, netip.AddrPortFrom(VIP, UDPPort))
+		if err != nil {
+			res.UDPFailed++
+			res.failf("UDP dial %d: %v", i, err)
+			continue
+		}
+		payload := make([]byte, o.DatagramSize)
+		rand.Read(payload)
+		ok := false
+		// One datagram per flow; a lost one is retried once so that a
+		// single drop in the lab shows as a failure only if it repeats.
+		for try := 0; try < 2 && !ok; try++ {
+			if try == 0 {
+				res.BytesSent += int64(len(payload))
+			}
+			if _, err := c.Write(payload); err != nil {
+				break
+			}
+			c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := c.Read(buf)
+			if err == nil && bytes.Equal(buf[:n], payload) {
+				res.BytesBack += int64(n)
+				ok = true
+			}
+		}
+		c.Close()
+		if ok {
+			res.UDPOK++
+		} else {
+			res.UDPFailed++
+		}
+	}
+}
+
+type proc struct {
+	cmd     *exec.Cmd
+	done    chan struct{}
+	exitErr error
+	log     *os.File
+}
+
+func start(ctx context.Context, h *lab.Host, logPath string, args []string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := h.Command(ctx, args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("scenario: start %s on %s: %w", args[0], h.Name, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{}), log: f}
+	go func() { // waits for one child process
+		p.exitErr = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM and waits (up to 10 s, then SIGKILL).
+func (p *proc) stop() {
+	if !p.exited() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+}
+
+func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func hasAddr(ctx context.Context, h *lab.Host, iface string, a netip.Addr) bool {
+	out, err := h.Command(ctx, "ip", "-4", "-o", "addr", "show", "dev", iface).Output()
+	return err == nil && strings.Contains(string(out), " "+a.String()+"/")
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// finalCounters extracts the counters gvsd logs at exit.
+func finalCounters(log string) json.RawMessage {
+	sc := bufio.NewScanner(strings.NewReader(log))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var line struct {
+			Msg      string `json:"msg"`
+			Counters string `json:"counters"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "final counters" {
+			return json.RawMessage(line.Counters)
+		}
+	}
+	return nil
+}
+
+// leftovers lists what a stopped gvsd left on the director.
+func leftovers(ctx context.Context, l *lab.Lab) []string {
+	var out []string
+	if hasAddr(ctx, l.Director, l.Director.Iface, VIP) {
+		out = append(out, "VIP "+VIP.String()+" on "+l.Director.Iface)
+	}
+	if b, err := l.Director.Command(ctx, "nft", "list", "tables").Output(); err == nil && strings.Contains(string(b), "gvs") {
+		out = append(out, "nft table: "+strings.TrimSpace(string(b)))
+	}
+	if b, err := l.Director.Command(ctx, "cat", "/proc/net/packet").Output(); err == nil {
+		if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) > 1 {
+			out = append(out, fmt.Sprintf("%d packet sockets", len(lines)-1))
+		}
+	}
+	return out
+}

@@ -1,0 +1,18 @@
+// Package realserver owns preparing a Linux host as an LVS real server for
+// gvs: each VIP as a /32 on lo, the ARP and reverse-path sysctls of
+// ip-sysctl(7) (arp_ignore=1, arp_announce=2, rp_filter=0), and, in TUN
+// mode, IP-in-IP decapsulation (RFC 2003, IP protocol 4) in userspace for
+// kernels without the ipip module.
+//
+// Userspace decapsulation reads outer packets from a raw socket
+// (raw(7): AF_INET, SOCK_RAW, IPPROTO_IPIP), checks that the outer
+// destination is an address of this host and that the inner packet is
+// IPv4 to one of the VIPs, and writes the inner packet to a TUN device
+// (IFF_TUN|IFF_NO_PI), so the kernel receives it as arriving on the
+// tunnel. Replies leave by the host's normal route, from the VIP. A raw
+// socket that takes a packet also keeps the kernel from answering it with
+// ICMP protocol unreachable. With a kernel ipip tunnel (tunl0) up as well,
+// inner packets would arrive twice: use one or the other.
+//
+// Run undoes everything it changed when its context ends.
+package realserver

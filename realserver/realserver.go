@@ -1,0 +1,84 @@
+package realserver
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+)
+
+// Mode is how the director forwards to this real server. The zero value is
+// invalid.
+type Mode uint8
+
+// Forwarding modes that need a prepared real server.
+const (
+	DR  Mode = 1 // direct routing: the director rewrites only MAC addresses
+	TUN Mode = 2 // IP-in-IP tunnelling (RFC 2003)
+)
+
+// String returns the mode as gvs-realserver -mode spells it.
+func (m Mode) String() string {
+	switch m {
+	case DR:
+		return "dr"
+	case TUN:
+		return "tun"
+	}
+	return fmt.Sprintf("Mode(%d)", uint8(m))
+}
+
+// ParseMode parses "dr" or "tun".
+func ParseMode(s string) (Mode, error) {
+	switch s {
+	case "dr":
+		return DR, nil
+	case "tun":
+		return TUN, nil
+	}
+	return 0, fmt.Errorf("realserver: mode %q: want dr or tun", s)
+}
+
+// DefaultTunName is the TUN device Run creates when Options.TunName is
+// empty.
+const DefaultTunName = "gvstun0"
+
+// Options says what Run sets up.
+type Options struct {
+	VIPs      []netip.Addr
+	Mode      Mode
+	Interface string // the LAN interface for the ARP sysctls; default: the interface of the default route
+	TunName   string // TUN mode: the tunnel device; default DefaultTunName
+}
+
+// check validates o and fills in TunName.
+func (o *Options) check() error {
+	var errs []error
+	if len(o.VIPs) == 0 {
+		errs = append(errs, errors.New("no VIPs"))
+	}
+	seen := map[netip.Addr]bool{}
+	for _, v := range o.VIPs {
+		switch {
+		case !v.Is4():
+			errs = append(errs, fmt.Errorf("VIP %s: not an IPv4 address", v))
+		case v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+			errs = append(errs, fmt.Errorf("VIP %s: not a unicast address", v))
+		case seen[v]:
+			errs = append(errs, fmt.Errorf("VIP %s: listed twice", v))
+		}
+		seen[v] = true
+	}
+	if o.Mode != DR && o.Mode != TUN {
+		errs = append(errs, fmt.Errorf("mode %d: want DR or TUN", o.Mode))
+	}
+	if o.TunName == "" {
+		o.TunName = DefaultTunName
+	}
+	if len(o.TunName) > 15 {
+		errs = append(errs, fmt.Errorf("tunnel name %q: longer than 15 bytes", o.TunName))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("realserver: %w", err)
+	}
+	return nil
+}

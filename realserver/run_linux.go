@@ -1,0 +1,94 @@
+package realserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/gvs-lb/gvs/arpctl"
+)
+
+// loopback is where a real server keeps its VIPs: local, but never
+// answered for by ARP on the LAN once arp_ignore=1.
+const loopback = "lo"
+
+// Run sets the host up as a real server for o, blocks until ctx is done,
+// then undoes everything it changed: VIPs it added are removed from lo,
+// sysctls are restored, the tunnel device is removed. It works in the
+// network namespace of the calling thread. logger may be nil.
+//
+// Set-up order keeps the host from ever answering ARP for a VIP: the
+// sysctls come before the VIPs, and leave after them.
+func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := o.check(); err != nil {
+		return err
+	}
+	ifname := o.Interface
+	if ifname == "" {
+		if ifname, err = ifaceOfDefaultRoute(); err != nil {
+			return err
+		}
+	}
+
+	// undo holds the inverse of every step taken, run last to first.
+	var undo []func() error
+	teardown := func() error {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			errs = append(errs, undo[i]())
+		}
+		undo = nil
+		return errors.Join(errs...)
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, teardown())
+		}
+	}()
+
+	var d *decap
+	sysctlIfaces := []string{ifname}
+	if o.Mode == TUN {
+		if d, err = newDecap(o.TunName, o.VIPs); err != nil {
+			return fmt.Errorf("realserver: %w", err)
+		}
+		undo = append(undo, d.close)
+		sysctlIfaces = append(sysctlIfaces, o.TunName)
+	}
+
+	restore, err := arpctl.Apply(arpctl.RealServerSysctls(sysctlIfaces...))
+	if err != nil {
+		return fmt.Errorf("realserver: %w", err)
+	}
+	undo = append(undo, restore)
+
+	for _, vip := range o.VIPs {
+		added, err := arpctl.AddVIP(loopback, vip)
+		if err != nil {
+			return fmt.Errorf("realserver: %w", err)
+		}
+		if added {
+			undo = append(undo, func() error { return arpctl.RemoveVIP(loopback, vip) })
+		} else {
+			logger.Info("realserver: VIP already on lo; leaving it there at exit", "vip", vip)
+		}
+	}
+
+	if d != nil {
+		go d.run() // owned by Run; stopped by the undo below
+		undo = append(undo, func() error { return d.stop(logger) })
+	}
+	attrs := []any{"mode", o.Mode, "vips", o.VIPs, "interface", ifname}
+	if d != nil {
+		attrs = append(attrs, "tun", o.TunName)
+	}
+	logger.Info("realserver: ready", attrs...)
+
+	<-ctx.Done()
+	logger.Info("realserver: stopping")
+	return teardown()
+}
