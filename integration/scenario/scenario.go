@@ -163,7 +163,7 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 		}
 		for _, r := range l.Reals {
 			args := append(append([]string{}, o.Realserver...), "-vip", VIP.String(), "-mode", m)
-			p, err := start(ctx, r, filepath.Join(o.Dir, r.Name+"-realserver.log"), args)
+			p, err := Start(ctx, r, filepath.Join(o.Dir, r.Name+"-realserver.log"), args)
 			if err != nil {
 				return nil, err
 			}
@@ -201,7 +201,7 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 		return nil, err
 	}
 	logPath := filepath.Join(o.Dir, "gvsd-"+mode.String()+".log")
-	gvsd, err := start(ctx, l.Director, logPath, append(append([]string{}, o.Gvsd...), "-config", cfgPath, "-log-json"))
+	gvsd, err := Start(ctx, l.Director, logPath, append(append([]string{}, o.Gvsd...), "-config", cfgPath, "-log-json"))
 	if err != nil {
 		return nil, err
 	}
@@ -433,14 +433,19 @@ func runUDP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
 	}
 }
 
-type proc struct {
+// Proc is a process running in a lab namespace, its output going to a log
+// file.
+type Proc struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	exitErr error
 	log     *os.File
+	logPath string
 }
 
-func start(ctx context.Context, h *lab.Host, logPath string, args []string) (*proc, error) {
+// Start runs args in h's namespace with stdout and stderr to logPath. The
+// process gets SIGTERM when ctx ends.
+func Start(ctx context.Context, h *lab.Host, logPath string, args []string) (*Proc, error) {
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -453,7 +458,7 @@ func start(ctx context.Context, h *lab.Host, logPath string, args []string) (*pr
 		f.Close()
 		return nil, fmt.Errorf("scenario: start %s on %s: %w", args[0], h.Name, err)
 	}
-	p := &proc{cmd: cmd, done: make(chan struct{}), log: f}
+	p := &Proc{cmd: cmd, done: make(chan struct{}), log: f, logPath: logPath}
 	go func() { // waits for one child process
 		p.exitErr = cmd.Wait()
 		f.Close()
@@ -462,7 +467,32 @@ func start(ctx context.Context, h *lab.Host, logPath string, args []string) (*pr
 	return p, nil
 }
 
-func (p *proc) exited() bool {
+// Log returns what the process has written so far.
+func (p *Proc) Log() string { return readFile(p.logPath) }
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool { return p.exited() }
+
+// Stop sends SIGTERM, waits (up to 10 s, then SIGKILL) and returns how it
+// exited.
+func (p *Proc) Stop() error {
+	p.stop()
+	return p.exitErr
+}
+
+// WaitLog waits until the log contains s or the process exits.
+func (p *Proc) WaitLog(ctx context.Context, s string, d time.Duration) error {
+	err := waitFor(ctx, d, func() bool { return p.exited() || strings.Contains(p.Log(), s) })
+	if err == nil && !strings.Contains(p.Log(), s) {
+		return fmt.Errorf("exited (%v) before logging %q", p.exitErr, s)
+	}
+	return err
+}
+
+func (p *Proc) exited() bool {
 	select {
 	case <-p.done:
 		return true
@@ -472,7 +502,7 @@ func (p *proc) exited() bool {
 }
 
 // stop sends SIGTERM and waits (up to 10 s, then SIGKILL).
-func (p *proc) stop() {
+func (p *Proc) stop() {
 	if !p.exited() {
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -526,6 +556,10 @@ func finalCounters(log string) json.RawMessage {
 }
 
 // leftovers lists what a stopped gvsd left on the director.
+// Leftovers lists what a stopped gvsd left on the director: the VIP, an
+// nftables table, packet sockets.
+func Leftovers(ctx context.Context, l *lab.Lab) []string { return leftovers(ctx, l) }
+
 func leftovers(ctx context.Context, l *lab.Lab) []string {
 	var out []string
 	if hasAddr(ctx, l.Director, l.Director.Iface, VIP) {
