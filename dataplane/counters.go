@@ -58,9 +58,12 @@ type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	Conns                                                int64
 	Verdicts                                             map[string]uint64
+	// WorkerRx is the frames each worker received: how fanout spread them.
+	WorkerRx []uint64
 }
 
 func (c *WorkerCounters) addTo(s *Counters) {
+	s.WorkerRx = append(s.WorkerRx, c.RxFrames.Load())
 	s.RxFrames += c.RxFrames.Load()
 	s.TxFrames += c.TxFrames.Load()
 	s.NewConns += c.NewConns.Load()

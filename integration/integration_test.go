@@ -109,6 +109,7 @@ func TestForwardingModes(t *testing.T) {
 				Dataplane struct {
 					NewConns uint64
 					Verdicts map[string]uint64
+					WorkerRx []uint64
 				}
 				Reals map[string]struct{ Conns, InPkts, OutPkts uint64 }
 			}
@@ -122,6 +123,12 @@ func TestForwardingModes(t *testing.T) {
 				if n := c.Dataplane.Verdicts[v]; n != 0 {
 					t.Errorf("verdict %s counted %d frames, want 0", v, n)
 				}
+			}
+			// Fanout spread the flows over both workers, and steering kept
+			// each connection's two directions on one (else replies would
+			// have found no connection: no_conn above, or failed echoes).
+			if len(c.Dataplane.WorkerRx) != 2 || c.Dataplane.WorkerRx[0] == 0 || c.Dataplane.WorkerRx[1] == 0 {
+				t.Errorf("frames per worker %v: want both of 2 workers busy", c.Dataplane.WorkerRx)
 			}
 			if len(c.Reals) != 4 {
 				t.Errorf("counters for %d reals, want 4 (2 services x 2 reals)", len(c.Reals))
