@@ -99,7 +99,8 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	}
 	lc := afpacket.Config{Interface: d.link.Name, Filter: filter}
 	if workers > 1 {
-		lc.FanoutGroup = uint16(os.Getpid())
+		// Fanout group IDs are per network namespace and 0 means none.
+		lc.FanoutGroup = uint16(os.Getpid()%0xffff + 1)
 		if lc.Steering, err = afpacket.SteeringProgram(m, workers); err != nil {
 			return nil, fmt.Errorf("control: steering: %w", err)
 		}

@@ -106,8 +106,9 @@ const (
 // every conditional jump in the group stays within bpfMaxSkip.
 const maxKeysPerGroup = 200
 
-// The multipliers of SteerHash: the 32-bit golden-ratio constant (Knuth,
-// TAOCP 6.4) and the finalisers of MurmurHash3 and lowbias32, chosen because
+// The multipliers of SteerHash: xxHash32's PRIME32_1 (also Knuth's
+// golden-ratio multiplier, TAOCP 6.4) and PRIME32_2, and the first multiplier
+// of the lowbias32 finaliser; odd constants with well-mixed bits, since
 // classic BPF has 32-bit multiply, xor and shift and nothing fancier.
 const (
 	steerMulAddr  = 0x9e3779b1
@@ -194,6 +195,10 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the
 // order they joined the group, so workers must open their links in order.
+//
+// Unlike a socket filter, a fanout program runs on received frames with the
+// packet data starting at the IPv4 header, so it reads the headers relative
+// to the kernel's header marks (SKF_LL_OFF, SKF_NET_OFF).
 func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
 	if workers < 1 || workers > 1<<16 {
 		return nil, fmt.Errorf("afpacket: steering for %d workers: want 1 to 65536", workers)

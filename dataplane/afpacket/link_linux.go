@@ -479,28 +479,25 @@ func (l *Link) writeRing(bufs [][]byte) (sent, failed int, err error) {
 }
 
 // flushRing kicks the n frames queued from slot start (t.cur is just past
-// them) and returns how many the kernel took and refused. On return no slot
-// is left queued, so t.cur is again where the kernel's head is.
+// them) and returns how many the kernel took and how many it refused or
+// could not take. On return no slot is left queued, so t.cur is again where
+// the kernel's head is.
 func (l *Link) flushRing(start, n, bytes int) (sent, failed int, err error) {
 	t := &l.tx
 	retries := 0
-	for range n + maxTxRetries + 1 {
+	var errno unix.Errno
+	for range n + maxTxRetries + 1 { // each pass sends, drops a frame or retries
 		flags := unix.MSG_DONTWAIT
 		if retries > 0 {
 			flags = 0 // wait for socket buffer space, bounded by SO_SNDTIMEO
 		}
-		r, errno := kick(l.fd, flags)
+		var r int
+		r, errno = kick(l.fd, flags)
 		if errno == 0 && r == bytes {
 			return n, failed, nil
 		}
 		bytes = -1 // from now on, look at the slots
-		k := n
-		for j := range n {
-			if t.status(t.at(start, j))&(tpStatusSendRequest|tpStatusWrongFormat) != 0 {
-				k = j
-				break
-			}
-		}
+		k := t.firstQueued(start, n)
 		if k == n {
 			return n, failed, nil
 		}
@@ -525,21 +522,22 @@ func (l *Link) flushRing(start, n, bytes int) (sent, failed int, err error) {
 		}
 		// Frame k is still queued: the socket buffer or device queue is
 		// full, or the interface is down.
-		if retries < maxTxRetries && !linkGone(errno) {
-			retries++
-			continue
+		if retries == maxTxRetries || linkGone(errno) {
+			break
 		}
-		for j := k; j < n; j++ {
-			t.setStatus(t.at(start, j), tpStatusAvailable)
-		}
-		t.cur = t.at(start, k)
-		failed += n - k
-		if linkGone(errno) {
-			err = fmt.Errorf("afpacket: write %s: %w", l.name, errno)
-		}
-		return k, failed, err
+		retries++
 	}
-	return 0, failed, fmt.Errorf("afpacket: write %s: TX ring out of step", l.name)
+	// Give up on the frames still queued: take them back and rewind.
+	k := t.firstQueued(start, n)
+	for j := k; j < n; j++ {
+		t.setStatus(t.at(start, j), tpStatusAvailable)
+	}
+	t.cur = t.at(start, k)
+	failed += n - k
+	if linkGone(errno) {
+		err = fmt.Errorf("afpacket: write %s: %w", l.name, errno)
+	}
+	return k, failed, err
 }
 
 // waitWritable waits up to txWaitTimeout for the frame at the kernel's head

@@ -1,6 +1,7 @@
 package afpacket
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // testNet is a network namespace gvsaf-<random> holding a veth pair
@@ -66,6 +68,9 @@ func newTestNet(t testing.TB) *testNet {
 		}
 		return nil
 	})
+	if errors.Is(err, unix.EPERM) {
+		t.Skipf("cannot create network namespaces here (no CAP_SYS_ADMIN/CAP_NET_ADMIN?): %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -162,6 +162,18 @@ func (t *txRing) setStatus(i int, s uint32) {
 	atomic.StoreUint32(u32(t.frame(i), t3StatusOff), s)
 }
 
+// firstQueued returns the position, counted from frame start, of the first
+// of the n frames from start that the kernel has not taken (queued or
+// refused), or n if it took them all.
+func (t *txRing) firstQueued(start, n int) int {
+	for j := range n {
+		if t.status(t.at(start, j))&(tpStatusSendRequest|tpStatusWrongFormat) != 0 {
+			return j
+		}
+	}
+	return n
+}
+
 // put copies p into frame i and queues it for sending.
 func (t *txRing) put(i int, p []byte) {
 	f := t.frame(i)
