@@ -12,6 +12,7 @@
 //	lan      br0, every LAN veth's peer enslaved to it
 //	director eth0 10.20.0.2/24,  default via 10.20.0.1
 //	rsN      eth0 10.20.0.(10+N)/24, default via 10.20.0.1
+//	gen      eth0 10.20.0.250/24, default via 10.20.0.1 (only with Options.Generator)
 //
 // The VIP (10.20.0.100 by convention) is not configured: gvsd adds it. Every
 // veth end has its offloads off (offload.DisableAll), so frames stay within

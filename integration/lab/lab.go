@@ -25,6 +25,8 @@ var (
 	routerClient = netip.AddrFrom4([4]byte{10, 10, 0, 1})
 	routerLAN    = netip.AddrFrom4([4]byte{10, 20, 0, 1})
 	directorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 2})
+	// generatorAddr is above every rsN (at most .99) and the VIP (.100).
+	generatorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 250})
 )
 
 // Tunables.
@@ -53,6 +55,10 @@ type Options struct {
 	// Reals is the number of real servers, default 2; rsN has address
 	// 10.20.0.(10+N). At most 89.
 	Reals int
+	// Generator adds a traffic-generator host "gen" on the LAN bridge,
+	// eth0 10.20.0.250/24 (offloads off like every other host), for load
+	// tests that send straight at the director.
+	Generator bool
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -107,6 +113,7 @@ type Host struct {
 type Lab struct {
 	Client, Router, Director *Host
 	Reals                    []*Host
+	Generator                *Host        // the LAN traffic generator; nil unless Options.Generator
 	LAN                      netip.Prefix // 10.20.0.0/24
 	Gateway                  netip.Addr   // the router's LAN address, 10.20.0.1: the reals' default gateway
 
@@ -128,7 +135,21 @@ func (l *Lab) log(format string, args ...any) {
 
 // hosts returns every host of the lab.
 func (l *Lab) hosts() []*Host {
-	return append([]*Host{l.Client, l.Router, l.Director}, l.Reals...)
+	hs := append([]*Host{l.Client, l.Router, l.Director}, l.Reals...)
+	if l.Generator != nil {
+		hs = append(hs, l.Generator)
+	}
+	return hs
+}
+
+// lanHosts returns the hosts with an interface on the LAN bridge other
+// than the router.
+func (l *Lab) lanHosts() []*Host {
+	hs := append([]*Host{l.Director}, l.Reals...)
+	if l.Generator != nil {
+		hs = append(hs, l.Generator)
+	}
+	return hs
 }
 
 // track registers c to be closed by Lab.Close; it reports false (and does
@@ -185,7 +206,7 @@ func isLabName(prefix, name string) bool {
 		return false
 	}
 	switch rest {
-	case "client", "router", "lan", "director":
+	case "client", "router", "lan", "director", "gen":
 		return true
 	}
 	digits, ok := strings.CutPrefix(rest, "rs")

@@ -41,6 +41,9 @@ func New(o Options) (*Lab, error) {
 	for i := 1; i <= o.Reals; i++ {
 		l.Reals = append(l.Reals, host(fmt.Sprintf("rs%d", i), "eth0", realAddr(i)))
 	}
+	if o.Generator {
+		l.Generator = host("gen", "eth0", generatorAddr)
+	}
 
 	b := &builder{lab: l, ns: make(map[string]netns.NsHandle), nl: make(map[string]*netlink.Handle)}
 	err = b.build()
@@ -48,8 +51,12 @@ func New(o Options) (*Lab, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("lab: build %s: %w", o.Prefix, err), l.Close())
 	}
-	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers", o.Prefix,
-		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals))
+	gen := ""
+	if l.Generator != nil {
+		gen = ", generator " + l.Generator.Addr.String()
+	}
+	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers%s", o.Prefix,
+		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals), gen)
 	return l, nil
 }
 
@@ -196,6 +203,9 @@ func (b *builder) build() error {
 	for _, r := range l.Reals {
 		parts = append(parts, r.Name)
 	}
+	if l.Generator != nil {
+		parts = append(parts, l.Generator.Name)
+	}
 	for _, p := range parts {
 		if err := b.addNamespace(p); err != nil {
 			return err
@@ -220,7 +230,7 @@ func (b *builder) build() error {
 	}
 
 	pairs := []veth{{part: "router", name: "eth0", peerPart: "client", peerName: "eth0", peerAddr: clientAddr}}
-	for _, h := range append([]*Host{l.Router, l.Director}, l.Reals...) {
+	for _, h := range append([]*Host{l.Router}, l.lanHosts()...) {
 		iface, addr := h.Iface, h.Addr
 		if h == l.Router {
 			iface, addr = "eth1", routerLAN
@@ -251,7 +261,7 @@ func (b *builder) build() error {
 	if err := b.addRoute("client", "eth0", routerClient); err != nil {
 		return err
 	}
-	for _, h := range append([]*Host{l.Director}, l.Reals...) {
+	for _, h := range l.lanHosts() {
 		if err := b.addRoute(h.Name, h.Iface, routerLAN); err != nil {
 			return err
 		}

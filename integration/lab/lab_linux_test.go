@@ -616,3 +616,79 @@ func TestNewFailure(t *testing.T) {
 	}
 	assertGone(t, prefix, 2)
 }
+
+// TestGenerator checks Options.Generator: a host "gen" on the LAN bridge
+// with its address, MAC, offloads off and a default route, reachable from
+// the director and the client, removed by Close and by CleanupStale.
+func TestGenerator(t *testing.T) {
+	requireRoot(t)
+	prefix := fmt.Sprintf("gvsbt%06d", rand.IntN(1000000))
+	crashed, err := New(Options{Prefix: prefix, Reals: 1, Generator: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = crashed // never closed: the next New must remove its gen namespace too
+	l, err := New(Options{Prefix: prefix, Reals: 1, Generator: true, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertGone(t, prefix, 1)
+		if h, err := netns.GetFromName(prefix + "-gen"); err == nil {
+			h.Close()
+			t.Errorf("namespace %s-gen still exists", prefix)
+		}
+	})
+	g := l.Generator
+	if g == nil {
+		t.Fatal("Lab.Generator is nil with Options.Generator")
+	}
+	if g.Name != "gen" || g.NS != prefix+"-gen" || g.Iface != "eth0" || g.Addr.String() != "10.20.0.250" || g.MAC.String() != "02:00:0a:14:00:fa" {
+		t.Errorf("generator host %+v, want gen in %s-gen with eth0 10.20.0.250 02:00:0a:14:00:fa", g, prefix)
+	}
+	err = g.Do(func() error {
+		eth, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		if eth.Attrs().OperState != netlink.OperUp || eth.Attrs().HardwareAddr.String() != g.MAC.String() {
+			t.Errorf("gen/eth0 %s MAC %s, want up %s", eth.Attrs().OperState, eth.Attrs().HardwareAddr, g.MAC)
+		}
+		for _, f := range []offload.Feature{offload.TxChecksum, offload.TSO, offload.GSO, offload.GRO, offload.LRO} {
+			if on, err := offload.Get("eth0", f); err != nil || on {
+				t.Errorf("gen/eth0: %s on=%v err=%v, want off", f, on, err)
+			}
+		}
+		routes, err := netlink.RouteList(eth, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		var gw string
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+				gw = r.Gw.String()
+			}
+		}
+		if gw != "10.20.0.1" {
+			t.Errorf("gen default route via %q, want 10.20.0.1", gw)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The LAN (director) and, through the router, the client reach it.
+	e, err := g.StartEcho("udp", netip.MustParseAddrPort("0.0.0.0:7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	udpRoundTrip(t, l.Director, netip.MustParseAddrPort("10.20.0.250:7"), "director to gen")
+	udpRoundTrip(t, l.Client, netip.MustParseAddrPort("10.20.0.250:7"), "client to gen")
+	if st := e.Stats(); st.Datagrams < 2 || st.Peers[l.Director.Addr] == 0 || st.Peers[l.Client.Addr] == 0 {
+		t.Errorf("gen echo saw %+v, want datagrams from the director and the client", st)
+	}
+}

@@ -1,0 +1,10 @@
+//go:build !linux
+
+package main
+
+import "time"
+
+// generate is unsupported outside Linux.
+func generate(iface string, frames [][]byte) (uint64, time.Duration, error) {
+	return 0, 0, errUnsupported
+}

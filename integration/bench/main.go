@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// Bounds of the flags.
+const (
+	maxDuration = 10 * time.Minute
+	maxRuns     = 50
+	// buildTimeout bounds `go build` of gvsd.
+	buildTimeout = 5 * time.Minute
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == genCommand {
+		os.Exit(genMain(os.Args[2:], os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the command: results go to stdout (a table, or JSON with -json),
+// progress and errors to stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := Options{}
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured interval of each run")
+	fs.DurationVar(&o.Warmup, "warmup", time.Second, "generator running before each measured interval")
+	fs.IntVar(&o.Runs, "runs", 3, "runs per configuration; the report gives medians")
+	fs.IntVar(&o.Flows, "flows", 1024, fmt.Sprintf("UDP flows (source ports from %d, %d source addresses), 1 to %d", firstSrcPort, srcAddrs, MaxFlows))
+	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs and logs")
+	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
+	fs.StringVar(&o.Generator, "generator", "auto", "trafgen, go, or auto (trafgen if installed)")
+	fs.StringVar(&o.PerfDir, "perf", "", "directory for a perf record of the director's CPU during each configuration's first run")
+	modes := fs.String("configs", "dr,nat,kernel", "configurations to measure, in order: dr, nat, kernel")
+	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+		return code
+	}
+	if fs.NArg() > 0 {
+		return fail(2, "unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if o.Modes, err = parseModes(*modes); err != nil {
+		return fail(2, "-configs: %v", err)
+	}
+	switch {
+	case o.Duration <= 0 || o.Duration > maxDuration:
+		return fail(2, "-duration %v: want more than 0 and at most %v", o.Duration, maxDuration)
+	case o.Warmup < 0 || o.Warmup > maxDuration:
+		return fail(2, "-warmup %v: want 0 to %v", o.Warmup, maxDuration)
+	case o.Runs < 1 || o.Runs > maxRuns:
+		return fail(2, "-runs %d: want 1 to %d", o.Runs, maxRuns)
+	case o.Flows < 1 || o.Flows > MaxFlows:
+		return fail(2, "-flows %d: want 1 to %d", o.Flows, MaxFlows)
+	}
+	switch o.Generator {
+	case "auto":
+		o.Generator = genGo
+		if _, err := exec.LookPath("trafgen"); err == nil {
+			o.Generator = genTrafgen
+		}
+	case genTrafgen:
+		if _, err := exec.LookPath("trafgen"); err != nil {
+			return fail(1, "-generator trafgen: %v (Debian package netsniff-ng)", err)
+		}
+	case genGo:
+	default:
+		return fail(2, "-generator %q: want trafgen, go or auto", o.Generator)
+	}
+	if os.Geteuid() != 0 {
+		return fail(1, "needs root to build network namespaces (try: sudo go run ./integration/bench)")
+	}
+	if cpus, err := readCPUTimes(); err != nil {
+		return fail(1, "%v", err)
+	} else if _, ok := cpus[directorCPU]; !ok {
+		return fail(1, "needs CPUs %d and %d online (the generator's and the director's)", genCPU, directorCPU)
+	}
+	for _, tool := range []string{"ip", "nft", "bridge", "ethtool", "taskset", "timeout", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	if o.Self, err = os.Executable(); err != nil {
+		return fail(1, "%v", err)
+	}
+	if o.Dir, err = os.MkdirTemp("", "gvsbench-"); err != nil {
+		return fail(1, "%v", err)
+	}
+	if o.Keep {
+		fmt.Fprintf(stderr, "bench: configs and logs in %s\n", o.Dir)
+	} else {
+		defer os.RemoveAll(o.Dir)
+	}
+	if o.PerfDir != "" {
+		if _, err = exec.LookPath("perf"); err == nil {
+			if o.PerfDir, err = filepath.Abs(o.PerfDir); err == nil {
+				err = os.MkdirAll(o.PerfDir, 0o755)
+			}
+		}
+		if err != nil {
+			return fail(1, "-perf: %v", err)
+		}
+	}
+	o.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, totalTimeout(o))
+	defer cancel()
+
+	needGvsd := slices.ContainsFunc(o.Modes, func(m Mode) bool { return m != ModeKernel })
+	if o.Gvsd == "" && needGvsd {
+		o.Gvsd = filepath.Join(o.Dir, "gvsd")
+		if err := buildGvsd(ctx, o.Gvsd); err != nil {
+			return fail(1, "%v", err)
+		}
+	} else if o.Gvsd != "" {
+		if o.Gvsd, err = filepath.Abs(o.Gvsd); err != nil {
+			return fail(1, "-gvsd: %v", err)
+		}
+	}
+
+	rep, err := Bench(ctx, o)
+	if *jsonOut {
+		if jerr := rep.writeJSON(stdout); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else {
+		rep.writeTable(stdout)
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fail(130, "interrupted: %v", err)
+		}
+		return fail(1, "%v", err)
+	}
+	return 0
+}
+
+// totalTimeout bounds a whole bench run: every wait inside is bounded too,
+// this catches what is not.
+func totalTimeout(o Options) time.Duration {
+	perRun := genStartTimeout + o.Warmup + o.Duration + stopGrace + settle
+	perConfig := gvsdStartTimeout + stopGrace + time.Duration(o.Runs)*perRun + 30*time.Second
+	return buildTimeout + time.Duration(len(o.Modes))*perConfig + time.Minute
+}
+
+// buildGvsd builds cmd/gvsd to path with the go command.
+func buildGvsd(ctx context.Context, path string) error {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, "github.com/gvs-lb/gvs/cmd/gvsd").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build gvsd (or pass -gvsd): %w\n%s", err, out)
+	}
+	return nil
+}
