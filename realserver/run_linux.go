@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 
 	"github.com/gvs-lb/gvs/arpctl"
 )
@@ -32,6 +33,8 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 		if ifname, err = ifaceOfDefaultRoute(); err != nil {
 			return err
 		}
+	} else if _, err := net.InterfaceByName(ifname); err != nil {
+		return fmt.Errorf("realserver: interface %s: %w", ifname, err)
 	}
 
 	// undo holds the inverse of every step taken, run last to first.

@@ -414,7 +414,9 @@ func TestRunDR(t *testing.T) {
 	})
 }
 
-func TestRunSetupFailureUndoes(t *testing.T) {
+// TestRunFailsClean checks Run leaves nothing behind when it fails to set
+// up and when it is stopped before it starts.
+func TestRunFailsClean(t *testing.T) {
 	l := newLab(t)
 	table := arpctl.RealServerSysctls(l.nameB)
 	l.b.do(t, func() {
@@ -424,11 +426,15 @@ func TestRunSetupFailureUndoes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "TUN") {
 			t.Fatalf("Run with a taken tunnel name: err = %v", err)
 		}
-		// An interface that does not exist: the sysctls fail after the
-		// first entries were written.
 		err = Run(context.Background(), Options{VIPs: []netip.Addr{testVIP}, Mode: DR, Interface: l.nameB + "x"}, nil)
-		if err == nil {
-			t.Fatal("Run with a missing interface succeeded")
+		if err == nil || !strings.Contains(err.Error(), "interface "+l.nameB+"x") {
+			t.Fatalf("Run with a missing interface: err = %v", err)
+		}
+		// A context that is already done: set up, then undo at once.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := Run(ctx, Options{VIPs: []netip.Addr{testVIP}, Mode: TUN, TunName: testName(t, "t"), Interface: l.nameB}, nil); err != nil {
+			t.Fatalf("Run with a done context: %v", err)
 		}
 		if onLo(t, testVIP) {
 			t.Error("a failed Run left the VIP on lo")

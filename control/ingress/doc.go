@@ -10,13 +10,13 @@
 // sockets. Those must bind ETH_P_ALL: sockets bound to ETH_P_IP are
 // per-protocol handlers and would run after the drop.
 //
-// The table is named TableName ("gvs") and holds one chain and three
-// concatenated sets, one per kind of afpacket.Endpoint in an
-// afpacket.Match:
+// The table is named TableName ("gvs") and holds one base chain with a
+// rule for each kind of frame in an afpacket.Match, the endpoints in
+// concatenated hash sets:
 //
-//	set vips     ip daddr . ip protocol . th dport   client packets to VIP:port
-//	set natreals ip saddr . ip protocol . th sport   NAT replies from RIP:port
-//	set locals   ip daddr . ip protocol . th dport   FULLNAT replies to LIP:lport (port ranges)
+//	ip daddr . ip protocol . th dport @vips      client packets to VIP:port
+//	ip saddr . ip protocol . th sport @natreals  NAT replies from RIP:port
+//	ip daddr A ip protocol P th dport LO-HI      FULLNAT replies to LIP:lport, a rule per range
 //
 // ICMP, ARP, fragments after the first and everything else go through.
 // Install replaces a table left by a crashed gvsd; Update swaps the

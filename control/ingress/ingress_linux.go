@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
@@ -48,15 +49,28 @@ const (
 
 // elementsPerMessage bounds the elements in one NEWSETELEM message: the
 // element list is one netlink attribute, whose length field has 16 bits.
-// An interval element takes at most 48 bytes, so 1024 of them stay well
-// under 64 KiB.
+// An element takes 24 bytes, so 1024 of them stay well under 64 KiB.
 const elementsPerMessage = 1024
 
-// sendBuffer is the send buffer asked for (SO_SNDBUFFORCE as root) so a
-// whole transaction fits in one sendmsg, as nft does: the default of about
-// 200 KiB stops near 8,000 endpoints; 32 MiB is room for over 600,000. It
-// is a limit, not an allocation.
-const sendBuffer = 32 << 20
+// socketBuffer is the send and receive buffer asked for (SO_SNDBUFFORCE,
+// SO_RCVBUFFORCE as root) so a whole transaction fits in one sendmsg, as
+// nft does, and its acknowledgements fit on the way back: the default of
+// about 200 KiB stops near 8,000 endpoints; 32 MiB is room for over
+// 600,000. It is a limit, not an allocation.
+const socketBuffer = 32 << 20
+
+// sockOptions makes room for big transactions and asks for capped
+// acknowledgements (NETLINK_CAP_ACK): by default every ack echoes the
+// whole request, so a batch of element lists would come back in full.
+func sockOptions(c *mdnetlink.Conn) error {
+	if err := c.SetOption(mdnetlink.CapAcknowledge, true); err != nil {
+		return err
+	}
+	if err := c.SetWriteBuffer(socketBuffer); err != nil {
+		return err
+	}
+	return c.SetReadBuffer(socketBuffer)
+}
 
 // Table is the installed netdev table. Its methods may be called from any
 // goroutine: it talks to the network namespace Install was called in.
@@ -69,7 +83,6 @@ type Table struct {
 	chain  *nftables.Chain
 	vips   *nftables.Set
 	nat    *nftables.Set
-	locals *nftables.Set
 }
 
 // Install creates the table for ifname with rules for m in the network
@@ -93,14 +106,20 @@ func Install(ifname string, m *afpacket.Match) (*Table, error) {
 	if err != nil {
 		return nil, wrap(fmt.Errorf("open network namespace: %w", err))
 	}
-	conn, err := nftables.New(nftables.WithNetNSFd(fd), nftables.WithSockOptions(func(c *mdnetlink.Conn) error {
-		return c.SetWriteBuffer(sendBuffer)
-	}))
+	t, err := install(ifname, fd, e)
 	if err != nil {
 		unix.Close(fd)
 		return nil, wrap(err)
 	}
-	t := newTable(ifname, fd, conn)
+	return t, nil
+}
+
+func install(ifname string, nsFD int, e elements) (*Table, error) {
+	conn, err := nftables.New(nftables.WithNetNSFd(nsFD), nftables.WithSockOptions(sockOptions))
+	if err != nil {
+		return nil, err
+	}
+	t := newTable(ifname, nsFD, conn)
 
 	// Adding a table that exists is not an error, deleting one that does
 	// not is: add then delete removes a stale table in either case.
@@ -108,19 +127,16 @@ func Install(ifname string, m *afpacket.Match) (*Table, error) {
 	conn.DelTable(t.table)
 	conn.AddTable(t.table)
 	conn.AddChain(t.chain)
-	for _, s := range []*nftables.Set{t.vips, t.nat, t.locals} {
+	for _, s := range []*nftables.Set{t.vips, t.nat} {
 		if err := conn.AddSet(s, nil); err != nil {
-			unix.Close(fd)
-			return nil, wrap(err)
+			return nil, err
 		}
 	}
 	if err := t.queueContents(e); err != nil {
-		unix.Close(fd)
-		return nil, wrap(err)
+		return nil, err
 	}
 	if err := conn.Flush(); err != nil {
-		unix.Close(fd)
-		return nil, wrap(err)
+		return nil, err
 	}
 	return t, nil
 }
@@ -143,9 +159,8 @@ func newTable(ifname string, nsFD int, conn *nftables.Conn) *Table {
 			Policy:   &policy,
 			Device:   ifname,
 		},
-		vips:   &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
-		nat:    &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
-		locals: &nftables.Set{Table: table, Name: setLocals, KeyType: concat, Concatenation: true, Interval: true},
+		vips: &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
+		nat:  &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
 	}
 }
 
@@ -168,7 +183,6 @@ func (t *Table) Update(m *afpacket.Match) error {
 	t.conn.FlushChain(t.chain)
 	t.conn.FlushSet(t.vips)
 	t.conn.FlushSet(t.nat)
-	t.conn.FlushSet(t.locals)
 	if err := t.queueContents(e); err != nil {
 		return wrap(err)
 	}
@@ -199,64 +213,89 @@ func (t *Table) Remove() error {
 
 var errRemoved = errors.New("table was removed")
 
-// queueContents queues the three drop rules and the set elements of e.
+// queueContents queues the drop rules and the set elements of e.
 func (t *Table) queueContents(e elements) error {
-	t.conn.AddRule(t.dropRule(ipv4DstOff, l4DstPortOff, t.vips, "gvs: client packets to VIP:port"))
-	t.conn.AddRule(t.dropRule(ipv4SrcOff, l4SrcPortOff, t.nat, "gvs: NAT replies from RIP:port"))
-	t.conn.AddRule(t.dropRule(ipv4DstOff, l4DstPortOff, t.locals, "gvs: FULLNAT replies to LIP:lport"))
-
-	add := func(s *nftables.Set, elems []nftables.SetElement) error {
-		for len(elems) > 0 {
-			n := min(len(elems), elementsPerMessage)
-			if err := t.conn.SetAddElements(s, elems[:n]); err != nil {
+	t.conn.AddRule(t.setRule(ipv4DstOff, l4DstPortOff, t.vips, "gvs: client packets to VIP:port"))
+	t.conn.AddRule(t.setRule(ipv4SrcOff, l4SrcPortOff, t.nat, "gvs: NAT replies from RIP:port"))
+	for _, r := range e.locals {
+		t.conn.AddRule(t.localRule(r))
+	}
+	add := func(s *nftables.Set, keys []key) error {
+		for len(keys) > 0 {
+			n := min(len(keys), elementsPerMessage)
+			elems := make([]nftables.SetElement, n)
+			for i := range elems {
+				elems[i] = nftables.SetElement{Key: keys[i][:]}
+			}
+			if err := t.conn.SetAddElements(s, elems); err != nil {
 				return err
 			}
-			elems = elems[n:]
+			keys = keys[n:]
 		}
 		return nil
 	}
-	if err := add(t.vips, keyElements(e.vips)); err != nil {
+	if err := add(t.vips, e.vips); err != nil {
 		return err
 	}
-	if err := add(t.nat, keyElements(e.natReals)); err != nil {
-		return err
-	}
-	locals := make([]nftables.SetElement, len(e.locals))
-	for i, r := range e.locals {
-		locals[i] = nftables.SetElement{Key: r.lo[:], KeyEnd: r.hi[:]}
-	}
-	return add(t.locals, locals)
+	return add(t.nat, e.natReals)
 }
 
-func keyElements(keys []key) []nftables.SetElement {
-	elems := make([]nftables.SetElement, len(keys))
-	for i := range keys {
-		elems[i] = nftables.SetElement{Key: keys[i][:]}
+// isIPv4 is "meta protocol ip", the start of every rule.
+func isIPv4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv4},
 	}
-	return elems
 }
 
-// dropRule is
+// setRule is
 //
 //	meta protocol ip  ip <addr> . ip protocol . th <port>  @set  counter drop
 //
 // where addr and port are the offsets of the source or destination
 // fields. The th (transport header) load fails on a fragment after the
 // first, so those never match.
-func (t *Table) dropRule(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
+func (t *Table) setRule(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
 	return &nftables.Rule{
 		Table: t.table,
 		Chain: t.chain,
-		Exprs: []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv4},
+		Exprs: append(isIPv4(),
 			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 4},
 			&expr.Payload{DestRegister: regProto, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4ProtoOff, Len: 1},
 			&expr.Payload{DestRegister: regPort, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
 			&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
 			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictDrop},
-		},
+		),
 		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
+	}
+}
+
+// localRule is
+//
+//	meta protocol ip  ip daddr <addr>  ip protocol <proto>  th dport <lo>-<hi>  counter drop
+//
+// A rule per range rather than an interval set: there are a handful of
+// FULLNAT local addresses, and the kernel's interval set for
+// concatenations (pipapo) flushes in quadratic time, which Update would
+// pay on every call.
+func (t *Table) localRule(r portRange) *nftables.Rule {
+	var lo, hi [2]byte
+	binary.BigEndian.PutUint16(lo[:], r.lo)
+	binary.BigEndian.PutUint16(hi[:], r.hi)
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: append(isIPv4(),
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4DstOff, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: r.addr[:]},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4ProtoOff, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{r.proto}},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: l4DstPortOff, Len: 2},
+			&expr.Range{Op: expr.CmpOpEq, Register: regAddr, FromData: lo[:], ToData: hi[:]},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: FULLNAT replies to LIP:lport"),
 	}
 }

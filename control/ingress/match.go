@@ -17,7 +17,6 @@ const (
 	chainName   = "ingress"
 	setVIPs     = "vips"
 	setNATReals = "natreals"
-	setLocals   = "locals"
 )
 
 // IP protocol numbers (RFC 790, IANA "Assigned Internet Protocol Numbers").
@@ -51,19 +50,23 @@ func makeKey(proto uint8, addr [4]byte, port uint16) key {
 	return k
 }
 
-// keyRange is an element of the interval set: every key from lo to hi.
-type keyRange struct{ lo, hi key }
-
-// elements is a Match compiled to the contents of the three sets, sorted
-// and without duplicates.
-type elements struct {
-	vips, natReals []key
-	locals         []keyRange
+// portRange is a FULLNAT local range of one protocol: one rule each.
+type portRange struct {
+	addr   [4]byte
+	proto  uint8
+	lo, hi uint16
 }
 
-// compile validates m and turns it into set elements. A nil m has none.
-// Overlapping or adjacent port ranges of one local address are merged, as
-// the kernel refuses overlapping elements in an interval set.
+// elements is a Match compiled to the contents of the two sets, sorted and
+// without duplicates, and to the local port ranges, merged.
+type elements struct {
+	vips, natReals []key
+	locals         []portRange
+}
+
+// compile validates m and turns it into set elements and local port
+// ranges. A nil m has none. Overlapping or adjacent port ranges of one
+// local address are merged (per-worker port slices become one range).
 func compile(m *afpacket.Match) (elements, error) {
 	var e elements
 	if m == nil {
@@ -96,7 +99,7 @@ func compile(m *afpacket.Match) (elements, error) {
 	}
 	for _, proto := range []uint8{protoTCP, protoUDP} {
 		for _, l := range merged {
-			e.locals = append(e.locals, keyRange{makeKey(proto, l.Addr, l.PortLo), makeKey(proto, l.Addr, l.PortHi)})
+			e.locals = append(e.locals, portRange{addr: l.Addr, proto: proto, lo: l.PortLo, hi: l.PortHi})
 		}
 	}
 	return e, nil

@@ -43,18 +43,19 @@ func TestCompile(t *testing.T) {
 	if len(e.natReals) != 1 || e.natReals[0] != makeKey(protoTCP, [4]byte{10, 0, 0, 11}, 8080) {
 		t.Errorf("natReals = %x", e.natReals)
 	}
-	want := []keyRange{
-		{makeKey(protoTCP, lip, 1000), makeKey(protoTCP, lip, 2999)},
-		{makeKey(protoTCP, [4]byte{10, 0, 0, 2}, 5000), makeKey(protoTCP, [4]byte{10, 0, 0, 2}, 5000)},
-		{makeKey(protoUDP, lip, 1000), makeKey(protoUDP, lip, 2999)},
-		{makeKey(protoUDP, [4]byte{10, 0, 0, 2}, 5000), makeKey(protoUDP, [4]byte{10, 0, 0, 2}, 5000)},
+	lip2 := [4]byte{10, 0, 0, 2}
+	want := []portRange{
+		{lip, protoTCP, 1000, 2999},
+		{lip2, protoTCP, 5000, 5000},
+		{lip, protoUDP, 1000, 2999},
+		{lip2, protoUDP, 5000, 5000},
 	}
 	if len(e.locals) != len(want) {
-		t.Fatalf("locals = %x, want %x", e.locals, want)
+		t.Fatalf("locals = %+v, want %+v", e.locals, want)
 	}
 	for i := range want {
 		if e.locals[i] != want[i] {
-			t.Errorf("locals[%d] = %x, want %x", i, e.locals[i], want[i])
+			t.Errorf("locals[%d] = %+v, want %+v", i, e.locals[i], want[i])
 		}
 	}
 
