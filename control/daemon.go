@@ -201,6 +201,17 @@ func (d *Daemon) apply(t *dataplane.Table, m *afpacket.Match) error {
 // Dataplane returns the running dataplane, for counters.
 func (d *Daemon) Dataplane() *dataplane.Dataplane { return d.dp }
 
+// LinkStats returns each worker's AF_PACKET socket counters: frames the
+// kernel put in the ring, frames it dropped because the ring was full (the
+// dataplane fell behind), frames truncated, frames sent and refused.
+func (d *Daemon) LinkStats() []afpacket.Stats {
+	out := make([]afpacket.Stats, len(d.links))
+	for i, l := range d.links {
+		out[i], _ = l.Stats()
+	}
+	return out
+}
+
 // Config returns the running configuration.
 func (d *Daemon) Config() *config.Config {
 	d.mu.Lock()

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"errors"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -92,6 +93,11 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 // run is the worker's loop: read a batch, process it, write it, expire.
 // It returns nil when stop is closed or the link is closed.
 func (w *Worker) run(stop <-chan struct{}) error {
+	// A worker keeps its OS thread: its blocking reads then never make the
+	// runtime hand the thread's work around, and an operator can pin the
+	// thread to a CPU.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for {
 		select {
 		case <-stop:

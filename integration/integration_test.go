@@ -111,6 +111,7 @@ func TestForwardingModes(t *testing.T) {
 					Verdicts map[string]uint64
 					WorkerRx []uint64
 				}
+				Links []struct{ Packets, Drops, Truncated, TxErrors uint64 }
 				Reals map[string]struct{ Conns, InPkts, OutPkts uint64 }
 			}
 			if err := json.Unmarshal(res.Counters, &c); err != nil {
@@ -129,6 +130,14 @@ func TestForwardingModes(t *testing.T) {
 			// have found no connection: no_conn above, or failed echoes).
 			if len(c.Dataplane.WorkerRx) != 2 || c.Dataplane.WorkerRx[0] == 0 || c.Dataplane.WorkerRx[1] == 0 {
 				t.Errorf("frames per worker %v: want both of 2 workers busy", c.Dataplane.WorkerRx)
+			}
+			if len(c.Links) != 2 {
+				t.Errorf("stats of %d links, want 2", len(c.Links))
+			}
+			for i, l := range c.Links {
+				if l.Packets == 0 || l.Drops != 0 || l.Truncated != 0 || l.TxErrors != 0 {
+					t.Errorf("link of worker %d: %+v, want packets and no drops, truncation or TX errors", i, l)
+				}
 			}
 			if len(c.Reals) != 4 {
 				t.Errorf("counters for %d reals, want 4 (2 services x 2 reals)", len(c.Reals))

@@ -10,9 +10,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,6 +22,7 @@ import (
 	"github.com/gvs-lb/gvs/control"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
 )
 
 func main() {
@@ -119,6 +118,7 @@ loop:
 // traffic, keyed "proto/VIP:port -> RIP:port".
 type Summary struct {
 	Dataplane dataplane.Counters
+	Links     []afpacket.Stats // per worker; Drops are frames lost before the dataplane saw them
 	Reals     map[string]RealSummary
 }
 
@@ -129,7 +129,7 @@ type RealSummary struct {
 }
 
 func summarize(d *control.Daemon) Summary {
-	s := Summary{Dataplane: d.Dataplane().Counters(), Reals: map[string]RealSummary{}}
+	s := Summary{Dataplane: d.Dataplane().Counters(), Links: d.LinkStats(), Reals: map[string]RealSummary{}}
 	t := d.Dataplane().Table()
 	if t == nil {
 		return s
@@ -152,8 +152,3 @@ func summarize(d *control.Daemon) Summary {
 	}
 	return s
 }
-
-var (
-	_ = context.Background
-	_ = errors.New
-)
