@@ -88,7 +88,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		key := dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
-		for ri, r := range s.Reals {
+		for _, r := range s.Reals {
 			id := c.id(realKey{svc: key, addr: r.Address})
 			fwd := dataplane.Forward(r.Forward)
 			mac, ready := resolve(r.Address.Addr())
@@ -115,7 +115,6 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 				fullnat = true
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
 			}
-			_ = ri
 		}
 		sched, err := schedule.New(s.Scheduler, svc.Dests)
 		if err != nil {

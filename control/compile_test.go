@@ -1,0 +1,181 @@
+package control
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+var testLink = LinkInfo{Name: "eth0", MAC: [6]byte{2, 0, 0, 0, 0, 2}, Addr: netip.MustParseAddr("10.20.0.2"), MTU: 1500}
+
+func mustParse(t *testing.T, s string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse([]byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// resolveAll knows every address except 10.20.0.13.
+func resolveAll(ip netip.Addr) ([6]byte, bool) {
+	if ip == netip.MustParseAddr("10.20.0.13") {
+		return [6]byte{}, false
+	}
+	a := ip.As4()
+	return [6]byte{2, 0, a[0], a[1], a[2], a[3]}, true
+}
+
+const base = `
+[director]
+interface = "eth0"
+[[service]]
+address = "10.20.0.100:80"
+scheduler = "rr"
+forward = "nat"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+  [[service.real]]
+  address = "10.20.0.12:8080"
+  weight = 3
+[[service]]
+protocol = "udp"
+address = "10.20.0.100:53"
+scheduler = "wrr"
+forward = "fullnat"
+  [[service.real]]
+  address = "10.20.0.13:53"
+  [[service.real]]
+  address = "10.20.0.11:53"
+`
+
+func TestCompile(t *testing.T) {
+	c := NewCompiler()
+	tbl, m, err := c.Compile(mustParse(t, base), testLink, []netip.Addr{testLink.Addr}, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl.MAC != testLink.MAC || tbl.Addr != testLink.Addr.As4() || tbl.MTU != 1500 {
+		t.Errorf("link fields: %x %v %d", tbl.MAC, tbl.Addr, tbl.MTU)
+	}
+	web := tbl.Services[dataplane.ServiceKey{Proto: 6, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	dns := tbl.Services[dataplane.ServiceKey{Proto: 17, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
+	if web == nil || dns == nil || len(tbl.Services) != 2 {
+		t.Fatalf("services: %v", tbl.Services)
+	}
+	if len(web.Reals) != 2 || web.Dests[1].Weight != 3 {
+		t.Errorf("web reals %v dests %+v", web.Reals, web.Dests)
+	}
+	r := tbl.Reals[web.Reals[0]]
+	if r.Addr != [4]byte{10, 20, 0, 11} || r.Port != 8080 || r.Forward != dataplane.ForwardNAT || !r.Ready || r.MAC != [6]byte{2, 0, 10, 20, 0, 11} {
+		t.Errorf("first web real: %+v", r)
+	}
+	// An unresolved real is in the table but not Ready, and the scheduler
+	// sees weight 0.
+	u := tbl.Reals[dns.Reals[0]]
+	if u.Ready || dns.Dests[0].Weight != 0 || u.Forward != dataplane.ForwardFullNAT {
+		t.Errorf("unresolved real: %+v weight %d", u, dns.Dests[0].Weight)
+	}
+	// The same address in two services is two reals with their own counters.
+	if web.Reals[0] == dns.Reals[1] || tbl.Reals[web.Reals[0]].Counters == tbl.Reals[dns.Reals[1]].Counters {
+		t.Error("10.20.0.11 shares an ID or counters across services")
+	}
+	want := &afpacket.Match{
+		VIPs:     []afpacket.Endpoint{{Proto: 6, Addr: [4]byte{10, 20, 0, 100}, Port: 80}, {Proto: 17, Addr: [4]byte{10, 20, 0, 100}, Port: 53}},
+		NATReals: []afpacket.Endpoint{{Proto: 6, Addr: [4]byte{10, 20, 0, 11}, Port: 8080}, {Proto: 6, Addr: [4]byte{10, 20, 0, 12}, Port: 8080}},
+		Locals:   []afpacket.LocalRange{{Addr: [4]byte{10, 20, 0, 2}, PortLo: 1024, PortHi: 32767}},
+	}
+	if !equalMatch(m, want) {
+		t.Errorf("match\n got %+v\nwant %+v", m, want)
+	}
+}
+
+func equalMatch(a, b *afpacket.Match) bool {
+	if len(a.VIPs) != len(b.VIPs) || len(a.NATReals) != len(b.NATReals) || len(a.Locals) != len(b.Locals) {
+		return false
+	}
+	for i := range a.VIPs {
+		if a.VIPs[i] != b.VIPs[i] {
+			return false
+		}
+	}
+	for i := range a.NATReals {
+		if a.NATReals[i] != b.NATReals[i] {
+			return false
+		}
+	}
+	for i := range a.Locals {
+		if a.Locals[i] != b.Locals[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestRecompileKeepsIDsAndCounters is what lets connections survive a
+// reload: a real that stays keeps its ID and its live counters; a removed
+// real leaves an empty slot so its old connections are dropped, not sent
+// to whoever takes its place.
+func TestRecompileKeepsIDsAndCounters(t *testing.T) {
+	c := NewCompiler()
+	t1, _, err := c.Compile(mustParse(t, base), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := dataplane.ServiceKey{Proto: 6, VIP: [4]byte{10, 20, 0, 100}, Port: 80}
+	id11, id12 := t1.Services[key].Reals[0], t1.Services[key].Reals[1]
+	t1.Reals[id11].Counters.Active.Store(5)
+
+	// Drop 10.20.0.12, add 10.20.0.14 first.
+	changed := strings.Replace(base, "  [[service.real]]\n  address = \"10.20.0.12:8080\"\n  weight = 3\n", "", 1)
+	changed = strings.Replace(changed, "forward = \"nat\"\n", "forward = \"nat\"\n  [[service.real]]\n  address = \"10.20.0.14:8080\"\n", 1)
+	t2, _, err := c.Compile(mustParse(t, changed), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := t2.Services[key]
+	if len(svc.Reals) != 2 || svc.Reals[1] != id11 {
+		t.Fatalf("10.20.0.11 has ID %v now, had %d", svc.Reals, id11)
+	}
+	if got := t2.Reals[id11].Counters.Active.Load(); got != 5 {
+		t.Errorf("counters of 10.20.0.11 after recompile: active %d, want 5", got)
+	}
+	if svc.Reals[0] == id12 {
+		t.Error("the new real reused the removed real's ID")
+	}
+	if int(id12) >= len(t2.Reals) || t2.Reals[id12].Forward != 0 {
+		t.Errorf("removed real's slot: %+v, want empty", t2.Reals[id12])
+	}
+}
+
+func TestCompileRefusesWhatIsNotBuiltYet(t *testing.T) {
+	cfg := mustParse(t, `
+[director]
+interface = "eth0"
+[[service]]
+address = "10.20.0.100:80"
+scheduler = "lc"
+[[service]]
+address = "10.20.0.100:81"
+persistence = "5m"
+[[service]]
+protocol = "udp"
+address = "10.20.0.100:53"
+ops = true
+`)
+	_, _, err := NewCompiler().Compile(cfg, testLink, nil, resolveAll)
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v is not config.Errors", err)
+	}
+	for _, want := range []string{"service[0].scheduler", "service[1].persistence", "service[2].ops"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+}
