@@ -129,7 +129,13 @@ type Options struct {
 	// CPU during the first measured interval of each configuration:
 	// PerfDir/CONFIG.perf.data, for perf report -i.
 	PerfDir string
-	Logf    func(format string, args ...any)
+	// NoRPS leaves the director's receive processing where the frames
+	// arrive: on the generator's CPU. gvsd then gets its CPU to itself
+	// while the kernel baseline forwards on the generator's CPU; an
+	// experiment that shows what the receive path costs, not a fair
+	// comparison.
+	NoRPS bool
+	Logf  func(format string, args ...any)
 }
 
 // bench is one Bench call's state.
@@ -222,8 +228,10 @@ func (b *bench) prepare(ctx context.Context) error {
 	}
 	// RPS: the director's receive processing runs on directorCPU
 	// whichever CPU the frame arrived on.
-	if err := setRPS(ctx, l.Director, l.Director.Iface, directorCPU); err != nil {
-		return err
+	if !b.o.NoRPS {
+		if err := setRPS(ctx, l.Director, l.Director.Iface, directorCPU); err != nil {
+			return err
+		}
 	}
 	// NAPI on the receiving ends of the director's output: a veth peer
 	// without GRO receives through the sending CPU's backlog queue (one per

@@ -61,7 +61,7 @@ func newReport(o Options) *Report {
 	if o.Generator == genGo {
 		gen = "go: dataplane/afpacket Link.Write, sendmmsg batches of 64, qdisc bypass"
 	}
-	return &Report{
+	r := &Report{
 		Generator:    o.Generator,
 		FrameBytes:   FrameLen,
 		Flows:        o.Flows,
@@ -78,6 +78,10 @@ func newReport(o Options) *Report {
 			fmt.Sprintf("CPU %d also, the same in every configuration: the LAN side of the director's output (bridge, reals' ingress drop after rx_packets counted the frame), received through veth NAPI rings", directorCPU),
 		},
 	}
+	if o.NoRPS {
+		r.Placement[1] = fmt.Sprintf("CPU %d: the director: gvsd (workers = 1, taskset -c %d); -no-rps: the kernel's receive path (AF_PACKET taps and gvsd's ingress drop, or the whole kernel forwarding of the baseline) runs on CPU %d with the generator. NOT a fair comparison", directorCPU, directorCPU, genCPU)
+	}
+	return r
 }
 
 func (r *Report) config(name string) *ConfigResult {
