@@ -52,9 +52,10 @@ func (c *Compiler) id(k realKey) uint32 {
 	return id
 }
 
-// Resolver returns the next-hop MAC for a real server's address, or false
+// Resolver returns the next-hop MAC for a real server's address and
+// whether the real is on-link (its own MAC, not a gateway's), or ok false
 // while it is unknown.
-type Resolver func(ip netip.Addr) ([6]byte, bool)
+type Resolver func(ip netip.Addr) (mac [6]byte, onLink, ok bool)
 
 // Compile builds the dataplane table and the frame match for cfg. locals
 // are the FULLNAT local addresses (already defaulted). A real whose MAC
@@ -88,10 +89,16 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		key := dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
-		for _, r := range s.Reals {
+		for ri, r := range s.Reals {
 			id := c.id(realKey{svc: key, addr: r.Address})
 			fwd := dataplane.Forward(r.Forward)
-			mac, ready := resolve(r.Address.Addr())
+			mac, onLink, ready := resolve(r.Address.Addr())
+			if ready && !onLink && fwd == dataplane.ForwardDR {
+				// A DR frame keeps the VIP as its destination: sent to a
+				// gateway, it would be routed back to the director.
+				errs = append(errs, config.FieldError{Path: fmt.Sprintf("%s.real[%d].address", path, ri),
+					Msg: fmt.Sprintf("%s is not on the director's LAN; DR needs the real server on-link (use tun, nat or fullnat to reach it through a router)", r.Address.Addr())})
+			}
 			for int(id) >= len(t.Reals) {
 				t.Reals = append(t.Reals, dataplane.Real{})
 			}

@@ -22,13 +22,14 @@ func mustParse(t *testing.T, s string) *config.Config {
 	return cfg
 }
 
-// resolveAll knows every address except 10.20.0.13.
-func resolveAll(ip netip.Addr) ([6]byte, bool) {
+// resolveAll knows every address except 10.20.0.13; addresses outside
+// 10.20.0.0/24 are behind a gateway.
+func resolveAll(ip netip.Addr) ([6]byte, bool, bool) {
 	if ip == netip.MustParseAddr("10.20.0.13") {
-		return [6]byte{}, false
+		return [6]byte{}, false, false
 	}
 	a := ip.As4()
-	return [6]byte{2, 0, a[0], a[1], a[2], a[3]}, true
+	return [6]byte{2, 0, a[0], a[1], a[2], a[3]}, a[0] == 10 && a[1] == 20 && a[2] == 0, true
 }
 
 const base = `
@@ -167,13 +168,17 @@ persistence = "5m"
 protocol = "udp"
 address = "10.20.0.100:53"
 ops = true
+[[service]]
+address = "10.20.0.100:82"
+  [[service.real]]
+  address = "10.30.0.5:82"
 `)
 	_, _, err := NewCompiler().Compile(cfg, testLink, nil, resolveAll)
 	var errs config.Errors
 	if !errors.As(err, &errs) {
 		t.Fatalf("error %v is not config.Errors", err)
 	}
-	for _, want := range []string{"service[0].scheduler", "service[1].persistence", "service[2].ops"} {
+	for _, want := range []string{"service[0].scheduler", "service[1].persistence", "service[2].ops", "service[3].real[0].address: 10.30.0.5 is not on the director's LAN"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

@@ -46,6 +46,7 @@ type Daemon struct {
 	comp     *Compiler
 	match    *afpacket.Match
 	macs     map[netip.Addr][6]byte
+	offLink  map[netip.Addr]bool // reals whose next hop is a gateway
 	vips     map[netip.Addr]bool // VIPs present on the interface; true = we added it
 	links    []*afpacket.Link
 	dp       *dataplane.Dataplane
@@ -66,7 +67,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{})}
+	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			d.teardown()
@@ -322,9 +323,9 @@ func (d *Daemon) locals(cfg *config.Config) []netip.Addr {
 	return []netip.Addr{d.link.Addr}
 }
 
-func (d *Daemon) lookupMAC(ip netip.Addr) ([6]byte, bool) {
+func (d *Daemon) lookupMAC(ip netip.Addr) ([6]byte, bool, bool) {
 	mac, ok := d.macs[ip]
-	return mac, ok
+	return mac, !d.offLink[ip], ok
 }
 
 // resolveAll resolves, in parallel, the next hop of every real of cfg
@@ -344,19 +345,20 @@ func (d *Daemon) resolveAll(cfg *config.Config) {
 
 func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
 	type result struct {
-		addr netip.Addr
-		mac  [6]byte
-		err  error
+		addr    netip.Addr
+		mac     [6]byte
+		nextHop netip.Addr
+		err     error
 	}
 	results := make(chan result, len(addrs))
 	for _, a := range addrs {
 		go func() { // control: one ARP resolution, bounded by resolveTimeout
-			hw, _, err := arpctl.Resolve(d.link.Name, a, resolveTimeout)
+			hw, nh, err := arpctl.Resolve(d.link.Name, a, resolveTimeout)
 			var mac [6]byte
 			if err == nil {
 				copy(mac[:], hw)
 			}
-			results <- result{a, mac, err}
+			results <- result{a, mac, nh, err}
 		}()
 	}
 	for range addrs {
@@ -371,6 +373,7 @@ func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
 			}
 			continue
 		}
+		d.offLink[r.addr] = r.nextHop.IsValid() && r.nextHop != r.addr
 		if old, had := d.macs[r.addr]; !had || old != r.mac {
 			d.macs[r.addr] = r.mac
 			changed = true
