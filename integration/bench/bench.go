@@ -135,7 +135,12 @@ type Options struct {
 	// experiment that shows what the receive path costs, not a fair
 	// comparison.
 	NoRPS bool
-	Logf  func(format string, args ...any)
+	// LANNAPI moves the LAN side of the director's output (the bridge port
+	// facing the director) to a NAPI kernel thread on the generator's CPU,
+	// so the director's CPU does only the director's work. An experiment:
+	// the generator's CPU then limits what is forwarded.
+	LANNAPI bool
+	Logf    func(format string, args ...any)
 }
 
 // bench is one Bench call's state.
@@ -244,6 +249,22 @@ func (b *bench) prepare(ctx context.Context) error {
 	// reals' ingress) on directorCPU, the same in every configuration.
 	if _, err := runIn(ctx, b.lanHost, "", "ethtool", "-K", l.Director.Name, "gro", "on"); err != nil {
 		return err
+	}
+	if b.o.LANNAPI {
+		// The LAN side of the director's output in a kernel thread on the
+		// generator's CPU: without it, each frame gvsd sends makes the
+		// kernel poll the peer's ring for that one frame inside gvsd's
+		// sendmmsg (veth schedules the peer's NAPI, and the per-frame
+		// bottom-half enable runs it), where the kernel's own forwarding,
+		// already in softirq, batches it.
+		script := `echo 1 > /sys/class/net/` + l.Director.Name + `/threaded && sleep 0.2 && for p in $(pgrep '^napi/` + l.Director.Name + `-'); do taskset -p -c ` + strconv.Itoa(genCPU) + ` $p >/dev/null || exit 1; done; pgrep -c '^napi/` + l.Director.Name + `-'`
+		out, err := runIn(ctx, b.lanHost, "", "sh", "-c", script)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) == "0" {
+			return fmt.Errorf("bench: no napi/%s kernel thread in %s", l.Director.Name, b.lanHost.Name)
+		}
 	}
 	for _, r := range l.Reals {
 		if _, err := runIn(ctx, r, "", "ethtool", "-K", r.Iface, "gro", "on"); err != nil {

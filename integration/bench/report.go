@@ -78,6 +78,9 @@ func newReport(o Options) *Report {
 			fmt.Sprintf("CPU %d also, the same in every configuration: the LAN side of the director's output (bridge, reals' ingress drop after rx_packets counted the frame), received through veth NAPI rings", directorCPU),
 		},
 	}
+	if o.LANNAPI {
+		r.Placement[2] = fmt.Sprintf("-lan-napi: the LAN side of the director's output runs in a NAPI kernel thread on CPU %d with the generator (an experiment: CPU %d then limits what is forwarded)", genCPU, genCPU)
+	}
 	if o.NoRPS {
 		r.Placement[1] = fmt.Sprintf("CPU %d: the director: gvsd (workers = 1, taskset -c %d); -no-rps: the kernel's receive path (AF_PACKET taps and gvsd's ingress drop, or the whole kernel forwarding of the baseline) runs on CPU %d with the generator. NOT a fair comparison", directorCPU, directorCPU, genCPU)
 	}
