@@ -140,7 +140,13 @@ type Options struct {
 	// so the director's CPU does only the director's work. An experiment:
 	// the generator's CPU then limits what is forwarded.
 	LANNAPI bool
-	Logf    func(format string, args ...any)
+	// NAPI receives on the director's eth0 through veth's own NAPI ring,
+	// polled by a kernel thread pinned to the director's CPU (threaded
+	// NAPI, with GRO on: UDP frames are not merged), instead of RPS: like
+	// a NIC's receive queue, with no IPI per batch. gvsd turns GRO off at
+	// start; the bench turns it back on after.
+	NAPI bool
+	Logf func(format string, args ...any)
 }
 
 // bench is one Bench call's state.
@@ -233,7 +239,12 @@ func (b *bench) prepare(ctx context.Context) error {
 	}
 	// RPS: the director's receive processing runs on directorCPU
 	// whichever CPU the frame arrived on.
-	if !b.o.NoRPS {
+	switch {
+	case b.o.NAPI:
+		if err := threadedNAPI(ctx, l.Director, l.Director.Iface, directorCPU); err != nil {
+			return err
+		}
+	case !b.o.NoRPS:
 		if err := setRPS(ctx, l.Director, l.Director.Iface, directorCPU); err != nil {
 			return err
 		}
@@ -462,6 +473,13 @@ func (b *bench) startGvsd(ctx context.Context, m Mode) (*proc, error) {
 		p.stop()
 		return nil, fmt.Errorf("%w\n%s", err, tail(p.log()))
 	}
+	if b.o.NAPI {
+		// gvsd turned GRO, and with it veth's NAPI, off: back on.
+		if err := threadedNAPI(ctx, b.l.Director, b.l.Director.Iface, directorCPU); err != nil {
+			p.stop()
+			return nil, err
+		}
+	}
 	if log := p.log(); strings.Contains(log, "cannot resolve real server") {
 		p.stop()
 		return nil, fmt.Errorf("bench: gvsd could not resolve a real server\n%s", tail(log))
@@ -584,6 +602,21 @@ func (b *bench) startGenerator(m Mode, run int) (*proc, error) {
 	}
 	logPath := filepath.Join(b.o.Dir, fmt.Sprintf("generator-%s-%d.log", m, run))
 	return startProc(b.l.Generator, b.o.Generator, logPath, syscall.SIGINT, args)
+}
+
+// threadedNAPI makes iface on h receive through veth's NAPI ring (GRO on)
+// polled by a kernel thread (threaded NAPI) pinned to cpu.
+func threadedNAPI(ctx context.Context, h *lab.Host, iface string, cpu int) error {
+	script := `ethtool -K ` + iface + ` gro on >/dev/null && echo 1 > /sys/class/net/` + iface + `/threaded && sleep 0.2 && ` +
+		`n=0; for p in $(pgrep '^napi/` + iface + `-'); do taskset -p -c ` + strconv.Itoa(cpu) + ` $p >/dev/null || exit 1; n=$((n+1)); done; echo $n`
+	out, err := runIn(ctx, h, "", "sh", "-c", script)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(out) == "0" {
+		return fmt.Errorf("bench: no napi/%s kernel thread on %s", iface, h.Name)
+	}
+	return nil
 }
 
 // setRPS steers the receive processing of every queue of iface on h to

@@ -44,6 +44,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs and logs")
 	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
 	fs.StringVar(&o.Generator, "generator", "auto", "trafgen, go, or auto (trafgen if installed)")
+	fs.BoolVar(&o.NAPI, "napi", false, "receive on the director through veth's NAPI ring polled by a kernel thread pinned to its CPU, like a NIC queue, instead of RPS")
 	fs.BoolVar(&o.LANNAPI, "lan-napi", false, "experiment: process the LAN side of the director's output in a NAPI thread on the generator's CPU")
 	fs.BoolVar(&o.NoRPS, "no-rps", false, "experiment: leave the director's receive path on the generator's CPU (not a fair comparison)")
 	fs.StringVar(&o.PerfDir, "perf", "", "directory for a perf record of the director's CPU during each configuration's first run")

@@ -78,6 +78,9 @@ func newReport(o Options) *Report {
 			fmt.Sprintf("CPU %d also, the same in every configuration: the LAN side of the director's output (bridge, reals' ingress drop after rx_packets counted the frame), received through veth NAPI rings", directorCPU),
 		},
 	}
+	if o.NAPI {
+		r.Placement[1] = fmt.Sprintf("CPU %d: the director: gvsd (workers = 1, taskset -c %d) and, by threaded NAPI on the director's eth0 (GRO on, a napi kernel thread pinned to CPU %d), the kernel's receive path: AF_PACKET taps, gvsd's nftables ingress drop, or conntrack, DNAT and IP forwarding", directorCPU, directorCPU, directorCPU)
+	}
 	if o.LANNAPI {
 		r.Placement[2] = fmt.Sprintf("-lan-napi: the LAN side of the director's output runs in a NAPI kernel thread on CPU %d with the generator (an experiment: CPU %d then limits what is forwarded)", genCPU, genCPU)
 	}
