@@ -221,6 +221,17 @@ func TestReloadKeepsConnections(t *testing.T) {
 	}
 	roundTrip("before reload")
 
+	// SIGUSR1 logs the live counters: one connection, in the table.
+	if err := gvsd.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if err := gvsd.WaitLog(ctx, `"msg":"counters"`, 5*time.Second); err != nil {
+		t.Fatalf("SIGUSR1: %v", err)
+	}
+	if log := gvsd.Log(); !strings.Contains(log, `\"NewConns\":1,`) {
+		t.Errorf("counters after one connection:\n%s", log)
+	}
+
 	// A good reload: one more service, new weights.
 	changed := strings.ReplaceAll(base, "  address = \"10.20.0.12:8080\"\n", "  address = \"10.20.0.12:8080\"\n  weight = 3\n") +
 		"[[service]]\nprotocol = \"tcp\"\naddress = \"10.20.0.100:81\"\nforward = \"nat\"\n  [[service.real]]\n  address = \"10.20.0.11:8080\"\n"

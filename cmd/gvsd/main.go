@@ -6,7 +6,8 @@
 //	gvsd -check [-config FILE]           validate a configuration and exit
 //	gvsd demo                            build a throwaway lab and run every mode in it
 //
-// SIGHUP reloads the configuration file; SIGINT and SIGTERM stop cleanly.
+// SIGHUP reloads the configuration file; SIGUSR1 logs the counters;
+// SIGINT and SIGTERM stop cleanly (and log the counters a last time).
 package main
 
 import (
@@ -74,7 +75,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
 	d, err := control.Start(cfg, log)
@@ -87,6 +88,11 @@ loop:
 	for {
 		select {
 		case s := <-sigs:
+			if s == syscall.SIGUSR1 {
+				b, _ := json.Marshal(summarize(d))
+				log.Info("counters", "counters", string(b))
+				continue
+			}
 			if s != syscall.SIGHUP {
 				log.Info("stopping", "signal", s.String())
 				break loop
