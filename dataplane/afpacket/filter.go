@@ -49,8 +49,16 @@ const (
 	l4SrcPortOff = 0
 	l4DstPortOff = 2
 
-	protoTCP = 6
-	protoUDP = 17
+	protoICMP = 1
+	protoTCP  = 6
+	protoUDP  = 17
+
+	// ICMP errors (RFC 792) quote the IPv4 header and the first 8 bytes
+	// of the packet they are about, right after their own 8-byte header.
+	icmpTypeOff         = 0
+	icmpQuoteOff        = 8
+	icmpDestUnreachable = 3
+	icmpTimeExceeded    = 11
 
 	// pktTypeOutgoing is PACKET_OUTGOING from <linux/if_packet.h>: the
 	// frame was sent by this host (packet(7), sll_pkttype).
@@ -135,7 +143,11 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 //
 //   - TCP or UDP to one of m.VIPs (protocol, destination address and port),
 //   - TCP or UDP from one of m.NATReals (protocol, source address and port), or
-//   - TCP or UDP to a LocalRange address with a destination port in its range.
+//   - TCP or UDP to a LocalRange address with a destination port in its range,
+//   - or an ICMP destination-unreachable or time-exceeded error quoting a
+//     TCP or UDP packet whose reversed tuple matches one of the above: an
+//     error about a reply from a VIP, or a real server's error about a
+//     packet the director sent it (RFC 792; IPVS relays these too).
 //
 // Ports are found through the IP header length, so IPv4 options are handled;
 // non-first fragments (fragment offset != 0) carry no ports and are rejected,
@@ -155,16 +167,11 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 
 	var a assembler
 	reject := a.newLabel()
-	parsed := a.newLabel()
 	a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 	a.jumpIf(bpf.JumpNotEqual, 0, reject, next)
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 	a.jumpIf(bpf.JumpEqual, pktTypeOutgoing, reject, next)
-	a.emitIPv4Checks(fromFrameStart, reject, parsed)
-	a.bind(reject)
-	a.emit(bpf.RetConstant{Val: 0})
-	a.bind(parsed)
-	a.emitLoadTuple(fromFrameStart)
+	a.emitParse(fromFrameStart, reject)
 
 	accept := bpf.RetConstant{Val: Snaplen}
 	for _, g := range groupEndpoints(m.VIPs) {
@@ -192,6 +199,7 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //   - anything else, in particular a client request, goes to worker
 //     SteerHash(src address, src port) % workers.
 //
+// ICMP errors go where the connection they quote goes (its tuple reversed).
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the
 // order they joined the group, so workers must open their links in order.
@@ -215,13 +223,8 @@ func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
 
 	var a assembler
 	zero := a.newLabel()
-	parsed := a.newLabel()
 	natHash := a.newLabel()
-	a.emitIPv4Checks(fromHeaderMarks, zero, parsed)
-	a.bind(zero)
-	a.emit(bpf.RetConstant{Val: 0})
-	a.bind(parsed)
-	a.emitLoadTuple(fromHeaderMarks)
+	a.emitParse(fromHeaderMarks, zero)
 
 	w := uint32(workers)
 	for _, r := range m.Locals {
@@ -296,7 +299,30 @@ func groupEndpoints(eps []Endpoint) []endpointGroup {
 // emitIPv4Checks jumps to pass for an IPv4 frame (EtherType 0x0800) with
 // version 4, IHL >= 5, fragment offset 0 and protocol TCP or UDP, and to fail
 // for everything else.
-func (a *assembler) emitIPv4Checks(h headers, fail, pass label) {
+// emitParse checks the frame and loads its tuple into scratch memory, or
+// returns 0 at fail. For an ICMP error about a TCP or UDP packet the tuple
+// is that of the quoted packet, reversed: the error then matches, and is
+// steered like, the packets of the connection flowing towards the side
+// the error was sent to.
+func (a *assembler) emitParse(h headers, fail label) {
+	parsed := a.newLabel()
+	icmp := a.newLabel()
+	loaded := a.newLabel()
+	a.emitIPv4Checks(h, fail, parsed, icmp)
+	a.bind(fail)
+	a.emit(bpf.RetConstant{Val: 0})
+	a.bind(icmp)
+	a.emitLoadQuotedTuple(h)
+	a.jump(loaded)
+	a.bind(parsed)
+	a.emitLoadTuple(h)
+	a.bind(loaded)
+}
+
+// emitIPv4Checks jumps to pass for an IPv4 TCP or UDP packet that is not
+// a non-first fragment, to icmp for an ICMP destination-unreachable or
+// time-exceeded error quoting such a packet, and to fail otherwise.
+func (a *assembler) emitIPv4Checks(h headers, fail, pass, icmp label) {
 	a.emit(bpf.LoadAbsolute{Off: h.eth + ethTypeOff, Size: 2})
 	a.jumpIf(bpf.JumpNotEqual, etherTypeV4, fail, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipVerIHLOff, Size: 1})
@@ -306,7 +332,55 @@ func (a *assembler) emitIPv4Checks(h headers, fail, pass label) {
 	a.jumpIf(bpf.JumpBitsSet, ipFragOffset, fail, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
 	a.jumpIf(bpf.JumpEqual, protoTCP, pass, next)
-	a.jumpIf(bpf.JumpEqual, protoUDP, pass, fail)
+	a.jumpIf(bpf.JumpEqual, protoUDP, pass, next)
+	a.jumpIf(bpf.JumpEqual, protoICMP, next, fail)
+	// X = outer header length; the ICMP header follows, then the quote.
+	q := h.ipv4 + icmpQuoteOff
+	a.emit(bpf.LoadMemShift{Off: h.ipv4 + ipVerIHLOff})
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + icmpTypeOff, Size: 1})
+	quote := a.newLabel()
+	a.jumpIf(bpf.JumpEqual, icmpDestUnreachable, quote, next)
+	a.jumpIf(bpf.JumpEqual, icmpTimeExceeded, quote, fail)
+	a.bind(quote)
+	a.emit(bpf.LoadIndirect{Off: q + ipVerIHLOff, Size: 1})
+	a.jumpIf(bpf.JumpLessThan, ipVerIHLMin, fail, next)
+	a.jumpIf(bpf.JumpGreaterOrEqual, ipVerIHLEnd, fail, next)
+	a.emit(bpf.LoadIndirect{Off: q + ipFlagsOff, Size: 2})
+	a.jumpIf(bpf.JumpBitsSet, ipFragOffset, fail, next)
+	a.emit(bpf.LoadIndirect{Off: q + ipProtoOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, icmp, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, icmp, fail)
+}
+
+// emitLoadQuotedTuple is emitLoadTuple for an ICMP error: the quoted
+// packet's tuple with source and destination swapped.
+func (a *assembler) emitLoadQuotedTuple(h headers) {
+	q := h.ipv4 + icmpQuoteOff
+	a.emit(bpf.LoadMemShift{Off: h.ipv4 + ipVerIHLOff})
+	a.emit(bpf.LoadIndirect{Off: q + ipSrcOff, Size: 4})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDst})
+	a.emit(bpf.LoadIndirect{Off: q + ipDstOff, Size: 4})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrc})
+	// X = outer + quoted header length: the quoted ports.
+	a.emit(bpf.LoadIndirect{Off: q + ipVerIHLOff, Size: 1})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpAdd})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadIndirect{Off: q + l4SrcPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDstPort})
+	a.emit(bpf.LoadIndirect{Off: q + l4DstPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.LoadMemShift{Off: h.ipv4 + ipVerIHLOff})
+	a.emit(bpf.LoadIndirect{Off: q + ipProtoOff, Size: 1})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 16})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoSport})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memDstPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoDport})
 }
 
 // emitLoadTuple stores the addresses, ports and protocol-port keys of an

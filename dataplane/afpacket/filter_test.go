@@ -477,17 +477,40 @@ func naiveAccept(m *Match, f []byte, meta skbMeta) bool {
 		return false
 	}
 	proto := f[23]
-	if proto != protoTCP && proto != protoUDP {
-		return false
-	}
 	l4 := ethHdrLen + int(f[14]&0xf)*4
-	if len(f) < l4+4 {
-		return false
-	}
 	var src, dst [4]byte
 	copy(src[:], f[26:30])
 	copy(dst[:], f[30:34])
-	sport, dport := binary.BigEndian.Uint16(f[l4:]), binary.BigEndian.Uint16(f[l4+2:])
+	var sport, dport uint16
+	switch proto {
+	case protoTCP, protoUDP:
+		if len(f) < l4+4 {
+			return false
+		}
+		sport, dport = binary.BigEndian.Uint16(f[l4:]), binary.BigEndian.Uint16(f[l4+2:])
+	case protoICMP:
+		// An error about a TCP/UDP packet: its quoted tuple, reversed.
+		q := l4 + 8
+		if len(f) < q+20 || (f[l4] != 3 && f[l4] != 11) {
+			return false
+		}
+		if f[q]>>4 != 4 || f[q]&0xf < 5 || binary.BigEndian.Uint16(f[q+6:])&0x1fff != 0 {
+			return false
+		}
+		proto = f[q+9]
+		if proto != protoTCP && proto != protoUDP {
+			return false
+		}
+		ql4 := q + int(f[q]&0xf)*4
+		if len(f) < ql4+4 {
+			return false
+		}
+		copy(dst[:], f[q+12:q+16])
+		copy(src[:], f[q+16:q+20])
+		dport, sport = binary.BigEndian.Uint16(f[ql4:]), binary.BigEndian.Uint16(f[ql4+2:])
+	default:
+		return false
+	}
 	for _, e := range m.VIPs {
 		if e.Proto == proto && e.Addr == dst && e.Port == dport {
 			return true
@@ -542,7 +565,10 @@ func TestFilterAgainstNaive(t *testing.T) {
 }
 
 func filterSeeds(t testing.TB) [][]byte {
+	router := [4]byte{192, 0, 2, 1}
 	return [][]byte{
+		icmpErrorFrame(t, 3, 4, router, vip, ipv4Frame(t, protoTCP, vip, 80, client, 40000)),
+		icmpErrorFrame(t, 3, 3, natReal, client, ipv4Frame(t, protoTCP, client, 40000, natReal, 8080)),
 		ipv4Frame(t, protoTCP, client, 40000, vip, 80),
 		ipv4Frame(t, protoUDP, client, 40000, vip, 53),
 		ipv4Frame(t, protoTCP, client, 40000, vip2, 443, withIPOptions),
