@@ -21,6 +21,8 @@ func FuzzProcess(f *testing.F) {
 	f.Add(client(header.ProtoUDP).bytes(f), uint8(ForwardFullNAT))
 	reply := pkt{srcMAC: macRS1, dstMAC: macDir, src: ipRS1, dst: ipClient, sport: natPort, dport: cport, proto: header.ProtoTCP, ack: true}
 	f.Add(reply.bytes(f), uint8(ForwardNAT))
+	icmpReply := pkt{srcMAC: macDir, dstMAC: macRouter, src: ipVIP, dst: ipClient, sport: vport, dport: cport, proto: header.ProtoTCP, ack: true}
+	f.Add(icmpErr(f, macRouter, macDir, ipRouter, ipVIP, 3, 4, icmpReply.bytes(f)), uint8(ForwardFullNAT))
 	f.Add(syn.bytes(f)[:30], uint8(ForwardDR))              // truncated IPv4 header
 	f.Add(append(syn.bytes(f), 0, 0, 0), uint8(ForwardTUN)) // trailing bytes
 	f.Fuzz(func(t *testing.T, in []byte, fwd uint8) {

@@ -206,6 +206,11 @@ func (w *Worker) process(t *Table, buf []byte, size int, icmp []byte, now int64)
 			return nil, VerdictMalformed
 		}
 		sport, dport = udp.SourcePort(), udp.DestinationPort()
+	case header.ProtoICMP:
+		if t == nil {
+			return nil, VerdictNoService
+		}
+		return w.icmpError(t, buf, frame)
 	default:
 		return nil, VerdictNoService
 	}
@@ -377,12 +382,7 @@ func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry, r *Real, buf, fram
 			w.C.ICMPSent.Add(1)
 			return out, VerdictTooBig
 		}
-		// Move the Ethernet header 20 bytes to the front and write the
-		// outer IPv4 header into the gap.
-		start := Headroom - header.IPIPOverhead
-		copy(buf[start:start+header.EthernetLen], frame[:header.EthernetLen])
-		header.EncapIPIP(buf[start+header.EthernetLen:Headroom+len(frame)], t.Addr, r.Addr, tunnelTTL)
-		frame = buf[start : Headroom+len(frame)]
+		frame = encapsulate(t, r, buf, frame)
 		eth = header.Ethernet(frame)
 	case ForwardNAT:
 		rewriteDst(ip, r.Addr, r.Port)
@@ -391,6 +391,130 @@ func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry, r *Real, buf, fram
 		rewriteDst(ip, r.Addr, r.Port)
 	default:
 		return nil, VerdictNoReal
+	}
+	eth.SetDestination(r.MAC)
+	eth.SetSource(t.MAC)
+	return frame, VerdictForward
+}
+
+// encapsulate wraps the IPv4 packet of frame (which starts at
+// buf[Headroom:]) in IPIP to r: the Ethernet header moves 20 bytes to the
+// front and the outer IPv4 header goes into the gap.
+func encapsulate(t *Table, r *Real, buf, frame []byte) []byte {
+	start := Headroom - header.IPIPOverhead
+	copy(buf[start:start+header.EthernetLen], frame[:header.EthernetLen])
+	header.EncapIPIP(buf[start+header.EthernetLen:Headroom+len(frame)], t.Addr, r.Addr, tunnelTTL)
+	return buf[start : Headroom+len(frame)]
+}
+
+// icmpError relays an ICMP destination-unreachable or time-exceeded error
+// that concerns one of the worker's connections, as IPVS's ip_vs_in_icmp
+// and ip_vs_out_icmp do: an error sent to the VIP about a reply (a router
+// on the client's path asking for a smaller MTU, say) goes to the real
+// server that sent the reply, translated for its forwarding method; a NAT
+// or FULLNAT real server's error about a packet of the client goes to the
+// client, translated to come from the VIP. Without this, path MTU
+// discovery breaks for every connection behind the director. frame is
+// the validated Ethernet frame in buf[Headroom:].
+func (w *Worker) icmpError(t *Table, buf, frame []byte) ([]byte, Verdict) {
+	ip := header.IPv4(frame[header.EthernetLen:])
+	icmp := header.ICMPv4(ip.Payload())
+	if !icmp.IsValid() {
+		return nil, VerdictMalformed
+	}
+	if !icmp.IsError() || (icmp.Type() != header.ICMPv4DestUnreachable && icmp.Type() != header.ICMPv4TimeExceeded) {
+		return nil, VerdictNoService
+	}
+	// The quote: the IPv4 header and at least the 8 bytes with the ports
+	// of the packet the error is about. Its total length is the original
+	// packet's, longer than what is quoted, so IsValid does not apply.
+	q := header.IPv4(icmp.Payload())
+	if len(q) < header.IPv4MinLen || q[0]>>4 != 4 {
+		return nil, VerdictMalformed
+	}
+	hl := q.HeaderLength()
+	if hl < header.IPv4MinLen || len(q) < hl+8 {
+		return nil, VerdictMalformed
+	}
+	if q.FragmentOffset() != 0 {
+		return nil, VerdictFragment
+	}
+	proto := q.Protocol()
+	if proto != header.ProtoTCP && proto != header.ProtoUDP {
+		return nil, VerdictNoService
+	}
+	// The first 4 bytes of TCP and UDP are the ports alike.
+	ql4 := header.UDP(q[hl:])
+	key := conntrack.Key{
+		Src: conntrack.AddrFrom4(q.Destination()), Dst: conntrack.AddrFrom4(q.Source()),
+		SrcPort: ql4.DestinationPort(), DstPort: ql4.SourcePort(), Proto: proto,
+	}
+	e, reply := w.shard.Lookup(&key)
+	if e == nil {
+		return nil, VerdictNoConn
+	}
+	r := t.real(e.RealID)
+	if r == nil || !r.Ready {
+		return nil, VerdictNoReal
+	}
+	eth := header.Ethernet(frame)
+	changed := false
+	if !reply {
+		// Towards the real: it must see the error about the packet it sent.
+		switch r.Forward {
+		case ForwardDR, ForwardTUN:
+		case ForwardNAT:
+			ip.SetDestinationWithChecksumUpdate(r.Addr)
+			q.SetSourceWithChecksumUpdate(r.Addr)
+			ql4.SetSourcePort(r.Port)
+			changed = true
+		case ForwardFullNAT:
+			ip.SetSourceWithChecksumUpdate(e.Local.As4())
+			ip.SetDestinationWithChecksumUpdate(r.Addr)
+			q.SetSourceWithChecksumUpdate(r.Addr)
+			ql4.SetSourcePort(r.Port)
+			q.SetDestinationWithChecksumUpdate(e.Local.As4())
+			ql4.SetDestinationPort(e.LPort)
+			changed = true
+		default:
+			return nil, VerdictNoReal
+		}
+		r.Stats.InPkts.Add(1)
+		r.Stats.InBytes.Add(uint64(len(ip)))
+	} else {
+		// Towards the client: the error must come from the VIP, about the
+		// packet the client sent.
+		ip.SetSourceWithChecksumUpdate(e.VIP.As4())
+		q.SetDestinationWithChecksumUpdate(e.VIP.As4())
+		ql4.SetDestinationPort(e.VPort)
+		if Forward(e.Forward) == ForwardFullNAT {
+			ip.SetDestinationWithChecksumUpdate(e.Client.As4())
+			q.SetSourceWithChecksumUpdate(e.Client.As4())
+			ql4.SetSourcePort(e.ClientPort)
+		}
+		changed = true
+		r.Stats.OutPkts.Add(1)
+		r.Stats.OutBytes.Add(uint64(len(ip)))
+	}
+	if changed {
+		// The quote changed in several places and the quoted transport
+		// checksum is left alone (as IPVS does: the quote is cut short, so
+		// it cannot be verified anyway); errors are rare and short, so the
+		// ICMP checksum is recomputed rather than updated.
+		icmp.SetChecksum(0)
+		icmp.SetChecksum(icmp.CalculateChecksum())
+	}
+	if reply {
+		eth.SetDestination(e.ClientMAC)
+		eth.SetSource(t.MAC)
+		return frame, VerdictForward
+	}
+	if r.Forward == ForwardTUN {
+		if len(ip)+header.IPIPOverhead > t.MTU {
+			return nil, VerdictTooBig
+		}
+		frame = encapsulate(t, r, buf, frame)
+		eth = header.Ethernet(frame)
 	}
 	eth.SetDestination(r.MAC)
 	eth.SetSource(t.MAC)

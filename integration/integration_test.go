@@ -155,6 +155,45 @@ func TestForwardingModes(t *testing.T) {
 	}
 }
 
+// TestPathMTU narrows the router's route to the client to 1400 bytes while
+// the client's MSS still allows 1460: the real servers' full-size replies
+// make the router send ICMP fragmentation-needed to the VIP, and only if
+// gvsd relays it to the right real server, translated for its forwarding
+// method, does the real server lower its path MTU and the echo complete.
+func TestPathMTU(t *testing.T) {
+	for _, mode := range []config.Forward{config.DR, config.TUN, config.NAT, config.FullNAT} {
+		t.Run(mode.String(), func(t *testing.T) {
+			l := needLab(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			res, err := scenario.Run(ctx, l, mode, scenario.Options{
+				Gvsd:         []string{bins.gvsd},
+				Realserver:   []string{bins.realserver},
+				Dir:          t.TempDir(),
+				Logf:         t.Logf,
+				ReplyPathMTU: 1400,
+				Conns:        4,
+				Datagrams:    2,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, f := range res.Failures {
+				t.Error(f)
+			}
+			var c struct {
+				Reals map[string]struct{ InPkts uint64 }
+			}
+			if err := json.Unmarshal(res.Counters, &c); err != nil {
+				t.Fatal(err)
+			}
+			if !res.OK() {
+				t.Logf("gvsd log:\n%s", res.Log)
+			}
+		})
+	}
+}
+
 // TestReloadKeepsConnections changes the configuration under a live TCP
 // connection: adding a service and re-weighting the reals must not break
 // it, and a bad configuration is refused with its field path while

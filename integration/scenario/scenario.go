@@ -46,6 +46,11 @@ type Options struct {
 	Scheduler string
 	// Workers of gvsd, default 2.
 	Workers int
+	// ReplyPathMTU, if set, is the MTU of the router's route to the client
+	// (locked, so the client's MSS still says 1460): full-size replies make
+	// the router send ICMP fragmentation-needed to the VIP, which gvsd must
+	// relay to the real server for path MTU discovery to work.
+	ReplyPathMTU int
 	// Dir receives the config, gvsd's log and pcaps of failed runs.
 	Dir  string
 	Logf func(format string, args ...any)
@@ -228,6 +233,22 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 		}
 		caps = append(caps, c)
 		capHosts = append(capHosts, h)
+	}
+
+	if o.ReplyPathMTU > 0 {
+		client := l.Client.Addr.String() + "/24"
+		route := func(args ...string) error {
+			a := append([]string{"route", "replace", netip.MustParsePrefix(client).Masked().String(), "dev", "eth0"}, args...)
+			if out, err := l.Router.Command(context.Background(), "ip", a...).CombinedOutput(); err != nil {
+				return fmt.Errorf("scenario: router route: %v: %s", err, out)
+			}
+			return nil
+		}
+		if err := route("mtu", "lock", fmt.Sprint(o.ReplyPathMTU)); err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, func() { route() })
+		o.Logf("%s: the router's route to the client has MTU %d", mode, o.ReplyPathMTU)
 	}
 
 	// Traffic.
