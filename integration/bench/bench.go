@@ -586,7 +586,9 @@ func (b *bench) snapshot() (snapshot, error) {
 // to genCPU and bounded by timeout(1), so it stops even if the bench is
 // killed before it can stop it (timeout signals its whole process group).
 func (b *bench) startGenerator(m Mode, run int) (*proc, error) {
-	limit := b.o.Warmup + b.o.Duration + genStartTimeout + 10*time.Second
+	// Generous: on a loaded machine the counters and the namespaces can be
+	// slow; the limit only guards against a generator left running.
+	limit := b.o.Warmup + b.o.Duration + genStartTimeout + 60*time.Second
 	args := []string{"timeout", "-s", "INT", "-k", "5", strconv.Itoa(int(limit.Seconds()) + 1), "taskset", "-c", strconv.Itoa(genCPU)}
 	switch b.o.Generator {
 	case genTrafgen:
