@@ -68,7 +68,7 @@ func hasPrefix(ps []netip.Prefix, p netip.Prefix) bool {
 func TestAddRemoveVIP(t *testing.T) {
 	l := newLab(t)
 	vip := netip.MustParseAddr("10.201.0.100")
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		added, err := AddVIP(l.nameA, vip)
 		if err != nil || !added {
 			t.Fatalf("first AddVIP = %v, %v; want true, nil", added, err)
@@ -111,7 +111,7 @@ func TestAnnounce(t *testing.T) {
 	l := newLab(t)
 	vip := netip.MustParseAddr("10.201.0.100")
 	var c *packet.Conn
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		var err error
 		if c, err = packet.Listen(l.ifB, packet.Raw, etherTypeARP, nil); err != nil {
 			t.Fatal(err)
@@ -120,7 +120,7 @@ func TestAnnounce(t *testing.T) {
 	defer c.Close()
 
 	const count = 3
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		if err := Announce(l.nameA, vip, count, 20*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
@@ -163,7 +163,7 @@ func TestAnnounce(t *testing.T) {
 		t.Fatalf("captured %d announcements, want %d", got, count)
 	}
 
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		if err := Announce(l.nameA, vip, 0, 0); err == nil {
 			t.Error("Announce with count 0 succeeded")
 		}
@@ -182,7 +182,7 @@ func TestResolve(t *testing.T) {
 		// can answer, the wire cannot.
 		ip := netip.MustParseAddr("10.201.0.9")
 		fake := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x09}
-		l.a.do(t, func() {
+		l.a.Do(t, func() {
 			err := netlink.NeighAdd(&netlink.Neigh{LinkIndex: l.ifA.Index, Family: netlink.FAMILY_V4,
 				State: netlink.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: fake})
 			if err != nil {
@@ -199,7 +199,7 @@ func TestResolve(t *testing.T) {
 	})
 
 	t.Run("OnTheWire", func(t *testing.T) {
-		l.a.do(t, func() {
+		l.a.Do(t, func() {
 			if mac, err := neighbourMAC(l.ifA.Index, addrB); err != nil || mac != nil {
 				t.Fatalf("neighbour table already has %s: %s, %v", addrB, mac, err)
 			}
@@ -214,7 +214,7 @@ func TestResolve(t *testing.T) {
 	})
 
 	t.Run("Gateway", func(t *testing.T) {
-		l.a.do(t, func() {
+		l.a.Do(t, func() {
 			dst := netip.MustParsePrefix("198.51.100.0/24")
 			err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.ifA.Index,
 				Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}, Gw: addrB.AsSlice()})
@@ -232,7 +232,7 @@ func TestResolve(t *testing.T) {
 	})
 
 	t.Run("Silent", func(t *testing.T) {
-		l.a.do(t, func() {
+		l.a.Do(t, func() {
 			const timeout = 300 * time.Millisecond
 			start := time.Now()
 			mac, hop, err := Resolve(l.nameA, netip.MustParseAddr("10.201.0.77"), timeout)
@@ -253,7 +253,7 @@ func TestResolve(t *testing.T) {
 	})
 
 	t.Run("Local", func(t *testing.T) {
-		l.a.do(t, func() {
+		l.a.Do(t, func() {
 			if _, _, err := Resolve(l.nameA, addrA, time.Second); err == nil || !strings.Contains(err.Error(), "local") {
 				t.Fatalf("Resolve of a local address: err = %v", err)
 			}
@@ -282,7 +282,7 @@ func TestApplyInNetns(t *testing.T) {
 
 	nsBefore := map[string]string{}
 	var restore func() error
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		for _, s := range table {
 			nsBefore[s.Key] = readSysctl(t, s.Key)
 		}
@@ -307,7 +307,7 @@ func TestApplyInNetns(t *testing.T) {
 	if err := restore(); err != nil {
 		t.Fatal(err)
 	}
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		for k, v := range nsBefore {
 			if got := readSysctl(t, k); got != v {
 				t.Errorf("after restore %s = %s, want %s", k, got, v)

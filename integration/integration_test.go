@@ -86,24 +86,7 @@ func needLab(t *testing.T) *lab.Lab {
 func TestForwardingModes(t *testing.T) {
 	for _, mode := range []config.Forward{config.DR, config.TUN, config.NAT, config.FullNAT} {
 		t.Run(mode.String(), func(t *testing.T) {
-			l := needLab(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			res, err := scenario.Run(ctx, l, mode, scenario.Options{
-				Gvsd:       []string{bins.gvsd},
-				Realserver: []string{bins.realserver},
-				Dir:        t.TempDir(),
-				Logf:       t.Logf,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range res.Failures {
-				t.Error(f)
-			}
-			if !res.OK() {
-				t.Logf("gvsd log:\n%s", res.Log)
-			}
+			res := runScenario(t, mode, scenario.Options{})
 			// The counters gvsd logs at exit agree with what was sent.
 			var c struct {
 				Dataplane struct {
@@ -163,35 +146,33 @@ func TestForwardingModes(t *testing.T) {
 func TestPathMTU(t *testing.T) {
 	for _, mode := range []config.Forward{config.DR, config.TUN, config.NAT, config.FullNAT} {
 		t.Run(mode.String(), func(t *testing.T) {
-			l := needLab(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			res, err := scenario.Run(ctx, l, mode, scenario.Options{
-				Gvsd:         []string{bins.gvsd},
-				Realserver:   []string{bins.realserver},
-				Dir:          t.TempDir(),
-				Logf:         t.Logf,
-				ReplyPathMTU: 1400,
-				Conns:        4,
-				Datagrams:    2,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, f := range res.Failures {
-				t.Error(f)
-			}
-			var c struct {
-				Reals map[string]struct{ InPkts uint64 }
-			}
-			if err := json.Unmarshal(res.Counters, &c); err != nil {
-				t.Fatal(err)
-			}
-			if !res.OK() {
-				t.Logf("gvsd log:\n%s", res.Log)
-			}
+			runScenario(t, mode, scenario.Options{ReplyPathMTU: 1400, Conns: 4, Datagrams: 2})
 		})
 	}
+}
+
+// runScenario runs one forwarding method on a new lab with the test's
+// binaries, reports every failed check, and returns the result.
+func runScenario(t *testing.T, mode config.Forward, o scenario.Options) *scenario.Result {
+	t.Helper()
+	l := needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o.Gvsd = []string{bins.gvsd}
+	o.Realserver = []string{bins.realserver}
+	o.Dir = t.TempDir()
+	o.Logf = t.Logf
+	res, err := scenario.Run(ctx, l, mode, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range res.Failures {
+		t.Error(f)
+	}
+	if !res.OK() {
+		t.Logf("gvsd log:\n%s", res.Log)
+	}
+	return res
 }
 
 // TestReloadKeepsConnections changes the configuration under a live TCP

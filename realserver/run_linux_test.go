@@ -34,7 +34,7 @@ func newLab(t *testing.T) *lab {
 	requireRoot(t)
 	l := &lab{a: newNetns(t), b: newNetns(t), nameA: testName(t, "a"), nameB: testName(t, "b")}
 	l.ifA, l.ifB = vethPair(t, l.a, l.b, l.nameA, testDir.String()+"/24", l.nameB, testRIP.String()+"/24")
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		if err := netlink.RouteAdd(&netlink.Route{Gw: testDir.AsSlice(), LinkIndex: l.ifB.Index}); err != nil {
 			t.Fatalf("default route: %v", err)
 		}
@@ -66,7 +66,7 @@ func (l *lab) startRun(t *testing.T, o Options) (stop func() (error, string)) {
 	t.Helper()
 	var logs syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
-	errc := l.b.goDo(func() error { return Run(ctx, o, slog.New(slog.NewTextHandler(&logs, nil))) })
+	errc := l.b.Go(func() error { return Run(ctx, o, slog.New(slog.NewTextHandler(&logs, nil))) })
 	stopped := false
 	stop = func() (error, string) {
 		if stopped {
@@ -154,7 +154,7 @@ type capture struct{ c *packet.Conn }
 func (l *lab) capture(t *testing.T) *capture {
 	t.Helper()
 	var c *packet.Conn
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		var err error
 		const ethPAll = 0x0003 // every protocol, see packet(7)
 		if c, err = packet.Listen(l.ifA, packet.Raw, ethPAll, nil); err != nil {
@@ -198,7 +198,7 @@ func (c *capture) watch(t *testing.T, wait time.Duration, stopWhen func(gopacket
 // outer IPv4 header with protocol 4, built by the sender's kernel.
 func (l *lab) sendIPIP(t *testing.T, inner ...[]byte) {
 	t.Helper()
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		c, err := net.ListenPacket("ip4:4", testDir.String())
 		if err != nil {
 			t.Fatal(err)
@@ -221,7 +221,7 @@ func TestRunTUN(t *testing.T) {
 
 	table := arpctl.RealServerSysctls(l.nameB, tun)
 	var before map[string]string
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		// No per-peer ICMP rate limit in b, so the kernel answering twice
 		// would show twice, and the silence below means something.
 		writeSysctl(t, "net/ipv4/icmp_ratelimit", "0")
@@ -243,7 +243,7 @@ func TestRunTUN(t *testing.T) {
 	stop := l.startRun(t, Options{VIPs: []netip.Addr{testVIP}, Mode: TUN, TunName: tun})
 
 	var ln *net.UDPConn
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		if !onLo(t, testVIP) {
 			t.Fatalf("VIP %s not on lo", testVIP)
 		}
@@ -313,7 +313,7 @@ func TestRunTUN(t *testing.T) {
 			t.Errorf("exit log lacks %s:\n%s", want, logs)
 		}
 	}
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		if onLo(t, testVIP) {
 			t.Error("VIP still on lo after Run")
 		}
@@ -339,7 +339,7 @@ func TestRunDR(t *testing.T) {
 	keep := netip.MustParseAddr("10.203.0.101") // on lo before Run: must stay
 	table := arpctl.RealServerSysctls(l.nameB)
 	var before map[string]string
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		lo, err := netlink.LinkByName("lo")
 		if err != nil {
 			t.Fatal(err)
@@ -353,7 +353,7 @@ func TestRunDR(t *testing.T) {
 	stop := l.startRun(t, Options{VIPs: []netip.Addr{testVIP, keep}, Mode: DR})
 
 	var ln *net.UDPConn
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		for _, s := range table {
 			if got, _ := readSysctl(t, s.Key); got != s.Value {
 				t.Errorf("%s = %q, want %s", s.Key, got, s.Value)
@@ -369,7 +369,7 @@ func TestRunDR(t *testing.T) {
 	})
 	defer ln.Close()
 
-	l.a.do(t, func() {
+	l.a.Do(t, func() {
 		// arp_ignore=1: nobody answers ARP for the VIP on the LAN.
 		if mac, hop, err := arpctl.Resolve(l.nameA, testVIP, 300*time.Millisecond); err == nil || hop != testVIP {
 			t.Errorf("ARP for the VIP: %s via %s, %v; want no answer", mac, hop, err)
@@ -398,7 +398,7 @@ func TestRunDR(t *testing.T) {
 	if err, logs := stop(); err != nil {
 		t.Fatalf("Run: %v\n%s", err, logs)
 	}
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		if onLo(t, testVIP) {
 			t.Error("VIP still on lo after Run")
 		}
@@ -419,7 +419,7 @@ func TestRunDR(t *testing.T) {
 func TestRunFailsClean(t *testing.T) {
 	l := newLab(t)
 	table := arpctl.RealServerSysctls(l.nameB)
-	l.b.do(t, func() {
+	l.b.Do(t, func() {
 		before := sysctls(t, table)
 		// The tunnel name is taken by the veth: creating the TUN fails.
 		err := Run(context.Background(), Options{VIPs: []netip.Addr{testVIP}, Mode: TUN, TunName: l.nameB}, nil)

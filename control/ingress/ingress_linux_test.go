@@ -37,8 +37,8 @@ func newLab(t *testing.T) *lab {
 	requireRoot(t)
 	l := &lab{dir: newNetns(t), peer: newNetns(t), dirName: testName(t, "d"), peerName: testName(t, "p")}
 	vethPair(t, l.dir, l.peer, l.dirName, dirAddr.String()+"/24", l.peerName, peerAddr.String()+"/24")
-	l.dir.do(t, func() { addAddr(t, l.dirName, vip.String()+"/32") })
-	l.peer.do(t, func() { addAddr(t, l.peerName, realAddr.String()+"/24") })
+	l.dir.Do(t, func() { addAddr(t, l.dirName, vip.String()+"/32") })
+	l.peer.Do(t, func() { addAddr(t, l.peerName, realAddr.String()+"/24") })
 	return l
 }
 
@@ -143,13 +143,13 @@ func (l *lab) expectFlows(t *testing.T, delivered, dropped []flow) {
 func (l *lab) sendUDP(t *testing.T, f flow) *net.UDPConn {
 	t.Helper()
 	var ln *net.UDPConn
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if ln, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(f.dst)); err != nil {
 			t.Fatal(err)
 		}
 	})
-	l.peer.do(t, func() {
+	l.peer.Do(t, func() {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(f.src))
 		if err != nil {
 			t.Fatal(err)
@@ -176,7 +176,7 @@ func received(c *net.UDPConn, wait time.Duration) bool {
 func (l *lab) tcpConnects(t *testing.T, f flow, wait time.Duration) bool {
 	t.Helper()
 	var ln net.Listener
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if ln, err = net.Listen("tcp4", f.dst.String()); err != nil {
 			t.Fatal(err)
@@ -184,7 +184,7 @@ func (l *lab) tcpConnects(t *testing.T, f flow, wait time.Duration) bool {
 	})
 	defer ln.Close()
 	ok := false
-	l.peer.do(t, func() {
+	l.peer.Do(t, func() {
 		d := net.Dialer{Timeout: wait, LocalAddr: net.TCPAddrFromAddrPort(f.src)}
 		c, err := d.Dial("tcp4", f.dst.String())
 		if err == nil {
@@ -200,7 +200,7 @@ func (l *lab) tcpConnects(t *testing.T, f flow, wait time.Duration) bool {
 func (l *lab) pingVIP(t *testing.T) bool {
 	t.Helper()
 	ok := false
-	l.peer.do(t, func() {
+	l.peer.Do(t, func() {
 		c, err := icmp.ListenPacket("ip4:icmp", peerAddr.String())
 		if err != nil {
 			t.Fatal(err)
@@ -243,7 +243,7 @@ type kernelState struct {
 func (l *lab) readBack(t *testing.T) kernelState {
 	t.Helper()
 	var s kernelState
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		c, err := nftables.New() // this thread's namespace
 		if err != nil {
 			t.Fatal(err)
@@ -334,7 +334,7 @@ func (l *lab) nftJSON(t *testing.T) string {
 		return ""
 	}
 	var out []byte
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if out, err = exec.Command("nft", "-j", "list", "table", "netdev", TableName).Output(); err != nil {
 			t.Fatalf("nft -j list table netdev %s: %v", TableName, err)
@@ -355,7 +355,7 @@ func TestInstallUpdateRemove(t *testing.T) {
 	l.expectFlows(t, all, nil)
 
 	var tab *Table
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if tab, err = Install(l.dirName, matchOne); err != nil {
 			t.Fatal(err)
@@ -439,7 +439,7 @@ func TestInstallReplacesStale(t *testing.T) {
 	l := newLab(t)
 	// A stale table as a crashed gvsd with other ideas might leave it: an
 	// extra chain and set, and a rule that drops the VIP's UDP port 7001.
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		c, err := nftables.New()
 		if err != nil {
 			t.Fatal(err)
@@ -463,7 +463,7 @@ func TestInstallReplacesStale(t *testing.T) {
 	l.expectFlows(t, []flow{udpVIP7000}, []flow{udpVIP7001})
 
 	var tab *Table
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if tab, err = Install(l.dirName, matchOne); err != nil {
 			t.Fatal(err)
@@ -479,7 +479,7 @@ func TestInstallReplacesStale(t *testing.T) {
 	l.expectFlows(t, []flow{udpVIP7001}, []flow{udpVIP7000})
 
 	// And a gvsd that crashed with this very table: Install again.
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if tab, err = Install(l.dirName, matchTwo); err != nil {
 			t.Fatal(err)
@@ -493,7 +493,7 @@ func TestInstallReplacesStale(t *testing.T) {
 
 func TestInstallMissingInterface(t *testing.T) {
 	l := newLab(t)
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		_, err := Install(l.dirName+"x", matchOne)
 		if err == nil || !strings.HasPrefix(err.Error(), "ingress: install table netdev gvs on "+l.dirName+"x: ") {
 			t.Fatalf("Install on a missing interface: err = %v", err)
@@ -528,7 +528,7 @@ func TestInstallLarge(t *testing.T) {
 		m.Locals = append(m.Locals, afpacket.LocalRange{Addr: [4]byte{10, 99, 0, byte(i)}, PortLo: 1024, PortHi: 32767})
 	}
 	var tab *Table
-	l.dir.do(t, func() {
+	l.dir.Do(t, func() {
 		var err error
 		if tab, err = Install(l.dirName, m); err != nil {
 			t.Fatal(err)

@@ -1,158 +1,23 @@
 package ingress
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"net"
-	"os"
-	"runtime"
 	"testing"
-	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	"github.com/gvs-lb/gvs/internal/netnstest"
 )
 
 // testNamePrefix names every namespace-local interface these tests create,
 // so they never collide with other packages' tests running concurrently.
 const testNamePrefix = "gvsin"
 
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veth pairs and packet sockets")
-	}
-}
+type testNetns = netnstest.NS
 
-// testName returns prefix + 4 random hex digits + suffix (at most 15 bytes
-// for an interface name).
-func testName(t *testing.T, suffix string) string {
-	t.Helper()
-	var b [2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	return testNamePrefix + hex.EncodeToString(b[:]) + suffix
-}
+func requireRoot(t *testing.T)                    { netnstest.RequireRoot(t) }
+func newNetns(t *testing.T) *testNetns            { return netnstest.New(t) }
+func testName(t *testing.T, suffix string) string { return netnstest.Name(t, testNamePrefix, suffix) }
 
-// testNetns is an unnamed network namespace that lives as long as the test.
-type testNetns struct{ h netns.NsHandle }
-
-func newNetns(t *testing.T) *testNetns {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	defer orig.Close()
-	h, err := netns.New() // unshare(CLONE_NEWNET): this thread is now inside
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Skipf("cannot create a network namespace: %v", err)
-	}
-	if err := netns.Set(orig); err != nil {
-		// The thread is stuck in the new namespace: keep it locked so the
-		// runtime discards it when this goroutine exits.
-		h.Close()
-		t.Fatalf("restore netns: %v", err)
-	}
-	runtime.UnlockOSThread()
-	t.Cleanup(func() { h.Close() })
-	return &testNetns{h: h}
-}
-
-// do runs fn on an OS thread locked into the namespace. Sockets fn opens
-// stay in the namespace; goroutines fn starts do not.
-func (n *testNetns) do(t *testing.T, fn func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		t.Fatalf("current netns: %v", err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread()
-		}
-		orig.Close()
-	}()
-	if err := netns.Set(n.h); err != nil {
-		t.Fatalf("enter netns: %v", err)
-	}
-	fn()
-}
-
-// vethPair joins a (interface nameA, address addrA) and b (nameB, addrB)
-// with a veth pair, sets both ends and both loopbacks up, and returns the
-// two interfaces as seen inside their namespaces.
-func vethPair(t *testing.T, a, b *testNetns, nameA, addrA, nameB, addrB string) (ifA, ifB *net.Interface) {
-	t.Helper()
-	a.do(t, func() {
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA}, PeerName: nameB}
-		if err := netlink.LinkAdd(veth); err != nil {
-			t.Fatalf("add veth: %v", err)
-		}
-		peer, err := netlink.LinkByName(nameB)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetNsFd(peer, int(b.h)); err != nil {
-			t.Fatalf("move %s: %v", nameB, err)
-		}
-		ifA = linkUp(t, nameA, addrA)
-	})
-	b.do(t, func() { ifB = linkUp(t, nameB, addrB) })
-	a.do(t, func() { waitOperUp(t, nameA) })
-	b.do(t, func() { waitOperUp(t, nameB) })
-	return ifA, ifB
-}
-
-// waitOperUp waits until name is operationally up. Until linkwatch marks a
-// new veth up the kernel also leaves its qdisc inactive, and frames sent
-// meanwhile vanish without an error.
-func waitOperUp(t *testing.T, name string) {
-	t.Helper()
-	for i := 0; i < 200; i++ {
-		l, err := netlink.LinkByName(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l.Attrs().OperState == netlink.OperUp {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s not operationally up after 2s", name)
-}
-
-// linkUp sets lo and name up, adds addr (CIDR) to name if not empty, and
-// returns the interface. It runs inside the namespace.
-func linkUp(t *testing.T, name, addr string) *net.Interface {
-	t.Helper()
-	for _, n := range []string{"lo", name} {
-		l, err := netlink.LinkByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := netlink.LinkSetUp(l); err != nil {
-			t.Fatalf("%s up: %v", n, err)
-		}
-		if n == name && addr != "" {
-			a, err := netlink.ParseAddr(addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := netlink.AddrAdd(l, a); err != nil {
-				t.Fatalf("address %s on %s: %v", addr, n, err)
-			}
-		}
-	}
-	ifi, err := net.InterfaceByName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ifi
-}
+var (
+	vethPair   = netnstest.VethPair
+	waitOperUp = netnstest.WaitOperUp
+	linkUp     = netnstest.LinkUp
+)
