@@ -123,7 +123,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
 			}
 		}
-		sched, err := schedule.New(s.Scheduler, svc.Dests)
+		sched, err := schedule.New(s.Scheduler, svc.Dests, schedule.Options{})
 		if err != nil {
 			errs = append(errs, config.FieldError{Path: path + ".scheduler", Msg: err.Error()})
 			continue

@@ -4,14 +4,103 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 )
 
 // Counters are the live per-real connection counts that schedulers read
-// (ipvsadm's ActiveConn and InActConn). They survive a republish of the
-// snapshot: the control plane keeps one per real and reuses it. Do not copy.
+// (ipvsadm's ActiveConn, InActConn and PersistConn) and the real's
+// connection thresholds (ipvsadm -x/-y) with the overload flag they drive.
+// They survive a republish of the snapshot: the control plane keeps one
+// per real and reuses it. Do not copy.
+//
+// The dataplane changes the counts only through Bind, Unbind, Activate,
+// Deactivate, BindTemplate and UnbindTemplate, so that the overload flag
+// follows them exactly as IPVS's IP_VS_DEST_F_OVERLOAD does.
 type Counters struct {
 	Active, Inactive atomic.Int64
+	// Persistent counts the persistence templates that name the real.
+	Persistent atomic.Int64
+
+	upper, lower atomic.Int64 // 0 = no threshold
+	overloaded   atomic.Bool
 }
+
+// SetThresholds sets the upper and lower connection thresholds (0 = none),
+// as ipvsadm -x and -y. As in IPVS, raising or removing the upper
+// threshold clears the overload flag.
+func (c *Counters) SetThresholds(upper, lower int64) {
+	if old := c.upper.Load(); upper == 0 || upper > old {
+		c.overloaded.Store(false)
+	}
+	c.upper.Store(upper)
+	c.lower.Store(lower)
+}
+
+// Thresholds returns the upper and lower connection thresholds.
+func (c *Counters) Thresholds() (upper, lower int64) { return c.upper.Load(), c.lower.Load() }
+
+// Overloaded reports whether the real is over its upper threshold: set
+// when a new connection brings Active+Inactive to the upper threshold,
+// cleared when a connection ends and the total falls below the lower
+// threshold (or, without one, below 3/4 of the upper), as
+// ip_vs_bind_dest and ip_vs_unbind_dest do.
+func (c *Counters) Overloaded() bool { return c.overloaded.Load() }
+
+// total is ip_vs_dest_totalconns.
+func (c *Counters) total() int64 { return c.Active.Load() + c.Inactive.Load() }
+
+// Bind counts a new connection, active or not.
+func (c *Counters) Bind(active bool) {
+	if active {
+		c.Active.Add(1)
+	} else {
+		c.Inactive.Add(1)
+	}
+	if u := c.upper.Load(); u != 0 && c.total() >= u {
+		c.overloaded.Store(true)
+	}
+}
+
+// Unbind uncounts a connection that ended, active or not.
+func (c *Counters) Unbind(active bool) {
+	if active {
+		c.Active.Add(-1)
+	} else {
+		c.Inactive.Add(-1)
+	}
+	if !c.overloaded.Load() {
+		return
+	}
+	u, l := c.upper.Load(), c.lower.Load()
+	switch {
+	case l != 0:
+		if c.total() < l {
+			c.overloaded.Store(false)
+		}
+	case u != 0:
+		if c.total()*4 < u*3 {
+			c.overloaded.Store(false)
+		}
+	default:
+		c.overloaded.Store(false)
+	}
+}
+
+// Activate moves a connection from inactive to active.
+func (c *Counters) Activate() {
+	c.Inactive.Add(-1)
+	c.Active.Add(1)
+}
+
+// Deactivate moves a connection from active to inactive.
+func (c *Counters) Deactivate() {
+	c.Active.Add(-1)
+	c.Inactive.Add(1)
+}
+
+// BindTemplate and UnbindTemplate count persistence templates.
+func (c *Counters) BindTemplate()   { c.Persistent.Add(1) }
+func (c *Counters) UnbindTemplate() { c.Persistent.Add(-1) }
 
 // Dest is what a scheduler sees of one real server.
 type Dest struct {
@@ -19,12 +108,79 @@ type Dest struct {
 	Counters *Counters // never nil
 }
 
-// Flow is the new connection being scheduled. Only flow-hashing schedulers
-// read it.
+// available reports whether d may take a new connection: a positive
+// weight and not overloaded.
+func (d *Dest) available() bool { return d.Weight > 0 && !d.Counters.Overloaded() }
+
+// Flow is the new connection being scheduled. Only flow-hashing and
+// locality schedulers read it.
 type Flow struct {
 	Src, Dst         [16]byte // IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d)
 	SrcPort, DstPort uint16
 	Proto            uint8
+	// Now is the caller's monotonic clock in nanoseconds; lblc and lblcr
+	// age their entries with it.
+	Now int64
+}
+
+// Flags are scheduler flags, as ipvsadm -b.
+type Flags uint32
+
+// Scheduler flags (ipvsadm -b sh-fallback,sh-port,mh-fallback,mh-port).
+const (
+	// SHFallback: sh picks another available real when the hashed one is
+	// unavailable (quiescent or overloaded).
+	SHFallback Flags = 1 << iota
+	// SHPort: sh hashes the source port too.
+	SHPort
+	// MHFallback and MHPort are the same for mh.
+	MHFallback
+	MHPort
+)
+
+var flagNames = [...]string{"sh-fallback", "sh-port", "mh-fallback", "mh-port"}
+
+// ParseFlag returns the flag called name, as ipvsadm -b spells it.
+func ParseFlag(name string) (Flags, error) {
+	for i, n := range flagNames {
+		if n == name {
+			return 1 << i, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown scheduler flag %q (want one of sh-fallback, sh-port, mh-fallback, mh-port)", name)
+}
+
+// String returns the flags as ipvsadm -b prints them, comma-separated.
+func (f Flags) String() string {
+	s := ""
+	for i, n := range flagNames {
+		if f&(1<<i) != 0 {
+			if s != "" {
+				s += ","
+			}
+			s += n
+		}
+	}
+	return s
+}
+
+// Defaults of Options.
+const (
+	// DefaultMHTableSize is the default Maglev lookup table size: a
+	// prime, as Maglev requires, large enough for 650 reals at 100
+	// slots each.
+	DefaultMHTableSize = 65537
+	// DefaultLBLCExpire is how long an lblc/lblcr entry lives unused
+	// (IPVS's lblc_expiration and lblcr_expiration sysctls: 24 hours).
+	DefaultLBLCExpire = 24 * time.Hour
+)
+
+// Options tune the schedulers that have anything to tune. The zero value
+// is the IPVS default for each.
+type Options struct {
+	Flags       Flags
+	MHTableSize int           // mh: lookup table size, a prime; 0 = DefaultMHTableSize
+	LBLCExpire  time.Duration // lblc/lblcr: 0 = DefaultLBLCExpire
 }
 
 // Scheduler picks a real server for a new connection.
@@ -32,8 +188,8 @@ type Scheduler interface {
 	// Pick returns the index in dests of the real for a new connection,
 	// or -1 if none can take it. dests must be the slice (or an identical
 	// copy of the slice) the scheduler was built for by New; a slice of
-	// another length yields -1. Safe for concurrent use by many workers
-	// (lock-free: atomics only), zero allocations.
+	// another length yields -1. Safe for concurrent use by many workers,
+	// zero allocations.
 	Pick(dests []Dest, f *Flow) int
 }
 
@@ -50,8 +206,8 @@ var implemented = []string{"rr", "wrr", "wlc"}
 // does not build yet.
 var known = []string{"lc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf"}
 
-// Implemented returns the names of the schedulers New builds ("rr",
-// "wrr", "wlc"). The caller may modify the returned slice.
+// Implemented returns the names of the schedulers New builds. The caller
+// may modify the returned slice.
 func Implemented() []string {
 	return append([]string(nil), implemented...)
 }
@@ -59,10 +215,11 @@ func Implemented() []string {
 // New builds the scheduler called name (as ipvsadm -s) for dests,
 // precomputing whatever it needs. It returns an error wrapping
 // ErrNotImplemented for a valid ipvsadm scheduler not implemented yet,
-// ErrUnknown for any other name, and an error for a negative weight or a
-// nil Counters. Weights and the length of dests are fixed for the life of
-// the scheduler: a change means a new snapshot and a new call to New.
-func New(name string, dests []Dest) (Scheduler, error) {
+// ErrUnknown for any other name, and an error for a negative weight, a
+// nil Counters or a bad option. Weights and the length of dests are fixed
+// for the life of the scheduler: a change means a new snapshot and a new
+// call to New.
+func New(name string, dests []Dest, opts Options) (Scheduler, error) {
 	for i := range dests {
 		if dests[i].Weight < 0 {
 			return nil, fmt.Errorf("schedule: %s: real %d: negative weight %d", name, i, dests[i].Weight)

@@ -19,7 +19,7 @@ func mkDests(weights ...int32) []Dest {
 
 func mustNew(t testing.TB, name string, dests []Dest) Scheduler {
 	t.Helper()
-	s, err := New(name, dests)
+	s, err := New(name, dests, Options{})
 	if err != nil {
 		t.Fatalf("New(%q): %v", name, err)
 	}
@@ -123,23 +123,23 @@ func naiveWLC(dests []Dest) int {
 func TestNewNames(t *testing.T) {
 	d := mkDests(1, 2)
 	for _, name := range Implemented() {
-		if _, err := New(name, d); err != nil {
+		if _, err := New(name, d, Options{}); err != nil {
 			t.Errorf("New(%q): %v", name, err)
 		}
 	}
 	if got := Implemented(); !slices.Equal(got, []string{"rr", "wrr", "wlc"}) {
 		t.Errorf("Implemented() = %v", got)
 	}
-	if _, err := New("sh", d); !errors.Is(err, ErrNotImplemented) {
+	if _, err := New("sh", d, Options{}); !errors.Is(err, ErrNotImplemented) {
 		t.Errorf("New(sh) = %v, want ErrNotImplemented", err)
 	}
-	if _, err := New("fastest", d); !errors.Is(err, ErrUnknown) {
+	if _, err := New("fastest", d, Options{}); !errors.Is(err, ErrUnknown) {
 		t.Errorf("New(fastest) = %v, want ErrUnknown", err)
 	}
-	if _, err := New("rr", []Dest{{Weight: -1, Counters: new(Counters)}}); err == nil {
+	if _, err := New("rr", []Dest{{Weight: -1, Counters: new(Counters)}}, Options{}); err == nil {
 		t.Error("New with a negative weight: no error")
 	}
-	if _, err := New("wlc", []Dest{{Weight: 1}}); err == nil {
+	if _, err := New("wlc", []Dest{{Weight: 1}}, Options{}); err == nil {
 		t.Error("New with nil Counters: no error")
 	}
 }
