@@ -18,5 +18,8 @@ type Entry struct {
 	ClientMAC  [6]byte // L2 source of the client's latest packet: where NAT/FULLNAT replies go
 	State      State
 	Flags      uint8 // the dataplane's (opaque here)
+	// PersistBits is the prefix length of the client in the persistence
+	// template that controls the entry, 0 = none (the dataplane's).
+	PersistBits uint8
 	Expires    int64 // monotonic nanoseconds (caller's clock)
 }

@@ -73,26 +73,33 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	m := &afpacket.Match{}
 	var errs config.Errors
+	type threshold struct {
+		c            *schedule.Counters
+		upper, lower int64
+	}
+	var thresholds []threshold
 	fullnat := false
 	for si, s := range cfg.Services {
 		path := fmt.Sprintf("service[%d]", si)
-		if s.Persistence > 0 {
-			errs = append(errs, config.FieldError{Path: path + ".persistence", Msg: "persistence is not supported yet"})
-		}
-		if s.OPS {
-			errs = append(errs, config.FieldError{Path: path + ".ops", Msg: "one-packet scheduling is not supported yet"})
-		}
 		proto := header.ProtoTCP
 		if s.Protocol == config.UDP {
 			proto = header.ProtoUDP
 		}
 		key := dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
-		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port}
+		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
+			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
 		for ri, r := range s.Reals {
 			id := c.id(realKey{svc: key, addr: r.Address})
 			fwd := dataplane.Forward(r.Forward)
 			mac, onLink, ready := resolve(r.Address.Addr())
+			if s.OPS && (fwd == dataplane.ForwardNAT || fwd == dataplane.ForwardFullNAT) {
+				// With no entry, a NAT reply would find nothing to
+				// translate it back (IPVS lets it out untranslated).
+				errs = append(errs, config.FieldError{Path: fmt.Sprintf("%s.real[%d].forward", path, ri),
+					Msg: fmt.Sprintf("one-packet scheduling (ops) needs dr or tun: a %s reply has no connection to be translated by", fwd)})
+			}
+			thresholds = append(thresholds, threshold{c.counters[id], int64(r.UpperThreshold), int64(r.LowerThreshold)})
 			if ready && !onLink && fwd == dataplane.ForwardDR {
 				// A DR frame keeps the VIP as its destination: sent to a
 				// gateway, it would be routed back to the director.
@@ -123,7 +130,15 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
 			}
 		}
-		sched, err := schedule.New(s.Scheduler, svc.Dests, schedule.Options{})
+		var opts schedule.Options
+		for fi, name := range s.SchedulerFlags {
+			f, err := schedule.ParseFlag(name)
+			if err != nil {
+				errs = append(errs, config.FieldError{Path: fmt.Sprintf("%s.scheduler_flags[%d]", path, fi), Msg: err.Error()})
+			}
+			opts.Flags |= f
+		}
+		sched, err := schedule.New(s.Scheduler, svc.Dests, opts)
 		if err != nil {
 			errs = append(errs, config.FieldError{Path: path + ".scheduler", Msg: err.Error()})
 			continue
@@ -144,6 +159,11 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	if len(errs) > 0 {
 		return nil, nil, errs
+	}
+	// Thresholds live in the counters, which outlast this table: set them
+	// only once the whole configuration is known to be good.
+	for _, th := range thresholds {
+		th.c.SetThresholds(th.upper, th.lower)
 	}
 	return t, m, nil
 }

@@ -5,10 +5,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
+	"github.com/gvs-lb/gvs/dataplane/header"
 )
 
 var testLink = LinkInfo{Name: "eth0", MAC: [6]byte{2, 0, 0, 0, 0, 2}, Addr: netip.MustParseAddr("10.20.0.2"), MTU: 1500}
@@ -154,33 +156,81 @@ func TestRecompileKeepsIDsAndCounters(t *testing.T) {
 	}
 }
 
-func TestCompileRefusesWhatIsNotBuiltYet(t *testing.T) {
+func TestCompileRefuses(t *testing.T) {
+	cfg := mustParse(t, `
+[director]
+interface = "eth0"
+[[service]]
+protocol = "udp"
+address = "10.20.0.100:53"
+ops = true
+  [[service.real]]
+  address = "10.20.0.11:53"
+  forward = "nat"
+  [[service.real]]
+  address = "10.20.0.12:53"
+[[service]]
+address = "10.20.0.100:82"
+  [[service.real]]
+  address = "10.30.0.5:82"
+  upper_threshold = 7
+`)
+	c := NewCompiler()
+	_, _, err := c.Compile(cfg, testLink, nil, resolveAll)
+	var errs config.Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("error %v is not config.Errors", err)
+	}
+	for _, want := range []string{"service[0].real[0].forward: one-packet scheduling (ops) needs dr or tun", "service[1].real[0].address: 10.30.0.5 is not on the director's LAN"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s:\n%v", want, err)
+		}
+	}
+	if len(errs) != 2 {
+		t.Errorf("%d problems, want 2:\n%v", len(errs), err)
+	}
+	// A refused configuration changes no counters.
+	for _, ctr := range c.counters {
+		if up, _ := ctr.Thresholds(); up != 0 {
+			t.Errorf("a refused configuration set a threshold of %d", up)
+		}
+	}
+}
+
+func TestCompileServiceOptions(t *testing.T) {
 	cfg := mustParse(t, `
 [director]
 interface = "eth0"
 [[service]]
 address = "10.20.0.100:80"
-scheduler = "lc"
-[[service]]
-address = "10.20.0.100:81"
-persistence = "5m"
+scheduler = "rr"
+persistence = "90s"
+persistence_netmask = 24
+  [[service.real]]
+  address = "10.20.0.11:80"
+  upper_threshold = 10
+  lower_threshold = 4
 [[service]]
 protocol = "udp"
 address = "10.20.0.100:53"
 ops = true
-[[service]]
-address = "10.20.0.100:82"
+scheduler = "rr"
   [[service.real]]
-  address = "10.30.0.5:82"
+  address = "10.20.0.11:53"
 `)
-	_, _, err := NewCompiler().Compile(cfg, testLink, nil, resolveAll)
-	var errs config.Errors
-	if !errors.As(err, &errs) {
-		t.Fatalf("error %v is not config.Errors", err)
+	tbl, _, err := NewCompiler().Compile(cfg, testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, want := range []string{"service[0].scheduler", "service[1].persistence", "service[2].ops", "service[3].real[0].address: 10.30.0.5 is not on the director's LAN"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error does not name %s:\n%v", want, err)
-		}
+	web := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	if web == nil || web.Persist != 90*time.Second || web.PersistBits != 24 || web.OPS {
+		t.Fatalf("web service = %+v", web)
+	}
+	if up, lo := tbl.Reals[web.Reals[0]].Counters.Thresholds(); up != 10 || lo != 4 {
+		t.Errorf("thresholds = %d, %d, want 10, 4", up, lo)
+	}
+	dns := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoUDP, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
+	if dns == nil || !dns.OPS || dns.Persist != 0 {
+		t.Fatalf("dns service = %+v", dns)
 	}
 }

@@ -51,12 +51,17 @@ type WorkerCounters struct {
 	ExpiredConns       atomic.Uint64
 	ICMPSent           atomic.Uint64
 	Conns              atomic.Int64 // entries in the worker's shard
+	// TemplatesFull counts connections scheduled without persistence
+	// because the template table was full.
+	TemplatesFull atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
 type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
+	TemplatesFull                                        uint64
 	Conns                                                int64
+	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
 	// WorkerRx is the frames each worker received: how fanout spread them.
 	WorkerRx []uint64
@@ -69,6 +74,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.NewConns += c.NewConns.Load()
 	s.ExpiredConns += c.ExpiredConns.Load()
 	s.ICMPSent += c.ICMPSent.Load()
+	s.TemplatesFull += c.TemplatesFull.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

@@ -12,8 +12,9 @@ import (
 
 // Dataplane is a set of workers sharing one published Table.
 type Dataplane struct {
-	table   atomic.Pointer[Table]
-	workers []*Worker
+	table     atomic.Pointer[Table]
+	workers   []*Worker
+	templates *conntrack.Templates
 }
 
 // New makes one worker per link. capacity is the connection-table capacity
@@ -25,9 +26,13 @@ func New(links []Link, capacity int) (*Dataplane, error) {
 	if capacity < len(links) {
 		return nil, fmt.Errorf("dataplane: capacity %d is less than one connection per worker", capacity)
 	}
-	d := &Dataplane{}
+	// Persistence templates are shared: a client's connections reach
+	// several workers. They count against the same capacity.
+	d := &Dataplane{templates: conntrack.NewTemplates(capacity)}
 	for i, l := range links {
-		d.workers = append(d.workers, newWorker(i, len(links), l, &d.table, capacity/len(links)))
+		w := newWorker(i, len(links), l, &d.table, capacity/len(links))
+		w.templates = d.templates
+		d.workers = append(d.workers, w)
 	}
 	return d, nil
 }
@@ -66,12 +71,13 @@ func (d *Dataplane) Counters() Counters {
 	for _, w := range d.workers {
 		w.C.addTo(&c)
 	}
+	c.Templates = d.templates.Len()
 	return c
 }
 
 // flowOf is the scheduler's view of a new connection.
-func flowOf(k *conntrack.Key) schedule.Flow {
-	return schedule.Flow{Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto}
+func flowOf(k *conntrack.Key, now int64) schedule.Flow {
+	return schedule.Flow{Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto, Now: now}
 }
 
 // flowHash is a cheap hash of the client side of a key, to spread

@@ -58,7 +58,7 @@ func testTable(f Forward, proto uint8) *Table {
 	r := Real{ID: 0, Addr: ipRS1.As4(), Port: rport, Forward: f, MAC: macRS1, Ready: true,
 		Counters: new(schedule.Counters), Stats: new(RealStats)}
 	dests := []schedule.Dest{{Weight: 1, Counters: r.Counters}}
-	sched, err := schedule.New("rr", dests)
+	sched, err := schedule.New("rr", dests, schedule.Options{})
 	if err != nil {
 		panic(err)
 	}

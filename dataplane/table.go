@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"time"
+
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/schedule"
 )
@@ -53,6 +55,23 @@ type Service struct {
 	Reals []uint32
 	Dests []schedule.Dest
 	Sched schedule.Scheduler
+	// Persistence: > 0 keeps a client (its address masked to PersistBits,
+	// 1..32) on one real for this long after its last connection.
+	Persist     time.Duration
+	PersistBits uint8
+	// OPS is one-packet scheduling: every datagram is scheduled on its
+	// own and no connection entry is kept (UDP, DR and TUN reals only).
+	OPS bool
+}
+
+// hasReal reports whether id is one of the service's reals.
+func (s *Service) hasReal(id uint32) bool {
+	for _, r := range s.Reals {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // ServiceKey identifies a service on the wire.

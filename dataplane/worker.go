@@ -71,6 +71,16 @@ type Worker struct {
 	lastExpire int64
 	cur        *Table                 // table of the batch, for onExpire
 	onExpireFn func(*conntrack.Entry) // w.onExpire, bound once
+
+	// Persistence templates, shared with the other workers, and what
+	// Templates.Schedule calls back, bound once so that no closure is
+	// made per connection. curSvc is the service being scheduled.
+	templates *conntrack.Templates
+	curSvc    *Service
+	usableFn  func(uint32) bool
+	pickFn    func() (uint32, bool)
+	tplGoneFn func(uint32)
+	opsEntry  conntrack.Entry // the transient entry of a one-packet datagram
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
@@ -87,6 +97,10 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 		w.icmp[i] = make([]byte, 128)
 	}
 	w.onExpireFn = w.onExpire
+	w.templates = conntrack.NewTemplates(capacity)
+	w.usableFn = w.usable
+	w.pickFn = w.pick
+	w.tplGoneFn = w.templateGone
 	return w
 }
 
@@ -147,21 +161,55 @@ func (w *Worker) expire(now int64) {
 		w.cur = w.table.Load()
 	}
 	w.shard.Expire(now, expireScan, w.onExpireFn)
+	w.templates.Expire(now, templateStripesPerExpire, w.tplGoneFn)
 	w.C.Conns.Store(int64(w.shard.Len()))
 }
 
+// templateStripesPerExpire: each worker scans this many of the 64 template
+// stripes every expireEvery, so a lone worker sweeps them all in 80 ms.
+const templateStripesPerExpire = 8
+
 func (w *Worker) onExpire(e *conntrack.Entry) {
 	w.C.ExpiredConns.Add(1)
+	if e.PersistBits != 0 {
+		k := conntrack.MaskedTemplateKey(e.Client, e.VIP, e.VPort, e.Proto, e.PersistBits)
+		w.templates.Release(&k, e.RealID, w.lastExpire)
+	}
 	if w.cur == nil {
 		return
 	}
 	if r := w.cur.real(e.RealID); r != nil && r.Counters != nil {
-		if conntrack.IsActive(e.State) {
-			r.Counters.Active.Add(-1)
-		} else {
-			r.Counters.Inactive.Add(-1)
-		}
+		r.Counters.Unbind(conntrack.IsActive(e.State))
 	}
+}
+
+// templateGone uncounts an expired persistence template on its real.
+func (w *Worker) templateGone(id uint32) {
+	if w.cur == nil {
+		return
+	}
+	if r := w.cur.real(id); r != nil && r.Counters != nil {
+		r.Counters.UnbindTemplate()
+	}
+}
+
+// usable reports whether a persistence template's real may take the new
+// connection: still a real of the service and ready. As in IPVS (with
+// expire_quiescent_template at its default, 0), a quiescent or overloaded
+// real keeps its persistent clients.
+func (w *Worker) usable(id uint32) bool {
+	r := w.cur.real(id)
+	return r != nil && r.Ready && w.curSvc.hasReal(id)
+}
+
+// pick asks the scheduler of w.curSvc for a real for w.flow.
+func (w *Worker) pick() (uint32, bool) {
+	svc := w.curSvc
+	i := svc.Sched.Pick(svc.Dests, &w.flow)
+	if i < 0 {
+		return 0, false
+	}
+	return svc.Reals[i], true
 }
 
 // process handles one received frame in buf[Headroom:Headroom+size]. It
@@ -256,11 +304,9 @@ func (w *Worker) track(t *Table, e *conntrack.Entry, r *Real, dir conntrack.Dire
 		old := e.Transition(dir, flags)
 		if a, b := conntrack.IsActive(old), conntrack.IsActive(e.State); a != b {
 			if b {
-				r.Counters.Inactive.Add(-1)
-				r.Counters.Active.Add(1)
+				r.Counters.Activate()
 			} else {
-				r.Counters.Active.Add(-1)
-				r.Counters.Inactive.Add(1)
+				r.Counters.Deactivate()
 			}
 		}
 	}
@@ -279,24 +325,69 @@ func (w *Worker) newConn(t *Table, k *conntrack.Key, eth header.Ethernet, flags 
 	}
 	// The flow lives in the worker: passed to an interface method, a local
 	// would escape to the heap.
-	w.flow = flowOf(k)
-	i := svc.Sched.Pick(svc.Dests, &w.flow)
-	if i < 0 {
-		return nil, VerdictNoReal
+	w.flow = flowOf(k, now)
+	w.cur, w.curSvc = t, svc
+	var id uint32
+	var persist uint8
+	if svc.Persist > 0 {
+		tk := conntrack.MaskedTemplateKey(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
+		var out conntrack.Outcome
+		var old uint32
+		id, out, old = w.templates.Schedule(&tk, now, int64(svc.Persist), !svc.OPS, w.usableFn, w.pickFn)
+		switch out {
+		case conntrack.NoReal:
+			return nil, VerdictNoReal
+		case conntrack.Full:
+			w.C.TemplatesFull.Add(1)
+		case conntrack.Replaced:
+			if r := t.real(old); r != nil {
+				r.Counters.UnbindTemplate()
+			}
+			fallthrough
+		case conntrack.Created:
+			if r := t.real(id); r != nil {
+				r.Counters.BindTemplate()
+			}
+			fallthrough
+		case conntrack.Reused:
+			if !svc.OPS {
+				persist = svc.PersistBits
+			}
+		}
+	} else {
+		var ok bool
+		if id, ok = w.pick(); !ok {
+			return nil, VerdictNoReal
+		}
 	}
-	r := t.real(svc.Reals[i])
+	r := t.real(id)
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
+	}
+	if svc.OPS {
+		// One-packet scheduling: a transient entry, never inserted, so
+		// the next datagram is scheduled again (ip_vs_conn with
+		// IP_VS_CONN_F_ONE_PACKET). Its counters rise and fall at once:
+		// only the connection count moves.
+		w.opsEntry = conntrack.Entry{
+			Client: k.Src, ClientPort: k.SrcPort, VIP: k.Dst, VPort: k.DstPort,
+			Real: conntrack.AddrFrom4(r.Addr), RPort: r.Port, RealID: r.ID,
+			Forward: uint8(r.Forward), Proto: k.Proto, ClientMAC: eth.Source(), State: conntrack.UDP,
+		}
+		r.Stats.Conns.Add(1)
+		w.C.NewConns.Add(1)
+		return &w.opsEntry, 0
 	}
 	ne := conntrack.Entry{
 		Client: k.Src, ClientPort: k.SrcPort,
 		VIP: k.Dst, VPort: k.DstPort,
 		Real: conntrack.AddrFrom4(r.Addr), RPort: r.Port,
-		RealID:    r.ID,
-		Forward:   uint8(r.Forward),
-		Proto:     k.Proto,
-		ClientMAC: eth.Source(),
-		State:     conntrack.UDP,
+		RealID:      r.ID,
+		Forward:     uint8(r.Forward),
+		Proto:       k.Proto,
+		ClientMAC:   eth.Source(),
+		State:       conntrack.UDP,
+		PersistBits: persist,
 	}
 	if k.Proto == header.ProtoTCP {
 		ne.State = conntrack.StateNone
@@ -317,9 +408,13 @@ func (w *Worker) newConn(t *Table, k *conntrack.Key, eth header.Ethernet, flags 
 		e, _ = w.shard.Insert(k, &rev, &ne)
 	}
 	if e == nil {
+		if persist != 0 {
+			tk := conntrack.MaskedTemplateKey(k.Src, k.Dst, k.DstPort, k.Proto, persist)
+			w.templates.Release(&tk, r.ID, now)
+		}
 		return nil, VerdictTableFull
 	}
-	r.Counters.Inactive.Add(1)
+	r.Counters.Bind(false)
 	r.Stats.Conns.Add(1)
 	w.C.NewConns.Add(1)
 	return e, 0

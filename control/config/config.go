@@ -142,6 +142,7 @@ type Service struct {
 	Protocol           Protocol       // default TCP
 	Address            netip.AddrPort // VIP:port; required
 	Scheduler          string         // one of Schedulers(); default "wlc"
+	SchedulerFlags     []string       // ipvsadm -b: sh-fallback, sh-port (sh), mh-fallback, mh-port (mh)
 	Forward            Forward        // default for the reals; default DR
 	Persistence        time.Duration  // > 0: same client, same real, for this long after its last connection
 	PersistenceNetmask int            // prefix length of clients that share persistence; default 32
@@ -153,7 +154,11 @@ type Service struct {
 type Real struct {
 	Address netip.AddrPort // RIP:port; a port of 0 in the file is resolved to the service's port
 	Weight  int            // default 1; 0 = quiescent (no new connections)
-	Forward Forward        // resolved: the real's own `forward`, else the service's
+	// Connection thresholds (ipvsadm -x/-y), 0 = none: the real takes no new
+	// connection once it has UpperThreshold (active + inactive), until it is
+	// back below LowerThreshold (or 3/4 of the upper one when that is 0).
+	UpperThreshold, LowerThreshold int
+	Forward                        Forward // resolved: the real's own `forward`, else the service's
 }
 
 // Defaults, as DESIGN.md and the IPVS defaults (ipvsadm --set: tcp 900s, tcpfin 120s,
@@ -183,11 +188,15 @@ const (
 	maxConnections = 100_000_000
 	maxWeight      = 65535 // ipvsadm(8): "valid values of weight are 0 through to 65535"
 	maxNetmask     = 32    // IPv4
-	ifNameSize     = 16    // IFNAMSIZ, including the NUL (linux/if.h)
+	maxThreshold   = 1<<31 - 1
+	ifNameSize     = 16 // IFNAMSIZ, including the NUL (linux/if.h)
 )
 
 // schedulers are the LVS schedulers (ipvsadm(8) -s) in ipvsadm's order.
 var schedulers = []string{"rr", "wrr", "lc", "wlc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf"}
+
+// schedulerFlags are ipvsadm -b's flags and the scheduler each applies to.
+var schedulerFlags = map[string]string{"sh-fallback": "sh", "sh-port": "sh", "mh-fallback": "mh", "mh-port": "mh"}
 
 // Schedulers returns the names accepted in a service's `scheduler`, in ipvsadm's order.
 // The caller owns the returned slice.

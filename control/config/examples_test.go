@@ -70,8 +70,8 @@ func TestReferenceConfig(t *testing.T) {
 		{"[director]", []string{"interface", "workers", "local_addresses", "local_ports", "metrics"}},
 		{"[timeouts]", []string{"tcp", "tcp_fin", "udp"}},
 		{"[limits]", []string{"connections"}},
-		{"[[service]]", []string{"name", "protocol", "address", "scheduler", "forward", "persistence", "persistence_netmask", "ops"}},
-		{"[[service.real]]", []string{"address", "weight", "forward"}},
+		{"[[service]]", []string{"name", "protocol", "address", "scheduler", "scheduler_flags", "forward", "persistence", "persistence_netmask", "ops"}},
+		{"[[service.real]]", []string{"address", "weight", "upper_threshold", "lower_threshold", "forward"}},
 	} {
 		// The section's keys are the lines between its header and the next header.
 		loc := regexp.MustCompile(`(?m)^[ \t]*` + regexp.QuoteMeta(section.header)).FindIndex(text)

@@ -178,6 +178,24 @@ func (d *decoder) setInt(dst *int) func(string, any) {
 	}
 }
 
+func (d *decoder) setStrings(dst *[]string) func(string, any) {
+	return func(path string, v any) {
+		items, ok := d.list(path, "an array of strings", v)
+		if !ok || len(items) == 0 {
+			return
+		}
+		*dst = make([]string, 0, len(items))
+		for i, it := range items {
+			s, ok := it.(string)
+			if !ok {
+				d.wrongType(index(path, i), "a string", it)
+				continue
+			}
+			*dst = append(*dst, s)
+		}
+	}
+}
+
 func (d *decoder) setBool(dst *bool) func(string, any) {
 	return func(path string, v any) {
 		if b, ok := v.(bool); ok {
@@ -335,6 +353,7 @@ func (d *decoder) service(path string, v any, s *Service) {
 		{"protocol", d.setProtocol(&s.Protocol)},
 		{"address", d.setAddrPort(&s.Address)},
 		{"scheduler", d.setString(&s.Scheduler)},
+		{"scheduler_flags", d.setStrings(&s.SchedulerFlags)},
 		{"forward", d.setForward(&s.Forward)},
 		{"persistence", d.setDuration(&s.Persistence)},
 		{"persistence_netmask", d.setInt(&s.PersistenceNetmask)},
@@ -365,6 +384,8 @@ func (d *decoder) reals(path string, v any, svcPath string, s *Service) []Real {
 		d.table(p, it, []field{
 			{"address", d.setAddrPort(&r.Address)},
 			{"weight", d.setInt(&r.Weight)},
+			{"upper_threshold", d.setInt(&r.UpperThreshold)},
+			{"lower_threshold", d.setInt(&r.LowerThreshold)},
 			{"forward", d.setForward(&r.Forward)},
 		})
 		if r.Forward == 0 && !d.bad[join(p, "forward")] { // no forward of its own

@@ -118,6 +118,7 @@ name = "dns"
 protocol = "udp"
 address = "10.20.0.53:53"
 scheduler = "sh"
+scheduler_flags = ["sh-port", "sh-fallback"]
 forward = "fullnat"
 persistence = "5m"
 persistence_netmask = 24
@@ -125,6 +126,8 @@ ops = true
   [[service.real]]
   address = "10.40.1.11:5353"
   weight = 65535
+  upper_threshold = 100
+  lower_threshold = 50
   forward = "nat"
 `)
 	want := &Config{
@@ -137,8 +140,9 @@ ops = true
 		Limits:   Limits{Connections: 1000},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
-			Forward: FullNAT, Persistence: 5 * time.Minute, PersistenceNetmask: 24, OPS: true,
-			Reals: []Real{{Address: netip.MustParseAddrPort("10.40.1.11:5353"), Weight: 65535, Forward: NAT}},
+			SchedulerFlags: []string{"sh-port", "sh-fallback"},
+			Forward:        FullNAT, Persistence: 5 * time.Minute, PersistenceNetmask: 24, OPS: true,
+			Reals: []Real{{Address: netip.MustParseAddrPort("10.40.1.11:5353"), Weight: 65535, UpperThreshold: 100, LowerThreshold: 50, Forward: NAT}},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -226,6 +230,11 @@ func TestParseErrors(t *testing.T) {
 		{"persistence negative", svc("persistence = \"-1s\"\n"), []FieldError{{"service[0].persistence", "-1s must not be negative"}}},
 		{"persistence netmask 0", svc("persistence_netmask = 0\n"), []FieldError{{"service[0].persistence_netmask", "0 is out of range 1..32"}}},
 		{"persistence netmask 33", svc("persistence_netmask = 33\n"), []FieldError{{"service[0].persistence_netmask", "33 is out of range 1..32"}}},
+		{"scheduler flag unknown", svc("scheduler = \"sh\"\nscheduler_flags = [\"sh-port\", \"sticky\"]\n"), []FieldError{{"service[0].scheduler_flags[1]", `"sticky" is not a scheduler flag (want sh-fallback, sh-port, mh-fallback or mh-port)`}}},
+		{"scheduler flag of another scheduler", svc("scheduler = \"mh\"\nscheduler_flags = [\"sh-port\"]\n"), []FieldError{{"service[0].scheduler_flags[0]", "sh-port applies to scheduler sh only, not mh"}}},
+		{"scheduler flag twice", svc("scheduler = \"mh\"\nscheduler_flags = [\"mh-port\", \"mh-port\"]\n"), []FieldError{{"service[0].scheduler_flags[1]", "mh-port is given twice"}}},
+		{"scheduler flags not an array", svc("scheduler_flags = \"sh-port\"\n"), []FieldError{{"service[0].scheduler_flags", `want an array of strings, got string "sh-port"`}}},
+		{"scheduler flag not a string", svc("scheduler = \"sh\"\nscheduler_flags = [1]\n"), []FieldError{{"service[0].scheduler_flags[0]", "want a string, got integer 1"}}},
 		{"ops with tcp", svc("ops = true\n"), []FieldError{{"service[0].ops", "only valid with protocol udp"}}},
 		{"ops not a bool", svc("protocol = \"udp\"\nops = \"yes\"\n"), []FieldError{{"service[0].ops", `want true or false, got string "yes"`}}},
 		{"duplicate service", svc("[[service]]\naddress = \"10.0.0.1:80\"\n"), []FieldError{{"service[1].address", "tcp 10.0.0.1:80 is already service[0]"}}},
@@ -236,6 +245,9 @@ func TestParseErrors(t *testing.T) {
 		{"service element not a table", "service = [1]\n" + head, []FieldError{{"service[0]", "want a table, got integer 1"}}},
 
 		// real
+		{"threshold negative", real("address = \"10.0.0.2:80\"\nupper_threshold = -1\n"), []FieldError{{"service[0].real[0].upper_threshold", "-1 is out of range 0..2147483647"}}},
+		{"lower above upper", real("address = \"10.0.0.2:80\"\nupper_threshold = 10\nlower_threshold = 11\n"), []FieldError{{"service[0].real[0].lower_threshold", "11 is above upper_threshold 10"}}},
+		{"lower without upper", real("address = \"10.0.0.2:80\"\nlower_threshold = 5\n"), []FieldError{{"service[0].real[0].lower_threshold", "5 is above upper_threshold 0"}}},
 		{"real address missing", real("weight = 2\n"), []FieldError{{"service[0].real[0].address", "required"}}},
 		{"real address not IP:port", real("address = \"10.0.0.1\"\n"), []FieldError{{"service[0].real[0].address", `"10.0.0.1" is not IP:port`}}},
 		{"real address IPv6", real("address = \"[fd00::2]:80\"\n"), []FieldError{{"service[0].real[0].address", "IPv6 not supported yet (fd00::2)"}}},

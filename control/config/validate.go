@@ -211,6 +211,17 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 	if !slices.Contains(schedulers, s.Scheduler) {
 		v.addf(join(path, "scheduler"), "%s is not a scheduler (want one of %s)", quote(s.Scheduler), strings.Join(schedulers, " "))
 	}
+	for i, f := range s.SchedulerFlags {
+		fp := index(join(path, "scheduler_flags"), i)
+		switch sched, ok := schedulerFlags[f]; {
+		case !ok:
+			v.addf(fp, "%s is not a scheduler flag (want sh-fallback, sh-port, mh-fallback or mh-port)", quote(f))
+		case sched != s.Scheduler && !v.skip(join(path, "scheduler")):
+			v.addf(fp, "%s applies to scheduler %s only, not %s", f, sched, s.Scheduler)
+		case slices.Index(s.SchedulerFlags, f) != i:
+			v.addf(fp, "%s is given twice", f)
+		}
+	}
 	if !s.Forward.valid() {
 		v.addf(join(path, "forward"), "%s", enumMsg(uint8(s.Forward), s.Forward.String(), "forwarding method"))
 	}
@@ -263,6 +274,16 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	}
 	if !r.Forward.valid() {
 		v.addf(join(path, "forward"), "%s", enumMsg(uint8(r.Forward), r.Forward.String(), "forwarding method"))
+	}
+	up, lo := r.UpperThreshold, r.LowerThreshold
+	if up < 0 || up > maxThreshold {
+		v.addf(join(path, "upper_threshold"), "%d is out of range 0..%d", up, maxThreshold)
+	}
+	if lo < 0 || lo > maxThreshold {
+		v.addf(join(path, "lower_threshold"), "%d is out of range 0..%d", lo, maxThreshold)
+	} else if lo > up && up >= 0 {
+		// ip_vs_ctl.c refuses l_threshold > u_threshold (-ERANGE).
+		v.addf(join(path, "lower_threshold"), "%d is above upper_threshold %d", lo, up)
 	}
 }
 

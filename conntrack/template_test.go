@@ -1,0 +1,137 @@
+package conntrack
+
+import (
+	"sync"
+	"testing"
+)
+
+func tkey(a, b, c, d byte) TemplateKey {
+	return MaskedTemplateKey(AddrFrom4([4]byte{a, b, c, d}), AddrFrom4([4]byte{10, 20, 0, 100}), 80, 6, 24)
+}
+
+func TestMaskedTemplateKey(t *testing.T) {
+	if tkey(10, 1, 2, 3) != tkey(10, 1, 2, 200) {
+		t.Error("two clients of one /24 have different templates")
+	}
+	if tkey(10, 1, 2, 3) == tkey(10, 1, 3, 3) {
+		t.Error("clients of two /24s share a template")
+	}
+	k := MaskedTemplateKey(AddrFrom4([4]byte{10, 1, 2, 3}), Addr{}, 80, 6, 32)
+	if k.Client.As4() != [4]byte{10, 1, 2, 3} {
+		t.Errorf("/32 masked to %v", k.Client.As4())
+	}
+}
+
+func TestTemplateLifecycle(t *testing.T) {
+	const sec = int64(1e9)
+	tt := NewTemplates(10)
+	k := tkey(10, 1, 2, 3)
+	usable := map[uint32]bool{1: true, 2: true}
+	isUsable := func(id uint32) bool { return usable[id] }
+	next := uint32(1)
+	picks := 0
+	pick := func() (uint32, bool) { picks++; return next, true }
+
+	step := func(now int64, ref bool, wantID uint32, wantOut Outcome) {
+		t.Helper()
+		id, out, _ := tt.Schedule(&k, now, 10*sec, ref, isUsable, pick)
+		if id != wantID || out != wantOut {
+			t.Fatalf("at %ds: Schedule = real %d outcome %d, want real %d outcome %d", now/sec, id, out, wantID, wantOut)
+		}
+	}
+	step(0, true, 1, Created)
+	next = 2 // the scheduler would now say 2; the template keeps 1
+	step(1*sec, true, 1, Reused)
+	// Two connections hold it: it outlives its timeout.
+	if n := tt.Expire(100*sec, templateStripes, func(uint32) { t.Error("expired while held") }); n != 0 {
+		t.Fatalf("Expire removed %d held templates", n)
+	}
+	step(100*sec, false, 1, Reused) // one packet: no reference
+	tt.Release(&k, 1, 100*sec)
+	tt.Release(&k, 1, 200*sec) // the last one ends at 200s: alive until 210s
+	step(209*sec, true, 1, Reused)
+	tt.Release(&k, 1, 209*sec)
+	if n := tt.Expire(218*sec, templateStripes, func(uint32) {}); n != 0 {
+		t.Fatalf("Expire at 218s removed %d, want 0 (alive until 219s)", n)
+	}
+	var gone []uint32
+	if n := tt.Expire(219*sec, templateStripes, func(id uint32) { gone = append(gone, id) }); n != 1 || len(gone) != 1 || gone[0] != 1 {
+		t.Fatalf("Expire at 219s removed %d %v, want real 1", n, gone)
+	}
+	if tt.Len() != 0 {
+		t.Fatalf("Len = %d after expiry", tt.Len())
+	}
+
+	// The real becomes unusable: the client is rescheduled and the old
+	// connection's release does not touch the new template.
+	next = 1
+	step(300*sec, true, 1, Created)
+	usable[1] = false
+	next = 2
+	id, out, old := tt.Schedule(&k, 301*sec, 10*sec, true, isUsable, pick)
+	if id != 2 || out != Replaced || old != 1 {
+		t.Fatalf("Schedule after real 1 went = %d %d old %d, want 2 Replaced old 1", id, out, old)
+	}
+	tt.Release(&k, 1, 302*sec) // the connection to real 1 ends
+	if n := tt.Expire(1000*sec, templateStripes, func(uint32) {}); n != 0 {
+		t.Fatal("a stale release freed the new template")
+	}
+	if got := tt.DumpInto(nil); len(got) != 1 || got[0].RealID != 2 || got[0].Conns != 1 {
+		t.Fatalf("Dump = %+v", got)
+	}
+}
+
+func TestTemplatesFull(t *testing.T) {
+	tt := NewTemplates(2)
+	pick := func() (uint32, bool) { return 7, true }
+	ok := func(uint32) bool { return true }
+	for i := range 3 {
+		k := tkey(10, byte(i), 0, 1)
+		_, out, _ := tt.Schedule(&k, 0, 1e9, true, ok, pick)
+		if want := map[bool]Outcome{true: Created, false: Full}[i < 2]; out != want {
+			t.Errorf("template %d: outcome %d, want %d", i, out, want)
+		}
+	}
+	if tt.Len() != 2 {
+		t.Errorf("Len = %d, want 2", tt.Len())
+	}
+	k := tkey(10, 9, 9, 9)
+	if id, out, _ := tt.Schedule(&k, 0, 1e9, true, ok, func() (uint32, bool) { return 0, false }); out != NoReal || id != 0 {
+		t.Errorf("no real: %d %d", id, out)
+	}
+}
+
+// TestTemplatesConcurrent: many goroutines scheduling clients of one
+// prefix all get the one real of its template. Run with -race.
+func TestTemplatesConcurrent(t *testing.T) {
+	tt := NewTemplates(1000)
+	var mu sync.Mutex
+	next := uint32(0)
+	pick := func() (uint32, bool) { mu.Lock(); defer mu.Unlock(); next++; return next, true }
+	ok := func(uint32) bool { return true }
+	ids := make([]uint32, 8)
+	var wg sync.WaitGroup
+	for g := range ids {
+		wg.Go(func() {
+			for i := range 100 {
+				k := tkey(10, 1, 2, byte(i))
+				id, _, _ := tt.Schedule(&k, 0, 1e9, true, ok, pick)
+				if ids[g] == 0 {
+					ids[g] = id
+				} else if id != ids[g] {
+					t.Errorf("goroutine %d got real %d then %d", g, ids[g], id)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("reals %v: one prefix, several reals", ids)
+		}
+	}
+	if next != 1 {
+		t.Errorf("scheduler called %d times for one prefix", next)
+	}
+}
