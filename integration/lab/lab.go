@@ -242,9 +242,18 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 // DialTCP connects to raddr from inside h's namespace. The connection keeps
 // working from any goroutine; the caller closes it.
 func (h *Host) DialTCP(ctx context.Context, raddr netip.AddrPort) (net.Conn, error) {
+	return h.DialTCPFrom(ctx, netip.Addr{}, raddr)
+}
+
+// DialTCPFrom is DialTCP from the local address laddr, one of h's (any
+// when laddr is the zero Addr).
+func (h *Host) DialTCPFrom(ctx context.Context, laddr netip.Addr, raddr netip.AddrPort) (net.Conn, error) {
 	var c net.Conn
 	err := h.Do(func() error {
 		var d net.Dialer
+		if laddr.IsValid() {
+			d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(laddr, 0))
+		}
 		var err error
 		c, err = d.DialContext(ctx, network("tcp", raddr.Addr()), raddr.String())
 		return err

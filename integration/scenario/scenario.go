@@ -141,15 +141,29 @@ func Config(l *lab.Lab, mode config.Forward, scheduler string, workers int) stri
 	return b.String()
 }
 
-// Run runs one forwarding method end to end on l. An error means the run
-// could not be carried out; failed checks are in Result.Failures.
-func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *Result, err error) {
+// Env is a running scenario: the real servers prepared for a forwarding
+// method, an echo service on each (TCP TCPPort and UDP UDPPort, moved by
+// realPort in NAT and FULLNAT), and gvsd running on the director.
+type Env struct {
+	Lab        *lab.Lab
+	Mode       config.Forward
+	Gvsd       *Proc
+	ConfigPath string
+	LogPath    string
+	echoes     []*lab.Echo // per real: TCP, UDP
+	cleanups   []func()
+	stopped    bool
+}
+
+// Setup prepares l for mode and starts gvsd with cfg (Config's when
+// empty). The caller must Close the Env.
+func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg string) (env *Env, err error) {
 	o.defaults()
-	res = &Result{Mode: mode}
-	var cleanups []func()
+	env = &Env{Lab: l, Mode: mode}
 	defer func() {
-		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
+		if err != nil {
+			env.Close()
+			env = nil
 		}
 	}()
 
@@ -159,7 +173,7 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 		gw = l.Director.Addr
 	}
 	if err := l.SetRealGateway(gw); err != nil {
-		return nil, err
+		return env, err
 	}
 	if mode == config.DR || mode == config.TUN {
 		m := "dr"
@@ -170,17 +184,16 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 			args := append(append([]string{}, o.Realserver...), "-vip", VIP.String(), "-mode", m)
 			p, err := Start(ctx, r, filepath.Join(o.Dir, r.Name+"-realserver.log"), args)
 			if err != nil {
-				return nil, err
+				return env, err
 			}
-			cleanups = append(cleanups, p.stop)
+			env.cleanups = append(env.cleanups, p.stop)
 		}
 		for _, r := range l.Reals {
 			if err := waitFor(ctx, 5*time.Second, func() bool { return hasAddr(ctx, r, "lo", VIP) }); err != nil {
-				return nil, fmt.Errorf("scenario: %s: VIP never appeared on lo: %w", r.Name, err)
+				return env, fmt.Errorf("scenario: %s: VIP never appeared on lo: %w", r.Name, err)
 			}
 		}
 	}
-	echoes := make([]*lab.Echo, 0, 2*len(l.Reals))
 	for _, r := range l.Reals {
 		bind := netip.IPv4Unspecified()
 		if mode == config.DR || mode == config.TUN {
@@ -193,35 +206,133 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 			}
 			e, err := r.StartEcho(proto, netip.AddrPortFrom(bind, realPort(mode, port)))
 			if err != nil {
-				return nil, err
+				return env, err
 			}
-			echoes = append(echoes, e)
-			cleanups = append(cleanups, func() { e.Close() })
+			env.echoes = append(env.echoes, e)
+			env.cleanups = append(env.cleanups, func() { e.Close() })
 		}
 	}
 
 	// The director.
-	cfgPath := filepath.Join(o.Dir, "gvs-"+mode.String()+".toml")
-	if err := os.WriteFile(cfgPath, []byte(Config(l, mode, o.Scheduler, o.Workers)), 0o644); err != nil {
-		return nil, err
+	if cfg == "" {
+		cfg = Config(l, mode, o.Scheduler, o.Workers)
 	}
-	logPath := filepath.Join(o.Dir, "gvsd-"+mode.String()+".log")
-	gvsd, err := Start(ctx, l.Director, logPath, append(append([]string{}, o.Gvsd...), "-config", cfgPath, "-log-json"))
+	env.ConfigPath = filepath.Join(o.Dir, "gvs-"+mode.String()+".toml")
+	if err := os.WriteFile(env.ConfigPath, []byte(cfg), 0o644); err != nil {
+		return env, err
+	}
+	env.LogPath = filepath.Join(o.Dir, "gvsd-"+mode.String()+".log")
+	env.Gvsd, err = Start(ctx, l.Director, env.LogPath, append(append([]string{}, o.Gvsd...), "-config", env.ConfigPath, "-log-json"))
 	if err != nil {
-		return nil, err
+		return env, err
 	}
-	stopped := false
+	if err := waitFor(ctx, 15*time.Second, func() bool {
+		return env.Gvsd.exited() || strings.Contains(readFile(env.LogPath), "gvsd started")
+	}); err != nil || env.Gvsd.exited() {
+		return env, fmt.Errorf("scenario: gvsd did not start: %v\n%s", err, readFile(env.LogPath))
+	}
+	return env, nil
+}
+
+// Reload writes cfg over the configuration file, sends gvsd SIGHUP and
+// waits until it logs the reload (or its refusal, an error).
+func (e *Env) Reload(ctx context.Context, cfg string) error {
+	done := strings.Count(e.Gvsd.Log(), "configuration reloaded")
+	refused := strings.Count(e.Gvsd.Log(), "reload refused")
+	if err := os.WriteFile(e.ConfigPath, []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	if err := e.Gvsd.Signal(syscall.SIGHUP); err != nil {
+		return err
+	}
+	var outcome error
+	err := waitFor(ctx, 10*time.Second, func() bool {
+		log := e.Gvsd.Log()
+		if strings.Count(log, "reload refused") > refused {
+			outcome = fmt.Errorf("scenario: gvsd refused the reload:\n%s", log)
+			return true
+		}
+		return strings.Count(log, "configuration reloaded") > done || e.Gvsd.exited()
+	})
+	if err == nil {
+		err = outcome
+	}
+	return err
+}
+
+// Reals returns what each real server's echo services have seen so far.
+func (e *Env) Reals() []RealResult {
+	var out []RealResult
+	for i, r := range e.Lab.Reals {
+		rr := RealResult{Name: r.Name, Addr: r.Addr}
+		peers := map[netip.Addr]bool{}
+		for _, ec := range e.echoes[2*i : 2*i+2] {
+			st := ec.Stats()
+			rr.Conns += st.Conns
+			rr.Datagrams += st.Datagrams
+			rr.Bytes += st.Bytes
+			for p := range st.Peers {
+				peers[p] = true
+			}
+		}
+		for p := range peers {
+			rr.Peers = append(rr.Peers, p)
+		}
+		sort.Slice(rr.Peers, func(a, b int) bool { return rr.Peers[a].Less(rr.Peers[b]) })
+		out = append(out, rr)
+	}
+	return out
+}
+
+// PeerCounts returns, for real i, the TCP connections plus UDP datagrams
+// each client address has sent it so far.
+func (e *Env) PeerCounts(i int) map[netip.Addr]int {
+	out := map[netip.Addr]int{}
+	for _, ec := range e.echoes[2*i : 2*i+2] {
+		for p, n := range ec.Stats().Peers {
+			out[p] += n
+		}
+	}
+	return out
+}
+
+// StopGvsd stops gvsd and returns how it exited.
+func (e *Env) StopGvsd() error {
+	e.stopped = true
+	if e.Gvsd == nil {
+		return nil
+	}
+	return e.Gvsd.Stop()
+}
+
+// Close stops gvsd, the real servers' helpers and the echo services.
+func (e *Env) Close() {
+	if !e.stopped {
+		e.StopGvsd()
+	}
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
+}
+
+// Run runs one forwarding method end to end on l. An error means the run
+// could not be carried out; failed checks are in Result.Failures.
+func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *Result, err error) {
+	o.defaults()
+	res = &Result{Mode: mode}
+	var cleanups []func()
 	defer func() {
-		if !stopped {
-			gvsd.stop()
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
 		}
 	}()
-	if err := waitFor(ctx, 15*time.Second, func() bool {
-		return gvsd.exited() || strings.Contains(readFile(logPath), "gvsd started")
-	}); err != nil || gvsd.exited() {
-		res.Log = readFile(logPath)
-		return res, fmt.Errorf("scenario: gvsd did not start: %v\n%s", err, res.Log)
+	env, err := Setup(ctx, l, mode, o, "")
+	if err != nil {
+		return res, err
 	}
+	defer env.Close()
+	logPath := env.LogPath
 
 	// Captures on every real server and on the director.
 	var caps []*lab.Capture
@@ -264,37 +375,18 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 	checkFrames(l, capHosts, frames, res)
 
 	// Stop gvsd and look for anything it left behind.
-	stopped = true
-	gvsd.stop()
+	if err := env.StopGvsd(); err != nil {
+		res.failf("gvsd exited with %v", err)
+	}
 	res.Log = readFile(logPath)
 	res.Counters = finalCounters(res.Log)
-	if gvsd.exitErr != nil {
-		res.failf("gvsd exited with %v", gvsd.exitErr)
-	}
 	res.Leftovers = leftovers(ctx, l)
 	for _, lo := range res.Leftovers {
 		res.failf("left behind after gvsd stopped: %s", lo)
 	}
 
 	// What each real server saw.
-	for i, r := range l.Reals {
-		rr := RealResult{Name: r.Name, Addr: r.Addr}
-		peers := map[netip.Addr]bool{}
-		for _, e := range echoes[2*i : 2*i+2] {
-			st := e.Stats()
-			rr.Conns += st.Conns
-			rr.Datagrams += st.Datagrams
-			rr.Bytes += st.Bytes
-			for p := range st.Peers {
-				peers[p] = true
-			}
-		}
-		for p := range peers {
-			rr.Peers = append(rr.Peers, p)
-		}
-		sort.Slice(rr.Peers, func(a, b int) bool { return rr.Peers[a].Less(rr.Peers[b]) })
-		res.Reals = append(res.Reals, rr)
-	}
+	res.Reals = env.Reals()
 	check(l, mode, o, res)
 	if !res.OK() && o.Dir != "" {
 		for i, h := range capHosts {
