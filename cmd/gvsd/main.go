@@ -131,7 +131,8 @@ type Summary struct {
 // RealSummary is one real server's counters.
 type RealSummary struct {
 	Conns, InPkts, OutPkts, InBytes, OutBytes uint64
-	Active, Inactive                          int64
+	Active, Inactive, Persistent              int64
+	Overloaded                                bool
 }
 
 func summarize(d *control.Daemon) Summary {
@@ -153,6 +154,7 @@ func summarize(d *control.Daemon) Summary {
 				Conns: r.Stats.Conns.Load(), InPkts: r.Stats.InPkts.Load(), OutPkts: r.Stats.OutPkts.Load(),
 				InBytes: r.Stats.InBytes.Load(), OutBytes: r.Stats.OutBytes.Load(),
 				Active: r.Counters.Active.Load(), Inactive: r.Counters.Inactive.Load(),
+				Persistent: r.Counters.Persistent.Load(), Overloaded: r.Counters.Overloaded(),
 			}
 		}
 	}
