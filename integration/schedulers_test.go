@@ -18,14 +18,17 @@ import (
 )
 
 // drConfig is a DR configuration of the lab with a TCP service on
-// VIP:80 (scheduler, extra service lines, per-real weights) and a UDP
-// service on VIP:53 (udpExtra lines, weights 1).
-func drConfig(l *lab.Lab, sched, extra string, weights []int, udpExtra string) string {
+// VIP:80 (scheduler, extra service lines, per-real weights and extra
+// lines) and a UDP service on VIP:53 (udpExtra lines, weights 1).
+func drConfig(l *lab.Lab, sched, extra string, weights []int, udpExtra string, realExtra ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n", l.Director.Iface)
 	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = %q\nforward = \"dr\"\n%s\n", scenario.VIP, scenario.TCPPort, sched, extra)
 	for i, r := range l.Reals {
 		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n  weight = %d\n", r.Addr, scenario.TCPPort, weights[i])
+		if i < len(realExtra) {
+			fmt.Fprintf(&b, "  %s\n", realExtra[i])
+		}
 	}
 	fmt.Fprintf(&b, "\n[[service]]\nprotocol = \"udp\"\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = \"dr\"\n%s\n", scenario.VIP, scenario.UDPPort, udpExtra)
 	for _, r := range l.Reals {
@@ -120,7 +123,9 @@ func TestSchedulersEndToEnd(t *testing.T) {
 		clients = append(clients, a)
 	}
 	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: t.TempDir(), Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.DR, o, drConfig(l, "wrr", "", []int{3, 1}, ""))
+	// The first step needs fresh counters: closed DR connections linger
+	// as inactive entries, and thresholds count them.
+	env, err := scenario.Setup(ctx, l, config.DR, o, drConfig(l, "rr", "", []int{1, 1}, "", "upper_threshold = 3"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +142,25 @@ func TestSchedulersEndToEnd(t *testing.T) {
 		}
 	}
 
+	t.Run("upper threshold", func(t *testing.T) {
+		// rr alternates until the first real holds 3 connections; then
+		// it is overloaded and every new connection goes to the other.
+		before := snapshot(env)
+		for range 8 {
+			c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			roundTrip(t, c, 64)
+		}
+		if d := snapshot(env).since(before); d.conns[0] != 3 || d.conns[1] != 5 {
+			t.Errorf("8 connections split %v, want [3 5] (upper_threshold 3 on %s)", d.conns, l.Reals[0].Name)
+		}
+	})
+
 	t.Run("wrr 3:1", func(t *testing.T) {
+		reload(t, drConfig(l, "wrr", "", []int{3, 1}, ""))
 		before := snapshot(env)
 		for range 40 {
 			echoOnce(ctx, t, l.Client, netip.Addr{})
