@@ -21,5 +21,5 @@ type Entry struct {
 	// PersistBits is the prefix length of the client in the persistence
 	// template that controls the entry, 0 = none (the dataplane's).
 	PersistBits uint8
-	Expires    int64 // monotonic nanoseconds (caller's clock)
+	Expires     int64 // monotonic nanoseconds (caller's clock)
 }

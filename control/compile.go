@@ -3,6 +3,7 @@ package control
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 
@@ -118,7 +119,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 				w = 0
 			}
 			svc.Reals = append(svc.Reals, id)
-			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id]})
+			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id], Key: realIdentity(r.Address)})
 			switch fwd {
 			case dataplane.ForwardNAT:
 				ep := afpacket.Endpoint{Proto: proto, Addr: r.Address.Addr().As4(), Port: r.Address.Port()}
@@ -166,6 +167,19 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		th.c.SetThresholds(th.upper, th.lower)
 	}
 	return t, m, nil
+}
+
+// realIdentity is a real's identity for mh: a stable hash of its address
+// and port, the same on every director and after any reordering, so that
+// Maglev keeps the real's permutation when others come and go.
+func realIdentity(a netip.AddrPort) uint64 {
+	h := fnv.New64a()
+	b, _ := a.MarshalBinary()
+	h.Write(b)
+	if k := h.Sum64(); k != 0 {
+		return k
+	}
+	return 1 // 0 means "no identity" to schedule
 }
 
 // errNoIPv4 is returned when the director interface has no IPv4 address.

@@ -2,15 +2,19 @@ package control
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
 	"github.com/gvs-lb/gvs/dataplane/header"
+	"github.com/gvs-lb/gvs/schedule"
 )
 
 var testLink = LinkInfo{Name: "eth0", MAC: [6]byte{2, 0, 0, 0, 0, 2}, Addr: netip.MustParseAddr("10.20.0.2"), MTU: 1500}
@@ -232,5 +236,47 @@ scheduler = "rr"
 	dns := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoUDP, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
 	if dns == nil || !dns.OPS || dns.Persist != 0 {
 		t.Fatalf("dns service = %+v", dns)
+	}
+}
+
+// TestCompileMaglevIdentity: mh's table depends on the reals, not on
+// their order in the file, because the compiler gives each real an
+// identity from its address.
+func TestCompileMaglevIdentity(t *testing.T) {
+	cfg := func(order ...int) *config.Config {
+		s := "[director]\ninterface = \"eth0\"\n[[service]]\naddress = \"10.20.0.100:80\"\nscheduler = \"mh\"\n"
+		for _, o := range order {
+			s += fmt.Sprintf("  [[service.real]]\n  address = \"10.20.0.%d:80\"\n", 10+o)
+		}
+		return mustParse(t, s)
+	}
+	c := NewCompiler()
+	key := dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}
+	pickIDs := func(tbl *dataplane.Table) []uint32 {
+		svc := tbl.Services[key]
+		var ids []uint32
+		for i := range 1000 {
+			f := schedule.Flow{Src: conntrack.AddrFrom4([4]byte{10, 10, byte(i >> 8), byte(i)}), SrcPort: uint16(i), Proto: header.ProtoTCP}
+			ids = append(ids, svc.Reals[svc.Sched.Pick(svc.Dests, &f)])
+		}
+		return ids
+	}
+	t1, _, err := c.Compile(cfg(1, 2, 3), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t2, _, err := c.Compile(cfg(3, 1, 2), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := pickIDs(t1), pickIDs(t2)
+	if !slices.Equal(a, b) {
+		moved := 0
+		for i := range a {
+			if a[i] != b[i] {
+				moved++
+			}
+		}
+		t.Errorf("reordering the reals moved %d of 1000 flows under mh", moved)
 	}
 }

@@ -1,13 +1,22 @@
 package schedule
 
-// rr is round-robin scheduling (ip_vs_rr.c): the reals with a positive
-// weight in turn, each new connection going to the one after the previous
+// rr is round-robin scheduling (ip_vs_rr.c): the available reals in turn,
+// each new connection going to the first available one after the previous
 // pick. The kernel walks its list from the last pick skipping quiescent
-// reals; walking the precomputed list of eligible reals with one atomic
-// counter gives the same sequence without a lock.
+// and overloaded reals; walking the precomputed list of reals with a
+// positive weight with one atomic counter gives the same sequence without
+// a lock.
+//
+// An overloaded real is skipped as the kernel skips it: the pick goes to
+// the next available real and the counter is moved past the skipped ones,
+// so that the real after the overloaded one does not get its turn twice.
+// Differences from the kernel: that move is one compare-and-swap, which
+// loses to a concurrent pick; then two workers may each take the same
+// turn once. When no real is available the counter is put back where it
+// was, as the kernel leaves its position.
 type rr struct {
-	n    int     // len(dests) at New
-	idx  []int32 // eligible reals, in order
+	n    int
+	idx  []int32 // reals with a positive weight, in order
 	next cursor
 }
 
@@ -21,5 +30,28 @@ func (s *rr) Pick(dests []Dest, _ *Flow) int {
 	if len(s.idx) == 0 || len(dests) != s.n {
 		return -1
 	}
-	return int(s.idx[s.next.next()%uint64(len(s.idx))])
+	c := s.next.next()
+	p := c % uint64(len(s.idx))
+	if i := int(s.idx[p]); dests[i].available() {
+		return i
+	}
+	return s.skip(dests, c, p)
+}
+
+// skip is the slow path of Pick when the real at position p (counter
+// value c) is unavailable: the first available real after it, cyclically.
+func (s *rr) skip(dests []Dest, c, p uint64) int {
+	n := uint64(len(s.idx))
+	for k := uint64(1); k < n; k++ {
+		q := p + k
+		if q >= n {
+			q -= n
+		}
+		if i := int(s.idx[q]); dests[i].available() {
+			s.next.advance(c, k)
+			return i
+		}
+	}
+	s.next.undo(c)
+	return -1
 }

@@ -106,6 +106,14 @@ func (c *Counters) UnbindTemplate() { c.Persistent.Add(-1) }
 type Dest struct {
 	Weight   int32     // 0 = quiescent: never picked
 	Counters *Counters // never nil
+	// Key is a stable identity of the real, e.g. a hash of its address
+	// and port, the same in every snapshot. mh derives the real's
+	// permutation of the lookup table from it, so that a real keeps its
+	// slots when others are added or removed or the list is reordered.
+	// Zero is allowed: mh then uses the real's index in dests, which
+	// moves flows whenever a real before it is added or removed. Other
+	// schedulers ignore Key.
+	Key uint64
 }
 
 // available reports whether d may take a new connection: a positive
@@ -179,7 +187,7 @@ const (
 // is the IPVS default for each.
 type Options struct {
 	Flags       Flags
-	MHTableSize int           // mh: lookup table size, a prime; 0 = DefaultMHTableSize
+	MHTableSize int           // mh: lookup table size, a prime >= the reals with a weight, <= 2^24; 0 = DefaultMHTableSize
 	LBLCExpire  time.Duration // lblc/lblcr: 0 = DefaultLBLCExpire
 }
 
@@ -200,11 +208,12 @@ var (
 )
 
 // implemented lists the schedulers New builds, in ipvsadm(8)'s order.
-var implemented = []string{"rr", "wrr", "wlc"}
+var implemented = []string{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh"}
 
 // known lists the other schedulers of ipvsadm(8): valid names that New
-// does not build yet.
-var known = []string{"lc", "sed", "nq", "sh", "dh", "lblc", "lblcr", "mh", "fo", "ovf"}
+// does not build yet. None at present; New still answers
+// ErrNotImplemented for any name listed here.
+var known []string
 
 // Implemented returns the names of the schedulers New builds. The caller
 // may modify the returned slice.
@@ -233,8 +242,36 @@ func New(name string, dests []Dest, opts Options) (Scheduler, error) {
 		return newRR(dests), nil
 	case "wrr":
 		return newWRR(dests, maxWRRSequence), nil
+	case "lc":
+		return &lc{n: len(dests)}, nil
 	case "wlc":
-		return newWLC(dests), nil
+		return &wlc{n: len(dests)}, nil
+	case "sed":
+		return &sed{n: len(dests)}, nil
+	case "nq":
+		return &nq{n: len(dests)}, nil
+	case "fo":
+		return &fo{n: len(dests)}, nil
+	case "ovf":
+		return &ovf{n: len(dests)}, nil
+	case "sh":
+		return newSH(dests, opts.Flags), nil
+	case "dh":
+		return newDH(dests), nil
+	case "mh":
+		return newMH(dests, opts)
+	case "lblc", "lblcr":
+		expire := opts.LBLCExpire
+		switch {
+		case expire < 0:
+			return nil, fmt.Errorf("schedule: %s: negative LBLCExpire %v", name, expire)
+		case expire == 0:
+			expire = DefaultLBLCExpire
+		}
+		if name == "lblc" {
+			return newLBLC(dests, expire), nil
+		}
+		return newLBLCR(dests, expire), nil
 	}
 	for _, k := range known {
 		if name == k {
@@ -259,6 +296,19 @@ type cursor struct {
 
 // next returns the counter's value before an increment.
 func (c *cursor) next() uint64 { return c.n.Add(1) - 1 }
+
+// advance moves the counter k positions further after next returned v,
+// unless another pick has moved it meanwhile: the pick took position
+// v+k, and the sequence goes on after it.
+func (c *cursor) advance(v, k uint64) { c.n.CompareAndSwap(v+1, v+1+k) }
+
+// undo takes back the increment of next that returned v, unless another
+// pick has moved the counter meanwhile.
+func (c *cursor) undo(v uint64) { c.n.CompareAndSwap(v+1, v) }
+
+// zeroFlow stands in for a nil *Flow: the flow-hashing schedulers then
+// hash the unspecified address and port 0.
+var zeroFlow Flow
 
 // eligible returns the indexes of the reals with a positive weight.
 func eligible(dests []Dest) []int32 {

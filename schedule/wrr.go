@@ -20,6 +20,19 @@ const maxWRRSequence = 1 << 16
 // Round r (cw = mw - r*gcd) holds the reals with enter <= r, where
 // enter = ceil((mw - weight) / gcd); there are max/gcd rounds and one
 // period is sum(weights)/gcd picks.
+//
+// The kernel's loop takes a real only if it is not overloaded and its
+// weight is >= cw, so an overloaded real gives its turn to the next
+// position of the walk whose real is available; the kernel then goes on
+// from that position. Pick does the same: when the real at its position
+// is overloaded it finds the next position with an available real from
+// the round structure, in O(reals) whatever the period, and moves the
+// counter there. Differences from the kernel: the move is one
+// compare-and-swap that loses to a concurrent pick (two workers may then
+// take one turn each); and when every real is overloaded the counter is
+// put back where it was, while the kernel's walk is left at its last
+// round, so that the kernel's next pick after such a failure comes from
+// the last round and ours from where the walk stopped.
 type wrr struct {
 	n      int
 	seq    []int32 // one period of picks; nil if longer than the limit
@@ -101,10 +114,9 @@ func (s *wrr) before(r int64) uint64 {
 	return uint64(r)*uint64(m) - s.prefix[m]
 }
 
-// at returns the p-th pick of a period (p < period) from the round
-// structure.
-func (s *wrr) at(p uint64) int {
-	// The last round r with before(r) <= p.
+// roundOf returns the round of the p-th pick of a period (p < period):
+// the last round r with before(r) <= p.
+func (s *wrr) roundOf(p uint64) int64 {
 	lo, hi := int64(0), s.rounds-1
 	for lo < hi {
 		mid := lo + (hi-lo+1)/2
@@ -114,6 +126,13 @@ func (s *wrr) at(p uint64) int {
 			hi = mid - 1
 		}
 	}
+	return lo
+}
+
+// at returns the p-th pick of a period (p < period) from the round
+// structure.
+func (s *wrr) at(p uint64) int {
+	lo := s.roundOf(p)
 	k := p - s.before(lo)
 	for i, e := range s.enter {
 		if e <= lo {
@@ -130,9 +149,61 @@ func (s *wrr) Pick(dests []Dest, _ *Flow) int {
 	if s.period == 0 || len(dests) != s.n {
 		return -1
 	}
-	p := s.next.next() % s.period
+	c := s.next.next()
+	p := c % s.period
+	var i int
 	if s.seq != nil {
-		return int(s.seq[p])
+		i = int(s.seq[p])
+	} else {
+		i = s.at(p)
 	}
-	return s.at(p)
+	if dests[i].available() {
+		return i
+	}
+	return s.skip(dests, c, p, i)
+}
+
+// skip is the slow path of Pick when real i, at position p of the period
+// (counter value c), is unavailable: the real at the first later
+// position, within one period, whose real is available.
+func (s *wrr) skip(dests []Dest, c, p uint64, i int) int {
+	r := s.roundOf(p)
+	// The rest of round r: the reals after i that take part in it.
+	q := p
+	for j := i + 1; j < len(dests); j++ {
+		if s.enter[j] <= r {
+			q++
+			if dests[j].available() {
+				s.next.advance(c, q-p)
+				return j
+			}
+		}
+	}
+	// A later round: the first round r2 > r in which an available real
+	// takes part, in this period or the next.
+	first := s.rounds // the first round of any available real
+	for j := range dests {
+		if s.enter[j] < first && dests[j].available() {
+			first = s.enter[j]
+		}
+	}
+	if first == s.rounds {
+		s.next.undo(c)
+		return -1
+	}
+	r2, base := max(r+1, first), uint64(0)
+	if r2 >= s.rounds {
+		r2, base = first, s.period
+	}
+	q = base + s.before(r2)
+	for j := range dests {
+		if s.enter[j] <= r2 {
+			if dests[j].available() {
+				s.next.advance(c, q-p)
+				return j
+			}
+			q++
+		}
+	}
+	return -1 // not reached: first <= r2
 }
