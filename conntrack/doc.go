@@ -1,21 +1,32 @@
 // Package conntrack owns the connection table of the dataplane: the
 // fixed-size, pointer-free connection entries, the IPVS TCP state machine
 // and per-state timeouts (net/netfilter/ipvs/ip_vs_proto_tcp.c and
-// ip_vs_proto_udp.c, as shown by ipvsadm(8) -L -c and set by --set), and the
-// per-worker table shards with incremental expiry and dumps.
+// ip_vs_proto_udp.c, as shown by ipvsadm(8) -L -c and set by --set), the
+// per-worker table shards with incremental expiry, eviction and dumps, and
+// the persistence templates the workers share.
 //
 // A [Shard] has exactly one writer, the dataplane worker that owns it; it
 // has no locks and is not safe for concurrent use. Both directions of a
 // connection are keyed in the same shard (see DESIGN.md, "Steering"), so a
 // worker finds a reply without talking to any other.
 //
-// Each shard is an open-addressing hash table with linear probing and
-// backward-shift deletion over 8-byte slots {hash, entry index, reply bit},
-// plus a slab of entries with a free list. An entry's keys live beside it in
-// the slab, not in the slots: deleting an entry needs its keys anyway, and
-// small slots keep a probe run inside a cache line or two, so a miss never
-// leaves the slot array. Nothing in a shard holds a Go pointer, so a table
-// of millions of connections costs the garbage collector nothing.
+// Layout. A shard is a slab of entries (48 bytes each for IPv4, 96 for
+// IPv6: [Entry] is generic in the address type) and a bucketed cuckoo hash
+// index of 32-bit slots over it, two buckets of eight slots per key. Keys
+// are not stored: a connection's forward and reply keys are derived from
+// its entry, which is what keeps an IPv4 connection under 64 bytes
+// (48 + 9.4 for the index at its fullest). Both arrays are allocated at
+// their full size when the shard is made, made resident at once (on
+// transparent huge pages where the kernel allows), and never grow or
+// rehash. Nothing in a shard holds a Go pointer, so a table of millions of
+// connections costs the garbage collector nothing to scan.
+//
+// Full tables. When a shard is full, [Shard.Evict] removes the entry that
+// expires first among a random sample, considering only entries that are
+// not established TCP connections: under a SYN flood the oldest half-open
+// entries make room for new connections, and established ones are never
+// touched. If the sample holds nothing evictable, the new connection is
+// refused.
 //
 // Times are int64 nanoseconds of a monotonic clock the caller chooses; the
 // package never reads a clock itself.

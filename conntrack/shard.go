@@ -1,90 +1,108 @@
 package conntrack
 
-import "math/rand/v2"
-
-// Tunables of a shard.
-const (
-	// MaxCapacity is the largest capacity of a shard: slot references
-	// hold an entry index in 31 bits.
-	MaxCapacity = 1 << 30
-
-	// initialSlots and initialEntries size a new shard (8 KiB of slots,
-	// 46 KiB of entries): small enough that idle workers cost little,
-	// large enough that a test or a light load never grows.
-	initialSlots   = 1024
-	initialEntries = 256
-
-	// A slot array grows (doubles) before more than loadNum/loadDen of
-	// its slots are used: linear probing at load 5/8 averages about 4
-	// probes per miss, 8 slots to a 64-byte line.
-	loadNum, loadDen = 5, 8
-
-	minSlots = 8
+import (
+	"errors"
+	"math/bits"
+	"math/rand/v2"
 )
 
-// slot is one cell of the open-addressing table. ref is 0 for an empty
-// slot, else (entry index+1)<<1 | reply. hash is the low 32 bits of the
-// key's hash, from which the slot's home is hash & mask: the table never
-// has more than 1<<32 slots, so growing rehashes without reading keys.
-type slot struct {
-	hash uint32
-	ref  uint32
-}
+// MaxCapacity is the largest capacity of a shard: a slot holds an entry
+// index, a direction bit and at least two bits of the key's hash in 32
+// bits.
+const MaxCapacity = 1 << 28
 
-func slotRef(idx int, reply bool) uint32 {
-	r := uint32(idx+1) << 1
-	if reply {
-		r |= 1
-	}
-	return r
-}
+// The index is bucketed cuckoo hashing (as DPDK's rte_hash): every key
+// lives in one of two buckets of bucketSlots slots chosen by its hash. A
+// shard has room for two keys per entry (NAT and FULLNAT key both
+// directions) at a load of at most loadNum/loadDen, where two choices of
+// eight slots almost never need more than a short cuckoo path to place a
+// key.
+const (
+	bucketSlots      = 8
+	loadNum, loadDen = 17, 20
 
-func (s slot) index() int  { return int(s.ref>>1) - 1 }
-func (s slot) reply() bool { return s.ref&1 != 0 }
+	// A cuckoo path is searched by up to cuckooWalks random walks of at
+	// most cuckooDepth moves.
+	cuckooWalks = 16
+	cuckooDepth = 8
 
-// item is one cell of the entry slab: the entry and its keys, padded to
-// three 64-byte cache lines so that no item straddles a fourth.
-type item struct {
-	fwd, rev Key
-	e        Entry
-	next     uint32 // free list: index+1 of the next free item, 0 = end
-	keys     uint8  // 0 = free, 1 = fwd only, 2 = fwd and rev
-	_        [11]byte
-}
+	// Shards under smallShard entries get an index at load 1/2, and
+	// every index at least minBuckets buckets.
+	smallShard = 4096
+	minBuckets = 4
+)
 
-// Shard is one worker's part of the connection table. It has a single
-// writer and is not safe for concurrent use: dumps, too, must run on the
-// owning goroutine. The zero value is not usable; call NewShard.
-type Shard struct {
-	slots []slot
-	mask  uint64
-	used  int // occupied slots
+// Eviction samples evictWindows runs of evictRun consecutive entry cells
+// for the entry to evict.
+const (
+	evictWindows = 4
+	evictRun     = 8
+)
 
-	items []item // len = high-water mark, cap = allocated
-	free  uint32 // head of the free list (index+1), 0 = empty
-	n     int    // live entries
+// ErrFull and ErrExists are why Insert fails.
+var (
+	ErrFull   = errors.New("conntrack: shard full")
+	ErrExists = errors.New("conntrack: key exists")
+)
 
-	capacity int
-	maxSlots int
-	cursor   int // Expire's position in items
-	seed     [5]uint64
+// bucket is one cell of the index: 32 bytes, two to a cache line.
+type bucket [bucketSlots]uint32
+
+// Shard is one worker's part of the connection table: a fixed slab of
+// entries with a free list and a hash index over it, both allocated and
+// made resident at NewShard. It never grows, rehashes or allocates after
+// that.
+//
+// A slot of the index is 32 bits: entry index+1, the direction bit and
+// the low bits of the key's hash as a tag, so a lookup dereferences an
+// entry only when the tag matches (1 in 2^tagBits false matches: 1/128 at
+// 10 million entries). An empty slot is 0. A key's two buckets come from
+// the two halves of its hash by multiply-shift, so the bucket count need
+// not be a power of two. Deleting a key clears its slot and touches
+// nothing else, so expiry costs the same however full the index is.
+//
+// A shard has a single writer and is not safe for concurrent use: dumps,
+// too, must run on the owning goroutine. The zero value is not usable;
+// call NewShard.
+type Shard[A IP] struct {
+	buckets  []bucket
+	nbuckets uint64
+	entries  []Entry[A]
+	hw       int    // high-water mark: cells [0, hw) have been used
+	free     uint32 // head of the free list (index+1), 0 = empty
+	n        int    // live entries
+
+	tagBits  uint32
+	tagMask  uint32
+	idxShift uint32 // tagBits + 1
+
+	cursor int // Expire's position in entries
+	rng    uint64
+	seed   [5]uint64
 }
 
 // NewShard returns an empty shard for at most capacity entries (clamped to
-// [1, MaxCapacity]). It starts small and doubles its slot array and entry
-// slab as it fills, up to what capacity needs; it allocates only then.
-func NewShard(capacity int) *Shard {
+// [1, MaxCapacity]). Its memory, about 48 + 9.4 bytes per IPv4 entry and
+// 96 + 9.4 per IPv6 entry, is allocated and touched here.
+func NewShard[A IP](capacity int) *Shard[A] {
 	capacity = min(max(capacity, 1), MaxCapacity)
-	// Every entry may hold two keys, at a load of at most loadNum/loadDen.
-	need := (2*capacity*loadDen + loadNum - 1) / loadNum
-	maxSlots := minSlots
-	for maxSlots < need {
-		maxSlots <<= 1
+	slots := (2*capacity*loadDen + loadNum - 1) / loadNum
+	if capacity < smallShard {
+		// A handful of buckets cannot absorb the variance of random
+		// bucket choices at 17/20: small shards get twice the room.
+		slots = 4 * capacity
 	}
-	s := &Shard{capacity: capacity, maxSlots: maxSlots}
-	s.slots = make([]slot, min(initialSlots, maxSlots))
-	s.mask = uint64(len(s.slots) - 1)
-	s.items = make([]item, 0, min(initialEntries, capacity))
+	nb := max((slots+bucketSlots-1)/bucketSlots, minBuckets)
+	idxBits := uint32(bits.Len32(uint32(capacity)))
+	s := &Shard[A]{
+		buckets:  makeTable[bucket](nb),
+		nbuckets: uint64(nb),
+		entries:  makeTable[Entry[A]](capacity),
+		tagBits:  31 - idxBits,
+		tagMask:  1<<(31-idxBits) - 1,
+		idxShift: 32 - idxBits,
+		rng:      rand.Uint64() | 1,
+	}
 	for i := range s.seed {
 		s.seed[i] = rand.Uint64()
 	}
@@ -92,202 +110,286 @@ func NewShard(capacity int) *Shard {
 }
 
 // Len returns the number of entries.
-func (s *Shard) Len() int { return s.n }
+func (s *Shard[A]) Len() int { return s.n }
 
 // Cap returns the most entries the shard holds.
-func (s *Shard) Cap() int { return s.capacity }
+func (s *Shard[A]) Cap() int { return len(s.entries) }
 
-func (s *Shard) hash32(k *Key) uint32 {
-	return uint32(hashKey(k, &s.seed))
+// Full reports whether the shard holds Cap entries. Insert can fail with
+// ErrFull before that only if the index finds no place for a key, which
+// its sizing makes vanishingly rare (it has not been seen in large
+// shards).
+func (s *Shard[A]) Full() bool { return s.n >= len(s.entries) }
+
+// Bytes returns the memory the shard holds: its index and entries.
+func (s *Shard[A]) Bytes() int {
+	var e Entry[A]
+	return len(s.buckets)*bucketSlots*4 + len(s.entries)*int(sizeofEntry(&e))
 }
 
-// find returns the slot position of key k with hash h, or -1.
-func (s *Shard) find(k *Key, h uint32) int {
-	for i := uint64(h) & s.mask; ; i = (i + 1) & s.mask {
-		sl := s.slots[i]
-		if sl.ref == 0 {
-			return -1
+func (s *Shard[A]) hash(k *Key[A]) uint64 { return hashKey(k, &s.seed) }
+
+// bucketsOf returns the two buckets of a key of hash h: each half of the
+// hash scaled to [0, nbuckets) (Lemire's multiply-shift).
+func (s *Shard[A]) bucketsOf(h uint64) (uint64, uint64) {
+	return (h >> 32) * s.nbuckets >> 32, uint64(uint32(h)) * s.nbuckets >> 32
+}
+
+func (s *Shard[A]) slotOf(idx int, reply bool, h uint64) uint32 {
+	v := uint32(idx+1)<<s.idxShift | uint32(h)&s.tagMask
+	if reply {
+		v |= 1 << s.tagBits
+	}
+	return v
+}
+
+func (s *Shard[A]) slotIndex(v uint32) int  { return int(v>>s.idxShift) - 1 }
+func (s *Shard[A]) slotReply(v uint32) bool { return v>>s.tagBits&1 != 0 }
+
+// findIn returns the slot of bucket b that holds key k with tag tag, or
+// nil.
+func (s *Shard[A]) findIn(b *bucket, k *Key[A], tag uint32) *uint32 {
+	for j := range b {
+		v := b[j]
+		if v != 0 && v&s.tagMask == tag && s.entries[s.slotIndex(v)].matches(k, s.slotReply(v)) {
+			return &b[j]
 		}
-		if sl.hash != h {
-			continue
-		}
-		it := &s.items[sl.index()]
-		if sl.reply() {
-			if it.rev == *k {
-				return int(i)
+	}
+	return nil
+}
+
+// find returns the slot that holds key k of hash h, or nil.
+func (s *Shard[A]) find(k *Key[A], h uint64) *uint32 {
+	tag := uint32(h) & s.tagMask
+	b1, b2 := s.bucketsOf(h)
+	if p := s.findIn(&s.buckets[b1], k, tag); p != nil || b2 == b1 {
+		return p
+	}
+	return s.findIn(&s.buckets[b2], k, tag)
+}
+
+// freeSlots returns the first empty slot of b (or -1) and how many are
+// empty.
+func freeSlots(b *bucket) (first, n int) {
+	first = -1
+	for j, v := range b {
+		if v == 0 {
+			if first < 0 {
+				first = j
 			}
-		} else if it.fwd == *k {
-			return int(i)
+			n++
 		}
 	}
+	return first, n
 }
 
-// place puts a slot for hash h at the end of its probe run.
-func (s *Shard) place(h, ref uint32) {
-	i := uint64(h) & s.mask
-	for s.slots[i].ref != 0 {
-		i = (i + 1) & s.mask
-	}
-	s.slots[i] = slot{hash: h, ref: ref}
-	s.used++
-}
-
-// erase empties slot pos and shifts the rest of its run back (Knuth's
-// Algorithm R) so that no probe run has a hole.
-func (s *Shard) erase(pos uint64) {
-	i, j := pos, pos
-	for {
-		j = (j + 1) & s.mask
-		sl := s.slots[j]
-		if sl.ref == 0 {
-			break
-		}
-		// sl may move to i if i lies cyclically within [home, j].
-		home := uint64(sl.hash) & s.mask
-		if (j-home)&s.mask >= (j-i)&s.mask {
-			s.slots[i] = sl
-			i = j
+// freeSlot returns the first empty slot of b, or -1.
+func freeSlot(b *bucket) int {
+	for j, v := range b {
+		if v == 0 {
+			return j
 		}
 	}
-	s.slots[i] = slot{}
-	s.used--
+	return -1
 }
 
-// eraseRef erases the slot for hash h that refers to ref, which must exist.
-func (s *Shard) eraseRef(h, ref uint32) {
-	i := uint64(h) & s.mask
-	for s.slots[i].ref != ref {
-		i = (i + 1) & s.mask
+// otherBucket returns the bucket of the key of slot value v that is not
+// cur (cur itself if both are the same), rehashing the key from its entry.
+func (s *Shard[A]) otherBucket(v uint32, cur uint64) uint64 {
+	e := &s.entries[s.slotIndex(v)]
+	var k Key[A]
+	if s.slotReply(v) {
+		k = e.ReplyKey()
+	} else {
+		k = e.ForwardKey()
 	}
-	s.erase(i)
+	b1, b2 := s.bucketsOf(s.hash(&k))
+	if b1 == cur {
+		return b2
+	}
+	return b1
 }
 
-// growSlots doubles the slot array if adding k slots would pass the load
-// limit.
-func (s *Shard) growSlots(k int) {
-	if (s.used+k)*loadDen <= len(s.slots)*loadNum || len(s.slots) >= s.maxSlots {
-		return
+func (s *Shard[A]) random() uint64 {
+	s.rng ^= s.rng << 13
+	s.rng ^= s.rng >> 7
+	s.rng ^= s.rng << 17
+	return s.rng
+}
+
+// place puts slot value v of a key with hash h into one of its buckets,
+// moving other keys to their other buckets if both are full. It reports
+// false if no cuckoo path was found; the index is then unchanged.
+func (s *Shard[A]) place(h uint64, v uint32) bool {
+	b1, b2 := s.bucketsOf(h)
+	// The emptier bucket (the power of two choices keeps buckets even,
+	// so that a full one, and a cuckoo walk, stays rare).
+	j1, f1 := freeSlots(&s.buckets[b1])
+	j2, f2 := freeSlots(&s.buckets[b2])
+	if f1 > 0 && f1 >= f2 {
+		s.buckets[b1][j1] = v
+		return true
 	}
-	old := s.slots
-	s.slots = make([]slot, 2*len(old))
-	s.mask = uint64(len(s.slots) - 1)
-	s.used = 0
-	for _, sl := range old {
-		if sl.ref != 0 {
-			s.place(sl.hash, sl.ref)
+	if f2 > 0 {
+		s.buckets[b2][j2] = v
+		return true
+	}
+	type pos struct {
+		b uint64
+		j int
+	}
+	var path [cuckooDepth]pos
+walks:
+	for w := range cuckooWalks {
+		b := b1
+		if w&1 == 1 {
+			b = b2
+		}
+		for d := range cuckooDepth {
+			p := pos{b, int(s.random() >> 61)}
+			for _, q := range path[:d] {
+				if q == p {
+					continue walks // a cycle: try another walk
+				}
+			}
+			path[d] = p
+			alt := s.otherBucket(s.buckets[p.b][p.j], p.b)
+			j := freeSlot(&s.buckets[alt])
+			if j < 0 {
+				b = alt
+				continue
+			}
+			// Move each key on the path one step along it, the last
+			// into the free slot, and v into the first.
+			s.buckets[alt][j] = s.buckets[p.b][p.j]
+			for i := d; i > 0; i-- {
+				s.buckets[path[i].b][path[i].j] = s.buckets[path[i-1].b][path[i-1].j]
+			}
+			s.buckets[path[0].b][path[0].j] = v
+			return true
 		}
 	}
+	return false
 }
 
-// alloc returns the index of a free item, growing the slab if needed. The
-// caller has checked s.n < s.capacity.
-func (s *Shard) alloc() int {
+// eraseKey clears the slot of key k, which must exist.
+func (s *Shard[A]) eraseKey(k *Key[A]) {
+	p := s.find(k, s.hash(k))
+	if p == nil {
+		panic("conntrack: index lost a key")
+	}
+	*p = 0
+}
+
+// alloc returns the index of a free entry cell. The caller has checked
+// that the shard is not full.
+func (s *Shard[A]) alloc() int {
 	if s.free != 0 {
 		idx := int(s.free - 1)
-		s.free = s.items[idx].next
+		s.free = s.entries[idx].RealID
 		return idx
 	}
-	if len(s.items) == cap(s.items) {
-		items := make([]item, len(s.items), min(2*cap(s.items), s.capacity))
-		copy(items, s.items)
-		s.items = items
-	}
-	s.items = s.items[:len(s.items)+1]
-	return len(s.items) - 1
+	s.hw++
+	return s.hw - 1
 }
 
-// Insert adds a copy of e under the forward key fwd and the reply key rev
-// (both directions map to the same entry). A nil rev, or one equal to fwd,
-// keys the entry by fwd alone (for DR/TUN, whose replies are never seen).
-// It returns a pointer to the stored entry and true, or nil, false if the
-// shard is full or a key exists. The pointer is valid until the next
-// Insert, Delete or Expire. Insert allocates only when the shard grows.
-func (s *Shard) Insert(fwd, rev *Key, e *Entry) (*Entry, bool) {
-	if s.n >= s.capacity {
-		return nil, false
+// Insert adds a copy of e, keyed by its forward key and, if reply, by its
+// reply key too (NAT and FULLNAT, whose replies come back through the
+// director; DR and TUN need only the forward key). It returns a pointer to
+// the stored entry, valid until the next Insert, Delete, Expire or Evict,
+// or ErrFull, or ErrExists if a key is taken. It never allocates.
+func (s *Shard[A]) Insert(e *Entry[A], reply bool) (*Entry[A], error) {
+	if s.Full() {
+		return nil, ErrFull
 	}
-	hf := s.hash32(fwd)
-	if s.find(fwd, hf) >= 0 {
-		return nil, false
+	fk := e.ForwardKey()
+	hf := s.hash(&fk)
+	if s.find(&fk, hf) != nil {
+		return nil, ErrExists
 	}
-	two := rev != nil && *rev != *fwd
-	var hr uint32
-	if two {
-		hr = s.hash32(rev)
-		if s.find(rev, hr) >= 0 {
-			return nil, false
+	var hr uint64
+	if reply {
+		rk := e.ReplyKey()
+		if rk == fk {
+			reply = false
+		} else if hr = s.hash(&rk); s.find(&rk, hr) != nil {
+			return nil, ErrExists
 		}
 	}
-	nkeys := 1
-	if two {
-		nkeys = 2
-	}
-	s.growSlots(nkeys)
 	idx := s.alloc()
-	it := &s.items[idx]
-	it.e = *e
-	it.fwd = *fwd
-	it.keys = uint8(nkeys)
-	it.next = 0
-	s.place(hf, slotRef(idx, false))
-	if two {
-		it.rev = *rev
-		s.place(hr, slotRef(idx, true))
-	} else {
-		it.rev = Key{}
+	st := &s.entries[idx]
+	*st = *e
+	st.keys = 1
+	if !s.place(hf, s.slotOf(idx, false, hf)) {
+		s.release(idx)
+		return nil, ErrFull
+	}
+	if reply {
+		st.keys = 2
+		if !s.place(hr, s.slotOf(idx, true, hr)) {
+			fk := st.ForwardKey()
+			s.eraseKey(&fk)
+			s.release(idx)
+			return nil, ErrFull
+		}
 	}
 	s.n++
-	return &it.e, true
+	return st, nil
 }
 
 // Lookup finds the entry for k in either direction; reply reports whether
 // k was the reply key. It does not look at Expires: an entry past its time
 // is found until Expire removes it. It returns nil, false on a miss.
-func (s *Shard) Lookup(k *Key) (e *Entry, reply bool) {
-	h := s.hash32(k)
-	pos := s.find(k, h)
-	if pos < 0 {
+func (s *Shard[A]) Lookup(k *Key[A]) (e *Entry[A], reply bool) {
+	p := s.find(k, s.hash(k))
+	if p == nil {
 		return nil, false
 	}
-	sl := s.slots[pos]
-	return &s.items[sl.index()].e, sl.reply()
+	return &s.entries[s.slotIndex(*p)], s.slotReply(*p)
 }
 
 // Delete removes e, a pointer returned by Insert or Lookup (or passed to
-// Expire's fn) that is still valid. Deleting an entry already deleted does
-// nothing; a pointer that is not into this shard's entries panics.
-func (s *Shard) Delete(e *Entry) {
+// an Expire or Evict callback) that is still valid. Deleting an entry
+// already deleted does nothing; a pointer that is not into this shard's
+// entries panics.
+func (s *Shard[A]) Delete(e *Entry[A]) {
 	idx, ok := s.indexOf(e)
 	if !ok {
 		panic("conntrack: Delete of an entry not in this shard")
 	}
-	if s.items[idx].keys == 0 {
+	if s.entries[idx].keys == 0 {
 		return
 	}
 	s.remove(idx)
 }
 
-func (s *Shard) remove(idx int) {
-	it := &s.items[idx]
-	s.eraseRef(s.hash32(&it.fwd), slotRef(idx, false))
-	if it.keys == 2 {
-		s.eraseRef(s.hash32(&it.rev), slotRef(idx, true))
+func (s *Shard[A]) remove(idx int) {
+	e := &s.entries[idx]
+	fk := e.ForwardKey()
+	s.eraseKey(&fk)
+	if e.keys == 2 {
+		rk := e.ReplyKey()
+		s.eraseKey(&rk)
 	}
-	it.keys = 0
-	it.next = s.free
-	s.free = uint32(idx + 1)
+	s.release(idx)
 	s.n--
+}
+
+// release puts entry cell idx on the free list.
+func (s *Shard[A]) release(idx int) {
+	s.entries[idx] = Entry[A]{RealID: s.free}
+	s.free = uint32(idx + 1)
 }
 
 // Expire removes entries with Expires <= now. It examines at most scan
 // entry cells, continuing from where the previous call stopped and
 // wrapping around, so a call costs O(scan) however large the table; a
-// sweep over the whole shard takes about Len()/scan calls (more after
-// deletions leave free cells). fn, if not nil, is called with each entry
-// before it is removed and must not modify the shard. It returns the
-// number removed, at most scan.
-func (s *Shard) Expire(now int64, scan int, fn func(*Entry)) int {
-	hw := len(s.items)
+// sweep over the whole shard takes about hw/scan calls, where hw is the
+// most entries the shard has held at once. fn, if not nil, is called with
+// each entry before it is removed and must not modify the shard. It
+// returns the number removed, at most scan.
+func (s *Shard[A]) Expire(now int64, scan int, fn func(*Entry[A])) int {
+	hw := s.hw
 	scan = min(scan, hw)
 	removed := 0
 	for range scan {
@@ -296,12 +398,12 @@ func (s *Shard) Expire(now int64, scan int, fn func(*Entry)) int {
 		}
 		idx := s.cursor
 		s.cursor++
-		it := &s.items[idx]
-		if it.keys == 0 || it.e.Expires > now {
+		e := &s.entries[idx]
+		if e.keys == 0 || e.Expires > now {
 			continue
 		}
 		if fn != nil {
-			fn(&it.e)
+			fn(e)
 		}
 		s.remove(idx)
 		removed++
@@ -309,19 +411,74 @@ func (s *Shard) Expire(now int64, scan int, fn func(*Entry)) int {
 	return removed
 }
 
+// Evictable reports whether a full shard may evict e to make room for a
+// new connection: any entry past its time, and any that is not an
+// established TCP connection (half-open, closing, or UDP). Established
+// connections are never evicted.
+func Evictable[A IP](e *Entry[A], now int64) bool {
+	return e.Expires <= now || e.State != TCPEstablished || e.Proto != protoTCP
+}
+
+// Evict makes room in a full shard by removing one entry, as IPVS's
+// drop_entry does under memory pressure but with a choice of victim: it
+// samples evictWindows runs of evictRun consecutive entry cells from
+// random places and removes, among the Evictable entries seen, the one
+// that expires first (for half-open entries of a SYN flood, the oldest).
+// fn, if not nil, is called with the victim before it is removed. It
+// reports false if no sampled entry was evictable: the table is full of
+// established connections, and the new one must be refused.
+func (s *Shard[A]) Evict(now int64, fn func(*Entry[A])) bool {
+	if s.hw == 0 {
+		return false
+	}
+	victim := -1
+	for range evictWindows {
+		idx := int((s.random() >> 32) * uint64(s.hw) >> 32)
+		for range evictRun {
+			e := &s.entries[idx]
+			if e.keys != 0 && Evictable(e, now) && (victim < 0 || e.Expires < s.entries[victim].Expires) {
+				victim = idx
+			}
+			if idx++; idx == s.hw {
+				idx = 0
+			}
+		}
+	}
+	if victim < 0 {
+		return false
+	}
+	if fn != nil {
+		fn(&s.entries[victim])
+	}
+	s.remove(victim)
+	return true
+}
+
 // DumpInto appends copies of all entries to dst and returns it; it does
 // not allocate if dst has room for Len() more. Dump is the allocating
 // convenience.
-func (s *Shard) DumpInto(dst []Entry) []Entry {
-	for i := range s.items {
-		if s.items[i].keys != 0 {
-			dst = append(dst, s.items[i].e)
+func (s *Shard[A]) DumpInto(dst []Entry[A]) []Entry[A] {
+	return s.DumpRange(dst, 0, s.hw)
+}
+
+// DumpRange appends copies of the entries in cells [from, to) to dst, so
+// that a worker can copy its shard a piece at a time between batches. It
+// returns dst; cells past the high-water mark are empty.
+func (s *Shard[A]) DumpRange(dst []Entry[A], from, to int) []Entry[A] {
+	to = min(to, s.hw)
+	for i := max(from, 0); i < to; i++ {
+		if s.entries[i].keys != 0 {
+			dst = append(dst, s.entries[i])
 		}
 	}
 	return dst
 }
 
+// Cells returns the number of entry cells ever used, the bound of
+// DumpRange.
+func (s *Shard[A]) Cells() int { return s.hw }
+
 // Dump returns copies of all entries in a new slice.
-func (s *Shard) Dump() []Entry {
-	return s.DumpInto(make([]Entry, 0, s.n))
+func (s *Shard[A]) Dump() []Entry[A] {
+	return s.DumpInto(make([]Entry[A], 0, s.n))
 }

@@ -211,7 +211,7 @@ const (
 // The kernel uses the INPUT-ONLY row for a client packet of a connection
 // flagged IP_VS_CONN_F_NOOUTPUT (every method but NAT) until it sees a
 // packet from the real; the caller makes that choice through dir.
-func (e *Entry) Transition(dir Direction, tcpFlags uint8) (old State) {
+func (e *Entry[A]) Transition(dir Direction, tcpFlags uint8) (old State) {
 	old = e.State
 	if old == UDP || e.Proto == protoUDP {
 		e.State = UDP

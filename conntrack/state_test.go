@@ -144,7 +144,7 @@ func TestTransitionSequences(t *testing.T) {
 			{4, fRST, TCPSynRecv},
 		}},
 	} {
-		e := Entry{Proto: protoTCP}
+		e := Entry4{Proto: protoTCP}
 		for i, st := range tc.steps {
 			before := e.State
 			if old := e.Transition(st.dir, st.flags); old != before {
@@ -199,7 +199,7 @@ func TestTransitionCells(t *testing.T) {
 		{TCPClose, DirOutput, fSYN, TCPSynSent},
 		{State(42), DirInput, fACK, TCPClose},
 	} {
-		e := Entry{Proto: protoTCP, State: c.from}
+		e := Entry4{Proto: protoTCP, State: c.from}
 		e.Transition(c.dir, c.flags)
 		if e.State != c.want {
 			t.Errorf("%v dir %d flags %#x -> %v, want %v", c.from, c.dir, c.flags, e.State, c.want)
@@ -208,7 +208,7 @@ func TestTransitionCells(t *testing.T) {
 }
 
 func TestTransitionUDP(t *testing.T) {
-	e := Entry{Proto: protoUDP}
+	e := Entry4{Proto: protoUDP}
 	if old := e.Transition(DirInput, 0); old != StateNone || e.State != UDP {
 		t.Errorf("new UDP entry: old %v, now %v", old, e.State)
 	}
@@ -219,7 +219,7 @@ func TestTransitionUDP(t *testing.T) {
 			}
 		}
 	}
-	e = Entry{State: UDP}
+	e = Entry4{State: UDP}
 	if e.Transition(DirInput, fRST); e.State != UDP {
 		t.Errorf("State UDP, Proto 0 moved to %v", e.State)
 	}

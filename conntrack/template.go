@@ -18,13 +18,13 @@ type TemplateKey struct {
 
 // MaskedTemplateKey returns the key of client's template for a service,
 // with client masked to bits (1..32) as an IPv4 address.
-func MaskedTemplateKey(client, vip Addr, vport uint16, proto, bits uint8) TemplateKey {
-	a := client.As4()
+func MaskedTemplateKey(client, vip [4]byte, vport uint16, proto, bits uint8) TemplateKey {
+	a := client
 	m := ^uint32(0) << (32 - uint32(min(bits, 32)))
 	v := (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) & m
 	return TemplateKey{
 		Client: AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}),
-		VIP:    vip, VPort: vport, Proto: proto,
+		VIP:    AddrFrom4(vip), VPort: vport, Proto: proto,
 	}
 }
 

@@ -6,7 +6,7 @@ import (
 )
 
 func tkey(a, b, c, d byte) TemplateKey {
-	return MaskedTemplateKey(AddrFrom4([4]byte{a, b, c, d}), AddrFrom4([4]byte{10, 20, 0, 100}), 80, 6, 24)
+	return MaskedTemplateKey([4]byte{a, b, c, d}, [4]byte{10, 20, 0, 100}, 80, 6, 24)
 }
 
 func TestMaskedTemplateKey(t *testing.T) {
@@ -16,7 +16,7 @@ func TestMaskedTemplateKey(t *testing.T) {
 	if tkey(10, 1, 2, 3) == tkey(10, 1, 3, 3) {
 		t.Error("clients of two /24s share a template")
 	}
-	k := MaskedTemplateKey(AddrFrom4([4]byte{10, 1, 2, 3}), Addr{}, 80, 6, 32)
+	k := MaskedTemplateKey([4]byte{10, 1, 2, 3}, [4]byte{}, 80, 6, 32)
 	if k.Client.As4() != [4]byte{10, 1, 2, 3} {
 		t.Errorf("/32 masked to %v", k.Client.As4())
 	}

@@ -147,8 +147,19 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if d.closed {
 		return errors.New("control: reload after close")
 	}
+	// What sizes the dataplane is fixed when it starts.
+	var fixed config.Errors
 	if cfg.Director.Interface != d.cfg.Director.Interface {
-		return config.Errors{{Path: "director.interface", Msg: "cannot change on reload; restart gvsd"}}
+		fixed = append(fixed, config.FieldError{Path: "director.interface", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Director.Workers != d.cfg.Director.Workers {
+		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Limits.Connections != d.cfg.Limits.Connections {
+		fixed = append(fixed, config.FieldError{Path: "limits.connections", Msg: "cannot change on reload (the table is sized at start); restart gvsd"})
+	}
+	if len(fixed) > 0 {
+		return fixed
 	}
 	if err := checkLocalPorts(cfg); err != nil {
 		return err

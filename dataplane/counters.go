@@ -54,12 +54,24 @@ type WorkerCounters struct {
 	// TemplatesFull counts connections scheduled without persistence
 	// because the template table was full.
 	TemplatesFull atomic.Uint64
+	// Evicted counts entries removed from a full shard to make room for
+	// a new connection (half-open, closing or UDP; never established).
+	Evicted atomic.Uint64
+	// Reused counts client SYNs that found their tuple's entry closing
+	// (TIME_WAIT, FIN_WAIT, CLOSE) and started a new connection at once;
+	// Rescheduled those that found it bound to a real that is gone or
+	// not ready (IPVS expire_nodest_conn) and were scheduled again.
+	Reused, Rescheduled atomic.Uint64
+	// LateExpired counts entries found past their time by a packet before
+	// the incremental sweep reached them.
+	LateExpired atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
 type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	TemplatesFull                                        uint64
+	Evicted, Reused, Rescheduled, LateExpired            uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -75,6 +87,10 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.ExpiredConns += c.ExpiredConns.Load()
 	s.ICMPSent += c.ICMPSent.Load()
 	s.TemplatesFull += c.TemplatesFull.Load()
+	s.Evicted += c.Evicted.Load()
+	s.Reused += c.Reused.Load()
+	s.Rescheduled += c.Rescheduled.Load()
+	s.LateExpired += c.LateExpired.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

@@ -76,14 +76,14 @@ func (d *Dataplane) Counters() Counters {
 }
 
 // flowOf is the scheduler's view of a new connection.
-func flowOf(k *conntrack.Key, now int64) schedule.Flow {
-	return schedule.Flow{Src: k.Src, Dst: k.Dst, SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto, Now: now}
+func flowOf(k *conntrack.Key4, now int64) schedule.Flow {
+	return schedule.Flow{Src: conntrack.AddrFrom4(k.Src), Dst: conntrack.AddrFrom4(k.Dst), SrcPort: k.SrcPort, DstPort: k.DstPort, Proto: k.Proto, Now: now}
 }
 
 // flowHash is a cheap hash of the client side of a key, to spread
 // connections over local addresses.
-func flowHash(k *conntrack.Key) uint32 {
-	a := k.Src.As4()
+func flowHash(k *conntrack.Key4) uint32 {
+	a := k.Src
 	h := (uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])) ^ uint32(k.SrcPort)
 	h *= 0x9e3779b1
 	return h ^ h>>16

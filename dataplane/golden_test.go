@@ -75,20 +75,20 @@ func testTable(f Forward, proto uint8) *Table {
 
 // pkt describes a frame for the independent encoder (gopacket).
 type pkt struct {
-	srcMAC, dstMAC   [6]byte
-	src, dst         netip.Addr
-	sport, dport     uint16
-	proto            uint8 // header.ProtoTCP or ProtoUDP
-	syn, ack, rst    bool
-	payload          []byte
-	df               bool
-	id               uint16
-	options          []layers.IPv4Option
-	udpNoChecksum    bool
-	badIPChecksum    bool
-	fragOffset       uint16
-	moreFragments    bool
-	truncateIPLength int // > 0: claim a longer IP total length than the frame has
+	srcMAC, dstMAC     [6]byte
+	src, dst           netip.Addr
+	sport, dport       uint16
+	proto              uint8 // header.ProtoTCP or ProtoUDP
+	syn, ack, rst, fin bool
+	payload            []byte
+	df                 bool
+	id                 uint16
+	options            []layers.IPv4Option
+	udpNoChecksum      bool
+	badIPChecksum      bool
+	fragOffset         uint16
+	moreFragments      bool
+	truncateIPLength   int // > 0: claim a longer IP total length than the frame has
 }
 
 func (p pkt) layers() []gopacket.SerializableLayer {
@@ -109,7 +109,7 @@ func (p pkt) layers() []gopacket.SerializableLayer {
 		l4 = u
 	} else {
 		ip.Protocol = layers.IPProtocolTCP
-		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, RST: p.rst,
+		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, RST: p.rst, FIN: p.fin,
 			Seq: 1000, Ack: 2000, Window: 65535, DataOffset: 5}
 		tc.SetNetworkLayerForChecksum(ip)
 		l4 = tc
@@ -446,7 +446,7 @@ func TestExpiryReleasesCounters(t *testing.T) {
 		t.Fatalf("after one flow: %d entries, %d inactive", w.shard.Len(), tbl.Reals[0].Counters.Inactive.Load())
 	}
 	w.cur = tbl
-	w.expire(1 + int64(6*time.Minute))
+	w.expire(1+int64(6*time.Minute), false)
 	if w.shard.Len() != 0 || tbl.Reals[0].Counters.Inactive.Load() != 0 || w.C.ExpiredConns.Load() != 1 {
 		t.Fatalf("after the UDP timeout: %d entries, %d inactive, %d expired", w.shard.Len(), tbl.Reals[0].Counters.Inactive.Load(), w.C.ExpiredConns.Load())
 	}

@@ -90,7 +90,7 @@ func TestPersistence(t *testing.T) {
 	// The connections (SYN only: NONE state, 15-min TCP timeout in this
 	// table... use a short expiry) end; the template outlives them by 60s.
 	end := int64(tbl.Timeouts.TCP) + 3*sec
-	w.lastExpire = end
+	w.now = end
 	w.shard.Expire(end, 1<<20, w.onExpireFn)
 	if w.shard.Len() != 0 {
 		t.Fatalf("%d connections left", w.shard.Len())
@@ -100,7 +100,7 @@ func TestPersistence(t *testing.T) {
 	}
 	// That connection ends too; 61s later nothing holds the template.
 	end2 := end + 50*sec + int64(tbl.Timeouts.TCP) + sec
-	w.lastExpire = end2
+	w.now = end2
 	w.shard.Expire(end2, 1<<20, w.onExpireFn)
 	w.templates.Expire(end2+61*sec, 64, w.tplGoneFn)
 	if n := w.templates.Len(); n != 0 {

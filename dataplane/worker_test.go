@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -289,4 +290,50 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 		w.process(tbl, buf, len(f), icmp, 2)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+}
+
+// TestConnectionsDump: the running workers hand over copies of their
+// connections without stopping; the dump holds every connection once.
+func TestConnectionsDump(t *testing.T) {
+	links := []Link{&fakeLink{}, &fakeLink{}}
+	d, err := New(links, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Publish(testTable(ForwardNAT, header.ProtoUDP))
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(stop) }()
+	defer func() {
+		close(stop)
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	const flows = 20000 // more than one dump chunk per worker
+	for i := range flows {
+		p := client(header.ProtoUDP)
+		p.sport = uint16(1024 + i)
+		links[i%2].(*fakeLink).push(p.bytes(t))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Counters().Conns < flows && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conns, err := d.Connections(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != flows {
+		t.Fatalf("dump has %d connections, want %d", len(conns), flows)
+	}
+	seen := map[uint16]bool{}
+	for _, e := range conns {
+		if seen[e.ClientPort] || e.VIP != ipVIP.As4() || e.Real != ipRS1.As4() || e.RPort != natPort {
+			t.Fatalf("bad or repeated entry %+v", e)
+		}
+		seen[e.ClientPort] = true
+	}
 }
