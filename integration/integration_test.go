@@ -286,6 +286,18 @@ func TestReloadKeepsConnections(t *testing.T) {
 		t.Errorf("refusal does not name service[3].address:\n%s", log)
 	}
 	roundTrip("after refused reload")
+
+	// The table is sized at start: a reload that resizes it is refused.
+	if err := os.WriteFile(cfgPath, []byte(changed+"[limits]\nconnections = 12345\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := gvsd.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if err := gvsd.WaitLog(ctx, "limits.connections", 10*time.Second); err != nil {
+		t.Fatalf("resizing reload: %v", err)
+	}
+	roundTrip("after refused resize")
 	if gvsd.Exited() {
 		t.Fatal("gvsd exited")
 	}

@@ -589,6 +589,11 @@ func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
 // Exited reports whether the process has ended.
 func (p *Proc) Exited() bool { return p.exited() }
 
+// Pid returns the process ID. "ip netns exec" execs the command in place,
+// so it is the program's own (gvsd's, not ip's), valid in /proc until the
+// process has exited.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Stop sends SIGTERM, waits (up to 10 s, then SIGKILL) and returns how it
 // exited.
 func (p *Proc) Stop() error {
