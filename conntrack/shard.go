@@ -168,21 +168,6 @@ func (s *Shard[A]) find(k *Key[A], h uint64) *uint32 {
 	return s.findIn(&s.buckets[b2], k, tag)
 }
 
-// freeSlots returns the first empty slot of b (or -1) and how many are
-// empty.
-func freeSlots(b *bucket) (first, n int) {
-	first = -1
-	for j, v := range b {
-		if v == 0 {
-			if first < 0 {
-				first = j
-			}
-			n++
-		}
-	}
-	return first, n
-}
-
 // freeSlot returns the first empty slot of b, or -1.
 func freeSlot(b *bucket) int {
 	for j, v := range b {
@@ -222,16 +207,16 @@ func (s *Shard[A]) random() uint64 {
 // false if no cuckoo path was found; the index is then unchanged.
 func (s *Shard[A]) place(h uint64, v uint32) bool {
 	b1, b2 := s.bucketsOf(h)
-	// The emptier bucket (the power of two choices keeps buckets even,
-	// so that a full one, and a cuckoo walk, stays rare).
-	j1, f1 := freeSlots(&s.buckets[b1])
-	j2, f2 := freeSlots(&s.buckets[b2])
-	if f1 > 0 && f1 >= f2 {
-		s.buckets[b1][j1] = v
+	// The first bucket while it has room: a lookup that hits there
+	// never loads the second (measured: filling the emptier of the two
+	// instead makes hits about 1.5 times slower and inserts barely
+	// faster).
+	if j := freeSlot(&s.buckets[b1]); j >= 0 {
+		s.buckets[b1][j] = v
 		return true
 	}
-	if f2 > 0 {
-		s.buckets[b2][j2] = v
+	if j := freeSlot(&s.buckets[b2]); j >= 0 {
+		s.buckets[b2][j] = v
 		return true
 	}
 	type pos struct {
