@@ -98,13 +98,14 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("control: filter: %w", err)
 	}
-	lc := afpacket.Config{Interface: d.link.Name, Filter: filter}
-	if workers > 1 {
-		// Fanout group IDs are per network namespace and 0 means none.
-		lc.FanoutGroup = uint16(os.Getpid()%0xffff + 1)
-		if lc.Steering, err = afpacket.SteeringProgram(m, workers); err != nil {
-			return nil, fmt.Errorf("control: steering: %w", err)
-		}
+	// Every worker has a main ring and a SYN ring (even a lone worker:
+	// steering picks the ring), so a SYN flood overflows only SYN rings
+	// and never costs an established connection a frame. Fanout group
+	// IDs are per network namespace and 0 means none.
+	lc := afpacket.Config{Interface: d.link.Name, Filter: filter, SYNBlocks: synRingBlocks,
+		FanoutGroup: uint16(os.Getpid()%0xffff + 1)}
+	if lc.Steering, err = afpacket.SteeringProgramSYN(m, workers); err != nil {
+		return nil, fmt.Errorf("control: steering: %w", err)
 	}
 	links := make([]dataplane.Link, 0, workers)
 	for i := 0; i < workers; i++ {
@@ -183,6 +184,11 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 // apply moves the links, the dataplane and the ingress table to (t, m):
 // first the filters admit the new frames, then the table is published,
 // then the kernel stops seeing them.
+// synRingBlocks sizes each worker's SYN ring: 4 blocks of 1 MiB, about
+// 26,000 64-byte SYNs, several milliseconds of a flood at the rates a
+// worker forwards.
+const synRingBlocks = 4
+
 func (d *Daemon) apply(t *dataplane.Table, m *afpacket.Match) error {
 	filter, err := afpacket.FilterProgram(m)
 	if err != nil {
@@ -193,14 +199,12 @@ func (d *Daemon) apply(t *dataplane.Table, m *afpacket.Match) error {
 			return fmt.Errorf("control: worker %d: %w", i, err)
 		}
 	}
-	if len(d.links) > 1 {
-		steer, err := afpacket.SteeringProgram(m, len(d.links))
-		if err != nil {
-			return fmt.Errorf("control: steering: %w", err)
-		}
-		if err := d.links[0].SetSteering(steer); err != nil {
-			return fmt.Errorf("control: steering: %w", err)
-		}
+	steer, err := afpacket.SteeringProgramSYN(m, len(d.links))
+	if err != nil {
+		return fmt.Errorf("control: steering: %w", err)
+	}
+	if err := d.links[0].SetSteering(steer); err != nil {
+		return fmt.Errorf("control: steering: %w", err)
 	}
 	d.dp.Publish(t)
 	if err := d.ingress.Update(m); err != nil {

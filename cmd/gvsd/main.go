@@ -124,7 +124,7 @@ loop:
 // traffic, keyed "proto/VIP:port -> RIP:port".
 type Summary struct {
 	Dataplane dataplane.Counters
-	Links     []afpacket.Stats // per worker; Drops are frames lost before the dataplane saw them
+	Links     []afpacket.Stats // per worker; Drops are frames lost before the dataplane saw them, SYNDrops the SYNs lost in its SYN ring
 	Reals     map[string]RealSummary
 }
 

@@ -108,6 +108,7 @@ const (
 	memDstPort    = 3 // TCP/UDP destination port
 	memProtoSport = 4 // protocol<<16 | source port
 	memProtoDport = 5 // protocol<<16 | destination port
+	memSYN        = 6 // 1 for a TCP segment that opens a connection (SteeringProgramSYN)
 )
 
 // maxKeysPerGroup bounds how many endpoints share one address test so that
@@ -208,6 +209,19 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 // packet data starting at the IPv4 header, so it reads the headers relative
 // to the kernel's header marks (SKF_LL_OFF, SKF_NET_OFF).
 func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
+	return steeringProgram(m, workers, false)
+}
+
+// SteeringProgramSYN is SteeringProgram for links with a SYN ring
+// (Config.SYNBlocks): it returns 2w for a frame of worker w, and 2w+1 for
+// a TCP segment with SYN set and ACK and RST clear (one that opens a
+// connection, or a flood's), so that each worker's SYNs land in its SYN
+// ring. It needs a fanout group even for one worker.
+func SteeringProgramSYN(m *Match, workers int) ([]bpf.RawInstruction, error) {
+	return steeringProgram(m, workers, true)
+}
+
+func steeringProgram(m *Match, workers int, syn bool) ([]bpf.RawInstruction, error) {
 	if workers < 1 || workers > 1<<16 {
 		return nil, fmt.Errorf("afpacket: steering for %d workers: want 1 to 65536", workers)
 	}
@@ -217,20 +231,23 @@ func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	if workers == 1 {
+	if workers == 1 && !syn {
 		return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 	}
 
-	var a assembler
+	a := assembler{synRing: syn}
 	zero := a.newLabel()
 	natHash := a.newLabel()
 	a.emitParse(fromHeaderMarks, zero)
+	if syn {
+		a.emitClassifySYN(fromHeaderMarks)
+	}
 
 	w := uint32(workers)
 	for _, r := range m.Locals {
 		a.emitLocalRange(r, func() {
 			a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: w})
-			a.emit(bpf.RetA{})
+			a.emitRetWorker()
 		})
 	}
 	for _, g := range groupEndpoints(m.NATReals) {
@@ -240,6 +257,47 @@ func SteeringProgram(m *Match, workers int) ([]bpf.RawInstruction, error) {
 	a.bind(natHash)
 	a.emitSteerHash(memDst, memDstPort, w)
 	return a.assemble()
+}
+
+// TCP flags (RFC 9293 section 3.1): the byte at offset 13 of the header.
+const (
+	tcpFlagsOff = 13
+	tcpSYN      = 0x02
+	tcpRST      = 0x04
+	tcpACK      = 0x10
+)
+
+// emitClassifySYN sets M[memSYN] to 1 for a TCP segment with SYN set and
+// ACK and RST clear, else 0 (an ICMP error quoting one included: its
+// outer protocol is ICMP).
+func (a *assembler) emitClassifySYN(h headers) {
+	notSYN := a.newLabel()
+	done := a.newLabel()
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, next, notSYN)
+	a.emit(bpf.LoadMemShift{Off: h.ipv4 + ipVerIHLOff})
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + tcpFlagsOff, Size: 1})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: tcpSYN | tcpRST | tcpACK})
+	a.jumpIf(bpf.JumpEqual, tcpSYN, next, notSYN)
+	a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 1})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
+	a.jump(done)
+	a.bind(notSYN)
+	a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
+	a.bind(done)
+}
+
+// emitRetWorker returns A, the worker: as it is, or for links with SYN
+// rings as fanout member 2A + M[memSYN].
+func (a *assembler) emitRetWorker() {
+	if a.synRing {
+		a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: 2})
+		a.emit(bpf.TAX{})
+		a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memSYN})
+		a.emit(bpf.ALUOpX{Op: bpf.ALUOpAdd})
+	}
+	a.emit(bpf.RetA{})
 }
 
 // validate reports every endpoint whose protocol is not TCP or UDP and every
@@ -456,7 +514,7 @@ func (a *assembler) emitSteerHash(addrMem, portMem int, workers uint32) {
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 15})
 	a.emit(bpf.ALUOpX{Op: bpf.ALUOpXor})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: workers})
-	a.emit(bpf.RetA{})
+	a.emitRetWorker()
 }
 
 // label names an instruction position that jumps can target before it is
@@ -467,9 +525,10 @@ const next label = -1
 
 // assembler collects instructions and resolves forward jumps to labels.
 type assembler struct {
-	ins    []bpf.Instruction
-	labels []int // label -> instruction index, -1 while unbound
-	fixups []fixup
+	synRing bool // steering for links with SYN rings (emitRetWorker)
+	ins     []bpf.Instruction
+	labels  []int // label -> instruction index, -1 while unbound
+	fixups  []fixup
 }
 
 type fixup struct {

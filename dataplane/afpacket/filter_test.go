@@ -599,3 +599,57 @@ func FuzzFilterProgram(f *testing.F) {
 		}
 	})
 }
+
+// withTCPFlags returns a copy of TCP frame f with its flags byte set to
+// flags (the checksum is left stale: programs do not read it).
+func withTCPFlags(f []byte, flags byte) []byte {
+	f = append([]byte(nil), f...)
+	f[ethHdrLen+int(f[ethHdrLen]&0xf)*4+tcpFlagsOff] = flags
+	return f
+}
+
+// TestSteeringProgramSYN: with SYN rings, a worker's frames go to fanout
+// member 2w and the TCP segments that open connections (SYN without ACK
+// or RST) to 2w+1; everything else keeps its worker's main ring.
+func TestSteeringProgramSYN(t *testing.T) {
+	m := testMatch()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, workers := range []int{1, 2, 3, 16} {
+		prog, err := SteeringProgramSYN(m, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM(t, prog, skbMeta{})
+		w := uint32(workers)
+		for range 200 {
+			var c [4]byte
+			binary.BigEndian.PutUint32(c[:], rng.Uint32())
+			cport := uint16(rng.UintN(65536))
+			worker := SteerHash(c, cport) % w
+			req := ipv4Frame(t, protoTCP, c, cport, vip, 80)
+			for _, tc := range []struct {
+				name  string
+				frame []byte
+				want  uint32
+			}{
+				{"SYN", withTCPFlags(req, tcpSYN), 2*worker + 1},
+				{"SYN with IP options", withTCPFlags(ipv4Frame(t, protoTCP, c, cport, vip, 80, withIPOptions), tcpSYN), 2*worker + 1},
+				{"SYN with ECN bits", withTCPFlags(req, tcpSYN|0xc0), 2*worker + 1},
+				{"SYN-ACK", withTCPFlags(req, tcpSYN|tcpACK), 2 * worker},
+				{"SYN-RST", withTCPFlags(req, tcpSYN|tcpRST), 2 * worker},
+				{"ACK", withTCPFlags(req, tcpACK), 2 * worker},
+				{"FIN-ACK", withTCPFlags(req, tcpACK|0x01), 2 * worker},
+				{"UDP", ipv4Frame(t, protoUDP, c, cport, vip, 53), 2 * worker},
+				{"NAT reply SYN-ACK", withTCPFlags(ipv4Frame(t, protoTCP, natReal, 8080, c, cport), tcpSYN|tcpACK), 2 * worker},
+			} {
+				if got := run(t, vm, tc.frame); got != tc.want {
+					t.Fatalf("workers=%d %s from %v:%d -> member %d, want %d", workers, tc.name, c, cport, got, tc.want)
+				}
+			}
+			lport := uint16(20000 + rng.UintN(1000))
+			if got := run(t, vm, ipv4Frame(t, protoUDP, natReal, 53, lip, lport)); got != 2*(uint32(lport)%w) {
+				t.Fatalf("workers=%d FULLNAT reply to port %d -> member %d, want %d", workers, lport, got, 2*(uint32(lport)%w))
+			}
+		}
+	}
+}

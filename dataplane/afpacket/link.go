@@ -44,6 +44,18 @@ type Config struct {
 	// every frame that is not our own outgoing one.
 	Filter []bpf.RawInstruction
 
+	// SYNBlocks, when above 0, gives the link a second, receive-only
+	// socket whose ring (of that many blocks) takes the TCP segments that
+	// open connections (SYN without ACK or RST), which Read takes only
+	// once the first ring is empty: a SYN flood then fills, and
+	// overflows, the SYN ring alone, while the frames of established
+	// connections keep their own ring and are never dropped for it. It
+	// needs a FanoutGroup and a program from SteeringProgramSYN, which
+	// sends worker w's frames to fanout member 2w and its SYNs to member
+	// 2w+1: the link joins the group with its main socket, then with its
+	// SYN socket, so open the workers' links in worker order.
+	SYNBlocks int
+
 	// TxMode picks how Write hands frames to the kernel. The zero value
 	// picks DefaultTxMode.
 	TxMode TxMode
@@ -131,6 +143,10 @@ type Stats struct {
 	// frames it could not (too short, too long, rejected or dropped by the
 	// kernel, or no room in the TX ring).
 	TxPackets, TxErrors uint64
+	// SYNPackets and SYNDrops are Packets and Drops of the SYN ring (see
+	// Config.SYNBlocks): under a SYN flood the drops are here, and Drops
+	// stays 0.
+	SYNPackets, SYNDrops uint64
 }
 
 // withDefaults returns cfg with zero fields replaced by the defaults, or an
@@ -172,6 +188,12 @@ func (cfg Config) withDefaults(pageSize int) (Config, error) {
 	}
 	if cfg.Steering != nil && cfg.FanoutGroup == 0 {
 		errs = append(errs, "steering program without a fanout group")
+	}
+	if cfg.SYNBlocks < 0 || cfg.SYNBlocks > 1<<16 {
+		errs = append(errs, fmt.Sprintf("%d SYN ring blocks: want 0 to 65536", cfg.SYNBlocks))
+	}
+	if cfg.SYNBlocks > 0 && (cfg.FanoutGroup == 0 || cfg.Steering == nil) {
+		errs = append(errs, "a SYN ring needs a fanout group and a steering program")
 	}
 	if len(errs) > 0 {
 		return cfg, fmt.Errorf("afpacket: config for %q: %s", cfg.Interface, strings.Join(errs, "; "))

@@ -69,8 +69,11 @@ type Link struct {
 
 	rxMu      sync.Mutex
 	rx        rxRing
-	rxPoll    [2]unix.PollFd // the socket and the close event
+	rxPoll    [3]unix.PollFd // the socket, the close event and the SYN socket
+	nPoll     int            // how many of rxPoll are in use
 	rxTimeout unix.Timespec
+
+	syn *Link // the SYN ring's receive-only socket, or nil (Config.SYNBlocks)
 
 	txMu      sync.Mutex
 	tx        txRing
@@ -103,6 +106,21 @@ func Open(cfg Config) (*Link, error) {
 	if err := l.open(cfg); err != nil {
 		_ = l.release()
 		return nil, fmt.Errorf("afpacket: open %s: %w", cfg.Interface, err)
+	}
+	if cfg.SYNBlocks > 0 {
+		// The SYN socket joins the fanout group right after the main
+		// one, so it is member 2w+1 when the main socket is 2w.
+		sc := cfg
+		sc.NumBlocks, sc.SYNBlocks, sc.TxMode = cfg.SYNBlocks, 0, TxSendmmsg
+		syn := &Link{name: cfg.Interface + " (SYN ring)", mode: TxSendmmsg, fd: -1, efd: -1}
+		if err := syn.open(sc); err != nil {
+			_ = syn.release()
+			_ = l.release()
+			return nil, fmt.Errorf("afpacket: open the SYN ring of %s: %w", cfg.Interface, err)
+		}
+		l.syn = syn
+		l.rxPoll[2] = unix.PollFd{Fd: int32(syn.fd), Events: unix.POLLIN}
+		l.nPoll = 3
 	}
 	return l, nil
 }
@@ -205,7 +223,8 @@ func (l *Link) open(cfg Config) error {
 		return fmt.Errorf("eventfd: %w", err)
 	}
 	l.efd = efd
-	l.rxPoll = [2]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
+	l.rxPoll = [3]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
+	l.nPoll = 2
 	l.txPoll = [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
 	return nil
 }
@@ -299,24 +318,43 @@ func (l *Link) TxMode() TxMode { return l.mode }
 // comes back, but the kernel may then renumber fanout members. Read does not
 // allocate.
 func (l *Link) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := l.readRings(bufs, sizes, offset)
+	if n > 0 || err != nil {
+		return n, err
+	}
+	if err := l.waitReadable(); err != nil {
+		return 0, err
+	}
+	return l.readRings(bufs, sizes, offset)
+}
+
+// readRings takes what the main ring holds and fills the rest of bufs from
+// the SYN ring, if the link has one. It does not wait.
+func (l *Link) readRings(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := l.drain(bufs, sizes, offset)
+	if err != nil || l.syn == nil || n == len(bufs) {
+		return n, err
+	}
+	m, err := l.syn.drain(bufs[n:], sizes[n:], offset)
+	if err != nil && n+m == 0 {
+		return 0, err
+	}
+	return n + m, nil
+}
+
+// drain copies up to len(bufs) frames that are in the ring without
+// waiting; see Read.
+func (l *Link) drain(bufs [][]byte, sizes []int, offset int) (int, error) {
 	l.rxMu.Lock()
 	defer l.rxMu.Unlock()
 	if l.closed.Load() {
 		return 0, net.ErrClosed
 	}
 	n, truncated := 0, 0
-	waited := false
 	for n < len(bufs) {
 		frame, wireLen, ok := l.rx.next()
 		if !ok {
-			if n > 0 || waited {
-				break
-			}
-			waited = true
-			if err := l.waitReadable(); err != nil {
-				return 0, err
-			}
-			continue
+			break
 		}
 		if uint32(len(frame)) < wireLen || offset+len(frame) > len(bufs[n]) {
 			truncated++
@@ -332,14 +370,19 @@ func (l *Link) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
-// waitReadable polls the socket and the close event for up to
-// readPollTimeout. Called with rxMu held.
+// waitReadable polls the socket (and the SYN socket) and the close event
+// for up to readPollTimeout.
 func (l *Link) waitReadable() error {
+	l.rxMu.Lock()
+	defer l.rxMu.Unlock()
+	if l.closed.Load() {
+		return net.ErrClosed
+	}
 	// ppoll(2) writes the time left back, so reset it every time.
 	l.rxTimeout = unix.NsecToTimespec(readPollTimeout.Nanoseconds())
 	for range maxEINTR {
-		l.rxPoll[0].Revents, l.rxPoll[1].Revents = 0, 0
-		_, err := unix.Ppoll(l.rxPoll[:], &l.rxTimeout, nil)
+		l.rxPoll[0].Revents, l.rxPoll[1].Revents, l.rxPoll[2].Revents = 0, 0, 0
+		_, err := unix.Ppoll(l.rxPoll[:l.nPoll], &l.rxTimeout, nil)
 		if err == unix.EINTR {
 			continue
 		}
@@ -562,6 +605,9 @@ func (l *Link) SetFilter(prog []bpf.RawInstruction) error {
 	if err := attachFilter(l.fd, prog); err != nil {
 		return fmt.Errorf("afpacket: set filter on %s: %w", l.name, err)
 	}
+	if l.syn != nil {
+		return l.syn.SetFilter(prog)
+	}
 	return nil
 }
 
@@ -593,6 +639,12 @@ func (l *Link) Stats() (Stats, error) {
 	s.Truncated = l.truncated.Load()
 	s.TxPackets = l.txPackets.Load()
 	s.TxErrors = l.txErrors.Load()
+	if l.syn != nil {
+		ss, serr := l.syn.Stats()
+		s.SYNPackets, s.SYNDrops = ss.Packets, ss.Drops
+		s.Truncated += ss.Truncated
+		err = errors.Join(err, serr)
+	}
 	return s, err
 }
 
@@ -615,6 +667,9 @@ func (l *Link) pullStats() error {
 func (l *Link) Close() error {
 	if !l.closed.CompareAndSwap(false, true) {
 		return nil
+	}
+	if l.syn != nil {
+		defer l.syn.Close()
 	}
 	var one [8]byte
 	one[0] = 1 // eventfd counters are host-endian; 1 is non-zero either way

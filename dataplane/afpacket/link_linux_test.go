@@ -775,3 +775,84 @@ func TestLinkInterfaceDown(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkSYNRing: with SYN rings, a burst of SYNs that overflows a
+// worker's SYN ring costs no frame of an established connection, and Read
+// hands over the main ring's frames before any SYN.
+func TestLinkSYNRing(t *testing.T) {
+	const workers = 2
+	tn := newTestNet(t)
+	m := testMatch()
+	steer, err := SteeringProgramSYN(m, workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter := mustFilter(t, m)
+	var links [workers]*Link
+	for i := range links {
+		links[i] = tn.open(t, Config{Interface: tn.b, FanoutGroup: 0x4743, Steering: steer, Filter: filter,
+			BlockSize: 4096, NumBlocks: 16, SYNBlocks: 2})
+	}
+	tx := tn.sender(t, TxDefault)
+
+	rng := rand.New(rand.NewPCG(9, 10))
+	var syns, acks [workers][][]byte
+	var frames [][]byte
+	for i := range 40 {
+		var c [4]byte
+		binary.BigEndian.PutUint32(c[:], rng.Uint32())
+		cport := uint16(1024 + i)
+		w := SteerHash(c, cport) % workers
+		for range 10 { // the flood: far more than two 4 KiB blocks hold
+			syn := withTCPFlags(append(ipv4Frame(t, protoTCP, c, cport, vip, 80), make([]byte, 400)...), tcpSYN)
+			syns[w] = append(syns[w], syn)
+			frames = append(frames, syn)
+		}
+		ack := withTCPFlags(ipv4Frame(t, protoTCP, c, cport, vip, 80), tcpACK)
+		acks[w] = append(acks[w], ack)
+		frames = append(frames, ack)
+	}
+	if n, err := tx.Write(frames); n != len(frames) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	for i, l := range links {
+		st, err := l.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Drops != 0 || st.Packets != uint64(len(acks[i])) {
+			t.Errorf("worker %d main ring: %d packets, %d dropped; want its %d ACKs and no drop", i, st.Packets, st.Drops, len(acks[i]))
+		}
+		if st.SYNPackets != uint64(len(syns[i])) || st.SYNDrops == 0 {
+			t.Errorf("worker %d SYN ring: %d packets, %d dropped; want its %d SYNs, some dropped", i, st.SYNPackets, st.SYNDrops, len(syns[i]))
+		}
+		bufs := make([][]byte, 64)
+		for j := range bufs {
+			bufs[j] = make([]byte, 2048)
+		}
+		sizes := make([]int, len(bufs))
+		n, err := l.Read(bufs, sizes, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first [][]byte
+		for j := range min(n, len(acks[i])) {
+			first = append(first, bytes.Clone(bufs[j][:sizes[j]]))
+		}
+		if !sameFrames(first, acks[i]) {
+			t.Errorf("worker %d: the first %d frames read are not its %d ACKs: the SYN ring was read first", i, len(first), len(acks[i]))
+		}
+		if n <= len(acks[i]) {
+			t.Errorf("worker %d: Read returned %d frames, want its ACKs and then SYNs", i, n)
+		}
+	}
+	for i, l := range links {
+		if err := l.Close(); err != nil {
+			t.Errorf("close %d: %v", i, err)
+		}
+		if st, _ := l.Stats(); st.SYNPackets != uint64(len(syns[i])) {
+			t.Errorf("worker %d: after Close the SYN ring counters are %+v", i, st)
+		}
+	}
+}
