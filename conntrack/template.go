@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 )
@@ -28,47 +29,66 @@ func MaskedTemplateKey(client, vip [4]byte, vport uint16, proto, bits uint8) Tem
 	}
 }
 
-// template is one persistence template. It is alive while it controls a
-// connection (conns > 0) and until expires after the last one ended, as an
-// IPVS template whose timer is re-armed while n_control > 0.
-type template struct {
-	realID  uint32
-	conns   int32
-	timeout int64 // the service's persistence timeout, ns
-	expires int64 // monotonic ns
-}
+// A template is stored as an Entry6 in a Shard of its stripe, keyed by its
+// forward key: Client (the masked client), client port 0, VIP:VPort and
+// Proto, as an IPVS template is an ip_vs_conn with cport 0. Fields a
+// template does not need carry its own state: Local[0:4] the number of
+// connections it controls, Real[0:8] its timeout. Expires is MaxInt64
+// while it controls connections, so the shard's own expiry keeps it; when
+// the last one ends it becomes the time the template lapses.
+const held = int64(^uint64(0) >> 1)
 
-func (t *template) alive(now int64) bool { return t.conns > 0 || now < t.expires }
+func tplConns(e *Entry6) uint32        { return binary.LittleEndian.Uint32(e.Local[0:4]) }
+func setTplConns(e *Entry6, n uint32)  { binary.LittleEndian.PutUint32(e.Local[0:4], n) }
+func tplTimeout(e *Entry6) int64       { return int64(binary.LittleEndian.Uint64(e.Real[0:8])) }
+func setTplTimeout(e *Entry6, d int64) { binary.LittleEndian.PutUint64(e.Real[0:8], uint64(d)) }
+func tplKey(k *TemplateKey) Key6 {
+	return Key6{Src: k.Client, Dst: k.VIP, DstPort: k.VPort, Proto: k.Proto}
+}
+func keyOfTemplate(e *Entry6) TemplateKey {
+	return TemplateKey{Client: e.Client, VIP: e.VIP, VPort: e.VPort, Proto: e.Proto}
+}
 
 // templateStripes is the number of independently locked parts of a
 // Templates: enough that workers scheduling new connections at once
 // rarely meet on one lock.
 const templateStripes = 64
 
+// templateScan is how many entry cells of a stripe Expire examines per
+// stripe and call.
+const templateScan = 1024
+
 type templateStripe struct {
-	mu sync.Mutex
-	m  map[TemplateKey]template
-	_  [64 - 16]byte // keep stripes on separate cache lines
+	mu     sync.Mutex
+	s      *Shard6       // nil until the stripe's first template
+	gone   func(uint32)  // Expire's callback, while the stripe is locked
+	goneFn func(*Entry6) // calls gone with the template's real, bound once
+	_      [64 - 40]byte // keep stripes on separate cache lines
 }
 
-// Templates holds the persistence templates of every worker. Unlike a
-// Shard it is shared: a client's connections are steered to workers by
-// their ports, so every worker must see the same template. It is used
-// only when a new connection is scheduled, never per packet, so striped
-// locks cost little. The zero value is not usable; call NewTemplates.
+// Templates holds the persistence templates of every worker, in the same
+// kind of table as the connections: fixed-size, pointer-free entries in
+// shards with incremental expiry. Unlike a connection Shard it is shared:
+// a client's connections are steered to workers by their ports, so every
+// worker must see the same template. It is used only when a new
+// connection is scheduled or ends, never per packet, so striped locks cost
+// little. A stripe's shard (capacity/64 templates) is allocated when the
+// stripe takes its first template, so a director without persistence
+// pays nothing for it. The zero value is not usable; call NewTemplates.
 type Templates struct {
-	stripes  [templateStripes]templateStripe
-	capacity int64
-	n        atomic.Int64
-	cursor   atomic.Uint32 // Expire's next stripe
+	stripes   [templateStripes]templateStripe
+	perStripe int
+	n         atomic.Int64
+	cursor    atomic.Uint32 // Expire's next stripe
 }
 
-// NewTemplates returns an empty template table for at most capacity
-// templates.
+// NewTemplates returns an empty template table for at most about
+// capacity templates (capacity/64, rounded up, per stripe).
 func NewTemplates(capacity int) *Templates {
-	t := &Templates{capacity: int64(max(capacity, 1))}
+	t := &Templates{perStripe: max((capacity+templateStripes-1)/templateStripes, 1)}
 	for i := range t.stripes {
-		t.stripes[i].m = make(map[TemplateKey]template)
+		s := &t.stripes[i]
+		s.goneFn = func(e *Entry6) { s.gone(e.RealID) }
 	}
 	return t
 }
@@ -111,71 +131,99 @@ const (
 // back into t.
 func (t *Templates) Schedule(k *TemplateKey, now, timeout int64, ref bool,
 	usable func(realID uint32) bool, pick func() (uint32, bool)) (realID uint32, out Outcome, old uint32) {
-	s := t.stripe(k)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	tpl, found := s.m[*k]
-	if found && tpl.alive(now) && usable(tpl.realID) {
+	st := t.stripe(k)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	key := tplKey(k)
+	var e *Entry6
+	if st.s != nil {
+		e, _ = st.s.Lookup(&key)
+	}
+	if e != nil && now < e.Expires && usable(e.RealID) {
 		if ref {
-			tpl.conns++
+			setTplConns(e, tplConns(e)+1)
+			e.Expires = held
+		} else if e.Expires != held {
+			e.Expires = max(e.Expires, now+timeout)
 		}
-		tpl.expires = max(tpl.expires, now+timeout)
-		s.m[*k] = tpl
-		return tpl.realID, Reused, 0
+		return e.RealID, Reused, 0
 	}
 	id, ok := pick()
 	if !ok {
 		return 0, NoReal, 0
 	}
-	if !found && t.n.Load() >= t.capacity {
-		return id, Full, 0
-	}
-	n := template{realID: id, timeout: timeout, expires: now + timeout}
-	if ref {
-		n.conns = 1
-	}
-	s.m[*k] = n
-	if found {
+	if e != nil {
 		// A connection still counted on the old template releases into
 		// nothing: Release checks the real.
-		return id, Replaced, tpl.realID
+		old = e.RealID
+		e.RealID = id
+		setTemplate(e, timeout, now, ref)
+		return id, Replaced, old
+	}
+	if st.s == nil {
+		st.s = NewShard[[16]byte](t.perStripe)
+	}
+	if st.s.Full() {
+		return id, Full, 0
+	}
+	n := Entry6{Client: k.Client, VIP: k.VIP, VPort: k.VPort, Proto: k.Proto, RealID: id}
+	setTemplate(&n, timeout, now, ref)
+	if _, err := st.s.Insert(&n, false); err != nil {
+		return id, Full, 0
 	}
 	t.n.Add(1)
 	return id, Created, 0
+}
+
+// setTemplate (re)starts template e: held by one connection (ref) or
+// lapsing timeout after now.
+func setTemplate(e *Entry6, timeout, now int64, ref bool) {
+	setTplTimeout(e, timeout)
+	if ref {
+		setTplConns(e, 1)
+		e.Expires = held
+	} else {
+		setTplConns(e, 0)
+		e.Expires = now + timeout
+	}
 }
 
 // Release uncounts a connection of k's template on real realID that ended
 // at now. When it was the last, the template lives its timeout more. A
 // template that names another real by now (it was replaced) is left alone.
 func (t *Templates) Release(k *TemplateKey, realID uint32, now int64) {
-	s := t.stripe(k)
-	s.mu.Lock()
-	if tpl, ok := s.m[*k]; ok && tpl.realID == realID && tpl.conns > 0 {
-		tpl.conns--
-		if tpl.conns == 0 {
-			tpl.expires = max(tpl.expires, now+tpl.timeout)
-		}
-		s.m[*k] = tpl
+	st := t.stripe(k)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.s == nil {
+		return
 	}
-	s.mu.Unlock()
+	key := tplKey(k)
+	e, _ := st.s.Lookup(&key)
+	if e == nil || e.RealID != realID || tplConns(e) == 0 {
+		return
+	}
+	setTplConns(e, tplConns(e)-1)
+	if tplConns(e) == 0 {
+		e.Expires = now + tplTimeout(e)
+	}
 }
 
-// Expire scans the next stripes of the table (round robin over calls from
-// any goroutine) and removes the templates that are no longer alive,
-// calling gone with the real of each. It returns how many it removed.
+// Expire examines the next stripes of the table (round robin over calls
+// from any goroutine), templateScan entry cells of each, and removes the
+// templates that have lapsed, calling gone with the real of each. It
+// returns how many it removed.
 func (t *Templates) Expire(now int64, stripes int, gone func(realID uint32)) int {
 	removed := 0
 	for range min(stripes, templateStripes) {
-		s := &t.stripes[t.cursor.Add(1)%templateStripes]
-		s.mu.Lock()
-		for k, tpl := range s.m {
-			if !tpl.alive(now) {
-				delete(s.m, k)
-				removed++
-				gone(tpl.realID)
-			}
+		st := &t.stripes[t.cursor.Add(1)%templateStripes]
+		st.mu.Lock()
+		if st.s != nil {
+			st.gone = gone
+			removed += st.s.Expire(now, templateScan, st.goneFn)
+			st.gone = nil
 		}
-		s.mu.Unlock()
+		st.mu.Unlock()
 	}
 	t.n.Add(int64(-removed))
 	return removed
@@ -192,12 +240,17 @@ type TemplateInfo struct {
 // DumpInto appends every template to dst and returns it.
 func (t *Templates) DumpInto(dst []TemplateInfo) []TemplateInfo {
 	for i := range t.stripes {
-		s := &t.stripes[i]
-		s.mu.Lock()
-		for k, tpl := range s.m {
-			dst = append(dst, TemplateInfo{Key: k, RealID: tpl.realID, Conns: tpl.conns, Expires: tpl.expires})
+		st := &t.stripes[i]
+		st.mu.Lock()
+		if st.s != nil {
+			for c := range st.s.Cells() {
+				e := &st.s.entries[c]
+				if e.keys != 0 {
+					dst = append(dst, TemplateInfo{Key: keyOfTemplate(e), RealID: e.RealID, Conns: int32(tplConns(e)), Expires: e.Expires})
+				}
+			}
 		}
-		s.mu.Unlock()
+		st.mu.Unlock()
 	}
 	return dst
 }

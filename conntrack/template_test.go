@@ -81,12 +81,28 @@ func TestTemplateLifecycle(t *testing.T) {
 	}
 }
 
+// TestTemplatesFull: a stripe holds capacity/64 templates (rounded up);
+// a new client whose stripe is full is scheduled without a template.
 func TestTemplatesFull(t *testing.T) {
-	tt := NewTemplates(2)
+	tt := NewTemplates(2 * templateStripes) // two per stripe
 	pick := func() (uint32, bool) { return 7, true }
 	ok := func(uint32) bool { return true }
-	for i := range 3 {
-		k := tkey(10, byte(i), 0, 1)
+	// Three clients of one stripe.
+	var keys []TemplateKey
+	first := tkey(10, 0, 0, 1)
+	for i := 0; len(keys) < 3 && i < 1<<16; i++ {
+		k := tkey(11, byte(i>>8), byte(i), 1)
+		if len(keys) == 0 {
+			first = k
+		}
+		if tt.stripe(&k) == tt.stripe(&first) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) < 3 {
+		t.Fatal("no three clients of one stripe")
+	}
+	for i, k := range keys {
 		_, out, _ := tt.Schedule(&k, 0, 1e9, true, ok, pick)
 		if want := map[bool]Outcome{true: Created, false: Full}[i < 2]; out != want {
 			t.Errorf("template %d: outcome %d, want %d", i, out, want)
@@ -94,6 +110,16 @@ func TestTemplatesFull(t *testing.T) {
 	}
 	if tt.Len() != 2 {
 		t.Errorf("Len = %d, want 2", tt.Len())
+	}
+	// Another stripe still has room.
+	for i := 0; i < 1<<16; i++ {
+		k := tkey(12, byte(i>>8), byte(i), 1)
+		if tt.stripe(&k) != tt.stripe(&first) {
+			if _, out, _ := tt.Schedule(&k, 0, 1e9, true, ok, pick); out != Created {
+				t.Errorf("a client of another stripe: outcome %d, want Created", out)
+			}
+			break
+		}
 	}
 	k := tkey(10, 9, 9, 9)
 	if id, out, _ := tt.Schedule(&k, 0, 1e9, true, ok, func() (uint32, bool) { return 0, false }); out != NoReal || id != 0 {

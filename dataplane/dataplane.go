@@ -27,8 +27,11 @@ func New(links []Link, capacity int) (*Dataplane, error) {
 		return nil, fmt.Errorf("dataplane: capacity %d is less than one connection per worker", capacity)
 	}
 	// Persistence templates are shared: a client's connections reach
-	// several workers. They count against the same capacity.
-	d := &Dataplane{templates: conntrack.NewTemplates(capacity)}
+	// several workers. A template stands for a client prefix with recent
+	// connections, so an eighth of the connection capacity is room for
+	// many clients; its memory (105 bytes a template) is taken a stripe
+	// at a time as persistence is used.
+	d := &Dataplane{templates: conntrack.NewTemplates(max(capacity/8, 1024))}
 	for i, l := range links {
 		w := newWorker(i, len(links), l, &d.table, capacity/len(links))
 		w.templates = d.templates
