@@ -69,6 +69,15 @@ func TestDependencyDirection(t *testing.T) {
 				}
 			}
 		}
+		if p.ImportPath == module+"/cmd/gvsadm" || p.ImportPath == module+"/control/api" {
+			// gvsadm speaks to gvsd through control/api and nothing else of
+			// the project; the API imports nothing of it.
+			for _, d := range p.Deps {
+				if strings.HasPrefix(d, module+"/") && d != module+"/control/api" {
+					t.Errorf("%s depends on %s: it may use control/api only", p.ImportPath, d)
+				}
+			}
+		}
 		if p.ImportPath == module+"/dataplane/header" {
 			for _, d := range p.Deps {
 				if strings.Contains(strings.SplitN(d, "/", 2)[0], ".") {

@@ -67,3 +67,8 @@ func (d *Dataplane) Connections(ctx context.Context, dst []conntrack.Entry4) ([]
 	}
 	return dst, nil
 }
+
+// Now is the monotonic clock of connection expiry (the one
+// conntrack.Entry.Expires counts in), for callers that show how long an
+// entry has left.
+func Now() int64 { return nanotime() }

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"syscall"
 
 	"github.com/gvs-lb/gvs/control"
+	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
@@ -44,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gvsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "/etc/gvs/gvs.toml", "configuration file")
-	_ = fs.String("socket", "/run/gvs/gvsd.sock", "control socket for gvsadm")
+	socket := fs.String("socket", api.DefaultSocket, "control socket for gvsadm")
 	check := fs.Bool("check", false, "validate the configuration and exit")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines")
 	fs.Usage = func() {
@@ -78,11 +80,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
+	// The control socket first: a second gvsd on the same socket stops
+	// here, before it touches the interface.
+	ln, err := api.Listen(*socket)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvsd: %v\n", err)
+		return 1
+	}
+	defer os.Remove(*socket)
+	defer ln.Close()
 	d, err := control.Start(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvsd: %v\n", err)
 		return 1
 	}
+	go func() { // control API: gvsadm's requests, until ln is closed
+		if err := api.Serve(context.Background(), ln, d.Handle); err != nil {
+			log.Error("control socket", "err", err)
+		}
+	}()
 	code := 0
 loop:
 	for {
@@ -110,6 +126,7 @@ loop:
 			break loop
 		}
 	}
+	ln.Close() // no gvsadm request from here on
 	summary := summarize(d)
 	if err := d.Close(); err != nil {
 		log.Error("shutdown", "err", err)

@@ -464,7 +464,7 @@ func (b *bench) startGvsd(ctx context.Context, m Mode) (*proc, error) {
 	if err := os.WriteFile(cfg, []byte(gvsdConfig(b.l, m)), 0o644); err != nil {
 		return nil, fmt.Errorf("bench: gvsd config: %w", err)
 	}
-	args := []string{"taskset", "-c", strconv.Itoa(directorCPU), b.o.Gvsd, "-config", cfg, "-log-json"}
+	args := []string{"taskset", "-c", strconv.Itoa(directorCPU), b.o.Gvsd, "-config", cfg, "-socket", filepath.Join(filepath.Dir(cfg), "gvsd.sock"), "-log-json"}
 	p, err := startProc(b.l.Director, "gvsd", filepath.Join(b.o.Dir, "gvsd-"+m.String()+".log"), syscall.SIGTERM, args)
 	if err != nil {
 		return nil, err

@@ -150,6 +150,7 @@ type Env struct {
 	Gvsd       *Proc
 	ConfigPath string
 	LogPath    string
+	SocketPath string      // gvsd's control socket, for gvsadm
 	echoes     []*lab.Echo // per real: TCP, UDP
 	cleanups   []func()
 	stopped    bool
@@ -222,7 +223,8 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 		return env, err
 	}
 	env.LogPath = filepath.Join(o.Dir, "gvsd-"+mode.String()+".log")
-	env.Gvsd, err = Start(ctx, l.Director, env.LogPath, append(append([]string{}, o.Gvsd...), "-config", env.ConfigPath, "-log-json"))
+	env.SocketPath = filepath.Join(o.Dir, "gvsd.sock")
+	env.Gvsd, err = Start(ctx, l.Director, env.LogPath, append(append([]string{}, o.Gvsd...), "-config", env.ConfigPath, "-socket", env.SocketPath, "-log-json"))
 	if err != nil {
 		return env, err
 	}

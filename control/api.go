@@ -1,0 +1,110 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/dataplane"
+)
+
+// Handle answers a gvsadm request (see package api) from the running
+// configuration and the live dataplane.
+func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
+	switch req.Op {
+	case api.OpList:
+		return d.list()
+	case api.OpConnections:
+		return d.connections(ctx)
+	}
+	return &api.Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
+}
+
+// liveReal finds a real of the published table: service and real address.
+type liveReal struct {
+	svc  dataplane.ServiceKey
+	addr netip.AddrPort
+}
+
+func (d *Daemon) list() *api.Response {
+	cfg := d.Config()
+	resp := &api.Response{TableSize: cfg.Limits.Connections}
+	live := map[liveReal]*dataplane.Real{}
+	if t := d.dp.Table(); t != nil {
+		for k, svc := range t.Services {
+			for _, id := range svc.Reals {
+				r := &t.Reals[id]
+				live[liveReal{k, netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)}] = r
+			}
+		}
+	}
+	for _, s := range cfg.Services {
+		as := api.Service{
+			Name: s.Name, Protocol: s.Protocol.String(), Address: s.Address.String(),
+			Scheduler: s.Scheduler, SchedulerFlags: s.SchedulerFlags,
+			Persistence: uint32(s.Persistence.Seconds()), OPS: s.OPS, Reals: []api.Real{},
+		}
+		if s.Persistence > 0 {
+			as.Netmask = s.PersistenceNetmask
+		}
+		sk := dataplane.ServiceKey{Proto: uint8(protoNumber(s.Protocol.String())), VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+		for _, r := range s.Reals {
+			ar := api.Real{
+				Address: r.Address.String(), Forward: r.Forward.String(), Weight: r.Weight,
+				UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold),
+			}
+			if lr := live[liveReal{sk, r.Address}]; lr != nil {
+				ar.Ready = lr.Ready
+				if c := lr.Counters; c != nil {
+					ar.Active, ar.Inactive, ar.Persistent = c.Active.Load(), c.Inactive.Load(), c.Persistent.Load()
+					ar.Overloaded = c.Overloaded()
+				}
+				if st := lr.Stats; st != nil {
+					ar.Stats = api.Stats{Conns: st.Conns.Load(), InPkts: st.InPkts.Load(), OutPkts: st.OutPkts.Load(),
+						InBytes: st.InBytes.Load(), OutBytes: st.OutBytes.Load()}
+				}
+			}
+			as.Stats.Add(ar.Stats)
+			as.Reals = append(as.Reals, ar)
+		}
+		resp.Services = append(resp.Services, as)
+	}
+	return resp
+}
+
+func protoNumber(name string) int {
+	if name == "udp" {
+		return 17
+	}
+	return 6
+}
+
+func (d *Daemon) connections(ctx context.Context) *api.Response {
+	entries, err := d.dp.Connections(ctx, nil)
+	if err != nil {
+		return &api.Response{Error: fmt.Sprintf("connection dump: %v", err)}
+	}
+	now := dataplane.Now()
+	resp := &api.Response{TableSize: d.Config().Limits.Connections, Connections: make([]api.Connection, 0, len(entries))}
+	for i := range entries {
+		resp.Connections = append(resp.Connections, apiConnection(&entries[i], now))
+	}
+	return resp
+}
+
+func apiConnection(e *conntrack.Entry4, now int64) api.Connection {
+	ap := func(a [4]byte, p uint16) string { return netip.AddrPortFrom(netip.AddrFrom4(a), p).String() }
+	c := api.Connection{
+		Protocol: "tcp", Client: ap(e.Client, e.ClientPort), Virtual: ap(e.VIP, e.VPort), Real: ap(e.Real, e.RPort),
+		State: e.State.String(), Expires: max(e.Expires-now, 0) / 1e9,
+	}
+	if e.Proto == 17 {
+		c.Protocol = "udp"
+	}
+	if e.Local != ([4]byte{}) {
+		c.Local = ap(e.Local, e.LPort)
+	}
+	return c
+}

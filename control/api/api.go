@@ -1,0 +1,204 @@
+package api
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"time"
+)
+
+// DefaultSocket is where gvsd listens and gvsadm calls unless told
+// otherwise (gvsd -socket, gvsadm --socket or GVS_SOCKET).
+const DefaultSocket = "/run/gvs/gvsd.sock"
+
+// Operations a Request names.
+const (
+	OpList        = "list"        // services, reals and their counters
+	OpConnections = "connections" // the connection table (ipvsadm -L -c)
+)
+
+// Request is what gvsadm asks.
+type Request struct {
+	Op string `json:"op"`
+}
+
+// Response is gvsd's answer: Error is set, or the data of the operation.
+type Response struct {
+	Error       string       `json:"error,omitempty"`
+	TableSize   int          `json:"table_size,omitempty"` // limits.connections
+	Services    []Service    `json:"services,omitempty"`
+	Connections []Connection `json:"connections,omitempty"`
+}
+
+// Stats are the traffic counters of a service or a real (ipvsadm --stats):
+// In is client to real, Out real to client (NAT and FULLNAT only).
+type Stats struct {
+	Conns    uint64 `json:"conns"`
+	InPkts   uint64 `json:"in_pkts"`
+	OutPkts  uint64 `json:"out_pkts"`
+	InBytes  uint64 `json:"in_bytes"`
+	OutBytes uint64 `json:"out_bytes"`
+}
+
+// Add adds o to s.
+func (s *Stats) Add(o Stats) {
+	s.Conns += o.Conns
+	s.InPkts += o.InPkts
+	s.OutPkts += o.OutPkts
+	s.InBytes += o.InBytes
+	s.OutBytes += o.OutBytes
+}
+
+// Service is one virtual service as it runs.
+type Service struct {
+	Name           string   `json:"name"`
+	Protocol       string   `json:"protocol"` // "tcp" or "udp"
+	Address        string   `json:"address"`  // VIP:port
+	Scheduler      string   `json:"scheduler"`
+	SchedulerFlags []string `json:"scheduler_flags,omitempty"`
+	Persistence    uint32   `json:"persistence,omitempty"` // seconds, 0 = none
+	Netmask        int      `json:"netmask,omitempty"`     // persistence prefix length
+	OPS            bool     `json:"ops,omitempty"`
+	Stats          Stats    `json:"stats"` // the sum of its reals'
+	Reals          []Real   `json:"reals"`
+}
+
+// Real is one real server of a service as it runs.
+type Real struct {
+	Address        string `json:"address"` // RIP:port
+	Forward        string `json:"forward"` // "dr", "tun", "nat" or "fullnat"
+	Weight         int    `json:"weight"`
+	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
+	LowerThreshold uint32 `json:"lower_threshold,omitempty"`
+	Active         int64  `json:"active"`
+	Inactive       int64  `json:"inactive"`
+	Persistent     int64  `json:"persistent"`
+	Overloaded     bool   `json:"overloaded,omitempty"`
+	Ready          bool   `json:"ready"` // next hop known (and, later, healthy)
+	Stats          Stats  `json:"stats"`
+}
+
+// Connection is one entry of the connection table.
+type Connection struct {
+	Protocol string `json:"protocol"` // "tcp" or "udp"
+	Client   string `json:"client"`   // address:port
+	Virtual  string `json:"virtual"`
+	Real     string `json:"real"`
+	Local    string `json:"local,omitempty"` // FULLNAT source address:port
+	State    string `json:"state"`           // ipvsadm's names: ESTABLISHED, SYN_RECV, ..., UDP
+	Expires  int64  `json:"expires"`         // seconds left
+}
+
+// Handler answers a request.
+type Handler func(ctx context.Context, req *Request) *Response
+
+// callTimeout bounds a whole call.
+const callTimeout = 30 * time.Second
+
+// Call sends req to the gvsd listening on socket and returns its answer.
+// Its errors say what an operator must do: start gvsd, or run as root.
+func Call(ctx context.Context, socket string, req *Request) (*Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return nil, fmt.Errorf("cannot reach gvsd at %s: is it running? (%w)", socket, err)
+		case errors.Is(err, os.ErrPermission):
+			return nil, fmt.Errorf("cannot reach gvsd at %s: permission denied (you must be root)", socket)
+		}
+		return nil, fmt.Errorf("cannot reach gvsd at %s: %w", socket, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	if err := json.NewEncoder(c).Encode(req); err != nil {
+		return nil, fmt.Errorf("gvsd at %s: send: %w", socket, err)
+	}
+	var resp Response
+	if err := json.NewDecoder(bufio.NewReader(c)).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("gvsd at %s: bad answer: %w", socket, err)
+	}
+	if resp.Error != "" {
+		return &resp, errors.New(resp.Error)
+	}
+	return &resp, nil
+}
+
+// maxRequest bounds what the server reads of one request.
+const maxRequest = 1 << 20
+
+// Serve answers requests on l with h until l is closed; it returns nil
+// then. Each connection carries one request.
+func Serve(ctx context.Context, l net.Listener, h Handler) error {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go func() { // one API request
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(callTimeout))
+			var req Request
+			resp := &Response{}
+			if err := json.NewDecoder(io.LimitReader(c, maxRequest)).Decode(&req); err != nil {
+				resp.Error = fmt.Sprintf("bad request: %v", err)
+			} else {
+				rctx, cancel := context.WithTimeout(ctx, callTimeout)
+				resp = h(rctx, &req)
+				cancel()
+			}
+			_ = json.NewEncoder(c).Encode(resp)
+		}()
+	}
+}
+
+// Listen makes the unix socket at path for Serve: its directory is
+// created (0700) if missing, a stale socket from a gvsd that died is
+// removed, and the socket is made 0600 so only root can call. It refuses
+// when another gvsd answers there.
+func Listen(path string) (net.Listener, error) {
+	if err := os.MkdirAll(dirOf(path), 0o700); err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s: another gvsd is listening there", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("control socket %s: remove stale socket: %w", path, err)
+	}
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return l, nil
+}
+
+func dirOf(path string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '/' {
+			if i == 0 {
+				return "/"
+			}
+			return path[:i]
+		}
+	}
+	return "."
+}
