@@ -26,8 +26,8 @@ import (
 
 // bins holds the binaries built once for all tests.
 var bins struct {
-	gvsd, realserver string
-	err              error
+	gvsd, realserver, gvsadm string
+	err                      error
 }
 
 func TestMain(m *testing.M) {
@@ -38,7 +38,8 @@ func TestMain(m *testing.M) {
 	}
 	bins.gvsd = filepath.Join(dir, "gvsd")
 	bins.realserver = filepath.Join(dir, "gvs-realserver")
-	for bin, pkg := range map[string]string{bins.gvsd: "../cmd/gvsd", bins.realserver: "../cmd/gvs-realserver"} {
+	bins.gvsadm = filepath.Join(dir, "gvsadm")
+	for bin, pkg := range map[string]string{bins.gvsd: "../cmd/gvsd", bins.realserver: "../cmd/gvs-realserver", bins.gvsadm: "../cmd/gvsadm"} {
 		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
 			bins.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
@@ -199,7 +200,7 @@ func TestReloadKeepsConnections(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(base), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	gvsd, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "gvsd.log"), []string{bins.gvsd, "-config", cfgPath, "-log-json"})
+	gvsd, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "gvsd.log"), []string{bins.gvsd, "-config", cfgPath, "-socket", filepath.Join(dir, "gvsd.sock"), "-log-json"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"strings"
+
+	"github.com/gvs-lb/gvs/control/api"
+)
+
+// The formats below are ipvsadm's (ipvsadm.c: list_all, print_service_entry,
+// print_largenum, print_conn), column for column.
+
+// forwardNames are ipvsadm's Forward column; FullNat is DPVS's.
+var forwardNames = map[string]string{"dr": "Route", "tun": "Tunnel", "nat": "Masq", "fullnat": "FullNat"}
+
+// forwardFlags are ipvsadm -a's forwarding options; -b is DPVS's FULLNAT.
+var forwardFlags = map[string]string{"dr": "-g", "tun": "-i", "nat": "-m", "fullnat": "-b"}
+
+func protoName(p string) string { return strings.ToUpper(p) }
+
+func writeList(w io.Writer, r *api.Response, f format) {
+	fmt.Fprintf(w, "IP Virtual Server version 1.2.1 (size=%d)\n", r.TableSize)
+	switch {
+	case f&fmtStats != 0:
+		fmt.Fprintf(w, "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
+			"Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+	case f&fmtThresholds != 0:
+		fmt.Fprintf(w, "Prot LocalAddress:Port\n  -> RemoteAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n")
+	case f&fmtPersistentConn != 0:
+		fmt.Fprintf(w, "Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn\n  -> RemoteAddress:Port\n")
+	default:
+		fmt.Fprintf(w, "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+	}
+	for _, s := range r.Services {
+		writeService(w, &s, f)
+	}
+}
+
+func writeService(w io.Writer, s *api.Service, f format) {
+	name := fmt.Sprintf("%s  %s", protoName(s.Protocol), s.Address)
+	if f&fmtStats != 0 {
+		fmt.Fprintf(w, "%-33s", name)
+		writeStats(w, &s.Stats, f)
+		for _, r := range s.Reals {
+			fmt.Fprintf(w, "  -> %-28s", r.Address)
+			writeStats(w, &r.Stats, f)
+		}
+		return
+	}
+	fmt.Fprintf(w, "%s %s", name, s.Scheduler)
+	if len(s.SchedulerFlags) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(s.SchedulerFlags, ","))
+	}
+	if s.Persistence > 0 {
+		fmt.Fprintf(w, " persistent %d", s.Persistence)
+		if s.Netmask > 0 && s.Netmask < 32 {
+			fmt.Fprintf(w, " mask %s", maskString(s.Netmask))
+		}
+	}
+	if s.OPS {
+		fmt.Fprint(w, " ops")
+	}
+	fmt.Fprintln(w)
+	for _, r := range s.Reals {
+		switch {
+		case f&fmtThresholds != 0:
+			fmt.Fprintf(w, "  -> %-28s %-10d %-10d %-10d %-10d\n", r.Address, r.UpperThreshold, r.LowerThreshold, r.Active, r.Inactive)
+		case f&fmtPersistentConn != 0:
+			fmt.Fprintf(w, "  -> %-28s %-9d %-11d %-10d %-10d\n", r.Address, r.Weight, r.Persistent, r.Active, r.Inactive)
+		default:
+			fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", r.Address, forwardNames[r.Forward], r.Weight, r.Active, r.Inactive)
+		}
+	}
+}
+
+func writeStats(w io.Writer, s *api.Stats, f format) {
+	for _, n := range []uint64{s.Conns, s.InPkts, s.OutPkts, s.InBytes, s.OutBytes} {
+		writeLargeNum(w, n, f&fmtExact != 0)
+	}
+	fmt.Fprintln(w)
+}
+
+// writeLargeNum is ipvsadm's print_largenum: nine columns, with K, M, G
+// or T past 100 million unless exact.
+func writeLargeNum(w io.Writer, n uint64, exact bool) {
+	switch {
+	case exact:
+		s := fmt.Sprint(n)
+		fmt.Fprintf(w, "%*s", max(len(s)+1, 9), s)
+	case n < 100_000_000:
+		fmt.Fprintf(w, "%9d", n)
+	case n < 1_000_000_000:
+		fmt.Fprintf(w, "%8dK", n/1_000)
+	case n < 100_000_000_000:
+		fmt.Fprintf(w, "%8dM", n/1_000_000)
+	case n < 100_000_000_000_000:
+		fmt.Fprintf(w, "%8dG", n/1_000_000_000)
+	default:
+		fmt.Fprintf(w, "%8dT", n/1_000_000_000_000)
+	}
+}
+
+func maskString(bits int) string {
+	m := ^uint32(0) << (32 - uint32(bits))
+	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
+}
+
+// writeConnections is ipvsadm -L -c.
+func writeConnections(w io.Writer, conns []api.Connection) {
+	fmt.Fprintf(w, "IPVS connection entries\n")
+	fmt.Fprintf(w, "pro expire %-11s %-18s %-18s %s\n", "state", "source", "virtual", "destination")
+	for _, c := range conns {
+		fmt.Fprintf(w, "%-3s %02d:%02d  %-11s %-18s %-18s %s\n",
+			protoName(c.Protocol), c.Expires/60, c.Expires%60, c.State, c.Client, c.Virtual, c.Real)
+	}
+}
+
+// writeSave is ipvsadm -S -n: rules that ipvsadm -R (and, later,
+// gvsadm -R) reads back.
+func writeSave(w io.Writer, svcs []api.Service) {
+	for _, s := range svcs {
+		flag := "-t"
+		if s.Protocol == "udp" {
+			flag = "-u"
+		}
+		fmt.Fprintf(w, "-A %s %s -s %s", flag, s.Address, s.Scheduler)
+		if len(s.SchedulerFlags) > 0 {
+			fmt.Fprintf(w, " -b %s", strings.Join(s.SchedulerFlags, ","))
+		}
+		if s.Persistence > 0 {
+			fmt.Fprintf(w, " -p %d", s.Persistence)
+			if s.Netmask > 0 && s.Netmask < 32 {
+				fmt.Fprintf(w, " -M %s", maskString(s.Netmask))
+			}
+		}
+		if s.OPS {
+			fmt.Fprint(w, " -o")
+		}
+		fmt.Fprintln(w)
+		for _, r := range s.Reals {
+			fmt.Fprintf(w, "-a %s %s -r %s %s -w %d", flag, s.Address, r.Address, forwardFlags[r.Forward], r.Weight)
+			if r.UpperThreshold > 0 {
+				fmt.Fprintf(w, " -x %d", r.UpperThreshold)
+			}
+			if r.LowerThreshold > 0 {
+				fmt.Fprintf(w, " -y %d", r.LowerThreshold)
+			}
+			fmt.Fprintln(w)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/integration/scenario"
+)
+
+// TestGvsadm lists a running gvsd the way an ipvsadm user would: after
+// three connections through a DR service, -Ln shows the service and both
+// reals with their connection counts, --stats the traffic, -c the
+// connection table and -S rules ipvsadm -R reads; the socket is root's
+// only, and a missing gvsd is reported as such.
+func TestGvsadm(t *testing.T) {
+	l := needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, drConfig(l, "rr", "persistence = \"0s\"", []int{1, 2}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	gvsadm := func(args ...string) (string, string, int) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, bins.gvsadm, append([]string{"--socket", env.SocketPath}, args...)...)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("gvsadm %v: %v", args, err)
+		}
+		return out.String(), errb.String(), code
+	}
+
+	if fi, err := os.Stat(env.SocketPath); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("control socket %s: %v, mode %v; want a socket with mode 0600", env.SocketPath, err, fi.Mode())
+	}
+	for range 3 {
+		echoOnce(ctx, t, l.Client, l.Client.Addr)
+	}
+
+	out, errs, code := gvsadm("-Ln")
+	if code != 0 {
+		t.Fatalf("gvsadm -Ln: exit %d: %s", code, errs)
+	}
+	lines := strings.Split(out, "\n")
+	want := []string{
+		"IP Virtual Server version 1.2.1 (size=4000000)",
+		"Prot LocalAddress:Port Scheduler Flags",
+		"  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn",
+		"TCP  10.20.0.100:80 rr",
+	}
+	for i, w := range want {
+		if i >= len(lines) || lines[i] != w {
+			t.Fatalf("gvsadm -Ln line %d: %q, want %q\n%s", i+1, at(lines, i), w, out)
+		}
+	}
+	// "  -> %-28s %-7s %-6d %-10d %-10d": the reals, weights 1 and 2, and
+	// three connections between them.
+	realLine := regexp.MustCompile(`^  -> (\S+) +Route   (\d) {6}(\d+) +(\d+) +$`)
+	conns := 0
+	for i, r := range l.Reals {
+		m := realLine.FindStringSubmatch(at(lines, 4+i))
+		if m == nil || m[1] != r.Addr.String()+":80" || m[2] != strconv.Itoa(i+1) || len(at(lines, 4+i)) != 5+28+1+7+1+6+1+10+1+10 {
+			t.Fatalf("gvsadm -Ln real line %q, want ipvsadm's columns for %s weight %d\n%s", at(lines, 4+i), r.Addr, i+1, out)
+		}
+		a, _ := strconv.Atoi(m[3])
+		b, _ := strconv.Atoi(m[4])
+		conns += a + b
+	}
+	if conns != 3 {
+		t.Errorf("ActiveConn + InActConn over the reals = %d, want 3:\n%s", conns, out)
+	}
+
+	out, _, _ = gvsadm("-L", "-n", "--stats")
+	t.Logf("gvsadm -Ln --stats:\n%s", out)
+	statLine := regexp.MustCompile(`(?m)^TCP  10\.20\.0\.100:80 {17}( +\d+){5}$`)
+	if m := statLine.FindString(out); m == "" || !strings.HasPrefix(strings.TrimSpace(m[33:]), "3 ") {
+		t.Errorf("gvsadm -Ln --stats: want the service line with Conns 3 in ipvsadm's columns:\n%s", out)
+	}
+
+	out, _, _ = gvsadm("-Lnc")
+	t.Logf("gvsadm -Lnc:\n%s", out)
+	entries := regexp.MustCompile(`(?m)^TCP \d\d:\d\d  \S+ +10\.10\.0\.2:\d+ +10\.20\.0\.100:80 +10\.20\.0\.1[12]:80$`).FindAllString(out, -1)
+	if !strings.HasPrefix(out, "IPVS connection entries\npro expire state       source             virtual            destination\n") || len(entries) < 3 {
+		t.Errorf("gvsadm -Lnc: want the header and at least 3 entries of the client, got %d:\n%s", len(entries), out)
+	}
+
+	out, _, _ = gvsadm("-Sn")
+	for _, w := range []string{"-A -t 10.20.0.100:80 -s rr\n", "-a -t 10.20.0.100:80 -r 10.20.0.11:80 -g -w 1\n",
+		"-a -t 10.20.0.100:80 -r 10.20.0.12:80 -g -w 2\n", "-A -u 10.20.0.100:53 -s rr\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("gvsadm -Sn lacks %q:\n%s", w, out)
+		}
+	}
+
+	if _, errs, code := gvsadm("-Ln", "-t", "10.20.0.100:81"); code != 1 || !strings.Contains(errs, "No such service") {
+		t.Errorf("gvsadm -Ln -t of a missing service: exit %d, %q; want 1 and No such service", code, errs)
+	}
+	cmd := exec.CommandContext(ctx, bins.gvsadm, "--socket", filepath.Join(t.TempDir(), "none.sock"), "-Ln")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "is it running?") {
+		t.Errorf("gvsadm without gvsd: %v, %q; want an error that asks whether gvsd runs", err, out)
+	}
+}
+
+func at(lines []string, i int) string {
+	if i < len(lines) {
+		return lines[i]
+	}
+	return ""
+}
