@@ -18,6 +18,14 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		return d.list()
 	case api.OpConnections:
 		return d.connections(ctx)
+	case api.OpEdit:
+		if req.Edit == nil {
+			return &api.Response{Error: "edit without a change"}
+		}
+		if err := d.edit(req.Edit); err != nil {
+			return &api.Response{Error: err.Error()}
+		}
+		return &api.Response{}
 	}
 	return &api.Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 }

@@ -357,7 +357,7 @@ const (
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"before the flood", "during the flood", "after the flood"}
+var phaseNames = [numPhases]string{"before", "during", "after"}
 
 // httpLoad is the client's parallel HTTP load: newConnClients goroutines
 // opening a connection per request and keepAliveClients reusing one.

@@ -107,6 +107,62 @@ func TestGvsadm(t *testing.T) {
 		}
 	}
 
+	// Changes: ipvsadm's errors, a weight, a new service, -C and -R, -Z;
+	// then a reload of the file undoes what was changed by hand.
+	if _, errs, code := gvsadm("-A", "-t", "10.20.0.100:80"); code != 1 || strings.TrimSpace(errs) != "Service already exists" {
+		t.Errorf("gvsadm -A of an existing service: exit %d, %q; want 1 and ipvsadm's message", code, errs)
+	}
+	if _, errs, code := gvsadm("-d", "-t", "10.20.0.100:80", "-r", "10.20.0.99"); code != 1 || strings.TrimSpace(errs) != "No such destination" {
+		t.Errorf("gvsadm -d of a missing real: exit %d, %q", code, errs)
+	}
+	mustRun := func(args ...string) {
+		t.Helper()
+		if _, errs, code := gvsadm(args...); code != 0 {
+			t.Fatalf("gvsadm %v: exit %d: %s", args, code, errs)
+		}
+	}
+	mustRun("-e", "-t", "10.20.0.100:80", "-r", "10.20.0.11", "-w", "0")
+	mustRun("-A", "-t", "10.20.0.100:81", "-s", "wrr", "-p", "60")
+	mustRun("-a", "-t", "10.20.0.100:81", "-r", "10.20.0.12:81", "-w", "5")
+	out, _, _ = gvsadm("-Ln")
+	for _, w := range []string{"  -> 10.20.0.11:80                Route   0      ", "TCP  10.20.0.100:81 wrr persistent 60\n  -> 10.20.0.12:81                Route   5      "} {
+		if !strings.Contains(out, w) {
+			t.Errorf("after the changes gvsadm -Ln lacks %q:\n%s", w, out)
+		}
+	}
+	before := env.Reals()
+	for range 4 { // weight 0: new connections all go to the other real
+		echoOnce(ctx, t, l.Client, l.Client.Addr)
+	}
+	if after := env.Reals(); after[0].Conns != before[0].Conns || after[1].Conns != before[1].Conns+4 {
+		t.Errorf("with %s at weight 0, 4 connections went %d and %d", l.Reals[0].Addr, after[0].Conns-before[0].Conns, after[1].Conns-before[1].Conns)
+	}
+	saved, _, _ := gvsadm("-Sn")
+	mustRun("-C")
+	if out, _, _ = gvsadm("-Ln"); strings.Contains(out, "TCP ") {
+		t.Errorf("services left after -C:\n%s", out)
+	}
+	restore := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-R")
+	restore.Stdin = strings.NewReader(saved)
+	if out, err := restore.CombinedOutput(); err != nil {
+		t.Fatalf("gvsadm -R: %v: %s", err, out)
+	}
+	if again, _, _ := gvsadm("-Sn"); again != saved {
+		t.Errorf("-S after -C and -R:\n%s\nwant what -S said before:\n%s", again, saved)
+	}
+	echoOnce(ctx, t, l.Client, l.Client.Addr) // the restored service forwards
+	mustRun("-Z")
+	if out, _, _ = gvsadm("-Ln", "--stats"); !statLine.MatchString(out) || !strings.Contains(out, "TCP  10.20.0.100:80                      0        0") {
+		t.Errorf("after -Z the counters are not 0:\n%s", out)
+	}
+	if err := env.Reload(ctx, drConfig(l, "rr", "persistence = \"0s\"", []int{1, 2}, "")); err != nil {
+		t.Fatal(err)
+	}
+	out, _, _ = gvsadm("-Ln")
+	if strings.Contains(out, ":81") || !strings.Contains(out, "  -> 10.20.0.11:80                Route   1      ") {
+		t.Errorf("a reload of the file keeps the hand-made changes:\n%s", out)
+	}
+
 	if _, errs, code := gvsadm("-Ln", "-t", "10.20.0.100:81"); code != 1 || !strings.Contains(errs, "No such service") {
 		t.Errorf("gvsadm -Ln -t of a missing service: exit %d, %q; want 1 and No such service", code, errs)
 	}

@@ -1,25 +1,35 @@
 // Command gvsadm manages and inspects gvsd with ipvsadm's syntax and
 // prints ipvsadm's formats, so scripts written for ipvsadm keep working:
 //
+//	gvsadm -A|-E -t|-u VIP:port [-s sched] [-b flags] [-p [secs]] [-M mask] [-o]
+//	gvsadm -D -t|-u VIP:port
+//	gvsadm -a|-e -t|-u VIP:port -r RIP[:port] [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
+//	gvsadm -d -t|-u VIP:port -r RIP[:port]
+//	gvsadm -C | -Z [-t|-u VIP:port] | --set tcp tcpfin udp
+//	gvsadm -R < rules            the lines gvsadm -S (or ipvsadm -S) wrote
 //	gvsadm -L -n [--stats | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
-//	gvsadm -S -n                 the services as ipvsadm -R input
+//	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
 //	gvsadm -v | -h
 //
 // It talks to gvsd over its unix socket (--socket PATH, GVS_SOCKET, or
 // /run/gvs/gvsd.sock), which only root may use. Addresses are always
-// numeric (-n is accepted and implied). Commands that change the running
-// services (-A -E -D -a -e -d -C -Z -R --set) and --rate are not
-// implemented yet: gvsadm says so and exits 1.
+// numeric (-n is accepted and implied). A change lasts until gvsd reloads
+// its configuration file, which is the truth. --rate is not implemented
+// yet: gvsadm says so and exits 1.
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/bits"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/gvs-lb/gvs/control/api"
@@ -31,6 +41,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 const version = "gvsadm v0.1.0 (gvs; ipvsadm formats of IPVS v1.2.1)"
 
 func run(args []string, stdout, stderr io.Writer) int {
+	return runWithInput(args, os.Stdin, stdout, stderr)
+}
+
+func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	o, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvsadm: %v\n", err)
@@ -54,6 +68,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if socket == "" {
 		socket = api.DefaultSocket
+	}
+	switch o.cmd {
+	case cmdEdit:
+		if _, err := api.Call(context.Background(), socket, &api.Request{Op: api.OpEdit, Edit: o.edit}); err != nil {
+			fmt.Fprintf(stderr, "%v\n", err)
+			return 1
+		}
+		return 0
+	case cmdRestore:
+		return restore(socket, stdin, stderr)
 	}
 	op := api.OpList
 	if o.conns {
@@ -104,6 +128,8 @@ const (
 	cmdHelp
 	cmdVersion
 	cmdUnsupported
+	cmdEdit
+	cmdRestore
 )
 
 // format bits of a listing, as ipvsadm's FMT_*.
@@ -124,15 +150,30 @@ type options struct {
 	proto       string // "tcp" or "udp" with service
 	service     string // VIP:port of -t/-u
 	socket      string
+	edit        *api.Edit // cmdEdit's change
 }
 
-// unsupported are ipvsadm's commands and options gvsadm does not do yet.
+// unsupported are ipvsadm's commands and options gvsadm does not do.
 var unsupported = map[string]bool{
-	"-A": true, "--add-service": true, "-E": true, "--edit-service": true, "-D": true, "--delete-service": true,
-	"-a": true, "--add-server": true, "-e": true, "--edit-server": true, "-d": true, "--delete-server": true,
-	"-C": true, "--clear": true, "-Z": true, "--zero": true, "-R": true, "--restore": true, "--set": true,
 	"--rate": true, "--start-daemon": true, "--stop-daemon": true, "-f": true, "--fwmark-service": true,
 }
+
+// editCommands are ipvsadm's commands that change the running services.
+var editCommands = map[string]string{
+	"-A": api.AddService, "--add-service": api.AddService,
+	"-E": api.EditService, "--edit-service": api.EditService,
+	"-D": api.DeleteService, "--delete-service": api.DeleteService,
+	"-a": api.AddServer, "--add-server": api.AddServer,
+	"-e": api.EditServer, "--edit-server": api.EditServer,
+	"-d": api.DeleteServer, "--delete-server": api.DeleteServer,
+	"-C": api.Clear, "--clear": api.Clear,
+	"-Z": api.Zero, "--zero": api.Zero,
+	"--set": api.SetTimeouts,
+}
+
+// argLetters are the short options that take an argument, which may be
+// the rest of a group (-t10.0.0.1:80, -w3).
+const argLetters = "tusrwxyMp"
 
 // parseArgs reads ipvsadm-style arguments: short options may be grouped
 // (-Ln, -lnc), and -t/-u take VIP:port as the next argument or the rest
@@ -140,22 +181,39 @@ var unsupported = map[string]bool{
 func parseArgs(args []string) (options, error) {
 	o := options{cmd: cmdList}
 	var toks []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
+	for _, a := range args {
 		if strings.HasPrefix(a, "--") || !strings.HasPrefix(a, "-") || len(a) <= 2 {
 			toks = append(toks, a)
 			continue
 		}
 		for j := 1; j < len(a); j++ {
-			f := "-" + a[j:j+1]
-			toks = append(toks, f)
-			if (f == "-t" || f == "-u") && j+1 < len(a) {
+			toks = append(toks, "-"+a[j:j+1])
+			if strings.IndexByte(argLetters, a[j]) >= 0 && j+1 < len(a) {
 				toks = append(toks, a[j+1:])
 				break
 			}
 		}
 	}
 	list, save := false, false
+	var e api.Edit
+	next := func(i *int, t string) (string, error) {
+		if *i+1 >= len(toks) {
+			return "", fmt.Errorf("option %s needs an argument", t)
+		}
+		*i++
+		return toks[*i], nil
+	}
+	number := func(i *int, t string) (int, error) {
+		v, err := next(i, t)
+		if err != nil {
+			return 0, err
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("illegal %s value %q", t, v)
+		}
+		return n, nil
+	}
 	for i := 0; i < len(toks); i++ {
 		t := toks[i]
 		if v, ok := strings.CutPrefix(t, "--socket="); ok {
@@ -166,11 +224,30 @@ func parseArgs(args []string) (options, error) {
 			o.cmd, o.unsupported = cmdUnsupported, t
 			return o, nil
 		}
+		if c, ok := editCommands[t]; ok {
+			if e.Command != "" || list || save {
+				return o, fmt.Errorf("%s: only one command at a time", t)
+			}
+			e.Command = c
+			if c == api.SetTimeouts {
+				for _, dst := range []*uint32{&e.TCP, &e.TCPFin, &e.UDP} {
+					n, err := number(&i, t)
+					if err != nil || n < 0 {
+						return o, fmt.Errorf("--set needs three timeouts in seconds: tcp tcpfin udp")
+					}
+					*dst = uint32(n)
+				}
+			}
+			continue
+		}
+		var err error
 		switch t {
 		case "-L", "-l", "--list":
 			list = true
 		case "-S", "--save":
 			save = true
+		case "-R", "--restore":
+			o.cmd = cmdRestore
 		case "-n", "--numeric":
 		case "-c", "--connection":
 			o.conns = true
@@ -190,22 +267,97 @@ func parseArgs(args []string) (options, error) {
 		case "-v", "--version":
 			o.cmd = cmdVersion
 			return o, nil
-		case "-t", "--tcp-service", "-u", "--udp-service", "--socket":
-			if i+1 >= len(toks) {
-				return o, fmt.Errorf("option %s needs an argument", t)
+		case "--socket":
+			o.socket, err = next(&i, t)
+		case "-t", "--tcp-service", "-u", "--udp-service":
+			o.proto = "tcp"
+			if t == "-u" || t == "--udp-service" {
+				o.proto = "udp"
 			}
-			i++
-			switch t {
-			case "--socket":
-				o.socket = toks[i]
-			case "-t", "--tcp-service":
-				o.proto, o.service = "tcp", toks[i]
-			default:
-				o.proto, o.service = "udp", toks[i]
+			o.service, err = next(&i, t)
+		case "-s", "--scheduler":
+			e.Scheduler, err = next(&i, t)
+		case "-b", "--sched-flags":
+			// -b is FULLNAT for a real (DPVS's ipvsadm), scheduler flags
+			// for a service.
+			if e.Command == api.AddServer || e.Command == api.EditServer {
+				e.Forward = "fullnat"
+				break
+			}
+			var v string
+			if v, err = next(&i, t); err == nil {
+				e.SchedulerFlags = strings.Split(v, ",")
+			}
+		case "--fullnat":
+			e.Forward = "fullnat"
+		case "-p", "--persistent":
+			secs := uint32(300) // ipvsadm's default persistence
+			if i+1 < len(toks) {
+				if n, perr := strconv.ParseUint(toks[i+1], 10, 32); perr == nil {
+					secs = uint32(n)
+					i++
+				}
+			}
+			e.Persistence = &secs
+		case "-M", "--netmask":
+			var v string
+			if v, err = next(&i, t); err == nil {
+				var bits int
+				if bits, err = parseNetmask(v); err == nil {
+					e.Netmask = &bits
+				}
+			}
+		case "-o", "--ops":
+			yes := true
+			e.OPS = &yes
+		case "-r", "--real-server":
+			e.Real, err = next(&i, t)
+		case "-g", "--gatewaying":
+			e.Forward = "dr"
+		case "-i", "--ipip":
+			e.Forward = "tun"
+		case "-m", "--masquerading":
+			e.Forward = "nat"
+		case "-w", "--weight", "-x", "--u-threshold", "-y", "--l-threshold":
+			var n int
+			if n, err = number(&i, t); err == nil {
+				switch t {
+				case "-w", "--weight":
+					e.Weight = &n
+				case "-x", "--u-threshold":
+					e.UpperThreshold = &n
+				default:
+					e.LowerThreshold = &n
+				}
 			}
 		default:
 			return o, fmt.Errorf("unknown option %s", t)
 		}
+		if err != nil {
+			return o, err
+		}
+	}
+	if o.cmd == cmdRestore {
+		if e.Command != "" || list || save {
+			return o, fmt.Errorf("-R takes its commands from standard input")
+		}
+		return o, nil
+	}
+	if e.Command != "" {
+		if list || save || o.conns || o.format != 0 {
+			return o, fmt.Errorf("%s cannot be combined with listing options", e.Command)
+		}
+		e.Protocol, e.Address = o.proto, o.service
+		needService := e.Command != api.Clear && e.Command != api.Zero && e.Command != api.SetTimeouts
+		if needService && e.Address == "" {
+			return o, fmt.Errorf("a service is needed: -t or -u VIP:port")
+		}
+		needReal := e.Command == api.AddServer || e.Command == api.EditServer || e.Command == api.DeleteServer
+		if needReal && e.Real == "" {
+			return o, fmt.Errorf("a real server is needed: -r RIP[:port]")
+		}
+		o.cmd, o.edit = cmdEdit, &e
+		return o, nil
 	}
 	switch {
 	case list && save:
@@ -218,13 +370,68 @@ func parseArgs(args []string) (options, error) {
 	return o, nil
 }
 
+// parseNetmask reads -M as ipvsadm does (a dotted mask) or as a prefix
+// length.
+func parseNetmask(v string) (int, error) {
+	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 32 {
+		return n, nil
+	}
+	a, err := netip.ParseAddr(v)
+	if err != nil || !a.Is4() {
+		return 0, fmt.Errorf("illegal netmask %q", v)
+	}
+	b := a.As4()
+	m := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	ones := bits.LeadingZeros32(^m)
+	if ones == 0 || m<<ones != 0 {
+		return 0, fmt.Errorf("illegal netmask %q", v)
+	}
+	return ones, nil
+}
+
 const usage = `gvsadm: ipvsadm's syntax for gvsd
+  gvsadm -A|-E -t|-u VIP:port [-s scheduler] [-b sched-flags] [-p [timeout]] [-M netmask] [-o]
+  gvsadm -D -t|-u VIP:port
+  gvsadm -a|-e -t|-u VIP:port -r RIP[:port] [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
+  gvsadm -d -t|-u VIP:port -r RIP[:port]
+  gvsadm -C                     delete every service
+  gvsadm -Z [-t|-u VIP:port]    zero the counters
+  gvsadm --set tcp tcpfin udp   timeouts in seconds (0 = unchanged)
+  gvsadm -R                     apply the rules on standard input (as gvsadm -S wrote them)
   gvsadm -L|-l [-n] [--stats|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
-  gvsadm -S [-n]                save the services as ipvsadm rules
+  gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
+Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.
 Options:
   --socket PATH                 gvsd's control socket (default $GVS_SOCKET or /run/gvs/gvsd.sock)
-Changing services from gvsadm (-A -E -D -a -e -d -C -Z -R --set) and --rate are not implemented
-yet: edit the configuration file and reload gvsd (kill -HUP).
+Changes last until gvsd reloads its configuration file (SIGHUP). --rate is not implemented yet.
 `
+
+// restore applies the commands of in, one per line as ipvsadm -S writes
+// them (ipvsadm -R). It stops at the first line that fails.
+func restore(socket string, in io.Reader, stderr io.Writer) int {
+	sc := bufio.NewScanner(in)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		o, err := parseArgs(strings.Fields(line))
+		if err == nil && o.cmd != cmdEdit {
+			err = fmt.Errorf("not a command that changes services")
+		}
+		if err == nil {
+			_, err = api.Call(context.Background(), socket, &api.Request{Op: api.OpEdit, Edit: o.edit})
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "gvsadm: line %d: %s: %v\n", n, line, err)
+			return 1
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(stderr, "gvsadm: reading standard input: %v\n", err)
+		return 1
+	}
+	return 0
+}

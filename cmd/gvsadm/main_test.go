@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -21,13 +22,18 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"-Lnt10.0.0.1:80"}, want: options{cmd: cmdList, proto: "tcp", service: "10.0.0.1:80"}},
 		{args: []string{"-L", "-u", "10.0.0.1:53", "--socket", "/x.sock"}, want: options{cmd: cmdList, proto: "udp", service: "10.0.0.1:53", socket: "/x.sock"}},
 		{args: []string{"--socket=/y.sock", "-Sn"}, want: options{cmd: cmdSave, socket: "/y.sock"}},
-		{args: []string{"-A", "-t", "1.2.3.4:80"}, want: options{cmd: cmdUnsupported, unsupported: "-A"}},
+		{args: []string{"--fwmark-service", "1"}, want: options{cmd: cmdUnsupported, unsupported: "--fwmark-service"}},
 		{args: []string{"-Ln", "--rate"}, want: options{cmd: cmdUnsupported, unsupported: "--rate"}},
 		{args: []string{"-v"}, want: options{cmd: cmdVersion}},
 		{args: []string{"-L", "-q"}, wantErr: "unknown option -q"},
 		{args: []string{"-L", "-t"}, wantErr: "option -t needs an argument"},
 		{args: []string{"--stats"}, wantErr: "go with -L"},
 		{args: []string{"-L", "-S"}, wantErr: "cannot be combined"},
+		{args: []string{"-L", "-A", "-t", "1.2.3.4:80"}, wantErr: "only one command"},
+		{args: []string{"-a", "-t", "1.2.3.4:80"}, wantErr: "a real server is needed"},
+		{args: []string{"-E", "-s", "rr"}, wantErr: "a service is needed"},
+		{args: []string{"-A", "-t", "1.2.3.4:80", "-M", "255.0.255.0"}, wantErr: "illegal netmask"},
+		{args: []string{"--set", "900", "120"}, wantErr: "three timeouts"},
 	} {
 		got, err := parseArgs(c.args)
 		if c.wantErr != "" {
@@ -137,7 +143,51 @@ func TestRunWithoutGvsd(t *testing.T) {
 	if code != 1 || !strings.Contains(errb.String(), "is it running?") {
 		t.Errorf("exit %d, %q; want 1 and a question whether gvsd runs", code, errb.String())
 	}
-	if code := run([]string{"-E", "-t", "1.2.3.4:80"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "-E is not implemented yet") {
-		t.Errorf("-E: exit %d, %q", code, errb.String())
+	errb.Reset()
+	if code := run([]string{"-Ln", "--rate"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "--rate is not implemented yet") {
+		t.Errorf("--rate: exit %d, %q", code, errb.String())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestParseEdits: ipvsadm's change commands become the Edit gvsd applies.
+func TestParseEdits(t *testing.T) {
+	for _, c := range []struct {
+		args string
+		want api.Edit
+	}{
+		{"-A -t 10.0.0.1:80 -s sh -b sh-fallback,sh-port -p 600 -M 255.255.255.0", api.Edit{Command: api.AddService, Protocol: "tcp", Address: "10.0.0.1:80",
+			Scheduler: "sh", SchedulerFlags: []string{"sh-fallback", "sh-port"}, Persistence: ptr(uint32(600)), Netmask: ptr(24)}},
+		{"-A -u 10.0.0.1:53 -o -p", api.Edit{Command: api.AddService, Protocol: "udp", Address: "10.0.0.1:53", OPS: ptr(true), Persistence: ptr(uint32(300))}},
+		{"-E -t 10.0.0.1:80 -s wrr -p 0", api.Edit{Command: api.EditService, Protocol: "tcp", Address: "10.0.0.1:80", Scheduler: "wrr", Persistence: ptr(uint32(0))}},
+		{"-D -t 10.0.0.1:80", api.Edit{Command: api.DeleteService, Protocol: "tcp", Address: "10.0.0.1:80"}},
+		{"-a -t 10.0.0.1:80 -r 10.0.0.11:8080 -m -w 3 -x 100 -y 50", api.Edit{Command: api.AddServer, Protocol: "tcp", Address: "10.0.0.1:80",
+			Real: "10.0.0.11:8080", Forward: "nat", Weight: ptr(3), UpperThreshold: ptr(100), LowerThreshold: ptr(50)}},
+		{"-a -t 10.0.0.1:80 -r 10.0.0.12 -b -w 0", api.Edit{Command: api.AddServer, Protocol: "tcp", Address: "10.0.0.1:80", Real: "10.0.0.12", Forward: "fullnat", Weight: ptr(0)}},
+		{"-e -t10.0.0.1:80 -r10.0.0.11:80 -i -w2", api.Edit{Command: api.EditServer, Protocol: "tcp", Address: "10.0.0.1:80", Real: "10.0.0.11:80", Forward: "tun", Weight: ptr(2)}},
+		{"-d -t 10.0.0.1:80 -r 10.0.0.11:80", api.Edit{Command: api.DeleteServer, Protocol: "tcp", Address: "10.0.0.1:80", Real: "10.0.0.11:80"}},
+		{"-C", api.Edit{Command: api.Clear}},
+		{"-Z -t 10.0.0.1:80", api.Edit{Command: api.Zero, Protocol: "tcp", Address: "10.0.0.1:80"}},
+		{"--set 900 0 300", api.Edit{Command: api.SetTimeouts, TCP: 900, UDP: 300}},
+	} {
+		o, err := parseArgs(strings.Fields(c.args))
+		if err != nil || o.cmd != cmdEdit {
+			t.Errorf("%s: %+v, %v", c.args, o, err)
+			continue
+		}
+		got, _ := json.Marshal(o.edit)
+		want, _ := json.Marshal(&c.want)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", c.args, got, want)
+		}
+	}
+	// Every line -S writes parses back into a change.
+	var b bytes.Buffer
+	writeSave(&b, testServices)
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		if o, err := parseArgs(strings.Fields(line)); err != nil || o.cmd != cmdEdit {
+			t.Errorf("-S line %q does not parse as a command: %v", line, err)
+		}
 	}
 }

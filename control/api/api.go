@@ -23,9 +23,48 @@ const (
 	OpConnections = "connections" // the connection table (ipvsadm -L -c)
 )
 
+// OpEdit changes the running services (Request.Edit).
+const OpEdit = "edit"
+
 // Request is what gvsadm asks.
 type Request struct {
-	Op string `json:"op"`
+	Op   string `json:"op"`
+	Edit *Edit  `json:"edit,omitempty"`
+}
+
+// Edit commands, as ipvsadm's.
+const (
+	AddService    = "add-service"    // -A
+	EditService   = "edit-service"   // -E
+	DeleteService = "delete-service" // -D
+	AddServer     = "add-server"     // -a
+	EditServer    = "edit-server"    // -e
+	DeleteServer  = "delete-server"  // -d
+	Clear         = "clear"          // -C
+	Zero          = "zero"           // -Z
+	SetTimeouts   = "set"            // --set
+)
+
+// Edit is one change to the running services, in ipvsadm's terms. A nil
+// pointer or empty string leaves a field as it is (for -E and -e) or at
+// ipvsadm's default (for -A and -a). The change lasts until gvsd reloads
+// its configuration file, which is the truth.
+type Edit struct {
+	Command        string   `json:"command"`
+	Protocol       string   `json:"protocol,omitempty"` // "tcp" or "udp"
+	Address        string   `json:"address,omitempty"`  // VIP:port; empty with -C and -Z means every service
+	Scheduler      string   `json:"scheduler,omitempty"`
+	SchedulerFlags []string `json:"scheduler_flags,omitempty"`
+	Persistence    *uint32  `json:"persistence,omitempty"` // seconds; 0 turns it off
+	Netmask        *int     `json:"netmask,omitempty"`     // prefix length
+	OPS            *bool    `json:"ops,omitempty"`
+	Real           string   `json:"real,omitempty"`    // RIP:port
+	Forward        string   `json:"forward,omitempty"` // "dr", "tun", "nat" or "fullnat"
+	Weight         *int     `json:"weight,omitempty"`
+	UpperThreshold *int     `json:"upper_threshold,omitempty"`
+	LowerThreshold *int     `json:"lower_threshold,omitempty"`
+	// Timeouts of --set, in seconds; 0 leaves one as it is.
+	TCP, TCPFin, UDP uint32 `json:",omitempty"`
 }
 
 // Response is gvsd's answer: Error is set, or the data of the operation.

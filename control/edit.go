@@ -1,0 +1,222 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+)
+
+// ipvsadm's messages for the errors of an edit (libipvs ipvs_strerror).
+var (
+	errServiceExists = errors.New("Service already exists")
+	errNoService     = errors.New("No such service")
+	errDestExists    = errors.New("Destination already exists")
+	errNoDest        = errors.New("No such destination")
+)
+
+// edit applies one gvsadm change: to a copy of the running configuration,
+// which is validated and then reloaded as a SIGHUP reload is, so services
+// and reals the change does not touch keep their connections and counters.
+// It lasts until the configuration file is reloaded.
+func (d *Daemon) edit(e *api.Edit) error {
+	if e.Command == api.Zero {
+		return d.zero(e)
+	}
+	cfg := cloneConfig(d.Config())
+	if err := applyEdit(cfg, e); err != nil {
+		return err
+	}
+	if err := config.Validate(cfg); err != nil {
+		return err
+	}
+	return d.Reload(cfg)
+}
+
+// cloneConfig copies c deeply enough that editing the copy's services and
+// reals leaves c alone.
+func cloneConfig(c *config.Config) *config.Config {
+	n := *c
+	n.Director.LocalAddresses = slices.Clone(c.Director.LocalAddresses)
+	n.Services = make([]config.Service, len(c.Services))
+	for i, s := range c.Services {
+		s.SchedulerFlags = slices.Clone(s.SchedulerFlags)
+		s.Reals = slices.Clone(s.Reals)
+		n.Services[i] = s
+	}
+	return &n
+}
+
+// applyEdit makes the change e to cfg, with ipvsadm's defaults for what e
+// leaves out of a new service (wlc, no persistence) or real (-g, weight 1).
+func applyEdit(cfg *config.Config, e *api.Edit) error {
+	switch e.Command {
+	case api.Clear:
+		cfg.Services = nil
+		return nil
+	case api.SetTimeouts:
+		for _, t := range []struct {
+			secs uint32
+			dst  *time.Duration
+		}{{e.TCP, &cfg.Timeouts.TCP}, {e.TCPFin, &cfg.Timeouts.TCPFin}, {e.UDP, &cfg.Timeouts.UDP}} {
+			if t.secs > 0 {
+				*t.dst = time.Duration(t.secs) * time.Second
+			}
+		}
+		return nil
+	}
+	proto, err := config.ParseProtocol(e.Protocol)
+	if err != nil {
+		return err
+	}
+	vip, err := netip.ParseAddrPort(e.Address)
+	if err != nil {
+		return fmt.Errorf("invalid service address %q", e.Address)
+	}
+	si := slices.IndexFunc(cfg.Services, func(s config.Service) bool { return s.Protocol == proto && s.Address == vip })
+	switch e.Command {
+	case api.AddService:
+		if si >= 0 {
+			return errServiceExists
+		}
+		s := config.Service{Name: proto.String() + "/" + vip.String(), Protocol: proto, Address: vip,
+			Scheduler: "wlc", Forward: config.DR, PersistenceNetmask: 32}
+		editService(&s, e)
+		cfg.Services = append(cfg.Services, s)
+		return nil
+	case api.EditService, api.DeleteService, api.AddServer, api.EditServer, api.DeleteServer:
+		if si < 0 {
+			return errNoService
+		}
+	default:
+		return fmt.Errorf("unknown command %q", e.Command)
+	}
+	s := &cfg.Services[si]
+	switch e.Command {
+	case api.EditService:
+		editService(s, e)
+		return nil
+	case api.DeleteService:
+		cfg.Services = slices.Delete(cfg.Services, si, si+1)
+		return nil
+	}
+	rip, err := netip.ParseAddrPort(e.Real)
+	if err != nil {
+		// ipvsadm -r takes a bare address: the service's port.
+		a, aerr := netip.ParseAddr(e.Real)
+		if aerr != nil {
+			return fmt.Errorf("invalid server address %q", e.Real)
+		}
+		rip = netip.AddrPortFrom(a, 0)
+	}
+	if rip.Port() == 0 {
+		rip = netip.AddrPortFrom(rip.Addr(), vip.Port())
+	}
+	ri := slices.IndexFunc(s.Reals, func(r config.Real) bool { return r.Address == rip })
+	switch e.Command {
+	case api.AddServer:
+		if ri >= 0 {
+			return errDestExists
+		}
+		r := config.Real{Address: rip, Weight: 1, Forward: config.DR}
+		if err := editReal(&r, e); err != nil {
+			return err
+		}
+		s.Reals = append(s.Reals, r)
+	case api.EditServer:
+		if ri < 0 {
+			return errNoDest
+		}
+		return editReal(&s.Reals[ri], e)
+	case api.DeleteServer:
+		if ri < 0 {
+			return errNoDest
+		}
+		s.Reals = slices.Delete(s.Reals, ri, ri+1)
+	}
+	return nil
+}
+
+func editService(s *config.Service, e *api.Edit) {
+	if e.Scheduler != "" {
+		s.Scheduler = e.Scheduler
+		s.SchedulerFlags = nil
+	}
+	if e.SchedulerFlags != nil {
+		s.SchedulerFlags = slices.Clone(e.SchedulerFlags)
+	}
+	if e.Persistence != nil {
+		s.Persistence = time.Duration(*e.Persistence) * time.Second
+	}
+	if e.Netmask != nil {
+		s.PersistenceNetmask = *e.Netmask
+	}
+	if e.OPS != nil {
+		s.OPS = *e.OPS
+	}
+}
+
+func editReal(r *config.Real, e *api.Edit) error {
+	if e.Forward != "" {
+		f, err := config.ParseForward(e.Forward)
+		if err != nil {
+			return err
+		}
+		r.Forward = f
+	}
+	if e.Weight != nil {
+		r.Weight = *e.Weight
+	}
+	if e.UpperThreshold != nil {
+		r.UpperThreshold = *e.UpperThreshold
+	}
+	if e.LowerThreshold != nil {
+		r.LowerThreshold = *e.LowerThreshold
+	}
+	return nil
+}
+
+// zero resets the traffic counters of one service's reals, or of every
+// real (ipvsadm -Z).
+func (d *Daemon) zero(e *api.Edit) error {
+	t := d.dp.Table()
+	if t == nil {
+		return nil
+	}
+	var only *config.Service
+	if e.Address != "" {
+		cfg := d.Config()
+		proto, err := config.ParseProtocol(e.Protocol)
+		if err != nil {
+			return err
+		}
+		vip, err := netip.ParseAddrPort(e.Address)
+		if err != nil {
+			return fmt.Errorf("invalid service address %q", e.Address)
+		}
+		i := slices.IndexFunc(cfg.Services, func(s config.Service) bool { return s.Protocol == proto && s.Address == vip })
+		if i < 0 {
+			return errNoService
+		}
+		only = &cfg.Services[i]
+	}
+	for k, svc := range t.Services {
+		if only != nil && (k.VIP != only.Address.Addr().As4() || k.Port != only.Address.Port() || int(k.Proto) != protoNumber(only.Protocol.String())) {
+			continue
+		}
+		for _, id := range svc.Reals {
+			if st := t.Reals[id].Stats; st != nil {
+				st.Conns.Store(0)
+				st.InPkts.Store(0)
+				st.OutPkts.Store(0)
+				st.InBytes.Store(0)
+				st.OutBytes.Store(0)
+			}
+		}
+	}
+	return nil
+}
