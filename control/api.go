@@ -77,6 +77,10 @@ func (d *Daemon) list() *api.Response {
 			as.Stats.Add(ar.Stats)
 			as.Reals = append(as.Reals, ar)
 		}
+		as.Rates = d.rates.rates(serviceRateName(&as))
+		for i := range as.Reals {
+			as.Reals[i].Rates = d.rates.rates(realRateName(&as, &as.Reals[i]))
+		}
 		resp.Services = append(resp.Services, as)
 	}
 	return resp

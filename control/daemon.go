@@ -56,6 +56,7 @@ type Daemon struct {
 	runDone  chan struct{} // closed when the dataplane stopped; runErr says why
 	runErr   error
 	bg       sync.WaitGroup
+	rates    estimator // ipvsadm --rate
 	closed   bool
 	announce sync.WaitGroup
 }
@@ -132,8 +133,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err := d.syncVIPs(cfg); err != nil {
 		return nil, err
 	}
-	d.bg.Add(1)
+	d.bg.Add(2)
 	go d.resolver() // control: re-resolves next hops until Close
+	go d.estimate() // control: samples the rates every 2 s until Close
 	log.Info("gvsd started", "interface", d.link.Name, "addr", d.link.Addr, "mac", net.HardwareAddr(d.link.MAC[:]).String(),
 		"workers", workers, "services", len(cfg.Services))
 	return d, nil

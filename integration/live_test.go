@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -91,6 +92,12 @@ func TestLiveChanges(t *testing.T) {
 		}
 	}
 	took := time.Since(start)
+	// The rate estimator has seen the load for tens of seconds.
+	out, err := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-Ln", "--rate").CombinedOutput()
+	t.Logf("gvsadm -Ln --rate:\n%s", out)
+	if m := regexp.MustCompile(`(?m)^TCP  \S+:8080 +(\d+) +(\d+) `).FindSubmatch(out); err != nil || m == nil || string(m[1]) == "0" || string(m[2]) == "0" {
+		t.Errorf("gvsadm -Ln --rate under load: %v; want the service's CPS and InPPS above 0", err)
+	}
 	load.phase.Store(phaseAfter)
 	time.Sleep(loadMargin)
 	load.stop()

@@ -26,6 +26,9 @@ func writeList(w io.Writer, r *api.Response, f format) {
 	case f&fmtStats != 0:
 		fmt.Fprintf(w, "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
 			"Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes")
+	case f&fmtRate != 0:
+		fmt.Fprintf(w, "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
+			"Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
 	case f&fmtThresholds != 0:
 		fmt.Fprintf(w, "Prot LocalAddress:Port\n  -> RemoteAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n")
 	case f&fmtPersistentConn != 0:
@@ -42,10 +45,19 @@ func writeService(w io.Writer, s *api.Service, f format) {
 	name := fmt.Sprintf("%s  %s", protoName(s.Protocol), s.Address)
 	if f&fmtStats != 0 {
 		fmt.Fprintf(w, "%-33s", name)
-		writeStats(w, &s.Stats, f)
+		writeNumbers(w, f, s.Stats.Conns, s.Stats.InPkts, s.Stats.OutPkts, s.Stats.InBytes, s.Stats.OutBytes)
 		for _, r := range s.Reals {
 			fmt.Fprintf(w, "  -> %-28s", r.Address)
-			writeStats(w, &r.Stats, f)
+			writeNumbers(w, f, r.Stats.Conns, r.Stats.InPkts, r.Stats.OutPkts, r.Stats.InBytes, r.Stats.OutBytes)
+		}
+		return
+	}
+	if f&fmtRate != 0 {
+		fmt.Fprintf(w, "%-33s", name)
+		writeNumbers(w, f, s.Rates.CPS, s.Rates.InPPS, s.Rates.OutPPS, s.Rates.InBPS, s.Rates.OutBPS)
+		for _, r := range s.Reals {
+			fmt.Fprintf(w, "  -> %-28s", r.Address)
+			writeNumbers(w, f, r.Rates.CPS, r.Rates.InPPS, r.Rates.OutPPS, r.Rates.InBPS, r.Rates.OutBPS)
 		}
 		return
 	}
@@ -75,8 +87,8 @@ func writeService(w io.Writer, s *api.Service, f format) {
 	}
 }
 
-func writeStats(w io.Writer, s *api.Stats, f format) {
-	for _, n := range []uint64{s.Conns, s.InPkts, s.OutPkts, s.InBytes, s.OutBytes} {
+func writeNumbers(w io.Writer, f format, ns ...uint64) {
+	for _, n := range ns {
 		writeLargeNum(w, n, f&fmtExact != 0)
 	}
 	fmt.Fprintln(w)

@@ -7,7 +7,7 @@
 //	gvsadm -d -t|-u VIP:port -r RIP[:port]
 //	gvsadm -C | -Z [-t|-u VIP:port] | --set tcp tcpfin udp
 //	gvsadm -R < rules            the lines gvsadm -S (or ipvsadm -S) wrote
-//	gvsadm -L -n [--stats | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
+//	gvsadm -L -n [--stats | --rate | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
@@ -16,8 +16,7 @@
 // It talks to gvsd over its unix socket (--socket PATH, GVS_SOCKET, or
 // /run/gvs/gvsd.sock), which only root may use. Addresses are always
 // numeric (-n is accepted and implied). A change lasts until gvsd reloads
-// its configuration file, which is the truth. --rate is not implemented
-// yet: gvsadm says so and exits 1.
+// its configuration file, which is the truth.
 package main
 
 import (
@@ -140,6 +139,7 @@ const (
 	fmtThresholds
 	fmtPersistentConn
 	fmtExact
+	fmtRate
 )
 
 type options struct {
@@ -155,7 +155,7 @@ type options struct {
 
 // unsupported are ipvsadm's commands and options gvsadm does not do.
 var unsupported = map[string]bool{
-	"--rate": true, "--start-daemon": true, "--stop-daemon": true, "-f": true, "--fwmark-service": true,
+	"--start-daemon": true, "--stop-daemon": true, "-f": true, "--fwmark-service": true,
 }
 
 // editCommands are ipvsadm's commands that change the running services.
@@ -253,6 +253,8 @@ func parseArgs(args []string) (options, error) {
 			o.conns = true
 		case "--stats":
 			o.format |= fmtStats
+		case "--rate":
+			o.format |= fmtRate
 		case "--thresholds":
 			o.format |= fmtThresholds
 		case "--persistent-conn":
@@ -365,7 +367,7 @@ func parseArgs(args []string) (options, error) {
 	case save:
 		o.cmd = cmdSave
 	case !list && (o.format != 0 || o.conns):
-		return o, fmt.Errorf("--stats, --thresholds, --persistent-conn, --exact and -c go with -L")
+		return o, fmt.Errorf("--stats, --rate, --thresholds, --persistent-conn, --exact and -c go with -L")
 	}
 	return o, nil
 }
@@ -398,14 +400,14 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -Z [-t|-u VIP:port]    zero the counters
   gvsadm --set tcp tcpfin udp   timeouts in seconds (0 = unchanged)
   gvsadm -R                     apply the rules on standard input (as gvsadm -S wrote them)
-  gvsadm -L|-l [-n] [--stats|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
+  gvsadm -L|-l [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.
 Options:
   --socket PATH                 gvsd's control socket (default $GVS_SOCKET or /run/gvs/gvsd.sock)
-Changes last until gvsd reloads its configuration file (SIGHUP). --rate is not implemented yet.
+Changes last until gvsd reloads its configuration file (SIGHUP).
 `
 
 // restore applies the commands of in, one per line as ipvsadm -S writes

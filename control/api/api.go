@@ -94,6 +94,17 @@ func (s *Stats) Add(o Stats) {
 	s.OutBytes += o.OutBytes
 }
 
+// Rates are the estimated rates of a service or a real (ipvsadm --rate):
+// connections, packets and bytes per second, in and out, averaged as IPVS
+// does (2-second samples, each moving the estimate a quarter of the way).
+type Rates struct {
+	CPS    uint64 `json:"cps"`
+	InPPS  uint64 `json:"in_pps"`
+	OutPPS uint64 `json:"out_pps"`
+	InBPS  uint64 `json:"in_bps"`
+	OutBPS uint64 `json:"out_bps"`
+}
+
 // Service is one virtual service as it runs.
 type Service struct {
 	Name           string   `json:"name"`
@@ -105,6 +116,7 @@ type Service struct {
 	Netmask        int      `json:"netmask,omitempty"`     // persistence prefix length
 	OPS            bool     `json:"ops,omitempty"`
 	Stats          Stats    `json:"stats"` // the sum of its reals'
+	Rates          Rates    `json:"rates"`
 	Reals          []Real   `json:"reals"`
 }
 
@@ -121,6 +133,7 @@ type Real struct {
 	Overloaded     bool   `json:"overloaded,omitempty"`
 	Ready          bool   `json:"ready"` // next hop known (and, later, healthy)
 	Stats          Stats  `json:"stats"`
+	Rates          Rates  `json:"rates"`
 }
 
 // Connection is one entry of the connection table.
