@@ -69,9 +69,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{})}
+	// The error returns below set d to nil: tear down what this one made.
+	started := d
 	defer func() {
 		if err != nil {
-			d.teardown()
+			started.teardown()
 		}
 	}()
 	if d.link, err = linkInfo(cfg.Director.Interface); err != nil {
@@ -136,6 +138,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	d.bg.Add(2)
 	go d.resolver() // control: re-resolves next hops until Close
 	go d.estimate() // control: samples the rates every 2 s until Close
+	if cfg.Director.Metrics != "" {
+		if err := d.serveMetrics(cfg.Director.Metrics); err != nil {
+			return nil, fmt.Errorf("control: metrics on %s: %w", cfg.Director.Metrics, err)
+		}
+	}
 	log.Info("gvsd started", "interface", d.link.Name, "addr", d.link.Addr, "mac", net.HardwareAddr(d.link.MAC[:]).String(),
 		"workers", workers, "services", len(cfg.Services))
 	return d, nil
@@ -157,6 +164,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if cfg.Director.Workers != d.cfg.Director.Workers {
 		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Director.Metrics != d.cfg.Director.Metrics {
+		fixed = append(fixed, config.FieldError{Path: "director.metrics", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Limits.Connections != d.cfg.Limits.Connections {
 		fixed = append(fixed, config.FieldError{Path: "limits.connections", Msg: "cannot change on reload (the table is sized at start); restart gvsd"})

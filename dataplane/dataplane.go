@@ -91,3 +91,15 @@ func flowHash(k *conntrack.Key4) uint32 {
 	h *= 0x9e3779b1
 	return h ^ h>>16
 }
+
+// WorkerCounters returns each worker's counters, in worker order (the sum
+// is Counters; Templates is the shared table's and appears in each).
+func (d *Dataplane) WorkerCounters() []Counters {
+	out := make([]Counters, len(d.workers))
+	for i, w := range d.workers {
+		out[i].Verdicts = make(map[string]uint64, numVerdicts)
+		w.C.addTo(&out[i])
+		out[i].Templates = d.templates.Len()
+	}
+	return out
+}

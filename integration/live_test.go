@@ -3,6 +3,9 @@ package integration
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os/exec"
 	"regexp"
@@ -22,11 +25,14 @@ const (
 	liveEditsPerReload = 10
 )
 
+// liveMetrics is where gvsd serves /metrics, in the director's namespace.
+const liveMetrics = "127.0.0.1:9464"
+
 // liveConfig is a DR configuration with one HTTP service, VIP:floodPort,
 // over both reals with the given weights.
 func liveConfig(l *lab.Lab, sched string, w0, w1 int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n[limits]\nconnections = 100000\n\n", l.Director.Iface)
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\nmetrics = %q\n\n[limits]\nconnections = 100000\n\n", l.Director.Iface, liveMetrics)
 	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = %q\nforward = \"dr\"\n", scenario.VIP, floodPort, sched)
 	for i, r := range l.Reals {
 		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n  weight = %d\n", r.Addr, floodPort, []int{w0, w1}[i])
@@ -98,6 +104,16 @@ func TestLiveChanges(t *testing.T) {
 	if m := regexp.MustCompile(`(?m)^TCP  \S+:8080 +(\d+) +(\d+) `).FindSubmatch(out); err != nil || m == nil || string(m[1]) == "0" || string(m[2]) == "0" {
 		t.Errorf("gvsadm -Ln --rate under load: %v; want the service's CPS and InPPS above 0", err)
 	}
+	// Prometheus sees the same traffic.
+	metrics := scrape(ctx, t, l.Director, liveMetrics)
+	if m := regexp.MustCompile(`(?m)^gvs_service_connections_total\{port="8080",proto="tcp",vip="10\.20\.0\.100"\} (\d+)`).FindStringSubmatch(metrics); m == nil || m[1] == "0" {
+		t.Errorf("/metrics has no connections of the service:\n%.2000s", metrics)
+	}
+	for _, name := range []string{"gvs_real_active_connections{", "gvs_worker_frames_total{", "gvs_worker_ring_drops_total{", "go_goroutines "} {
+		if !strings.Contains(metrics, name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
 	load.phase.Store(phaseAfter)
 	time.Sleep(loadMargin)
 	load.stop()
@@ -125,4 +141,23 @@ func TestLiveChanges(t *testing.T) {
 	if env.Gvsd.Exited() {
 		t.Fatal("gvsd exited")
 	}
+}
+
+// scrape fetches /metrics from addr inside h's namespace.
+func scrape(ctx context.Context, t *testing.T, h *lab.Host, addr string) string {
+	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return h.DialTCP(ctx, ap) },
+	}}
+	resp, err := c.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape %s: %v", addr, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape %s: %s, %v", addr, resp.Status, err)
+	}
+	return string(b)
 }

@@ -1,0 +1,177 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// snapshot is what one scrape reads: the services as gvsadm sees them,
+// each worker's counters and each worker's socket counters.
+type snapshot struct {
+	services []api.Service
+	workers  []dataplane.Counters
+	links    []afpacket.Stats
+}
+
+// collector turns a snapshot into Prometheus metrics at scrape time, so
+// the numbers are the dataplane's own counters, never a second copy.
+type collector struct {
+	snap func() snapshot
+}
+
+var (
+	svcLabels  = []string{"proto", "vip", "port"}
+	realLabels = []string{"proto", "vip", "port", "real"}
+
+	descSvcConns   = prometheus.NewDesc("gvs_service_connections_total", "Connections scheduled to the service.", svcLabels, nil)
+	descSvcPackets = prometheus.NewDesc("gvs_service_packets_total", "Packets of the service: in is client to real, out real to client (NAT and FULLNAT).", append(svcLabels, "direction"), nil)
+	descSvcBytes   = prometheus.NewDesc("gvs_service_bytes_total", "IP bytes of the service, by direction.", append(svcLabels, "direction"), nil)
+
+	descRealConns      = prometheus.NewDesc("gvs_real_connections_total", "Connections scheduled to the real server.", realLabels, nil)
+	descRealPackets    = prometheus.NewDesc("gvs_real_packets_total", "Packets of the real server, by direction.", append(realLabels, "direction"), nil)
+	descRealBytes      = prometheus.NewDesc("gvs_real_bytes_total", "IP bytes of the real server, by direction.", append(realLabels, "direction"), nil)
+	descRealActive     = prometheus.NewDesc("gvs_real_active_connections", "Active connections (ipvsadm ActiveConn).", realLabels, nil)
+	descRealInactive   = prometheus.NewDesc("gvs_real_inactive_connections", "Inactive connections (ipvsadm InActConn).", realLabels, nil)
+	descRealPersistent = prometheus.NewDesc("gvs_real_persistent_connections", "Persistence templates naming the real (ipvsadm PersistConn).", realLabels, nil)
+	descRealWeight     = prometheus.NewDesc("gvs_real_weight", "Scheduling weight; 0 is quiescent.", realLabels, nil)
+	descRealReady      = prometheus.NewDesc("gvs_real_ready", "1 if the real server can take traffic (next hop known).", realLabels, nil)
+	descRealOverloaded = prometheus.NewDesc("gvs_real_overloaded", "1 while the real is over its upper connection threshold.", realLabels, nil)
+
+	descFrames     = prometheus.NewDesc("gvs_worker_frames_total", "Frames a worker handled, by verdict (forward, no_service, table_full, malformed, ...).", []string{"worker", "verdict"}, nil)
+	descConns      = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
+	descConnEvents = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full.", []string{"worker", "event"}, nil)
+	descTemplates  = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
+	descRing       = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
+	descRingDrops  = prometheus.NewDesc("gvs_worker_ring_drops_total", "Frames lost because a worker's ring was full.", []string{"worker", "ring"}, nil)
+	descTx         = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
+		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded,
+		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx} {
+		ch <- d
+	}
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snap()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	for _, svc := range s.services {
+		ap, err := netip.ParseAddrPort(svc.Address)
+		if err != nil {
+			continue
+		}
+		l := []string{svc.Protocol, ap.Addr().String(), strconv.Itoa(int(ap.Port()))}
+		counter(descSvcConns, svc.Stats.Conns, l...)
+		counter(descSvcPackets, svc.Stats.InPkts, append(l, "in")...)
+		counter(descSvcPackets, svc.Stats.OutPkts, append(l, "out")...)
+		counter(descSvcBytes, svc.Stats.InBytes, append(l, "in")...)
+		counter(descSvcBytes, svc.Stats.OutBytes, append(l, "out")...)
+		for _, r := range svc.Reals {
+			rl := append(append([]string{}, l...), r.Address)
+			counter(descRealConns, r.Stats.Conns, rl...)
+			counter(descRealPackets, r.Stats.InPkts, append(rl, "in")...)
+			counter(descRealPackets, r.Stats.OutPkts, append(rl, "out")...)
+			counter(descRealBytes, r.Stats.InBytes, append(rl, "in")...)
+			counter(descRealBytes, r.Stats.OutBytes, append(rl, "out")...)
+			gauge(descRealActive, float64(r.Active), rl...)
+			gauge(descRealInactive, float64(r.Inactive), rl...)
+			gauge(descRealPersistent, float64(r.Persistent), rl...)
+			gauge(descRealWeight, float64(r.Weight), rl...)
+			gauge(descRealReady, b(r.Ready), rl...)
+			gauge(descRealOverloaded, b(r.Overloaded), rl...)
+		}
+	}
+	for i, w := range s.workers {
+		wl := strconv.Itoa(i)
+		for v, n := range w.Verdicts {
+			counter(descFrames, n, wl, v)
+		}
+		gauge(descConns, float64(w.Conns), wl)
+		for _, e := range []struct {
+			name string
+			n    uint64
+		}{{"new", w.NewConns}, {"expired", w.ExpiredConns}, {"evicted", w.Evicted}, {"reused", w.Reused},
+			{"rescheduled", w.Rescheduled}, {"late_expired", w.LateExpired}, {"templates_full", w.TemplatesFull}} {
+			counter(descConnEvents, e.n, wl, e.name)
+		}
+		if i == 0 {
+			gauge(descTemplates, float64(w.Templates))
+		}
+	}
+	for i, ls := range s.links {
+		wl := strconv.Itoa(i)
+		counter(descRing, ls.Packets, wl, "main")
+		counter(descRing, ls.SYNPackets, wl, "syn")
+		counter(descRingDrops, ls.Drops, wl, "main")
+		counter(descRingDrops, ls.SYNDrops, wl, "syn")
+		counter(descTx, ls.TxPackets, wl, "sent")
+		counter(descTx, ls.TxErrors, wl, "error")
+	}
+}
+
+// newMetricsRegistry returns a registry with gvs's collector and the Go
+// runtime and process collectors.
+func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&collector{snap: snap}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// snapshot reads what a scrape reports.
+func (d *Daemon) snapshot() snapshot {
+	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats()}
+}
+
+// serveMetrics starts the /metrics listener on addr ([director] metrics);
+// it stops when the daemon stops.
+func (d *Daemon) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(newMetricsRegistry(d.snapshot), promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	d.bg.Add(2)
+	go func() { // metrics: serves until shut down
+		defer d.bg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("metrics listener", "err", err)
+		}
+	}()
+	go func() { // metrics: shuts the server down when the daemon stops
+		defer d.bg.Done()
+		<-d.stop
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}()
+	d.log.Info("metrics", "address", ln.Addr().String())
+	return nil
+}

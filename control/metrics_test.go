@@ -1,0 +1,57 @@
+package control
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// TestMetrics: a scrape reports the snapshot's numbers under Prometheus
+// names and labels, and the registry also carries the Go runtime.
+func TestMetrics(t *testing.T) {
+	snap := snapshot{
+		services: []api.Service{{Protocol: "tcp", Address: "10.20.0.100:80",
+			Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000},
+			Reals: []api.Real{{Address: "10.20.0.11:80", Weight: 2, Ready: true, Active: 3, Inactive: 4, Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000}}}}},
+		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1}},
+		links:   []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
+	}
+	reg := newMetricsRegistry(func() snapshot { return snap })
+	want := `
+# HELP gvs_real_active_connections Active connections (ipvsadm ActiveConn).
+# TYPE gvs_real_active_connections gauge
+gvs_real_active_connections{port="80",proto="tcp",real="10.20.0.11:80",vip="10.20.0.100"} 3
+# HELP gvs_service_connections_total Connections scheduled to the service.
+# TYPE gvs_service_connections_total counter
+gvs_service_connections_total{port="80",proto="tcp",vip="10.20.0.100"} 7
+# HELP gvs_worker_ring_drops_total Frames lost because a worker's ring was full.
+# TYPE gvs_worker_ring_drops_total counter
+gvs_worker_ring_drops_total{ring="main",worker="0"} 0
+gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total"); err != nil {
+		t.Error(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, n := range []string{"gvs_worker_frames_total", "gvs_worker_connection_events_total", "gvs_persistence_templates", "go_goroutines", "process_resident_memory_bytes"} {
+		if !names[n] {
+			t.Errorf("no %s in a scrape", n)
+		}
+	}
+	if lint, err := testutil.GatherAndLint(reg); err != nil || len(lint) > 0 {
+		t.Errorf("metric lint: %v %v", err, lint)
+	}
+}
