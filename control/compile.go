@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/control/config"
@@ -37,10 +38,43 @@ type Compiler struct {
 	ids      map[realKey]uint32
 	counters []*schedule.Counters
 	stats    []*dataplane.RealStats
+
+	// present are the reals of the last successful compile; draining
+	// those removed since from a service that remains, until their
+	// connections end (see Drained).
+	present  map[realKey]config.Real
+	draining map[realKey]*drainingReal
+}
+
+// drainingReal is a real removed from a service that still runs: it takes
+// no new connection but forwards the ones it has.
+type drainingReal struct {
+	real  config.Real
+	since time.Time
 }
 
 // NewCompiler returns an empty compiler.
-func NewCompiler() *Compiler { return &Compiler{ids: make(map[realKey]uint32)} }
+func NewCompiler() *Compiler {
+	return &Compiler{ids: make(map[realKey]uint32), present: map[realKey]config.Real{}, draining: map[realKey]*drainingReal{}}
+}
+
+// Draining returns how many removed reals still forward their connections.
+func (c *Compiler) Draining() int { return len(c.draining) }
+
+// Drained ends the draining of every removed real that has no connection
+// left, or has drained for longer than limit (0 = no limit), and reports
+// whether any ended: the table must then be compiled again.
+func (c *Compiler) Drained(now time.Time, limit time.Duration) bool {
+	ended := false
+	for k, d := range c.draining {
+		cnt := c.counters[c.ids[k]]
+		if cnt.Active.Load()+cnt.Inactive.Load() <= 0 || (limit > 0 && now.Sub(d.since) >= limit) {
+			delete(c.draining, k)
+			ended = true
+		}
+	}
+	return ended
+}
 
 func (c *Compiler) id(k realKey) uint32 {
 	if id, ok := c.ids[k]; ok {
@@ -80,6 +114,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	var thresholds []threshold
 	fullnat := false
+	present := map[realKey]config.Real{}
+	addNATReal := func(proto uint8, a netip.AddrPort) {
+		ep := afpacket.Endpoint{Proto: proto, Addr: a.Addr().As4(), Port: a.Port()}
+		if !slices.Contains(m.NATReals, ep) {
+			m.NATReals = append(m.NATReals, ep)
+		}
+	}
 	for si, s := range cfg.Services {
 		path := fmt.Sprintf("service[%d]", si)
 		proto := header.ProtoTCP
@@ -91,6 +132,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
 		for ri, r := range s.Reals {
+			present[realKey{svc: key, addr: r.Address}] = r
 			id := c.id(realKey{svc: key, addr: r.Address})
 			fwd := dataplane.Forward(r.Forward)
 			mac, onLink, ready := resolve(r.Address.Addr())
@@ -122,10 +164,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id], Key: realIdentity(r.Address)})
 			switch fwd {
 			case dataplane.ForwardNAT:
-				ep := afpacket.Endpoint{Proto: proto, Addr: r.Address.Addr().As4(), Port: r.Address.Port()}
-				if !slices.Contains(m.NATReals, ep) {
-					m.NATReals = append(m.NATReals, ep)
-				}
+				addNATReal(proto, r.Address)
 			case dataplane.ForwardFullNAT:
 				fullnat = true
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
@@ -147,6 +186,41 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		svc.Sched = sched
 		t.Services[key] = svc
 	}
+	// A real removed from a service that remains drains: it stays in the
+	// table for its connections (and its NAT replies stay steered) but is
+	// no longer one of the service's reals, so nothing new reaches it.
+	drains := map[realKey]*drainingReal{}
+	for k, d := range c.draining {
+		drains[k] = d
+	}
+	now := time.Now()
+	for k, r := range c.present {
+		if _, ok := present[k]; ok || drains[k] != nil {
+			continue
+		}
+		if cnt := c.counters[c.ids[k]]; cnt.Active.Load()+cnt.Inactive.Load() > 0 {
+			drains[k] = &drainingReal{real: r, since: now}
+		}
+	}
+	for k, d := range drains {
+		if _, back := present[k]; back || t.Services[k.svc] == nil {
+			delete(drains, k) // put back, or its service is gone
+			continue
+		}
+		id := c.id(k)
+		mac, _, ready := resolve(k.addr.Addr())
+		for int(id) >= len(t.Reals) {
+			t.Reals = append(t.Reals, dataplane.Real{})
+		}
+		t.Reals[id] = dataplane.Real{ID: id, Addr: k.addr.Addr().As4(), Port: k.addr.Port(), Forward: dataplane.Forward(d.real.Forward),
+			MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id]}
+		switch dataplane.Forward(d.real.Forward) {
+		case dataplane.ForwardNAT:
+			addNATReal(k.svc.Proto, k.addr)
+		case dataplane.ForwardFullNAT:
+			fullnat = true
+		}
+	}
 	// Every ID this compiler ever handed out has a slot, so that entries of
 	// removed reals find a zero Real and are dropped rather than misrouted.
 	for len(t.Reals) < len(c.counters) {
@@ -166,6 +240,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	for _, th := range thresholds {
 		th.c.SetThresholds(th.upper, th.lower)
 	}
+	c.present, c.draining = present, drains
 	return t, m, nil
 }
 

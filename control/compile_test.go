@@ -280,3 +280,69 @@ func TestCompileMaglevIdentity(t *testing.T) {
 		t.Errorf("reordering the reals moved %d of 1000 flows under mh", moved)
 	}
 }
+
+// TestRemovedRealDrains: a real removed from a service that remains keeps
+// forwarding its connections (in the table, ready, steered for NAT
+// replies) but is out of the service, so nothing new reaches it; it leaves
+// the table when its connections are gone, or after the drain limit. A
+// real without connections leaves at once.
+func TestRemovedRealDrains(t *testing.T) {
+	c := NewCompiler()
+	t1, _, err := c.Compile(mustParse(t, base), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := dataplane.ServiceKey{Proto: 6, VIP: [4]byte{10, 20, 0, 100}, Port: 80}
+	id12 := t1.Services[key].Reals[1]
+	t1.Reals[id12].Counters.Bind(true) // one active connection
+	without := strings.Replace(base, "  [[service.real]]\n  address = \"10.20.0.12:8080\"\n  weight = 3\n", "", 1)
+	t2, m2, err := c.Compile(mustParse(t, without), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(t2.Services[key].Reals, id12) {
+		t.Fatal("the removed real is still one of the service's reals")
+	}
+	if r := t2.Reals[id12]; !r.Ready || r.Forward != dataplane.ForwardNAT || r.Addr != [4]byte{10, 20, 0, 12} {
+		t.Fatalf("the draining real's slot %+v, want it ready for its connections", r)
+	}
+	ep := afpacket.Endpoint{Proto: 6, Addr: [4]byte{10, 20, 0, 12}, Port: 8080}
+	if !slices.Contains(m2.NATReals, ep) {
+		t.Error("the draining NAT real's replies are no longer steered")
+	}
+	if c.Draining() != 1 || c.Drained(time.Now(), 0) {
+		t.Fatalf("draining %d; Drained with a connection left says it ended", c.Draining())
+	}
+	// Another reload while it drains keeps it draining.
+	if t3, _, err := c.Compile(mustParse(t, without), testLink, nil, resolveAll); err != nil || !t3.Reals[id12].Ready {
+		t.Fatalf("after a second reload the draining real is %+v, %v", t3.Reals[id12], err)
+	}
+	// The limit ends it even with its connection.
+	if !c.Drained(time.Now().Add(time.Hour), time.Minute) || c.Draining() != 0 {
+		t.Fatal("the drain limit did not end the draining")
+	}
+	t4, m4, err := c.Compile(mustParse(t, without), testLink, nil, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := t4.Reals[id12]; r.Ready || r.Forward != 0 || slices.Contains(m4.NATReals, ep) {
+		t.Errorf("after draining the real's slot is %+v, want empty", r)
+	}
+
+	// Put back while draining: it is a real of the service again.
+	c = NewCompiler()
+	t1, _, _ = c.Compile(mustParse(t, base), testLink, nil, resolveAll)
+	id12 = t1.Services[key].Reals[1]
+	t1.Reals[id12].Counters.Bind(false)
+	c.Compile(mustParse(t, without), testLink, nil, resolveAll)
+	t5, _, _ := c.Compile(mustParse(t, base), testLink, nil, resolveAll)
+	if !slices.Contains(t5.Services[key].Reals, id12) || c.Draining() != 0 {
+		t.Errorf("a real put back while draining: reals %v, draining %d", t5.Services[key].Reals, c.Draining())
+	}
+	// The connection ends: Drained lets it go.
+	c.Compile(mustParse(t, without), testLink, nil, resolveAll)
+	t1.Reals[id12].Counters.Unbind(false)
+	if !c.Drained(time.Now(), 0) {
+		t.Error("Drained with no connection left says it goes on")
+	}
+}

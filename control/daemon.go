@@ -435,7 +435,12 @@ func (d *Daemon) resolver() {
 				}
 			}
 		}
-		if d.resolve(all) {
+		changed := d.resolve(all)
+		if d.comp.Drained(time.Now(), d.cfg.Timeouts.Drain) {
+			changed = true
+			d.log.Info("removed real servers drained", "draining", d.comp.Draining())
+		}
+		if changed {
 			t, m, err := d.comp.Compile(d.cfg, d.link, d.locals(d.cfg), d.lookupMAC)
 			if err == nil {
 				err = d.apply(t, m)

@@ -97,6 +97,45 @@ func TestLiveChanges(t *testing.T) {
 			edits++
 		}
 	}
+	// A real removed under load drains: the established connection of a
+	// keep-alive client on it goes on (for longer than a request may take),
+	// new connections go to the other real. The keep-alive connection is
+	// the ESTABLISHED entry seen in two dumps a second apart.
+	gvsadmOut := func(args ...string) string {
+		out, err := exec.CommandContext(ctx, bins.gvsadm, append([]string{"--socket", env.SocketPath}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("gvsadm %v: %v: %s", args, err, out)
+		}
+		return string(out)
+	}
+	established := func() map[string]string { // client -> real
+		m := map[string]string{}
+		for _, line := range strings.Split(gvsadmOut("-Lnc"), "\n") {
+			if f := strings.Fields(line); len(f) == 6 && f[2] == "ESTABLISHED" && f[4] == vip.String() {
+				m[f[3]] = f[5]
+			}
+		}
+		return m
+	}
+	first := established()
+	time.Sleep(time.Second)
+	gone := ""
+	for c, r := range established() {
+		if first[c] == r {
+			gone = r
+			break
+		}
+	}
+	if gone == "" {
+		t.Fatal("no long-lived connection in two dumps of the connection table")
+	}
+	gvsadmOut("-d", "-t", vip.String(), "-r", gone)
+	time.Sleep(requestTimeout + 2*time.Second)
+	if strings.Contains(gvsadmOut("-Ln"), gone) {
+		t.Errorf("%s is still listed after -d", gone)
+	}
+	gvsadmOut("-a", "-t", vip.String(), "-r", gone, "-w", "1")
+	edits += 2
 	took := time.Since(start)
 	// The rate estimator has seen the load for tens of seconds.
 	out, err := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-Ln", "--rate").CombinedOutput()

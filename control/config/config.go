@@ -128,8 +128,15 @@ type Director struct {
 	Metrics        string       // host:port of the metrics listener; empty = off
 }
 
-// Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set.
-type Timeouts struct{ TCP, TCPFin, UDP time.Duration }
+// Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set,
+// and how long a removed real server keeps its connections.
+type Timeouts struct {
+	TCP, TCPFin, UDP time.Duration
+	// Drain bounds how long a real removed from a service that remains keeps forwarding
+	// its established connections (it takes no new ones); 0 = until they end, as IPVS
+	// keeps a removed destination while connections use it.
+	Drain time.Duration
+}
 
 // Limits is the [limits] table.
 type Limits struct {

@@ -279,6 +279,7 @@ func (d *decoder) config(tree map[string]any) *Config {
 				{"tcp", d.setDuration(&c.Timeouts.TCP)},
 				{"tcp_fin", d.setDuration(&c.Timeouts.TCPFin)},
 				{"udp", d.setDuration(&c.Timeouts.UDP)},
+				{"drain", d.setDuration(&c.Timeouts.Drain)},
 			})
 		}},
 		{"limits", func(path string, v any) {

@@ -212,6 +212,7 @@ func TestParseErrors(t *testing.T) {
 		// timeouts and limits
 		{"timeout zero", head + "[timeouts]\ntcp = \"0s\"\n", []FieldError{{"timeouts.tcp", "0s is not positive"}}},
 		{"timeout negative", head + "[timeouts]\ntcp_fin = \"-2m\"\n", []FieldError{{"timeouts.tcp_fin", "-2m0s is not positive"}}},
+		{"drain negative", head + "[timeouts]\ndrain = \"-1s\"\n", []FieldError{{"timeouts.drain", "-1s is negative"}}},
 		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
 		{"timeout as integer", head + "[timeouts]\nudp = 300\n", []FieldError{{"timeouts.udp", `want a duration string like "15m", got integer 300`}}},
 		{"connections zero", head + "[limits]\nconnections = 0\n", []FieldError{{"limits.connections", "0 is out of range 1..100000000"}}},

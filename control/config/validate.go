@@ -73,6 +73,10 @@ func (v *validator) config(c *Config) {
 		}
 	}
 
+	if c.Timeouts.Drain < 0 {
+		v.addf("timeouts.drain", "%s is negative", c.Timeouts.Drain)
+	}
+
 	if n := c.Limits.Connections; n < 1 || n > maxConnections {
 		v.addf("limits.connections", "%d is out of range 1..%d", n, maxConnections)
 	}
