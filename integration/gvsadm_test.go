@@ -163,6 +163,27 @@ func TestGvsadm(t *testing.T) {
 		t.Errorf("a reload of the file keeps the hand-made changes:\n%s", out)
 	}
 
+	// gvsadm --reload re-reads the file; a bad file is refused with its
+	// paths and changes nothing.
+	if err := os.WriteFile(env.ConfigPath, []byte(drConfig(l, "rr", "persistence = \"0s\"", []int{3, 2}, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := gvsadm("--reload"); code != 0 {
+		t.Fatalf("gvsadm --reload: exit %d: %s", code, errs)
+	}
+	if out, _, _ = gvsadm("-Ln"); !strings.Contains(out, "  -> 10.20.0.11:80                Route   3      ") {
+		t.Errorf("after gvsadm --reload of weight 3:\n%s", out)
+	}
+	if err := os.WriteFile(env.ConfigPath, []byte(drConfig(l, "rr", "persistence = \"0s\"", []int{-1, 2}, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errs, code := gvsadm("--reload"); code != 1 || !strings.Contains(errs, "service[0].real[0].weight") {
+		t.Errorf("gvsadm --reload of a bad file: exit %d, %q; want 1 and the field path", code, errs)
+	}
+	if out, _, _ = gvsadm("-Ln"); !strings.Contains(out, "Route   3      ") {
+		t.Errorf("a refused reload changed the running services:\n%s", out)
+	}
+
 	if _, errs, code := gvsadm("-Ln", "-t", "10.20.0.100:81"); code != 1 || !strings.Contains(errs, "No such service") {
 		t.Errorf("gvsadm -Ln -t of a missing service: exit %d, %q; want 1 and No such service", code, errs)
 	}

@@ -7,6 +7,7 @@
 //	gvsadm -d -t|-u VIP:port -r RIP[:port]
 //	gvsadm -C | -Z [-t|-u VIP:port] | --set tcp tcpfin udp
 //	gvsadm -R < rules            the lines gvsadm -S (or ipvsadm -S) wrote
+//	gvsadm --reload              gvsd re-reads its configuration file
 //	gvsadm -L -n [--stats | --rate | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -S -n                 the services as rules for -R
@@ -77,6 +78,12 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		return 0
 	case cmdRestore:
 		return restore(socket, stdin, stderr)
+	case cmdReload:
+		if _, err := api.Call(context.Background(), socket, &api.Request{Op: api.OpReload}); err != nil {
+			fmt.Fprintf(stderr, "gvsadm: reload refused, the running configuration stays:\n%v\n", err)
+			return 1
+		}
+		return 0
 	}
 	op := api.OpList
 	if o.conns {
@@ -129,6 +136,7 @@ const (
 	cmdUnsupported
 	cmdEdit
 	cmdRestore
+	cmdReload
 )
 
 // format bits of a listing, as ipvsadm's FMT_*.
@@ -248,6 +256,8 @@ func parseArgs(args []string) (options, error) {
 			save = true
 		case "-R", "--restore":
 			o.cmd = cmdRestore
+		case "--reload":
+			o.cmd = cmdReload
 		case "-n", "--numeric":
 		case "-c", "--connection":
 			o.conns = true
@@ -339,6 +349,12 @@ func parseArgs(args []string) (options, error) {
 			return o, err
 		}
 	}
+	if o.cmd == cmdReload {
+		if e.Command != "" || list || save {
+			return o, fmt.Errorf("--reload goes alone")
+		}
+		return o, nil
+	}
 	if o.cmd == cmdRestore {
 		if e.Command != "" || list || save {
 			return o, fmt.Errorf("-R takes its commands from standard input")
@@ -400,6 +416,7 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -Z [-t|-u VIP:port]    zero the counters
   gvsadm --set tcp tcpfin udp   timeouts in seconds (0 = unchanged)
   gvsadm -R                     apply the rules on standard input (as gvsadm -S wrote them)
+  gvsadm --reload               gvsd re-reads its configuration file (as SIGHUP)
   gvsadm -L|-l [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -S [-n]                save the services as rules

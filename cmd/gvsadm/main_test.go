@@ -25,6 +25,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"--fwmark-service", "1"}, want: options{cmd: cmdUnsupported, unsupported: "--fwmark-service"}},
 		{args: []string{"-Ln", "--rate"}, want: options{cmd: cmdList, format: fmtRate}},
 		{args: []string{"-v"}, want: options{cmd: cmdVersion}},
+		{args: []string{"--reload"}, want: options{cmd: cmdReload}},
+		{args: []string{"--reload", "-L"}, wantErr: "goes alone"},
 		{args: []string{"-L", "-q"}, wantErr: "unknown option -q"},
 		{args: []string{"-L", "-t"}, wantErr: "option -t needs an argument"},
 		{args: []string{"--stats"}, wantErr: "go with -L"},

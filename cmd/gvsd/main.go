@@ -48,9 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "/etc/gvs/gvs.toml", "configuration file")
 	socket := fs.String("socket", api.DefaultSocket, "control socket for gvsadm")
 	check := fs.Bool("check", false, "validate the configuration and exit")
-	logJSON := fs.Bool("log-json", false, "log as JSON lines")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logJSON := fs.Bool("log-json", false, "log as JSON lines (same as -log-format json)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gvsd [-config FILE] [-socket PATH] [-check] [-log-json]\n       gvsd demo\n")
+		fmt.Fprintf(stderr, "usage: gvsd [-config FILE] [-socket PATH] [-check] [-log-format text|json]\n       gvsd demo\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,9 +61,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var h slog.Handler = slog.NewTextHandler(stderr, nil)
-	if *logJSON {
+	var h slog.Handler
+	switch {
+	case *logJSON || *logFormat == "json":
 		h = slog.NewJSONHandler(stderr, nil)
+	case *logFormat == "text":
+		h = slog.NewTextHandler(stderr, nil)
+	default:
+		fmt.Fprintf(stderr, "gvsd: -log-format %q: want text or json\n", *logFormat)
+		return 2
 	}
 	log := slog.New(h)
 
@@ -94,8 +101,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gvsd: %v\n", err)
 		return 1
 	}
+	// reload re-reads the file (SIGHUP, gvsadm --reload): a bad file is
+	// refused whole and the running configuration stays.
+	reload := func() error {
+		ncfg, err := config.Load(*cfgPath)
+		if err == nil {
+			err = d.Reload(ncfg)
+		}
+		if err != nil {
+			log.Error("reload refused; the running configuration stays", "err", err)
+		}
+		return err
+	}
+	handle := func(ctx context.Context, req *api.Request) *api.Response {
+		if req.Op == api.OpReload {
+			if err := reload(); err != nil {
+				return &api.Response{Error: err.Error()}
+			}
+			return &api.Response{}
+		}
+		return d.Handle(ctx, req)
+	}
 	go func() { // control API: gvsadm's requests, until ln is closed
-		if err := api.Serve(context.Background(), ln, d.Handle); err != nil {
+		if err := api.Serve(context.Background(), ln, handle); err != nil {
 			log.Error("control socket", "err", err)
 		}
 	}()
@@ -113,13 +141,7 @@ loop:
 				log.Info("stopping", "signal", s.String())
 				break loop
 			}
-			ncfg, err := config.Load(*cfgPath)
-			if err == nil {
-				err = d.Reload(ncfg)
-			}
-			if err != nil {
-				log.Error("reload refused; the running configuration stays", "err", err)
-			}
+			_ = reload()
 		case <-d.Done():
 			log.Error("dataplane stopped", "err", d.Err())
 			code = 1

@@ -23,8 +23,12 @@ const (
 	OpConnections = "connections" // the connection table (ipvsadm -L -c)
 )
 
-// OpEdit changes the running services (Request.Edit).
-const OpEdit = "edit"
+// OpEdit changes the running services (Request.Edit); OpReload makes
+// gvsd re-read its configuration file, as SIGHUP does.
+const (
+	OpEdit   = "edit"
+	OpReload = "reload"
+)
 
 // Request is what gvsadm asks.
 type Request struct {
