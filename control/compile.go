@@ -44,6 +44,17 @@ type Compiler struct {
 	// connections end (see Drained).
 	present  map[realKey]config.Real
 	draining map[realKey]*drainingReal
+
+	// Health says whether a real of a service passes its health check;
+	// nil means every real does. See Compile for what a failing real gets.
+	Health func(svc dataplane.ServiceKey, real netip.AddrPort) HealthState
+}
+
+// HealthState is a real's health as Compile needs it.
+type HealthState struct {
+	Checked bool      // the service has a health check
+	Up      bool      // it passes (meaningful when Checked)
+	Changed time.Time // when Up last changed
 }
 
 // drainingReal is a real removed from a service that still runs: it takes
@@ -131,7 +142,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
-		for ri, r := range s.Reals {
+		healthy := c.healthOf(key, &s)
+		reals := s.Reals
+		if sorry, ok := sorryReal(&s, healthy); ok {
+			reals = append(slices.Clip(reals), sorry)
+			healthy = append(slices.Clip(healthy), true)
+		}
+		for ri, r := range reals {
 			present[realKey{svc: key, addr: r.Address}] = r
 			id := c.id(realKey{svc: key, addr: r.Address})
 			fwd := dataplane.Forward(r.Forward)
@@ -157,6 +174,16 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 				MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id],
 			}
 			w := int32(r.Weight)
+			if !healthy[ri] {
+				// A failed check: out of the scheduler, and with
+				// on_failure = "remove" its connections cut too (the
+				// real is dead); "quiesce" lets them go on.
+				w = 0
+				if s.Check.OnFailure != "quiesce" {
+					ready = false
+					t.Reals[id].Ready = false
+				}
+			}
 			if !ready {
 				w = 0
 			}
@@ -242,6 +269,49 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	c.present, c.draining = present, drains
 	return t, m, nil
+}
+
+// healthOf returns, for each real of s, whether it counts as healthy. When
+// the check says every real is down and the service has no sorry real,
+// the one that went down last keeps answering (a service with no real at
+// all helps nobody: the last one standing may still serve some).
+func (c *Compiler) healthOf(key dataplane.ServiceKey, s *config.Service) []bool {
+	out := make([]bool, len(s.Reals))
+	last, lastAt := -1, time.Time{}
+	allDown := len(s.Reals) > 0
+	for i, r := range s.Reals {
+		out[i] = true
+		if c.Health == nil {
+			continue
+		}
+		h := c.Health(key, r.Address)
+		if !h.Checked || h.Up {
+			allDown = false
+			continue
+		}
+		out[i] = false
+		if last < 0 || h.Changed.After(lastAt) {
+			last, lastAt = i, h.Changed
+		}
+	}
+	if allDown && !s.Sorry.IsValid() && last >= 0 {
+		out[last] = true
+	}
+	return out
+}
+
+// sorryReal returns the service's sorry real when none of its reals can
+// take a new connection (all failed their checks or have weight 0).
+func sorryReal(s *config.Service, healthy []bool) (config.Real, bool) {
+	if !s.Sorry.IsValid() {
+		return config.Real{}, false
+	}
+	for i, r := range s.Reals {
+		if healthy[i] && r.Weight > 0 {
+			return config.Real{}, false
+		}
+	}
+	return config.Real{Address: s.Sorry, Weight: 1, Forward: s.Forward}, true
 }
 
 // realIdentity is a real's identity for mh: a stable hash of its address

@@ -346,3 +346,84 @@ func TestRemovedRealDrains(t *testing.T) {
 		t.Error("Drained with no connection left says it goes on")
 	}
 }
+
+// TestCompileHealth: a real that fails its check leaves the scheduler and,
+// with on_failure "remove", the table; "quiesce" keeps it for its
+// connections. When every real is down, the sorry real takes the new
+// connections, or without one the real that went down last stays in.
+func TestCompileHealth(t *testing.T) {
+	const cfgText = `
+[director]
+interface = "eth0"
+[[service]]
+address = "10.20.0.100:80"
+scheduler = "rr"
+%s
+  [service.check]
+  type = "tcp"
+  on_failure = %q
+  [[service.real]]
+  address = "10.20.0.11:80"
+  [[service.real]]
+  address = "10.20.0.12:80"
+`
+	key := dataplane.ServiceKey{Proto: 6, VIP: [4]byte{10, 20, 0, 100}, Port: 80}
+	t0 := time.Now()
+	down := map[string]time.Time{}
+	health := func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+		at, isDown := down[r.String()]
+		return HealthState{Checked: true, Up: !isDown, Changed: at}
+	}
+	weights := func(tbl *dataplane.Table) map[string]int32 {
+		out := map[string]int32{}
+		svc := tbl.Services[key]
+		for i, id := range svc.Reals {
+			r := tbl.Reals[id]
+			out[netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port).String()] = svc.Dests[i].Weight
+		}
+		return out
+	}
+	compile := func(sorry, onFailure string) (*dataplane.Table, map[string]int32) {
+		t.Helper()
+		c := NewCompiler()
+		c.Health = health
+		tbl, _, err := c.Compile(mustParse(t, fmt.Sprintf(cfgText, sorry, onFailure)), testLink, nil, resolveAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tbl, weights(tbl)
+	}
+	ready := func(tbl *dataplane.Table, addr string) bool {
+		for _, id := range tbl.Services[key].Reals {
+			r := tbl.Reals[id]
+			if netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port).String() == addr {
+				return r.Ready
+			}
+		}
+		return false
+	}
+
+	down["10.20.0.11:80"] = t0
+	tbl, w := compile("", "remove")
+	if w["10.20.0.11:80"] != 0 || w["10.20.0.12:80"] != 1 || ready(tbl, "10.20.0.11:80") {
+		t.Errorf("remove: weights %v, 11 ready %v; want 11 out and not ready", w, ready(tbl, "10.20.0.11:80"))
+	}
+	tbl, w = compile("", "quiesce")
+	if w["10.20.0.11:80"] != 0 || !ready(tbl, "10.20.0.11:80") {
+		t.Errorf("quiesce: weights %v, 11 ready %v; want weight 0 and ready", w, ready(tbl, "10.20.0.11:80"))
+	}
+	down["10.20.0.12:80"] = t0.Add(time.Second) // the last to go down
+	tbl, w = compile("", "remove")
+	if w["10.20.0.11:80"] != 0 || w["10.20.0.12:80"] != 1 || !ready(tbl, "10.20.0.12:80") {
+		t.Errorf("all down, no sorry: weights %v; want the last one standing (12) kept", w)
+	}
+	_, w = compile(`sorry = "10.20.0.99:80"`, "remove")
+	if w["10.20.0.99:80"] != 1 || w["10.20.0.11:80"] != 0 || w["10.20.0.12:80"] != 0 {
+		t.Errorf("all down, sorry set: weights %v; want only the sorry real", w)
+	}
+	delete(down, "10.20.0.11:80")
+	_, w = compile(`sorry = "10.20.0.99:80"`, "remove")
+	if _, in := w["10.20.0.99:80"]; in || w["10.20.0.11:80"] != 1 {
+		t.Errorf("one real back: weights %v; want the sorry real out", w)
+	}
+}

@@ -155,7 +155,38 @@ type Service struct {
 	PersistenceNetmask int            // prefix length of clients that share persistence; default 32
 	OPS                bool           // one-packet scheduling; UDP only
 	Reals              []Real
+	// Check is the health check of the service's reals ([service.check]); Type "none"
+	// (the default) checks nothing and every real counts as healthy.
+	Check Check
+	// Sorry, if set, is the real that takes the service's new connections while every
+	// other real is down or quiesced ([service] sorry = "ip:port"); it is never checked.
+	Sorry netip.AddrPort
 }
+
+// Check is a [service.check] table: how gvsd checks each real of the service.
+type Check struct {
+	Type     string        // none (default; "" in code means none) | tcp | http | https | udp | exec
+	Interval time.Duration // default 2s
+	Timeout  time.Duration // default 1s; at most Interval
+	Rise     int           // consecutive successes to come back; default 2
+	Fall     int           // consecutive failures to go down; default 3
+	Port     int           // 0 = the real's port
+	Path     string        // http/https; default "/"
+	Status   []int         // http/https accepted codes; empty = 200..399
+	Expect   string        // http/https body regexp; udp reply regexp
+	Send     string        // udp payload: text, or hex after "0x"
+	Command  []string      // exec: argv, with GVS_REAL_ADDR and GVS_REAL_PORT in the environment
+	// OnFailure is what a failed real gets: "remove" (default: out of the scheduler, its
+	// connections cut) or "quiesce" (weight 0, keepalived's inhibit_on_failure: its
+	// established connections go on).
+	OnFailure string
+	// Alpha starts a real down until it passes rise checks (keepalived's alpha); by
+	// default a real starts up and must fail fall checks to go down.
+	Alpha bool
+}
+
+// CheckTypes are the accepted [service.check] types.
+var CheckTypes = []string{"none", "tcp", "http", "https", "udp", "exec"}
 
 // Real is one [[service.real]]: a real server of a service (ipvsadm -a).
 type Real struct {
@@ -222,7 +253,12 @@ func Default() *Config {
 
 // defaultService returns a Service with the defaults of [[service]] filled.
 func defaultService() Service {
-	return Service{Protocol: TCP, Scheduler: defaultScheduler, Forward: DR, PersistenceNetmask: defaultNetmask}
+	return Service{Protocol: TCP, Scheduler: defaultScheduler, Forward: DR, PersistenceNetmask: defaultNetmask, Check: DefaultCheck()}
+}
+
+// DefaultCheck returns a [service.check] with every default filled and type none.
+func DefaultCheck() Check {
+	return Check{Type: "none", Interval: 2 * time.Second, Timeout: time.Second, Rise: 2, Fall: 3, Path: "/", OnFailure: "remove"}
 }
 
 // defaultName is a service's name when the file gives none.

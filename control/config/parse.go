@@ -359,6 +359,8 @@ func (d *decoder) service(path string, v any, s *Service) {
 		{"persistence", d.setDuration(&s.Persistence)},
 		{"persistence_netmask", d.setInt(&s.PersistenceNetmask)},
 		{"ops", d.setBool(&s.OPS)},
+		{"sorry", d.setAddrPort(&s.Sorry)},
+		{"check", func(p string, v any) { d.check(p, v, &s.Check) }},
 		// Last, so the reals see the service's decoded address and forward.
 		{"real", func(p string, v any) { s.Reals = d.reals(p, v, path, s) }},
 	})
@@ -369,6 +371,42 @@ func (d *decoder) service(path string, v any, s *Service) {
 		s.Name = defaultName(s.Protocol, s.Address)
 		if d.bad[join(path, "protocol")] || d.bad[join(path, "address")] {
 			d.bad[join(path, "name")] = true // derived from a bad value: say nothing about it
+		}
+	}
+}
+
+func (d *decoder) check(path string, v any, c *Check) {
+	d.table(path, v, []field{
+		{"type", d.setString(&c.Type)},
+		{"interval", d.setDuration(&c.Interval)},
+		{"timeout", d.setDuration(&c.Timeout)},
+		{"rise", d.setInt(&c.Rise)},
+		{"fall", d.setInt(&c.Fall)},
+		{"port", d.setInt(&c.Port)},
+		{"path", d.setString(&c.Path)},
+		{"status", d.setInts(&c.Status)},
+		{"expect", d.setString(&c.Expect)},
+		{"send", d.setString(&c.Send)},
+		{"command", d.setStrings(&c.Command)},
+		{"on_failure", d.setString(&c.OnFailure)},
+		{"alpha", d.setBool(&c.Alpha)},
+	})
+}
+
+func (d *decoder) setInts(dst *[]int) func(string, any) {
+	return func(path string, v any) {
+		items, ok := d.list(path, "an array of integers", v)
+		if !ok {
+			return
+		}
+		*dst = make([]int, 0, len(items))
+		for i, it := range items {
+			n, ok := it.(int64)
+			if !ok || int64(int(n)) != n {
+				d.wrongType(index(path, i), "an integer", it)
+				continue
+			}
+			*dst = append(*dst, int(n))
 		}
 	}
 }

@@ -71,7 +71,7 @@ forward = "nat"
 		Services: []Service{
 			{
 				Name: "tcp/10.20.0.100:80", Protocol: TCP, Address: netip.MustParseAddrPort("10.20.0.100:80"),
-				Scheduler: "wlc", Forward: DR, PersistenceNetmask: 32,
+				Scheduler: "wlc", Forward: DR, PersistenceNetmask: 32, Check: DefaultCheck(),
 				Reals: []Real{
 					{Address: netip.MustParseAddrPort("10.20.0.11:80"), Weight: 1, Forward: DR},
 					{Address: netip.MustParseAddrPort("10.20.0.12:80"), Weight: 1, Forward: TUN},
@@ -79,7 +79,7 @@ forward = "nat"
 			},
 			{
 				Name: "udp/10.20.0.100:53", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.100:53"),
-				Scheduler: "wlc", Forward: NAT, PersistenceNetmask: 32,
+				Scheduler: "wlc", Forward: NAT, PersistenceNetmask: 32, Check: DefaultCheck(),
 				Reals: []Real{
 					{Address: netip.MustParseAddrPort("10.30.0.11:53"), Weight: 1, Forward: NAT},
 					{Address: netip.MustParseAddrPort("10.30.0.12:5353"), Weight: 0, Forward: NAT},
@@ -111,6 +111,7 @@ metrics = "127.0.0.1:9464"
 tcp = "1h"
 tcp_fin = "30s"
 udp = "90s"
+drain = "10m"
 [limits]
 connections = 1000
 [[service]]
@@ -123,6 +124,21 @@ forward = "fullnat"
 persistence = "5m"
 persistence_netmask = 24
 ops = true
+sorry = "10.40.1.99:53"
+  [service.check]
+  type = "udp"
+  interval = "5s"
+  timeout = "2s"
+  rise = 3
+  fall = 4
+  port = 5300
+  path = "/health"
+  status = [200, 204]
+  expect = "^ok"
+  send = "0x0102"
+  command = ["/bin/true", "x"]
+  on_failure = "quiesce"
+  alpha = true
   [[service.real]]
   address = "10.40.1.11:5353"
   weight = 65535
@@ -136,13 +152,16 @@ ops = true
 			LocalAddresses: []netip.Addr{netip.MustParseAddr("10.40.0.2"), netip.MustParseAddr("10.40.0.3")},
 			LocalPorts:     PortRange{2000, 3000}, Metrics: "127.0.0.1:9464",
 		},
-		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second},
+		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second, Drain: 10 * time.Minute},
 		Limits:   Limits{Connections: 1000},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
 			SchedulerFlags: []string{"sh-port", "sh-fallback"},
 			Forward:        FullNAT, Persistence: 5 * time.Minute, PersistenceNetmask: 24, OPS: true,
 			Reals: []Real{{Address: netip.MustParseAddrPort("10.40.1.11:5353"), Weight: 65535, UpperThreshold: 100, LowerThreshold: 50, Forward: NAT}},
+			Sorry: netip.MustParseAddrPort("10.40.1.99:53"),
+			Check: Check{Type: "udp", Interval: 5 * time.Second, Timeout: 2 * time.Second, Rise: 3, Fall: 4, Port: 5300, Path: "/health",
+				Status: []int{200, 204}, Expect: "^ok", Send: "0x0102", Command: []string{"/bin/true", "x"}, OnFailure: "quiesce", Alpha: true},
 		}},
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -212,6 +231,13 @@ func TestParseErrors(t *testing.T) {
 		// timeouts and limits
 		{"timeout zero", head + "[timeouts]\ntcp = \"0s\"\n", []FieldError{{"timeouts.tcp", "0s is not positive"}}},
 		{"timeout negative", head + "[timeouts]\ntcp_fin = \"-2m\"\n", []FieldError{{"timeouts.tcp_fin", "-2m0s is not positive"}}},
+		{"check type", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"icmp\"\n", []FieldError{{"service[0].check.type", `"icmp" is not a check type (want one of none tcp http https udp exec)`}}},
+		{"check timeout over interval", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\ninterval = \"1s\"\ntimeout = \"2s\"\nfall = 0\n", []FieldError{
+			{"service[0].check.fall", "0 is out of range 1..100"}, {"service[0].check.timeout", "2s is longer than the interval 1s"}}},
+		{"check exec and regexp", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"exec\"\nexpect = \"(\"\non_failure = \"drop\"\n", []FieldError{
+			{"service[0].check.command", "exec needs a command"}, {"service[0].check.expect", "not a regular expression: error parsing regexp: missing closing ): `(`"},
+			{"service[0].check.on_failure", `"drop" is not remove or quiesce`}}},
+		{"sorry is a real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsorry = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.2:80 is also a real of the service"}}},
 		{"drain negative", head + "[timeouts]\ndrain = \"-1s\"\n", []FieldError{{"timeouts.drain", "-1s is negative"}}},
 		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
 		{"timeout as integer", head + "[timeouts]\nudp = 300\n", []FieldError{{"timeouts.udp", `want a duration string like "15m", got integer 300`}}},
@@ -285,7 +311,8 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"limits", head + "[limits]\nconns = 5\n", "limits.conns"},
 		{"service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service]]\naddress = \"10.0.0.1:81\"\nsheduler = \"rr\"\n", "service[1].sheduler"},
 		{"real", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.3:80\"\nwieght = 2\n", "service[0].real[1].wieght"},
-		{"sub-table of a service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\n", "service[0].check"},
+		{"sub-table of a service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.checks]\ntype = \"tcp\"\n", "service[0].checks"},
+		{"key of a check", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\nintervall = \"1s\"\n", "service[0].check.intervall"},
 		{"quoted key", head + "\"odd key\" = 1\n", `director."odd key"`},
 		{"dotted key", head + "a.b = 1\n", "director.a"},
 	} {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -240,6 +241,20 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 		v.addf(join(path, "ops"), "only valid with protocol udp")
 	}
 
+	v.check(join(path, "check"), &s.Check)
+	if s.Sorry.IsValid() {
+		sp := join(path, "sorry")
+		if msg := checkAddrPort(s.Sorry); msg != "" {
+			v.addf(sp, "%s", msg)
+		} else if s.Sorry.Port() == 0 {
+			v.addf(sp, "port must not be 0")
+		} else if (s.Forward == DR || s.Forward == TUN) && addrOK && s.Sorry.Port() != s.Address.Port() {
+			v.addf(sp, "port %d differs from the service port %d: %s cannot change the port", s.Sorry.Port(), s.Address.Port(), s.Forward)
+		} else if slices.ContainsFunc(s.Reals, func(r Real) bool { return r.Address == s.Sorry }) {
+			v.addf(sp, "%s is also a real of the service", s.Sorry)
+		}
+	}
+
 	seen := make(map[netip.AddrPort]int, len(s.Reals))
 	for j := range s.Reals {
 		r := &s.Reals[j]
@@ -288,6 +303,55 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	} else if lo > up && up >= 0 {
 		// ip_vs_ctl.c refuses l_threshold > u_threshold (-ERANGE).
 		v.addf(join(path, "lower_threshold"), "%d is above upper_threshold %d", lo, up)
+	}
+}
+
+// check checks a [service.check] table.
+func (v *validator) check(path string, c *Check) {
+	if c.Type == "" {
+		return // built in code without a check: none
+	}
+	if !slices.Contains(CheckTypes, c.Type) {
+		v.addf(join(path, "type"), "%s is not a check type (want one of %s)", quote(c.Type), strings.Join(CheckTypes, " "))
+		return
+	}
+	if c.Type == "none" {
+		return
+	}
+	if c.Interval <= 0 {
+		v.addf(join(path, "interval"), "%s is not positive", c.Interval)
+	}
+	if c.Timeout <= 0 {
+		v.addf(join(path, "timeout"), "%s is not positive", c.Timeout)
+	} else if c.Interval > 0 && c.Timeout > c.Interval {
+		v.addf(join(path, "timeout"), "%s is longer than the interval %s", c.Timeout, c.Interval)
+	}
+	for _, n := range []struct {
+		key string
+		v   int
+	}{{"rise", c.Rise}, {"fall", c.Fall}} {
+		if n.v < 1 || n.v > 100 {
+			v.addf(join(path, n.key), "%d is out of range 1..100", n.v)
+		}
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		v.addf(join(path, "port"), "%d is out of range 0..65535", c.Port)
+	}
+	for i, code := range c.Status {
+		if code < 100 || code > 599 {
+			v.addf(index(join(path, "status"), i), "%d is not an HTTP status code", code)
+		}
+	}
+	if c.Expect != "" {
+		if _, err := regexp.Compile(c.Expect); err != nil {
+			v.addf(join(path, "expect"), "not a regular expression: %v", err)
+		}
+	}
+	if c.Type == "exec" && len(c.Command) == 0 {
+		v.addf(join(path, "command"), "exec needs a command")
+	}
+	if c.OnFailure != "remove" && c.OnFailure != "quiesce" {
+		v.addf(join(path, "on_failure"), "%s is not remove or quiesce", quote(c.OnFailure))
 	}
 }
 
