@@ -63,6 +63,14 @@ func (d *Daemon) list() *api.Response {
 				Address: r.Address.String(), Forward: r.Forward.String(), Weight: r.Weight,
 				UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold),
 			}
+			if checked(&s.Check) {
+				if st, ok := d.health.State(checkKey(sk, r.Address)); ok {
+					ar.Health, ar.HealthError, ar.HealthChanged, ar.HealthChecks = "down", st.LastError, st.Changed, st.Checks
+					if st.Up {
+						ar.Health = "up"
+					}
+				}
+			}
 			if lr := live[liveReal{sk, r.Address}]; lr != nil {
 				ar.Ready = lr.Ready
 				if c := lr.Counters; c != nil {

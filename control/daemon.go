@@ -16,6 +16,7 @@ import (
 
 	"github.com/gvs-lb/gvs/arpctl"
 	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/health"
 	"github.com/gvs-lb/gvs/control/ingress"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
@@ -41,24 +42,26 @@ type Daemon struct {
 	log  *slog.Logger
 	link LinkInfo
 
-	mu       sync.Mutex // serialises Reload, the resolver and Close
-	cfg      *config.Config
-	comp     *Compiler
-	match    *afpacket.Match
-	macs     map[netip.Addr][6]byte
-	offLink  map[netip.Addr]bool // reals whose next hop is a gateway
-	vips     map[netip.Addr]bool // VIPs present on the interface; true = we added it
-	links    []*afpacket.Link
-	dp       *dataplane.Dataplane
-	ingress  *ingress.Table
-	restore  func() error // offloads
-	stop     chan struct{}
-	runDone  chan struct{} // closed when the dataplane stopped; runErr says why
-	runErr   error
-	bg       sync.WaitGroup
-	rates    estimator // ipvsadm --rate
-	closed   bool
-	announce sync.WaitGroup
+	mu         sync.Mutex // serialises Reload, the resolver and Close
+	cfg        *config.Config
+	comp       *Compiler
+	match      *afpacket.Match
+	macs       map[netip.Addr][6]byte
+	offLink    map[netip.Addr]bool // reals whose next hop is a gateway
+	vips       map[netip.Addr]bool // VIPs present on the interface; true = we added it
+	links      []*afpacket.Link
+	dp         *dataplane.Dataplane
+	ingress    *ingress.Table
+	restore    func() error // offloads
+	stop       chan struct{}
+	runDone    chan struct{} // closed when the dataplane stopped; runErr says why
+	runErr     error
+	bg         sync.WaitGroup
+	rates      estimator // ipvsadm --rate
+	health     *health.Monitor
+	healthKick chan struct{} // a real's health changed
+	closed     bool
+	announce   sync.WaitGroup
 }
 
 // Start brings a director up with cfg: it checks the host, opens one
@@ -68,7 +71,10 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{})}
+	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{}),
+		healthKick: make(chan struct{}, 1)}
+	d.health = health.NewMonitor(health.Options{MaxParallel: maxParallelChecks, OnChange: d.healthChanged,
+		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
 	// The error returns below set d to nil: tear down what this one made.
 	started := d
 	defer func() {
@@ -89,7 +95,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		d.restore = nil
 	}
 	d.resolveAll(cfg)
-	t, m, err := d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	t, m, err := d.compile(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -135,9 +141,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err := d.syncVIPs(cfg); err != nil {
 		return nil, err
 	}
-	d.bg.Add(2)
-	go d.resolver() // control: re-resolves next hops until Close
-	go d.estimate() // control: samples the rates every 2 s until Close
+	d.setChecks(cfg)
+	d.bg.Add(3)
+	go d.resolver()   // control: re-resolves next hops until Close
+	go d.estimate()   // control: samples the rates every 2 s until Close
+	go d.healthLoop() // control: republishes on health changes until Close
 	if cfg.Director.Metrics != "" {
 		if err := d.serveMetrics(cfg.Director.Metrics); err != nil {
 			return nil, fmt.Errorf("control: metrics on %s: %w", cfg.Director.Metrics, err)
@@ -178,7 +186,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.resolveAll(cfg)
-	t, m, err := d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	t, m, err := d.compile(cfg)
 	if err != nil {
 		return err
 	}
@@ -189,6 +197,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.cfg = cfg
+	d.setChecks(cfg)
 	d.log.Info("configuration reloaded", "services", len(cfg.Services))
 	return nil
 }
@@ -295,6 +304,7 @@ func (d *Daemon) teardown() error {
 		errs = append(errs, d.runErr)
 	}
 	d.bg.Wait()
+	d.health.Close()
 	if d.restore != nil {
 		errs = append(errs, d.restore())
 	}
@@ -441,7 +451,7 @@ func (d *Daemon) resolver() {
 			d.log.Info("removed real servers drained", "draining", d.comp.Draining())
 		}
 		if changed {
-			t, m, err := d.comp.Compile(d.cfg, d.link, d.locals(d.cfg), d.lookupMAC)
+			t, m, err := d.compile(d.cfg)
 			if err == nil {
 				err = d.apply(t, m)
 			}

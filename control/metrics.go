@@ -49,6 +49,8 @@ var (
 	descRealWeight     = prometheus.NewDesc("gvs_real_weight", "Scheduling weight; 0 is quiescent.", realLabels, nil)
 	descRealReady      = prometheus.NewDesc("gvs_real_ready", "1 if the real server can take traffic (next hop known).", realLabels, nil)
 	descRealOverloaded = prometheus.NewDesc("gvs_real_overloaded", "1 while the real is over its upper connection threshold.", realLabels, nil)
+	descRealHealthy    = prometheus.NewDesc("gvs_real_healthy", "1 if the real passes its health check, 0 if not; absent for services without a check.", realLabels, nil)
+	descRealChecks     = prometheus.NewDesc("gvs_real_health_checks_total", "Health checks run on the real.", realLabels, nil)
 
 	descFrames     = prometheus.NewDesc("gvs_worker_frames_total", "Frames a worker handled, by verdict (forward, no_service, table_full, malformed, ...).", []string{"worker", "verdict"}, nil)
 	descConns      = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
@@ -61,7 +63,7 @@ var (
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
-		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded,
+		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
 		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx} {
 		ch <- d
 	}
@@ -105,6 +107,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descRealWeight, float64(r.Weight), rl...)
 			gauge(descRealReady, b(r.Ready), rl...)
 			gauge(descRealOverloaded, b(r.Overloaded), rl...)
+			if r.Health != "" {
+				gauge(descRealHealthy, b(r.Health == "up"), rl...)
+				counter(descRealChecks, r.HealthChecks, rl...)
+			}
 		}
 	}
 	for i, w := range s.workers {

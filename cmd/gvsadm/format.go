@@ -29,6 +29,8 @@ func writeList(w io.Writer, r *api.Response, f format) {
 	case f&fmtRate != 0:
 		fmt.Fprintf(w, "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n",
 			"Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS")
+	case f&fmtHealth != 0:
+		fmt.Fprintf(w, "Prot LocalAddress:Port\n  -> RemoteAddress:Port           Health Checks     Since                LastError\n")
 	case f&fmtThresholds != 0:
 		fmt.Fprintf(w, "Prot LocalAddress:Port\n  -> RemoteAddress:Port            Uthreshold Lthreshold ActiveConn InActConn\n")
 	case f&fmtPersistentConn != 0:
@@ -77,6 +79,15 @@ func writeService(w io.Writer, s *api.Service, f format) {
 	fmt.Fprintln(w)
 	for _, r := range s.Reals {
 		switch {
+		case f&fmtHealth != 0:
+			health, since := r.Health, ""
+			if health == "" {
+				health = "-" // the service has no check
+			}
+			if !r.HealthChanged.IsZero() {
+				since = r.HealthChanged.UTC().Format("2006-01-02T15:04:05Z")
+			}
+			fmt.Fprintf(w, "  -> %-28s %-6s %-10d %-20s %s\n", r.Address, health, r.HealthChecks, since, r.HealthError)
 		case f&fmtThresholds != 0:
 			fmt.Fprintf(w, "  -> %-28s %-10d %-10d %-10d %-10d\n", r.Address, r.UpperThreshold, r.LowerThreshold, r.Active, r.Inactive)
 		case f&fmtPersistentConn != 0:

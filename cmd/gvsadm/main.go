@@ -8,7 +8,7 @@
 //	gvsadm -C | -Z [-t|-u VIP:port] | --set tcp tcpfin udp
 //	gvsadm -R < rules            the lines gvsadm -S (or ipvsadm -S) wrote
 //	gvsadm --reload              gvsd re-reads its configuration file
-//	gvsadm -L -n [--stats | --rate | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
+//	gvsadm -L -n [--stats | --rate | --health | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
@@ -148,6 +148,7 @@ const (
 	fmtPersistentConn
 	fmtExact
 	fmtRate
+	fmtHealth
 )
 
 type options struct {
@@ -265,6 +266,8 @@ func parseArgs(args []string) (options, error) {
 			o.format |= fmtStats
 		case "--rate":
 			o.format |= fmtRate
+		case "--health":
+			o.format |= fmtHealth
 		case "--thresholds":
 			o.format |= fmtThresholds
 		case "--persistent-conn":
@@ -383,7 +386,7 @@ func parseArgs(args []string) (options, error) {
 	case save:
 		o.cmd = cmdSave
 	case !list && (o.format != 0 || o.conns):
-		return o, fmt.Errorf("--stats, --rate, --thresholds, --persistent-conn, --exact and -c go with -L")
+		return o, fmt.Errorf("--stats, --rate, --health, --thresholds, --persistent-conn, --exact and -c go with -L")
 	}
 	return o, nil
 }
@@ -417,7 +420,7 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm --set tcp tcpfin udp   timeouts in seconds (0 = unchanged)
   gvsadm -R                     apply the rules on standard input (as gvsadm -S wrote them)
   gvsadm --reload               gvsd re-reads its configuration file (as SIGHUP)
-  gvsadm -L|-l [-n] [--stats|--rate|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
+  gvsadm -L|-l [-n] [--stats|--rate|--health|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h

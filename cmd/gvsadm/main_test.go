@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gvs-lb/gvs/control/api"
 )
@@ -200,5 +201,27 @@ func TestParseEdits(t *testing.T) {
 		if o, err := parseArgs(strings.Fields(line)); err != nil || o.cmd != cmdEdit {
 			t.Errorf("-S line %q does not parse as a command: %v", line, err)
 		}
+	}
+}
+
+func TestHealthFormat(t *testing.T) {
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	svcs := []api.Service{{Protocol: "tcp", Address: "10.20.0.100:80", Scheduler: "rr", Reals: []api.Real{
+		{Address: "10.20.0.11:80", Health: "down", HealthChecks: 42, HealthChanged: at, HealthError: "GET http://10.20.0.11:80/: status 503"},
+		{Address: "10.20.0.12:80", Health: "up", HealthChecks: 41, HealthChanged: at},
+		{Address: "10.20.0.13:80"},
+	}}}
+	var b bytes.Buffer
+	writeList(&b, &api.Response{TableSize: 10, Services: svcs}, fmtHealth)
+	want := `IP Virtual Server version 1.2.1 (size=10)
+Prot LocalAddress:Port
+  -> RemoteAddress:Port           Health Checks     Since                LastError
+TCP  10.20.0.100:80 rr
+  -> 10.20.0.11:80                down   42         2026-12-01T10:00:00Z GET http://10.20.0.11:80/: status 503
+  -> 10.20.0.12:80                up     41         2026-12-01T10:00:00Z 
+  -> 10.20.0.13:80                -      0                               
+`
+	if b.String() != want {
+		t.Errorf("health:\n got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }

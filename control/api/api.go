@@ -135,9 +135,16 @@ type Real struct {
 	Inactive       int64  `json:"inactive"`
 	Persistent     int64  `json:"persistent"`
 	Overloaded     bool   `json:"overloaded,omitempty"`
-	Ready          bool   `json:"ready"` // next hop known (and, later, healthy)
-	Stats          Stats  `json:"stats"`
-	Rates          Rates  `json:"rates"`
+	Ready          bool   `json:"ready"` // can take traffic: next hop known and not removed by a failed check
+	// Health is "up" or "down" for a checked real, "" when the service has
+	// no check; the rest is the check's last result and when Health last
+	// changed.
+	Health        string    `json:"health,omitempty"`
+	HealthError   string    `json:"health_error,omitempty"`
+	HealthChanged time.Time `json:"health_changed,omitzero"`
+	HealthChecks  uint64    `json:"health_checks,omitempty"`
+	Stats         Stats     `json:"stats"`
+	Rates         Rates     `json:"rates"`
 }
 
 // Connection is one entry of the connection table.

@@ -1,0 +1,115 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/health"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// maxParallelChecks bounds the health checks running at once.
+const maxParallelChecks = 64
+
+// checkKey names a checked real: "tcp/10.20.0.100:80 -> 10.20.0.11:80".
+func checkKey(k dataplane.ServiceKey, real netip.AddrPort) string {
+	proto := "tcp"
+	if k.Proto == 17 {
+		proto = "udp"
+	}
+	return fmt.Sprintf("%s/%s -> %s", proto, netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port), real)
+}
+
+func serviceKey(s *config.Service) dataplane.ServiceKey {
+	return dataplane.ServiceKey{Proto: uint8(protoNumber(s.Protocol.String())), VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+}
+
+func checked(c *config.Check) bool { return c.Type != "" && c.Type != "none" }
+
+// checkTargets returns the health-check targets of cfg and, for each,
+// whether it starts down (alpha).
+func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool) {
+	targets, alpha := map[string]health.Target{}, map[string]bool{}
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		if !checked(&s.Check) {
+			continue
+		}
+		c := s.Check
+		hc := health.Config{Type: c.Type, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall,
+			Port: uint16(c.Port), Path: c.Path, Status: c.Status, Expect: c.Expect, Send: c.Send, Command: c.Command}
+		for _, r := range s.Reals {
+			k := checkKey(serviceKey(s), r.Address)
+			targets[k] = health.Target{Addr: r.Address, Check: hc}
+			alpha[k] = c.Alpha
+		}
+	}
+	return targets, alpha
+}
+
+// healthFor is the compiler's view of health while it compiles cfg: the
+// monitor's state of a checked real, or, before the monitor knows it, the
+// state it starts in (down with alpha, else up).
+func (d *Daemon) healthFor(cfg *config.Config) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
+	_, alpha := checkTargets(cfg)
+	return func(k dataplane.ServiceKey, real netip.AddrPort) HealthState {
+		key := checkKey(k, real)
+		a, ok := alpha[key]
+		if !ok {
+			return HealthState{}
+		}
+		if st, ok := d.health.State(key); ok {
+			return HealthState{Checked: true, Up: st.Up, Changed: st.Changed}
+		}
+		return HealthState{Checked: true, Up: !a}
+	}
+}
+
+// compile compiles cfg with the current health of its reals.
+func (d *Daemon) compile(cfg *config.Config) (*dataplane.Table, *afpacket.Match, error) {
+	d.comp.Health = d.healthFor(cfg)
+	return d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+}
+
+// setChecks gives the monitor the checks of cfg (after cfg is running).
+func (d *Daemon) setChecks(cfg *config.Config) {
+	targets, alpha := checkTargets(cfg)
+	d.health.Set(targets, func(key string) bool { return !alpha[key] })
+}
+
+// healthChanged is the monitor's callback: it only wakes healthLoop, so
+// the monitor never waits for the daemon's lock.
+func (d *Daemon) healthChanged(string, health.State) {
+	select {
+	case d.healthKick <- struct{}{}:
+	default:
+	}
+}
+
+// healthLoop republishes the table when a real's health changes, until
+// the daemon stops.
+func (d *Daemon) healthLoop() {
+	defer d.bg.Done()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-d.healthKick:
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		t, m, err := d.compile(d.cfg)
+		if err == nil {
+			err = d.apply(t, m)
+		}
+		if err != nil {
+			d.log.Error("republish after a health change failed", "err", err)
+		}
+		d.mu.Unlock()
+	}
+}
