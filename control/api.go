@@ -57,7 +57,7 @@ func (d *Daemon) list() *api.Response {
 		if s.Persistence > 0 {
 			as.Netmask = s.PersistenceNetmask
 		}
-		sk := dataplane.ServiceKey{Proto: uint8(protoNumber(s.Protocol.String())), VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+		sk := serviceKey(&s)
 		for _, r := range s.Reals {
 			ar := api.Real{
 				Address: r.Address.String(), Forward: r.Forward.String(), Weight: r.Weight,
@@ -92,13 +92,6 @@ func (d *Daemon) list() *api.Response {
 		resp.Services = append(resp.Services, as)
 	}
 	return resp
-}
-
-func protoNumber(name string) int {
-	if name == "udp" {
-		return 17
-	}
-	return 6
 }
 
 func (d *Daemon) connections(ctx context.Context) *api.Response {

@@ -8,6 +8,7 @@ import (
 	"github.com/gvs-lb/gvs/control/health"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
+	"github.com/gvs-lb/gvs/dataplane/header"
 )
 
 // maxParallelChecks bounds the health checks running at once.
@@ -22,8 +23,13 @@ func checkKey(k dataplane.ServiceKey, real netip.AddrPort) string {
 	return fmt.Sprintf("%s/%s -> %s", proto, netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port), real)
 }
 
+// serviceKey is the dataplane's key of a configured service.
 func serviceKey(s *config.Service) dataplane.ServiceKey {
-	return dataplane.ServiceKey{Proto: uint8(protoNumber(s.Protocol.String())), VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+	proto := uint8(header.ProtoTCP)
+	if s.Protocol == config.UDP {
+		proto = header.ProtoUDP
+	}
+	return dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
 }
 
 func checked(c *config.Check) bool { return c.Type != "" && c.Type != "none" }

@@ -12,7 +12,6 @@ import (
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
-	"github.com/gvs-lb/gvs/dataplane/header"
 	"github.com/gvs-lb/gvs/schedule"
 )
 
@@ -134,11 +133,8 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	for si, s := range cfg.Services {
 		path := fmt.Sprintf("service[%d]", si)
-		proto := header.ProtoTCP
-		if s.Protocol == config.UDP {
-			proto = header.ProtoUDP
-		}
-		key := dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+		key := serviceKey(&s)
+		proto := key.Proto
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})

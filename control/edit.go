@@ -69,15 +69,10 @@ func applyEdit(cfg *config.Config, e *api.Edit) error {
 		}
 		return nil
 	}
-	proto, err := config.ParseProtocol(e.Protocol)
+	proto, vip, si, err := findService(cfg, e)
 	if err != nil {
 		return err
 	}
-	vip, err := netip.ParseAddrPort(e.Address)
-	if err != nil {
-		return fmt.Errorf("invalid service address %q", e.Address)
-	}
-	si := slices.IndexFunc(cfg.Services, func(s config.Service) bool { return s.Protocol == proto && s.Address == vip })
 	switch e.Command {
 	case api.AddService:
 		if si >= 0 {
@@ -141,6 +136,21 @@ func applyEdit(cfg *config.Config, e *api.Edit) error {
 	return nil
 }
 
+// findService parses the service an edit names and returns its index in
+// cfg, or -1.
+func findService(cfg *config.Config, e *api.Edit) (config.Protocol, netip.AddrPort, int, error) {
+	proto, err := config.ParseProtocol(e.Protocol)
+	if err != nil {
+		return 0, netip.AddrPort{}, -1, err
+	}
+	vip, err := netip.ParseAddrPort(e.Address)
+	if err != nil {
+		return 0, netip.AddrPort{}, -1, fmt.Errorf("invalid service address %q", e.Address)
+	}
+	i := slices.IndexFunc(cfg.Services, func(s config.Service) bool { return s.Protocol == proto && s.Address == vip })
+	return proto, vip, i, nil
+}
+
 func editService(s *config.Service, e *api.Edit) {
 	if e.Scheduler != "" {
 		s.Scheduler = e.Scheduler
@@ -190,22 +200,17 @@ func (d *Daemon) zero(e *api.Edit) error {
 	var only *config.Service
 	if e.Address != "" {
 		cfg := d.Config()
-		proto, err := config.ParseProtocol(e.Protocol)
+		_, _, i, err := findService(cfg, e)
 		if err != nil {
 			return err
 		}
-		vip, err := netip.ParseAddrPort(e.Address)
-		if err != nil {
-			return fmt.Errorf("invalid service address %q", e.Address)
-		}
-		i := slices.IndexFunc(cfg.Services, func(s config.Service) bool { return s.Protocol == proto && s.Address == vip })
 		if i < 0 {
 			return errNoService
 		}
 		only = &cfg.Services[i]
 	}
 	for k, svc := range t.Services {
-		if only != nil && (k.VIP != only.Address.Addr().As4() || k.Port != only.Address.Port() || int(k.Proto) != protoNumber(only.Protocol.String())) {
+		if only != nil && k != serviceKey(only) {
 			continue
 		}
 		for _, id := range svc.Reals {
