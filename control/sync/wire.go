@@ -1,0 +1,456 @@
+package connsync
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Message header, struct ip_vs_sync_mesg (version 1), 8 bytes, all
+// multi-byte fields big-endian:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   reserved=0  |    syncid     |             size              |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|   nr_conns    |  version=1    |            spare=0            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|              nr_conns connection records follow               |
+//
+// reserved sits where a version 0 header has nr_conns, so that version 0
+// receivers see an empty message and drop it. size counts the whole
+// datagram, header included; the kernel drops a datagram whose length
+// differs from it.
+const (
+	hdrReserved = 0 // __u8 reserved, must be zero
+	hdrSyncID   = 1 // __u8 syncid
+	hdrSize     = 2 // __be16 size
+	hdrNrConns  = 4 // __u8 nr_conns
+	hdrVersion  = 5 // __s8 version, SYNC_PROTO_VER
+	hdrSpare    = 6 // __u16 spare, must be zero
+
+	// HeaderLen is sizeof(struct ip_vs_sync_mesg).
+	HeaderLen = 8
+)
+
+// Connection record, struct ip_vs_sync_v4 ("Type 0"), 36 bytes followed by
+// optional parameters, the whole padded with zeros to a 4-byte boundary
+// before the next record (the padding is not counted in the record's size
+// but is counted in the message's size):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|     type      |   protocol    | ver=0 |         size          |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                             flags                             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|             state             |             cport             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|             vport             |             dport             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                            fwmark                             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                       timeout (seconds)                       |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  caddr (client address)                       |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  vaddr (virtual address)                      |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  daddr (real server address)                  |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  param type   |  param len    |  param data ...  (optional)   |
+//
+// type is 0 for IPv4; bit 0 (STYPE_F_INET6) marks struct ip_vs_sync_v6,
+// which has 16-byte addresses. The kernel treats any other non-zero type
+// as an error. ver_size holds the record version (0) in its top 4 bits
+// (SVER_SHIFT 12) and the record size, header and parameters but not
+// padding, in its low 12 bits (SVER_MASK 0x0fff).
+const (
+	recType     = 0  // __u8 type
+	recProtocol = 1  // __u8 protocol
+	recVerSize  = 2  // __be16 ver_size
+	recFlags    = 4  // __be32 flags
+	recState    = 8  // __be16 state
+	recCport    = 10 // __be16 cport
+	recVport    = 12 // __be16 vport
+	recDport    = 14 // __be16 dport
+	recFwmark   = 16 // __be32 fwmark
+	recTimeout  = 20 // __be32 timeout, seconds (cp->timeout / HZ)
+	recCaddr    = 24 // __be32 caddr
+	recVaddr    = 28 // __be32 vaddr
+	recDaddr    = 32 // __be32 daddr
+
+	// ConnLen is sizeof(struct ip_vs_sync_v4), a record without parameters.
+	ConnLen = 36
+)
+
+// Protocol constants from ip_vs_sync.c.
+const (
+	// ProtoVersion is SYNC_PROTO_VER, the message header's version.
+	ProtoVersion = 1
+
+	typeInet6  = 1 << 0 // STYPE_F_INET6
+	verShift   = 12     // SVER_SHIFT
+	recSizeMax = 0x0fff // SVER_MASK
+
+	// MaxConns is the most records a message can count in nr_conns (__u8).
+	MaxConns = math.MaxUint8
+	// MaxSize is the largest message the 16-bit size field can describe.
+	MaxSize = math.MaxUint16
+
+	// DefaultPort is IP_VS_SYNC_PORT; sync thread n uses DefaultPort+n.
+	DefaultPort = 8848
+)
+
+// DefaultGroup is IP_VS_SYNC_GROUP, 224.0.0.81.
+var DefaultGroup = netip.AddrFrom4([4]byte{224, 0, 0, 81})
+
+// Optional parameter types (IPVS_OPT_*). A parameter is a type byte, a
+// length byte (the data length, never 0) and the data; parameters follow
+// each other unpadded. The kernel drops a record carrying an unknown type
+// unless OptFlagParam is set in it, which marks the parameter as one a
+// receiver may ignore.
+const (
+	OptSeqData   = 1      // IPVS_OPT_SEQ_DATA: struct ip_vs_sync_conn_options, in_seq and out_seq, 24 bytes
+	OptPEData    = 2      // IPVS_OPT_PE_DATA: persistence-engine data, e.g. a SIP Call-ID
+	OptPEName    = 3      // IPVS_OPT_PE_NAME: persistence-engine name, e.g. "sip"
+	OptParam     = 7      // IPVS_OPT_PARAM
+	OptFlagParam = 1 << 6 // IPVS_OPT_F_PARAM, (1 << (IPVS_OPT_PARAM-1)): "may be ignored"
+)
+
+// Connection flags, IP_VS_CONN_F_* from include/uapi/linux/ip_vs.h. The
+// forwarding method is the low three bits (FlagFwdMask). The master sends
+// cp->flags without FlagHashed; a backup keeps only the bits in
+// IP_VS_CONN_F_BACKUP_MASK and adds FlagSync.
+const (
+	FlagFwdMask   = 0x0007 // IP_VS_CONN_F_FWD_MASK
+	FlagMasq      = 0x0000 // IP_VS_CONN_F_MASQ: NAT
+	FlagLocalNode = 0x0001 // IP_VS_CONN_F_LOCALNODE
+	FlagTunnel    = 0x0002 // IP_VS_CONN_F_TUNNEL: IPIP
+	FlagDRoute    = 0x0003 // IP_VS_CONN_F_DROUTE: direct routing
+	FlagBypass    = 0x0004 // IP_VS_CONN_F_BYPASS: cache bypass
+	FlagSync      = 0x0020 // IP_VS_CONN_F_SYNC: entry created by sync
+	FlagHashed    = 0x0040 // IP_VS_CONN_F_HASHED
+	FlagNoOutput  = 0x0080 // IP_VS_CONN_F_NOOUTPUT
+	FlagInactive  = 0x0100 // IP_VS_CONN_F_INACTIVE: not established
+	FlagOutSeq    = 0x0200 // IP_VS_CONN_F_OUT_SEQ
+	FlagInSeq     = 0x0400 // IP_VS_CONN_F_IN_SEQ
+	FlagSeqMask   = 0x0600 // IP_VS_CONN_F_SEQ_MASK
+	FlagNoCport   = 0x0800 // IP_VS_CONN_F_NO_CPORT: client port not known yet
+	FlagTemplate  = 0x1000 // IP_VS_CONN_F_TEMPLATE: persistence template
+	FlagOnePacket = 0x2000 // IP_VS_CONN_F_ONE_PACKET: never synced
+
+	// FlagBackupMask is IP_VS_CONN_F_BACKUP_MASK, the bits a backup keeps.
+	FlagBackupMask = FlagFwdMask | FlagNoOutput | FlagInactive | FlagSeqMask | FlagNoCport | FlagTemplate
+)
+
+// TCP connection states, enum IP_VS_TCP_S_* in include/net/ip_vs.h, in the
+// order of the TCP state table; a backup drops a TCP record whose state is
+// TCPStateLast or above. UDP has the single state UDPStateNormal.
+const (
+	TCPStateNone        = 0  // IP_VS_TCP_S_NONE
+	TCPStateEstablished = 1  // IP_VS_TCP_S_ESTABLISHED
+	TCPStateSynSent     = 2  // IP_VS_TCP_S_SYN_SENT
+	TCPStateSynRecv     = 3  // IP_VS_TCP_S_SYN_RECV
+	TCPStateFinWait     = 4  // IP_VS_TCP_S_FIN_WAIT
+	TCPStateTimeWait    = 5  // IP_VS_TCP_S_TIME_WAIT
+	TCPStateClose       = 6  // IP_VS_TCP_S_CLOSE
+	TCPStateCloseWait   = 7  // IP_VS_TCP_S_CLOSE_WAIT
+	TCPStateLastAck     = 8  // IP_VS_TCP_S_LAST_ACK
+	TCPStateListen      = 9  // IP_VS_TCP_S_LISTEN
+	TCPStateSynAck      = 10 // IP_VS_TCP_S_SYNACK
+	TCPStateLast        = 11 // IP_VS_TCP_S_LAST, the state count
+
+	UDPStateNormal = 0 // IP_VS_UDP_S_NORMAL
+)
+
+// Conn is one synced connection or persistence template, the IPv4 content
+// of a struct ip_vs_sync_v4 record.
+type Conn struct {
+	Protocol uint8          // protocol: IPPROTO_TCP 6, IPPROTO_UDP 17, IPPROTO_SCTP 132; not checked here
+	Flags    uint32         // flags: Flag* (IP_VS_CONN_F_*), forwarding method in FlagFwdMask
+	State    uint16         // state: TCPState* for TCP, UDPStateNormal for UDP; not checked here
+	Client   netip.AddrPort // caddr:cport
+	VIP      netip.AddrPort // vaddr:vport
+	Real     netip.AddrPort // daddr:dport
+	FWMark   uint32         // fwmark
+	Timeout  time.Duration  // timeout, whole seconds on the wire; 0 makes a backup use its own timeout for the state
+}
+
+// Message is one sync datagram.
+type Message struct {
+	SyncID uint8 // syncid: backups with a non-zero sync ID ignore other IDs
+	Conns  []Conn
+}
+
+// Marshal errors.
+var (
+	ErrTooManyConns = errors.New("connsync: more than 255 connections in a message")
+	ErrTooBig       = errors.New("connsync: message larger than its 16-bit size field")
+	ErrNotIPv4      = errors.New("connsync: address is not IPv4")
+	ErrTimeout      = errors.New("connsync: timeout negative or over 2^32-1 seconds")
+	ErrMaxSize      = errors.New("connsync: maxSize too small for one connection")
+)
+
+// Size returns the encoded length of m: header plus one 36-byte record per
+// connection (records without parameters need no padding).
+func (m *Message) Size() int { return HeaderLen + len(m.Conns)*ConnLen }
+
+// Marshal appends the encoded message to b and returns the extended slice.
+// It does not allocate when b has room for [Message.Size] more bytes. It
+// refuses more than [MaxConns] connections, a message over [MaxSize], a
+// non-IPv4 address and a negative or too large timeout, and then returns b
+// unchanged. Sub-second parts of a timeout are truncated, as the kernel's
+// cp->timeout / HZ does. No optional parameters are written, so sequence
+// adjustments of NAT connections (FlagSeqMask) are not carried.
+func (m *Message) Marshal(b []byte) ([]byte, error) {
+	if len(m.Conns) > MaxConns {
+		return b, ErrTooManyConns
+	}
+	size := m.Size()
+	if size > MaxSize {
+		return b, ErrTooBig
+	}
+	for i := range m.Conns {
+		if err := m.Conns[i].check(); err != nil {
+			return b, fmt.Errorf("connsync: marshal connection %d: %w", i, err)
+		}
+	}
+	start := len(b)
+	b = slices.Grow(b, size)[:start+size]
+	h := b[start:]
+	h[hdrReserved] = 0
+	h[hdrSyncID] = m.SyncID
+	binary.BigEndian.PutUint16(h[hdrSize:], uint16(size))
+	h[hdrNrConns] = uint8(len(m.Conns))
+	h[hdrVersion] = ProtoVersion
+	binary.BigEndian.PutUint16(h[hdrSpare:], 0)
+	r := h[HeaderLen:]
+	for i := range m.Conns {
+		m.Conns[i].put(r[:ConnLen])
+		r = r[ConnLen:]
+	}
+	return b, nil
+}
+
+func (c *Conn) check() error {
+	for _, ap := range [...]netip.AddrPort{c.Client, c.VIP, c.Real} {
+		if !ap.Addr().Is4() {
+			return fmt.Errorf("%w: %v", ErrNotIPv4, ap)
+		}
+	}
+	if c.Timeout < 0 || c.Timeout/time.Second > math.MaxUint32 {
+		return fmt.Errorf("%w: %v", ErrTimeout, c.Timeout)
+	}
+	return nil
+}
+
+// put writes c as a parameterless record into r, which is ConnLen long.
+func (c *Conn) put(r []byte) {
+	r[recType] = 0
+	r[recProtocol] = c.Protocol
+	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|ConnLen)
+	binary.BigEndian.PutUint32(r[recFlags:], c.Flags)
+	binary.BigEndian.PutUint16(r[recState:], c.State)
+	binary.BigEndian.PutUint16(r[recCport:], c.Client.Port())
+	binary.BigEndian.PutUint16(r[recVport:], c.VIP.Port())
+	binary.BigEndian.PutUint16(r[recDport:], c.Real.Port())
+	binary.BigEndian.PutUint32(r[recFwmark:], c.FWMark)
+	binary.BigEndian.PutUint32(r[recTimeout:], uint32(c.Timeout/time.Second))
+	a := c.Client.Addr().As4()
+	copy(r[recCaddr:], a[:])
+	a = c.VIP.Addr().As4()
+	copy(r[recVaddr:], a[:])
+	a = c.Real.Addr().As4()
+	copy(r[recDaddr:], a[:])
+}
+
+// Batch encodes conns into as few messages as it can, in order, each at
+// most maxSize bytes (for example the interface MTU minus the IP and UDP
+// headers, or the sync daemon's sync_maxlen) and at most MaxConns
+// records. It allocates one backing array for all messages. No connections
+// give no messages. It fails with [ErrMaxSize] when maxSize cannot hold a
+// header and one record, and on the first connection Marshal would refuse.
+func Batch(conns []Conn, syncID uint8, maxSize int) ([][]byte, error) {
+	per := (min(maxSize, MaxSize) - HeaderLen) / ConnLen
+	if maxSize < HeaderLen+ConnLen || per < 1 {
+		return nil, fmt.Errorf("%w: %d < %d", ErrMaxSize, maxSize, HeaderLen+ConnLen)
+	}
+	per = min(per, MaxConns)
+	if len(conns) == 0 {
+		return nil, nil
+	}
+	n := (len(conns) + per - 1) / per
+	buf := make([]byte, 0, n*HeaderLen+len(conns)*ConnLen)
+	out := make([][]byte, 0, n)
+	for len(conns) > 0 {
+		k := min(per, len(conns))
+		m := Message{SyncID: syncID, Conns: conns[:k]}
+		start := len(buf)
+		var err error
+		if buf, err = m.Marshal(buf); err != nil {
+			return nil, fmt.Errorf("connsync: batch message %d: %w", len(out), err)
+		}
+		out = append(out, buf[start:len(buf):len(buf)])
+		conns = conns[k:]
+	}
+	return out, nil
+}
+
+// Reason says why a datagram failed to decode; it is an error itself, and
+// its values index a counter array of ReasonCount entries. The zero value
+// is not a reason.
+type Reason uint8
+
+// Decode failures, in the order Decode checks them.
+const (
+	_                Reason = iota
+	ErrShort                // shorter than the header, or a record header runs past the end
+	ErrReserved             // reserved byte not 0: a version 0 message (its nr_conns), not handled
+	ErrVersion              // version not SYNC_PROTO_VER 1
+	ErrSpare                // spare not 0; the kernel would fall back to version 0
+	ErrSize                 // size field differs from the datagram length
+	ErrRecordVersion        // record version (top 4 bits of ver_size) not 0
+	ErrRecordSize           // record size below 36 or past the end of the message
+	ErrIPv6                 // type has STYPE_F_INET6: an IPv6 record, not handled
+	ErrType                 // type neither 0 nor IPv6
+	ErrParam                // optional parameter truncated, zero-length or past the record
+	ErrTrailing             // bytes left after nr_conns records and their padding
+	ReasonCount      = int(iota)
+)
+
+var reasonText = [...]string{
+	ErrShort:         "truncated",
+	ErrReserved:      "reserved byte not zero (version 0 message?)",
+	ErrVersion:       "version not 1",
+	ErrSpare:         "spare not zero",
+	ErrSize:          "size field differs from datagram length",
+	ErrRecordVersion: "record version not 0",
+	ErrRecordSize:    "bad record size",
+	ErrIPv6:          "IPv6 record not supported",
+	ErrType:          "unknown record type",
+	ErrParam:         "malformed optional parameter",
+	ErrTrailing:      "trailing bytes after the last record",
+}
+
+func (r Reason) Error() string {
+	if int(r) < len(reasonText) && reasonText[r] != "" {
+		return reasonText[r]
+	}
+	return "reason " + strconv.Itoa(int(r))
+}
+
+// ParseError is the error of [Parse] and [Message.Decode]. errors.Is
+// matches it against its [Reason].
+type ParseError struct {
+	Reason Reason
+	Record int // index of the bad record, -1 for the header
+	Offset int // byte offset of the header or record at fault
+}
+
+func (e *ParseError) Error() string {
+	if e.Record < 0 {
+		return "connsync: header: " + e.Reason.Error()
+	}
+	return "connsync: record " + strconv.Itoa(e.Record) + " at offset " + strconv.Itoa(e.Offset) + ": " + e.Reason.Error()
+}
+
+func (e *ParseError) Unwrap() error { return e.Reason }
+
+// Parse decodes and validates one datagram; it allocates the connection
+// slice. See [Message.Decode] for the checks. On error it returns the zero
+// Message and a *[ParseError].
+func Parse(b []byte) (Message, error) {
+	var m Message
+	if err := m.Decode(b); err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// Decode decodes one datagram into m, reusing m.Conns' array: it does not
+// allocate once that array is large enough (255 holds any message), except
+// for the *[ParseError] it returns on failure, after which m holds the
+// records before the bad one. It checks what the kernel's
+// ip_vs_process_message checks, and also refuses IPv6 records and
+// trailing bytes: header length and fields (reserved 0, version 1, spare
+// 0, size = len(b)); for each record, that its header fits, its version is
+// 0, its size is at least 36 and inside the message, its type is 0, and
+// that its optional parameters are well-formed type/length pairs inside
+// it. Parameters are skipped, known or not: unlike the kernel, which drops
+// a record with an unknown parameter lacking OptFlagParam, Decode keeps
+// the record.
+func (m *Message) Decode(b []byte) error {
+	m.SyncID = 0
+	m.Conns = m.Conns[:0]
+	if len(b) < HeaderLen {
+		return &ParseError{ErrShort, -1, 0}
+	}
+	switch {
+	case b[hdrReserved] != 0:
+		return &ParseError{ErrReserved, -1, 0}
+	case b[hdrVersion] != ProtoVersion:
+		return &ParseError{ErrVersion, -1, 0}
+	case binary.BigEndian.Uint16(b[hdrSpare:]) != 0:
+		return &ParseError{ErrSpare, -1, 0}
+	case int(binary.BigEndian.Uint16(b[hdrSize:])) != len(b):
+		return &ParseError{ErrSize, -1, 0}
+	}
+	m.SyncID = b[hdrSyncID]
+	n := int(b[hdrNrConns])
+	off := HeaderLen
+	for i := range n {
+		if off+ConnLen > len(b) {
+			return &ParseError{ErrShort, i, off}
+		}
+		r := b[off:]
+		vs := binary.BigEndian.Uint16(r[recVerSize:])
+		size := int(vs & recSizeMax)
+		switch {
+		case vs>>verShift != 0:
+			return &ParseError{ErrRecordVersion, i, off}
+		case size < ConnLen || off+size > len(b):
+			return &ParseError{ErrRecordSize, i, off}
+		case r[recType]&typeInet6 != 0:
+			return &ParseError{ErrIPv6, i, off}
+		case r[recType] != 0:
+			return &ParseError{ErrType, i, off}
+		}
+		for p := ConnLen; p < size; {
+			if p+2 > size {
+				return &ParseError{ErrParam, i, off}
+			}
+			plen := int(r[p+1])
+			if plen == 0 || p+2+plen > size {
+				return &ParseError{ErrParam, i, off}
+			}
+			p += 2 + plen
+		}
+		m.Conns = append(m.Conns, Conn{
+			Protocol: r[recProtocol],
+			Flags:    binary.BigEndian.Uint32(r[recFlags:]),
+			State:    binary.BigEndian.Uint16(r[recState:]),
+			Client:   addrPort(r[recCaddr:], r[recCport:]),
+			VIP:      addrPort(r[recVaddr:], r[recVport:]),
+			Real:     addrPort(r[recDaddr:], r[recDport:]),
+			FWMark:   binary.BigEndian.Uint32(r[recFwmark:]),
+			Timeout:  time.Duration(binary.BigEndian.Uint32(r[recTimeout:])) * time.Second,
+		})
+		off += (size + 3) &^ 3
+	}
+	if off < len(b) {
+		return &ParseError{ErrTrailing, -1, off}
+	}
+	return nil
+}
+
+func addrPort(a, p []byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), binary.BigEndian.Uint16(p))
+}
