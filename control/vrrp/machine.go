@@ -1,0 +1,266 @@
+package vrrp
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// State is a VRRP router state (RFC 5798 section 6.4). The zero value is
+// invalid; a new Machine is in Initialize.
+type State int
+
+const (
+	_          State = iota
+	Initialize       // not running: before Start and after Shutdown
+	Backup           // watching the master, ready to take over
+	Master           // owning the virtual addresses and advertising
+)
+
+func (s State) String() string {
+	switch s {
+	case Initialize:
+		return "INIT"
+	case Backup:
+		return "BACKUP"
+	case Master:
+		return "MASTER"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Priorities with a meaning of their own (RFC 5798 section 5.2.4).
+const (
+	PriorityStop  = 0   // sent by a master that is shutting down
+	PriorityOwner = 255 // the router that owns the virtual addresses
+)
+
+// Config is one virtual router as this machine runs it.
+type Config struct {
+	VRID         uint8
+	Priority     uint8         // 1..255 (255 = address owner)
+	Interval     time.Duration // our Advertisement_Interval, MinInterval..MaxInterval
+	Preempt      bool          // Preempt_Mode; RFC 5798's default is true
+	PreemptDelay time.Duration // keepalived's preempt_delay: after Start, behave as if Preempt were false for this long
+	Primary      netip.Addr    // our primary IPv4 address: the source of our adverts and the tie break
+	Addresses    []netip.Addr  // the virtual IPv4 addresses we advertise
+}
+
+// Validate reports every problem with c at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.VRID == 0 {
+		errs = append(errs, errors.New("vrid: 0 is not a virtual router ID (1..255)"))
+	}
+	if c.Priority == PriorityStop {
+		errs = append(errs, errors.New("priority: 0 is reserved for a resigning master (1..255)"))
+	}
+	if c.Interval < MinInterval || c.Interval > MaxInterval {
+		errs = append(errs, fmt.Errorf("interval: %v is outside %v..%v", c.Interval, MinInterval, MaxInterval))
+	}
+	if c.PreemptDelay < 0 {
+		errs = append(errs, fmt.Errorf("preempt_delay: %v is negative", c.PreemptDelay))
+	}
+	if !c.Primary.Unmap().Is4() {
+		errs = append(errs, fmt.Errorf("primary: %v is not an IPv4 address", c.Primary))
+	}
+	if n := len(c.Addresses); n == 0 || n > MaxAddresses {
+		errs = append(errs, fmt.Errorf("addresses: %d of them, want 1..%d", n, MaxAddresses))
+	}
+	for i, ip := range c.Addresses {
+		if !ip.Unmap().Is4() {
+			errs = append(errs, fmt.Errorf("addresses[%d]: %v is not an IPv4 address", i, ip))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("vrrp: vrid %d: %w", c.VRID, err)
+	}
+	return nil
+}
+
+// Action is what the caller must do after an event.
+type Action struct {
+	SendAdvert     bool  // send an advert with AdvertPriority (see Machine.Advert)
+	AdvertPriority uint8 // our priority, or PriorityStop on shutdown
+	BecomeMaster   bool  // add VIPs, gratuitous ARP, start forwarding
+	BecomeBackup   bool  // remove VIPs, stop forwarding; also set on Start into Backup and on Shutdown
+	// NextTimer is when Tick must be called next: the Adver_Timer of a master
+	// or the Master_Down_Timer of a backup. It is set after every event, so
+	// the caller can simply re-arm its one timer; zero means none (Initialize).
+	NextTimer time.Time
+}
+
+// Machine is the RFC 5798 section 6.4 state machine of one virtual router.
+// It is pure: it reads no clock and does no I/O, so it is driven by events
+// that carry the time. It is not safe for concurrent use; one goroutine owns
+// it.
+type Machine struct {
+	cfg   Config
+	state State
+
+	start               time.Time     // when Start was called, for PreemptDelay
+	timer               time.Time     // Adver_Timer (Master) or Master_Down_Timer (Backup)
+	masterAdverInterval time.Duration // Master_Adver_Interval: learnt from the master's adverts
+	masterAddr          netip.Addr    // the master's primary address as far as we know
+}
+
+// NewMachine returns a machine in Initialize. The config must have passed
+// Validate; an invalid one is a programmer error and panics.
+func NewMachine(c Config) *Machine {
+	if err := c.Validate(); err != nil {
+		panic(err)
+	}
+	c.Primary = c.Primary.Unmap()
+	c.Addresses = append([]netip.Addr(nil), c.Addresses...)
+	return &Machine{cfg: c, state: Initialize, masterAdverInterval: c.Interval}
+}
+
+// State returns the current state.
+func (m *Machine) State() State { return m.state }
+
+// MasterAddr returns the current master's primary address as far as we know:
+// our own when we are master, the source of the last accepted advert when we
+// are backup, and the zero Addr when no master is known.
+func (m *Machine) MasterAddr() netip.Addr { return m.masterAddr }
+
+// MasterAdverInterval returns Master_Adver_Interval: the interval learnt from
+// the master's adverts, or our own Interval until one is learnt.
+func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
+
+// Advert returns the advertisement to send with the given priority (an
+// Action's AdvertPriority). The Addresses slice is shared with the machine
+// and must not be modified.
+func (m *Machine) Advert(priority uint8) Advert {
+	return Advert{VRID: m.cfg.VRID, Priority: priority, Interval: m.cfg.Interval, Addresses: m.cfg.Addresses}
+}
+
+// SkewTime is RFC 5798's Skew_Time: ((256 - Priority) * Master_Adver_Interval) / 256.
+// It is computed in nanoseconds, not truncated to centiseconds.
+func (m *Machine) SkewTime() time.Duration {
+	return time.Duration(256-int64(m.cfg.Priority)) * m.masterAdverInterval / 256
+}
+
+// MasterDownInterval is RFC 5798's Master_Down_Interval:
+// 3 * Master_Adver_Interval + Skew_Time.
+func (m *Machine) MasterDownInterval() time.Duration {
+	return 3*m.masterAdverInterval + m.SkewTime()
+}
+
+// Start is the Startup event (section 6.4.1). The address owner becomes
+// master at once; any other router becomes backup and waits one
+// Master_Down_Interval for a master to be heard. Start outside Initialize
+// does nothing.
+func (m *Machine) Start(now time.Time) Action {
+	if m.state != Initialize {
+		return m.idle()
+	}
+	m.start = now
+	m.masterAdverInterval = m.cfg.Interval
+	if m.cfg.Priority == PriorityOwner {
+		return m.becomeMaster(now)
+	}
+	m.state = Backup
+	m.masterAddr = netip.Addr{}
+	m.timer = now.Add(m.MasterDownInterval())
+	return Action{BecomeBackup: true, NextTimer: m.timer}
+}
+
+// Receive handles a valid advert from src for our VRID (sections 6.4.2 and
+// 6.4.3). Adverts for another VRID, with no interval, or received in
+// Initialize are ignored.
+func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) Action {
+	if a.VRID != m.cfg.VRID || a.Interval <= 0 {
+		return m.idle()
+	}
+	src = src.Unmap()
+	switch m.state {
+	case Backup:
+		switch {
+		case a.Priority == PriorityStop:
+			// The master is resigning: take over after Skew_Time, so that
+			// the highest-priority backup goes first.
+			m.timer = now.Add(m.SkewTime())
+		case !m.preempt(now) || a.Priority >= m.cfg.Priority:
+			m.masterAdverInterval = a.Interval
+			m.masterAddr = src
+			m.timer = now.Add(m.MasterDownInterval())
+		default:
+			// Preempting a lower-priority master: ignore it until the
+			// Master_Down_Timer fires.
+		}
+		return m.idle()
+	case Master:
+		switch {
+		case a.Priority == PriorityStop:
+			// Another master resigned: make sure the backups hear us at once.
+			m.timer = now.Add(m.cfg.Interval)
+			return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, NextTimer: m.timer}
+		case a.Priority > m.cfg.Priority ||
+			a.Priority == m.cfg.Priority && addrGreater(src, m.cfg.Primary):
+			m.state = Backup
+			m.masterAdverInterval = a.Interval
+			m.masterAddr = src
+			m.timer = now.Add(m.MasterDownInterval())
+			return Action{BecomeBackup: true, NextTimer: m.timer}
+		default:
+			// Lower priority, or equal from a lower address: discard, as
+			// RFC 5798 says. RFC 9568 changes this case; it is not
+			// implemented here.
+			return m.idle()
+		}
+	}
+	return m.idle()
+}
+
+// Tick handles the expiry of the one running timer: Adver_Timer as master
+// (send an advert) or Master_Down_Timer as backup (become master). A Tick
+// before the timer is due does nothing and returns the same NextTimer.
+func (m *Machine) Tick(now time.Time) Action {
+	if m.state == Initialize || now.Before(m.timer) {
+		return m.idle()
+	}
+	if m.state == Backup {
+		return m.becomeMaster(now)
+	}
+	m.timer = now.Add(m.cfg.Interval)
+	return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, NextTimer: m.timer}
+}
+
+// Shutdown is the Shutdown event: a master sends an advert with priority 0
+// so that a backup takes over after Skew_Time rather than
+// Master_Down_Interval. Either way the machine returns to Initialize and
+// the caller drops the virtual addresses.
+func (m *Machine) Shutdown(now time.Time) Action {
+	was := m.state
+	m.state = Initialize
+	m.timer = time.Time{}
+	m.masterAddr = netip.Addr{}
+	switch was {
+	case Master:
+		return Action{SendAdvert: true, AdvertPriority: PriorityStop, BecomeBackup: true}
+	case Backup:
+		return Action{BecomeBackup: true}
+	}
+	return Action{}
+}
+
+func (m *Machine) becomeMaster(now time.Time) Action {
+	m.state = Master
+	m.masterAddr = m.cfg.Primary
+	m.masterAdverInterval = m.cfg.Interval
+	m.timer = now.Add(m.cfg.Interval)
+	return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, BecomeMaster: true, NextTimer: m.timer}
+}
+
+// preempt is the effective Preempt_Mode: off during PreemptDelay after Start.
+func (m *Machine) preempt(now time.Time) bool {
+	return m.cfg.Preempt && !now.Before(m.start.Add(m.cfg.PreemptDelay))
+}
+
+// idle is the Action of an event that changes nothing the caller sees.
+func (m *Machine) idle() Action { return Action{NextTimer: m.timer} }
+
+// addrGreater compares two IPv4 addresses as unsigned 32-bit integers
+// (section 6.4.3).
+func addrGreater(a, b netip.Addr) bool { return a.Compare(b) > 0 }
