@@ -117,6 +117,22 @@ type Config struct {
 	Timeouts Timeouts
 	Limits   Limits
 	Services []Service
+	VRRP     VRRP
+}
+
+// VRRP is the [vrrp] table: VRRPv3 (RFC 5798) between this director and its peers, which
+// decides who holds the VIPs. RouterID 0 (the default) turns it off: the director always
+// holds them.
+type VRRP struct {
+	RouterID       int           // VRID 1..255; 0 = off
+	Interface      string        // default: the director's interface
+	Priority       int           // 1..254; default 100
+	AdvertInterval time.Duration // 10ms..40.95s in centiseconds; default 1s
+	Preempt        bool          // default true
+	PreemptDelay   time.Duration // no preemption this long after start
+	UnicastPeers   []netip.Addr  // empty = multicast 224.0.0.18
+	Addresses      []netip.Addr  // the VIPs it advertises and holds; default: every service VIP
+	Notify         []string      // a command run on each transition, with the new state (MASTER, BACKUP) appended
 }
 
 // Director is the [director] table: the host gvsd runs on.
@@ -248,6 +264,7 @@ func Default() *Config {
 		Director: Director{LocalPorts: defaultLocalPorts},
 		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
 		Limits:   Limits{Connections: defaultConnections},
+		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true},
 	}
 }
 

@@ -288,6 +288,7 @@ func (d *decoder) config(tree map[string]any) *Config {
 			})
 		}},
 		{"service", func(path string, v any) { c.Services = d.services(path, v) }},
+		{"vrrp", func(path string, v any) { d.vrrp(path, v, &c.VRRP) }},
 	})
 	return c
 }
@@ -296,27 +297,7 @@ func (d *decoder) director(path string, v any, dir *Director) {
 	d.table(path, v, []field{
 		{"interface", d.setString(&dir.Interface)},
 		{"workers", d.setInt(&dir.Workers)},
-		{"local_addresses", func(path string, v any) {
-			items, ok := d.list(path, `an array of IPv4 address strings`, v)
-			if !ok || len(items) == 0 {
-				return // [] is the default: nil
-			}
-			dir.LocalAddresses = make([]netip.Addr, len(items))
-			for i, it := range items {
-				p := index(path, i)
-				s, ok := it.(string)
-				if !ok {
-					d.wrongType(p, "an IPv4 address string", it)
-					continue
-				}
-				a, err := netip.ParseAddr(s)
-				if err != nil {
-					d.fail(p, "%s is not an IP address", quote(s))
-					continue
-				}
-				dir.LocalAddresses[i] = a
-			}
-		}},
+		{"local_addresses", d.setAddrs(&dir.LocalAddresses)},
 		{"local_ports", func(path string, v any) {
 			s, ok := v.(string)
 			if !ok {
@@ -373,6 +354,45 @@ func (d *decoder) service(path string, v any, s *Service) {
 			d.bad[join(path, "name")] = true // derived from a bad value: say nothing about it
 		}
 	}
+}
+
+// setAddrs decodes an array of IPv4 address strings; [] leaves nil.
+func (d *decoder) setAddrs(dst *[]netip.Addr) func(string, any) {
+	return func(path string, v any) {
+		items, ok := d.list(path, `an array of IPv4 address strings`, v)
+		if !ok || len(items) == 0 {
+			return // [] is the default: nil
+		}
+		*dst = make([]netip.Addr, len(items))
+		for i, it := range items {
+			p := index(path, i)
+			s, ok := it.(string)
+			if !ok {
+				d.wrongType(p, "an IPv4 address string", it)
+				continue
+			}
+			a, err := netip.ParseAddr(s)
+			if err != nil {
+				d.fail(p, "%s is not an IP address", quote(s))
+				continue
+			}
+			(*dst)[i] = a
+		}
+	}
+}
+
+func (d *decoder) vrrp(path string, v any, r *VRRP) {
+	d.table(path, v, []field{
+		{"interface", d.setString(&r.Interface)},
+		{"router_id", d.setInt(&r.RouterID)},
+		{"priority", d.setInt(&r.Priority)},
+		{"advert_interval", d.setDuration(&r.AdvertInterval)},
+		{"preempt", d.setBool(&r.Preempt)},
+		{"preempt_delay", d.setDuration(&r.PreemptDelay)},
+		{"unicast_peers", d.setAddrs(&r.UnicastPeers)},
+		{"addresses", d.setAddrs(&r.Addresses)},
+		{"notify", d.setStrings(&r.Notify)},
+	})
 }
 
 func (d *decoder) check(path string, v any, c *Check) {

@@ -68,6 +68,7 @@ forward = "nat"
 		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}},
 		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 		Limits:   Limits{Connections: 4000000},
+		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true},
 		Services: []Service{
 			{
 				Name: "tcp/10.20.0.100:80", Protocol: TCP, Address: netip.MustParseAddrPort("10.20.0.100:80"),
@@ -114,6 +115,16 @@ udp = "90s"
 drain = "10m"
 [limits]
 connections = 1000
+[vrrp]
+interface = "eth2"
+router_id = 51
+priority = 150
+advert_interval = "100ms"
+preempt = false
+preempt_delay = "30s"
+unicast_peers = ["10.40.0.9"]
+addresses = ["10.20.0.53"]
+notify = ["/usr/local/bin/vrrp-notify", "dns"]
 [[service]]
 name = "dns"
 protocol = "udp"
@@ -154,6 +165,9 @@ sorry = "10.40.1.99:53"
 		},
 		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second, Drain: 10 * time.Minute},
 		Limits:   Limits{Connections: 1000},
+		VRRP: VRRP{Interface: "eth2", RouterID: 51, Priority: 150, AdvertInterval: 100 * time.Millisecond, PreemptDelay: 30 * time.Second,
+			UnicastPeers: []netip.Addr{netip.MustParseAddr("10.40.0.9")}, Addresses: []netip.Addr{netip.MustParseAddr("10.20.0.53")},
+			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
 			SchedulerFlags: []string{"sh-port", "sh-fallback"},
@@ -238,6 +252,8 @@ func TestParseErrors(t *testing.T) {
 			{"service[0].check.command", "exec needs a command"}, {"service[0].check.expect", "not a regular expression: error parsing regexp: missing closing ): `(`"},
 			{"service[0].check.on_failure", `"drop" is not remove or quiesce`}}},
 		{"sorry is a real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsorry = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.2:80 is also a real of the service"}}},
+		{"vrrp ranges", head + "[vrrp]\nrouter_id = 300\n", []FieldError{{"vrrp.router_id", "300 is out of range 0..255 (0 = off)"}}},
+		{"vrrp values", head + "[vrrp]\nrouter_id = 5\npriority = 255\nadvert_interval = \"5ms\"\n", []FieldError{{"vrrp.advert_interval", "5ms is not a whole number of centiseconds in 10ms..40.95s"}, {"vrrp.priority", "255 is out of range 1..254"}}},
 		{"drain negative", head + "[timeouts]\ndrain = \"-1s\"\n", []FieldError{{"timeouts.drain", "-1s is negative"}}},
 		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
 		{"timeout as integer", head + "[timeouts]\nudp = 300\n", []FieldError{{"timeouts.udp", `want a duration string like "15m", got integer 300`}}},
@@ -305,7 +321,6 @@ func TestParseErrors(t *testing.T) {
 func TestParseUnknownKeys(t *testing.T) {
 	for _, tt := range []struct{ name, src, path string }{
 		{"top level", "bogus = 1\n" + head, "bogus"},
-		{"top-level table", head + "[vrrp]\npriority = 100\n", "vrrp"},
 		{"director", head + "interfaces = \"eth1\"\n", "director.interfaces"},
 		{"timeouts", head + "[timeouts]\ntcpfin = \"1m\"\n", "timeouts.tcpfin"},
 		{"limits", head + "[limits]\nconns = 5\n", "limits.conns"},
@@ -313,6 +328,8 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"real", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.3:80\"\nwieght = 2\n", "service[0].real[1].wieght"},
 		{"sub-table of a service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.checks]\ntype = \"tcp\"\n", "service[0].checks"},
 		{"key of a check", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\nintervall = \"1s\"\n", "service[0].check.intervall"},
+		{"top-level table", head + "[sync]\npeer = \"10.0.0.2\"\n", "sync"},
+		{"key of vrrp", head + "[vrrp]\nrouter_id = 5\nvrid = 5\n", "vrrp.vrid"},
 		{"quoted key", head + "\"odd key\" = 1\n", `director."odd key"`},
 		{"dotted key", head + "a.b = 1\n", "director.a"},
 	} {

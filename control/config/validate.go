@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks a Config against every rule Parse applies after decoding, and returns
@@ -83,6 +84,40 @@ func (v *validator) config(c *Config) {
 	}
 
 	v.services(c.Services)
+	v.vrrp(&c.VRRP)
+}
+
+func (v *validator) vrrp(r *VRRP) {
+	if r.RouterID < 0 || r.RouterID > 255 {
+		v.addf("vrrp.router_id", "%d is out of range 0..255 (0 = off)", r.RouterID)
+	}
+	if r.RouterID == 0 {
+		return
+	}
+	if r.Interface != "" {
+		if msg := checkIfName(r.Interface); msg != "" {
+			v.addf("vrrp.interface", "%s", msg)
+		}
+	}
+	if r.Priority < 1 || r.Priority > 254 {
+		v.addf("vrrp.priority", "%d is out of range 1..254", r.Priority)
+	}
+	if r.AdvertInterval < 10*time.Millisecond || r.AdvertInterval > 40950*time.Millisecond || r.AdvertInterval%(10*time.Millisecond) != 0 {
+		v.addf("vrrp.advert_interval", "%s is not a whole number of centiseconds in 10ms..40.95s", r.AdvertInterval)
+	}
+	if r.PreemptDelay < 0 {
+		v.addf("vrrp.preempt_delay", "%s is negative", r.PreemptDelay)
+	}
+	for _, l := range []struct {
+		key   string
+		addrs []netip.Addr
+	}{{"vrrp.unicast_peers", r.UnicastPeers}, {"vrrp.addresses", r.Addresses}} {
+		for i, a := range l.addrs {
+			if !a.Is4() || a.IsUnspecified() {
+				v.addf(index(l.key, i), "%s is not a usable IPv4 address", a)
+			}
+		}
+	}
 }
 
 func (v *validator) director(d *Director) {
