@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/control/health"
 	"github.com/gvs-lb/gvs/control/ingress"
+	"github.com/gvs-lb/gvs/control/vrrp"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
 	"github.com/gvs-lb/gvs/offload"
@@ -60,6 +62,9 @@ type Daemon struct {
 	rates      estimator // ipvsadm --rate
 	health     *health.Monitor
 	healthKick chan struct{} // a real's health changed
+	speaker    *vrrp.Speaker // nil without [vrrp]
+	vrrpState  vrrpStatus
+	vrrpKick   chan struct{} // the VRRP state changed
 	closed     bool
 	announce   sync.WaitGroup
 }
@@ -72,7 +77,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{}),
-		healthKick: make(chan struct{}, 1)}
+		healthKick: make(chan struct{}, 1), vrrpKick: make(chan struct{}, 1)}
 	d.health = health.NewMonitor(health.Options{MaxParallel: maxParallelChecks, OnChange: d.healthChanged,
 		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
 	// The error returns below set d to nil: tear down what this one made.
@@ -138,6 +143,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.ingress, err = ingress.Install(d.link.Name, m); err != nil {
 		return nil, err
 	}
+	if err := d.startVRRP(cfg); err != nil {
+		return nil, err
+	}
 	if err := d.syncVIPs(cfg); err != nil {
 		return nil, err
 	}
@@ -172,6 +180,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if cfg.Director.Workers != d.cfg.Director.Workers {
 		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if !reflect.DeepEqual(cfg.VRRP, d.cfg.VRRP) {
+		fixed = append(fixed, config.FieldError{Path: "vrrp", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Director.Metrics != d.cfg.Director.Metrics {
 		fixed = append(fixed, config.FieldError{Path: "director.metrics", Msg: "cannot change on reload; restart gvsd"})
@@ -315,8 +326,10 @@ func (d *Daemon) teardown() error {
 // with gratuitous ARP) and removes the ones we added that cfg no longer has.
 func (d *Daemon) syncVIPs(cfg *config.Config) error {
 	want := map[netip.Addr]bool{}
-	for _, s := range cfg.Services {
-		want[s.Address.Addr()] = true
+	if d.holdsVIPs(cfg) {
+		for _, s := range cfg.Services {
+			want[s.Address.Addr()] = true
+		}
 	}
 	for vip := range want {
 		if _, ok := d.vips[vip]; ok {

@@ -76,6 +76,7 @@ type Response struct {
 	Error       string       `json:"error,omitempty"`
 	TableSize   int          `json:"table_size,omitempty"` // limits.connections
 	Services    []Service    `json:"services,omitempty"`
+	VRRP        *VRRPStatus  `json:"vrrp,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
 }
 
@@ -96,6 +97,18 @@ func (s *Stats) Add(o Stats) {
 	s.OutPkts += o.OutPkts
 	s.InBytes += o.InBytes
 	s.OutBytes += o.OutBytes
+}
+
+// VRRPStatus is the director's VRRP instance as it runs.
+type VRRPStatus struct {
+	State    string    `json:"state"` // INIT, BACKUP or MASTER
+	RouterID int       `json:"router_id"`
+	Priority int       `json:"priority"`
+	Master   string    `json:"master,omitempty"` // the master's address as far as known
+	Since    time.Time `json:"since,omitzero"`   // when State last changed
+	Sent     uint64    `json:"adverts_sent"`
+	Received uint64    `json:"adverts_received"`
+	Invalid  uint64    `json:"adverts_invalid"` // dropped: malformed, wrong version, TTL or checksum
 }
 
 // Rates are the estimated rates of a service or a real (ipvsadm --rate):

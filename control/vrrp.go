@@ -1,0 +1,153 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/vrrp"
+)
+
+// notifyTimeout bounds a [vrrp] notify command.
+const notifyTimeout = 30 * time.Second
+
+// vrrpStatus is the VRRP state as the speaker last reported it.
+type vrrpStatus struct {
+	mu     sync.Mutex
+	state  vrrp.State
+	master netip.Addr
+	since  time.Time
+}
+
+// holdsVIPs reports whether this director should hold the VIPs of cfg:
+// always without VRRP, else only as master.
+func (d *Daemon) holdsVIPs(cfg *config.Config) bool {
+	if cfg.VRRP.RouterID == 0 || d.speaker == nil {
+		return true
+	}
+	d.vrrpState.mu.Lock()
+	defer d.vrrpState.mu.Unlock()
+	return d.vrrpState.state == vrrp.Master
+}
+
+// vrrpAddresses are the addresses a [vrrp] instance advertises: its own
+// list, or every service VIP.
+func vrrpAddresses(cfg *config.Config) []netip.Addr {
+	if len(cfg.VRRP.Addresses) > 0 {
+		return cfg.VRRP.Addresses
+	}
+	var out []netip.Addr
+	for _, s := range cfg.Services {
+		if a := s.Address.Addr(); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// startVRRP opens the VRRP speaker of cfg, if it has one, and runs it
+// until the daemon stops. The director then holds the VIPs only while it
+// is master.
+func (d *Daemon) startVRRP(cfg *config.Config) error {
+	v := cfg.VRRP
+	if v.RouterID == 0 {
+		return nil
+	}
+	iface := v.Interface
+	if iface == "" {
+		iface = d.link.Name
+	}
+	addrs := vrrpAddresses(cfg)
+	if len(addrs) == 0 {
+		return fmt.Errorf("control: vrrp: no address to advertise (no service and no vrrp.addresses)")
+	}
+	sp, err := vrrp.NewSpeaker(vrrp.SpeakerConfig{Interface: iface, Peers: v.UnicastPeers, OnState: d.vrrpChanged,
+		Machine: vrrp.Config{VRID: uint8(v.RouterID), Priority: uint8(v.Priority), Interval: v.AdvertInterval,
+			Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, Addresses: addrs}})
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	d.speaker = sp
+	d.vrrpState.state = vrrp.Initialize
+	d.bg.Add(2)
+	go func() { // vrrp: the speaker, until the daemon stops (a master then sends priority 0)
+		defer d.bg.Done()
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-d.stop; cancel() }()
+		if err := sp.Run(ctx); err != nil {
+			d.log.Error("vrrp", "err", err)
+		}
+	}()
+	go d.vrrpLoop() // vrrp: moves the VIPs on each transition, until the daemon stops
+	return nil
+}
+
+// vrrpChanged is the speaker's callback (on its goroutine): it records the
+// new state and wakes vrrpLoop.
+func (d *Daemon) vrrpChanged(s vrrp.State) {
+	d.vrrpState.mu.Lock()
+	d.vrrpState.state, d.vrrpState.since = s, time.Now()
+	d.vrrpState.master = d.speaker.Machine().MasterAddr()
+	d.vrrpState.mu.Unlock()
+	select {
+	case d.vrrpKick <- struct{}{}:
+	default:
+	}
+}
+
+// vrrpLoop adds or removes the VIPs when the VRRP state changes, and runs
+// the notify command.
+func (d *Daemon) vrrpLoop() {
+	defer d.bg.Done()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-d.vrrpKick:
+		}
+		d.mu.Lock()
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		cfg := d.cfg
+		err := d.syncVIPs(cfg)
+		d.mu.Unlock()
+		st := d.vrrpStatus()
+		d.log.Info("vrrp state", "state", st.State, "master", st.Master, "priority", st.Priority)
+		if err != nil {
+			d.log.Error("vrrp: moving the VIPs failed", "err", err)
+		}
+		if len(cfg.VRRP.Notify) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+			args := append(slices.Clone(cfg.VRRP.Notify[1:]), st.State)
+			if out, err := exec.CommandContext(ctx, cfg.VRRP.Notify[0], args...).CombinedOutput(); err != nil {
+				d.log.Warn("vrrp notify failed", "command", cfg.VRRP.Notify, "err", err, "output", string(out))
+			}
+			cancel()
+		}
+	}
+}
+
+// vrrpStatus returns what gvsadm shows of VRRP, or nil without it.
+func (d *Daemon) vrrpStatus() *api.VRRPStatus {
+	if d.speaker == nil {
+		return nil
+	}
+	cfg := d.Config() // before vrrpState.mu: syncVIPs takes them in the order d.mu, vrrpState.mu
+	d.vrrpState.mu.Lock()
+	defer d.vrrpState.mu.Unlock()
+	st := &api.VRRPStatus{State: d.vrrpState.state.String(), RouterID: cfg.VRRP.RouterID, Priority: cfg.VRRP.Priority,
+		Since: d.vrrpState.since, Sent: d.speaker.C.Sent.Load(), Received: d.speaker.C.Received.Load(), Invalid: d.speaker.C.Invalid.Load()}
+	if d.vrrpState.master.IsValid() {
+		st.Master = d.vrrpState.master.String()
+	}
+	return st
+}
