@@ -24,6 +24,7 @@ type snapshot struct {
 	services []api.Service
 	workers  []dataplane.Counters
 	links    []afpacket.Stats
+	vrrp     *api.VRRPStatus // nil without [vrrp]
 }
 
 // collector turns a snapshot into Prometheus metrics at scrape time, so
@@ -59,12 +60,14 @@ var (
 	descRing       = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
 	descRingDrops  = prometheus.NewDesc("gvs_worker_ring_drops_total", "Frames lost because a worker's ring was full.", []string{"worker", "ring"}, nil)
 	descTx         = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
+	descVRRPMaster = prometheus.NewDesc("gvs_vrrp_master", "1 while this director is the VRRP master (holds the VIPs), 0 as backup.", []string{"router_id"}, nil)
+	descVRRPAdvert = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
-		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx} {
+		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert} {
 		ch <- d
 	}
 }
@@ -130,6 +133,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(descTemplates, float64(w.Templates))
 		}
 	}
+	if v := s.vrrp; v != nil {
+		id := strconv.Itoa(v.RouterID)
+		gauge(descVRRPMaster, b(v.State == "MASTER"), id)
+		counter(descVRRPAdvert, v.Sent, id, "sent")
+		counter(descVRRPAdvert, v.Received, id, "received")
+		counter(descVRRPAdvert, v.Invalid, id, "invalid")
+	}
 	for i, ls := range s.links {
 		wl := strconv.Itoa(i)
 		counter(descRing, ls.Packets, wl, "main")
@@ -151,7 +161,7 @@ func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
 
 // snapshot reads what a scrape reports.
 func (d *Daemon) snapshot() snapshot {
-	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats()}
+	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus()}
 }
 
 // serveMetrics starts the /metrics listener on addr ([director] metrics);

@@ -20,6 +20,7 @@ func TestMetrics(t *testing.T) {
 			Reals: []api.Real{{Address: "10.20.0.11:80", Weight: 2, Ready: true, Active: 3, Inactive: 4, Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000}}}}},
 		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1}},
 		links:   []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
+		vrrp:    &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1},
 	}
 	reg := newMetricsRegistry(func() snapshot { return snap })
 	want := `
@@ -29,13 +30,16 @@ gvs_real_active_connections{port="80",proto="tcp",real="10.20.0.11:80",vip="10.2
 # HELP gvs_service_connections_total Connections scheduled to the service.
 # TYPE gvs_service_connections_total counter
 gvs_service_connections_total{port="80",proto="tcp",vip="10.20.0.100"} 7
+# HELP gvs_vrrp_master 1 while this director is the VRRP master (holds the VIPs), 0 as backup.
+# TYPE gvs_vrrp_master gauge
+gvs_vrrp_master{router_id="51"} 1
 # HELP gvs_worker_ring_drops_total Frames lost because a worker's ring was full.
 # TYPE gvs_worker_ring_drops_total counter
 gvs_worker_ring_drops_total{ring="main",worker="0"} 0
 gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total"); err != nil {
+		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()
@@ -46,7 +50,7 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, n := range []string{"gvs_worker_frames_total", "gvs_worker_connection_events_total", "gvs_persistence_templates", "go_goroutines", "process_resident_memory_bytes"} {
+	for _, n := range []string{"gvs_worker_frames_total", "gvs_worker_connection_events_total", "gvs_persistence_templates", "gvs_vrrp_adverts_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if !names[n] {
 			t.Errorf("no %s in a scrape", n)
 		}
