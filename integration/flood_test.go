@@ -29,7 +29,7 @@ import (
 
 // Tunables of TestSYNFlood.
 const (
-	// floodTable is gvsd's connection-table capacity (200000 entries per
+	// floodTable is gvsd's connection-table capacity (150000 entries per
 	// worker): the flood fills it within the first seconds, so the rest of
 	// the flood runs against a full table and the eviction policy is what
 	// the test exercises. It is large enough that the flood takes seconds
@@ -37,7 +37,7 @@ const (
 	// higher rates: a legitimate half-open entry must outlive a lost
 	// handshake ACK and its retransmission (200 ms and more), and with a
 	// tiny table even the best eviction cannot promise that.
-	floodTable = 400000
+	floodTable = 300000
 	// floodPort is the HTTP service the flood and the load both aim at.
 	// Not TCPPort (80): scenario.Setup's echo servers hold VIP:80 on the
 	// reals, and DR cannot change the port.
@@ -50,7 +50,7 @@ const (
 	// thousands time out. The cap keeps the flood above what fills the
 	// table in seconds and below what a shared CPU can forward, so the
 	// test checks the table, not the machine.
-	floodRate = "120000pps"
+	floodRate = "80000pps"
 	// floodFor is how long trafgen sends, as the issue says; loadMargin
 	// is the HTTP load before and after it (warm-up and recovery).
 	floodFor   = 10 * time.Second
