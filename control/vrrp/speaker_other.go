@@ -5,22 +5,7 @@ package vrrp
 import (
 	"context"
 	"errors"
-	"net/netip"
-	"sync/atomic"
 )
-
-// SpeakerConfig says where a Speaker runs its Machine (Linux only).
-type SpeakerConfig struct {
-	Interface string
-	Machine   Config
-	Peers     []netip.Addr
-	OnState   func(State)
-}
-
-// SpeakerCounters count what a Speaker sent and received.
-type SpeakerCounters struct {
-	Sent, Received, Invalid atomic.Uint64
-}
 
 // Speaker is not available on this platform.
 type Speaker struct{ C SpeakerCounters }
