@@ -123,6 +123,15 @@ const (
 	OptPEName    = 3      // IPVS_OPT_PE_NAME: persistence-engine name, e.g. "sip"
 	OptParam     = 7      // IPVS_OPT_PARAM
 	OptFlagParam = 1 << 6 // IPVS_OPT_F_PARAM, (1 << (IPVS_OPT_PARAM-1)): "may be ignored"
+
+	// gvs's own parameters, marked OptFlagParam so that a kernel backup
+	// skips them and keeps the record. Each is 6 bytes of data, so a
+	// record with either or both stays a multiple of 4 bytes long.
+	OptClientMAC = OptFlagParam | 16 // the client's next-hop MAC, where NAT and FULLNAT replies go
+	OptLocal     = OptFlagParam | 17 // FULLNAT local address (4 bytes) and port (2, big-endian)
+
+	// paramLen is the length of one gvs parameter: type, length, 6 bytes.
+	paramLen = 2 + 6
 )
 
 // Connection flags, IP_VS_CONN_F_* from include/uapi/linux/ip_vs.h. The
@@ -182,6 +191,24 @@ type Conn struct {
 	Real     netip.AddrPort // daddr:dport
 	FWMark   uint32         // fwmark
 	Timeout  time.Duration  // timeout, whole seconds on the wire; 0 makes a backup use its own timeout for the state
+
+	// gvs extensions, each sent as an optional parameter only when set.
+	ClientMAC [6]byte        // OptClientMAC; the zero MAC is not sent
+	Local     netip.AddrPort // OptLocal (FULLNAT); the zero AddrPort is not sent
+}
+
+// Len returns the encoded length of c's record: 36 bytes, and 8 more for
+// each gvs parameter it carries. It is always a multiple of 4, so records
+// gvs writes need no padding.
+func (c *Conn) Len() int {
+	n := ConnLen
+	if c.ClientMAC != ([6]byte{}) {
+		n += paramLen
+	}
+	if c.Local.IsValid() {
+		n += paramLen
+	}
+	return n
 }
 
 // Message is one sync datagram.
@@ -199,17 +226,24 @@ var (
 	ErrMaxSize      = errors.New("connsync: maxSize too small for one connection")
 )
 
-// Size returns the encoded length of m: header plus one 36-byte record per
-// connection (records without parameters need no padding).
-func (m *Message) Size() int { return HeaderLen + len(m.Conns)*ConnLen }
+// Size returns the encoded length of m: the header and each record's
+// [Conn.Len].
+func (m *Message) Size() int {
+	n := HeaderLen
+	for i := range m.Conns {
+		n += m.Conns[i].Len()
+	}
+	return n
+}
 
 // Marshal appends the encoded message to b and returns the extended slice.
 // It does not allocate when b has room for [Message.Size] more bytes. It
 // refuses more than [MaxConns] connections, a message over [MaxSize], a
 // non-IPv4 address and a negative or too large timeout, and then returns b
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
-// cp->timeout / HZ does. No optional parameters are written, so sequence
-// adjustments of NAT connections (FlagSeqMask) are not carried.
+// cp->timeout / HZ does. The only optional parameters written are gvs's
+// own (OptClientMAC, OptLocal), so sequence adjustments of NAT
+// connections (FlagSeqMask) are not carried.
 func (m *Message) Marshal(b []byte) ([]byte, error) {
 	if len(m.Conns) > MaxConns {
 		return b, ErrTooManyConns
@@ -234,8 +268,9 @@ func (m *Message) Marshal(b []byte) ([]byte, error) {
 	binary.BigEndian.PutUint16(h[hdrSpare:], 0)
 	r := h[HeaderLen:]
 	for i := range m.Conns {
-		m.Conns[i].put(r[:ConnLen])
-		r = r[ConnLen:]
+		n := m.Conns[i].Len()
+		m.Conns[i].put(r[:n])
+		r = r[n:]
 	}
 	return b, nil
 }
@@ -246,17 +281,20 @@ func (c *Conn) check() error {
 			return fmt.Errorf("%w: %v", ErrNotIPv4, ap)
 		}
 	}
+	if c.Local.IsValid() && !c.Local.Addr().Is4() {
+		return fmt.Errorf("%w: local %v", ErrNotIPv4, c.Local)
+	}
 	if c.Timeout < 0 || c.Timeout/time.Second > math.MaxUint32 {
 		return fmt.Errorf("%w: %v", ErrTimeout, c.Timeout)
 	}
 	return nil
 }
 
-// put writes c as a parameterless record into r, which is ConnLen long.
+// put writes c's record into r, which is c.Len() long.
 func (c *Conn) put(r []byte) {
 	r[recType] = 0
 	r[recProtocol] = c.Protocol
-	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|ConnLen)
+	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|uint16(len(r)))
 	binary.BigEndian.PutUint32(r[recFlags:], c.Flags)
 	binary.BigEndian.PutUint16(r[recState:], c.State)
 	binary.BigEndian.PutUint16(r[recCport:], c.Client.Port())
@@ -270,6 +308,18 @@ func (c *Conn) put(r []byte) {
 	copy(r[recVaddr:], a[:])
 	a = c.Real.Addr().As4()
 	copy(r[recDaddr:], a[:])
+	p := r[ConnLen:]
+	if c.ClientMAC != ([6]byte{}) {
+		p[0], p[1] = OptClientMAC, 6
+		copy(p[2:paramLen], c.ClientMAC[:])
+		p = p[paramLen:]
+	}
+	if c.Local.IsValid() {
+		p[0], p[1] = OptLocal, 6
+		a = c.Local.Addr().As4()
+		copy(p[2:6], a[:])
+		binary.BigEndian.PutUint16(p[6:8], c.Local.Port())
+	}
 }
 
 // Batch encodes conns into as few messages as it can, in order, each at
@@ -277,21 +327,35 @@ func (c *Conn) put(r []byte) {
 // headers, or the sync daemon's sync_maxlen) and at most MaxConns
 // records. It allocates one backing array for all messages. No connections
 // give no messages. It fails with [ErrMaxSize] when maxSize cannot hold a
-// header and one record, and on the first connection Marshal would refuse.
+// header and one of the records, and on the first connection Marshal would
+// refuse.
 func Batch(conns []Conn, syncID uint8, maxSize int) ([][]byte, error) {
-	per := (min(maxSize, MaxSize) - HeaderLen) / ConnLen
-	if maxSize < HeaderLen+ConnLen || per < 1 {
-		return nil, fmt.Errorf("%w: %d < %d", ErrMaxSize, maxSize, HeaderLen+ConnLen)
+	maxSize = min(maxSize, MaxSize)
+	// Split first, so that the messages can share one exact allocation.
+	var counts []int
+	total := 0
+	for i := 0; i < len(conns); {
+		k, size := 0, HeaderLen
+		for i+k < len(conns) && k < MaxConns && size+conns[i+k].Len() <= maxSize {
+			size += conns[i+k].Len()
+			k++
+		}
+		if k == 0 {
+			return nil, fmt.Errorf("%w: %d < %d", ErrMaxSize, maxSize, HeaderLen+conns[i].Len())
+		}
+		counts = append(counts, k)
+		total += size
+		i += k
 	}
-	per = min(per, MaxConns)
 	if len(conns) == 0 {
+		if maxSize < HeaderLen+ConnLen {
+			return nil, fmt.Errorf("%w: %d < %d", ErrMaxSize, maxSize, HeaderLen+ConnLen)
+		}
 		return nil, nil
 	}
-	n := (len(conns) + per - 1) / per
-	buf := make([]byte, 0, n*HeaderLen+len(conns)*ConnLen)
-	out := make([][]byte, 0, n)
-	for len(conns) > 0 {
-		k := min(per, len(conns))
+	buf := make([]byte, 0, total)
+	out := make([][]byte, 0, len(counts))
+	for _, k := range counts {
 		m := Message{SyncID: syncID, Conns: conns[:k]}
 		start := len(buf)
 		var err error
@@ -384,9 +448,9 @@ func Parse(b []byte) (Message, error) {
 // 0, size = len(b)); for each record, that its header fits, its version is
 // 0, its size is at least 36 and inside the message, its type is 0, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. Parameters are skipped, known or not: unlike the kernel, which drops
-// a record with an unknown parameter lacking OptFlagParam, Decode keeps
-// the record.
+// it. gvs's own parameters are decoded (and must be 6 bytes long); the
+// others are skipped, known or not: unlike the kernel, which drops a record
+// with an unknown parameter lacking OptFlagParam, Decode keeps the record.
 func (m *Message) Decode(b []byte) error {
 	m.SyncID = 0
 	m.Conns = m.Conns[:0]
@@ -423,6 +487,8 @@ func (m *Message) Decode(b []byte) error {
 		case r[recType] != 0:
 			return &ParseError{ErrType, i, off}
 		}
+		var mac [6]byte
+		var local netip.AddrPort
 		for p := ConnLen; p < size; {
 			if p+2 > size {
 				return &ParseError{ErrParam, i, off}
@@ -430,6 +496,17 @@ func (m *Message) Decode(b []byte) error {
 			plen := int(r[p+1])
 			if plen == 0 || p+2+plen > size {
 				return &ParseError{ErrParam, i, off}
+			}
+			switch r[p] {
+			case OptClientMAC, OptLocal:
+				if plen != 6 {
+					return &ParseError{ErrParam, i, off}
+				}
+				if r[p] == OptClientMAC {
+					mac = [6]byte(r[p+2 : p+8])
+				} else {
+					local = addrPort(r[p+2:], r[p+6:])
+				}
 			}
 			p += 2 + plen
 		}
@@ -442,6 +519,9 @@ func (m *Message) Decode(b []byte) error {
 			Real:     addrPort(r[recDaddr:], r[recDport:]),
 			FWMark:   binary.BigEndian.Uint32(r[recFwmark:]),
 			Timeout:  time.Duration(binary.BigEndian.Uint32(r[recTimeout:])) * time.Second,
+
+			ClientMAC: mac,
+			Local:     local,
 		})
 		off += (size + 3) &^ 3
 	}
