@@ -15,6 +15,7 @@ type Dataplane struct {
 	table     atomic.Pointer[Table]
 	workers   []*Worker
 	templates *conntrack.Templates
+	syncOwner func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
 }
 
 // New makes one worker per link. capacity is the connection-table capacity

@@ -99,6 +99,11 @@ type Worker struct {
 
 	dumps chan *dumpJob // requests for a copy of the shard
 	job   *dumpJob      // the dump being served
+
+	// Connection sync (EnableSync); nil when off.
+	syncOut *syncRing               // connections to report to the sync sender
+	syncIn  chan []conntrack.Entry4 // synced connections to install
+	syncC   SyncCounters
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
@@ -154,6 +159,9 @@ func (w *Worker) run(stop <-chan struct{}) error {
 			w.expire(now, idle)
 		}
 		w.serveDump(idle)
+		if w.syncIn != nil {
+			w.serveSync(now)
+		}
 	}
 }
 
@@ -397,6 +405,11 @@ func (w *Worker) track(t *Table, e *conntrack.Entry4, r *Real, dir conntrack.Dir
 				r.Counters.Deactivate()
 			}
 		}
+		e.Expires = now + int64(t.Timeouts.Timeout(e.State))
+		if old != e.State {
+			w.syncReport(e)
+		}
+		return
 	}
 	e.Expires = now + int64(t.Timeouts.Timeout(e.State))
 }
@@ -508,6 +521,10 @@ func (w *Worker) newConn(t *Table, k *conntrack.Key4, eth header.Ethernet, flags
 	r.Counters.Bind(false)
 	r.Stats.Conns.Add(1)
 	w.C.NewConns.Add(1)
+	if e.Proto == header.ProtoUDP {
+		// A TCP connection is reported by track, as it leaves NONE.
+		w.syncReport(e)
+	}
 	return e, 0
 }
 

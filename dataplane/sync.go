@@ -1,0 +1,242 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/dataplane/header"
+)
+
+// Connection sync: a master director's workers report each new connection
+// and each state change into a bounded ring the sync sender drains
+// (SyncEvents); a backup's sync receiver hands connections to Install,
+// which queues them for the worker that owns them, and that worker puts
+// them into its shard between batches. Neither side ever blocks a worker:
+// a full ring or inbox drops and counts.
+
+// syncInboxBatches is how many Install batches a worker's inbox holds.
+const syncInboxBatches = 256
+
+// syncRing is a single-producer (the worker), single-consumer (the sync
+// sender) ring of connection copies.
+type syncRing struct {
+	buf        []conntrack.Entry4
+	mask       uint64
+	head, tail atomic.Uint64 // head: next to read (consumer); tail: next to write (producer)
+}
+
+func newSyncRing(size int) *syncRing {
+	n := 1
+	for n < size {
+		n <<= 1
+	}
+	return &syncRing{buf: make([]conntrack.Entry4, n), mask: uint64(n - 1)}
+}
+
+// put copies e into the ring; it reports false when the ring is full.
+func (r *syncRing) put(e *conntrack.Entry4) bool {
+	t := r.tail.Load()
+	if t-r.head.Load() > r.mask {
+		return false
+	}
+	r.buf[t&r.mask] = *e
+	r.tail.Store(t + 1) // publishes the copy to the consumer
+	return true
+}
+
+// drain appends everything in the ring to dst.
+func (r *syncRing) drain(dst []conntrack.Entry4) []conntrack.Entry4 {
+	h, t := r.head.Load(), r.tail.Load()
+	for ; h != t; h++ {
+		dst = append(dst, r.buf[h&r.mask])
+	}
+	r.head.Store(h) // gives the slots back to the producer
+	return dst
+}
+
+// SyncCounters are a worker's connection-sync counters.
+type SyncCounters struct {
+	// Queued and Dropped count connection reports put into the ring for
+	// the sync sender, and those lost because it was full.
+	Queued, Dropped atomic.Uint64
+	// Installed counts synced connections added or updated in the shard;
+	// Unknown those naming a service or real this director does not have;
+	// Refused those that found the shard full or a key taken by another
+	// connection; InboxFull the connections Install could not queue.
+	Installed, Unknown, Refused, InboxFull atomic.Uint64
+}
+
+// SyncStats is a plain-value sum of every worker's SyncCounters.
+type SyncStats struct {
+	Queued, Dropped, Installed, Unknown, Refused, InboxFull uint64
+}
+
+// EnableSync turns on connection reports: from now on each worker copies
+// every new connection and every TCP state change into a ring of ring
+// entries (rounded up to a power of two), which SyncEvents drains, and
+// accepts connections from Install. owner returns the worker of a synced
+// connection, the one the steering program sends its packets to, or -1
+// if its two directions would reach different workers. Call it before
+// Run.
+func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int) {
+	d.syncOwner = owner
+	for _, w := range d.workers {
+		w.syncOut = newSyncRing(ring)
+		w.syncIn = make(chan []conntrack.Entry4, syncInboxBatches)
+	}
+}
+
+// SyncEvents appends the connections the workers reported since the last
+// call to dst: copies taken when each was created or changed state, so a
+// connection can appear more than once. There must be one caller at a
+// time.
+func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
+	for _, w := range d.workers {
+		if w.syncOut != nil {
+			dst = w.syncOut.drain(dst)
+		}
+	}
+	return dst
+}
+
+// Install queues synced connections for the workers that own them, which
+// add them to their shards (or update the entry already there) between
+// batches, without forwarding anything. Each entry names its service
+// (Proto, VIP, VPort), its real (Real, RPort), its State, its ClientMAC if
+// known, its Local and LPort for FULLNAT, and in Expires how long it has
+// left, in nanoseconds from when its worker installs it; the worker finds
+// RealID and Forward in the published table. Install does not keep
+// entries. It returns how many it queued; the rest are counted.
+func (d *Dataplane) Install(entries []conntrack.Entry4) int {
+	if d.syncOwner == nil || len(entries) == 0 {
+		return 0
+	}
+	per := make([][]conntrack.Entry4, len(d.workers))
+	for i := range entries {
+		o := d.syncOwner(&entries[i])
+		if o < 0 || o >= len(d.workers) {
+			d.workers[0].syncC.Refused.Add(1)
+			continue
+		}
+		per[o] = append(per[o], entries[i])
+	}
+	queued := 0
+	for i, b := range per {
+		if len(b) == 0 {
+			continue
+		}
+		select {
+		case d.workers[i].syncIn <- b:
+			queued += len(b)
+		default:
+			d.workers[i].syncC.InboxFull.Add(uint64(len(b)))
+		}
+	}
+	return queued
+}
+
+// SyncStats returns the sum of every worker's sync counters.
+func (d *Dataplane) SyncStats() SyncStats {
+	var s SyncStats
+	for _, w := range d.workers {
+		c := &w.syncC
+		s.Queued += c.Queued.Load()
+		s.Dropped += c.Dropped.Load()
+		s.Installed += c.Installed.Load()
+		s.Unknown += c.Unknown.Load()
+		s.Refused += c.Refused.Load()
+		s.InboxFull += c.InboxFull.Load()
+	}
+	return s
+}
+
+// syncReport copies e into the worker's sync ring, if sync is on.
+func (w *Worker) syncReport(e *conntrack.Entry4) {
+	if w.syncOut == nil {
+		return
+	}
+	if w.syncOut.put(e) {
+		w.syncC.Queued.Add(1)
+	} else {
+		w.syncC.Dropped.Add(1)
+	}
+}
+
+// serveSync installs the synced connections waiting in the inbox.
+func (w *Worker) serveSync(now int64) {
+	for {
+		select {
+		case b := <-w.syncIn:
+			t := w.table.Load()
+			if t == nil {
+				w.syncC.Unknown.Add(uint64(len(b)))
+				continue
+			}
+			w.cur, w.now = t, now
+			for i := range b {
+				w.install(t, &b[i], now)
+			}
+			w.C.Conns.Store(int64(w.shard.Len()))
+		default:
+			return
+		}
+	}
+}
+
+// install adds or updates one synced connection, as IPVS's
+// ip_vs_proc_conn does on a backup: an entry for the same tuple and real
+// gets the new state and timeout; one bound to another real is replaced.
+func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
+	svc := t.Services[ServiceKey{Proto: s.Proto, VIP: s.VIP, Port: s.VPort}]
+	if svc == nil || (s.Proto != header.ProtoTCP && s.Proto != header.ProtoUDP) {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	var r *Real
+	for _, id := range svc.Reals {
+		if c := t.real(id); c != nil && c.Addr == s.Real && c.Port == s.RPort {
+			r = c
+			break
+		}
+	}
+	var zero [4]byte
+	if r == nil || (r.Forward == ForwardFullNAT) != (s.Local != zero) {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	ne := *s
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits = r.ID, uint8(r.Forward), 0, 0
+	if r.Forward != ForwardFullNAT {
+		ne.Local, ne.LPort = zero, 0
+	}
+	ne.Expires = now + s.Expires
+	k := ne.ForwardKey()
+	if e, _ := w.shard.Lookup(&k); e != nil {
+		if e.RealID == ne.RealID && e.ReplyKey() == ne.ReplyKey() {
+			if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
+				if b {
+					r.Counters.Activate()
+				} else {
+					r.Counters.Deactivate()
+				}
+			}
+			e.State, e.Expires = ne.State, ne.Expires
+			if ne.ClientMAC != ([6]byte{}) {
+				e.ClientMAC = ne.ClientMAC
+			}
+			w.syncC.Installed.Add(1)
+			return
+		}
+		w.drop(e)
+	}
+	if w.shard.Full() && !w.shard.Evict(now, w.onEvictFn) {
+		w.syncC.Refused.Add(1)
+		return
+	}
+	if _, err := w.shard.Insert(&ne, r.Forward == ForwardNAT || r.Forward == ForwardFullNAT); err != nil {
+		w.syncC.Refused.Add(1)
+		return
+	}
+	r.Counters.Bind(conntrack.IsActive(ne.State))
+	w.syncC.Installed.Add(1)
+}
