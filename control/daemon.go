@@ -32,11 +32,11 @@ const (
 	// resolveEvery, so a slow neighbour delays only itself.
 	resolveTimeout = time.Second
 	resolveEvery   = 5 * time.Second
-	// garpCount and garpInterval: gratuitous ARPs sent when a VIP is added,
-	// as keepalived's vrrp_garp_master_repeat default (5) does, spaced so
-	// that a switch that missed one gets the next.
+	// garpCount and garpInterval: gratuitous ARPs sent when a VIP is added
+	// without VRRP (with it, vrrp.garp_repeat), spaced so that a switch
+	// that missed one gets the next without delaying the first.
 	garpCount    = 3
-	garpInterval = 200 * time.Millisecond
+	garpInterval = 100 * time.Millisecond
 )
 
 // Daemon is a running director: links, dataplane, ingress table and VIPs.
@@ -65,6 +65,7 @@ type Daemon struct {
 	speaker    *vrrp.Speaker // nil without [vrrp]
 	vrrpState  vrrpStatus
 	vrrpKick   chan struct{} // the VRRP state changed
+	sync       *syncer       // nil without [sync]
 	closed     bool
 	announce   sync.WaitGroup
 }
@@ -133,6 +134,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if d.dp, err = dataplane.New(links, cfg.Limits.Connections); err != nil {
 		return nil, err
 	}
+	if cfg.Sync.Enabled {
+		d.dp.EnableSync(syncRing, syncOwner(workers))
+	}
 	d.dp.Publish(t)
 	d.match = m
 	d.runDone = make(chan struct{})
@@ -144,6 +148,9 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	if err := d.startVRRP(cfg); err != nil {
+		return nil, err
+	}
+	if err := d.startSync(cfg); err != nil {
 		return nil, err
 	}
 	if err := d.syncVIPs(cfg); err != nil {
@@ -183,6 +190,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	}
 	if !reflect.DeepEqual(cfg.VRRP, d.cfg.VRRP) {
 		fixed = append(fixed, config.FieldError{Path: "vrrp", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Sync != d.cfg.Sync {
+		fixed = append(fixed, config.FieldError{Path: "sync", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Director.Metrics != d.cfg.Director.Metrics {
 		fixed = append(fixed, config.FieldError{Path: "director.metrics", Msg: "cannot change on reload; restart gvsd"})
@@ -291,11 +301,13 @@ func (d *Daemon) Close() error {
 	return d.teardown()
 }
 
+// teardown stops the director. The VIPs go first and the ingress table
+// last: with the table gone and a VIP still up, the kernel would answer
+// the dataplane's connections with resets, while a director without the
+// VIP drops whatever still reaches it until its peer's gratuitous ARP
+// moves the traffic.
 func (d *Daemon) teardown() error {
 	var errs []error
-	if d.ingress != nil {
-		errs = append(errs, d.ingress.Remove())
-	}
 	d.announce.Wait()
 	for vip, added := range d.vips {
 		if added {
@@ -315,6 +327,9 @@ func (d *Daemon) teardown() error {
 		errs = append(errs, d.runErr)
 	}
 	d.bg.Wait()
+	if d.ingress != nil {
+		errs = append(errs, d.ingress.Remove())
+	}
 	d.health.Close()
 	if d.restore != nil {
 		errs = append(errs, d.restore())
@@ -340,13 +355,28 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 			return err
 		}
 		d.vips[vip] = added
+		count, again := garpCount, time.Duration(0)
+		if cfg.VRRP.RouterID != 0 {
+			count, again = cfg.VRRP.GARPRepeat, cfg.VRRP.GARPDelay
+		}
 		d.announce.Add(1)
-		go func() { // control: gratuitous ARP for one new VIP, bounded by garpCount
+		go func() { // control: gratuitous ARP for one new VIP, bounded by count
 			defer d.announce.Done()
-			if err := arpctl.Announce(d.link.Name, vip, garpCount, garpInterval); err != nil {
-				d.log.Warn("gratuitous ARP failed", "vip", vip, "err", err)
-			}
+			d.garp(vip, count)
 		}()
+		if again > 0 {
+			d.bg.Add(1)
+			go func() { // control: the second round of gratuitous ARP, unless the VIP has gone or the daemon stopped
+				defer d.bg.Done()
+				select {
+				case <-d.stop:
+				case <-time.After(again):
+					if d.holdsVIP(vip) {
+						d.garp(vip, count)
+					}
+				}
+			}()
+		}
 		d.log.Info("VIP up", "vip", vip, "interface", d.link.Name)
 	}
 	for vip, added := range d.vips {
@@ -362,6 +392,21 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 		d.log.Info("VIP down", "vip", vip)
 	}
 	return nil
+}
+
+// garp announces vip with count gratuitous ARPs, garpInterval apart.
+func (d *Daemon) garp(vip netip.Addr, count int) {
+	if err := arpctl.Announce(d.link.Name, vip, count, garpInterval); err != nil {
+		d.log.Warn("gratuitous ARP failed", "vip", vip, "err", err)
+	}
+}
+
+// holdsVIP reports whether vip is on the interface by our doing now.
+func (d *Daemon) holdsVIP(vip netip.Addr) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, ok := d.vips[vip]
+	return ok && !d.closed
 }
 
 // locals returns the FULLNAT local addresses: configured, else the

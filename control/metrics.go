@@ -25,6 +25,7 @@ type snapshot struct {
 	workers  []dataplane.Counters
 	links    []afpacket.Stats
 	vrrp     *api.VRRPStatus // nil without [vrrp]
+	sync     *api.SyncStatus // nil without [sync]
 }
 
 // collector turns a snapshot into Prometheus metrics at scrape time, so
@@ -62,12 +63,17 @@ var (
 	descTx         = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
 	descVRRPMaster = prometheus.NewDesc("gvs_vrrp_master", "1 while this director is the VRRP master (holds the VIPs), 0 as backup.", []string{"router_id"}, nil)
 	descVRRPAdvert = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
+
+	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
+	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)
+	descSyncConns    = prometheus.NewDesc("gvs_sync_connections_total", "Connection sync records: sent, dropped (report ring full), received, ignored, installed, unknown (no such service or real), refused (table full), inbox_full, kept (received while master for a connection it has).", []string{"result"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
-		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert} {
+		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert,
+		descSyncMaster, descSyncMessages, descSyncConns} {
 		ch <- d
 	}
 }
@@ -140,6 +146,22 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVRRPAdvert, v.Received, id, "received")
 		counter(descVRRPAdvert, v.Invalid, id, "invalid")
 	}
+	if v := s.sync; v != nil {
+		gauge(descSyncMaster, b(v.Role == "master"))
+		for _, m := range []struct {
+			name string
+			n    uint64
+		}{{"sent", v.MessagesSent}, {"send_error", v.SendErrors}, {"received", v.MessagesReceived}, {"invalid", v.Invalid}} {
+			counter(descSyncMessages, m.n, m.name)
+		}
+		for _, c := range []struct {
+			name string
+			n    uint64
+		}{{"sent", v.ConnsSent}, {"dropped", v.Dropped}, {"received", v.ConnsReceived}, {"ignored", v.Ignored},
+			{"installed", v.Installed}, {"unknown", v.Unknown}, {"refused", v.Refused}, {"inbox_full", v.InboxFull}, {"kept", v.Kept}} {
+			counter(descSyncConns, c.n, c.name)
+		}
+	}
 	for i, ls := range s.links {
 		wl := strconv.Itoa(i)
 		counter(descRing, ls.Packets, wl, "main")
@@ -161,7 +183,7 @@ func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
 
 // snapshot reads what a scrape reports.
 func (d *Daemon) snapshot() snapshot {
-	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus()}
+	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus(), sync: d.syncStatus()}
 }
 
 // serveMetrics starts the /metrics listener on addr ([director] metrics);

@@ -21,6 +21,7 @@ func TestMetrics(t *testing.T) {
 		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1}},
 		links:   []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
 		vrrp:    &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1},
+		sync:    &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
 	}
 	reg := newMetricsRegistry(func() snapshot { return snap })
 	want := `
@@ -30,6 +31,20 @@ gvs_real_active_connections{port="80",proto="tcp",real="10.20.0.11:80",vip="10.2
 # HELP gvs_service_connections_total Connections scheduled to the service.
 # TYPE gvs_service_connections_total counter
 gvs_service_connections_total{port="80",proto="tcp",vip="10.20.0.100"} 7
+# HELP gvs_sync_connections_total Connection sync records: sent, dropped (report ring full), received, ignored, installed, unknown (no such service or real), refused (table full), inbox_full, kept (received while master for a connection it has).
+# TYPE gvs_sync_connections_total counter
+gvs_sync_connections_total{result="dropped"} 0
+gvs_sync_connections_total{result="ignored"} 0
+gvs_sync_connections_total{result="inbox_full"} 0
+gvs_sync_connections_total{result="installed"} 38
+gvs_sync_connections_total{result="kept"} 0
+gvs_sync_connections_total{result="received"} 40
+gvs_sync_connections_total{result="refused"} 0
+gvs_sync_connections_total{result="sent"} 0
+gvs_sync_connections_total{result="unknown"} 2
+# HELP gvs_sync_master 1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.
+# TYPE gvs_sync_master gauge
+gvs_sync_master 0
 # HELP gvs_vrrp_master 1 while this director is the VRRP master (holds the VIPs), 0 as backup.
 # TYPE gvs_vrrp_master gauge
 gvs_vrrp_master{router_id="51"} 1
@@ -39,7 +54,8 @@ gvs_worker_ring_drops_total{ring="main",worker="0"} 0
 gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master"); err != nil {
+		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master",
+		"gvs_sync_connections_total", "gvs_sync_master"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()

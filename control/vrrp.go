@@ -86,7 +86,40 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 		}
 	}()
 	go d.vrrpLoop() // vrrp: moves the VIPs on each transition, until the daemon stops
+	if v.GARPRefresh > 0 {
+		d.bg.Add(1)
+		go d.garpRefresh(v.GARPRefresh) // vrrp: re-announces the VIPs while master, until the daemon stops
+	}
 	return nil
+}
+
+// garpRefresh sends one gratuitous ARP for every VIP held, every period
+// (vrrp.garp_refresh), so that a switch or neighbour that forgot or never
+// learnt the master's MAC learns it again.
+func (d *Daemon) garpRefresh(period time.Duration) {
+	defer d.bg.Done()
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-tick.C:
+		}
+		d.mu.Lock()
+		vips := make([]netip.Addr, 0, len(d.vips))
+		for vip := range d.vips {
+			vips = append(vips, vip)
+		}
+		closed := d.closed
+		d.mu.Unlock()
+		if closed {
+			return
+		}
+		for _, vip := range vips {
+			d.garp(vip, 1)
+		}
+	}
 }
 
 // vrrpChanged is the speaker's callback (on its goroutine): it records the

@@ -16,6 +16,7 @@ type Dataplane struct {
 	workers   []*Worker
 	templates *conntrack.Templates
 	syncOwner func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
+	syncWake  chan struct{}
 }
 
 // New makes one worker per link. capacity is the connection-table capacity

@@ -17,6 +17,10 @@ import (
 // syncInboxBatches is how many Install batches a worker's inbox holds.
 const syncInboxBatches = 256
 
+// syncUpdate marks, in Entry.Flags of an Install batch, an entry that may
+// update the one already in the shard.
+const syncUpdate = 1
+
 // syncRing is a single-producer (the worker), single-consumer (the sync
 // sender) ring of connection copies.
 type syncRing struct {
@@ -33,15 +37,16 @@ func newSyncRing(size int) *syncRing {
 	return &syncRing{buf: make([]conntrack.Entry4, n), mask: uint64(n - 1)}
 }
 
-// put copies e into the ring; it reports false when the ring is full.
-func (r *syncRing) put(e *conntrack.Entry4) bool {
-	t := r.tail.Load()
-	if t-r.head.Load() > r.mask {
-		return false
+// put copies e into the ring; it reports whether it did (false: the ring
+// is full) and whether the ring was empty before.
+func (r *syncRing) put(e *conntrack.Entry4) (ok, first bool) {
+	t, h := r.tail.Load(), r.head.Load()
+	if t-h > r.mask {
+		return false, false
 	}
 	r.buf[t&r.mask] = *e
 	r.tail.Store(t + 1) // publishes the copy to the consumer
-	return true
+	return true, t == h
 }
 
 // drain appends everything in the ring to dst.
@@ -62,13 +67,15 @@ type SyncCounters struct {
 	// Installed counts synced connections added or updated in the shard;
 	// Unknown those naming a service or real this director does not have;
 	// Refused those that found the shard full or a key taken by another
-	// connection; InboxFull the connections Install could not queue.
-	Installed, Unknown, Refused, InboxFull atomic.Uint64
+	// connection; InboxFull the connections Install could not queue;
+	// Kept those not installed because the shard had the connection and
+	// Install was told not to update.
+	Installed, Unknown, Refused, InboxFull, Kept atomic.Uint64
 }
 
 // SyncStats is a plain-value sum of every worker's SyncCounters.
 type SyncStats struct {
-	Queued, Dropped, Installed, Unknown, Refused, InboxFull uint64
+	Queued, Dropped, Installed, Unknown, Refused, InboxFull, Kept uint64
 }
 
 // EnableSync turns on connection reports: from now on each worker copies
@@ -80,11 +87,18 @@ type SyncStats struct {
 // Run.
 func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int) {
 	d.syncOwner = owner
+	d.syncWake = make(chan struct{}, 1)
 	for _, w := range d.workers {
 		w.syncOut = newSyncRing(ring)
 		w.syncIn = make(chan []conntrack.Entry4, syncInboxBatches)
+		w.syncWake = d.syncWake
 	}
 }
+
+// SyncWake is signalled when a worker reports a connection into an empty
+// ring, so that the sender need not poll to send it at once. It is nil
+// while sync is off.
+func (d *Dataplane) SyncWake() <-chan struct{} { return d.syncWake }
 
 // SyncEvents appends the connections the workers reported since the last
 // call to dst: copies taken when each was created or changed state, so a
@@ -105,13 +119,20 @@ func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
 // (Proto, VIP, VPort), its real (Real, RPort), its State, its ClientMAC if
 // known, its Local and LPort for FULLNAT, and in Expires how long it has
 // left, in nanoseconds from when its worker installs it; the worker finds
-// RealID and Forward in the published table. Install does not keep
-// entries. It returns how many it queued; the rest are counted.
-func (d *Dataplane) Install(entries []conntrack.Entry4) int {
+// RealID and Forward in the published table. With update false an entry
+// already there for the same client tuple is left alone (a master takes
+// the late reports of a director that just gave up the VIPs, but never
+// lets them overwrite its own). Install does not keep entries. It returns
+// how many it queued; the rest are counted.
+func (d *Dataplane) Install(entries []conntrack.Entry4, update bool) int {
 	if d.syncOwner == nil || len(entries) == 0 {
 		return 0
 	}
 	per := make([][]conntrack.Entry4, len(d.workers))
+	var flags uint8
+	if update {
+		flags = syncUpdate
+	}
 	for i := range entries {
 		o := d.syncOwner(&entries[i])
 		if o < 0 || o >= len(d.workers) {
@@ -119,6 +140,7 @@ func (d *Dataplane) Install(entries []conntrack.Entry4) int {
 			continue
 		}
 		per[o] = append(per[o], entries[i])
+		per[o][len(per[o])-1].Flags = flags
 	}
 	queued := 0
 	for i, b := range per {
@@ -146,6 +168,7 @@ func (d *Dataplane) SyncStats() SyncStats {
 		s.Unknown += c.Unknown.Load()
 		s.Refused += c.Refused.Load()
 		s.InboxFull += c.InboxFull.Load()
+		s.Kept += c.Kept.Load()
 	}
 	return s
 }
@@ -155,10 +178,17 @@ func (w *Worker) syncReport(e *conntrack.Entry4) {
 	if w.syncOut == nil {
 		return
 	}
-	if w.syncOut.put(e) {
-		w.syncC.Queued.Add(1)
-	} else {
+	ok, first := w.syncOut.put(e)
+	if !ok {
 		w.syncC.Dropped.Add(1)
+		return
+	}
+	w.syncC.Queued.Add(1)
+	if first {
+		select {
+		case w.syncWake <- struct{}{}:
+		default: // already signalled
+		}
 	}
 }
 
@@ -212,6 +242,10 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 	ne.Expires = now + s.Expires
 	k := ne.ForwardKey()
 	if e, _ := w.shard.Lookup(&k); e != nil {
+		if s.Flags&syncUpdate == 0 {
+			w.syncC.Kept.Add(1)
+			return
+		}
 		if e.RealID == ne.RealID && e.ReplyKey() == ne.ReplyKey() {
 			if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
 				if b {

@@ -56,6 +56,11 @@ func TestSyncReportAndInstall(t *testing.T) {
 			if v, _ := tcpFrom(t, mw, mt, 40000, "A", now); v != VerdictForward {
 				t.Fatalf("ACK: %v", v)
 			}
+			select {
+			case <-master.SyncWake():
+			default:
+				t.Fatal("the first report did not wake the sender")
+			}
 			ev := master.SyncEvents(nil)
 			wantStates := []conntrack.State{conntrack.TCPSynRecv, conntrack.TCPEstablished}
 			if len(ev) != 2 || ev[0].State != wantStates[0] || ev[1].State != wantStates[1] || ev[1].ClientMAC != macRouter {
@@ -69,7 +74,7 @@ func TestSyncReportAndInstall(t *testing.T) {
 			if v, _ := tcpFrom(t, bw, bt, 40000, "A", now); v != VerdictNoConn {
 				t.Fatalf("backup without sync: %v, want no_conn", v)
 			}
-			if n := backup.Install(synced(ev, now)); n != 2 {
+			if n := backup.Install(synced(ev, now), true); n != 2 {
 				t.Fatalf("Install queued %d of 2", n)
 			}
 			bw.serveSync(now)
@@ -89,10 +94,17 @@ func TestSyncReportAndInstall(t *testing.T) {
 			if backup.SyncEvents(nil) != nil {
 				t.Fatal("an installed connection was reported back")
 			}
+			// A master keeps its own entry against a late report.
+			stale := synced(ev[:1], now)
+			backup.Install(stale, false)
+			bw.serveSync(now)
+			if st := entryState(t, bw, 40000); st != conntrack.TCPEstablished || backup.SyncStats().Kept != 1 {
+				t.Fatalf("install without update: state %v, stats %+v", st, backup.SyncStats())
+			}
 			// The connection closes: the FIN's report moves the backup's
 			// entry to an inactive state.
 			tcpFrom(t, mw, mt, 40000, "FA", now)
-			backup.Install(synced(master.SyncEvents(nil), now))
+			backup.Install(synced(master.SyncEvents(nil), now), true)
 			bw.serveSync(now)
 			if st := entryState(t, bw, 40000); conntrack.IsActive(st) || c.Active.Load() != 0 || c.Inactive.Load() != 1 {
 				t.Fatalf("after FIN: state %v, active %d inactive %d", st, c.Active.Load(), c.Inactive.Load())
@@ -116,7 +128,7 @@ func TestSyncNATReplyUsesClientMAC(t *testing.T) {
 	if len(ev) != 1 || ev[0].State != conntrack.UDP {
 		t.Fatalf("UDP reports %+v", ev)
 	}
-	backup.Install(synced(ev, now))
+	backup.Install(synced(ev, now), true)
 	bw := backup.workers[0]
 	bw.serveSync(now)
 	reply := pkt{srcMAC: macRS1, dstMAC: macDir, src: ipRS1, dst: ipClient, sport: natPort, dport: cport, proto: header.ProtoUDP, payload: []byte("hi")}
@@ -147,13 +159,13 @@ func TestSyncInstallRefusals(t *testing.T) {
 	bad[0].VPort++             // no such service
 	bad[1].Real[3]++           // no such real
 	bad[2].Local = [4]byte{10} // a FULLNAT entry for a DR real
-	backup.Install(bad)
+	backup.Install(bad, true)
 	backup.workers[0].serveSync(now)
 	if s := backup.SyncStats(); s.Unknown != 3 || s.Installed != 0 || backup.workers[0].shard.Len() != 0 {
 		t.Fatalf("bad entries: stats %+v, %d in the shard", s, backup.workers[0].shard.Len())
 	}
 	off, _ := New([]Link{&fakeLink{}}, 16)
-	if off.Install(ev) != 0 || off.SyncEvents(nil) != nil {
+	if off.Install(ev, true) != 0 || off.SyncEvents(nil) != nil {
 		t.Fatal("a dataplane without sync installed or reported")
 	}
 }

@@ -101,9 +101,10 @@ type Worker struct {
 	job   *dumpJob      // the dump being served
 
 	// Connection sync (EnableSync); nil when off.
-	syncOut *syncRing               // connections to report to the sync sender
-	syncIn  chan []conntrack.Entry4 // synced connections to install
-	syncC   SyncCounters
+	syncOut  *syncRing               // connections to report to the sync sender
+	syncIn   chan []conntrack.Entry4 // synced connections to install
+	syncWake chan<- struct{}         // Dataplane.SyncWake
+	syncC    SyncCounters
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {

@@ -53,6 +53,13 @@ func TestMain(m *testing.M) {
 // lab torn down at the end of the test.
 func needLab(t *testing.T) *lab.Lab {
 	t.Helper()
+	return needLabWith(t, lab.Options{})
+}
+
+// needLabWith is needLab with more of the topology (o's Prefix and Logf
+// are set here).
+func needLabWith(t *testing.T, o lab.Options) *lab.Lab {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to build network namespaces")
 	}
@@ -66,7 +73,8 @@ func needLab(t *testing.T) *lab.Lab {
 	}
 	var rnd [3]byte
 	rand.Read(rnd[:])
-	l, err := lab.New(lab.Options{Prefix: fmt.Sprintf("gvsit%x", rnd), Logf: t.Logf})
+	o.Prefix, o.Logf = fmt.Sprintf("gvsit%x", rnd), t.Logf
+	l, err := lab.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

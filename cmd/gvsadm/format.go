@@ -174,3 +174,19 @@ func writeSave(w io.Writer, svcs []api.Service) {
 		}
 	}
 }
+
+// writeDaemon prints the connection sync daemon as ipvsadm -L --daemon
+// does: one line for the role it has now (gvsd always listens, and sends
+// while it holds the VIPs). Nothing without [sync].
+func writeDaemon(w io.Writer, s *api.SyncStatus) {
+	if s == nil {
+		return
+	}
+	fmt.Fprintf(w, "%s sync daemon (mcast=%s, syncid=%d, maxlen=%d", s.Role, s.Interface, s.SyncID, s.MaxLen)
+	if s.Group != "" {
+		fmt.Fprintf(w, ", group=%s", s.Group)
+	} else {
+		fmt.Fprintf(w, ", peer=%s", s.Peer)
+	}
+	fmt.Fprintf(w, ", port=%d, ttl=1)\n", s.Port)
+}

@@ -10,6 +10,7 @@
 //	gvsadm --reload              gvsd re-reads its configuration file
 //	gvsadm -L -n [--stats | --rate | --health | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
+//	gvsadm -L --daemon           the connection sync daemon
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
 //	gvsadm -v | -h
@@ -109,6 +110,8 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		writeSave(stdout, resp.Services)
 	case o.conns:
 		writeConnections(stdout, resp.Connections)
+	case o.daemon:
+		writeDaemon(stdout, resp.Sync)
 	default:
 		writeList(stdout, resp, o.format)
 	}
@@ -156,6 +159,7 @@ type options struct {
 	unsupported string
 	format      format
 	conns, json bool
+	daemon      bool   // -L --daemon: the sync daemon, as ipvsadm
 	proto       string // "tcp" or "udp" with service
 	service     string // VIP:port of -t/-u
 	socket      string
@@ -276,6 +280,8 @@ func parseArgs(args []string) (options, error) {
 			o.format |= fmtExact
 		case "--json":
 			o.json = true
+		case "--daemon":
+			o.daemon = true
 		case "-h", "--help":
 			o.cmd = cmdHelp
 			return o, nil
@@ -385,8 +391,8 @@ func parseArgs(args []string) (options, error) {
 		return o, fmt.Errorf("-L and -S cannot be combined")
 	case save:
 		o.cmd = cmdSave
-	case !list && (o.format != 0 || o.conns):
-		return o, fmt.Errorf("--stats, --rate, --health, --thresholds, --persistent-conn, --exact and -c go with -L")
+	case !list && (o.format != 0 || o.conns || o.daemon):
+		return o, fmt.Errorf("--stats, --rate, --health, --thresholds, --persistent-conn, --exact, --daemon and -c go with -L")
 	}
 	return o, nil
 }
@@ -422,6 +428,7 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm --reload               gvsd re-reads its configuration file (as SIGHUP)
   gvsadm -L|-l [-n] [--stats|--rate|--health|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
+  gvsadm -L --daemon            the connection sync daemon ([sync])
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.

@@ -26,6 +26,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"--fwmark-service", "1"}, want: options{cmd: cmdUnsupported, unsupported: "--fwmark-service"}},
 		{args: []string{"-Ln", "--rate"}, want: options{cmd: cmdList, format: fmtRate}},
 		{args: []string{"-v"}, want: options{cmd: cmdVersion}},
+		{args: []string{"-L", "--daemon"}, want: options{cmd: cmdList, daemon: true}},
+		{args: []string{"--daemon"}, wantErr: "go with -L"},
 		{args: []string{"--reload"}, want: options{cmd: cmdReload}},
 		{args: []string{"--reload", "-L"}, wantErr: "goes alone"},
 		{args: []string{"-L", "-q"}, wantErr: "unknown option -q"},
@@ -223,5 +225,26 @@ TCP  10.20.0.100:80 rr
 `
 	if b.String() != want {
 		t.Errorf("health:\n got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
+
+// TestDaemonLine: -L --daemon prints ipvsadm's sync daemon line for the
+// role gvsd has now, and nothing without [sync].
+func TestDaemonLine(t *testing.T) {
+	for _, c := range []struct {
+		s    *api.SyncStatus
+		want string
+	}{
+		{nil, ""},
+		{&api.SyncStatus{Role: "master", Interface: "eth0", Group: "224.0.0.81", Port: 8848, MaxLen: 1472},
+			"master sync daemon (mcast=eth0, syncid=0, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"},
+		{&api.SyncStatus{Role: "backup", Interface: "eth1", Peer: "10.0.0.2", Port: 8849, SyncID: 7, MaxLen: 8972},
+			"backup sync daemon (mcast=eth1, syncid=7, maxlen=8972, peer=10.0.0.2, port=8849, ttl=1)\n"},
+	} {
+		var b bytes.Buffer
+		writeDaemon(&b, c.s)
+		if b.String() != c.want {
+			t.Errorf("%+v: %q, want %q", c.s, b.String(), c.want)
+		}
 	}
 }

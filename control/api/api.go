@@ -77,7 +77,45 @@ type Response struct {
 	TableSize   int          `json:"table_size,omitempty"` // limits.connections
 	Services    []Service    `json:"services,omitempty"`
 	VRRP        *VRRPStatus  `json:"vrrp,omitempty"`
+	Sync        *SyncStatus  `json:"sync,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
+}
+
+// SyncStatus is the director's connection sync as it runs ([sync]).
+type SyncStatus struct {
+	// Role is "master" while the director holds the VIPs and sends its
+	// connections, "backup" while it installs its peer's.
+	Role      string `json:"role"`
+	Interface string `json:"interface"`
+	Group     string `json:"group,omitempty"` // multicast group, or
+	Peer      string `json:"peer,omitempty"`  // the unicast peer
+	Port      int    `json:"port"`
+	SyncID    int    `json:"sync_id"`
+	MaxLen    int    `json:"maxlen"` // largest message, bytes (IPVS sync_maxlen)
+	// Sent: messages and connection records sent, and send errors.
+	MessagesSent uint64 `json:"messages_sent"`
+	ConnsSent    uint64 `json:"conns_sent"`
+	SendErrors   uint64 `json:"send_errors"`
+	// Dropped are connection reports the workers could not queue for the
+	// sender (its ring was full).
+	Dropped uint64 `json:"dropped"`
+	// Received: messages and records received; Invalid messages that did
+	// not decode; Ignored records of another sync ID, templates and other
+	// protocols.
+	MessagesReceived uint64 `json:"messages_received"`
+	ConnsReceived    uint64 `json:"conns_received"`
+	Invalid          uint64 `json:"invalid"`
+	Ignored          uint64 `json:"ignored"`
+	// What the workers did with received connections: installed or
+	// updated, unknown (no such service or real here), refused (table
+	// full), lost because a worker's inbox was full, or kept (received
+	// while master for a connection this director has: its own entry
+	// stays).
+	Installed uint64 `json:"installed"`
+	Unknown   uint64 `json:"unknown"`
+	Refused   uint64 `json:"refused"`
+	InboxFull uint64 `json:"inbox_full"`
+	Kept      uint64 `json:"kept"`
 }
 
 // Stats are the traffic counters of a service or a real (ipvsadm --stats):

@@ -118,6 +118,20 @@ type Config struct {
 	Limits   Limits
 	Services []Service
 	VRRP     VRRP
+	Sync     Sync
+}
+
+// Sync is the [sync] table: connection synchronisation between directors over the IPVS
+// sync protocol (version 1). A [sync] table in the file turns it on (Enabled); the
+// director then sends its connections while it holds the VIPs and installs those of its
+// peer while it does not, so that established connections survive a VRRP takeover.
+type Sync struct {
+	Enabled   bool          // set by the presence of [sync]; `enabled = false` turns it off
+	Interface string        // default: the director's interface
+	Peer      netip.Addr    // unicast peer; unset = multicast to 224.0.0.81
+	Port      int           // UDP port, default 8848
+	SyncID    int           // 0..255; 0 accepts every sync ID, else only this one
+	Refresh   time.Duration // resend every connection this often (a late backup catches up); 0 = off, default 30s
 }
 
 // VRRP is the [vrrp] table: VRRPv3 (RFC 5798) between this director and its peers, which
@@ -133,6 +147,12 @@ type VRRP struct {
 	UnicastPeers   []netip.Addr  // empty = multicast 224.0.0.18
 	Addresses      []netip.Addr  // the VIPs it advertises and holds; default: every service VIP
 	Notify         []string      // a command run on each transition, with the new state (MASTER, BACKUP) appended
+	// Gratuitous ARP for each VIP on becoming master: GARPRepeat of them, and as many again
+	// GARPDelay later (0 = no second round), as keepalived's vrrp_garp_master_repeat and
+	// vrrp_garp_master_delay; every GARPRefresh while master (0 = off).
+	GARPRepeat  int           // 1..100, default 5
+	GARPDelay   time.Duration // default 5s
+	GARPRefresh time.Duration // default 0 (off)
 }
 
 // Director is the [director] table: the host gvsd runs on.
@@ -224,6 +244,11 @@ const (
 	// 4M entries: a few hundred MB with fixed-size entries, and ample for a lab-to-rack
 	// sized director; the user raises it in [limits].
 	defaultConnections = 4_000_000
+	// IPVS's sync port (IP_VS_SYNC_PORT); a refresh every 30 s resends each
+	// connection well inside the shortest default timeout it could hold
+	// (UDP, 5 minutes).
+	defaultSyncPort    = 8848
+	defaultSyncRefresh = 30 * time.Second
 	defaultScheduler   = "wlc" // ipvsadm's default
 	defaultWeight      = 1     // ipvsadm's default
 	defaultNetmask     = 32    // ipvsadm -M default 255.255.255.255
@@ -264,7 +289,8 @@ func Default() *Config {
 		Director: Director{LocalPorts: defaultLocalPorts},
 		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
 		Limits:   Limits{Connections: defaultConnections},
-		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true},
+		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
+		Sync:     Sync{Port: defaultSyncPort, Refresh: defaultSyncRefresh},
 	}
 }
 

@@ -238,6 +238,26 @@ func (d *decoder) setAddrPort(dst *netip.AddrPort) func(string, any) {
 	}
 }
 
+// setAddr decodes one IP address string; "" leaves the zero Addr (unset).
+func (d *decoder) setAddr(dst *netip.Addr) func(string, any) {
+	return func(path string, v any) {
+		s, ok := v.(string)
+		if !ok {
+			d.wrongType(path, "an IPv4 address string", v)
+			return
+		}
+		if s == "" {
+			return
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			d.fail(path, "%s is not an IP address", quote(s))
+			return
+		}
+		*dst = a
+	}
+}
+
 func (d *decoder) setProtocol(dst *Protocol) func(string, any) {
 	return func(path string, v any) {
 		s, ok := v.(string)
@@ -289,6 +309,17 @@ func (d *decoder) config(tree map[string]any) *Config {
 		}},
 		{"service", func(path string, v any) { c.Services = d.services(path, v) }},
 		{"vrrp", func(path string, v any) { d.vrrp(path, v, &c.VRRP) }},
+		{"sync", func(path string, v any) {
+			c.Sync.Enabled = true
+			d.table(path, v, []field{
+				{"enabled", d.setBool(&c.Sync.Enabled)},
+				{"interface", d.setString(&c.Sync.Interface)},
+				{"peer", d.setAddr(&c.Sync.Peer)},
+				{"port", d.setInt(&c.Sync.Port)},
+				{"sync_id", d.setInt(&c.Sync.SyncID)},
+				{"refresh", d.setDuration(&c.Sync.Refresh)},
+			})
+		}},
 	})
 	return c
 }
@@ -392,6 +423,9 @@ func (d *decoder) vrrp(path string, v any, r *VRRP) {
 		{"unicast_peers", d.setAddrs(&r.UnicastPeers)},
 		{"addresses", d.setAddrs(&r.Addresses)},
 		{"notify", d.setStrings(&r.Notify)},
+		{"garp_repeat", d.setInt(&r.GARPRepeat)},
+		{"garp_delay", d.setDuration(&r.GARPDelay)},
+		{"garp_refresh", d.setDuration(&r.GARPRefresh)},
 	})
 }
 

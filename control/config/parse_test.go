@@ -68,7 +68,8 @@ forward = "nat"
 		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}},
 		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 		Limits:   Limits{Connections: 4000000},
-		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true},
+		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
+		Sync:     Sync{Port: 8848, Refresh: 30 * time.Second},
 		Services: []Service{
 			{
 				Name: "tcp/10.20.0.100:80", Protocol: TCP, Address: netip.MustParseAddrPort("10.20.0.100:80"),
@@ -125,6 +126,15 @@ preempt_delay = "30s"
 unicast_peers = ["10.40.0.9"]
 addresses = ["10.20.0.53"]
 notify = ["/usr/local/bin/vrrp-notify", "dns"]
+garp_repeat = 3
+garp_delay = "0s"
+garp_refresh = "1m"
+[sync]
+interface = "eth3"
+peer = "10.40.0.9"
+port = 8849
+sync_id = 7
+refresh = "10s"
 [[service]]
 name = "dns"
 protocol = "udp"
@@ -167,7 +177,8 @@ sorry = "10.40.1.99:53"
 		Limits:   Limits{Connections: 1000},
 		VRRP: VRRP{Interface: "eth2", RouterID: 51, Priority: 150, AdvertInterval: 100 * time.Millisecond, PreemptDelay: 30 * time.Second,
 			UnicastPeers: []netip.Addr{netip.MustParseAddr("10.40.0.9")}, Addresses: []netip.Addr{netip.MustParseAddr("10.20.0.53")},
-			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}},
+			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}, GARPRepeat: 3, GARPRefresh: time.Minute},
+		Sync: Sync{Enabled: true, Interface: "eth3", Peer: netip.MustParseAddr("10.40.0.9"), Port: 8849, SyncID: 7, Refresh: 10 * time.Second},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
 			SchedulerFlags: []string{"sh-port", "sh-fallback"},
@@ -253,6 +264,12 @@ func TestParseErrors(t *testing.T) {
 			{"service[0].check.on_failure", `"drop" is not remove or quiesce`}}},
 		{"sorry is a real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsorry = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.2:80 is also a real of the service"}}},
 		{"vrrp ranges", head + "[vrrp]\nrouter_id = 300\n", []FieldError{{"vrrp.router_id", "300 is out of range 0..255 (0 = off)"}}},
+		{"sync values", head + "[sync]\npeer = \"224.0.0.81\"\nport = 0\nsync_id = 256\nrefresh = \"100ms\"\n", []FieldError{
+			{"sync.peer", "224.0.0.81 is not a usable IPv4 unicast address"}, {"sync.port", "0 is out of range 1..65535"},
+			{"sync.refresh", "100ms is under 1s: every connection would be resent more often than the protocol's one-second timeouts can express"},
+			{"sync.sync_id", "256 is out of range 0..255"}}},
+		{"garp values", head + "[vrrp]\nrouter_id = 5\ngarp_repeat = 0\ngarp_delay = \"-1s\"\ngarp_refresh = \"10ms\"\n", []FieldError{
+			{"vrrp.garp_delay", "-1s is negative"}, {"vrrp.garp_refresh", "10ms is under 100ms"}, {"vrrp.garp_repeat", "0 is out of range 1..100"}}},
 		{"vrrp values", head + "[vrrp]\nrouter_id = 5\npriority = 255\nadvert_interval = \"5ms\"\n", []FieldError{{"vrrp.advert_interval", "5ms is not a whole number of centiseconds in 10ms..40.95s"}, {"vrrp.priority", "255 is out of range 1..254"}}},
 		{"drain negative", head + "[timeouts]\ndrain = \"-1s\"\n", []FieldError{{"timeouts.drain", "-1s is negative"}}},
 		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
@@ -328,7 +345,8 @@ func TestParseUnknownKeys(t *testing.T) {
 		{"real", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.3:80\"\nwieght = 2\n", "service[0].real[1].wieght"},
 		{"sub-table of a service", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.checks]\ntype = \"tcp\"\n", "service[0].checks"},
 		{"key of a check", head + "[[service]]\naddress = \"10.0.0.1:80\"\n[service.check]\ntype = \"tcp\"\nintervall = \"1s\"\n", "service[0].check.intervall"},
-		{"top-level table", head + "[sync]\npeer = \"10.0.0.2\"\n", "sync"},
+		{"top-level table", head + "[synch]\npeer = \"10.0.0.2\"\n", "synch"},
+		{"key of sync", head + "[sync]\nsyncid = 5\n", "sync.syncid"},
 		{"key of vrrp", head + "[vrrp]\nrouter_id = 5\nvrid = 5\n", "vrrp.vrid"},
 		{"quoted key", head + "\"odd key\" = 1\n", `director."odd key"`},
 		{"dotted key", head + "a.b = 1\n", "director.a"},
@@ -444,5 +462,18 @@ func TestLoad(t *testing.T) {
 	missing := filepath.Join(dir, "missing.toml")
 	if _, err := Load(missing); err == nil || !errors.Is(err, os.ErrNotExist) || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Load(missing) = %v, want a not-exist error naming the file", err)
+	}
+}
+
+// TestSyncOff: [sync] turns sync on by being there; enabled = false turns
+// it off, and the rest of the table is then not checked.
+func TestSyncOff(t *testing.T) {
+	on, err := Parse([]byte(head + "[sync]\n"))
+	if err != nil || !on.Sync.Enabled || on.Sync.Port != 8848 {
+		t.Fatalf("[sync]: %+v, %v", on.Sync, err)
+	}
+	off, err := Parse([]byte(head + "[sync]\nenabled = false\nport = 0\n"))
+	if err != nil || off.Sync.Enabled {
+		t.Fatalf("enabled = false: %+v, %v", off.Sync, err)
 	}
 }

@@ -85,6 +85,32 @@ func (v *validator) config(c *Config) {
 
 	v.services(c.Services)
 	v.vrrp(&c.VRRP)
+	v.sync(&c.Sync)
+}
+
+func (v *validator) sync(s *Sync) {
+	if !s.Enabled {
+		return
+	}
+	if s.Interface != "" {
+		if msg := checkIfName(s.Interface); msg != "" {
+			v.addf("sync.interface", "%s", msg)
+		}
+	}
+	if s.Peer.IsValid() && (!s.Peer.Is4() || s.Peer.IsUnspecified() || s.Peer.IsMulticast()) {
+		v.addf("sync.peer", "%s is not a usable IPv4 unicast address", s.Peer)
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		v.addf("sync.port", "%d is out of range 1..65535", s.Port)
+	}
+	if s.SyncID < 0 || s.SyncID > 255 {
+		v.addf("sync.sync_id", "%d is out of range 0..255", s.SyncID)
+	}
+	if s.Refresh < 0 {
+		v.addf("sync.refresh", "%s is negative", s.Refresh)
+	} else if s.Refresh > 0 && s.Refresh < time.Second {
+		v.addf("sync.refresh", "%s is under 1s: every connection would be resent more often than the protocol's one-second timeouts can express", s.Refresh)
+	}
 }
 
 func (v *validator) vrrp(r *VRRP) {
@@ -107,6 +133,17 @@ func (v *validator) vrrp(r *VRRP) {
 	}
 	if r.PreemptDelay < 0 {
 		v.addf("vrrp.preempt_delay", "%s is negative", r.PreemptDelay)
+	}
+	if r.GARPRepeat < 1 || r.GARPRepeat > 100 {
+		v.addf("vrrp.garp_repeat", "%d is out of range 1..100", r.GARPRepeat)
+	}
+	if r.GARPDelay < 0 {
+		v.addf("vrrp.garp_delay", "%s is negative", r.GARPDelay)
+	}
+	if r.GARPRefresh < 0 {
+		v.addf("vrrp.garp_refresh", "%s is negative", r.GARPRefresh)
+	} else if r.GARPRefresh > 0 && r.GARPRefresh < 100*time.Millisecond {
+		v.addf("vrrp.garp_refresh", "%s is under 100ms", r.GARPRefresh)
 	}
 	for _, l := range []struct {
 		key   string

@@ -11,6 +11,7 @@
 //	router   eth0 10.10.0.1/24, eth1 10.20.0.1/24, ip_forward=1
 //	lan      br0, every LAN veth's peer enslaved to it
 //	director eth0 10.20.0.2/24,  default via 10.20.0.1
+//	director2 eth0 10.20.0.3/24, default via 10.20.0.1 (only with Options.Backup)
 //	rsN      eth0 10.20.0.(10+N)/24, default via 10.20.0.1
 //	gen      eth0 10.20.0.250/24, default via 10.20.0.1 (only with Options.Generator)
 //

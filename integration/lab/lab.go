@@ -25,6 +25,7 @@ var (
 	routerClient = netip.AddrFrom4([4]byte{10, 10, 0, 1})
 	routerLAN    = netip.AddrFrom4([4]byte{10, 20, 0, 1})
 	directorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 2})
+	backupAddr   = netip.AddrFrom4([4]byte{10, 20, 0, 3})
 	// generatorAddr is above every rsN (at most .99) and the VIP (.100).
 	generatorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 250})
 )
@@ -59,6 +60,9 @@ type Options struct {
 	// eth0 10.20.0.250/24 (offloads off like every other host), for load
 	// tests that send straight at the director.
 	Generator bool
+	// Backup adds a second director "director2", eth0 10.20.0.3/24, for
+	// failover tests: two gvsd that share the VIP through VRRP.
+	Backup bool
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -114,6 +118,7 @@ type Lab struct {
 	Client, Router, Director *Host
 	Reals                    []*Host
 	Generator                *Host        // the LAN traffic generator; nil unless Options.Generator
+	Backup                   *Host        // the second director; nil unless Options.Backup
 	LAN                      netip.Prefix // 10.20.0.0/24
 	Gateway                  netip.Addr   // the router's LAN address, 10.20.0.1: the reals' default gateway
 
@@ -139,6 +144,9 @@ func (l *Lab) hosts() []*Host {
 	if l.Generator != nil {
 		hs = append(hs, l.Generator)
 	}
+	if l.Backup != nil {
+		hs = append(hs, l.Backup)
+	}
 	return hs
 }
 
@@ -148,6 +156,9 @@ func (l *Lab) lanHosts() []*Host {
 	hs := append([]*Host{l.Director}, l.Reals...)
 	if l.Generator != nil {
 		hs = append(hs, l.Generator)
+	}
+	if l.Backup != nil {
+		hs = append(hs, l.Backup)
 	}
 	return hs
 }
@@ -206,7 +217,7 @@ func isLabName(prefix, name string) bool {
 		return false
 	}
 	switch rest {
-	case "client", "router", "lan", "director", "gen":
+	case "client", "router", "lan", "director", "director2", "gen":
 		return true
 	}
 	digits, ok := strings.CutPrefix(rest, "rs")

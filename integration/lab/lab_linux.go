@@ -44,6 +44,9 @@ func New(o Options) (*Lab, error) {
 	if o.Generator {
 		l.Generator = host("gen", "eth0", generatorAddr)
 	}
+	if o.Backup {
+		l.Backup = host("director2", "eth0", backupAddr)
+	}
 
 	b := &builder{lab: l, ns: make(map[string]netns.NsHandle), nl: make(map[string]*netlink.Handle)}
 	err = b.build()
@@ -54,6 +57,9 @@ func New(o Options) (*Lab, error) {
 	gen := ""
 	if l.Generator != nil {
 		gen = ", generator " + l.Generator.Addr.String()
+	}
+	if l.Backup != nil {
+		gen += ", second director " + l.Backup.Addr.String()
 	}
 	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers%s", o.Prefix,
 		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals), gen)
@@ -205,6 +211,9 @@ func (b *builder) build() error {
 	}
 	if l.Generator != nil {
 		parts = append(parts, l.Generator.Name)
+	}
+	if l.Backup != nil {
+		parts = append(parts, l.Backup.Name)
 	}
 	for _, p := range parts {
 		if err := b.addNamespace(p); err != nil {

@@ -32,6 +32,9 @@ func TestOptions(t *testing.T) {
 	if got := realAddr(maxReals); !got.Less(VIP) {
 		t.Errorf("last real server %s is not below the VIP %s", got, VIP)
 	}
+	if !directorAddr.Less(backupAddr) || !backupAddr.Less(realAddr(1)) {
+		t.Errorf("second director %s is not between the director and rs1", backupAddr)
+	}
 	if !VIP.Less(generatorAddr) || !lanNet.Contains(generatorAddr) {
 		t.Errorf("generator %s is not on the LAN above the VIP %s", generatorAddr, VIP)
 	}
@@ -40,8 +43,9 @@ func TestOptions(t *testing.T) {
 func TestIsLabName(t *testing.T) {
 	for name, want := range map[string]bool{
 		"gvs-client": true, "gvs-router": true, "gvs-lan": true, "gvs-director": true,
-		"gvs-rs1": true, "gvs-rs89": true, "gvs-gen": true,
-		"gvs-rs": false, "gvs-rs0": false, "gvs-rs01": false, "gvs-rsx": false, "gvs-rs1000": false,
+		"gvs-rs1": true, "gvs-rs89": true, "gvs-gen": true, "gvs-director2": true,
+		"gvs-director3": false,
+		"gvs-rs":        false, "gvs-rs0": false, "gvs-rs01": false, "gvs-rsx": false, "gvs-rs1000": false,
 		"gvs-other": false, "gvsx-client": false, "gvs-client-2": false, "client": false,
 	} {
 		if got := isLabName("gvs", name); got != want {

@@ -1,0 +1,356 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+	connsync "github.com/gvs-lb/gvs/control/sync"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// Tunables of connection sync.
+const (
+	// syncRing is each worker's ring of connection reports: at 10 ms
+	// between drains it absorbs bursts of 400,000 new connections a second
+	// per worker before dropping.
+	syncRing = 4096
+	// A worker wakes the sender when it reports into an empty ring; the
+	// sender then waits syncBatchWait for more, so a new connection is on
+	// the wire within about a millisecond and a burst shares messages.
+	// syncFlush is how often it drains the rings regardless.
+	syncBatchWait = time.Millisecond
+	syncFlush     = 10 * time.Millisecond
+	// syncRecvWait bounds a blocking read so the receiver notices a stop.
+	syncRecvWait = 200 * time.Millisecond
+	// syncPace: during a refresh the sender pauses syncPauseFor after
+	// every syncPaceEvery messages (about 130 MB/s at most), so a refresh
+	// of millions of connections does not flood the link or the peer's
+	// socket buffer.
+	syncPaceEvery = 100
+	syncPauseFor  = time.Millisecond
+	// ipUDPHeaders is what IPv4 and UDP add to a sync message.
+	ipUDPHeaders = 20 + 8
+)
+
+// syncer runs [sync]: while the director holds the VIPs it sends the
+// connections its workers report (and all of them every Refresh); while it
+// does not, it installs the connections its peer sends.
+type syncer struct {
+	d       *Daemon
+	cfg     config.Sync
+	sock    *connsync.Socket
+	iface   string
+	maxSize int
+
+	msgsSent, connsSent, sendErrors       atomic.Uint64
+	msgsRecv, connsRecv, invalid, ignored atomic.Uint64
+}
+
+// syncOwner returns the worker the steering program sends a connection's
+// packets to (afpacket.SteeringProgram), or -1 for a FULLNAT connection
+// whose local port belongs to another worker than its client (the
+// directors run different numbers of workers).
+func syncOwner(workers int) func(e *conntrack.Entry4) int {
+	n := uint32(workers)
+	return func(e *conntrack.Entry4) int {
+		w := afpacket.SteerHash(e.Client, e.ClientPort) % n
+		if e.Local != ([4]byte{}) && uint32(e.LPort)%n != w {
+			return -1
+		}
+		return int(w)
+	}
+}
+
+// startSync opens the sync socket of cfg, if [sync] is on, and runs the
+// sender, the refresher and the receiver until the daemon stops. The
+// dataplane must have been made with EnableSync.
+func (d *Daemon) startSync(cfg *config.Config) error {
+	sc := cfg.Sync
+	if !sc.Enabled {
+		return nil
+	}
+	iface := sc.Interface
+	if iface == "" {
+		iface = d.link.Name
+	}
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fmt.Errorf("control: sync: %w", err)
+	}
+	sock, err := connsync.Listen(connsync.SocketConfig{Interface: iface, Peer: sc.Peer, Port: uint16(sc.Port)})
+	if err != nil {
+		return fmt.Errorf("control: sync: %w", err)
+	}
+	s := &syncer{d: d, cfg: sc, sock: sock, iface: iface, maxSize: ifi.MTU - ipUDPHeaders}
+	d.sync = s
+	d.bg.Add(2)
+	go s.send()    // sync: sends the workers' reports, and refreshes, until the daemon stops; then closes the socket
+	go s.receive() // sync: installs the peer's connections, until the socket closes
+	to := sc.Peer
+	if !to.IsValid() {
+		to = connsync.DefaultGroup
+	}
+	d.log.Info("connection sync on", "interface", iface, "to", netip.AddrPortFrom(to, uint16(sc.Port)), "sync_id", sc.SyncID, "refresh", sc.Refresh)
+	return nil
+}
+
+// master reports whether this director sends (it holds the VIPs) rather
+// than installs.
+func (s *syncer) master() bool { return s.d.holdsVIPs(s.d.Config()) }
+
+// send sends the workers' reports as soon as the first of a burst wakes
+// it (and every syncFlush in any case), while master: a backup discards
+// them, having none but those of connections it forwarded itself. Every
+// Refresh it sends every connection. When the daemon stops it waits for
+// the workers to finish and sends what they reported last, so a clean
+// stop loses no connection, and closes the socket.
+func (s *syncer) send() {
+	defer s.d.bg.Done()
+	defer s.sock.Close()
+	flush := time.NewTicker(syncFlush)
+	defer flush.Stop()
+	var refresh <-chan time.Time
+	if s.cfg.Refresh > 0 {
+		t := time.NewTicker(s.cfg.Refresh)
+		defer t.Stop()
+		refresh = t.C
+	}
+	var entries []conntrack.Entry4
+	var conns []connsync.Conn
+	master := s.master()
+	for {
+		full, last := false, false
+		select {
+		case <-s.d.stop:
+			<-s.d.runDone
+			last = true
+		case <-s.d.dp.SyncWake():
+			// Let the rest of a burst of new connections join it.
+			time.Sleep(syncBatchWait)
+		case <-flush.C:
+		case <-refresh:
+			full = true
+		}
+		entries = s.d.dp.SyncEvents(entries[:0])
+		if !last {
+			// On the way out the VIPs are already gone: the role is
+			// the one the reports were made in.
+			master = s.master()
+		}
+		if master {
+			if full {
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Refresh)
+				var err error
+				entries, err = s.d.dp.Connections(ctx, entries)
+				cancel()
+				if err != nil {
+					s.d.log.Warn("sync refresh: dump incomplete", "err", err)
+				}
+			}
+			now := dataplane.Now()
+			conns = conns[:0]
+			for i := range entries {
+				if c, ok := connOf(&entries[i], now); ok {
+					conns = append(conns, c)
+				}
+			}
+			s.sendAll(conns, full)
+		}
+		if last {
+			return
+		}
+	}
+}
+
+// sendAll batches conns into messages and sends them, pacing a refresh.
+func (s *syncer) sendAll(conns []connsync.Conn, paced bool) {
+	if len(conns) == 0 {
+		return
+	}
+	msgs, err := connsync.Batch(conns, uint8(s.cfg.SyncID), s.maxSize)
+	if err != nil {
+		s.d.log.Error("sync: encoding failed", "err", err)
+		return
+	}
+	for i, m := range msgs {
+		if err := s.sock.Send(m); err != nil {
+			s.sendErrors.Add(1)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		s.msgsSent.Add(1)
+		if paced && (i+1)%syncPaceEvery == 0 {
+			select {
+			case <-s.d.stop:
+				return
+			case <-time.After(syncPauseFor):
+			}
+		}
+	}
+	s.connsSent.Add(uint64(len(conns)))
+}
+
+// receive reads messages until the socket closes and installs their
+// connections.
+func (s *syncer) receive() {
+	defer s.d.bg.Done()
+	buf := make([]byte, 1<<16)
+	var m connsync.Message
+	var entries []conntrack.Entry4
+	var timeouts conntrack.Timeouts
+	for {
+		n, _, err := s.sock.Receive(buf, time.Now().Add(syncRecvWait))
+		if err != nil {
+			if connsync.IsTimeout(err) {
+				continue
+			}
+			if !errors.Is(err, net.ErrClosed) {
+				s.d.log.Error("sync: receive failed", "err", err)
+			}
+			return
+		}
+		if err := m.Decode(buf[:n]); err != nil {
+			s.invalid.Add(1)
+			continue
+		}
+		s.msgsRecv.Add(1)
+		s.connsRecv.Add(uint64(len(m.Conns)))
+		if s.cfg.SyncID != 0 && int(m.SyncID) != s.cfg.SyncID {
+			s.ignored.Add(uint64(len(m.Conns)))
+			continue
+		}
+		if t := s.d.dp.Table(); t != nil {
+			timeouts = t.Timeouts
+		}
+		entries = entries[:0]
+		for i := range m.Conns {
+			if e, ok := entryOf(&m.Conns[i], &timeouts); ok {
+				entries = append(entries, e)
+			} else {
+				s.ignored.Add(1)
+			}
+		}
+		// A master still takes what a peer reports (the last reports of
+		// a director that has just stopped arrive after the takeover),
+		// but only connections it does not have.
+		s.d.dp.Install(entries, !s.master())
+	}
+}
+
+// status is what gvsadm -L --json shows of sync.
+func (s *syncer) status() *api.SyncStatus {
+	st := s.d.dp.SyncStats()
+	role := "backup"
+	if s.master() {
+		role = "master"
+	}
+	as := &api.SyncStatus{Role: role, Interface: s.iface, Port: s.cfg.Port, SyncID: s.cfg.SyncID, MaxLen: s.maxSize,
+		MessagesSent: s.msgsSent.Load(), ConnsSent: s.connsSent.Load(), SendErrors: s.sendErrors.Load(), Dropped: st.Dropped,
+		MessagesReceived: s.msgsRecv.Load(), ConnsReceived: s.connsRecv.Load(), Invalid: s.invalid.Load(), Ignored: s.ignored.Load(),
+		Installed: st.Installed, Unknown: st.Unknown, Refused: st.Refused, InboxFull: st.InboxFull, Kept: st.Kept}
+	if s.cfg.Peer.IsValid() {
+		as.Peer = s.cfg.Peer.String()
+	} else {
+		as.Group = connsync.DefaultGroup.String()
+	}
+	return as
+}
+
+// syncStatus returns the sync status, or nil without [sync].
+func (d *Daemon) syncStatus() *api.SyncStatus {
+	if d.sync == nil {
+		return nil
+	}
+	return d.sync.status()
+}
+
+// connOf is the sync record of a connection entry whose expiry is at e's
+// Expires on the clock now. As IPVS does, a record carries the flags of
+// the forwarding method (FULLNAT as masquerading, with its local address
+// as a parameter) and FlagInactive for a connection that is not
+// established. The timeout is the time left, in whole seconds rounded up.
+func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
+	left := e.Expires - now
+	if left <= 0 {
+		return connsync.Conn{}, false
+	}
+	c := connsync.Conn{
+		Protocol:  e.Proto,
+		Client:    netip.AddrPortFrom(netip.AddrFrom4(e.Client), e.ClientPort),
+		VIP:       netip.AddrPortFrom(netip.AddrFrom4(e.VIP), e.VPort),
+		Real:      netip.AddrPortFrom(netip.AddrFrom4(e.Real), e.RPort),
+		Timeout:   (time.Duration(left) + time.Second - 1).Truncate(time.Second),
+		ClientMAC: e.ClientMAC,
+	}
+	switch dataplane.Forward(e.Forward) {
+	case dataplane.ForwardDR:
+		c.Flags = connsync.FlagDRoute
+	case dataplane.ForwardTUN:
+		c.Flags = connsync.FlagTunnel
+	case dataplane.ForwardNAT:
+		c.Flags = connsync.FlagMasq
+	case dataplane.ForwardFullNAT:
+		c.Flags = connsync.FlagMasq
+		c.Local = netip.AddrPortFrom(netip.AddrFrom4(e.Local), e.LPort)
+	default:
+		return connsync.Conn{}, false
+	}
+	if !conntrack.IsActive(e.State) {
+		c.Flags |= connsync.FlagInactive
+	}
+	switch e.State {
+	case conntrack.UDP:
+		c.State = connsync.UDPStateNormal
+	default:
+		c.State = uint16(e.State)
+	}
+	return c, true
+}
+
+// entryOf is the entry a backup installs for a sync record, Expires
+// holding the time left (dataplane.Install): the record's timeout, or
+// when it is 0 the backup's own timeout for the state. It refuses
+// templates, protocols other than TCP and UDP, TCP states past the
+// table and addresses the record cannot carry.
+func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
+	if c.Flags&connsync.FlagTemplate != 0 || c.Flags&connsync.FlagNoCport != 0 {
+		return conntrack.Entry4{}, false
+	}
+	e := conntrack.Entry4{
+		Proto:  c.Protocol,
+		Client: c.Client.Addr().As4(), ClientPort: c.Client.Port(),
+		VIP: c.VIP.Addr().As4(), VPort: c.VIP.Port(),
+		Real: c.Real.Addr().As4(), RPort: c.Real.Port(),
+		ClientMAC: c.ClientMAC,
+	}
+	switch c.Protocol {
+	case 6:
+		if c.State >= connsync.TCPStateLast {
+			return conntrack.Entry4{}, false
+		}
+		e.State = conntrack.State(c.State)
+	case 17:
+		e.State = conntrack.UDP
+	default:
+		return conntrack.Entry4{}, false
+	}
+	if c.Local.IsValid() {
+		e.Local, e.LPort = c.Local.Addr().As4(), c.Local.Port()
+	}
+	e.Expires = int64(c.Timeout)
+	if c.Timeout == 0 {
+		e.Expires = int64(t.Timeout(e.State))
+	}
+	return e, true
+}

@@ -1,0 +1,94 @@
+package control
+
+import (
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	connsync "github.com/gvs-lb/gvs/control/sync"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
+)
+
+// TestSyncRecordRoundTrip: an entry becomes a sync record as IPVS would
+// write it (method flags, FlagInactive, state numbers, time left) and
+// comes back on the backup as the entry Install expects.
+func TestSyncRecordRoundTrip(t *testing.T) {
+	tm := conntrack.Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute}
+	const now = int64(100 * time.Second)
+	base := conntrack.Entry4{Client: [4]byte{10, 10, 0, 2}, ClientPort: 40000, VIP: [4]byte{10, 20, 0, 100}, VPort: 80,
+		Real: [4]byte{10, 20, 0, 11}, RPort: 8080, ClientMAC: [6]byte{2, 0, 0, 0, 0, 1}, RealID: 7}
+	for _, tc := range []struct {
+		name    string
+		fwd     dataplane.Forward
+		proto   uint8
+		state   conntrack.State
+		flags   uint32
+		wstate  uint16
+		local   bool
+		timeout time.Duration
+	}{
+		{"dr established", dataplane.ForwardDR, 6, conntrack.TCPEstablished, connsync.FlagDRoute, 1, false, 900 * time.Second},
+		{"tun syn_recv", dataplane.ForwardTUN, 6, conntrack.TCPSynRecv, connsync.FlagTunnel, 3, false, 60 * time.Second}, // active, as in current kernels
+		{"nat fin_wait", dataplane.ForwardNAT, 6, conntrack.TCPFinWait, connsync.FlagMasq | connsync.FlagInactive, 4, false, 120 * time.Second},
+		{"fullnat established", dataplane.ForwardFullNAT, 6, conntrack.TCPEstablished, connsync.FlagMasq, 1, true, 900 * time.Second},
+		{"nat udp", dataplane.ForwardNAT, 17, conntrack.UDP, connsync.FlagMasq | connsync.FlagInactive, 0, false, 300 * time.Second},
+	} {
+		e := base
+		e.Forward, e.Proto, e.State = uint8(tc.fwd), tc.proto, tc.state
+		if tc.local {
+			e.Local, e.LPort = [4]byte{10, 20, 0, 2}, 5001
+		}
+		e.Expires = now + int64(tc.timeout) - int64(300*time.Millisecond) // rounds up to tc.timeout
+		c, ok := connOf(&e, now)
+		if !ok || c.Flags != tc.flags || c.State != tc.wstate || c.Timeout != tc.timeout || c.ClientMAC != e.ClientMAC || c.Local.IsValid() != tc.local {
+			t.Fatalf("%s: record %+v (ok %v)", tc.name, c, ok)
+		}
+		back, ok := entryOf(&c, &tm)
+		if !ok || back.State != e.State || back.ForwardKey() != e.ForwardKey() || back.ReplyKey() != e.ReplyKey() ||
+			back.ClientMAC != e.ClientMAC || back.Expires != int64(tc.timeout) {
+			t.Fatalf("%s: back %+v", tc.name, back)
+		}
+	}
+	// Expired entries are not sent; templates, SCTP and impossible states
+	// are not installed; a zero timeout takes the backup's own.
+	e := base
+	e.Forward, e.Proto, e.State, e.Expires = uint8(dataplane.ForwardDR), 6, conntrack.TCPEstablished, now
+	if _, ok := connOf(&e, now); ok {
+		t.Error("an expired entry became a record")
+	}
+	c, _ := connOf(&conntrack.Entry4{Forward: uint8(dataplane.ForwardDR), Proto: 6, State: conntrack.TCPEstablished, Expires: now + 1}, now)
+	for _, bad := range []connsync.Conn{
+		func() connsync.Conn { x := c; x.Flags |= connsync.FlagTemplate; return x }(),
+		func() connsync.Conn { x := c; x.Protocol = 132; return x }(),
+		func() connsync.Conn { x := c; x.State = connsync.TCPStateLast; return x }(),
+	} {
+		if _, ok := entryOf(&bad, &tm); ok {
+			t.Errorf("installed %+v", bad)
+		}
+	}
+	c.Timeout = 0
+	if got, _ := entryOf(&c, &tm); got.Expires != int64(tm.TCP) {
+		t.Errorf("zero timeout: %v left, want the backup's tcp timeout", time.Duration(got.Expires))
+	}
+}
+
+// TestSyncOwnerMatchesSteering: the worker a synced connection goes to is
+// the one the steering program sends its client's packets to; a FULLNAT
+// connection whose local port belongs to another worker is refused.
+func TestSyncOwnerMatchesSteering(t *testing.T) {
+	owner := syncOwner(4)
+	e := conntrack.Entry4{Client: [4]byte{10, 10, 0, 2}, ClientPort: 40000}
+	want := int(afpacket.SteerHash(e.Client, e.ClientPort) % 4)
+	if got := owner(&e); got != want {
+		t.Fatalf("owner %d, want %d", got, want)
+	}
+	e.Local, e.LPort = [4]byte{10, 20, 0, 2}, uint16(1024+want) // 1024 % 4 == 0
+	if got := owner(&e); got != want {
+		t.Fatalf("FULLNAT with the worker's port: owner %d, want %d", got, want)
+	}
+	e.LPort++
+	if got := owner(&e); got != -1 {
+		t.Fatalf("FULLNAT with another worker's port: owner %d, want -1", got)
+	}
+}
