@@ -54,15 +54,16 @@ var (
 	descRealHealthy    = prometheus.NewDesc("gvs_real_healthy", "1 if the real passes its health check, 0 if not; absent for services without a check.", realLabels, nil)
 	descRealChecks     = prometheus.NewDesc("gvs_real_health_checks_total", "Health checks run on the real.", realLabels, nil)
 
-	descFrames     = prometheus.NewDesc("gvs_worker_frames_total", "Frames a worker handled, by verdict (forward, no_service, table_full, malformed, ...).", []string{"worker", "verdict"}, nil)
-	descConns      = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
-	descConnEvents = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full.", []string{"worker", "event"}, nil)
-	descTemplates  = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
-	descRing       = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
-	descRingDrops  = prometheus.NewDesc("gvs_worker_ring_drops_total", "Frames lost because a worker's ring was full.", []string{"worker", "ring"}, nil)
-	descTx         = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
-	descVRRPMaster = prometheus.NewDesc("gvs_vrrp_master", "1 while this director is the VRRP master (holds the VIPs), 0 as backup.", []string{"router_id"}, nil)
-	descVRRPAdvert = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
+	descFrames      = prometheus.NewDesc("gvs_worker_frames_total", "Frames a worker handled, by verdict (forward, no_service, table_full, malformed, ...).", []string{"worker", "verdict"}, nil)
+	descConns       = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
+	descConnEvents  = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full.", []string{"worker", "event"}, nil)
+	descTemplates   = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
+	descRing        = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
+	descRingDrops   = prometheus.NewDesc("gvs_worker_ring_drops_total", "Frames lost because a worker's ring was full.", []string{"worker", "ring"}, nil)
+	descTx          = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
+	descVRRPMaster  = prometheus.NewDesc("gvs_vrrp_master", "1 while this director is the VRRP master (holds the VIPs), 0 as backup.", []string{"router_id"}, nil)
+	descVRRPAdvert  = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
+	descVRRPDropped = prometheus.NewDesc("gvs_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason: malformed, ttl, version, checksum, vrid (another virtual router's).", []string{"router_id", "reason"}, nil)
 
 	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
 	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)
@@ -72,7 +73,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
-		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert,
+		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
 		descSyncMaster, descSyncMessages, descSyncConns} {
 		ch <- d
 	}
@@ -145,6 +146,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descVRRPAdvert, v.Sent, id, "sent")
 		counter(descVRRPAdvert, v.Received, id, "received")
 		counter(descVRRPAdvert, v.Invalid, id, "invalid")
+		for reason, n := range v.Dropped {
+			counter(descVRRPDropped, n, id, reason)
+		}
 	}
 	if v := s.sync; v != nil {
 		gauge(descSyncMaster, b(v.Role == "master"))

@@ -20,8 +20,9 @@ func TestMetrics(t *testing.T) {
 			Reals: []api.Real{{Address: "10.20.0.11:80", Weight: 2, Ready: true, Active: 3, Inactive: 4, Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000}}}}},
 		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1}},
 		links:   []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
-		vrrp:    &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1},
-		sync:    &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
+		vrrp: &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1,
+			Dropped: map[string]uint64{"ttl": 1, "vrid": 0}},
+		sync: &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
 	}
 	reg := newMetricsRegistry(func() snapshot { return snap })
 	want := `
@@ -45,6 +46,10 @@ gvs_sync_connections_total{result="unknown"} 2
 # HELP gvs_sync_master 1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.
 # TYPE gvs_sync_master gauge
 gvs_sync_master 0
+# HELP gvs_vrrp_adverts_dropped_total VRRP adverts dropped, by reason: malformed, ttl, version, checksum, vrid (another virtual router's).
+# TYPE gvs_vrrp_adverts_dropped_total counter
+gvs_vrrp_adverts_dropped_total{reason="ttl",router_id="51"} 1
+gvs_vrrp_adverts_dropped_total{reason="vrid",router_id="51"} 0
 # HELP gvs_vrrp_master 1 while this director is the VRRP master (holds the VIPs), 0 as backup.
 # TYPE gvs_vrrp_master gauge
 gvs_vrrp_master{router_id="51"} 1
@@ -55,7 +60,7 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master",
-		"gvs_sync_connections_total", "gvs_sync_master"); err != nil {
+		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()

@@ -178,7 +178,11 @@ func (d *Daemon) vrrpStatus() *api.VRRPStatus {
 	d.vrrpState.mu.Lock()
 	defer d.vrrpState.mu.Unlock()
 	st := &api.VRRPStatus{State: d.vrrpState.state.String(), RouterID: cfg.VRRP.RouterID, Priority: cfg.VRRP.Priority,
-		Since: d.vrrpState.since, Sent: d.speaker.C.Sent.Load(), Received: d.speaker.C.Received.Load(), Invalid: d.speaker.C.Invalid.Load()}
+		Since: d.vrrpState.since, Sent: d.speaker.C.Sent.Load(), Received: d.speaker.C.Received.Load(), Invalid: d.speaker.C.Invalid.Load(),
+		Dropped: map[string]uint64{}}
+	for r := range vrrp.NumDropReasons {
+		st.Dropped[r.String()] = d.speaker.C.Dropped[r].Load()
+	}
 	if d.vrrpState.master.IsValid() {
 		st.Master = d.vrrpState.master.String()
 	}

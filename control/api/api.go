@@ -146,7 +146,10 @@ type VRRPStatus struct {
 	Since    time.Time `json:"since,omitzero"`   // when State last changed
 	Sent     uint64    `json:"adverts_sent"`
 	Received uint64    `json:"adverts_received"`
-	Invalid  uint64    `json:"adverts_invalid"` // dropped: malformed, wrong version, TTL or checksum
+	Invalid  uint64    `json:"adverts_invalid"` // dropped: the sum of Dropped
+	// Dropped counts the adverts dropped by reason: malformed, ttl (not
+	// 255), version (not 3), checksum, vrid (another virtual router's).
+	Dropped map[string]uint64 `json:"adverts_dropped,omitempty"`
 }
 
 // Rates are the estimated rates of a service or a real (ipvsadm --rate):

@@ -162,7 +162,7 @@ func (s *Speaker) apply(act Action) {
 }
 
 // receive reads IP packets of protocol 112 and passes on the adverts that
-// Parse accepts; the rest are counted as Invalid.
+// Parse accepts for our VRID; the rest are dropped and counted by reason.
 func (s *Speaker) receive(ctx context.Context, rx chan<- received) {
 	buf := make([]byte, 1500)
 	for ctx.Err() == nil {
@@ -175,7 +175,7 @@ func (s *Speaker) receive(ctx context.Context, rx chan<- received) {
 		}
 		ip := buf[:n]
 		if n < 20 || ip[0]>>4 != 4 || int(ip[0]&0xf)*4 > n {
-			s.C.Invalid.Add(1)
+			s.C.drop(DropMalformed)
 			continue
 		}
 		hl := int(ip[0]&0xf) * 4
@@ -183,7 +183,11 @@ func (s *Speaker) receive(ctx context.Context, rx chan<- received) {
 		dst := netip.AddrFrom4([4]byte(ip[16:20]))
 		a, err := Parse(ip[hl:], src, dst, ip[8])
 		if err != nil {
-			s.C.Invalid.Add(1)
+			s.C.drop(dropReason(err))
+			continue
+		}
+		if a.VRID != s.cfg.Machine.VRID {
+			s.C.drop(DropVRID)
 			continue
 		}
 		s.C.Received.Add(1)
