@@ -175,6 +175,45 @@ func (t *Templates) Schedule(k *TemplateKey, now, timeout int64, ref bool,
 	return id, Created, 0
 }
 
+// Put installs k's template as a peer director reports it (connection
+// sync): naming realID, lapsing at expires, timeout after its last
+// connection. A template already there for realID keeps its connections
+// and lives at least until expires; one naming another real is replaced
+// (Replaced, with that real as old). Put never counts a connection on it.
+func (t *Templates) Put(k *TemplateKey, realID uint32, expires, timeout int64) (out Outcome, old uint32) {
+	st := t.stripe(k)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	key := tplKey(k)
+	if st.s == nil {
+		st.s = NewShard[[16]byte](t.perStripe)
+	}
+	if e, _ := st.s.Lookup(&key); e != nil {
+		if e.RealID == realID {
+			if e.Expires != held {
+				e.Expires = max(e.Expires, expires)
+			}
+			return Reused, 0
+		}
+		old = e.RealID
+		e.RealID = realID
+		setTplTimeout(e, timeout)
+		setTplConns(e, 0)
+		e.Expires = expires
+		return Replaced, old
+	}
+	if st.s.Full() {
+		return Full, 0
+	}
+	n := Entry6{Client: k.Client, VIP: k.VIP, VPort: k.VPort, Proto: k.Proto, RealID: realID, Expires: expires}
+	setTplTimeout(&n, timeout)
+	if _, err := st.s.Insert(&n, false); err != nil {
+		return Full, 0
+	}
+	t.n.Add(1)
+	return Created, 0
+}
+
 // setTemplate (re)starts template e: held by one connection (ref) or
 // lapsing timeout after now.
 func setTemplate(e *Entry6, timeout, now int64, ref bool) {

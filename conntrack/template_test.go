@@ -161,3 +161,33 @@ func TestTemplatesConcurrent(t *testing.T) {
 		t.Errorf("scheduler called %d times for one prefix", next)
 	}
 }
+
+// TestTemplatePut: a synced template is created lapsing at its time, kept
+// alive by a later report, re-pointed by a report naming another real,
+// and then reused by Schedule like any other.
+func TestTemplatePut(t *testing.T) {
+	const sec = int64(1e9)
+	tt := NewTemplates(10)
+	k := tkey(10, 1, 2, 3)
+	if out, _ := tt.Put(&k, 1, 30*sec, 10*sec); out != Created || tt.Len() != 1 {
+		t.Fatalf("Put = %v, Len %d", out, tt.Len())
+	}
+	if out, _ := tt.Put(&k, 1, 20*sec, 10*sec); out != Reused {
+		t.Fatalf("second Put = %v", out)
+	}
+	if n := tt.Expire(29*sec, templateStripes, func(uint32) {}); n != 0 {
+		t.Fatal("an earlier report shortened the template")
+	}
+	if out, old := tt.Put(&k, 2, 40*sec, 10*sec); out != Replaced || old != 1 {
+		t.Fatalf("Put naming real 2 = %v old %d", out, old)
+	}
+	id, out, _ := tt.Schedule(&k, 35*sec, 10*sec, true, func(uint32) bool { return true }, func() (uint32, bool) { return 9, true })
+	if id != 2 || out != Reused {
+		t.Fatalf("Schedule after Put = real %d %v, want 2 Reused", id, out)
+	}
+	tt.Release(&k, 2, 36*sec)
+	var gone []uint32
+	if n := tt.Expire(46*sec, templateStripes, func(id uint32) { gone = append(gone, id) }); n != 1 || gone[0] != 2 {
+		t.Fatalf("Expire at 46s: %d %v", n, gone)
+	}
+}

@@ -155,6 +155,7 @@ func (s *syncer) send() {
 				if err != nil {
 					s.d.log.Warn("sync refresh: dump incomplete", "err", err)
 				}
+				entries = s.d.dp.SyncTemplates(entries, dataplane.Now())
 			}
 			now := dataplane.Now()
 			conns = conns[:0]
@@ -306,6 +307,13 @@ func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
 	default:
 		return connsync.Conn{}, false
 	}
+	if e.Flags&dataplane.SyncTemplate != 0 {
+		// A persistence template: IPVS's ip_vs_conn with cport 0, in
+		// state NONE (TCP) or NORMAL (UDP).
+		c.Flags |= connsync.FlagTemplate
+		c.Local = netip.AddrPort{}
+		return c, true
+	}
 	if !conntrack.IsActive(e.State) {
 		c.Flags |= connsync.FlagInactive
 	}
@@ -320,12 +328,20 @@ func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
 
 // entryOf is the entry a backup installs for a sync record, Expires
 // holding the time left (dataplane.Install): the record's timeout, or
-// when it is 0 the backup's own timeout for the state. It refuses
-// templates, protocols other than TCP and UDP, TCP states past the
-// table and addresses the record cannot carry.
+// when it is 0 the backup's own timeout for the state (for a template,
+// its service's persistence). It refuses connections without a client
+// port yet (FlagNoCport), protocols other than TCP and UDP, and TCP states
+// past the table.
 func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
-	if c.Flags&connsync.FlagTemplate != 0 || c.Flags&connsync.FlagNoCport != 0 {
+	if c.Flags&connsync.FlagNoCport != 0 {
 		return conntrack.Entry4{}, false
+	}
+	if c.Flags&connsync.FlagTemplate != 0 {
+		if c.Protocol != 6 && c.Protocol != 17 {
+			return conntrack.Entry4{}, false
+		}
+		return conntrack.Entry4{Proto: c.Protocol, Client: c.Client.Addr().As4(), VIP: c.VIP.Addr().As4(), VPort: c.VIP.Port(),
+			Real: c.Real.Addr().As4(), RPort: c.Real.Port(), Flags: dataplane.SyncTemplate, Expires: int64(c.Timeout)}, true
 	}
 	e := conntrack.Entry4{
 		Proto:  c.Protocol,

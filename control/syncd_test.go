@@ -50,8 +50,9 @@ func TestSyncRecordRoundTrip(t *testing.T) {
 			t.Fatalf("%s: back %+v", tc.name, back)
 		}
 	}
-	// Expired entries are not sent; templates, SCTP and impossible states
-	// are not installed; a zero timeout takes the backup's own.
+	// Expired entries are not sent; connections without a client port,
+	// SCTP and impossible states are not installed; a zero timeout takes
+	// the backup's own.
 	e := base
 	e.Forward, e.Proto, e.State, e.Expires = uint8(dataplane.ForwardDR), 6, conntrack.TCPEstablished, now
 	if _, ok := connOf(&e, now); ok {
@@ -59,7 +60,8 @@ func TestSyncRecordRoundTrip(t *testing.T) {
 	}
 	c, _ := connOf(&conntrack.Entry4{Forward: uint8(dataplane.ForwardDR), Proto: 6, State: conntrack.TCPEstablished, Expires: now + 1}, now)
 	for _, bad := range []connsync.Conn{
-		func() connsync.Conn { x := c; x.Flags |= connsync.FlagTemplate; return x }(),
+		func() connsync.Conn { x := c; x.Flags |= connsync.FlagNoCport; return x }(),
+		func() connsync.Conn { x := c; x.Flags |= connsync.FlagTemplate; x.Protocol = 132; return x }(),
 		func() connsync.Conn { x := c; x.Protocol = 132; return x }(),
 		func() connsync.Conn { x := c; x.State = connsync.TCPStateLast; return x }(),
 	} {
@@ -90,5 +92,23 @@ func TestSyncOwnerMatchesSteering(t *testing.T) {
 	e.LPort++
 	if got := owner(&e); got != -1 {
 		t.Fatalf("FULLNAT with another worker's port: owner %d, want -1", got)
+	}
+}
+
+// TestSyncTemplateRecord: a persistence template goes out as IPVS writes
+// one (FlagTemplate, client port 0, state 0) and comes back marked as a
+// template.
+func TestSyncTemplateRecord(t *testing.T) {
+	const now = int64(100 * time.Second)
+	e := conntrack.Entry4{Client: [4]byte{10, 10, 0, 0}, VIP: [4]byte{10, 20, 0, 100}, VPort: 80, Proto: 6,
+		Real: [4]byte{10, 20, 0, 11}, RPort: 80, Forward: uint8(dataplane.ForwardDR), Flags: dataplane.SyncTemplate,
+		PersistBits: 24, Expires: now + int64(300*time.Second)}
+	c, ok := connOf(&e, now)
+	if !ok || c.Flags != connsync.FlagDRoute|connsync.FlagTemplate || c.State != 0 || c.Client.Port() != 0 || c.Timeout != 300*time.Second {
+		t.Fatalf("template record %+v (ok %v)", c, ok)
+	}
+	back, ok := entryOf(&c, &conntrack.Timeouts{})
+	if !ok || back.Flags != dataplane.SyncTemplate || back.Client != e.Client || back.Real != e.Real || back.Expires != int64(300*time.Second) {
+		t.Fatalf("template back %+v (ok %v)", back, ok)
 	}
 }

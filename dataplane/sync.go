@@ -17,9 +17,14 @@ import (
 // syncInboxBatches is how many Install batches a worker's inbox holds.
 const syncInboxBatches = 256
 
-// syncUpdate marks, in Entry.Flags of an Install batch, an entry that may
-// update the one already in the shard.
-const syncUpdate = 1
+// Entry.Flags of reported and installed entries. SyncTemplate marks a
+// persistence template: Client is the masked client, ClientPort 0,
+// PersistBits the mask, Real and RPort its real. syncUpdate marks, in an
+// Install batch, an entry that may update the one already in the shard.
+const (
+	SyncTemplate = 1 << 0
+	syncUpdate   = 1 << 1
+)
 
 // syncRing is a single-producer (the worker), single-consumer (the sync
 // sender) ring of connection copies.
@@ -119,19 +124,21 @@ func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
 // (Proto, VIP, VPort), its real (Real, RPort), its State, its ClientMAC if
 // known, its Local and LPort for FULLNAT, and in Expires how long it has
 // left, in nanoseconds from when its worker installs it; the worker finds
-// RealID and Forward in the published table. With update false an entry
+// RealID and Forward in the published table. An entry with SyncTemplate in
+// Flags is a persistence template, which goes into the shared template
+// table (for a service with persistence). With update false an entry
 // already there for the same client tuple is left alone (a master takes
 // the late reports of a director that just gave up the VIPs, but never
 // lets them overwrite its own). Install does not keep entries. It returns
 // how many it queued; the rest are counted.
-func (d *Dataplane) Install(entries []conntrack.Entry4, update bool) int {
+func (d *Dataplane) Install(entries []conntrack.Entry4, upd bool) int {
 	if d.syncOwner == nil || len(entries) == 0 {
 		return 0
 	}
 	per := make([][]conntrack.Entry4, len(d.workers))
-	var flags uint8
-	if update {
-		flags = syncUpdate
+	var update uint8
+	if upd {
+		update = syncUpdate
 	}
 	for i := range entries {
 		o := d.syncOwner(&entries[i])
@@ -140,7 +147,8 @@ func (d *Dataplane) Install(entries []conntrack.Entry4, update bool) int {
 			continue
 		}
 		per[o] = append(per[o], entries[i])
-		per[o][len(per[o])-1].Flags = flags
+		e := &per[o][len(per[o])-1]
+		e.Flags = e.Flags&SyncTemplate | update
 	}
 	queued := 0
 	for i, b := range per {
@@ -229,6 +237,10 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 			break
 		}
 	}
+	if s.Flags&SyncTemplate != 0 {
+		w.installTemplate(svc, r, s, now)
+		return
+	}
 	var zero [4]byte
 	if r == nil || (r.Forward == ForwardFullNAT) != (s.Local != zero) {
 		w.syncC.Unknown.Add(1)
@@ -273,4 +285,72 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 	}
 	r.Counters.Bind(conntrack.IsActive(ne.State))
 	w.syncC.Installed.Add(1)
+}
+
+// installTemplate puts a synced persistence template of svc, naming r,
+// into the shared template table, and counts it on its real.
+func (w *Worker) installTemplate(svc *Service, r *Real, s *conntrack.Entry4, now int64) {
+	if r == nil || svc.Persist <= 0 || svc.OPS {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	// The service's own mask, not the peer's: the key must be the one
+	// newConn will look up.
+	k := conntrack.MaskedTemplateKey(s.Client, s.VIP, s.VPort, s.Proto, svc.PersistBits)
+	lapse := s.Expires
+	if lapse <= 0 {
+		lapse = int64(svc.Persist)
+	}
+	out, old := w.templates.Put(&k, r.ID, now+lapse, int64(svc.Persist))
+	switch out {
+	case conntrack.Full:
+		w.syncC.Refused.Add(1)
+		return
+	case conntrack.Replaced:
+		if o := w.cur.real(old); o != nil {
+			o.Counters.UnbindTemplate()
+		}
+		fallthrough
+	case conntrack.Created:
+		r.Counters.BindTemplate()
+	}
+	w.syncC.Installed.Add(1)
+}
+
+// syncReportTemplate reports k's template, naming r, of a service with
+// persistence timeout persist.
+func (w *Worker) syncReportTemplate(k *conntrack.TemplateKey, r *Real, persistBits uint8, persist, now int64) {
+	if w.syncOut == nil {
+		return
+	}
+	e := conntrack.Entry4{Client: k.Client.As4(), VIP: k.VIP.As4(), VPort: k.VPort, Proto: k.Proto,
+		Real: r.Addr, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
+		PersistBits: persistBits, Expires: now + persist}
+	w.syncReport(&e)
+}
+
+// SyncTemplates appends every persistence template to dst as the entries
+// a template report carries (SyncTemplate), for a sync refresh: a template
+// held by connections lapses persistence after now, the others when they
+// would. Templates whose real has left the table are skipped.
+func (d *Dataplane) SyncTemplates(dst []conntrack.Entry4, now int64) []conntrack.Entry4 {
+	t := d.table.Load()
+	if t == nil {
+		return dst
+	}
+	for _, ti := range d.templates.DumpInto(nil) {
+		r := t.real(ti.RealID)
+		svc := t.Services[ServiceKey{Proto: ti.Key.Proto, VIP: ti.Key.VIP.As4(), Port: ti.Key.VPort}]
+		if r == nil || svc == nil || svc.Persist <= 0 {
+			continue
+		}
+		exp := ti.Expires
+		if ti.Conns > 0 {
+			exp = now + int64(svc.Persist)
+		}
+		dst = append(dst, conntrack.Entry4{Client: ti.Key.Client.As4(), VIP: ti.Key.VIP.As4(), VPort: ti.Key.VPort, Proto: ti.Key.Proto,
+			Real: r.Addr, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
+			PersistBits: svc.PersistBits, Expires: exp})
+	}
+	return dst
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"net/netip"
 	"testing"
 	"time"
 
@@ -167,5 +168,55 @@ func TestSyncInstallRefusals(t *testing.T) {
 	off, _ := New([]Link{&fakeLink{}}, 16)
 	if off.Install(ev, true) != 0 || off.SyncEvents(nil) != nil {
 		t.Fatal("a dataplane without sync installed or reported")
+	}
+}
+
+// TestSyncTemplates: the master reports a persistence template when it
+// creates one, and a refresh lists it; installed on the backup it sends
+// the client's next connection to the master's real, not to the one its
+// own scheduler would pick.
+func TestSyncTemplates(t *testing.T) {
+	mk := func() (*Dataplane, *Table) {
+		d, err := New([]Link{&fakeLink{}}, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.EnableSync(64, func(*conntrack.Entry4) int { return 0 })
+		tbl := twoRealTable(t, header.ProtoTCP, 5*time.Minute, 24, false)
+		d.Publish(tbl)
+		d.workers[0].cur = tbl
+		return d, tbl
+	}
+	master, mt := mk()
+	backup, bt := mk()
+	now := int64(time.Second)
+	other := netip.MustParseAddr("10.10.9.9")
+	if r := sendFrom(t, master.workers[0], mt, header.ProtoTCP, other, 1000, now); r != 0 {
+		t.Fatalf("first client went to real %d", r)
+	}
+	if r := sendFrom(t, master.workers[0], mt, header.ProtoTCP, ipClient, 2000, now); r != 1 {
+		t.Fatalf("second client went to real %d", r)
+	}
+	var tpl []conntrack.Entry4
+	for _, e := range master.SyncEvents(nil) {
+		if e.Flags&SyncTemplate != 0 {
+			tpl = append(tpl, e)
+		}
+	}
+	if len(tpl) != 2 || tpl[1].Real != mt.Reals[1].Addr || tpl[1].ClientPort != 0 || tpl[1].Client != [4]byte{10, 10, 0, 0} {
+		t.Fatalf("template reports %+v", tpl)
+	}
+	if refresh := master.SyncTemplates(nil, now); len(refresh) != 2 {
+		t.Fatalf("refresh lists %d templates, want 2", len(refresh))
+	}
+	backup.Install(synced(tpl[1:], now), true)
+	bw := backup.workers[0]
+	bw.serveSync(now)
+	if backup.templates.Len() != 1 || bt.Reals[1].Counters.Persistent.Load() != 1 {
+		t.Fatalf("backup templates %d, persistent on real 1 %d", backup.templates.Len(), bt.Reals[1].Counters.Persistent.Load())
+	}
+	// The backup's rr would start at real 0; the template says real 1.
+	if r := sendFrom(t, bw, bt, header.ProtoTCP, ipClient, 3000, now); r != 1 {
+		t.Fatalf("the client's new connection on the backup went to real %d, want 1", r)
 	}
 }

@@ -456,6 +456,7 @@ func (w *Worker) newConn(t *Table, k *conntrack.Key4, eth header.Ethernet, flags
 		case conntrack.Created:
 			if r := t.real(id); r != nil {
 				r.Counters.BindTemplate()
+				w.syncReportTemplate(&tk, r, svc.PersistBits, int64(svc.Persist), now)
 			}
 			fallthrough
 		case conntrack.Reused:
