@@ -231,6 +231,21 @@ func TestResolve(t *testing.T) {
 		})
 	})
 
+	t.Run("DefaultGateway", func(t *testing.T) {
+		l.a.Do(t, func() {
+			if _, err := DefaultGateway(l.nameA); err == nil {
+				t.Fatal("a default gateway before there is a default route")
+			}
+			if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.ifA.Index, Gw: addrB.AsSlice()}); err != nil {
+				t.Fatal(err)
+			}
+			defer netlink.RouteDel(&netlink.Route{LinkIndex: l.ifA.Index, Gw: addrB.AsSlice()})
+			if gw, err := DefaultGateway(l.nameA); err != nil || gw != addrB {
+				t.Fatalf("DefaultGateway = %v, %v; want %v", gw, err, addrB)
+			}
+		})
+	})
+
 	t.Run("Silent", func(t *testing.T) {
 		l.a.Do(t, func() {
 			const timeout = 300 * time.Millisecond

@@ -32,3 +32,9 @@ func Announce(ifname string, vip netip.Addr, count int, interval time.Duration) 
 func Resolve(ifname string, ip netip.Addr, timeout time.Duration) (mac net.HardwareAddr, nextHop netip.Addr, err error) {
 	return nil, netip.Addr{}, fmt.Errorf("arpctl: resolve %s on %s: %w", ip, ifname, errUnsupported)
 }
+
+// DefaultGateway returns the default route's gateway through ifname. Only
+// Linux is supported.
+func DefaultGateway(ifname string) (netip.Addr, error) {
+	return netip.Addr{}, fmt.Errorf("arpctl: default gateway of %s: %w", ifname, errUnsupported)
+}

@@ -205,3 +205,36 @@ func unicastMAC(mac net.HardwareAddr) bool {
 	}
 	return false
 }
+
+// DefaultGateway returns the gateway of the main table's IPv4 default
+// route through ifname: where replies to clients off the local network
+// go. An interface without one is an error.
+func DefaultGateway(ifname string) (netip.Addr, error) {
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("arpctl: default gateway of %s: %w", ifname, err)
+	}
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{LinkIndex: ifi.Index, Table: unix.RT_TABLE_MAIN},
+		netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("arpctl: default gateway of %s: %w", ifname, err)
+	}
+	for _, r := range routes {
+		if ones, _ := maskOf(r.Dst); ones != 0 {
+			continue
+		}
+		if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.Unmap().Is4() {
+			return gw.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("arpctl: %s has no IPv4 default route with a gateway", ifname)
+}
+
+// maskOf returns the prefix length of a route destination; nil is the
+// default route.
+func maskOf(dst *net.IPNet) (int, int) {
+	if dst == nil {
+		return 0, 32
+	}
+	return dst.Mask.Size()
+}

@@ -76,7 +76,11 @@ func (d *Daemon) healthFor(cfg *config.Config) func(dataplane.ServiceKey, netip.
 // compile compiles cfg with the current health of its reals.
 func (d *Daemon) compile(cfg *config.Config) (*dataplane.Table, *afpacket.Match, error) {
 	d.comp.Health = d.healthFor(cfg)
-	return d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	t, m, err := d.comp.Compile(cfg, d.link, d.locals(cfg), d.lookupMAC)
+	if err == nil && d.gateway.IsValid() {
+		t.GatewayMAC = d.macs[d.gateway]
+	}
+	return t, m, err
 }
 
 // setChecks gives the monitor the checks of cfg (after cfg is running).

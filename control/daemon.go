@@ -50,6 +50,7 @@ type Daemon struct {
 	match      *afpacket.Match
 	macs       map[netip.Addr][6]byte
 	offLink    map[netip.Addr]bool // reals whose next hop is a gateway
+	gateway    netip.Addr          // the default gateway, with [sync]
 	vips       map[netip.Addr]bool // VIPs present on the interface; true = we added it
 	links      []*afpacket.Link
 	dp         *dataplane.Dataplane
@@ -423,16 +424,38 @@ func (d *Daemon) lookupMAC(ip netip.Addr) ([6]byte, bool, bool) {
 	return mac, !d.offLink[ip], ok
 }
 
-// resolveAll resolves, in parallel, the next hop of every real of cfg
-// that has none yet.
-func (d *Daemon) resolveAll(cfg *config.Config) {
-	var todo []netip.Addr
+// nextHops returns the addresses whose MAC the table needs: every real
+// of cfg and, with connection sync, the default gateway (where replies of
+// a synced NAT connection go until its client's next packet shows its
+// next hop).
+func (d *Daemon) nextHops(cfg *config.Config) []netip.Addr {
+	var all []netip.Addr
 	for _, s := range cfg.Services {
 		for _, r := range s.Reals {
-			a := r.Address.Addr()
-			if _, ok := d.macs[a]; !ok && !slices.Contains(todo, a) {
-				todo = append(todo, a)
+			if a := r.Address.Addr(); !slices.Contains(all, a) {
+				all = append(all, a)
 			}
+		}
+	}
+	if cfg.Sync.Enabled {
+		d.gateway = netip.Addr{}
+		if gw, err := arpctl.DefaultGateway(d.link.Name); err == nil {
+			d.gateway = gw
+			if !slices.Contains(all, gw) {
+				all = append(all, gw)
+			}
+		}
+	}
+	return all
+}
+
+// resolveAll resolves, in parallel, every next hop of cfg that has no MAC
+// yet.
+func (d *Daemon) resolveAll(cfg *config.Config) {
+	var todo []netip.Addr
+	for _, a := range d.nextHops(cfg) {
+		if _, ok := d.macs[a]; !ok {
+			todo = append(todo, a)
 		}
 	}
 	d.resolve(todo)
@@ -460,11 +483,11 @@ func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
 		r := <-results
 		if r.err != nil {
 			if _, had := d.macs[r.addr]; had {
-				d.log.Warn("real server next hop lost", "real", r.addr, "err", r.err)
+				d.log.Warn("next hop lost", "addr", r.addr, "gateway", r.addr == d.gateway, "err", r.err)
 				delete(d.macs, r.addr)
 				changed = true
 			} else {
-				d.log.Warn("cannot resolve real server next hop; it gets no traffic until it can", "real", r.addr, "err", r.err)
+				d.log.Warn("cannot resolve next hop; a real gets no traffic until it can", "addr", r.addr, "gateway", r.addr == d.gateway, "err", r.err)
 			}
 			continue
 		}
@@ -472,7 +495,7 @@ func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
 		if old, had := d.macs[r.addr]; !had || old != r.mac {
 			d.macs[r.addr] = r.mac
 			changed = true
-			d.log.Info("real server next hop", "real", r.addr, "mac", net.HardwareAddr(r.mac[:]).String())
+			d.log.Info("next hop", "addr", r.addr, "gateway", r.addr == d.gateway, "mac", net.HardwareAddr(r.mac[:]).String())
 		}
 	}
 	return changed
@@ -495,15 +518,7 @@ func (d *Daemon) resolver() {
 			d.mu.Unlock()
 			return
 		}
-		var all []netip.Addr
-		for _, s := range d.cfg.Services {
-			for _, r := range s.Reals {
-				if a := r.Address.Addr(); !slices.Contains(all, a) {
-					all = append(all, a)
-				}
-			}
-		}
-		changed := d.resolve(all)
+		changed := d.resolve(d.nextHops(d.cfg))
 		if d.comp.Drained(time.Now(), d.cfg.Timeouts.Drain) {
 			changed = true
 			d.log.Info("removed real servers drained", "draining", d.comp.Draining())

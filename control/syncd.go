@@ -287,12 +287,11 @@ func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
 		return connsync.Conn{}, false
 	}
 	c := connsync.Conn{
-		Protocol:  e.Proto,
-		Client:    netip.AddrPortFrom(netip.AddrFrom4(e.Client), e.ClientPort),
-		VIP:       netip.AddrPortFrom(netip.AddrFrom4(e.VIP), e.VPort),
-		Real:      netip.AddrPortFrom(netip.AddrFrom4(e.Real), e.RPort),
-		Timeout:   (time.Duration(left) + time.Second - 1).Truncate(time.Second),
-		ClientMAC: e.ClientMAC,
+		Protocol: e.Proto,
+		Client:   netip.AddrPortFrom(netip.AddrFrom4(e.Client), e.ClientPort),
+		VIP:      netip.AddrPortFrom(netip.AddrFrom4(e.VIP), e.VPort),
+		Real:     netip.AddrPortFrom(netip.AddrFrom4(e.Real), e.RPort),
+		Timeout:  (time.Duration(left) + time.Second - 1).Truncate(time.Second),
 	}
 	switch dataplane.Forward(e.Forward) {
 	case dataplane.ForwardDR:
@@ -348,7 +347,6 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
 		Client: c.Client.Addr().As4(), ClientPort: c.Client.Port(),
 		VIP: c.VIP.Addr().As4(), VPort: c.VIP.Port(),
 		Real: c.Real.Addr().As4(), RPort: c.Real.Port(),
-		ClientMAC: c.ClientMAC,
 	}
 	switch c.Protocol {
 	case 6:

@@ -121,8 +121,8 @@ func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
 // Install queues synced connections for the workers that own them, which
 // add them to their shards (or update the entry already there) between
 // batches, without forwarding anything. Each entry names its service
-// (Proto, VIP, VPort), its real (Real, RPort), its State, its ClientMAC if
-// known, its Local and LPort for FULLNAT, and in Expires how long it has
+// (Proto, VIP, VPort), its real (Real, RPort), its State, its Local and
+// LPort for FULLNAT, and in Expires how long it has
 // left, in nanoseconds from when its worker installs it; the worker finds
 // RealID and Forward in the published table. An entry with SyncTemplate in
 // Flags is a persistence template, which goes into the shared template
@@ -247,7 +247,9 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 		return
 	}
 	ne := *s
-	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits = r.ID, uint8(r.Forward), 0, 0
+	// The client's next hop is learnt from its first packet; until then
+	// NAT replies go to Table.GatewayMAC.
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), 0, 0, [6]byte{}
 	if r.Forward != ForwardFullNAT {
 		ne.Local, ne.LPort = zero, 0
 	}
@@ -267,9 +269,6 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 				}
 			}
 			e.State, e.Expires = ne.State, ne.Expires
-			if ne.ClientMAC != ([6]byte{}) {
-				e.ClientMAC = ne.ClientMAC
-			}
 			w.syncC.Installed.Add(1)
 			return
 		}
@@ -353,4 +352,14 @@ func (d *Dataplane) SyncTemplates(dst []conntrack.Entry4, now int64) []conntrack
 			PersistBits: svc.PersistBits, Expires: exp})
 	}
 	return dst
+}
+
+// clientMAC is where a reply of e goes: the client's next hop as its
+// latest packet showed, or the default gateway for a connection that has
+// not seen one yet (installed by connection sync).
+func clientMAC(t *Table, e *conntrack.Entry4) [6]byte {
+	if e.ClientMAC != ([6]byte{}) {
+		return e.ClientMAC
+	}
+	return t.GatewayMAC
 }

@@ -114,10 +114,13 @@ func TestSyncReportAndInstall(t *testing.T) {
 	}
 }
 
-// TestSyncNATReplyUsesClientMAC: a NAT reply on the backup goes to the
-// client's next hop learnt from the master.
-func TestSyncNATReplyUsesClientMAC(t *testing.T) {
+// TestSyncNATReplyGoesToGateway: a NAT reply of a synced connection that
+// has not seen a client packet on the backup goes to the default gateway;
+// once the client's packet came, to the client's next hop.
+func TestSyncNATReplyGoesToGateway(t *testing.T) {
 	master, backup, mt, bt := syncPair(t, ForwardNAT, header.ProtoUDP)
+	gw := mustMAC("02:00:0a:14:00:01")
+	bt.GatewayMAC = gw
 	now := int64(time.Second)
 	p := client(header.ProtoUDP)
 	buf := make([]byte, Headroom+MaxFrame)
@@ -133,10 +136,21 @@ func TestSyncNATReplyUsesClientMAC(t *testing.T) {
 	bw := backup.workers[0]
 	bw.serveSync(now)
 	reply := pkt{srcMAC: macRS1, dstMAC: macDir, src: ipRS1, dst: ipClient, sport: natPort, dport: cport, proto: header.ProtoUDP, payload: []byte("hi")}
-	n = copy(buf[Headroom:], reply.bytes(t))
-	out, v := bw.process(bt, buf, n, make([]byte, 128), now)
-	if v != VerdictForward || header.Ethernet(out).Destination() != macRouter {
-		t.Fatalf("backup reply: %v, to %x", v, out)
+	for _, step := range []struct {
+		name string
+		want [6]byte
+	}{{"before the client's packet", gw}, {"after it", macRouter}} {
+		if step.want == macRouter {
+			n = copy(buf[Headroom:], p.bytes(t))
+			if _, v := bw.process(bt, buf, n, make([]byte, 128), now); v != VerdictForward {
+				t.Fatalf("client packet on the backup: %v", v)
+			}
+		}
+		n = copy(buf[Headroom:], reply.bytes(t))
+		out, v := bw.process(bt, buf, n, make([]byte, 128), now)
+		if v != VerdictForward || header.Ethernet(out).Destination() != step.want {
+			t.Fatalf("reply %s: %v, to %x, want %x", step.name, v, header.Ethernet(out).Destination(), step.want)
+		}
 	}
 }
 

@@ -90,6 +90,10 @@ type Table struct {
 	MAC  [6]byte
 	Addr [4]byte
 	MTU  int
+	// GatewayMAC is the MAC of the director's default gateway, zero if
+	// unknown: where a NAT or FULLNAT reply goes while its connection has
+	// not seen a client packet yet (one installed by connection sync).
+	GatewayMAC [6]byte
 
 	Services map[ServiceKey]*Service
 	// Reals is indexed by Real.ID; a removed real leaves a zero Real

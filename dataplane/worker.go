@@ -710,7 +710,7 @@ func (w *Worker) icmpError(t *Table, buf, frame []byte) ([]byte, Verdict) {
 		icmp.SetChecksum(icmp.CalculateChecksum())
 	}
 	if reply {
-		eth.SetDestination(e.ClientMAC)
+		eth.SetDestination(clientMAC(t, e))
 		eth.SetSource(t.MAC)
 		return frame, VerdictForward
 	}
@@ -735,7 +735,7 @@ func (w *Worker) rewriteReply(t *Table, e *conntrack.Entry4, frame []byte) []byt
 	if Forward(e.Forward) == ForwardFullNAT {
 		rewriteDst(ip, e.Client, e.ClientPort)
 	}
-	eth.SetDestination(e.ClientMAC)
+	eth.SetDestination(clientMAC(t, e))
 	eth.SetSource(t.MAC)
 	return frame
 }

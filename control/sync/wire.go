@@ -124,13 +124,13 @@ const (
 	OptParam     = 7      // IPVS_OPT_PARAM
 	OptFlagParam = 1 << 6 // IPVS_OPT_F_PARAM, (1 << (IPVS_OPT_PARAM-1)): "may be ignored"
 
-	// gvs's own parameters, marked OptFlagParam so that a kernel backup
-	// skips them and keeps the record. Each is 6 bytes of data, so a
-	// record with either or both stays a multiple of 4 bytes long.
-	OptClientMAC = OptFlagParam | 16 // the client's next-hop MAC, where NAT and FULLNAT replies go
-	OptLocal     = OptFlagParam | 17 // FULLNAT local address (4 bytes) and port (2, big-endian)
+	// OptLocal is gvs's own parameter: a FULLNAT connection's local
+	// address (4 bytes) and port (2, big-endian), marked OptFlagParam so
+	// that a kernel backup skips it and keeps the record. With its 6
+	// bytes of data a record stays a multiple of 4 bytes long.
+	OptLocal = OptFlagParam | 17
 
-	// paramLen is the length of one gvs parameter: type, length, 6 bytes.
+	// paramLen is the length of a gvs parameter: type, length, 6 bytes.
 	paramLen = 2 + 6
 )
 
@@ -192,23 +192,20 @@ type Conn struct {
 	FWMark   uint32         // fwmark
 	Timeout  time.Duration  // timeout, whole seconds on the wire; 0 makes a backup use its own timeout for the state
 
-	// gvs extensions, each sent as an optional parameter only when set.
-	ClientMAC [6]byte        // OptClientMAC; the zero MAC is not sent
-	Local     netip.AddrPort // OptLocal (FULLNAT); the zero AddrPort is not sent
+	// Local is a FULLNAT connection's local address and port, a gvs
+	// extension sent as the optional parameter OptLocal; the zero
+	// AddrPort is not sent.
+	Local netip.AddrPort
 }
 
-// Len returns the encoded length of c's record: 36 bytes, and 8 more for
-// each gvs parameter it carries. It is always a multiple of 4, so records
-// gvs writes need no padding.
+// Len returns the encoded length of c's record: 36 bytes, and 8 more with
+// a Local address. It is always a multiple of 4, so records gvs writes
+// need no padding.
 func (c *Conn) Len() int {
-	n := ConnLen
-	if c.ClientMAC != ([6]byte{}) {
-		n += paramLen
-	}
 	if c.Local.IsValid() {
-		n += paramLen
+		return ConnLen + paramLen
 	}
-	return n
+	return ConnLen
 }
 
 // Message is one sync datagram.
@@ -241,9 +238,9 @@ func (m *Message) Size() int {
 // refuses more than [MaxConns] connections, a message over [MaxSize], a
 // non-IPv4 address and a negative or too large timeout, and then returns b
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
-// cp->timeout / HZ does. The only optional parameters written are gvs's
-// own (OptClientMAC, OptLocal), so sequence adjustments of NAT
-// connections (FlagSeqMask) are not carried.
+// cp->timeout / HZ does. The only optional parameter written is gvs's
+// OptLocal, so sequence adjustments of NAT connections (FlagSeqMask) are
+// not carried.
 func (m *Message) Marshal(b []byte) ([]byte, error) {
 	if len(m.Conns) > MaxConns {
 		return b, ErrTooManyConns
@@ -308,13 +305,8 @@ func (c *Conn) put(r []byte) {
 	copy(r[recVaddr:], a[:])
 	a = c.Real.Addr().As4()
 	copy(r[recDaddr:], a[:])
-	p := r[ConnLen:]
-	if c.ClientMAC != ([6]byte{}) {
-		p[0], p[1] = OptClientMAC, 6
-		copy(p[2:paramLen], c.ClientMAC[:])
-		p = p[paramLen:]
-	}
 	if c.Local.IsValid() {
+		p := r[ConnLen:]
 		p[0], p[1] = OptLocal, 6
 		a = c.Local.Addr().As4()
 		copy(p[2:6], a[:])
@@ -325,10 +317,13 @@ func (c *Conn) put(r []byte) {
 // Batch encodes conns into as few messages as it can, in order, each at
 // most maxSize bytes (for example the interface MTU minus the IP and UDP
 // headers, or the sync daemon's sync_maxlen) and at most MaxConns
-// records. It allocates one backing array for all messages. No connections
-// give no messages. It fails with [ErrMaxSize] when maxSize cannot hold a
-// header and one of the records, and on the first connection Marshal would
-// refuse.
+// records. A record with a parameter ends its message: Wireshark's IPVS
+// dissector steps over records by their fixed length, not their size
+// field, so it decodes every record before the first one with parameters,
+// that one, and nothing after it. It allocates one backing array for all
+// messages. No connections give no messages. It fails with [ErrMaxSize]
+// when maxSize cannot hold a header and one of the records, and on the
+// first connection Marshal would refuse.
 func Batch(conns []Conn, syncID uint8, maxSize int) ([][]byte, error) {
 	maxSize = min(maxSize, MaxSize)
 	// Split first, so that the messages can share one exact allocation.
@@ -339,6 +334,9 @@ func Batch(conns []Conn, syncID uint8, maxSize int) ([][]byte, error) {
 		for i+k < len(conns) && k < MaxConns && size+conns[i+k].Len() <= maxSize {
 			size += conns[i+k].Len()
 			k++
+			if conns[i+k-1].Len() > ConnLen {
+				break // see above: the last record Wireshark can place
+			}
 		}
 		if k == 0 {
 			return nil, fmt.Errorf("%w: %d < %d", ErrMaxSize, maxSize, HeaderLen+conns[i].Len())
@@ -448,8 +446,8 @@ func Parse(b []byte) (Message, error) {
 // 0, size = len(b)); for each record, that its header fits, its version is
 // 0, its size is at least 36 and inside the message, its type is 0, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. gvs's own parameters are decoded (and must be 6 bytes long); the
-// others are skipped, known or not: unlike the kernel, which drops a record
+// it. gvs's OptLocal is decoded (and must be 6 bytes long); the other
+// parameters are skipped, known or not: unlike the kernel, which drops a record
 // with an unknown parameter lacking OptFlagParam, Decode keeps the record.
 func (m *Message) Decode(b []byte) error {
 	m.SyncID = 0
@@ -487,7 +485,6 @@ func (m *Message) Decode(b []byte) error {
 		case r[recType] != 0:
 			return &ParseError{ErrType, i, off}
 		}
-		var mac [6]byte
 		var local netip.AddrPort
 		for p := ConnLen; p < size; {
 			if p+2 > size {
@@ -497,16 +494,11 @@ func (m *Message) Decode(b []byte) error {
 			if plen == 0 || p+2+plen > size {
 				return &ParseError{ErrParam, i, off}
 			}
-			switch r[p] {
-			case OptClientMAC, OptLocal:
+			if r[p] == OptLocal {
 				if plen != 6 {
 					return &ParseError{ErrParam, i, off}
 				}
-				if r[p] == OptClientMAC {
-					mac = [6]byte(r[p+2 : p+8])
-				} else {
-					local = addrPort(r[p+2:], r[p+6:])
-				}
+				local = addrPort(r[p+2:], r[p+6:])
 			}
 			p += 2 + plen
 		}
@@ -519,9 +511,7 @@ func (m *Message) Decode(b []byte) error {
 			Real:     addrPort(r[recDaddr:], r[recDport:]),
 			FWMark:   binary.BigEndian.Uint32(r[recFwmark:]),
 			Timeout:  time.Duration(binary.BigEndian.Uint32(r[recTimeout:])) * time.Second,
-
-			ClientMAC: mac,
-			Local:     local,
+			Local:    local,
 		})
 		off += (size + 3) &^ 3
 	}
