@@ -162,6 +162,52 @@ func BenchmarkLookupHit6(b *testing.B) {
 	})
 }
 
+// warmBatch is the number of keys the batch benchmarks handle at a time:
+// the dataplane's batch.
+const warmBatch = 64
+
+// warmModes are the two ways the batch benchmarks treat a batch: one key
+// after the other, as BenchmarkLookupHit and BenchmarkInsert do, or after
+// Warm on the whole batch.
+var warmModes = []struct {
+	name string
+	warm bool
+}{{"cold", false}, {"warm", true}}
+
+// BenchmarkLookupBatch looks up the keys of BenchmarkLookupHit warmBatch
+// at a time, as a worker does, and reads RealID from each entry found.
+// ns/op is one batch; ns/key is comparable to BenchmarkLookupHit's ns/op.
+func BenchmarkLookupBatch(b *testing.B) {
+	for _, size := range benchSizes {
+		for _, mode := range warmModes {
+			b.Run(size.name+"/"+mode.name, func(b *testing.B) {
+				t := size.table()
+				keys := hitKeys(t, rand.New(rand.NewPCG(1, 1)))
+				b.ReportAllocs()
+				var sum uint32
+				i := 0
+				for b.Loop() {
+					batch := keys[i : i+warmBatch]
+					if mode.warm {
+						t.s.Warm(batch)
+					}
+					for j := range batch {
+						e, _ := t.s.Lookup(&batch[j])
+						if e == nil {
+							b.Fatal("miss")
+						}
+						sum += e.RealID
+					}
+					i = (i + warmBatch) & (benchKeys - 1)
+				}
+				sinkID = sum
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*warmBatch), "ns/key")
+				reportBytesPerConn(b, t.s)
+			})
+		}
+	}
+}
+
 // insertBatch is how many of the oldest connections BenchmarkInsert
 // deletes, with the timer stopped, each time the table is full.
 const insertBatch = 1024
@@ -216,6 +262,48 @@ func BenchmarkInsert(b *testing.B) {
 			}
 			reportBytesPerConn(b, t.s)
 		})
+	}
+}
+
+// BenchmarkInsertBatch is BenchmarkInsert warmBatch new connections at a
+// time: "warm" first warms both keys of each, which loads the buckets
+// Insert probes and places the keys in. ns/op is one batch; ns/conn is
+// comparable to BenchmarkInsert's ns/op.
+func BenchmarkInsertBatch(b *testing.B) {
+	for _, size := range benchSizes {
+		for _, mode := range warmModes {
+			b.Run(size.name+"/"+mode.name, func(b *testing.B) {
+				t := size.table()
+				defer t.topUp()
+				var ents [warmBatch]Entry4
+				var keys [2 * warmBatch]Key4
+				b.ReportAllocs()
+				for b.Loop() {
+					if t.s.Len()+warmBatch > t.s.Cap() {
+						b.StopTimer()
+						t.deleteOldest(insertBatch)
+						b.StartTimer()
+					}
+					for i := range ents {
+						ents[i] = natEntry[[4]byte](t.hi + uint32(i))
+					}
+					if mode.warm {
+						for i := range ents {
+							keys[2*i], keys[2*i+1] = ents[i].ForwardKey(), ents[i].ReplyKey()
+						}
+						t.s.Warm(keys[:])
+					}
+					for i := range ents {
+						if _, err := t.s.Insert(&ents[i], true); err != nil {
+							b.Fatalf("Insert at %d of %d: %v", t.s.Len(), t.s.Cap(), err)
+						}
+					}
+					t.hi += warmBatch
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*warmBatch), "ns/conn")
+				reportBytesPerConn(b, t.s)
+			})
+		}
 	}
 }
 

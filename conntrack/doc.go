@@ -21,6 +21,13 @@
 // rehash. Nothing in a shard holds a Go pointer, so a table of millions of
 // connections costs the garbage collector nothing to scan.
 //
+// Batches. A lookup in a table of millions waits for two cache misses,
+// the index bucket's and then the entry's. [Shard.Warm] loads what the
+// lookups of a batch of keys will read, with the misses of all the keys
+// in flight at once, so that the lookups that follow find it in the
+// cache; the dataplane warms every batch it reads once its shard is too
+// large for the caches.
+//
 // Full tables. When a shard is full, [Shard.Evict] removes the entry that
 // expires first among a random sample, considering only entries that are
 // not established TCP connections: under a SYN flood the oldest half-open

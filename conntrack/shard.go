@@ -79,6 +79,8 @@ type Shard[A IP] struct {
 	cursor int // Expire's position in entries
 	rng    uint64
 	seed   [5]uint64
+
+	warmSum uint32 // Warm's loaded words, kept so that its loads are not optimised away
 }
 
 // NewShard returns an empty shard for at most capacity entries (clamped to

@@ -1,8 +1,13 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -290,6 +295,220 @@ func BenchmarkProcessManyFlows(b *testing.B) {
 		w.process(tbl, buf, len(f), icmp, 2)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+}
+
+// TestBatchMatchesProcess: a batch, which parses every frame and warms
+// the shard before it processes any, forwards exactly what processing the
+// frames one at a time does, in the same order, with the same verdicts
+// and connections, also where a frame's connection is created, expires
+// or is replaced by an earlier frame of the same batch.
+func TestBatchMatchesProcess(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	// A NAT TCP service whose established connections time out after two
+	// batches (each batch is 20 s after the one before) and FIN_WAIT ones
+	// after one; UDP, to no service, and broken frames pass by.
+	tables := [2]*Table{testTable(ForwardNAT, header.ProtoTCP), testTable(ForwardNAT, header.ProtoTCP)}
+	for _, tbl := range tables {
+		tbl.Timeouts.TCP, tbl.Timeouts.TCPFin = 30*time.Second, 10*time.Second
+	}
+	link := &fakeLink{}
+	var ptrs [2]atomic.Pointer[Table]
+	ptrs[0].Store(tables[0])
+	ptrs[1].Store(tables[1])
+	batched := newWorker(0, 1, link, &ptrs[0], 1000)
+	batched.warmMin = 0 // warm however few the connections
+	single := newWorker(0, 1, nil, &ptrs[1], 1000)
+
+	frame := func() []byte {
+		sport := uint16(40000 + r.IntN(12)) // few flows: repeats in a batch
+		var p pkt
+		switch k := r.IntN(20); {
+		case k < 12:
+			p = client(header.ProtoTCP)
+			p.sport = sport
+			switch r.IntN(4) {
+			case 0:
+				p.syn = true
+			case 1:
+				p.ack = true
+			case 2:
+				p.ack, p.fin = true, true
+			case 3:
+				p.rst = true
+			}
+		case k < 17:
+			p = pkt{srcMAC: macRS1, dstMAC: macDir, src: ipRS1, dst: ipClient, sport: natPort, dport: sport,
+				proto: header.ProtoTCP, ack: true, fin: r.IntN(4) == 0, df: true}
+		case k < 19:
+			p = client(header.ProtoUDP)
+			p.sport = sport
+		default:
+			return []byte{0x02, 0, 0, 0}
+		}
+		return p.bytes(t)
+	}
+
+	now := int64(1)
+	var tally [numVerdicts]uint64
+	var want [][]byte
+	for round := range 60 {
+		n := 1 + r.IntN(BatchSize)
+		buf := make([]byte, Headroom+MaxFrame)
+		icmp := make([]byte, 128)
+		for i := range n {
+			f := frame()
+			batched.sizes[i] = copy(batched.bufs[i][Headroom:], f)
+			size := copy(buf[Headroom:], f)
+			out, v := single.process(tables[1], buf, size, icmp, now)
+			tally[v]++
+			if out != nil {
+				want = append(want, append([]byte(nil), out...))
+			}
+		}
+		batched.batch(tables[0], n, now)
+		got := link.sent()
+		if len(got) != len(want) {
+			t.Fatalf("round %d: batch sent %d frames in all, one at a time %d", round, len(got), len(want))
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("round %d: sent frame %d differs:\nbatch  %x\nsingle %x", round, i, got[i], want[i])
+			}
+		}
+		now += int64(20 * time.Second)
+	}
+	for v := Verdict(1); v < numVerdicts; v++ {
+		if got := batched.C.Verdicts[v].Load(); got != tally[v] {
+			t.Errorf("verdict %v: %d in batches, %d one at a time", v, got, tally[v])
+		}
+	}
+	conns := func(w *Worker) [4]uint64 {
+		return [4]uint64{w.C.NewConns.Load(), w.C.LateExpired.Load(), w.C.Reused.Load(), w.C.Rescheduled.Load()}
+	}
+	b := conns(batched)
+	if s := conns(single); b != s {
+		t.Errorf("new, late-expired, reused, rescheduled connections: %v in batches, %v one at a time", b, s)
+	}
+	if bd, sd := batched.shard.Dump(), single.shard.Dump(); !slices.Equal(bd, sd) {
+		t.Errorf("the shards differ:\nbatch  %+v\nsingle %+v", bd, sd)
+	}
+	t.Logf("%d frames sent; new, late-expired, reused, rescheduled connections %v; %d left; verdicts %v",
+		len(want), b, batched.shard.Len(), tally)
+	if b[0] == 0 || b[1] == 0 || b[2] == 0 || tally[VerdictNoConn] == 0 || tally[VerdictNoService] == 0 || tally[VerdictMalformed] == 0 {
+		t.Errorf("the frames missed a case")
+	}
+}
+
+// nullLink is a Link that never receives and accepts every write: the
+// batch benchmark's link.
+type nullLink struct{}
+
+func (nullLink) Read([][]byte, []int, int) (int, error) { return 0, nil }
+func (nullLink) Write(bufs [][]byte) (int, error)       { return len(bufs), nil }
+
+// manyFlows is a worker whose shard holds established NAT UDP flows, and
+// 64-byte frames (on the wire) of random ones of them, every other one a
+// reply from the real.
+type manyFlows struct {
+	w      *Worker
+	tbl    *Table
+	frames [][]byte
+}
+
+// manyFlowsFrames is how many frames a manyFlows cycles through: a power
+// of two, and flows whose connections take far more memory than the
+// caches hold.
+const manyFlowsFrames = 1 << 16
+
+// flowClient returns the client address and port of flow i.
+func flowClient(i int) ([4]byte, uint16) {
+	a := 0x0a800000 + uint32(i>>10) // 10.128.0.0/16 and up
+	return [4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)}, uint16(1024 + i&1023)
+}
+
+func newManyFlows(tb testing.TB, flows int) *manyFlows {
+	tbl := testTable(ForwardNAT, header.ProtoUDP)
+	var ptr atomic.Pointer[Table]
+	ptr.Store(tbl)
+	m := &manyFlows{w: newWorker(0, 1, nullLink{}, &ptr, flows), tbl: tbl}
+	req := client(header.ProtoUDP).bytes(tb)
+	rep := pkt{srcMAC: macRS1, dstMAC: macDir, src: ipRS1, dst: ipClient, sport: natPort, dport: cport,
+		proto: header.ProtoUDP, df: true, payload: client(header.ProtoUDP).payload}.bytes(tb) // as long as req
+	buf := make([]byte, Headroom+MaxFrame)
+	icmp := make([]byte, 128)
+	for i := range flows {
+		n := copy(buf[Headroom:], req)
+		addr, port := flowClient(i)
+		rewriteSrc(header.IPv4(buf[Headroom+header.EthernetLen:Headroom+n]), addr, port)
+		if _, v := m.w.process(tbl, buf, n, icmp, 1); v != VerdictForward {
+			tb.Fatalf("setting up flow %d: verdict %v", i, v)
+		}
+	}
+	r := rand.New(rand.NewPCG(5, uint64(flows)))
+	block := make([]byte, manyFlowsFrames*len(req))
+	m.frames = make([][]byte, manyFlowsFrames)
+	for i := range m.frames {
+		f := block[i*len(req) : (i+1)*len(req)]
+		addr, port := flowClient(r.IntN(flows))
+		if i%2 == 0 {
+			copy(f, req)
+			rewriteSrc(header.IPv4(f[header.EthernetLen:]), addr, port)
+		} else {
+			copy(f, rep)
+			rewriteDst(header.IPv4(f[header.EthernetLen:]), addr, port)
+		}
+		m.frames[i] = f
+	}
+	return m
+}
+
+// manyFlowsBuilt keeps the worlds of BenchmarkBatchManyFlows from one run
+// (-count) to the next: millions of flows take seconds to set up.
+var manyFlowsBuilt = map[int]*manyFlows{}
+
+// BenchmarkBatchManyFlows is the cost of whole batches of BatchSize frames,
+// each of a random one of many established NAT flows: from some tens of
+// thousands of flows on, nearly every connection lookup misses the CPU
+// caches, as in a director that holds millions of connections. "cold"
+// never warms the shard, "warm" always does, whatever warmMinConns says.
+// ns/pkt is one frame; copying the frames into the worker's buffers is
+// included.
+func BenchmarkBatchManyFlows(b *testing.B) {
+	for _, flows := range []int{1 << 13, 1 << 16, 1 << 20, 4 << 20} {
+		size := fmt.Sprintf("%dK", flows>>10)
+		if flows >= 1<<20 {
+			size = fmt.Sprintf("%dM", flows>>20)
+		}
+		for _, mode := range []struct {
+			name    string
+			warmMin int
+		}{{"cold", math.MaxInt}, {"warm", 0}} {
+			b.Run(size+"/"+mode.name, func(b *testing.B) {
+				m := manyFlowsBuilt[flows]
+				if m == nil {
+					m = newManyFlows(b, flows)
+					manyFlowsBuilt[flows] = m
+				}
+				w := m.w
+				w.warmMin = mode.warmMin
+				fwd := w.C.Verdicts[VerdictForward].Load()
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					for j := range BatchSize {
+						w.sizes[j] = copy(w.bufs[j][Headroom:], m.frames[(i+j)&(manyFlowsFrames-1)])
+					}
+					w.batch(m.tbl, BatchSize, 2)
+					i += BatchSize
+				}
+				if got := w.C.Verdicts[VerdictForward].Load() - fwd; got != uint64(b.N*BatchSize) {
+					b.Fatalf("%d of %d frames forwarded", got, b.N*BatchSize)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*BatchSize), "ns/pkt")
+				b.ReportMetric(float64(b.N*BatchSize)/b.Elapsed().Seconds(), "pps")
+			})
+		}
+	}
 }
 
 // TestConnectionsDump: the running workers hand over copies of their
