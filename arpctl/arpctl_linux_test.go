@@ -80,6 +80,12 @@ func TestAddRemoveVIP(t *testing.T) {
 		if err != nil || added {
 			t.Fatalf("second AddVIP = %v, %v; want false, nil", added, err)
 		}
+		if has, err := HasVIP(l.nameA, vip); err != nil || !has {
+			t.Fatalf("HasVIP of the VIP = %v, %v", has, err)
+		}
+		if has, err := HasVIP(l.nameA, addrA); err != nil || has {
+			t.Fatalf("HasVIP of the /24 interface address = %v, %v; want false", has, err)
+		}
 		// An address already there with another prefix is not ours to add.
 		added, err = AddVIP(l.nameA, addrA)
 		if err != nil || added {
@@ -96,6 +102,9 @@ func TestAddRemoveVIP(t *testing.T) {
 		}
 		if err := RemoveVIP(l.nameA, vip); err != nil {
 			t.Fatalf("RemoveVIP of an absent VIP: %v", err)
+		}
+		if has, err := HasVIP(l.nameA, vip); err != nil || has {
+			t.Fatalf("HasVIP after RemoveVIP = %v, %v", has, err)
 		}
 		_, err = AddVIP(l.nameA+"x", vip)
 		if err == nil || !strings.HasPrefix(err.Error(), "arpctl: add VIP 10.201.0.100 on "+l.nameA+"x: ") {

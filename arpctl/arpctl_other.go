@@ -38,3 +38,8 @@ func Resolve(ifname string, ip netip.Addr, timeout time.Duration) (mac net.Hardw
 func DefaultGateway(ifname string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("arpctl: default gateway of %s: %w", ifname, errUnsupported)
 }
+
+// HasVIP reports whether vip/32 is on ifname. Only Linux is supported.
+func HasVIP(ifname string, vip netip.Addr) (bool, error) {
+	return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, errUnsupported)
+}

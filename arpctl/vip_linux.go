@@ -55,6 +55,26 @@ func RemoveVIP(ifname string, vip netip.Addr) error {
 	return nil
 }
 
+// HasVIP reports whether vip/32 is on ifname.
+func HasVIP(ifname string, vip netip.Addr) (bool, error) {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, err)
+	}
+	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+		return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, err)
+	}
+	for _, a := range addrs {
+		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == vip {
+			if ones, _ := a.Mask.Size(); ones == 32 {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
 var errNotIPv4 = errors.New("not an IPv4 address")
 
 func vipAddr(vip netip.Addr) *netlink.Addr {

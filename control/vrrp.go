@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gvs-lb/gvs/arpctl"
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/control/vrrp"
@@ -76,6 +77,19 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 	}
 	d.speaker = sp
 	d.vrrpState.state = vrrp.Initialize
+	// A director that died without cleaning up (SIGKILL, a crash) left
+	// its VIPs on the interface: as a backup it would still answer ARP for
+	// them against the master. With VRRP they are gvsd's to hold, so they
+	// go until this director is master.
+	for _, s := range cfg.Services {
+		vip := s.Address.Addr()
+		if has, err := arpctl.HasVIP(d.link.Name, vip); err == nil && has {
+			if err := arpctl.RemoveVIP(d.link.Name, vip); err != nil {
+				return fmt.Errorf("control: vrrp: %w", err)
+			}
+			d.log.Warn("removed a VIP an earlier run left on the interface; it comes back when this director is master", "vip", vip)
+		}
+	}
 	d.bg.Add(2)
 	go func() { // vrrp: the speaker, until the daemon stops (a master then sends priority 0)
 		defer d.bg.Done()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -75,7 +76,7 @@ func runFailover(t *testing.T, c failoverCase) {
 	cfg := func(priority int) string {
 		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n", priority, c.interval)
 		if c.sync {
-			s += "\n[sync]\nrefresh = \"5s\"\n"
+			s += "\n[sync]\nrefresh = \"2s\"\n"
 		}
 		return s
 	}
@@ -200,6 +201,54 @@ func runFailover(t *testing.T, c failoverCase) {
 	}
 	t.Logf("%s: backup sync: %d messages, %d connections received, %d installed", c.name(),
 		resp.Sync.MessagesReceived, resp.Sync.ConnsReceived, resp.Sync.Installed)
+
+	if c.kill && c.interval < time.Second {
+		// The killed director comes back at a lower priority: it drops
+		// the VIP its death left on its interface (else it would answer
+		// ARP for it against the master), stays backup and learns the
+		// stream, which it never saw, from the next refresh.
+		if !vipOn(ctx, t, l.Director) {
+			t.Fatal("the killed master's VIP is not on its interface: the restart check below would prove nothing")
+		}
+		rcfg := filepath.Join(dir, "restart.toml")
+		if err := os.WriteFile(rcfg, []byte(cfg(10)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		rsock := filepath.Join(dir, "restart.sock")
+		again, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "restart.log"), []string{bins.gvsd, "-config", rcfg, "-socket", rsock, "-log-json"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			again.Stop()
+			if t.Failed() {
+				t.Logf("restarted gvsd log:\n%s", again.Log())
+			}
+		}()
+		if err := again.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
+			t.Fatalf("restarted gvsd: %v", err)
+		}
+		if vipOn(ctx, t, l.Director) {
+			t.Fatal("the restarted director kept the VIP its killed run left behind")
+		}
+		waitRole(ctx, t, rsock, "BACKUP", 5*time.Second)
+		// The stream has been closed by now: its entry is closing.
+		if err := waitCond(ctx, 5*time.Second, func() bool { return hasConn(ctx, t, rsock, streamPort, "") }); err != nil {
+			t.Fatalf("the restarted director did not learn the stream's connection from a refresh: %+v", gvsStatus(ctx, t, rsock).Sync)
+		}
+		if vipOn(ctx, t, l.Director) {
+			t.Fatal("the restarted director holds the VIP as backup")
+		}
+	}
+}
+
+// vipOn reports whether h has the VIP on its interface.
+func vipOn(ctx context.Context, t *testing.T, h *lab.Host) bool {
+	out, err := h.Command(ctx, "ip", "-4", "-o", "addr", "show", "dev", h.Iface).Output()
+	if err != nil {
+		t.Fatalf("ip addr on %s: %v", h.Name, err)
+	}
+	return strings.Contains(string(out), scenario.VIP.String()+"/32")
 }
 
 // gvsStatus runs gvsadm -L --json (and args) against socket.
@@ -235,10 +284,10 @@ func waitRole(ctx context.Context, t *testing.T, socket, want string, limit time
 }
 
 // hasConn reports whether the gvsd at socket has a TCP connection from the
-// client port in state.
+// client port in state (any state if "").
 func hasConn(ctx context.Context, t *testing.T, socket string, port uint16, state string) bool {
 	for _, c := range gvsStatus(ctx, t, socket, "-c").Connections {
-		if ap, err := netip.ParseAddrPort(c.Client); err == nil && ap.Port() == port && c.Protocol == "tcp" && c.State == state {
+		if ap, err := netip.ParseAddrPort(c.Client); err == nil && ap.Port() == port && c.Protocol == "tcp" && (state == "" || c.State == state) {
 			return true
 		}
 	}
