@@ -17,6 +17,7 @@ type Dataplane struct {
 	templates *conntrack.Templates
 	syncOwner func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
 	syncWake  chan struct{}
+	capture   atomic.Pointer[Capture] // the running capture, nil when none
 }
 
 // New makes one worker per link. capacity is the connection-table capacity
@@ -37,6 +38,7 @@ func New(links []Link, capacity int) (*Dataplane, error) {
 	for i, l := range links {
 		w := newWorker(i, len(links), l, &d.table, capacity/len(links))
 		w.templates = d.templates
+		w.capture = &d.capture
 		d.workers = append(d.workers, w)
 	}
 	return d, nil

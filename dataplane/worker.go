@@ -93,6 +93,9 @@ type Worker struct {
 	keys    [BatchSize]conntrack.Key4
 	warmMin int
 
+	capture *atomic.Pointer[Capture] // the Dataplane's; nil in tests that make a Worker alone
+	capIn   [BatchSize][]byte        // copies of the batch's frames that may match the capture
+
 	flow       schedule.Flow
 	nextPort   uint32
 	lastExpire int64
@@ -189,12 +192,19 @@ func (w *Worker) run(stop <-chan struct{}) error {
 // not warmed: they are rare, and their key is in the quoted packet.
 func (w *Worker) batch(t *Table, n int, now int64) {
 	w.cur, w.now = t, now
+	var c *Capture
+	if w.capture != nil {
+		c = w.capture.Load()
+	}
 	keys := w.keys[:0]
 	for i := 0; i < n; i++ {
 		p := &w.parsed[i]
 		*p = parse(w.bufs[i], w.sizes[i])
 		if p.v == 0 && p.key.Proto != header.ProtoICMP {
 			keys = append(keys, p.key)
+		}
+		if c != nil {
+			w.capturePre(c, i)
 		}
 	}
 	if t != nil && w.shard.Len() >= w.warmMin { // without a table, nothing is looked up
@@ -204,6 +214,9 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	for i := 0; i < n; i++ {
 		f, v := w.handle(t, w.bufs[i], &w.parsed[i], w.icmp[i], now)
 		w.C.Verdicts[v].Add(1)
+		if c != nil {
+			w.capturePost(c, t, i, f, v)
+		}
 		if f != nil {
 			out = append(out, f)
 		}

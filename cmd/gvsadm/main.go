@@ -11,6 +11,7 @@
 //	gvsadm -L -n [--stats | --rate | --health | --thresholds | --persistent-conn] [--exact] [-t|-u VIP:port]
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -L --daemon           the connection sync daemon
+//	gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]   what the dataplane does with frames
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
 //	gvsadm -v | -h
@@ -46,6 +47,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// capture is a command word, after the socket option if any.
+	for i := 0; i < len(args) && i < 3; i++ {
+		if args[i] == "capture" {
+			return runCapture(append(append([]string(nil), args[:i]...), args[i+1:]...), stdout, stderr)
+		}
+	}
 	o, err := parseArgs(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvsadm: %v\n", err)
@@ -429,6 +436,7 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -L|-l [-n] [--stats|--rate|--health|--thresholds|--persistent-conn] [--exact] [-t|-u VIP:port] [--json]
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -L --daemon            the connection sync daemon ([sync])
+  gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]  record what the dataplane does (capture -h)
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.

@@ -123,7 +123,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return d.Handle(ctx, req)
 	}
 	go func() { // control API: gvsadm's requests, until ln is closed
-		if err := api.Serve(context.Background(), ln, handle); err != nil {
+		if err := api.ServeStreams(context.Background(), ln, handle, d.Capture); err != nil {
 			log.Error("control socket", "err", err)
 		}
 	}()

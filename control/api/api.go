@@ -30,10 +30,57 @@ const (
 	OpReload = "reload"
 )
 
+// OpCapture records what the dataplane does with the frames
+// Request.Capture selects; its answer is a stream of CaptureEvents
+// (Capture).
+const OpCapture = "capture"
+
 // Request is what gvsadm asks.
 type Request struct {
-	Op   string `json:"op"`
-	Edit *Edit  `json:"edit,omitempty"`
+	Op      string          `json:"op"`
+	Edit    *Edit           `json:"edit,omitempty"`
+	Capture *CaptureRequest `json:"capture,omitempty"`
+}
+
+// CaptureRequest selects the frames a capture records and bounds it.
+// Empty fields match everything.
+type CaptureRequest struct {
+	Protocol string   `json:"protocol,omitempty"` // "tcp", "udp" or "icmp"
+	Service  string   `json:"service,omitempty"`  // "tcp:VIP:port" or "udp:VIP:port"
+	Real     string   `json:"real,omitempty"`     // RIP or RIP:port
+	Host     string   `json:"host,omitempty"`     // an address or prefix the frame comes from or goes to
+	Port     uint16   `json:"port,omitempty"`     // a port the frame comes from or goes to
+	Verdicts []string `json:"verdicts,omitempty"` // forward, no_service, no_conn, ...
+	Count    uint64   `json:"count,omitempty"`    // stop after this many frames
+	Seconds  float64  `json:"seconds,omitempty"`  // stop after this long
+}
+
+// CaptureEvent is one line of a capture's stream: a frame, or the end
+// (which says why), or an error.
+type CaptureEvent struct {
+	Packet *CapturedPacket `json:"packet,omitempty"`
+	End    *CaptureEnd     `json:"end,omitempty"`
+	Error  string          `json:"error,omitempty"`
+}
+
+// CapturedPacket is one recorded frame: as it arrived and, if the
+// dataplane sent one, as it left.
+type CapturedPacket struct {
+	Time    time.Time `json:"time"`
+	Worker  int       `json:"worker"`
+	In      []byte    `json:"in"`
+	Out     []byte    `json:"out,omitempty"`
+	Verdict string    `json:"verdict"`
+	Service string    `json:"service,omitempty"` // "tcp:VIP:port"
+	Real    string    `json:"real,omitempty"`    // RIP:port
+	Forward string    `json:"forward,omitempty"` // dr, tun, nat, fullnat
+}
+
+// CaptureEnd closes a capture's stream.
+type CaptureEnd struct {
+	Matched uint64 `json:"matched"` // frames that matched (up to the count)
+	Dropped uint64 `json:"dropped"` // of those, lost because the capture queue was full
+	Reason  string `json:"reason"`  // "count", "time" or "stopped"
 }
 
 // Edit commands, as ipvsadm's.
@@ -254,9 +301,21 @@ func Call(ctx context.Context, socket string, req *Request) (*Response, error) {
 // maxRequest bounds what the server reads of one request.
 const maxRequest = 1 << 20
 
+// Streamer answers a streaming request (OpCapture): it calls emit for
+// each event until it is done or ctx ends (the caller went away), and
+// sends the end event itself.
+type Streamer func(ctx context.Context, req *Request, emit func(*CaptureEvent) error)
+
+// streamWriteTimeout bounds one event's write, so a caller that stops
+// reading cannot hold a capture open.
+const streamWriteTimeout = 10 * time.Second
+
 // Serve answers requests on l with h until l is closed; it returns nil
 // then. Each connection carries one request.
-func Serve(ctx context.Context, l net.Listener, h Handler) error {
+func Serve(ctx context.Context, l net.Listener, h Handler) error { return ServeStreams(ctx, l, h, nil) }
+
+// ServeStreams is Serve that also answers OpCapture with s.
+func ServeStreams(ctx context.Context, l net.Listener, h Handler, s Streamer) error {
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -270,8 +329,12 @@ func Serve(ctx context.Context, l net.Listener, h Handler) error {
 			_ = c.SetDeadline(time.Now().Add(callTimeout))
 			var req Request
 			resp := &Response{}
-			if err := json.NewDecoder(io.LimitReader(c, maxRequest)).Decode(&req); err != nil {
+			dec := json.NewDecoder(io.LimitReader(c, maxRequest))
+			if err := dec.Decode(&req); err != nil {
 				resp.Error = fmt.Sprintf("bad request: %v", err)
+			} else if req.Op == OpCapture && s != nil {
+				stream(ctx, c, &req, s)
+				return
 			} else {
 				rctx, cancel := context.WithTimeout(ctx, callTimeout)
 				resp = h(rctx, &req)
@@ -279,6 +342,72 @@ func Serve(ctx context.Context, l net.Listener, h Handler) error {
 			}
 			_ = json.NewEncoder(c).Encode(resp)
 		}()
+	}
+}
+
+// stream runs a streaming request on c until s is done or the caller
+// closes its end.
+func stream(ctx context.Context, c net.Conn, req *Request, s Streamer) {
+	_ = c.SetDeadline(time.Time{})
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // api: ends the stream when the caller goes away
+		var b [1]byte
+		c.Read(b[:])
+		cancel()
+	}()
+	enc := json.NewEncoder(c)
+	s(ctx, req, func(e *CaptureEvent) error {
+		_ = c.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+		if err := enc.Encode(e); err != nil {
+			cancel()
+			return err
+		}
+		return nil
+	})
+}
+
+// Capture sends a capture request to the gvsd at socket and calls fn with
+// each event of the stream, until the end event (which it passes to fn
+// too), an error event (returned as an error), fn's error or ctx's end.
+func Capture(ctx context.Context, socket string, req *CaptureRequest, fn func(*CaptureEvent) error) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", socket)
+	if err != nil {
+		switch {
+		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+			return fmt.Errorf("cannot reach gvsd at %s: is it running? (%w)", socket, err)
+		case errors.Is(err, os.ErrPermission):
+			return fmt.Errorf("cannot reach gvsd at %s: permission denied (you must be root)", socket)
+		}
+		return fmt.Errorf("cannot reach gvsd at %s: %w", socket, err)
+	}
+	defer c.Close()
+	go func() { // api: closing the socket when ctx ends unblocks the decoder
+		<-ctx.Done()
+		c.Close()
+	}()
+	if err := json.NewEncoder(c).Encode(&Request{Op: OpCapture, Capture: req}); err != nil {
+		return fmt.Errorf("gvsd at %s: send: %w", socket, err)
+	}
+	dec := json.NewDecoder(bufio.NewReader(c))
+	for {
+		var e CaptureEvent
+		if err := dec.Decode(&e); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("gvsd at %s: capture stream: %w", socket, err)
+		}
+		if e.Error != "" {
+			return errors.New(e.Error)
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+		if e.End != nil {
+			return nil
+		}
 	}
 }
 

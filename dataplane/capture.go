@@ -1,0 +1,177 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/gvs-lb/gvs/dataplane/header"
+)
+
+// Packet capture: while a Capture is set, each worker checks every frame
+// of its batches against the capture's filter and hands copies of the
+// matching ones, as they arrived and as they left, with the verdict and
+// the real, to the capture's bounded queue, dropping (and counting) what
+// does not fit. While none is set a batch costs one atomic load.
+
+// CaptureFilter selects the frames a Capture records. Zero fields match
+// everything.
+type CaptureFilter struct {
+	Proto   uint8       // IP protocol: 6 TCP, 17 UDP, 1 ICMP
+	Service *ServiceKey // the connection's service (frames to the VIP and replies of its connections)
+	// Real is the real server the frame's connection goes to; its port 0
+	// matches any port.
+	Real netip.AddrPort
+	// Host matches frames from or to an address in it: a client prefix,
+	// or a real server.
+	Host netip.Prefix
+	// Port matches frames from or to it.
+	Port uint16
+	// Verdicts is a bit set of the verdicts to record (1 << Verdict).
+	Verdicts uint32
+}
+
+// CapturedFrame is one recorded frame: the frame as it arrived and, if
+// one was sent, the frame that left.
+type CapturedFrame struct {
+	Time    time.Time
+	Worker  int
+	In, Out []byte
+	Verdict Verdict
+	// Real is the real server of the frame's connection, when it has
+	// one; Forward its forwarding method.
+	Real    netip.AddrPort
+	Forward Forward
+	Service ServiceKey // zero when the frame has none
+}
+
+// Capture is a running packet capture (StartCapture).
+type Capture struct {
+	filter  CaptureFilter
+	frames  chan CapturedFrame
+	limit   uint64 // frames to record at most, 0 = no limit
+	matched atomic.Uint64
+	dropped atomic.Uint64
+}
+
+// ErrCaptureRunning is StartCapture's error while another capture runs.
+var ErrCaptureRunning = errors.New("dataplane: a capture is already running")
+
+// StartCapture starts recording the frames f selects, at most limit of
+// them (0 = until StopCapture), into a queue of queue frames that
+// Frames drains; a frame that finds the queue full is dropped and counted.
+// One capture runs at a time.
+func (d *Dataplane) StartCapture(f CaptureFilter, limit uint64, queue int) (*Capture, error) {
+	c := &Capture{filter: f, frames: make(chan CapturedFrame, max(queue, 1)), limit: limit}
+	if !d.capture.CompareAndSwap(nil, c) {
+		return nil, ErrCaptureRunning
+	}
+	return c, nil
+}
+
+// StopCapture stops c. Workers may still be putting a last frame or two
+// into its queue; the caller stops reading when it likes.
+func (d *Dataplane) StopCapture(c *Capture) { d.capture.CompareAndSwap(c, nil) }
+
+// Frames is the queue of recorded frames.
+func (c *Capture) Frames() <-chan CapturedFrame { return c.frames }
+
+// Matched returns how many frames matched the filter, up to the limit.
+func (c *Capture) Matched() uint64 {
+	n := c.matched.Load()
+	if c.limit != 0 {
+		n = min(n, c.limit)
+	}
+	return n
+}
+
+// Dropped returns how many matching frames found the queue full.
+func (c *Capture) Dropped() uint64 { return c.dropped.Load() }
+
+// before reports whether a frame, as parse read it, may match the filter
+// before it is handled: everything but the verdict and the real, which
+// only handling tells.
+func (f *CaptureFilter) before(p *parsed) bool {
+	if p.v != 0 {
+		// A frame parse refused has no key: only the verdict filter
+		// applies to it.
+		return f.Proto == 0 && f.Service == nil && !f.Real.IsValid() && !f.Host.IsValid() && f.Port == 0
+	}
+	k := &p.key
+	if f.Proto != 0 && k.Proto != f.Proto {
+		return false
+	}
+	if f.Port != 0 && k.SrcPort != f.Port && k.DstPort != f.Port {
+		return false
+	}
+	if f.Host.IsValid() && !f.Host.Contains(netip.AddrFrom4(k.Src)) && !f.Host.Contains(netip.AddrFrom4(k.Dst)) {
+		return false
+	}
+	return true
+}
+
+// after reports whether a handled frame matches the rest of the filter.
+func (f *CaptureFilter) after(v Verdict, svc ServiceKey, real netip.AddrPort) bool {
+	if f.Verdicts != 0 && f.Verdicts&(1<<v) == 0 {
+		return false
+	}
+	if f.Service != nil && svc != *f.Service {
+		return false
+	}
+	if f.Real.IsValid() && (real.Addr() != f.Real.Addr() || f.Real.Port() != 0 && real.Port() != f.Real.Port()) {
+		return false
+	}
+	return true
+}
+
+// capturePre copies the frame of batch slot i if it may match c, into
+// w.capIn[i] (nil if not).
+func (w *Worker) capturePre(c *Capture, i int) {
+	w.capIn[i] = nil
+	p := &w.parsed[i]
+	in := w.bufs[i][Headroom : Headroom+w.sizes[i]]
+	if c.filter.before(p) {
+		w.capIn[i] = append([]byte(nil), in...)
+	}
+}
+
+// capturePost records batch slot i, handled with verdict v and output out,
+// if it matches c.
+func (w *Worker) capturePost(c *Capture, t *Table, i int, out []byte, v Verdict) {
+	in := w.capIn[i]
+	if in == nil {
+		return
+	}
+	w.capIn[i] = nil
+	p := &w.parsed[i]
+	var svc ServiceKey
+	var real netip.AddrPort
+	var fwd Forward
+	if p.v == 0 && p.key.Proto != header.ProtoICMP && t != nil {
+		svc = ServiceKey{Proto: p.key.Proto, VIP: p.key.Dst, Port: p.key.DstPort}
+		if e, _ := w.shard.Lookup(&p.key); e != nil {
+			svc = ServiceKey{Proto: e.Proto, VIP: e.VIP, Port: e.VPort}
+			if r := t.real(e.RealID); r != nil {
+				real, fwd = netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port), r.Forward
+			}
+		} else if t.Services[svc] == nil {
+			svc = ServiceKey{}
+		}
+	}
+	if !c.filter.after(v, svc, real) {
+		return
+	}
+	if n := c.matched.Add(1); c.limit != 0 && n > c.limit {
+		return
+	}
+	f := CapturedFrame{Time: time.Now(), Worker: w.id, In: in, Verdict: v, Real: real, Forward: fwd, Service: svc}
+	if out != nil {
+		f.Out = append([]byte(nil), out...)
+	}
+	select {
+	case c.frames <- f:
+	default:
+		c.dropped.Add(1)
+	}
+}
