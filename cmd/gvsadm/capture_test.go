@@ -128,3 +128,27 @@ func TestLineSink(t *testing.T) {
 		t.Errorf("lines:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestWriteChecks: doctor's findings, aligned, a problem's fix under it.
+func TestWriteChecks(t *testing.T) {
+	var b bytes.Buffer
+	writeChecks(&b, []api.Check{
+		{Name: "interface", Status: "ok", Detail: "eth0 up, MTU 1500"},
+		{Name: "generic-receive-offload", Status: "fail", Detail: "on", Fix: "ethtool -K eth0 gro off"},
+		{Name: "sync", Status: "warn", Detail: "no gateway", Fix: "ip route add default via GATEWAY dev eth0"},
+	})
+	want := "ok    interface                eth0 up, MTU 1500\n" +
+		"FAIL  generic-receive-offload  on\n" +
+		"      fix: ethtool -K eth0 gro off\n" +
+		"WARN  sync                     no gateway\n" +
+		"      fix: ip route add default via GATEWAY dev eth0\n"
+	if b.String() != want {
+		t.Errorf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	if got := socketOf([]string{"--socket", "/a.sock"}); got != "/a.sock" {
+		t.Errorf("socketOf = %q", got)
+	}
+	if got := socketOf([]string{"--socket=/b.sock"}); got != "/b.sock" {
+		t.Errorf("socketOf = %q", got)
+	}
+}

@@ -12,6 +12,7 @@
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -L --daemon           the connection sync daemon
 //	gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]   what the dataplane does with frames
+//	gvsadm doctor [--json]       gvsd checks the director's setup, with fixes
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
 //	gvsadm -v | -h
@@ -51,6 +52,9 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	for i := 0; i < len(args) && i < 3; i++ {
 		if args[i] == "capture" {
 			return runCapture(append(append([]string(nil), args[:i]...), args[i+1:]...), stdout, stderr)
+		}
+		if args[i] == "doctor" {
+			return runDoctor(args[i+1:], socketOf(args[:i]), stdout, stderr)
 		}
 	}
 	o, err := parseArgs(args)
@@ -437,6 +441,7 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -L --daemon            the connection sync daemon ([sync])
   gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]  record what the dataplane does (capture -h)
+  gvsadm doctor [--json]        check the director's setup; each problem with its fix
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.
@@ -471,4 +476,21 @@ func restore(socket string, in io.Reader, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// socketOf returns the control socket named by leading arguments
+// (--socket PATH or --socket=PATH), else $GVS_SOCKET, else the default.
+func socketOf(args []string) string {
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--socket="); ok {
+			return v
+		}
+		if a == "--socket" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	if s := os.Getenv("GVS_SOCKET"); s != "" {
+		return s
+	}
+	return api.DefaultSocket
 }

@@ -30,6 +30,18 @@ const (
 	OpReload = "reload"
 )
 
+// OpDoctor asks gvsd to check the director's setup (Response.Checks).
+const OpDoctor = "doctor"
+
+// Check is one finding of OpDoctor: a problem says what is wrong and the
+// command that fixes it.
+type Check struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // "ok", "warn" or "fail"
+	Detail string `json:"detail"`
+	Fix    string `json:"fix,omitempty"`
+}
+
 // OpCapture records what the dataplane does with the frames
 // Request.Capture selects; its answer is a stream of CaptureEvents
 // (Capture).
@@ -125,6 +137,7 @@ type Response struct {
 	Services    []Service    `json:"services,omitempty"`
 	VRRP        *VRRPStatus  `json:"vrrp,omitempty"`
 	Sync        *SyncStatus  `json:"sync,omitempty"`
+	Checks      []Check      `json:"checks,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
 }
 

@@ -213,6 +213,26 @@ func (t *Table) Remove() error {
 
 var errRemoved = errors.New("table was removed")
 
+// Check reports whether the table and its chain are still in the kernel
+// (someone may have flushed the ruleset): an error says what is missing.
+func (t *Table) Check() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.nsFD < 0 {
+		return errRemoved
+	}
+	chains, err := t.conn.ListChainsOfTableFamily(nftables.TableFamilyNetdev)
+	if err != nil {
+		return fmt.Errorf("ingress: list chains: %w", err)
+	}
+	for _, c := range chains {
+		if c.Table != nil && c.Table.Name == TableName && c.Name == t.chain.Name {
+			return nil
+		}
+	}
+	return fmt.Errorf("ingress: chain %s of table netdev %s is gone", t.chain.Name, TableName)
+}
+
 // queueContents queues the drop rules and the set elements of e.
 func (t *Table) queueContents(e elements) error {
 	t.conn.AddRule(t.setRule(ipv4DstOff, l4DstPortOff, t.vips, "gvs: client packets to VIP:port"))

@@ -413,6 +413,9 @@ func TestInstallUpdateRemove(t *testing.T) {
 		[]flow{udpVIP7000, tcpVIP7100, udpFromReal, udpToLocal},
 		[]flow{udpVIP7001})
 
+	if err := tab.Check(); err != nil {
+		t.Fatalf("Check of an installed table: %v", err)
+	}
 	if err := tab.Update(&afpacket.Match{VIPs: []afpacket.Endpoint{{Proto: 1}}}); err == nil {
 		t.Error("Update accepted an ICMP endpoint")
 	}
@@ -420,6 +423,20 @@ func TestInstallUpdateRemove(t *testing.T) {
 		t.Errorf("a rejected Update changed the table: %+v", s)
 	}
 
+	// Someone deletes the table behind gvsd's back: Check says so.
+	l.dir.Do(t, func() {
+		c, err := nftables.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.DelTable(&nftables.Table{Name: TableName, Family: nftables.TableFamilyNetdev})
+		if err := c.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if err := tab.Check(); err == nil || !strings.Contains(err.Error(), "is gone") {
+		t.Fatalf("Check after the table was deleted: %v", err)
+	}
 	if err := tab.Remove(); err != nil {
 		t.Fatal(err)
 	}

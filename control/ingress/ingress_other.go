@@ -26,3 +26,8 @@ func (t *Table) Update(m *afpacket.Match) error {
 func (t *Table) Remove() error {
 	return fmt.Errorf("ingress: remove table netdev %s: unsupported on %s", TableName, runtime.GOOS)
 }
+
+// Check reports whether the table is in the kernel. Only Linux is supported.
+func (t *Table) Check() error {
+	return fmt.Errorf("ingress: check table netdev %s: unsupported on %s", TableName, runtime.GOOS)
+}

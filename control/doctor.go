@@ -1,0 +1,210 @@
+package control
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/gvs-lb/gvs/arpctl"
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/offload"
+)
+
+// Doctor checks the director's setup as it runs (gvsadm doctor): the
+// interface, the offloads that would hand the dataplane frames larger
+// than the MTU, the ingress table, the FULLNAT ports against the kernel's
+// ephemeral ports, every real's next hop (on the LAN for DR), the VIPs
+// against the VRRP state, and connection sync. Each problem comes with the
+// command that fixes it.
+func (d *Daemon) Doctor() []api.Check {
+	cfg := d.Config()
+	iface := d.link.Name
+	var out []api.Check
+	out = append(out, checkInterface(iface))
+	for _, f := range []offload.Feature{offload.GRO, offload.LRO} {
+		on, err := offload.Get(iface, f)
+		out = append(out, checkOffload(iface, f, on, err))
+	}
+	if d.ingress != nil {
+		out = append(out, checkIngress(d.ingress.Check()))
+	}
+	if usesFullNAT(cfg) {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+		out = append(out, checkPortRange(cfg.Director.LocalPorts, string(b), err))
+	}
+	d.mu.Lock()
+	macs, offLink := maps(d.macs), maps(d.offLink)
+	held := map[netip.Addr]bool{}
+	for vip := range d.vips {
+		held[vip] = true
+	}
+	gateway := d.gateway
+	d.mu.Unlock()
+	out = append(out, checkReals(cfg, iface, macs, offLink)...)
+	master := d.holdsVIPs(cfg)
+	for _, vip := range serviceVIPs(cfg) {
+		has, err := arpctl.HasVIP(iface, vip)
+		out = append(out, checkVIP(iface, vip, master, has, err))
+	}
+	if cfg.Sync.Enabled {
+		_, gwKnown := macs[gateway]
+		out = append(out, checkSync(cfg, gateway, gwKnown))
+	}
+	return out
+}
+
+func maps[K comparable, V any](m map[K]V) map[K]V {
+	c := make(map[K]V, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+// serviceVIPs are the VIPs of cfg's services, sorted.
+func serviceVIPs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range cfg.Services {
+		if a := s.Address.Addr(); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+func ok(name, detail string) api.Check { return api.Check{Name: name, Status: "ok", Detail: detail} }
+func fail(name, detail, fix string) api.Check {
+	return api.Check{Name: name, Status: "fail", Detail: detail, Fix: fix}
+}
+func warn(name, detail, fix string) api.Check {
+	return api.Check{Name: name, Status: "warn", Detail: detail, Fix: fix}
+}
+
+func checkInterface(iface string) api.Check {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return fail("interface", err.Error(), "set director.interface to an interface of this host (ip -br link)")
+	}
+	if ifi.Flags&net.FlagUp == 0 {
+		return fail("interface", iface+" is down", "ip link set dev "+iface+" up")
+	}
+	return ok("interface", fmt.Sprintf("%s up, MTU %d", iface, ifi.MTU))
+}
+
+// checkOffload: GRO or LRO on merges frames before the dataplane's socket
+// sees them, and a merged frame larger than the MTU is dropped.
+func checkOffload(iface string, f offload.Feature, on bool, err error) api.Check {
+	name := f.String()
+	switch {
+	case err != nil:
+		return warn(name, "cannot read: "+err.Error(), "ethtool -k "+iface)
+	case on:
+		short := map[offload.Feature]string{offload.GRO: "gro", offload.LRO: "lro"}[f]
+		return fail(name, "on: frames merged above the MTU reach the dataplane and are dropped (counted as malformed)",
+			"ethtool -K "+iface+" "+short+" off")
+	}
+	return ok(name, "off")
+}
+
+func checkIngress(err error) api.Check {
+	if err != nil {
+		return fail("ingress table", err.Error()+": the kernel also sees the dataplane's frames and answers them with resets",
+			"restart gvsd (it installs table netdev gvs again)")
+	}
+	return ok("ingress table", "table netdev gvs in place")
+}
+
+// checkPortRange: FULLNAT local ports must not be ports the kernel hands
+// its own connections (net.ipv4.ip_local_port_range, read as text).
+func checkPortRange(r config.PortRange, text string, err error) api.Check {
+	const name = "fullnat ports"
+	if err != nil {
+		return warn(name, "cannot read net.ipv4.ip_local_port_range: "+err.Error(), "sysctl net.ipv4.ip_local_port_range")
+	}
+	f := strings.Fields(text)
+	if len(f) != 2 {
+		return warn(name, fmt.Sprintf("net.ipv4.ip_local_port_range is %q", text), "sysctl net.ipv4.ip_local_port_range")
+	}
+	lo, err1 := strconv.Atoi(f[0])
+	hi, err2 := strconv.Atoi(f[1])
+	if err1 != nil || err2 != nil {
+		return warn(name, fmt.Sprintf("net.ipv4.ip_local_port_range is %q", text), "sysctl net.ipv4.ip_local_port_range")
+	}
+	if int(r.Lo) <= hi && int(r.Hi) >= lo {
+		fix := fmt.Sprintf("change director.local_ports to a range outside %d-%d", lo, hi)
+		if int(r.Hi)+1 < 65535 {
+			fix = fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"%d %d\" (or %s)", int(r.Hi)+1, max(hi, int(r.Hi)+1001), fix)
+		}
+		return fail(name, fmt.Sprintf("director.local_ports %s overlaps the kernel's ephemeral ports %d-%d", r, lo, hi), fix)
+	}
+	return ok(name, fmt.Sprintf("director.local_ports %s, kernel ephemeral ports %d-%d", r, lo, hi))
+}
+
+// checkReals: every real needs a known next hop; a DR real must be on the
+// director's LAN, since DR only rewrites the MAC.
+func checkReals(cfg *config.Config, iface string, macs map[netip.Addr][6]byte, offLink map[netip.Addr]bool) []api.Check {
+	var out []api.Check
+	seen := map[netip.Addr]bool{}
+	for _, s := range cfg.Services {
+		for _, r := range s.Reals {
+			a := r.Address.Addr()
+			if seen[a] {
+				continue
+			}
+			seen[a] = true
+			name := "real " + a.String()
+			mac, known := macs[a]
+			switch {
+			case !known:
+				out = append(out, fail(name, "next hop not resolved: the real gets no traffic",
+					fmt.Sprintf("check that %s is up and reachable from %s: ip route get %s; arping -I %s %s", a, iface, a, iface, a)))
+			case r.Forward == config.DR && offLink[a]:
+				out = append(out, fail(name, "forward dr, but its next hop is a gateway: DR rewrites only the MAC, so the real must be on the LAN of "+iface,
+					"put "+a.String()+" on the LAN of "+iface+`, or use forward = "tun" or "nat" for it`))
+			default:
+				out = append(out, ok(name, fmt.Sprintf("%s, next hop %s", r.Forward, net.HardwareAddr(mac[:]))))
+			}
+		}
+	}
+	return out
+}
+
+// checkVIP: a VIP is on the interface exactly while this director holds
+// the VIPs (always without VRRP; as master with it).
+func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Check {
+	name := "vip " + vip.String()
+	switch {
+	case err != nil:
+		return warn(name, err.Error(), "ip -4 addr show dev "+iface)
+	case master && !has:
+		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip addr add %s/32 dev %s", vip, iface))
+	case !master && has:
+		return fail(name, "on "+iface+" while this director is VRRP backup: it answers ARP against the master",
+			fmt.Sprintf("ip addr del %s/32 dev %s", vip, iface))
+	case master:
+		return ok(name, "on "+iface)
+	}
+	return ok(name, "not on "+iface+" (VRRP backup)")
+}
+
+// checkSync: sync follows VIP possession, so without VRRP a director
+// always sends; replies of synced NAT connections need the gateway's MAC.
+func checkSync(cfg *config.Config, gateway netip.Addr, gwKnown bool) api.Check {
+	switch {
+	case cfg.VRRP.RouterID == 0:
+		return warn("sync", "[sync] without [vrrp]: this director always holds the VIPs, so it only sends and never installs a peer's connections",
+			"add [vrrp] to both directors")
+	case !gateway.IsValid():
+		return warn("sync", "no IPv4 default route with a gateway: replies of a synced NAT connection wait for its client's next packet",
+			"ip route add default via GATEWAY dev "+cfg.Director.Interface)
+	case !gwKnown:
+		return warn("sync", "the default gateway "+gateway.String()+" is not resolved yet", "ip neigh show "+gateway.String())
+	}
+	return ok("sync", "on; default gateway "+gateway.String()+" resolved")
+}
