@@ -33,7 +33,10 @@ func TestDoctorChecks(t *testing.T) {
 			c := checkPortRange(config.PortRange{Lo: 1024, Hi: 32767}, "32768 60999", nil)
 			return c.Status, c.Fix
 		}, "ok", ""},
-		{"ports unreadable", func() (string, string) { c := checkPortRange(config.PortRange{Lo: 1, Hi: 2}, "", nil); return c.Status, c.Fix }, "warn", "sysctl"},
+		{"ports unreadable", func() (string, string) {
+			c := checkPortRange(config.PortRange{Lo: 1, Hi: 2}, "", nil)
+			return c.Status, c.Fix
+		}, "warn", "sysctl"},
 		{"vip missing as master", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), true, false, nil)
 			return c.Status, c.Fix
