@@ -15,4 +15,11 @@
 // inner packets would arrive twice: use one or the other.
 //
 // Run undoes everything it changed when its context ends.
+//
+// Diagnose, the `gvs-realserver doctor` command, checks the same set-up
+// without changing anything and says which ip(8) or sysctl(8) command
+// fixes each problem. It also looks for what decapsulates IPIP in TUN mode
+// (an ipip device that is up, or a gvs-realserver process found through
+// /proc/<pid>/cmdline) and for the service's listening sockets in
+// /proc/net/tcp and /proc/net/udp (proc(5)).
 package realserver

@@ -38,6 +38,10 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("realserver: mode %q: want dr or tun", s)
 }
 
+// loopback is where a real server keeps its VIPs: local, but never
+// answered for by ARP on the LAN once arp_ignore=1.
+const loopback = "lo"
+
 // DefaultTunName is the TUN device Run creates when Options.TunName is
 // empty.
 const DefaultTunName = "gvstun0"

@@ -10,10 +10,6 @@ import (
 	"github.com/gvs-lb/gvs/arpctl"
 )
 
-// loopback is where a real server keeps its VIPs: local, but never
-// answered for by ARP on the LAN once arp_ignore=1.
-const loopback = "lo"
-
 // Run sets the host up as a real server for o, blocks until ctx is done,
 // then undoes everything it changed: VIPs it added are removed from lo,
 // sysctls are restored, the tunnel device is removed. It works in the

@@ -7,7 +7,15 @@
 // Usage:
 //
 //	gvs-realserver -vip VIP[,VIP...] -mode dr|tun [-interface IF]
+//	gvs-realserver doctor -vip VIP[,VIP...] -mode dr|tun [-port N[,N...]] [-proto tcp|udp] [-interface IF[,IF...]] [-json]
 //
 // It runs until SIGINT or SIGTERM. Bad flags exit with status 2, a failure
 // to set up or tear down with status 1.
+//
+// doctor checks the set-up without changing it: the VIP as a /32 on lo,
+// arp_ignore, arp_announce and rp_filter, in TUN mode something that
+// decapsulates IPIP, and with -port a socket listening on the VIP or
+// 0.0.0.0. It prints one line per check with the command that fixes each
+// problem, and exits with status 0 when all is well, 1 when a check fails
+// and 2 for bad flags.
 package main

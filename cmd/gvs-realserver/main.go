@@ -10,8 +10,13 @@ import (
 const name = "gvs-realserver"
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // run is main without the process: it returns the exit status.
-func run(args []string, stderr io.Writer) int { return realserver.Main(name, args, stderr) }
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "doctor" {
+		return realserver.Doctor(name+" doctor", args[1:], stdout, stderr)
+	}
+	return realserver.Main(name, args, stderr)
+}
