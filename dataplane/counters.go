@@ -65,6 +65,9 @@ type WorkerCounters struct {
 	// LateExpired counts entries found past their time by a packet before
 	// the incremental sweep reached them.
 	LateExpired atomic.Uint64
+	// FragTableFull counts first fragments whose decision the fragment
+	// table had no room for: their later fragments are dropped.
+	FragTableFull atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -72,6 +75,7 @@ type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	TemplatesFull                                        uint64
 	Evicted, Reused, Rescheduled, LateExpired            uint64
+	FragTableFull                                        uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -91,6 +95,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.Reused += c.Reused.Load()
 	s.Rescheduled += c.Rescheduled.Load()
 	s.LateExpired += c.LateExpired.Load()
+	s.FragTableFull += c.FragTableFull.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

@@ -18,6 +18,7 @@ type Dataplane struct {
 	syncOwner func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
 	syncWake  chan struct{}
 	capture   atomic.Pointer[Capture] // the running capture, nil when none
+	frags     fragTable               // first fragments' decisions, for the later fragments
 }
 
 // New makes one worker per link. capacity is the connection-table capacity
@@ -39,6 +40,7 @@ func New(links []Link, capacity int) (*Dataplane, error) {
 		w := newWorker(i, len(links), l, &d.table, capacity/len(links))
 		w.templates = d.templates
 		w.capture = &d.capture
+		w.frags = &d.frags
 		d.workers = append(d.workers, w)
 	}
 	return d, nil

@@ -96,6 +96,14 @@ type Worker struct {
 	capture *atomic.Pointer[Capture] // the Dataplane's; nil in tests that make a Worker alone
 	capIn   [BatchSize][]byte        // copies of the batch's frames that may match the capture
 
+	// Fragments: the table shared with the other workers, and the later
+	// fragments waiting for their first (fragment.go).
+	frags       *fragTable
+	fragWaiting []pendingFrag
+	fragFree    [][]byte // buffers of fragments sent or dropped, for reuse
+	fragSent    [][]byte
+	fragOut     [][]byte
+
 	flow       schedule.Flow
 	nextPort   uint32
 	lastExpire int64
@@ -134,6 +142,7 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 		out:   make([][]byte, 0, BatchSize),
 
 		warmMin: warmMinConns,
+		frags:   new(fragTable),
 	}
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, Headroom+MaxFrame)
@@ -178,6 +187,7 @@ func (w *Worker) run(stop <-chan struct{}) error {
 		if now-w.lastExpire >= int64(expireEvery) || idle {
 			w.expire(now, idle)
 		}
+		w.retryFragments(w.cur, now)
 		w.serveDump(idle)
 		if w.syncIn != nil {
 			w.serveSync(now)
@@ -200,7 +210,7 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	for i := 0; i < n; i++ {
 		p := &w.parsed[i]
 		*p = parse(w.bufs[i], w.sizes[i])
-		if p.v == 0 && p.key.Proto != header.ProtoICMP {
+		if p.v == 0 && p.key.Proto != header.ProtoICMP && p.frag != fragLater {
 			keys = append(keys, p.key)
 		}
 		if c != nil {
@@ -213,6 +223,9 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	out := w.out[:0]
 	for i := 0; i < n; i++ {
 		f, v := w.handle(t, w.bufs[i], &w.parsed[i], w.icmp[i], now)
+		if v == verdictHeld {
+			continue
+		}
 		w.C.Verdicts[v].Add(1)
 		if c != nil {
 			w.capturePost(c, t, i, f, v)
@@ -327,7 +340,19 @@ type parsed struct {
 	key   conntrack.Key4
 	flags uint8
 	v     Verdict
+	frag  uint8 // fragFirst, fragLater or 0
 }
+
+// What parsed.frag says of a fragment: the first (with the ports) or a
+// later one (without: only its addresses and protocol are in the key).
+const (
+	fragFirst = 1
+	fragLater = 2
+)
+
+// verdictHeld is handle's verdict for a later fragment kept until its
+// first fragment is handled: it is counted when it is sent or dropped.
+const verdictHeld Verdict = 0
 
 // parse validates the headers of the frame in buf[Headroom:Headroom+size]
 // and reads what process needs of them. It looks at nothing but the
@@ -347,14 +372,24 @@ func parse(buf []byte, size int) parsed {
 	if !ip.IsValid(len(ip)) || !ip.IsChecksumValid() {
 		return parsed{v: VerdictMalformed}
 	}
-	if ip.IsFragment() {
-		return parsed{v: VerdictFragment}
-	}
 	// Drop Ethernet padding: everything after the IP total length.
 	frame = frame[:header.EthernetLen+int(ip.TotalLength())]
 	ip = ip[:ip.TotalLength()]
-	l4 := ip.Payload()
 	p := parsed{frame: frame, key: conntrack.Key4{Proto: ip.Protocol()}}
+	if ip.IsFragment() {
+		if p.key.Proto != header.ProtoTCP && p.key.Proto != header.ProtoUDP {
+			return parsed{v: VerdictFragment}
+		}
+		if ip.FragmentOffset() != 0 {
+			// No transport header: forwarded as its first fragment was
+			// (fragment.go).
+			p.frag = fragLater
+			p.key.Src, p.key.Dst = ip.Source(), ip.Destination()
+			return p
+		}
+		p.frag = fragFirst
+	}
+	l4 := ip.Payload()
 	switch p.key.Proto {
 	case header.ProtoTCP:
 		tcp := header.TCP(l4)
@@ -364,7 +399,8 @@ func parse(buf []byte, size int) parsed {
 		p.key.SrcPort, p.key.DstPort, p.flags = tcp.SourcePort(), tcp.DestinationPort(), tcp.Flags()
 	case header.ProtoUDP:
 		udp := header.UDP(l4)
-		if !udp.IsValid(len(l4)) {
+		// A first fragment's UDP length is the whole datagram's.
+		if !udp.IsValid(len(l4)) && (p.frag != fragFirst || len(l4) < header.UDPLen || udp.Length() < header.UDPLen) {
 			return parsed{v: VerdictMalformed}
 		}
 		p.key.SrcPort, p.key.DstPort = udp.SourcePort(), udp.DestinationPort()
@@ -397,6 +433,13 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 	if p.key.Proto == header.ProtoICMP {
 		return w.icmpError(t, buf, frame)
 	}
+	if p.frag == fragLater {
+		f, v, found := w.laterFragment(t, buf, frame, now)
+		if !found && w.holdFragment(frame, now) {
+			return nil, verdictHeld
+		}
+		return f, v
+	}
 	eth := header.Ethernet(frame)
 	ip := header.IPv4(frame[header.EthernetLen:])
 	key, flags := &p.key, p.flags
@@ -417,6 +460,9 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 	}
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
+	}
+	if p.frag == fragFirst {
+		w.noteFirst(t, frame, e, r, reply, now)
 	}
 	if reply {
 		w.track(t, e, r, conntrack.DirOutput, flags, now)

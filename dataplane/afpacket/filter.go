@@ -168,11 +168,12 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 
 	var a assembler
 	reject := a.newLabel()
+	frag := a.newLabel()
 	a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 	a.jumpIf(bpf.JumpNotEqual, 0, reject, next)
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 	a.jumpIf(bpf.JumpEqual, pktTypeOutgoing, reject, next)
-	a.emitParse(fromFrameStart, reject)
+	a.emitParse(fromFrameStart, reject, frag)
 
 	accept := bpf.RetConstant{Val: Snaplen}
 	for _, g := range groupEndpoints(m.VIPs) {
@@ -185,6 +186,12 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 		a.emitLocalRange(r, func() { a.emit(accept) })
 	}
 	a.emit(bpf.RetConstant{Val: 0})
+	// Last: the kernel's check of scratch memory (check_load_and_stores)
+	// is a linear scan that does not end a path at a return, so code
+	// reached before the tuple is stored must not fall into code that
+	// reads it.
+	a.bind(frag)
+	a.emitFragMatch(fromFrameStart, m)
 	return a.assemble()
 }
 
@@ -238,7 +245,8 @@ func steeringProgram(m *Match, workers int, syn bool) ([]bpf.RawInstruction, err
 	a := assembler{synRing: syn}
 	zero := a.newLabel()
 	natHash := a.newLabel()
-	a.emitParse(fromHeaderMarks, zero)
+	frag := a.newLabel()
+	a.emitParse(fromHeaderMarks, zero, frag)
 	if syn {
 		a.emitClassifySYN(fromHeaderMarks)
 	}
@@ -256,6 +264,12 @@ func steeringProgram(m *Match, workers int, syn bool) ([]bpf.RawInstruction, err
 	a.emitSteerHash(memSrc, memSrcPort, w)
 	a.bind(natHash)
 	a.emitSteerHash(memDst, memDstPort, w)
+	// Fragments after the first carry no ports: all of them go to worker
+	// 0's main ring, which forwards them by their first fragment's
+	// decision (the dataplane's fragment table). Last, for the kernel's
+	// scratch-memory check (see FilterProgram).
+	a.bind(frag)
+	a.emit(bpf.RetConstant{Val: 0})
 	return a.assemble()
 }
 
@@ -362,11 +376,11 @@ func groupEndpoints(eps []Endpoint) []endpointGroup {
 // is that of the quoted packet, reversed: the error then matches, and is
 // steered like, the packets of the connection flowing towards the side
 // the error was sent to.
-func (a *assembler) emitParse(h headers, fail label) {
+func (a *assembler) emitParse(h headers, fail, frag label) {
 	parsed := a.newLabel()
 	icmp := a.newLabel()
 	loaded := a.newLabel()
-	a.emitIPv4Checks(h, fail, parsed, icmp)
+	a.emitIPv4Checks(h, fail, frag, parsed, icmp)
 	a.bind(fail)
 	a.emit(bpf.RetConstant{Val: 0})
 	a.bind(icmp)
@@ -378,16 +392,19 @@ func (a *assembler) emitParse(h headers, fail label) {
 }
 
 // emitIPv4Checks jumps to pass for an IPv4 TCP or UDP packet that is not
-// a non-first fragment, to icmp for an ICMP destination-unreachable or
-// time-exceeded error quoting such a packet, and to fail otherwise.
-func (a *assembler) emitIPv4Checks(h headers, fail, pass, icmp label) {
+// a non-first fragment, to frag for a non-first fragment of one (which
+// carries no ports), to icmp for an ICMP destination-unreachable or
+// time-exceeded error quoting a packet of the first kind, and to fail
+// otherwise.
+func (a *assembler) emitIPv4Checks(h headers, fail, frag, pass, icmp label) {
+	rest := a.newLabel()
 	a.emit(bpf.LoadAbsolute{Off: h.eth + ethTypeOff, Size: 2})
 	a.jumpIf(bpf.JumpNotEqual, etherTypeV4, fail, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipVerIHLOff, Size: 1})
 	a.jumpIf(bpf.JumpLessThan, ipVerIHLMin, fail, next)
 	a.jumpIf(bpf.JumpGreaterOrEqual, ipVerIHLEnd, fail, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipFlagsOff, Size: 2})
-	a.jumpIf(bpf.JumpBitsSet, ipFragOffset, fail, next)
+	a.jumpIf(bpf.JumpBitsSet, ipFragOffset, rest, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
 	a.jumpIf(bpf.JumpEqual, protoTCP, pass, next)
 	a.jumpIf(bpf.JumpEqual, protoUDP, pass, next)
@@ -408,6 +425,44 @@ func (a *assembler) emitIPv4Checks(h headers, fail, pass, icmp label) {
 	a.emit(bpf.LoadIndirect{Off: q + ipProtoOff, Size: 1})
 	a.jumpIf(bpf.JumpEqual, protoTCP, icmp, next)
 	a.jumpIf(bpf.JumpEqual, protoUDP, icmp, fail)
+	a.bind(rest)
+	isFrag := a.newLabel()
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ipProtoOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, isFrag, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, isFrag, fail)
+	a.bind(isFrag)
+	a.jump(frag) // frag may be further than a conditional jump reaches
+}
+
+// emitFragMatch accepts a non-first fragment (no ports to match) going to
+// one of m's VIP or local addresses or coming from one of its NAT real
+// servers, and rejects the rest.
+func (a *assembler) emitFragMatch(h headers, m *Match) {
+	addrs := func(eps []Endpoint) []uint32 {
+		var out []uint32
+		for _, e := range eps {
+			out = append(out, binary.BigEndian.Uint32(e.Addr[:]))
+		}
+		slices.Sort(out)
+		return slices.Compact(out)
+	}
+	test := func(off uint32, list []uint32) {
+		a.emit(bpf.LoadAbsolute{Off: off, Size: 4})
+		for _, addr := range list {
+			other := a.newLabel()
+			a.jumpIf(bpf.JumpNotEqual, addr, other, next)
+			a.emit(bpf.RetConstant{Val: Snaplen})
+			a.bind(other)
+		}
+	}
+	dst := addrs(m.VIPs)
+	for _, r := range m.Locals {
+		dst = append(dst, binary.BigEndian.Uint32(r.Addr[:]))
+	}
+	slices.Sort(dst)
+	test(h.ipv4+ipDstOff, slices.Compact(dst))
+	test(h.ipv4+ipSrcOff, addrs(m.NATReals))
+	a.emit(bpf.RetConstant{Val: 0})
 }
 
 // emitLoadQuotedTuple is emitLoadTuple for an ICMP error: the quoted

@@ -246,8 +246,13 @@ func TestFilterProgramGolden(t *testing.T) {
 		{"ip options", ipv4Frame(t, protoTCP, client, 40000, vip, 80, withIPOptions), skbMeta{}, true},
 		{"ip options wrong port", ipv4Frame(t, protoTCP, client, 40000, vip, 81, withIPOptions), skbMeta{}, false},
 		{"first fragment", ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(0, true)), skbMeta{}, true},
-		{"non-first fragment", ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(185, true)), skbMeta{}, false},
-		{"last fragment", ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(370, false)), skbMeta{}, false},
+		// Fragments after the first carry no ports: they are taken by
+		// address (the dataplane matches them to their first fragment).
+		{"non-first fragment", ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(185, true)), skbMeta{}, true},
+		{"last fragment", ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(370, false)), skbMeta{}, true},
+		{"fragment to another address", ipv4Frame(t, protoUDP, client, 40000, other, 53, withFragment(185, true)), skbMeta{}, false},
+		{"fragment of icmp", ipv4Frame(t, 1, client, 0, vip, 80, withFragment(185, true)), skbMeta{}, false},
+		{"fragment from a nat real", ipv4Frame(t, protoUDP, natReal, 53, client, 40000, withFragment(185, false)), skbMeta{}, true},
 		{"ihl 4", badIHL, skbMeta{}, false},
 		{"version 6", badVersion, skbMeta{}, false},
 		{"truncated before ports", short, skbMeta{}, false},
@@ -473,10 +478,32 @@ func naiveAccept(m *Match, f []byte, meta skbMeta) bool {
 	if binary.BigEndian.Uint16(f[12:]) != etherTypeV4 || f[14]>>4 != 4 || f[14]&0xf < 5 {
 		return false
 	}
+	proto := f[23]
 	if binary.BigEndian.Uint16(f[20:])&0x1fff != 0 {
+		// A fragment after the first: by address alone.
+		if proto != protoTCP && proto != protoUDP {
+			return false
+		}
+		var src, dst [4]byte
+		copy(src[:], f[26:30])
+		copy(dst[:], f[30:34])
+		for _, e := range m.VIPs {
+			if e.Addr == dst {
+				return true
+			}
+		}
+		for _, r := range m.Locals {
+			if r.Addr == dst {
+				return true
+			}
+		}
+		for _, e := range m.NATReals {
+			if e.Addr == src {
+				return true
+			}
+		}
 		return false
 	}
-	proto := f[23]
 	l4 := ethHdrLen + int(f[14]&0xf)*4
 	var src, dst [4]byte
 	copy(src[:], f[26:30])
@@ -641,6 +668,11 @@ func TestSteeringProgramSYN(t *testing.T) {
 				{"FIN-ACK", withTCPFlags(req, tcpACK|0x01), 2 * worker},
 				{"UDP", ipv4Frame(t, protoUDP, c, cport, vip, 53), 2 * worker},
 				{"NAT reply SYN-ACK", withTCPFlags(ipv4Frame(t, protoTCP, natReal, 8080, c, cport), tcpSYN|tcpACK), 2 * worker},
+				// The first fragment has ports and goes with its flow;
+				// the others have none and all go to worker 0's main ring.
+				{"first fragment", ipv4Frame(t, protoUDP, c, cport, vip, 53, withFragment(0, true)), 2 * worker},
+				{"later fragment", ipv4Frame(t, protoUDP, c, cport, vip, 53, withFragment(185, true)), 0},
+				{"last fragment from a NAT real", ipv4Frame(t, protoUDP, natReal, 53, c, cport, withFragment(370, false)), 0},
 			} {
 				if got := run(t, vm, tc.frame); got != tc.want {
 					t.Fatalf("workers=%d %s from %v:%d -> member %d, want %d", workers, tc.name, c, cport, got, tc.want)

@@ -96,12 +96,13 @@ func TestLinkFilterAndStats(t *testing.T) {
 				ipv4Frame(t, protoTCP, natReal, 8080, client, 40003),
 				ipv4Frame(t, protoUDP, natReal, 53, lip, 20000),
 				ipv4Frame(t, protoTCP, natReal, 80, lip, 20999),
+				ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(185, false)),
 			}
 			rejected := [][]byte{
 				ipv4Frame(t, protoTCP, client, 40000, vip, 81),
 				ipv4Frame(t, protoUDP, client, 40000, vip, 80),
 				ipv4Frame(t, protoTCP, client, 40000, other, 80),
-				ipv4Frame(t, protoUDP, client, 40000, vip, 53, withFragment(185, false)),
+				ipv4Frame(t, protoUDP, client, 40000, other, 53, withFragment(185, false)),
 				ipv4Frame(t, protoTCP, natReal, 80, lip, 21000),
 				ipv4Frame(t, 1, client, 0, vip, 80),
 				vlanFrame(t),
