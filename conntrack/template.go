@@ -175,6 +175,26 @@ func (t *Templates) Schedule(k *TemplateKey, now, timeout int64, ref bool,
 	return id, Created, 0
 }
 
+// Lookup returns k's template if it is live at now (the template
+// Schedule would find and keep if its real is still usable), changing
+// nothing: no connection is counted, no timeout restarted, nothing
+// created. For gvsadm simulate; it takes the stripe's lock as Schedule
+// does.
+func (t *Templates) Lookup(k *TemplateKey, now int64) (TemplateInfo, bool) {
+	st := t.stripe(k)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.s == nil {
+		return TemplateInfo{}, false
+	}
+	key := tplKey(k)
+	e, _ := st.s.Lookup(&key)
+	if e == nil || now >= e.Expires {
+		return TemplateInfo{}, false
+	}
+	return TemplateInfo{Key: keyOfTemplate(e), RealID: e.RealID, Conns: int32(tplConns(e)), Expires: e.Expires}, true
+}
+
 // Put installs k's template as a peer director reports it (connection
 // sync): naming realID, lapsing at expires, timeout after its last
 // connection. A template already there for realID keeps its connections

@@ -191,3 +191,43 @@ func TestTemplatePut(t *testing.T) {
 		t.Fatalf("Expire at 46s: %d %v", n, gone)
 	}
 }
+
+// TestTemplateLookup: Lookup finds a live template, held or lapsing, and
+// not an expired one or another client's, and changes nothing: the
+// template's connections and lapse time are as before, and a Lookup of a
+// missing template creates none.
+func TestTemplateLookup(t *testing.T) {
+	const sec = int64(1e9)
+	tt := NewTemplates(10)
+	k, other := tkey(10, 1, 2, 3), tkey(10, 1, 3, 3)
+	if _, ok := tt.Lookup(&k, 0); ok || tt.Len() != 0 {
+		t.Fatalf("Lookup in an empty table: found %v, Len %d", ok, tt.Len())
+	}
+	pick := func() (uint32, bool) { return 4, true }
+	usable := func(uint32) bool { return true }
+	tt.Schedule(&k, 0, 10*sec, true, usable, pick)
+	before := tt.DumpInto(nil)
+	for range 3 {
+		info, ok := tt.Lookup(&k, 5*sec)
+		if !ok || info.RealID != 4 || info.Conns != 1 || info.Key != k || info.Expires != held {
+			t.Fatalf("Lookup of a held template = %+v, %v", info, ok)
+		}
+	}
+	if _, ok := tt.Lookup(&other, 5*sec); ok {
+		t.Error("Lookup found another client's template")
+	}
+	if after := tt.DumpInto(nil); len(after) != 1 || after[0] != before[0] || tt.Len() != 1 {
+		t.Fatalf("Lookup changed the table: %+v, was %+v", after, before)
+	}
+	tt.Release(&k, 4, 20*sec) // lapses at 30s
+	if info, ok := tt.Lookup(&k, 29*sec); !ok || info.Conns != 0 || info.Expires != 30*sec {
+		t.Errorf("Lookup of a lapsing template = %+v, %v", info, ok)
+	}
+	if _, ok := tt.Lookup(&k, 30*sec); ok {
+		t.Error("Lookup found an expired template")
+	}
+	// Lookup did not refresh it: it expires at 30s still.
+	if n := tt.Expire(30*sec, templateStripes, func(uint32) {}); n != 1 {
+		t.Errorf("Expire at 30s removed %d, want the template", n)
+	}
+}

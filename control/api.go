@@ -18,6 +18,8 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 		return d.list()
 	case api.OpConnections:
 		return d.connections(ctx)
+	case api.OpSimulate:
+		return d.simulate(req.Simulate)
 	case api.OpDoctor:
 		return &api.Response{Checks: d.Doctor()}
 	case api.OpEdit:

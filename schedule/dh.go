@@ -14,7 +14,10 @@ type dh struct {
 	table [shTabSize]int32 // index in dests; -1 only when there is no real
 }
 
-var _ Scheduler = (*dh)(nil)
+var (
+	_ Scheduler = (*dh)(nil)
+	_ Peeker    = (*dh)(nil)
+)
 
 func newDH(dests []Dest) *dh {
 	s := &dh{n: len(dests)}
@@ -40,3 +43,6 @@ func (s *dh) Pick(dests []Dest, f *Flow) int {
 	}
 	return int(i)
 }
+
+// Peek is Pick: dh reads only its table and the counters.
+func (s *dh) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

@@ -23,4 +23,8 @@
 //
 // The flow-hashing schedulers (sh, dh, mh) and the locality ones (lblc,
 // lblcr) read the [Flow] passed to Pick; a nil Flow is the zero flow.
+//
+// Every scheduler is also a [Peeker]: Peek returns what Pick would return
+// now without moving anything, and [Explain] says why, in the
+// scheduler's own terms, for gvsadm simulate.
 package schedule

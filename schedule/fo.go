@@ -6,7 +6,10 @@ package schedule
 // the kernel.
 type fo struct{ n int }
 
-var _ Scheduler = (*fo)(nil)
+var (
+	_ Scheduler = (*fo)(nil)
+	_ Peeker    = (*fo)(nil)
+)
 
 func (s *fo) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -21,3 +24,6 @@ func (s *fo) Pick(dests []Dest, _ *Flow) int {
 	}
 	return best
 }
+
+// Peek is Pick: fo reads only the counters.
+func (s *fo) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

@@ -47,7 +47,10 @@ type lblcEntry struct {
 	used    bool
 }
 
-var _ Scheduler = (*lblc)(nil)
+var (
+	_ Scheduler = (*lblc)(nil)
+	_ Peeker    = (*lblc)(nil)
+)
 
 func newLBLC(dests []Dest, expire time.Duration) *lblc {
 	return &lblc{n: len(dests), expire: int64(expire)}
@@ -78,6 +81,34 @@ func (s *lblc) Pick(dests []Dest, f *Flow) int {
 	set.assign(&f.Dst, int32(d), f.Now, s.expire)
 	set.mu.Unlock()
 	return d
+}
+
+// Peek returns what Pick would return now, without touching the cache:
+// the cached real if Pick would keep it, else the weighted
+// least-connection choice (which Pick would then cache).
+func (s *lblc) Peek(dests []Dest, f *Flow) int {
+	if len(dests) != s.n {
+		return -1
+	}
+	if f == nil {
+		f = &zeroFlow
+	}
+	if d := s.cached(f); d >= 0 && dests[d].Weight > 0 && !lblcOverloaded(dests, d) {
+		return d
+	}
+	return leastWeighted(dests)
+}
+
+// cached returns the real of the live entry of f's destination, or -1,
+// without changing the entry.
+func (s *lblc) cached(f *Flow) int {
+	set := &s.sets[localitySet(&f.Dst)]
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	if e := set.lookup(&f.Dst, f.Now, s.expire); e != nil {
+		return int(e.dest)
+	}
+	return -1
 }
 
 // lookup returns the live entry of address a, or nil.

@@ -52,7 +52,10 @@ type lblcrEntry struct {
 	size    int32 // 0 = free entry
 }
 
-var _ Scheduler = (*lblcr)(nil)
+var (
+	_ Scheduler = (*lblcr)(nil)
+	_ Peeker    = (*lblcr)(nil)
+)
 
 func newLBLCR(dests []Dest, expire time.Duration) *lblcr {
 	return &lblcr{n: len(dests), expire: int64(expire)}
@@ -97,6 +100,38 @@ func (s *lblcr) Pick(dests []Dest, f *Flow) int {
 	set.add(&f.Dst, int32(d), now, s.expire, dests)
 	set.mu.Unlock()
 	return d
+}
+
+// Peek returns what Pick would return now, without touching the cache:
+// the least loaded member of the destination's set if Pick would take
+// it, else the weighted least-connection choice over all reals (which
+// Pick would then add to the set). Pick's dropping of a set's most
+// loaded member comes after its choice and does not change it.
+func (s *lblcr) Peek(dests []Dest, f *Flow) int {
+	if len(dests) != s.n {
+		return -1
+	}
+	if f == nil {
+		f = &zeroFlow
+	}
+	if e, ok := s.cached(f); ok {
+		if d := e.min(dests); d >= 0 && !lblcOverloaded(dests, d) {
+			return d
+		}
+	}
+	return leastWeighted(dests)
+}
+
+// cached returns a copy of the live entry of f's destination, without
+// changing it; false if there is none.
+func (s *lblcr) cached(f *Flow) (lblcrEntry, bool) {
+	set := &s.sets[localitySet(&f.Dst)]
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	if e := set.lookup(&f.Dst, f.Now, s.expire); e != nil {
+		return *e, true
+	}
+	return lblcrEntry{}, false
 }
 
 // lookup returns the live entry of address a, or nil.

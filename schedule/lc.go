@@ -6,7 +6,10 @@ package schedule
 // first in order. An O(reals) scan, as in the kernel.
 type lc struct{ n int }
 
-var _ Scheduler = (*lc)(nil)
+var (
+	_ Scheduler = (*lc)(nil)
+	_ Peeker    = (*lc)(nil)
+)
 
 func (s *lc) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -29,3 +32,6 @@ func (s *lc) Pick(dests []Dest, _ *Flow) int {
 	}
 	return least
 }
+
+// Peek is Pick: lc reads only the counters.
+func (s *lc) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

@@ -66,7 +66,10 @@ type mh struct {
 	slotted []int32 // the reals with slots, for fallback's early exit
 }
 
-var _ Scheduler = (*mh)(nil)
+var (
+	_ Scheduler = (*mh)(nil)
+	_ Peeker    = (*mh)(nil)
+)
 
 func isPrime(n int) bool {
 	if n < 2 {
@@ -250,3 +253,6 @@ func (s *mh) fallback(dests []Dest, v uint32, h uint64) int {
 	}
 	return -1
 }
+
+// Peek is Pick: mh reads only its table and the counters.
+func (s *mh) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

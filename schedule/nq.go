@@ -7,7 +7,10 @@ package schedule
 // as in the kernel, that stops at the first idle real.
 type nq struct{ n int }
 
-var _ Scheduler = (*nq)(nil)
+var (
+	_ Scheduler = (*nq)(nil)
+	_ Peeker    = (*nq)(nil)
+)
 
 func (s *nq) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -35,3 +38,6 @@ func (s *nq) Pick(dests []Dest, _ *Flow) int {
 	}
 	return least
 }
+
+// Peek is Pick: nq reads only the counters.
+func (s *nq) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

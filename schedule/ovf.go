@@ -9,7 +9,10 @@ package schedule
 // notes). An O(reals) scan, as in the kernel.
 type ovf struct{ n int }
 
-var _ Scheduler = (*ovf)(nil)
+var (
+	_ Scheduler = (*ovf)(nil)
+	_ Peeker    = (*ovf)(nil)
+)
 
 func (s *ovf) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -30,3 +33,6 @@ func (s *ovf) Pick(dests []Dest, _ *Flow) int {
 	}
 	return best
 }
+
+// Peek is Pick: ovf reads only the counters.
+func (s *ovf) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

@@ -35,12 +35,32 @@ func (s *rr) Pick(dests []Dest, _ *Flow) int {
 	if i := int(s.idx[p]); dests[i].available() {
 		return i
 	}
-	return s.skip(dests, c, p)
+	i, k := s.after(dests, p)
+	if i < 0 {
+		s.next.undo(c)
+	} else {
+		s.next.advance(c, k)
+	}
+	return i
 }
 
-// skip is the slow path of Pick when the real at position p (counter
-// value c) is unavailable: the first available real after it, cyclically.
-func (s *rr) skip(dests []Dest, c, p uint64) int {
+// Peek returns what Pick would return now, without moving the counter.
+func (s *rr) Peek(dests []Dest, _ *Flow) int {
+	if len(s.idx) == 0 || len(dests) != s.n {
+		return -1
+	}
+	p := s.next.n.Load() % uint64(len(s.idx))
+	if i := int(s.idx[p]); dests[i].available() {
+		return i
+	}
+	i, _ := s.after(dests, p)
+	return i
+}
+
+// after is the slow path of Pick and Peek when the real at position p is
+// unavailable: the first available real after it, cyclically, and how
+// many positions further it is; -1 if none is available.
+func (s *rr) after(dests []Dest, p uint64) (int, uint64) {
 	n := uint64(len(s.idx))
 	for k := uint64(1); k < n; k++ {
 		q := p + k
@@ -48,10 +68,8 @@ func (s *rr) skip(dests []Dest, c, p uint64) int {
 			q -= n
 		}
 		if i := int(s.idx[q]); dests[i].available() {
-			s.next.advance(c, k)
-			return i
+			return i, k
 		}
 	}
-	s.next.undo(c)
-	return -1
+	return -1, 0
 }

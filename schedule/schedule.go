@@ -201,6 +201,16 @@ type Scheduler interface {
 	Pick(dests []Dest, f *Flow) int
 }
 
+// Peeker is a Scheduler that can tell what Pick would return for a flow
+// now without changing anything: no round-robin counter moves, no
+// locality cache entry is made, refreshed or replaced. Every scheduler
+// New builds is a Peeker. It answers "which real would this client get"
+// (gvsadm simulate); a concurrent Pick may of course take that turn
+// first. Safe for concurrent use, zero allocations.
+type Peeker interface {
+	Peek(dests []Dest, f *Flow) int
+}
+
 // Errors returned (wrapped) by New.
 var (
 	ErrUnknown        = errors.New("unknown scheduler")

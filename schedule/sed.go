@@ -7,7 +7,10 @@ package schedule
 // O(reals) scan, as in the kernel.
 type sed struct{ n int }
 
-var _ Scheduler = (*sed)(nil)
+var (
+	_ Scheduler = (*sed)(nil)
+	_ Peeker    = (*sed)(nil)
+)
 
 func (s *sed) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -32,3 +35,6 @@ func (s *sed) Pick(dests []Dest, _ *Flow) int {
 	}
 	return least
 }
+
+// Peek is Pick: sed reads only the counters.
+func (s *sed) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

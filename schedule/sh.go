@@ -31,7 +31,10 @@ type sh struct {
 	table [shTabSize]int32 // index in dests; -1 only when there is no real
 }
 
-var _ Scheduler = (*sh)(nil)
+var (
+	_ Scheduler = (*sh)(nil)
+	_ Peeker    = (*sh)(nil)
+)
 
 func newSH(dests []Dest, flags Flags) *sh {
 	s := &sh{n: len(dests), flags: flags}
@@ -81,3 +84,6 @@ func (s *sh) Pick(dests []Dest, f *Flow) int {
 	}
 	return -1
 }
+
+// Peek is Pick: sh reads only its table and the counters.
+func (s *sh) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

@@ -13,7 +13,10 @@ const connShift = 8
 // connections on one real.
 type wlc struct{ n int }
 
-var _ Scheduler = (*wlc)(nil)
+var (
+	_ Scheduler = (*wlc)(nil)
+	_ Peeker    = (*wlc)(nil)
+)
 
 func (s *wlc) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
@@ -48,3 +51,6 @@ func leastWeighted(dests []Dest) int {
 	}
 	return least
 }
+
+// Peek is Pick: wlc reads only the counters.
+func (s *wlc) Peek(dests []Dest, f *Flow) int { return s.Pick(dests, f) }

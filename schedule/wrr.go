@@ -151,22 +151,46 @@ func (s *wrr) Pick(dests []Dest, _ *Flow) int {
 	}
 	c := s.next.next()
 	p := c % s.period
-	var i int
-	if s.seq != nil {
-		i = int(s.seq[p])
-	} else {
-		i = s.at(p)
-	}
+	i := s.real(p)
 	if dests[i].available() {
 		return i
 	}
-	return s.skip(dests, c, p, i)
+	j, k := s.after(dests, p, i)
+	if j < 0 {
+		s.next.undo(c)
+	} else {
+		s.next.advance(c, k)
+	}
+	return j
 }
 
-// skip is the slow path of Pick when real i, at position p of the period
-// (counter value c), is unavailable: the real at the first later
-// position, within one period, whose real is available.
-func (s *wrr) skip(dests []Dest, c, p uint64, i int) int {
+// Peek returns what Pick would return now, without moving the counter.
+func (s *wrr) Peek(dests []Dest, _ *Flow) int {
+	if s.period == 0 || len(dests) != s.n {
+		return -1
+	}
+	p := s.next.n.Load() % s.period
+	i := s.real(p)
+	if dests[i].available() {
+		return i
+	}
+	j, _ := s.after(dests, p, i)
+	return j
+}
+
+// real returns the real at position p of the period (p < period).
+func (s *wrr) real(p uint64) int {
+	if s.seq != nil {
+		return int(s.seq[p])
+	}
+	return s.at(p)
+}
+
+// after is the slow path of Pick and Peek when real i, at position p of
+// the period, is unavailable: the real at the first later position,
+// within one period, whose real is available, and how many positions
+// further that is; -1 if no real is available.
+func (s *wrr) after(dests []Dest, p uint64, i int) (int, uint64) {
 	r := s.roundOf(p)
 	// The rest of round r: the reals after i that take part in it.
 	q := p
@@ -174,8 +198,7 @@ func (s *wrr) skip(dests []Dest, c, p uint64, i int) int {
 		if s.enter[j] <= r {
 			q++
 			if dests[j].available() {
-				s.next.advance(c, q-p)
-				return j
+				return j, q - p
 			}
 		}
 	}
@@ -188,8 +211,7 @@ func (s *wrr) skip(dests []Dest, c, p uint64, i int) int {
 		}
 	}
 	if first == s.rounds {
-		s.next.undo(c)
-		return -1
+		return -1, 0
 	}
 	r2, base := max(r+1, first), uint64(0)
 	if r2 >= s.rounds {
@@ -199,11 +221,10 @@ func (s *wrr) skip(dests []Dest, c, p uint64, i int) int {
 	for j := range dests {
 		if s.enter[j] <= r2 {
 			if dests[j].available() {
-				s.next.advance(c, q-p)
-				return j
+				return j, q - p
 			}
 			q++
 		}
 	}
-	return -1 // not reached: first <= r2
+	return -1, 0 // not reached: first <= r2
 }

@@ -12,6 +12,7 @@
 //	gvsadm -L -n -c              the connection table
 //	gvsadm -L --daemon           the connection sync daemon
 //	gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]   what the dataplane does with frames
+//	gvsadm simulate -t|-u VIP:port --client IP[:port] [--json]   which real a new connection would get, and why
 //	gvsadm doctor [--json]       gvsd checks the director's setup, with fixes
 //	gvsadm -S -n                 the services as rules for -R
 //	gvsadm -L --json             everything, for programs
@@ -52,6 +53,9 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 	for i := 0; i < len(args) && i < 3; i++ {
 		if args[i] == "capture" {
 			return runCapture(append(append([]string(nil), args[:i]...), args[i+1:]...), stdout, stderr)
+		}
+		if args[i] == "simulate" {
+			return runSimulate(append(append([]string(nil), args[:i]...), args[i+1:]...), stdout, stderr)
 		}
 		if args[i] == "doctor" {
 			return runDoctor(args[i+1:], socketOf(args[:i]), stdout, stderr)
@@ -441,6 +445,8 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -L|-l [-n] -c          list the connection table
   gvsadm -L --daemon            the connection sync daemon ([sync])
   gvsadm capture [-w FILE|-] [-c N] [-G S] [filter]  record what the dataplane does (capture -h)
+  gvsadm simulate -t|-u VIP:port --client IP[:port] [--json]  which real a new connection
+                                would get now, and why, changing nothing (simulate -h)
   gvsadm doctor [--json]        check the director's setup; each problem with its fix
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h

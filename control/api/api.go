@@ -47,11 +47,104 @@ type Check struct {
 // (Capture).
 const OpCapture = "capture"
 
+// OpSimulate says which real a new connection from a client would get
+// now, and why, without sending traffic or changing anything
+// (Request.Simulate; the answer is Response.Simulation).
+const OpSimulate = "simulate"
+
 // Request is what gvsadm asks.
 type Request struct {
-	Op      string          `json:"op"`
-	Edit    *Edit           `json:"edit,omitempty"`
-	Capture *CaptureRequest `json:"capture,omitempty"`
+	Op       string           `json:"op"`
+	Edit     *Edit            `json:"edit,omitempty"`
+	Capture  *CaptureRequest  `json:"capture,omitempty"`
+	Simulate *SimulateRequest `json:"simulate,omitempty"`
+}
+
+// SimulateRequest is the new connection OpSimulate asks about.
+type SimulateRequest struct {
+	Protocol string `json:"protocol"` // "tcp" or "udp"
+	Address  string `json:"address"`  // the service's VIP:port
+	Client   string `json:"client"`   // IP or IP:port (port 0 when not given)
+}
+
+// Simulation is what a new connection would get now, and why: decided as
+// gvsd's dataplane decides it, from the same table, templates and
+// counters, changing none of them.
+type Simulation struct {
+	Protocol       string   `json:"protocol"`
+	Address        string   `json:"address"` // VIP:port
+	Client         string   `json:"client"`  // IP:port
+	Scheduler      string   `json:"scheduler"`
+	SchedulerFlags []string `json:"scheduler_flags,omitempty"`
+	Persistence    uint32   `json:"persistence,omitempty"` // seconds, 0 = none
+	Netmask        int      `json:"netmask,omitempty"`     // persistence prefix length
+	OPS            bool     `json:"ops,omitempty"`
+	// Real is the real server (RIP:port) the connection would go to, ""
+	// when none would take it.
+	Real    string `json:"real,omitempty"`
+	Forward string `json:"forward,omitempty"`
+	// DecidedBy is "template" (a live persistence template whose real
+	// takes it), "scheduler", or "none" (no real can take it: the
+	// dataplane drops it with verdict no_real).
+	DecidedBy string `json:"decided_by"`
+	// Reason says why, in the scheduler's or the template's terms.
+	Reason string `json:"reason"`
+	// Template is the client's persistence template, when the service
+	// has persistence.
+	Template *SimulatedTemplate `json:"template,omitempty"`
+	// Sorry is the service's sorry server, "" if it has none;
+	// SorryActive says it is one of the service's reals now (because
+	// every other real is down or has weight 0), so the scheduler may
+	// pick it.
+	Sorry       string `json:"sorry,omitempty"`
+	SorryActive bool   `json:"sorry_active,omitempty"`
+	// Notes are what else an operator should know of the answer.
+	Notes []string `json:"notes,omitempty"`
+	// Reals are the service's reals as the decision saw them, in the
+	// scheduler's order.
+	Reals []SimulatedReal `json:"reals"`
+}
+
+// SimulatedTemplate is a client's persistence template as OpSimulate
+// found it.
+type SimulatedTemplate struct {
+	Client string `json:"client"` // the client address masked to the netmask: the template's key
+	Found  bool   `json:"found"`  // a live template exists
+	Real   string `json:"real,omitempty"`
+	// Connections hold the template; with none it lapses in Expires
+	// seconds.
+	Connections int32 `json:"connections,omitempty"`
+	Expires     int64 `json:"expires,omitempty"`
+	// Usable: its real takes the new connection, so the template
+	// decides. If not, Note says why, and the connection is scheduled
+	// afresh and the template replaced.
+	Usable bool   `json:"usable,omitempty"`
+	Note   string `json:"note,omitempty"`
+}
+
+// SimulatedReal is one real of the service as OpSimulate's decision saw
+// it.
+type SimulatedReal struct {
+	Address string `json:"address"` // RIP:port
+	Forward string `json:"forward"`
+	Weight  int    `json:"weight"` // configured
+	// SchedWeight is the weight the scheduler sees: 0 while the real is
+	// not ready or has failed its check.
+	SchedWeight    int    `json:"sched_weight"`
+	Ready          bool   `json:"ready"`
+	Health         string `json:"health,omitempty"` // "up" or "down"; "" without a check
+	Overloaded     bool   `json:"overloaded,omitempty"`
+	Active         int64  `json:"active"`
+	Inactive       int64  `json:"inactive"`
+	Persistent     int64  `json:"persistent"`
+	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
+	LowerThreshold uint32 `json:"lower_threshold,omitempty"`
+	Sorry          bool   `json:"sorry,omitempty"`  // the sorry server
+	Chosen         bool   `json:"chosen,omitempty"` // the connection would go here
+	// Note sums up the real's part: "chosen", "template", "hashed here",
+	// "cached here", "not ready", "check failed", "quiescent",
+	// "overloaded", "sorry server", comma-separated.
+	Note string `json:"note,omitempty"`
 }
 
 // CaptureRequest selects the frames a capture records and bounds it.
@@ -139,6 +232,7 @@ type Response struct {
 	Sync        *SyncStatus  `json:"sync,omitempty"`
 	Checks      []Check      `json:"checks,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
+	Simulation  *Simulation  `json:"simulation,omitempty"` // OpSimulate's answer
 }
 
 // SyncStatus is the director's connection sync as it runs ([sync]).
