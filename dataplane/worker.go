@@ -313,13 +313,10 @@ func (w *Worker) templateGone(id uint32) {
 }
 
 // usable reports whether a persistence template's real may take the new
-// connection: still a real of the service and ready. As in IPVS (with
-// expire_quiescent_template at its default, 0), a quiescent or overloaded
-// real keeps its persistent clients.
-func (w *Worker) usable(id uint32) bool {
-	r := w.cur.real(id)
-	return r != nil && r.Ready && w.curSvc.hasReal(id)
-}
+// connection (Table.TemplateUsable, which gvsadm simulate asks too). As in
+// IPVS (with expire_quiescent_template at its default, 0), a quiescent or
+// overloaded real keeps its persistent clients.
+func (w *Worker) usable(id uint32) bool { return w.cur.TemplateUsable(w.curSvc, id) }
 
 // pick asks the scheduler of w.curSvc for a real for w.flow.
 func (w *Worker) pick() (uint32, bool) {

@@ -68,8 +68,13 @@ const (
 	// keepAliveClients hold one connection for the whole test.
 	newConnClients   = 4
 	keepAliveClients = 2
-	// maxRequests bounds each load goroutine besides the time.
-	maxRequests = 20000
+	// maxRequests bounds each load goroutine besides the time. A
+	// keep-alive client must outlast the longest test that uses it
+	// (TestLiveChanges, about a minute): at a request a millisecond or
+	// less, 20,000 were done before its drain step, the connection closed
+	// with the client, and the step found no long-lived connection.
+	maxRequests          = 20000
+	keepAliveMaxRequests = 500000
 	// requestTimeout bounds one request: room for two SYN retransmissions
 	// (at 1 s and 3 s) when the director's rings overflow under the flood
 	// and drop a legitimate SYN with the rest.
@@ -408,7 +413,11 @@ func startLoad(h *lab.Host, addr netip.AddrPort) *httpLoad {
 		go func() { // load client i, ended by stop
 			defer ld.wg.Done()
 			defer tr.CloseIdleConnections()
-			for n := 0; n < maxRequests; n++ {
+			limit := maxRequests
+			if keepAlive {
+				limit = keepAliveMaxRequests
+			}
+			for n := 0; n < limit; n++ {
 				select {
 				case <-ld.done:
 					return

@@ -127,7 +127,14 @@ func TestLiveChanges(t *testing.T) {
 		}
 	}
 	if gone == "" {
-		t.Fatal("no long-lived connection in two dumps of the connection table")
+		states := map[string]int{}
+		for _, line := range strings.Split(gvsadmOut("-Lnc"), "\n") {
+			if f := strings.Fields(line); len(f) == 6 {
+				states[f[2]]++
+			}
+		}
+		t.Fatalf("no long-lived connection in two dumps of the connection table: ESTABLISHED %v, then %v; states now %v; keep-alive clients dialled %v",
+			first, established(), states, load.keepAliveDials())
 	}
 	gvsadmOut("-d", "-t", vip.String(), "-r", gone)
 	time.Sleep(requestTimeout + 2*time.Second)
