@@ -68,6 +68,9 @@ type WorkerCounters struct {
 	// FragTableFull counts first fragments whose decision the fragment
 	// table had no room for: their later fragments are dropped.
 	FragTableFull atomic.Uint64
+	// OuterFragments counts TUN packets without DF sent as fragments of
+	// their outer packet because they did not fit the MTU encapsulated.
+	OuterFragments atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -75,7 +78,7 @@ type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	TemplatesFull                                        uint64
 	Evicted, Reused, Rescheduled, LateExpired            uint64
-	FragTableFull                                        uint64
+	FragTableFull, OuterFragments                        uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -96,6 +99,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.Rescheduled += c.Rescheduled.Load()
 	s.LateExpired += c.LateExpired.Load()
 	s.FragTableFull += c.FragTableFull.Load()
+	s.OuterFragments += c.OuterFragments.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

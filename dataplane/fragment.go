@@ -155,10 +155,10 @@ func (w *Worker) laterFragment(t *Table, buf, frame []byte, now int64) ([]byte, 
 	r.Stats.InPkts.Add(1)
 	r.Stats.InBytes.Add(uint64(len(ip)))
 	if r.Forward == ForwardTUN {
-		// A fragment has DF clear: too big for the tunnel, it is
-		// dropped (IPVS would fragment the outer packet).
+		// A fragment has DF clear: too big for the tunnel, its outer
+		// packet is fragmented in turn.
 		if len(ip)+header.IPIPOverhead > t.MTU {
-			return nil, VerdictTooBig, true
+			return w.encapFragments(t, r, buf, frame), VerdictForward, true
 		}
 		frame = encapsulate(t, r, buf, frame)
 		eth = header.Ethernet(frame)
@@ -211,6 +211,8 @@ func (w *Worker) retryFragments(t *Table, now int64) {
 			continue
 		case f != nil:
 			out = append(out, f)
+			out = append(out, w.extra...) // a TUN fragment's outer fragments
+			w.extra = w.extra[:0]
 		}
 		w.C.Verdicts[v].Add(1)
 		w.fragSent = append(w.fragSent, p.buf)
@@ -224,6 +226,7 @@ func (w *Worker) retryFragments(t *Table, now int64) {
 		}
 	}
 	// The buffers are free once written.
+	w.resetSpare()
 	w.fragFree = append(w.fragFree, w.fragSent...)
 	w.fragSent = w.fragSent[:0]
 	w.fragOut = out[:0]

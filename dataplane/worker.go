@@ -104,6 +104,14 @@ type Worker struct {
 	fragSent    [][]byte
 	fragOut     [][]byte
 
+	// TUN outer fragments beyond the first (tunfrag.go): the frames, how
+	// many of them the batch has queued, and the buffers they use.
+	extra     [][]byte
+	extraSent int
+	spareBufs [][]byte
+	spareUsed int
+	outerID   uint32
+
 	flow       schedule.Flow
 	nextPort   uint32
 	lastExpire int64
@@ -233,6 +241,9 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 		if f != nil {
 			out = append(out, f)
 		}
+		// The other outer fragments of a TUN packet (tunfrag.go).
+		out = append(out, w.extra[w.extraSent:]...)
+		w.extraSent = len(w.extra)
 	}
 	w.C.RxFrames.Add(uint64(n))
 	if len(out) > 0 {
@@ -242,6 +253,8 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 			w.C.Verdicts[VerdictTxError].Add(uint64(len(out) - sent))
 		}
 	}
+	w.resetSpare()
+	w.extraSent = 0
 	w.C.Conns.Store(int64(w.shard.Len()))
 }
 
@@ -686,7 +699,7 @@ func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry4, r *Real, buf, fra
 	case ForwardTUN:
 		if len(ip)+header.IPIPOverhead > t.MTU {
 			if !ip.DontFragment() {
-				return nil, VerdictTooBig
+				return w.encapFragments(t, r, buf, frame), VerdictForward
 			}
 			n := header.WriteICMPv4FragNeeded(icmp[header.EthernetLen:], ip.Destination(), ip, uint16(t.MTU-header.IPIPOverhead))
 			if n == 0 {
