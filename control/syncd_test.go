@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/control/config"
 	connsync "github.com/gvs-lb/gvs/control/sync"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/afpacket"
@@ -110,5 +111,27 @@ func TestSyncTemplateRecord(t *testing.T) {
 	back, ok := entryOf(&c, &conntrack.Timeouts{})
 	if !ok || back.Flags != dataplane.SyncTemplate || back.Client != e.Client || back.Real != e.Real || back.Expires != int64(300*time.Second) {
 		t.Fatalf("template back %+v (ok %v)", back, ok)
+	}
+}
+
+// TestPreemptDelayWithSync: with sync, a director does not take the VIPs
+// back before a refresh has taught it the master's connections.
+func TestPreemptDelayWithSync(t *testing.T) {
+	cfg := &config.Config{VRRP: config.VRRP{AdvertInterval: time.Second, PreemptDelay: 5 * time.Second}}
+	if got := preemptDelay(cfg); got != 5*time.Second {
+		t.Errorf("without sync: %v", got)
+	}
+	cfg.Sync = config.Sync{Enabled: true, Refresh: 30 * time.Second}
+	if got := preemptDelay(cfg); got != 32*time.Second {
+		t.Errorf("with sync: %v, want refresh + 2 adverts", got)
+	}
+	cfg.VRRP.PreemptDelay = time.Minute
+	if got := preemptDelay(cfg); got != time.Minute {
+		t.Errorf("a longer preempt_delay: %v", got)
+	}
+	cfg.Sync.Refresh = 0
+	cfg.VRRP.PreemptDelay = 0
+	if got := preemptDelay(cfg); got != 0 {
+		t.Errorf("sync without refresh: %v", got)
 	}
 }

@@ -71,7 +71,7 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 	}
 	sp, err := vrrp.NewSpeaker(vrrp.SpeakerConfig{Interface: iface, Peers: v.UnicastPeers, OnState: d.vrrpChanged,
 		Machine: vrrp.Config{VRID: uint8(v.RouterID), Priority: uint8(v.Priority), Interval: v.AdvertInterval,
-			Preempt: v.Preempt, PreemptDelay: v.PreemptDelay, Addresses: addrs}})
+			Preempt: v.Preempt, PreemptDelay: preemptDelay(cfg), Addresses: addrs}})
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
@@ -134,6 +134,18 @@ func (d *Daemon) garpRefresh(period time.Duration) {
 			d.garp(vip, 1)
 		}
 	}
+}
+
+// preemptDelay is vrrp.preempt_delay, but with connection sync at least
+// one refresh and two adverts: a director that starts (again) learns the
+// connections the master already has only from the next refresh, and
+// taking the VIPs back before that would cut them all.
+func preemptDelay(cfg *config.Config) time.Duration {
+	d := cfg.VRRP.PreemptDelay
+	if cfg.Sync.Enabled && cfg.Sync.Refresh > 0 {
+		d = max(d, cfg.Sync.Refresh+2*cfg.VRRP.AdvertInterval)
+	}
+	return d
 }
 
 // vrrpChanged is the speaker's callback (on its goroutine): it records the

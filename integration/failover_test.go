@@ -203,19 +203,24 @@ func runFailover(t *testing.T, c failoverCase) {
 		resp.Sync.MessagesReceived, resp.Sync.ConnsReceived, resp.Sync.Installed)
 
 	if c.kill && c.interval < time.Second {
-		// The killed director comes back at a lower priority: it drops
+		// The killed director comes back, at its old priority. It drops
 		// the VIP its death left on its interface (else it would answer
-		// ARP for it against the master), stays backup and learns the
-		// stream, which it never saw, from the next refresh.
+		// ARP for it against the master), waits as backup until a
+		// refresh has taught it the connections (its preempt delay is at
+		// least one refresh), and then takes the VIPs back without
+		// cutting a stream that began on the other director.
 		if !vipOn(ctx, t, l.Director) {
 			t.Fatal("the killed master's VIP is not on its interface: the restart check below would prove nothing")
 		}
-		rcfg := filepath.Join(dir, "restart.toml")
-		if err := os.WriteFile(rcfg, []byte(cfg(10)), 0o644); err != nil {
+		conn2, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
+		if err != nil {
 			t.Fatal(err)
 		}
+		st2 := startStream(conn2)
+		defer st2.stop()
+		port2 := uint16(conn2.LocalAddr().(*net.TCPAddr).Port)
 		rsock := filepath.Join(dir, "restart.sock")
-		again, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "restart.log"), []string{bins.gvsd, "-config", rcfg, "-socket", rsock, "-log-json"})
+		again, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "restart.log"), []string{bins.gvsd, "-config", env.ConfigPath, "-socket", rsock, "-log-json"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -232,13 +237,25 @@ func runFailover(t *testing.T, c failoverCase) {
 			t.Fatal("the restarted director kept the VIP its killed run left behind")
 		}
 		waitRole(ctx, t, rsock, "BACKUP", 5*time.Second)
-		// The stream has been closed by now: its entry is closing.
-		if err := waitCond(ctx, 5*time.Second, func() bool { return hasConn(ctx, t, rsock, streamPort, "") }); err != nil {
-			t.Fatalf("the restarted director did not learn the stream's connection from a refresh: %+v", gvsStatus(ctx, t, rsock).Sync)
+		if err := waitCond(ctx, 5*time.Second, func() bool { return hasConn(ctx, t, rsock, port2, "ESTABLISHED") }); err != nil {
+			t.Fatalf("the restarted director did not learn the new stream's connection from a refresh: %+v", gvsStatus(ctx, t, rsock).Sync)
 		}
-		if vipOn(ctx, t, l.Director) {
-			t.Fatal("the restarted director holds the VIP as backup")
+		back := waitRole(ctx, t, rsock, "MASTER", 10*time.Second)
+		t1 := time.Now()
+		if err := waitCond(ctx, 10*time.Second, func() bool { return st2.echoes(t1) >= 20 }); err != nil {
+			t.Fatalf("the stream did not carry on after the restarted director took the VIPs back (error: %v)", st2.failure())
 		}
+		gap2 := st2.gap(t1)
+		st2.stop()
+		if err := st2.failure(); err != nil {
+			t.Fatalf("the stream broke when the restarted director took the VIPs back: %v", err)
+		}
+		// Had it taken them before it knew the stream, the stream's
+		// segments would have been dropped until the next refresh (2 s).
+		if gap2 > time.Second {
+			t.Fatalf("the stream stalled %v when the restarted director took the VIPs back", gap2)
+		}
+		t.Logf("%s: the restarted director was master again %v after it reported BACKUP; the stream's gap %v", c.name(), back.Round(time.Millisecond), gap2.Round(time.Millisecond))
 	}
 }
 
