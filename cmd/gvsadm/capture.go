@@ -108,26 +108,30 @@ func parseCapture(args []string) (captureOptions, error) {
 
 var errHelp = fmt.Errorf("help")
 
+// parsed handles what parsing a subcommand's arguments gave: -h prints
+// its usage, an error the error and a hint; done says whether the
+// subcommand ends there, with code.
+func parsed(name, usage string, err error, stdout, stderr io.Writer) (code int, done bool) {
+	switch {
+	case err == errHelp:
+		fmt.Fprint(stdout, usage)
+		return 0, true
+	case err != nil:
+		fmt.Fprintf(stderr, "gvsadm: %v\n", err)
+		fmt.Fprintf(stderr, "Try `gvsadm %s -h' for more information.\n", name)
+		return 2, true
+	}
+	return 0, false
+}
+
 // runCapture is gvsadm capture: it streams the capture from gvsd into a
 // pcapng file or as lines, until gvsd ends it (count, time) or Ctrl-C.
 func runCapture(args []string, stdout, stderr io.Writer) int {
 	o, err := parseCapture(args)
-	if err == errHelp {
-		fmt.Fprint(stdout, captureUsage)
-		return 0
+	if code, done := parsed("capture", captureUsage, err, stdout, stderr); done {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "gvsadm: %v\n", err)
-		fmt.Fprintf(stderr, "Try `gvsadm capture -h' for more information.\n")
-		return 2
-	}
-	socket := o.socket
-	if socket == "" {
-		socket = os.Getenv("GVS_SOCKET")
-	}
-	if socket == "" {
-		socket = api.DefaultSocket
-	}
+	socket := socketPath(o.socket)
 	var out io.Writer = stdout
 	if o.write != "" && o.write != "-" {
 		f, err := os.Create(o.write)

@@ -78,13 +78,7 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "gvsadm: %s is not implemented yet; change the configuration file and reload gvsd (SIGHUP)\n", o.unsupported)
 		return 1
 	}
-	socket := o.socket
-	if socket == "" {
-		socket = os.Getenv("GVS_SOCKET")
-	}
-	if socket == "" {
-		socket = api.DefaultSocket
-	}
+	socket := socketPath(o.socket)
 	switch o.cmd {
 	case cmdEdit:
 		if _, err := api.Call(context.Background(), socket, &api.Request{Op: api.OpEdit, Edit: o.edit}); err != nil {
@@ -485,7 +479,7 @@ func restore(socket string, in io.Reader, stderr io.Writer) int {
 }
 
 // socketOf returns the control socket named by leading arguments
-// (--socket PATH or --socket=PATH), else $GVS_SOCKET, else the default.
+// (--socket PATH or --socket=PATH), else socketPath's default.
 func socketOf(args []string) string {
 	for i, a := range args {
 		if v, ok := strings.CutPrefix(a, "--socket="); ok {
@@ -494,6 +488,15 @@ func socketOf(args []string) string {
 		if a == "--socket" && i+1 < len(args) {
 			return args[i+1]
 		}
+	}
+	return socketPath("")
+}
+
+// socketPath is the control socket: given, else $GVS_SOCKET, else
+// api.DefaultSocket.
+func socketPath(given string) string {
+	if given != "" {
+		return given
 	}
 	if s := os.Getenv("GVS_SOCKET"); s != "" {
 		return s

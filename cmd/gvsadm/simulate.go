@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -84,22 +83,10 @@ func parseSimulate(args []string) (simulateOptions, error) {
 // runSimulate is gvsadm simulate.
 func runSimulate(args []string, stdout, stderr io.Writer) int {
 	o, err := parseSimulate(args)
-	if err == errHelp {
-		fmt.Fprint(stdout, simulateUsage)
-		return 0
+	if code, done := parsed("simulate", simulateUsage, err, stdout, stderr); done {
+		return code
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "gvsadm: %v\n", err)
-		fmt.Fprintf(stderr, "Try `gvsadm simulate -h' for more information.\n")
-		return 2
-	}
-	socket := o.socket
-	if socket == "" {
-		socket = os.Getenv("GVS_SOCKET")
-	}
-	if socket == "" {
-		socket = api.DefaultSocket
-	}
+	socket := socketPath(o.socket)
 	resp, err := api.Call(context.Background(), socket, &api.Request{Op: api.OpSimulate, Simulate: &o.req})
 	if err != nil {
 		fmt.Fprintf(stderr, "%v\n", err) // "No such service", as ipvsadm
