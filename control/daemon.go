@@ -501,22 +501,32 @@ func (d *Daemon) resolve(addrs []netip.Addr) (changed bool) {
 	return changed
 }
 
-// resolver re-resolves every real's next hop periodically and republishes
-// the table when one changed (a real came up, moved or went away).
-func (d *Daemon) resolver() {
+// every runs fn each period, on the calling goroutine (one of d.bg),
+// until the daemon stops or fn reports false.
+func (d *Daemon) every(period time.Duration, fn func(now time.Time) bool) {
 	defer d.bg.Done()
-	tick := time.NewTicker(resolveEvery)
+	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
 		select {
 		case <-d.stop:
 			return
-		case <-tick.C:
+		case now := <-tick.C:
+			if !fn(now) {
+				return
+			}
 		}
+	}
+}
+
+// resolver re-resolves every real's next hop periodically and republishes
+// the table when one changed (a real came up, moved or went away).
+func (d *Daemon) resolver() {
+	d.every(resolveEvery, func(time.Time) bool {
 		d.mu.Lock()
+		defer d.mu.Unlock()
 		if d.closed {
-			d.mu.Unlock()
-			return
+			return false
 		}
 		changed := d.resolve(d.nextHops(d.cfg))
 		if d.comp.Drained(time.Now(), d.cfg.Timeouts.Drain) {
@@ -532,8 +542,8 @@ func (d *Daemon) resolver() {
 				d.log.Error("republish after next-hop change failed", "err", err)
 			}
 		}
-		d.mu.Unlock()
-	}
+		return true
+	})
 }
 
 func linkInfo(name string) (LinkInfo, error) {

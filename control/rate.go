@@ -93,17 +93,10 @@ func realRateName(s *api.Service, r *api.Real) string {
 // estimate samples the counters every estimateEvery until the daemon
 // stops.
 func (d *Daemon) estimate() {
-	defer d.bg.Done()
-	tick := time.NewTicker(estimateEvery)
-	defer tick.Stop()
 	last := time.Now()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case now := <-tick.C:
-			d.rates.sampleAll(d.list().Services, now.Sub(last).Seconds())
-			last = now
-		}
-	}
+	d.every(estimateEvery, func(now time.Time) bool {
+		d.rates.sampleAll(d.list().Services, now.Sub(last).Seconds())
+		last = now
+		return true
+	})
 }

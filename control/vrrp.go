@@ -111,15 +111,7 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 // (vrrp.garp_refresh), so that a switch or neighbour that forgot or never
 // learnt the master's MAC learns it again.
 func (d *Daemon) garpRefresh(period time.Duration) {
-	defer d.bg.Done()
-	tick := time.NewTicker(period)
-	defer tick.Stop()
-	for {
-		select {
-		case <-d.stop:
-			return
-		case <-tick.C:
-		}
+	d.every(period, func(time.Time) bool {
 		d.mu.Lock()
 		vips := make([]netip.Addr, 0, len(d.vips))
 		for vip := range d.vips {
@@ -128,12 +120,13 @@ func (d *Daemon) garpRefresh(period time.Duration) {
 		closed := d.closed
 		d.mu.Unlock()
 		if closed {
-			return
+			return false
 		}
 		for _, vip := range vips {
 			d.garp(vip, 1)
 		}
-	}
+		return true
+	})
 }
 
 // preemptDelay is vrrp.preempt_delay, but with connection sync at least
