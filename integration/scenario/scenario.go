@@ -513,6 +513,15 @@ func echoTCP(c net.Conn, size int) (sent, back int, err error) {
 
 func runUDP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
 	buf := make([]byte, 65536)
+	// Every flow's socket stays open until the last datagram: a closed
+	// one's port may be handed out again at once, and the datagram would
+	// then belong to the earlier flow's connection (and real server).
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
 	for i := 0; i < o.Datagrams; i++ {
 		c, err := l.Client.DialUDP(ctx, netip.AddrPortFrom(VIP, UDPPort))
 		if err != nil {
@@ -539,7 +548,7 @@ func runUDP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
 				ok = true
 			}
 		}
-		c.Close()
+		open = append(open, c)
 		if ok {
 			res.UDPOK++
 		} else {
