@@ -12,8 +12,8 @@ import (
 // discardLink is a Link that sends nowhere and receives nothing.
 type discardLink struct{}
 
-func (discardLink) Read([][]byte, []int, int) (int, error) { return 0, nil }
-func (discardLink) Write(b [][]byte) (int, error)          { return len(b), nil }
+func (discardLink) Read([][]byte, []int, []header.Offload, int) (int, error) { return 0, nil }
+func (discardLink) Write(b [][]byte, _ []header.Offload) (int, error)        { return len(b), nil }
 
 // captureWorker is a worker on a link that discards, with a capture slot
 // as a Dataplane gives it.

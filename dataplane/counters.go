@@ -24,12 +24,13 @@ const (
 	VerdictTableFull                    // the connection table or the local ports are exhausted
 	VerdictTooBig                       // would exceed the MTU after encapsulation: ICMP sent back (DF) or dropped
 	VerdictTxError                      // the link refused the frame
+	VerdictOffload                      // offload metadata (partial checksum, GSO) the rewrites cannot honour
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{
 	"invalid", "forward", "malformed", "not_ipv4", "fragment", "no_service",
-	"no_conn", "no_real", "table_full", "too_big", "tx_error",
+	"no_conn", "no_real", "table_full", "too_big", "tx_error", "offload",
 }
 
 func (v Verdict) String() string {
@@ -71,6 +72,9 @@ type WorkerCounters struct {
 	// OuterFragments counts TUN packets without DF sent as fragments of
 	// their outer packet because they did not fit the MTU encapsulated.
 	OuterFragments atomic.Uint64
+	// Segmented counts GSO frames cut into segments in software because
+	// they went into a tunnel (TUN), where the kernel cannot cut them.
+	Segmented atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -78,7 +82,7 @@ type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	TemplatesFull                                        uint64
 	Evicted, Reused, Rescheduled, LateExpired            uint64
-	FragTableFull, OuterFragments                        uint64
+	FragTableFull, OuterFragments, Segmented             uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -100,6 +104,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.LateExpired += c.LateExpired.Load()
 	s.FragTableFull += c.FragTableFull.Load()
 	s.OuterFragments += c.OuterFragments.Load()
+	s.Segmented += c.Segmented.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

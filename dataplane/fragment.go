@@ -170,7 +170,7 @@ func (w *Worker) laterFragment(t *Table, buf, frame []byte, now int64) ([]byte, 
 
 // pendingFrag is a later fragment waiting for its first.
 type pendingFrag struct {
-	buf      []byte // Headroom + MaxFrame, the frame at Headroom
+	buf      []byte // Headroom + MaxSegment, the frame at Headroom
 	size     int
 	deadline int64
 }
@@ -179,14 +179,14 @@ type pendingFrag struct {
 // first fragment's decision is known; it reports false when too many
 // wait already.
 func (w *Worker) holdFragment(frame []byte, now int64) bool {
-	if len(w.fragWaiting) >= fragPending {
+	if len(w.fragWaiting) >= fragPending || len(frame) > MaxSegment {
 		return false
 	}
 	var p pendingFrag
 	if n := len(w.fragFree); n > 0 {
 		p.buf, w.fragFree = w.fragFree[n-1], w.fragFree[:n-1]
 	} else {
-		p.buf = make([]byte, Headroom+MaxFrame)
+		p.buf = make([]byte, Headroom+MaxSegment)
 	}
 	p.size = copy(p.buf[Headroom:], frame)
 	p.deadline = now + fragWait
@@ -219,7 +219,7 @@ func (w *Worker) retryFragments(t *Table, now int64) {
 	}
 	w.fragWaiting = keep
 	if len(out) > 0 {
-		sent, _ := w.link.Write(out)
+		sent, _ := w.link.Write(out, nil)
 		w.C.TxFrames.Add(uint64(sent))
 		if sent < len(out) {
 			w.C.Verdicts[VerdictTxError].Add(uint64(len(out) - sent))

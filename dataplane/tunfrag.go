@@ -46,7 +46,7 @@ func (w *Worker) encapFragments(t *Table, r *Real, buf, frame []byte) []byte {
 // back by resetSpare after each write.
 func (w *Worker) spare(n int) []byte {
 	if w.spareUsed == len(w.spareBufs) {
-		w.spareBufs = append(w.spareBufs, make([]byte, MaxFrame))
+		w.spareBufs = append(w.spareBufs, make([]byte, Headroom+MaxSegment))
 	}
 	b := w.spareBufs[w.spareUsed][:n]
 	w.spareUsed++

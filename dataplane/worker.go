@@ -19,9 +19,16 @@ const (
 	// encapsulation is a prepend, not a copy. 20 bytes are needed; 64
 	// keeps the frame cache-line aligned.
 	Headroom = 64
-	// MaxFrame is the largest frame a worker takes: a 9000-byte jumbo MTU
-	// plus an Ethernet header and a VLAN tag, rounded up.
-	MaxFrame = 9216
+	// MaxFrame is the largest frame a worker takes: a GSO super-frame
+	// (GRO on the interface, TSO of a local sender) is an IPv4 packet of
+	// up to 65535 bytes behind its Ethernet header. The buffers of a
+	// batch (4 MiB) cost address space only: a frame touches what it
+	// fills.
+	MaxFrame = 64<<10 + 64
+	// MaxSegment is the largest frame on the wire that a worker builds
+	// (TUN outer fragments and segments, held fragments): a 9000-byte
+	// jumbo MTU plus an Ethernet header and a VLAN tag, rounded up.
+	MaxSegment = 9216
 	// BatchSize is the number of frames a worker reads and writes per
 	// system call. 64 amortises the syscall well below the per-packet
 	// work while keeping a batch's buffers (600 KiB) inside L2.
@@ -59,11 +66,15 @@ const (
 // a fake in tests. The caller owns every buffer.
 type Link interface {
 	// Read fills bufs[i][offset:] with received Ethernet frames, sets
-	// sizes[i] and returns how many. (0, nil) means nothing arrived in
-	// time; net.ErrClosed means the link is gone.
-	Read(bufs [][]byte, sizes []int, offset int) (int, error)
-	// Write sends each bufs[i], a complete Ethernet frame.
-	Write(bufs [][]byte) (int, error)
+	// sizes[i] and offs[i] (what the kernel says of the frame's checksum
+	// and segmentation offloads; the zero value for a plain frame) and
+	// returns how many. (0, nil) means nothing arrived in time;
+	// net.ErrClosed means the link is gone.
+	Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error)
+	// Write sends each bufs[i], a complete Ethernet frame, with the
+	// offloads offs[i] asks of the kernel (a partial checksum to finish,
+	// a GSO frame to segment). offs is nil or as long as bufs.
+	Write(bufs [][]byte, offs []header.Offload) (int, error)
 }
 
 var epoch = time.Now()
@@ -82,10 +93,16 @@ type Worker struct {
 	// C are this worker's counters.
 	C WorkerCounters
 
-	bufs  [][]byte
-	sizes []int
-	icmp  [][]byte
-	out   [][]byte
+	bufs    [][]byte
+	sizes   []int
+	offs    []header.Offload // what Read said of each frame's offloads
+	icmp    [][]byte
+	out     [][]byte
+	outOffs []header.Offload // what Write is asked for each frame of out
+	// txOff is the offload request of the frame handle returned: the
+	// received frame's, adjusted to its rewrite; zero for frames built
+	// anew (ICMP errors, TUN outer fragments and segments).
+	txOff header.Offload
 	// The batch's frames as parse read them, and the keys it warms if
 	// the shard holds at least warmMin connections (warmMinConns; tests
 	// lower it).
@@ -146,8 +163,11 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 		shard: conntrack.NewShard[[4]byte](capacity),
 		bufs:  make([][]byte, BatchSize),
 		sizes: make([]int, BatchSize),
+		offs:  make([]header.Offload, BatchSize),
 		icmp:  make([][]byte, BatchSize),
 		out:   make([][]byte, 0, BatchSize),
+
+		outOffs: make([]header.Offload, 0, BatchSize),
 
 		warmMin: warmMinConns,
 		frags:   new(fragTable),
@@ -180,7 +200,7 @@ func (w *Worker) run(stop <-chan struct{}) error {
 			return nil
 		default:
 		}
-		n, err := w.link.Read(w.bufs, w.sizes, Headroom)
+		n, err := w.link.Read(w.bufs, w.sizes, w.offs, Headroom)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -218,6 +238,7 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	for i := 0; i < n; i++ {
 		p := &w.parsed[i]
 		*p = parse(w.bufs[i], w.sizes[i])
+		p.off = w.offs[i]
 		if p.v == 0 && p.key.Proto != header.ProtoICMP && p.frag != fragLater {
 			keys = append(keys, p.key)
 		}
@@ -228,7 +249,7 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	if t != nil && w.shard.Len() >= w.warmMin { // without a table, nothing is looked up
 		w.shard.Warm(keys)
 	}
-	out := w.out[:0]
+	out, outOffs := w.out[:0], w.outOffs[:0]
 	for i := 0; i < n; i++ {
 		f, v := w.handle(t, w.bufs[i], &w.parsed[i], w.icmp[i], now)
 		if v == verdictHeld {
@@ -240,14 +261,20 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 		}
 		if f != nil {
 			out = append(out, f)
+			outOffs = append(outOffs, w.txOff)
 		}
-		// The other outer fragments of a TUN packet (tunfrag.go).
-		out = append(out, w.extra[w.extraSent:]...)
+		// The other outer fragments of a TUN packet (tunfrag.go), or
+		// the other segments of a GSO frame sent through a tunnel.
+		for _, x := range w.extra[w.extraSent:] {
+			out = append(out, x)
+			outOffs = append(outOffs, header.Offload{})
+		}
 		w.extraSent = len(w.extra)
 	}
+	w.out, w.outOffs = out[:0], outOffs[:0] // keep what append grew
 	w.C.RxFrames.Add(uint64(n))
 	if len(out) > 0 {
-		sent, _ := w.link.Write(out)
+		sent, _ := w.link.Write(out, outOffs)
 		w.C.TxFrames.Add(uint64(sent))
 		if sent < len(out) {
 			w.C.Verdicts[VerdictTxError].Add(uint64(len(out) - sent))
@@ -350,7 +377,8 @@ type parsed struct {
 	key   conntrack.Key4
 	flags uint8
 	v     Verdict
-	frag  uint8 // fragFirst, fragLater or 0
+	frag  uint8          // fragFirst, fragLater or 0
+	off   header.Offload // the frame's offloads, as the link read them
 }
 
 // What parsed.frag says of a fragment: the first (with the ports) or a
@@ -427,14 +455,27 @@ func parse(buf []byte, size int) parsed {
 // returns the frame to send (a subslice of buf or of icmp) or nil, and the
 // verdict.
 func (w *Worker) process(t *Table, buf []byte, size int, icmp []byte, now int64) ([]byte, Verdict) {
+	return w.processOffload(t, buf, size, header.Offload{}, icmp, now)
+}
+
+// processOffload is process for a frame the link read with offloads off;
+// the offload request of the frame to send is then in w.txOff.
+func (w *Worker) processOffload(t *Table, buf []byte, size int, off header.Offload, icmp []byte, now int64) ([]byte, Verdict) {
 	p := parse(buf, size)
+	p.off = off
 	return w.handle(t, buf, &p, icmp, now)
 }
 
 // handle is process for a frame that parse has read.
 func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64) ([]byte, Verdict) {
+	w.txOff = header.Offload{}
 	if p.v != 0 {
 		return nil, p.v
+	}
+	if p.off.Flags&header.OffloadNeedsCsum != 0 || p.off.GSOType != header.GSONone {
+		if !offloadUsable(p) {
+			return nil, VerdictOffload
+		}
 	}
 	if t == nil {
 		return nil, VerdictNoService
@@ -478,7 +519,7 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		w.track(t, e, r, conntrack.DirOutput, flags, now)
 		r.Stats.OutPkts.Add(1)
 		r.Stats.OutBytes.Add(uint64(len(ip)))
-		return w.rewriteReply(t, e, frame), VerdictForward
+		return w.rewriteReply(t, e, frame, &p.off), VerdictForward
 	}
 	e.ClientMAC = eth.Source()
 	dir := conntrack.DirInput
@@ -488,7 +529,61 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 	w.track(t, e, r, dir, flags, now)
 	r.Stats.InPkts.Add(1)
 	r.Stats.InBytes.Add(uint64(len(ip)))
-	return w.rewriteRequest(t, e, r, buf, frame, icmp)
+	return w.rewriteRequest(t, e, r, buf, frame, icmp, &p.off)
+}
+
+// offloadUsable reports whether the offloads of a parsed TCP or UDP frame
+// are ones the rewrites handle: a partial checksum starts at the transport
+// header and sits in its checksum field; a GSO frame has a partial
+// checksum, a segment size and a type that fits its protocol. A fragment
+// carries no offload. The kernel hands over nothing else, but a frame that
+// breaks these is counted rather than sent with a wrong checksum.
+func offloadUsable(p *parsed) bool {
+	o := &p.off
+	if p.frag != 0 || (p.key.Proto != header.ProtoTCP && p.key.Proto != header.ProtoUDP) {
+		return false
+	}
+	if o.Flags&header.OffloadNeedsCsum != 0 {
+		ip := header.IPv4(p.frame[header.EthernetLen:])
+		if int(o.CsumStart) != header.EthernetLen+ip.HeaderLength() || o.CsumOffset != l4ChecksumOffset(p.key.Proto) {
+			return false
+		}
+	}
+	switch o.GSOType &^ header.GSOECN {
+	case header.GSONone:
+		return true
+	case header.GSOTCPv4:
+		return p.key.Proto == header.ProtoTCP && o.GSOSize > 0 && o.Flags&header.OffloadNeedsCsum != 0
+	case header.GSOUDPL4:
+		return p.key.Proto == header.ProtoUDP && o.GSOSize > 0 && o.Flags&header.OffloadNeedsCsum != 0
+	}
+	return false
+}
+
+// l4ChecksumOffset is where the checksum field of a TCP or UDP header is.
+func l4ChecksumOffset(proto uint8) uint16 {
+	if proto == header.ProtoTCP {
+		return header.TCPChecksumOffset
+	}
+	return header.UDPChecksumOffset
+}
+
+// passOffload sets w.txOff for a frame sent with the same headers as it
+// came (a MAC or address rewrite): the kernel finishes its partial checksum
+// and segments it as the sender asked. HdrLen is recomputed: the kernel
+// takes it as the length of the headers to keep linear.
+func (w *Worker) passOffload(frame []byte, o *header.Offload) {
+	if o.Flags&header.OffloadNeedsCsum == 0 && o.GSOType == header.GSONone {
+		return
+	}
+	w.txOff = header.Offload{Flags: o.Flags & header.OffloadNeedsCsum, GSOType: o.GSOType, GSOSize: o.GSOSize,
+		CsumStart: o.CsumStart, CsumOffset: o.CsumOffset}
+	ip := header.IPv4(frame[header.EthernetLen:])
+	hl := header.EthernetLen + ip.HeaderLength() + header.UDPLen
+	if ip.Protocol() == header.ProtoTCP {
+		hl += header.TCP(ip.Payload()).DataOffset() - header.UDPLen
+	}
+	w.txOff.HdrLen = uint16(hl)
 }
 
 // keep decides whether a packet belongs to the connection it found, e:
@@ -691,12 +786,23 @@ func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4
 
 // rewriteRequest turns a client packet into what the real server must
 // receive, according to the connection's forwarding method.
-func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry4, r *Real, buf, frame, icmp []byte) ([]byte, Verdict) {
+func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry4, r *Real, buf, frame, icmp []byte, off *header.Offload) ([]byte, Verdict) {
 	eth := header.Ethernet(frame)
 	ip := header.IPv4(frame[header.EthernetLen:])
+	partial := off.Flags&header.OffloadNeedsCsum != 0
 	switch r.Forward {
 	case ForwardDR:
+		w.passOffload(frame, off)
 	case ForwardTUN:
+		// An outer header moves the inner transport header: the partial
+		// checksum is finished here, and a GSO frame is cut into
+		// segments here, each fitting the MTU encapsulated (gso.go).
+		if off.GSOType != header.GSONone {
+			return w.encapSegments(t, r, frame, off)
+		}
+		if partial {
+			finishChecksum(frame, off)
+		}
 		if len(ip)+header.IPIPOverhead > t.MTU {
 			if !ip.DontFragment() {
 				return w.encapFragments(t, r, buf, frame), VerdictForward
@@ -715,10 +821,12 @@ func (w *Worker) rewriteRequest(t *Table, e *conntrack.Entry4, r *Real, buf, fra
 		frame = encapsulate(t, r, buf, frame)
 		eth = header.Ethernet(frame)
 	case ForwardNAT:
-		rewriteDst(ip, r.Addr, r.Port)
+		rewriteDst(ip, r.Addr, r.Port, partial)
+		w.passOffload(frame, off)
 	case ForwardFullNAT:
-		rewriteSrc(ip, e.Local, e.LPort)
-		rewriteDst(ip, r.Addr, r.Port)
+		rewriteSrc(ip, e.Local, e.LPort, partial)
+		rewriteDst(ip, r.Addr, r.Port, partial)
+		w.passOffload(frame, off)
 	default:
 		return nil, VerdictNoReal
 	}
@@ -853,13 +961,15 @@ func (w *Worker) icmpError(t *Table, buf, frame []byte) ([]byte, Verdict) {
 
 // rewriteReply turns a NAT or FULLNAT reply from the real server back into
 // the packet the client expects, from VIP:port.
-func (w *Worker) rewriteReply(t *Table, e *conntrack.Entry4, frame []byte) []byte {
+func (w *Worker) rewriteReply(t *Table, e *conntrack.Entry4, frame []byte, off *header.Offload) []byte {
 	eth := header.Ethernet(frame)
 	ip := header.IPv4(frame[header.EthernetLen:])
-	rewriteSrc(ip, e.VIP, e.VPort)
+	partial := off.Flags&header.OffloadNeedsCsum != 0
+	rewriteSrc(ip, e.VIP, e.VPort, partial)
 	if Forward(e.Forward) == ForwardFullNAT {
-		rewriteDst(ip, e.Client, e.ClientPort)
+		rewriteDst(ip, e.Client, e.ClientPort, partial)
 	}
+	w.passOffload(frame, off)
 	eth.SetDestination(clientMAC(t, e))
 	eth.SetSource(t.MAC)
 	return frame
@@ -867,32 +977,55 @@ func (w *Worker) rewriteReply(t *Table, e *conntrack.Entry4, frame []byte) []byt
 
 // rewriteDst sets the destination address and port of a validated IPv4
 // TCP or UDP packet, updating every checksum incrementally (RFC 1624).
-func rewriteDst(ip header.IPv4, addr [4]byte, port uint16) {
+// With a partial transport checksum (partial: the kernel or NIC finishes
+// it) only its pseudo-header part changes, for the address: the port is
+// in the part still to be summed.
+func rewriteDst(ip header.IPv4, addr [4]byte, port uint16, partial bool) {
 	old := ip.Destination()
 	ip.SetDestinationWithChecksumUpdate(addr)
 	switch ip.Protocol() {
 	case header.ProtoTCP:
 		tcp := header.TCP(ip.Payload())
+		if partial {
+			tcp.UpdatePartialChecksumPseudoHeaderAddress(old, addr)
+			tcp.SetDestinationPort(port)
+			return
+		}
 		tcp.UpdateChecksumPseudoHeaderAddress(old, addr)
 		tcp.SetDestinationPortWithChecksumUpdate(port)
 	case header.ProtoUDP:
 		udp := header.UDP(ip.Payload())
+		if partial {
+			udp.UpdatePartialChecksumPseudoHeaderAddress(old, addr)
+			udp.SetDestinationPort(port)
+			return
+		}
 		udp.UpdateChecksumPseudoHeaderAddress(old, addr)
 		udp.SetDestinationPortWithChecksumUpdate(port)
 	}
 }
 
 // rewriteSrc is rewriteDst for the source.
-func rewriteSrc(ip header.IPv4, addr [4]byte, port uint16) {
+func rewriteSrc(ip header.IPv4, addr [4]byte, port uint16, partial bool) {
 	old := ip.Source()
 	ip.SetSourceWithChecksumUpdate(addr)
 	switch ip.Protocol() {
 	case header.ProtoTCP:
 		tcp := header.TCP(ip.Payload())
+		if partial {
+			tcp.UpdatePartialChecksumPseudoHeaderAddress(old, addr)
+			tcp.SetSourcePort(port)
+			return
+		}
 		tcp.UpdateChecksumPseudoHeaderAddress(old, addr)
 		tcp.SetSourcePortWithChecksumUpdate(port)
 	case header.ProtoUDP:
 		udp := header.UDP(ip.Payload())
+		if partial {
+			udp.UpdatePartialChecksumPseudoHeaderAddress(old, addr)
+			udp.SetSourcePort(port)
+			return
+		}
 		udp.UpdateChecksumPseudoHeaderAddress(old, addr)
 		udp.SetSourcePortWithChecksumUpdate(port)
 	}

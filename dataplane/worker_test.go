@@ -19,13 +19,15 @@ import (
 // fakeLink is the test Link: Read hands out queued frames, Write records
 // what was sent. It is safe for one reader and one test goroutine.
 type fakeLink struct {
-	mu     sync.Mutex
-	in     [][]byte
-	out    [][]byte
-	closed bool
+	mu      sync.Mutex
+	in      [][]byte
+	inOffs  []header.Offload // as long as in
+	out     [][]byte
+	outOffs []header.Offload // as long as out
+	closed  bool
 }
 
-func (l *fakeLink) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (l *fakeLink) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -34,7 +36,8 @@ func (l *fakeLink) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	n := 0
 	for n < len(bufs) && len(l.in) > 0 {
 		sizes[n] = copy(bufs[n][offset:], l.in[0])
-		l.in = l.in[1:]
+		offs[n] = l.inOffs[0]
+		l.in, l.inOffs = l.in[1:], l.inOffs[1:]
 		n++
 	}
 	if n == 0 {
@@ -45,11 +48,16 @@ func (l *fakeLink) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return n, nil
 }
 
-func (l *fakeLink) Write(bufs [][]byte) (int, error) {
+func (l *fakeLink) Write(bufs [][]byte, offs []header.Offload) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, b := range bufs {
+	for i, b := range bufs {
 		l.out = append(l.out, append([]byte(nil), b...))
+		var o header.Offload
+		if offs != nil {
+			o = offs[i]
+		}
+		l.outOffs = append(l.outOffs, o)
 	}
 	return len(bufs), nil
 }
@@ -57,6 +65,7 @@ func (l *fakeLink) Write(bufs [][]byte) (int, error) {
 func (l *fakeLink) push(frames ...[]byte) {
 	l.mu.Lock()
 	l.in = append(l.in, frames...)
+	l.inOffs = append(l.inOffs, make([]header.Offload, len(frames))...)
 	l.mu.Unlock()
 }
 
@@ -403,8 +412,8 @@ func TestBatchMatchesProcess(t *testing.T) {
 // batch benchmark's link.
 type nullLink struct{}
 
-func (nullLink) Read([][]byte, []int, int) (int, error) { return 0, nil }
-func (nullLink) Write(bufs [][]byte) (int, error)       { return len(bufs), nil }
+func (nullLink) Read([][]byte, []int, []header.Offload, int) (int, error) { return 0, nil }
+func (nullLink) Write(bufs [][]byte, _ []header.Offload) (int, error)     { return len(bufs), nil }
 
 // manyFlows is a worker whose shard holds established NAT UDP flows, and
 // 64-byte frames (on the wire) of random ones of them, every other one a
@@ -439,7 +448,7 @@ func newManyFlows(tb testing.TB, flows int) *manyFlows {
 	for i := range flows {
 		n := copy(buf[Headroom:], req)
 		addr, port := flowClient(i)
-		rewriteSrc(header.IPv4(buf[Headroom+header.EthernetLen:Headroom+n]), addr, port)
+		rewriteSrc(header.IPv4(buf[Headroom+header.EthernetLen:Headroom+n]), addr, port, false)
 		if _, v := m.w.process(tbl, buf, n, icmp, 1); v != VerdictForward {
 			tb.Fatalf("setting up flow %d: verdict %v", i, v)
 		}
@@ -452,10 +461,10 @@ func newManyFlows(tb testing.TB, flows int) *manyFlows {
 		addr, port := flowClient(r.IntN(flows))
 		if i%2 == 0 {
 			copy(f, req)
-			rewriteSrc(header.IPv4(f[header.EthernetLen:]), addr, port)
+			rewriteSrc(header.IPv4(f[header.EthernetLen:]), addr, port, false)
 		} else {
 			copy(f, rep)
-			rewriteDst(header.IPv4(f[header.EthernetLen:]), addr, port)
+			rewriteDst(header.IPv4(f[header.EthernetLen:]), addr, port, false)
 		}
 		m.frames[i] = f
 	}

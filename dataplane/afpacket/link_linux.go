@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gvs-lb/gvs/dataplane/header"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -317,7 +318,7 @@ func (l *Link) TxMode() TxMode { return l.mode }
 // down) is returned once, wrapped; the link resumes when the interface
 // comes back, but the kernel may then renumber fanout members. Read does not
 // allocate.
-func (l *Link) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (l *Link) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
 	n, err := l.readRings(bufs, sizes, offset)
 	if n > 0 || err != nil {
 		return n, err
@@ -413,7 +414,7 @@ func (l *Link) waitReadable() error {
 // skipped and counted in Stats().TxErrors. The error is net.ErrClosed after
 // Close, or the wrapped errno when the interface is gone or down. Write does
 // not allocate.
-func (l *Link) Write(bufs [][]byte) (int, error) {
+func (l *Link) Write(bufs [][]byte, offs []header.Offload) (int, error) {
 	l.txMu.Lock()
 	defer l.txMu.Unlock()
 	if l.closed.Load() {

@@ -42,7 +42,7 @@ func readFor(t testing.TB, l *Link, want int, d time.Duration) [][]byte {
 	sizes := make([]int, len(bufs))
 	var got [][]byte
 	for deadline := time.Now().Add(d); len(got) < want && time.Now().Before(deadline); {
-		n, err := l.Read(bufs, sizes, 0)
+		n, err := l.Read(bufs, sizes, nil, 0)
 		if err != nil {
 			t.Fatalf("Read: %v", err)
 		}
@@ -118,7 +118,7 @@ func TestLinkFilterAndStats(t *testing.T) {
 					all = append(all, accepted[i])
 				}
 			}
-			n, err := tx.Write(all)
+			n, err := tx.Write(all, nil)
 			if err != nil || n != len(all) {
 				t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(all))
 			}
@@ -156,7 +156,7 @@ func TestLinkSetFilter(t *testing.T) {
 	tx := tn.sender(t, TxDefault)
 	f80 := ipv4Frame(t, protoTCP, client, 40000, vip, 80)
 	f53 := ipv4Frame(t, protoUDP, client, 40000, vip, 53)
-	if _, err := tx.Write([][]byte{f80, f53}); err != nil {
+	if _, err := tx.Write([][]byte{f80, f53}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFor(t, rx, 1, 100*time.Millisecond); len(got) != 0 {
@@ -165,7 +165,7 @@ func TestLinkSetFilter(t *testing.T) {
 	if err := rx.SetFilter(mustFilter(t, &Match{VIPs: []Endpoint{{Proto: protoUDP, Addr: vip, Port: 53}}})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Write([][]byte{f80, f53}); err != nil {
+	if _, err := tx.Write([][]byte{f80, f53}, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := readFor(t, rx, 1, 2*time.Second)
@@ -176,7 +176,7 @@ func TestLinkSetFilter(t *testing.T) {
 	if err := rx.SetFilter(nil); err != nil { // nil: everything but our own
 		t.Fatal(err)
 	}
-	if _, err := tx.Write([][]byte{f80, f53}); err != nil {
+	if _, err := tx.Write([][]byte{f80, f53}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := ours(readFor(t, rx, 2, 2*time.Second)); !sameFrames(got, [][]byte{f80, f53}) {
@@ -206,7 +206,7 @@ func TestLinkIgnoresOutgoing(t *testing.T) {
 				l *Link
 				f []byte
 			}{{l, mine}, {other, theirs}, {peer, incoming}} {
-				if n, err := w.l.Write([][]byte{w.f}); n != 1 || err != nil {
+				if n, err := w.l.Write([][]byte{w.f}, nil); n != 1 || err != nil {
 					t.Fatalf("Write = %d, %v", n, err)
 				}
 			}
@@ -255,7 +255,7 @@ func TestLinkFanoutSteering(t *testing.T) {
 		want[lport%workers] = append(want[lport%workers], full)
 		frames = append(frames, req, rep, full)
 	}
-	if n, err := tx.Write(frames); n != len(frames) || err != nil {
+	if n, err := tx.Write(frames, nil); n != len(frames) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	for i, l := range links {
@@ -273,7 +273,7 @@ func TestLinkFanoutSteering(t *testing.T) {
 	if err := links[0].SetSteering(one); err != nil {
 		t.Fatal(err)
 	}
-	if n, err := tx.Write(frames[:10]); n != 10 || err != nil {
+	if n, err := tx.Write(frames[:10], nil); n != 10 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	if got := readFor(t, links[1], 10, 2*time.Second); len(got) != 10 {
@@ -355,7 +355,7 @@ func TestLinkWriteDelivers(t *testing.T) {
 			batch = append(batch, good[150:]...)
 			batch = append(batch, tooBig)
 
-			n, err := tx.Write(batch)
+			n, err := tx.Write(batch, nil)
 			if err != nil || n != len(good) {
 				t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(good))
 			}
@@ -368,7 +368,7 @@ func TestLinkWriteDelivers(t *testing.T) {
 				t.Errorf("stats %+v, want %d sent, 4 errors", st, len(good))
 			}
 			// The link keeps working after the errors, in order.
-			if n, err := tx.Write(good[:3]); n != 3 || err != nil {
+			if n, err := tx.Write(good[:3], nil); n != 3 || err != nil {
 				t.Fatalf("Write after errors = %d, %v", n, err)
 			}
 			if got := rawRecv(t, fd, 3, 2*time.Second); len(got) != 3 || !bytes.Equal(got[0], good[0]) || !bytes.Equal(got[2], good[2]) {
@@ -398,14 +398,14 @@ func TestLinkTruncated(t *testing.T) {
 	small := ipv4Frame(t, protoUDP, client, 1, vip, 53)
 	mid := append(ipv4Frame(t, protoUDP, client, 2, vip, 53), make([]byte, 200)...)
 	jumbo := append(ipv4Frame(t, protoUDP, client, 3, vip, 53), make([]byte, 6000)...)
-	if n, err := tx.Write([][]byte{mid, jumbo, small}); n != 3 || err != nil {
+	if n, err := tx.Write([][]byte{mid, jumbo, small}, nil); n != 3 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	bufs := [][]byte{make([]byte, 200), make([]byte, 200), make([]byte, 200)}
 	sizes := make([]int, 3)
 	var got [][]byte
 	for deadline := time.Now().Add(2 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
-		n, err := rx.Read(bufs, sizes, 16) // 16 bytes of headroom: 184 left
+		n, err := rx.Read(bufs, sizes, nil, 16) // 16 bytes of headroom: 184 left
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +430,7 @@ func TestLinkDropsCounted(t *testing.T) {
 	for i := range frames {
 		frames[i] = append(ipv4Frame(t, protoUDP, client, uint16(i), vip, 53), make([]byte, 400)...)
 	}
-	if n, err := tx.Write(frames); n != len(frames) || err != nil {
+	if n, err := tx.Write(frames, nil); n != len(frames) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	time.Sleep(20 * time.Millisecond)
@@ -464,7 +464,7 @@ func TestLinkClose(t *testing.T) {
 	started := make(chan time.Time, 1)
 	go func() {
 		started <- time.Now()
-		n, err := l.Read(bufs, sizes, 0)
+		n, err := l.Read(bufs, sizes, nil, 0)
 		done <- result{n, err, time.Now()}
 	}()
 	start := <-started
@@ -486,10 +486,10 @@ func TestLinkClose(t *testing.T) {
 	if d := r.at.Sub(start); d > 70*time.Millisecond {
 		t.Errorf("Read returned %v after it started (Close came after 10 ms); the close event should wake it at once", d)
 	}
-	if _, err := l.Read(bufs, sizes, 0); !errors.Is(err, net.ErrClosed) {
+	if _, err := l.Read(bufs, sizes, nil, 0); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Read after Close: %v", err)
 	}
-	if _, err := l.Write(bufs); !errors.Is(err, net.ErrClosed) {
+	if _, err := l.Write(bufs, nil); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Write after Close: %v", err)
 	}
 	if err := l.SetFilter(nil); !errors.Is(err, net.ErrClosed) {
@@ -542,12 +542,12 @@ func TestLinkNoAllocs(t *testing.T) {
 			sizes := make([]int, len(bufs))
 			lost := 0
 			step := func() {
-				if n, err := tx.Write(out); n != len(out) || err != nil {
+				if n, err := tx.Write(out, nil); n != len(out) || err != nil {
 					lost++
 					return
 				}
 				for got, tries := 0, 0; got < len(out) && tries < 10; tries++ {
-					n, err := rx.Read(bufs, sizes, 0)
+					n, err := rx.Read(bufs, sizes, nil, 0)
 					if err != nil {
 						lost++
 						return
@@ -605,7 +605,7 @@ func benchWrite(b *testing.B, mode TxMode, keepQdisc bool, size int) {
 	b.SetBytes(int64(size * len(batch)))
 	sent := 0
 	for b.Loop() {
-		n, err := tx.Write(batch)
+		n, err := tx.Write(batch, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -639,9 +639,9 @@ func TestLinkConcurrentClose(t *testing.T) {
 				errs <- nil
 			}
 			bufs, sizes := [][]byte{make([]byte, 2048), make([]byte, 2048)}, []int{0, 0}
-			go loop(func() error { _, err := l.Read(bufs, sizes, 0); return err })
-			go loop(func() error { _, err := l.Write(out); return err })
-			go loop(func() error { _, err := peer.Write(in); return err }) // traffic in; peer stays open
+			go loop(func() error { _, err := l.Read(bufs, sizes, nil, 0); return err })
+			go loop(func() error { _, err := l.Write(out, nil); return err })
+			go loop(func() error { _, err := peer.Write(in, nil); return err }) // traffic in; peer stays open
 			filter := mustFilter(t, testMatch())
 			go loop(func() error {
 				if _, err := l.Stats(); err != nil {
@@ -741,7 +741,7 @@ func TestLinkInterfaceDown(t *testing.T) {
 			frames := [][]byte{ipv4Frame(t, protoUDP, client, 1, vip, 53), ipv4Frame(t, protoUDP, client, 2, vip, 53)}
 
 			tn.setUp(t, tn.a, false)
-			n, err := tx.Write(frames)
+			n, err := tx.Write(frames, nil)
 			if n != 0 || !errors.Is(err, unix.ENETDOWN) {
 				t.Fatalf("Write on a down interface = %d, %v; want 0, ENETDOWN", n, err)
 			}
@@ -752,10 +752,10 @@ func TestLinkInterfaceDown(t *testing.T) {
 
 			tn.setUp(t, tn.b, false)
 			bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
-			if _, err := rx.Read(bufs, sizes, 0); !errors.Is(err, unix.ENETDOWN) {
+			if _, err := rx.Read(bufs, sizes, nil, 0); !errors.Is(err, unix.ENETDOWN) {
 				t.Errorf("Read on a downed interface: %v, want ENETDOWN", err)
 			}
-			if n, err := rx.Read(bufs, sizes, 0); n != 0 || err != nil {
+			if n, err := rx.Read(bufs, sizes, nil, 0); n != 0 || err != nil {
 				t.Errorf("second Read = %d, %v; want a quiet timeout", n, err)
 			}
 			tn.setUp(t, tn.b, true)
@@ -764,7 +764,7 @@ func TestLinkInterfaceDown(t *testing.T) {
 			// stopped.
 			var got [][]byte
 			for deadline := time.Now().Add(3 * time.Second); len(got) < 2 && time.Now().Before(deadline); {
-				if n, err := tx.Write(frames); n != 2 || err != nil {
+				if n, err := tx.Write(frames, nil); n != 2 || err != nil {
 					time.Sleep(10 * time.Millisecond) // the veth carrier may take a moment
 					continue
 				}
@@ -813,7 +813,7 @@ func TestLinkSYNRing(t *testing.T) {
 		acks[w] = append(acks[w], ack)
 		frames = append(frames, ack)
 	}
-	if n, err := tx.Write(frames); n != len(frames) || err != nil {
+	if n, err := tx.Write(frames, nil); n != len(frames) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
 	time.Sleep(50 * time.Millisecond)
@@ -833,7 +833,7 @@ func TestLinkSYNRing(t *testing.T) {
 			bufs[j] = make([]byte, 2048)
 		}
 		sizes := make([]int, len(bufs))
-		n, err := l.Read(bufs, sizes, 0)
+		n, err := l.Read(bufs, sizes, nil, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 
+	"github.com/gvs-lb/gvs/dataplane/header"
 	"golang.org/x/net/bpf"
 )
 
@@ -22,10 +23,12 @@ func Open(cfg Config) (*Link, error) { return nil, errUnsupported }
 func (l *Link) TxMode() TxMode { return TxDefault }
 
 // Read returns an "unsupported on GOOS" error.
-func (l *Link) Read(bufs [][]byte, sizes []int, offset int) (int, error) { return 0, errUnsupported }
+func (l *Link) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
+	return 0, errUnsupported
+}
 
 // Write returns an "unsupported on GOOS" error.
-func (l *Link) Write(bufs [][]byte) (int, error) { return 0, errUnsupported }
+func (l *Link) Write(bufs [][]byte, offs []header.Offload) (int, error) { return 0, errUnsupported }
 
 // SetFilter returns an "unsupported on GOOS" error.
 func (l *Link) SetFilter(prog []bpf.RawInstruction) error { return errUnsupported }

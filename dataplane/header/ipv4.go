@@ -129,6 +129,13 @@ func (b IPv4) Checksum() uint16 { return binary.BigEndian.Uint16(b[ipv4Checksum:
 // SetChecksum sets the header checksum field.
 func (b IPv4) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[ipv4Checksum:], v) }
 
+// SetTotalLength sets the total length without touching the checksum: for
+// a header whose checksum is computed afresh afterwards.
+func (b IPv4) SetTotalLength(n uint16) { binary.BigEndian.PutUint16(b[ipv4TotalLen:], n) }
+
+// SetID sets the identification without touching the checksum.
+func (b IPv4) SetID(id uint16) { binary.BigEndian.PutUint16(b[ipv4ID:], id) }
+
 // Source returns the source address.
 func (b IPv4) Source() [4]byte { return [4]byte(b[ipv4Src : ipv4Src+4]) }
 

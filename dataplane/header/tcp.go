@@ -91,6 +91,12 @@ func (b TCP) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:])
 // SetChecksum sets the checksum field.
 func (b TCP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[tcpChecksum:], v) }
 
+// SetSequenceNumber sets the sequence number without touching the checksum.
+func (b TCP) SetSequenceNumber(v uint32) { binary.BigEndian.PutUint32(b[tcpSeq:], v) }
+
+// SetFlags sets the flags byte without touching the checksum.
+func (b TCP) SetFlags(f uint8) { b[tcpFlags] = f }
+
 // Payload returns the data after the header.
 func (b TCP) Payload() []byte { return b[b.DataOffset():] }
 

@@ -54,6 +54,9 @@ func (b UDP) Checksum() uint16 { return binary.BigEndian.Uint16(b[udpChecksum:])
 // SetChecksum sets the checksum field as given, 0 included.
 func (b UDP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[udpChecksum:], v) }
 
+// SetLength sets the length without touching the checksum.
+func (b UDP) SetLength(n uint16) { binary.BigEndian.PutUint16(b[udpLength:], n) }
+
 // Payload returns the data between the header and Length.
 func (b UDP) Payload() []byte { return b[UDPLen:b.Length()] }
 

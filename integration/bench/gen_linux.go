@@ -51,7 +51,7 @@ func generate(iface string, frames [][]byte) (sent uint64, took time.Duration, e
 				next = 0
 			}
 		}
-		n, err := l.Write(batch)
+		n, err := l.Write(batch, nil)
 		sent += uint64(n)
 		if err != nil {
 			return sent, time.Since(start), fmt.Errorf("bench gen: %w", err)
