@@ -1,10 +1,6 @@
 package conntrack
 
-import (
-	"unsafe"
-
-	"golang.org/x/sys/unix"
-)
+import "unsafe"
 
 // pageSize is the unit prefault touches; hugePage the size from which a
 // table asks for transparent huge pages.
@@ -32,7 +28,7 @@ func makeTable[T any](n int) []T {
 		start := (uintptr(unsafe.Pointer(&b[0])) + pageSize - 1) &^ (pageSize - 1)
 		off := int(start - uintptr(unsafe.Pointer(&b[0])))
 		if n := (size - off) &^ (pageSize - 1); n > 0 {
-			_ = unix.Madvise(b[off:off+n], unix.MADV_HUGEPAGE)
+			adviseHugePages(b[off : off+n])
 		}
 	}
 	for off := 0; off < size; off += pageSize {
