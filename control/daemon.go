@@ -95,11 +95,14 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if err := checkLocalPorts(cfg); err != nil {
 		return nil, err
 	}
-	if d.restore, err = offload.DisableForCapture(d.link.Name); err != nil {
-		// Not fatal: a frame that arrives larger than a worker's buffer is
-		// counted as truncated, never forwarded wrong.
-		log.Warn("cannot turn off GRO/LRO; frames larger than the MTU will be dropped and counted", "interface", d.link.Name, "err", err)
-		d.restore = nil
+	// The interface's offloads stay as they are: the links read partial
+	// checksums and GRO frames with their metadata and forward them.
+	// Turning GRO off is an option (it costs bulk throughput).
+	if cfg.Director.DisableGRO {
+		if d.restore, err = offload.DisableForCapture(d.link.Name); err != nil {
+			log.Warn("cannot turn off GRO/LRO as director.disable_gro asks; merged frames are forwarded as GSO", "interface", d.link.Name, "err", err)
+			d.restore = nil
+		}
 	}
 	d.resolveAll(cfg)
 	t, m, err := d.compile(cfg)
@@ -185,6 +188,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	var fixed config.Errors
 	if cfg.Director.Interface != d.cfg.Director.Interface {
 		fixed = append(fixed, config.FieldError{Path: "director.interface", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Director.DisableGRO != d.cfg.Director.DisableGRO {
+		fixed = append(fixed, config.FieldError{Path: "director.disable_gro", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Director.Workers != d.cfg.Director.Workers {
 		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})

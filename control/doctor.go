@@ -28,7 +28,7 @@ func (d *Daemon) Doctor() []api.Check {
 	out = append(out, checkInterface(iface))
 	for _, f := range []offload.Feature{offload.GRO, offload.LRO} {
 		on, err := offload.Get(iface, f)
-		out = append(out, checkOffload(iface, f, on, err))
+		out = append(out, checkOffload(iface, f, on, err, cfg.Director.DisableGRO))
 	}
 	if d.ingress != nil {
 		out = append(out, checkIngress(d.ingress.Check()))
@@ -98,16 +98,19 @@ func checkInterface(iface string) api.Check {
 }
 
 // checkOffload: GRO or LRO on merges frames before the dataplane's socket
-// sees them, and a merged frame larger than the MTU is dropped.
-func checkOffload(iface string, f offload.Feature, on bool, err error) api.Check {
+// sees them; the dataplane forwards merged frames as GSO frames (TUN cuts
+// them itself), so either way is fine unless director.disable_gro asked
+// gvsd to keep them off.
+func checkOffload(iface string, f offload.Feature, on bool, err error, wantOff bool) api.Check {
 	name := f.String()
 	switch {
 	case err != nil:
 		return warn(name, "cannot read: "+err.Error(), "ethtool -k "+iface)
-	case on:
+	case on && wantOff:
 		short := map[offload.Feature]string{offload.GRO: "gro", offload.LRO: "lro"}[f]
-		return fail(name, "on: frames merged above the MTU reach the dataplane and are dropped (counted as malformed)",
-			"ethtool -K "+iface+" "+short+" off")
+		return fail(name, "on, but director.disable_gro asks for it off", "ethtool -K "+iface+" "+short+" off")
+	case on:
+		return ok(name, "on: merged frames are forwarded as GSO frames (TUN segments them)")
 	}
 	return ok(name, "off")
 }

@@ -18,10 +18,20 @@ func TestDoctorChecks(t *testing.T) {
 		got          func() (status, fix string)
 		status, want string // want: a substring of the fix
 	}{
-		{"gro on", func() (string, string) { c := checkOffload("eth0", offload.GRO, true, nil); return c.Status, c.Fix }, "fail", "ethtool -K eth0 gro off"},
-		{"lro off", func() (string, string) { c := checkOffload("eth0", offload.LRO, false, nil); return c.Status, c.Fix }, "ok", ""},
+		{"gro on", func() (string, string) {
+			c := checkOffload("eth0", offload.GRO, true, nil, false)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"gro on against disable_gro", func() (string, string) {
+			c := checkOffload("eth0", offload.GRO, true, nil, true)
+			return c.Status, c.Fix
+		}, "fail", "ethtool -K eth0 gro off"},
+		{"lro off", func() (string, string) {
+			c := checkOffload("eth0", offload.LRO, false, nil, false)
+			return c.Status, c.Fix
+		}, "ok", ""},
 		{"offload unreadable", func() (string, string) {
-			c := checkOffload("eth0", offload.GRO, false, errors.New("no ethtool"))
+			c := checkOffload("eth0", offload.GRO, false, errors.New("no ethtool"), false)
 			return c.Status, c.Fix
 		}, "warn", "ethtool -k eth0"},
 		{"ingress gone", func() (string, string) { c := checkIngress(errors.New("chain gone")); return c.Status, c.Fix }, "fail", "restart gvsd"},

@@ -74,6 +74,15 @@ func needLabWith(t *testing.T, o lab.Options) *lab.Lab {
 	var rnd [3]byte
 	rand.Read(rnd[:])
 	o.Prefix, o.Logf = fmt.Sprintf("gvsit%x", rnd), t.Logf
+	// GVS_LAB_OFFLOADS=off runs a test in the extra case, every offload
+	// off on every veth; by default the lab keeps the kernel's defaults.
+	switch v := os.Getenv("GVS_LAB_OFFLOADS"); v {
+	case "", "on":
+	case "off":
+		o.OffloadsOff = true
+	default:
+		t.Fatalf("GVS_LAB_OFFLOADS=%q: want on or off", v)
+	}
 	l, err := lab.New(o)
 	if err != nil {
 		t.Fatal(err)

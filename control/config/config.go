@@ -162,6 +162,10 @@ type Director struct {
 	LocalAddresses []netip.Addr // FULLNAT source addresses; empty = the interface's address (resolved by the daemon)
 	LocalPorts     PortRange    // FULLNAT source ports
 	Metrics        string       // host:port of the metrics listener; empty = off
+	// DisableGRO turns GRO and LRO off on the interface while gvsd runs (restored at
+	// exit). Off by default: merged frames are forwarded as GSO frames, so the offloads
+	// are left as gvsd found them.
+	DisableGRO bool
 }
 
 // Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set,

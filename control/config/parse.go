@@ -343,6 +343,7 @@ func (d *decoder) director(path string, v any, dir *Director) {
 			dir.LocalPorts = r
 		}},
 		{"metrics", d.setString(&dir.Metrics)},
+		{"disable_gro", d.setBool(&dir.DisableGRO)},
 	})
 }
 

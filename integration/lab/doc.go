@@ -16,9 +16,11 @@
 //	gen      eth0 10.20.0.250/24, default via 10.20.0.1 (only with Options.Generator)
 //
 // The VIP (10.20.0.100 by convention) is not configured: gvsd adds it. Every
-// veth end has its offloads off (offload.DisableAll), so frames stay within
-// the 1500-byte MTU and checksums are final when a tap copies them; IPv6 is
-// disabled so captures hold only the traffic a test makes. Host MAC
+// veth end keeps the kernel's default offloads (tx checksumming, TSO, GSO,
+// GRO), as users' hosts run: taps see partial checksums and GSO frames
+// above the 1500-byte MTU. Options.OffloadsOff turns them all off
+// (offload.DisableAll), the extra case. IPv6 is disabled so captures hold
+// only the traffic a test makes. Host MAC
 // addresses are 02:00 followed by the host's IPv4 address.
 //
 // Namespace switching is per OS thread: Host.Do runs a function on a locked

@@ -57,12 +57,18 @@ type Options struct {
 	// 10.20.0.(10+N). At most 89.
 	Reals int
 	// Generator adds a traffic-generator host "gen" on the LAN bridge,
-	// eth0 10.20.0.250/24 (offloads off like every other host), for load
+	// eth0 10.20.0.250/24 (offloads as on every other host), for load
 	// tests that send straight at the director.
 	Generator bool
 	// Backup adds a second director "director2", eth0 10.20.0.3/24, for
 	// failover tests: two gvsd that share the VIP through VRRP.
 	Backup bool
+	// OffloadsOff turns every offload (checksumming, TSO, GSO, GRO, LRO)
+	// off on every veth end. By default each keeps the kernel's defaults,
+	// as users' hosts, VMs and containers run: frames then carry partial
+	// checksums and can be GSO super-frames far above the MTU. Off is the
+	// extra case, where every frame is final and within the MTU.
+	OffloadsOff bool
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -122,8 +128,9 @@ type Lab struct {
 	LAN                      netip.Prefix // 10.20.0.0/24
 	Gateway                  netip.Addr   // the router's LAN address, 10.20.0.1: the reals' default gateway
 
-	prefix string
-	logf   func(format string, args ...any)
+	prefix      string
+	logf        func(format string, args ...any)
+	offloadsOff bool
 
 	mu         sync.Mutex
 	namespaces []string // created (or being created), in order

@@ -31,7 +31,7 @@ func New(o Options) (*Lab, error) {
 	if err := CleanupStale(o.Prefix); err != nil {
 		return nil, err
 	}
-	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf}
+	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf, offloadsOff: o.OffloadsOff}
 	host := func(name, iface string, addr netip.Addr) *Host {
 		return &Host{Name: name, NS: nsName(o.Prefix, name), Iface: iface, Addr: addr, MAC: hostMAC(addr), lab: l}
 	}
@@ -413,12 +413,14 @@ func (b *builder) configure(part, name string, addr netip.Addr) error {
 	return nil
 }
 
-// linkUp turns offloads off on the link name in part and brings it up, and
-// remembers it for waitUp.
+// linkUp brings the link name in part up (with Options.OffloadsOff, after
+// turning its offloads off), and remembers it for waitUp.
 func (b *builder) linkUp(part, name string) error {
 	nsName := nsName(b.lab.prefix, part)
-	if err := doIn(b.ns[part], nsName, func() error { return offload.DisableAll(name) }); err != nil {
-		return fmt.Errorf("offloads of %s/%s: %w", part, name, err)
+	if b.lab.offloadsOff {
+		if err := doIn(b.ns[part], nsName, func() error { return offload.DisableAll(name) }); err != nil {
+			return fmt.Errorf("offloads of %s/%s: %w", part, name, err)
+		}
 	}
 	nl := b.nl[part]
 	link, err := nl.LinkByName(name)
