@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gvs-lb/gvs/arpctl"
@@ -53,6 +54,10 @@ type Daemon struct {
 	gateway    netip.Addr          // the default gateway, with [sync]
 	vips       map[netip.Addr]bool // VIPs present on the interface; true = we added it
 	links      []*afpacket.Link
+	linkCfg    afpacket.Config // what the links were opened with, for a relink
+	linkGen    uint16          // relinks so far: each opens a fresh fanout group
+	linkDown   chan struct{}   // a worker's read failed: the interface went down or away
+	relinks    atomic.Uint64   // links reopened after the interface came back
 	dp         *dataplane.Dataplane
 	ingress    *ingress.Table
 	restore    func() error // offloads
@@ -79,7 +84,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d = &Daemon{log: log, cfg: cfg, comp: NewCompiler(), macs: map[netip.Addr][6]byte{}, offLink: map[netip.Addr]bool{}, vips: map[netip.Addr]bool{}, stop: make(chan struct{}),
-		healthKick: make(chan struct{}, 1), vrrpKick: make(chan struct{}, 1)}
+		healthKick: make(chan struct{}, 1), vrrpKick: make(chan struct{}, 1), linkDown: make(chan struct{}, 1)}
 	d.health = health.NewMonitor(health.Options{MaxParallel: maxParallelChecks, OnChange: d.healthChanged,
 		Logf: func(format string, args ...any) { log.Info(fmt.Sprintf(format, args...)) }})
 	// The error returns below set d to nil: tear down what this one made.
@@ -122,10 +127,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	// and never costs an established connection a frame. Fanout group
 	// IDs are per network namespace and 0 means none.
 	lc := afpacket.Config{Interface: d.link.Name, Filter: filter, SYNBlocks: synRingBlocks,
-		FanoutGroup: uint16(os.Getpid()%0xffff + 1)}
+		FanoutGroup: fanoutGroup(0)}
 	if lc.Steering, err = afpacket.SteeringProgramSYN(m, workers); err != nil {
 		return nil, fmt.Errorf("control: steering: %w", err)
 	}
+	d.linkCfg = lc
 	links := make([]dataplane.Link, 0, workers)
 	for i := 0; i < workers; i++ {
 		l, err := afpacket.Open(lc)
@@ -141,6 +147,12 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if cfg.Sync.Enabled {
 		d.dp.EnableSync(syncRing, syncOwner(workers))
 	}
+	d.dp.OnLinkError(func(int, error) {
+		select {
+		case d.linkDown <- struct{}{}:
+		default:
+		}
+	})
 	d.dp.Publish(t)
 	d.match = m
 	d.runDone = make(chan struct{})
@@ -161,10 +173,11 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.setChecks(cfg)
-	d.bg.Add(3)
+	d.bg.Add(4)
 	go d.resolver()   // control: re-resolves next hops until Close
 	go d.estimate()   // control: samples the rates every 2 s until Close
 	go d.healthLoop() // control: republishes on health changes until Close
+	go d.linkWatch()  // control: reopens the links after the interface comes back, until Close
 	if cfg.Director.Metrics != "" {
 		if err := d.serveMetrics(cfg.Director.Metrics); err != nil {
 			return nil, fmt.Errorf("control: metrics on %s: %w", cfg.Director.Metrics, err)
@@ -181,6 +194,29 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.reloadLocked(cfg)
+}
+
+// Update applies the configuration change computes from the running one, as
+// one step: nothing else reloads between the read and the reload, so
+// concurrent edits (and an edit racing a SIGHUP) are applied one after the
+// other and none is lost. An error from change or the reload leaves the
+// running configuration as it was.
+func (d *Daemon) Update(change func(cur *config.Config) (*config.Config, error)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errors.New("control: reload after close")
+	}
+	cfg, err := change(d.cfg)
+	if err != nil {
+		return err
+	}
+	return d.reloadLocked(cfg)
+}
+
+// reloadLocked is Reload with d.mu held.
+func (d *Daemon) reloadLocked(cfg *config.Config) error {
 	if d.closed {
 		return errors.New("control: reload after close")
 	}
@@ -614,4 +650,147 @@ func usesFullNAT(cfg *config.Config) bool {
 		}
 	}
 	return false
+}
+
+// fanoutGroup is the PACKET_FANOUT group id of the gen'th set of links:
+// per process (ids are per network namespace and 0 means none), and new
+// for each relink, so the new sockets never join the old ones' group.
+func fanoutGroup(gen uint16) uint16 {
+	return uint16((os.Getpid()+int(gen)*7919)%0xffff + 1)
+}
+
+// linkPoll is how often linkWatch looks whether the interface is back.
+const linkPoll = 100 * time.Millisecond
+
+// linkWatch waits for a worker's failed read (the interface went down, or
+// was deleted) and then for the interface to be up again, and relinks.
+// Workers keep their shards and go on reading meanwhile: after a plain
+// flap their sockets would resume by themselves, but the kernel rejoins
+// them to the fanout group in another order (which breaks steering), and
+// a recreated interface leaves them bound to nothing.
+func (d *Daemon) linkWatch() {
+	defer d.bg.Done()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-d.linkDown:
+		}
+		d.log.Warn("interface down: forwarding paused until it is back", "interface", d.link.Name)
+		for !interfaceUp(d.link.Name) {
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(linkPoll):
+			}
+		}
+		// Errors of the old links until the new ones are in are the
+		// same trouble.
+		if err := d.relink(); err != nil {
+			d.log.Error("cannot reopen the links; retrying", "interface", d.link.Name, "err", err)
+			select {
+			case d.linkDown <- struct{}{}:
+			default:
+			}
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(linkPoll):
+			}
+			continue
+		}
+		select {
+		case <-d.linkDown:
+		default:
+		}
+	}
+}
+
+// interfaceUp reports whether the interface exists and is up.
+func interfaceUp(name string) bool {
+	ifi, err := net.InterfaceByName(name)
+	return err == nil && ifi.Flags&net.FlagUp != 0 && ifi.Flags&net.FlagRunning != 0
+}
+
+// relink opens a new set of links on the interface (found anew: it may
+// have been recreated), hands them to the workers, closes the old ones, and
+// puts back what the interface may have lost: the VIPs (announced again),
+// the ingress table, and a table compiled for its MAC and MTU.
+func (d *Daemon) relink() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil
+	}
+	li, err := linkInfo(d.link.Name)
+	if err != nil {
+		return err
+	}
+	d.link = li
+	lc := d.linkCfg
+	lc.FanoutGroup = fanoutGroup(d.linkGen + 1)
+	filter, err := afpacket.FilterProgram(d.match)
+	if err != nil {
+		return fmt.Errorf("control: filter: %w", err)
+	}
+	lc.Filter = filter
+	if lc.Steering, err = afpacket.SteeringProgramSYN(d.match, len(d.links)); err != nil {
+		return fmt.Errorf("control: steering: %w", err)
+	}
+	fresh := make([]*afpacket.Link, 0, len(d.links))
+	links := make([]dataplane.Link, 0, len(d.links))
+	for i := range d.links {
+		l, err := afpacket.Open(lc)
+		if err != nil {
+			for _, f := range fresh {
+				f.Close()
+			}
+			return fmt.Errorf("control: reopen worker %d's link: %w", i, err)
+		}
+		fresh = append(fresh, l)
+		links = append(links, l)
+	}
+	if err := d.dp.Relink(links); err != nil {
+		for _, f := range fresh {
+			f.Close()
+		}
+		return err
+	}
+	old := d.links
+	d.links, d.linkCfg, d.linkGen = fresh, lc, d.linkGen+1
+	for _, l := range old {
+		l.Close()
+	}
+	// The ingress table: still bound after a flap; a recreated interface
+	// needs a new one (Install replaces the old in one batch).
+	if d.ingress == nil || d.ingress.Check() != nil {
+		t, err := ingress.Install(d.link.Name, d.match)
+		if err != nil {
+			return err
+		}
+		if d.ingress != nil {
+			d.ingress.Release()
+		}
+		d.ingress = t
+	}
+	// The VIPs: a recreated interface lost them; all are announced again
+	// (a switch may have forgotten the port during the flap).
+	prev := d.vips
+	d.vips = map[netip.Addr]bool{}
+	if err := d.syncVIPs(d.cfg); err != nil {
+		return err
+	}
+	for vip, added := range prev {
+		if added {
+			if _, ok := d.vips[vip]; ok {
+				d.vips[vip] = true
+			}
+		}
+	}
+	if err := d.reloadLocked(d.cfg); err != nil {
+		return err
+	}
+	d.relinks.Add(1)
+	d.log.Info("interface back: links reopened, VIPs announced", "interface", d.link.Name, "mac", net.HardwareAddr(d.link.MAC[:]).String(), "relinks", d.relinks.Load())
+	return nil
 }

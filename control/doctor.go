@@ -26,6 +26,9 @@ func (d *Daemon) Doctor() []api.Check {
 	iface := d.link.Name
 	var out []api.Check
 	out = append(out, checkInterface(iface))
+	if n := d.relinks.Load(); n > 0 {
+		out = append(out, ok("links", fmt.Sprintf("reopened %d times after %s came back (flaps or a recreated interface)", n, iface)))
+	}
 	for _, f := range []offload.Feature{offload.GRO, offload.LRO} {
 		on, err := offload.Get(iface, f)
 		out = append(out, checkOffload(iface, f, on, err, cfg.Director.DisableGRO))

@@ -22,19 +22,26 @@ var (
 // edit applies one gvsadm change: to a copy of the running configuration,
 // which is validated and then reloaded as a SIGHUP reload is, so services
 // and reals the change does not touch keep their connections and counters.
-// It lasts until the configuration file is reloaded.
+// Read, edit and reload are one step (Daemon.Update): concurrent edits are
+// applied one after the other. It lasts until the configuration file is
+// reloaded.
 func (d *Daemon) edit(e *api.Edit) error {
 	if e.Command == api.Zero {
 		return d.zero(e)
 	}
-	cfg := cloneConfig(d.Config())
+	return d.Update(func(cur *config.Config) (*config.Config, error) { return editedConfig(cur, e) })
+}
+
+// editedConfig is cur with the change e made, validated; cur is unchanged.
+func editedConfig(cur *config.Config, e *api.Edit) (*config.Config, error) {
+	cfg := cloneConfig(cur)
 	if err := applyEdit(cfg, e); err != nil {
-		return err
+		return nil, err
 	}
 	if err := config.Validate(cfg); err != nil {
-		return err
+		return nil, err
 	}
-	return d.Reload(cfg)
+	return cfg, nil
 }
 
 // cloneConfig copies c deeply enough that editing the copy's services and

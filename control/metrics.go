@@ -26,6 +26,7 @@ type snapshot struct {
 	links    []afpacket.Stats
 	vrrp     *api.VRRPStatus // nil without [vrrp]
 	sync     *api.SyncStatus // nil without [sync]
+	relinks  uint64          // links reopened after the interface came back
 }
 
 // collector turns a snapshot into Prometheus metrics at scrape time, so
@@ -56,6 +57,8 @@ var (
 
 	descFrames      = prometheus.NewDesc("gvs_worker_frames_total", "Frames a worker handled, by verdict (forward, no_service, table_full, malformed, ...).", []string{"worker", "verdict"}, nil)
 	descConns       = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
+	descLinkErrors  = prometheus.NewDesc("gvs_worker_link_errors_total", "Failed reads of a worker's socket: the interface went down or away.", []string{"worker"}, nil)
+	descRelinks     = prometheus.NewDesc("gvs_relinks_total", "Times the workers' sockets were reopened after the interface came back (a flap, or a recreated interface).", nil, nil)
 	descConnEvents  = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full.", []string{"worker", "event"}, nil)
 	descTemplates   = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
 	descRing        = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
@@ -73,7 +76,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
-		descFrames, descConns, descConnEvents, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
+		descFrames, descConns, descConnEvents, descLinkErrors, descRelinks, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
 		descSyncMaster, descSyncMessages, descSyncConns} {
 		ch <- d
 	}
@@ -136,10 +139,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			{"rescheduled", w.Rescheduled}, {"late_expired", w.LateExpired}, {"templates_full", w.TemplatesFull}} {
 			counter(descConnEvents, e.n, wl, e.name)
 		}
+		counter(descLinkErrors, w.LinkErrors, wl)
 		if i == 0 {
 			gauge(descTemplates, float64(w.Templates))
 		}
 	}
+	counter(descRelinks, s.relinks)
 	if v := s.vrrp; v != nil {
 		id := strconv.Itoa(v.RouterID)
 		gauge(descVRRPMaster, b(v.State == "MASTER"), id)
@@ -187,7 +192,8 @@ func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
 
 // snapshot reads what a scrape reports.
 func (d *Daemon) snapshot() snapshot {
-	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus(), sync: d.syncStatus()}
+	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus(), sync: d.syncStatus(),
+		relinks: d.relinks.Load()}
 }
 
 // serveMetrics starts the /metrics listener on addr ([director] metrics);

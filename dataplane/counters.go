@@ -75,6 +75,8 @@ type WorkerCounters struct {
 	// Segmented counts GSO frames cut into segments in software because
 	// they went into a tunnel (TUN), where the kernel cannot cut them.
 	Segmented atomic.Uint64
+	// LinkErrors counts failed reads: the interface went down or away.
+	LinkErrors atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -82,7 +84,7 @@ type Counters struct {
 	RxFrames, TxFrames, NewConns, ExpiredConns, ICMPSent uint64
 	TemplatesFull                                        uint64
 	Evicted, Reused, Rescheduled, LateExpired            uint64
-	FragTableFull, OuterFragments, Segmented             uint64
+	FragTableFull, OuterFragments, Segmented, LinkErrors uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -105,6 +107,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.FragTableFull += c.FragTableFull.Load()
 	s.OuterFragments += c.OuterFragments.Load()
 	s.Segmented += c.Segmented.Load()
+	s.LinkErrors += c.LinkErrors.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

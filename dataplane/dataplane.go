@@ -19,6 +19,7 @@ type Dataplane struct {
 	syncWake  chan struct{}
 	capture   atomic.Pointer[Capture] // the running capture, nil when none
 	frags     fragTable               // first fragments' decisions, for the later fragments
+	relinking atomic.Int32            // workers that have yet to take the links of a Relink
 }
 
 // New makes one worker per link. capacity is the connection-table capacity
@@ -41,9 +42,42 @@ func New(links []Link, capacity int) (*Dataplane, error) {
 		w.templates = d.templates
 		w.capture = &d.capture
 		w.frags = &d.frags
+		w.relinking = &d.relinking
 		d.workers = append(d.workers, w)
 	}
 	return d, nil
+}
+
+// OnLinkError sets what a worker calls after a read failed (the interface
+// went down or away), from the worker's goroutine; it must not block. The
+// worker goes on reading: a socket resumes when its interface comes back
+// up, but after a flap the kernel may have renumbered the fanout group,
+// and after the interface was recreated the sockets are bound to nothing:
+// then the control plane opens new links and calls Relink. Call it before
+// Run.
+func (d *Dataplane) OnLinkError(f func(worker int, err error)) {
+	for _, w := range d.workers {
+		w.linkErr = f
+	}
+}
+
+// Relink hands every worker a new link, in worker order (one per worker);
+// the caller then closes the old links, and each worker takes its new one
+// when its old one reports closed. Shards, templates and counters stay:
+// established connections go on over the new links. It does not wait.
+func (d *Dataplane) Relink(links []Link) error {
+	if len(links) != len(d.workers) {
+		return fmt.Errorf("dataplane: relink with %d links for %d workers", len(links), len(d.workers))
+	}
+	d.relinking.Store(int32(len(links)))
+	for i, w := range d.workers {
+		select {
+		case <-w.relink: // an earlier relink's link not taken: replaced
+		default:
+		}
+		w.relink <- links[i]
+	}
+	return nil
 }
 
 // Publish makes t the table every worker uses from its next batch on. t

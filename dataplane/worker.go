@@ -50,6 +50,9 @@ const (
 	// read was empty.
 	idleScan   = 1 << 20
 	idleBudget = 5 * time.Millisecond
+	// linkErrorPause is how long a worker waits after a failed read
+	// before the next: a link that stays down costs ten reads a second.
+	linkErrorPause = 100 * time.Millisecond
 	// tunnelTTL is the TTL of the outer IPIP header.
 	tunnelTTL = 64
 	// warmMinConns is the fewest connections at which a worker warms its
@@ -147,6 +150,12 @@ type Worker struct {
 	tplGoneFn func(uint32)
 	opsEntry  conntrack.Entry4 // the transient entry of a one-packet datagram
 
+	// Link trouble: what to tell of a failed read (Dataplane.OnLinkError),
+	// and the new link a relink hands over.
+	linkErr   func(worker int, err error)
+	relink    chan Link
+	relinking *atomic.Int32 // the Dataplane's: workers still to take a new link
+
 	dumps chan *dumpJob // requests for a copy of the shard
 	job   *dumpJob      // the dump being served
 
@@ -179,6 +188,7 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 	w.onExpireFn = w.onExpire
 	w.onEvictFn = w.onEvict
 	w.dumps = make(chan *dumpJob, 1)
+	w.relink = make(chan Link, 1)
 	w.templates = conntrack.NewTemplates(capacity)
 	w.usableFn = w.usable
 	w.pickFn = w.pick
@@ -203,9 +213,25 @@ func (w *Worker) run(stop <-chan struct{}) error {
 		n, err := w.link.Read(w.bufs, w.sizes, w.offs, Headroom)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				// Closed for a relink (Dataplane.Relink): go on with
+				// the new link; else the dataplane is stopping.
+				if nl := w.awaitRelink(stop); nl != nil {
+					w.link = nl
+					continue
+				}
 				return nil
 			}
-			return err
+			// The interface went down or away (ENETDOWN): the socket
+			// resumes when it comes back, or the control plane replaces
+			// the links; the worker keeps its shard meanwhile.
+			w.C.LinkErrors.Add(1)
+			if w.linkErr != nil {
+				w.linkErr(w.id, err)
+			}
+			if sleepOrStop(stop, linkErrorPause) {
+				return nil
+			}
+			continue
 		}
 		now := nanotime()
 		w.batch(w.table.Load(), n, now)
@@ -220,6 +246,46 @@ func (w *Worker) run(stop <-chan struct{}) error {
 		if w.syncIn != nil {
 			w.serveSync(now)
 		}
+	}
+}
+
+// awaitRelink returns the worker's new link when its old one was closed
+// for a relink, waiting for it if need be, or nil when no relink is under
+// way or stop is closed.
+func (w *Worker) awaitRelink(stop <-chan struct{}) Link {
+	select {
+	case nl := <-w.relink:
+		return w.took(nl)
+	default:
+	}
+	if w.relinking == nil || w.relinking.Load() <= 0 {
+		return nil
+	}
+	select {
+	case nl := <-w.relink:
+		return w.took(nl)
+	case <-stop:
+		return nil
+	}
+}
+
+// took counts a relink's link as taken.
+func (w *Worker) took(nl Link) Link {
+	if w.relinking != nil {
+		w.relinking.Add(-1)
+	}
+	return nl
+}
+
+// sleepOrStop waits for d and reports whether stop closed first.
+func sleepOrStop(stop <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-stop:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,12 +21,13 @@ import (
 // fakeLink is the test Link: Read hands out queued frames, Write records
 // what was sent. It is safe for one reader and one test goroutine.
 type fakeLink struct {
-	mu      sync.Mutex
-	in      [][]byte
-	inOffs  []header.Offload // as long as in
-	out     [][]byte
-	outOffs []header.Offload // as long as out
-	closed  bool
+	failOnce error // returned by the next Read, once
+	mu       sync.Mutex
+	in       [][]byte
+	inOffs   []header.Offload // as long as in
+	out      [][]byte
+	outOffs  []header.Offload // as long as out
+	closed   bool
 }
 
 func (l *fakeLink) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
@@ -32,6 +35,10 @@ func (l *fakeLink) Read(bufs [][]byte, sizes []int, offs []header.Offload, offse
 	defer l.mu.Unlock()
 	if l.closed {
 		return 0, net.ErrClosed
+	}
+	if err := l.failOnce; err != nil {
+		l.failOnce = nil
+		return 0, err
 	}
 	n := 0
 	for n < len(bufs) && len(l.in) > 0 {
@@ -143,6 +150,71 @@ func TestDataplaneStopsOnClosedLink(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after the link closed")
+	}
+}
+
+// TestDataplaneSurvivesLinkErrors: a failed read (ENETDOWN when the
+// interface goes down) is counted and reported, and the worker reads on;
+// a relink hands the workers new links, the old ones are closed, and the
+// connection made over the old link goes on over the new one.
+func TestDataplaneSurvivesLinkErrors(t *testing.T) {
+	old := &fakeLink{failOnce: syscall.ENETDOWN}
+	d, err := New([]Link{old}, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := make(chan error, 4)
+	d.OnLinkError(func(worker int, err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	})
+	d.Publish(testTable(ForwardNAT, header.ProtoUDP))
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(stop) }()
+	defer func() {
+		close(stop)
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !ok(); {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 5 s; counters %+v", what, d.Counters())
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	select {
+	case err := <-reported:
+		if !errors.Is(err, syscall.ENETDOWN) {
+			t.Fatalf("reported %v, want ENETDOWN", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read error was not reported")
+	}
+	old.push(client(header.ProtoUDP).bytes(t))
+	waitFor("a frame forwarded after the error", func() bool { return len(old.sent()) == 1 })
+	if c := d.Counters(); c.LinkErrors != 1 || c.NewConns != 1 {
+		t.Fatalf("after one failed read: link errors %d, new connections %d; want 1 and 1", c.LinkErrors, c.NewConns)
+	}
+
+	nl := &fakeLink{}
+	if err := d.Relink([]Link{nl}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Relink(nil); err == nil {
+		t.Error("Relink with no link for the worker: no error")
+	}
+	old.Close()
+	nl.push(client(header.ProtoUDP).bytes(t))
+	waitFor("a frame forwarded over the new link", func() bool { return len(nl.sent()) == 1 })
+	if c := d.Counters(); c.NewConns != 1 || c.Verdicts["forward"] != 2 {
+		t.Fatalf("after the relink: new connections %d, forwarded %d; want the same connection (1) and 2", c.NewConns, c.Verdicts["forward"])
 	}
 }
 

@@ -2,12 +2,14 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,4 +211,79 @@ func at(lines []string, i int) string {
 		return lines[i]
 	}
 	return ""
+}
+
+// TestConcurrentEdits: 50 gvsadm changes at once against one gvsd (40
+// reals added to one service, 10 weight changes of another's reals, and
+// listings between them) are each kept: gvsd applies every edit as one
+// read-modify-reload step, so none overwrites another. -S afterwards shows
+// exactly the reals and weights the commands asked for.
+func TestConcurrentEdits(t *testing.T) {
+	l := needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, drConfig(l, "rr", "persistence = \"0s\"", []int{1, 2}, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	run := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, bins.gvsadm, append([]string{"--socket", env.SocketPath}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("gvsadm %v: %v: %s", args, err, out)
+		}
+		return nil
+	}
+	if err := run("-A", "-t", "10.20.0.100:81", "-s", "rr"); err != nil {
+		t.Fatal(err)
+	}
+	const adds = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for i := range adds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Two real servers, many ports: NAT reals of service :81.
+			rs := fmt.Sprintf("10.20.0.%d:%d", 11+i%2, 2000+i)
+			errs <- run("-a", "-t", "10.20.0.100:81", "-r", rs, "-m", "-w", strconv.Itoa(1+i%5))
+		}()
+	}
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The last of these for each real wins; each must be one of them.
+			errs <- run("-e", "-t", "10.20.0.100:80", "-r", fmt.Sprintf("10.20.0.%d", 11+i%2), "-w", strconv.Itoa(10+i))
+			errs <- run("-Ln")
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	out, _ := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-Sn").Output()
+	for i := range adds {
+		want := fmt.Sprintf("-a -t 10.20.0.100:81 -r 10.20.0.%d:%d -m -w %d\n", 11+i%2, 2000+i, 1+i%5)
+		if !strings.Contains(string(out), want) {
+			t.Errorf("-S lacks %q: the edit was lost", strings.TrimSpace(want))
+		}
+	}
+	if n := strings.Count(string(out), "-a -t 10.20.0.100:81 "); n != adds {
+		t.Errorf("-S shows %d reals of :81, want %d:\n%s", n, adds, out)
+	}
+	for _, rs := range []string{"10.20.0.11", "10.20.0.12"} {
+		m := regexp.MustCompile(`-a -t 10\.20\.0\.100:80 -r ` + regexp.QuoteMeta(rs) + `:80 -g -w (\d+)\n`).FindStringSubmatch(string(out))
+		if m == nil {
+			t.Errorf("-S lacks real %s of :80:\n%s", rs, out)
+			continue
+		}
+		if w, _ := strconv.Atoi(m[1]); w < 10 || w > 19 {
+			t.Errorf("real %s of :80 has weight %d, want one of the weights set (10-19)", rs, w)
+		}
+	}
 }

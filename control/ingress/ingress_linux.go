@@ -211,6 +211,17 @@ func (t *Table) Remove() error {
 	return nil
 }
 
+// Release lets go of t without deleting the table: for a Table replaced
+// by a newer Install of the same name.
+func (t *Table) Release() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.nsFD >= 0 {
+		unix.Close(t.nsFD)
+		t.nsFD = -1
+	}
+}
+
 var errRemoved = errors.New("table was removed")
 
 // Check reports whether the table and its chain are still in the kernel

@@ -27,6 +27,9 @@ func (t *Table) Remove() error {
 	return fmt.Errorf("ingress: remove table netdev %s: unsupported on %s", TableName, runtime.GOOS)
 }
 
+// Release forgets the table without deleting it. Only Linux is supported.
+func (t *Table) Release() {}
+
 // Check reports whether the table is in the kernel. Only Linux is supported.
 func (t *Table) Check() error {
 	return fmt.Errorf("ingress: check table netdev %s: unsupported on %s", TableName, runtime.GOOS)
