@@ -2,10 +2,12 @@ package integration
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"os/exec"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +22,8 @@ import (
 // again (the figure is logged; the bound is generous for slow machines);
 // the stream, whose segments TCP retransmits across each flap, must carry
 // on to the end without a reset; and gvsadm doctor must say the links were
-// reopened.
+// reopened. Then the interface is deleted and made again with the same
+// name, and gvsd must forward again over it.
 func TestLinkFlap(t *testing.T) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -81,6 +84,31 @@ func TestLinkFlap(t *testing.T) {
 		t.Logf("flap %d: forwarding again %v after link-up", i+1, took.Round(time.Millisecond))
 	}
 	t.Logf("worst time from link-up to a new connection through: %v", worst.Round(time.Millisecond))
+
+	// The interface deleted and made again with the same name, address
+	// and MAC (as a VM's NIC re-plugged): the old sockets are bound to
+	// nothing and the VIP and ingress table went with the old interface.
+	lanNS := strings.TrimSuffix(l.Director.NS, "-director") + "-lan"
+	mac := net.HardwareAddr(l.Director.MAC[:]).String()
+	ip("link", "del", "dev", l.Director.Iface)
+	ip("link", "add", l.Director.Iface, "address", mac, "type", "veth", "peer", "name", "director", "netns", lanNS)
+	if out, err := exec.CommandContext(ctx, "ip", "-n", lanNS, "link", "set", "director", "master", "br0", "up").CombinedOutput(); err != nil {
+		t.Fatalf("enslave the new veth: %v: %s", err, out)
+	}
+	ip("addr", "add", netip.PrefixFrom(l.Director.Addr, 24).String(), "dev", l.Director.Iface)
+	ip("link", "set", "dev", l.Director.Iface, "up")
+	ip("route", "add", "default", "via", l.Gateway.String())
+	recreated := time.Now()
+	var last error
+	if err := waitCond(ctx, 10*time.Second, func() bool {
+		cctx, ccancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer ccancel()
+		last = request(cctx, l.Client)
+		return last == nil || env.Gvsd.Exited()
+	}); err != nil || env.Gvsd.Exited() {
+		t.Fatalf("after the interface was recreated: gvsd exited %v, no connection within 10 s: %v %v", env.Gvsd.Exited(), err, last)
+	}
+	t.Logf("recreated interface: forwarding again %v after it came up", time.Since(recreated).Round(time.Millisecond))
 	// The stream carries on: an echo after the last flap, and no error.
 	after := time.Now()
 	if err := waitCond(ctx, 30*time.Second, func() bool { return s.echoes(after) > 0 || s.failure() != nil }); err != nil || s.failure() != nil {
