@@ -10,10 +10,14 @@ import (
 )
 
 // TestImports enforces the dependency rules of DESIGN.md for this package:
-// the standard library without net/http and log/slog, x/net/bpf and
-// x/sys/unix, and nothing of the control plane.
+// the standard library without net/http and log/slog, x/net/bpf,
+// x/sys/unix and dataplane/header, and nothing of the control plane.
 func TestImports(t *testing.T) {
-	allowed := map[string]bool{"golang.org/x/net/bpf": true, "golang.org/x/sys/unix": true}
+	allowed := map[string]bool{
+		"github.com/gvs-lb/gvs/dataplane/header": true, // header.Offload, the virtio_net_hdr
+		"golang.org/x/net/bpf":                   true,
+		"golang.org/x/sys/unix":                  true,
+	}
 	forbidden := map[string]bool{"net/http": true, "log/slog": true}
 	entries, err := os.ReadDir(".")
 	if err != nil {

@@ -3,7 +3,6 @@ package afpacket
 import (
 	"fmt"
 	"strings"
-	"time"
 
 	"golang.org/x/net/bpf"
 )
@@ -13,21 +12,19 @@ import (
 type Config struct {
 	Interface string // the interface to capture on and send from; required
 
-	// BlockSize is the size of one TPACKET_V3 RX ring block: a multiple of
-	// the page size, and the largest frame the ring can hold (minus 48
-	// bytes of block header). Default DefaultBlockSize.
+	// BlockSize and NumBlocks size the RX ring: NumBlocks blocks of
+	// BlockSize bytes, the units in which the kernel allocates ring
+	// memory. BlockSize is a multiple of the page size. The ring holds
+	// one frame per slot, BlockSize/slot slots per block, where the slot
+	// (tp_frame_size) is chosen from the interface MTU when the link
+	// opens so that a full-size frame fits: 90 bytes of slot header,
+	// virtio_net_hdr and link header, then the MTU, rounded up to 16
+	// (1600 bytes at MTU 1500). A block must hold at least one slot.
+	// Frames larger than a slot (GRO or TSO super-frames, or any frame
+	// after the MTU was raised) take the kernel's copy path and still
+	// arrive whole. Defaults DefaultBlockSize and DefaultNumBlocks.
 	BlockSize int
-	// NumBlocks is the number of RX ring blocks. Default DefaultNumBlocks.
 	NumBlocks int
-	// FrameSize is tp_frame_size: a multiple of 16 that, with TPACKET_V3,
-	// only sets how many frame slots the kernel counts per block (V3 packs
-	// frames by their real size). Default DefaultFrameSize.
-	FrameSize int
-	// BlockTimeout is retire_blk_tov: how long the kernel waits before it
-	// hands a partly filled block to userspace, so it bounds the latency a
-	// frame gains in the ring when traffic is light. Millisecond
-	// granularity. Default DefaultBlockTimeout.
-	BlockTimeout time.Duration
 
 	// FanoutGroup joins the socket to this PACKET_FANOUT group (ids are per
 	// network namespace); 0 means no fanout. Members are numbered in the
@@ -45,15 +42,16 @@ type Config struct {
 	Filter []bpf.RawInstruction
 
 	// SYNBlocks, when above 0, gives the link a second, receive-only
-	// socket whose ring (of that many blocks) takes the TCP segments that
-	// open connections (SYN without ACK or RST), which Read takes only
-	// once the first ring is empty: a SYN flood then fills, and
-	// overflows, the SYN ring alone, while the frames of established
-	// connections keep their own ring and are never dropped for it. It
-	// needs a FanoutGroup and a program from SteeringProgramSYN, which
-	// sends worker w's frames to fanout member 2w and its SYNs to member
-	// 2w+1: the link joins the group with its main socket, then with its
-	// SYN socket, so open the workers' links in worker order.
+	// socket whose ring (of that many blocks of BlockSize, in 256-byte
+	// slots: 4,096 SYNs per MiB) takes the TCP segments that open
+	// connections (SYN without ACK or RST), which Read takes only once
+	// the first ring is empty: a SYN flood then fills, and overflows, the
+	// SYN ring alone, while the frames of established connections keep
+	// their own ring and are never dropped for it. It needs a FanoutGroup
+	// and a program from SteeringProgramSYN, which sends worker w's frames
+	// to fanout member 2w and its SYNs to member 2w+1: the link joins the
+	// group with its main socket, then with its SYN socket, so open the
+	// workers' links in worker order.
 	SYNBlocks int
 
 	// TxMode picks how Write hands frames to the kernel. The zero value
@@ -69,21 +67,16 @@ type Config struct {
 
 // Defaults for Config, and how they were chosen.
 const (
-	// DefaultBlockSize (1 MiB) holds about 6,500 64-byte or 650 1500-byte
-	// frames, so handing a block back and forth (one poll wakeup, two
-	// atomic stores) is amortised over hundreds of frames, and a GRO
-	// super-frame (up to 64 KiB) fits with room to spare.
+	// DefaultBlockSize (1 MiB) holds 655 slots at MTU 1500 and leaves
+	// 0.05% unused at its end; the kernel allocates each block as one run
+	// of pages, or with vmalloc when memory is fragmented.
 	DefaultBlockSize = 1 << 20
-	// DefaultNumBlocks (16, so a 16 MiB ring per worker) buffers about 13 ms
-	// of 10 Gb/s line rate: enough to ride out a Go GC assist or a
-	// scheduling hiccup without drops, small enough for one ring per CPU.
+	// DefaultNumBlocks (16, so a 16 MiB ring per socket: 10,480 slots at
+	// MTU 1500) buffers 13 ms of 10 Gb/s line rate in full-size frames
+	// and 0.7 ms in minimum-size ones (a slot holds one frame whatever
+	// its size): enough to ride out a Go GC assist or a scheduling
+	// hiccup, small enough for one ring per CPU.
 	DefaultNumBlocks = 16
-	// DefaultFrameSize is the customary tp_frame_size; with TPACKET_V3 it
-	// does not limit the frame length.
-	DefaultFrameSize = 2048
-	// DefaultBlockTimeout (2 ms) bounds the latency a lone frame waits in a
-	// partly filled block; at high rates blocks fill long before it fires.
-	DefaultBlockTimeout = 2 * time.Millisecond
 )
 
 // TxMode is how Write hands frames to the kernel.
@@ -129,15 +122,22 @@ func (m TxMode) String() string {
 
 // Stats are a link's cumulative counters.
 type Stats struct {
-	// Packets, Drops and FreezeQueue come from PACKET_STATISTICS
-	// (tpacket_stats_v3), which the kernel resets on every read; the link
+	// Packets and Drops come from PACKET_STATISTICS (struct
+	// tpacket_stats), which the kernel resets on every read; the link
 	// accumulates them. Packets counts frames the filter accepted,
 	// including the dropped ones; Drops counts frames lost because the ring
-	// was full; FreezeQueue counts the times the ring filled up.
-	Packets, Drops, FreezeQueue uint64
+	// was full (or whose offloads the kernel could not describe in a
+	// virtio_net_hdr).
+	Packets, Drops uint64
+	// Copied counts frames larger than a ring slot (GRO or TSO
+	// super-frames, or a frame larger than the MTU the link opened with)
+	// that Read took whole from the socket's receive queue, where the
+	// kernel puts a copy of such a frame (TP_STATUS_COPY).
+	Copied uint64
 	// Truncated counts accepted frames Read skipped because they were
-	// captured incompletely (tp_snaplen < tp_len) or did not fit the
-	// caller's buffer.
+	// captured incompletely (tp_snaplen < tp_len: the filter cut them, or
+	// the socket's receive buffer had no room for the copy of a frame
+	// larger than a slot) or did not fit the caller's buffer.
 	Truncated uint64
 	// TxPackets counts frames Write handed to the kernel; TxErrors counts
 	// frames it could not (too short, too long, rejected or dropped by the
@@ -158,12 +158,6 @@ func (cfg Config) withDefaults(pageSize int) (Config, error) {
 	if cfg.NumBlocks == 0 {
 		cfg.NumBlocks = DefaultNumBlocks
 	}
-	if cfg.FrameSize == 0 {
-		cfg.FrameSize = DefaultFrameSize
-	}
-	if cfg.BlockTimeout == 0 {
-		cfg.BlockTimeout = DefaultBlockTimeout
-	}
 	if cfg.TxMode == TxDefault {
 		cfg.TxMode = DefaultTxMode
 	}
@@ -171,17 +165,11 @@ func (cfg Config) withDefaults(pageSize int) (Config, error) {
 	if cfg.Interface == "" {
 		errs = append(errs, "no interface")
 	}
-	if cfg.BlockSize < 0 || cfg.BlockSize%pageSize != 0 || cfg.BlockSize > 1<<30 {
+	if cfg.BlockSize < 0 || cfg.BlockSize%pageSize != 0 || cfg.BlockSize > maxBlockSize {
 		errs = append(errs, fmt.Sprintf("block size %d is not a multiple of the page size %d up to 1 GiB", cfg.BlockSize, pageSize))
 	}
-	if cfg.NumBlocks < 0 || cfg.NumBlocks > 1<<16 {
-		errs = append(errs, fmt.Sprintf("%d blocks: want 1 to 65536", cfg.NumBlocks))
-	}
-	if cfg.FrameSize < tpacket3HdrLen || cfg.FrameSize%tpacketAlignment != 0 || cfg.FrameSize > cfg.BlockSize {
-		errs = append(errs, fmt.Sprintf("frame size %d is not a multiple of %d between %d and the block size", cfg.FrameSize, tpacketAlignment, tpacket3HdrLen))
-	}
-	if cfg.BlockTimeout < time.Millisecond || cfg.BlockTimeout > time.Minute {
-		errs = append(errs, fmt.Sprintf("block timeout %v: want 1ms to 1m", cfg.BlockTimeout))
+	if cfg.NumBlocks < 0 || cfg.NumBlocks > maxBlocks {
+		errs = append(errs, fmt.Sprintf("%d blocks: want 1 to %d", cfg.NumBlocks, maxBlocks))
 	}
 	if cfg.TxMode != TxSendmmsg && cfg.TxMode != TxRing {
 		errs = append(errs, fmt.Sprintf("unknown %v", cfg.TxMode))
@@ -189,8 +177,8 @@ func (cfg Config) withDefaults(pageSize int) (Config, error) {
 	if cfg.Steering != nil && cfg.FanoutGroup == 0 {
 		errs = append(errs, "steering program without a fanout group")
 	}
-	if cfg.SYNBlocks < 0 || cfg.SYNBlocks > 1<<16 {
-		errs = append(errs, fmt.Sprintf("%d SYN ring blocks: want 0 to 65536", cfg.SYNBlocks))
+	if cfg.SYNBlocks < 0 || cfg.SYNBlocks > maxBlocks {
+		errs = append(errs, fmt.Sprintf("%d SYN ring blocks: want 0 to %d", cfg.SYNBlocks, maxBlocks))
 	}
 	if cfg.SYNBlocks > 0 && (cfg.FanoutGroup == 0 || cfg.Steering == nil) {
 		errs = append(errs, "a SYN ring needs a fanout group and a steering program")
@@ -201,9 +189,9 @@ func (cfg Config) withDefaults(pageSize int) (Config, error) {
 	return cfg, nil
 }
 
-// TPACKET_V3 layout constants shared by the config checks and the ring code
-// (<linux/if_packet.h>).
+// Bounds of the config checks, far above any useful ring, so that a typo is
+// reported before the kernel tries to allocate it.
 const (
-	tpacketAlignment = 16 // TPACKET_ALIGNMENT
-	tpacket3HdrLen   = 68 // TPACKET3_HDRLEN: TPACKET_ALIGN(sizeof(struct tpacket3_hdr)) + sizeof(struct sockaddr_ll)
+	maxBlockSize = 1 << 30
+	maxBlocks    = 1 << 16
 )

@@ -15,7 +15,7 @@ import (
 
 // Tunables of the I/O paths, and how they were chosen.
 const (
-	// readPollTimeout bounds how long Read waits for a block: short enough
+	// readPollTimeout bounds how long Read waits for a frame: short enough
 	// for a worker to notice a new snapshot or a shutdown promptly, long
 	// enough that an idle worker wakes only ten times a second.
 	readPollTimeout = 100 * time.Millisecond
@@ -23,7 +23,8 @@ const (
 	// for eight 64-frame batches still in flight in the driver.
 	txRingBytes = 1 << 20
 	// txMinFrameSize is the smallest TX slot: a 1518-byte frame plus the
-	// 48-byte header rounded up to a power of two.
+	// 32-byte slot header and the 10-byte virtio_net_hdr, rounded up to a
+	// power of two. GSO frames longer than a slot cannot use the ring.
 	txMinFrameSize = 2048
 	// txBlockSize groups TX slots into blocks the kernel allocates as one.
 	txBlockSize = 1 << 16
@@ -43,6 +44,13 @@ const (
 	// maxEINTR bounds retries of a system call interrupted by a signal (the
 	// Go runtime preempts goroutines with SIGURG).
 	maxEINTR = 8
+	// copyRcvBuf is the socket's receive buffer (SO_RCVBUFFORCE), which
+	// holds only the copies of frames larger than a ring slot until Read
+	// takes them: a GRO or TSO super-frame of up to 64 KiB costs the
+	// buffer its truesize, up to about 128 KiB, so 8 MiB holds a burst of
+	// at least 64 of them; beyond that the kernel stops copying and the
+	// ring slot holds the frame cut short (counted as Truncated).
+	copyRcvBuf = 8 << 20
 )
 
 // ethPAll is ETH_P_ALL in network byte order, as bind(2) on a packet socket
@@ -57,8 +65,9 @@ var (
 	rejectAll = []bpf.RawInstruction{{Op: unix.BPF_RET | unix.BPF_K, K: 0}}
 )
 
-// Link is one AF_PACKET socket bound to an interface, with a TPACKET_V3 RX
-// ring and batched TX. Read, Write, SetFilter, SetSteering and Stats may be
+// Link is one AF_PACKET socket bound to an interface, with a TPACKET_V2 RX
+// ring, batched TX and a virtio_net_hdr (PACKET_VNET_HDR) on every frame
+// each way. Read, Write, SetFilter, SetSteering and Stats may be
 // called from different goroutines; Read and Write are each meant for one
 // worker. Close may be called at any time, also while Read blocks.
 type Link struct {
@@ -70,6 +79,7 @@ type Link struct {
 
 	rxMu      sync.Mutex
 	rx        rxRing
+	rxCopy    copyReader     // frames larger than a slot (TP_STATUS_COPY)
 	rxPoll    [3]unix.PollFd // the socket, the close event and the SYN socket
 	nPoll     int            // how many of rxPoll are in use
 	rxTimeout unix.Timespec
@@ -78,6 +88,7 @@ type Link struct {
 
 	txMu      sync.Mutex
 	tx        txRing
+	txMaxLen  int // the longest frame without GSO the interface sends (MTU, Ethernet header, a VLAN tag)
 	mmsg      mmsgBatch
 	txPoll    [1]unix.PollFd
 	txTimeout unix.Timespec
@@ -90,7 +101,7 @@ type Link struct {
 	efd    int // eventfd that wakes a blocked Read on Close
 	kstats Stats
 
-	truncated, txPackets, txErrors atomic.Uint64
+	copied, truncated, txPackets, txErrors atomic.Uint64
 }
 
 // Open creates the socket, its rings and filter, binds it to
@@ -104,7 +115,7 @@ func Open(cfg Config) (*Link, error) {
 		return nil, err
 	}
 	l := &Link{name: cfg.Interface, mode: cfg.TxMode, fd: -1, efd: -1}
-	if err := l.open(cfg); err != nil {
+	if err := l.open(cfg, 0); err != nil {
 		_ = l.release()
 		return nil, fmt.Errorf("afpacket: open %s: %w", cfg.Interface, err)
 	}
@@ -114,7 +125,7 @@ func Open(cfg Config) (*Link, error) {
 		sc := cfg
 		sc.NumBlocks, sc.SYNBlocks, sc.TxMode = cfg.SYNBlocks, 0, TxSendmmsg
 		syn := &Link{name: cfg.Interface + " (SYN ring)", mode: TxSendmmsg, fd: -1, efd: -1}
-		if err := syn.open(sc); err != nil {
+		if err := syn.open(sc, synFrameSize); err != nil {
 			_ = syn.release()
 			_ = l.release()
 			return nil, fmt.Errorf("afpacket: open the SYN ring of %s: %w", cfg.Interface, err)
@@ -126,7 +137,9 @@ func Open(cfg Config) (*Link, error) {
 	return l, nil
 }
 
-func (l *Link) open(cfg Config) error {
+// open sets the socket up. rxFrame is the RX slot size, or 0 for a slot
+// that holds a full-MTU frame.
+func (l *Link) open(cfg Config, rxFrame int) error {
 	// Protocol 0: the socket receives nothing until bind names ETH_P_ALL.
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -137,36 +150,56 @@ func (l *Link) open(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
-		return fmt.Errorf("set PACKET_VERSION TPACKET_V3: %w", err)
+	if rxFrame == 0 {
+		rxFrame = rxFrameSize(mtu)
 	}
-	rxReq := unix.TpacketReq3{
-		Block_size:     uint32(cfg.BlockSize),
-		Block_nr:       uint32(cfg.NumBlocks),
-		Frame_size:     uint32(cfg.FrameSize),
-		Frame_nr:       uint32(cfg.BlockSize / cfg.FrameSize * cfg.NumBlocks),
-		Retire_blk_tov: uint32(cfg.BlockTimeout / time.Millisecond),
+	if rxFrame > cfg.BlockSize {
+		return fmt.Errorf("block size %d is smaller than one %d-byte frame slot (MTU %d)", cfg.BlockSize, rxFrame, mtu)
 	}
-	if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
-		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes): %w", cfg.NumBlocks, cfg.BlockSize, err)
+	// Both the version and the virtio_net_hdr must be set before the
+	// rings are.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return fmt.Errorf("set PACKET_VERSION TPACKET_V2: %w", err)
 	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return fmt.Errorf("set PACKET_VNET_HDR: %w", err)
+	}
+	perBlock := cfg.BlockSize / rxFrame
+	rxReq := unix.TpacketReq{
+		Block_size: uint32(cfg.BlockSize),
+		Block_nr:   uint32(cfg.NumBlocks),
+		Frame_size: uint32(rxFrame),
+		Frame_nr:   uint32(perBlock * cfg.NumBlocks),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+		return fmt.Errorf("set PACKET_RX_RING (%d blocks of %d bytes, %d-byte frames): %w", cfg.NumBlocks, cfg.BlockSize, rxFrame, err)
+	}
+	// A frame larger than a slot is cut short in the ring, and the whole
+	// of it is put on the socket's receive queue (TP_STATUS_COPY) as long
+	// as the receive buffer has room.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_COPY_THRESH, 1); err != nil {
+		return fmt.Errorf("set PACKET_COPY_THRESH: %w", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, copyRcvBuf); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, copyRcvBuf) // capped by net.core.rmem_max
+	}
+	l.rxCopy.init()
+	l.txMaxLen = mtu + ethHdrLen + vlanTagLen
 	rxSize := cfg.BlockSize * cfg.NumBlocks
 	txSize := 0
 	if cfg.TxMode == TxRing {
 		fs := txMinFrameSize
-		for fs < t3HdrLen+mtu+ethHdrLen+4 { // 4: one VLAN tag
+		for fs < t2HdrLen+vnetHdrLen+l.txMaxLen {
 			fs *= 2
 		}
 		bs := max(fs, txBlockSize)
 		nb := max(txRingBytes/bs, 1)
-		// V3 TX rings are frame based: retire_blk_tov, sizeof_priv and
-		// feature_req_word must be 0.
-		txReq := unix.TpacketReq3{Block_size: uint32(bs), Block_nr: uint32(nb), Frame_size: uint32(fs), Frame_nr: uint32(bs / fs * nb)}
-		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
+		txReq := unix.TpacketReq{Block_size: uint32(bs), Block_nr: uint32(nb), Frame_size: uint32(fs), Frame_nr: uint32(bs / fs * nb)}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
 			return fmt.Errorf("set PACKET_TX_RING: %w", err)
 		}
 		txSize = bs * nb
-		l.tx = txRing{frameSize: fs, numFrames: bs / fs * nb, maxLen: fs - t3HdrLen}
+		l.tx = txRing{frameSize: fs, numFrames: bs / fs * nb, maxLen: fs - t2HdrLen - vnetHdrLen}
 		// Every frame in flight is charged to the send buffer; make room for
 		// the whole ring so a non-blocking kick is not cut short.
 		sndbuf := l.tx.numFrames * (fs + 1024)
@@ -181,7 +214,7 @@ func (l *Link) open(cfg Config) error {
 		return fmt.Errorf("mmap %d bytes of rings: %w", rxSize+txSize, err)
 	}
 	l.mem = mem
-	l.rx = rxRing{mem: mem[:rxSize], blockSize: cfg.BlockSize, numBlocks: cfg.NumBlocks}
+	l.rx = rxRing{mem: mem[:rxSize], blockSize: cfg.BlockSize, frameSize: rxFrame, framesPerBlock: perBlock, numFrames: perBlock * cfg.NumBlocks}
 	l.tx.mem = mem[rxSize:]
 
 	filter := cfg.Filter
@@ -309,34 +342,47 @@ func setSteering(fd int, prog []bpf.RawInstruction) error {
 func (l *Link) TxMode() TxMode { return l.mode }
 
 // Read copies up to len(bufs) received frames (full Ethernet frames) into
-// bufs[i][offset:], sets sizes[i] and returns how many. It blocks until at
-// least one frame is there or readPollTimeout (100 ms) passes, and then
-// returns 0, nil. Frames captured incompletely (tp_snaplen < tp_len, e.g. a
-// GRO super-frame larger than a block) or too big for bufs[i][offset:] are
+// bufs[i][offset:], sets sizes[i] and, when offs is not nil (it is then as
+// long as bufs), offs[i] to the frame's offloads: the virtio_net_hdr the
+// kernel wrote in front of it, which tells of a partial checksum
+// (CHECKSUM_PARTIAL: OffloadNeedsCsum with CsumStart and CsumOffset) or a
+// GSO super-frame (GSOType, GSOSize). It takes only frames already queued,
+// and when there are none blocks until one arrives or readPollTimeout (100
+// ms) passes, and then returns 0, nil. The frames of the SYN ring, if any,
+// come only when the main ring is empty.
+//
+// A frame larger than a ring slot (a GRO or TSO super-frame of up to 64
+// KiB) is read whole from the copy the kernel queued on the socket, with
+// one more system call, and counted in Stats().Copied. Frames captured
+// incompletely (tp_snaplen < tp_len) or too big for bufs[i][offset:] are
 // skipped and counted in Stats().Truncated. After Close it returns
 // net.ErrClosed. A pending socket error (ENETDOWN when the interface went
 // down) is returned once, wrapped; the link resumes when the interface
 // comes back, but the kernel may then renumber fanout members. Read does not
 // allocate.
 func (l *Link) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
-	n, err := l.readRings(bufs, sizes, offset)
+	n, err := l.readRings(bufs, sizes, offs, offset)
 	if n > 0 || err != nil {
 		return n, err
 	}
 	if err := l.waitReadable(); err != nil {
 		return 0, err
 	}
-	return l.readRings(bufs, sizes, offset)
+	return l.readRings(bufs, sizes, offs, offset)
 }
 
 // readRings takes what the main ring holds and fills the rest of bufs from
 // the SYN ring, if the link has one. It does not wait.
-func (l *Link) readRings(bufs [][]byte, sizes []int, offset int) (int, error) {
-	n, err := l.drain(bufs, sizes, offset)
+func (l *Link) readRings(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
+	n, err := l.drain(bufs, sizes, offs, offset)
 	if err != nil || l.syn == nil || n == len(bufs) {
 		return n, err
 	}
-	m, err := l.syn.drain(bufs[n:], sizes[n:], offset)
+	var synOffs []header.Offload
+	if offs != nil {
+		synOffs = offs[n:]
+	}
+	m, err := l.syn.drain(bufs[n:], sizes[n:], synOffs, offset)
 	if err != nil && n+m == 0 {
 		return 0, err
 	}
@@ -345,25 +391,50 @@ func (l *Link) readRings(bufs [][]byte, sizes []int, offset int) (int, error) {
 
 // drain copies up to len(bufs) frames that are in the ring without
 // waiting; see Read.
-func (l *Link) drain(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (l *Link) drain(bufs [][]byte, sizes []int, offs []header.Offload, offset int) (int, error) {
 	l.rxMu.Lock()
 	defer l.rxMu.Unlock()
 	if l.closed.Load() {
 		return 0, net.ErrClosed
 	}
-	n, truncated := 0, 0
+	n, copied, truncated := 0, 0, 0
 	for n < len(bufs) {
-		frame, wireLen, ok := l.rx.next()
+		f, ok := l.rx.next()
 		if !ok {
 			break
 		}
-		if uint32(len(frame)) < wireLen || offset+len(frame) > len(bufs[n]) {
+		dst := bufs[n][offset:]
+		switch {
+		case f.status&tpStatusCopy != 0:
+			// The slot holds the frame cut short; the whole frame, with
+			// its virtio_net_hdr, waits on the socket's receive queue,
+			// in slot order.
+			l.rx.release()
+			size, errno := l.rxCopy.read(l.fd, dst)
+			if errno != 0 || size > len(dst) {
+				truncated++
+				continue
+			}
+			sizes[n] = size
+			if offs != nil {
+				offs[n].Decode(l.rxCopy.vnet[:])
+			}
+			copied++
+			n++
+			continue
+		case f.frame == nil || uint32(len(f.frame)) < f.wireLen || len(f.frame) > len(dst):
 			truncated++
-		} else {
-			sizes[n] = copy(bufs[n][offset:], frame)
+		default:
+			sizes[n] = copy(dst, f.frame)
+			if offs != nil {
+				offs[n].Decode(f.vnet)
+			}
 			n++
 		}
-		l.rx.advance()
+		l.rx.release()
+	}
+	if copied > 0 {
+		l.copied.Add(uint64(copied))
 	}
 	if truncated > 0 {
 		l.truncated.Add(uint64(truncated))
@@ -410,10 +481,16 @@ func (l *Link) waitReadable() error {
 
 // Write sends each bufs[i], a complete Ethernet frame, out of the interface
 // in one system call per batch (sendmmsg(2), or one send(2) kicking the TX
-// ring) and returns how many the kernel took. Frames it could not send are
-// skipped and counted in Stats().TxErrors. The error is net.ErrClosed after
-// Close, or the wrapped errno when the interface is gone or down. Write does
-// not allocate.
+// ring) and returns how many the kernel took. Each frame goes with a
+// virtio_net_hdr encoded from offs[i] (offs nil, or a zero Offload: a plain
+// frame with a complete checksum), so the kernel, or the NIC, finishes a
+// partial checksum (OffloadNeedsCsum) and cuts a GSO frame, which may be
+// up to 64 KiB, into segments that fit the MTU. Frames it could not send
+// are skipped and counted in Stats().TxErrors: too short, longer than the
+// MTU without GSO, offloads the kernel rejects, with TxRing any frame
+// longer than a ring slot (2 KiB at MTU 1500), and frames the kernel
+// dropped. The error is net.ErrClosed after Close, or the wrapped errno
+// when the interface is gone or down. Write does not allocate.
 func (l *Link) Write(bufs [][]byte, offs []header.Offload) (int, error) {
 	l.txMu.Lock()
 	defer l.txMu.Unlock()
@@ -423,9 +500,9 @@ func (l *Link) Write(bufs [][]byte, offs []header.Offload) (int, error) {
 	var sent, failed int
 	var err error
 	if l.mode == TxRing {
-		sent, failed, err = l.writeRing(bufs)
+		sent, failed, err = l.writeRing(bufs, offs)
 	} else {
-		sent, failed, err = l.writeMmsg(bufs)
+		sent, failed, err = l.writeMmsg(bufs, offs)
 	}
 	if sent > 0 {
 		l.txPackets.Add(uint64(sent))
@@ -441,20 +518,30 @@ func linkGone(errno unix.Errno) bool {
 	return errno == unix.ENETDOWN || errno == unix.ENXIO || errno == unix.ENODEV || errno == unix.EBADF
 }
 
-func (l *Link) writeMmsg(bufs [][]byte) (sent, failed int, err error) {
+// offload returns &offs[i], or nil when offs is nil.
+func offload(offs []header.Offload, i int) *header.Offload {
+	if offs == nil {
+		return nil
+	}
+	return &offs[i]
+}
+
+func (l *Link) writeMmsg(bufs [][]byte, offs []header.Offload) (sent, failed int, err error) {
 	b := &l.mmsg
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), len(b.msgs))]
-		bufs = bufs[len(chunk):]
+	for done := 0; done < len(bufs); {
+		chunk := bufs[done:min(len(bufs), done+len(b.msgs))]
 		m := 0
-		for _, p := range chunk {
+		for j, p := range chunk {
 			if len(p) < ethHdrLen {
 				failed++
 				continue
 			}
-			b.set(m, p)
+			// The kernel checks the length against the MTU itself (a
+			// frame without GSO longer than that is EMSGSIZE).
+			b.set(m, p, offload(offs, done+j))
 			m++
 		}
+		done += len(chunk)
 		intr := 0
 		for i := 0; i < m; {
 			r, errno := b.send(l.fd, i, m)
@@ -466,7 +553,7 @@ func (l *Link) writeMmsg(bufs [][]byte) (sent, failed int, err error) {
 				intr++
 			case linkGone(errno):
 				b.forget(m)
-				failed += m - i + len(bufs)
+				failed += m - i + len(bufs) - done
 				return sent, failed, fmt.Errorf("afpacket: write %s: %w", l.name, errno)
 			default:
 				// The kernel refused message i (EMSGSIZE, EINVAL, or
@@ -480,21 +567,23 @@ func (l *Link) writeMmsg(bufs [][]byte) (sent, failed int, err error) {
 	return sent, failed, nil
 }
 
-func (l *Link) writeRing(bufs [][]byte) (sent, failed int, err error) {
+func (l *Link) writeRing(bufs [][]byte, offs []header.Offload) (sent, failed int, err error) {
 	t := &l.tx
 	waits := 0
 	for i := 0; i < len(bufs); {
 		start, queued, bytes := t.cur, 0, 0
 		for ; i < len(bufs) && queued < t.numFrames; i++ {
-			p := bufs[i]
-			if len(p) < ethHdrLen || len(p) > t.maxLen {
+			p, o := bufs[i], offload(offs, i)
+			// With a virtio_net_hdr the kernel does not check a ring
+			// frame's length against the MTU (tpacket_snd), so check here.
+			if len(p) < ethHdrLen || len(p) > t.maxLen || len(p) > l.txMaxLen && (o == nil || !o.GSO()) {
 				failed++
 				continue
 			}
 			if t.status(t.cur)&tpStatusTxOwned != 0 {
 				break // every slot is in flight
 			}
-			t.put(t.cur, p)
+			t.put(t.cur, p, o)
 			t.cur = t.at(t.cur, 1)
 			queued++
 			bytes += len(p)
@@ -523,7 +612,8 @@ func (l *Link) writeRing(bufs [][]byte) (sent, failed int, err error) {
 }
 
 // flushRing kicks the n frames queued from slot start (t.cur is just past
-// them) and returns how many the kernel took and how many it refused or
+// them; bytes is the sum of their lengths without the virtio_net_hdr,
+// which is what send(2) returns when it takes them all) and returns how many the kernel took and how many it refused or
 // could not take. On return no slot is left queued, so t.cur is again where
 // the kernel's head is.
 func (l *Link) flushRing(start, n, bytes int) (sent, failed int, err error) {
@@ -637,12 +727,14 @@ func (l *Link) Stats() (Stats, error) {
 		err = l.pullStats()
 	}
 	s := l.kstats
+	s.Copied = l.copied.Load()
 	s.Truncated = l.truncated.Load()
 	s.TxPackets = l.txPackets.Load()
 	s.TxErrors = l.txErrors.Load()
 	if l.syn != nil {
 		ss, serr := l.syn.Stats()
 		s.SYNPackets, s.SYNDrops = ss.Packets, ss.Drops
+		s.Copied += ss.Copied
 		s.Truncated += ss.Truncated
 		err = errors.Join(err, serr)
 	}
@@ -652,13 +744,12 @@ func (l *Link) Stats() (Stats, error) {
 // pullStats adds the kernel's counters, which reset on every read, to
 // kstats. Called with ctlMu held and fd open.
 func (l *Link) pullStats() error {
-	st, err := unix.GetsockoptTpacketStatsV3(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	st, err := unix.GetsockoptTpacketStats(l.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
 	if err != nil {
 		return fmt.Errorf("afpacket: stats of %s: %w", l.name, err)
 	}
 	l.kstats.Packets += uint64(st.Packets)
 	l.kstats.Drops += uint64(st.Drops)
-	l.kstats.FreezeQueue += uint64(st.Freeze_q_cnt)
 	return nil
 }
 

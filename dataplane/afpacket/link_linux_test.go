@@ -7,9 +7,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gvs-lb/gvs/dataplane/header"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -35,22 +40,33 @@ func (tn *testNet) sender(t testing.TB, mode TxMode) *Link {
 // returns copies of what it read.
 func readFor(t testing.TB, l *Link, want int, d time.Duration) [][]byte {
 	t.Helper()
+	got, _ := readOffloads(t, l, want, d)
+	return got
+}
+
+// readOffloads is readFor that also returns each frame's offloads; it
+// takes frames of up to 64 KiB.
+func readOffloads(t testing.TB, l *Link, want int, d time.Duration) ([][]byte, []header.Offload) {
+	t.Helper()
 	bufs := make([][]byte, 32)
 	for i := range bufs {
-		bufs[i] = make([]byte, 2048)
+		bufs[i] = make([]byte, 1<<16)
 	}
 	sizes := make([]int, len(bufs))
+	offs := make([]header.Offload, len(bufs))
 	var got [][]byte
+	var gotOffs []header.Offload
 	for deadline := time.Now().Add(d); len(got) < want && time.Now().Before(deadline); {
-		n, err := l.Read(bufs, sizes, nil, 0)
+		n, err := l.Read(bufs, sizes, offs, 0)
 		if err != nil {
 			t.Fatalf("Read: %v", err)
 		}
 		for i := range n {
 			got = append(got, bytes.Clone(bufs[i][:sizes[i]]))
+			gotOffs = append(gotOffs, offs[i])
 		}
 	}
-	return got
+	return got, gotOffs
 }
 
 // ours keeps the frames built by ipv4Frame (they carry its payload).
@@ -378,8 +394,108 @@ func TestLinkWriteDelivers(t *testing.T) {
 	}
 }
 
+// l4Frame builds Ethernet/IPv4/UDP-or-TCP (an ACK) with complete checksums
+// and a payload of payloadLen bytes that starts with ipv4Frame's marker.
+func l4Frame(t testing.TB, proto uint8, srcMAC, dstMAC net.HardwareAddr, src [4]byte, sport uint16, dst [4]byte, dport uint16, payloadLen int) []byte {
+	t.Helper()
+	payload := make([]byte, payloadLen)
+	copy(payload, "gvs afpacket test")
+	eth := &layers.Ethernet{SrcMAC: srcMAC, DstMAC: dstMAC, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocol(proto), SrcIP: net.IP(src[:]), DstIP: net.IP(dst[:])}
+	var l4 gopacket.SerializableLayer
+	if proto == protoTCP {
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), ACK: true, Seq: 1, Ack: 1, Window: 1024}
+		_ = tcp.SetNetworkLayerForChecksum(ip)
+		l4 = tcp
+	} else {
+		udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		l4 = udp
+	}
+	buf := gopacket.NewSerializeBuffer()
+	so := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, so, eth, ip, l4, gopacket.Payload(payload)); err != nil {
+		t.Fatalf("serialize: %v", err)
+	}
+	return bytes.Clone(buf.Bytes())
+}
+
+// udpFrame is a UDP datagram from client:sport to vip:53 between
+// ipv4Frame's MAC addresses, size bytes from the Ethernet header on.
+func udpFrame(t testing.TB, sport uint16, size int) []byte {
+	src, dst := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}, net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
+	return l4Frame(t, protoUDP, src, dst, client, sport, vip, 53, size-ethHdrLen-20-8)
+}
+
+// naiveSum is the RFC 1071 ones' complement sum of b added to sum, folded
+// to 16 bits: the reference for the checksums the kernel computes.
+func naiveSum(sum uint32, b []byte) uint16 {
+	for i := 0; i < len(b); i += 2 {
+		w := uint32(b[i]) << 8
+		if i+1 < len(b) {
+			w |= uint32(b[i+1])
+		}
+		sum += w
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
+}
+
+// pseudoSum is the folded, uncomplemented sum of the IPv4 pseudo-header of
+// ip (an IPv4 packet without options): what a partial checksum's field
+// holds (CHECKSUM_PARTIAL).
+func pseudoSum(ip []byte) uint16 {
+	var ph [12]byte
+	copy(ph[:8], ip[12:20]) // source and destination
+	ph[9] = ip[9]           // protocol
+	binary.BigEndian.PutUint16(ph[10:], uint16(len(ip)-20))
+	return naiveSum(0, ph[:])
+}
+
+// l4ChecksumOK reports whether the TCP or UDP checksum of ip (an IPv4
+// packet without options) verifies.
+func l4ChecksumOK(ip []byte) bool {
+	return naiveSum(uint32(pseudoSum(ip)), ip[20:]) == 0xffff
+}
+
+// makePartial turns the complete checksum of frame (Ethernet/IPv4 without
+// options/TCP or UDP) into a partial one, as the kernel leaves it for a
+// device with checksum offload, and returns the offloads that say so.
+func makePartial(frame []byte) header.Offload {
+	ip := frame[ethHdrLen:]
+	o := header.Offload{Flags: header.OffloadNeedsCsum, CsumStart: ethHdrLen + 20, CsumOffset: header.UDPChecksumOffset}
+	if ip[9] == protoTCP {
+		o.CsumOffset = header.TCPChecksumOffset
+	}
+	binary.BigEndian.PutUint16(frame[o.CsumStart+o.CsumOffset:], pseudoSum(ip))
+	return o
+}
+
+// TestLinkTruncated reads frames of every size at a link whose interface
+// MTU went from 1500 to 9000 after it opened, so its ring slots hold
+// frames of up to 1514 bytes: a frame of that size comes through the ring,
+// larger ones whole through the kernel's copy path (TP_STATUS_COPY), and
+// frames the filter cut short or that do not fit the caller's buffer are
+// counted as truncated, the copies of the latter consumed so that the
+// frames after them still come in order.
 func TestLinkTruncated(t *testing.T) {
 	tn := newTestNet(t)
+	const cutLen = 700 // the filter captures 64 bytes of frames this long
+	filter, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 36, Size: 2}, // UDP (or TCP) destination port
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: 53, SkipFalse: 4},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: cutLen, SkipFalse: 1},
+		bpf.RetConstant{Val: 64},
+		bpf.RetConstant{Val: Snaplen},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rx := tn.open(t, Config{Interface: tn.b, Filter: filter})
 	tn.do(t, func() error {
 		for _, name := range []string{tn.a, tn.b} {
 			l, err := netlink.LinkByName(name)
@@ -392,33 +508,272 @@ func TestLinkTruncated(t *testing.T) {
 		}
 		return nil
 	})
-	// One-page blocks: a jumbo frame does not fit, the kernel clamps it.
-	rx := tn.open(t, Config{Interface: tn.b, BlockSize: 4096, NumBlocks: 4, Filter: mustFilter(t, testMatch())})
 	tx := tn.sender(t, TxSendmmsg)
-	small := ipv4Frame(t, protoUDP, client, 1, vip, 53)
-	mid := append(ipv4Frame(t, protoUDP, client, 2, vip, 53), make([]byte, 200)...)
-	jumbo := append(ipv4Frame(t, protoUDP, client, 3, vip, 53), make([]byte, 6000)...)
-	if n, err := tx.Write([][]byte{mid, jumbo, small}, nil); n != 3 || err != nil {
+	const headroom = 16
+	read := func(bufs [][]byte, want int) [][]byte {
+		t.Helper()
+		sizes := make([]int, len(bufs))
+		var got [][]byte
+		for deadline := time.Now().Add(2 * time.Second); len(got) < want && time.Now().Before(deadline); {
+			k := len(got)
+			n, err := rx.Read(bufs[k:], sizes[k:], nil, headroom)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := k; i < k+n; i++ {
+				if !bytes.Equal(bufs[i][:headroom], make([]byte, headroom)) {
+					t.Errorf("frame %d: Read wrote into the headroom", i)
+				}
+				got = append(got, bytes.Clone(bufs[i][headroom:headroom+sizes[i]]))
+			}
+		}
+		return got
+	}
+
+	small, full, cut := udpFrame(t, 1, 60), udpFrame(t, 2, 1514), udpFrame(t, 3, cutLen)
+	jumbo := udpFrame(t, 4, 6000)
+	if n, err := tx.Write([][]byte{small, full, cut, jumbo}, nil); n != 4 || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
 	}
-	bufs := [][]byte{make([]byte, 200), make([]byte, 200), make([]byte, 200)}
-	sizes := make([]int, 3)
-	var got [][]byte
-	for deadline := time.Now().Add(2 * time.Second); len(got) == 0 && time.Now().Before(deadline); {
-		n, err := rx.Read(bufs, sizes, nil, 16) // 16 bytes of headroom: 184 left
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range n {
-			got = append(got, bytes.Clone(bufs[i][16:16+sizes[i]]))
-		}
-	}
-	if len(got) != 1 || !bytes.Equal(got[0], small) {
-		t.Fatalf("read %d frames, want only the small one", len(got))
+	bufs := [][]byte{make([]byte, 9100), make([]byte, 9100), make([]byte, 9100), make([]byte, 9100)}
+	if got := read(bufs, 3); !sameFrames(got, [][]byte{small, full, jumbo}) {
+		t.Fatalf("read %d frames, want the small, the full-size and the jumbo one", len(got))
 	}
 	st, _ := rx.Stats()
-	if st.Truncated != 2 || st.Packets != 3 {
-		t.Errorf("stats %+v, want 3 packets, 2 truncated (one too big for the buffer, one clamped by the ring)", st)
+	if st.Truncated != 1 || st.Copied != 1 || st.Packets != 4 {
+		t.Errorf("stats %+v, want 4 packets, 1 copied (the jumbo frame), 1 truncated (cut by the filter)", st)
+	}
+
+	// Into a 1000-byte buffer (984 bytes after the headroom), then a big
+	// one: a frame from the ring and one from the copy path that do not
+	// fit are counted and skipped, and the next frames take their place.
+	mid, jumbo2 := udpFrame(t, 5, 1200), udpFrame(t, 6, 7000)
+	if n, err := tx.Write([][]byte{mid, jumbo, small, jumbo2}, nil); n != 4 || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	got := read([][]byte{make([]byte, 1000), make([]byte, 9100)}, 2)
+	if len(got) != 2 || !bytes.Equal(got[0], small) || !bytes.Equal(got[1], jumbo2) {
+		t.Fatalf("read %d frames, want the small one, then the second jumbo one", len(got))
+	}
+	st, _ = rx.Stats()
+	if st.Truncated != 3 || st.Copied != 2 || st.Packets != 8 {
+		t.Errorf("stats %+v, want 8 packets, 2 copied, 3 truncated", st)
+	}
+}
+
+// TestLinkReadPartialChecksum: a UDP datagram the kernel sends out of a
+// veth with tx checksumming on (the default) leaves its checksum to the
+// device (CHECKSUM_PARTIAL), and the link on the peer reads it with
+// OffloadNeedsCsum, CsumStart at the UDP header and CsumOffset at its
+// checksum field, which holds the pseudo-header sum: finishing it gives a
+// checksum that verifies.
+func TestLinkReadPartialChecksum(t *testing.T) {
+	tn := newTestNet(t)
+	dst := [4]byte{10, 99, 0, 2} // not local: the datagram leaves through gvsaf-a
+	rx := tn.open(t, Config{Interface: tn.b, Filter: mustFilter(t, &Match{VIPs: []Endpoint{{Proto: protoUDP, Addr: dst, Port: 5353}}})})
+	payload := []byte("gvs afpacket test: a datagram of the kernel's")
+	tn.do(t, func() error {
+		a, err := netlink.LinkByName(tn.a)
+		if err != nil {
+			return err
+		}
+		addr, _ := netlink.ParseAddr("10.99.0.1/24")
+		if err := netlink.AddrAdd(a, addr); err != nil {
+			return err
+		}
+		neigh := &netlink.Neigh{LinkIndex: a.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT, IP: net.IP(dst[:]), HardwareAddr: tn.bMAC}
+		if err := netlink.NeighAdd(neigh); err != nil {
+			return err
+		}
+		c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IP(dst[:]), Port: 5353})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write(payload)
+		return err
+	})
+	got, offs := readOffloads(t, rx, 1, 2*time.Second)
+	if len(got) != 1 {
+		t.Fatalf("read %d frames, want the datagram", len(got))
+	}
+	f, o := got[0], offs[0]
+	want := header.Offload{Flags: header.OffloadNeedsCsum, CsumStart: ethHdrLen + 20, CsumOffset: header.UDPChecksumOffset}
+	if o != want || !bytes.HasSuffix(f, payload) {
+		t.Fatalf("read %d bytes with offloads %+v, want the datagram with %+v", len(f), o, want)
+	}
+	field := int(o.CsumStart + o.CsumOffset)
+	if sum := binary.BigEndian.Uint16(f[field:]); sum != pseudoSum(f[ethHdrLen:]) {
+		t.Errorf("checksum field %#04x, want the pseudo-header sum %#04x", sum, pseudoSum(f[ethHdrLen:]))
+	}
+	if !header.FinishChecksum(f, &o, true) || !l4ChecksumOK(f[ethHdrLen:]) {
+		t.Errorf("the finished checksum %#04x does not verify", binary.BigEndian.Uint16(f[field:]))
+	}
+}
+
+// TestLinkWritePartialChecksum writes a UDP datagram whose checksum field
+// holds only the pseudo-header sum, with OffloadNeedsCsum. A veth never
+// finishes a partial checksum (its peer's stack trusts CHECKSUM_PARTIAL, so
+// a socket there would take the datagram whatever its checksum), so the
+// peer forwards it to a TUN device, which has no checksum offload: there
+// the kernel must finish the checksum (skb_checksum_help), and the datagram
+// read from the TUN device must verify. The same frame written without
+// offloads arrives with its checksum as written, wrong: it was the
+// virtio_net_hdr that made the kernel finish it.
+//
+//	link on gvsaf-a -> gvsaf-b 10.99.0.2/24 (forwarding) -> gvsaf-t (TUN) 10.98.0.0/24
+func TestLinkWritePartialChecksum(t *testing.T) {
+	for _, mode := range txModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			tn := newTestNet(t)
+			tun := tn.tunRoute(t, "10.99.0.2/24", "10.98.0.0/24")
+			tx := tn.sender(t, mode)
+			frame := l4Frame(t, protoUDP, tn.aMAC, tn.bMAC, [4]byte{10, 99, 0, 1}, 40000, [4]byte{10, 98, 0, 7}, 5353, 300)
+			o := makePartial(frame)
+
+			for _, offload := range []bool{true, false} {
+				var offs []header.Offload
+				if offload {
+					offs = []header.Offload{o}
+				}
+				if n, err := tx.Write([][]byte{frame}, offs); n != 1 || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+				ip := readTUN(t, tun, 2*time.Second)
+				if ip == nil {
+					t.Fatalf("offload %v: nothing reached the TUN device", offload)
+				}
+				if !bytes.Equal(ip[20:26], frame[ethHdrLen+20:ethHdrLen+26]) || !bytes.Equal(ip[28:], frame[ethHdrLen+28:]) {
+					t.Fatalf("offload %v: the TUN device read another datagram", offload)
+				}
+				if ok := l4ChecksumOK(ip); ok != offload {
+					t.Errorf("offload %v: checksum %#04x verifies: %v, want %v", offload, binary.BigEndian.Uint16(ip[26:]), ok, offload)
+				}
+			}
+			if st, _ := tx.Stats(); st.TxPackets != 2 || st.TxErrors != 0 {
+				t.Errorf("stats %+v, want 2 sent", st)
+			}
+		})
+	}
+}
+
+// tunRoute gives gvsaf-b the address bAddr, creates the TUN device gvsaf-t
+// with a route to dst through it, turns forwarding on and reverse-path
+// filtering off in the namespace, and returns the TUN device's file
+// (IFF_TUN|IFF_NO_PI: each read is one IP packet).
+func (tn *testNet) tunRoute(t *testing.T, bAddr, dst string) *os.File {
+	t.Helper()
+	var fd int
+	tn.do(t, func() error {
+		b, err := netlink.LinkByName(tn.b)
+		if err != nil {
+			return err
+		}
+		addr, _ := netlink.ParseAddr(bAddr)
+		if err := netlink.AddrAdd(b, addr); err != nil {
+			return err
+		}
+		fd, err = unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return fmt.Errorf("open /dev/net/tun: %w", err)
+		}
+		ifr, err := unix.NewIfreq("gvsaf-t")
+		if err != nil {
+			return err
+		}
+		ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+		if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+			return fmt.Errorf("TUNSETIFF: %w", err)
+		}
+		tun, err := netlink.LinkByName("gvsaf-t")
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetUp(tun); err != nil {
+			return err
+		}
+		_, dstNet, _ := net.ParseCIDR(dst)
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: tun.Attrs().Index, Dst: dstNet}); err != nil {
+			return fmt.Errorf("route to %s: %w", dst, err)
+		}
+		for f, v := range map[string]string{
+			"/proc/sys/net/ipv4/ip_forward":                  "1",
+			"/proc/sys/net/ipv4/conf/all/rp_filter":          "0",
+			"/proc/sys/net/ipv4/conf/" + tn.b + "/rp_filter": "0",
+		} {
+			if err := os.WriteFile(f, []byte(v), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f := os.NewFile(uintptr(fd), "gvsaf-t")
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// readTUN returns the next UDP packet read from tun within d, or nil.
+func readTUN(t *testing.T, tun *os.File, d time.Duration) []byte {
+	t.Helper()
+	buf := make([]byte, 1<<16)
+	for deadline := time.Now().Add(d); ; {
+		if err := tun.SetReadDeadline(deadline); err != nil {
+			t.Fatal(err)
+		}
+		n, err := tun.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			t.Fatalf("read TUN: %v", err)
+		}
+		if n >= 28 && buf[0]>>4 == 4 && buf[9] == protoUDP {
+			return bytes.Clone(buf[:n])
+		}
+	}
+}
+
+// TestLinkGSO writes a 20 KB TCP super-frame with GSO offloads (TSO: cut
+// into 1448-byte segments, partial checksum). Over a veth (TSO on, the
+// default) the kernel hands it to the peer whole, not cut into segments,
+// and the link on the peer reads it whole, through the copy path (it is
+// far larger than a ring slot), with the GSO offloads; a TX ring cannot
+// take it and counts it.
+func TestLinkGSO(t *testing.T) {
+	for _, mode := range txModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			tn := newTestNet(t)
+			rx := tn.open(t, Config{Interface: tn.b, Filter: mustFilter(t, testMatch())})
+			tx := tn.sender(t, mode)
+			frame := l4Frame(t, protoTCP, tn.aMAC, tn.bMAC, client, 40000, vip, 80, 20000)
+			o := makePartial(frame)
+			o.GSOType, o.GSOSize, o.HdrLen = header.GSOTCPv4, 1448, ethHdrLen+20+20
+			n, err := tx.Write([][]byte{frame}, []header.Offload{o})
+			if err != nil {
+				t.Fatal(err)
+			}
+			txst, _ := tx.Stats()
+			if mode == TxRing {
+				if n != 0 || txst.TxErrors != 1 {
+					t.Fatalf("Write = %d, stats %+v; want the frame refused and counted", n, txst)
+				}
+				return
+			}
+			if n != 1 || txst.TxErrors != 0 {
+				t.Fatalf("Write = %d, stats %+v; want the frame sent", n, txst)
+			}
+			got, offs := readOffloads(t, rx, 1, 2*time.Second)
+			got2, _ := readOffloads(t, rx, 1, 50*time.Millisecond) // anything more?
+			if len(got) != 1 || len(got2) != 0 || !bytes.Equal(got[0], frame) {
+				t.Fatalf("read %d frames, then %d (%d bytes first); want the %d-byte frame whole", len(got), len(got2), len(got[0]), len(frame))
+			}
+			if offs[0] != o {
+				t.Errorf("offloads %+v, want %+v", offs[0], o)
+			}
+			if st, _ := rx.Stats(); st.Packets != 1 || st.Copied != 1 || st.Truncated != 0 {
+				t.Errorf("stats %+v, want 1 packet, copied", st)
+			}
+		})
 	}
 }
 
@@ -510,8 +865,8 @@ func TestOpenErrors(t *testing.T) {
 	}{
 		{Config{}, "no interface"},
 		{Config{Interface: "x", BlockSize: 1000}, "block size"},
-		{Config{Interface: "x", FrameSize: 100}, "frame size"},
-		{Config{Interface: "x", BlockTimeout: time.Microsecond}, "block timeout"},
+		{Config{Interface: "x", NumBlocks: -1}, "-1 blocks"},
+		{Config{Interface: "x", SYNBlocks: 1 << 20}, "SYN ring blocks"},
 		{Config{Interface: "x", TxMode: 9}, "TxMode(9)"},
 		{Config{Interface: "x", Steering: rejectAll}, "fanout group"},
 	} {
@@ -525,34 +880,61 @@ func TestOpenErrors(t *testing.T) {
 		if err == nil || !errors.Is(err, unix.ENODEV) {
 			return fmt.Errorf("Open of a missing interface: %v, want ENODEV", err)
 		}
+		// The ring slot follows the MTU: a 9000-byte MTU needs 9104-byte
+		// slots, which one page cannot hold.
+		b, err := netlink.LinkByName(tn.b)
+		if err != nil {
+			return err
+		}
+		if err := netlink.LinkSetMTU(b, 9000); err != nil {
+			return err
+		}
+		_, err = Open(Config{Interface: tn.b, BlockSize: 4096})
+		if want := "block size 4096 is smaller than one 9104-byte frame slot (MTU 9000)"; err == nil || !strings.Contains(err.Error(), want) {
+			return fmt.Errorf("Open with a block smaller than a slot: %v, want an error saying %q", err, want)
+		}
 		return nil
 	})
 }
 
 // TestLinkNoAllocs checks that Write and Read do not allocate in steady
-// state, for both TX modes.
+// state, for both TX modes, with offloads each way: a frame with a partial
+// checksum, a plain one and, over sendmmsg, a GSO super-frame that Read
+// takes through the copy path.
 func TestLinkNoAllocs(t *testing.T) {
 	for _, mode := range txModes {
 		t.Run(mode.String(), func(t *testing.T) {
 			tn := newTestNet(t)
 			rx := tn.open(t, Config{Interface: tn.b, Filter: mustFilter(t, testMatch())})
 			tx := tn.sender(t, mode)
-			out := [][]byte{ipv4Frame(t, protoUDP, client, 1, vip, 53), ipv4Frame(t, protoUDP, client, 2, vip, 53)}
-			bufs := [][]byte{make([]byte, 2048), make([]byte, 2048), make([]byte, 2048), make([]byte, 2048)}
+			partial := l4Frame(t, protoUDP, tn.aMAC, tn.bMAC, client, 1, vip, 53, 100)
+			out := [][]byte{partial, ipv4Frame(t, protoUDP, client, 2, vip, 53)}
+			offs := []header.Offload{makePartial(partial), {}}
+			if mode == TxSendmmsg {
+				gso := l4Frame(t, protoTCP, tn.aMAC, tn.bMAC, client, 3, vip, 80, 8000)
+				o := makePartial(gso)
+				o.GSOType, o.GSOSize = header.GSOTCPv4, 1448
+				out, offs = append(out, gso), append(offs, o)
+			}
+			bufs := [][]byte{make([]byte, 1<<14), make([]byte, 1<<14), make([]byte, 1<<14), make([]byte, 1<<14)}
 			sizes := make([]int, len(bufs))
+			rxOffs := make([]header.Offload, len(bufs))
 			lost := 0
 			step := func() {
-				if n, err := tx.Write(out, nil); n != len(out) || err != nil {
+				if n, err := tx.Write(out, offs); n != len(out) || err != nil {
 					lost++
 					return
 				}
 				for got, tries := 0, 0; got < len(out) && tries < 10; tries++ {
-					n, err := rx.Read(bufs, sizes, nil, 0)
+					n, err := rx.Read(bufs[got:], sizes[got:], rxOffs[got:], 0)
 					if err != nil {
 						lost++
 						return
 					}
 					got += n
+				}
+				if rxOffs[0] != offs[0] {
+					lost++
 				}
 			}
 			step() // warm up
@@ -565,6 +947,9 @@ func TestLinkNoAllocs(t *testing.T) {
 			st, _ := rx.Stats()
 			if want := uint64(len(out) * 202); st.Packets != want {
 				t.Errorf("read side counted %d packets, want %d", st.Packets, want)
+			}
+			if want := uint64(len(out)-2) * 202; st.Copied != want {
+				t.Errorf("read side copied %d frames, want %d", st.Copied, want)
 			}
 		})
 	}
@@ -854,6 +1239,61 @@ func TestLinkSYNRing(t *testing.T) {
 		}
 		if st, _ := l.Stats(); st.SYNPackets != uint64(len(syns[i])) {
 			t.Errorf("worker %d: after Close the SYN ring counters are %+v", i, st)
+		}
+	}
+}
+
+// BenchmarkPingPong measures the round trip of one frame through two links
+// over a veth pair, the latency a lone request gains in the dataplane: A
+// writes it, B (a goroutine of its own, blocked in Read as an idle worker
+// is) reads it and writes a reply, and A reads that. Both links have
+// default-sized rings.
+func BenchmarkPingPong(b *testing.B) {
+	tn := newTestNet(b)
+	filter := mustFilter(b, testMatch())
+	la := tn.open(b, Config{Interface: tn.a, Filter: filter, BlockSize: DefaultBlockSize, NumBlocks: DefaultNumBlocks})
+	lb := tn.open(b, Config{Interface: tn.b, Filter: filter, BlockSize: DefaultBlockSize, NumBlocks: DefaultNumBlocks})
+	ping := [][]byte{ipv4Frame(b, protoUDP, client, 40000, vip, 53)}
+	pong := [][]byte{ipv4Frame(b, protoUDP, natReal, 53, lip, 20000)}
+	echoed := make(chan error, 1)
+	go func() { echoed <- echo(lb, pong) }()
+
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n, err := la.Write(ping, nil); n != 1 || err != nil {
+			b.Fatalf("Write = %d, %v", n, err)
+		}
+		n := 0
+		for tries := 0; n == 0 && tries < 10; tries++ { // each empty Read is a 100 ms timeout
+			var err error
+			if n, err = la.Read(bufs, sizes, nil, 0); err != nil {
+				b.Fatalf("Read: %v", err)
+			}
+		}
+		if n != 1 {
+			b.Fatal("no reply")
+		}
+	}
+	b.StopTimer()
+	_ = lb.Close()
+	if err := <-echoed; !errors.Is(err, net.ErrClosed) {
+		b.Errorf("echo: %v", err)
+	}
+}
+
+// echo answers every frame l reads with reply, until l is closed.
+func echo(l *Link, reply [][]byte) error {
+	bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+	for {
+		n, err := l.Read(bufs, sizes, nil, 0)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if _, err := l.Write(reply, nil); err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -121,9 +120,6 @@ func (tn *testNet) open(t testing.TB, cfg Config) *Link {
 	t.Helper()
 	if cfg.BlockSize == 0 {
 		cfg.BlockSize, cfg.NumBlocks = 1<<16, 8 // keep tests light
-	}
-	if cfg.BlockTimeout == 0 {
-		cfg.BlockTimeout = time.Millisecond
 	}
 	var l *Link
 	tn.do(t, func() (err error) {
