@@ -269,8 +269,8 @@ func (d *Daemon) reloadLocked(cfg *config.Config) error {
 // apply moves the links, the dataplane and the ingress table to (t, m):
 // first the filters admit the new frames, then the table is published,
 // then the kernel stops seeing them.
-// synRingBlocks sizes each worker's SYN ring: 4 blocks of 1 MiB, about
-// 26,000 64-byte SYNs, several milliseconds of a flood at the rates a
+// synRingBlocks sizes each worker's SYN ring: 4 blocks of 1 MiB, 16,384
+// 256-byte slots (a SYN each), several milliseconds of a flood at the rates a
 // worker forwards.
 const synRingBlocks = 4
 
