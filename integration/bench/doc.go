@@ -1,8 +1,18 @@
-// Command bench owns the forwarding benchmark of gvs: it measures how many
-// 64-byte UDP packets per second gvsd forwards in DR and in NAT mode, and
-// the Linux kernel's own forwarding with nftables DNAT (nft(8)) as the
-// baseline, on the lab topology of package lab with a traffic generator on
-// the LAN. Frames are RFC 894 Ethernet, RFC 791 IPv4, RFC 768 UDP; the
+// Command bench owns the benchmarks of gvs on the lab topology of package
+// lab. Two suites:
+//
+//   - -suite pps (the default): how many 64-byte UDP packets per second
+//     gvsd forwards in DR and in NAT mode, against the Linux kernel's own
+//     forwarding with nftables DNAT (nft(8)), from a traffic generator on
+//     the LAN.
+//   - -suite users: what users would measure from the client over TCP
+//     (RFC 9293) and HTTP/1.1 (RFC 9112): one-connection latency,
+//     keep-alive requests/s, new connections/s and bulk Gbit/s (wrk(1) and
+//     iperf3(1) against nginx(8) on the real servers), through every gvsd
+//     mode, nftables DNAT and HAProxy (haproxy(1)), plus the pps suite's
+//     figure. See "The users suite" below.
+//
+// Frames are RFC 894 Ethernet, RFC 791 IPv4, RFC 768 UDP; the
 // generator is trafgen(8) from netsniff-ng, or, when it is not installed
 // (or with -generator go), a Go generator on the dataplane's AF_PACKET
 // link (packet(7)); the report says which.
@@ -66,4 +76,72 @@
 // answers. /proc/stat is machine-wide: other load on the machine shows in
 // the CPU columns and in the rates; -perf DIR records perf(1) profiles of
 // CPU 1 to see where the time goes.
+//
+// # The users suite
+//
+//	sudo go run ./integration/bench -suite users [-duration 5s] [-configs direct,kernel-dnat,...] [-json]
+//	                                [-pin] [-pps=false] [-lab-offloads on|off] [-keep] [-prefix gvsbench]
+//	                                [-gvsd BIN] [-realserver BIN] [-generator auto|trafgen|go]
+//
+// One run builds one lab (every veth with the kernel's default offloads;
+// -lab-offloads off turns them all off, lab.Options.OffloadsOff), starts
+// nginx (generated config in the run's temporary directory: daemon off,
+// one worker, listen 0.0.0.0:80, a 100-byte body from memory,
+// keepalive_requests 100000000) and iperf3 -s on rs1 and rs2, then
+// measures the configurations one after another:
+//
+//	direct       no balancer: the client talks to rs1; the router routes
+//	kernel-dnat  nftables DNAT on the director: VIP:80 numgen inc over rs1,
+//	             rs2 (as the pps suite's kernel-dnat), VIP:5201 jhash of the
+//	             client address; VIP/32 on the director's eth0 (the router
+//	             finds it by ARP), ip_forward=1, send_redirects=0, the reals
+//	             route via the director
+//	haproxy      HAProxy mode tcp on the director bound to VIP:80 (balance
+//	             roundrobin) and VIP:5201 (balance source); VIP/32 on eth0
+//	gvs-dr, gvs-tun, gvs-nat, gvs-fullnat
+//	             gvsd (built from ./cmd/gvsd) with TCP services VIP:80 and
+//	             VIP:5201, rr over the reals in that mode; gvs-realserver
+//	             -mode dr|tun on the reals for DR and TUN, the reals' default
+//	             route via the director for NAT
+//
+// iperf3 opens two connections per test (control and data) which must
+// reach the same real: VIP:5201 is balanced by client address in every
+// configuration (IPVS-style persistence in gvsd, balance source, jhash).
+//
+// Before the rows, one GET must come back through the configuration
+// within 5 s; if it does not, rows 1-4 are reported as failed with the
+// reason and the next configuration runs. The rows, from the client:
+//
+//  1. latency: wrk -t1 -c1 --latency (HTTP keep-alive) for -duration: the
+//     50% and 99% of its Latency Distribution
+//  2. keep-alive req/s: wrk -t2 -c32
+//  3. new connections/s: wrk -t2 -c32 -H 'Connection: close'
+//  4. bulk TCP Gbit/s: iperf3 -c -t -duration -J, end.sum_received (in DR
+//     and TUN the real answers the client directly)
+//  5. LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat: after rows 1-4 of
+//     every configuration, the pps suite itself (its prepare and measure,
+//     one run, its own gvsd with workers = 1 pinned to CPU 1) on the same
+//     lab; -pps=false leaves it out
+//
+// wrk and iperf3 take whole seconds: -duration is rounded up. The table
+// gives rows × configurations ("!" marks a figure whose tool counted
+// errors), then each gvs configuration against kernel-dnat and haproxy:
+// the difference in µs of p50 and p99 latency, the ratio of p99s and the
+// ratio of every rate. -json prints the same with the raw wrk and iperf3
+// results and gvsd's final counters; -keep keeps the directory with every
+// config, log and raw tool output. A tool that is not installed skips
+// what needs it with the Debian package to install (wrk, nginx-light,
+// haproxy, iperf3). Every wait is bounded, every client tool is killed
+// -duration + 30 s after it started, and everything is torn down on exit,
+// on Ctrl-C and on failure. The exit status is 1 if a configuration could
+// not be set up; one that was set up but did not answer is a result.
+//
+// Nothing is pinned unless -pin asks: users do not pin. On a machine with
+// few CPUs the one-connection latency then depends on where the scheduler
+// puts wrk and nginx: on one CPU a request is answered by a direct switch
+// (about 10 µs here), on two each hop is a cross-CPU wake-up (an IPI,
+// costly in a VM; 60-100 µs), and a run can move between the two. -pin
+// puts wrk and iperf3 -c on CPU 0 and everything that answers them (gvsd
+// with workers = 1, haproxy, nginx, iperf3 -s) on CPU 1, so every
+// configuration crosses between the same two CPUs.
 package main

@@ -30,12 +30,22 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// run is the command: results go to stdout (a table, or JSON with -json),
-// progress and errors to stderr.
+// run dispatches on -suite: users to runUsers, anything else to runPPS,
+// which accepts only pps.
 func run(args []string, stdout, stderr io.Writer) int {
+	if suiteArg(args) == suiteUsers {
+		return runUsers(args, stdout, stderr)
+	}
+	return runPPS(args, stdout, stderr)
+}
+
+// runPPS is the command with -suite pps, the default: results go to
+// stdout (a table, or JSON with -json), progress and errors to stderr.
+func runPPS(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := Options{}
+	suite := fs.String("suite", suitePPS, "benchmark suite: pps (forwarding rate, 64-byte UDP frames from a LAN generator) or users (latency, req/s, conn/s, Gbit/s from the client against kernel DNAT and HAProxy; see -suite users -h)")
 	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "measured interval of each run")
 	fs.DurationVar(&o.Warmup, "warmup", time.Second, "generator running before each measured interval")
 	fs.IntVar(&o.Runs, "runs", 3, "runs per configuration; the report gives medians")
@@ -56,6 +66,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
 		return code
+	}
+	if *suite != suitePPS {
+		return fail(2, "-suite %q: want pps or users", *suite)
 	}
 	if fs.NArg() > 0 {
 		return fail(2, "unexpected arguments %q", fs.Args())

@@ -1,0 +1,342 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The suites of the command: -suite pps (the default) is the forwarding
+// rate of bench.go, -suite users the benchmark of users.go.
+const (
+	suitePPS   = "pps"
+	suiteUsers = "users"
+)
+
+// suiteArg returns the value of -suite in args, or "" when it is not
+// given. It only looks; each suite's flag set parses -suite again and
+// rejects a value that is not its own.
+func suiteArg(args []string) string {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "suite" {
+			continue
+		}
+		if hasValue {
+			return value
+		}
+		if i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+// UserConfig is one configuration of the users suite: what stands between
+// the client and the real servers. The zero value is invalid.
+type UserConfig int
+
+const (
+	// UserDirect is no balancer: the client talks to rs1.
+	UserDirect UserConfig = iota + 1
+	// UserKernelDNAT is nftables DNAT on the director.
+	UserKernelDNAT
+	// UserHAProxy is HAProxy in mode tcp on the director.
+	UserHAProxy
+	// UserGvsDR, UserGvsTUN, UserGvsNAT and UserGvsFullNAT are gvsd in
+	// each forwarding mode.
+	UserGvsDR
+	UserGvsTUN
+	UserGvsNAT
+	UserGvsFullNAT
+)
+
+var userConfigNames = map[UserConfig]string{
+	UserDirect:     "direct",
+	UserKernelDNAT: "kernel-dnat",
+	UserHAProxy:    "haproxy",
+	UserGvsDR:      "gvs-dr",
+	UserGvsTUN:     "gvs-tun",
+	UserGvsNAT:     "gvs-nat",
+	UserGvsFullNAT: "gvs-fullnat",
+}
+
+// allUserConfigs is the default -configs of the users suite, in order.
+var allUserConfigs = []UserConfig{UserDirect, UserKernelDNAT, UserHAProxy, UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT}
+
+func (c UserConfig) String() string {
+	if n, ok := userConfigNames[c]; ok {
+		return n
+	}
+	return fmt.Sprintf("UserConfig(%d)", int(c))
+}
+
+// forward is the gvsd forwarding mode of a gvs configuration, "" for the
+// others.
+func (c UserConfig) forward() string {
+	switch c {
+	case UserGvsDR:
+		return "dr"
+	case UserGvsTUN:
+		return "tun"
+	case UserGvsNAT:
+		return "nat"
+	case UserGvsFullNAT:
+		return "fullnat"
+	}
+	return ""
+}
+
+func (c UserConfig) isGvs() bool { return c.forward() != "" }
+
+// ppsMode is the pps suite's configuration that measures row 5 (LAN UDP
+// pps) for c, if there is one.
+func (c UserConfig) ppsMode() (Mode, bool) {
+	switch c {
+	case UserGvsDR:
+		return ModeDR, true
+	case UserGvsNAT:
+		return ModeNAT, true
+	case UserKernelDNAT:
+		return ModeKernel, true
+	}
+	return 0, false
+}
+
+// parseUserConfigs parses a comma-separated list of configuration names.
+func parseUserConfigs(s string) ([]UserConfig, error) {
+	var out []UserConfig
+	for _, f := range strings.Split(s, ",") {
+		name := strings.TrimSpace(f)
+		var c UserConfig
+		for k, v := range userConfigNames {
+			if v == name {
+				c = k
+			}
+		}
+		if c == 0 {
+			var names []string
+			for _, k := range allUserConfigs {
+				names = append(names, k.String())
+			}
+			return nil, fmt.Errorf("configuration %q: want %s", name, strings.Join(names, ", "))
+		}
+		if slices.Contains(out, c) {
+			return nil, fmt.Errorf("configuration %q given twice", name)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// UsersOptions configure Users.
+type UsersOptions struct {
+	Duration time.Duration // of each measurement
+	Configs  []UserConfig
+	Prefix   string // lab namespace prefix
+	Keep     bool   // leave the lab up
+	// Gvsd and Realserver are the binaries of gvsd and gvs-realserver.
+	Gvsd, Realserver string
+	// OffloadsOff builds the lab with every offload off on every veth
+	// (lab.Options.OffloadsOff); by default each keeps the kernel's.
+	OffloadsOff bool
+	// Pin runs the client's tools (wrk, iperf3 -c) on pinClientCPU and
+	// everything that answers them (gvsd with one worker, haproxy, nginx,
+	// iperf3 -s) on pinServerCPU, so every request crosses between the
+	// same two CPUs. Unpinned by default, as users run: then where the
+	// scheduler puts wrk and nginx moves the one-connection latency.
+	Pin bool
+	// PPS measures row 5, LAN UDP pps, with the pps suite for gvs-dr,
+	// gvs-nat and kernel-dnat.
+	PPS bool
+	// Generator of row 5: genTrafgen or genGo.
+	Generator string
+	// Self is the binary that runs the Go generator.
+	Self string
+	// Dir holds configs, logs and every tool's raw output.
+	Dir  string
+	Logf func(format string, args ...any)
+}
+
+// CPUs of -pin.
+const (
+	pinClientCPU = 0
+	pinServerCPU = 1
+)
+
+// toolPackages names the Debian package of each tool the users suite
+// runs, for the message when one is missing.
+var toolPackages = map[string]string{
+	"wrk":     "wrk",
+	"nginx":   "nginx-light",
+	"iperf3":  "iperf3",
+	"haproxy": "haproxy",
+	"ss":      "iproute2",
+}
+
+// runUsers is the command with -suite users: results go to stdout (a
+// table, or JSON with -json), progress and errors to stderr.
+func runUsers(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench -suite users", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := UsersOptions{}
+	suite := fs.String("suite", suiteUsers, "benchmark suite: pps or users")
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "length of each measurement (wrk -d, iperf3 -t, the UDP run)")
+	var names []string
+	for _, c := range allUserConfigs {
+		names = append(names, c.String())
+	}
+	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order")
+	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs, logs and raw outputs")
+	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
+	fs.StringVar(&o.Realserver, "realserver", "", "gvs-realserver binary (default: go build ./cmd/gvs-realserver)")
+	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
+	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
+	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
+	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
+	jsonOut := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(code int, format string, a ...any) int {
+		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+		return code
+	}
+	if *suite != suiteUsers {
+		return fail(2, "-suite %q: want pps or users", *suite)
+	}
+	if fs.NArg() > 0 {
+		return fail(2, "unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if o.Configs, err = parseUserConfigs(*configs); err != nil {
+		return fail(2, "-configs: %v", err)
+	}
+	if o.Duration < time.Second || o.Duration > maxDuration {
+		return fail(2, "-duration %v: want 1s to %v (wrk and iperf3 take whole seconds; more is rounded up)", o.Duration, maxDuration)
+	}
+	switch *offloads {
+	case "on":
+	case "off":
+		o.OffloadsOff = true
+	default:
+		return fail(2, "-lab-offloads %q: want on or off", *offloads)
+	}
+	switch *generator {
+	case "auto":
+		o.Generator = genGo
+		if _, err := exec.LookPath("trafgen"); err == nil {
+			o.Generator = genTrafgen
+		}
+	case genTrafgen:
+		if _, err := exec.LookPath("trafgen"); err != nil {
+			return fail(1, "-generator trafgen: %v (Debian package netsniff-ng)", err)
+		}
+		o.Generator = genTrafgen
+	case genGo:
+		o.Generator = genGo
+	default:
+		return fail(2, "-generator %q: want trafgen, go or auto", *generator)
+	}
+	if os.Geteuid() != 0 {
+		return fail(1, "needs root to build network namespaces (try: sudo go run ./integration/bench -suite users)")
+	}
+	if o.Pin || o.PPS {
+		if cpus, err := readCPUTimes(); err != nil {
+			return fail(1, "%v", err)
+		} else if _, ok := cpus[1]; !ok {
+			return fail(1, "-pin and -pps need CPUs 0 and 1 online")
+		}
+	}
+	for _, tool := range []string{"ip", "nft", "bridge", "ethtool", "taskset", "timeout", "sh", "ss"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fail(1, "%v", err)
+		}
+	}
+	if o.Self, err = os.Executable(); err != nil {
+		return fail(1, "%v", err)
+	}
+	if o.Dir, err = os.MkdirTemp("", "gvsbench-users-"); err != nil {
+		return fail(1, "%v", err)
+	}
+	if o.Keep {
+		fmt.Fprintf(stderr, "bench: configs, logs and raw outputs in %s\n", o.Dir)
+	} else {
+		defer os.RemoveAll(o.Dir)
+	}
+	o.Logf = func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, usersTimeout(o))
+	defer cancel()
+
+	if slices.ContainsFunc(o.Configs, UserConfig.isGvs) {
+		for _, b := range []struct {
+			path *string
+			pkg  string
+		}{{&o.Gvsd, "cmd/gvsd"}, {&o.Realserver, "cmd/gvs-realserver"}} {
+			if *b.path == "" {
+				*b.path = filepath.Join(o.Dir, filepath.Base(b.pkg))
+				o.Logf("building ./%s", b.pkg)
+				if err := goBuild(ctx, *b.path, "github.com/gvs-lb/gvs/"+b.pkg); err != nil {
+					return fail(1, "%v (or pass -gvsd and -realserver)", err)
+				}
+			} else if *b.path, err = filepath.Abs(*b.path); err != nil {
+				return fail(1, "%v", err)
+			}
+		}
+	}
+
+	rep, err := Users(ctx, o)
+	if *jsonOut {
+		if jerr := rep.writeJSON(stdout); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else {
+		rep.writeTable(stdout)
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fail(130, "interrupted: %v", err)
+		}
+		return fail(1, "%v", err)
+	}
+	if n := rep.failed(); n > 0 {
+		return fail(1, "%d configuration(s) could not be set up; see the notes", n)
+	}
+	return 0
+}
+
+// usersTimeout bounds a whole run of the users suite: every wait inside is
+// bounded too, this catches what is not.
+func usersTimeout(o UsersOptions) time.Duration {
+	perConfig := setupTimeout + probeTimeout + 4*(o.Duration+toolGrace) + 3*stopGrace + time.Minute
+	perPPS := gvsdStartTimeout + genStartTimeout + time.Second + o.Duration + 2*stopGrace + 30*time.Second
+	return 2*buildTimeout + time.Duration(len(o.Configs))*(perConfig+perPPS) + 2*time.Minute
+}
+
+// goBuild builds the package pkg to path with the go command.
+func goBuild(ctx context.Context, path, pkg string) error {
+	ctx, cancel := context.WithTimeout(ctx, buildTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", path, pkg).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return nil
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// UsersReport is everything one run of the users suite measured; -json
+// prints it as is.
+type UsersReport struct {
+	Suite       string            `json:"suite"` // "users"
+	Kernel      string            `json:"kernel"`
+	LoadAvg     string            `json:"loadavg_at_start"`
+	DurationSec float64           `json:"duration_s"`
+	Offloads    string            `json:"lab_offloads"` // "kernel defaults" or "off"
+	Pinned      bool              `json:"pinned"`
+	Tools       map[string]string `json:"tools"` // tool: its version line
+	// UDPGenerator is the generator of row 5, when it ran.
+	UDPGenerator string       `json:"udp_generator,omitempty"`
+	Topology     string       `json:"topology"`
+	Configs      []UserResult `json:"configs"`
+	Comparisons  []Comparison `json:"comparisons"`
+	Rows         []RowSpec    `json:"rows"`
+}
+
+// RowSpec says what a row of the table measures.
+type RowSpec struct {
+	Key   string `json:"key"` // the field of UserResult
+	Label string `json:"label"`
+	How   string `json:"how"`
+}
+
+// Figure is one cell of the table.
+type Figure struct {
+	// Value is nil when the figure was not measured: Note says why, or
+	// the row does not apply to the configuration.
+	Value *float64 `json:"value"`
+	// Errors counts wrk's socket errors and non-2xx/3xx responses.
+	Errors int64  `json:"errors,omitempty"`
+	Note   string `json:"note,omitempty"`
+}
+
+// UserResult is one configuration's figures, with the raw results behind
+// them.
+type UserResult struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Skipped says which tool is missing; Error why the configuration
+	// could not be set up (or torn down); Probe why a first request
+	// through it got no answer (rows 1-4 are then not measured).
+	Skipped      string `json:"skipped,omitempty"`
+	Error        string `json:"error,omitempty"`
+	Probe        string `json:"probe,omitempty"`
+	LatencyP50   Figure `json:"latency_p50_us"`
+	LatencyP99   Figure `json:"latency_p99_us"`
+	KeepAliveRPS Figure `json:"keepalive_req_per_s"`
+	ConnPerS     Figure `json:"conn_per_s"`
+	BulkGbps     Figure `json:"bulk_gbit_per_s"`
+	UDPPPS       Figure `json:"lan_udp_pps"`
+
+	Latency   *WrkResult   `json:"wrk_latency,omitempty"`
+	KeepAlive *WrkResult   `json:"wrk_keepalive,omitempty"`
+	Conn      *WrkResult   `json:"wrk_conn,omitempty"`
+	Bulk      *IperfResult `json:"iperf3,omitempty"`
+	UDP       *Sample      `json:"udp_sample,omitempty"`
+	// Gvsd holds the dataplane counters gvsd logged at exit after rows
+	// 1-4; UDPGvsd those of the pps suite's gvsd of row 5.
+	Gvsd    json.RawMessage `json:"gvsd_counters,omitempty"`
+	UDPGvsd json.RawMessage `json:"udp_gvsd_counters,omitempty"`
+
+	config UserConfig
+}
+
+// Comparison is a gvs configuration against a baseline: differences in
+// µs for latency, ratios (gvs / baseline) for the rest; nil where either
+// figure is missing.
+type Comparison struct {
+	Config         string   `json:"config"`
+	Baseline       string   `json:"baseline"`
+	P50DeltaUs     *float64 `json:"latency_p50_delta_us"`
+	P99DeltaUs     *float64 `json:"latency_p99_delta_us"`
+	P99Ratio       *float64 `json:"latency_p99_ratio"`
+	KeepAliveRatio *float64 `json:"keepalive_req_per_s_ratio"`
+	ConnRatio      *float64 `json:"conn_per_s_ratio"`
+	BulkRatio      *float64 `json:"bulk_gbit_per_s_ratio"`
+	UDPRatio       *float64 `json:"lan_udp_pps_ratio"`
+}
+
+// userRows are the rows of the table, in order.
+var userRows = []struct {
+	RowSpec
+	get    func(*UserResult) Figure
+	format func(float64) string
+}{
+	{RowSpec{"latency_p50_us", "latency p50, 1 conn (µs)", "wrk -t1 -c1 --latency, HTTP keep-alive: 50% of Latency Distribution"},
+		func(r *UserResult) Figure { return r.LatencyP50 }, fmtMicros},
+	{RowSpec{"latency_p99_us", "latency p99, 1 conn (µs)", "the same run: 99%"},
+		func(r *UserResult) Figure { return r.LatencyP99 }, fmtMicros},
+	{RowSpec{"keepalive_req_per_s", "keep-alive req/s, 32 conns", "wrk -t2 -c32: Requests/sec"},
+		func(r *UserResult) Figure { return r.KeepAliveRPS }, fmtPPS},
+	{RowSpec{"conn_per_s", "new conn/s, 32 at a time", "wrk -t2 -c32 -H 'Connection: close': Requests/sec, one connection per request"},
+		func(r *UserResult) Figure { return r.ConnPerS }, fmtPPS},
+	{RowSpec{"bulk_gbit_per_s", "bulk TCP Gbit/s, 1 stream", "iperf3 -c -J: end.sum_received.bits_per_second"},
+		func(r *UserResult) Figure { return r.BulkGbps }, fmtGbps},
+	{RowSpec{"lan_udp_pps", "LAN UDP pps, 64-byte frames", "the pps suite, 1 run: forwarded pps (sum of the reals' rx) from a generator on the LAN"},
+		func(r *UserResult) Figure { return r.UDPPPS }, fmtPPS},
+}
+
+func newUsersReport(o UsersOptions) *UsersReport {
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	load, _ := os.ReadFile("/proc/loadavg")
+	r := &UsersReport{
+		Suite:       suiteUsers,
+		Kernel:      strings.TrimSpace(string(kernel)),
+		LoadAvg:     strings.TrimSpace(string(load)),
+		DurationSec: o.Duration.Seconds(),
+		Offloads:    "kernel defaults",
+		Pinned:      o.Pin,
+		Tools:       map[string]string{},
+		Topology: fmt.Sprintf("client %s -> router -> LAN bridge -> director / rs1, rs2 (nginx: %d-byte body, 1 worker; iperf3 -s); VIP %s:%d and :%d",
+			"10.10.0.2", bodyLen, vip, httpPort, iperfPort),
+	}
+	if o.OffloadsOff {
+		r.Offloads = "off"
+	}
+	for _, row := range userRows {
+		r.Rows = append(r.Rows, row.RowSpec)
+	}
+	return r
+}
+
+func (r *UsersReport) config(name string) *UserResult {
+	for i := range r.Configs {
+		if r.Configs[i].Name == name {
+			return &r.Configs[i]
+		}
+	}
+	return nil
+}
+
+// failed counts the configurations that could not be set up.
+func (r *UsersReport) failed() int {
+	n := 0
+	for _, c := range r.Configs {
+		if c.Error != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// compare fills Comparisons: every gvs configuration measured against
+// kernel-dnat and haproxy, when those were measured.
+func (r *UsersReport) compare() {
+	r.Comparisons = nil
+	for i := range r.Configs {
+		g := &r.Configs[i]
+		if !strings.HasPrefix(g.Name, "gvs-") || g.Skipped != "" {
+			continue
+		}
+		for _, b := range []UserConfig{UserKernelDNAT, UserHAProxy} {
+			base := r.config(b.String())
+			if base == nil || base.Skipped != "" {
+				continue
+			}
+			r.Comparisons = append(r.Comparisons, Comparison{
+				Config:         g.Name,
+				Baseline:       base.Name,
+				P50DeltaUs:     delta(g.LatencyP50, base.LatencyP50),
+				P99DeltaUs:     delta(g.LatencyP99, base.LatencyP99),
+				P99Ratio:       ratio(g.LatencyP99, base.LatencyP99),
+				KeepAliveRatio: ratio(g.KeepAliveRPS, base.KeepAliveRPS),
+				ConnRatio:      ratio(g.ConnPerS, base.ConnPerS),
+				BulkRatio:      ratio(g.BulkGbps, base.BulkGbps),
+				UDPRatio:       ratio(g.UDPPPS, base.UDPPPS),
+			})
+		}
+	}
+}
+
+func delta(a, b Figure) *float64 {
+	if a.Value == nil || b.Value == nil {
+		return nil
+	}
+	v := *a.Value - *b.Value
+	return &v
+}
+
+func ratio(a, b Figure) *float64 {
+	if a.Value == nil || b.Value == nil || *b.Value == 0 {
+		return nil
+	}
+	v := *a.Value / *b.Value
+	return &v
+}
+
+// writeJSON prints the report as indented JSON.
+func (r *UsersReport) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// cell renders a figure: its value (with "!" when the tool counted
+// errors), "failed" when it should have been measured and was not, "-"
+// when the row does not apply.
+func cell(f Figure, format func(float64) string) string {
+	switch {
+	case f.Value != nil && f.Errors > 0:
+		return format(*f.Value) + "!"
+	case f.Value != nil:
+		return format(*f.Value)
+	case f.Note != "":
+		return "failed"
+	}
+	return "-"
+}
+
+// writeTable prints the report for humans: the figures (rows ×
+// configurations), the comparisons, then what each configuration was and
+// what went wrong.
+func (r *UsersReport) writeTable(w io.Writer) {
+	pin := "unpinned"
+	if r.Pinned {
+		pin = fmt.Sprintf("pinned: wrk and iperf3 -c on CPU %d, gvsd/haproxy, nginx and iperf3 -s on CPU %d", pinClientCPU, pinServerCPU)
+	}
+	fmt.Fprintf(w, "gvs users benchmark, kernel %s, load average at start %s\n", r.Kernel, r.LoadAvg)
+	fmt.Fprintf(w, "%s\n", r.Topology)
+	fmt.Fprintf(w, "%gs per measurement, lab offloads: %s, %s\n", r.DurationSec, r.Offloads, pin)
+	var tools []string
+	for _, t := range []string{"wrk", "nginx", "haproxy", "iperf3"} {
+		if v, ok := r.Tools[t]; ok {
+			tools = append(tools, v)
+		} else {
+			tools = append(tools, t+": not installed")
+		}
+	}
+	fmt.Fprintf(w, "tools: %s\n\n", strings.Join(tools, "; "))
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "\t")
+	for _, c := range r.Configs {
+		fmt.Fprintf(tw, "%s\t", c.Name)
+	}
+	fmt.Fprintln(tw)
+	for _, row := range userRows {
+		fmt.Fprintf(tw, "%s\t", row.Label)
+		for i := range r.Configs {
+			c := &r.Configs[i]
+			s := cell(row.get(c), row.format)
+			if c.Skipped != "" {
+				s = "skipped"
+			}
+			fmt.Fprintf(tw, "%s\t", s)
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(! = the tool counted errors; failed = see the notes; - = does not apply or not asked for)")
+
+	if len(r.Comparisons) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "gvs / baseline\tp50 Δ µs\tp99 Δ µs\tp99 ×\tkeep-alive req/s ×\tconn/s ×\tGbit/s ×\tUDP pps ×\t")
+		for _, q := range r.Comparisons {
+			fmt.Fprintf(tw, "%s / %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", q.Config, q.Baseline,
+				fmtDelta(q.P50DeltaUs), fmtDelta(q.P99DeltaUs), fmtRatio(q.P99Ratio),
+				fmtRatio(q.KeepAliveRatio), fmtRatio(q.ConnRatio), fmtRatio(q.BulkRatio), fmtRatio(q.UDPRatio))
+		}
+		tw.Flush()
+		fmt.Fprintln(w, "(latency: gvs minus baseline, lower is better; ×: gvs / baseline, above 1 is better except for p99)")
+	}
+
+	fmt.Fprintln(w)
+	for _, row := range userRows {
+		fmt.Fprintf(w, "%-28s %s\n", row.Label+":", row.How)
+	}
+	if r.UDPGenerator != "" {
+		fmt.Fprintf(w, "%-28s generator %s; gvsd there is the pps suite's (udp VIP:53, workers = 1 on CPU %d, RPS on CPU %d)\n", "", r.UDPGenerator, directorCPU, directorCPU)
+	}
+	fmt.Fprintln(w)
+	for _, c := range r.Configs {
+		fmt.Fprintf(w, "%-12s %s\n", c.Name, c.Description)
+		note := func(format string, a ...any) { fmt.Fprintf(w, "%-12s "+format+"\n", append([]any{""}, a...)...) }
+		if c.Skipped != "" {
+			note("SKIPPED: %s", c.Skipped)
+		}
+		if c.Error != "" {
+			note("ERROR: %s", indent(c.Error))
+		}
+		if c.Probe != "" {
+			note("NO ANSWER to a first request: %s", c.Probe)
+		}
+		for _, row := range userRows {
+			f := row.get(&c)
+			switch {
+			case f.Value == nil && f.Note != "" && c.Probe == "" && c.Error == "":
+				note("%s: %s", row.Label, indent(f.Note))
+			case f.Value != nil && f.Errors > 0:
+				note("%s: %d errors", row.Label, f.Errors)
+			}
+		}
+		if len(c.Gvsd) > 0 {
+			note("gvsd (rows 1-4): %s", gvsdSummary(c.Gvsd))
+		}
+		if len(c.UDPGvsd) > 0 {
+			note("gvsd (row 5): %s", gvsdSummary(c.UDPGvsd))
+		}
+	}
+}
+
+// gvsdSummary shortens gvsd's final counters (all of them are in the
+// JSON report) to frames in and out and the verdicts that occurred.
+func gvsdSummary(raw json.RawMessage) string {
+	var c struct {
+		Dataplane *struct {
+			RxFrames, TxFrames uint64
+			Verdicts           map[string]uint64
+		}
+	}
+	if err := json.Unmarshal(raw, &c); err != nil || c.Dataplane == nil {
+		return string(raw)
+	}
+	var vs []string
+	for k, v := range c.Dataplane.Verdicts {
+		if v > 0 {
+			vs = append(vs, fmt.Sprintf("%s %d", k, v))
+		}
+	}
+	slices.Sort(vs)
+	return fmt.Sprintf("%d frames in, %d out; verdicts: %s", c.Dataplane.RxFrames, c.Dataplane.TxFrames, strings.Join(vs, ", "))
+}
+
+// indent keeps a multi-line note under its configuration.
+func indent(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+strings.Repeat(" ", 15))
+}
+
+func fmtMicros(v float64) string {
+	if v < 100 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmtPPS(v)
+}
+
+func fmtGbps(v float64) string { return fmt.Sprintf("%.2f", v) }
+
+func fmtDelta(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%+.0f", *v)
+}
+
+func fmtRatio(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", *v)
+}

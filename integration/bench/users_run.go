@@ -1,0 +1,670 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gvs-lb/gvs/integration/lab"
+)
+
+// Tunables of the users suite.
+const (
+	// setupTimeout bounds each wait while a configuration is set up: a
+	// server listening, gvs-realserver ready.
+	setupTimeout = 15 * time.Second
+	// probeTimeout bounds the first request through a configuration; a
+	// configuration that does not answer it is reported, not measured.
+	probeTimeout = 5 * time.Second
+	// probeAttempt bounds one attempt of the probe.
+	probeAttempt = 2 * time.Second
+	// toolGrace is how long a client tool may run past its -duration
+	// (connection set-up, iperf3's exchange of results) before it is
+	// killed.
+	toolGrace = 30 * time.Second
+	// wrkTimeout is wrk's --timeout: a response slower than this counts as
+	// a timeout error instead of a latency sample.
+	wrkTimeout = "2s"
+	// iperfConnectTimeout is iperf3's --connect-timeout in milliseconds,
+	// so a path that drops SYNs fails in seconds, not minutes.
+	iperfConnectTimeout = 3000
+	// listenPoll paces the wait for a server's listening socket (one ss(8)
+	// per poll).
+	listenPoll = 100 * time.Millisecond
+)
+
+// The rows of the users suite, as the raw outputs are named.
+const (
+	rowLatency   = "latency"
+	rowKeepAlive = "keepalive"
+	rowConn      = "conn"
+	rowBulk      = "bulk"
+)
+
+// users is one Users call's state.
+type users struct {
+	o       UsersOptions
+	l       *lab.Lab
+	rep     *UsersReport
+	missing map[string]bool // tools not installed
+	secs    int             // o.Duration in whole seconds, as wrk and iperf3 take it
+}
+
+// Users builds the lab, starts nginx and iperf3 -s on the reals, measures
+// every configuration of o.Configs one after another, then row 5 with the
+// pps suite, and tears everything down (the lab unless o.Keep). It returns
+// what it measured even when it fails halfway; a configuration that cannot
+// be set up is reported in its result and the next one runs.
+func Users(ctx context.Context, o UsersOptions) (rep *UsersReport, err error) {
+	rep = newUsersReport(o)
+	defer rep.compare() // also of what was measured before a failure
+	u := &users{o: o, rep: rep, missing: map[string]bool{}, secs: int(math.Ceil(o.Duration.Seconds()))}
+	for _, tool := range []string{"wrk", "nginx", "iperf3", "haproxy"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			u.missing[tool] = true
+			o.Logf("bench: %s is not installed (apt-get install %s): what needs it is skipped", tool, toolPackages[tool])
+			continue
+		}
+		rep.Tools[tool] = toolVersion(ctx, tool)
+	}
+	needPPS := o.PPS && slices.ContainsFunc(o.Configs, func(c UserConfig) bool { _, ok := c.ppsMode(); return ok })
+	o.Logf("building the lab %s-* (offloads %s)", o.Prefix, rep.Offloads)
+	l, err := lab.New(lab.Options{Prefix: o.Prefix, Reals: numReals, Generator: needPPS, OffloadsOff: o.OffloadsOff})
+	if err != nil {
+		return rep, err
+	}
+	u.l = l
+	defer func() {
+		if o.Keep {
+			o.Logf("keeping the lab: namespaces %s-* (remove with: ip netns list | grep '^%s-' | cut -d' ' -f1 | xargs -n1 ip netns del)", o.Prefix, o.Prefix)
+			return
+		}
+		err = errors.Join(err, l.Close())
+		o.Logf("lab torn down")
+	}()
+
+	stopServers, err := u.startServers(ctx)
+	defer func() { err = errors.Join(err, stopServers()) }()
+	if err != nil {
+		return rep, err
+	}
+	for _, c := range o.Configs {
+		rep.Configs = append(rep.Configs, u.measure(ctx, c))
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	// The pps suite sinks the reals' UDP and needs no servers.
+	if err := stopServers(); err != nil {
+		return rep, err
+	}
+	if needPPS {
+		if err := u.measurePPS(ctx); err != nil {
+			return rep, err
+		}
+	}
+	return rep, ctx.Err()
+}
+
+// toolVersion returns the first line a tool prints about its version.
+func toolVersion(ctx context.Context, tool string) string {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	arg := "-v"
+	if tool == "iperf3" || tool == "wrk" {
+		arg = "--version" // wrk prints its version with its usage and exits 1
+	}
+	out, _ := exec.CommandContext(ctx, tool, arg).CombinedOutput()
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return strings.TrimSpace(line)
+}
+
+// startServers starts nginx and iperf3 -s on every real server and waits
+// until they listen. The function it returns stops them; it may be called
+// more than once.
+func (u *users) startServers(ctx context.Context) (stop func() error, err error) {
+	var procs []*proc
+	stop = func() error {
+		var errs []error
+		for i := len(procs) - 1; i >= 0; i-- {
+			errs = append(errs, stopServer(procs[i]))
+		}
+		procs = nil
+		return errors.Join(errs...)
+	}
+	for _, r := range u.l.Reals {
+		if !u.missing["nginx"] {
+			conf := filepath.Join(u.o.Dir, "nginx-"+r.Name+".conf")
+			if err := os.WriteFile(conf, []byte(nginxConfig(r.Name, u.o.Dir)), 0o644); err != nil {
+				return stop, fmt.Errorf("bench: nginx config: %w", err)
+			}
+			args := u.pinned(pinServerCPU, "nginx", "-p", u.o.Dir+"/", "-c", conf, "-e", filepath.Join(u.o.Dir, "nginx-"+r.Name+".error.log"))
+			p, err := startProc(r, "nginx on "+r.Name, filepath.Join(u.o.Dir, "nginx-"+r.Name+".log"), syscall.SIGTERM, args)
+			if err != nil {
+				return stop, err
+			}
+			procs = append(procs, p)
+			if err := waitListening(ctx, r, netip.AddrPortFrom(netip.IPv4Unspecified(), httpPort), p); err != nil {
+				return stop, err
+			}
+		}
+		if !u.missing["iperf3"] {
+			p, err := startProc(r, "iperf3 -s on "+r.Name, filepath.Join(u.o.Dir, "iperf3-"+r.Name+".log"), syscall.SIGTERM, u.pinned(pinServerCPU, "iperf3", "-s", "-p", strconv.Itoa(iperfPort)))
+			if err != nil {
+				return stop, err
+			}
+			procs = append(procs, p)
+			if err := waitListening(ctx, r, netip.AddrPortFrom(netip.Addr{}, iperfPort), p); err != nil {
+				return stop, err
+			}
+		}
+	}
+	if len(procs) > 0 {
+		u.o.Logf("nginx and iperf3 -s listening on %d real servers", len(u.l.Reals))
+	}
+	return stop, nil
+}
+
+// waitListening waits until a TCP socket listens on a in h's namespace (an
+// invalid address matches any address: iperf3 listens on IPv6's any), p
+// exits, ctx ends or setupTimeout passes.
+func waitListening(ctx context.Context, h *lab.Host, a netip.AddrPort, p *proc) error {
+	deadline := time.Now().Add(setupTimeout)
+	for {
+		out, err := runIn(ctx, h, "", "ss", "-Hltn", "sport = :"+strconv.Itoa(int(a.Port())))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			// State Recv-Q Send-Q Local:Port Peer:Port
+			if len(f) >= 4 && (!a.Addr().IsValid() || strings.HasPrefix(f[3], a.Addr().String()+":") || (a.Addr().IsUnspecified() && strings.HasPrefix(f[3], "*:"))) {
+				return nil
+			}
+		}
+		if p != nil && p.exited() {
+			return fmt.Errorf("bench: %s exited (%v) before listening on %s\n%s", p.name, p.err, a, tail(p.log()))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("bench: nothing listens on %s in %s after %v", a, h.Name, setupTimeout)
+		}
+		if err := sleepCtx(ctx, listenPoll); err != nil {
+			return err
+		}
+	}
+}
+
+// skip says why c cannot run here, or "".
+func (u *users) skip(c UserConfig) string {
+	need := []string{"nginx", "wrk"}
+	if c == UserHAProxy {
+		need = append(need, "haproxy")
+	}
+	var missing []string
+	for _, t := range need {
+		if u.missing[t] {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", t, toolPackages[t]))
+		}
+	}
+	if len(missing) == 0 {
+		return ""
+	}
+	return "not installed: " + strings.Join(missing, ", ")
+}
+
+// measure sets the lab up for c, measures rows 1 to 4 and undoes the
+// set-up. A failure to set up is reported in the result.
+func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
+	res = UserResult{Name: c.String(), Description: u.describe(c), config: c}
+	u.o.Logf("== %s: %s", c, res.Description)
+	if why := u.skip(c); why != "" {
+		res.Skipped = why
+		u.o.Logf("  skipped: %s", why)
+		return res
+	}
+	target, undo, err := u.setup(ctx, c, &res)
+	defer func() {
+		var errs []error
+		for i := len(undo) - 1; i >= 0; i-- {
+			errs = append(errs, undo[i]())
+		}
+		if err := errors.Join(errs...); err != nil {
+			res.Error = strings.TrimSpace(res.Error + "\n" + err.Error())
+			u.o.Logf("  %s: tearing down: %v", c, err)
+		}
+	}()
+	if err != nil {
+		res.Error = err.Error()
+		u.o.Logf("  %s: %v", c, err)
+		for _, f := range []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS, &res.BulkGbps} {
+			f.Note = "set-up failed"
+		}
+		return res
+	}
+	if err := probeHTTP(ctx, u.l.Client, netip.AddrPortFrom(target, httpPort)); err != nil {
+		res.Probe = err.Error()
+		u.o.Logf("  %s: no answer to a first request, rows 1-4 not measured: %v", c, err)
+		for _, f := range []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS, &res.BulkGbps} {
+			f.Note = "no answer to a first request"
+		}
+		return res
+	}
+	url := "http://" + netip.AddrPortFrom(target, httpPort).String() + "/"
+
+	// Row 1: one connection, one request at a time.
+	if w, err := u.runWrk(ctx, c, rowLatency, url, "-t1", "-c1"); err != nil {
+		res.LatencyP50.Note, res.LatencyP99.Note = err.Error(), err.Error()
+	} else {
+		res.Latency = w
+		res.LatencyP50, res.LatencyP99 = wrkFigure(w, w.P50Us), wrkFigure(w, w.P99Us)
+		u.o.Logf("  latency p50 %.0f µs, p99 %.0f µs (%d requests, %d errors)", w.P50Us, w.P99Us, w.Requests, w.Errors())
+	}
+	if ctx.Err() != nil {
+		return res
+	}
+	// Row 2: keep-alive requests over 32 connections.
+	if w, err := u.runWrk(ctx, c, rowKeepAlive, url, "-t2", "-c32"); err != nil {
+		res.KeepAliveRPS.Note = err.Error()
+	} else {
+		res.KeepAlive = w
+		res.KeepAliveRPS = wrkFigure(w, w.RequestsPerS)
+		u.o.Logf("  keep-alive %s req/s (%d errors)", fmtPPS(w.RequestsPerS), w.Errors())
+	}
+	if ctx.Err() != nil {
+		return res
+	}
+	// Row 3: a new connection per request.
+	if w, err := u.runWrk(ctx, c, rowConn, url, "-t2", "-c32", "-H", "Connection: close"); err != nil {
+		res.ConnPerS.Note = err.Error()
+	} else {
+		res.Conn = w
+		res.ConnPerS = wrkFigure(w, w.RequestsPerS)
+		u.o.Logf("  %s conn/s (%d errors)", fmtPPS(w.RequestsPerS), w.Errors())
+	}
+	if ctx.Err() != nil {
+		return res
+	}
+	// Row 4: one bulk TCP stream, client to server.
+	switch ir, err := u.runIperf(ctx, c, target); {
+	case u.missing["iperf3"]:
+		res.BulkGbps.Note = "iperf3 not installed (apt-get install iperf3)"
+	case err != nil:
+		res.BulkGbps.Note = err.Error()
+		u.o.Logf("  bulk: %v", err)
+	default:
+		res.Bulk = ir
+		v := ir.ReceivedBitsPerS / 1e9
+		res.BulkGbps = Figure{Value: &v}
+		u.o.Logf("  bulk %.2f Gbit/s (%d retransmits)", v, ir.Retransmits)
+	}
+	return res
+}
+
+// wrkFigure is one figure of a wrk run: none if no request completed.
+func wrkFigure(w *WrkResult, v float64) Figure {
+	if w.Requests == 0 {
+		return Figure{Errors: w.Errors(), Note: fmt.Sprintf("no request completed (%d errors)", w.Errors())}
+	}
+	return Figure{Value: &v, Errors: w.Errors()}
+}
+
+// describe says what stands between the client and the reals in c.
+func (u *users) describe(c UserConfig) string {
+	workers := "workers = one per CPU"
+	if u.o.Pin {
+		workers = fmt.Sprintf("workers = 1, taskset -c %d", pinServerCPU)
+	}
+	switch c {
+	case UserDirect:
+		return "no balancer: the client talks to rs1 (10.20.0.11:80) through the router"
+	case UserKernelDNAT:
+		return "nftables DNAT on the director: VIP:80 numgen inc over rs1, rs2, VIP:5201 jhash of the client address; VIP on the director's eth0, ip_forward=1, the reals route via the director"
+	case UserHAProxy:
+		return "HAProxy mode tcp on the director bound to VIP:80 (balance roundrobin) and VIP:5201 (balance source); VIP on the director's eth0"
+	case UserGvsDR:
+		return "gvsd, DR (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; gvs-realserver -mode dr on the reals"
+	case UserGvsTUN:
+		return "gvsd, TUN (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; gvs-realserver -mode tun on the reals"
+	case UserGvsNAT:
+		return "gvsd, NAT (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; the reals route via the director"
+	case UserGvsFullNAT:
+		return "gvsd, FULLNAT (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; the reals see the director's address"
+	}
+	return ""
+}
+
+// setup prepares the lab for c and returns the address the client talks
+// to and what undoes the set-up, to run in reverse order, also after an
+// error.
+func (u *users) setup(ctx context.Context, c UserConfig, res *UserResult) (target netip.Addr, undo []func() error, err error) {
+	l := u.l
+	if c == UserDirect {
+		return l.Reals[0].Addr, nil, nil
+	}
+	gw := l.Gateway
+	if c == UserKernelDNAT || c == UserGvsNAT {
+		gw = l.Director.Addr
+	}
+	if gw != l.Gateway {
+		if err := l.SetRealGateway(gw); err != nil {
+			return vip, undo, err
+		}
+		undo = append(undo, func() error { return l.SetRealGateway(l.Gateway) })
+	}
+	switch c {
+	case UserKernelDNAT:
+		d := l.Director
+		for _, kv := range [][2]string{
+			{"net/ipv4/ip_forward", "1"},
+			// Replies leave by the interface they came in on: a router
+			// would tell the reals (ICMP redirect) to bypass it.
+			{"net/ipv4/conf/all/send_redirects", "0"},
+			{"net/ipv4/conf/" + d.Iface + "/send_redirects", "0"},
+		} {
+			u, err := swapSysctl(d, kv[0], kv[1])
+			if err != nil {
+				return vip, undo, err
+			}
+			undo = append(undo, u)
+		}
+		if err := addVIP(ctx, d, &undo); err != nil {
+			return vip, undo, err
+		}
+		if _, err := runIn(ctx, d, usersKernelRules(l), "nft", "-f", "-"); err != nil {
+			return vip, undo, err
+		}
+		undo = append(undo, func() error {
+			_, err := runIn(context.Background(), d, "", "nft", "delete", "table", "ip", usersTable)
+			return err
+		})
+	case UserHAProxy:
+		d := l.Director
+		if err := addVIP(ctx, d, &undo); err != nil {
+			return vip, undo, err
+		}
+		conf := filepath.Join(u.o.Dir, "haproxy.cfg")
+		if err := os.WriteFile(conf, []byte(haproxyConfig(l)), 0o644); err != nil {
+			return vip, undo, fmt.Errorf("bench: haproxy config: %w", err)
+		}
+		// -db: stay in the foreground; -Ws would need systemd.
+		args := u.pinned(pinServerCPU, "haproxy", "-db", "-f", conf)
+		p, err := startProc(d, "haproxy", filepath.Join(u.o.Dir, "haproxy.log"), syscall.SIGTERM, args)
+		if err != nil {
+			return vip, undo, err
+		}
+		for _, port := range []uint16{httpPort, iperfPort} {
+			if err := waitListening(ctx, d, netip.AddrPortFrom(vip, port), p); err != nil {
+				p.stop() // how it ends is in err already
+				return vip, undo, err
+			}
+		}
+		undo = append(undo, func() error { return stopServer(p) })
+	default:
+		if m := c.forward(); m == "dr" || m == "tun" {
+			for _, r := range l.Reals {
+				p, err := startProc(r, "gvs-realserver on "+r.Name, filepath.Join(u.o.Dir, c.String()+"-realserver-"+r.Name+".log"), syscall.SIGTERM,
+					[]string{u.o.Realserver, "-vip", vip.String(), "-mode", m})
+				if err != nil {
+					return vip, undo, err
+				}
+				if err := p.waitLog(ctx, "realserver: ready", setupTimeout); err != nil {
+					p.stop() // how it ends is in err already
+					return vip, undo, fmt.Errorf("%w\n%s", err, tail(p.log()))
+				}
+				undo = append(undo, func() error { return stopServer(p) })
+			}
+		}
+		p, err := u.startGvsd(ctx, c)
+		if err != nil {
+			return vip, undo, err
+		}
+		undo = append(undo, func() error {
+			err := p.stop()
+			res.Gvsd = finalCounters(p.log())
+			if err != nil {
+				return fmt.Errorf("bench: gvsd exited with %v\n%s", err, tail(p.log()))
+			}
+			return nil
+		})
+	}
+	return vip, undo, nil
+}
+
+// stopServer stops a server process. How it exits after the stop signal
+// is its own business (iperf3 -s exits 1, nginx by the signal); exiting
+// before it, or having to be killed, is an error.
+func stopServer(p *proc) error {
+	if p.exited() {
+		return fmt.Errorf("bench: %s exited early (%v)\n%s", p.name, p.err, tail(p.log()))
+	}
+	err := p.stop()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		return fmt.Errorf("%w\n%s", err, tail(p.log()))
+	}
+	return nil
+}
+
+// addVIP adds the VIP to h's interface as a /32, so the kernel answers the
+// router's ARP for it, and appends what removes it.
+func addVIP(ctx context.Context, h *lab.Host, undo *[]func() error) error {
+	if _, err := runIn(ctx, h, "", "ip", "addr", "add", vip.String()+"/32", "dev", h.Iface); err != nil {
+		return err
+	}
+	*undo = append(*undo, func() error {
+		_, err := runIn(context.Background(), h, "", "ip", "addr", "del", vip.String()+"/32", "dev", h.Iface)
+		return err
+	})
+	return nil
+}
+
+// startGvsd runs gvsd on the director with c's configuration and waits
+// until it has started and resolved the reals.
+func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
+	workers := 0
+	if u.o.Pin {
+		workers = 1
+	}
+	cfg := filepath.Join(u.o.Dir, "gvsd-"+c.String()+".toml")
+	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers)), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: gvsd config: %w", err)
+	}
+	args := u.pinned(pinServerCPU, u.o.Gvsd, "-config", cfg, "-socket", filepath.Join(u.o.Dir, "gvsd-users.sock"), "-log-json")
+	p, err := startProc(u.l.Director, "gvsd", filepath.Join(u.o.Dir, "gvsd-"+c.String()+".log"), syscall.SIGTERM, args)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitLog(ctx, "gvsd started", gvsdStartTimeout); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%w\n%s", err, tail(p.log()))
+	}
+	if log := p.log(); strings.Contains(log, "cannot resolve real server") {
+		p.stop()
+		return nil, fmt.Errorf("bench: gvsd could not resolve a real server\n%s", tail(log))
+	}
+	return p, nil
+}
+
+// pinned prefixes args with taskset -c cpu when -pin asks for it.
+func (u *users) pinned(cpu int, args ...string) []string {
+	if !u.o.Pin {
+		return args
+	}
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+}
+
+// runWrk runs wrk from the client for the measurement's duration, keeps
+// its output in the directory and parses it.
+func (u *users) runWrk(ctx context.Context, c UserConfig, row, url string, args ...string) (*WrkResult, error) {
+	args = append(append([]string{"wrk"}, args...), "-d", strconv.Itoa(u.secs)+"s", "--latency", "--timeout", wrkTimeout, url)
+	out, errOut, err := runTool(ctx, u.l.Client, time.Duration(u.secs)*time.Second+toolGrace, u.pinned(pinClientCPU, args...))
+	os.WriteFile(filepath.Join(u.o.Dir, c.String()+"-"+row+".wrk.txt"), append(out, errOut...), 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("wrk: %w: %s", err, strings.TrimSpace(string(errOut)))
+	}
+	w, err := parseWrk(string(out))
+	if err != nil {
+		return nil, err
+	}
+	return &w, sleepCtx(ctx, settle)
+}
+
+// runIperf runs one iperf3 stream from the client to target for the
+// measurement's duration, keeps its JSON in the directory and parses it.
+func (u *users) runIperf(ctx context.Context, c UserConfig, target netip.Addr) (*IperfResult, error) {
+	if u.missing["iperf3"] {
+		return nil, nil
+	}
+	args := u.pinned(pinClientCPU, "iperf3", "-c", target.String(), "-p", strconv.Itoa(iperfPort), "-t", strconv.Itoa(u.secs),
+		"-J", "--connect-timeout", strconv.Itoa(iperfConnectTimeout))
+	out, errOut, err := runTool(ctx, u.l.Client, time.Duration(u.secs)*time.Second+toolGrace, args)
+	os.WriteFile(filepath.Join(u.o.Dir, c.String()+"-"+rowBulk+".iperf3.json"), out, 0o644)
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	r, perr := parseIperf3(out)
+	if perr != nil {
+		// iperf3 exits 1 with its error in the JSON: that one says more.
+		return nil, errors.Join(perr, errorsIf(err, strings.TrimSpace(string(errOut))))
+	}
+	return &r, sleepCtx(ctx, settle)
+}
+
+// errorsIf wraps err with detail, or returns nil.
+func errorsIf(err error, detail string) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if detail == "" {
+		return err
+	}
+	return fmt.Errorf("%w: %s", err, detail)
+}
+
+// runTool runs a client tool in h's namespace in a process group of its
+// own, killed with the group when limit passes or ctx ends (and by the
+// kernel if the bench dies), and returns its stdout and stderr.
+func runTool(ctx context.Context, h *lab.Host, limit time.Duration, args []string) (stdout, stderr []byte, err error) {
+	tctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	cmd := h.Command(tctx, args[0], args[1:]...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.SysProcAttr = childAttr(syscall.SIGKILL)
+	cmd.Cancel = func() error {
+		signalGroup(cmd.Process, syscall.SIGKILL)
+		return nil
+	}
+	cmd.WaitDelay = stopGrace
+	err = cmd.Run()
+	switch {
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	case tctx.Err() != nil:
+		err = fmt.Errorf("killed after %v: %w", limit, tctx.Err())
+	}
+	return out.Bytes(), errb.Bytes(), err
+}
+
+// probeHTTP sends one GET from h to target until a 200 with nginx's body
+// comes back, for at most probeTimeout: the path works (ARP resolved,
+// gvsd forwarding) before anything is measured.
+func probeHTTP(ctx context.Context, h *lab.Host, target netip.AddrPort) error {
+	deadline := time.Now().Add(probeTimeout)
+	for {
+		err := getOnce(ctx, h, target)
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+func getOnce(ctx context.Context, h *lab.Host, target netip.AddrPort) error {
+	ctx, cancel := context.WithTimeout(ctx, probeAttempt)
+	defer cancel()
+	c, err := h.DialTCP(ctx, target)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(probeAttempt))
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target.Addr()); err != nil {
+		return fmt.Errorf("probe %s: %w", target, err)
+	}
+	b, err := io.ReadAll(io.LimitReader(c, 64<<10))
+	if err != nil {
+		return fmt.Errorf("probe %s: read after %d bytes: %w", target, len(b), err)
+	}
+	if !bytes.HasPrefix(b, []byte("HTTP/1.1 200 ")) || !bytes.HasSuffix(b, []byte(responseBody)) {
+		return fmt.Errorf("probe %s: unexpected answer %q", target, b)
+	}
+	return nil
+}
+
+// measurePPS is row 5: the pps suite's own measurement (bench.prepare and
+// bench.measure, one run) of gvs-dr, gvs-nat and kernel-dnat, on the same
+// lab after rows 1 to 4 of every configuration.
+func (u *users) measurePPS(ctx context.Context) error {
+	var modes []Mode
+	var results []*UserResult
+	for i := range u.rep.Configs {
+		r := &u.rep.Configs[i]
+		if m, ok := r.config.ppsMode(); ok && r.Skipped == "" {
+			modes = append(modes, m)
+			results = append(results, r)
+		}
+	}
+	if len(modes) == 0 {
+		return nil
+	}
+	po := Options{Duration: u.o.Duration, Warmup: time.Second, Runs: 1, Flows: 1024, Modes: modes, Prefix: u.o.Prefix,
+		Gvsd: u.o.Gvsd, Generator: u.o.Generator, Self: u.o.Self, Dir: u.o.Dir, Logf: u.o.Logf}
+	b := &bench{o: po, l: u.l, rep: newReport(po), lanHost: &lab.Host{Name: "lan", NS: u.o.Prefix + "-lan"}}
+	defer func() {
+		if b.cs != nil {
+			b.cs.close()
+		}
+	}()
+	u.rep.UDPGenerator = po.Generator
+	u.o.Logf("== row 5, LAN UDP pps: the pps suite (generator %s on the LAN, %d flows, gvsd workers = 1 on CPU %d)", po.Generator, po.Flows, directorCPU)
+	if err := b.prepare(ctx); err != nil {
+		for _, r := range results {
+			r.UDPPPS.Note = err.Error()
+		}
+		return err
+	}
+	for i, m := range modes {
+		r := results[i]
+		pr, err := b.measure(ctx, m)
+		if pr != nil && len(pr.Runs) > 0 {
+			s := pr.Median
+			r.UDP = &s
+			r.UDPGvsd = pr.Gvsd
+			v := s.ForwardedPPS
+			r.UDPPPS = Figure{Value: &v}
+		}
+		if err != nil {
+			r.UDPPPS.Note = err.Error()
+			u.o.Logf("  %s: %v", m, err)
+			if ctx.Err() != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

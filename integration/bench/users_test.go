@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/integration/lab"
+)
+
+// readSample reads a captured tool output from testdata/users. Each was
+// captured in the lab on a 2-CPU VM (wrk 4.1.0, iperf 3.12): the latency,
+// keep-alive and conn rows of the direct configuration, wrk against a
+// stopped port, with a header too large for nginx (400s), and with the
+// real's input dropped for 1.5 s (timeouts); iperf3 -J of a direct run and
+// against a closed port.
+func readSample(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "users", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseWrk(t *testing.T) {
+	for _, c := range []struct {
+		file string
+		want WrkResult
+	}{
+		{"wrk-latency.txt", WrkResult{Requests: 93520, RequestsPerS: 85015.24, P50Us: 10, P75Us: 10, P90Us: 13, P99Us: 100}},
+		{"wrk-keepalive.txt", WrkResult{Requests: 119243, RequestsPerS: 118376.84, P50Us: 282, P75Us: 361, P90Us: 1420, P99Us: 6420}},
+		{"wrk-conn.txt", WrkResult{Requests: 33160, RequestsPerS: 33004.22, P50Us: 619, P75Us: 1020, P90Us: 1410, P99Us: 5900}},
+		{"wrk-timeouts.txt", WrkResult{Requests: 144152, RequestsPerS: 47028.38, P50Us: 40, P75Us: 80, P90Us: 2130, P99Us: 154510, Timeouts: 8}},
+		{"wrk-non2xx.txt", WrkResult{Requests: 19962, RequestsPerS: 18157.14, P50Us: 27, P75Us: 33, P90Us: 38, P99Us: 163, BadStatus: 19962}},
+	} {
+		got, err := parseWrk(string(readSample(t, c.file)))
+		if err != nil {
+			t.Errorf("%s: %v", c.file, err)
+			continue
+		}
+		// The units are converted by multiplication: compare with a
+		// tolerance.
+		near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-6*math.Max(1, math.Abs(b)) }
+		if got.Requests != c.want.Requests || !near(got.RequestsPerS, c.want.RequestsPerS) ||
+			!near(got.P50Us, c.want.P50Us) || !near(got.P75Us, c.want.P75Us) || !near(got.P90Us, c.want.P90Us) || !near(got.P99Us, c.want.P99Us) ||
+			got.ConnectErrors != c.want.ConnectErrors || got.ReadErrors != c.want.ReadErrors || got.WriteErrors != c.want.WriteErrors ||
+			got.Timeouts != c.want.Timeouts || got.BadStatus != c.want.BadStatus {
+			t.Errorf("%s:\n got %+v\nwant %+v", c.file, got, c.want)
+		}
+	}
+	if r, _ := parseWrk(string(readSample(t, "wrk-timeouts.txt"))); r.Errors() != 8 {
+		t.Errorf("Errors() = %d, want 8", r.Errors())
+	}
+	// wrk's own failure (it prints this on stderr and exits 1) has no
+	// figures.
+	if _, err := parseWrk(string(readSample(t, "wrk-refused.txt"))); err == nil {
+		t.Error("parseWrk accepted wrk's connection failure")
+	}
+}
+
+// TestParseWrkLines covers what the samples do not: every error kind, the
+// seconds unit, a distribution without --latency, truncated output.
+func TestParseWrkLines(t *testing.T) {
+	out := `Running 10s test @ http://10.20.0.100:80/
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20s   300.00ms   2.00s    70.00%
+    Req/Sec     1.00      2.00     3.00     40.00%
+  Latency Distribution
+     50%    1.10s
+     75%    1.50s
+     90%    1.90s
+     99%    2.00s
+  12 requests in 10.00s, 3.00KB read
+  Socket errors: connect 3, read 4, write 5, timeout 6
+  Non-2xx or 3xx responses: 7
+Requests/sec:      1.20
+Transfer/sec:     307.20B
+`
+	r, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := WrkResult{Requests: 12, RequestsPerS: 1.2, P50Us: 1.1e6, P75Us: 1.5e6, P90Us: 1.9e6, P99Us: 2e6, ConnectErrors: 3, ReadErrors: 4, WriteErrors: 5, Timeouts: 6, BadStatus: 7}
+	if r != want {
+		t.Errorf("got %+v\nwant %+v", r, want)
+	}
+	if r.Errors() != 25 {
+		t.Errorf("Errors() = %d, want 25", r.Errors())
+	}
+	// Without --latency: no distribution, the rest is there.
+	noDist := strings.Replace(out, "  Latency Distribution\n", "", 1)
+	noDist = strings.Join(strings.Split(noDist, "\n")[:4], "\n") + "\n" + strings.Join(strings.Split(noDist, "\n")[9:], "\n")
+	if r, err := parseWrk(noDist); err != nil || r.P50Us != 0 || r.Requests != 12 {
+		t.Errorf("without --latency: %+v, %v\n%s", r, err, noDist)
+	}
+	// Percent lines outside the distribution (Thread Stats' +/- Stdev
+	// column) are not percentiles.
+	if r, _ := parseWrk("    Req/Sec     1.00      2.00     3.00     40.00%\n  5 requests in 1s, 1KB read\nRequests/sec: 5.00\n"); r.P50Us != 0 {
+		t.Errorf("a Thread Stats line was read as a percentile: %+v", r)
+	}
+	for _, bad := range []string{"", "Requests/sec: 5.00\n", "  5 requests in 1.00s, 1KB read\n"} {
+		if _, err := parseWrk(bad); err == nil {
+			t.Errorf("parseWrk(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestParseIperf3(t *testing.T) {
+	r, err := parseIperf3(readSample(t, "iperf3.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := IperfResult{ReceivedBitsPerS: 13967988981.035667, SentBitsPerS: 13968310105.41425, Retransmits: 6519, Seconds: 1.000457}
+	if r != want {
+		t.Errorf("got %+v\nwant %+v", r, want)
+	}
+	_, err = parseIperf3(readSample(t, "iperf3-refused.json"))
+	if err == nil || !strings.Contains(err.Error(), "unable to connect to server: Connection refused") {
+		t.Errorf("refused: err = %v, want iperf3's error", err)
+	}
+	for _, bad := range []string{"", "{", `{"end":{}}`, `{"start":{},"end":{"sum_sent":{"bits_per_second":1}}}`} {
+		if _, err := parseIperf3([]byte(bad)); err == nil {
+			t.Errorf("parseIperf3(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestSuiteArg(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, ""},
+		{[]string{"-duration", "5s"}, ""},
+		{[]string{"-suite", "users"}, "users"},
+		{[]string{"--suite", "users", "-json"}, "users"},
+		{[]string{"-duration", "1s", "-suite=users"}, "users"},
+		{[]string{"--suite=pps"}, "pps"},
+		{[]string{"-suite"}, ""},
+		{[]string{"--", "-suite", "users"}, ""},
+		{[]string{"-suites", "users"}, ""},
+	} {
+		if got := suiteArg(c.args); got != c.want {
+			t.Errorf("suiteArg(%q) = %q, want %q", c.args, got, c.want)
+		}
+	}
+}
+
+func TestUsersFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-suite", "users", "-duration", "0s"}, {"-suite", "users", "-duration", "500ms"},
+		{"-suite", "users", "-configs", "dr"}, {"-suite", "users", "-configs", "direct,direct"},
+		{"-suite", "users", "-lab-offloads", "maybe"}, {"-suite", "users", "-generator", "pktgen"},
+		{"-suite", "users", "extra"}, {"-suite", "users", "-runs", "3"},
+		{"-suite", "bogus"}, {"-suite=bogus", "-duration", "1s"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != 2 {
+			t.Errorf("run(%q) = %d, want 2 (usage); stderr %s", args, code, errb.String())
+		}
+	}
+}
+
+func TestParseUserConfigs(t *testing.T) {
+	got, err := parseUserConfigs("direct, kernel-dnat,haproxy,gvs-dr,gvs-tun,gvs-nat,gvs-fullnat")
+	if err != nil || !equalConfigs(got, allUserConfigs) {
+		t.Errorf("parseUserConfigs = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "direct,direct", "dr", "direct,,haproxy", "kernel"} {
+		if _, err := parseUserConfigs(bad); err == nil {
+			t.Errorf("parseUserConfigs(%q) succeeded", bad)
+		}
+	}
+	if UserConfig(0).String() != "UserConfig(0)" {
+		t.Errorf("UserConfig(0) = %q", UserConfig(0))
+	}
+	for _, c := range allUserConfigs {
+		_, pps := c.ppsMode()
+		if want := c == UserGvsDR || c == UserGvsNAT || c == UserKernelDNAT; pps != want {
+			t.Errorf("%s: row 5 %v, want %v", c, pps, want)
+		}
+		if c.isGvs() != strings.HasPrefix(c.String(), "gvs-") {
+			t.Errorf("%s: isGvs %v", c, c.isGvs())
+		}
+	}
+}
+
+func equalConfigs(a, b []UserConfig) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func testLab() *lab.Lab {
+	// A lab value without namespaces: only names and addresses are used.
+	return &lab.Lab{
+		Director: &lab.Host{Name: "director", Iface: "eth0", Addr: netip.MustParseAddr("10.20.0.2")},
+		Reals: []*lab.Host{
+			{Name: "rs1", Iface: "eth0", Addr: netip.MustParseAddr("10.20.0.11")},
+			{Name: "rs2", Iface: "eth0", Addr: netip.MustParseAddr("10.20.0.12")},
+		},
+	}
+}
+
+func TestUsersConfigs(t *testing.T) {
+	l := testLab()
+	if len(responseBody) != bodyLen || !strings.HasSuffix(responseBody, "\n") {
+		t.Errorf("response body is %d bytes, want %d ending in a newline", len(responseBody), bodyLen)
+	}
+	ngx := nginxConfig("rs1", "/tmp/x")
+	for _, want := range []string{"daemon off;", "worker_processes 1;", "pid /tmp/x/nginx-rs1.pid;", "error_log /tmp/x/nginx-rs1.error.log warn;",
+		"listen 0.0.0.0:80 ", "keepalive_requests 100000000;", `return 200 "gvs bench: `} {
+		if !strings.Contains(ngx, want) {
+			t.Errorf("nginx config lacks %q:\n%s", want, ngx)
+		}
+	}
+	if strings.Count(ngx, "{") != strings.Count(ngx, "}") {
+		t.Errorf("nginx config braces do not balance:\n%s", ngx)
+	}
+	hap := haproxyConfig(l)
+	for _, want := range []string{"mode tcp", "bind 10.20.0.100:80", "bind 10.20.0.100:5201", "balance roundrobin", "balance source",
+		"server rs1 10.20.0.11:80", "server rs2 10.20.0.12:80", "server rs1 10.20.0.11:5201", "server rs2 10.20.0.12:5201"} {
+		if !strings.Contains(hap, want) {
+			t.Errorf("haproxy config lacks %q:\n%s", want, hap)
+		}
+	}
+	nft := usersKernelRules(l)
+	for _, want := range []string{"table ip gvsbench_users", "type nat hook prerouting priority dstnat",
+		"ip daddr 10.20.0.100 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 10.20.0.11, 1 : 10.20.0.12 }",
+		"ip daddr 10.20.0.100 tcp dport 5201 dnat to jhash ip saddr mod 2 map { 0 : 10.20.0.11, 1 : 10.20.0.12 }"} {
+		if !strings.Contains(nft, want) {
+			t.Errorf("nft rules lack %q:\n%s", want, nft)
+		}
+	}
+	for _, c := range []UserConfig{UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT} {
+		cfg := usersGvsdConfig(l, c, 0)
+		for _, want := range []string{`forward = "` + c.forward() + `"`, `address = "10.20.0.100:80"`, `address = "10.20.0.100:5201"`,
+			`address = "10.20.0.11:80"`, `address = "10.20.0.12:5201"`, `scheduler = "rr"`, `persistence = "5m"`, `protocol = "tcp"`} {
+			if !strings.Contains(cfg, want) {
+				t.Errorf("%s config lacks %s:\n%s", c, want, cfg)
+			}
+		}
+		if strings.Contains(cfg, "workers") || !strings.Contains(usersGvsdConfig(l, c, 1), "workers = 1") {
+			t.Errorf("%s: workers only when asked:\n%s", c, cfg)
+		}
+		if strings.Count(cfg, "persistence") != 1 {
+			t.Errorf("%s: persistence belongs to the iperf3 service only:\n%s", c, cfg)
+		}
+	}
+}
+
+func fig(v float64) Figure { return Figure{Value: &v} }
+
+// TestUsersReport checks the comparisons, the JSON round trip and the
+// table.
+func TestUsersReport(t *testing.T) {
+	r := newUsersReport(UsersOptions{Duration: 5 * time.Second})
+	r.Tools["wrk"] = "wrk 4.1.0"
+	r.Configs = []UserResult{
+		{Name: "direct", LatencyP50: fig(20), LatencyP99: fig(100), KeepAliveRPS: fig(100000), ConnPerS: fig(30000), BulkGbps: fig(14)},
+		{Name: "kernel-dnat", LatencyP50: fig(40), LatencyP99: fig(200), KeepAliveRPS: fig(90000), ConnPerS: fig(20000), BulkGbps: fig(12), UDPPPS: fig(800000)},
+		{Name: "haproxy", LatencyP50: fig(60), LatencyP99: fig(400), KeepAliveRPS: fig(60000), ConnPerS: fig(10000), BulkGbps: fig(6)},
+		{Name: "gvs-dr", LatencyP50: fig(50), LatencyP99: fig(300), KeepAliveRPS: Figure{Value: fig(45000).Value, Errors: 3}, ConnPerS: fig(15000), BulkGbps: fig(9), UDPPPS: fig(400000),
+			Gvsd: json.RawMessage(`{"Dataplane":{"RxFrames":10,"TxFrames":9,"Verdicts":{"forward":9,"offload":1,"no_conn":0}}}`)},
+		{Name: "gvs-tun", Probe: "dial tcp 10.20.0.100:80: i/o timeout", LatencyP50: Figure{Note: "no answer to a first request"}},
+		{Name: "gvs-nat", Skipped: "not installed: wrk (apt-get install wrk)"},
+	}
+	r.compare()
+	if len(r.Comparisons) != 4 {
+		t.Fatalf("comparisons %+v", r.Comparisons)
+	}
+	dk, dh := r.Comparisons[0], r.Comparisons[1]
+	if dk.Config != "gvs-dr" || dk.Baseline != "kernel-dnat" || *dk.P50DeltaUs != 10 || *dk.P99DeltaUs != 100 || *dk.P99Ratio != 1.5 ||
+		*dk.KeepAliveRatio != 0.5 || *dk.ConnRatio != 0.75 || *dk.BulkRatio != 0.75 || *dk.UDPRatio != 0.5 {
+		t.Errorf("gvs-dr / kernel-dnat %+v", dk)
+	}
+	if dh.Baseline != "haproxy" || *dh.P50DeltaUs != -10 || *dh.P99Ratio != 0.75 || *dh.KeepAliveRatio != 0.75 || dh.UDPRatio != nil {
+		t.Errorf("gvs-dr / haproxy %+v", dh)
+	}
+	if tk := r.Comparisons[2]; tk.Config != "gvs-tun" || tk.P50DeltaUs != nil || tk.KeepAliveRatio != nil {
+		t.Errorf("gvs-tun without figures %+v", tk)
+	}
+
+	var b bytes.Buffer
+	if err := r.writeJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var back UsersReport
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatalf("JSON does not parse: %v\n%s", err, b.String())
+	}
+	if back.Suite != "users" || len(back.Configs) != 6 || *back.Configs[3].KeepAliveRPS.Value != 45000 || back.Configs[3].KeepAliveRPS.Errors != 3 ||
+		back.Configs[4].LatencyP50.Value != nil || len(back.Comparisons) != 4 || len(back.Rows) != len(userRows) {
+		t.Errorf("round trip lost data: %+v", back)
+	}
+	if !strings.Contains(b.String(), `"latency_p50_us": {`) || !strings.Contains(b.String(), `"lan_udp_pps_ratio": null`) {
+		t.Errorf("JSON names:\n%s", b.String())
+	}
+
+	b.Reset()
+	r.writeTable(&b)
+	// Column widths are tabwriter's business: compare with every run of
+	// spaces made one.
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		"direct kernel-dnat haproxy gvs-dr gvs-tun gvs-nat",
+		"latency p50, 1 conn (µs) 20.0 40.0 60.0 50.0 failed skipped",
+		"keep-alive req/s, 32 conns 100,000 90,000 60,000 45,000! - skipped",
+		"LAN UDP pps, 64-byte frames - 800,000 - 400,000 - skipped",
+		"gvs-dr / kernel-dnat +10 +100 1.50x 0.50x 0.75x 0.75x 0.50x",
+		"gvs-dr / haproxy -10 -100 0.75x 0.75x 1.50x 1.50x -",
+		"NO ANSWER to a first request: dial tcp",
+		"SKIPPED: not installed: wrk (apt-get install wrk)",
+		"keep-alive req/s, 32 conns: 3 errors",
+		"gvsd (rows 1-4): 10 frames in, 9 out; verdicts: forward 9, offload 1",
+		"tools: wrk 4.1.0; nginx: not installed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	if r.failed() != 0 {
+		t.Errorf("failed() = %d", r.failed())
+	}
+	r.Configs[0].Error = "bench: haproxy exited"
+	if r.failed() != 1 {
+		t.Errorf("failed() = %d, want 1", r.failed())
+	}
+}
