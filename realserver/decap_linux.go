@@ -71,6 +71,15 @@ func newDecap(tunName string, vips []netip.Addr) (_ *decap, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raw IPIP socket: %w", err)
 	}
+	// The decapsulation is a read and a write per packet: a bulk TCP
+	// stream comes in bursts of dozens of segments (the director cuts its
+	// GSO frames), more than the default receive buffer (about 200 KiB of
+	// truesize) holds while this goroutine waits for the CPU. Room for a
+	// few milliseconds at line rate; SO_RCVBUFFORCE passes net.core.rmem_max
+	// as root, and without it the kernel caps SO_RCVBUF there.
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, decapRcvBuf); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, decapRcvBuf)
+	}
 	// A non-blocking descriptor joins the runtime poller, so Close wakes a
 	// blocked read.
 	d.raw = os.NewFile(uintptr(fd), "ipip")
@@ -79,6 +88,9 @@ func newDecap(tunName string, vips []netip.Addr) (_ *decap, err error) {
 	}
 	return d, nil
 }
+
+// decapRcvBuf is the raw IPIP socket's receive buffer.
+const decapRcvBuf = 8 << 20
 
 // run reads outer packets until the raw socket is closed. It allocates
 // nothing per packet.
