@@ -68,9 +68,10 @@ type Shard[A IP] struct {
 	buckets  []bucket
 	nbuckets uint64
 	entries  []Entry[A]
-	hw       int    // high-water mark: cells [0, hw) have been used
-	free     uint32 // head of the free list (index+1), 0 = empty
-	n        int    // live entries
+	aux      []uint32 // a word beside each entry cell for the caller (Aux)
+	hw       int      // high-water mark: cells [0, hw) have been used
+	free     uint32   // head of the free list (index+1), 0 = empty
+	n        int      // live entries
 
 	tagBits  uint32
 	tagMask  uint32
@@ -84,8 +85,9 @@ type Shard[A IP] struct {
 }
 
 // NewShard returns an empty shard for at most capacity entries (clamped to
-// [1, MaxCapacity]). Its memory, about 48 + 9.4 bytes per IPv4 entry and
-// 96 + 9.4 per IPv6 entry, is allocated and touched here.
+// [1, MaxCapacity]). Its memory, about 48 + 4 + 9.4 bytes per IPv4 entry
+// and 96 + 4 + 9.4 per IPv6 entry (entry, Aux word, index), is allocated
+// and touched here.
 func NewShard[A IP](capacity int) *Shard[A] {
 	capacity = min(max(capacity, 1), MaxCapacity)
 	slots := (2*capacity*loadDen + loadNum - 1) / loadNum
@@ -100,6 +102,7 @@ func NewShard[A IP](capacity int) *Shard[A] {
 		buckets:  makeTable[bucket](nb),
 		nbuckets: uint64(nb),
 		entries:  makeTable[Entry[A]](capacity),
+		aux:      makeTable[uint32](capacity),
 		tagBits:  31 - idxBits,
 		tagMask:  1<<(31-idxBits) - 1,
 		idxShift: 32 - idxBits,
@@ -123,10 +126,28 @@ func (s *Shard[A]) Cap() int { return len(s.entries) }
 // shards).
 func (s *Shard[A]) Full() bool { return s.n >= len(s.entries) }
 
-// Bytes returns the memory the shard holds: its index and entries.
+// Bytes returns the memory the shard holds: its index, entries and Aux
+// words.
 func (s *Shard[A]) Bytes() int {
 	var e Entry[A]
-	return len(s.buckets)*bucketSlots*4 + len(s.entries)*int(sizeofEntry(&e))
+	return len(s.buckets)*bucketSlots*4 + len(s.entries)*int(sizeofEntry(&e)) + len(s.aux)*4
+}
+
+// Aux returns the word the shard keeps beside entry e for its caller: 0
+// when e is inserted, then the caller's to read and write until e is
+// removed. The dataplane keeps there what only some connections need and
+// the fixed-size entry has no room for (its SYN proxy's sequence-number
+// offset): a word apart costs 4 bytes a connection where a larger entry
+// would cost 8 (the entry has no padding left), but a lookup that needs
+// it waits for one more cache line, which Warm does not load. e must be an
+// entry of this shard, from Insert or Lookup and still valid; any other
+// pointer panics.
+func (s *Shard[A]) Aux(e *Entry[A]) *uint32 {
+	idx, ok := s.indexOf(e)
+	if !ok {
+		panic("conntrack: Aux of an entry not in this shard")
+	}
+	return &s.aux[idx]
 }
 
 func (s *Shard[A]) hash(k *Key[A]) uint64 { return hashKey(k, &s.seed) }
@@ -307,6 +328,7 @@ func (s *Shard[A]) Insert(e *Entry[A], reply bool) (*Entry[A], error) {
 	st := &s.entries[idx]
 	*st = *e
 	st.keys = 1
+	s.aux[idx] = 0
 	if !s.place(hf, s.slotOf(idx, false, hf)) {
 		s.release(idx)
 		return nil, ErrFull

@@ -136,7 +136,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		key := serviceKey(&s)
 		proto := key.Proto
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
-			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS}
+			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS, SynProxy: s.SynProxy}
 		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
 		healthy := c.healthOf(key, &s)
 		reals := s.Reals

@@ -237,6 +237,27 @@ scheduler = "rr"
 	if dns == nil || !dns.OPS || dns.Persist != 0 {
 		t.Fatalf("dns service = %+v", dns)
 	}
+	if web.SynProxy || dns.SynProxy {
+		t.Errorf("SYN proxy on without synproxy = true")
+	}
+}
+
+// TestCompileSynProxy: synproxy = true reaches the dataplane's service, and
+// its NAT reals' replies are admitted like any NAT real's.
+func TestCompileSynProxy(t *testing.T) {
+	tbl, m, err := NewCompiler().Compile(mustParse(t, strings.Replace(base, "forward = \"nat\"\n", "forward = \"nat\"\nsynproxy = true\n", 1)),
+		testLink, []netip.Addr{testLink.Addr}, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	dns := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoUDP, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
+	if web == nil || !web.SynProxy || dns == nil || dns.SynProxy {
+		t.Fatalf("web service = %+v, dns = %+v", web, dns)
+	}
+	if len(m.NATReals) != 2 {
+		t.Errorf("NAT reals admitted: %+v", m.NATReals)
+	}
 }
 
 // TestCompileMaglevIdentity: mh's table depends on the reals, not on

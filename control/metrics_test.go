@@ -18,8 +18,9 @@ func TestMetrics(t *testing.T) {
 		services: []api.Service{{Protocol: "tcp", Address: "10.20.0.100:80",
 			Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000},
 			Reals: []api.Real{{Address: "10.20.0.11:80", Weight: 2, Ready: true, Active: 3, Inactive: 4, Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000}}}}},
-		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1}},
-		links:   []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
+		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1,
+			SynProxyCookies: 900, SynProxyOpened: 7, SynProxyBadCookies: 50, SynProxySynAcks: 6, SynProxySynResent: 2, SynProxyHeld: 9, SynProxyHeldDropped: 1}},
+		links: []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
 		vrrp: &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1,
 			Dropped: map[string]uint64{"ttl": 1, "vrid": 0}},
 		sync: &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
@@ -53,6 +54,15 @@ gvs_vrrp_adverts_dropped_total{reason="vrid",router_id="51"} 0
 # HELP gvs_vrrp_master 1 while this director is the VRRP master (holds the VIPs), 0 as backup.
 # TYPE gvs_vrrp_master gauge
 gvs_vrrp_master{router_id="51"} 1
+# HELP gvs_worker_synproxy_total SYN proxy events: cookie_sent (a client SYN answered with a SYN cookie), opened (a valid cookie ACK: connection made, SYN sent to a real), bad_cookie (an ACK without a connection whose cookie did not validate, dropped), synack (a real's SYN-ACK answered and spliced), syn_resent (a SYN sent to a real again, its answer late and the client retransmitting), held and held_dropped (client segments kept until the real answered, or dropped for want of room or time).
+# TYPE gvs_worker_synproxy_total counter
+gvs_worker_synproxy_total{event="bad_cookie",worker="0"} 50
+gvs_worker_synproxy_total{event="cookie_sent",worker="0"} 900
+gvs_worker_synproxy_total{event="held",worker="0"} 9
+gvs_worker_synproxy_total{event="held_dropped",worker="0"} 1
+gvs_worker_synproxy_total{event="opened",worker="0"} 7
+gvs_worker_synproxy_total{event="syn_resent",worker="0"} 2
+gvs_worker_synproxy_total{event="synack",worker="0"} 6
 # HELP gvs_worker_ring_drops_total Frames lost because a worker's ring was full.
 # TYPE gvs_worker_ring_drops_total counter
 gvs_worker_ring_drops_total{ring="main",worker="0"} 0
@@ -60,7 +70,7 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master",
-		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total"); err != nil {
+		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total", "gvs_worker_synproxy_total"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()

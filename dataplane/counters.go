@@ -25,12 +25,13 @@ const (
 	VerdictTooBig                       // would exceed the MTU after encapsulation: ICMP sent back (DF) or dropped
 	VerdictTxError                      // the link refused the frame
 	VerdictOffload                      // offload metadata (partial checksum, GSO) the rewrites cannot honour
+	VerdictSynProxy                     // taken by the SYN proxy: a SYN answered with a cookie, a handshake ACK turned into a SYN to a real, a real's SYN-ACK answered, a client segment held for the real
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{
 	"invalid", "forward", "malformed", "not_ipv4", "fragment", "no_service",
-	"no_conn", "no_real", "table_full", "too_big", "tx_error", "offload",
+	"no_conn", "no_real", "table_full", "too_big", "tx_error", "offload", "synproxy",
 }
 
 func (v Verdict) String() string {
@@ -77,6 +78,19 @@ type WorkerCounters struct {
 	Segmented atomic.Uint64
 	// LinkErrors counts failed reads: the interface went down or away.
 	LinkErrors atomic.Uint64
+	// The SYN proxy's (synproxy.go). SynProxyCookies counts client SYNs
+	// answered with a cookie SYN-ACK; SynProxyOpened handshake ACKs whose
+	// cookie was valid, each opening a connection and sending its real a
+	// SYN; SynProxyBadCookies ACKs without a connection whose cookie was
+	// not (forged, or too old), dropped as no_conn; SynProxySynAcks real
+	// SYN-ACKs that spliced a connection, answered by the director and
+	// not forwarded; SynProxySynResent SYNs sent to a real again, its
+	// answer late and the client retransmitting. SynProxyHeld counts
+	// client segments kept until their real answered, SynProxyHeldDropped
+	// those dropped instead (no room, or the real did not answer in
+	// time): the client retransmits them.
+	SynProxyCookies, SynProxyOpened, SynProxyBadCookies, SynProxySynAcks atomic.Uint64
+	SynProxySynResent, SynProxyHeld, SynProxyHeldDropped                 atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -85,6 +99,9 @@ type Counters struct {
 	TemplatesFull                                        uint64
 	Evicted, Reused, Rescheduled, LateExpired            uint64
 	FragTableFull, OuterFragments, Segmented, LinkErrors uint64
+	SynProxyCookies, SynProxyOpened, SynProxyBadCookies  uint64
+	SynProxySynAcks, SynProxySynResent                   uint64
+	SynProxyHeld, SynProxyHeldDropped                    uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -108,6 +125,13 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.OuterFragments += c.OuterFragments.Load()
 	s.Segmented += c.Segmented.Load()
 	s.LinkErrors += c.LinkErrors.Load()
+	s.SynProxyCookies += c.SynProxyCookies.Load()
+	s.SynProxyOpened += c.SynProxyOpened.Load()
+	s.SynProxyBadCookies += c.SynProxyBadCookies.Load()
+	s.SynProxySynAcks += c.SynProxySynAcks.Load()
+	s.SynProxySynResent += c.SynProxySynResent.Load()
+	s.SynProxyHeld += c.SynProxyHeld.Load()
+	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

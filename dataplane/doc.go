@@ -3,7 +3,10 @@
 // [Table] snapshot and the worker's own connection-table shard, schedule new
 // connections, rewrite each frame for its LVS forwarding method (DR, TUN,
 // NAT, FULLNAT; see ipvsadm(8) and RFC 2003 for IPIP) and write the batch
-// back out, counting a verdict for every frame.
+// back out, counting a verdict for every frame. For a service that asks for
+// it, the workers also proxy TCP handshakes with SYN cookies (RFC 4987
+// section 3.6; synproxy.go), so a real sees only clients that completed
+// one.
 //
 // Nothing here allocates, locks or logs per packet. Configuration arrives
 // only as an immutable *Table behind an atomic pointer, loaded once per

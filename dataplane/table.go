@@ -62,6 +62,11 @@ type Service struct {
 	// OPS is one-packet scheduling: every datagram is scheduled on its
 	// own and no connection entry is kept (UDP, DR and TUN reals only).
 	OPS bool
+	// SynProxy answers the service's client SYNs with SYN cookies and
+	// opens a connection only for a client that completes the handshake
+	// (synproxy.go). TCP, NAT and FULLNAT reals only: the director must
+	// see the real's SYN-ACK and translate every segment after it.
+	SynProxy bool
 }
 
 // hasReal reports whether id is one of the service's reals.

@@ -132,6 +132,8 @@ type Worker struct {
 	spareUsed int
 	outerID   uint32
 
+	sp synProxy // the SYN proxy's held segments (synproxy.go)
+
 	flow       schedule.Flow
 	nextPort   uint32
 	lastExpire int64
@@ -569,6 +571,11 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		}
 	}
 	if e == nil {
+		if key.Proto == header.ProtoTCP {
+			if f, v, ok := w.synProxyMiss(t, p, icmp, now); ok {
+				return f, v
+			}
+		}
 		var v Verdict
 		if e, v = w.newConn(t, key, eth, flags, now); e == nil {
 			return nil, v
@@ -577,6 +584,11 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 	}
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
+	}
+	if e.Flags&flagSynProxy != 0 {
+		if f, v, done := w.synProxyConn(t, e, r, reply, p, now); done {
+			return f, v
+		}
 	}
 	if p.frag == fragFirst {
 		w.noteFirst(t, frame, e, r, reply, now)
@@ -963,6 +975,9 @@ func (w *Worker) icmpError(t *Table, buf, frame []byte) ([]byte, Verdict) {
 	}
 	eth := header.Ethernet(frame)
 	changed := false
+	if e.Flags&flagSynProxy != 0 {
+		w.synProxyQuote(e, q[hl:], reply)
+	}
 	if !reply {
 		// Towards the real: it must see the error about the packet it sent.
 		switch r.Forward {

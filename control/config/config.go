@@ -194,7 +194,11 @@ type Service struct {
 	Persistence        time.Duration  // > 0: same client, same real, for this long after its last connection
 	PersistenceNetmask int            // prefix length of clients that share persistence; default 32
 	OPS                bool           // one-packet scheduling; UDP only
-	Reals              []Real
+	// SynProxy answers client SYNs with SYN cookies from the director and opens a
+	// connection to a real only for a client that completes the handshake (DPVS's
+	// synproxy): TCP only, and every real nat or fullnat.
+	SynProxy bool
+	Reals    []Real
 	// Check is the health check of the service's reals ([service.check]); Type "none"
 	// (the default) checks nothing and every real counts as healthy.
 	Check Check

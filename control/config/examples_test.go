@@ -70,7 +70,7 @@ func TestReferenceConfig(t *testing.T) {
 		{"[director]", []string{"interface", "workers", "local_addresses", "local_ports", "metrics"}},
 		{"[timeouts]", []string{"tcp", "tcp_fin", "udp"}},
 		{"[limits]", []string{"connections"}},
-		{"[[service]]", []string{"name", "protocol", "address", "scheduler", "scheduler_flags", "forward", "persistence", "persistence_netmask", "ops"}},
+		{"[[service]]", []string{"name", "protocol", "address", "scheduler", "scheduler_flags", "forward", "persistence", "persistence_netmask", "ops", "synproxy"}},
 		{"[[service.real]]", []string{"address", "weight", "upper_threshold", "lower_threshold", "forward"}},
 	} {
 		// The section's keys are the lines between its header and the next header.
@@ -103,7 +103,7 @@ func TestReferenceConfig(t *testing.T) {
 	s := c.Services[0]
 	def := defaultService()
 	if s.Protocol != def.Protocol || s.Scheduler != def.Scheduler || s.Forward != def.Forward ||
-		s.Persistence != def.Persistence || s.PersistenceNetmask != def.PersistenceNetmask || s.OPS != def.OPS {
+		s.Persistence != def.Persistence || s.PersistenceNetmask != def.PersistenceNetmask || s.OPS != def.OPS || s.SynProxy != def.SynProxy {
 		t.Errorf("reference service shows non-default values: %+v", s)
 	}
 	// Port 0 of the second real is resolved to the service's port.

@@ -372,6 +372,7 @@ func (d *decoder) service(path string, v any, s *Service) {
 		{"persistence", d.setDuration(&s.Persistence)},
 		{"persistence_netmask", d.setInt(&s.PersistenceNetmask)},
 		{"ops", d.setBool(&s.OPS)},
+		{"synproxy", d.setBool(&s.SynProxy)},
 		{"sorry", d.setAddrPort(&s.Sorry)},
 		{"check", func(p string, v any) { d.check(p, v, &s.Check) }},
 		// Last, so the reals see the service's decoded address and forward.

@@ -214,6 +214,9 @@ func TestParseValid(t *testing.T) {
 		{"weight 0 and workers 256", "[director]\ninterface = \"eth0\"\nworkers = 256\n[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\nweight = 0\n"},
 		{"single port range, metrics on all addresses", head + "local_ports = \"5000-5000\"\nmetrics = \":9464\"\n"},
 		{"interface of 15 bytes", "[director]\ninterface = \"abcdefghijklmno\"\n"},
+		{"synproxy with nat and fullnat reals", head + "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"nat\"\nsynproxy = true\n" +
+			"sorry = \"10.0.0.9:8080\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n[[service.real]]\naddress = \"10.0.0.3:8080\"\nforward = \"fullnat\"\n"},
+		{"synproxy off with a dr real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsynproxy = false\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := mustParse(t, tt.src)
@@ -297,6 +300,20 @@ func TestParseErrors(t *testing.T) {
 		{"scheduler flag not a string", svc("scheduler = \"sh\"\nscheduler_flags = [1]\n"), []FieldError{{"service[0].scheduler_flags[0]", "want a string, got integer 1"}}},
 		{"ops with tcp", svc("ops = true\n"), []FieldError{{"service[0].ops", "only valid with protocol udp"}}},
 		{"ops not a bool", svc("protocol = \"udp\"\nops = \"yes\"\n"), []FieldError{{"service[0].ops", `want true or false, got string "yes"`}}},
+		{"synproxy with udp", svc("protocol = \"udp\"\nforward = \"nat\"\nsynproxy = true\n"), []FieldError{{"service[0].synproxy", "only valid with protocol tcp"}}},
+		{"synproxy not a bool", svc("synproxy = 1\n"), []FieldError{{"service[0].synproxy", "want true or false, got integer 1"}}},
+		{"synproxy with dr and tun reals", svc("synproxy = true\nforward = \"nat\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\nforward = \"dr\"\n" +
+			"[[service.real]]\naddress = \"10.0.0.3:8080\"\n[[service.real]]\naddress = \"10.0.0.4:80\"\nforward = \"tun\"\n"), []FieldError{
+			{"service[0].real[0].forward", "dr with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"},
+			{"service[0].real[2].forward", "tun with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"}}},
+		{"synproxy with the default dr", svc("synproxy = true\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"), []FieldError{
+			{"service[0].real[0].forward", "dr with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"}}},
+		{"synproxy with a dr sorry real", svc("synproxy = true\nsorry = \"10.0.0.9:80\"\n"), []FieldError{
+			{"service[0].forward", "dr for the sorry real: synproxy needs nat or fullnat (the real's replies must come back through the director)"}}},
+		{"synproxy with udp and a tun real: both", svc("protocol = \"udp\"\nsynproxy = true\nforward = \"tun\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"), []FieldError{
+			{"service[0].real[0].forward", "tun with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"},
+			{"service[0].synproxy", "only valid with protocol tcp"}}},
+		{"bad protocol hides synproxy", svc("protocol = \"sctp\"\nforward = \"nat\"\nsynproxy = true\n"), []FieldError{{"service[0].protocol", `"sctp" is not a protocol (want tcp or udp)`}}},
 		{"duplicate service", svc("[[service]]\naddress = \"10.0.0.1:80\"\n"), []FieldError{{"service[1].address", "tcp 10.0.0.1:80 is already service[0]"}}},
 		{"duplicate name", svc("name = \"web\"\n[[service]]\nname = \"web\"\naddress = \"10.0.0.1:81\"\n"), []FieldError{{"service[1].name", `"web" is already the name of service[0]`}}},
 		{"explicit name collides with a default one", svc("[[service]]\nname = \"tcp/10.0.0.1:80\"\nprotocol = \"udp\"\naddress = \"10.0.0.1:80\"\n"), []FieldError{{"service[1].name", `"tcp/10.0.0.1:80" is already the name of service[0]`}}},

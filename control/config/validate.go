@@ -312,6 +312,14 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 	if s.OPS && s.Protocol != UDP && !v.skip(join(path, "protocol")) {
 		v.addf(join(path, "ops"), "only valid with protocol udp")
 	}
+	// The SYN proxy splices two handshakes: it must see the real's SYN-ACK and every
+	// segment after it, which a dr or tun real sends to the client directly.
+	if s.SynProxy && s.Protocol != TCP && !v.skip(join(path, "protocol")) {
+		v.addf(join(path, "synproxy"), "only valid with protocol tcp")
+	}
+	if s.SynProxy && s.Sorry.IsValid() && (s.Forward == DR || s.Forward == TUN) {
+		v.addf(join(path, "forward"), "%s for the sorry real: synproxy needs nat or fullnat (the real's replies must come back through the director)", s.Forward)
+	}
 
 	v.check(join(path, "check"), &s.Check)
 	if s.Sorry.IsValid() {
@@ -365,6 +373,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	}
 	if !r.Forward.valid() {
 		v.addf(join(path, "forward"), "%s", enumMsg(uint8(r.Forward), r.Forward.String(), "forwarding method"))
+	} else if s.SynProxy && (r.Forward == DR || r.Forward == TUN) {
+		v.addf(join(path, "forward"), "%s with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)", r.Forward)
 	}
 	up, lo := r.UpperThreshold, r.LowerThreshold
 	if up < 0 || up > maxThreshold {

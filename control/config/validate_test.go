@@ -73,6 +73,16 @@ func TestValidate(t *testing.T) {
 			{"service[1].address", "tcp 10.0.0.1:80 is already service[0]"},
 			{"service[1].ops", "only valid with protocol udp"},
 		}},
+		{"synproxy in code: dr real and udp", func(c *Config) {
+			c.Services[0].SynProxy = true
+			s := c.Services[0]
+			s.Name, s.Protocol, s.Forward = "dns", UDP, NAT
+			s.Reals = []Real{{Address: netip.MustParseAddrPort("10.0.0.2:53"), Weight: 1, Forward: NAT}}
+			c.Services = append(c.Services, s)
+		}, []FieldError{
+			{"service[0].real[0].forward", "dr with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"},
+			{"service[1].synproxy", "only valid with protocol tcp"},
+		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := validConfig()

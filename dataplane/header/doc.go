@@ -1,5 +1,6 @@
 // Package header owns zero-copy views of the Ethernet, IPv4 (RFC 791), TCP
-// (RFC 793), UDP (RFC 768) and ICMPv4 (RFC 792) headers, the Internet
+// (RFC 793, with its MSS option: RFC 9293 section 3.2), UDP (RFC 768) and
+// ICMPv4 (RFC 792) headers, the Internet
 // checksum with its incremental update (RFC 1071, RFC 1624), and IPv4-in-IPv4
 // encapsulation (RFC 2003).
 //

@@ -36,6 +36,23 @@ const (
 // TCPMinLen is the length of a TCP header without options.
 const TCPMinLen = 20
 
+// TCP option kinds (IANA "TCP Option Kind Numbers": RFC 9293 section 3.2,
+// RFC 7323, RFC 2018). Every kind but EOL and NOP is followed by a length
+// byte that counts the kind and length bytes too.
+const (
+	TCPOptionEOL           uint8 = 0
+	TCPOptionNOP           uint8 = 1
+	TCPOptionMSS           uint8 = 2 // maximum segment size, SYN only
+	TCPOptionWindowScale   uint8 = 3
+	TCPOptionSACKPermitted uint8 = 4
+	TCPOptionSACK          uint8 = 5
+	TCPOptionTimestamps    uint8 = 8
+)
+
+// TCPOptionMSSLen is the length of an MSS option: kind, length and a
+// 16-bit value.
+const TCPOptionMSSLen = 4
+
 // TCP flag bits as returned by TCP.Flags.
 const (
 	TCPFlagFin uint8 = 0x01
@@ -91,8 +108,94 @@ func (b TCP) Checksum() uint16 { return binary.BigEndian.Uint16(b[tcpChecksum:])
 // SetChecksum sets the checksum field.
 func (b TCP) SetChecksum(v uint16) { binary.BigEndian.PutUint16(b[tcpChecksum:], v) }
 
-// SetSequenceNumber sets the sequence number without touching the checksum.
+// SetSequenceNumber sets the sequence number without touching the checksum:
+// for a segment with a partial checksum (the field is in the part the
+// kernel or NIC sums later) or one checksummed afterwards.
 func (b TCP) SetSequenceNumber(v uint32) { binary.BigEndian.PutUint32(b[tcpSeq:], v) }
+
+// SetAckNumber sets the acknowledgment number without touching the
+// checksum, like SetSequenceNumber.
+func (b TCP) SetAckNumber(v uint32) { binary.BigEndian.PutUint32(b[tcpAck:], v) }
+
+// SetSequenceNumberWithChecksumUpdate sets the sequence number and updates
+// the checksum incrementally (RFC 1624).
+func (b TCP) SetSequenceNumberWithChecksumUpdate(v uint32) {
+	old := [4]byte(b[tcpSeq : tcpSeq+4])
+	b.SetSequenceNumber(v)
+	b.SetChecksum(ChecksumUpdate32(b.Checksum(), old, [4]byte(b[tcpSeq:tcpSeq+4])))
+}
+
+// SetAckNumberWithChecksumUpdate sets the acknowledgment number and updates
+// the checksum incrementally (RFC 1624).
+func (b TCP) SetAckNumberWithChecksumUpdate(v uint32) {
+	old := [4]byte(b[tcpAck : tcpAck+4])
+	b.SetAckNumber(v)
+	b.SetChecksum(ChecksumUpdate32(b.Checksum(), old, [4]byte(b[tcpAck:tcpAck+4])))
+}
+
+// Options returns the options: the header after its first 20 bytes. The
+// header must be valid (IsValid).
+func (b TCP) Options() []byte { return b[TCPMinLen:b.DataOffset()] }
+
+// MSS returns the value of the segment's MSS option, and false if it has
+// none before the end of the option list or a malformed option (a length
+// below 2 or beyond the header), where it stops looking. The header must
+// be valid (IsValid).
+func (b TCP) MSS() (uint16, bool) {
+	o := b.Options()
+	for len(o) > 0 {
+		switch o[0] {
+		case TCPOptionEOL:
+			return 0, false
+		case TCPOptionNOP:
+			o = o[1:]
+			continue
+		}
+		if len(o) < 2 || o[1] < 2 || int(o[1]) > len(o) {
+			return 0, false
+		}
+		if o[0] == TCPOptionMSS && o[1] == TCPOptionMSSLen {
+			return binary.BigEndian.Uint16(o[2:]), true
+		}
+		o = o[o[1]:]
+	}
+	return 0, false
+}
+
+// TCPFields holds the fields TCP.Encode writes.
+type TCPFields struct {
+	SrcPort, DstPort uint16
+	Seq, Ack         uint32
+	// HeaderLength is the data offset in bytes, options included: a
+	// multiple of 4 in [20, 60]. Encode writes the first 20 bytes only;
+	// the options are the caller's.
+	HeaderLength int
+	Flags        uint8
+	Window       uint16
+}
+
+// Encode writes the first 20 bytes of a TCP header from f into b, with a
+// checksum and urgent pointer of 0. The caller writes the options (see
+// PutMSSOption) and then the checksum (CalculateChecksum).
+func (b TCP) Encode(f *TCPFields) {
+	_ = b[TCPMinLen-1]
+	binary.BigEndian.PutUint16(b[tcpSrcPort:], f.SrcPort)
+	binary.BigEndian.PutUint16(b[tcpDstPort:], f.DstPort)
+	binary.BigEndian.PutUint32(b[tcpSeq:], f.Seq)
+	binary.BigEndian.PutUint32(b[tcpAck:], f.Ack)
+	b[tcpDataOffset] = uint8(f.HeaderLength/4) << 4
+	b[tcpFlags] = f.Flags
+	binary.BigEndian.PutUint16(b[tcpWindow:], f.Window)
+	binary.BigEndian.PutUint16(b[tcpChecksum:], 0)
+	binary.BigEndian.PutUint16(b[tcpUrgent:], 0)
+}
+
+// PutMSSOption writes an MSS option of value mss into b[:4].
+func PutMSSOption(b []byte, mss uint16) {
+	_ = b[TCPOptionMSSLen-1]
+	b[0], b[1] = TCPOptionMSS, TCPOptionMSSLen
+	binary.BigEndian.PutUint16(b[2:], mss)
+}
 
 // SetFlags sets the flags byte without touching the checksum.
 func (b TCP) SetFlags(f uint8) { b[tcpFlags] = f }
