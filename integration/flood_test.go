@@ -528,6 +528,7 @@ func backlogDrops(t *testing.T) uint64 {
 type gvsdCounters struct {
 	Dataplane struct {
 		RxFrames, NewConns, ExpiredConns, Evicted uint64
+		SynProxyCookies, SynProxyOpened           uint64
 		Conns                                     int64
 		Verdicts                                  map[string]uint64
 	}
