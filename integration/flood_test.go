@@ -81,11 +81,6 @@ const (
 	requestTimeout = 5 * time.Second
 )
 
-// floodSource is the first two bytes of the spoofed sources, 198.18.x.y:
-// RFC 2544 benchmark space, routed nowhere in the lab, so the reals'
-// SYN-ACKs die at the router and nothing answers the flood.
-var floodSource = [2]byte{198, 18}
-
 // TestSYNFlood checks issue 4: while trafgen sends spoofed SYNs from random
 // sources at the VIP as fast as it can for 10 s, established connections
 // to the same VIP keep working, new ones are still accepted (0 failed
@@ -132,7 +127,7 @@ func TestSYNFlood(t *testing.T) {
 		}
 	}
 	cfgPath := filepath.Join(dir, "synflood.trafgen")
-	if err := os.WriteFile(cfgPath, []byte(synFloodTrafgen(l.Router.MAC, l.Client.MAC, netip.AddrPortFrom(scenario.VIP, floodPort))), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, netip.AddrPortFrom(scenario.VIP, floodPort))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	pid := env.Gvsd.Pid()
@@ -180,7 +175,7 @@ func TestSYNFlood(t *testing.T) {
 
 	// What the flood did to gvsd.
 	t.Logf("trafgen output:\n%s", strings.TrimSpace(out.String()))
-	sent := trafgenSent(out.String())
+	sent := scenario.TrafgenSent(out.String())
 	verdict := func(v string) uint64 { return after.Dataplane.Verdicts[v] - before.Dataplane.Verdicts[v] }
 	syns := after.Dataplane.NewConns - before.Dataplane.NewConns + verdict("table_full")
 	rx := after.Dataplane.RxFrames - before.Dataplane.RxFrames
@@ -253,19 +248,11 @@ func TestSYNFlood(t *testing.T) {
 // trafgenArgs is the trafgen command line of the flood, rate-capped as
 // floodRate or GVS_FLOOD_RATE say.
 func trafgenArgs(iface, cfgPath string) []string {
-	// -P 1: one worker, pinned to CPU 0. --notouch-irq: leave the
-	// host's IRQ affinities alone. -S as in the bench. (trafgen's
-	// complaints that it cannot raise net.core.[rw]mem_* are
-	// expected: they are read-only in a child namespace.)
-	args := []string{"trafgen", "-o", iface, "-i", cfgPath, "-P", "1", "-S", "256KiB", "--notouch-irq"}
 	rate := floodRate
 	if r := os.Getenv("GVS_FLOOD_RATE"); r != "" {
 		rate = r
 	}
-	if rate != "max" {
-		args = append(args, "-b", rate)
-	}
-	return args
+	return scenario.TrafgenArgs(iface, cfgPath, rate)
 }
 
 // floodConfig is a DR configuration of the lab with a small connection
@@ -278,54 +265,6 @@ func floodConfig(l *lab.Lab) string {
 		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, floodPort)
 	}
 	return b.String()
-}
-
-// synFloodTrafgen returns a trafgen(8) configuration of one TCP SYN frame
-// from src (MAC) to dst (MAC) for vip, whose IP ID, source address (in
-// 198.18.0.0/16), source port and sequence number trafgen draws at random
-// for every frame, recomputing both checksums. No padding: trafgen's TCP
-// checksum covers everything after the TCP header's offset.
-//
-//	Ethernet (RFC 894)   0  destination MAC | 6 source MAC | 12 EtherType 0x0800
-//	IPv4 (RFC 791)      14  version/IHL | TOS | 16 total length 40 | 18 ID | 20 flags DF
-//	                    22  TTL | 23 protocol 6 | 24 header checksum | 26 source | 30 destination
-//	TCP (RFC 9293)      34  source port | 36 destination port | 38 sequence | 42 acknowledgment
-//	                    46  data offset 5 | 47 flags SYN | 48 window | 50 checksum | 52 urgent
-func synFloodTrafgen(dst, src net.HardwareAddr, vip netip.AddrPort) string {
-	const (
-		offIP  = 14
-		offTCP = 34
-	)
-	hex := func(b []byte) string {
-		s := make([]string, len(b))
-		for i, c := range b {
-			s[i] = fmt.Sprintf("0x%02x", c)
-		}
-		return strings.Join(s, ", ")
-	}
-	a := vip.Addr().As4()
-	var b strings.Builder
-	fmt.Fprintf(&b, "/* gvs TestSYNFlood: TCP SYNs from %d.%d.x.y:random to %s */\n{\n", floodSource[0], floodSource[1], vip)
-	fmt.Fprintf(&b, "  %s,\n  %s,\n  c16(0x0800),\n", hex(dst), hex(src))
-	fmt.Fprintf(&b, "  0x45, 0x00, c16(40), drnd(2), c16(0x4000), 64, 6, csumip(%d, %d),\n", offIP, offTCP-1)
-	fmt.Fprintf(&b, "  %d, %d, drnd(2),\n  %s,\n", floodSource[0], floodSource[1], hex(a[:]))
-	fmt.Fprintf(&b, "  drnd(2), c16(%d), drnd(4), c32(0),\n", vip.Port())
-	fmt.Fprintf(&b, "  0x50, 0x02, c16(64240), csumtcp(%d, %d), c16(0),\n}\n", offIP, offTCP)
-	return b.String()
-}
-
-// trafgenSent returns the frames trafgen reports it sent ("N packets
-// outgoing"), or 0.
-func trafgenSent(out string) uint64 {
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(strings.TrimSpace(strings.ReplaceAll(sc.Text(), "\r", " ")))
-		if len(f) >= 3 && f[1] == "packets" && f[2] == "outgoing" {
-			n, _ := strconv.ParseUint(f[0], 10, 64)
-			return n
-		}
-	}
-	return 0
 }
 
 // serveHTTP starts an HTTP server on addr inside h's namespace (the

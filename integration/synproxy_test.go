@@ -79,7 +79,7 @@ func TestSYNProxyFlood(t *testing.T) {
 	}
 	vip := netip.AddrPortFrom(scenario.VIP, floodPort)
 	cfgPath := filepath.Join(dir, "synflood.trafgen")
-	if err := os.WriteFile(cfgPath, []byte(synFloodTrafgen(l.Router.MAC, l.Client.MAC, vip)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, vip)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 
@@ -107,7 +107,7 @@ func TestSYNProxyFlood(t *testing.T) {
 	after, raw := signalCounters(ctx, t, env.Gvsd)
 	share := stormy.perSec() / calm.perSec()
 	t.Logf("during the flood (trafgen sent %d SYNs in %v): %d connections in %v (%.0f/s), %d failed: %.0f%% of the rate without it",
-		trafgenSent(out.String()), floodFor, stormy.ok, proxyMeasure, stormy.perSec(), stormy.failed, 100*share)
+		scenario.TrafgenSent(out.String()), floodFor, stormy.ok, proxyMeasure, stormy.perSec(), stormy.failed, 100*share)
 	t.Logf("counters after the flood: %s", raw)
 
 	cookies := after.Dataplane.SynProxyCookies - before.Dataplane.SynProxyCookies

@@ -80,8 +80,8 @@
 // # The users suite
 //
 //	sudo go run ./integration/bench -suite users [-duration 5s] [-configs direct,kernel-dnat,...] [-json]
-//	                                [-pin] [-pps=false] [-lab-offloads on|off] [-keep] [-prefix gvsbench]
-//	                                [-gvsd BIN] [-realserver BIN] [-generator auto|trafgen|go]
+//	                                [-pin] [-pps=false] [-flood RATE] [-lab-offloads on|off] [-keep]
+//	                                [-prefix gvsbench] [-gvsd BIN] [-realserver BIN] [-generator auto|trafgen|go]
 //
 // One run builds one lab (every veth with the kernel's default offloads;
 // -lab-offloads off turns them all off, lab.Options.OffloadsOff), starts
@@ -103,6 +103,11 @@
 //	             VIP:5201, rr over the reals in that mode; gvs-realserver
 //	             -mode dr|tun on the reals for DR and TUN, the reals' default
 //	             route via the director for NAT
+//	gvs-nat-synproxy, gvs-fullnat-synproxy
+//	             gvs-nat and gvs-fullnat with synproxy = true on VIP:80: the
+//	             director answers SYNs with SYN cookies and opens the
+//	             connection to a real only for a client's ACK that carries a
+//	             good one. Not in the default -configs unless -flood is given
 //
 // iperf3 opens two connections per test (control and data) which must
 // reach the same real: VIP:5201 is balanced by client address in every
@@ -115,7 +120,25 @@
 //  1. latency: wrk -t1 -c1 --latency (HTTP keep-alive) for -duration: the
 //     50% and 99% of its Latency Distribution
 //  2. keep-alive req/s: wrk -t2 -c32
-//  3. new connections/s: wrk -t2 -c32 -H 'Connection: close'
+//  3. new connections/s: wrk -t2 -c32 -H 'Connection: close'; then, with
+//     -flood RATE only (e.g. 100000pps, 100kpps; packets per second), new
+//     connections/s under a SYN flood: the same again while
+//     trafgen(8) (netsniff-ng; without it the row is skipped with a note)
+//     sends spoofed TCP SYNs from the client to VIP:80 (rs1:80 for
+//     direct) at RATE: sources 198.18.x.y with random ports, IDs and
+//     sequence numbers, the frame of scenario.SYNFloodTrafgen that the
+//     integration tests TestSYNFlood and TestSYNProxyFlood send.
+//     trafgen -P 1 (its one worker on CPU 0) starts 1 s before wrk and is
+//     stopped (SIGINT, killed after 10 s; under timeout(1) in case the
+//     bench dies) as soon as wrk ends. Meanwhile the router's rp_filter
+//     (all, eth0 and eth1) is 0, or it would drop sources it has no route
+//     back to; the answers to the flood die at the router for the same
+//     reason. The notes give what trafgen sent, and the table names the
+//     configurations whose flood fell short of 90% of RATE: trafgen's CPU
+//     also runs the kernel's processing of the frames it sends (veth
+//     hands a frame on in the sender's softirq), so a path that costs the
+//     kernel more per SYN (conntrack and DNAT in kernel-dnat) slows the
+//     flood down. 1 s passes before row 4
 //  4. bulk TCP Gbit/s: iperf3 -c -t -duration -J, end.sum_received (in DR
 //     and TUN the real answers the client directly)
 //  5. LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat: after rows 1-4 of
@@ -127,14 +150,19 @@
 // gives rows × configurations ("!" marks a figure whose tool counted
 // errors), then each gvs configuration against kernel-dnat and haproxy:
 // the difference in µs of p50 and p99 latency, the ratio of p99s and the
-// ratio of every rate. -json prints the same with the raw wrk and iperf3
-// results and gvsd's final counters; -keep keeps the directory with every
-// config, log and raw tool output. A tool that is not installed skips
-// what needs it with the Debian package to install (wrk, nginx-light,
-// haproxy, iperf3). Every wait is bounded, every client tool is killed
-// -duration + 30 s after it started, and everything is torn down on exit,
-// on Ctrl-C and on failure. The exit status is 1 if a configuration could
-// not be set up; one that was set up but did not answer is a result.
+// ratio of every rate. With -flood that includes the row under the flood
+// against the baseline's, and each configuration's "kept": its new
+// connections/s under the flood as a share of its own without it, given
+// for the gvs configurations in their comparisons and for direct,
+// kernel-dnat and haproxy on a line of their own. -json prints the same
+// with the raw wrk and iperf3 results and gvsd's final counters; -keep
+// keeps the directory with every config, log and raw tool output. A tool
+// that is not installed skips what needs it with the Debian package to
+// install (wrk, nginx-light, haproxy, iperf3, netsniff-ng for trafgen).
+// Every wait is bounded, every client tool is killed -duration + 30 s
+// after it started, and everything is torn down on exit, on Ctrl-C and on
+// failure. The exit status is 1 if a configuration could not be set up;
+// one that was set up but did not answer is a result.
 //
 // Nothing is pinned unless -pin asks: users do not pin. On a machine with
 // few CPUs the one-connection latency then depends on where the scheduler

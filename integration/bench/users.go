@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +64,12 @@ const (
 	UserGvsTUN
 	UserGvsNAT
 	UserGvsFullNAT
+	// UserGvsNATSynproxy and UserGvsFullNATSynproxy are gvsd in NAT and
+	// FULLNAT with synproxy = true on the HTTP service: the director
+	// answers SYNs with SYN cookies and opens the connection to the real
+	// only when the client's ACK carries a good one.
+	UserGvsNATSynproxy
+	UserGvsFullNATSynproxy
 )
 
 var userConfigNames = map[UserConfig]string{
@@ -72,10 +80,29 @@ var userConfigNames = map[UserConfig]string{
 	UserGvsTUN:     "gvs-tun",
 	UserGvsNAT:     "gvs-nat",
 	UserGvsFullNAT: "gvs-fullnat",
+
+	UserGvsNATSynproxy:     "gvs-nat-synproxy",
+	UserGvsFullNATSynproxy: "gvs-fullnat-synproxy",
 }
 
 // allUserConfigs is the default -configs of the users suite, in order.
 var allUserConfigs = []UserConfig{UserDirect, UserKernelDNAT, UserHAProxy, UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT}
+
+// synproxyUserConfigs follow allUserConfigs in the default -configs when
+// -flood is given: what the SYN proxy is for.
+var synproxyUserConfigs = []UserConfig{UserGvsNATSynproxy, UserGvsFullNATSynproxy}
+
+// knownUserConfigs are every configuration -configs accepts, in order.
+var knownUserConfigs = append(slices.Clone(allUserConfigs), synproxyUserConfigs...)
+
+// defaultUserConfigs is the default -configs: allUserConfigs, and with a
+// SYN flood (-flood) the SYN proxy's configurations too.
+func defaultUserConfigs(flood bool) []UserConfig {
+	if flood {
+		return slices.Clone(knownUserConfigs)
+	}
+	return slices.Clone(allUserConfigs)
+}
 
 func (c UserConfig) String() string {
 	if n, ok := userConfigNames[c]; ok {
@@ -92,12 +119,17 @@ func (c UserConfig) forward() string {
 		return "dr"
 	case UserGvsTUN:
 		return "tun"
-	case UserGvsNAT:
+	case UserGvsNAT, UserGvsNATSynproxy:
 		return "nat"
-	case UserGvsFullNAT:
+	case UserGvsFullNAT, UserGvsFullNATSynproxy:
 		return "fullnat"
 	}
 	return ""
+}
+
+// synproxy says whether gvsd runs the SYN proxy on the HTTP service.
+func (c UserConfig) synproxy() bool {
+	return c == UserGvsNATSynproxy || c == UserGvsFullNATSynproxy
 }
 
 func (c UserConfig) isGvs() bool { return c.forward() != "" }
@@ -129,7 +161,7 @@ func parseUserConfigs(s string) ([]UserConfig, error) {
 		}
 		if c == 0 {
 			var names []string
-			for _, k := range allUserConfigs {
+			for _, k := range knownUserConfigs {
 				names = append(names, k.String())
 			}
 			return nil, fmt.Errorf("configuration %q: want %s", name, strings.Join(names, ", "))
@@ -164,6 +196,10 @@ type UsersOptions struct {
 	PPS bool
 	// Generator of row 5: genTrafgen or genGo.
 	Generator string
+	// FloodPPS, if not 0, adds the row "new conn/s under a SYN flood":
+	// row 3 again while trafgen sends spoofed SYNs at this rate (packets
+	// per second) from the client to the target's port 80.
+	FloodPPS uint64
 	// Self is the binary that runs the Go generator.
 	Self string
 	// Dir holds configs, logs and every tool's raw output.
@@ -185,73 +221,21 @@ var toolPackages = map[string]string{
 	"iperf3":  "iperf3",
 	"haproxy": "haproxy",
 	"ss":      "iproute2",
+	"trafgen": "netsniff-ng",
 }
 
 // runUsers is the command with -suite users: results go to stdout (a
 // table, or JSON with -json), progress and errors to stderr.
 func runUsers(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bench -suite users", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	o := UsersOptions{}
-	suite := fs.String("suite", suiteUsers, "benchmark suite: pps or users")
-	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "length of each measurement (wrk -d, iperf3 -t, the UDP run)")
-	var names []string
-	for _, c := range allUserConfigs {
-		names = append(names, c.String())
-	}
-	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order")
-	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
-	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs, logs and raw outputs")
-	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
-	fs.StringVar(&o.Realserver, "realserver", "", "gvs-realserver binary (default: go build ./cmd/gvs-realserver)")
-	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
-	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
-	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
-	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
-	jsonOut := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	o, jsonOut, code := parseUsersFlags(args, stderr)
+	if code != 0 {
+		return code
 	}
 	fail := func(code int, format string, a ...any) int {
 		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
 		return code
 	}
-	if *suite != suiteUsers {
-		return fail(2, "-suite %q: want pps or users", *suite)
-	}
-	if fs.NArg() > 0 {
-		return fail(2, "unexpected arguments %q", fs.Args())
-	}
 	var err error
-	if o.Configs, err = parseUserConfigs(*configs); err != nil {
-		return fail(2, "-configs: %v", err)
-	}
-	if o.Duration < time.Second || o.Duration > maxDuration {
-		return fail(2, "-duration %v: want 1s to %v (wrk and iperf3 take whole seconds; more is rounded up)", o.Duration, maxDuration)
-	}
-	switch *offloads {
-	case "on":
-	case "off":
-		o.OffloadsOff = true
-	default:
-		return fail(2, "-lab-offloads %q: want on or off", *offloads)
-	}
-	switch *generator {
-	case "auto":
-		o.Generator = genGo
-		if _, err := exec.LookPath("trafgen"); err == nil {
-			o.Generator = genTrafgen
-		}
-	case genTrafgen:
-		if _, err := exec.LookPath("trafgen"); err != nil {
-			return fail(1, "-generator trafgen: %v (Debian package netsniff-ng)", err)
-		}
-		o.Generator = genTrafgen
-	case genGo:
-		o.Generator = genGo
-	default:
-		return fail(2, "-generator %q: want trafgen, go or auto", *generator)
-	}
 	if os.Geteuid() != 0 {
 		return fail(1, "needs root to build network namespaces (try: sudo go run ./integration/bench -suite users)")
 	}
@@ -303,7 +287,7 @@ func runUsers(args []string, stdout, stderr io.Writer) int {
 	}
 
 	rep, err := Users(ctx, o)
-	if *jsonOut {
+	if jsonOut {
 		if jerr := rep.writeJSON(stdout); jerr != nil && err == nil {
 			err = jerr
 		}
@@ -322,10 +306,125 @@ func runUsers(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// parseUsersFlags parses the command line of -suite users into o. It
+// returns code 0, or the exit status after printing what is wrong: 2 for
+// a usage error, 1 when -generator trafgen asks for a missing trafgen.
+func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut bool, code int) {
+	fs := flag.NewFlagSet("bench -suite users", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	suite := fs.String("suite", suiteUsers, "benchmark suite: pps or users")
+	fs.DurationVar(&o.Duration, "duration", 5*time.Second, "length of each measurement (wrk -d, iperf3 -t, the UDP run)")
+	var names, extra []string
+	for _, c := range allUserConfigs {
+		names = append(names, c.String())
+	}
+	for _, c := range synproxyUserConfigs {
+		extra = append(extra, c.String())
+	}
+	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order (with -flood the default adds "+strings.Join(extra, ",")+")")
+	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs, logs and raw outputs")
+	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
+	fs.StringVar(&o.Realserver, "realserver", "", "gvs-realserver binary (default: go build ./cmd/gvs-realserver)")
+	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
+	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
+	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
+	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
+	flood := fs.String("flood", "", "RATE (e.g. 100000pps, 100kpps): add the row new conn/s under a SYN flood, row 3 again while trafgen (netsniff-ng) sends spoofed SYNs to VIP:80 from the client at RATE; empty: off")
+	jsonOutFlag := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return o, false, 2
+	}
+	fail := func(code int, format string, a ...any) (UsersOptions, bool, int) {
+		fmt.Fprintf(stderr, "bench: "+format+"\n", a...)
+		return o, false, code
+	}
+	if *suite != suiteUsers {
+		return fail(2, "-suite %q: want pps or users", *suite)
+	}
+	if fs.NArg() > 0 {
+		return fail(2, "unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if *flood != "" {
+		if o.FloodPPS, err = parseFloodRate(*flood); err != nil {
+			return fail(2, "-flood: %v", err)
+		}
+	}
+	configsSet := false
+	fs.Visit(func(f *flag.Flag) { configsSet = configsSet || f.Name == "configs" })
+	if !configsSet {
+		o.Configs = defaultUserConfigs(o.FloodPPS > 0)
+	} else if o.Configs, err = parseUserConfigs(*configs); err != nil {
+		return fail(2, "-configs: %v", err)
+	}
+	if o.Duration < time.Second || o.Duration > maxDuration {
+		return fail(2, "-duration %v: want 1s to %v (wrk and iperf3 take whole seconds; more is rounded up)", o.Duration, maxDuration)
+	}
+	switch *offloads {
+	case "on":
+	case "off":
+		o.OffloadsOff = true
+	default:
+		return fail(2, "-lab-offloads %q: want on or off", *offloads)
+	}
+	switch *generator {
+	case "auto":
+		o.Generator = genGo
+		if _, err := exec.LookPath("trafgen"); err == nil {
+			o.Generator = genTrafgen
+		}
+	case genTrafgen:
+		if _, err := exec.LookPath("trafgen"); err != nil {
+			return fail(1, "-generator trafgen: %v (Debian package netsniff-ng)", err)
+		}
+		o.Generator = genTrafgen
+	case genGo:
+		o.Generator = genGo
+	default:
+		return fail(2, "-generator %q: want trafgen, go or auto", *generator)
+	}
+	return o, *jsonOutFlag, 0
+}
+
+// maxFloodPPS bounds -flood: far above what trafgen's one worker sends in
+// its rate-limited mode.
+const maxFloodPPS = 100_000_000
+
+// parseFloodRate parses -flood: a whole number of packets per second with
+// the unit pps, kpps or Mpps ("100000pps", "100kpps", "1.5Mpps").
+func parseFloodRate(s string) (uint64, error) {
+	num, mult := "", 0.0
+	for _, u := range []struct {
+		suffix string
+		mult   float64
+	}{{"kpps", 1e3}, {"Mpps", 1e6}, {"pps", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, mult = n, u.mult
+			break
+		}
+	}
+	if mult == 0 {
+		return 0, fmt.Errorf("rate %q: want a packet rate such as 100000pps, 100kpps or 1Mpps", s)
+	}
+	v, err := strconv.ParseFloat(num, 64)
+	if err != nil || num == "" || strings.ContainsAny(num, "eExXpP_+-") || math.IsNaN(v) {
+		return 0, fmt.Errorf("rate %q: want a packet rate such as 100000pps, 100kpps or 1Mpps", s)
+	}
+	pps := v * mult
+	if pps != math.Trunc(pps) || pps < 1 || pps > maxFloodPPS {
+		return 0, fmt.Errorf("rate %q: want a whole number of packets per second, 1 to %d", s, maxFloodPPS)
+	}
+	return uint64(pps), nil
+}
+
 // usersTimeout bounds a whole run of the users suite: every wait inside is
 // bounded too, this catches what is not.
 func usersTimeout(o UsersOptions) time.Duration {
 	perConfig := setupTimeout + probeTimeout + 4*(o.Duration+toolGrace) + 3*stopGrace + time.Minute
+	if o.FloodPPS > 0 {
+		perConfig += 4*cmdTimeout + floodWarmup + o.Duration + toolGrace + stopGrace + floodSettle
+	}
 	perPPS := gvsdStartTimeout + genStartTimeout + time.Second + o.Duration + 2*stopGrace + 30*time.Second
 	return 2*buildTimeout + time.Duration(len(o.Configs))*(perConfig+perPPS) + 2*time.Minute
 }

@@ -91,8 +91,9 @@ func usersKernelRules(l *lab.Lab) string {
 
 // usersGvsdConfig is gvsd's configuration for a gvs configuration: TCP
 // VIP:80 and VIP:5201 (with persistence, see iperfPersistence), rr over
-// the reals in c's forwarding mode, the reals on the same ports. workers
-// 0 leaves the default (one per CPU).
+// the reals in c's forwarding mode, the reals on the same ports, and the
+// SYN proxy on VIP:80 for the synproxy configurations. workers 0 leaves
+// the default (one per CPU).
 func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# gvsd for %s, written by integration/bench -suite users\n", c)
@@ -109,6 +110,9 @@ func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int) string {
 			svc.name, netip.AddrPortFrom(vip, uint16(svc.port)), c.forward())
 		if svc.persistence != "" {
 			fmt.Fprintf(&b, "persistence = %q\n", svc.persistence)
+		}
+		if svc.port == httpPort && c.synproxy() {
+			b.WriteString("synproxy = true\n")
 		}
 		for _, r := range l.Reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s\"\n", netip.AddrPortFrom(r.Addr, uint16(svc.port)))

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"unicode/utf8"
 )
 
 // UsersReport is everything one run of the users suite measured; -json
@@ -21,11 +22,13 @@ type UsersReport struct {
 	Pinned      bool              `json:"pinned"`
 	Tools       map[string]string `json:"tools"` // tool: its version line
 	// UDPGenerator is the generator of row 5, when it ran.
-	UDPGenerator string       `json:"udp_generator,omitempty"`
-	Topology     string       `json:"topology"`
-	Configs      []UserResult `json:"configs"`
-	Comparisons  []Comparison `json:"comparisons"`
-	Rows         []RowSpec    `json:"rows"`
+	UDPGenerator string `json:"udp_generator,omitempty"`
+	// SYNFloodPPS is -flood's rate, 0 without the row under a SYN flood.
+	SYNFloodPPS uint64       `json:"synflood_pps,omitempty"`
+	Topology    string       `json:"topology"`
+	Configs     []UserResult `json:"configs"`
+	Comparisons []Comparison `json:"comparisons"`
+	Rows        []RowSpec    `json:"rows"`
 }
 
 // RowSpec says what a row of the table measures.
@@ -60,20 +63,37 @@ type UserResult struct {
 	LatencyP99   Figure `json:"latency_p99_us"`
 	KeepAliveRPS Figure `json:"keepalive_req_per_s"`
 	ConnPerS     Figure `json:"conn_per_s"`
-	BulkGbps     Figure `json:"bulk_gbit_per_s"`
-	UDPPPS       Figure `json:"lan_udp_pps"`
+	// ConnPerSFlood is row 3 under a SYN flood (-flood); ConnFloodKept
+	// is it over ConnPerS, the share of the rate the flood left.
+	ConnPerSFlood Figure   `json:"conn_per_s_synflood"`
+	ConnFloodKept *float64 `json:"conn_per_s_synflood_kept,omitempty"`
+	BulkGbps      Figure   `json:"bulk_gbit_per_s"`
+	UDPPPS        Figure   `json:"lan_udp_pps"`
 
-	Latency   *WrkResult   `json:"wrk_latency,omitempty"`
-	KeepAlive *WrkResult   `json:"wrk_keepalive,omitempty"`
-	Conn      *WrkResult   `json:"wrk_conn,omitempty"`
-	Bulk      *IperfResult `json:"iperf3,omitempty"`
-	UDP       *Sample      `json:"udp_sample,omitempty"`
+	Latency   *WrkResult `json:"wrk_latency,omitempty"`
+	KeepAlive *WrkResult `json:"wrk_keepalive,omitempty"`
+	Conn      *WrkResult `json:"wrk_conn,omitempty"`
+	ConnFlood *WrkResult `json:"wrk_conn_synflood,omitempty"`
+	// Flood is what trafgen did during ConnPerSFlood.
+	Flood *FloodResult `json:"synflood,omitempty"`
+	Bulk  *IperfResult `json:"iperf3,omitempty"`
+	UDP   *Sample      `json:"udp_sample,omitempty"`
 	// Gvsd holds the dataplane counters gvsd logged at exit after rows
 	// 1-4; UDPGvsd those of the pps suite's gvsd of row 5.
 	Gvsd    json.RawMessage `json:"gvsd_counters,omitempty"`
 	UDPGvsd json.RawMessage `json:"udp_gvsd_counters,omitempty"`
 
 	config UserConfig
+}
+
+// FloodResult is what trafgen did while the row under a SYN flood was
+// measured.
+type FloodResult struct {
+	Target  string  `json:"target"`      // where the SYNs went: VIP:80, rs1:80 for direct
+	RatePPS uint64  `json:"rate_pps"`    // what -flood asked for
+	Sent    uint64  `json:"sent_frames"` // trafgen's "packets outgoing"
+	Seconds float64 `json:"seconds"`     // from trafgen's start to its stop, warm-up included
+	SentPPS float64 `json:"sent_pps"`
 }
 
 // Comparison is a gvs configuration against a baseline: differences in
@@ -87,28 +107,40 @@ type Comparison struct {
 	P99Ratio       *float64 `json:"latency_p99_ratio"`
 	KeepAliveRatio *float64 `json:"keepalive_req_per_s_ratio"`
 	ConnRatio      *float64 `json:"conn_per_s_ratio"`
+	// ConnFloodRatio is the row under a SYN flood against the baseline's;
+	// ConnFloodKept the configuration's own share of its conn/s that the
+	// flood left (UserResult.ConnFloodKept).
+	ConnFloodRatio *float64 `json:"conn_per_s_synflood_ratio"`
+	ConnFloodKept  *float64 `json:"conn_per_s_synflood_kept"`
 	BulkRatio      *float64 `json:"bulk_gbit_per_s_ratio"`
 	UDPRatio       *float64 `json:"lan_udp_pps_ratio"`
 }
 
-// userRows are the rows of the table, in order.
-var userRows = []struct {
+// userRow is a row of the table: what it measures, its figure in a
+// result and how the figure prints. A flood row is there only with -flood.
+type userRow struct {
 	RowSpec
 	get    func(*UserResult) Figure
 	format func(float64) string
-}{
+	flood  bool
+}
+
+// userRows are the rows of the table, in order (see UsersReport.rows).
+var userRows = []userRow{
 	{RowSpec{"latency_p50_us", "latency p50, 1 conn (µs)", "wrk -t1 -c1 --latency, HTTP keep-alive: 50% of Latency Distribution"},
-		func(r *UserResult) Figure { return r.LatencyP50 }, fmtMicros},
+		func(r *UserResult) Figure { return r.LatencyP50 }, fmtMicros, false},
 	{RowSpec{"latency_p99_us", "latency p99, 1 conn (µs)", "the same run: 99%"},
-		func(r *UserResult) Figure { return r.LatencyP99 }, fmtMicros},
+		func(r *UserResult) Figure { return r.LatencyP99 }, fmtMicros, false},
 	{RowSpec{"keepalive_req_per_s", "keep-alive req/s, 32 conns", "wrk -t2 -c32: Requests/sec"},
-		func(r *UserResult) Figure { return r.KeepAliveRPS }, fmtPPS},
+		func(r *UserResult) Figure { return r.KeepAliveRPS }, fmtPPS, false},
 	{RowSpec{"conn_per_s", "new conn/s, 32 at a time", "wrk -t2 -c32 -H 'Connection: close': Requests/sec, one connection per request"},
-		func(r *UserResult) Figure { return r.ConnPerS }, fmtPPS},
+		func(r *UserResult) Figure { return r.ConnPerS }, fmtPPS, false},
+	{RowSpec{"conn_per_s_synflood", "new conn/s under a SYN flood", "the same while trafgen sends spoofed SYNs (from 198.18.x.y, random ports) from the client to VIP:80 (rs1:80 for direct), from 1 s before wrk until it ends"},
+		func(r *UserResult) Figure { return r.ConnPerSFlood }, fmtPPS, true},
 	{RowSpec{"bulk_gbit_per_s", "bulk TCP Gbit/s, 1 stream", "iperf3 -c -J: end.sum_received.bits_per_second"},
-		func(r *UserResult) Figure { return r.BulkGbps }, fmtGbps},
+		func(r *UserResult) Figure { return r.BulkGbps }, fmtGbps, false},
 	{RowSpec{"lan_udp_pps", "LAN UDP pps, 64-byte frames", "the pps suite, 1 run: forwarded pps (sum of the reals' rx) from a generator on the LAN"},
-		func(r *UserResult) Figure { return r.UDPPPS }, fmtPPS},
+		func(r *UserResult) Figure { return r.UDPPPS }, fmtPPS, false},
 }
 
 func newUsersReport(o UsersOptions) *UsersReport {
@@ -128,10 +160,23 @@ func newUsersReport(o UsersOptions) *UsersReport {
 	if o.OffloadsOff {
 		r.Offloads = "off"
 	}
-	for _, row := range userRows {
+	r.SYNFloodPPS = o.FloodPPS
+	for _, row := range r.rows() {
 		r.Rows = append(r.Rows, row.RowSpec)
 	}
 	return r
+}
+
+// rows are the rows of this report: userRows, the row under a SYN flood
+// only when it was asked for.
+func (r *UsersReport) rows() []userRow {
+	var out []userRow
+	for _, row := range userRows {
+		if !row.flood || r.SYNFloodPPS > 0 {
+			out = append(out, row)
+		}
+	}
+	return out
 }
 
 func (r *UsersReport) config(name string) *UserResult {
@@ -159,6 +204,10 @@ func (r *UsersReport) failed() int {
 func (r *UsersReport) compare() {
 	r.Comparisons = nil
 	for i := range r.Configs {
+		c := &r.Configs[i]
+		c.ConnFloodKept = ratio(c.ConnPerSFlood, c.ConnPerS)
+	}
+	for i := range r.Configs {
 		g := &r.Configs[i]
 		if !strings.HasPrefix(g.Name, "gvs-") || g.Skipped != "" {
 			continue
@@ -176,6 +225,8 @@ func (r *UsersReport) compare() {
 				P99Ratio:       ratio(g.LatencyP99, base.LatencyP99),
 				KeepAliveRatio: ratio(g.KeepAliveRPS, base.KeepAliveRPS),
 				ConnRatio:      ratio(g.ConnPerS, base.ConnPerS),
+				ConnFloodRatio: ratio(g.ConnPerSFlood, base.ConnPerSFlood),
+				ConnFloodKept:  g.ConnFloodKept,
 				BulkRatio:      ratio(g.BulkGbps, base.BulkGbps),
 				UDPRatio:       ratio(g.UDPPPS, base.UDPPPS),
 			})
@@ -232,8 +283,13 @@ func (r *UsersReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "gvs users benchmark, kernel %s, load average at start %s\n", r.Kernel, r.LoadAvg)
 	fmt.Fprintf(w, "%s\n", r.Topology)
 	fmt.Fprintf(w, "%gs per measurement, lab offloads: %s, %s\n", r.DurationSec, r.Offloads, pin)
+	toolNames := []string{"wrk", "nginx", "haproxy", "iperf3"}
+	if r.SYNFloodPPS > 0 {
+		fmt.Fprintf(w, "SYN flood: %s pps of spoofed SYNs from the client (trafgen -P 1, its worker on CPU 0), sources 198.18.x.y\n", fmtPPS(float64(r.SYNFloodPPS)))
+		toolNames = append(toolNames, "trafgen")
+	}
 	var tools []string
-	for _, t := range []string{"wrk", "nginx", "haproxy", "iperf3"} {
+	for _, t := range toolNames {
 		if v, ok := r.Tools[t]; ok {
 			tools = append(tools, v)
 		} else {
@@ -248,7 +304,7 @@ func (r *UsersReport) writeTable(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t", c.Name)
 	}
 	fmt.Fprintln(tw)
-	for _, row := range userRows {
+	for _, row := range r.rows() {
 		fmt.Fprintf(tw, "%s\t", row.Label)
 		for i := range r.Configs {
 			c := &r.Configs[i]
@@ -263,47 +319,95 @@ func (r *UsersReport) writeTable(w io.Writer) {
 	tw.Flush()
 	fmt.Fprintln(w, "(! = the tool counted errors; failed = see the notes; - = does not apply or not asked for)")
 
+	flood := r.SYNFloodPPS > 0
 	if len(r.Comparisons) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "gvs / baseline\tp50 Δ µs\tp99 Δ µs\tp99 ×\tkeep-alive req/s ×\tconn/s ×\tGbit/s ×\tUDP pps ×\t")
+		fmt.Fprint(tw, "gvs / baseline\tp50 Δ µs\tp99 Δ µs\tp99 ×\tkeep-alive req/s ×\tconn/s ×\t")
+		if flood {
+			fmt.Fprint(tw, "SYN flood conn/s ×\tkept\t")
+		}
+		fmt.Fprintln(tw, "Gbit/s ×\tUDP pps ×\t")
 		for _, q := range r.Comparisons {
-			fmt.Fprintf(tw, "%s / %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", q.Config, q.Baseline,
+			fmt.Fprintf(tw, "%s / %s\t%s\t%s\t%s\t%s\t%s\t", q.Config, q.Baseline,
 				fmtDelta(q.P50DeltaUs), fmtDelta(q.P99DeltaUs), fmtRatio(q.P99Ratio),
-				fmtRatio(q.KeepAliveRatio), fmtRatio(q.ConnRatio), fmtRatio(q.BulkRatio), fmtRatio(q.UDPRatio))
+				fmtRatio(q.KeepAliveRatio), fmtRatio(q.ConnRatio))
+			if flood {
+				fmt.Fprintf(tw, "%s\t%s\t", fmtRatio(q.ConnFloodRatio), fmtPercent(q.ConnFloodKept))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t\n", fmtRatio(q.BulkRatio), fmtRatio(q.UDPRatio))
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "(latency: gvs minus baseline, lower is better; ×: gvs / baseline, above 1 is better except for p99)")
 	}
+	if flood {
+		// The baselines' own share, which the comparisons set the gvs
+		// configurations' against.
+		var kept []string
+		for _, c := range r.Configs {
+			if !strings.HasPrefix(c.Name, "gvs-") && c.Skipped == "" {
+				kept = append(kept, c.Name+" "+fmtPercent(c.ConnFloodKept))
+			}
+		}
+		var short []string
+		for _, c := range r.Configs {
+			if fl := c.Flood; fl != nil && fl.SentPPS < floodShort*float64(fl.RatePPS) {
+				short = append(short, fmt.Sprintf("%s %s pps", c.Name, fmtPPS(fl.SentPPS)))
+			}
+		}
+		if len(r.Comparisons) == 0 && len(kept)+len(short) > 0 {
+			fmt.Fprintln(w)
+		}
+		if len(kept) > 0 {
+			fmt.Fprintf(w, "kept under the SYN flood (new conn/s under it / without it): %s\n", strings.Join(kept, ", "))
+		}
+		if len(short) > 0 {
+			fmt.Fprintf(w, "the SYN flood fell short of %s pps for: %s (what trafgen sent; see the notes)\n", fmtPPS(float64(r.SYNFloodPPS)), strings.Join(short, ", "))
+		}
+		if len(r.Comparisons) > 0 || len(kept) > 0 {
+			fmt.Fprintln(w, "(kept: a configuration's own new conn/s under the SYN flood as a share of its new conn/s without it)")
+		}
+	}
 
 	fmt.Fprintln(w)
-	for _, row := range userRows {
-		fmt.Fprintf(w, "%-28s %s\n", row.Label+":", row.How)
+	labelW := 28
+	for _, row := range r.rows() {
+		labelW = max(labelW, utf8.RuneCountInString(row.Label)+1)
+	}
+	for _, row := range r.rows() {
+		fmt.Fprintf(w, "%-*s %s\n", labelW, row.Label+":", row.How)
 	}
 	if r.UDPGenerator != "" {
-		fmt.Fprintf(w, "%-28s generator %s; gvsd there is the pps suite's (udp VIP:53, workers = 1 on CPU %d, RPS on CPU %d)\n", "", r.UDPGenerator, directorCPU, directorCPU)
+		fmt.Fprintf(w, "%-*s generator %s; gvsd there is the pps suite's (udp VIP:53, workers = 1 on CPU %d, RPS on CPU %d)\n", labelW, "", r.UDPGenerator, directorCPU, directorCPU)
 	}
 	fmt.Fprintln(w)
+	nameW := 12
 	for _, c := range r.Configs {
-		fmt.Fprintf(w, "%-12s %s\n", c.Name, c.Description)
-		note := func(format string, a ...any) { fmt.Fprintf(w, "%-12s "+format+"\n", append([]any{""}, a...)...) }
+		nameW = max(nameW, len(c.Name))
+	}
+	for _, c := range r.Configs {
+		fmt.Fprintf(w, "%-*s %s\n", nameW, c.Name, c.Description)
+		note := func(format string, a ...any) { fmt.Fprintf(w, "%-*s "+format+"\n", append([]any{nameW, ""}, a...)...) }
 		if c.Skipped != "" {
 			note("SKIPPED: %s", c.Skipped)
 		}
 		if c.Error != "" {
-			note("ERROR: %s", indent(c.Error))
+			note("ERROR: %s", indent(c.Error, nameW+3))
 		}
 		if c.Probe != "" {
 			note("NO ANSWER to a first request: %s", c.Probe)
 		}
-		for _, row := range userRows {
+		for _, row := range r.rows() {
 			f := row.get(&c)
 			switch {
 			case f.Value == nil && f.Note != "" && c.Probe == "" && c.Error == "":
-				note("%s: %s", row.Label, indent(f.Note))
+				note("%s: %s", row.Label, indent(f.Note, nameW+3))
 			case f.Value != nil && f.Errors > 0:
 				note("%s: %d errors", row.Label, f.Errors)
 			}
+		}
+		if fl := c.Flood; fl != nil {
+			note("SYN flood: trafgen sent %s frames to %s in %.1f s, %s pps (%s asked for)", fmtPPS(float64(fl.Sent)), fl.Target, fl.Seconds, fmtPPS(fl.SentPPS), fmtPPS(float64(fl.RatePPS)))
 		}
 		if len(c.Gvsd) > 0 {
 			note("gvsd (rows 1-4): %s", gvsdSummary(c.Gvsd))
@@ -313,6 +417,13 @@ func (r *UsersReport) writeTable(w io.Writer) {
 		}
 	}
 }
+
+// floodShort is the share of -flood's rate below which the table says
+// that a configuration's flood fell short: trafgen's CPU also runs the
+// kernel's processing of the frames it sends (veth hands a frame on in the
+// sender's softirq), so a path that costs the kernel more per SYN slows
+// the flood down.
+const floodShort = 0.9
 
 // gvsdSummary shortens gvsd's final counters (all of them are in the
 // JSON report) to frames in and out and the verdicts that occurred.
@@ -337,8 +448,8 @@ func gvsdSummary(raw json.RawMessage) string {
 }
 
 // indent keeps a multi-line note under its configuration.
-func indent(s string) string {
-	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+strings.Repeat(" ", 15))
+func indent(s string, n int) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", "\n"+strings.Repeat(" ", n))
 }
 
 func fmtMicros(v float64) string {
@@ -355,6 +466,13 @@ func fmtDelta(v *float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%+.0f", *v)
+}
+
+func fmtPercent(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100**v)
 }
 
 func fmtRatio(v *float64) string {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/integration/lab"
+	"github.com/gvs-lb/gvs/integration/scenario"
 )
 
 // Tunables of the users suite.
@@ -43,6 +44,16 @@ const (
 	// listenPoll paces the wait for a server's listening socket (one ss(8)
 	// per poll).
 	listenPoll = 100 * time.Millisecond
+	// floodWarmup is how long trafgen floods before wrk starts: the flood
+	// at its full rate (and, without a SYN proxy, the tables it fills)
+	// before anything is counted.
+	floodWarmup = time.Second
+	// floodSettle lets the flood's aftermath (queues, SYN-ACK
+	// retransmissions to nowhere) drain before row 4.
+	floodSettle = time.Second
+	// routerLANIface is the router's LAN side (lab.Host.Iface is its
+	// client side).
+	routerLANIface = "eth1"
 )
 
 // The rows of the users suite, as the raw outputs are named.
@@ -50,6 +61,7 @@ const (
 	rowLatency   = "latency"
 	rowKeepAlive = "keepalive"
 	rowConn      = "conn"
+	rowConnFlood = "conn-synflood"
 	rowBulk      = "bulk"
 )
 
@@ -71,7 +83,11 @@ func Users(ctx context.Context, o UsersOptions) (rep *UsersReport, err error) {
 	rep = newUsersReport(o)
 	defer rep.compare() // also of what was measured before a failure
 	u := &users{o: o, rep: rep, missing: map[string]bool{}, secs: int(math.Ceil(o.Duration.Seconds()))}
-	for _, tool := range []string{"wrk", "nginx", "iperf3", "haproxy"} {
+	tools := []string{"wrk", "nginx", "iperf3", "haproxy"}
+	if o.FloodPPS > 0 {
+		tools = append(tools, "trafgen")
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			u.missing[tool] = true
 			o.Logf("bench: %s is not installed (apt-get install %s): what needs it is skipped", tool, toolPackages[tool])
@@ -224,8 +240,19 @@ func (u *users) skip(c UserConfig) string {
 	return "not installed: " + strings.Join(missing, ", ")
 }
 
-// measure sets the lab up for c, measures rows 1 to 4 and undoes the
-// set-up. A failure to set up is reported in the result.
+// measured are the figures of res that measure fills (rows 1 to 4, and
+// the row under a SYN flood when asked for), to mark when none can be.
+func (u *users) measured(res *UserResult) []*Figure {
+	f := []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS}
+	if u.o.FloodPPS > 0 {
+		f = append(f, &res.ConnPerSFlood)
+	}
+	return append(f, &res.BulkGbps)
+}
+
+// measure sets the lab up for c, measures rows 1 to 4 (and, with a flood
+// rate, row 3 again under a SYN flood) and undoes the set-up. A failure to
+// set up is reported in the result.
 func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	res = UserResult{Name: c.String(), Description: u.describe(c), config: c}
 	u.o.Logf("== %s: %s", c, res.Description)
@@ -248,7 +275,7 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	if err != nil {
 		res.Error = err.Error()
 		u.o.Logf("  %s: %v", c, err)
-		for _, f := range []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS, &res.BulkGbps} {
+		for _, f := range u.measured(&res) {
 			f.Note = "set-up failed"
 		}
 		return res
@@ -256,7 +283,7 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	if err := probeHTTP(ctx, u.l.Client, netip.AddrPortFrom(target, httpPort)); err != nil {
 		res.Probe = err.Error()
 		u.o.Logf("  %s: no answer to a first request, rows 1-4 not measured: %v", c, err)
-		for _, f := range []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS, &res.BulkGbps} {
+		for _, f := range u.measured(&res) {
 			f.Note = "no answer to a first request"
 		}
 		return res
@@ -295,6 +322,13 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	}
 	if ctx.Err() != nil {
 		return res
+	}
+	// Row 3 again, under a SYN flood.
+	if u.o.FloodPPS > 0 {
+		u.measureFlood(ctx, c, target, url, &res)
+		if ctx.Err() != nil {
+			return res
+		}
 	}
 	// Row 4: one bulk TCP stream, client to server.
 	switch ir, err := u.runIperf(ctx, c, target); {
@@ -341,6 +375,10 @@ func (u *users) describe(c UserConfig) string {
 		return "gvsd, NAT (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; the reals route via the director"
 	case UserGvsFullNAT:
 		return "gvsd, FULLNAT (" + workers + "): VIP:80 rr, VIP:5201 rr with persistence; the reals see the director's address"
+	case UserGvsNATSynproxy:
+		return "gvsd, NAT (" + workers + ") as gvs-nat, with synproxy = true on VIP:80: the director answers SYNs with SYN cookies"
+	case UserGvsFullNATSynproxy:
+		return "gvsd, FULLNAT (" + workers + ") as gvs-fullnat, with synproxy = true on VIP:80: the director answers SYNs with SYN cookies"
 	}
 	return ""
 }
@@ -354,7 +392,7 @@ func (u *users) setup(ctx context.Context, c UserConfig, res *UserResult) (targe
 		return l.Reals[0].Addr, nil, nil
 	}
 	gw := l.Gateway
-	if c == UserKernelDNAT || c == UserGvsNAT {
+	if c == UserKernelDNAT || c.forward() == "nat" {
 		gw = l.Director.Addr
 	}
 	if gw != l.Gateway {
@@ -506,8 +544,17 @@ func (u *users) pinned(cpu int, args ...string) []string {
 }
 
 // runWrk runs wrk from the client for the measurement's duration, keeps
-// its output in the directory and parses it.
+// its output in the directory and parses it, then lets the queues settle.
 func (u *users) runWrk(ctx context.Context, c UserConfig, row, url string, args ...string) (*WrkResult, error) {
+	w, err := u.wrk(ctx, c, row, url, args...)
+	if err != nil {
+		return nil, err
+	}
+	return w, sleepCtx(ctx, settle)
+}
+
+// wrk is runWrk without the settling.
+func (u *users) wrk(ctx context.Context, c UserConfig, row, url string, args ...string) (*WrkResult, error) {
 	args = append(append([]string{"wrk"}, args...), "-d", strconv.Itoa(u.secs)+"s", "--latency", "--timeout", wrkTimeout, url)
 	out, errOut, err := runTool(ctx, u.l.Client, time.Duration(u.secs)*time.Second+toolGrace, u.pinned(pinClientCPU, args...))
 	os.WriteFile(filepath.Join(u.o.Dir, c.String()+"-"+row+".wrk.txt"), append(out, errOut...), 0o644)
@@ -518,7 +565,109 @@ func (u *users) runWrk(ctx context.Context, c UserConfig, row, url string, args 
 	if err != nil {
 		return nil, err
 	}
-	return &w, sleepCtx(ctx, settle)
+	return &w, nil
+}
+
+// measureFlood is the row "new conn/s under a SYN flood": row 3's wrk run
+// again while trafgen sends spoofed SYNs from the client to the target's
+// port 80 (the VIP; rs1 for direct) at the -flood rate.
+func (u *users) measureFlood(ctx context.Context, c UserConfig, target netip.Addr, url string, res *UserResult) {
+	if u.missing["trafgen"] {
+		res.ConnPerSFlood.Note = "trafgen not installed (apt-get install netsniff-ng)"
+		return
+	}
+	var w *WrkResult
+	fl, err := u.flooded(ctx, c, netip.AddrPortFrom(target, httpPort), func() error {
+		var err error
+		// No settle after wrk: the flood stops as soon as it ends, and
+		// floodSettle follows.
+		w, err = u.wrk(ctx, c, rowConnFlood, url, "-t2", "-c32", "-H", "Connection: close")
+		return err
+	})
+	res.Flood, res.ConnFlood = fl, w
+	if err != nil {
+		// A figure without the flood it claims is no figure: the raw
+		// result stays in ConnFlood.
+		res.ConnPerSFlood = Figure{Note: err.Error()}
+		u.o.Logf("  under a SYN flood: %v", err)
+	} else {
+		res.ConnPerSFlood = wrkFigure(w, w.RequestsPerS)
+	}
+	if w != nil {
+		kept := ""
+		if res.ConnPerS.Value != nil && *res.ConnPerS.Value > 0 {
+			kept = fmt.Sprintf(", %.0f%% of row 3", 100*w.RequestsPerS / *res.ConnPerS.Value)
+		}
+		u.o.Logf("  under a SYN flood: %s conn/s (%d errors)%s", fmtPPS(w.RequestsPerS), w.Errors(), kept)
+	}
+	if fl != nil {
+		u.o.Logf("  SYN flood: trafgen sent %s frames to %s in %.1f s (%s pps of %s asked for)", fmtPPS(float64(fl.Sent)), fl.Target, fl.Seconds, fmtPPS(fl.SentPPS), fmtPPS(float64(fl.RatePPS)))
+	}
+}
+
+// flooded runs measure while trafgen floods target with spoofed SYNs
+// (scenario.SYNFloodTrafgen) from the client at the -flood rate: trafgen
+// starts floodWarmup before measure and is stopped (SIGINT, then killed
+// after stopGrace) right after it, under timeout(1) in case the bench dies
+// first. The router's reverse-path filter is off meanwhile: it would drop
+// sources it has no route back to. It returns what trafgen did, once it
+// has started, and measure's error with any of its own.
+func (u *users) flooded(ctx context.Context, c UserConfig, target netip.AddrPort, measure func() error) (fl *FloodResult, err error) {
+	l := u.l
+	var undo []func() error
+	defer func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			err = errors.Join(err, undo[i]())
+		}
+	}()
+	for _, iface := range []string{"all", l.Router.Iface, routerLANIface} {
+		restore, err := swapSysctl(l.Router, "net/ipv4/conf/"+iface+"/rp_filter", "0")
+		if err != nil {
+			return nil, err
+		}
+		undo = append(undo, restore)
+	}
+	cfg := filepath.Join(u.o.Dir, c.String()+"-synflood.trafgen")
+	if err := os.WriteFile(cfg, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, target)), 0o644); err != nil {
+		return nil, fmt.Errorf("bench: trafgen config: %w", err)
+	}
+	// The limit only guards against a trafgen left running.
+	limit := floodWarmup + time.Duration(u.secs)*time.Second + toolGrace
+	args := append([]string{"timeout", "-s", "INT", "-k", "5", strconv.Itoa(int(limit.Seconds()))},
+		scenario.TrafgenArgs(l.Client.Iface, cfg, strconv.FormatUint(u.o.FloodPPS, 10)+"pps")...)
+	p, err := startProc(l.Client, "trafgen", filepath.Join(u.o.Dir, c.String()+"-synflood.trafgen.log"), syscall.SIGINT, args)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	stopped := false
+	defer func() {
+		if !stopped {
+			p.stop() // after an error that says more
+		}
+	}()
+	if err := sleepCtx(ctx, floodWarmup); err != nil {
+		return nil, err
+	}
+	if p.exited() {
+		return nil, fmt.Errorf("bench: trafgen exited (%v) within its %v warm-up\n%s", p.err, floodWarmup, tail(p.log()))
+	}
+	err = measure()
+	exited := p.exited()
+	took := time.Since(start)
+	stopped = true
+	serr := p.stop()
+	fl = &FloodResult{Target: target.String(), RatePPS: u.o.FloodPPS, Sent: scenario.TrafgenSent(p.log()), Seconds: took.Seconds()}
+	fl.SentPPS = float64(fl.Sent) / took.Seconds()
+	switch {
+	case exited:
+		err = errors.Join(err, fmt.Errorf("bench: trafgen exited (%v) before the measurement ended\n%s", p.err, tail(p.log())))
+	case serr != nil && !isInterrupted(serr):
+		err = errors.Join(err, fmt.Errorf("bench: trafgen: %w\n%s", serr, tail(p.log())))
+	case fl.Sent == 0:
+		err = errors.Join(err, fmt.Errorf("bench: trafgen reports no frame sent\n%s", tail(p.log())))
+	}
+	return fl, errors.Join(err, sleepCtx(ctx, floodSettle))
 }
 
 // runIperf runs one iperf3 stream from the client to target for the

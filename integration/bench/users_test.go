@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,6 +161,9 @@ func TestUsersFlags(t *testing.T) {
 		{"-suite", "users", "-configs", "dr"}, {"-suite", "users", "-configs", "direct,direct"},
 		{"-suite", "users", "-lab-offloads", "maybe"}, {"-suite", "users", "-generator", "pktgen"},
 		{"-suite", "users", "extra"}, {"-suite", "users", "-runs", "3"},
+		{"-suite", "users", "-flood", "100000"}, {"-suite", "users", "-flood", "fast"}, {"-suite", "users", "-flood", "0pps"},
+		{"-suite", "users", "-flood", "-5pps"}, {"-suite", "users", "-flood", "1Gbit"}, {"-suite", "users", "-flood", "0.5pps"},
+		{"-suite", "users", "-flood", "100000pps", "-configs", "gvs-nat,synproxy"},
 		{"-suite", "bogus"}, {"-suite=bogus", "-duration", "1s"},
 	} {
 		var out, errb bytes.Buffer
@@ -174,6 +178,13 @@ func TestParseUserConfigs(t *testing.T) {
 	if err != nil || !equalConfigs(got, allUserConfigs) {
 		t.Errorf("parseUserConfigs = %v, %v", got, err)
 	}
+	got, err = parseUserConfigs("gvs-fullnat-synproxy,kernel-dnat,gvs-nat-synproxy")
+	if want := []UserConfig{UserGvsFullNATSynproxy, UserKernelDNAT, UserGvsNATSynproxy}; err != nil || !equalConfigs(got, want) {
+		t.Errorf("parseUserConfigs = %v, %v, want %v", got, err, want)
+	}
+	if _, err := parseUserConfigs("gvs-synproxy"); err == nil || !strings.Contains(err.Error(), "gvs-fullnat, gvs-nat-synproxy, gvs-fullnat-synproxy") {
+		t.Errorf("an unknown name: %v, want the known names", err)
+	}
 	for _, bad := range []string{"", "direct,direct", "dr", "direct,,haproxy", "kernel"} {
 		if _, err := parseUserConfigs(bad); err == nil {
 			t.Errorf("parseUserConfigs(%q) succeeded", bad)
@@ -182,13 +193,59 @@ func TestParseUserConfigs(t *testing.T) {
 	if UserConfig(0).String() != "UserConfig(0)" {
 		t.Errorf("UserConfig(0) = %q", UserConfig(0))
 	}
-	for _, c := range allUserConfigs {
+	for _, c := range knownUserConfigs {
 		_, pps := c.ppsMode()
 		if want := c == UserGvsDR || c == UserGvsNAT || c == UserKernelDNAT; pps != want {
 			t.Errorf("%s: row 5 %v, want %v", c, pps, want)
 		}
 		if c.isGvs() != strings.HasPrefix(c.String(), "gvs-") {
 			t.Errorf("%s: isGvs %v", c, c.isGvs())
+		}
+		if c.synproxy() != strings.HasSuffix(c.String(), "-synproxy") {
+			t.Errorf("%s: synproxy %v", c, c.synproxy())
+		}
+	}
+	if UserGvsNATSynproxy.forward() != "nat" || UserGvsFullNATSynproxy.forward() != "fullnat" {
+		t.Errorf("synproxy modes: %q, %q", UserGvsNATSynproxy.forward(), UserGvsFullNATSynproxy.forward())
+	}
+}
+
+// TestParseUsersFlags checks -flood and the default -configs it extends.
+func TestParseUsersFlags(t *testing.T) {
+	for _, c := range []struct {
+		args    []string
+		flood   uint64
+		configs []UserConfig
+	}{
+		{nil, 0, allUserConfigs},
+		{[]string{"-flood", ""}, 0, allUserConfigs},
+		{[]string{"-flood", "100000pps"}, 100000, append(slices.Clone(allUserConfigs), UserGvsNATSynproxy, UserGvsFullNATSynproxy)},
+		{[]string{"-flood=100kpps", "-configs", "kernel-dnat,gvs-nat"}, 100000, []UserConfig{UserKernelDNAT, UserGvsNAT}},
+		{[]string{"-configs", "direct,gvs-nat-synproxy"}, 0, []UserConfig{UserDirect, UserGvsNATSynproxy}},
+		{[]string{"-flood", "1.5Mpps", "-configs", "gvs-fullnat-synproxy"}, 1500000, []UserConfig{UserGvsFullNATSynproxy}},
+	} {
+		var errb bytes.Buffer
+		o, _, code := parseUsersFlags(append([]string{"-suite", "users", "-generator", "go"}, c.args...), &errb)
+		if code != 0 {
+			t.Errorf("%q: exit %d: %s", c.args, code, errb.String())
+			continue
+		}
+		if o.FloodPPS != c.flood || !equalConfigs(o.Configs, c.configs) {
+			t.Errorf("%q: flood %d, configs %v; want %d, %v", c.args, o.FloodPPS, o.Configs, c.flood, c.configs)
+		}
+	}
+	for _, c := range []struct {
+		in   string
+		want uint64
+	}{{"1pps", 1}, {"100000pps", 100000}, {"80kpps", 80000}, {"2.5kpps", 2500}, {"1Mpps", 1000000}, {"100Mpps", maxFloodPPS}} {
+		if got, err := parseFloodRate(c.in); err != nil || got != c.want {
+			t.Errorf("parseFloodRate(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"", "pps", "100", "100 pps", "100PPS", "1e5pps", "0x10pps", "+5pps", "-5pps", "0pps", "0.5pps", "1.0001kpps",
+		"101Mpps", "Infpps", "NaNpps", "100kbit", "max", "100mpps"} {
+		if got, err := parseFloodRate(bad); err == nil {
+			t.Errorf("parseFloodRate(%q) = %d, want an error", bad, got)
 		}
 	}
 }
@@ -260,6 +317,18 @@ func TestUsersConfigs(t *testing.T) {
 		if strings.Count(cfg, "persistence") != 1 {
 			t.Errorf("%s: persistence belongs to the iperf3 service only:\n%s", c, cfg)
 		}
+		if strings.Contains(cfg, "synproxy") {
+			t.Errorf("%s: a SYN proxy:\n%s", c, cfg)
+		}
+	}
+	for _, c := range []UserConfig{UserGvsNATSynproxy, UserGvsFullNATSynproxy} {
+		cfg := usersGvsdConfig(l, c, 0)
+		// The SYN proxy on the HTTP service, before its reals; not on
+		// iperf3's.
+		http := `address = "10.20.0.100:80"` + "\n" + `scheduler = "rr"` + "\n" + `forward = "` + c.forward() + `"` + "\n" + "synproxy = true\n  [[service.real]]"
+		if !strings.Contains(cfg, http) || strings.Count(cfg, "synproxy =") != 1 {
+			t.Errorf("%s: want synproxy = true on VIP:80 only:\n%s", c, cfg)
+		}
 	}
 }
 
@@ -304,7 +373,7 @@ func TestUsersReport(t *testing.T) {
 		t.Fatalf("JSON does not parse: %v\n%s", err, b.String())
 	}
 	if back.Suite != "users" || len(back.Configs) != 6 || *back.Configs[3].KeepAliveRPS.Value != 45000 || back.Configs[3].KeepAliveRPS.Errors != 3 ||
-		back.Configs[4].LatencyP50.Value != nil || len(back.Comparisons) != 4 || len(back.Rows) != len(userRows) {
+		back.Configs[4].LatencyP50.Value != nil || len(back.Comparisons) != 4 || len(back.Rows) != len(userRows)-1 {
 		t.Errorf("round trip lost data: %+v", back)
 	}
 	if !strings.Contains(b.String(), `"latency_p50_us": {`) || !strings.Contains(b.String(), `"lan_udp_pps_ratio": null`) {
@@ -333,11 +402,104 @@ func TestUsersReport(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, b.String())
 		}
 	}
+	// Without -flood, nothing of it.
+	for _, unwanted := range []string{"SYN flood", "kept", "trafgen"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("table without a flood mentions %q:\n%s", unwanted, b.String())
+		}
+	}
 	if r.failed() != 0 {
 		t.Errorf("failed() = %d", r.failed())
 	}
 	r.Configs[0].Error = "bench: haproxy exited"
 	if r.failed() != 1 {
 		t.Errorf("failed() = %d, want 1", r.failed())
+	}
+}
+
+// TestUsersReportFlood checks the row under a SYN flood: the figures, the
+// ratios to the baselines' flood row, the share each configuration kept,
+// JSON and the table.
+func TestUsersReportFlood(t *testing.T) {
+	r := newUsersReport(UsersOptions{Duration: 3 * time.Second, FloodPPS: 100000})
+	r.Tools["trafgen"] = "trafgen 0.6.8"
+	fl := &FloodResult{Target: "10.20.0.100:80", RatePPS: 100000, Sent: 399000, Seconds: 4.2, SentPPS: 95000}
+	r.Configs = []UserResult{
+		{Name: "kernel-dnat", ConnPerS: fig(20000), ConnPerSFlood: Figure{Value: fig(5000).Value, Errors: 12}, Flood: fl},
+		{Name: "haproxy", ConnPerS: fig(10000), ConnPerSFlood: fig(8000), Flood: &FloodResult{Target: "10.20.0.100:80", RatePPS: 100000, Sent: 252000, Seconds: 4.2, SentPPS: 60000}},
+		{Name: "gvs-nat", ConnPerS: fig(16000), ConnPerSFlood: fig(4000), Flood: fl},
+		{Name: "gvs-nat-synproxy", ConnPerS: fig(15000), ConnPerSFlood: fig(12000), Flood: fl},
+		{Name: "gvs-fullnat-synproxy", ConnPerS: fig(14000), ConnPerSFlood: Figure{Note: "bench: trafgen exited (exit status 1) within its 1s warm-up"}},
+	}
+	r.compare()
+	if len(r.Rows) != len(userRows) || r.Rows[4].Key != "conn_per_s_synflood" || r.Rows[3].Key != "conn_per_s" {
+		t.Errorf("rows %+v", r.Rows)
+	}
+	if k := r.Configs[0].ConnFloodKept; k == nil || *k != 0.25 {
+		t.Errorf("kernel-dnat kept %v, want 0.25", k)
+	}
+	if len(r.Comparisons) != 6 {
+		t.Fatalf("comparisons %+v", r.Comparisons)
+	}
+	for i, want := range []struct {
+		config, baseline string
+		ratio, kept      float64
+	}{
+		{"gvs-nat", "kernel-dnat", 0.8, 0.25},
+		{"gvs-nat", "haproxy", 0.5, 0.25},
+		{"gvs-nat-synproxy", "kernel-dnat", 2.4, 0.8},
+		{"gvs-nat-synproxy", "haproxy", 1.5, 0.8},
+	} {
+		q := r.Comparisons[i]
+		if q.Config != want.config || q.Baseline != want.baseline || q.ConnFloodRatio == nil || math.Abs(*q.ConnFloodRatio-want.ratio) > 1e-9 ||
+			q.ConnFloodKept == nil || math.Abs(*q.ConnFloodKept-want.kept) > 1e-9 {
+			t.Errorf("comparison %d: %+v, want %+v", i, q, want)
+		}
+	}
+	if q := r.Comparisons[4]; q.Config != "gvs-fullnat-synproxy" || q.ConnFloodRatio != nil || q.ConnFloodKept != nil || q.ConnRatio == nil {
+		t.Errorf("without a flood figure: %+v", q)
+	}
+
+	var b bytes.Buffer
+	if err := r.writeJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var back UsersReport
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatalf("JSON does not parse: %v\n%s", err, b.String())
+	}
+	if back.SYNFloodPPS != 100000 || *back.Configs[0].ConnPerSFlood.Value != 5000 || back.Configs[0].ConnPerSFlood.Errors != 12 ||
+		*back.Configs[0].ConnFloodKept != 0.25 || back.Configs[0].Flood.Sent != 399000 || *back.Comparisons[2].ConnFloodRatio != 2.4 {
+		t.Errorf("round trip lost data: %+v", back)
+	}
+	for _, want := range []string{`"synflood_pps": 100000`, `"conn_per_s_synflood": {`, `"conn_per_s_synflood_kept": 0.25`,
+		`"conn_per_s_synflood_ratio": 2.4`, `"sent_frames": 399000`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %s:\n%s", want, b.String())
+		}
+	}
+
+	b.Reset()
+	r.writeTable(&b)
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		"SYN flood: 100,000 pps of spoofed SYNs from the client",
+		"tools: wrk: not installed; nginx: not installed; haproxy: not installed; iperf3: not installed; trafgen 0.6.8",
+		"new conn/s, 32 at a time 20,000 10,000 16,000 15,000 14,000 new conn/s under a SYN flood 5,000! 8,000 4,000 12,000 failed bulk",
+		"gvs / baseline p50 Δ µs p99 Δ µs p99 × keep-alive req/s × conn/s × SYN flood conn/s × kept Gbit/s × UDP pps ×",
+		"gvs-nat / kernel-dnat - - - - 0.80x 0.80x 25% - -",
+		"gvs-nat-synproxy / kernel-dnat - - - - 0.75x 2.40x 80% - -",
+		"gvs-nat-synproxy / haproxy - - - - 1.50x 1.50x 80% - -",
+		"gvs-fullnat-synproxy / kernel-dnat - - - - 0.70x - - - -",
+		"kept under the SYN flood (new conn/s under it / without it): kernel-dnat 25%, haproxy 80%",
+		"the SYN flood fell short of 100,000 pps for: haproxy 60,000 pps (what trafgen sent; see the notes)",
+		"new conn/s under a SYN flood: the same while trafgen sends spoofed SYNs",
+		"SYN flood: trafgen sent 399,000 frames to 10.20.0.100:80 in 4.2 s, 95,000 pps (100,000 asked for)",
+		"new conn/s under a SYN flood: 12 errors",
+		"new conn/s under a SYN flood: bench: trafgen exited (exit status 1) within its 1s warm-up",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
 	}
 }
