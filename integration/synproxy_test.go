@@ -50,12 +50,18 @@ func TestSYNProxyFlood(t *testing.T) {
 	if _, err := exec.LookPath("trafgen"); err != nil {
 		t.Skip("needs trafgen (apt-get install netsniff-ng)")
 	}
+	for _, mode := range []config.Forward{config.NAT, config.FullNAT} {
+		t.Run(mode.String(), func(t *testing.T) { testSYNProxyFlood(t, mode) })
+	}
+}
+
+func testSYNProxyFlood(t *testing.T, mode config.Forward) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	dir := t.TempDir()
 	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: dir, Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.NAT, o, synProxyConfig(l))
+	env, err := scenario.Setup(ctx, l, mode, o, synProxyConfig(l, mode))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,12 +140,12 @@ func TestSYNProxyFlood(t *testing.T) {
 	}
 }
 
-// synProxyConfig is a NAT configuration of the lab with the SYN proxy on
+// synProxyConfig is a NAT or FULLNAT configuration of the lab with the SYN proxy on
 // one HTTP service, VIP:floodPort over both reals' proxyRealPort.
-func synProxyConfig(l *lab.Lab) string {
+func synProxyConfig(l *lab.Lab, mode config.Forward) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n[limits]\nconnections = %d\n\n", l.Director.Iface, floodTable)
-	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = \"nat\"\nsynproxy = true\n", scenario.VIP, floodPort)
+	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = %q\nsynproxy = true\n", scenario.VIP, floodPort, mode)
 	for _, r := range l.Reals {
 		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, proxyRealPort)
 	}
