@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gvs-lb/gvs/arpctl"
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/vrrp"
 	"github.com/gvs-lb/gvs/offload"
 )
 
@@ -19,7 +21,8 @@ import (
 // interface, the offloads that would hand the dataplane frames larger
 // than the MTU, the ingress table, the FULLNAT ports against the kernel's
 // ephemeral ports, every real's next hop (on the LAN for DR), the VIPs
-// against the VRRP state, and connection sync. Each problem comes with the
+// against the VRRP state, VRRP peers configured differently, and connection
+// sync. Each problem comes with the
 // command that fixes it.
 func (d *Daemon) Doctor() []api.Check {
 	cfg := d.Config()
@@ -53,6 +56,9 @@ func (d *Daemon) Doctor() []api.Check {
 	for _, vip := range serviceVIPs(cfg) {
 		has, err := arpctl.HasVIP(iface, vip)
 		out = append(out, checkVIP(iface, vip, master, has, err))
+	}
+	if cfg.VRRP.RouterID != 0 && d.speaker != nil {
+		out = append(out, checkVRRP(cfg.VRRP, d.vrrpMismatches(), time.Now()))
 	}
 	if cfg.Sync.Enabled {
 		_, gwKnown := macs[gateway]
@@ -197,6 +203,31 @@ func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Che
 		return ok(name, "on "+iface)
 	}
 	return ok(name, "not on "+iface+" (VRRP backup)")
+}
+
+// checkVRRP fails while a peer sends, or sent and has not resigned since,
+// adverts for our router_id that this director drops for another version,
+// authentication or interval (open, the speaker's open Mismatches):
+// neither side accepts the other's adverts, so both may be master. Silence
+// does not close one: a keepalived master stops advertising while it hears
+// adverts it drops.
+func checkVRRP(v config.VRRP, open []vrrp.Mismatch, now time.Time) api.Check {
+	if len(open) == 0 {
+		auth := ""
+		if v.Version == 2 {
+			auth = ", auth_type " + v.AuthType
+		}
+		return ok("vrrp", fmt.Sprintf("VRRPv%d router_id %d%s: no peer sends adverts for it configured otherwise", v.Version, v.RouterID, auth))
+	}
+	// The peer heard last first: the likeliest to be master now.
+	m := slices.MaxFunc(open, func(a, b vrrp.Mismatch) int { return a.At.Compare(b.At) })
+	detail, fix := mismatchText(v, m)
+	detail += fmt.Sprintf(", heard since %s, last %v ago: neither side accepts the other's adverts, so both may be master and hold the VIPs",
+		m.Since.UTC().Format(time.RFC3339), now.Sub(m.At).Round(time.Second))
+	if n := len(open) - 1; n > 0 {
+		detail += fmt.Sprintf("; %d more peer(s) too, see gvsadm -L --json", n)
+	}
+	return fail("vrrp", detail, fix+"; this clears when the peer sends adverts this director accepts, or priority 0 as it stops")
 }
 
 // checkSync: sync follows VIP possession, so without VRRP a director

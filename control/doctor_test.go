@@ -5,14 +5,23 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/control/vrrp"
 	"github.com/gvs-lb/gvs/offload"
 )
 
 // TestDoctorChecks: each check passes on a good setup, and on a bad one
 // fails with the command that fixes it.
 func TestDoctorChecks(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	vrrp51 := func(version int) config.VRRP {
+		return config.VRRP{RouterID: 51, Version: version, AdvertInterval: time.Second, AuthType: "none"}
+	}
+	mismatch := func(r vrrp.DropReason, v vrrp.Version, interval, ago time.Duration) []vrrp.Mismatch {
+		return []vrrp.Mismatch{{Since: now.Add(-ago - time.Minute), At: now.Add(-ago), Peer: netip.MustParseAddr("10.20.0.50"), Reason: r, Version: v, Interval: interval}}
+	}
 	for _, tc := range []struct {
 		name         string
 		got          func() (status, fix string)
@@ -71,6 +80,38 @@ func TestDoctorChecks(t *testing.T) {
 			c := checkSync(&config.Config{VRRP: config.VRRP{RouterID: 5}}, netip.MustParseAddr("10.20.0.1"), true)
 			return c.Status, c.Fix
 		}, "ok", ""},
+		{"vrrp alone", func() (string, string) {
+			c := checkVRRP(vrrp51(2), nil, now)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"vrrp peer speaks v2", func() (string, string) {
+			c := checkVRRP(vrrp51(3), mismatch(vrrp.DropVersion, 2, time.Second, 5*time.Second), now)
+			return c.Status, c.Fix
+		}, "fail", "set [vrrp] version = 2 and restart gvsd"},
+		{"vrrp peer speaks v3", func() (string, string) {
+			c := checkVRRP(vrrp51(2), mismatch(vrrp.DropVersion, 3, time.Second, 5*time.Second), now)
+			return c.Status, c.Fix
+		}, "fail", "set [vrrp] version = 3"},
+		{"vrrp peer's password differs", func() (string, string) {
+			c := checkVRRP(vrrp51(2), mismatch(vrrp.DropAuth, 2, time.Second, 10*time.Second), now)
+			return c.Status, c.Fix
+		}, "fail", "check [vrrp] auth_type and auth_pass"},
+		{"vrrp peer's interval differs", func() (string, string) {
+			c := checkVRRP(vrrp51(2), mismatch(vrrp.DropInterval, 2, 3*time.Second, 25*time.Second), now)
+			return c.Status, c.Fix
+		}, "fail", `set [vrrp] advert_interval = "3s"`},
+		{"vrrp peer silent for an hour, not resigned", func() (string, string) {
+			c := checkVRRP(vrrp51(3), mismatch(vrrp.DropVersion, 2, time.Second, time.Hour), now)
+			return c.Status, c.Fix
+		}, "fail", "set [vrrp] version = 2"},
+		{"vrrp two peers: the one heard last", func() (string, string) {
+			two := append(mismatch(vrrp.DropAuth, 2, time.Second, time.Minute), mismatch(vrrp.DropInterval, 2, 2*time.Second, time.Second)...)
+			c := checkVRRP(vrrp51(2), two, now)
+			if !strings.Contains(c.Detail, "1 more peer") {
+				return "detail " + c.Detail, c.Fix
+			}
+			return c.Status, c.Fix
+		}, "fail", `advert_interval = "2s"`},
 	} {
 		status, fix := tc.got()
 		if status != tc.status || !strings.Contains(fix, tc.want) || (tc.status == "ok") != (fix == "") {
@@ -99,6 +140,34 @@ func TestDoctorReals(t *testing.T) {
 	for i, w := range want {
 		if got[i].Status != w.status || !strings.Contains(got[i].Fix, w.fix) {
 			t.Errorf("real %d: %+v, want %s with %q", i, got[i], w.status, w.fix)
+		}
+	}
+}
+
+// TestVRRPMismatchText: the log line a differently configured peer causes
+// names the peer, the router_id and the setting to change.
+func TestVRRPMismatchText(t *testing.T) {
+	peer := netip.MustParseAddr("10.20.0.50")
+	v3 := config.VRRP{RouterID: 51, Version: 3, AdvertInterval: time.Second, AuthType: "none"}
+	v2 := config.VRRP{RouterID: 51, Version: 2, AdvertInterval: time.Second, AuthType: "pass", AuthPass: "s3cr3t"}
+	for _, tc := range []struct {
+		v    config.VRRP
+		m    vrrp.Mismatch
+		want string
+	}{
+		{v3, vrrp.Mismatch{Peer: peer, Reason: vrrp.DropVersion, Version: 2, Interval: time.Second},
+			"10.20.0.50 sends VRRPv2 for router_id 51 (this director: VRRPv3): set [vrrp] version = 2 and restart gvsd, or make the peer speak VRRPv3 (keepalived: vrrp_version 3 in global_defs)"},
+		{v2, vrrp.Mismatch{Peer: peer, Reason: vrrp.DropAuth, Version: 2, Interval: time.Second},
+			"10.20.0.50 sends VRRPv2 for router_id 51 whose authentication differs: check [vrrp] auth_type and auth_pass against the peer's (keepalived: authentication { auth_type PASS; auth_pass ... }) and restart gvsd"},
+		{v2, vrrp.Mismatch{Peer: peer, Reason: vrrp.DropInterval, Version: 2, Interval: 2 * time.Second},
+			`10.20.0.50 advertises router_id 51 every 2s, this director every 1s: VRRPv2 drops adverts of another interval: set [vrrp] advert_interval = "2s" and restart gvsd, or advert_int 1 on the peer`},
+	} {
+		detail, fix := mismatchText(tc.v, tc.m)
+		if got := detail + ": " + fix; got != tc.want {
+			t.Errorf("%v:\n got %s\nwant %s", tc.m.Reason, got, tc.want)
+		}
+		if strings.Contains(detail+fix, "s3cr3t") {
+			t.Errorf("the password is in %q", detail+fix)
 		}
 	}
 }

@@ -67,7 +67,7 @@ var (
 	descTx          = prometheus.NewDesc("gvs_worker_tx_frames_total", "Frames a worker handed to the kernel to send, and those it refused.", []string{"worker", "result"}, nil)
 	descVRRPMaster  = prometheus.NewDesc("gvs_vrrp_master", "1 while this director is the VRRP master (holds the VIPs), 0 as backup.", []string{"router_id"}, nil)
 	descVRRPAdvert  = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
-	descVRRPDropped = prometheus.NewDesc("gvs_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason: malformed, ttl, version, checksum, vrid (another virtual router's).", []string{"router_id", "reason"}, nil)
+	descVRRPDropped = prometheus.NewDesc("gvs_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason: malformed, ttl, version (neither 2 nor 3, or not ours), checksum, vrid (another virtual router's), auth (VRRPv2: another auth_type or password), interval (VRRPv2: another advert interval).", []string{"router_id", "reason"}, nil)
 
 	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
 	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)

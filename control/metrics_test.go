@@ -22,7 +22,7 @@ func TestMetrics(t *testing.T) {
 			SynProxyCookies: 900, SynProxyOpened: 7, SynProxyBadCookies: 50, SynProxySynAcks: 6, SynProxySynResent: 2, SynProxyHeld: 9, SynProxyHeldDropped: 1}},
 		links: []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
 		vrrp: &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1,
-			Dropped: map[string]uint64{"ttl": 1, "vrid": 0}},
+			Dropped: map[string]uint64{"ttl": 1, "vrid": 0, "version": 4, "auth": 2}},
 		sync: &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
 	}
 	reg := newMetricsRegistry(func() snapshot { return snap })
@@ -47,9 +47,11 @@ gvs_sync_connections_total{result="unknown"} 2
 # HELP gvs_sync_master 1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.
 # TYPE gvs_sync_master gauge
 gvs_sync_master 0
-# HELP gvs_vrrp_adverts_dropped_total VRRP adverts dropped, by reason: malformed, ttl, version, checksum, vrid (another virtual router's).
+# HELP gvs_vrrp_adverts_dropped_total VRRP adverts dropped, by reason: malformed, ttl, version (neither 2 nor 3, or not ours), checksum, vrid (another virtual router's), auth (VRRPv2: another auth_type or password), interval (VRRPv2: another advert interval).
 # TYPE gvs_vrrp_adverts_dropped_total counter
+gvs_vrrp_adverts_dropped_total{reason="auth",router_id="51"} 2
 gvs_vrrp_adverts_dropped_total{reason="ttl",router_id="51"} 1
+gvs_vrrp_adverts_dropped_total{reason="version",router_id="51"} 4
 gvs_vrrp_adverts_dropped_total{reason="vrid",router_id="51"} 0
 # HELP gvs_vrrp_master 1 while this director is the VRRP master (holds the VIPs), 0 as backup.
 # TYPE gvs_vrrp_master gauge

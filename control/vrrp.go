@@ -69,9 +69,16 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 	if len(addrs) == 0 {
 		return fmt.Errorf("control: vrrp: no address to advertise (no service and no vrrp.addresses)")
 	}
+	auth := vrrp.AuthNone
+	if v.AuthType == "pass" {
+		auth = vrrp.AuthPass
+	}
 	sp, err := vrrp.NewSpeaker(vrrp.SpeakerConfig{Interface: iface, Peers: v.UnicastPeers, OnState: d.vrrpChanged,
-		Machine: vrrp.Config{VRID: uint8(v.RouterID), Priority: uint8(v.Priority), Interval: v.AdvertInterval,
-			Preempt: v.Preempt, PreemptDelay: preemptDelay(cfg), Addresses: addrs}})
+		// [vrrp] is fixed until gvsd restarts, so v is the section for
+		// as long as the speaker runs.
+		OnMismatch: func(m vrrp.Mismatch) { d.vrrpMismatch(v, m) },
+		Machine: vrrp.Config{Version: vrrp.Version(v.Version), VRID: uint8(v.RouterID), Priority: uint8(v.Priority), Interval: v.AdvertInterval,
+			AuthType: auth, AuthPass: v.AuthPass, Preempt: v.Preempt, PreemptDelay: preemptDelay(cfg), Addresses: addrs}})
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
@@ -154,6 +161,46 @@ func (d *Daemon) vrrpChanged(s vrrp.State) {
 	}
 }
 
+// vrrpMismatches are the speaker's open Mismatches; nil without VRRP.
+func (d *Daemon) vrrpMismatches() []vrrp.Mismatch {
+	if d.speaker == nil {
+		return nil
+	}
+	if l := d.speaker.C.Mismatched.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// vrrpMismatch is the speaker's report (on its receiving goroutine) of a
+// peer that sends adverts for our router_id that this director must drop:
+// another version, authentication or interval. Each side then thinks it is
+// alone, and both hold the VIPs. The speaker reports a peer once, until it
+// resigns or is fixed, so this logs as often.
+func (d *Daemon) vrrpMismatch(v config.VRRP, m vrrp.Mismatch) {
+	detail, fix := mismatchText(v, m)
+	d.log.Warn(detail+": "+fix, "peer", m.Peer, "reason", m.Reason.String(), "router_id", v.RouterID)
+}
+
+// mismatchText says what a Mismatch means for [vrrp] v and how to fix it.
+func mismatchText(v config.VRRP, m vrrp.Mismatch) (detail, fix string) {
+	switch m.Reason {
+	case vrrp.DropVersion:
+		return fmt.Sprintf("%s sends %v for router_id %d (this director: VRRPv%d)", m.Peer, m.Version, v.RouterID, v.Version),
+			fmt.Sprintf("set [vrrp] version = %d and restart gvsd, or make the peer speak VRRPv%d (keepalived: vrrp_version %d in global_defs)",
+				m.Version, v.Version, v.Version)
+	case vrrp.DropAuth:
+		return fmt.Sprintf("%s sends %v for router_id %d whose authentication differs", m.Peer, m.Version, v.RouterID),
+			"check [vrrp] auth_type and auth_pass against the peer's (keepalived: authentication { auth_type PASS; auth_pass ... }) and restart gvsd"
+	case vrrp.DropInterval:
+		return fmt.Sprintf("%s advertises router_id %d every %v, this director every %v: VRRPv2 drops adverts of another interval",
+				m.Peer, v.RouterID, m.Interval, v.AdvertInterval),
+			fmt.Sprintf("set [vrrp] advert_interval = %q and restart gvsd, or advert_int %d on the peer", m.Interval.String(), int(v.AdvertInterval/time.Second))
+	}
+	return fmt.Sprintf("%s sends adverts for router_id %d that this director drops (%v)", m.Peer, v.RouterID, m.Reason),
+		"compare [vrrp] with the peer's configuration"
+}
+
 // vrrpLoop adds or removes the VIPs when the VRRP state changes, and runs
 // the notify command.
 func (d *Daemon) vrrpLoop() {
@@ -196,7 +243,7 @@ func (d *Daemon) vrrpStatus() *api.VRRPStatus {
 	cfg := d.Config() // before vrrpState.mu: syncVIPs takes them in the order d.mu, vrrpState.mu
 	d.vrrpState.mu.Lock()
 	defer d.vrrpState.mu.Unlock()
-	st := &api.VRRPStatus{State: d.vrrpState.state.String(), RouterID: cfg.VRRP.RouterID, Priority: cfg.VRRP.Priority,
+	st := &api.VRRPStatus{State: d.vrrpState.state.String(), RouterID: cfg.VRRP.RouterID, Version: cfg.VRRP.Version, Priority: cfg.VRRP.Priority,
 		Since: d.vrrpState.since, Sent: d.speaker.C.Sent.Load(), Received: d.speaker.C.Received.Load(), Invalid: d.speaker.C.Invalid.Load(),
 		Dropped: map[string]uint64{}}
 	for r := range vrrp.NumDropReasons {
@@ -204,6 +251,10 @@ func (d *Daemon) vrrpStatus() *api.VRRPStatus {
 	}
 	if d.vrrpState.master.IsValid() {
 		st.Master = d.vrrpState.master.String()
+	}
+	for _, m := range d.vrrpMismatches() {
+		st.Mismatches = append(st.Mismatches, api.VRRPMismatch{Peer: m.Peer.String(), Reason: m.Reason.String(), Version: int(m.Version),
+			Since: m.Since, Last: m.At})
 	}
 	return st
 }

@@ -74,7 +74,8 @@ func runFailover(t *testing.T, c failoverCase) {
 	dir := t.TempDir()
 	base := scenario.Config(l, c.mode, "rr", 2)
 	cfg := func(priority int) string {
-		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n", priority, c.interval)
+		// version = 3: VRRPv2 (the default) cannot advertise more often than every second.
+		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n", priority, c.interval)
 		if c.sync {
 			s += "\n[sync]\nrefresh = \"2s\"\n"
 		}

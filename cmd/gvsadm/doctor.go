@@ -20,7 +20,7 @@ func runDoctor(args []string, socket string, stdout, stderr io.Writer) int {
 		case "--json":
 			asJSON = true
 		case "-h", "--help":
-			fmt.Fprint(stdout, "gvsadm doctor [--json]\n  gvsd checks the director: interface, GRO/LRO, ingress table, FULLNAT ports,\n  every real's next hop (on the LAN for DR), the VIPs against VRRP, connection sync.\n  Each problem comes with the command that fixes it; exit status 1 if one failed.\n")
+			fmt.Fprint(stdout, "gvsadm doctor [--json]\n  gvsd checks the director: interface, GRO/LRO, ingress table, FULLNAT ports,\n  every real's next hop (on the LAN for DR), the VIPs against VRRP, VRRP peers\n  configured otherwise (version, authentication, interval), connection sync.\n  Each problem comes with the command that fixes it; exit status 1 if one failed.\n")
 			return 0
 		default:
 			fmt.Fprintf(stderr, "gvsadm: doctor: unknown option %s\n", a)

@@ -295,6 +295,7 @@ func (s *Stats) Add(o Stats) {
 type VRRPStatus struct {
 	State    string    `json:"state"` // INIT, BACKUP or MASTER
 	RouterID int       `json:"router_id"`
+	Version  int       `json:"version"` // 2 or 3
 	Priority int       `json:"priority"`
 	Master   string    `json:"master,omitempty"` // the master's address as far as known
 	Since    time.Time `json:"since,omitzero"`   // when State last changed
@@ -302,8 +303,26 @@ type VRRPStatus struct {
 	Received uint64    `json:"adverts_received"`
 	Invalid  uint64    `json:"adverts_invalid"` // dropped: the sum of Dropped
 	// Dropped counts the adverts dropped by reason: malformed, ttl (not
-	// 255), version (not 3), checksum, vrid (another virtual router's).
+	// 255), version (neither 2 nor 3, or not ours), checksum, vrid
+	// (another virtual router's), auth (VRRPv2: another auth_type or
+	// password), interval (VRRPv2: another advert interval).
 	Dropped map[string]uint64 `json:"adverts_dropped,omitempty"`
+	// Mismatches are the peers that send adverts for our router_id which
+	// this director drops for another version, authentication or interval:
+	// they cannot hear this director, nor be heard, so both may be master.
+	// One stays until the peer resigns (priority 0) or sends adverts this
+	// director accepts.
+	Mismatches []VRRPMismatch `json:"mismatches,omitempty"`
+}
+
+// VRRPMismatch is a peer that sends adverts for our router_id configured
+// otherwise.
+type VRRPMismatch struct {
+	Peer    string    `json:"peer"`
+	Reason  string    `json:"reason"`  // version, auth or interval
+	Version int       `json:"version"` // the peer's
+	Since   time.Time `json:"since"`   // first heard so
+	Last    time.Time `json:"last"`    // last heard so
 }
 
 // Rates are the estimated rates of a service or a real (ipvsadm --rate):

@@ -134,19 +134,27 @@ type Sync struct {
 	Refresh   time.Duration // resend every connection this often (a late backup catches up); 0 = off, default 30s
 }
 
-// VRRP is the [vrrp] table: VRRPv3 (RFC 5798) between this director and its peers, which
-// decides who holds the VIPs. RouterID 0 (the default) turns it off: the director always
-// holds them.
+// VRRP is the [vrrp] table: VRRP between this director and its peers, which decides who
+// holds the VIPs. RouterID 0 (the default) turns it off: the director always holds them.
 type VRRP struct {
-	RouterID       int           // VRID 1..255; 0 = off
+	RouterID int // VRID 1..255; 0 = off
+	// Version is the VRRP version spoken: 2 (RFC 3768, the default, as keepalived's) or 3
+	// (RFC 5798). Adverts of the other version are dropped, so every router of the
+	// virtual router must speak the same one.
+	Version        int
 	Interface      string        // default: the director's interface
 	Priority       int           // 1..254; default 100
-	AdvertInterval time.Duration // 10ms..40.95s in centiseconds; default 1s
-	Preempt        bool          // default true
-	PreemptDelay   time.Duration // no preemption this long after start
-	UnicastPeers   []netip.Addr  // empty = multicast 224.0.0.18
-	Addresses      []netip.Addr  // the VIPs it advertises and holds; default: every service VIP
-	Notify         []string      // a command run on each transition, with the new state (MASTER, BACKUP) appended
+	AdvertInterval time.Duration // version 2: whole seconds, 1s..255s; version 3: 10ms..40.95s in centiseconds; default 1s
+	// AuthType and AuthPass are VRRPv2's authentication, as keepalived's authentication
+	// block: "none" (the default) or "pass" with AuthPass of 1..8 bytes (keepalived's
+	// auth_type PASS, auth_pass). keepalived's "ah" (IPsec AH) is not supported.
+	AuthType     string
+	AuthPass     string
+	Preempt      bool          // default true
+	PreemptDelay time.Duration // no preemption this long after start
+	UnicastPeers []netip.Addr  // empty = multicast 224.0.0.18
+	Addresses    []netip.Addr  // the VIPs it advertises and holds; default: every service VIP
+	Notify       []string      // a command run on each transition, with the new state (MASTER, BACKUP) appended
 	// Gratuitous ARP for each VIP on becoming master: GARPRepeat of them, and as many again
 	// GARPDelay later (0 = no second round), as keepalived's vrrp_garp_master_repeat and
 	// vrrp_garp_master_delay; every GARPRefresh while master (0 = off).
@@ -297,7 +305,7 @@ func Default() *Config {
 		Director: Director{LocalPorts: defaultLocalPorts},
 		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
 		Limits:   Limits{Connections: defaultConnections},
-		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
+		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
 		Sync:     Sync{Port: defaultSyncPort, Refresh: defaultSyncRefresh},
 	}
 }

@@ -418,8 +418,11 @@ func (d *decoder) vrrp(path string, v any, r *VRRP) {
 	d.table(path, v, []field{
 		{"interface", d.setString(&r.Interface)},
 		{"router_id", d.setInt(&r.RouterID)},
+		{"version", d.setInt(&r.Version)},
 		{"priority", d.setInt(&r.Priority)},
 		{"advert_interval", d.setDuration(&r.AdvertInterval)},
+		{"auth_type", d.setString(&r.AuthType)},
+		{"auth_pass", d.setString(&r.AuthPass)},
 		{"preempt", d.setBool(&r.Preempt)},
 		{"preempt_delay", d.setDuration(&r.PreemptDelay)},
 		{"unicast_peers", d.setAddrs(&r.UnicastPeers)},

@@ -68,7 +68,7 @@ forward = "nat"
 		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}},
 		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 		Limits:   Limits{Connections: 4000000},
-		VRRP:     VRRP{Priority: 100, AdvertInterval: time.Second, Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
+		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
 		Sync:     Sync{Port: 8848, Refresh: 30 * time.Second},
 		Services: []Service{
 			{
@@ -101,6 +101,25 @@ forward = "nat"
 	}
 }
 
+// TestParseVRRPv2 reads keepalived's usual instance: VRRPv2 (the default)
+// with a password.
+func TestParseVRRPv2(t *testing.T) {
+	c := mustParse(t, `
+[director]
+interface = "eth0"
+[vrrp]
+router_id = 51
+advert_interval = "2s"
+auth_type = "pass"
+auth_pass = "s3cr3t"
+`)
+	want := VRRP{RouterID: 51, Version: 2, Priority: 100, AdvertInterval: 2 * time.Second, AuthType: "pass", AuthPass: "s3cr3t",
+		Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second}
+	if !reflect.DeepEqual(c.VRRP, want) {
+		t.Errorf("[vrrp]:\n got %+v\nwant %+v", c.VRRP, want)
+	}
+}
+
 func TestParseEveryField(t *testing.T) {
 	c := mustParse(t, `
 [director]
@@ -119,6 +138,7 @@ connections = 1000
 [vrrp]
 interface = "eth2"
 router_id = 51
+version = 3
 priority = 150
 advert_interval = "100ms"
 preempt = false
@@ -175,7 +195,7 @@ sorry = "10.40.1.99:53"
 		},
 		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second, Drain: 10 * time.Minute},
 		Limits:   Limits{Connections: 1000},
-		VRRP: VRRP{Interface: "eth2", RouterID: 51, Priority: 150, AdvertInterval: 100 * time.Millisecond, PreemptDelay: 30 * time.Second,
+		VRRP: VRRP{Interface: "eth2", RouterID: 51, Version: 3, Priority: 150, AdvertInterval: 100 * time.Millisecond, AuthType: "none", PreemptDelay: 30 * time.Second,
 			UnicastPeers: []netip.Addr{netip.MustParseAddr("10.40.0.9")}, Addresses: []netip.Addr{netip.MustParseAddr("10.20.0.53")},
 			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}, GARPRepeat: 3, GARPRefresh: time.Minute},
 		Sync: Sync{Enabled: true, Interface: "eth3", Peer: netip.MustParseAddr("10.40.0.9"), Port: 8849, SyncID: 7, Refresh: 10 * time.Second},
@@ -273,7 +293,29 @@ func TestParseErrors(t *testing.T) {
 			{"sync.sync_id", "256 is out of range 0..255"}}},
 		{"garp values", head + "[vrrp]\nrouter_id = 5\ngarp_repeat = 0\ngarp_delay = \"-1s\"\ngarp_refresh = \"10ms\"\n", []FieldError{
 			{"vrrp.garp_delay", "-1s is negative"}, {"vrrp.garp_refresh", "10ms is under 100ms"}, {"vrrp.garp_repeat", "0 is out of range 1..100"}}},
-		{"vrrp values", head + "[vrrp]\nrouter_id = 5\npriority = 255\nadvert_interval = \"5ms\"\n", []FieldError{{"vrrp.advert_interval", "5ms is not a whole number of centiseconds in 10ms..40.95s"}, {"vrrp.priority", "255 is out of range 1..254"}}},
+		{"vrrp values", head + "[vrrp]\nrouter_id = 5\nversion = 3\npriority = 255\nadvert_interval = \"5ms\"\n", []FieldError{{"vrrp.advert_interval", "5ms is not a whole number of centiseconds in 10ms..40.95s"}, {"vrrp.priority", "255 is out of range 1..254"}}},
+		{"vrrp version", head + "[vrrp]\nrouter_id = 5\nversion = 4\n", []FieldError{{"vrrp.version", "4 is not a VRRP version (want 2 or 3)"}}},
+		{"vrrp version as string", head + "[vrrp]\nrouter_id = 5\nversion = \"3\"\n", []FieldError{{"vrrp.version", `want an integer, got string "3"`}}},
+		{"vrrp v2 interval under a second", head + "[vrrp]\nrouter_id = 5\nadvert_interval = \"100ms\"\n", []FieldError{
+			{"vrrp.advert_interval", "100ms is not a whole number of seconds in 1s..255s, as VRRPv2 carries it (version = 3 allows 10ms..40.95s)"}}},
+		{"vrrp v2 interval fraction", head + "[vrrp]\nrouter_id = 5\nversion = 2\nadvert_interval = \"1.5s\"\n", []FieldError{
+			{"vrrp.advert_interval", "1.5s is not a whole number of seconds in 1s..255s, as VRRPv2 carries it (version = 3 allows 10ms..40.95s)"}}},
+		{"vrrp v2 interval too long", head + "[vrrp]\nrouter_id = 5\nadvert_interval = \"256s\"\n", []FieldError{
+			{"vrrp.advert_interval", "4m16s is not a whole number of seconds in 1s..255s, as VRRPv2 carries it (version = 3 allows 10ms..40.95s)"}}},
+		{"vrrp auth ah", head + "[vrrp]\nrouter_id = 5\nauth_type = \"ah\"\nauth_pass = \"secret\"\n", []FieldError{
+			{"vrrp.auth_type", `auth_type ah is not supported (keepalived's IPsec AH); use "pass" or "none" on every router of the virtual router`}}},
+		{"vrrp auth upper case", head + "[vrrp]\nrouter_id = 5\nauth_type = \"PASS\"\n", []FieldError{{"vrrp.auth_type", `"PASS" is not an authentication type (want none or pass)`}}},
+		{"vrrp auth with v3", head + "[vrrp]\nrouter_id = 5\nversion = 3\nauth_type = \"pass\"\nauth_pass = \"secret\"\n", []FieldError{
+			{"vrrp.auth_type", `"pass" needs version = 2: VRRPv3 (RFC 5798) has no authentication`}}},
+		{"vrrp auth without password", head + "[vrrp]\nrouter_id = 5\nauth_type = \"pass\"\n", []FieldError{{"vrrp.auth_pass", `required with auth_type = "pass"`}}},
+		{"vrrp auth password too long", head + "[vrrp]\nrouter_id = 5\nauth_type = \"pass\"\nauth_pass = \"123456789\"\n", []FieldError{
+			{"vrrp.auth_pass", "9 bytes long; VRRPv2 carries at most 8 (keepalived cuts a longer auth_pass to its first 8)"}}},
+		{"vrrp password without auth", head + "[vrrp]\nrouter_id = 5\nauth_pass = \"secret\"\n", []FieldError{
+			{"vrrp.auth_pass", `set, but auth_type is "none"; add auth_type = "pass" to use it`}}},
+		{"vrrp v3 values all at once", head + "[vrrp]\nrouter_id = 5\nversion = 3\nadvert_interval = \"1ms\"\nauth_type = \"pass\"\n", []FieldError{
+			{"vrrp.advert_interval", "1ms is not a whole number of centiseconds in 10ms..40.95s"},
+			{"vrrp.auth_pass", `required with auth_type = "pass"`},
+			{"vrrp.auth_type", `"pass" needs version = 2: VRRPv3 (RFC 5798) has no authentication`}}},
 		{"drain negative", head + "[timeouts]\ndrain = \"-1s\"\n", []FieldError{{"timeouts.drain", "-1s is negative"}}},
 		{"timeout bad syntax", head + "[timeouts]\nudp = \"5 minutes\"\n", []FieldError{{"timeouts.udp", `"5 minutes" is not a duration (want Go syntax like "15m" or "90s")`}}},
 		{"timeout as integer", head + "[timeouts]\nudp = 300\n", []FieldError{{"timeouts.udp", `want a duration string like "15m", got integer 300`}}},

@@ -128,9 +128,20 @@ func (v *validator) vrrp(r *VRRP) {
 	if r.Priority < 1 || r.Priority > 254 {
 		v.addf("vrrp.priority", "%d is out of range 1..254", r.Priority)
 	}
-	if r.AdvertInterval < 10*time.Millisecond || r.AdvertInterval > 40950*time.Millisecond || r.AdvertInterval%(10*time.Millisecond) != 0 {
-		v.addf("vrrp.advert_interval", "%s is not a whole number of centiseconds in 10ms..40.95s", r.AdvertInterval)
+	switch r.Version {
+	case 2:
+		// VRRPv2's Adver Int is 8 bits of seconds (RFC 3768 section 5.3.7).
+		if r.AdvertInterval < time.Second || r.AdvertInterval > 255*time.Second || r.AdvertInterval%time.Second != 0 {
+			v.addf("vrrp.advert_interval", "%s is not a whole number of seconds in 1s..255s, as VRRPv2 carries it (version = 3 allows 10ms..40.95s)", r.AdvertInterval)
+		}
+	case 3:
+		if r.AdvertInterval < 10*time.Millisecond || r.AdvertInterval > 40950*time.Millisecond || r.AdvertInterval%(10*time.Millisecond) != 0 {
+			v.addf("vrrp.advert_interval", "%s is not a whole number of centiseconds in 10ms..40.95s", r.AdvertInterval)
+		}
+	default:
+		v.addf("vrrp.version", "%d is not a VRRP version (want 2 or 3)", r.Version)
 	}
+	v.vrrpAuth(r)
 	if r.PreemptDelay < 0 {
 		v.addf("vrrp.preempt_delay", "%s is negative", r.PreemptDelay)
 	}
@@ -154,6 +165,33 @@ func (v *validator) vrrp(r *VRRP) {
 				v.addf(index(l.key, i), "%s is not a usable IPv4 address", a)
 			}
 		}
+	}
+}
+
+// vrrpAuth checks VRRPv2's authentication: none, or a password as keepalived sends it.
+// The password itself never appears in a message.
+func (v *validator) vrrpAuth(r *VRRP) {
+	switch r.AuthType {
+	case "none":
+		if r.AuthPass != "" {
+			v.addf("vrrp.auth_pass", `set, but auth_type is "none"; add auth_type = "pass" to use it`)
+		}
+		return
+	case "pass":
+	case "ah":
+		v.addf("vrrp.auth_type", `auth_type ah is not supported (keepalived's IPsec AH); use "pass" or "none" on every router of the virtual router`)
+		return
+	default:
+		v.addf("vrrp.auth_type", "%s is not an authentication type (want none or pass)", quote(r.AuthType))
+		return
+	}
+	if r.Version == 3 {
+		v.addf("vrrp.auth_type", `"pass" needs version = 2: VRRPv3 (RFC 5798) has no authentication`)
+	}
+	if n := len(r.AuthPass); n == 0 {
+		v.addf("vrrp.auth_pass", `required with auth_type = "pass"`)
+	} else if n > 8 {
+		v.addf("vrrp.auth_pass", "%d bytes long; VRRPv2 carries at most 8 (keepalived cuts a longer auth_pass to its first 8)", n)
 	}
 }
 

@@ -38,26 +38,51 @@ const (
 
 // Config is one virtual router as this machine runs it.
 type Config struct {
+	Version      Version // Version2 or Version3; the other version's adverts are dropped
 	VRID         uint8
 	Priority     uint8         // 1..255 (255 = address owner)
-	Interval     time.Duration // our Advertisement_Interval, MinInterval..MaxInterval
+	Interval     time.Duration // our Advertisement_Interval: Version.ValidInterval
 	Preempt      bool          // Preempt_Mode; RFC 5798's default is true
 	PreemptDelay time.Duration // keepalived's preempt_delay: after Start, behave as if Preempt were false for this long
 	Primary      netip.Addr    // our primary IPv4 address: the source of our adverts and the tie break
 	Addresses    []netip.Addr  // the virtual IPv4 addresses we advertise
+	// AuthType and AuthPass are VRRPv2's authentication, as keepalived's
+	// authentication { auth_type PASS; auth_pass ... }: AuthNone, or
+	// AuthPass with a password of 1..AuthDataLen bytes. Version 3 has none.
+	AuthType AuthType
+	AuthPass string
 }
 
 // Validate reports every problem with c at once.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.Version != Version2 && c.Version != Version3 {
+		errs = append(errs, fmt.Errorf("version: %d is neither 2 nor 3", c.Version))
+	}
 	if c.VRID == 0 {
 		errs = append(errs, errors.New("vrid: 0 is not a virtual router ID (1..255)"))
 	}
 	if c.Priority == PriorityStop {
 		errs = append(errs, errors.New("priority: 0 is reserved for a resigning master (1..255)"))
 	}
-	if c.Interval < MinInterval || c.Interval > MaxInterval {
-		errs = append(errs, fmt.Errorf("interval: %v is outside %v..%v", c.Interval, MinInterval, MaxInterval))
+	switch {
+	case c.Version == Version2 && !c.Version.ValidInterval(c.Interval):
+		errs = append(errs, fmt.Errorf("interval: %v is not whole seconds in %v..%v (VRRPv2)", c.Interval, MinIntervalV2, MaxIntervalV2))
+	case c.Version != Version2 && !Version3.ValidInterval(c.Interval):
+		errs = append(errs, fmt.Errorf("interval: %v is not whole centiseconds in %v..%v", c.Interval, MinInterval, MaxInterval))
+	}
+	switch {
+	case c.AuthType == AuthNone && c.AuthPass != "":
+		errs = append(errs, errors.New("auth_pass: set, but auth_type is none"))
+	case c.AuthType == AuthNone:
+	case c.Version != Version2:
+		errs = append(errs, fmt.Errorf("auth_type: %v needs VRRPv2: RFC 5798 removed authentication", c.AuthType))
+	case c.AuthType == AuthAH:
+		errs = append(errs, errors.New("auth_type: ah is not supported"))
+	case c.AuthType != AuthPass:
+		errs = append(errs, fmt.Errorf("auth_type: %v is not an authentication type", c.AuthType))
+	case len(c.AuthPass) < 1 || len(c.AuthPass) > AuthDataLen:
+		errs = append(errs, fmt.Errorf("auth_pass: %d bytes, want 1..%d", len(c.AuthPass), AuthDataLen))
 	}
 	if c.PreemptDelay < 0 {
 		errs = append(errs, fmt.Errorf("preempt_delay: %v is negative", c.PreemptDelay))
@@ -77,6 +102,42 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("vrrp: vrid %d: %w", c.VRID, err)
 	}
 	return nil
+}
+
+// Match checks a decoded advert against c: the VRID first (ErrVRID), then
+// the version (ErrOtherVersion) and, in version 2, the Auth Type and
+// password (ErrAuth) and the interval (ErrOtherInterval: RFC 3768 section
+// 7.1 says to drop an advert whose Adver Int is not ours, as keepalived
+// does). The VRID goes first, as keepalived looks its instance up by it:
+// adverts of another virtual router are none of our business, whatever
+// their version or password.
+func (c *Config) Match(a *Advert) error {
+	if a.VRID != c.VRID {
+		return ErrVRID
+	}
+	if a.Version != c.Version {
+		return ErrOtherVersion
+	}
+	if c.Version != Version2 {
+		return nil
+	}
+	// Without authentication the data is ignored on receipt (RFC 3768
+	// section 5.3.10), as keepalived does.
+	if a.AuthType != c.AuthType || c.AuthType == AuthPass && !authEqual(a.AuthData, c.authData()) {
+		return ErrAuth
+	}
+	if a.Interval != c.Interval {
+		return ErrOtherInterval
+	}
+	return nil
+}
+
+// authData is the Authentication Data of our version 2 adverts.
+func (c *Config) authData() [AuthDataLen]byte {
+	if c.AuthType == AuthPass {
+		return Password(c.AuthPass)
+	}
+	return [AuthDataLen]byte{}
 }
 
 // Action is what the caller must do after an event.
@@ -129,20 +190,31 @@ func (m *Machine) MasterAddr() netip.Addr { return m.masterAddr }
 func (m *Machine) MasterAdverInterval() time.Duration { return m.masterAdverInterval }
 
 // Advert returns the advertisement to send with the given priority (an
-// Action's AdvertPriority). The Addresses slice is shared with the machine
-// and must not be modified.
+// Action's AdvertPriority), in our version, with our authentication. The
+// Addresses slice is shared with the machine and must not be modified.
 func (m *Machine) Advert(priority uint8) Advert {
-	return Advert{VRID: m.cfg.VRID, Priority: priority, Interval: m.cfg.Interval, Addresses: m.cfg.Addresses}
+	return Advert{Version: m.cfg.Version, VRID: m.cfg.VRID, Priority: priority, Interval: m.cfg.Interval, Addresses: m.cfg.Addresses,
+		AuthType: m.cfg.AuthType, AuthData: m.cfg.authData()}
 }
 
-// SkewTime is RFC 5798's Skew_Time: ((256 - Priority) * Master_Adver_Interval) / 256.
-// It is computed in nanoseconds, not truncated to centiseconds.
+// SkewTime is Skew_Time. In version 3 it is RFC 5798 section 6.1's
+// ((256 - Priority) * Master_Adver_Interval) / 256, which scales with the
+// interval; it is computed in nanoseconds, not truncated to the RFC's
+// centiseconds (keepalived computes it in microseconds). In version 2 it is
+// RFC 3768 section 6.1's (256 - Priority) / 256 seconds, whatever the
+// interval, as keepalived has it too: at an interval of 1 s the two agree,
+// at 2 s and more version 3's would be longer than a VRRPv2 peer's.
 func (m *Machine) SkewTime() time.Duration {
+	if m.cfg.Version == Version2 {
+		return time.Duration(256-int64(m.cfg.Priority)) * time.Second / 256
+	}
 	return time.Duration(256-int64(m.cfg.Priority)) * m.masterAdverInterval / 256
 }
 
-// MasterDownInterval is RFC 5798's Master_Down_Interval:
-// 3 * Master_Adver_Interval + Skew_Time.
+// MasterDownInterval is Master_Down_Interval: 3 * Master_Adver_Interval +
+// Skew_Time (RFC 5798 section 6.1). In version 2 the interval is our own
+// Advertisement_Interval, which Match makes sure the master's equals (RFC
+// 3768 section 6.1 has no Master_Adver_Interval).
 func (m *Machine) MasterDownInterval() time.Duration {
 	return 3*m.masterAdverInterval + m.SkewTime()
 }
@@ -167,10 +239,11 @@ func (m *Machine) Start(now time.Time) Action {
 }
 
 // Receive handles a valid advert from src for our VRID (sections 6.4.2 and
-// 6.4.3). Adverts for another VRID, with no interval, or received in
+// 6.4.3). Adverts that Config.Match refuses (another VRID, version,
+// password or, in version 2, interval), with no interval, or received in
 // Initialize are ignored.
 func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) Action {
-	if a.VRID != m.cfg.VRID || a.Interval <= 0 {
+	if m.cfg.Match(&a) != nil || a.Interval <= 0 {
 		return m.idle()
 	}
 	src = src.Unmap()
@@ -182,7 +255,7 @@ func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) Action {
 			// the highest-priority backup goes first.
 			m.timer = now.Add(m.SkewTime())
 		case !m.preempt(now) || a.Priority >= m.cfg.Priority:
-			m.masterAdverInterval = a.Interval
+			m.learnInterval(a.Interval)
 			m.masterAddr = src
 			m.timer = now.Add(m.MasterDownInterval())
 		default:
@@ -199,7 +272,7 @@ func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) Action {
 		case a.Priority > m.cfg.Priority ||
 			a.Priority == m.cfg.Priority && addrGreater(src, m.cfg.Primary):
 			m.state = Backup
-			m.masterAdverInterval = a.Interval
+			m.learnInterval(a.Interval)
 			m.masterAddr = src
 			m.timer = now.Add(m.MasterDownInterval())
 			return Action{BecomeBackup: true, NextTimer: m.timer}
@@ -251,6 +324,16 @@ func (m *Machine) becomeMaster(now time.Time) Action {
 	m.masterAdverInterval = m.cfg.Interval
 	m.timer = now.Add(m.cfg.Interval)
 	return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, BecomeMaster: true, NextTimer: m.timer}
+}
+
+// learnInterval sets Master_Adver_Interval from the master's advert: in
+// version 3 a backup times the master with the master's interval (RFC 5798
+// section 6.4.2); version 2 has only our own, which Match made sure the
+// advert carries.
+func (m *Machine) learnInterval(d time.Duration) {
+	if m.cfg.Version == Version3 {
+		m.masterAdverInterval = d
+	}
 }
 
 // preempt is the effective Preempt_Mode: off during PreemptDelay after Start.

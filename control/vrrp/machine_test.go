@@ -2,6 +2,7 @@ package vrrp
 
 import (
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,7 @@ var (
 
 func testConfig(prio uint8) Config {
 	return Config{
+		Version:   Version3,
 		VRID:      7,
 		Priority:  prio,
 		Interval:  time.Second,
@@ -30,7 +32,7 @@ func testConfig(prio uint8) Config {
 }
 
 func advert(prio uint8, interval time.Duration) Advert {
-	return Advert{VRID: 7, Priority: prio, Interval: interval, Addresses: []netip.Addr{vip}}
+	return Advert{Version: Version3, VRID: 7, Priority: prio, Interval: interval, Addresses: []netip.Addr{vip}}
 }
 
 // mustAction fails the test unless got equals want.
@@ -342,15 +344,23 @@ func TestReceiveIgnores(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := (&Config{VRID: 1, Priority: 1, Interval: time.Second, Primary: ourAddr, Addresses: []netip.Addr{vip}}).Validate(); err != nil {
-		t.Errorf("valid config: %v", err)
+	for _, c := range []Config{
+		{Version: Version3, VRID: 1, Priority: 1, Interval: time.Second, Primary: ourAddr, Addresses: []netip.Addr{vip}},
+		{Version: Version3, VRID: 1, Priority: 1, Interval: 30 * time.Millisecond, Primary: ourAddr, Addresses: []netip.Addr{vip}},
+		{Version: Version2, VRID: 1, Priority: 1, Interval: time.Second, Primary: ourAddr, Addresses: []netip.Addr{vip}},
+		{Version: Version2, VRID: 1, Priority: 1, Interval: 255 * time.Second, Primary: ourAddr, Addresses: []netip.Addr{vip}, AuthType: AuthPass, AuthPass: "12345678"},
+	} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("valid config %+v: %v", c, err)
+		}
 	}
-	bad := Config{Interval: 50 * time.Second, PreemptDelay: -1, Primary: netip.MustParseAddr("2001:db8::1"), Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::2")}}
+	bad := Config{Interval: 50 * time.Second, PreemptDelay: -1, Primary: netip.MustParseAddr("2001:db8::1"), Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::2")},
+		AuthPass: "x"}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("invalid config passed")
 	}
-	for _, field := range []string{"vrid:", "priority:", "interval:", "preempt_delay:", "primary:", "addresses[0]:"} {
+	for _, field := range []string{"version:", "vrid:", "priority:", "interval:", "auth_pass:", "preempt_delay:", "primary:", "addresses[0]:"} {
 		if !strings.Contains(err.Error(), field) {
 			t.Errorf("error does not mention %s: %v", field, err)
 		}
@@ -361,6 +371,151 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}()
 	NewMachine(bad)
+}
+
+// TestConfigValidateV2 checks what version 2 adds: whole seconds, and
+// authentication (PASS only, 1..8 bytes) that version 3 does not have.
+func TestConfigValidateV2(t *testing.T) {
+	base := func(v Version, interval time.Duration, auth AuthType, pass string) Config {
+		return Config{Version: v, VRID: 1, Priority: 100, Interval: interval, Primary: ourAddr, Addresses: []netip.Addr{vip}, AuthType: auth, AuthPass: pass}
+	}
+	for _, tt := range []struct {
+		name string
+		c    Config
+		want string
+	}{
+		{"v2 100ms", base(Version2, 100*time.Millisecond, AuthNone, ""), "interval: 100ms is not whole seconds in 1s..4m15s (VRRPv2)"},
+		{"v2 1.5s", base(Version2, 1500*time.Millisecond, AuthNone, ""), "interval: 1.5s is not whole seconds"},
+		{"v2 256s", base(Version2, 256*time.Second, AuthNone, ""), "interval: 4m16s is not whole seconds"},
+		{"v3 60s", base(Version3, 60*time.Second, AuthNone, ""), "interval: 1m0s is not whole centiseconds in 10ms..40.95s"},
+		{"v3 with pass", base(Version3, time.Second, AuthPass, "secret"), "auth_type: pass needs VRRPv2"},
+		{"ah", base(Version2, time.Second, AuthAH, "secret"), "auth_type: ah is not supported"},
+		{"auth type 7", base(Version2, time.Second, 7, "secret"), "auth_type: AuthType(7) is not an authentication type"},
+		{"empty password", base(Version2, time.Second, AuthPass, ""), "auth_pass: 0 bytes, want 1..8"},
+		{"long password", base(Version2, time.Second, AuthPass, "123456789"), "auth_pass: 9 bytes, want 1..8"},
+		{"password without pass", base(Version2, time.Second, AuthNone, "secret"), "auth_pass: set, but auth_type is none"},
+	} {
+		err := tt.c.Validate()
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+// TestMatch: the VRID first, then the version, then version 2's
+// authentication and interval.
+func TestMatch(t *testing.T) {
+	v2 := testConfig(100)
+	v2.Version = Version2
+	v2pass := v2
+	v2pass.AuthType, v2pass.AuthPass = AuthPass, "secret"
+	v3 := testConfig(100)
+	ad := func(v Version, vrid uint8, interval time.Duration, auth AuthType, data [8]byte) Advert {
+		return Advert{Version: v, VRID: vrid, Priority: 200, Interval: interval, Addresses: []netip.Addr{vip}, AuthType: auth, AuthData: data}
+	}
+	none := [8]byte{}
+	secret := Password("secret")
+	for _, tt := range []struct {
+		name string
+		c    Config
+		a    Advert
+		want error
+	}{
+		{"v3", v3, ad(Version3, 7, time.Second, AuthNone, none), nil},
+		{"v3, another interval: learnt, not refused", v3, ad(Version3, 7, 3*time.Second, AuthNone, none), nil},
+		{"v3, another VRID", v3, ad(Version3, 8, time.Second, AuthNone, none), ErrVRID},
+		{"v3 hears v2", v3, ad(Version2, 7, time.Second, AuthNone, none), ErrOtherVersion},
+		{"v3 hears v2 of another VRID", v3, ad(Version2, 8, time.Second, AuthPass, secret), ErrVRID},
+		{"v2", v2, ad(Version2, 7, time.Second, AuthNone, none), nil},
+		{"v2 ignores auth data without auth", v2, ad(Version2, 7, time.Second, AuthNone, Password("junk")), nil},
+		{"v2 hears v3", v2, ad(Version3, 7, time.Second, AuthNone, none), ErrOtherVersion},
+		{"v2 hears PASS", v2, ad(Version2, 7, time.Second, AuthPass, secret), ErrAuth},
+		{"v2 hears another interval", v2, ad(Version2, 7, 2*time.Second, AuthNone, none), ErrOtherInterval},
+		{"v2 PASS", v2pass, ad(Version2, 7, time.Second, AuthPass, secret), nil},
+		{"v2 PASS, no auth", v2pass, ad(Version2, 7, time.Second, AuthNone, none), ErrAuth},
+		{"v2 PASS, another password", v2pass, ad(Version2, 7, time.Second, AuthPass, Password("secreT")), ErrAuth},
+		{"v2 PASS, a longer password cut to 8", v2pass, ad(Version2, 7, time.Second, AuthPass, Password("secret12")), ErrAuth},
+		{"v2 PASS, AH", v2pass, ad(Version2, 7, time.Second, AuthAH, secret), ErrAuth},
+		{"v2 PASS, another VRID and password", v2pass, ad(Version2, 9, time.Second, AuthPass, Password("other")), ErrVRID},
+		{"v2 PASS, wrong password and interval: auth first", v2pass, ad(Version2, 7, 5*time.Second, AuthPass, none), ErrAuth},
+	} {
+		if got := tt.c.Match(&tt.a); got != tt.want {
+			t.Errorf("%s: Match = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestTimerFormulasV2 checks RFC 3768 section 6.1: Skew_Time =
+// (256 - Priority) / 256 seconds whatever the interval, and
+// Master_Down_Interval = 3 * Advertisement_Interval + Skew_Time.
+func TestTimerFormulasV2(t *testing.T) {
+	for _, tt := range []struct {
+		prio     uint8
+		interval time.Duration
+		skew     time.Duration
+		down     time.Duration
+	}{
+		{100, time.Second, 609375 * time.Microsecond, 3609375 * time.Microsecond},     // 156/256 s, as version 3 at 1 s
+		{100, 3 * time.Second, 609375 * time.Microsecond, 9609375 * time.Microsecond}, // version 3 would say 1.828125 s of skew
+		{200, time.Second, 218750 * time.Microsecond, 3218750 * time.Microsecond},     // 56/256 s
+		{1, 10 * time.Second, 996093750 * time.Nanosecond, 30996093750 * time.Nanosecond},
+		{254, 255 * time.Second, 7812500 * time.Nanosecond, 765007812500 * time.Nanosecond},
+	} {
+		c := testConfig(tt.prio)
+		c.Version, c.Interval = Version2, tt.interval
+		m := NewMachine(c)
+		if got := m.SkewTime(); got != tt.skew {
+			t.Errorf("v2 priority %d, interval %v: Skew_Time %v, want %v", tt.prio, tt.interval, got, tt.skew)
+		}
+		if got := m.MasterDownInterval(); got != tt.down {
+			t.Errorf("v2 priority %d, interval %v: Master_Down_Interval %v, want %v", tt.prio, tt.interval, got, tt.down)
+		}
+	}
+}
+
+// TestMachineV2: a version 2 backup times the master with its own
+// interval, takes over Master_Down_Interval after the last advert, and
+// after a priority-0 advert within Skew_Time; adverts of the other version,
+// with another password or another interval change nothing.
+func TestMachineV2(t *testing.T) {
+	c := testConfig(100)
+	c.Version, c.Interval, c.AuthType, c.AuthPass = Version2, 2*time.Second, AuthPass, "secret"
+	m := NewMachine(c)
+	down := 6*time.Second + 609375*time.Microsecond // 3 * 2 s + 156/256 s
+	mustAction(t, "Start", m.Start(t0), Action{BecomeBackup: true, NextTimer: at(down)})
+	good := Advert{Version: Version2, VRID: 7, Priority: 200, Interval: 2 * time.Second, Addresses: []netip.Addr{vip}, AuthType: AuthPass, AuthData: Password("secret")}
+	mustAction(t, "advert", m.Receive(at(time.Second), peerAddr, good), Action{NextTimer: at(time.Second + down)})
+	if m.MasterAdverInterval() != 2*time.Second || m.MasterAddr() != peerAddr {
+		t.Errorf("MasterAdverInterval %v, MasterAddr %v", m.MasterAdverInterval(), m.MasterAddr())
+	}
+	for _, bad := range []func(a *Advert){
+		func(a *Advert) { a.Version = Version3 },
+		func(a *Advert) { a.AuthData = Password("Secret") },
+		func(a *Advert) { a.AuthType = AuthNone },
+		func(a *Advert) { a.Interval = time.Second },
+		func(a *Advert) { a.Priority = PriorityStop; a.AuthData = Password("x") },
+	} {
+		a := good
+		bad(&a)
+		mustAction(t, "mismatched advert", m.Receive(at(2*time.Second), peerAddr, a), Action{NextTimer: at(time.Second + down)})
+	}
+	mustState(t, m, Backup)
+	stop := good
+	stop.Priority = PriorityStop
+	skew := 609375 * time.Microsecond
+	mustAction(t, "priority 0", m.Receive(at(3*time.Second), peerAddr, stop), Action{NextTimer: at(3*time.Second + skew)})
+	mustAction(t, "takeover", m.Tick(at(3*time.Second+skew)),
+		Action{SendAdvert: true, AdvertPriority: 100, BecomeMaster: true, NextTimer: at(3*time.Second + skew + 2*time.Second)})
+	want := good
+	want.Priority = 100
+	if a := m.Advert(100); !reflect.DeepEqual(a, want) {
+		t.Errorf("Advert(100) = %+v, want %+v", a, want)
+	}
+	// A higher version 2 master: the machine yields, keeping its own interval.
+	mustAction(t, "higher master", m.Receive(at(4*time.Second), peerAddr, good), Action{BecomeBackup: true, NextTimer: at(4*time.Second + down)})
+	if m.MasterAdverInterval() != 2*time.Second {
+		t.Errorf("MasterAdverInterval %v, want our 2s", m.MasterAdverInterval())
+	}
 }
 
 func TestNewMachineCopiesAddresses(t *testing.T) {

@@ -18,6 +18,7 @@ var (
 // goldenAdvert is VRID 51, priority 100, interval 1 s, one address
 // 192.168.1.100, sent from 192.168.1.1 to 224.0.0.18.
 var goldenAdvert = Advert{
+	Version:   Version3,
 	VRID:      51,
 	Priority:  100,
 	Interval:  time.Second,
@@ -57,12 +58,12 @@ func TestMarshalGolden(t *testing.T) {
 	if !bytes.Equal(got, goldenBytes) {
 		t.Errorf("Marshal:\n got % x\nwant % x", got, goldenBytes)
 	}
-	a, err := Parse(goldenBytes, testSrc, testDst, TTL)
+	a, err := Decode(goldenBytes, testSrc, testDst, TTL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(a, goldenAdvert) {
-		t.Errorf("Parse = %+v, want %+v", a, goldenAdvert)
+		t.Errorf("Decode = %+v, want %+v", a, goldenAdvert)
 	}
 }
 
@@ -85,10 +86,17 @@ func TestRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for i := 0; i < 1000; i++ {
 		a := Advert{
+			Version:   Version3,
 			VRID:      uint8(rng.Intn(256)),
 			Priority:  uint8(rng.Intn(256)),
 			Interval:  time.Duration(1+rng.Intn(intervalMask)) * 10 * time.Millisecond,
 			Addresses: make([]netip.Addr, 1+rng.Intn(MaxAddresses)),
+		}
+		if i%2 == 1 {
+			a.Version = Version2
+			a.Interval = time.Duration(1+rng.Intn(255)) * time.Second
+			a.AuthType = AuthType(rng.Intn(256)) // any Auth Type goes through the codec; Match judges it
+			rng.Read(a.AuthData[:])
 		}
 		for j := range a.Addresses {
 			a.Addresses[j] = netip.AddrFrom4([4]byte{byte(rng.Intn(256)), byte(rng.Intn(256)), byte(rng.Intn(256)), byte(rng.Intn(256))})
@@ -101,9 +109,9 @@ func TestRoundTrip(t *testing.T) {
 		if len(b) != a.Len() {
 			t.Fatalf("len %d, Len() %d", len(b), a.Len())
 		}
-		got, err := Parse(b, src, testDst, TTL)
+		got, err := Decode(b, src, testDst, TTL)
 		if err != nil {
-			t.Fatalf("Parse(Marshal(%+v)): %v", a, err)
+			t.Fatalf("Decode(Marshal(%+v)): %v", a, err)
 		}
 		if !reflect.DeepEqual(got, a) {
 			t.Fatalf("round trip:\n got %+v\nwant %+v", got, a)
@@ -111,8 +119,24 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// naiveSum is the RFC 1071 checksum of buf, summed plainly in 64 bits.
+func naiveSum(buf []byte) uint16 {
+	if len(buf)%2 == 1 {
+		buf = append(buf, 0)
+	}
+	var sum uint64
+	for i := 0; i < len(buf); i += 2 {
+		sum += uint64(buf[i])<<8 | uint64(buf[i+1])
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
 // TestChecksumAgainstNaive checks the folding checksum against a plain
-// sum over an explicitly built pseudo-header, on seeded random input.
+// sum over an explicitly built pseudo-header (version 3) and over the
+// message alone (version 2), on seeded random input.
 func TestChecksumAgainstNaive(t *testing.T) {
 	naive := func(src, dst [4]byte, msg []byte) uint16 {
 		var buf []byte
@@ -120,17 +144,7 @@ func TestChecksumAgainstNaive(t *testing.T) {
 		buf = append(buf, dst[:]...)
 		buf = append(buf, 0, IPProtocol, byte(len(msg)>>8), byte(len(msg)))
 		buf = append(buf, msg...)
-		if len(buf)%2 == 1 {
-			buf = append(buf, 0)
-		}
-		var sum uint64
-		for i := 0; i < len(buf); i += 2 {
-			sum += uint64(buf[i])<<8 | uint64(buf[i+1])
-		}
-		for sum > 0xffff {
-			sum = sum&0xffff + sum>>16
-		}
-		return ^uint16(sum)
+		return naiveSum(buf)
 	}
 	rng := rand.New(rand.NewSource(2))
 	for i := 0; i < 2000; i++ {
@@ -139,34 +153,63 @@ func TestChecksumAgainstNaive(t *testing.T) {
 		var src, dst [4]byte
 		rng.Read(src[:])
 		rng.Read(dst[:])
-		if got, want := checksum(src, dst, msg), naive(src, dst, msg); got != want {
-			t.Fatalf("checksum(% x, % x, %d bytes) = %#04x, naive %#04x", src, dst, len(msg), got, want)
+		if got, want := checksum(pseudoHeaderSum(src, dst, len(msg)), msg), naive(src, dst, msg); got != want {
+			t.Fatalf("v3 checksum(% x, % x, %d bytes) = %#04x, naive %#04x", src, dst, len(msg), got, want)
+		}
+		if got, want := checksum(0, msg), naiveSum(msg); got != want {
+			t.Fatalf("v2 checksum(%d bytes) = %#04x, naive %#04x", len(msg), got, want)
 		}
 	}
 }
 
-func TestParseErrors(t *testing.T) {
-	// fix recomputes the checksum after a test has edited the bytes, so that
-	// the check under test, not the checksum, is what fails.
-	fix := func(b []byte) []byte {
-		b[checksumOffset], b[checksumOffset+1] = 0, 0
-		s := checksum(testSrc.As4(), testDst.As4(), b)
-		b[checksumOffset], b[checksumOffset+1] = byte(s>>8), byte(s)
-		return b
-	}
+// fixV3 and fixV2 recompute the checksum after a test has edited the
+// bytes, so that the check under test, not the checksum, is what fails.
+func fixV3(b []byte) []byte {
+	b[checksumOffset], b[checksumOffset+1] = 0, 0
+	s := checksum(pseudoHeaderSum(testSrc.As4(), testDst.As4(), len(b)), b)
+	b[checksumOffset], b[checksumOffset+1] = byte(s>>8), byte(s)
+	return b
+}
+
+func fixV2(b []byte) []byte {
+	b[checksumOffset], b[checksumOffset+1] = 0, 0
+	s := checksum(0, b)
+	b[checksumOffset], b[checksumOffset+1] = byte(s>>8), byte(s)
+	return b
+}
+
+func TestDecodeErrors(t *testing.T) {
+	fix := fixV3
 	edit := func(f func(b []byte) []byte) []byte {
 		return f(append([]byte(nil), goldenBytes...))
+	}
+	edit2 := func(f func(b []byte) []byte) []byte {
+		return f(append([]byte(nil), goldenV2PassBytes...))
 	}
 	tests := []struct {
 		name     string
 		pkt      []byte
 		src, dst netip.Addr
 		ttl      uint8
-		want     error
+		want     *DropError
 	}{
 		{"empty", nil, testSrc, testDst, TTL, ErrTooShort},
 		{"7 bytes", goldenBytes[:7], testSrc, testDst, TTL, ErrTooShort},
-		{"version 2", edit(func(b []byte) []byte { b[0] = 0x21; return fix(b) }), testSrc, testDst, TTL, ErrVersion},
+		{"version 4", edit(func(b []byte) []byte { b[0] = 0x41; return fix(b) }), testSrc, testDst, TTL, ErrVersion},
+		{"version 1", edit(func(b []byte) []byte { b[0] = 0x11; return fix(b) }), testSrc, testDst, TTL, ErrVersion},
+		{"version 0", edit(func(b []byte) []byte { b[0] = 0x01; return fix(b) }), testSrc, testDst, TTL, ErrVersion},
+		{"v3 bytes marked version 2", edit(func(b []byte) []byte { b[0] = 0x21; return fix(b) }), testSrc, testDst, TTL, ErrChecksum},
+		{"v2 bytes marked version 3", edit2(func(b []byte) []byte { b[0] = 0x31; return fixV2(b) }), testSrc, testDst, TTL, ErrChecksum},
+		{"v2 type 2", edit2(func(b []byte) []byte { b[0] = 0x22; return fixV2(b) }), testSrc, testDst, TTL, ErrType},
+		{"v2 ttl 64", goldenV2PassBytes, testSrc, testDst, 64, ErrTTL},
+		{"v2 checksum off by one", edit2(func(b []byte) []byte { b[7]++; return b }), testSrc, testDst, TTL, ErrChecksum},
+		{"v2 password changed", edit2(func(b []byte) []byte { b[len(b)-1] = 1; return b }), testSrc, testDst, TTL, ErrChecksum},
+		{"v2 checksummed with a pseudo-header", edit2(func(b []byte) []byte { return fixV3(b) }), testSrc, testDst, TTL, ErrChecksum},
+		{"v2 without auth data", edit2(func(b []byte) []byte { return fixV2(b[:HeaderLen+4]) }), testSrc, testDst, TTL, ErrAddrCount},
+		{"v2 auth data short", edit2(func(b []byte) []byte { return fixV2(b[:len(b)-2]) }), testSrc, testDst, TTL, ErrAddrCount},
+		{"v2 count 2", edit2(func(b []byte) []byte { b[countOffset] = 2; return fixV2(b) }), testSrc, testDst, TTL, ErrAddrCount},
+		{"v2 interval 0", edit2(func(b []byte) []byte { b[secondsOffset] = 0; return fixV2(b) }), testSrc, testDst, TTL, ErrInterval},
+		{"v2 IPv6 source", goldenV2PassBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrNotIPv4},
 		{"type 2", edit(func(b []byte) []byte { b[0] = 0x32; return fix(b) }), testSrc, testDst, TTL, ErrType},
 		{"ttl 64", goldenBytes, testSrc, testDst, 64, ErrTTL},
 		{"ttl 254", goldenBytes, testSrc, testDst, 254, ErrTTL},
@@ -184,21 +227,19 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse(tt.pkt, tt.src, tt.dst, tt.ttl)
+			_, err := Decode(tt.pkt, tt.src, tt.dst, tt.ttl)
 			if !errors.Is(err, tt.want) {
-				t.Errorf("Parse(% x) = %v, want %v", tt.pkt, err, tt.want)
+				t.Errorf("Decode(% x) = %v, want %v", tt.pkt, err, tt.want)
 			}
 		})
 	}
 }
 
-func TestParseIgnoresReserved(t *testing.T) {
+func TestDecodeIgnoresReserved(t *testing.T) {
 	b := append([]byte(nil), goldenBytes...)
 	b[intervalOffset] |= 0xa0
-	b[checksumOffset], b[checksumOffset+1] = 0, 0
-	s := checksum(testSrc.As4(), testDst.As4(), b)
-	b[checksumOffset], b[checksumOffset+1] = byte(s>>8), byte(s)
-	a, err := Parse(b, testSrc, testDst, TTL)
+	fixV3(b)
+	a, err := Decode(b, testSrc, testDst, TTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +248,10 @@ func TestParseIgnoresReserved(t *testing.T) {
 	}
 }
 
-func TestParseAcceptsMappedAddresses(t *testing.T) {
+func TestDecodeAcceptsMappedAddresses(t *testing.T) {
 	src := netip.AddrFrom16(testSrc.As16())
-	if _, err := Parse(goldenBytes, src, testDst, TTL); err != nil {
-		t.Errorf("Parse from %v: %v", src, err)
+	if _, err := Decode(goldenBytes, src, testDst, TTL); err != nil {
+		t.Errorf("Decode from %v: %v", src, err)
 	}
 }
 
@@ -221,13 +262,23 @@ func TestMarshalErrors(t *testing.T) {
 		a        Advert
 		src, dst netip.Addr
 	}{
-		{"interval 0", Advert{VRID: 1, Priority: 100, Addresses: v4}, testSrc, testDst},
-		{"interval 5ms", Advert{VRID: 1, Priority: 100, Interval: 5 * time.Millisecond, Addresses: v4}, testSrc, testDst},
-		{"interval 41s", Advert{VRID: 1, Priority: 100, Interval: 41 * time.Second, Addresses: v4}, testSrc, testDst},
-		{"no addresses", Advert{VRID: 1, Priority: 100, Interval: time.Second}, testSrc, testDst},
-		{"256 addresses", Advert{VRID: 1, Priority: 100, Interval: time.Second, Addresses: make([]netip.Addr, 256)}, testSrc, testDst},
-		{"IPv6 address", Advert{VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::1")}}, testSrc, testDst},
-		{"IPv6 source", Advert{VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4}, netip.MustParseAddr("2001:db8::1"), testDst},
+		{"no version", Advert{VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4}, testSrc, testDst},
+		{"version 4", Advert{Version: 4, VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4}, testSrc, testDst},
+		{"interval 0", Advert{Version: Version3, VRID: 1, Priority: 100, Addresses: v4}, testSrc, testDst},
+		{"interval 5ms", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: 5 * time.Millisecond, Addresses: v4}, testSrc, testDst},
+		{"interval 15ms", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: 15 * time.Millisecond, Addresses: v4}, testSrc, testDst},
+		{"interval 41s", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: 41 * time.Second, Addresses: v4}, testSrc, testDst},
+		{"v3 with a password", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4, AuthType: AuthPass, AuthData: Password("x")}, testSrc, testDst},
+		{"v2 interval 0", Advert{Version: Version2, VRID: 1, Priority: 100, Addresses: v4}, testSrc, testDst},
+		{"v2 interval 100ms", Advert{Version: Version2, VRID: 1, Priority: 100, Interval: 100 * time.Millisecond, Addresses: v4}, testSrc, testDst},
+		{"v2 interval 1.5s", Advert{Version: Version2, VRID: 1, Priority: 100, Interval: 1500 * time.Millisecond, Addresses: v4}, testSrc, testDst},
+		{"v2 interval 256s", Advert{Version: Version2, VRID: 1, Priority: 100, Interval: 256 * time.Second, Addresses: v4}, testSrc, testDst},
+		{"no addresses", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second}, testSrc, testDst},
+		{"v2 no addresses", Advert{Version: Version2, VRID: 1, Priority: 100, Interval: time.Second}, testSrc, testDst},
+		{"256 addresses", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: make([]netip.Addr, 256)}, testSrc, testDst},
+		{"IPv6 address", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::1")}}, testSrc, testDst},
+		{"IPv6 source", Advert{Version: Version3, VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4}, netip.MustParseAddr("2001:db8::1"), testDst},
+		{"v2 IPv6 source", Advert{Version: Version2, VRID: 1, Priority: 100, Interval: time.Second, Addresses: v4}, netip.MustParseAddr("2001:db8::1"), testDst},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,59 +294,91 @@ func TestMarshalErrors(t *testing.T) {
 }
 
 func TestIntervalLimits(t *testing.T) {
-	for _, d := range []time.Duration{MinInterval, MaxInterval, 40950 * time.Millisecond} {
-		a := goldenAdvert
-		a.Interval = d
+	for _, tt := range []struct {
+		a Advert
+		d time.Duration
+	}{
+		{goldenAdvert, MinInterval}, {goldenAdvert, MaxInterval}, {goldenAdvert, 40950 * time.Millisecond},
+		{goldenV2, MinIntervalV2}, {goldenV2, MaxIntervalV2}, {goldenV2, 255 * time.Second},
+	} {
+		a := tt.a
+		a.Interval = tt.d
 		b, err := a.Marshal(nil, testSrc, testDst)
 		if err != nil {
-			t.Fatalf("interval %v: %v", d, err)
+			t.Fatalf("%v interval %v: %v", a.Version, tt.d, err)
 		}
-		got, err := Parse(b, testSrc, testDst, TTL)
-		if err != nil || got.Interval != d {
-			t.Errorf("interval %v came back as %v, %v", d, got.Interval, err)
+		got, err := Decode(b, testSrc, testDst, TTL)
+		if err != nil || got.Interval != tt.d {
+			t.Errorf("%v interval %v came back as %v, %v", a.Version, tt.d, got.Interval, err)
 		}
 	}
 }
 
-func FuzzParse(f *testing.F) {
+func TestValidInterval(t *testing.T) {
+	for _, tt := range []struct {
+		v    Version
+		d    time.Duration
+		want bool
+	}{
+		{Version3, 10 * time.Millisecond, true}, {Version3, 100 * time.Millisecond, true}, {Version3, 40950 * time.Millisecond, true},
+		{Version3, 0, false}, {Version3, 5 * time.Millisecond, false}, {Version3, 15 * time.Millisecond, false}, {Version3, 41 * time.Second, false},
+		{Version2, time.Second, true}, {Version2, 3 * time.Second, true}, {Version2, 255 * time.Second, true},
+		{Version2, 0, false}, {Version2, 100 * time.Millisecond, false}, {Version2, 1500 * time.Millisecond, false}, {Version2, 256 * time.Second, false},
+		{0, time.Second, false}, {4, time.Second, false},
+	} {
+		if got := tt.v.ValidInterval(tt.d); got != tt.want {
+			t.Errorf("%v.ValidInterval(%v) = %v, want %v", tt.v, tt.d, got, tt.want)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
 	f.Add(goldenBytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL))     // the golden advert
 	f.Add(goldenBytes[:7], testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL)) // too short
 	f.Add(goldenBytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(64))      // wrong TTL
 	f.Add([]byte{0x31, 0x01, 0xff, 0x02, 0x0f, 0xff, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2},
 		[]byte{10, 0, 0, 9}, testDst.AsSlice(), uint8(TTL)) // two addresses, bad checksum
+	f.Add(goldenV2Bytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL))          // version 2, no authentication
+	f.Add(goldenV2PassBytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL))      // version 2, PASS
+	f.Add(goldenV2PassBytes[:12], testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL)) // version 2 without its Authentication Data
 	f.Fuzz(func(t *testing.T, pkt, src, dst []byte, ttl uint8) {
 		s, _ := netip.AddrFromSlice(src)
 		d, _ := netip.AddrFromSlice(dst)
 		checkReparse(t, pkt, s, d, ttl)
 		// Random bytes rarely carry a right checksum, so also try the input
-		// with its checksum made right, to reach the checks behind it.
+		// with its checksum made right for either version, to reach the
+		// checks behind it.
 		if len(pkt) >= HeaderLen && s.Is4() && d.Is4() {
-			fixed := append([]byte(nil), pkt...)
-			fixed[checksumOffset], fixed[checksumOffset+1] = 0, 0
-			c := checksum(s.As4(), d.As4(), fixed)
-			fixed[checksumOffset], fixed[checksumOffset+1] = byte(c>>8), byte(c)
-			checkReparse(t, fixed, s, d, ttl)
+			for _, initial := range []uint32{pseudoHeaderSum(s.As4(), d.As4(), len(pkt)), 0} {
+				fixed := append([]byte(nil), pkt...)
+				fixed[checksumOffset], fixed[checksumOffset+1] = 0, 0
+				c := checksum(initial, fixed)
+				fixed[checksumOffset], fixed[checksumOffset+1] = byte(c>>8), byte(c)
+				checkReparse(t, fixed, s, d, ttl)
+			}
 		}
 	})
 }
 
-// checkReparse asserts that whatever Parse accepts, Marshal turns back into
+// checkReparse asserts that whatever Decode accepts, Marshal turns back into
 // the same bytes.
 func checkReparse(t *testing.T, pkt []byte, s, d netip.Addr, ttl uint8) {
 	t.Helper()
-	a, err := Parse(pkt, s, d, ttl)
+	a, err := Decode(pkt, s, d, ttl)
 	if err != nil {
 		return
 	}
 	out, err := a.Marshal(nil, s, d)
 	if err != nil {
-		t.Fatalf("Parse accepted % x as %+v, which Marshal rejects: %v", pkt, a, err)
+		t.Fatalf("Decode accepted % x as %+v, which Marshal rejects: %v", pkt, a, err)
 	}
-	// Marshal writes the reserved bits as zero, and a checksum of 0x0000
-	// where the sender may have written its other ones'-complement form,
-	// 0xffff. Otherwise the bytes must be the same.
+	// Marshal writes version 3's reserved bits as zero, and a checksum of
+	// 0x0000 where the sender may have written its other ones'-complement
+	// form, 0xffff. Otherwise the bytes must be the same.
 	want := append([]byte(nil), pkt...)
-	want[intervalOffset] &= intervalMask >> 8
+	if a.Version == Version3 {
+		want[intervalOffset] &= intervalMask >> 8
+	}
 	if !bytes.Equal(out[:checksumOffset], want[:checksumOffset]) || !bytes.Equal(out[HeaderLen:], want[HeaderLen:]) {
 		t.Fatalf("re-marshal differs:\n got % x\nwant % x", out, want)
 	}
@@ -304,7 +387,7 @@ func checkReparse(t *testing.T, pkt []byte, s, d netip.Addr, ttl uint8) {
 			t.Fatalf("re-marshal checksum % x, received % x", out[checksumOffset:HeaderLen], pkt[checksumOffset:HeaderLen])
 		}
 	}
-	if b, err := Parse(out, s, d, TTL); err != nil || !reflect.DeepEqual(b, a) {
-		t.Fatalf("re-parse = %+v, %v; want %+v", b, err, a)
+	if b, err := Decode(out, s, d, TTL); err != nil || !reflect.DeepEqual(b, a) {
+		t.Fatalf("re-decode = %+v, %v; want %+v", b, err, a)
 	}
 }

@@ -162,9 +162,12 @@ func (s *Speaker) apply(act Action) {
 }
 
 // receive reads IP packets of protocol 112 and passes on the adverts that
-// Parse accepts for our VRID; the rest are dropped and counted by reason.
+// Decode and Config.Match accept; the rest are dropped and counted by
+// reason, and the Mismatches among them are kept in C.Mismatched and
+// reported.
 func (s *Speaker) receive(ctx context.Context, rx chan<- received) {
 	buf := make([]byte, 1500)
+	var mismatches mismatchTable
 	for ctx.Err() == nil {
 		n, _, err := unix.Recvfrom(s.rfd, buf, 0)
 		if err != nil {
@@ -181,14 +184,29 @@ func (s *Speaker) receive(ctx context.Context, rx chan<- received) {
 		hl := int(ip[0]&0xf) * 4
 		src := netip.AddrFrom4([4]byte(ip[12:16]))
 		dst := netip.AddrFrom4([4]byte(ip[16:20]))
-		a, err := Parse(ip[hl:], src, dst, ip[8])
+		a, err := Decode(ip[hl:], src, dst, ip[8])
+		if err == nil {
+			err = s.cfg.Machine.Match(&a)
+		}
 		if err != nil {
-			s.C.drop(dropReason(err))
+			s.C.drop(Reason(err))
+			if isMismatch(err) {
+				now := time.Now()
+				m := Mismatch{Peer: src, Reason: Reason(err), Version: a.Version, Interval: a.Interval, Since: now, At: now}
+				report, changed := mismatches.heard(m, a.Priority)
+				if changed {
+					l := mismatches.list()
+					s.C.Mismatched.Store(&l)
+				}
+				if report && s.cfg.OnMismatch != nil {
+					s.cfg.OnMismatch(m)
+				}
+			}
 			continue
 		}
-		if a.VRID != s.cfg.Machine.VRID {
-			s.C.drop(DropVRID)
-			continue
+		if mismatches.accepted(src) {
+			l := mismatches.list()
+			s.C.Mismatched.Store(&l)
 		}
 		s.C.Received.Add(1)
 		select {

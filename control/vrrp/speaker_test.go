@@ -5,6 +5,7 @@ package vrrp
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestSpeakersFailOver(t *testing.T) {
 		var err error
 		ns.Do(t, func() {
 			sp, err = NewSpeaker(SpeakerConfig{Interface: ifname, OnState: watch(w),
-				Machine: Config{VRID: 51, Priority: prio, Interval: interval, Preempt: true, Addresses: vip}})
+				Machine: Config{Version: Version3, VRID: 51, Priority: prio, Interval: interval, Preempt: true, Addresses: vip}})
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -102,75 +103,125 @@ func TestSpeakersFailOver(t *testing.T) {
 
 // TestSpeakerDropsBadAdverts sends a speaker adverts from a raw socket in
 // another namespace: the valid one is received, and each bad one is
-// dropped and counted under its reason.
+// dropped and counted under its reason. Adverts for our VRID from a peer
+// configured differently (the other version, another password, another
+// VRRPv2 interval) are also reported, once per peer and reason.
 func TestSpeakerDropsBadAdverts(t *testing.T) {
 	netnstest.RequireRoot(t)
-	a, b := netnstest.New(t), netnstest.New(t)
-	netnstest.VethPair(t, a, b, "vrrpbada", "192.0.2.1/24", "vrrpbadb", "192.0.2.2/24")
-	var sp *Speaker
-	var err error
-	b.Do(t, func() {
-		sp, err = NewSpeaker(SpeakerConfig{Interface: "vrrpbadb",
-			Machine: Config{VRID: 51, Priority: 100, Interval: time.Second, Preempt: true, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}})
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- sp.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-
+	vip := []netip.Addr{netip.MustParseAddr("192.0.2.100")}
 	src := netip.MustParseAddr("192.0.2.1")
-	advert := func(vrid uint8) []byte {
-		ad := Advert{VRID: vrid, Priority: 200, Interval: time.Second, Addresses: []netip.Addr{netip.MustParseAddr("192.0.2.100")}}
-		b, err := ad.Marshal(nil, src, IPv4Group)
+	mk := func(a Advert) []byte {
+		t.Helper()
+		a.Addresses = vip
+		b, err := a.Marshal(nil, src, IPv4Group)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	badVersion := advert(51)
-	badVersion[0] = 2<<4 | badVersion[0]&0x0f
-	badSum := advert(51)
+	type packet struct {
+		pkt []byte
+		ttl int
+	}
+	v3 := func(vrid uint8) []byte {
+		return mk(Advert{Version: Version3, VRID: vrid, Priority: 200, Interval: time.Second})
+	}
+	v2 := func(vrid uint8, interval time.Duration, auth AuthType, pass string) []byte {
+		return mk(Advert{Version: Version2, VRID: vrid, Priority: 200, Interval: interval, AuthType: auth, AuthData: Password(pass)})
+	}
+	version4 := v3(51)
+	version4[0] = 4<<4 | version4[0]&0x0f
+	badSum := v3(51)
 	badSum[6] ^= 0xff
-	var fd int
-	a.Do(t, func() {
-		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, IPProtocol)
-		if err == nil {
-			err = unix.BindToDevice(fd, "vrrpbada")
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	send := func(pkt []byte, ttl int) {
-		t.Helper()
-		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, ttl); err != nil {
-			t.Fatal(err)
-		}
-		if err := unix.Sendto(fd, pkt, 0, &unix.SockaddrInet4{Addr: IPv4Group.As4()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send(advert(51), 255)
-	send(advert(52), 255)
-	send(advert(51), 64)
-	send(badVersion, 255)
-	send(badSum, 255)
-	send([]byte{0x31, 51, 200}, 255)
-	want := map[DropReason]uint64{DropVRID: 1, DropTTL: 1, DropVersion: 1, DropChecksum: 1, DropMalformed: 1}
-	deadline := time.Now().Add(3 * time.Second)
-	for sp.C.Received.Load()+sp.C.Invalid.Load() < 6 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if r, inv := sp.C.Received.Load(), sp.C.Invalid.Load(); r != 1 || inv != 5 {
-		t.Errorf("received %d, invalid %d; want 1 and 5", r, inv)
-	}
-	for r := range NumDropReasons {
-		if got := sp.C.Dropped[r].Load(); got != want[r] {
-			t.Errorf("dropped for %v: %d, want %d", r, got, want[r])
-		}
+	for _, tc := range []struct {
+		name     string
+		cfg      Config
+		send     []packet
+		want     map[DropReason]uint64
+		mismatch []DropReason // reported, in order
+	}{
+		{"v3",
+			Config{Version: Version3, VRID: 51, Priority: 100, Interval: time.Second, Preempt: true, Addresses: vip},
+			[]packet{{v3(51), 255}, {v3(52), 255}, {v3(51), 64}, {version4, 255}, {badSum, 255}, {[]byte{0x31, 51, 200}, 255},
+				{v2(51, time.Second, AuthNone, ""), 255}, {v2(51, time.Second, AuthNone, ""), 255}, {v2(52, time.Second, AuthNone, ""), 255}},
+			map[DropReason]uint64{DropVRID: 2, DropTTL: 1, DropVersion: 3, DropChecksum: 1, DropMalformed: 1},
+			[]DropReason{DropVersion}},
+		{"v2 pass",
+			Config{Version: Version2, VRID: 51, Priority: 100, Interval: time.Second, Preempt: true, Addresses: vip, AuthType: AuthPass, AuthPass: "secret"},
+			[]packet{{v2(51, time.Second, AuthPass, "secret"), 255}, {v2(51, time.Second, AuthPass, "wrong"), 255}, {v2(51, time.Second, AuthNone, ""), 255},
+				{v2(51, 2*time.Second, AuthPass, "secret"), 255}, {v3(51), 255}, {v2(52, time.Second, AuthPass, "other"), 255}},
+			map[DropReason]uint64{DropAuth: 2, DropInterval: 1, DropVersion: 1, DropVRID: 1},
+			[]DropReason{DropAuth, DropInterval, DropVersion}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := netnstest.New(t), netnstest.New(t)
+			netnstest.VethPair(t, a, b, "vrrpbada", "192.0.2.1/24", "vrrpbadb", "192.0.2.2/24")
+			var mu sync.Mutex
+			var reported []Mismatch
+			var sp *Speaker
+			var err error
+			b.Do(t, func() {
+				sp, err = NewSpeaker(SpeakerConfig{Interface: "vrrpbadb", Machine: tc.cfg, OnMismatch: func(m Mismatch) {
+					mu.Lock()
+					reported = append(reported, m)
+					mu.Unlock()
+				}})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- sp.Run(ctx) }()
+			defer func() { cancel(); <-done }()
+
+			var fd int
+			a.Do(t, func() {
+				fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, IPProtocol)
+				if err == nil {
+					err = unix.BindToDevice(fd, "vrrpbada")
+				}
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(fd)
+			for _, p := range tc.send {
+				if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, p.ttl); err != nil {
+					t.Fatal(err)
+				}
+				if err := unix.Sendto(fd, p.pkt, 0, &unix.SockaddrInet4{Addr: IPv4Group.As4()}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n := uint64(len(tc.send))
+			deadline := time.Now().Add(3 * time.Second)
+			for sp.C.Received.Load()+sp.C.Invalid.Load() < n && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if r, inv := sp.C.Received.Load(), sp.C.Invalid.Load(); r != 1 || inv != n-1 {
+				t.Errorf("received %d, invalid %d; want 1 and %d", r, inv, n-1)
+			}
+			for r := range NumDropReasons {
+				if got := sp.C.Dropped[r].Load(); got != tc.want[r] {
+					t.Errorf("dropped for %v: %d, want %d", r, got, tc.want[r])
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var reasons []DropReason
+			for _, m := range reported {
+				reasons = append(reasons, m.Reason)
+				if m.Peer != src {
+					t.Errorf("mismatch reported from %v, want %v", m.Peer, src)
+				}
+			}
+			if !slices.Equal(reasons, tc.mismatch) {
+				t.Errorf("mismatches reported: %v, want %v", reasons, tc.mismatch)
+			}
+			if l := sp.C.Mismatched.Load(); l == nil || len(*l) != 1 || (*l)[0].Reason != tc.mismatch[len(tc.mismatch)-1] || (*l)[0].Peer != src {
+				t.Errorf("Mismatched %+v, want the last one reported open", l)
+			}
+		})
 	}
 }
