@@ -5,6 +5,7 @@
 //	gvsd [-config FILE] [-socket PATH]   run the director
 //	gvsd -check [-config FILE]           validate a configuration and exit
 //	gvsd demo                            build a throwaway lab and run every mode in it
+//	gvsd import-keepalived FILE          print the gvs TOML of a keepalived.conf
 //
 // SIGHUP reloads the configuration file; SIGUSR1 logs the counters;
 // SIGINT and SIGTERM stop cleanly (and log the counters a last time).
@@ -37,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "demo":
 			return demoMain(args[1:], stdout, stderr)
+		case "import-keepalived":
+			return importKeepalivedMain(args[1:], stdout, stderr)
 		case "realserver":
 			// The demo's real servers: the same code as gvs-realserver, so
 			// `go run ./cmd/gvsd demo` needs one binary.
@@ -51,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logJSON := fs.Bool("log-json", false, "log as JSON lines (same as -log-format json)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: gvsd [-config FILE] [-socket PATH] [-check] [-log-format text|json]\n       gvsd demo\n")
+		fmt.Fprintf(stderr, "usage: gvsd [-config FILE] [-socket PATH] [-check] [-log-format text|json]\n       gvsd demo\n       gvsd import-keepalived FILE\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
