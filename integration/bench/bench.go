@@ -146,8 +146,28 @@ type Options struct {
 	// a NIC's receive queue, with no IPI per batch. gvsd turns GRO off at
 	// start; the bench turns it back on after.
 	NAPI bool
-	Logf func(format string, args ...any)
+	// NoPin (-pin=false) places nothing: gvsd and the generator run
+	// without taskset (trafgen, which pins its worker itself, gets its
+	// affinity reset to the bench's own once it sends), the director's
+	// receive processing stays where the kernel puts it (no RPS, no
+	// threaded NAPI). The zero value pins, as the users suite's row 5
+	// does.
+	NoPin bool
+	// ZeroLoss searches each configuration's zero-loss rate after its
+	// saturation runs: ZeroLossSteps bisection steps between ZeroLossLow
+	// pps and the saturation runs' generator rate, each a run of its own
+	// (warm-up and Duration) with the Go generator paced at the rate.
+	ZeroLoss      bool
+	ZeroLossLow   float64
+	ZeroLossSteps int
+	// PaceQuantum is the paced generator's quantum (see pacer): at most
+	// one write per quantum, of every frame due by then.
+	PaceQuantum time.Duration
+	Logf        func(format string, args ...any)
 }
+
+// pinned reports whether the bench places work on CPUs.
+func (o Options) pinned() bool { return !o.NoPin }
 
 // bench is one Bench call's state.
 type bench struct {
@@ -238,8 +258,10 @@ func (b *bench) prepare(ctx context.Context) error {
 		return err
 	}
 	// RPS: the director's receive processing runs on directorCPU
-	// whichever CPU the frame arrived on.
+	// whichever CPU the frame arrived on. Unpinned, the kernel's default:
+	// on the CPU that hands the frame to the director's eth0.
 	switch {
+	case b.o.NoPin:
 	case b.o.NAPI:
 		if err := threadedNAPI(ctx, l.Director, l.Director.Iface, directorCPU); err != nil {
 			return err
@@ -347,18 +369,64 @@ func (b *bench) measure(ctx context.Context, m Mode) (res *ConfigResult, err err
 		}()
 	}
 	for run := 1; run <= b.o.Runs; run++ {
-		s, err := b.run(ctx, m, run)
+		s, err := b.run(ctx, m, strconv.Itoa(run), 0)
 		if err != nil {
 			return res, err
 		}
 		if gvsd != nil && gvsd.exited() {
 			return res, fmt.Errorf("bench: gvsd exited during run %d (%v)\n%s", run, gvsd.err, tail(gvsd.log()))
 		}
-		b.o.Logf("  run %d: generator %s pps, director rx %s pps, tx %s pps, forwarded %s pps (loss %.1f%%), CPU %d busy %.0f%%",
-			run, fmtPPS(s.GeneratorPPS), fmtPPS(s.DirectorRxPPS), fmtPPS(s.DirectorTxPPS), fmtPPS(s.ForwardedPPS), s.LossPct, directorCPU, s.DirectorCPU.Busy)
+		b.o.Logf("  run %d: generator %s pps, director rx %s pps, tx %s pps, forwarded %s pps (loss %.1f%%), %s",
+			run, fmtPPS(s.GeneratorPPS), fmtPPS(s.DirectorRxPPS), fmtPPS(s.DirectorTxPPS), fmtPPS(s.ForwardedPPS), s.LossPct, b.cpuLog(s))
 		res.Runs = append(res.Runs, s)
 	}
+	if b.o.ZeroLoss {
+		sat := medianSample(res.Runs)
+		var zl ZeroLoss
+		if passes(sat, zeroLossMaxPct) {
+			zl = zeroLossOfSaturation(sat, b.o.ZeroLossLow)
+			b.o.Logf("  zero-loss: %s", zl.Note)
+		} else {
+			b.o.Logf("  zero-loss search: %s to %s pps, %d steps, loss at most %g%%", fmtPPS(b.o.ZeroLossLow), fmtPPS(sat.GeneratorPPS), b.o.ZeroLossSteps, zeroLossMaxPct)
+			step := 0
+			zl, err = searchZeroLoss(b.o.ZeroLossLow, sat.GeneratorPPS, b.o.ZeroLossSteps, zeroLossMaxPct, func(asked float64) (Sample, error) {
+				step++
+				s, err := b.run(ctx, m, fmt.Sprintf("zl%d", step), asked)
+				if err == nil && gvsd != nil && gvsd.exited() {
+					err = fmt.Errorf("bench: gvsd exited during zero-loss step %d (%v)\n%s", step, gvsd.err, tail(gvsd.log()))
+				}
+				if err != nil {
+					return s, err
+				}
+				verdict := "ok"
+				if !passes(s, zeroLossMaxPct) {
+					verdict = "lossy"
+				}
+				b.o.Logf("  zero-loss step %d: asked %s pps, generator %s pps, forwarded %s pps, loss %.2f%%: %s; %s",
+					step, fmtPPS(asked), fmtPPS(s.GeneratorPPS), fmtPPS(s.ForwardedPPS), s.LossPct, verdict, b.cpuLog(s))
+				return s, nil
+			})
+			if zl.Found {
+				b.o.Logf("  zero-loss: %s pps offered (%s asked), %s forwarded", fmtPPS(zl.PPS), fmtPPS(zl.AskedPPS), fmtPPS(zl.ForwardedPPS))
+			} else {
+				b.o.Logf("  zero-loss: %s", zl.Note)
+			}
+		}
+		res.ZeroLoss = &zl
+		if err != nil {
+			return res, fmt.Errorf("zero-loss search: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// cpuLog describes a sample's CPU use for the progress log: the
+// director's CPU, or both CPUs when nothing is pinned.
+func (b *bench) cpuLog(s Sample) string {
+	if b.o.pinned() {
+		return fmt.Sprintf("CPU %d busy %.0f%%", directorCPU, s.DirectorCPU.Busy)
+	}
+	return fmt.Sprintf("CPU %d busy %.0f%%, CPU %d %.0f%%", genCPU, s.GeneratorCPU.Busy, directorCPU, s.DirectorCPU.Busy)
 }
 
 // setup prepares the reals and the director's kernel for m and returns
@@ -457,14 +525,17 @@ func gvsdConfig(l *lab.Lab, m Mode) string {
 	return s.String()
 }
 
-// startGvsd runs gvsd on the director pinned to directorCPU and waits
-// until it forwards.
+// startGvsd runs gvsd on the director, pinned to directorCPU unless
+// o.NoPin, and waits until it forwards.
 func (b *bench) startGvsd(ctx context.Context, m Mode) (*proc, error) {
 	cfg := filepath.Join(b.o.Dir, "gvsd-"+m.String()+".toml")
 	if err := os.WriteFile(cfg, []byte(gvsdConfig(b.l, m)), 0o644); err != nil {
 		return nil, fmt.Errorf("bench: gvsd config: %w", err)
 	}
-	args := []string{"taskset", "-c", strconv.Itoa(directorCPU), b.o.Gvsd, "-config", cfg, "-socket", filepath.Join(filepath.Dir(cfg), "gvsd.sock"), "-log-json"}
+	args := []string{b.o.Gvsd, "-config", cfg, "-socket", filepath.Join(filepath.Dir(cfg), "gvsd.sock"), "-log-json"}
+	if b.o.pinned() {
+		args = append([]string{"taskset", "-c", strconv.Itoa(directorCPU)}, args...)
+	}
 	p, err := startProc(b.l.Director, "gvsd", filepath.Join(b.o.Dir, "gvsd-"+m.String()+".log"), syscall.SIGTERM, args)
 	if err != nil {
 		return nil, err
@@ -487,11 +558,13 @@ func (b *bench) startGvsd(ctx context.Context, m Mode) (*proc, error) {
 	return p, nil
 }
 
-// run is one measured interval: start the generator, wait for its frames
-// and the warm-up, read the counters, wait o.Duration, read them again,
-// stop the generator.
-func (b *bench) run(ctx context.Context, m Mode, run int) (Sample, error) {
-	gen, err := b.startGenerator(m, run)
+// run is one measured interval: start the generator (at full speed, or
+// the Go generator paced at rate pps), wait for its frames and the
+// warm-up, read the counters, wait o.Duration, read them again, stop the
+// generator. run names the run in log files; the first saturation run,
+// "1", is the one perf records.
+func (b *bench) run(ctx context.Context, m Mode, run string, rate float64) (Sample, error) {
+	gen, err := b.startGenerator(m, run, rate)
 	if err != nil {
 		return Sample{}, err
 	}
@@ -515,11 +588,18 @@ func (b *bench) run(ctx context.Context, m Mode, run int) (Sample, error) {
 	if err != nil {
 		return Sample{}, fmt.Errorf("bench: generator did not start sending: %w\n%s", err, tail(gen.log()))
 	}
+	if !b.o.pinned() && b.o.Generator == genTrafgen && rate == 0 {
+		// trafgen pins its worker to CPU 0 itself (there is no option
+		// against it); by now the worker has done so and sends.
+		if err := unpinGroup(gen.cmd.Process.Pid); err != nil {
+			return Sample{}, err
+		}
+	}
 	if err := sleepCtx(ctx, b.o.Warmup); err != nil {
 		return Sample{}, err
 	}
 	var perf *proc
-	if b.o.PerfDir != "" && run == 1 {
+	if b.o.PerfDir != "" && run == "1" {
 		if perf, err = b.startPerf(m); err != nil {
 			return Sample{}, err
 		}
@@ -582,15 +662,25 @@ func (b *bench) snapshot() (snapshot, error) {
 	return snapshot{at: time.Now(), c: c, cpu: cpu}, nil
 }
 
-// startGenerator starts the generator in the generator's namespace, pinned
-// to genCPU and bounded by timeout(1), so it stops even if the bench is
-// killed before it can stop it (timeout signals its whole process group).
-func (b *bench) startGenerator(m Mode, run int) (*proc, error) {
+// startGenerator starts the generator in the generator's namespace,
+// pinned to genCPU unless o.NoPin and bounded by timeout(1), so it stops
+// even if the bench is killed before it can stop it (timeout signals its
+// whole process group). With rate > 0 it is the Go generator paced at
+// rate pps whatever o.Generator says: trafgen's -b sends each second's
+// frames in one burst and sleeps the rest of the second.
+func (b *bench) startGenerator(m Mode, run string, rate float64) (*proc, error) {
 	// Generous: on a loaded machine the counters and the namespaces can be
 	// slow; the limit only guards against a generator left running.
 	limit := b.o.Warmup + b.o.Duration + genStartTimeout + 60*time.Second
-	args := []string{"timeout", "-s", "INT", "-k", "5", strconv.Itoa(int(limit.Seconds()) + 1), "taskset", "-c", strconv.Itoa(genCPU)}
-	switch b.o.Generator {
+	args := []string{"timeout", "-s", "INT", "-k", "5", strconv.Itoa(int(limit.Seconds()) + 1)}
+	if b.o.pinned() {
+		args = append(args, "taskset", "-c", strconv.Itoa(genCPU))
+	}
+	generator := b.o.Generator
+	if rate > 0 {
+		generator = genGo
+	}
+	switch generator {
 	case genTrafgen:
 		// -P 1: one worker, on CPU 0. --notouch-irq: leave the host's IRQ
 		// affinities alone. The socket memory trafgen raises (so frames in
@@ -601,9 +691,12 @@ func (b *bench) startGenerator(m Mode, run int) (*proc, error) {
 		t := b.traffic
 		args = append(args, b.o.Self, genCommand, "-iface", b.l.Generator.Iface, "-dst-mac", t.DstMAC.String(),
 			"-src-mac", t.SrcMAC.String(), "-dst", t.Dst.String(), "-flows", strconv.Itoa(t.Flows))
+		if rate > 0 {
+			args = append(args, "-rate", strconv.FormatFloat(rate, 'f', 0, 64), "-quantum", b.o.PaceQuantum.String())
+		}
 	}
-	logPath := filepath.Join(b.o.Dir, fmt.Sprintf("generator-%s-%d.log", m, run))
-	return startProc(b.l.Generator, b.o.Generator, logPath, syscall.SIGINT, args)
+	logPath := filepath.Join(b.o.Dir, fmt.Sprintf("generator-%s-%s.log", m, run))
+	return startProc(b.l.Generator, generator, logPath, syscall.SIGINT, args)
 }
 
 // threadedNAPI makes iface on h receive through veth's NAPI ring (GRO on)
@@ -641,17 +734,22 @@ func setRPS(ctx context.Context, h *lab.Host, iface string, cpu int) error {
 	return nil
 }
 
-// startPerf samples the director's CPU with call graphs until stopped
-// (perf record -e cpu-clock: no hardware counters needed, so it works in
-// VMs). It runs in the bench's own namespace; -C sees every process.
+// startPerf samples the director's CPU (every CPU when nothing is
+// pinned) with call graphs until stopped (perf record -e cpu-clock: no
+// hardware counters needed, so it works in VMs). It runs in the bench's
+// own namespace; -C sees every process.
 func (b *bench) startPerf(m Mode) (*proc, error) {
 	out := filepath.Join(b.o.PerfDir, m.String()+".perf.data")
-	args := []string{"perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g", "-C", strconv.Itoa(directorCPU), "-o", out}
+	cpus := []string{"-C", strconv.Itoa(directorCPU)}
+	if !b.o.pinned() {
+		cpus = []string{"-a"}
+	}
+	args := append(append([]string{"perf", "record", "-q", "-e", "cpu-clock", "-F", "2000", "-g"}, cpus...), "-o", out)
 	p, err := startLocal("perf", filepath.Join(b.o.Dir, "perf-"+m.String()+".log"), syscall.SIGINT, args)
 	if err != nil {
 		return nil, err
 	}
-	b.o.Logf("  perf record -C %d -> %s", directorCPU, out)
+	b.o.Logf("  perf record %s -> %s", strings.Join(cpus, " "), out)
 	return p, nil
 }
 

@@ -8,11 +8,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // requireBench skips unless the end-to-end bench can run here.
@@ -140,4 +143,110 @@ func TestBenchGoGenerator(t *testing.T) {
 	if len(rep.Ratios) != 0 {
 		t.Errorf("ratios without gvsd: %+v", rep.Ratios)
 	}
+}
+
+// TestBenchZeroLoss runs the kernel baseline with a two-step zero-loss
+// search, then unpinned, so neither flag can rot.
+func TestBenchZeroLoss(t *testing.T) {
+	requireBench(t, "trafgen")
+	rep := runBench(t, "-configs", "kernel", "-duration", "1s", "-warmup", "300ms", "-runs", "1", "-zero-loss", "-zero-loss-steps", "2")
+	if !rep.Pinned || rep.ZeroLoss == nil || rep.ZeroLoss.Steps != 2 || rep.ZeroLoss.QuantumUS != 100 || len(rep.Configs) != 1 {
+		t.Fatalf("report: pinned %v, zero-loss %+v, %d configs", rep.Pinned, rep.ZeroLoss, len(rep.Configs))
+	}
+	c := rep.Configs[0]
+	checkConfig(t, c, 1)
+	zl := c.ZeroLoss
+	if zl == nil {
+		t.Fatal("no zero-loss result")
+	}
+	t.Logf("zero-loss: %s pps, found %v, note %q, steps %s", fmtPPS(zl.PPS), zl.Found, zl.Note, zl.stepsLine())
+	searched := c.Median.LossPct > zeroLossMaxPct
+	if searched != (len(zl.Steps) > 0) || searched && (len(zl.Steps) < 2 || len(zl.Steps) > 3) {
+		t.Errorf("saturation loss %.2f%%: %d steps", c.Median.LossPct, len(zl.Steps))
+	}
+	for _, s := range zl.Steps {
+		if s.AskedPPS < zl.LowPPS || s.AskedPPS > zl.HighPPS || s.Sample.GeneratorPPS <= 0 {
+			t.Errorf("step %+v outside %v..%v or without frames", s, zl.LowPPS, zl.HighPPS)
+		}
+		// The paced generator sends about what it is asked, never far more.
+		if s.Sample.GeneratorPPS > 1.05*s.AskedPPS || s.Sample.GeneratorPPS < 0.5*s.AskedPPS {
+			t.Errorf("step asked %v pps, the generator sent %v", s.AskedPPS, s.Sample.GeneratorPPS)
+		}
+	}
+	if zl.Found && (zl.PPS <= 0 || zl.LossPct > zeroLossMaxPct) {
+		t.Errorf("found %+v", zl)
+	}
+
+	rep = runBench(t, "-configs", "kernel", "-duration", "1s", "-warmup", "300ms", "-runs", "1", "-pin=false")
+	if rep.Pinned || rep.ZeroLoss != nil || len(rep.Configs) != 1 || !strings.Contains(strings.Join(rep.Placement, "\n"), "NOT PINNED") {
+		t.Fatalf("unpinned report: pinned %v, zero-loss %+v, placement %q", rep.Pinned, rep.ZeroLoss, rep.Placement)
+	}
+	c = rep.Configs[0]
+	if m := c.Median; m.GeneratorPPS <= 0 || m.ForwardedPPS <= 0 || m.GeneratorCPU.Busy <= 0 {
+		t.Errorf("unpinned: %+v", m)
+	}
+}
+
+// TestUnpinGroup: a child that pinned itself (as trafgen's worker does)
+// gets the bench's own affinity back.
+func TestUnpinGroup(t *testing.T) {
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("needs taskset")
+	}
+	var own unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &own); err != nil || own.Count() < 2 {
+		t.Skipf("needs 2 CPUs to unpin from one (%v)", err)
+	}
+	p, err := startLocal("pinned", filepath.Join(t.TempDir(), "log"), syscall.SIGKILL,
+		[]string{"sh", "-c", "taskset -p -c 0 $$ >/dev/null && sh -c 'echo started; sleep 30'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	if err := p.waitLog(t.Context(), "started", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	// Both shells run pinned to CPU 0 (the inner one inherited it).
+	pinnedCount := func() int {
+		n := 0
+		for _, pid := range groupPIDs(t, p.cmd.Process.Pid) {
+			var set unix.CPUSet
+			if err := unix.SchedGetaffinity(pid, &set); err == nil && set.Count() == 1 && set.IsSet(0) {
+				n++
+			}
+		}
+		return n
+	}
+	if n := pinnedCount(); n < 2 {
+		t.Fatalf("%d processes pinned to CPU 0 before, want at least 2", n)
+	}
+	if err := unpinGroup(p.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if n := pinnedCount(); n != 0 {
+		t.Errorf("%d processes still pinned to CPU 0", n)
+	}
+	if err := unpinGroup(1 << 30); err == nil {
+		t.Error("unpinning a group that does not exist succeeded")
+	}
+}
+
+// groupPIDs lists the processes of process group pgid.
+func groupPIDs(t *testing.T, pgid int) []int {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if g, err := processGroup(pid); err == nil && g == pgid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -165,3 +166,18 @@ func runIn(ctx context.Context, h *lab.Host, stdin string, args ...string) (stri
 
 // cmdTimeout bounds one setup command (ip, nft, sh).
 const cmdTimeout = 10 * time.Second
+
+// parseStatPgrp returns the process group of a /proc/PID/stat line: the
+// third field after the command, which is in parentheses and may itself
+// hold spaces and parentheses.
+func parseStatPgrp(stat string) (int, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bench: stat %q: no command", stat)
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 3 {
+		return 0, fmt.Errorf("bench: stat %q: too short", stat)
+	}
+	return strconv.Atoi(f[2])
+}

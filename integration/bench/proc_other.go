@@ -12,3 +12,6 @@ func childAttr(sig syscall.Signal) *syscall.SysProcAttr { return nil }
 
 // signalGroup kills p outside Linux.
 func signalGroup(p *os.Process, sig syscall.Signal) { p.Kill() }
+
+// unpinGroup is unsupported outside Linux.
+func unpinGroup(pgid int) error { return errUnsupported }
