@@ -233,27 +233,20 @@ type synProxy struct {
 	order uint64
 }
 
-// synProxyMiss handles a TCP segment that found no connection, if it is
-// for a SYN-proxied service (handled true): a SYN is answered with a
-// cookie, an ACK with a valid cookie opens the connection, anything else
-// is dropped.
-func (w *Worker) synProxyMiss(t *Table, p *parsed, icmp []byte, now int64) (out []byte, v Verdict, handled bool) {
-	k := &p.key
-	svc := t.Services[ServiceKey{Proto: k.Proto, VIP: k.Dst, Port: k.DstPort}]
-	if svc == nil || !svc.SynProxy {
-		return nil, 0, false
-	}
+// synProxyMiss handles a segment to svc, a SYN-proxied (so TCP) service,
+// that found no connection: a SYN is answered with a cookie, an ACK with a
+// valid cookie opens the connection, anything else is dropped.
+func (w *Worker) synProxyMiss(t *Table, svc *Service, p *parsed, icmp []byte, now int64) ([]byte, Verdict) {
 	if p.frag != 0 {
-		return nil, VerdictFragment, true
+		return nil, VerdictFragment
 	}
 	switch p.flags & (header.TCPFlagSyn | header.TCPFlagAck | header.TCPFlagRst | header.TCPFlagFin) {
 	case header.TCPFlagSyn:
-		return w.synCookie(t, p, icmp, now), VerdictSynProxy, true
+		return w.synCookie(t, p, icmp, now), VerdictSynProxy
 	case header.TCPFlagAck:
-		out, v = w.synProxyOpen(t, p, icmp, now)
-		return out, v, true
+		return w.synProxyOpen(t, svc, p, icmp, now)
 	}
-	return nil, VerdictNoConn, true
+	return nil, VerdictNoConn
 }
 
 // synCookie answers the client SYN p with a SYN-ACK from the VIP whose
@@ -291,7 +284,7 @@ func advertisedMSS(t *Table) uint16 {
 // is scheduled and inserted as a SYN's would be, the ACK is held for the
 // real, and a SYN to the real (seq-1, the cookie's MSS), built in b, is
 // returned.
-func (w *Worker) synProxyOpen(t *Table, p *parsed, b []byte, now int64) ([]byte, Verdict) {
+func (w *Worker) synProxyOpen(t *Table, svc *Service, p *parsed, b []byte, now int64) ([]byte, Verdict) {
 	eth := header.Ethernet(p.frame)
 	ip := header.IPv4(p.frame[header.EthernetLen:])
 	tcp := header.TCP(ip.Payload())
@@ -301,7 +294,7 @@ func (w *Worker) synProxyOpen(t *Table, p *parsed, b []byte, now int64) ([]byte,
 		w.C.SynProxyBadCookies.Add(1)
 		return nil, VerdictNoConn
 	}
-	e, v := w.newConn(t, &p.key, eth, header.TCPFlagSyn, now)
+	e, v := w.newConn(t, svc, &p.key, eth, header.TCPFlagSyn, now)
 	if e == nil {
 		return nil, v
 	}

@@ -571,13 +571,12 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		}
 	}
 	if e == nil {
-		if key.Proto == header.ProtoTCP {
-			if f, v, ok := w.synProxyMiss(t, p, icmp, now); ok {
-				return f, v
-			}
+		svc := t.Services[ServiceKey{Proto: key.Proto, VIP: key.Dst, Port: key.DstPort}]
+		if svc != nil && svc.SynProxy {
+			return w.synProxyMiss(t, svc, p, icmp, now)
 		}
 		var v Verdict
-		if e, v = w.newConn(t, key, eth, flags, now); e == nil {
+		if e, v = w.newConn(t, svc, key, eth, flags, now); e == nil {
 			return nil, v
 		}
 		r = t.real(e.RealID)
@@ -715,8 +714,7 @@ func (w *Worker) track(t *Table, e *conntrack.Entry4, r *Real, dir conntrack.Dir
 
 // newConn schedules a new connection for the client packet with key k and
 // inserts it into the shard.
-func (w *Worker) newConn(t *Table, k *conntrack.Key4, eth header.Ethernet, flags uint8, now int64) (*conntrack.Entry4, Verdict) {
-	svc := t.Services[ServiceKey{Proto: k.Proto, VIP: k.Dst, Port: k.DstPort}]
+func (w *Worker) newConn(t *Table, svc *Service, k *conntrack.Key4, eth header.Ethernet, flags uint8, now int64) (*conntrack.Entry4, Verdict) {
 	if svc == nil {
 		return nil, VerdictNoService
 	}

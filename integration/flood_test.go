@@ -117,19 +117,7 @@ func TestSYNFlood(t *testing.T) {
 		}
 		defer stop()
 	}
-	// The router forwards the spoofed sources to the LAN: reverse-path
-	// filtering (inherited from the host, often 1 or 2) would drop them,
-	// as it has no route back to 198.18.0.0/15. The lab is torn down
-	// afterwards, so nothing is restored.
-	for _, key := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/" + l.Router.Iface + "/rp_filter"} {
-		if err := l.Router.Sysctl(key, "0"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfgPath := filepath.Join(dir, "synflood.trafgen")
-	if err := os.WriteFile(cfgPath, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, netip.AddrPortFrom(scenario.VIP, floodPort))), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := prepareFlood(t, l, dir, netip.AddrPortFrom(scenario.VIP, floodPort))
 	pid := env.Gvsd.Pid()
 	if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err != nil || strings.TrimSpace(string(comm)) != "gvsd" {
 		t.Fatalf("pid %d is %q (%v), not gvsd", pid, comm, err)
@@ -243,6 +231,26 @@ func TestSYNFlood(t *testing.T) {
 	if err := env.StopGvsd(); err != nil {
 		t.Errorf("gvsd exit: %v", err)
 	}
+}
+
+// prepareFlood readies the lab for a spoofed SYN flood at vip from the
+// client and returns the path of its trafgen configuration in dir. The
+// router forwards the spoofed sources to the LAN: reverse-path filtering
+// (inherited from the host, often 1 or 2) would drop them, as it has no
+// route back to 198.18.0.0/15. The lab is torn down afterwards, so
+// nothing is restored.
+func prepareFlood(t *testing.T, l *lab.Lab, dir string, vip netip.AddrPort) string {
+	t.Helper()
+	for _, key := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/" + l.Router.Iface + "/rp_filter"} {
+		if err := l.Router.Sysctl(key, "0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfgPath := filepath.Join(dir, "synflood.trafgen")
+	if err := os.WriteFile(cfgPath, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, vip)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cfgPath
 }
 
 // trafgenArgs is the trafgen command line of the flood, rate-capped as

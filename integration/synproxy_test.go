@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -81,16 +79,8 @@ func testSYNProxyFlood(t *testing.T, mode config.Forward) {
 		}
 		defer stop()
 	}
-	for _, key := range []string{"net/ipv4/conf/all/rp_filter", "net/ipv4/conf/" + l.Router.Iface + "/rp_filter"} {
-		if err := l.Router.Sysctl(key, "0"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	vip := netip.AddrPortFrom(scenario.VIP, floodPort)
-	cfgPath := filepath.Join(dir, "synflood.trafgen")
-	if err := os.WriteFile(cfgPath, []byte(scenario.SYNFloodTrafgen(l.Router.MAC, l.Client.MAC, vip)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := prepareFlood(t, l, dir, vip)
 
 	if err := oneRequest(ctx, l.Client, vip); err != nil {
 		t.Fatalf("a request through the SYN proxy: %v", err)
