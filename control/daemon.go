@@ -147,6 +147,12 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	if cfg.Sync.Enabled {
 		d.dp.EnableSync(syncRing, syncOwner(workers))
 	}
+	policy := cfg.Director.WorkerPolicy
+	d.dp.OnWorkerStart(func(w int) {
+		if err := setThreadPolicy(policy); err != nil {
+			log.Warn("worker keeps the default scheduling policy", "worker", w, "director.worker_policy", policy, "err", err)
+		}
+	})
 	d.dp.OnLinkError(func(int, error) {
 		select {
 		case d.linkDown <- struct{}{}:
@@ -227,6 +233,9 @@ func (d *Daemon) reloadLocked(cfg *config.Config) error {
 	}
 	if cfg.Director.DisableGRO != d.cfg.Director.DisableGRO {
 		fixed = append(fixed, config.FieldError{Path: "director.disable_gro", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Director.WorkerPolicy != d.cfg.Director.WorkerPolicy {
+		fixed = append(fixed, config.FieldError{Path: "director.worker_policy", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Director.Workers != d.cfg.Director.Workers {
 		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})

@@ -61,6 +61,15 @@ func (d *Dataplane) OnLinkError(f func(worker int, err error)) {
 	}
 }
 
+// OnWorkerStart sets what each worker calls first, on its own OS thread
+// (workers keep theirs), before it reads a frame: the place to set the
+// thread's scheduling policy or CPU affinity. Call it before Run.
+func (d *Dataplane) OnWorkerStart(f func(worker int)) {
+	for _, w := range d.workers {
+		w.start = f
+	}
+}
+
 // Relink hands every worker a new link, in worker order (one per worker);
 // the caller then closes the old links, and each worker takes its new one
 // when its old one reports closed. Shards, templates and counters stay:

@@ -155,6 +155,7 @@ type Worker struct {
 	// Link trouble: what to tell of a failed read (Dataplane.OnLinkError),
 	// and the new link a relink hands over.
 	linkErr   func(worker int, err error)
+	start     func(worker int) // Dataplane.OnWorkerStart
 	relink    chan Link
 	relinking *atomic.Int32 // the Dataplane's: workers still to take a new link
 
@@ -205,7 +206,14 @@ func (w *Worker) run(stop <-chan struct{}) error {
 	// runtime hand the thread's work around, and an operator can pin the
 	// thread to a CPU.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	if w.start != nil {
+		// The hook may change the thread (its scheduling policy, its
+		// affinity): it stays locked, so the runtime ends it with the
+		// worker instead of handing it to other goroutines.
+		w.start(w.id)
+	} else {
+		defer runtime.UnlockOSThread()
+	}
 	for {
 		select {
 		case <-stop:

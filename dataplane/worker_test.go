@@ -637,3 +637,48 @@ func TestConnectionsDump(t *testing.T) {
 		seen[e.ClientPort] = true
 	}
 }
+
+// TestOnWorkerStart: each worker calls the hook once, with its id, on the
+// thread it then reads on, before it forwards anything.
+func TestOnWorkerStart(t *testing.T) {
+	links := []Link{&fakeLink{}, &fakeLink{}, &fakeLink{}}
+	d, err := New(links, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Publish(testTable(ForwardDR, header.ProtoUDP))
+	var mu sync.Mutex
+	calls := map[int]int{}
+	d.OnWorkerStart(func(w int) {
+		if n := d.Counters().RxFrames; n != 0 {
+			t.Errorf("worker %d started after %d frames", w, n)
+		}
+		mu.Lock()
+		calls[w]++
+		mu.Unlock()
+	})
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(stop) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n == len(links) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(stop)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for w := range links {
+		if calls[w] != 1 {
+			t.Errorf("worker %d called the hook %d times, want 1 (all calls: %v)", w, calls[w], calls)
+		}
+	}
+}

@@ -174,6 +174,12 @@ type Director struct {
 	// exit). Off by default: merged frames are forwarded as GSO frames, so the offloads
 	// are left as gvsd found them.
 	DisableGRO bool
+	// WorkerPolicy is the Linux scheduling policy of the worker threads: "batch"
+	// (SCHED_BATCH, the default) or "normal" (SCHED_OTHER). A batch thread that a
+	// frame wakes does not preempt the task running on its CPU: it runs when that
+	// task's slice ends or it sleeps, and by then more frames wait, so a busy
+	// worker reads bigger batches and wakes less often.
+	WorkerPolicy string
 }
 
 // Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set,
@@ -302,7 +308,7 @@ func Schedulers() []string { return slices.Clone(schedulers) }
 // until the caller sets it.
 func Default() *Config {
 	return &Config{
-		Director: Director{LocalPorts: defaultLocalPorts},
+		Director: Director{LocalPorts: defaultLocalPorts, WorkerPolicy: "batch"},
 		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
 		Limits:   Limits{Connections: defaultConnections},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},

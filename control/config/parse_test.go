@@ -65,7 +65,7 @@ forward = "nat"
   weight = 0
 `)
 	want := &Config{
-		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}},
+		Director: Director{Interface: "eth0", LocalPorts: PortRange{1024, 32767}, WorkerPolicy: "batch"},
 		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 		Limits:   Limits{Connections: 4000000},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
@@ -128,6 +128,7 @@ workers = 4
 local_addresses = ["10.40.0.2", "10.40.0.3"]
 local_ports = "2000-3000"
 metrics = "127.0.0.1:9464"
+worker_policy = "normal"
 [timeouts]
 tcp = "1h"
 tcp_fin = "30s"
@@ -191,7 +192,7 @@ sorry = "10.40.1.99:53"
 		Director: Director{
 			Interface: "eth1", Workers: 4,
 			LocalAddresses: []netip.Addr{netip.MustParseAddr("10.40.0.2"), netip.MustParseAddr("10.40.0.3")},
-			LocalPorts:     PortRange{2000, 3000}, Metrics: "127.0.0.1:9464",
+			LocalPorts:     PortRange{2000, 3000}, Metrics: "127.0.0.1:9464", WorkerPolicy: "normal",
 		},
 		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second, Drain: 10 * time.Minute},
 		Limits:   Limits{Connections: 1000},

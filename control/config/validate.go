@@ -204,6 +204,9 @@ func (v *validator) director(d *Director) {
 	if d.Workers < 0 || d.Workers > maxWorkers {
 		v.addf("director.workers", "%d is out of range 0..%d", d.Workers, maxWorkers)
 	}
+	if d.WorkerPolicy != "batch" && d.WorkerPolicy != "normal" {
+		v.addf("director.worker_policy", `%s: want "batch" or "normal"`, quote(d.WorkerPolicy))
+	}
 	seen := make(map[netip.Addr]int, len(d.LocalAddresses))
 	for i, a := range d.LocalAddresses {
 		p := index("director.local_addresses", i)

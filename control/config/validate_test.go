@@ -31,9 +31,11 @@ func TestValidate(t *testing.T) {
 		want []FieldError
 	}{
 		{"Default() lacks only the interface", func(c *Config) { *c = *Default() }, []FieldError{{"director.interface", "required"}}},
+		{"worker_policy", func(c *Config) { c.Director.WorkerPolicy = "fifo" }, []FieldError{{"director.worker_policy", `"fifo": want "batch" or "normal"`}}},
 		{"zero Config", func(c *Config) { *c = Config{} }, []FieldError{
 			{"director.interface", "required"},
 			{"director.local_ports", `"0-0" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`},
+			{"director.worker_policy", `"": want "batch" or "normal"`},
 			{"limits.connections", "0 is out of range 1..100000000"},
 			{"timeouts.tcp", "0s is not positive"},
 			{"timeouts.tcp_fin", "0s is not positive"},

@@ -191,6 +191,9 @@ type UsersOptions struct {
 	// same two CPUs. Unpinned by default, as users run: then where the
 	// scheduler puts wrk and nginx moves the one-connection latency.
 	Pin bool
+	// WorkerPolicy is gvsd's director.worker_policy; empty leaves its
+	// default.
+	WorkerPolicy string
 	// PPS measures row 5, LAN UDP pps, with the pps suite for gvs-dr,
 	// gvs-nat and kernel-dnat.
 	PPS bool
@@ -328,6 +331,7 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	fs.StringVar(&o.Realserver, "realserver", "", "gvs-realserver binary (default: go build ./cmd/gvs-realserver)")
 	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
 	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
+	fs.StringVar(&o.WorkerPolicy, "worker-policy", "", `gvsd's director.worker_policy: "batch" or "normal" (empty: gvsd's default, batch)`)
 	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
 	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
 	flood := fs.String("flood", "", "RATE (e.g. 100000pps, 100kpps): add the row new conn/s under a SYN flood, row 3 again while trafgen (netsniff-ng) sends spoofed SYNs to VIP:80 from the client at RATE; empty: off")

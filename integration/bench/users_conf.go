@@ -93,13 +93,17 @@ func usersKernelRules(l *lab.Lab) string {
 // VIP:80 and VIP:5201 (with persistence, see iperfPersistence), rr over
 // the reals in c's forwarding mode, the reals on the same ports, and the
 // SYN proxy on VIP:80 for the synproxy configurations. workers 0 leaves
-// the default (one per CPU).
-func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int) string {
+// the default (one per CPU); an empty policy leaves worker_policy's
+// default.
+func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int, policy string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# gvsd for %s, written by integration/bench -suite users\n", c)
 	fmt.Fprintf(&b, "[director]\ninterface = %q\n", l.Director.Iface)
 	if workers > 0 {
 		fmt.Fprintf(&b, "workers = %d\n", workers)
+	}
+	if policy != "" {
+		fmt.Fprintf(&b, "worker_policy = %q\n", policy)
 	}
 	for _, svc := range []struct {
 		name        string

@@ -72,6 +72,54 @@ type users struct {
 	rep     *UsersReport
 	missing map[string]bool // tools not installed
 	secs    int             // o.Duration in whole seconds, as wrk and iperf3 take it
+	sources int             // client addresses freshSource handed out
+}
+
+// freshSources bounds the client addresses freshSource hands out before it
+// starts again at the first: by then the TIME_WAIT sockets of the first
+// (60 s) are gone.
+const freshSources = 100
+
+// freshSource adds a new address to the client and makes it the source of
+// the client's new connections (the default route's src) until undo. A run
+// that opens a connection per request leaves tens of thousands of TIME_WAIT
+// sockets on the client and on the reals for 60 s, more than the client's
+// 28,232 ephemeral ports: a later run to the same VIP:80 from the same
+// address spends its time in connect(2) searching for a free port (seen:
+// 20-30% of wrk's CPU in __inet_check_established and tcp_twsk_unique), so
+// each configuration would pay for the ones measured before it.
+func (u *users) freshSource(ctx context.Context) (undo func() error, err error) {
+	c := u.l.Client
+	a4 := c.Addr.As4()
+	a4[3] = byte(100 + u.sources%freshSources)
+	u.sources++
+	addr := netip.AddrFrom4(a4)
+	gw := netip.AddrFrom4([4]byte{a4[0], a4[1], a4[2], 1}) // the router's client side
+	if _, err := runIn(ctx, c, "", "ip", "addr", "add", addr.String()+"/24", "dev", c.Iface, "noprefixroute"); err != nil {
+		return nil, err
+	}
+	del := func() error {
+		_, err := runIn(context.Background(), c, "", "ip", "addr", "del", addr.String()+"/24", "dev", c.Iface)
+		return err
+	}
+	if _, err := runIn(ctx, c, "", "ip", "route", "replace", "default", "via", gw.String(), "dev", c.Iface, "src", addr.String()); err != nil {
+		return nil, errors.Join(err, del())
+	}
+	return func() error {
+		_, err := runIn(context.Background(), c, "", "ip", "route", "replace", "default", "via", gw.String(), "dev", c.Iface)
+		return errors.Join(err, del())
+	}, nil
+}
+
+// connWrk is wrk with a new connection per request (Connection: close)
+// from a fresh client address (freshSource).
+func (u *users) connWrk(ctx context.Context, c UserConfig, row, url string) (*WrkResult, error) {
+	undo, err := u.freshSource(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("a fresh client address: %w", err)
+	}
+	w, err := u.wrk(ctx, c, row, url, "-t2", "-c32", "-H", "Connection: close")
+	return w, errors.Join(err, undo())
 }
 
 // Users builds the lab, starts nginx and iperf3 -s on the reals, measures
@@ -313,7 +361,11 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 		return res
 	}
 	// Row 3: a new connection per request.
-	if w, err := u.runWrk(ctx, c, rowConn, url, "-t2", "-c32", "-H", "Connection: close"); err != nil {
+	w, err := u.connWrk(ctx, c, rowConn, url)
+	if err == nil {
+		err = sleepCtx(ctx, settle)
+	}
+	if err != nil {
 		res.ConnPerS.Note = err.Error()
 	} else {
 		res.Conn = w
@@ -359,6 +411,9 @@ func (u *users) describe(c UserConfig) string {
 	workers := "workers = one per CPU"
 	if u.o.Pin {
 		workers = fmt.Sprintf("workers = 1, taskset -c %d", pinServerCPU)
+	}
+	if u.o.WorkerPolicy != "" {
+		workers += ", worker_policy = " + u.o.WorkerPolicy
 	}
 	switch c {
 	case UserDirect:
@@ -516,7 +571,7 @@ func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
 		workers = 1
 	}
 	cfg := filepath.Join(u.o.Dir, "gvsd-"+c.String()+".toml")
-	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers, u.o.WorkerPolicy)), 0o644); err != nil {
 		return nil, fmt.Errorf("bench: gvsd config: %w", err)
 	}
 	args := u.pinned(pinServerCPU, u.o.Gvsd, "-config", cfg, "-socket", filepath.Join(u.o.Dir, "gvsd-users.sock"), "-log-json")
@@ -581,7 +636,7 @@ func (u *users) measureFlood(ctx context.Context, c UserConfig, target netip.Add
 		var err error
 		// No settle after wrk: the flood stops as soon as it ends, and
 		// floodSettle follows.
-		w, err = u.wrk(ctx, c, rowConnFlood, url, "-t2", "-c32", "-H", "Connection: close")
+		w, err = u.connWrk(ctx, c, rowConnFlood, url)
 		return err
 	})
 	res.Flood, res.ConnFlood = fl, w

@@ -304,14 +304,14 @@ func TestUsersConfigs(t *testing.T) {
 		}
 	}
 	for _, c := range []UserConfig{UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT} {
-		cfg := usersGvsdConfig(l, c, 0)
+		cfg := usersGvsdConfig(l, c, 0, "")
 		for _, want := range []string{`forward = "` + c.forward() + `"`, `address = "10.20.0.100:80"`, `address = "10.20.0.100:5201"`,
 			`address = "10.20.0.11:80"`, `address = "10.20.0.12:5201"`, `scheduler = "rr"`, `persistence = "5m"`, `protocol = "tcp"`} {
 			if !strings.Contains(cfg, want) {
 				t.Errorf("%s config lacks %s:\n%s", c, want, cfg)
 			}
 		}
-		if strings.Contains(cfg, "workers") || !strings.Contains(usersGvsdConfig(l, c, 1), "workers = 1") {
+		if strings.Contains(cfg, "workers") || !strings.Contains(usersGvsdConfig(l, c, 1, ""), "workers = 1") {
 			t.Errorf("%s: workers only when asked:\n%s", c, cfg)
 		}
 		if strings.Count(cfg, "persistence") != 1 {
@@ -322,7 +322,7 @@ func TestUsersConfigs(t *testing.T) {
 		}
 	}
 	for _, c := range []UserConfig{UserGvsNATSynproxy, UserGvsFullNATSynproxy} {
-		cfg := usersGvsdConfig(l, c, 0)
+		cfg := usersGvsdConfig(l, c, 0, "")
 		// The SYN proxy on the HTTP service, before its reals; not on
 		// iperf3's.
 		http := `address = "10.20.0.100:80"` + "\n" + `scheduler = "rr"` + "\n" + `forward = "` + c.forward() + `"` + "\n" + "synproxy = true\n  [[service.real]]"
