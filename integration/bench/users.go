@@ -191,6 +191,11 @@ type UsersOptions struct {
 	// same two CPUs. Unpinned by default, as users run: then where the
 	// scheduler puts wrk and nginx moves the one-connection latency.
 	Pin bool
+	// Rounds measures every configuration this many times, one round of
+	// all of them after another, and reports each figure's median: noise
+	// from other work on the machine then falls on every configuration
+	// alike. 0 or 1 is one round.
+	Rounds int
 	// WorkerPolicy is gvsd's director.worker_policy; empty leaves its
 	// default.
 	WorkerPolicy string
@@ -331,6 +336,7 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	fs.StringVar(&o.Realserver, "realserver", "", "gvs-realserver binary (default: go build ./cmd/gvs-realserver)")
 	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
 	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
+	fs.IntVar(&o.Rounds, "rounds", 1, "measure every configuration this many times, interleaved (one round of all, then the next), and report medians")
 	fs.StringVar(&o.WorkerPolicy, "worker-policy", "", `gvsd's director.worker_policy: "batch" or "normal" (empty: gvsd's default, batch)`)
 	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
 	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
@@ -348,6 +354,9 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	}
 	if fs.NArg() > 0 {
 		return fail(2, "unexpected arguments %q", fs.Args())
+	}
+	if o.Rounds < 1 {
+		return fail(2, "-rounds %d: want 1 or more", o.Rounds)
 	}
 	var err error
 	if *flood != "" {

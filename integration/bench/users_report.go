@@ -20,6 +20,7 @@ type UsersReport struct {
 	DurationSec float64           `json:"duration_s"`
 	Offloads    string            `json:"lab_offloads"` // "kernel defaults" or "off"
 	Pinned      bool              `json:"pinned"`
+	Rounds      int               `json:"rounds,omitempty"`
 	Tools       map[string]string `json:"tools"` // tool: its version line
 	// UDPGenerator is the generator of row 5, when it ran.
 	UDPGenerator string `json:"udp_generator,omitempty"`
@@ -83,7 +84,56 @@ type UserResult struct {
 	Gvsd    json.RawMessage `json:"gvsd_counters,omitempty"`
 	UDPGvsd json.RawMessage `json:"udp_gvsd_counters,omitempty"`
 
+	// Rounds holds each round's result when -rounds ran more than one;
+	// the figures above are then their medians, and the raw results
+	// above the first round's.
+	Rounds []UserResult `json:"rounds,omitempty"`
+
 	config UserConfig
+}
+
+// medianOfRounds is one configuration's result over rounds: each figure
+// the median of the rounds that measured it (the upper middle one of an
+// even count), with their errors added up; the notes, raw results and
+// counters of the first round. One round is returned as it is.
+func medianOfRounds(rs []UserResult) UserResult {
+	if len(rs) == 1 {
+		return rs[0]
+	}
+	m := rs[0]
+	m.Rounds = rs
+	figs := func(r *UserResult) []*Figure {
+		return []*Figure{&r.LatencyP50, &r.LatencyP99, &r.KeepAliveRPS, &r.ConnPerS, &r.ConnPerSFlood, &r.BulkGbps, &r.UDPPPS}
+	}
+	for k, f := range figs(&m) {
+		var vals []float64
+		var errs int64
+		for i := range rs {
+			g := figs(&rs[i])[k]
+			if g.Value != nil {
+				vals = append(vals, *g.Value)
+			}
+			errs += g.Errors
+		}
+		if len(vals) == 0 {
+			continue
+		}
+		slices.Sort(vals)
+		v := vals[len(vals)/2]
+		f.Value, f.Errors = &v, errs
+	}
+	var kept []float64
+	for _, r := range rs {
+		if r.ConnFloodKept != nil {
+			kept = append(kept, *r.ConnFloodKept)
+		}
+	}
+	if len(kept) > 0 {
+		slices.Sort(kept)
+		v := kept[len(kept)/2]
+		m.ConnFloodKept = &v
+	}
+	return m
 }
 
 // FloodResult is what trafgen did while the row under a SYN flood was
@@ -153,6 +203,7 @@ func newUsersReport(o UsersOptions) *UsersReport {
 		DurationSec: o.Duration.Seconds(),
 		Offloads:    "kernel defaults",
 		Pinned:      o.Pin,
+		Rounds:      o.Rounds,
 		Tools:       map[string]string{},
 		Topology: fmt.Sprintf("client %s -> router -> LAN bridge -> director / rs1, rs2 (nginx: %d-byte body, 1 worker; iperf3 -s); VIP %s:%d and :%d",
 			"10.10.0.2", bodyLen, vip, httpPort, iperfPort),
@@ -282,7 +333,11 @@ func (r *UsersReport) writeTable(w io.Writer) {
 	}
 	fmt.Fprintf(w, "gvs users benchmark, kernel %s, load average at start %s\n", r.Kernel, r.LoadAvg)
 	fmt.Fprintf(w, "%s\n", r.Topology)
-	fmt.Fprintf(w, "%gs per measurement, lab offloads: %s, %s\n", r.DurationSec, r.Offloads, pin)
+	rounds := ""
+	if r.Rounds > 1 {
+		rounds = fmt.Sprintf(", median of %d rounds (every configuration once per round)", r.Rounds)
+	}
+	fmt.Fprintf(w, "%gs per measurement%s, lab offloads: %s, %s\n", r.DurationSec, rounds, r.Offloads, pin)
 	toolNames := []string{"wrk", "nginx", "haproxy", "iperf3"}
 	if r.SYNFloodPPS > 0 {
 		fmt.Fprintf(w, "SYN flood: %s pps of spoofed SYNs from the client (trafgen -P 1, its worker on CPU 0), sources 198.18.x.y\n", fmtPPS(float64(r.SYNFloodPPS)))

@@ -164,12 +164,32 @@ func Users(ctx context.Context, o UsersOptions) (rep *UsersReport, err error) {
 	if err != nil {
 		return rep, err
 	}
-	for _, c := range o.Configs {
-		rep.Configs = append(rep.Configs, u.measure(ctx, c))
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
+	rounds := make([][]UserResult, len(o.Configs))
+	merged := false
+	merge := func() {
+		if merged {
+			return
+		}
+		merged = true
+		for _, rs := range rounds {
+			if len(rs) > 0 {
+				rep.Configs = append(rep.Configs, medianOfRounds(rs))
+			}
 		}
 	}
+	defer merge() // also what was measured before a failure
+	for r := range max(o.Rounds, 1) {
+		if o.Rounds > 1 {
+			o.Logf("round %d of %d", r+1, o.Rounds)
+		}
+		for i, c := range o.Configs {
+			rounds[i] = append(rounds[i], u.measure(ctx, c))
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+		}
+	}
+	merge()
 	// The pps suite sinks the reals' UDP and needs no servers.
 	if err := stopServers(); err != nil {
 		return rep, err

@@ -503,3 +503,63 @@ func TestUsersReportFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundsFlags: -rounds and -worker-policy reach the options; -rounds
+// below 1 is a usage error.
+func TestRoundsFlags(t *testing.T) {
+	var errb bytes.Buffer
+	o, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go", "-rounds", "3", "-worker-policy", "normal"}, &errb)
+	if code != 0 || o.Rounds != 3 || o.WorkerPolicy != "normal" {
+		t.Errorf("-rounds 3 -worker-policy normal: exit %d, rounds %d, policy %q: %s", code, o.Rounds, o.WorkerPolicy, errb.String())
+	}
+	if o, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go"}, &errb); code != 0 || o.Rounds != 1 {
+		t.Errorf("default: exit %d, rounds %d; want 0 and 1", code, o.Rounds)
+	}
+	errb.Reset()
+	if _, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go", "-rounds", "0"}, &errb); code != 2 || !strings.Contains(errb.String(), "-rounds") {
+		t.Errorf("-rounds 0: exit %d, %q; want 2 and a message", code, errb.String())
+	}
+	cfg := usersGvsdConfig(testLab(), UserGvsDR, 0, "normal")
+	if !strings.Contains(cfg, "worker_policy = \"normal\"\n") {
+		t.Errorf("gvsd config with a policy lacks it:\n%s", cfg)
+	}
+}
+
+// TestMedianOfRounds: each figure is the median of the rounds that
+// measured it, errors add up, and the rounds are kept.
+func TestMedianOfRounds(t *testing.T) {
+	f := func(v float64) Figure { return Figure{Value: &v, Errors: 1} }
+	kept := func(v float64) *float64 { return &v }
+	rs := []UserResult{
+		{Name: "gvs-dr", KeepAliveRPS: f(90), ConnPerS: f(10), LatencyP50: f(100), ConnFloodKept: kept(0.5)},
+		{Name: "gvs-dr", KeepAliveRPS: f(70), ConnPerS: Figure{Note: "wrk failed"}, LatencyP50: f(300), ConnFloodKept: kept(0.9)},
+		{Name: "gvs-dr", KeepAliveRPS: f(80), ConnPerS: f(30), LatencyP50: f(200), ConnFloodKept: kept(0.7)},
+	}
+	m := medianOfRounds(rs)
+	for _, c := range []struct {
+		name string
+		fig  Figure
+		want float64
+		errs int64
+	}{
+		{"keep-alive", m.KeepAliveRPS, 80, 3},
+		{"conn/s (one round missing)", m.ConnPerS, 30, 2},
+		{"p50", m.LatencyP50, 200, 3},
+	} {
+		if c.fig.Value == nil || *c.fig.Value != c.want || c.fig.Errors != c.errs {
+			t.Errorf("%s: %+v, want %v with %d errors", c.name, c.fig, c.want, c.errs)
+		}
+	}
+	if m.BulkGbps.Value != nil {
+		t.Errorf("bulk measured in no round has %v", *m.BulkGbps.Value)
+	}
+	if m.ConnFloodKept == nil || *m.ConnFloodKept != 0.7 {
+		t.Errorf("kept share %v, want 0.7", m.ConnFloodKept)
+	}
+	if len(m.Rounds) != 3 || *m.Rounds[1].KeepAliveRPS.Value != 70 {
+		t.Errorf("rounds not kept as measured: %+v", m.Rounds)
+	}
+	if one := medianOfRounds(rs[:1]); one.Rounds != nil || *one.KeepAliveRPS.Value != 90 {
+		t.Errorf("one round changed: %+v", one)
+	}
+}
