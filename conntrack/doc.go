@@ -11,12 +11,12 @@
 // worker finds a reply without talking to any other.
 //
 // Layout. A shard is a slab of entries (48 bytes each for IPv4, 96 for
-// IPv6: [Entry] is generic in the address type), a 32-bit word beside each
-// entry for what only some connections need ([Shard.Aux]), and a bucketed
+// IPv6: [Entry] is generic in the address type), two 32-bit words beside
+// each entry for what only some connections need ([Shard.Aux]), and a bucketed
 // cuckoo hash index of 32-bit slots over them, two buckets of eight slots
 // per key. Keys are not stored: a connection's forward and reply keys are
-// derived from its entry, which is what keeps an IPv4 connection under 64
-// bytes (48 + 4 + 9.4 for the index at its fullest). The arrays are
+// derived from its entry, which is what keeps an IPv4 connection at 65.4
+// bytes (48 + 8 + 9.4 for the index at its fullest). The arrays are
 // allocated at their full size when the shard is made, made resident at
 // once (on transparent huge pages where the kernel allows), and never grow
 // or rehash. Nothing in a shard holds a Go pointer, so a table of millions of

@@ -68,10 +68,10 @@ type Shard[A IP] struct {
 	buckets  []bucket
 	nbuckets uint64
 	entries  []Entry[A]
-	aux      []uint32 // a word beside each entry cell for the caller (Aux)
-	hw       int      // high-water mark: cells [0, hw) have been used
-	free     uint32   // head of the free list (index+1), 0 = empty
-	n        int      // live entries
+	aux      []Aux  // two words beside each entry cell for the caller (Aux)
+	hw       int    // high-water mark: cells [0, hw) have been used
+	free     uint32 // head of the free list (index+1), 0 = empty
+	n        int    // live entries
 
 	tagBits  uint32
 	tagMask  uint32
@@ -85,9 +85,9 @@ type Shard[A IP] struct {
 }
 
 // NewShard returns an empty shard for at most capacity entries (clamped to
-// [1, MaxCapacity]). Its memory, about 48 + 4 + 9.4 bytes per IPv4 entry
-// and 96 + 4 + 9.4 per IPv6 entry (entry, Aux word, index), is allocated
-// and touched here.
+// [1, MaxCapacity]). Its memory, about 48 + 8 + 9.4 = 65.4 bytes per IPv4
+// entry and 96 + 8 + 9.4 = 113.4 per IPv6 entry (entry, Aux words, index
+// at its fullest), is allocated and touched here.
 func NewShard[A IP](capacity int) *Shard[A] {
 	capacity = min(max(capacity, 1), MaxCapacity)
 	slots := (2*capacity*loadDen + loadNum - 1) / loadNum
@@ -102,7 +102,7 @@ func NewShard[A IP](capacity int) *Shard[A] {
 		buckets:  makeTable[bucket](nb),
 		nbuckets: uint64(nb),
 		entries:  makeTable[Entry[A]](capacity),
-		aux:      makeTable[uint32](capacity),
+		aux:      makeTable[Aux](capacity),
 		tagBits:  31 - idxBits,
 		tagMask:  1<<(31-idxBits) - 1,
 		idxShift: 32 - idxBits,
@@ -130,19 +130,27 @@ func (s *Shard[A]) Full() bool { return s.n >= len(s.entries) }
 // words.
 func (s *Shard[A]) Bytes() int {
 	var e Entry[A]
-	return len(s.buckets)*bucketSlots*4 + len(s.entries)*int(sizeofEntry(&e)) + len(s.aux)*4
+	return len(s.buckets)*bucketSlots*4 + len(s.entries)*int(sizeofEntry(&e)) + len(s.aux)*auxSize
 }
 
-// Aux returns the word the shard keeps beside entry e for its caller: 0
-// when e is inserted, then the caller's to read and write until e is
-// removed. The dataplane keeps there what only some connections need and
-// the fixed-size entry has no room for (its SYN proxy's sequence-number
-// offset): a word apart costs 4 bytes a connection where a larger entry
-// would cost 8 (the entry has no padding left), but a lookup that needs
-// it waits for one more cache line, which Warm does not load. e must be an
-// entry of this shard, from Insert or Lookup and still valid; any other
-// pointer panics.
-func (s *Shard[A]) Aux(e *Entry[A]) *uint32 {
+// Aux is what a shard keeps beside each entry for its caller: two 32-bit
+// words, opaque here. The dataplane keeps there what only some connections
+// need and the fixed-size entry has no room for: its SYN proxy's two
+// sequence-number offsets, one per direction.
+type Aux [2]uint32
+
+// auxSize is the size of an Aux in bytes.
+const auxSize = 8
+
+// Aux returns the words the shard keeps beside entry e for its caller:
+// zero when e is inserted, then the caller's to read and write until e is
+// removed. Words apart cost 8 bytes a connection where a larger entry
+// would cost as much or more (the entry has no padding left, and grows in
+// steps of its 8-byte alignment), but a lookup that needs them waits for
+// one more cache line, which Warm does not load. e must be an entry of
+// this shard, from Insert or Lookup and still valid; any other pointer
+// panics.
+func (s *Shard[A]) Aux(e *Entry[A]) *Aux {
 	idx, ok := s.indexOf(e)
 	if !ok {
 		panic("conntrack: Aux of an entry not in this shard")
@@ -328,7 +336,7 @@ func (s *Shard[A]) Insert(e *Entry[A], reply bool) (*Entry[A], error) {
 	st := &s.entries[idx]
 	*st = *e
 	st.keys = 1
-	s.aux[idx] = 0
+	s.aux[idx] = Aux{}
 	if !s.place(hf, s.slotOf(idx, false, hf)) {
 		s.release(idx)
 		return nil, ErrFull
@@ -481,6 +489,19 @@ func (s *Shard[A]) DumpRange(dst []Entry[A], from, to int) []Entry[A] {
 		}
 	}
 	return dst
+}
+
+// DumpRangeAux is DumpRange that also appends each copied entry's Aux
+// words to aux, in step with dst (the connection-sync refresh needs both).
+func (s *Shard[A]) DumpRangeAux(dst []Entry[A], aux []Aux, from, to int) ([]Entry[A], []Aux) {
+	to = min(to, s.hw)
+	for i := max(from, 0); i < to; i++ {
+		if s.entries[i].keys != 0 {
+			dst = append(dst, s.entries[i])
+			aux = append(aux, s.aux[i])
+		}
+	}
+	return dst, aux
 }
 
 // Cells returns the number of entry cells ever used, the bound of

@@ -17,6 +17,7 @@ func TestLayout(t *testing.T) {
 	}{
 		{"Sizeof(Entry4)", unsafe.Sizeof(Entry4{}), 48},
 		{"Sizeof(Entry6)", unsafe.Sizeof(Entry6{}), 96},
+		{"Sizeof(Aux)", unsafe.Sizeof(Aux{}), auxSize},
 		{"Alignof(Entry4)", unsafe.Alignof(Entry4{}), 8},
 		{"Alignof(Entry6)", unsafe.Alignof(Entry6{}), 8},
 		{"Offsetof(Entry4.Expires)", unsafe.Offsetof(Entry4{}.Expires), 40},

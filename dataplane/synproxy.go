@@ -22,31 +22,77 @@ import (
 //	client                 director                      real
 //	SYN seq=x       ──►  cookie c, nothing kept
 //	                ◄──  SYN-ACK seq=c ack=x+1
-//	ACK seq=x+1 ack=c+1 ──►  c valid: schedule, insert, hold the ACK
-//	                         SYN seq=x (MSS from c)  ──►
-//	                         ◄──  SYN-ACK seq=y ack=x+1
-//	                         delta = y-c; the held ACK, ack=y+1 ──►
-//	data, ack=a     ──►  ack a+delta                      ──►
-//	                ◄──  seq s-delta                      ◄──  data, seq=s
+//	ACK seq=x+1 ack=c+1 ──►  c valid: schedule, insert, hold the ACK;
+//	                         i = clock ISN of the real's tuple, in = i-x
+//	                         SYN seq=i (MSS from c)  ──►
+//	                         ◄──  SYN-ACK seq=y ack=i+1
+//	                         out = y-c; the held ACK, seq=i+1 ack=y+1 ──►
+//	data, seq=q ack=a ──►  seq q+in, ack a+out            ──►
+//	                ◄──  seq s-out, ack b-in              ◄──  data, seq=s ack=b
 //
-// The connection's Aux word (conntrack.Shard.Aux) holds the cookie while
-// the real has not answered (flagSynPending), then the sequence offset
-// delta = real's ISN - cookie. Client segments that arrive in between
-// (the handshake ACK, often the first request) wait in a few per-worker
-// slots and go to the real, translated, right behind its SYN-ACK. From
-// then on every client segment's acknowledgment number gets +delta and
-// every real segment's sequence number -delta, with incremental checksum
+// The SYN to the real does not carry the client's ISN but one the
+// director chooses as RFC 6528 says (proxyISN): a 4 µs clock plus a keyed
+// hash of the tuple the real sees (local address and port → real in
+// FULLNAT, client → real in NAT). FULLNAT comes back to a local address
+// and port within seconds, while the real may still hold a TIME_WAIT
+// socket for the tuple, and Linux takes a SYN without timestamps on such a
+// tuple only if its sequence number is above the old connection's last
+// (tcp_timewait_state_process): the clock's ISN is, as long as the old
+// connection sent less than 250 kB a second of its life from the director
+// (and the key is the same: a restart of gvsd draws another).
+//
+// A connection's two Aux words (conntrack.Shard.Aux) hold the offsets:
+// auxClient the client's, in = director's ISN - client's ISN, set when
+// the connection opens; auxReal the cookie while the real has not answered
+// (flagSynPending), then out = real's ISN - cookie. Client segments that
+// arrive in between (the handshake ACK, often the first request) wait in a
+// few per-worker slots and go to the real, translated, right behind its
+// SYN-ACK. From then on every client segment's sequence number gets +in
+// and its acknowledgment number +out, every real segment's sequence number
+// -out and its acknowledgment number -in, with incremental checksum
 // updates (a partial checksum, whose field the kernel finishes over these
 // fields later, is left alone). The cookie SYN-ACK offers no window
 // scaling, SACK or timestamps, and the SYN to the real asks for none, so
-// both ends agree on plain TCP with the client's MSS: no option needs
-// translating, and a connection's window is at most 64 KiB.
+// both ends agree on plain TCP with the client's MSS: no option (no SACK
+// block, no timestamp) needs translating, and a connection's window is at
+// most 64 KiB. (Timestamps on the SYN to the real would also pass a
+// TIME_WAIT socket, but only with the cookie encoding the client's options
+// and a third offset, for every timestamp both ways: not done.)
 
 // Entry.Flags of a SYN-proxied connection (bits 0 and 1 are sync.go's).
 const (
-	flagSynProxy   = 1 << 2 // opened by the SYN proxy: its Aux word is the sequence offset
-	flagSynPending = 1 << 3 // its real has not answered the SYN yet: its Aux word is the cookie
+	flagSynProxy   = 1 << 2 // opened by the SYN proxy: its Aux words are the sequence offsets
+	flagSynPending = 1 << 3 // its real has not answered the SYN yet: Aux word auxReal is the cookie
 )
+
+// The Aux words of a SYN-proxied connection.
+const (
+	auxReal   = 0 // real's ISN - cookie (cookie while pending): real's sequence numbers, client's acknowledgments
+	auxClient = 1 // director's ISN - client's ISN: client's sequence numbers, real's acknowledgments
+)
+
+// isnTick is the clock period of the director's ISNs: RFC 6528's (and RFC
+// 793's) 4 µs, so the ISN of a tuple wraps around in 4.77 hours, far
+// longer than any TIME_WAIT, and grows faster than a connection of up to
+// 250 kB/s sends.
+const isnTick = 4000 // ns
+
+// isnDomain is the last SipHash word of an ISN hash: cookie hashes end
+// with cookieH0 or t<<8|m (t < 2^32), never this.
+const isnDomain = 1<<63 | 1<<62
+
+// isnKey is the key of the ISN hash: random per process, shared by the
+// workers.
+var isnKey = newCookieKey()
+
+// proxyISN returns the ISN of the SYN the director sends a real at
+// monotonic time now for the tuple src:sport → dst:dport the real sees:
+// RFC 6528's M + F(localip, localport, remoteip, remoteport, secretkey).
+func proxyISN(now int64, src [4]byte, sport uint16, dst [4]byte, dport uint16) uint32 {
+	m0 := uint64(binary.BigEndian.Uint32(src[:]))<<32 | uint64(binary.BigEndian.Uint32(dst[:]))
+	m1 := uint64(sport)<<16 | uint64(dport)
+	return uint32(now/isnTick) + uint32(sipHash24(&isnKey, m0, m1, isnDomain))
+}
 
 // The cookie, the sequence number of the director's SYN-ACK, is
 //
@@ -307,11 +353,17 @@ func (w *Worker) synProxyOpen(t *Table, svc *Service, p *parsed, b []byte, now i
 	}
 	w.C.SynProxyOpened.Add(1)
 	e.Flags |= flagSynProxy | flagSynPending
-	*w.shard.Aux(e) = cookie
+	src, sport := e.Client, e.ClientPort
+	if Forward(e.Forward) == ForwardFullNAT {
+		src, sport = e.Local, e.LPort
+	}
+	aux := w.shard.Aux(e)
+	aux[auxReal] = cookie
+	aux[auxClient] = proxyISN(now, src, sport, r.Addr, r.Port) - isn
 	e.ClientMAC = eth.Source()
 	w.setState(t, e, r, conntrack.TCPSynRecv, now)
 	w.hold(e, p, now)
-	return w.realSYN(t, e, r, b, ip, isn, mi), VerdictSynProxy
+	return w.realSYN(t, e, r, b, ip, isn+aux[auxClient], mi), VerdictSynProxy
 }
 
 // ecnMask is the ECN field of the TOS byte (RFC 3168 section 5). The SYN
@@ -319,8 +371,9 @@ func (w *Worker) synProxyOpen(t *Table, svc *Service, p *parsed, b []byte, now i
 const ecnMask = 3
 
 // realSYN builds in b the SYN that opens e's connection on its real r, as
-// the client's segment in ip would have it: sequence number isn, the MSS
-// of index mss, the client's window and TOS (without its ECN bits).
+// the client's segment in ip would have it: sequence number isn (the
+// director's), the MSS of index mss, the client's window and TOS (without
+// its ECN bits).
 func (w *Worker) realSYN(t *Table, e *conntrack.Entry4, r *Real, b []byte, ip header.IPv4, isn uint32, mss int) []byte {
 	s := segment{dstMAC: r.MAC, srcMAC: t.MAC, src: e.Client, dst: r.Addr, tos: ip.TOS() &^ ecnMask,
 		tcp: header.TCPFields{SrcPort: e.ClientPort, DstPort: r.Port, Seq: isn, Flags: header.TCPFlagSyn,
@@ -348,7 +401,8 @@ func (w *Worker) resendSYN(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 	}
 	ip := header.IPv4(p.frame[header.EthernetLen:])
 	tcp := header.TCP(ip.Payload())
-	cookie, isn := *w.shard.Aux(e), tcp.SequenceNumber()-1
+	aux := w.shard.Aux(e)
+	cookie, isn := aux[auxReal], tcp.SequenceNumber()-1
 	if tcp.AckNumber() != cookie+1 {
 		return nil
 	}
@@ -358,15 +412,14 @@ func (w *Worker) resendSYN(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 	}
 	e.Expires = now + int64(t.Timeouts.Timeout(conntrack.TCPSynRecv))
 	w.C.SynProxySynResent.Add(1)
-	return w.realSYN(t, e, r, w.spare(header.EthernetLen+header.IPv4MinLen+header.TCPMinLen+header.TCPOptionMSSLen), ip, isn, mi)
+	return w.realSYN(t, e, r, w.spare(header.EthernetLen+header.IPv4MinLen+header.TCPMinLen+header.TCPOptionMSSLen), ip, isn+aux[auxClient], mi)
 }
 
 // synProxyConn handles a segment p of the SYN-proxied connection e before
 // the usual path does: while the real has not answered, a client segment
 // is held and the real's SYN-ACK completes the splice (done true: the
-// frame goes no further); afterwards it translates the segment's
-// acknowledgment (client) or sequence number (real) and the usual path
-// rewrites and sends it.
+// frame goes no further); afterwards it translates the segment's sequence
+// and acknowledgment numbers and the usual path rewrites and sends it.
 func (w *Worker) synProxyConn(t *Table, e *conntrack.Entry4, r *Real, reply bool, p *parsed, now int64) (out []byte, v Verdict, done bool) {
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
 	aux := w.shard.Aux(e)
@@ -390,26 +443,36 @@ func (w *Worker) synProxyConn(t *Table, e *conntrack.Entry4, r *Real, reply bool
 			// reset only at the sequence number it expects next, the
 			// cookie's +1: the offset is set so, and the reset goes on
 			// as a reply; the held segments are dropped.
-			*aux = tcp.SequenceNumber() - (*aux + 1)
+			aux[auxReal] = tcp.SequenceNumber() - (aux[auxReal] + 1)
 			e.Flags &^= flagSynPending
 			w.dropHeld(e)
 		default:
 			return nil, VerdictSynProxy, true // nothing else is due before the SYN-ACK
 		}
 	}
-	partial := p.off.Flags&header.OffloadNeedsCsum != 0
-	switch {
-	case reply && partial:
-		tcp.SetSequenceNumber(tcp.SequenceNumber() - *aux)
-	case reply:
-		tcp.SetSequenceNumberWithChecksumUpdate(tcp.SequenceNumber() - *aux)
-	case p.flags&header.TCPFlagAck == 0:
-	case partial:
-		tcp.SetAckNumber(tcp.AckNumber() + *aux)
-	default:
-		tcp.SetAckNumberWithChecksumUpdate(tcp.AckNumber() + *aux)
+	seqD, ackD := aux[auxClient], aux[auxReal]
+	if reply {
+		seqD, ackD = -aux[auxReal], -aux[auxClient]
 	}
+	translateSeq(tcp, seqD, ackD, p.flags&header.TCPFlagAck != 0, p.off.Flags&header.OffloadNeedsCsum != 0)
 	return nil, 0, false
+}
+
+// translateSeq adds seqD to tcp's sequence number and, if ack (the ACK
+// flag is set), ackD to its acknowledgment number, updating the checksum
+// unless it is partial (the kernel finishes it over the new fields).
+func translateSeq(tcp header.TCP, seqD, ackD uint32, ack, partial bool) {
+	if partial {
+		tcp.SetSequenceNumber(tcp.SequenceNumber() + seqD)
+		if ack {
+			tcp.SetAckNumber(tcp.AckNumber() + ackD)
+		}
+		return
+	}
+	tcp.SetSequenceNumberWithChecksumUpdate(tcp.SequenceNumber() + seqD)
+	if ack {
+		tcp.SetAckNumberWithChecksumUpdate(tcp.AckNumber() + ackD)
+	}
 }
 
 // synProxySynAck takes the real's SYN-ACK p for the pending connection e:
@@ -422,8 +485,8 @@ func (w *Worker) synProxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parse
 	ip := header.IPv4(p.frame[header.EthernetLen:])
 	tcp := header.TCP(ip.Payload())
 	aux := w.shard.Aux(e)
-	cookie := *aux
-	*aux = tcp.SequenceNumber() - cookie
+	cookie := aux[auxReal]
+	aux[auxReal] = tcp.SequenceNumber() - cookie
 	e.Flags &^= flagSynPending
 	w.C.SynProxySynAcks.Add(1)
 	r.Stats.OutPkts.Add(1)
@@ -538,7 +601,7 @@ func (w *Worker) flushHeld(t *Table, e *conntrack.Entry4, r *Real, cookie uint32
 		idx[j] = i
 		n++
 	}
-	delta := *w.shard.Aux(e)
+	aux := w.shard.Aux(e)
 	var first []byte
 	for _, i := range idx[:n] {
 		h := &w.sp.held[i]
@@ -548,13 +611,12 @@ func (w *Worker) flushHeld(t *Table, e *conntrack.Entry4, r *Real, cookie uint32
 		ip := header.IPv4(frame[header.EthernetLen:])
 		tcp := header.TCP(ip.Payload())
 		flags := tcp.Flags()
-		if flags&header.TCPFlagAck != 0 {
-			if tcp.AckNumber() != cookie+1 {
-				w.C.SynProxyHeldDropped.Add(1)
-				continue
-			}
-			tcp.SetAckNumberWithChecksumUpdate(tcp.AckNumber() + delta)
+		if flags&header.TCPFlagAck != 0 && tcp.AckNumber() != cookie+1 {
+			w.C.SynProxyHeldDropped.Add(1)
+			continue
 		}
+		// hold finished any partial checksum.
+		translateSeq(tcp, aux[auxClient], aux[auxReal], flags&header.TCPFlagAck != 0, false)
 		w.track(t, e, r, conntrack.DirInput, flags, now)
 		r.Stats.InPkts.Add(1)
 		r.Stats.InBytes.Add(uint64(len(ip)))
@@ -575,20 +637,25 @@ func (w *Worker) flushHeld(t *Table, e *conntrack.Entry4, r *Real, cookie uint32
 }
 
 // synProxyQuote translates the TCP header quoted by an ICMP error about a
-// segment of the SYN-proxied connection e (at least its first 8 bytes):
-// toward the real (reply false) the real's own sequence number, which
-// Linux checks against its window before it acts on an error; toward the
-// client the client's acknowledgment number back, when it is quoted.
+// segment of the SYN-proxied connection e (at least its first 8 bytes)
+// into the sequence spaces of whoever gets the error: toward the real
+// (reply false: a segment the director sent the client) the real's own
+// sequence number, which Linux checks against its window before it acts
+// on an error; toward the client (a segment the director sent the real)
+// the client's own. The acknowledgment number follows when it is quoted.
 func (w *Worker) synProxyQuote(e *conntrack.Entry4, quote []byte, reply bool) {
 	if e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy || e.Proto != header.ProtoTCP {
 		return
 	}
 	tcp := header.TCP(quote)
-	delta := *w.shard.Aux(e)
-	if !reply {
-		tcp.SetSequenceNumber(tcp.SequenceNumber() + delta)
-	} else if len(quote) >= 12 { // it quotes the acknowledgment number, bytes 8 to 11
-		tcp.SetAckNumber(tcp.AckNumber() - delta)
+	aux := w.shard.Aux(e)
+	seqD, ackD := aux[auxReal], aux[auxClient]
+	if reply {
+		seqD, ackD = -aux[auxClient], -aux[auxReal]
+	}
+	tcp.SetSequenceNumber(tcp.SequenceNumber() + seqD)
+	if len(quote) >= 12 { // it quotes the acknowledgment number, bytes 8 to 11
+		tcp.SetAckNumber(tcp.AckNumber() + ackD)
 	}
 }
 

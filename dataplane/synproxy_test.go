@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -184,12 +185,19 @@ func handshake(t testing.TB, w *Worker, tbl *Table, sport uint16, isn, risn uint
 	if _, _, v := spSend(t, w, tbl, fromClient(sport, "A", isn+1, cookie+1).bytes(t), header.Offload{}, now); v != VerdictSynProxy {
 		t.Fatalf("ACK: verdict %v", v)
 	}
-	synack := fromReal(t, w, sport, "SA", risn, isn+1)
+	synack := fromReal(t, w, sport, "SA", risn, isn+clientOffset(t, w, sport)+1)
 	synack.mss = 1460
 	if out, _, v := spSend(t, w, tbl, synack.bytes(t), header.Offload{}, now); v != VerdictSynProxy || out == nil {
 		t.Fatalf("SYN-ACK: verdict %v, %d bytes out", v, len(out))
 	}
 	return cookie
+}
+
+// clientOffset returns the director's ISN - the client's of the
+// SYN-proxied connection of client port sport.
+func clientOffset(t testing.TB, w *Worker, sport uint16) uint32 {
+	t.Helper()
+	return w.shard.Aux(entryOf(t, w, sport))[auxClient]
 }
 
 // TestSynProxyCookie: a client SYN to a SYN-proxied service is answered by
@@ -244,11 +252,11 @@ func TestSynProxyCookie(t *testing.T) {
 }
 
 // TestSynProxyHandshake is the golden path in NAT and FULLNAT: the client's
-// ACK makes the connection and a SYN to the real (the client's ISN, the
-// cookie's MSS, nothing else); the real's SYN-ACK is answered with the
-// client's ACK, translated, and nothing reaches the client; then data both
-// ways has its acknowledgment (to the real) or sequence number (to the
-// client) translated, every checksum right.
+// ACK makes the connection and a SYN to the real (the director's clock
+// ISN for the tuple the real sees, not the client's; the cookie's MSS,
+// nothing else); the real's SYN-ACK is answered with the client's ACK,
+// translated, and nothing reaches the client; then data both ways has its
+// sequence and acknowledgment numbers translated, every checksum right.
 func TestSynProxyHandshake(t *testing.T) {
 	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
 		t.Run(f.String(), func(t *testing.T) {
@@ -268,19 +276,26 @@ func TestSynProxyHandshake(t *testing.T) {
 			if v != VerdictSynProxy {
 				t.Fatalf("ACK: verdict %v", v)
 			}
+			// RFC 6528: the 4 µs clock plus the keyed hash of the tuple.
+			m0 := uint64(binary.BigEndian.Uint32(lip.AsSlice()))<<32 | uint64(binary.BigEndian.Uint32(ipRS1.AsSlice()))
+			isn := uint32(now/4000) + uint32(sipHash24(&isnKey, m0, uint64(lport)<<16|natPort, isnDomain))
+			if isn == spISN {
+				t.Fatal("the director's ISN is the client's")
+			}
 			wantSYN := seg{srcMAC: macDir, dstMAC: macRS1, src: lip, dst: ipRS1, sport: lport, dport: natPort,
-				seq: spISN, flags: "S", window: 5000, mss: 1460, ttl: 64}
+				seq: isn, flags: "S", window: 5000, mss: 1460, ttl: 64}
 			same(t, "SYN to the real", out, wantSYN.bytes(t))
 			e := entryOf(t, w, cport)
-			if e.State != conntrack.TCPSynRecv || e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy|flagSynPending || *w.shard.Aux(e) != cookie {
-				t.Fatalf("after the ACK: state %v flags %#x aux %#x", e.State, e.Flags, *w.shard.Aux(e))
+			if a := *w.shard.Aux(e); e.State != conntrack.TCPSynRecv || e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy|flagSynPending ||
+				a != (conntrack.Aux{auxReal: cookie, auxClient: isn - spISN}) {
+				t.Fatalf("after the ACK: state %v flags %#x aux %#x", e.State, e.Flags, a)
 			}
 			c := tbl.Reals[0].Counters
 			if c.Active.Load() != 1 || c.Inactive.Load() != 0 || tbl.Reals[0].Stats.Conns.Load() != 1 {
 				t.Fatalf("after the ACK: active %d inactive %d conns %d", c.Active.Load(), c.Inactive.Load(), tbl.Reals[0].Stats.Conns.Load())
 			}
 
-			synack := fromReal(t, w, cport, "SA", spRISN, spISN+1)
+			synack := fromReal(t, w, cport, "SA", spRISN, isn+1)
 			synack.mss = 1400
 			out, extra, v := spSend(t, w, tbl, synack.bytes(t), header.Offload{}, now)
 			if v != VerdictSynProxy || len(extra) != 0 {
@@ -289,28 +304,29 @@ func TestSynProxyHandshake(t *testing.T) {
 			// The client's ACK, held, as the real must see it.
 			wantACK := ack
 			wantACK.srcMAC, wantACK.dstMAC, wantACK.src, wantACK.sport, wantACK.dst, wantACK.dport = macDir, macRS1, lip, lport, ipRS1, natPort
-			wantACK.ack = spRISN + 1
+			wantACK.seq, wantACK.ack = isn+1, spRISN+1
 			same(t, "ACK to the real", out, wantACK.bytes(t))
-			if e.State != conntrack.TCPEstablished || e.Flags&flagSynPending != 0 || *w.shard.Aux(e) != spRISN-cookie {
-				t.Fatalf("after the SYN-ACK: state %v flags %#x delta %#x, want %#x", e.State, e.Flags, *w.shard.Aux(e), spRISN-cookie)
+			if a := *w.shard.Aux(e); e.State != conntrack.TCPEstablished || e.Flags&flagSynPending != 0 ||
+				a != (conntrack.Aux{auxReal: spRISN - cookie, auxClient: isn - spISN}) {
+				t.Fatalf("after the SYN-ACK: state %v flags %#x offsets %#x, want %#x %#x", e.State, e.Flags, a, spRISN-cookie, isn-spISN)
 			}
 
 			req := fromClient(cport, "AP", spISN+1, cookie+1)
 			req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
 			wantReq := req
 			wantReq.srcMAC, wantReq.dstMAC, wantReq.src, wantReq.sport, wantReq.dst, wantReq.dport = macDir, macRS1, lip, lport, ipRS1, natPort
-			wantReq.ack = spRISN + 1
+			wantReq.seq, wantReq.ack = isn+1, spRISN+1
 			out, _, v = spSend(t, w, tbl, req.bytes(t), header.Offload{}, now)
 			if v != VerdictForward {
 				t.Fatalf("request: verdict %v", v)
 			}
 			same(t, "request to the real", out, wantReq.bytes(t))
 
-			resp := fromReal(t, w, cport, "AP", spRISN+1, spISN+1+uint32(len(req.payload)))
+			resp := fromReal(t, w, cport, "AP", spRISN+1, isn+1+uint32(len(req.payload)))
 			resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
 			wantResp := resp
 			wantResp.srcMAC, wantResp.dstMAC, wantResp.src, wantResp.sport, wantResp.dst, wantResp.dport = macDir, macRouter, ipVIP, vport, ipClient, cport
-			wantResp.seq = cookie + 1
+			wantResp.seq, wantResp.ack = cookie+1, spISN+1+uint32(len(req.payload))
 			out, _, v = spSend(t, w, tbl, resp.bytes(t), header.Offload{}, now)
 			if v != VerdictForward {
 				t.Fatalf("response: verdict %v", v)
@@ -320,7 +336,8 @@ func TestSynProxyHandshake(t *testing.T) {
 			// The real retransmits its SYN-ACK (its ACK was lost): the
 			// client gets it as the cookie's and answers with an ACK.
 			out, _, v = spSend(t, w, tbl, synack.bytes(t), header.Offload{}, now)
-			if v != VerdictForward || tcpOf(out).SequenceNumber() != cookie || tcpOf(out).Flags() != header.TCPFlagSyn|header.TCPFlagAck {
+			if v != VerdictForward || tcpOf(out).SequenceNumber() != cookie || tcpOf(out).AckNumber() != spISN+1 ||
+				tcpOf(out).Flags() != header.TCPFlagSyn|header.TCPFlagAck {
 				t.Fatalf("retransmitted SYN-ACK: verdict %v, %d bytes", v, len(out))
 			}
 			checksumsValid(t, "retransmitted SYN-ACK", out)
@@ -374,13 +391,14 @@ func TestSynProxyHeldSegments(t *testing.T) {
 	if w.C.SynProxyHeld.Load() != spHoldPerConn || w.C.SynProxyHeldDropped.Load() != 1 {
 		t.Fatalf("held %d dropped %d, want %d 1", w.C.SynProxyHeld.Load(), w.C.SynProxyHeldDropped.Load(), spHoldPerConn)
 	}
-	out, extra, v := spSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, spISN+1).bytes(t), header.Offload{}, 3)
+	in := clientOffset(t, w, cport)
+	out, extra, v := spSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, spISN+in+1).bytes(t), header.Offload{}, 3)
 	if v != VerdictSynProxy || len(extra) != len(sent)-1 {
 		t.Fatalf("SYN-ACK: verdict %v, %d frames queued, want %d", v, len(extra), len(sent)-1)
 	}
 	for i, got := range append([][]byte{out}, extra...) {
 		want := sent[i]
-		want.srcMAC, want.dstMAC, want.dst, want.dport, want.ack = macDir, macRS1, ipRS1, natPort, spRISN+1
+		want.srcMAC, want.dstMAC, want.dst, want.dport, want.seq, want.ack = macDir, macRS1, ipRS1, natPort, want.seq+in, spRISN+1
 		same(t, "held segment "+string(rune('0'+i)), got, want.bytes(t))
 	}
 	for i := range w.sp.held {
@@ -504,14 +522,14 @@ func TestSynProxyRealRefuses(t *testing.T) {
 	if _, _, v := spSend(t, w, tbl, fromClient(cport, "A", spISN+1, cookie+1).bytes(t), header.Offload{}, 1); v != VerdictSynProxy {
 		t.Fatalf("ACK: verdict %v", v)
 	}
-	rst := fromReal(t, w, cport, "RA", 0, spISN+1)
+	rst := fromReal(t, w, cport, "RA", 0, spISN+clientOffset(t, w, cport)+1)
 	rst.window = 0
 	out, _, v := spSend(t, w, tbl, rst.bytes(t), header.Offload{}, 2)
 	if v != VerdictForward {
 		t.Fatalf("RST: verdict %v", v)
 	}
 	want := rst
-	want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport, want.seq = macDir, macRouter, ipVIP, vport, ipClient, cport, cookie+1
+	want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport, want.seq, want.ack = macDir, macRouter, ipVIP, vport, ipClient, cport, cookie+1, spISN+1
 	same(t, "RST to the client", out, want.bytes(t))
 	if e := entryOf(t, w, cport); e.State != conntrack.TCPClose {
 		t.Fatalf("state %v, want CLOSE", e.State)
@@ -626,9 +644,10 @@ func TestSynProxyPartialChecksum(t *testing.T) {
 // seeded random connections: random ISNs on both sides (wrapping around),
 // random segments both ways with random sequence and acknowledgment
 // numbers, flags, payloads and partial checksums. Each frame sent must be
-// what the reference says, built by gopacket: ack + (real ISN - cookie)
-// toward the real, seq - (real ISN - cookie) toward the client, the NAT or
-// FULLNAT rewrite around it, and right checksums.
+// what the reference says, built by gopacket: seq + (director's ISN -
+// client's ISN) and ack + (real ISN - cookie) toward the real, seq - (real
+// ISN - cookie) and ack - (director's ISN - client's ISN) toward the
+// client, the NAT or FULLNAT rewrite around it, and right checksums.
 func TestSynProxySeqTranslation(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
@@ -647,6 +666,7 @@ func TestSynProxySeqTranslation(t *testing.T) {
 			if f == ForwardFullNAT {
 				lip, lport = netip.AddrFrom4(e.Local), e.LPort
 			}
+			dIn := proxyISN(int64(c), lip.As4(), lport, ipRS1.As4(), natPort) - isn
 			for range 10 {
 				flags := []string{"A", "AP", "AF", "AR", "R", "A"}[r.IntN(6)]
 				payload := make([]byte, r.IntN(200))
@@ -658,6 +678,7 @@ func TestSynProxySeqTranslation(t *testing.T) {
 					in = fromClient(sport, flags, r.Uint32(), r.Uint32())
 					want = in
 					want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport = macDir, macRS1, lip, lport, ipRS1, natPort
+					want.seq = in.seq + dIn
 					if strings.Contains(flags, "A") {
 						want.ack = in.ack + delta
 					}
@@ -666,6 +687,9 @@ func TestSynProxySeqTranslation(t *testing.T) {
 					want = in
 					want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport = macDir, macRouter, ipVIP, vport, ipClient, sport
 					want.seq = in.seq - delta
+					if strings.Contains(flags, "A") {
+						want.ack = in.ack - dIn
+					}
 				}
 				in.payload, want.payload = payload, payload
 				in.window = uint16(r.Uint32())
@@ -712,13 +736,13 @@ func TestSynProxyICMP(t *testing.T) {
 	same(t, "error to the real", out, want)
 
 	// The real's error about a client segment, quoting its whole TCP
-	// header (as Linux does), reaches the client with the acknowledgment
-	// number the client sent.
+	// header (as Linux does), reaches the client with the sequence and
+	// acknowledgment numbers the client sent.
 	asReceived := seg{srcMAC: macDir, dstMAC: macRS1, src: ipClient, dst: ipRS1, sport: cport, dport: natPort,
-		seq: spISN + 1, ack: spRISN + 1, flags: "A", window: 5000}
+		seq: spISN + clientOffset(t, w, cport) + 1, ack: spRISN + 1, flags: "A", window: 5000}
 	in = icmpErrQuoting(t, macRS1, macDir, ipRS1, ipClient, asReceived.bytes(t), header.TCPMinLen)
 	toClient := asReceived
-	toClient.dst, toClient.dport, toClient.ack = ipVIP, vport, cookie+1
+	toClient.dst, toClient.dport, toClient.seq, toClient.ack = ipVIP, vport, spISN+1, cookie+1
 	want = icmpErrQuoting(t, macDir, macRouter, ipVIP, ipClient, toClient.bytes(t), header.TCPMinLen)
 	// The quoted checksum stays as the real quoted it (icmpError), the
 	// ICMP checksum covers the quote as sent.
@@ -1080,4 +1104,55 @@ func FuzzSynProxy(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestSynProxyISNReusedTuple: two connections of different clients that
+// FULLNAT puts on the same local port (the worker has one) open their real
+// with ISNs 10 ms apart on the 4 µs clock, whatever the clients' ISNs:
+// the second lands above the first's sequence space, as a real holding a
+// TIME_WAIT socket for the tuple requires. In NAT, where the real sees the
+// clients' tuples, two tuples at the same instant get unrelated ISNs.
+func TestSynProxyISNReusedTuple(t *testing.T) {
+	tbl := spTable(ForwardFullNAT)
+	tbl.PortLo, tbl.PortHi = portLo, portLo
+	w := spWorker(tbl, 1024)
+	const t1, t2 = int64(5 * time.Second), int64(5*time.Second + 10*time.Millisecond)
+	var isns [2]uint32
+	for i, c := range []struct {
+		sport uint16
+		isn   uint32
+		now   int64
+	}{{cport, 0x8000_0000, t1}, {cport + 1, 0x7000_0000, t2}} {
+		cookie := cookieSYN(t, w, tbl, c.sport, c.isn, c.now)
+		syn, _, v := spSend(t, w, tbl, fromClient(c.sport, "A", c.isn+1, cookie+1).bytes(t), header.Offload{}, c.now)
+		if v != VerdictSynProxy || syn == nil || tcpOf(syn).Flags() != header.TCPFlagSyn {
+			t.Fatalf("connection %d: verdict %v, no SYN to the real", i, v)
+		}
+		checksumsValid(t, "SYN to the real", syn)
+		if tcpOf(syn).SourcePort() != portLo || tcpOf(syn).SequenceNumber() == c.isn {
+			t.Fatalf("connection %d: SYN from port %d with seq %#x (client ISN %#x)", i, tcpOf(syn).SourcePort(), tcpOf(syn).SequenceNumber(), c.isn)
+		}
+		isns[i] = tcpOf(syn).SequenceNumber()
+		// The connection ends; its entry goes and gives the port back.
+		w.drop(entryOf(t, w, c.sport))
+	}
+	if got, want := isns[1]-isns[0], uint32((t2-t1)/4000); got != want {
+		t.Fatalf("ISNs %#x then %#x on the same tuple 10 ms apart: grew by %d, want %d (4 µs ticks)", isns[0], isns[1], got, want)
+	}
+
+	nat := spTable(ForwardNAT)
+	wn := spWorker(nat, 1024)
+	var a, b uint32
+	for i, sport := range []uint16{cport, cport + 1} {
+		cookie := cookieSYN(t, wn, nat, sport, spISN, t1)
+		syn, _, _ := spSend(t, wn, nat, fromClient(sport, "A", spISN+1, cookie+1).bytes(t), header.Offload{}, t1)
+		if i == 0 {
+			a = tcpOf(syn).SequenceNumber()
+		} else {
+			b = tcpOf(syn).SequenceNumber()
+		}
+	}
+	if a == b || a == spISN || b == spISN {
+		t.Fatalf("NAT: two tuples at the same instant got ISNs %#x and %#x (client's %#x)", a, b, spISN)
+	}
 }

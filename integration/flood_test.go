@@ -474,10 +474,10 @@ func backlogDrops(t *testing.T) uint64 {
 // gvsdCounters is the part of gvsd's Summary the flood test reads.
 type gvsdCounters struct {
 	Dataplane struct {
-		RxFrames, NewConns, ExpiredConns, Evicted uint64
-		SynProxyCookies, SynProxyOpened           uint64
-		Conns                                     int64
-		Verdicts                                  map[string]uint64
+		RxFrames, NewConns, ExpiredConns, Evicted          uint64
+		SynProxyCookies, SynProxyOpened, SynProxySynResent uint64
+		Conns                                              int64
+		Verdicts                                           map[string]uint64
 	}
 	Links []linkCounters
 }

@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/integration/lab"
+	"github.com/gvs-lb/gvs/integration/scenario"
+)
+
+// Tunables of TestSYNProxyPortReuse.
+const (
+	// reuseMeasure is how long each service's connections are counted.
+	reuseMeasure = 2 * time.Second
+	// reuseFreshPorts is the director's local port range while plain
+	// FULLNAT is measured: more ports than it goes through, so that it
+	// never meets a TIME_WAIT socket of its own (on this kernel the
+	// client's timestamps have a random offset per connection, so plain
+	// FULLNAT too is refused by half the TIME_WAIT sockets it meets).
+	reuseFreshPorts = "20000-27999"
+	// reusePorts is the range while the SYN proxy is measured: 128 local
+	// ports a worker, which its connections go through several times a
+	// second, well inside the real's 60 s TIME_WAIT.
+	reusePorts     = "30000-30255"
+	reusePortCount = 256
+	// reuseClientPorts is the client's ephemeral range. The real closes
+	// first (HTTP/1.0), so the client keeps no TIME_WAIT and reuses a
+	// port at once; the director then replaces the connection's entry
+	// (in TIME_WAIT), which gives its local port back. Without this the
+	// old entries would hold the local ports for their 2 minutes.
+	reuseClientPorts = "40000 40063"
+	// reuseMinShare is the least share of plain FULLNAT's connection rate
+	// the SYN-proxied service must reach: generous, against a collapse
+	// (with the client's ISN on the proxy's SYN, half the SYNs that met a
+	// TIME_WAIT socket waited a second for the proxy's resend).
+	reuseMinShare = 0.5
+	// The VIP ports of the two services and the ports their real serves
+	// them on.
+	reusePlainVPort, reusePlainRPort = 8085, 8095
+	reuseProxyVPort, reuseProxyRPort = 8086, 8096
+)
+
+// TestSYNProxyPortReuse measures short HTTP/1.0 connections (the real
+// closes first, and keeps TIME_WAIT) through FULLNAT with one local
+// address and one real: first a plain FULLNAT service over local ports it
+// never comes round to, then, after a reload, a SYN-proxied service over
+// so few local ports that most of its connections meet a TIME_WAIT socket
+// of an earlier one on the real. The proxied rate must be at least half
+// the plain rate, no request may fail, and the proxy must have opened
+// several times more connections than there are local ports.
+func TestSYNProxyPortReuse(t *testing.T) {
+	l := needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	if err := l.Client.Sysctl("net.ipv4.ip_local_port_range", reuseClientPorts); err != nil {
+		t.Fatal(err)
+	}
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: dir, Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.FullNAT, o, portReuseConfig(l, reuseFreshPorts, reusePlainVPort, reusePlainRPort, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		env.Close()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
+		}
+	}()
+	real := l.Reals[0]
+	for _, port := range []uint16{reusePlainRPort, reuseProxyRPort} {
+		stop, err := serveHTTP(real, netip.AddrPortFrom(netip.IPv4Unspecified(), port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	plainVIP := netip.AddrPortFrom(scenario.VIP, reusePlainVPort)
+	if err := oneRequest(ctx, l.Client, plainVIP); err != nil {
+		t.Fatalf("a request to %s: %v", plainVIP, err)
+	}
+	plain := connRate(ctx, l.Client, plainVIP, reuseMeasure)
+	t.Logf("plain FULLNAT over %s: %d connections in %v (%.0f/s), %d failed", reuseFreshPorts, plain.ok,
+		plain.took.Round(time.Millisecond), plain.perSec(), plain.failed)
+
+	if err := env.Reload(ctx, portReuseConfig(l, reusePorts, reuseProxyVPort, reuseProxyRPort, true)); err != nil {
+		t.Fatal(err)
+	}
+	proxyVIP := netip.AddrPortFrom(scenario.VIP, reuseProxyVPort)
+	if err := oneRequest(ctx, l.Client, proxyVIP); err != nil {
+		t.Fatalf("a request to %s: %v", proxyVIP, err)
+	}
+	before, _ := signalCounters(ctx, t, env.Gvsd)
+	proxied := connRate(ctx, l.Client, proxyVIP, reuseMeasure)
+	after, _ := signalCounters(ctx, t, env.Gvsd)
+	share := proxied.perSec() / plain.perSec()
+	resent := after.Dataplane.SynProxySynResent - before.Dataplane.SynProxySynResent
+	opened := after.Dataplane.SynProxyOpened - before.Dataplane.SynProxyOpened
+	t.Logf("FULLNAT + synproxy over %s: %d connections in %v (%.0f/s), %d failed: %.0f%% of plain FULLNAT; %d opened by the proxy, %d SYNs resent; real: %d TIME_WAIT",
+		reusePorts, proxied.ok, proxied.took.Round(time.Millisecond), proxied.perSec(), proxied.failed, 100*share, opened, resent,
+		timeWaits(ctx, t, real, reuseProxyRPort))
+
+	if plain.failed+proxied.failed > 0 {
+		t.Errorf("%d requests failed on plain FULLNAT and %d with the SYN proxy, want 0", plain.failed, proxied.failed)
+	}
+	if opened < 2*reusePortCount {
+		t.Errorf("the proxy opened %d connections over %d local ports: too few to come round to ports in TIME_WAIT on the real", opened, reusePortCount)
+	}
+	if share < reuseMinShare {
+		t.Errorf("FULLNAT + synproxy made %.0f new connections/s, %.0f%% of plain FULLNAT's %.0f/s; want at least %.0f%%",
+			proxied.perSec(), 100*share, plain.perSec(), 100*reuseMinShare)
+	}
+	if env.Gvsd.Exited() {
+		t.Fatal("gvsd exited")
+	}
+}
+
+// portReuseConfig is a configuration of TestSYNProxyPortReuse: the
+// director's own address as the one local address, local ports ports, and
+// one FULLNAT service, VIP:vport over the first real's rport.
+func portReuseConfig(l *lab.Lab, ports string, vport, rport uint16, proxy bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\nlocal_ports = %q\n\n", l.Director.Iface, ports)
+	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = \"fullnat\"\nsynproxy = %v\n", scenario.VIP, vport, proxy)
+	fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", l.Reals[0].Addr, rport)
+	return b.String()
+}
+
+// timeWaits returns how many TIME_WAIT sockets h holds on local port
+// port, for the log.
+func timeWaits(ctx context.Context, t *testing.T, h *lab.Host, port uint16) int {
+	t.Helper()
+	out, err := h.Command(ctx, "ss", "-Htn", "state", "time-wait", fmt.Sprintf("sport = :%d", port)).Output()
+	if err != nil {
+		t.Logf("ss on %s: %v", h.Name, err)
+		return -1
+	}
+	return strings.Count(string(out), "\n")
+}
