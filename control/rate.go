@@ -140,6 +140,21 @@ func (d *Daemon) estimate() {
 	})
 }
 
+// histories fills in the histories of svcs and returns their time axis,
+// all from the same samples.
+func (e *estimator) histories(svcs []api.Service) api.HistoryAxis {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := range svcs {
+		s := &svcs[i]
+		s.History = e.historyLocked(serviceRateName(s))
+		for j := range s.Reals {
+			s.Reals[j].History = e.historyLocked(realRateName(s, &s.Reals[j]))
+		}
+	}
+	return e.axisLocked()
+}
+
 // first is the oldest tick the history still holds.
 func (e *estimator) first() uint64 {
 	if e.tick < historyLen {
@@ -152,6 +167,10 @@ func (e *estimator) first() uint64 {
 func (e *estimator) axis() api.HistoryAxis {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.axisLocked()
+}
+
+func (e *estimator) axisLocked() api.HistoryAxis {
 	a := api.HistoryAxis{IntervalSeconds: estimateEvery.Seconds(), Capacity: historyLen, Times: []int64{}}
 	for t := e.first(); t <= e.tick; t++ {
 		a.Times = append(a.Times, e.times[t%historyLen])
@@ -164,6 +183,10 @@ func (e *estimator) axis() api.HistoryAxis {
 func (e *estimator) history(name string) *api.History {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.historyLocked(name)
+}
+
+func (e *estimator) historyLocked(name string) *api.History {
 	est := e.ests[name]
 	if est == nil || e.tick == 0 {
 		return nil

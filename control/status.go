@@ -74,14 +74,8 @@ func newStatusMux(reg prometheus.Gatherer, status func() *api.Status) http.Handl
 // it changes: the histories are filled in), each worker's counters and
 // each worker's link counters, and the estimator's history.
 func statusOf(resp *api.Response, workers []dataplane.Counters, links []afpacket.Stats, relinks uint64, rates *estimator, now time.Time) *api.Status {
-	st := &api.Status{Response: *resp, Time: now, Workers: make([]api.WorkerStatus, 0, len(workers)), Relinks: relinks, History: rates.axis()}
-	for i := range st.Services {
-		s := &st.Services[i]
-		s.History = rates.history(serviceRateName(s))
-		for j := range s.Reals {
-			s.Reals[j].History = rates.history(realRateName(s, &s.Reals[j]))
-		}
-	}
+	st := &api.Status{Response: *resp, Time: now, Workers: make([]api.WorkerStatus, 0, len(workers)), Relinks: relinks}
+	st.History = rates.histories(st.Services)
 	for i, w := range workers {
 		ws := api.WorkerStatus{Worker: i, RxFrames: w.RxFrames, Conns: w.Conns, Verdicts: w.Verdicts, LinkErrors: w.LinkErrors,
 			ConnEvents: map[string]uint64{"new": w.NewConns, "expired": w.ExpiredConns, "evicted": w.Evicted, "reused": w.Reused,
