@@ -11,7 +11,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/dataplane"
@@ -204,16 +203,15 @@ func (d *Daemon) snapshot() snapshot {
 		relinks: d.relinks.Load()}
 }
 
-// serveMetrics starts the /metrics listener on addr ([director] metrics);
-// it stops when the daemon stops.
+// serveMetrics starts the metrics listener on addr ([director] metrics):
+// /metrics, and the status page at / with its /status.json. It stops when
+// the daemon stops.
 func (d *Daemon) serveMetrics(addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(newMetricsRegistry(d.snapshot), promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newStatusMux(newMetricsRegistry(d.snapshot), d.status), ReadHeaderTimeout: 10 * time.Second}
 	d.bg.Add(2)
 	go func() { // metrics: serves until shut down
 		defer d.bg.Done()
@@ -228,6 +226,6 @@ func (d *Daemon) serveMetrics(addr string) error {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}()
-	d.log.Info("metrics", "address", ln.Addr().String())
+	d.log.Info("metrics and status page", "metrics", "http://"+ln.Addr().String()+"/metrics", "status", "http://"+ln.Addr().String()+"/")
 	return nil
 }

@@ -348,7 +348,10 @@ type Service struct {
 	OPS            bool     `json:"ops,omitempty"`
 	Stats          Stats    `json:"stats"` // the sum of its reals'
 	Rates          Rates    `json:"rates"`
-	Reals          []Real   `json:"reals"`
+	// History is the service's recent rates, on the status page only
+	// (Status); gvsadm leaves it out.
+	History *History `json:"history,omitempty"`
+	Reals   []Real   `json:"reals"`
 }
 
 // Real is one real server of a service as it runs.
@@ -372,6 +375,9 @@ type Real struct {
 	HealthChecks  uint64    `json:"health_checks,omitempty"`
 	Stats         Stats     `json:"stats"`
 	Rates         Rates     `json:"rates"`
+	// History is the real's recent rates, on the status page only
+	// (Status); gvsadm leaves it out.
+	History *History `json:"history,omitempty"`
 }
 
 // Connection is one entry of the connection table.
