@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gvs-lb/gvs/offload"
@@ -28,10 +30,15 @@ func New(o Options) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := CleanupStale(o.Prefix); err != nil {
+	lock, err := lockPrefix(o.Prefix)
+	if err != nil {
 		return nil, err
 	}
-	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf, offloadsOff: o.OffloadsOff}
+	if err := CleanupStale(o.Prefix); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf, offloadsOff: o.OffloadsOff, lock: lock}
 	host := func(name, iface string, addr netip.Addr) *Host {
 		return &Host{Name: name, NS: nsName(o.Prefix, name), Iface: iface, Addr: addr, MAC: hostMAC(addr), lab: l}
 	}
@@ -85,7 +92,41 @@ func (l *Lab) Close() error {
 		}
 	}
 	l.log("removed %d namespaces", len(names))
+	if l.lock != nil {
+		errs = append(errs, l.lock.Close())
+	}
 	return errors.Join(errs...)
+}
+
+// lockDir holds the labs' lock files.
+const lockDir = "/run/lock"
+
+// lockPrefix takes the lock of a lab prefix, an flock on a file named
+// after it that the kernel releases when the process ends, or fails at
+// once naming the process that holds it: two labs with one prefix share
+// namespace names, and the second one's clean-up would tear down the
+// first one's hosts under it.
+func lockPrefix(prefix string) (*os.File, error) {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab: lock %s: %w", prefix, err)
+	}
+	path := filepath.Join(lockDir, "gvs-lab-"+prefix+".lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lab: lock %s: %w", prefix, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lab: prefix %q is in use by another lab (pid %s, %s): wait for it or pick another prefix", prefix, strings.TrimSpace(string(holder)), path)
+		}
+		return nil, fmt.Errorf("lab: lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return f, nil
 }
 
 // CleanupStale removes the namespaces a lab with this prefix would create

@@ -570,7 +570,9 @@ func TestStale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = crashed // never closed: the next New must cope
+	// Never closed: the next New must cope. The process that made it
+	// ended, and the kernel released its lock.
+	crashed.lock.Close()
 
 	// A name file left unmounted by a crash mid-creation, and a namespace
 	// file that is not the lab's.
@@ -600,6 +602,37 @@ func TestStale(t *testing.T) {
 	if err := CleanupStale(""); err == nil {
 		t.Error("CleanupStale with an empty prefix succeeded")
 	}
+}
+
+// TestPrefixInUse: a second lab with the prefix of one that is up fails
+// at once, naming the holder, and leaves the first one alone; once the
+// first is closed the prefix is free.
+func TestPrefixInUse(t *testing.T) {
+	requireRoot(t)
+	prefix := testPrefix()
+	first := newTestLab(t, prefix, 1)
+	e, err := first.Reals[0].StartEcho("udp", netip.MustParseAddrPort("0.0.0.0:7"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	second, err := New(Options{Prefix: prefix, Reals: 1})
+	if err == nil {
+		second.Close()
+		t.Fatal("a second lab with a prefix in use was built")
+	}
+	if want := fmt.Sprintf("in use by another lab (pid %d", os.Getpid()); !strings.Contains(err.Error(), want) {
+		t.Errorf("New = %v, want it to say %q", err, want)
+	}
+	udpRoundTrip(t, first.Client, netip.MustParseAddrPort("10.20.0.11:7"), "after the refused second lab")
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := New(Options{Prefix: prefix, Reals: 1})
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	again.Close()
 }
 
 // TestNewFailure checks that a New failing halfway removes what it built.
