@@ -135,7 +135,7 @@ type Lab struct {
 	mu         sync.Mutex
 	namespaces []string // created (or being created), in order
 	closed     bool
-	lock       *os.File // the prefix's lock (lockPrefix), held until Close
+	lock       *os.File               // the prefix's lock (lockPrefix), held until Close
 	closers    map[io.Closer]struct{} // echo servers and captures to stop at Close
 }
 
