@@ -344,8 +344,8 @@ func TestCoalesceNoAllocs(t *testing.T) {
 // and that each merged frame is a valid GSO frame whose payload is the
 // segments' payloads in order.
 func FuzzCoalesce(f *testing.F) {
-	f.Add([]byte{0, 10, 0, 1, 0, 10, 0, 2, 0, 10, 0, 3, 0, 5, 2, 4})             // one flow, a run ending with PSH
-	f.Add([]byte{0, 10, 0, 1, 1, 10, 0, 2, 0, 10, 0, 3, 1, 10, 0, 4, 2, 3, 8, 0}) // two flows interleaved, UDP
+	f.Add([]byte{0, 10, 0, 1, 0, 10, 0, 2, 0, 10, 0, 3, 0, 5, 2, 4})               // one flow, a run ending with PSH
+	f.Add([]byte{0, 10, 0, 1, 1, 10, 0, 2, 0, 10, 0, 3, 1, 10, 0, 4, 2, 3, 8, 0})  // two flows interleaved, UDP
 	f.Add([]byte{0, 10, 0, 1, 0, 10, 1, 2, 0, 10, 5, 3, 0, 10, 9, 4, 0, 10, 3, 5}) // gap, bad checksum, fragment, FIN
 	f.Add([]byte{0, 200, 0, 0, 0, 200, 0, 0, 0, 200, 0, 0, 0, 200, 0, 0})          // near the 64 KiB limit
 	f.Add([]byte{3, 1, 10, 0x45, 3, 1, 10, 0x46})                                  // raw bytes
