@@ -5,11 +5,17 @@
 // kernels without the ipip module.
 //
 // Userspace decapsulation reads outer packets from a raw socket
-// (raw(7): AF_INET, SOCK_RAW, IPPROTO_IPIP), checks that the outer
-// destination is an address of this host and that the inner packet is
-// IPv4 to one of the VIPs, and writes the inner packet to a TUN device
-// (IFF_TUN|IFF_NO_PI), so the kernel receives it as arriving on the
-// tunnel. Replies leave by the host's normal route, from the VIP. A raw
+// (raw(7): AF_INET, SOCK_RAW, IPPROTO_IPIP), up to 64 per recvmmsg(2),
+// checks that the outer destination is an address of this host and that
+// the inner packet is IPv4 to one of the VIPs, and writes the inner
+// packet to a TUN device (IFF_TUN|IFF_NO_PI), so the kernel receives it
+// as arriving on the tunnel. The TUN device is opened with IFF_VNET_HDR
+// and TUNSETOFFLOAD when the kernel takes them: consecutive TCP segments
+// of one flow in a batch are then merged, as GRO would, into one write
+// of a GSO super-segment (virtio_net_hdr GSO_TCPV4 with a partial
+// checksum, virtio 1.x section 5.1.6), and other packets carry a
+// virtio_net_hdr too, marked DATA_VALID when their TCP checksum was
+// verified. Without them, each inner packet is one write. Replies leave by the host's normal route, from the VIP. A raw
 // socket that takes a packet also keeps the kernel from answering it with
 // ICMP protocol unreachable. With a kernel ipip tunnel (tunl0) up as well,
 // inner packets would arrive twice: use one or the other.

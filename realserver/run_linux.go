@@ -57,6 +57,10 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 		}
 		undo = append(undo, d.close)
 		sysctlIfaces = append(sysctlIfaces, o.TunName)
+		if d.offloadErr != nil {
+			logger.Warn("realserver: TUN device without offloads: one write per inner packet, no TCP coalescing",
+				"tun", o.TunName, "reason", d.offloadErr)
+		}
 	}
 
 	restore, err := arpctl.Apply(arpctl.RealServerSysctls(sysctlIfaces...))
@@ -83,7 +87,7 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	}
 	attrs := []any{"mode", o.Mode, "vips", o.VIPs, "interface", ifname}
 	if d != nil {
-		attrs = append(attrs, "tun", o.TunName)
+		attrs = append(attrs, "tun", o.TunName, "tun_offloads", d.offloadErr == nil)
 	}
 	logger.Info("realserver: ready", attrs...)
 

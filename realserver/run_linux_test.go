@@ -308,7 +308,7 @@ func TestRunTUN(t *testing.T) {
 	if stacks := allStacks(); strings.Contains(stacks, "(*decap).run") {
 		t.Errorf("the decapsulator goroutine outlived Run:\n%s", stacks)
 	}
-	for _, want := range []string{"decapsulated=1", "rejected=2", "malformed=1", "not_vip=1"} {
+	for _, want := range []string{"decapsulated=1", "rejected=2", "malformed=1", "not_vip=1", "coalesced_frames=0", "coalesced_segments=0", "tun_offloads=true"} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("exit log lacks %s:\n%s", want, logs)
 		}
