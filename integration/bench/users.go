@@ -196,6 +196,8 @@ type UsersOptions struct {
 	// from other work on the machine then falls on every configuration
 	// alike. 0 or 1 is one round.
 	Rounds int
+	// Workers is gvsd's director.workers when above 0 (-pin sets 1).
+	Workers int
 	// WorkerPolicy is gvsd's director.worker_policy; empty leaves its
 	// default.
 	WorkerPolicy string
@@ -337,6 +339,7 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	offloads := fs.String("lab-offloads", "on", "on: every veth keeps the kernel's default offloads; off: all off (lab.Options.OffloadsOff)")
 	fs.BoolVar(&o.Pin, "pin", false, fmt.Sprintf("pin wrk and iperf3 -c to CPU %d, and gvsd (1 worker), haproxy, nginx and iperf3 -s to CPU %d", pinClientCPU, pinServerCPU))
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure every configuration this many times, interleaved (one round of all, then the next), and report medians")
+	fs.IntVar(&o.Workers, "workers", 0, "gvsd's director.workers (0: its default, one per CPU; -pin: 1)")
 	fs.StringVar(&o.WorkerPolicy, "worker-policy", "", `gvsd's director.worker_policy: "batch" or "normal" (empty: gvsd's default, batch)`)
 	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
 	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
@@ -357,6 +360,9 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	}
 	if o.Rounds < 1 {
 		return fail(2, "-rounds %d: want 1 or more", o.Rounds)
+	}
+	if o.Workers < 0 || o.Pin && o.Workers > 1 {
+		return fail(2, "-workers %d: want 0 or more, and at most 1 with -pin", o.Workers)
 	}
 	var err error
 	if *flood != "" {

@@ -429,6 +429,9 @@ func wrkFigure(w *WrkResult, v float64) Figure {
 // describe says what stands between the client and the reals in c.
 func (u *users) describe(c UserConfig) string {
 	workers := "workers = one per CPU"
+	if u.o.Workers > 0 {
+		workers = fmt.Sprintf("workers = %d", u.o.Workers)
+	}
 	if u.o.Pin {
 		workers = fmt.Sprintf("workers = 1, taskset -c %d", pinServerCPU)
 	}
@@ -586,7 +589,7 @@ func addVIP(ctx context.Context, h *lab.Host, undo *[]func() error) error {
 // startGvsd runs gvsd on the director with c's configuration and waits
 // until it has started and resolved the reals.
 func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
-	workers := 0
+	workers := u.o.Workers
 	if u.o.Pin {
 		workers = 1
 	}
