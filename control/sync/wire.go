@@ -127,7 +127,8 @@ const (
 	// OptLocal is gvs's own parameter: a FULLNAT connection's local
 	// address (4 bytes) and port (2, big-endian), marked OptFlagParam so
 	// that a kernel backup skips it and keeps the record. With its 6
-	// bytes of data a record stays a multiple of 4 bytes long.
+	// bytes of data a record without OptSeqData stays a multiple of 4
+	// bytes long; one with both is padded.
 	OptLocal = OptFlagParam | 17
 
 	// paramLen is the length of a gvs parameter: type, length, 6 bytes.
