@@ -124,7 +124,7 @@ func (s *syncer) send() {
 		defer t.Stop()
 		refresh = t.C
 	}
-	var entries []conntrack.Entry4
+	var entries []dataplane.SyncConn
 	var conns []connsync.Conn
 	master := s.master()
 	for {
@@ -150,7 +150,7 @@ func (s *syncer) send() {
 			if full {
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Refresh)
 				var err error
-				entries, err = s.d.dp.Connections(ctx, entries)
+				entries, err = s.d.dp.SyncConnections(ctx, entries)
 				cancel()
 				if err != nil {
 					s.d.log.Warn("sync refresh: dump incomplete", "err", err)
@@ -208,7 +208,7 @@ func (s *syncer) receive() {
 	defer s.d.bg.Done()
 	buf := make([]byte, 1<<16)
 	var m connsync.Message
-	var entries []conntrack.Entry4
+	var entries []dataplane.SyncConn
 	var timeouts conntrack.Timeouts
 	for {
 		n, _, err := s.sock.Receive(buf, time.Now().Add(syncRecvWait))
@@ -276,14 +276,22 @@ func (d *Daemon) syncStatus() *api.SyncStatus {
 	return d.sync.status()
 }
 
-// connOf is the sync record of a connection entry whose expiry is at e's
+// connOf is the sync record of a connection whose expiry is at its
 // Expires on the clock now. As IPVS does, a record carries the flags of
 // the forwarding method (FULLNAT as masquerading, with its local address
 // as a parameter) and FlagInactive for a connection that is not
 // established. The timeout is the time left, in whole seconds rounded up.
-func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
+// A SYN-proxied connection carries its sequence offsets as IPVS carries
+// those of a connection whose segments an application helper resized:
+// FlagInSeq and FlagOutSeq, and in_seq and out_seq with init_seq 0 and
+// delta = previous_delta (one offset for the whole connection). One whose
+// real has not answered the director's SYN yet is not sent: it has no
+// out offset yet, IPVS no field for the cookie that will make it, and its
+// next report, when the real answers a round trip later, carries both.
+func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
+	e := &sc.Entry
 	left := e.Expires - now
-	if left <= 0 {
+	if left <= 0 || sc.SynPending() {
 		return connsync.Conn{}, false
 	}
 	c := connsync.Conn{
@@ -316,6 +324,12 @@ func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
 	if !conntrack.IsActive(e.State) {
 		c.Flags |= connsync.FlagInactive
 	}
+	if sc.SynProxied() {
+		in, out := sc.SeqDeltas()
+		c.Flags |= connsync.FlagInSeq | connsync.FlagOutSeq
+		c.InSeq = connsync.Seq{Delta: in, PreviousDelta: in}
+		c.OutSeq = connsync.Seq{Delta: out, PreviousDelta: out}
+	}
 	switch e.State {
 	case conntrack.UDP:
 		c.State = connsync.UDPStateNormal
@@ -325,22 +339,27 @@ func connOf(e *conntrack.Entry4, now int64) (connsync.Conn, bool) {
 	return c, true
 }
 
-// entryOf is the entry a backup installs for a sync record, Expires
+// entryOf is the connection a backup installs for a sync record, Expires
 // holding the time left (dataplane.Install): the record's timeout, or
 // when it is 0 the backup's own timeout for the state (for a template,
 // its service's persistence). It refuses connections without a client
 // port yet (FlagNoCport), protocols other than TCP and UDP, and TCP states
-// past the table.
-func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
+// past the table. A TCP record with FlagInSeq or FlagOutSeq becomes a
+// SYN-proxied connection with the record's deltas (a direction without
+// its flag has none), translated as the peer did: gvs's own records have
+// init_seq 0 and previous_delta = delta, and a delta that changed in the
+// middle of a connection (an IPVS application helper's) is taken as it
+// now stands.
+func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool) {
 	if c.Flags&connsync.FlagNoCport != 0 {
-		return conntrack.Entry4{}, false
+		return dataplane.SyncConn{}, false
 	}
 	if c.Flags&connsync.FlagTemplate != 0 {
 		if c.Protocol != 6 && c.Protocol != 17 {
-			return conntrack.Entry4{}, false
+			return dataplane.SyncConn{}, false
 		}
-		return conntrack.Entry4{Proto: c.Protocol, Client: c.Client.Addr().As4(), VIP: c.VIP.Addr().As4(), VPort: c.VIP.Port(),
-			Real: c.Real.Addr().As4(), RPort: c.Real.Port(), Flags: dataplane.SyncTemplate, Expires: int64(c.Timeout)}, true
+		return dataplane.SyncConn{Entry: conntrack.Entry4{Proto: c.Protocol, Client: c.Client.Addr().As4(), VIP: c.VIP.Addr().As4(), VPort: c.VIP.Port(),
+			Real: c.Real.Addr().As4(), RPort: c.Real.Port(), Flags: dataplane.SyncTemplate, Expires: int64(c.Timeout)}}, true
 	}
 	e := conntrack.Entry4{
 		Proto:  c.Protocol,
@@ -351,13 +370,13 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
 	switch c.Protocol {
 	case 6:
 		if c.State >= connsync.TCPStateLast {
-			return conntrack.Entry4{}, false
+			return dataplane.SyncConn{}, false
 		}
 		e.State = conntrack.State(c.State)
 	case 17:
 		e.State = conntrack.UDP
 	default:
-		return conntrack.Entry4{}, false
+		return dataplane.SyncConn{}, false
 	}
 	if c.Local.IsValid() {
 		e.Local, e.LPort = c.Local.Addr().As4(), c.Local.Port()
@@ -366,5 +385,16 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (conntrack.Entry4, bool) {
 	if c.Timeout == 0 {
 		e.Expires = int64(t.Timeout(e.State))
 	}
-	return e, true
+	sc := dataplane.SyncConn{Entry: e}
+	if c.Protocol == 6 && c.Flags&connsync.FlagSeqMask != 0 {
+		var in, out uint32
+		if c.Flags&connsync.FlagInSeq != 0 {
+			in = c.InSeq.Delta
+		}
+		if c.Flags&connsync.FlagOutSeq != 0 {
+			out = c.OutSeq.Delta
+		}
+		sc.SetSeqDeltas(in, out)
+	}
+	return sc, true
 }

@@ -41,13 +41,14 @@ func TestSyncRecordRoundTrip(t *testing.T) {
 			e.Local, e.LPort = [4]byte{10, 20, 0, 2}, 5001
 		}
 		e.Expires = now + int64(tc.timeout) - int64(300*time.Millisecond) // rounds up to tc.timeout
-		c, ok := connOf(&e, now)
+		c, ok := connOf(&dataplane.SyncConn{Entry: e}, now)
 		if !ok || c.Flags != tc.flags || c.State != tc.wstate || c.Timeout != tc.timeout || c.Local.IsValid() != tc.local {
 			t.Fatalf("%s: record %+v (ok %v)", tc.name, c, ok)
 		}
-		back, ok := entryOf(&c, &tm)
+		sc, ok := entryOf(&c, &tm)
+		back := sc.Entry
 		if !ok || back.State != e.State || back.ForwardKey() != e.ForwardKey() || back.ReplyKey() != e.ReplyKey() ||
-			back.Expires != int64(tc.timeout) {
+			back.Expires != int64(tc.timeout) || sc.SynProxied() {
 			t.Fatalf("%s: back %+v", tc.name, back)
 		}
 	}
@@ -56,10 +57,10 @@ func TestSyncRecordRoundTrip(t *testing.T) {
 	// the backup's own.
 	e := base
 	e.Forward, e.Proto, e.State, e.Expires = uint8(dataplane.ForwardDR), 6, conntrack.TCPEstablished, now
-	if _, ok := connOf(&e, now); ok {
+	if _, ok := connOf(&dataplane.SyncConn{Entry: e}, now); ok {
 		t.Error("an expired entry became a record")
 	}
-	c, _ := connOf(&conntrack.Entry4{Forward: uint8(dataplane.ForwardDR), Proto: 6, State: conntrack.TCPEstablished, Expires: now + 1}, now)
+	c, _ := connOf(&dataplane.SyncConn{Entry: conntrack.Entry4{Forward: uint8(dataplane.ForwardDR), Proto: 6, State: conntrack.TCPEstablished, Expires: now + 1}}, now)
 	for _, bad := range []connsync.Conn{
 		func() connsync.Conn { x := c; x.Flags |= connsync.FlagNoCport; return x }(),
 		func() connsync.Conn { x := c; x.Flags |= connsync.FlagTemplate; x.Protocol = 132; return x }(),
@@ -71,8 +72,8 @@ func TestSyncRecordRoundTrip(t *testing.T) {
 		}
 	}
 	c.Timeout = 0
-	if got, _ := entryOf(&c, &tm); got.Expires != int64(tm.TCP) {
-		t.Errorf("zero timeout: %v left, want the backup's tcp timeout", time.Duration(got.Expires))
+	if got, _ := entryOf(&c, &tm); got.Entry.Expires != int64(tm.TCP) {
+		t.Errorf("zero timeout: %v left, want the backup's tcp timeout", time.Duration(got.Entry.Expires))
 	}
 }
 
@@ -104,11 +105,12 @@ func TestSyncTemplateRecord(t *testing.T) {
 	e := conntrack.Entry4{Client: [4]byte{10, 10, 0, 0}, VIP: [4]byte{10, 20, 0, 100}, VPort: 80, Proto: 6,
 		Real: [4]byte{10, 20, 0, 11}, RPort: 80, Forward: uint8(dataplane.ForwardDR), Flags: dataplane.SyncTemplate,
 		PersistBits: 24, Expires: now + int64(300*time.Second)}
-	c, ok := connOf(&e, now)
+	c, ok := connOf(&dataplane.SyncConn{Entry: e}, now)
 	if !ok || c.Flags != connsync.FlagDRoute|connsync.FlagTemplate || c.State != 0 || c.Client.Port() != 0 || c.Timeout != 300*time.Second {
 		t.Fatalf("template record %+v (ok %v)", c, ok)
 	}
-	back, ok := entryOf(&c, &conntrack.Timeouts{})
+	sc, ok := entryOf(&c, &conntrack.Timeouts{})
+	back := sc.Entry
 	if !ok || back.Flags != dataplane.SyncTemplate || back.Client != e.Client || back.Real != e.Real || back.Expires != int64(300*time.Second) {
 		t.Fatalf("template back %+v (ok %v)", back, ok)
 	}
@@ -133,5 +135,61 @@ func TestPreemptDelayWithSync(t *testing.T) {
 	cfg.VRRP.PreemptDelay = 0
 	if got := preemptDelay(cfg); got != 0 {
 		t.Errorf("sync without refresh: %v", got)
+	}
+}
+
+// TestSyncSeqRecord: a spliced SYN-proxied connection goes out with IPVS's
+// sequence data (FlagInSeq, FlagOutSeq, init_seq 0, previous_delta =
+// delta), survives the wire, and comes back with the same offsets; one
+// still waiting for its real is not sent.
+func TestSyncSeqRecord(t *testing.T) {
+	const now = int64(100 * time.Second)
+	var sc dataplane.SyncConn
+	sc.Entry = conntrack.Entry4{Client: [4]byte{10, 10, 0, 2}, ClientPort: 40000, VIP: [4]byte{10, 20, 0, 100}, VPort: 80,
+		Real: [4]byte{10, 20, 0, 11}, RPort: 8080, Local: [4]byte{10, 20, 0, 2}, LPort: 5001, Forward: uint8(dataplane.ForwardFullNAT),
+		Proto: 6, State: conntrack.TCPEstablished, Expires: now + int64(900*time.Second)}
+	sc.SetSeqDeltas(0x11223344, 0xfedcba98)
+	c, ok := connOf(&sc, now)
+	if !ok || c.Flags != connsync.FlagMasq|connsync.FlagInSeq|connsync.FlagOutSeq ||
+		c.InSeq != (connsync.Seq{InitSeq: 0, Delta: 0x11223344, PreviousDelta: 0x11223344}) ||
+		c.OutSeq != (connsync.Seq{InitSeq: 0, Delta: 0xfedcba98, PreviousDelta: 0xfedcba98}) {
+		t.Fatalf("record %+v (ok %v)", c, ok)
+	}
+	b, err := (&connsync.Message{Conns: []connsync.Conn{c}}).Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := connsync.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, ok := entryOf(&m.Conns[0], &conntrack.Timeouts{})
+	if !ok || !back.SynProxied() || back.SynPending() || back.Aux != sc.Aux || back.Entry.ReplyKey() != sc.Entry.ReplyKey() {
+		t.Fatalf("back %+v (ok %v), want Aux %#x", back, ok, sc.Aux)
+	}
+	if in, out := back.SeqDeltas(); in != 0x11223344 || out != 0xfedcba98 {
+		t.Fatalf("back deltas %#x %#x", in, out)
+	}
+	// Only the in direction flagged: no out delta.
+	c.Flags &^= connsync.FlagOutSeq
+	if back, _ := entryOf(&c, &conntrack.Timeouts{}); !back.SynProxied() {
+		t.Fatal("FlagInSeq alone: not translated")
+	} else if in, out := back.SeqDeltas(); in != 0x11223344 || out != 0 {
+		t.Fatalf("FlagInSeq alone: deltas %#x %#x", in, out)
+	}
+	// UDP with seq flags means nothing.
+	c.Protocol, c.State = 17, 0
+	if back, _ := entryOf(&c, &conntrack.Timeouts{UDP: time.Minute}); back.SynProxied() {
+		t.Fatal("a UDP record became SYN-proxied")
+	}
+	// A connection whose real has not answered yet is not sent (see
+	// connOf); the dataplane says so through SynPending.
+	pending := sc
+	pending.Entry.Flags |= 1 << 3 // flagSynPending
+	if !pending.SynPending() {
+		t.Fatal("flagSynPending moved: update this test")
+	}
+	if _, ok := connOf(&pending, now); ok {
+		t.Fatal("a pending SYN-proxied connection became a record")
 	}
 }

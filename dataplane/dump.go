@@ -13,11 +13,14 @@ const (
 	dumpIdleChunk = 1 << 18
 )
 
-// dumpJob asks a worker for copies of its connections.
+// dumpJob asks a worker for copies of its connections, and with withAux
+// of their Aux words too, in step.
 type dumpJob struct {
-	dst  []conntrack.Entry4
-	next int // the next cell to copy
-	done chan []conntrack.Entry4
+	dst     []conntrack.Entry4
+	aux     []conntrack.Aux
+	withAux bool
+	next    int // the next cell to copy
+	done    chan *dumpJob
 }
 
 // serveDump copies the next piece of the shard for a pending dump, and
@@ -35,10 +38,14 @@ func (w *Worker) serveDump(idle bool) {
 		n = dumpIdleChunk
 	}
 	j := w.job
-	j.dst = w.shard.DumpRange(j.dst, j.next, j.next+n)
+	if j.withAux {
+		j.dst, j.aux = w.shard.DumpRangeAux(j.dst, j.aux, j.next, j.next+n)
+	} else {
+		j.dst = w.shard.DumpRange(j.dst, j.next, j.next+n)
+	}
 	j.next += n
 	if j.next >= w.shard.Cells() {
-		j.done <- j.dst
+		j.done <- j
 		w.job = nil
 	}
 }
@@ -50,22 +57,41 @@ func (w *Worker) serveDump(idle bool) {
 // but each entry is a consistent copy. The workers must be running (Run);
 // ctx bounds the wait.
 func (d *Dataplane) Connections(ctx context.Context, dst []conntrack.Entry4) ([]conntrack.Entry4, error) {
+	dst, _, err := d.dump(ctx, dst, nil, false)
+	return dst, err
+}
+
+// SyncConnections is Connections for a connection-sync refresh: it
+// appends every connection with its Aux words (a SYN-proxied connection's
+// sequence offsets) to dst.
+func (d *Dataplane) SyncConnections(ctx context.Context, dst []SyncConn) ([]SyncConn, error) {
+	es, aux, err := d.dump(ctx, nil, nil, true)
+	for i := range es {
+		dst = append(dst, SyncConn{Entry: es[i], Aux: aux[i]})
+	}
+	return dst, err
+}
+
+// dump has every worker append copies of its entries to dst, and with
+// withAux of their Aux words to aux.
+func (d *Dataplane) dump(ctx context.Context, dst []conntrack.Entry4, aux []conntrack.Aux, withAux bool) ([]conntrack.Entry4, []conntrack.Aux, error) {
 	for _, w := range d.workers {
-		j := &dumpJob{dst: dst, done: make(chan []conntrack.Entry4, 1)}
+		j := &dumpJob{dst: dst, aux: aux, withAux: withAux, done: make(chan *dumpJob, 1)}
 		select {
 		case w.dumps <- j:
 		case <-ctx.Done():
-			return dst, ctx.Err()
+			return dst, aux, ctx.Err()
 		}
 		select {
-		case dst = <-j.done:
+		case j = <-j.done:
+			dst, aux = j.dst, j.aux
 		case <-ctx.Done():
 			// The worker may still finish the job; it writes to a
 			// buffered channel nobody reads, and drops it.
-			return dst, ctx.Err()
+			return dst, aux, ctx.Err()
 		}
 	}
-	return dst, nil
+	return dst, aux, nil
 }
 
 // Now is the monotonic clock of connection expiry (the one

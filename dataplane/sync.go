@@ -21,15 +21,62 @@ const syncInboxBatches = 256
 // persistence template: Client is the masked client, ClientPort 0,
 // PersistBits the mask, Real and RPort its real. syncUpdate marks, in an
 // Install batch, an entry that may update the one already in the shard.
+// A SYN-proxied connection also keeps its flagSynProxy and
+// flagSynPending (see SyncConn).
 const (
 	SyncTemplate = 1 << 0
 	syncUpdate   = 1 << 1
 )
 
+// syncKeep are the Entry.Flags a reported connection carries to Install.
+const syncKeep = SyncTemplate | flagSynProxy | flagSynPending
+
+// SyncConn is a connection as connection sync carries it: a copy of its
+// entry and of the Aux words the shard keeps beside it. Only a
+// SYN-proxied connection (SynProxied) has anything in Aux: its two
+// sequence-number offsets (synproxy.go), which a backup needs to forward
+// the connection as the master did. It is a plain value, no pointers.
+type SyncConn struct {
+	Entry conntrack.Entry4
+	Aux   conntrack.Aux
+}
+
+// SynProxied reports whether c was opened by the SYN proxy, so that its
+// sequence and acknowledgment numbers are translated.
+func (c *SyncConn) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
+
+// SynPending reports whether c is SYN-proxied and its real had not yet
+// answered the director's SYN when the copy was taken: Aux then holds the
+// cookie, not an offset, and SeqDeltas means nothing yet.
+func (c *SyncConn) SynPending() bool {
+	return c.Entry.Flags&(flagSynProxy|flagSynPending) == flagSynProxy|flagSynPending
+}
+
+// SeqDeltas returns the sequence-number deltas of a SYN-proxied
+// connection in IPVS's terms (struct ip_vs_seq, IP_VS_CONN_F_IN_SEQ and
+// _OUT_SEQ): in is added to the client's sequence numbers and taken off
+// the real's acknowledgment numbers, out is added to the real's sequence
+// numbers and taken off the client's acknowledgment numbers. Both are 0
+// for a connection that is not SYN-proxied.
+func (c *SyncConn) SeqDeltas() (in, out uint32) {
+	if !c.SynProxied() {
+		return 0, 0
+	}
+	return c.Aux[auxClient], -c.Aux[auxReal]
+}
+
+// SetSeqDeltas makes c a spliced SYN-proxied connection (its real has
+// answered) whose sequence numbers are translated by the IPVS deltas in
+// and out (see SeqDeltas).
+func (c *SyncConn) SetSeqDeltas(in, out uint32) {
+	c.Entry.Flags = c.Entry.Flags&^flagSynPending | flagSynProxy
+	c.Aux[auxClient], c.Aux[auxReal] = in, -out
+}
+
 // syncRing is a single-producer (the worker), single-consumer (the sync
 // sender) ring of connection copies.
 type syncRing struct {
-	buf        []conntrack.Entry4
+	buf        []SyncConn
 	mask       uint64
 	head, tail atomic.Uint64 // head: next to read (consumer); tail: next to write (producer)
 }
@@ -39,23 +86,24 @@ func newSyncRing(size int) *syncRing {
 	for n < size {
 		n <<= 1
 	}
-	return &syncRing{buf: make([]conntrack.Entry4, n), mask: uint64(n - 1)}
+	return &syncRing{buf: make([]SyncConn, n), mask: uint64(n - 1)}
 }
 
-// put copies e into the ring; it reports whether it did (false: the ring
-// is full) and whether the ring was empty before.
-func (r *syncRing) put(e *conntrack.Entry4) (ok, first bool) {
+// put copies e and its Aux words into the ring; it reports whether it did
+// (false: the ring is full) and whether the ring was empty before.
+func (r *syncRing) put(e *conntrack.Entry4, aux *conntrack.Aux) (ok, first bool) {
 	t, h := r.tail.Load(), r.head.Load()
 	if t-h > r.mask {
 		return false, false
 	}
-	r.buf[t&r.mask] = *e
+	s := &r.buf[t&r.mask]
+	s.Entry, s.Aux = *e, *aux
 	r.tail.Store(t + 1) // publishes the copy to the consumer
 	return true, t == h
 }
 
 // drain appends everything in the ring to dst.
-func (r *syncRing) drain(dst []conntrack.Entry4) []conntrack.Entry4 {
+func (r *syncRing) drain(dst []SyncConn) []SyncConn {
 	h, t := r.head.Load(), r.tail.Load()
 	for ; h != t; h++ {
 		dst = append(dst, r.buf[h&r.mask])
@@ -95,7 +143,7 @@ func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int) {
 	d.syncWake = make(chan struct{}, 1)
 	for _, w := range d.workers {
 		w.syncOut = newSyncRing(ring)
-		w.syncIn = make(chan []conntrack.Entry4, syncInboxBatches)
+		w.syncIn = make(chan []SyncConn, syncInboxBatches)
 		w.syncWake = d.syncWake
 	}
 }
@@ -106,10 +154,11 @@ func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int) {
 func (d *Dataplane) SyncWake() <-chan struct{} { return d.syncWake }
 
 // SyncEvents appends the connections the workers reported since the last
-// call to dst: copies taken when each was created or changed state, so a
-// connection can appear more than once. There must be one caller at a
-// time.
-func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
+// call to dst: copies of the entry and its Aux words taken when each was
+// created or changed state (a SYN-proxied connection also when its real
+// answered), so a connection can appear more than once. There must be one
+// caller at a time.
+func (d *Dataplane) SyncEvents(dst []SyncConn) []SyncConn {
 	for _, w := range d.workers {
 		if w.syncOut != nil {
 			dst = w.syncOut.drain(dst)
@@ -126,29 +175,34 @@ func (d *Dataplane) SyncEvents(dst []conntrack.Entry4) []conntrack.Entry4 {
 // left, in nanoseconds from when its worker installs it; the worker finds
 // RealID and Forward in the published table. An entry with SyncTemplate in
 // Flags is a persistence template, which goes into the shared template
-// table (for a service with persistence). With update false an entry
+// table (for a service with persistence). A SYN-proxied connection
+// (SynProxied, as SyncEvents reports it or SetSeqDeltas makes it) gets its
+// Aux words, so the backup translates its sequence numbers as the master
+// did; one still pending (SynPending) waits, as on the master, for its
+// real's SYN-ACK, with the cookie in Aux (but none of the client segments
+// the master held). With update false an entry
 // already there for the same client tuple is left alone (a master takes
 // the late reports of a director that just gave up the VIPs, but never
 // lets them overwrite its own). Install does not keep entries. It returns
 // how many it queued; the rest are counted.
-func (d *Dataplane) Install(entries []conntrack.Entry4, upd bool) int {
+func (d *Dataplane) Install(entries []SyncConn, upd bool) int {
 	if d.syncOwner == nil || len(entries) == 0 {
 		return 0
 	}
-	per := make([][]conntrack.Entry4, len(d.workers))
+	per := make([][]SyncConn, len(d.workers))
 	var update uint8
 	if upd {
 		update = syncUpdate
 	}
 	for i := range entries {
-		o := d.syncOwner(&entries[i])
+		o := d.syncOwner(&entries[i].Entry)
 		if o < 0 || o >= len(d.workers) {
 			d.workers[0].syncC.Refused.Add(1)
 			continue
 		}
 		per[o] = append(per[o], entries[i])
-		e := &per[o][len(per[o])-1]
-		e.Flags = e.Flags&SyncTemplate | update
+		e := &per[o][len(per[o])-1].Entry
+		e.Flags = e.Flags&syncKeep | update
 	}
 	queued := 0
 	for i, b := range per {
@@ -181,12 +235,18 @@ func (d *Dataplane) SyncStats() SyncStats {
 	return s
 }
 
-// syncReport copies e into the worker's sync ring, if sync is on.
+// syncReport copies e, and for a SYN-proxied connection its Aux words,
+// into the worker's sync ring, if sync is on. Other entries are not read
+// for their Aux words (a cache line more), nor need they be in the shard.
 func (w *Worker) syncReport(e *conntrack.Entry4) {
 	if w.syncOut == nil {
 		return
 	}
-	ok, first := w.syncOut.put(e)
+	var aux conntrack.Aux
+	if e.Flags&flagSynProxy != 0 {
+		aux = *w.shard.Aux(e)
+	}
+	ok, first := w.syncOut.put(e, &aux)
 	if !ok {
 		w.syncC.Dropped.Add(1)
 		return
@@ -223,8 +283,10 @@ func (w *Worker) serveSync(now int64) {
 
 // install adds or updates one synced connection, as IPVS's
 // ip_vs_proc_conn does on a backup: an entry for the same tuple and real
-// gets the new state and timeout; one bound to another real is replaced.
-func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
+// gets the new state and timeout, and the sequence offsets (and the
+// SYN-proxy flags) of the record; one bound to another real is replaced.
+func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
+	s := &sc.Entry
 	svc := t.Services[ServiceKey{Proto: s.Proto, VIP: s.VIP, Port: s.VPort}]
 	if svc == nil || (s.Proto != header.ProtoTCP && s.Proto != header.ProtoUDP) {
 		w.syncC.Unknown.Add(1)
@@ -246,10 +308,19 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 		w.syncC.Unknown.Add(1)
 		return
 	}
+	sp := s.Flags & (flagSynProxy | flagSynPending)
+	if sp&flagSynProxy == 0 {
+		sp = 0
+	} else if s.Proto != header.ProtoTCP || (r.Forward != ForwardNAT && r.Forward != ForwardFullNAT) {
+		// The director sees only one direction of a DR or TUN
+		// connection, and could translate only that one.
+		w.syncC.Unknown.Add(1)
+		return
+	}
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
 	// NAT replies go to Table.GatewayMAC.
-	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), 0, 0, [6]byte{}
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp, 0, [6]byte{}
 	if r.Forward != ForwardFullNAT {
 		ne.Local, ne.LPort = zero, 0
 	}
@@ -269,6 +340,13 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 				}
 			}
 			e.State, e.Expires = ne.State, ne.Expires
+			if e.Flags&flagSynPending != 0 && sp&flagSynPending == 0 {
+				// Spliced on the master: what this director held for
+				// the real it cannot send (the client retransmits).
+				w.dropHeld(e)
+			}
+			e.Flags = e.Flags&^(flagSynProxy|flagSynPending) | sp
+			*w.shard.Aux(e) = syncAux(sp, &sc.Aux)
 			w.syncC.Installed.Add(1)
 			return
 		}
@@ -278,12 +356,23 @@ func (w *Worker) install(t *Table, s *conntrack.Entry4, now int64) {
 		w.syncC.Refused.Add(1)
 		return
 	}
-	if _, err := w.shard.Insert(&ne, r.Forward == ForwardNAT || r.Forward == ForwardFullNAT); err != nil {
+	e, err := w.shard.Insert(&ne, r.Forward == ForwardNAT || r.Forward == ForwardFullNAT)
+	if err != nil {
 		w.syncC.Refused.Add(1)
 		return
 	}
+	*w.shard.Aux(e) = syncAux(sp, &sc.Aux)
 	r.Counters.Bind(conntrack.IsActive(ne.State))
 	w.syncC.Installed.Add(1)
+}
+
+// syncAux is the Aux an installed connection with SYN-proxy flags sp
+// gets: the record's offsets for a SYN-proxied one, zero for others.
+func syncAux(sp uint8, aux *conntrack.Aux) conntrack.Aux {
+	if sp == 0 {
+		return conntrack.Aux{}
+	}
+	return *aux
 }
 
 // installTemplate puts a synced persistence template of svc, naming r,
@@ -332,7 +421,7 @@ func (w *Worker) syncReportTemplate(k *conntrack.TemplateKey, r *Real, persistBi
 // a template report carries (SyncTemplate), for a sync refresh: a template
 // held by connections lapses persistence after now, the others when they
 // would. Templates whose real has left the table are skipped.
-func (d *Dataplane) SyncTemplates(dst []conntrack.Entry4, now int64) []conntrack.Entry4 {
+func (d *Dataplane) SyncTemplates(dst []SyncConn, now int64) []SyncConn {
 	t := d.table.Load()
 	if t == nil {
 		return dst
@@ -347,9 +436,9 @@ func (d *Dataplane) SyncTemplates(dst []conntrack.Entry4, now int64) []conntrack
 		if ti.Conns > 0 {
 			exp = now + int64(svc.Persist)
 		}
-		dst = append(dst, conntrack.Entry4{Client: ti.Key.Client.As4(), VIP: ti.Key.VIP.As4(), VPort: ti.Key.VPort, Proto: ti.Key.Proto,
+		dst = append(dst, SyncConn{Entry: conntrack.Entry4{Client: ti.Key.Client.As4(), VIP: ti.Key.VIP.As4(), VPort: ti.Key.VPort, Proto: ti.Key.Proto,
 			Real: r.Addr, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
-			PersistBits: svc.PersistBits, Expires: exp})
+			PersistBits: svc.PersistBits, Expires: exp}})
 	}
 	return dst
 }

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -31,10 +32,10 @@ func syncPair(t *testing.T, f Forward, proto uint8) (master, backup *Dataplane, 
 
 // synced turns what the master reported into what a backup's receiver
 // passes to Install: Expires becomes the time left.
-func synced(events []conntrack.Entry4, now int64) []conntrack.Entry4 {
-	out := make([]conntrack.Entry4, len(events))
+func synced(events []SyncConn, now int64) []SyncConn {
+	out := make([]SyncConn, len(events))
 	for i, e := range events {
-		e.Expires -= now
+		e.Entry.Expires -= now
 		out[i] = e
 	}
 	return out
@@ -64,7 +65,7 @@ func TestSyncReportAndInstall(t *testing.T) {
 			}
 			ev := master.SyncEvents(nil)
 			wantStates := []conntrack.State{conntrack.TCPSynRecv, conntrack.TCPEstablished}
-			if len(ev) != 2 || ev[0].State != wantStates[0] || ev[1].State != wantStates[1] || ev[1].ClientMAC != macRouter {
+			if len(ev) != 2 || ev[0].Entry.State != wantStates[0] || ev[1].Entry.State != wantStates[1] || ev[1].Entry.ClientMAC != macRouter {
 				t.Fatalf("reports %+v, want states %v with the client MAC", ev, wantStates)
 			}
 			if more := master.SyncEvents(nil); len(more) != 0 {
@@ -129,7 +130,7 @@ func TestSyncNATReplyGoesToGateway(t *testing.T) {
 		t.Fatalf("master: %v", v)
 	}
 	ev := master.SyncEvents(nil)
-	if len(ev) != 1 || ev[0].State != conntrack.UDP {
+	if len(ev) != 1 || ev[0].Entry.State != conntrack.UDP {
 		t.Fatalf("UDP reports %+v", ev)
 	}
 	backup.Install(synced(ev, now), true)
@@ -171,9 +172,9 @@ func TestSyncInstallRefusals(t *testing.T) {
 		t.Fatalf("ring of 4 after 6 connections: %d drained, stats %+v", len(ev), s)
 	}
 	bad := synced(ev[:3], now)
-	bad[0].VPort++             // no such service
-	bad[1].Real[3]++           // no such real
-	bad[2].Local = [4]byte{10} // a FULLNAT entry for a DR real
+	bad[0].Entry.VPort++             // no such service
+	bad[1].Entry.Real[3]++           // no such real
+	bad[2].Entry.Local = [4]byte{10} // a FULLNAT entry for a DR real
 	backup.Install(bad, true)
 	backup.workers[0].serveSync(now)
 	if s := backup.SyncStats(); s.Unknown != 3 || s.Installed != 0 || backup.workers[0].shard.Len() != 0 {
@@ -211,13 +212,13 @@ func TestSyncTemplates(t *testing.T) {
 	if r := sendFrom(t, master.workers[0], mt, header.ProtoTCP, ipClient, 2000, now); r != 1 {
 		t.Fatalf("second client went to real %d", r)
 	}
-	var tpl []conntrack.Entry4
+	var tpl []SyncConn
 	for _, e := range master.SyncEvents(nil) {
-		if e.Flags&SyncTemplate != 0 {
+		if e.Entry.Flags&SyncTemplate != 0 {
 			tpl = append(tpl, e)
 		}
 	}
-	if len(tpl) != 2 || tpl[1].Real != mt.Reals[1].Addr || tpl[1].ClientPort != 0 || tpl[1].Client != [4]byte{10, 10, 0, 0} {
+	if len(tpl) != 2 || tpl[1].Entry.Real != mt.Reals[1].Addr || tpl[1].Entry.ClientPort != 0 || tpl[1].Entry.Client != [4]byte{10, 10, 0, 0} {
 		t.Fatalf("template reports %+v", tpl)
 	}
 	if refresh := master.SyncTemplates(nil, now); len(refresh) != 2 {
@@ -232,5 +233,141 @@ func TestSyncTemplates(t *testing.T) {
 	// The backup's rr would start at real 0; the template says real 1.
 	if r := sendFrom(t, bw, bt, header.ProtoTCP, ipClient, 3000, now); r != 1 {
 		t.Fatalf("the client's new connection on the backup went to real %d, want 1", r)
+	}
+}
+
+// spSyncPair is syncPair for a SYN-proxied TCP service.
+func spSyncPair(t *testing.T, f Forward) (master, backup *Dataplane, mt, bt *Table) {
+	t.Helper()
+	mk := func() (*Dataplane, *Table) {
+		d, err := New([]Link{&fakeLink{}}, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.EnableSync(16, func(*conntrack.Entry4) int { return 0 })
+		tbl := spTable(f)
+		d.Publish(tbl)
+		d.workers[0].cur = tbl
+		return d, tbl
+	}
+	master, mt = mk()
+	backup, bt = mk()
+	return master, backup, mt, bt
+}
+
+// refreshDump runs SyncConnections on d, whose single worker is not
+// running, by serving its dump by hand.
+func refreshDump(t *testing.T, d *Dataplane) []SyncConn {
+	t.Helper()
+	res := make(chan []SyncConn, 1)
+	go func() { // test: the sync sender's side of a refresh
+		cs, err := d.SyncConnections(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		res <- cs
+	}()
+	for {
+		d.workers[0].serveDump(true)
+		select {
+		case cs := <-res:
+			return cs
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// TestSyncSynProxy: a SYN-proxied connection opened on the master (the
+// whole cookie handshake) and synced to the backup translates there
+// exactly as on the master: a client segment and a real segment come out
+// of the backup byte for byte as they come out of the master, sequence and
+// acknowledgment numbers and checksums included. It holds for what the
+// reports carry (both: pending, then spliced), for the spliced report
+// alone (what goes on the wire), for a refresh dump, and for the pending
+// report alone, after which the real's SYN-ACK reaches the backup and the
+// backup splices the connection itself.
+func TestSyncSynProxy(t *testing.T) {
+	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
+		for _, variant := range []string{"reports", "spliced report", "refresh", "pending report"} {
+			t.Run(f.String()+"/"+variant, func(t *testing.T) {
+				master, backup, mt, bt := spSyncPair(t, f)
+				mw, bw := master.workers[0], backup.workers[0]
+				const now = int64(time.Second)
+				cookie := handshake(t, mw, mt, cport, spISN, spRISN, now)
+				in := clientOffset(t, mw, cport)
+				ev := master.SyncEvents(nil)
+				if len(ev) != 2 || !ev[0].SynPending() || ev[0].Aux != (conntrack.Aux{auxReal: cookie, auxClient: in}) ||
+					!ev[1].SynProxied() || ev[1].SynPending() || ev[1].Entry.State != conntrack.TCPEstablished {
+					t.Fatalf("reports %+v", ev)
+				}
+				if i, o := ev[1].SeqDeltas(); i != in || o != cookie-spRISN {
+					t.Fatalf("SeqDeltas %#x %#x, want %#x %#x", i, o, in, cookie-spRISN)
+				}
+				var c SyncConn
+				c.SetSeqDeltas(in, cookie-spRISN)
+				if c.Aux != ev[1].Aux || !c.SynProxied() || c.SynPending() {
+					t.Fatalf("SetSeqDeltas gives %+v, want the report's Aux %#x", c, ev[1].Aux)
+				}
+				var install []SyncConn
+				switch variant {
+				case "reports":
+					install = ev
+				case "spliced report", "pending report":
+					install = ev[1:]
+					if variant == "pending report" {
+						install = ev[:1]
+					}
+				case "refresh":
+					install = refreshDump(t, master)
+					if len(install) != 1 || install[0].Aux != ev[1].Aux || !install[0].SynProxied() || install[0].SynPending() {
+						t.Fatalf("refresh dump %+v, want the spliced connection with Aux %#x", install, ev[1].Aux)
+					}
+				}
+				backup.Install(synced(install, now), true)
+				bw.serveSync(now)
+				if s := backup.SyncStats(); s.Installed != uint64(len(install)) || s.Unknown+s.Refused != 0 {
+					t.Fatalf("sync stats %+v", s)
+				}
+				if variant == "pending report" {
+					synack := fromReal(t, mw, cport, "SA", spRISN, spISN+in+1)
+					synack.mss = 1460
+					out, _, v := spSend(t, bw, bt, synack.bytes(t), header.Offload{}, now)
+					if v != VerdictSynProxy || out == nil || tcpOf(out).SequenceNumber() != spISN+in+1 || tcpOf(out).AckNumber() != spRISN+1 {
+						t.Fatalf("SYN-ACK on the backup: verdict %v, %d bytes out", v, len(out))
+					}
+				}
+				if e := entryOf(t, bw, cport); e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy || *bw.shard.Aux(e) != ev[1].Aux {
+					t.Fatalf("backup entry flags %#x aux %#x, want spliced with %#x", e.Flags, *bw.shard.Aux(e), ev[1].Aux)
+				}
+
+				req := fromClient(cport, "AP", spISN+1, cookie+1)
+				req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+				resp := fromReal(t, mw, cport, "AP", spRISN+1, spISN+in+1+uint32(len(req.payload)))
+				resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+				for _, s := range []struct {
+					name     string
+					seg      seg
+					seq, ack uint32
+				}{
+					{"client segment", req, spISN + in + 1, spRISN + 1},
+					{"real segment", resp, cookie + 1, spISN + 1 + uint32(len(req.payload))},
+				} {
+					frame := s.seg.bytes(t)
+					want, _, v := spSend(t, mw, mt, frame, header.Offload{}, now)
+					if v != VerdictForward {
+						t.Fatalf("%s on the master: verdict %v", s.name, v)
+					}
+					got, _, v := spSend(t, bw, bt, frame, header.Offload{}, now)
+					if v != VerdictForward {
+						t.Fatalf("%s on the backup: verdict %v", s.name, v)
+					}
+					same(t, s.name+" from the backup", got, want)
+					checksumsValid(t, s.name, got)
+					if tcp := tcpOf(got); tcp.SequenceNumber() != s.seq || tcp.AckNumber() != s.ack {
+						t.Fatalf("%s: seq %#x ack %#x, want %#x %#x", s.name, tcp.SequenceNumber(), tcp.AckNumber(), s.seq, s.ack)
+					}
+				}
+			})
+		}
 	}
 }

@@ -163,9 +163,9 @@ type Worker struct {
 	job   *dumpJob      // the dump being served
 
 	// Connection sync (EnableSync); nil when off.
-	syncOut  *syncRing               // connections to report to the sync sender
-	syncIn   chan []conntrack.Entry4 // synced connections to install
-	syncWake chan<- struct{}         // Dataplane.SyncWake
+	syncOut  *syncRing       // connections to report to the sync sender
+	syncIn   chan []SyncConn // synced connections to install
+	syncWake chan<- struct{} // Dataplane.SyncWake
 	syncC    SyncCounters
 }
 

@@ -30,6 +30,7 @@ type failoverCase struct {
 	kill     bool          // SIGKILL the master; else SIGTERM (it sends priority 0 and removes its VIPs)
 	interval time.Duration // VRRP advert interval of both directors
 	sync     bool          // [sync] on both directors
+	synproxy bool          // synproxy = true on the TCP service (NAT or FULLNAT)
 }
 
 func (c failoverCase) name() string {
@@ -40,6 +41,9 @@ func (c failoverCase) name() string {
 	n := fmt.Sprintf("%s/%s/%v", c.mode, how, c.interval)
 	if !c.sync {
 		n += "/nosync"
+	}
+	if c.synproxy {
+		n += "/synproxy"
 	}
 	return n
 }
@@ -56,15 +60,26 @@ func (c failoverCase) name() string {
 // the stream saw.
 func TestFailover(t *testing.T) {
 	for _, c := range []failoverCase{
-		{config.DR, true, 100 * time.Millisecond, true},
-		{config.DR, false, 100 * time.Millisecond, true},
-		{config.NAT, true, 100 * time.Millisecond, true},
-		{config.NAT, false, 100 * time.Millisecond, true},
-		{config.DR, true, time.Second, true},
-		{config.DR, true, 100 * time.Millisecond, false},
+		{config.DR, true, 100 * time.Millisecond, true, false},
+		{config.DR, false, 100 * time.Millisecond, true, false},
+		{config.NAT, true, 100 * time.Millisecond, true, false},
+		{config.NAT, false, 100 * time.Millisecond, true, false},
+		{config.DR, true, time.Second, true, false},
+		{config.DR, true, 100 * time.Millisecond, false, false},
 	} {
 		t.Run(c.name(), func(t *testing.T) { runFailover(t, c) })
 	}
+}
+
+// TestFailoverSynProxy is TestFailover's NAT kill case with the SYN proxy
+// on the TCP service: the stream and every request connection are
+// spliced by the master, whose sequence offsets the backup learns by
+// sync (and the restarted master from a refresh), so the stream's echoes
+// come back intact through each takeover. Without the offsets the new
+// master would forward the stream untranslated, and the stream would
+// break or stall.
+func TestFailoverSynProxy(t *testing.T) {
+	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, true})
 }
 
 func runFailover(t *testing.T, c failoverCase) {
@@ -73,6 +88,14 @@ func runFailover(t *testing.T, c failoverCase) {
 	defer cancel()
 	dir := t.TempDir()
 	base := scenario.Config(l, c.mode, "rr", 2)
+	if c.synproxy {
+		// The TCP service comes first.
+		fwd := fmt.Sprintf("forward = %q\n", c.mode)
+		if !strings.Contains(base, fwd) {
+			t.Fatalf("no %q in the scenario's config", fwd)
+		}
+		base = strings.Replace(base, fwd, fwd+"synproxy = true\n", 1)
+	}
 	cfg := func(priority int) string {
 		// version = 3: VRRPv2 (the default) cannot advertise more often than every second.
 		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n", priority, c.interval)

@@ -127,12 +127,44 @@ const (
 	// OptLocal is gvs's own parameter: a FULLNAT connection's local
 	// address (4 bytes) and port (2, big-endian), marked OptFlagParam so
 	// that a kernel backup skips it and keeps the record. With its 6
-	// bytes of data a record stays a multiple of 4 bytes long.
+	// bytes of data a record without OptSeqData stays a multiple of 4
+	// bytes long; one with both is padded.
 	OptLocal = OptFlagParam | 17
 
 	// paramLen is the length of a gvs parameter: type, length, 6 bytes.
 	paramLen = 2 + 6
 )
+
+// The OptSeqData parameter: type, length 24, then struct
+// ip_vs_sync_conn_options, two struct ip_vs_seq (in_seq, then out_seq) of
+// three big-endian 32-bit words each (init_seq, delta, previous_delta):
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	| type=1 (SEQ)  |   len=24      |  in_seq.init_seq ...          |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  ... in_seq.init_seq          |  in_seq.delta ...             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	   and so on: in_seq.previous_delta, out_seq.init_seq,
+//	   out_seq.delta, out_seq.previous_delta
+//
+// The kernel writes it first among a record's parameters (ip_vs_sync_conn)
+// whenever the connection has FlagSeqMask bits, and a receiver refuses the
+// message unless its length is exactly 24 (ip_vs_proc_seqopt).
+const (
+	seqDataLen  = 24 // sizeof(struct ip_vs_sync_conn_options)
+	seqParamLen = 2 + seqDataLen
+)
+
+// Seq is struct ip_vs_seq, one direction's sequence-number adjustment:
+// a TCP segment's sequence number after InitSeq gets Delta added, one at
+// or before it PreviousDelta (and acknowledgment numbers of the other
+// direction have them taken off). In is for the client's segments,
+// FlagInSeq; Out for the real's, FlagOutSeq.
+type Seq struct {
+	InitSeq, Delta, PreviousDelta uint32
+}
 
 // Connection flags, IP_VS_CONN_F_* from include/uapi/linux/ip_vs.h. The
 // forwarding method is the low three bits (FlagFwdMask). The master sends
@@ -196,17 +228,34 @@ type Conn struct {
 	// extension sent as the optional parameter OptLocal; the zero
 	// AddrPort is not sent.
 	Local netip.AddrPort
+
+	// InSeq and OutSeq are the sequence-number adjustments of a
+	// connection with FlagSeqMask bits in Flags, sent (both, as the
+	// kernel does) in the optional parameter OptSeqData; without those
+	// flags they are neither sent nor decoded.
+	InSeq, OutSeq Seq
 }
 
-// Len returns the encoded length of c's record: 36 bytes, and 8 more with
-// a Local address. It is always a multiple of 4, so records gvs writes
-// need no padding.
-func (c *Conn) Len() int {
-	if c.Local.IsValid() {
-		return ConnLen + paramLen
+// hasSeq reports whether c's record carries OptSeqData.
+func (c *Conn) hasSeq() bool { return c.Flags&FlagSeqMask != 0 }
+
+// size returns the value of c's record's size field: 36 bytes, 26 more
+// with OptSeqData and 8 more with a Local address.
+func (c *Conn) size() int {
+	n := ConnLen
+	if c.hasSeq() {
+		n += seqParamLen
 	}
-	return ConnLen
+	if c.Local.IsValid() {
+		n += paramLen
+	}
+	return n
 }
+
+// Len returns the encoded length of c's record: its size padded with
+// zeros to a multiple of 4 (36 bytes without parameters, 44 with a Local
+// address, 64 with OptSeqData, 72 with both).
+func (c *Conn) Len() int { return (c.size() + 3) &^ 3 }
 
 // Message is one sync datagram.
 type Message struct {
@@ -238,9 +287,9 @@ func (m *Message) Size() int {
 // refuses more than [MaxConns] connections, a message over [MaxSize], a
 // non-IPv4 address and a negative or too large timeout, and then returns b
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
-// cp->timeout / HZ does. The only optional parameter written is gvs's
-// OptLocal, so sequence adjustments of NAT connections (FlagSeqMask) are
-// not carried.
+// cp->timeout / HZ does. A connection with FlagSeqMask bits gets
+// OptSeqData (InSeq, OutSeq), and one with a Local address gvs's OptLocal
+// after it; a record is padded to 4 bytes.
 func (m *Message) Marshal(b []byte) ([]byte, error) {
 	if len(m.Conns) > MaxConns {
 		return b, ErrTooManyConns
@@ -287,11 +336,11 @@ func (c *Conn) check() error {
 	return nil
 }
 
-// put writes c's record into r, which is c.Len() long.
+// put writes c's record, and its padding, into r, which is c.Len() long.
 func (c *Conn) put(r []byte) {
 	r[recType] = 0
 	r[recProtocol] = c.Protocol
-	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|uint16(len(r)))
+	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|uint16(c.size()))
 	binary.BigEndian.PutUint32(r[recFlags:], c.Flags)
 	binary.BigEndian.PutUint16(r[recState:], c.State)
 	binary.BigEndian.PutUint16(r[recCport:], c.Client.Port())
@@ -305,13 +354,23 @@ func (c *Conn) put(r []byte) {
 	copy(r[recVaddr:], a[:])
 	a = c.Real.Addr().As4()
 	copy(r[recDaddr:], a[:])
+	p := r[ConnLen:]
+	if c.hasSeq() {
+		p[0], p[1] = OptSeqData, seqDataLen
+		for i, v := range [6]uint32{c.InSeq.InitSeq, c.InSeq.Delta, c.InSeq.PreviousDelta,
+			c.OutSeq.InitSeq, c.OutSeq.Delta, c.OutSeq.PreviousDelta} {
+			binary.BigEndian.PutUint32(p[2+4*i:], v)
+		}
+		p = p[seqParamLen:]
+	}
 	if c.Local.IsValid() {
-		p := r[ConnLen:]
 		p[0], p[1] = OptLocal, 6
 		a = c.Local.Addr().As4()
 		copy(p[2:6], a[:])
 		binary.BigEndian.PutUint16(p[6:8], c.Local.Port())
+		p = p[paramLen:]
 	}
+	clear(p) // padding
 }
 
 // Batch encodes conns into as few messages as it can, in order, each at
@@ -446,9 +505,12 @@ func Parse(b []byte) (Message, error) {
 // 0, size = len(b)); for each record, that its header fits, its version is
 // 0, its size is at least 36 and inside the message, its type is 0, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. gvs's OptLocal is decoded (and must be 6 bytes long); the other
-// parameters are skipped, known or not: unlike the kernel, which drops a record
-// with an unknown parameter lacking OptFlagParam, Decode keeps the record.
+// it. gvs's OptLocal is decoded (and must be 6 bytes long); OptSeqData must
+// be 24 bytes long and appear once, as the kernel requires, and is decoded
+// into InSeq and OutSeq when the record's Flags has FlagSeqMask bits (the
+// kernel, too, applies it only then); the other parameters are skipped,
+// known or not: unlike the kernel, which drops a record with an unknown
+// parameter lacking OptFlagParam, Decode keeps the record.
 func (m *Message) Decode(b []byte) error {
 	m.SyncID = 0
 	m.Conns = m.Conns[:0]
@@ -486,6 +548,8 @@ func (m *Message) Decode(b []byte) error {
 			return &ParseError{ErrType, i, off}
 		}
 		var local netip.AddrPort
+		var seq [6]uint32
+		hasSeq := false
 		for p := ConnLen; p < size; {
 			if p+2 > size {
 				return &ParseError{ErrParam, i, off}
@@ -494,17 +558,30 @@ func (m *Message) Decode(b []byte) error {
 			if plen == 0 || p+2+plen > size {
 				return &ParseError{ErrParam, i, off}
 			}
-			if r[p] == OptLocal {
+			switch r[p] {
+			case OptLocal:
 				if plen != 6 {
 					return &ParseError{ErrParam, i, off}
 				}
 				local = addrPort(r[p+2:], r[p+6:])
+			case OptSeqData:
+				if plen != seqDataLen || hasSeq {
+					return &ParseError{ErrParam, i, off}
+				}
+				hasSeq = true
+				for j := range seq {
+					seq[j] = binary.BigEndian.Uint32(r[p+2+4*j:])
+				}
 			}
 			p += 2 + plen
 		}
+		flags := binary.BigEndian.Uint32(r[recFlags:])
+		if flags&FlagSeqMask == 0 {
+			seq = [6]uint32{}
+		}
 		m.Conns = append(m.Conns, Conn{
 			Protocol: r[recProtocol],
-			Flags:    binary.BigEndian.Uint32(r[recFlags:]),
+			Flags:    flags,
 			State:    binary.BigEndian.Uint16(r[recState:]),
 			Client:   addrPort(r[recCaddr:], r[recCport:]),
 			VIP:      addrPort(r[recVaddr:], r[recVport:]),
@@ -512,6 +589,8 @@ func (m *Message) Decode(b []byte) error {
 			FWMark:   binary.BigEndian.Uint32(r[recFwmark:]),
 			Timeout:  time.Duration(binary.BigEndian.Uint32(r[recTimeout:])) * time.Second,
 			Local:    local,
+			InSeq:    Seq{seq[0], seq[1], seq[2]},
+			OutSeq:   Seq{seq[3], seq[4], seq[5]},
 		})
 		off += (size + 3) &^ 3
 	}

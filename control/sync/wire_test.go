@@ -76,7 +76,7 @@ func randConn(r *rand.Rand) Conn {
 	port := func() uint16 { return uint16(r.UintN(65536)) }
 	return Conn{
 		Protocol: []uint8{6, 17, 132, 0}[r.IntN(4)],
-		Flags:    r.Uint32(),
+		Flags:    r.Uint32() &^ FlagSeqMask, // no OptSeqData: see randSeqConn
 		State:    uint16(r.UintN(65536)),
 		Client:   netip.AddrPortFrom(a4(), port()),
 		VIP:      netip.AddrPortFrom(a4(), port()),
@@ -402,14 +402,30 @@ func TestNoAllocs(t *testing.T) {
 	}
 }
 
+// zeroPadding returns a copy of the valid message b with the padding
+// after each record zeroed: the kernel ignores its bytes, and Marshal
+// writes zeros.
+func zeroPadding(b []byte) []byte {
+	b = bytes.Clone(b)
+	off := HeaderLen
+	for range int(b[hdrNrConns]) {
+		size := int(binary.BigEndian.Uint16(b[off+recVerSize:]) & recSizeMax)
+		end := min(off+(size+3)&^3, len(b))
+		clear(b[off+size : end])
+		off = end
+	}
+	return b
+}
+
 func FuzzParse(f *testing.F) {
-	f.Add([]byte{})                                                    // empty
-	f.Add(message())                                                   // header only, no connections
-	f.Add(message(record()))                                           // one plain record
-	f.Add(message(withParams(OptPEData, 3, 'a', 'b', 'c'), record()))  // padding between records
-	f.Add(message(withParams(OptFlagParam|9, 0)))                      // zero-length parameter
-	f.Add([]byte{1, 5, 0, 28, 0, 6, 0, 0})                             // version 0 header
-	f.Add(message(withParams(OptSeqData, 24, 0, 0, 0, 0, 0, 0, 0, 0))) // parameter past the record
+	f.Add([]byte{})                                                                              // empty
+	f.Add(message())                                                                             // header only, no connections
+	f.Add(message(record()))                                                                     // one plain record
+	f.Add(message(withParams(OptPEData, 3, 'a', 'b', 'c'), record()))                            // padding between records
+	f.Add(message(withParams(OptFlagParam|9, 0)))                                                // zero-length parameter
+	f.Add([]byte{1, 5, 0, 28, 0, 6, 0, 0})                                                       // version 0 header
+	f.Add(message(withParams(OptSeqData, 24, 0, 0, 0, 0, 0, 0, 0, 0)))                           // parameter past the record
+	f.Add(message(withParams(append([]byte{OptSeqData, 24}, make([]byte, 24)...)...), record())) // seq data, padding
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
@@ -419,7 +435,17 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if len(b) < m.Size() || len(m.Conns) > MaxConns {
+		// A record with seq flags but without OptSeqData, which the
+		// kernel never sends, gets one (of zeros) when re-encoded: its
+		// re-encoding may be longer, or by chance as long as one with
+		// another parameter.
+		canonical := true
+		for _, c := range m.Conns {
+			if c.Flags&FlagSeqMask != 0 && c.InSeq == (Seq{}) && c.OutSeq == (Seq{}) {
+				canonical = false
+			}
+		}
+		if canonical && len(b) < m.Size() || len(m.Conns) > MaxConns {
 			t.Fatalf("%d conns from %d bytes", len(m.Conns), len(b))
 		}
 		// What parses re-encodes, and the re-encoding parses to the same.
@@ -434,7 +460,7 @@ func FuzzParse(f *testing.F) {
 		if m2.SyncID != m.SyncID || !reflect.DeepEqual(m2.Conns, m.Conns) && len(m.Conns) > 0 {
 			t.Fatalf("re-encoding differs")
 		}
-		if len(out) == len(b) && !bytes.Equal(out, b) {
+		if canonical && len(out) == len(b) && !bytes.Equal(out, zeroPadding(b)) {
 			t.Fatalf("same length, different bytes:\n% x\n% x", b, out)
 		}
 	})
@@ -513,5 +539,178 @@ func TestBatchParamEndsMessage(t *testing.T) {
 	big := conns[3]
 	if _, err := Batch([]Conn{big}, 1, HeaderLen+big.Len()-1); !errors.Is(err, ErrMaxSize) {
 		t.Errorf("a record longer than maxSize: err %v", err)
+	}
+}
+
+// goldenSeqConn is a SYN-proxied NAT connection as TestGoldenSeqData
+// spells it out: OptSeqData with IPVS's in_seq and out_seq.
+var goldenSeqConn = Conn{
+	Protocol: 6,
+	Flags:    FlagMasq | FlagInSeq | FlagOutSeq, // 0x0000 | 0x0400 | 0x0200 = 0x00000600
+	State:    TCPStateEstablished,               // 1
+	Client:   ap("192.0.2.10:40000"),
+	VIP:      ap("198.51.100.1:80"),
+	Real:     ap("10.0.0.2:8080"),
+	Timeout:  900 * time.Second,
+	InSeq:    Seq{InitSeq: 0, Delta: 0x11223344, PreviousDelta: 0x11223344},
+	OutSeq:   Seq{InitSeq: 0, Delta: 0xfedcba98, PreviousDelta: 0xfedcba98},
+}
+
+// TestGoldenSeqData: a record with sequence adjustments, as the kernel's
+// ip_vs_sync_conn writes one, by hand: the option right after the 36-byte
+// record, counted in the record's size (62), and 2 bytes of padding
+// counted only in the message's size.
+func TestGoldenSeqData(t *testing.T) {
+	want := []byte{
+		// Header.
+		0x00,       // reserved
+		0x07,       // syncid 7
+		0x00, 0x48, // size = 8 header + 64 record and padding = 72 = 0x0048
+		0x01,       // nr_conns 1
+		0x01,       // version 1
+		0x00, 0x00, // spare
+		// Record.
+		0x00,       // type 0: IPv4
+		0x06,       // protocol TCP
+		0x00, 0x3e, // ver_size: version 0 | size 36 + 2 + 24 = 62 = 0x003e
+		0x00, 0x00, 0x06, 0x00, // flags MASQ 0 | OUT_SEQ 0x200 | IN_SEQ 0x400
+		0x00, 0x01, // state ESTABLISHED 1
+		0x9c, 0x40, // cport 40000
+		0x00, 0x50, // vport 80
+		0x1f, 0x90, // dport 8080
+		0x00, 0x00, 0x00, 0x00, // fwmark 0
+		0x00, 0x00, 0x03, 0x84, // timeout 900 s
+		192, 0, 2, 10, // caddr
+		198, 51, 100, 1, // vaddr
+		10, 0, 0, 2, // daddr
+		// IPVS_OPT_SEQ_DATA, struct ip_vs_sync_conn_options.
+		0x01,                   // type IPVS_OPT_SEQ_DATA
+		0x18,                   // len 24
+		0x00, 0x00, 0x00, 0x00, // in_seq.init_seq 0
+		0x11, 0x22, 0x33, 0x44, // in_seq.delta
+		0x11, 0x22, 0x33, 0x44, // in_seq.previous_delta
+		0x00, 0x00, 0x00, 0x00, // out_seq.init_seq 0
+		0xfe, 0xdc, 0xba, 0x98, // out_seq.delta
+		0xfe, 0xdc, 0xba, 0x98, // out_seq.previous_delta
+		0x00, 0x00, // padding to 64
+	}
+	m := Message{SyncID: 7, Conns: []Conn{goldenSeqConn}}
+	// Marshal writes the padding: the buffer's old bytes do not show.
+	dirty := bytes.Repeat([]byte{0xee}, 1+len(want))
+	got, err := m.Marshal(dirty[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got[1:], want) {
+		t.Fatalf("Marshal:\n got % x\nwant % x", got[1:], want)
+	}
+	back, err := Parse(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(back, m) {
+		t.Fatalf("Parse = %+v, want %+v", back, m)
+	}
+	// The kernel's framing of the same record (message() pads between
+	// records only): one seq record followed by a plain one.
+	two := Message{SyncID: 5, Conns: []Conn{goldenSeqConn, goldenConn}}
+	b, err := two.Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := append([]byte(nil), want[HeaderLen:HeaderLen+62]...)
+	if w := message(rec, record()); !bytes.Equal(b, w) {
+		t.Fatalf("two records:\n got % x\nwant % x", b, w)
+	}
+}
+
+// randSeqConn is randConn with sequence adjustments: a connection as gvs
+// sends a SYN-proxied one (FlagSeqMask, init_seq 0, previous_delta =
+// delta), or with random words, and sometimes a Local address too.
+func randSeqConn(r *rand.Rand) Conn {
+	c := randConn(r)
+	c.Flags |= []uint32{FlagInSeq, FlagOutSeq, FlagSeqMask}[r.IntN(3)]
+	in, out := r.Uint32(), r.Uint32()
+	c.InSeq, c.OutSeq = Seq{0, in, in}, Seq{0, out, out}
+	if r.IntN(2) == 0 {
+		c.InSeq, c.OutSeq = Seq{r.Uint32(), r.Uint32(), r.Uint32()}, Seq{r.Uint32(), r.Uint32(), r.Uint32()}
+	}
+	if r.IntN(2) == 0 {
+		c.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(r.UintN(256))}), uint16(r.UintN(65536)))
+	}
+	return c
+}
+
+// TestSeqDataRoundTrip: records with OptSeqData (alone or with OptLocal),
+// mixed with plain ones, batched and parsed back, are the same
+// connections; each is as long as the kernel makes it.
+func TestSeqDataRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 16))
+	conns := make([]Conn, 600)
+	for i := range conns {
+		if i%3 == 0 {
+			conns[i] = randConn(r)
+		} else {
+			conns[i] = randSeqConn(r)
+		}
+		want := ConnLen
+		if conns[i].Flags&FlagSeqMask != 0 {
+			want = 64
+			if conns[i].Local.IsValid() {
+				want = 72
+			}
+		}
+		if conns[i].Local.IsValid() && conns[i].Flags&FlagSeqMask == 0 {
+			want = ConnLen + 8
+		}
+		if conns[i].Len() != want {
+			t.Fatalf("conn %d: Len %d, want %d", i, conns[i].Len(), want)
+		}
+	}
+	msgs, err := Batch(conns, 3, 1472)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []Conn
+	for i, b := range msgs {
+		m, err := Parse(b)
+		if err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		got = append(got, m.Conns...)
+	}
+	if !reflect.DeepEqual(got, conns) {
+		t.Fatal("connections differ or out of order")
+	}
+	// Without FlagSeqMask the option is neither written nor read back.
+	c := goldenSeqConn
+	c.Flags &^= FlagSeqMask
+	if c.Len() != ConnLen {
+		t.Fatalf("without the seq flags: Len %d", c.Len())
+	}
+	seq := make([]byte, 2+24)
+	seq[0], seq[1] = OptSeqData, 24
+	seq[5] = 1
+	if m, err := Parse(message(withParams(seq...))); err != nil || m.Conns[0].InSeq != (Seq{}) {
+		t.Fatalf("OptSeqData on a record without the seq flags: %+v, %v", m, err)
+	}
+}
+
+// TestSeqDataErrors: the kernel refuses an OptSeqData that is not 24 bytes
+// long or comes twice (ip_vs_proc_seqopt); so does Decode.
+func TestSeqDataErrors(t *testing.T) {
+	seq := append([]byte{OptSeqData, 24}, make([]byte, 24)...)
+	short := append([]byte{OptSeqData, 20}, make([]byte, 20)...)
+	for _, tc := range []struct {
+		name   string
+		params []byte
+	}{
+		{"20 bytes", short},
+		{"twice", append(append([]byte(nil), seq...), seq...)},
+		{"cut", seq[:20]},
+	} {
+		if _, err := Parse(message(withParams(tc.params...))); !errors.Is(err, ErrParam) {
+			t.Errorf("%s: err %v, want ErrParam", tc.name, err)
+		}
 	}
 }

@@ -20,7 +20,9 @@ import (
 // cross the wire to 224.0.0.81:8848, and has Wireshark's own IPVS
 // dissector (tshark) read them back: an independent decoder of the kernel
 // format agrees on every field, and finds nothing malformed in records
-// carrying gvs's optional parameters.
+// carrying gvs's optional parameters or IPVS's OptSeqData. (Wireshark's
+// dissector reads no parameter of a version 1 record, OptSeqData
+// included: TestGoldenSeqData checks those bytes by hand.)
 func TestWiresharkDecodes(t *testing.T) {
 	tshark, err := exec.LookPath("tshark")
 	if err != nil {
@@ -34,6 +36,7 @@ func TestWiresharkDecodes(t *testing.T) {
 			Real: ap("10.20.0.13:8080"), Timeout: 900 * time.Second, Local: ap("10.20.0.2:5001")},
 		{Protocol: 6, Flags: FlagDRoute | FlagTemplate, Client: ap("10.10.0.0:0"), VIP: ap("10.20.0.100:80"),
 			Real: ap("10.20.0.11:80"), Timeout: 300 * time.Second},
+		goldenSeqConn,
 	}
 	// The FULLNAT record ends the first message.
 	msgs, err := Batch(conns, 7, 1472)
@@ -79,7 +82,8 @@ func TestWiresharkDecodes(t *testing.T) {
 		{"7", "3", "1", "0x06,0x11,0x06", "192.0.2.10,10.10.0.2,10.10.0.3", "40000,5353,40001",
 			"198.51.100.1,10.20.0.100,10.20.0.100", "80,53,80", "10.0.0.2,10.20.0.12,10.20.0.13", "8080,5353,8080",
 			"0x00000103,0x00000100,0x00000000", "0x0003,0x0000,0x0001", "900,300,900", "0x01020304,0x00000000,0x00000000", "", ""},
-		{"7", "1", "1", "0x06", "10.10.0.0", "0", "10.20.0.100", "80", "10.20.0.11", "80", "0x00001003", "0x0000", "300", "0x00000000", "", ""},
+		{"7", "2", "1", "0x06,0x06", "10.10.0.0,192.0.2.10", "0,40000", "10.20.0.100,198.51.100.1", "80,80", "10.20.0.11,10.0.0.2", "80,8080",
+			"0x00001003,0x00000600", "0x0000,0x0001", "300,900", "0x00000000,0x00000000", "", ""},
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	if len(lines) != len(want) {
