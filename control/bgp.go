@@ -38,13 +38,16 @@ func bgpPrefixes(in bgpInputs) []netip.Prefix {
 	return out
 }
 
-// vipReadiness says, for every VIP of cfg, whether the published table t
-// has a real that a new connection to one of its services can get: in the
-// scheduler with a weight above 0, so configured with one, next hop known and
-// passing its health check. A service's sorry real does not count: it is
-// there for when the real ones are down, and a director whose reals are down
-// should leave the VIP to the directors whose reals are up.
-func vipReadiness(cfg *config.Config, t *dataplane.Table) map[netip.Addr]bool {
+// vipReadiness says, for every VIP of cfg, whether one of its services
+// has a real that can take a new connection: configured with a weight
+// above 0, its next hop known (Ready in the published table t) and passing
+// its health check (health; a service without a check passes). Health is
+// asked, not the table's weights: when every real of a service fails, the
+// compiler keeps the last one in the scheduler (failing open), and that
+// must not keep the VIP announced. A service's sorry real does not count
+// either: a director whose reals are all down leaves the VIP to the
+// directors whose reals are up.
+func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.ServiceKey, netip.AddrPort) HealthState) map[netip.Addr]bool {
 	out := make(map[netip.Addr]bool, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
@@ -56,26 +59,39 @@ func vipReadiness(cfg *config.Config, t *dataplane.Table) map[netip.Addr]bool {
 		if t == nil {
 			continue
 		}
-		svc := t.Services[serviceKey(s)]
+		key := serviceKey(s)
+		svc := t.Services[key]
 		if svc == nil {
 			continue
 		}
-		for j, id := range svc.Reals {
-			if int(id) >= len(t.Reals) || j >= len(svc.Dests) {
+		for _, r := range s.Reals {
+			if r.Weight <= 0 || !tableReady(t, svc, r.Address) {
 				continue
 			}
-			r := &t.Reals[id]
-			addr := netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)
-			if s.Sorry.IsValid() && addr == s.Sorry {
-				continue
+			if health != nil {
+				if h := health(key, r.Address); h.Checked && !h.Up {
+					continue
+				}
 			}
-			if r.Ready && svc.Dests[j].Weight > 0 {
-				out[vip] = true
-				break
-			}
+			out[vip] = true
+			break
 		}
 	}
 	return out
+}
+
+// tableReady reports whether real is a Ready real of svc in t.
+func tableReady(t *dataplane.Table, svc *dataplane.Service, real netip.AddrPort) bool {
+	for _, id := range svc.Reals {
+		if int(id) >= len(t.Reals) {
+			continue
+		}
+		r := &t.Reals[id]
+		if netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port) == real {
+			return r.Ready
+		}
+	}
+	return false
 }
 
 // bgpConfig is the speaker's configuration of cfg on this director: the
@@ -165,7 +181,7 @@ func (d *Daemon) bgpSync() {
 		running = false
 	default:
 	}
-	in := bgpInputs{Running: running, VIPs: vipReadiness(d.cfg, d.dp.Table())}
+	in := bgpInputs{Running: running, VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
 	if err := d.bgp.Announce(bgpPrefixes(in)); err != nil {
 		d.log.Error("BGP announce failed", "err", err)
 	}

@@ -42,9 +42,10 @@ func TestBGPPrefixes(t *testing.T) {
 	}
 }
 
-// TestVIPReadiness: a VIP is ready while one service on it has a real the
-// scheduler may pick (weight above 0 and Ready); a sorry real, a
-// quiesced or failed real, or a missing service do not make it ready.
+// TestVIPReadiness: a VIP is ready while one service on it has a real
+// with a weight, a known next hop and a passing check. A sorry real, a
+// real of weight 0, a failed real (even the one the compiler keeps in the
+// scheduler when all failed) or a missing service do not make it ready.
 func TestVIPReadiness(t *testing.T) {
 	svc := func(vip netip.Addr, port uint16, reals ...netip.AddrPort) config.Service {
 		s := config.Service{Protocol: config.TCP, Address: netip.AddrPortFrom(vip, port), Scheduler: "mh", Forward: config.DR}
@@ -54,11 +55,9 @@ func TestVIPReadiness(t *testing.T) {
 		return s
 	}
 	rs1, rs2, sorry := netip.MustParseAddrPort("10.20.0.11:80"), netip.MustParseAddrPort("10.20.0.12:80"), netip.MustParseAddrPort("10.20.0.99:80")
-	// table builds the table of cfg with, per real, (ready, weight).
-	type st struct {
-		ready  bool
-		weight int32
-	}
+	// st is a real's state: next hop known (Ready in the table) and its
+	// health check (down = checked and failing).
+	type st struct{ ready, down bool }
 	table := func(cfg *config.Config, states map[netip.AddrPort]st) *dataplane.Table {
 		t := &dataplane.Table{Services: map[dataplane.ServiceKey]*dataplane.Service{}}
 		for i := range cfg.Services {
@@ -70,17 +69,26 @@ func TestVIPReadiness(t *testing.T) {
 			}
 			for _, r := range reals {
 				id := uint32(len(t.Reals))
+				// As the compiler keeps the last failed real: Ready
+				// and in the scheduler whatever its health.
 				t.Reals = append(t.Reals, dataplane.Real{ID: id, Addr: r.Address.Addr().As4(), Port: r.Address.Port(), Ready: states[r.Address].ready})
 				ds.Reals = append(ds.Reals, id)
-				ds.Dests = append(ds.Dests, schedule.Dest{Weight: states[r.Address].weight, Counters: new(schedule.Counters)})
+				ds.Dests = append(ds.Dests, schedule.Dest{Weight: 1, Counters: new(schedule.Counters)})
 			}
 			t.Services[serviceKey(s)] = ds
 		}
 		return t
 	}
+	health := func(states map[netip.AddrPort]st) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
+		return func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+			return HealthState{Checked: true, Up: !states[r].down}
+		}
+	}
 	two := &config.Config{Services: []config.Service{svc(vip100, 80, rs1, rs2), svc(vip100, 443, rs1), svc(vip101, 80, rs2)}}
 	withSorry := &config.Config{Services: []config.Service{svc(vip100, 80, rs1)}}
 	withSorry.Services[0].Sorry = sorry
+	quiesced := &config.Config{Services: []config.Service{svc(vip100, 80, rs1)}}
+	quiesced.Services[0].Reals[0].Weight = 0
 	for _, tc := range []struct {
 		name   string
 		cfg    *config.Config
@@ -88,26 +96,32 @@ func TestVIPReadiness(t *testing.T) {
 		noTbl  bool
 		want   map[netip.Addr]bool
 	}{
-		{"all up", two, map[netip.AddrPort]st{rs1: {true, 1}, rs2: {true, 1}}, false, map[netip.Addr]bool{vip100: true, vip101: true}},
-		{"rs2 down: .101 has only rs2", two, map[netip.AddrPort]st{rs1: {true, 1}, rs2: {false, 0}}, false, map[netip.Addr]bool{vip100: true, vip101: false}},
-		{"rs2 quiesced (on_failure quiesce, or weight 0): ready but weight 0", two, map[netip.AddrPort]st{rs1: {false, 0}, rs2: {true, 0}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
-		{"next hop unknown", two, map[netip.AddrPort]st{rs1: {false, 0}, rs2: {false, 0}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
-		{"only the sorry real", withSorry, map[netip.AddrPort]st{rs1: {false, 0}, sorry: {true, 1}}, false, map[netip.Addr]bool{vip100: false}},
-		{"real up beside the sorry real", withSorry, map[netip.AddrPort]st{rs1: {true, 1}, sorry: {true, 1}}, false, map[netip.Addr]bool{vip100: true}},
+		{"all up", two, map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true}}, false, map[netip.Addr]bool{vip100: true, vip101: true}},
+		{"rs2 fails its check: .101 has only rs2", two, map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true, down: true}}, false, map[netip.Addr]bool{vip100: true, vip101: false}},
+		{"all fail (the compiler keeps one, Ready)", two, map[netip.AddrPort]st{rs1: {ready: true, down: true}, rs2: {ready: true, down: true}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
+		{"next hop unknown", two, map[netip.AddrPort]st{rs1: {}, rs2: {}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
+		{"weight 0", quiesced, map[netip.AddrPort]st{rs1: {ready: true}}, false, map[netip.Addr]bool{vip100: false}},
+		{"only the sorry real", withSorry, map[netip.AddrPort]st{rs1: {down: true}, sorry: {ready: true}}, false, map[netip.Addr]bool{vip100: false}},
+		{"real up beside the sorry real", withSorry, map[netip.AddrPort]st{rs1: {ready: true}, sorry: {ready: true}}, false, map[netip.Addr]bool{vip100: true}},
 		{"no table yet", two, nil, true, map[netip.Addr]bool{vip100: false, vip101: false}},
 	} {
 		var tbl *dataplane.Table
 		if !tc.noTbl {
 			tbl = table(tc.cfg, tc.states)
 		}
-		if got := vipReadiness(tc.cfg, tbl); !reflect.DeepEqual(got, tc.want) {
+		if got := vipReadiness(tc.cfg, tbl, health(tc.states)); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
 	}
+	// Without checks (nil health, or unchecked), the table decides.
+	up := map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true}}
+	if got := vipReadiness(two, table(two, up), nil); !got[vip100] || !got[vip101] {
+		t.Errorf("no health function: %v", got)
+	}
 	// A service the table lacks (a compile left it out) is not ready.
-	tbl := table(two, map[netip.AddrPort]st{rs1: {true, 1}, rs2: {true, 1}})
+	tbl := table(two, up)
 	delete(tbl.Services, serviceKey(&two.Services[2]))
-	if got := vipReadiness(two, tbl); got[vip101] {
+	if got := vipReadiness(two, tbl, health(up)); got[vip101] {
 		t.Errorf("service missing from the table: %v", got)
 	}
 }

@@ -77,11 +77,9 @@ func Start(cfg Config, log *slog.Logger) (*Speaker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	// GoBGP logs every FSM step at Info; ours is the daemon's log, so only
-	// its warnings go there.
-	lv := new(slog.LevelVar)
-	lv.Set(slog.LevelWarn)
-	s := &Speaker{srv: server.NewBgpServer(server.LoggerOption(log.With("component", "gobgp"), lv)), log: log,
+	// GoBGP logs to the daemon's log: peers up and down, notifications, at
+	// Info and above (its FSM steps are Debug).
+	s := &Speaker{srv: server.NewBgpServer(server.LoggerOption(log.With("component", "gobgp"), nil)), log: log,
 		done: make(chan struct{}), cfg: cfg, announced: map[netip.Prefix]bool{}}
 	go func() { // bgp: GoBGP's event loop, until Close stops it
 		defer close(s.done)
