@@ -42,7 +42,7 @@ type liveReal struct {
 
 func (d *Daemon) list() *api.Response {
 	cfg := d.Config()
-	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus()}
+	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus(), BGP: d.bgpStatus()}
 	live := map[liveReal]*dataplane.Real{}
 	if t := d.dp.Table(); t != nil {
 		for k, svc := range t.Services {

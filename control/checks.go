@@ -120,6 +120,7 @@ func (d *Daemon) healthLoop() {
 		if err != nil {
 			d.log.Error("republish after a health change failed", "err", err)
 		}
+		d.bgpSync()
 		d.mu.Unlock()
 	}
 }

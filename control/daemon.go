@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gvs-lb/gvs/arpctl"
+	"github.com/gvs-lb/gvs/control/bgp"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/control/health"
 	"github.com/gvs-lb/gvs/control/ingress"
@@ -72,6 +73,8 @@ type Daemon struct {
 	vrrpState  vrrpStatus
 	vrrpKick   chan struct{} // the VRRP state changed
 	sync       *syncer       // nil without [sync]
+	bgp        *bgp.Speaker  // nil without [bgp]
+	linkOK     atomic.Bool   // the interface is up and the links read (for [bgp])
 	closed     bool
 	announce   sync.WaitGroup
 }
@@ -179,6 +182,12 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	d.setChecks(cfg)
+	if err := d.startBGP(cfg); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	d.bgpSync()
+	d.mu.Unlock()
 	d.bg.Add(4)
 	go d.resolver()   // control: re-resolves next hops until Close
 	go d.estimate()   // control: samples the rates every 2 s until Close
@@ -249,6 +258,7 @@ func (d *Daemon) reloadLocked(cfg *config.Config) error {
 	if cfg.Director.Metrics != d.cfg.Director.Metrics {
 		fixed = append(fixed, config.FieldError{Path: "director.metrics", Msg: "cannot change on reload; restart gvsd"})
 	}
+	fixed = append(fixed, bgpFixed(d.cfg.BGP, cfg.BGP)...)
 	if cfg.Limits.Connections != d.cfg.Limits.Connections {
 		fixed = append(fixed, config.FieldError{Path: "limits.connections", Msg: "cannot change on reload (the table is sized at start); restart gvsd"})
 	}
@@ -271,6 +281,7 @@ func (d *Daemon) reloadLocked(cfg *config.Config) error {
 	}
 	d.cfg = cfg
 	d.setChecks(cfg)
+	d.bgpReload()
 	d.log.Info("configuration reloaded", "services", len(cfg.Services))
 	return nil
 }
@@ -339,9 +350,10 @@ func (d *Daemon) Err() error {
 	return d.runErr
 }
 
-// Close removes the ingress table first (the kernel sees VIP traffic again
-// only once the VIPs are also gone), then the VIPs, stops the workers,
-// closes the links and restores the interface's offloads.
+// Close stops the director. With [bgp] it first withdraws every VIP and
+// keeps forwarding for [bgp] drain; then it removes the VIPs, stops the
+// workers, closes the links, removes the ingress table and restores the
+// interface's offloads (see teardown).
 func (d *Daemon) Close() error {
 	d.mu.Lock()
 	if d.closed {
@@ -349,7 +361,9 @@ func (d *Daemon) Close() error {
 		return nil
 	}
 	d.closed = true
+	drain := d.cfg.BGP.Drain
 	d.mu.Unlock()
+	d.bgpWithdraw(drain)
 	return d.teardown()
 }
 
@@ -360,6 +374,9 @@ func (d *Daemon) Close() error {
 // moves the traffic.
 func (d *Daemon) teardown() error {
 	var errs []error
+	if d.bgp != nil {
+		errs = append(errs, d.bgp.Close()) // a Cease to every peer
+	}
 	d.announce.Wait()
 	for vip, added := range d.vips {
 		if added {
@@ -592,6 +609,7 @@ func (d *Daemon) resolver() {
 			if err != nil {
 				d.log.Error("republish after next-hop change failed", "err", err)
 			}
+			d.bgpSync()
 		}
 		return true
 	})
@@ -686,6 +704,10 @@ func (d *Daemon) linkWatch() {
 		case <-d.linkDown:
 		}
 		d.log.Warn("interface down: forwarding paused until it is back", "interface", d.link.Name)
+		d.linkOK.Store(false)
+		d.mu.Lock()
+		d.bgpSync()
+		d.mu.Unlock()
 		for !interfaceUp(d.link.Name) {
 			select {
 			case <-d.stop:
@@ -796,6 +818,7 @@ func (d *Daemon) relink() error {
 			}
 		}
 	}
+	d.linkOK.Store(true) // the reload announces again
 	if err := d.reloadLocked(d.cfg); err != nil {
 		return err
 	}

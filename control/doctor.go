@@ -64,7 +64,52 @@ func (d *Daemon) Doctor() []api.Check {
 		_, gwKnown := macs[gateway]
 		out = append(out, checkSync(cfg, gateway, gwKnown))
 	}
+	if st := d.bgpStatus(); st != nil {
+		out = append(out, checkBGP(cfg, st)...)
+	}
 	return out
+}
+
+// checkBGP: every peer's session must be established (a router without
+// one has no route from this director); a VIP withdrawn while gvsd runs is
+// a warning (no ready real); and every service should use mh or sh, the
+// schedulers that give every director the same real for a flow, since the
+// routers may move a flow from one director to another.
+func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
+	var out []api.Check
+	for _, p := range st.Peers {
+		name := "bgp peer " + p.Address
+		if p.Established {
+			out = append(out, ok(name, fmt.Sprintf("established with AS %d for %v, %d UPDATEs sent", p.AS, time.Duration(p.Uptime)*time.Second, p.UpdatesSent)))
+			continue
+		}
+		out = append(out, fail(name, fmt.Sprintf("session %s, not established: the router gets no route to the VIPs from this director", p.State),
+			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (IPv4 unicast, accepting /32s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
+				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, cfg.Director.Interface, p.Address)))
+	}
+	switch {
+	case st.Stopping:
+		out = append(out, warn("bgp", "gvsd is stopping: every VIP withdrawn, forwarding until [bgp] drain ends", ""))
+	case len(st.Withdrawn) > 0:
+		out = append(out, warn("bgp", fmt.Sprintf("withdrawn: %s (no real ready: every real down, quiesced or unresolved); announced: %s",
+			strings.Join(st.Withdrawn, " "), orNone(st.Announced)), "gvsadm -Ln --health shows each real's check"))
+	default:
+		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, next hop %s", orNone(st.Announced), st.NextHop)))
+	}
+	for i, s := range cfg.Services {
+		if s.Scheduler != "mh" && s.Scheduler != "sh" {
+			out = append(out, warn("bgp scheduler "+s.Name, fmt.Sprintf("scheduler %s with [bgp]: when the routers move a flow to another director (one joins or leaves the ECMP set), that director may pick another real and the connection breaks",
+				s.Scheduler), fmt.Sprintf(`set service[%d].scheduler = "mh" (Maglev hashing; or "sh"), the same on every director`, i)))
+		}
+	}
+	return out
+}
+
+func orNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, " ")
 }
 
 func maps[K comparable, V any](m map[K]V) map[K]V {

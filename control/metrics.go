@@ -25,6 +25,7 @@ type snapshot struct {
 	links    []afpacket.Stats
 	vrrp     *api.VRRPStatus // nil without [vrrp]
 	sync     *api.SyncStatus // nil without [sync]
+	bgp      *api.BGPStatus  // nil without [bgp]
 	relinks  uint64          // links reopened after the interface came back
 }
 
@@ -68,6 +69,9 @@ var (
 	descVRRPAdvert  = prometheus.NewDesc("gvs_vrrp_adverts_total", "VRRP adverts sent, received, and received but dropped as invalid.", []string{"router_id", "result"}, nil)
 	descVRRPDropped = prometheus.NewDesc("gvs_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason: malformed, ttl, version (neither 2 nor 3, or not ours), checksum, vrid (another virtual router's), auth (VRRPv2: another auth_type or password), interval (VRRPv2: another advert interval).", []string{"router_id", "reason"}, nil)
 
+	descBGPSessionUp = prometheus.NewDesc("gvs_bgp_session_up", "1 while the BGP session to the peer is established, 0 otherwise.", []string{"peer"}, nil)
+	descBGPAnnounced = prometheus.NewDesc("gvs_bgp_announced", "1 while the VIP's /32 is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).", []string{"prefix"}, nil)
+
 	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
 	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)
 	descSyncConns    = prometheus.NewDesc("gvs_sync_connections_total", "Connection sync records: sent, dropped (report ring full), received, ignored, installed, unknown (no such service or real), refused (table full), inbox_full, kept (received while master for a connection it has).", []string{"result"}, nil)
@@ -77,7 +81,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
 		descFrames, descConns, descConnEvents, descSynProxy, descLinkErrors, descRelinks, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
-		descSyncMaster, descSyncMessages, descSyncConns} {
+		descSyncMaster, descSyncMessages, descSyncConns, descBGPSessionUp, descBGPAnnounced} {
 		ch <- d
 	}
 }
@@ -178,6 +182,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSyncConns, c.n, c.name)
 		}
 	}
+	if v := s.bgp; v != nil {
+		for _, p := range v.Peers {
+			gauge(descBGPSessionUp, b(p.Established), p.Address)
+		}
+		for _, p := range v.Announced {
+			gauge(descBGPAnnounced, 1, p)
+		}
+		for _, p := range v.Withdrawn {
+			gauge(descBGPAnnounced, 0, p)
+		}
+	}
 	for i, ls := range s.links {
 		wl := strconv.Itoa(i)
 		counter(descRing, ls.Packets, wl, "main")
@@ -200,7 +215,7 @@ func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
 // snapshot reads what a scrape reports.
 func (d *Daemon) snapshot() snapshot {
 	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus(), sync: d.syncStatus(),
-		relinks: d.relinks.Load()}
+		bgp: d.bgpStatus(), relinks: d.relinks.Load()}
 }
 
 // serveMetrics starts the metrics listener on addr ([director] metrics):

@@ -230,9 +230,41 @@ type Response struct {
 	Services    []Service    `json:"services,omitempty"`
 	VRRP        *VRRPStatus  `json:"vrrp,omitempty"`
 	Sync        *SyncStatus  `json:"sync,omitempty"`
+	BGP         *BGPStatus   `json:"bgp,omitempty"`
 	Checks      []Check      `json:"checks,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
 	Simulation  *Simulation  `json:"simulation,omitempty"` // OpSimulate's answer
+}
+
+// BGPStatus is the director's BGP speaker as it runs ([bgp]).
+type BGPStatus struct {
+	LocalAS  uint32 `json:"local_as"`
+	RouterID string `json:"router_id"`
+	NextHop  string `json:"next_hop"`  // of every announced prefix
+	HoldTime int    `json:"hold_time"` // seconds, as proposed to the peers
+	// Stopping is set once gvsd has withdrawn everything on its way out
+	// and forwards until [bgp] drain ends.
+	Stopping bool      `json:"stopping,omitempty"`
+	Peers    []BGPPeer `json:"peers"`
+	// Announced are the prefixes (VIP/32) announced to the peers now;
+	// Withdrawn the service VIPs that are not: no ready real, or stopping.
+	Announced []string `json:"announced"`
+	Withdrawn []string `json:"withdrawn,omitempty"`
+}
+
+// BGPPeer is one BGP session of the director.
+type BGPPeer struct {
+	Address string `json:"address"`
+	AS      uint32 `json:"as"`
+	// State is the session's RFC 4271 state in lower case: idle, connect,
+	// active, opensent, openconfirm or established.
+	State       string    `json:"state"`
+	Established bool      `json:"established"`
+	Since       time.Time `json:"since,omitzero"` // established since
+	Uptime      int64     `json:"uptime_seconds"` // 0 unless established
+	// UPDATE messages received from and sent to the peer.
+	UpdatesReceived uint64 `json:"updates_received"`
+	UpdatesSent     uint64 `json:"updates_sent"`
 }
 
 // SyncStatus is the director's connection sync as it runs ([sync]).

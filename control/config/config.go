@@ -119,7 +119,58 @@ type Config struct {
 	Services []Service
 	VRRP     VRRP
 	Sync     Sync
+	BGP      BGP
 }
+
+// BGP is the [bgp] table: the director announces each VIP as a /32 to its BGP peers
+// while it can serve it (RFC 4271, IPv4 unicast), so that routers spread the VIPs'
+// traffic over every director that announces them (ECMP). A [bgp] table in the file
+// turns it on (Enabled). gvsd only dials out to its peers; it does not listen.
+type BGP struct {
+	Enabled  bool       // set by the presence of [bgp]; `enabled = false` turns it off
+	LocalAS  int        // 1..4294967295; required
+	RouterID netip.Addr // BGP identifier; unset = the director interface's address
+	// HoldTime is proposed to every peer (the session uses the smaller of the two):
+	// 0 (no keepalives) or 3s..65535s in whole seconds (RFC 4271 section 4.2). The
+	// default is 9s, keepalives every 3s, rather than BGP's usual 90s: a director that
+	// dies then leaves its routers' ECMP sets within 9 seconds instead of a minute and a
+	// half of black-holed flows.
+	HoldTime time.Duration
+	NextHop  netip.Addr    // the next hop announced; unset = the director interface's address
+	Drain    time.Duration // on a clean stop, forwarding goes on this long after the withdraw; default 5s
+	MED      int           // MULTI_EXIT_DISC sent with each VIP, 0..4294967295; -1 (the default) = none
+	// Communities are RFC 1997 communities sent with each VIP, "ASN:VALUE" with both
+	// halves 0..65535 (see ParseCommunity).
+	Communities []string
+	Peers       []BGPPeer // [[bgp.peer]]; at least one
+}
+
+// BGPPeer is one [[bgp.peer]]: a router the director opens a BGP session to.
+type BGPPeer struct {
+	Address netip.Addr // IPv4; required, unique
+	AS      int        // 1..4294967295; required; the local AS makes it iBGP
+	// Password is the TCP MD5 signature key (RFC 2385), at most 80 bytes; "" = none.
+	Password string
+}
+
+// ParseCommunity parses a BGP community written "ASN:VALUE" (RFC 1997), each half
+// 0..65535, into its 32-bit value.
+func ParseCommunity(s string) (uint32, error) {
+	for i := 0; i < len(s); i++ {
+		if s[i] != ':' {
+			continue
+		}
+		hi, err1 := strconv.ParseUint(s[:i], 10, 16)
+		lo, err2 := strconv.ParseUint(s[i+1:], 10, 16)
+		if err1 != nil || err2 != nil {
+			break
+		}
+		return uint32(hi)<<16 | uint32(lo), nil
+	}
+	return 0, fmt.Errorf("config: %q %s", s, communityWant)
+}
+
+const communityWant = `is not a community (want "ASN:VALUE", each 0..65535)`
 
 // Sync is the [sync] table: connection synchronisation between directors over the IPVS
 // sync protocol (version 1). A [sync] table in the file turns it on (Enabled); the
@@ -271,6 +322,11 @@ const (
 	// (UDP, 5 minutes).
 	defaultSyncPort    = 8848
 	defaultSyncRefresh = 30 * time.Second
+	// BGP: see BGP.HoldTime for the hold time; a drain of 5 s lets the routers
+	// take the withdraw (one UPDATE each, within milliseconds) and move new flows
+	// before this director stops forwarding the ones already on their way.
+	defaultBGPHoldTime = 9 * time.Second
+	defaultBGPDrain    = 5 * time.Second
 	defaultScheduler   = "wlc" // ipvsadm's default
 	defaultWeight      = 1     // ipvsadm's default
 	defaultNetmask     = 32    // ipvsadm -M default 255.255.255.255
@@ -291,6 +347,10 @@ const (
 	maxNetmask     = 32    // IPv4
 	maxThreshold   = 1<<31 - 1
 	ifNameSize     = 16 // IFNAMSIZ, including the NUL (linux/if.h)
+	// maxMD5Key is TCP_MD5SIG_MAXKEYLEN (include/uapi/linux/tcp.h).
+	maxMD5Key = 80
+	maxAS     = 1<<32 - 1 // 4-octet AS numbers (RFC 6793)
+	asTrans   = 23456     // AS_TRANS (RFC 6793): stands for a 4-octet AS, never a speaker's own
 )
 
 // schedulers are the LVS schedulers (ipvsadm(8) -s) in ipvsadm's order.
@@ -313,6 +373,7 @@ func Default() *Config {
 		Limits:   Limits{Connections: defaultConnections},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
 		Sync:     Sync{Port: defaultSyncPort, Refresh: defaultSyncRefresh},
+		BGP:      BGP{HoldTime: defaultBGPHoldTime, Drain: defaultBGPDrain, MED: -1},
 	}
 }
 

@@ -17,6 +17,7 @@ func TestExampleConfigs(t *testing.T) {
 		"fullnat.toml": 2,
 		"tun.toml":     1,
 		"udp-dns.toml": 2,
+		"bgp.toml":     1,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil {

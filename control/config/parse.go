@@ -320,8 +320,38 @@ func (d *decoder) config(tree map[string]any) *Config {
 				{"refresh", d.setDuration(&c.Sync.Refresh)},
 			})
 		}},
+		{"bgp", func(path string, v any) { d.bgp(path, v, &c.BGP) }},
 	})
 	return c
+}
+
+func (d *decoder) bgp(path string, v any, b *BGP) {
+	b.Enabled = true
+	d.table(path, v, []field{
+		{"enabled", d.setBool(&b.Enabled)},
+		{"local_as", d.setInt(&b.LocalAS)},
+		{"router_id", d.setAddr(&b.RouterID)},
+		{"hold_time", d.setDuration(&b.HoldTime)},
+		{"next_hop", d.setAddr(&b.NextHop)},
+		{"drain", d.setDuration(&b.Drain)},
+		{"med", d.setInt(&b.MED)},
+		{"communities", d.setStrings(&b.Communities)},
+		{"peer", func(path string, v any) {
+			items, ok := d.list(path, "an array of tables ([[bgp.peer]])", v)
+			if !ok {
+				return
+			}
+			b.Peers = make([]BGPPeer, len(items))
+			for i, it := range items {
+				p := &b.Peers[i]
+				d.table(index(path, i), it, []field{
+					{"address", d.setAddr(&p.Address)},
+					{"as", d.setInt(&p.AS)},
+					{"password", d.setString(&p.Password)},
+				})
+			}
+		}},
+	})
 }
 
 func (d *decoder) director(path string, v any, dir *Director) {

@@ -70,6 +70,7 @@ forward = "nat"
 		Limits:   Limits{Connections: 4000000},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
 		Sync:     Sync{Port: 8848, Refresh: 30 * time.Second},
+		BGP:      BGP{HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1},
 		Services: []Service{
 			{
 				Name: "tcp/10.20.0.100:80", Protocol: TCP, Address: netip.MustParseAddrPort("10.20.0.100:80"),
@@ -200,6 +201,7 @@ sorry = "10.40.1.99:53"
 			UnicastPeers: []netip.Addr{netip.MustParseAddr("10.40.0.9")}, Addresses: []netip.Addr{netip.MustParseAddr("10.20.0.53")},
 			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}, GARPRepeat: 3, GARPRefresh: time.Minute},
 		Sync: Sync{Enabled: true, Interface: "eth3", Peer: netip.MustParseAddr("10.40.0.9"), Port: 8849, SyncID: 7, Refresh: 10 * time.Second},
+		BGP:  BGP{HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
 			SchedulerFlags: []string{"sh-port", "sh-fallback"},

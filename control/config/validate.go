@@ -86,6 +86,109 @@ func (v *validator) config(c *Config) {
 	v.services(c.Services)
 	v.vrrp(&c.VRRP)
 	v.sync(&c.Sync)
+	v.bgp(&c.BGP)
+	v.bgpWithVRRP(c)
+}
+
+func (v *validator) bgp(b *BGP) {
+	if !b.Enabled {
+		return
+	}
+	if b.LocalAS == 0 {
+		v.addf("bgp.local_as", "required")
+	} else if msg := checkAS(b.LocalAS); msg != "" {
+		v.addf("bgp.local_as", "%s", msg)
+	}
+	if b.RouterID.IsValid() {
+		if !b.RouterID.Is4() || b.RouterID.IsUnspecified() || b.RouterID.IsMulticast() || b.RouterID == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			v.addf("bgp.router_id", "%s is not a usable IPv4 address (a BGP identifier is a unicast IPv4 address, RFC 6286)", b.RouterID)
+		}
+	}
+	// RFC 4271 section 4.2: the Hold Time is 0 or at least three seconds, in
+	// whole seconds on 16 bits.
+	if h := b.HoldTime; h != 0 && (h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0) {
+		v.addf("bgp.hold_time", "%s is not 0 or a whole number of seconds in 3s..65535s (RFC 4271)", h)
+	}
+	if b.NextHop.IsValid() {
+		if msg := checkAddr(b.NextHop); msg != "" {
+			v.addf("bgp.next_hop", "%s", msg)
+		}
+	}
+	if b.Drain < 0 {
+		v.addf("bgp.drain", "%s is negative", b.Drain)
+	}
+	if b.MED < -1 || b.MED > maxAS {
+		v.addf("bgp.med", "%d is out of range 0..%d", b.MED, maxAS)
+	}
+	for i, c := range b.Communities {
+		if _, err := ParseCommunity(c); err != nil {
+			v.addf(index("bgp.communities", i), "%s %s", quote(c), communityWant)
+		}
+	}
+	if len(b.Peers) == 0 {
+		v.addf("bgp.peer", "at least one [[bgp.peer]] is required")
+	}
+	seen := make(map[netip.Addr]int, len(b.Peers))
+	for i := range b.Peers {
+		p := &b.Peers[i]
+		path := index("bgp.peer", i)
+		ap := join(path, "address")
+		if msg := checkAddr(p.Address); msg != "" {
+			v.addf(ap, "%s", msg)
+		} else if j, ok := seen[p.Address]; ok {
+			v.addf(ap, "%s is already bgp.peer[%d]", p.Address, j)
+		} else if !v.skip(ap) {
+			seen[p.Address] = i
+		}
+		if p.AS == 0 {
+			v.addf(join(path, "as"), "required")
+		} else if msg := checkAS(p.AS); msg != "" {
+			v.addf(join(path, "as"), "%s", msg)
+		}
+		if n := len(p.Password); n > maxMD5Key {
+			v.addf(join(path, "password"), "%d bytes long; a TCP MD5 key has at most %d (TCP_MD5SIG_MAXKEYLEN)", n, maxMD5Key)
+		}
+	}
+}
+
+// checkAS accepts an AS number a speaker may have: 4 octets, not AS_TRANS,
+// and not the last of the 2- and 4-octet ranges (reserved, RFC 7300).
+func checkAS(as int) string {
+	switch {
+	case as < 1 || as > maxAS:
+		return fmt.Sprintf("%d is out of range 1..%d", as, maxAS)
+	case as == asTrans:
+		return fmt.Sprintf("%d is AS_TRANS (RFC 6793), not an AS a speaker may have", as)
+	case as == 65535 || as == maxAS:
+		return fmt.Sprintf("%d is reserved (RFC 7300)", as)
+	}
+	return ""
+}
+
+// bgpWithVRRP refuses [bgp] and [vrrp] on the same VIP: BGP has every director
+// announce it and serve it at once, VRRP gives it to one master, and the two would
+// fight over it. VRRP moves every service VIP with mastership (and vrrp.addresses),
+// [bgp] announces every service VIP: each VIP in both is one error.
+func (v *validator) bgpWithVRRP(c *Config) {
+	if !c.BGP.Enabled || c.VRRP.RouterID == 0 || v.skip("bgp") || v.skip("vrrp") {
+		return
+	}
+	reported := map[netip.Addr]bool{}
+	for i, s := range c.Services {
+		vip := s.Address.Addr()
+		if !vip.IsValid() || reported[vip] {
+			continue
+		}
+		reported[vip] = true
+		vpath := "vrrp (vrrp.addresses is empty: every service VIP)"
+		if j := slices.Index(c.VRRP.Addresses, vip); j >= 0 {
+			vpath = index("vrrp.addresses", j)
+		} else if len(c.VRRP.Addresses) > 0 {
+			vpath = "vrrp (the VRRP master holds every service VIP)"
+		}
+		v.addf("bgp", "[bgp] and [vrrp] on the same VIP %s (%s): [bgp] announces it from every director, %s gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)",
+			vip, index("service", i)+".address", vpath)
+	}
 }
 
 func (v *validator) sync(s *Sync) {

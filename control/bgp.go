@@ -1,0 +1,256 @@
+package control
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/bgp"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/dataplane"
+)
+
+// bgpInputs is everything that decides which VIPs the director announces.
+type bgpInputs struct {
+	// Running: gvsd is up and not stopping, its workers run (the dataplane
+	// has not stopped) and the interface is up.
+	Running bool
+	// VIPs are the service VIPs, each with whether it is ready: some
+	// service on it has a real the scheduler may pick (see vipReadiness).
+	VIPs map[netip.Addr]bool
+}
+
+// bgpPrefixes decides what the director announces: each ready VIP as a /32
+// while it runs, nothing otherwise. Sorted.
+func bgpPrefixes(in bgpInputs) []netip.Prefix {
+	if !in.Running {
+		return nil
+	}
+	var out []netip.Prefix
+	for vip, ready := range in.VIPs {
+		if ready && vip.Is4() {
+			out = append(out, netip.PrefixFrom(vip, 32))
+		}
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return out
+}
+
+// vipReadiness says, for every VIP of cfg, whether one of its services
+// has a real that can take a new connection: configured with a weight
+// above 0, its next hop known (Ready in the published table t) and passing
+// its health check (health; a service without a check passes). Health is
+// asked, not the table's weights: when every real of a service fails, the
+// compiler keeps the last one in the scheduler (failing open), and that
+// must not keep the VIP announced. A service's sorry real does not count
+// either: a director whose reals are all down leaves the VIP to the
+// directors whose reals are up.
+func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.ServiceKey, netip.AddrPort) HealthState) map[netip.Addr]bool {
+	out := make(map[netip.Addr]bool, len(cfg.Services))
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		vip := s.Address.Addr()
+		if out[vip] {
+			continue
+		}
+		out[vip] = false
+		if t == nil {
+			continue
+		}
+		key := serviceKey(s)
+		svc := t.Services[key]
+		if svc == nil {
+			continue
+		}
+		for _, r := range s.Reals {
+			if r.Weight <= 0 || !tableReady(t, svc, r.Address) {
+				continue
+			}
+			if health != nil {
+				if h := health(key, r.Address); h.Checked && !h.Up {
+					continue
+				}
+			}
+			out[vip] = true
+			break
+		}
+	}
+	return out
+}
+
+// tableReady reports whether real is a Ready real of svc in t.
+func tableReady(t *dataplane.Table, svc *dataplane.Service, real netip.AddrPort) bool {
+	for _, id := range svc.Reals {
+		if int(id) >= len(t.Reals) {
+			continue
+		}
+		r := &t.Reals[id]
+		if netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port) == real {
+			return r.Ready
+		}
+	}
+	return false
+}
+
+// bgpConfig is the speaker's configuration of cfg on this director: the
+// router ID and next hop default to the interface's address.
+func bgpConfig(cfg *config.Config, addr netip.Addr) bgp.Config {
+	b := cfg.BGP
+	id := b.RouterID
+	if !id.IsValid() {
+		id = addr
+	}
+	return bgp.Config{LocalAS: uint32(b.LocalAS), RouterID: id, HoldTime: b.HoldTime, Routes: bgpRoutes(cfg, addr), Peers: bgpPeers(cfg)}
+}
+
+func bgpRoutes(cfg *config.Config, addr netip.Addr) bgp.Routes {
+	b := cfg.BGP
+	r := bgp.Routes{NextHop: b.NextHop, MED: int64(b.MED)}
+	if !r.NextHop.IsValid() {
+		r.NextHop = addr
+	}
+	for _, c := range b.Communities {
+		if v, err := config.ParseCommunity(c); err == nil { // validated
+			r.Communities = append(r.Communities, v)
+		}
+	}
+	return r
+}
+
+func bgpPeers(cfg *config.Config) []bgp.Peer {
+	out := make([]bgp.Peer, 0, len(cfg.BGP.Peers))
+	for _, p := range cfg.BGP.Peers {
+		out = append(out, bgp.Peer{Address: p.Address, AS: uint32(p.AS), Password: p.Password})
+	}
+	return out
+}
+
+// bgpFixed reports the [bgp] fields a reload cannot change: the session
+// itself (on or off, local AS, router ID, hold time). Peers, next hop, MED,
+// communities and drain can change.
+func bgpFixed(cur, next config.BGP) config.Errors {
+	var out config.Errors
+	restart := func(path string) {
+		out = append(out, config.FieldError{Path: path, Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cur.Enabled != next.Enabled {
+		restart("bgp")
+		return out
+	}
+	if !cur.Enabled {
+		return nil
+	}
+	if cur.LocalAS != next.LocalAS {
+		restart("bgp.local_as")
+	}
+	if cur.RouterID != next.RouterID {
+		restart("bgp.router_id")
+	}
+	if cur.HoldTime != next.HoldTime {
+		restart("bgp.hold_time")
+	}
+	return out
+}
+
+// startBGP starts the speaker of cfg, if it has [bgp]. It announces
+// nothing until bgpSync.
+func (d *Daemon) startBGP(cfg *config.Config) error {
+	if !cfg.BGP.Enabled {
+		return nil
+	}
+	d.linkOK.Store(true)
+	sp, err := bgp.Start(bgpConfig(cfg, d.link.Addr), d.log)
+	if err != nil {
+		return fmt.Errorf("control: %w", err)
+	}
+	d.bgp = sp
+	d.log.Info("BGP speaker started", "local_as", cfg.BGP.LocalAS, "peers", len(cfg.BGP.Peers))
+	return nil
+}
+
+// bgpSync announces what bgpPrefixes decides now. d.mu is held.
+func (d *Daemon) bgpSync() {
+	if d.bgp == nil {
+		return
+	}
+	running := !d.closed && d.linkOK.Load()
+	select {
+	case <-d.runDone:
+		running = false
+	default:
+	}
+	in := bgpInputs{Running: running, VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
+	if err := d.bgp.Announce(bgpPrefixes(in)); err != nil {
+		d.log.Error("BGP announce failed", "err", err)
+	}
+}
+
+// bgpReload applies what a reload may change of [bgp]. d.mu is held and
+// d.cfg is the new configuration.
+func (d *Daemon) bgpReload() {
+	if d.bgp == nil {
+		return
+	}
+	if err := d.bgp.Update(bgpPeers(d.cfg), bgpRoutes(d.cfg, d.link.Addr)); err != nil {
+		d.log.Error("BGP reload", "err", err)
+	}
+	d.bgpSync()
+}
+
+// bgpWithdraw withdraws every VIP on a clean stop and keeps forwarding for
+// [bgp] drain, so that the routers move new flows elsewhere before the
+// workers stop. d.closed is set: nothing announces again.
+func (d *Daemon) bgpWithdraw(drain time.Duration) {
+	if d.bgp == nil {
+		return
+	}
+	had := len(d.bgp.Announced()) > 0
+	if err := d.bgp.Announce(nil); err != nil {
+		d.log.Error("BGP withdraw at stop failed", "err", err)
+	}
+	select {
+	case <-d.runDone:
+		return // the workers stopped already: nothing to drain
+	default:
+	}
+	if !had || drain <= 0 {
+		return
+	}
+	d.log.Info("VIPs withdrawn; forwarding until the drain ends", "drain", drain)
+	time.Sleep(drain)
+}
+
+// bgpStatus returns what gvsadm shows of BGP, or nil without it.
+func (d *Daemon) bgpStatus() *api.BGPStatus {
+	if d.bgp == nil {
+		return nil
+	}
+	d.mu.Lock()
+	cfg, closed := d.cfg, d.closed
+	d.mu.Unlock()
+	bc := bgpConfig(cfg, d.link.Addr)
+	st := &api.BGPStatus{LocalAS: bc.LocalAS, RouterID: bc.RouterID.String(), NextHop: bc.Routes.NextHop.String(),
+		HoldTime: int(cfg.BGP.HoldTime / time.Second), Stopping: closed, Peers: []api.BGPPeer{}, Announced: []string{}}
+	now := time.Now()
+	for _, p := range d.bgp.Peers() {
+		ap := api.BGPPeer{Address: p.Address.String(), AS: p.AS, State: p.State, Established: p.Established,
+			UpdatesReceived: p.Received, UpdatesSent: p.Sent}
+		if p.Established && !p.Since.IsZero() {
+			ap.Since = p.Since
+			ap.Uptime = int64(now.Sub(p.Since) / time.Second)
+		}
+		st.Peers = append(st.Peers, ap)
+	}
+	announced := d.bgp.Announced()
+	for _, p := range announced {
+		st.Announced = append(st.Announced, p.String())
+	}
+	for _, vip := range serviceVIPs(cfg) {
+		if !slices.Contains(announced, netip.PrefixFrom(vip, 32)) {
+			st.Withdrawn = append(st.Withdrawn, netip.PrefixFrom(vip, 32).String())
+		}
+	}
+	return st
+}

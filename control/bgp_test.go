@@ -1,0 +1,229 @@
+package control
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/schedule"
+)
+
+var (
+	vip100 = netip.MustParseAddr("10.20.0.100")
+	vip101 = netip.MustParseAddr("10.20.0.101")
+)
+
+// TestBGPPrefixes: a VIP is announced while gvsd runs and it is ready,
+// as a /32; nothing while gvsd does not run.
+func TestBGPPrefixes(t *testing.T) {
+	p100, p101 := netip.MustParsePrefix("10.20.0.100/32"), netip.MustParsePrefix("10.20.0.101/32")
+	for _, tc := range []struct {
+		name string
+		in   bgpInputs
+		want []netip.Prefix
+	}{
+		{"running, both ready", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip101: true, vip100: true}}, []netip.Prefix{p100, p101}},
+		{"running, one ready", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip100: false, vip101: true}}, []netip.Prefix{p101}},
+		{"running, none ready", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip100: false}}, nil},
+		{"no services", bgpInputs{Running: true}, nil},
+		{"not running (stopping, workers stopped, interface down)", bgpInputs{VIPs: map[netip.Addr]bool{vip100: true, vip101: true}}, nil},
+		{"IPv6 is not announced (phase 1)", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true}}, nil},
+	} {
+		if got := bgpPrefixes(tc.in); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestVIPReadiness: a VIP is ready while one service on it has a real
+// with a weight, a known next hop and a passing check. A sorry real, a
+// real of weight 0, a failed real (even the one the compiler keeps in the
+// scheduler when all failed) or a missing service do not make it ready.
+func TestVIPReadiness(t *testing.T) {
+	svc := func(vip netip.Addr, port uint16, reals ...netip.AddrPort) config.Service {
+		s := config.Service{Protocol: config.TCP, Address: netip.AddrPortFrom(vip, port), Scheduler: "mh", Forward: config.DR}
+		for _, r := range reals {
+			s.Reals = append(s.Reals, config.Real{Address: r, Weight: 1, Forward: config.DR})
+		}
+		return s
+	}
+	rs1, rs2, sorry := netip.MustParseAddrPort("10.20.0.11:80"), netip.MustParseAddrPort("10.20.0.12:80"), netip.MustParseAddrPort("10.20.0.99:80")
+	// st is a real's state: next hop known (Ready in the table) and its
+	// health check (down = checked and failing).
+	type st struct{ ready, down bool }
+	table := func(cfg *config.Config, states map[netip.AddrPort]st) *dataplane.Table {
+		t := &dataplane.Table{Services: map[dataplane.ServiceKey]*dataplane.Service{}}
+		for i := range cfg.Services {
+			s := &cfg.Services[i]
+			ds := &dataplane.Service{}
+			reals := s.Reals
+			if s.Sorry.IsValid() {
+				reals = append(reals, config.Real{Address: s.Sorry})
+			}
+			for _, r := range reals {
+				id := uint32(len(t.Reals))
+				// As the compiler keeps the last failed real: Ready
+				// and in the scheduler whatever its health.
+				t.Reals = append(t.Reals, dataplane.Real{ID: id, Addr: r.Address.Addr().As4(), Port: r.Address.Port(), Ready: states[r.Address].ready})
+				ds.Reals = append(ds.Reals, id)
+				ds.Dests = append(ds.Dests, schedule.Dest{Weight: 1, Counters: new(schedule.Counters)})
+			}
+			t.Services[serviceKey(s)] = ds
+		}
+		return t
+	}
+	health := func(states map[netip.AddrPort]st) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
+		return func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+			return HealthState{Checked: true, Up: !states[r].down}
+		}
+	}
+	two := &config.Config{Services: []config.Service{svc(vip100, 80, rs1, rs2), svc(vip100, 443, rs1), svc(vip101, 80, rs2)}}
+	withSorry := &config.Config{Services: []config.Service{svc(vip100, 80, rs1)}}
+	withSorry.Services[0].Sorry = sorry
+	quiesced := &config.Config{Services: []config.Service{svc(vip100, 80, rs1)}}
+	quiesced.Services[0].Reals[0].Weight = 0
+	for _, tc := range []struct {
+		name   string
+		cfg    *config.Config
+		states map[netip.AddrPort]st
+		noTbl  bool
+		want   map[netip.Addr]bool
+	}{
+		{"all up", two, map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true}}, false, map[netip.Addr]bool{vip100: true, vip101: true}},
+		{"rs2 fails its check: .101 has only rs2", two, map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true, down: true}}, false, map[netip.Addr]bool{vip100: true, vip101: false}},
+		{"all fail (the compiler keeps one, Ready)", two, map[netip.AddrPort]st{rs1: {ready: true, down: true}, rs2: {ready: true, down: true}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
+		{"next hop unknown", two, map[netip.AddrPort]st{rs1: {}, rs2: {}}, false, map[netip.Addr]bool{vip100: false, vip101: false}},
+		{"weight 0", quiesced, map[netip.AddrPort]st{rs1: {ready: true}}, false, map[netip.Addr]bool{vip100: false}},
+		{"only the sorry real", withSorry, map[netip.AddrPort]st{rs1: {down: true}, sorry: {ready: true}}, false, map[netip.Addr]bool{vip100: false}},
+		{"real up beside the sorry real", withSorry, map[netip.AddrPort]st{rs1: {ready: true}, sorry: {ready: true}}, false, map[netip.Addr]bool{vip100: true}},
+		{"no table yet", two, nil, true, map[netip.Addr]bool{vip100: false, vip101: false}},
+	} {
+		var tbl *dataplane.Table
+		if !tc.noTbl {
+			tbl = table(tc.cfg, tc.states)
+		}
+		if got := vipReadiness(tc.cfg, tbl, health(tc.states)); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	// Without checks (nil health, or unchecked), the table decides.
+	up := map[netip.AddrPort]st{rs1: {ready: true}, rs2: {ready: true}}
+	if got := vipReadiness(two, table(two, up), nil); !got[vip100] || !got[vip101] {
+		t.Errorf("no health function: %v", got)
+	}
+	// A service the table lacks (a compile left it out) is not ready.
+	tbl := table(two, up)
+	delete(tbl.Services, serviceKey(&two.Services[2]))
+	if got := vipReadiness(two, tbl, health(up)); got[vip101] {
+		t.Errorf("service missing from the table: %v", got)
+	}
+}
+
+// TestBGPFixed: the session's identity needs a restart, the rest reloads.
+func TestBGPFixed(t *testing.T) {
+	base := config.BGP{Enabled: true, LocalAS: 65001, RouterID: netip.MustParseAddr("10.20.0.2"), HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1,
+		Peers: []config.BGPPeer{{Address: netip.MustParseAddr("10.20.0.1"), AS: 65000}}}
+	paths := func(errs config.Errors) []string {
+		var out []string
+		for _, e := range errs {
+			out = append(out, e.Path+": "+e.Msg)
+		}
+		return out
+	}
+	next := base
+	next.Peers = []config.BGPPeer{{Address: netip.MustParseAddr("10.20.0.254"), AS: 65000, Password: "x"}}
+	next.NextHop, next.MED, next.Communities, next.Drain = netip.MustParseAddr("10.20.0.9"), 10, []string{"65000:1"}, time.Second
+	if errs := bgpFixed(base, next); len(errs) != 0 {
+		t.Errorf("peers, next_hop, med, communities, drain refused: %v", paths(errs))
+	}
+	next = base
+	next.LocalAS, next.RouterID, next.HoldTime = 65002, netip.MustParseAddr("10.20.0.3"), 90*time.Second
+	want := []string{"bgp.local_as: cannot change on reload; restart gvsd", "bgp.router_id: cannot change on reload; restart gvsd", "bgp.hold_time: cannot change on reload; restart gvsd"}
+	if got := paths(bgpFixed(base, next)); !reflect.DeepEqual(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if got := paths(bgpFixed(config.BGP{}, base)); !reflect.DeepEqual(got, []string{"bgp: cannot change on reload; restart gvsd"}) {
+		t.Errorf("turning [bgp] on: %v", got)
+	}
+	if got := bgpFixed(config.BGP{LocalAS: 1}, config.BGP{LocalAS: 2}); len(got) != 0 {
+		t.Errorf("[bgp] off in both: %v", got)
+	}
+}
+
+func TestBGPConfigDefaults(t *testing.T) {
+	cfg := config.Default()
+	cfg.BGP = config.BGP{Enabled: true, LocalAS: 65001, HoldTime: 9 * time.Second, MED: -1, Communities: []string{"65000:100"},
+		Peers: []config.BGPPeer{{Address: netip.MustParseAddr("10.20.0.1"), AS: 65000, Password: "pw"}}}
+	addr := netip.MustParseAddr("10.20.0.2")
+	bc := bgpConfig(cfg, addr)
+	if bc.RouterID != addr || bc.Routes.NextHop != addr || bc.Routes.MED != -1 || !reflect.DeepEqual(bc.Routes.Communities, []uint32{65000<<16 | 100}) ||
+		bc.LocalAS != 65001 || len(bc.Peers) != 1 || bc.Peers[0].Password != "pw" || bc.Peers[0].AS != 65000 {
+		t.Errorf("bgpConfig = %+v", bc)
+	}
+	cfg.BGP.RouterID, cfg.BGP.NextHop = netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("10.20.0.9")
+	if bc := bgpConfig(cfg, addr); bc.RouterID != cfg.BGP.RouterID || bc.Routes.NextHop != cfg.BGP.NextHop {
+		t.Errorf("configured router_id and next_hop: %+v", bc)
+	}
+}
+
+// TestDoctorBGP: a peer not established fails with how to fix it; a
+// withdrawn VIP warns; a scheduler other than mh or sh warns.
+func TestDoctorBGP(t *testing.T) {
+	cfg := config.Default()
+	cfg.Director.Interface = "eth0"
+	cfg.Services = []config.Service{{Name: "web", Address: netip.MustParseAddrPort("10.20.0.100:80"), Scheduler: "mh"},
+		{Name: "dns", Address: netip.MustParseAddrPort("10.20.0.101:53"), Scheduler: "wlc"}}
+	st := &api.BGPStatus{LocalAS: 65001, NextHop: "10.20.0.2", Announced: []string{"10.20.0.100/32"}, Withdrawn: []string{"10.20.0.101/32"},
+		Peers: []api.BGPPeer{{Address: "10.20.0.1", AS: 65000, State: "established", Established: true, Uptime: 75},
+			{Address: "10.20.0.254", AS: 65000, State: "active"}}}
+	got := map[string]api.Check{}
+	for _, c := range checkBGP(cfg, st) {
+		got[c.Name] = c
+	}
+	for name, want := range map[string]struct{ status, sub string }{
+		"bgp peer 10.20.0.1":   {"ok", "established with AS 65000 for 1m15s"},
+		"bgp peer 10.20.0.254": {"fail", "neighbor eth0's address 10.20.0.2 with remote AS 65001"},
+		"bgp":                  {"warn", "withdrawn: 10.20.0.101/32"},
+		"bgp scheduler dns":    {"warn", `service[1].scheduler = "mh"`},
+	} {
+		c, ok := got[name]
+		if !ok || c.Status != want.status || !strings.Contains(c.Detail+" "+c.Fix, want.sub) {
+			t.Errorf("%s: got %+v, want %s with %q", name, c, want.status, want.sub)
+		}
+	}
+	if _, ok := got["bgp scheduler web"]; ok {
+		t.Errorf("mh service warned")
+	}
+	st.Withdrawn = nil
+	for _, c := range checkBGP(cfg, st) {
+		if c.Name == "bgp" && (c.Status != "ok" || !strings.Contains(c.Detail, "announced: 10.20.0.100/32, next hop 10.20.0.2")) {
+			t.Errorf("all announced: %+v", c)
+		}
+	}
+}
+
+func TestMetricsBGP(t *testing.T) {
+	snap := snapshot{bgp: &api.BGPStatus{Announced: []string{"10.20.0.100/32"}, Withdrawn: []string{"10.20.0.101/32"},
+		Peers: []api.BGPPeer{{Address: "10.20.0.1", Established: true}, {Address: "10.20.0.254"}}}}
+	reg := newMetricsRegistry(func() snapshot { return snap })
+	want := `
+# HELP gvs_bgp_announced 1 while the VIP's /32 is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).
+# TYPE gvs_bgp_announced gauge
+gvs_bgp_announced{prefix="10.20.0.100/32"} 1
+gvs_bgp_announced{prefix="10.20.0.101/32"} 0
+# HELP gvs_bgp_session_up 1 while the BGP session to the peer is established, 0 otherwise.
+# TYPE gvs_bgp_session_up gauge
+gvs_bgp_session_up{peer="10.20.0.1"} 1
+gvs_bgp_session_up{peer="10.20.0.254"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gvs_bgp_announced", "gvs_bgp_session_up"); err != nil {
+		t.Error(err)
+	}
+}

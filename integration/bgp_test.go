@@ -1,0 +1,279 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/integration/lab"
+	"github.com/gvs-lb/gvs/integration/scenario"
+)
+
+// The lab's BGP: the router is AS 65000, the director AS 65001.
+const (
+	routerAS   = 65000
+	directorAS = 65001
+	// bgpCheckPort serves each real's /healthz for the service's check.
+	bgpCheckPort = 8080
+	bgpDrain     = 3 * time.Second
+)
+
+// birdConfig is BIRD 2's configuration for the lab's router: one passive
+// eBGP session per director (gvsd dials out), importing only /32s from
+// them, and the routes exported to the router's kernel table. merge paths
+// makes the kernel route multipath when several directors announce a VIP
+// (ECMP, the three-director lab of phase 2).
+func birdConfig(routerID netip.Addr, directors []netip.Addr) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router id %s;\n", routerID)
+	b.WriteString(`protocol device { scan time 1; }
+protocol kernel {
+	ipv4 { export where source = RTS_BGP; };
+	merge paths on;
+}
+`)
+	for i, d := range directors {
+		fmt.Fprintf(&b, `protocol bgp director%d {
+	local %s as %d;
+	neighbor %s as %d;
+	passive on;
+	ipv4 { import where net.len = 32; export none; };
+}
+`, i+1, routerID, routerAS, d, directorAS)
+	}
+	return b.String()
+}
+
+// bird is BIRD running in a lab namespace.
+type bird struct {
+	proc   *scenario.Proc
+	host   *lab.Host
+	socket string
+}
+
+func startBIRD(ctx context.Context, t *testing.T, h *lab.Host, conf string) *bird {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bird.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := &bird{host: h, socket: filepath.Join(dir, "bird.ctl")}
+	// -f: in the foreground, so that it is our child and stops with us.
+	p, err := scenario.Start(ctx, h, filepath.Join(dir, "bird.log"), []string{"bird", "-f", "-c", path, "-s", b.socket, "-P", filepath.Join(dir, "bird.pid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.proc = p
+	t.Cleanup(func() { p.Stop() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := b.birdc(ctx, "show status"); err == nil {
+			return b
+		}
+		if p.Exited() || time.Now().After(deadline) {
+			t.Fatalf("bird did not start:\n%s", p.Log())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (b *bird) birdc(ctx context.Context, args ...string) (string, error) {
+	out, err := b.host.Command(ctx, "birdc", append([]string{"-s", b.socket}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// route returns BIRD's route to prefix and whether it goes via nextHop.
+func (b *bird) route(ctx context.Context, t *testing.T, prefix netip.Prefix, nextHop netip.Addr) (string, bool) {
+	t.Helper()
+	out, err := b.birdc(ctx, "show", "route", prefix.String())
+	if err != nil && strings.Contains(out, "Network not found") {
+		return out, false // birdc exits 1 for a route it does not have
+	}
+	if err != nil {
+		t.Fatalf("birdc show route: %v\n%s", err, out)
+	}
+	return out, strings.Contains(out, prefix.String()) && strings.Contains(out, "via "+nextHop.String()+" ")
+}
+
+// kernelRoute reports whether the router's kernel routes prefix via nextHop
+// (BIRD's export).
+func kernelRoute(ctx context.Context, h *lab.Host, prefix netip.Prefix, nextHop netip.Addr) bool {
+	out, err := h.Command(ctx, "ip", "-4", "route", "show", "exact", prefix.String()).Output()
+	return err == nil && strings.Contains(string(out), "via "+nextHop.String())
+}
+
+// TestBGP: gvsd with [bgp] and a DR service with an HTTP health check,
+// BIRD 2 on the lab's router as its peer. The router learns the VIP /32 via
+// the director (BIRD's table and the kernel's) and the client reaches the
+// service through it; when every real fails its check the route is
+// withdrawn, when they pass again it is back; on SIGTERM gvsd withdraws
+// it first, and BIRD has lost the route while gvsd still drains.
+func TestBGP(t *testing.T) {
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Skip("needs BIRD 2 (apt-get install bird2)")
+	}
+	if _, err := exec.LookPath("birdc"); err != nil {
+		t.Skip("needs birdc (apt-get install bird2)")
+	}
+	l := needLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	director := l.Director.Addr
+	vip := netip.PrefixFrom(scenario.VIP, 32)
+	rt := startBIRD(ctx, t, l.Router, birdConfig(l.Gateway, []netip.Addr{director}))
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"dr\"\n", l.Director.Iface, scenario.VIP, scenario.TCPPort)
+	fmt.Fprintf(&b, "  [service.check]\n  type = \"http\"\n  port = %d\n  path = \"/healthz\"\n  interval = \"300ms\"\n  timeout = \"200ms\"\n  rise = 2\n  fall = 2\n", bgpCheckPort)
+	for _, r := range l.Reals {
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort)
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = \"9s\"\ndrain = %q\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, bgpDrain, l.Gateway, routerAS)
+
+	// The reals' health endpoints, before gvsd starts: they start up.
+	stops := make([]func(), len(l.Reals))
+	startChecks := func() {
+		t.Helper()
+		for i, r := range l.Reals {
+			var err error
+			if stops[i], err = serveChecked(r, bgpCheckPort, new(atomic.Bool)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stopChecks := func() {
+		for i, s := range stops {
+			if s != nil {
+				s()
+				stops[i] = nil
+			}
+		}
+	}
+	startChecks()
+	defer stopChecks()
+
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		env.Close()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
+			t.Logf("bird log:\n%s", rt.proc.Log())
+		}
+	}()
+
+	// waitRoute waits until BIRD has (want) or lacks the route via the
+	// director, and returns how long that took.
+	waitRoute := func(want bool, limit time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			out, has := rt.route(ctx, t, vip, director)
+			if has == want {
+				return time.Since(start)
+			}
+			if time.Since(start) > limit {
+				t.Fatalf("after %v BIRD's route to %s via %s: want present=%v, got:\n%s", limit, vip, director, want, out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	list := func() *api.BGPStatus {
+		t.Helper()
+		out, err := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-L", "--json").Output()
+		if err != nil {
+			t.Fatalf("gvsadm -L --json: %v", err)
+		}
+		var resp api.Response
+		if err := json.Unmarshal(out, &resp); err != nil || resp.BGP == nil {
+			t.Fatalf("gvsadm -L --json has no bgp: %v\n%s", err, out)
+		}
+		return resp.BGP
+	}
+
+	// Announced: BIRD has the /32 via the director, exported to the kernel.
+	took := waitRoute(true, 20*time.Second)
+	out, _ := rt.route(ctx, t, vip, director)
+	t.Logf("announced %v after gvsd started:\n%s", took.Round(time.Millisecond), out)
+	if !kernelRoute(ctx, l.Router, vip, director) {
+		o, _ := l.Router.Command(ctx, "ip", "-4", "route").CombinedOutput()
+		t.Errorf("the router's kernel has no route to %s via %s:\n%s", vip, director, o)
+	}
+	st := list()
+	if len(st.Peers) != 1 || st.Peers[0].Address != l.Gateway.String() || !st.Peers[0].Established || st.Peers[0].State != "established" ||
+		len(st.Announced) != 1 || st.Announced[0] != vip.String() || st.NextHop != director.String() || st.LocalAS != directorAS {
+		t.Errorf("gvsadm -L --json bgp = %+v", st)
+	}
+	doc, _ := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "doctor").CombinedOutput()
+	if !strings.Contains(string(doc), "bgp peer "+l.Gateway.String()) || !strings.Contains(string(doc), "established with AS 65000") {
+		t.Errorf("gvsadm doctor shows no established bgp peer:\n%s", doc)
+	}
+	// The client reaches the service through the router's BGP route.
+	conn, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
+	if err != nil {
+		t.Fatalf("client to the VIP: %v", err)
+	}
+	msg := []byte("through the BGP route")
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	back := make([]byte, len(msg))
+	if _, err := io.ReadFull(conn, back); err != nil || string(back) != string(msg) {
+		t.Errorf("echo through the VIP: %q, %v", back, err)
+	}
+	conn.Close()
+
+	// Every real fails its check: withdrawn.
+	stopChecks()
+	took = waitRoute(false, 15*time.Second)
+	t.Logf("withdrawn %v after the reals' checks started failing (fall 2 × 300ms + timeout)", took.Round(time.Millisecond))
+	if st := list(); len(st.Announced) != 0 || len(st.Withdrawn) != 1 || st.Withdrawn[0] != vip.String() {
+		t.Errorf("with every real down, gvsadm -L --json bgp = %+v", st)
+	}
+
+	// They pass again: announced again.
+	startChecks()
+	took = waitRoute(true, 15*time.Second)
+	t.Logf("announced again %v after the reals' checks passed (rise 2 × 300ms)", took.Round(time.Millisecond))
+
+	// SIGTERM: withdrawn first, while gvsd drains; gvsd exits after.
+	stopAt := time.Now()
+	if err := env.Gvsd.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	took = waitRoute(false, bgpDrain)
+	withdrawnAlive := !env.Gvsd.Exited()
+	t.Logf("withdrawn %v after SIGTERM; gvsd still running then: %v", took.Round(time.Millisecond), withdrawnAlive)
+	if !withdrawnAlive {
+		t.Errorf("gvsd had exited before BIRD saw the withdraw")
+	}
+	if err := env.Gvsd.WaitLog(ctx, "final counters", bgpDrain+10*time.Second); err != nil {
+		t.Fatalf("gvsd did not stop: %v", err)
+	}
+	if d := time.Since(stopAt); d < bgpDrain {
+		t.Errorf("gvsd stopped %v after SIGTERM, before the %v drain ended", d, bgpDrain)
+	}
+	if !strings.Contains(env.Gvsd.Log(), "VIPs withdrawn; forwarding until the drain ends") {
+		t.Errorf("gvsd did not log the drain")
+	}
+	if kernelRoute(ctx, l.Router, vip, director) {
+		t.Errorf("the router's kernel still routes %s via %s after gvsd stopped", vip, director)
+	}
+}
