@@ -41,7 +41,10 @@ func newFakeStatus(n int) *fakeStatus {
 	}
 	f.resp = &api.Response{TableSize: 1000, Services: services(uint64(n - 1)),
 		VRRP: &api.VRRPStatus{State: "MASTER", RouterID: 51, Version: 2, Priority: 150, Master: "10.20.0.2", Sent: 10, Dropped: map[string]uint64{"ttl": 0}},
-		Sync: &api.SyncStatus{Role: "master", Interface: "eth0", Group: "224.0.0.81", Port: 8848, MessagesSent: 4, ConnsSent: 40}}
+		Sync: &api.SyncStatus{Role: "master", Interface: "eth0", Group: "224.0.0.81", Port: 8848, MessagesSent: 4, ConnsSent: 40},
+		BGP: &api.BGPStatus{LocalAS: 65001, RouterID: "10.20.0.2", NextHop: "10.20.0.2", HoldTime: 9,
+			Peers:     []api.BGPPeer{{Address: "10.20.0.1", AS: 65000, State: "established", Established: true, Uptime: 42, UpdatesSent: 3}},
+			Announced: []string{"10.20.0.100/32"}}}
 	for i := range f.resp.Services {
 		s := &f.resp.Services[i]
 		s.Rates = f.rates.rates(serviceRateName(s))
@@ -75,7 +78,7 @@ func get(t *testing.T, h http.Handler, method, path string) *http.Response {
 
 // TestStatusJSON: /status.json is the list answer (what gvsadm -L --json
 // prints) with each service's and real's history, the workers' verdicts,
-// rings and drops, VRRP, sync, a null BGP, and the history's time axis.
+// rings and drops, VRRP, sync, BGP, and the history's time axis.
 func TestStatusJSON(t *testing.T) {
 	f := newFakeStatus(10)
 	h := newStatusMux(newMetricsRegistry(func() snapshot { return snapshot{} }), f.status)
@@ -94,8 +97,8 @@ func TestStatusJSON(t *testing.T) {
 			t.Errorf("status.json has no %q: %s", k, body)
 		}
 	}
-	if m["bgp"] != nil {
-		t.Errorf("bgp = %v, want null (no BGP yet)", m["bgp"])
+	if b, ok := m["bgp"].(map[string]any); !ok || b["local_as"] != float64(65001) || len(b["peers"].([]any)) != 1 || b["announced"].([]any)[0] != "10.20.0.100/32" {
+		t.Errorf("bgp = %v, want the speaker's status", m["bgp"])
 	}
 	var st api.Status
 	if err := json.Unmarshal(body, &st); err != nil {

@@ -5,13 +5,11 @@ import "time"
 // Status is what gvsd's status page reads from GET /status.json on the
 // metrics listener: the answer to OpList (what gvsadm -L --json prints,
 // with each service's and real's History filled in), the workers' and
-// links' counters, and the time axis of the histories.
+// links' counters, and the time axis of the histories. VRRP, sync and BGP
+// are there when configured, as in the list answer.
 type Status struct {
 	Response
 	Time time.Time `json:"time"`
-	// BGP is always null: gvsd does not speak BGP yet. The page keeps a
-	// place for it.
-	BGP       *struct{}      `json:"bgp"`
 	Workers   []WorkerStatus `json:"workers"`
 	Relinks   uint64         `json:"relinks"`   // links reopened after the interface came back
 	Templates int            `json:"templates"` // persistence templates, shared by the workers
