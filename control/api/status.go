@@ -9,7 +9,7 @@ import "time"
 // are there when configured, as in the list answer.
 type Status struct {
 	Response
-	Time time.Time `json:"time"`
+	Time      time.Time      `json:"time"`
 	Workers   []WorkerStatus `json:"workers"`
 	Relinks   uint64         `json:"relinks"`   // links reopened after the interface came back
 	Templates int            `json:"templates"` // persistence templates, shared by the workers
