@@ -136,7 +136,8 @@ func (s *Shard[A]) Bytes() int {
 // Aux is what a shard keeps beside each entry for its caller: two 32-bit
 // words, opaque here. The dataplane keeps there what only some connections
 // need and the fixed-size entry has no room for: its SYN proxy's two
-// sequence-number offsets, one per direction.
+// sequence-number offsets, one per direction, or a FULLNAT TCP
+// connection's sequence and timestamp offsets.
 type Aux [2]uint32
 
 // auxSize is the size of an Aux in bytes.

@@ -288,6 +288,11 @@ func (d *Daemon) syncStatus() *api.SyncStatus {
 // real has not answered the director's SYN yet is not sent: it has no
 // out offset yet, IPVS no field for the cookie that will make it, and its
 // next report, when the real answers a round trip later, carries both.
+// A FULLNAT TCP connection whose numbers the director translates
+// (fullnat.go) carries its client offset the same way (out_seq's delta
+// 0) and its timestamp offset in gvs's OptTSOffset, which also tells a
+// gvs backup that it is not SYN-proxied; a kernel backup, which forwards
+// no FULLNAT, skips it.
 func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 	e := &sc.Entry
 	left := e.Expires - now
@@ -324,11 +329,14 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 	if !conntrack.IsActive(e.State) {
 		c.Flags |= connsync.FlagInactive
 	}
-	if sc.SynProxied() {
+	if sc.SynProxied() || sc.SeqTranslated() {
 		in, out := sc.SeqDeltas()
 		c.Flags |= connsync.FlagInSeq | connsync.FlagOutSeq
 		c.InSeq = connsync.Seq{Delta: in, PreviousDelta: in}
 		c.OutSeq = connsync.Seq{Delta: out, PreviousDelta: out}
+	}
+	if sc.SeqTranslated() {
+		c.TSOffset, c.HasTSOffset = sc.TSOffset(), true
 	}
 	switch e.State {
 	case conntrack.UDP:
@@ -346,7 +354,9 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 // port yet (FlagNoCport), protocols other than TCP and UDP, and TCP states
 // past the table. A TCP record with FlagInSeq or FlagOutSeq becomes a
 // SYN-proxied connection with the record's deltas (a direction without
-// its flag has none), translated as the peer did: gvs's own records have
+// its flag has none), unless it carries gvs's OptTSOffset and a local
+// address: then it is a FULLNAT connection with the record's in delta and
+// timestamp offset. Either is translated as the peer did: gvs's own records have
 // init_seq 0 and previous_delta = delta, and a delta that changed in the
 // middle of a connection (an IPVS application helper's) is taken as it
 // now stands.
@@ -386,7 +396,13 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 		e.Expires = int64(t.Timeout(e.State))
 	}
 	sc := dataplane.SyncConn{Entry: e}
-	if c.Protocol == 6 && c.Flags&connsync.FlagSeqMask != 0 {
+	if c.Protocol == 6 && c.HasTSOffset && c.Local.IsValid() {
+		var in uint32
+		if c.Flags&connsync.FlagInSeq != 0 {
+			in = c.InSeq.Delta
+		}
+		sc.SetFullNATOffsets(in, c.TSOffset)
+	} else if c.Protocol == 6 && c.Flags&connsync.FlagSeqMask != 0 {
 		var in, out uint32
 		if c.Flags&connsync.FlagInSeq != 0 {
 			in = c.InSeq.Delta

@@ -193,3 +193,41 @@ func TestSyncSeqRecord(t *testing.T) {
 		t.Fatal("a pending SYN-proxied connection became a record")
 	}
 }
+
+// TestSyncFullNATRecord: a FULLNAT connection whose numbers the director
+// translates goes out with its client offset as IPVS's in_seq (out_seq's
+// delta 0) and its timestamp offset in gvs's OptTSOffset, survives the
+// wire, and comes back translated the same way, not as SYN-proxied; a
+// record without OptTSOffset stays SYN-proxied.
+func TestSyncFullNATRecord(t *testing.T) {
+	const now = int64(100 * time.Second)
+	var sc dataplane.SyncConn
+	sc.Entry = conntrack.Entry4{Client: [4]byte{10, 10, 0, 2}, ClientPort: 40000, VIP: [4]byte{10, 20, 0, 100}, VPort: 80,
+		Real: [4]byte{10, 20, 0, 11}, RPort: 8080, Local: [4]byte{10, 20, 0, 2}, LPort: 5001, Forward: uint8(dataplane.ForwardFullNAT),
+		Proto: 6, State: conntrack.TCPEstablished, Expires: now + int64(900*time.Second)}
+	sc.SetFullNATOffsets(0x11223344, 0x55667788)
+	c, ok := connOf(&sc, now)
+	if !ok || c.Flags != connsync.FlagMasq|connsync.FlagInSeq|connsync.FlagOutSeq || c.InSeq.Delta != 0x11223344 ||
+		c.OutSeq.Delta != 0 || !c.HasTSOffset || c.TSOffset != 0x55667788 {
+		t.Fatalf("record %+v (ok %v)", c, ok)
+	}
+	b, err := (&connsync.Message{Conns: []connsync.Conn{c}}).Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := connsync.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, ok := entryOf(&m.Conns[0], &conntrack.Timeouts{})
+	if !ok || !back.SeqTranslated() || back.SynProxied() || back.Aux != sc.Aux || back.TSOffset() != 0x55667788 {
+		t.Fatalf("back %+v (ok %v), want Aux %#x", back, ok, sc.Aux)
+	}
+	if in, out := back.SeqDeltas(); in != 0x11223344 || out != 0 {
+		t.Fatalf("back deltas %#x %#x", in, out)
+	}
+	m.Conns[0].HasTSOffset = false
+	if back, _ := entryOf(&m.Conns[0], &conntrack.Timeouts{}); back.SeqTranslated() || !back.SynProxied() {
+		t.Fatalf("without OptTSOffset: %+v, want SYN-proxied", back)
+	}
+}

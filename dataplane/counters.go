@@ -91,6 +91,10 @@ type WorkerCounters struct {
 	// time): the client retransmits them.
 	SynProxyCookies, SynProxyOpened, SynProxyBadCookies, SynProxySynAcks atomic.Uint64
 	SynProxySynResent, SynProxyHeld, SynProxyHeldDropped                 atomic.Uint64
+	// BadTCPOptions counts segments of FULLNAT TCP connections whose
+	// option list was malformed: their timestamps and SACK blocks were
+	// left untranslated (fullnat.go).
+	BadTCPOptions atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -102,6 +106,7 @@ type Counters struct {
 	SynProxyCookies, SynProxyOpened, SynProxyBadCookies  uint64
 	SynProxySynAcks, SynProxySynResent                   uint64
 	SynProxyHeld, SynProxyHeldDropped                    uint64
+	BadTCPOptions                                        uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -132,6 +137,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.SynProxySynResent += c.SynProxySynResent.Load()
 	s.SynProxyHeld += c.SynProxyHeld.Load()
 	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
+	s.BadTCPOptions += c.BadTCPOptions.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

@@ -88,7 +88,8 @@ type pkt struct {
 	badIPChecksum      bool
 	fragOffset         uint16
 	moreFragments      bool
-	truncateIPLength   int // > 0: claim a longer IP total length than the frame has
+	truncateIPLength   int    // > 0: claim a longer IP total length than the frame has
+	seqOff, ackOff     uint32 // added to the TCP sequence (1000) and acknowledgment (2000) numbers
 }
 
 func (p pkt) layers() []gopacket.SerializableLayer {
@@ -110,7 +111,7 @@ func (p pkt) layers() []gopacket.SerializableLayer {
 	} else {
 		ip.Protocol = layers.IPProtocolTCP
 		tc := &layers.TCP{SrcPort: layers.TCPPort(p.sport), DstPort: layers.TCPPort(p.dport), SYN: p.syn, ACK: p.ack, RST: p.rst, FIN: p.fin,
-			Seq: 1000, Ack: 2000, Window: 65535, DataOffset: 5}
+			Seq: 1000 + p.seqOff, Ack: 2000 + p.ackOff, Window: 65535, DataOffset: 5}
 		tc.SetNetworkLayerForChecksum(ip)
 		l4 = tc
 	}
@@ -263,6 +264,13 @@ func TestGoldenFullNAT(t *testing.T) {
 		wantReply := reply
 		wantReply.srcMAC, wantReply.dstMAC = macDir, macRouter
 		wantReply.src, wantReply.sport, wantReply.dst, wantReply.dport = ipVIP, vport, ipClient, cport
+		if proto == header.ProtoTCP {
+			// The director's ISN for the real-side tuple (fullnat.go):
+			// the client's sequence numbers are shifted up, the real's
+			// acknowledgments back down.
+			isn, _ := fullnatClocks(1, ipLocal.As4(), portLo, ipRS1.As4(), natPort)
+			wantReq.seqOff, wantReply.ackOff = isn-1000, -(isn - 1000)
+		}
 
 		runSteps(t, tbl, []step{
 			{name: "FULLNAT request", in: req.bytes(t), verdict: VerdictForward, out: wantReq.bytes(t)},

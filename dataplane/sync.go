@@ -22,20 +22,24 @@ const syncInboxBatches = 256
 // PersistBits the mask, Real and RPort its real. syncUpdate marks, in an
 // Install batch, an entry that may update the one already in the shard.
 // A SYN-proxied connection also keeps its flagSynProxy and
-// flagSynPending (see SyncConn).
+// flagSynPending, a FULLNAT-translated one its flagSeqXlate (see
+// SyncConn).
 const (
 	SyncTemplate = 1 << 0
 	syncUpdate   = 1 << 1
 )
 
 // syncKeep are the Entry.Flags a reported connection carries to Install.
-const syncKeep = SyncTemplate | flagSynProxy | flagSynPending
+const syncKeep = SyncTemplate | flagSynProxy | flagSynPending | flagSeqXlate
 
 // SyncConn is a connection as connection sync carries it: a copy of its
 // entry and of the Aux words the shard keeps beside it. Only a
-// SYN-proxied connection (SynProxied) has anything in Aux: its two
-// sequence-number offsets (synproxy.go), which a backup needs to forward
-// the connection as the master did. It is a plain value, no pointers.
+// SYN-proxied connection (SynProxied) and a FULLNAT TCP connection whose
+// numbers the director translates (SeqTranslated) have anything in Aux:
+// the first its two sequence-number offsets (synproxy.go), the second its
+// client sequence offset and timestamp offset (fullnat.go), which a
+// backup needs to forward the connection as the master did. It is a plain
+// value, no pointers.
 type SyncConn struct {
 	Entry conntrack.Entry4
 	Aux   conntrack.Aux
@@ -44,6 +48,27 @@ type SyncConn struct {
 // SynProxied reports whether c was opened by the SYN proxy, so that its
 // sequence and acknowledgment numbers are translated.
 func (c *SyncConn) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
+
+// SeqTranslated reports whether c is a FULLNAT TCP connection whose
+// sequence numbers and timestamps are translated (fullnat.go): SeqDeltas
+// gives its in offset (out is 0) and TSOffset its timestamp offset.
+func (c *SyncConn) SeqTranslated() bool { return c.Entry.Flags&flagSeqXlate != 0 }
+
+// TSOffset returns the timestamp offset of a SeqTranslated connection:
+// added to the client's TSval, taken off the real's TSecr; 0 for others.
+func (c *SyncConn) TSOffset() uint32 {
+	if !c.SeqTranslated() {
+		return 0
+	}
+	return c.Aux[auxTS]
+}
+
+// SetFullNATOffsets makes c a SeqTranslated connection with the client
+// sequence offset in and the timestamp offset tsoff.
+func (c *SyncConn) SetFullNATOffsets(in, tsoff uint32) {
+	c.Entry.Flags = c.Entry.Flags&^(flagSynProxy|flagSynPending) | flagSeqXlate
+	c.Aux[auxClient], c.Aux[auxTS] = in, tsoff
+}
 
 // SynPending reports whether c is SYN-proxied and its real had not yet
 // answered the director's SYN when the copy was taken: Aux then holds the
@@ -56,20 +81,24 @@ func (c *SyncConn) SynPending() bool {
 // connection in IPVS's terms (struct ip_vs_seq, IP_VS_CONN_F_IN_SEQ and
 // _OUT_SEQ): in is added to the client's sequence numbers and taken off
 // the real's acknowledgment numbers, out is added to the real's sequence
-// numbers and taken off the client's acknowledgment numbers. Both are 0
-// for a connection that is not SYN-proxied.
+// numbers and taken off the client's acknowledgment numbers. A
+// SeqTranslated connection has only in; both are 0 for a connection that
+// is neither.
 func (c *SyncConn) SeqDeltas() (in, out uint32) {
-	if !c.SynProxied() {
-		return 0, 0
+	switch {
+	case c.SeqTranslated():
+		return c.Aux[auxClient], 0
+	case c.SynProxied():
+		return c.Aux[auxClient], -c.Aux[auxReal]
 	}
-	return c.Aux[auxClient], -c.Aux[auxReal]
+	return 0, 0
 }
 
 // SetSeqDeltas makes c a spliced SYN-proxied connection (its real has
 // answered) whose sequence numbers are translated by the IPVS deltas in
 // and out (see SeqDeltas).
 func (c *SyncConn) SetSeqDeltas(in, out uint32) {
-	c.Entry.Flags = c.Entry.Flags&^flagSynPending | flagSynProxy
+	c.Entry.Flags = c.Entry.Flags&^(flagSynPending|flagSeqXlate) | flagSynProxy
 	c.Aux[auxClient], c.Aux[auxReal] = in, -out
 }
 
@@ -180,7 +209,9 @@ func (d *Dataplane) SyncEvents(dst []SyncConn) []SyncConn {
 // Aux words, so the backup translates its sequence numbers as the master
 // did; one still pending (SynPending) waits, as on the master, for its
 // real's SYN-ACK, with the cookie in Aux (but none of the client segments
-// the master held). With update false an entry
+// the master held). A FULLNAT-translated connection (SeqTranslated, or
+// made so by SetFullNATOffsets) gets its sequence and timestamp offsets
+// likewise. With update false an entry
 // already there for the same client tuple is left alone (a master takes
 // the late reports of a director that just gave up the VIPs, but never
 // lets them overwrite its own). Install does not keep entries. It returns
@@ -235,15 +266,15 @@ func (d *Dataplane) SyncStats() SyncStats {
 	return s
 }
 
-// syncReport copies e, and for a SYN-proxied connection its Aux words,
-// into the worker's sync ring, if sync is on. Other entries are not read
+// syncReport copies e, and for a SYN-proxied or FULLNAT-translated
+// connection its Aux words, into the worker's sync ring, if sync is on. Other entries are not read
 // for their Aux words (a cache line more), nor need they be in the shard.
 func (w *Worker) syncReport(e *conntrack.Entry4) {
 	if w.syncOut == nil {
 		return
 	}
 	var aux conntrack.Aux
-	if e.Flags&flagSynProxy != 0 {
+	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
 		aux = *w.shard.Aux(e)
 	}
 	ok, first := w.syncOut.put(e, &aux)
@@ -308,14 +339,24 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 		w.syncC.Unknown.Add(1)
 		return
 	}
-	sp := s.Flags & (flagSynProxy | flagSynPending)
-	if sp&flagSynProxy == 0 {
+	sp := s.Flags & (flagSynProxy | flagSynPending | flagSeqXlate)
+	switch {
+	case sp&flagSynProxy != 0:
+		sp &^= flagSeqXlate
+		if s.Proto != header.ProtoTCP || (r.Forward != ForwardNAT && r.Forward != ForwardFullNAT) {
+			// The director sees only one direction of a DR or TUN
+			// connection, and could translate only that one.
+			w.syncC.Unknown.Add(1)
+			return
+		}
+	case sp&flagSeqXlate != 0:
+		sp = flagSeqXlate
+		if s.Proto != header.ProtoTCP || r.Forward != ForwardFullNAT {
+			w.syncC.Unknown.Add(1)
+			return
+		}
+	default:
 		sp = 0
-	} else if s.Proto != header.ProtoTCP || (r.Forward != ForwardNAT && r.Forward != ForwardFullNAT) {
-		// The director sees only one direction of a DR or TUN
-		// connection, and could translate only that one.
-		w.syncC.Unknown.Add(1)
-		return
 	}
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
@@ -345,7 +386,7 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 				// the real it cannot send (the client retransmits).
 				w.dropHeld(e)
 			}
-			e.Flags = e.Flags&^(flagSynProxy|flagSynPending) | sp
+			e.Flags = e.Flags&^(flagSynProxy|flagSynPending|flagSeqXlate) | sp
 			*w.shard.Aux(e) = syncAux(sp, &sc.Aux)
 			w.syncC.Installed.Add(1)
 			return
@@ -366,8 +407,9 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 	w.syncC.Installed.Add(1)
 }
 
-// syncAux is the Aux an installed connection with SYN-proxy flags sp
-// gets: the record's offsets for a SYN-proxied one, zero for others.
+// syncAux is the Aux an installed connection with SYN-proxy or
+// translation flags sp gets: the record's offsets for a SYN-proxied or
+// FULLNAT-translated one, zero for others.
 func syncAux(sp uint8, aux *conntrack.Aux) conntrack.Aux {
 	if sp == 0 {
 		return conntrack.Aux{}

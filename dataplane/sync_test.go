@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
+
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/dataplane/header"
 )
@@ -369,5 +371,57 @@ func TestSyncSynProxy(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestSyncFullNATTranslated: a FULLNAT TCP connection opened on the master
+// (its SYN with timestamps) is reported with its offsets, and, installed
+// on the backup from the report or a refresh dump, translates there
+// exactly as on the master: a client segment and a real segment with
+// timestamps and SACK blocks come out of both byte for byte alike.
+func TestSyncFullNATTranslated(t *testing.T) {
+	for _, variant := range []string{"report", "refresh"} {
+		t.Run(variant, func(t *testing.T) {
+			master, backup, mt, bt := syncPair(t, ForwardFullNAT, header.ProtoTCP)
+			mw, bw := master.workers[0], backup.workers[0]
+			const now = int64(time.Second)
+			syn := fromClient(cport, "S", spISN, 0)
+			syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+			mustSend(t, mw, mt, syn.bytes(t), now)
+			aux := *mw.shard.Aux(entryOf(t, mw, cport))
+			ev := master.SyncEvents(nil)
+			if len(ev) != 1 || !ev[0].SeqTranslated() || ev[0].SynProxied() || ev[0].Aux != aux {
+				t.Fatalf("reports %+v, want one translated with Aux %#x", ev, aux)
+			}
+			install := ev
+			if variant == "refresh" {
+				install = refreshDump(t, master)
+				if len(install) != 1 || !install[0].SeqTranslated() || install[0].Aux != aux {
+					t.Fatalf("refresh dump %+v", install)
+				}
+			}
+			backup.Install(synced(install, now), true)
+			bw.serveSync(now)
+			if e := entryOf(t, bw, cport); e.Flags&flagSeqXlate == 0 || *bw.shard.Aux(e) != aux {
+				t.Fatalf("backup entry flags %#x aux %#x, want translated with %#x", e.Flags, *bw.shard.Aux(e), aux)
+			}
+			req := fromClient(cport, "AP", spISN+1, spRISN+1)
+			req.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+4, fnRealTS), optNOP, optNOP, optSACK(spRISN+9, spRISN+19)}
+			req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+			resp := fromReal(t, mw, cport, "AP", spRISN+1, spISN+aux[auxClient]+1)
+			resp.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+4+aux[auxTS]), optNOP, optNOP,
+				optSACK(spISN+aux[auxClient]+30, spISN+aux[auxClient]+40)}
+			resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+			for _, s := range []struct {
+				name string
+				seg  seg
+			}{{"client segment", req}, {"real segment", resp}} {
+				frame := s.seg.bytes(t)
+				want := mustSend(t, mw, mt, frame, now)
+				got := mustSend(t, bw, bt, frame, now)
+				same(t, s.name+" from the backup", got, want)
+				checksumsValid(t, s.name, got)
+			}
+		})
 	}
 }

@@ -89,9 +89,7 @@ var isnKey = newCookieKey()
 // monotonic time now for the tuple src:sport → dst:dport the real sees:
 // RFC 6528's M + F(localip, localport, remoteip, remoteport, secretkey).
 func proxyISN(now int64, src [4]byte, sport uint16, dst [4]byte, dport uint16) uint32 {
-	m0 := uint64(binary.BigEndian.Uint32(src[:]))<<32 | uint64(binary.BigEndian.Uint32(dst[:]))
-	m1 := uint64(sport)<<16 | uint64(dport)
-	return uint32(now/isnTick) + uint32(sipHash24(&isnKey, m0, m1, isnDomain))
+	return uint32(now/isnTick) + uint32(realTupleHash(src, sport, dst, dport))
 }
 
 // The cookie, the sequence number of the director's SYN-ACK, is
@@ -637,21 +635,25 @@ func (w *Worker) flushHeld(t *Table, e *conntrack.Entry4, r *Real, cookie uint32
 }
 
 // synProxyQuote translates the TCP header quoted by an ICMP error about a
-// segment of the SYN-proxied connection e (at least its first 8 bytes)
+// segment of the SYN-proxied or FULLNAT-translated (flagSeqXlate)
+// connection e (at least its first 8 bytes)
 // into the sequence spaces of whoever gets the error: toward the real
 // (reply false: a segment the director sent the client) the real's own
 // sequence number, which Linux checks against its window before it acts
 // on an error; toward the client (a segment the director sent the real)
 // the client's own. The acknowledgment number follows when it is quoted.
 func (w *Worker) synProxyQuote(e *conntrack.Entry4, quote []byte, reply bool) {
-	if e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy || e.Proto != header.ProtoTCP {
+	if e.Proto != header.ProtoTCP {
+		return
+	}
+	in, out, ok := w.seqOffsets(e)
+	if !ok {
 		return
 	}
 	tcp := header.TCP(quote)
-	aux := w.shard.Aux(e)
-	seqD, ackD := aux[auxReal], aux[auxClient]
+	seqD, ackD := out, in
 	if reply {
-		seqD, ackD = -aux[auxClient], -aux[auxReal]
+		seqD, ackD = -in, -out
 	}
 	tcp.SetSequenceNumber(tcp.SequenceNumber() + seqD)
 	if len(quote) >= 12 { // it quotes the acknowledgment number, bytes 8 to 11

@@ -588,6 +588,9 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 			return nil, v
 		}
 		r = t.real(e.RealID)
+		if r != nil && key.Proto == header.ProtoTCP && r.Forward == ForwardFullNAT && e != &w.opsEntry {
+			w.fullnatOpen(e, r, p, now) // fullnat.go
+		}
 	}
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
@@ -596,6 +599,8 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		if f, v, done := w.synProxyConn(t, e, r, reply, p, now); done {
 			return f, v
 		}
+	} else if e.Flags&flagSeqXlate != 0 {
+		w.fullnatXlate(e, reply, p)
 	}
 	if p.frag == fragFirst {
 		w.noteFirst(t, frame, e, r, reply, now)
@@ -981,7 +986,7 @@ func (w *Worker) icmpError(t *Table, buf, frame []byte) ([]byte, Verdict) {
 	}
 	eth := header.Ethernet(frame)
 	changed := false
-	if e.Flags&flagSynProxy != 0 {
+	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
 		w.synProxyQuote(e, q[hl:], reply)
 	}
 	if !reply {

@@ -50,11 +50,14 @@ const (
 // TestSYNProxyPortReuse measures short HTTP/1.0 connections (the real
 // closes first, and keeps TIME_WAIT) through FULLNAT with one local
 // address and one real: first a plain FULLNAT service over local ports it
-// never comes round to, then, after a reload, a SYN-proxied service over
-// so few local ports that most of its connections meet a TIME_WAIT socket
-// of an earlier one on the real. The proxied rate must be at least half
-// the plain rate, no request may fail, and the proxy must have opened
-// several times more connections than there are local ports.
+// never comes round to; then, after a reload, the same service over so
+// few local ports that most of its connections meet a TIME_WAIT socket of
+// an earlier one on the real (the director's ISN and timestamps per
+// real-side tuple, fullnat.go, are what lets them in); then, after
+// another, a SYN-proxied service over those few ports. Both rates over few
+// ports must be at least half the rate over many, no request may fail,
+// and each must have opened several times more connections than there
+// are local ports. The real's TIME_WAIT and PAWS counters are logged.
 func TestSYNProxyPortReuse(t *testing.T) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -89,6 +92,38 @@ func TestSYNProxyPortReuse(t *testing.T) {
 	plain := connRate(ctx, l.Client, plainVIP, reuseMeasure)
 	t.Logf("plain FULLNAT over %s: %d connections in %v (%.0f/s), %d failed", reuseFreshPorts, plain.ok,
 		plain.took.Round(time.Millisecond), plain.perSec(), plain.failed)
+
+	if err := env.Reload(ctx, portReuseConfig(l, reusePorts, reusePlainVPort, reusePlainRPort, false)); err != nil {
+		t.Fatal(err)
+	}
+	if err := oneRequest(ctx, l.Client, plainVIP); err != nil {
+		t.Fatalf("a request to %s over few ports: %v", plainVIP, err)
+	}
+	realBefore, clientBefore := tcpCounters(ctx, t, real), tcpCounters(ctx, t, l.Client)
+	fewBefore, _ := signalCounters(ctx, t, env.Gvsd)
+	few := connRate(ctx, l.Client, plainVIP, reuseMeasure)
+	fewAfter, _ := signalCounters(ctx, t, env.Gvsd)
+	realAfter, clientAfter := tcpCounters(ctx, t, real), tcpCounters(ctx, t, l.Client)
+	fewShare := few.perSec() / plain.perSec()
+	fewOpened := fewAfter.Dataplane.NewConns - fewBefore.Dataplane.NewConns
+	t.Logf("plain FULLNAT over %s: %d connections in %v (%.0f/s), %d failed: %.0f%% of it over many ports; %d opened; "+
+		"real: PAWSTimewait +%d, PAWSEstab +%d, TW +%d, TWRecycled +%d, TCPTimeWaitOverflow +%d; client: TCPSynRetrans +%d",
+		reusePorts, few.ok, few.took.Round(time.Millisecond), few.perSec(), few.failed, 100*fewShare, fewOpened,
+		realAfter["TcpExtPAWSTimewait"]-realBefore["TcpExtPAWSTimewait"],
+		realAfter["TcpExtPAWSEstab"]-realBefore["TcpExtPAWSEstab"], realAfter["TcpExtTW"]-realBefore["TcpExtTW"],
+		realAfter["TcpExtTWRecycled"]-realBefore["TcpExtTWRecycled"],
+		realAfter["TcpExtTCPTimeWaitOverflow"]-realBefore["TcpExtTCPTimeWaitOverflow"],
+		clientAfter["TcpExtTCPSynRetrans"]-clientBefore["TcpExtTCPSynRetrans"])
+	if few.failed > 0 {
+		t.Errorf("%d requests failed on plain FULLNAT over few ports, want 0", few.failed)
+	}
+	if fewOpened < 2*reusePortCount {
+		t.Errorf("plain FULLNAT opened %d connections over %d local ports: too few to come round to ports in TIME_WAIT on the real", fewOpened, reusePortCount)
+	}
+	if fewShare < reuseMinShare {
+		t.Errorf("plain FULLNAT over %d local ports made %.0f new connections/s, %.0f%% of its %.0f/s over many; want at least %.0f%%",
+			reusePortCount, few.perSec(), 100*fewShare, plain.perSec(), 100*reuseMinShare)
+	}
 
 	if err := env.Reload(ctx, portReuseConfig(l, reusePorts, reuseProxyVPort, reuseProxyRPort, true)); err != nil {
 		t.Fatal(err)
@@ -131,6 +166,29 @@ func portReuseConfig(l *lab.Lab, ports string, vport, rport uint16, proxy bool) 
 	fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = \"fullnat\"\nsynproxy = %v\n", scenario.VIP, vport, proxy)
 	fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", l.Reals[0].Addr, rport)
 	return b.String()
+}
+
+// tcpCounters returns h's TCP counters (nstat's names, TcpExtPAWSTimewait
+// and so on), for the log; an empty map if nstat fails.
+func tcpCounters(ctx context.Context, t *testing.T, h *lab.Host) map[string]uint64 {
+	t.Helper()
+	m := map[string]uint64{}
+	out, err := h.Command(ctx, "nstat", "-asz").Output()
+	if err != nil {
+		t.Logf("nstat on %s: %v", h.Name, err)
+		return m
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		var v uint64
+		if _, err := fmt.Sscan(f[1], &v); err == nil {
+			m[f[0]] = v
+		}
+	}
+	return m
 }
 
 // timeWaits returns how many TIME_WAIT sockets h holds on local port

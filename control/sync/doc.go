@@ -5,8 +5,9 @@
 // multicasts to 224.0.0.81:8848 so that backups can take over connections.
 //
 // It has the codec ([Message.Marshal] and [Batch] encode, [Parse] and
-// [Message.Decode] decode and validate), gvs's optional parameter for
-// FULLNAT ([OptLocal]), which a kernel backup skips, and the UDP
+// [Message.Decode] decode and validate), gvs's optional parameters for
+// FULLNAT ([OptLocal], [OptTSOffset]), which a kernel backup skips, and
+// the UDP
 // [Socket] that sends to the group or a unicast peer and receives from the
 // other directors. The sync daemon (what to send when, what to install)
 // and the semantic checks a backup applies before installing a connection

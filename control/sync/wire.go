@@ -133,6 +133,17 @@ const (
 
 	// paramLen is the length of a gvs parameter: type, length, 6 bytes.
 	paramLen = 2 + 6
+
+	// OptTSOffset is gvs's parameter of a FULLNAT TCP connection whose
+	// sequence numbers and timestamps the director translates: the
+	// timestamp offset added to the client's TSval (4 bytes, big-endian).
+	// IPVS has no field for it; the connection's sequence offset goes in
+	// OptSeqData as in_seq. Marked OptFlagParam, so a kernel backup skips
+	// it.
+	OptTSOffset = OptFlagParam | 18
+
+	// tsParamLen is the length of OptTSOffset: type, length, 4 bytes.
+	tsParamLen = 2 + 4
 )
 
 // The OptSeqData parameter: type, length 24, then struct
@@ -234,13 +245,20 @@ type Conn struct {
 	// kernel does) in the optional parameter OptSeqData; without those
 	// flags they are neither sent nor decoded.
 	InSeq, OutSeq Seq
+
+	// TSOffset is the timestamp offset of a FULLNAT connection whose
+	// numbers the director translates, a gvs extension sent as the
+	// optional parameter OptTSOffset when HasTSOffset is set.
+	TSOffset    uint32
+	HasTSOffset bool
 }
 
 // hasSeq reports whether c's record carries OptSeqData.
 func (c *Conn) hasSeq() bool { return c.Flags&FlagSeqMask != 0 }
 
 // size returns the value of c's record's size field: 36 bytes, 26 more
-// with OptSeqData and 8 more with a Local address.
+// with OptSeqData, 8 more with a Local address and 6 more with a
+// timestamp offset.
 func (c *Conn) size() int {
 	n := ConnLen
 	if c.hasSeq() {
@@ -249,12 +267,16 @@ func (c *Conn) size() int {
 	if c.Local.IsValid() {
 		n += paramLen
 	}
+	if c.HasTSOffset {
+		n += tsParamLen
+	}
 	return n
 }
 
 // Len returns the encoded length of c's record: its size padded with
 // zeros to a multiple of 4 (36 bytes without parameters, 44 with a Local
-// address, 64 with OptSeqData, 72 with both).
+// address, 64 with OptSeqData, 72 with both, 76 with a timestamp offset
+// too).
 func (c *Conn) Len() int { return (c.size() + 3) &^ 3 }
 
 // Message is one sync datagram.
@@ -288,8 +310,9 @@ func (m *Message) Size() int {
 // non-IPv4 address and a negative or too large timeout, and then returns b
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
 // cp->timeout / HZ does. A connection with FlagSeqMask bits gets
-// OptSeqData (InSeq, OutSeq), and one with a Local address gvs's OptLocal
-// after it; a record is padded to 4 bytes.
+// OptSeqData (InSeq, OutSeq), one with a Local address gvs's OptLocal
+// after it, and one with HasTSOffset gvs's OptTSOffset last; a record is
+// padded to 4 bytes.
 func (m *Message) Marshal(b []byte) ([]byte, error) {
 	if len(m.Conns) > MaxConns {
 		return b, ErrTooManyConns
@@ -369,6 +392,11 @@ func (c *Conn) put(r []byte) {
 		copy(p[2:6], a[:])
 		binary.BigEndian.PutUint16(p[6:8], c.Local.Port())
 		p = p[paramLen:]
+	}
+	if c.HasTSOffset {
+		p[0], p[1] = OptTSOffset, 4
+		binary.BigEndian.PutUint32(p[2:6], c.TSOffset)
+		p = p[tsParamLen:]
 	}
 	clear(p) // padding
 }
@@ -505,7 +533,8 @@ func Parse(b []byte) (Message, error) {
 // 0, size = len(b)); for each record, that its header fits, its version is
 // 0, its size is at least 36 and inside the message, its type is 0, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. gvs's OptLocal is decoded (and must be 6 bytes long); OptSeqData must
+// it. gvs's OptLocal is decoded (and must be 6 bytes long), and its
+// OptTSOffset (4 bytes long); OptSeqData must
 // be 24 bytes long and appear once, as the kernel requires, and is decoded
 // into InSeq and OutSeq when the record's Flags has FlagSeqMask bits (the
 // kernel, too, applies it only then); the other parameters are skipped,
@@ -549,7 +578,8 @@ func (m *Message) Decode(b []byte) error {
 		}
 		var local netip.AddrPort
 		var seq [6]uint32
-		hasSeq := false
+		hasSeq, hasTS := false, false
+		var tsOff uint32
 		for p := ConnLen; p < size; {
 			if p+2 > size {
 				return &ParseError{ErrParam, i, off}
@@ -564,6 +594,11 @@ func (m *Message) Decode(b []byte) error {
 					return &ParseError{ErrParam, i, off}
 				}
 				local = addrPort(r[p+2:], r[p+6:])
+			case OptTSOffset:
+				if plen != 4 {
+					return &ParseError{ErrParam, i, off}
+				}
+				hasTS, tsOff = true, binary.BigEndian.Uint32(r[p+2:])
 			case OptSeqData:
 				if plen != seqDataLen || hasSeq {
 					return &ParseError{ErrParam, i, off}
@@ -591,6 +626,9 @@ func (m *Message) Decode(b []byte) error {
 			Local:    local,
 			InSeq:    Seq{seq[0], seq[1], seq[2]},
 			OutSeq:   Seq{seq[3], seq[4], seq[5]},
+
+			TSOffset:    tsOff,
+			HasTSOffset: hasTS,
 		})
 		off += (size + 3) &^ 3
 	}

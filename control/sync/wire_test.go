@@ -714,3 +714,36 @@ func TestSeqDataErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTSOffsetParam: a FULLNAT connection's timestamp offset goes out as
+// gvs's OptTSOffset after OptSeqData and OptLocal, marked as a parameter a
+// kernel backup may ignore (76 bytes in all, 4-byte aligned), and comes back
+// intact; a 3-byte one is refused.
+func TestTSOffsetParam(t *testing.T) {
+	c := goldenConn
+	c.Local = ap("10.20.0.50:40001")
+	c.Flags |= FlagInSeq | FlagOutSeq
+	c.InSeq = Seq{Delta: 7, PreviousDelta: 7}
+	c.TSOffset, c.HasTSOffset = 0x01020304, true
+	if OptTSOffset&OptFlagParam == 0 {
+		t.Fatal("OptTSOffset lacks OptFlagParam: a kernel backup would drop the record")
+	}
+	if c.Len() != 76 {
+		t.Fatalf("Len = %d, want 76", c.Len())
+	}
+	m := Message{SyncID: 5, Conns: []Conn{c}}
+	b, err := m.Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := []byte{OptLocal, 6, 10, 20, 0, 50, 0x9c, 0x41, OptTSOffset, 4, 1, 2, 3, 4}
+	if !bytes.HasSuffix(b, tail) {
+		t.Fatalf("wire\n% x\nwant it to end with\n% x", b, tail)
+	}
+	if got, err := Parse(b); err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("Parse = %+v, %v; want %+v", got, err, m)
+	}
+	if _, err := Parse(message(withParams(OptTSOffset, 3, 1, 2, 3))); !errors.Is(err, ErrParam) {
+		t.Errorf("a 3-byte OptTSOffset: err %v, want ErrParam", err)
+	}
+}

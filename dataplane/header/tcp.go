@@ -133,6 +133,32 @@ func (b TCP) SetAckNumberWithChecksumUpdate(v uint32) {
 	b.SetChecksum(ChecksumUpdate32(b.Checksum(), old, [4]byte(b[tcpAck:tcpAck+4])))
 }
 
+// Word32 returns the big-endian 32-bit word at offset off of the segment:
+// an option field (a timestamp, a SACK block edge). off+4 must be within
+// the header.
+func (b TCP) Word32(off int) uint32 { return binary.BigEndian.Uint32(b[off:]) }
+
+// SetWord32 sets the 32-bit word at offset off without touching the
+// checksum, like SetSequenceNumber.
+func (b TCP) SetWord32(off int, v uint32) { binary.BigEndian.PutUint32(b[off:], v) }
+
+// SetWord32WithChecksumUpdate sets the 32-bit word at offset off, which may
+// be odd (options are byte-aligned), and updates the checksum
+// incrementally. At an odd offset the field's bytes fall into the checksum
+// as the low and high bytes of the 16-bit words around them: the one's
+// complement sum of byte-swapped words is the byte-swapped sum (RFC 1071
+// section 2(B)), so the update is RFC 1624's over the swapped pairs.
+func (b TCP) SetWord32WithChecksumUpdate(off int, v uint32) {
+	old := [4]byte(b[off : off+4])
+	b.SetWord32(off, v)
+	nw := [4]byte(b[off : off+4])
+	if off&1 != 0 {
+		old = [4]byte{old[1], old[0], old[3], old[2]}
+		nw = [4]byte{nw[1], nw[0], nw[3], nw[2]}
+	}
+	b.SetChecksum(ChecksumUpdate32(b.Checksum(), old, nw))
+}
+
 // Options returns the options: the header after its first 20 bytes. The
 // header must be valid (IsValid).
 func (b TCP) Options() []byte { return b[TCPMinLen:b.DataOffset()] }
