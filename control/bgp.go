@@ -17,15 +17,38 @@ type bgpInputs struct {
 	// Running: gvsd is up and not stopping, its workers run (the dataplane
 	// has not stopped) and the interface is up.
 	Running bool
+	// Learning: connection sync is on and the director started less than
+	// bgpLearnFor ago, so the other directors' next refresh has not taught
+	// it their connections yet. Once it announces, the routers move some
+	// of those connections to it (ECMP rehashes when a next hop joins),
+	// and it would drop their segments (not SYNs) until it knew them.
+	Learning bool
 	// VIPs are the service VIPs, each with whether it is ready: some
 	// service on it has a real the scheduler may pick (see vipReadiness).
 	VIPs map[netip.Addr]bool
 }
 
+// bgpLearnMargin is added to [sync] refresh in bgpLearnFor: a refresh is
+// paced (syncPaceEvery, syncPauseFor: about 130 MB/s), and one second
+// covers a peer's refresh of some three million connections.
+const bgpLearnMargin = time.Second
+
+// bgpLearnFor is how long after its start a director with [bgp] and
+// [sync] waits before it announces anything: one refresh of its peers and
+// bgpLearnMargin (see bgpInputs.Learning). Without sync, or without
+// refreshes, it does not wait.
+func bgpLearnFor(cfg *config.Config) time.Duration {
+	if !cfg.BGP.Enabled || !cfg.Sync.Enabled || cfg.Sync.Refresh <= 0 {
+		return 0
+	}
+	return cfg.Sync.Refresh + bgpLearnMargin
+}
+
 // bgpPrefixes decides what the director announces: each ready VIP as a /32
-// while it runs, nothing otherwise. Sorted.
+// while it runs and is not learning its peers' connections, nothing
+// otherwise. Sorted.
 func bgpPrefixes(in bgpInputs) []netip.Prefix {
-	if !in.Running {
+	if !in.Running || in.Learning {
 		return nil
 	}
 	var out []netip.Prefix
@@ -167,6 +190,17 @@ func (d *Daemon) startBGP(cfg *config.Config) error {
 	}
 	d.bgp = sp
 	d.log.Info("BGP speaker started", "local_as", cfg.BGP.LocalAS, "peers", len(cfg.BGP.Peers))
+	if wait := bgpLearnFor(cfg); wait > 0 {
+		d.bgpFrom = time.Now().Add(wait)
+		d.bgpLearn = time.AfterFunc(wait, func() { // bgp: announces once the peers' connections are learnt
+			d.mu.Lock()
+			defer d.mu.Unlock()
+			if !d.closed {
+				d.bgpSync()
+			}
+		})
+		d.log.Info("BGP announces after the next sync refresh of the other directors", "wait", wait)
+	}
 	return nil
 }
 
@@ -181,7 +215,7 @@ func (d *Daemon) bgpSync() {
 		running = false
 	default:
 	}
-	in := bgpInputs{Running: running, VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
+	in := bgpInputs{Running: running, Learning: time.Now().Before(d.bgpFrom), VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
 	if err := d.bgp.Announce(bgpPrefixes(in)); err != nil {
 		d.log.Error("BGP announce failed", "err", err)
 	}
@@ -228,12 +262,15 @@ func (d *Daemon) bgpStatus() *api.BGPStatus {
 		return nil
 	}
 	d.mu.Lock()
-	cfg, closed := d.cfg, d.closed
+	cfg, closed, from := d.cfg, d.closed, d.bgpFrom
 	d.mu.Unlock()
 	bc := bgpConfig(cfg, d.link.Addr)
 	st := &api.BGPStatus{LocalAS: bc.LocalAS, RouterID: bc.RouterID.String(), NextHop: bc.Routes.NextHop.String(),
 		HoldTime: int(cfg.BGP.HoldTime / time.Second), Stopping: closed, Peers: []api.BGPPeer{}, Announced: []string{}}
 	now := time.Now()
+	if now.Before(from) && !closed {
+		st.Learning = from
+	}
 	for _, p := range d.bgp.Peers() {
 		ap := api.BGPPeer{Address: p.Address.String(), AS: p.AS, State: p.State, Established: p.Established,
 			UpdatesReceived: p.Received, UpdatesSent: p.Sent}

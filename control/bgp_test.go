@@ -34,10 +34,35 @@ func TestBGPPrefixes(t *testing.T) {
 		{"running, none ready", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip100: false}}, nil},
 		{"no services", bgpInputs{Running: true}, nil},
 		{"not running (stopping, workers stopped, interface down)", bgpInputs{VIPs: map[netip.Addr]bool{vip100: true, vip101: true}}, nil},
+		{"learning the other directors' connections (sync)", bgpInputs{Running: true, Learning: true, VIPs: map[netip.Addr]bool{vip100: true}}, nil},
 		{"IPv6 is not announced (phase 1)", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true}}, nil},
 	} {
 		if got := bgpPrefixes(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestBGPLearnFor: with [bgp] and [sync] (refreshing), a director waits
+// one refresh and a margin before it announces; otherwise not at all.
+func TestBGPLearnFor(t *testing.T) {
+	cfg := func(bgp, sync bool, refresh time.Duration) *config.Config {
+		c := config.Default()
+		c.BGP.Enabled, c.Sync.Enabled, c.Sync.Refresh = bgp, sync, refresh
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  *config.Config
+		want time.Duration
+	}{
+		{"bgp and sync", cfg(true, true, 2*time.Second), 2*time.Second + bgpLearnMargin},
+		{"bgp and sync without refresh", cfg(true, true, 0), 0},
+		{"bgp alone", cfg(true, false, 2*time.Second), 0},
+		{"sync alone", cfg(false, true, 2*time.Second), 0},
+	} {
+		if got := bgpLearnFor(tc.cfg); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 		}
 	}
 }
@@ -174,7 +199,8 @@ func TestBGPConfigDefaults(t *testing.T) {
 }
 
 // TestDoctorBGP: a peer not established fails with how to fix it; a
-// withdrawn VIP warns; a scheduler other than mh or sh warns.
+// withdrawn VIP warns; a scheduler other than mh or sh warns, and so does
+// [bgp] without [sync].
 func TestDoctorBGP(t *testing.T) {
 	cfg := config.Default()
 	cfg.Director.Interface = "eth0"
@@ -192,6 +218,7 @@ func TestDoctorBGP(t *testing.T) {
 		"bgp peer 10.20.0.254": {"fail", "neighbor eth0's address 10.20.0.2 with remote AS 65001"},
 		"bgp":                  {"warn", "withdrawn: 10.20.0.101/32"},
 		"bgp scheduler dns":    {"warn", `service[1].scheduler = "mh"`},
+		"bgp sync":             {"warn", "add [sync] on every director"},
 	} {
 		c, ok := got[name]
 		if !ok || c.Status != want.status || !strings.Contains(c.Detail+" "+c.Fix, want.sub) {
@@ -201,6 +228,19 @@ func TestDoctorBGP(t *testing.T) {
 	if _, ok := got["bgp scheduler web"]; ok {
 		t.Errorf("mh service warned")
 	}
+	cfg.Sync.Enabled = true
+	for _, c := range checkBGP(cfg, st) {
+		if c.Name == "bgp sync" {
+			t.Errorf("with [sync]: %+v", c)
+		}
+	}
+	st.Learning = time.Date(2026, 12, 6, 5, 0, 3, 0, time.UTC)
+	for _, c := range checkBGP(cfg, st) {
+		if c.Name == "bgp" && (c.Status != "warn" || !strings.Contains(c.Detail, "nothing announced until 05:00:03: learning")) {
+			t.Errorf("learning: %+v", c)
+		}
+	}
+	st.Learning = time.Time{}
 	st.Withdrawn = nil
 	for _, c := range checkBGP(cfg, st) {
 		if c.Name == "bgp" && (c.Status != "ok" || !strings.Contains(c.Detail, "announced: 10.20.0.100/32, next hop 10.20.0.2")) {

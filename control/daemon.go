@@ -74,6 +74,8 @@ type Daemon struct {
 	vrrpKick   chan struct{} // the VRRP state changed
 	sync       *syncer       // nil without [sync]
 	bgp        *bgp.Speaker  // nil without [bgp]
+	bgpFrom    time.Time     // with [sync]: nothing is announced before (bgpLearnFor)
+	bgpLearn   *time.Timer   // announces at bgpFrom; nil without
 	linkOK     atomic.Bool   // the interface is up and the links read (for [bgp])
 	closed     bool
 	announce   sync.WaitGroup
@@ -374,6 +376,9 @@ func (d *Daemon) Close() error {
 // moves the traffic.
 func (d *Daemon) teardown() error {
 	var errs []error
+	if d.bgpLearn != nil {
+		d.bgpLearn.Stop()
+	}
 	if d.bgp != nil {
 		errs = append(errs, d.bgp.Close()) // a Cease to every peer
 	}

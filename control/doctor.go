@@ -72,9 +72,10 @@ func (d *Daemon) Doctor() []api.Check {
 
 // checkBGP: every peer's session must be established (a router without
 // one has no route from this director); a VIP withdrawn while gvsd runs is
-// a warning (no ready real); and every service should use mh or sh, the
-// schedulers that give every director the same real for a flow, since the
-// routers may move a flow from one director to another.
+// a warning (no ready real); the routers may move a flow from one
+// director to another, so [sync] should be on (the other director then
+// knows the connection) and every service should use mh or sh, the
+// schedulers that give every director the same real for a flow.
 func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 	var out []api.Check
 	for _, p := range st.Peers {
@@ -90,11 +91,18 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 	switch {
 	case st.Stopping:
 		out = append(out, warn("bgp", "gvsd is stopping: every VIP withdrawn, forwarding until [bgp] drain ends", ""))
+	case !st.Learning.IsZero():
+		out = append(out, warn("bgp", fmt.Sprintf("nothing announced until %s: learning the other directors' connections from their next [sync] refresh",
+			st.Learning.Format(time.TimeOnly)), ""))
 	case len(st.Withdrawn) > 0:
 		out = append(out, warn("bgp", fmt.Sprintf("withdrawn: %s (no real ready: every real down, quiesced or unresolved); announced: %s",
 			strings.Join(st.Withdrawn, " "), orNone(st.Announced)), "gvsadm -Ln --health shows each real's check"))
 	default:
 		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, next hop %s", orNone(st.Announced), st.NextHop)))
+	}
+	if !cfg.Sync.Enabled {
+		out = append(out, warn("bgp sync", "no [sync]: when the routers move an established flow to another director (one joins or leaves the ECMP set), that director has no connection for it and drops its segments, and the connection stalls",
+			"add [sync] on every director (multicast by default): each then installs the connections the others schedule"))
 	}
 	for i, s := range cfg.Services {
 		if s.Scheduler != "mh" && s.Scheduler != "sh" {

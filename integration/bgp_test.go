@@ -34,7 +34,9 @@ const (
 // eBGP session per director (gvsd dials out), importing only /32s from
 // them, and the routes exported to the router's kernel table. merge paths
 // makes the kernel route multipath when several directors announce a VIP
-// (ECMP, the three-director lab of phase 2).
+// (ECMP, the three-director lab of phase 2). error wait time: after a
+// session error (a hung director's hold timer running out) BIRD waits 60
+// to 300 s by default before it takes the director back; 1 to 5 s here.
 func birdConfig(routerID netip.Addr, directors []netip.Addr) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router id %s;\n", routerID)
@@ -49,6 +51,7 @@ protocol kernel {
 	local %s as %d;
 	neighbor %s as %d;
 	passive on;
+	error wait time 1, 5;
 	ipv4 { import where net.len = 32; export none; };
 }
 `, i+1, routerID, routerAS, d, directorAS)

@@ -244,7 +244,11 @@ type BGPStatus struct {
 	HoldTime int    `json:"hold_time"` // seconds, as proposed to the peers
 	// Stopping is set once gvsd has withdrawn everything on its way out
 	// and forwards until [bgp] drain ends.
-	Stopping bool      `json:"stopping,omitempty"`
+	Stopping bool `json:"stopping,omitempty"`
+	// Learning is set while a director with [sync] that started less
+	// than a refresh ago waits for the other directors' connections
+	// before it announces anything: until then.
+	Learning time.Time `json:"learning_until,omitzero"`
 	Peers    []BGPPeer `json:"peers"`
 	// Announced are the prefixes (VIP/32) announced to the peers now;
 	// Withdrawn the service VIPs that are not: no ready real, or stopping.

@@ -7,11 +7,14 @@
 //
 // Addressing is fixed and lives only inside namespaces the lab creates:
 //
-//	client   eth0 10.10.0.2/24, default via 10.10.0.1
-//	router   eth0 10.10.0.1/24, eth1 10.20.0.1/24, ip_forward=1
+//	client   eth0 10.10.0.2/24, default via 10.10.0.1; with Options.ClientAddrs N
+//	         also 10.10.0.3 .. 10.10.0.(1+N)
+//	router   eth0 10.10.0.1/24, eth1 10.20.0.1/24, ip_forward=1,
+//	         fib_multipath_hash_policy=1 (ECMP by L4 hash)
 //	lan      br0, every LAN veth's peer enslaved to it
 //	director eth0 10.20.0.2/24,  default via 10.20.0.1
-//	director2 eth0 10.20.0.3/24, default via 10.20.0.1 (only with Options.Backup)
+//	directorN eth0 10.20.0.(1+N)/24, default via 10.20.0.1 (N = 2 .. Options.Directors;
+//	         director2 with Options.Backup)
 //	rsN      eth0 10.20.0.(10+N)/24, default via 10.20.0.1
 //	gen      eth0 10.20.0.250/24, default via 10.20.0.1 (only with Options.Generator)
 //

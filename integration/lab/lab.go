@@ -24,8 +24,6 @@ var (
 	clientAddr   = netip.AddrFrom4([4]byte{10, 10, 0, 2})
 	routerClient = netip.AddrFrom4([4]byte{10, 10, 0, 1})
 	routerLAN    = netip.AddrFrom4([4]byte{10, 20, 0, 1})
-	directorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 2})
-	backupAddr   = netip.AddrFrom4([4]byte{10, 20, 0, 3})
 	// generatorAddr is above every rsN (at most .99) and the VIP (.100).
 	generatorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 250})
 )
@@ -42,6 +40,11 @@ const (
 	maxReals = 89
 	// mtu is the MTU of every veth end and the bridge.
 	mtu = 1500
+	// maxDirectors keeps the last director (10.20.0.9) below rs1 (.11).
+	maxDirectors = 8
+	// maxClientAddrs keeps the client's addresses in 10.10.0.2..10.10.0.254,
+	// clear of the router's .1 and the broadcast address.
+	maxClientAddrs = 253
 	// maxPrefix bounds Options.Prefix so namespace names stay short.
 	maxPrefix = 64
 	// linkUpTimeout bounds the wait for every veth to come up in New.
@@ -61,8 +64,19 @@ type Options struct {
 	// tests that send straight at the director.
 	Generator bool
 	// Backup adds a second director "director2", eth0 10.20.0.3/24, for
-	// failover tests: two gvsd that share the VIP through VRRP.
+	// failover tests: two gvsd that share the VIP through VRRP. It is
+	// Directors: 2 (and asks for at least 2 when Directors is set).
 	Backup bool
+	// Directors is the number of directors, default 1 (2 with Backup), at
+	// most 8: "director" 10.20.0.2, then "director2" 10.20.0.3,
+	// "director3" 10.20.0.4, ..., each on the LAN bridge with its own MAC,
+	// for several active directors behind the router's ECMP route (BGP).
+	Directors int
+	// ClientAddrs is the number of addresses on the client's eth0,
+	// default 1: 10.10.0.2 up to 10.10.0.(1+ClientAddrs), at most 253.
+	// Many source addresses make the router's ECMP hash spread flows
+	// (Host.DialTCPFrom dials from one of them).
+	ClientAddrs int
 	// OffloadsOff turns every offload (checksumming, TSO, GSO, GRO, LRO)
 	// off on every veth end. By default each keeps the kernel's defaults,
 	// as users' hosts, VMs and containers run: frames then carry partial
@@ -85,6 +99,24 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Reals < 0 || o.Reals > maxReals {
 		return o, fmt.Errorf("lab: %d real servers: want 1 to %d", o.Reals, maxReals)
+	}
+	if o.Directors == 0 {
+		o.Directors = 1
+		if o.Backup {
+			o.Directors = 2
+		}
+	}
+	if o.Directors < 1 || o.Directors > maxDirectors {
+		return o, fmt.Errorf("lab: %d directors: want 1 to %d", o.Directors, maxDirectors)
+	}
+	if o.Backup && o.Directors < 2 {
+		return o, fmt.Errorf("lab: Backup with %d director: Backup is the second director", o.Directors)
+	}
+	if o.ClientAddrs == 0 {
+		o.ClientAddrs = 1
+	}
+	if o.ClientAddrs < 1 || o.ClientAddrs > maxClientAddrs {
+		return o, fmt.Errorf("lab: %d client addresses: want 1 to %d", o.ClientAddrs, maxClientAddrs)
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
@@ -124,9 +156,14 @@ type Lab struct {
 	Client, Router, Director *Host
 	Reals                    []*Host
 	Generator                *Host        // the LAN traffic generator; nil unless Options.Generator
-	Backup                   *Host        // the second director; nil unless Options.Backup
+	Backup                   *Host        // the second director, Directors[1]; nil with one director
 	LAN                      netip.Prefix // 10.20.0.0/24
 	Gateway                  netip.Addr   // the router's LAN address, 10.20.0.1: the reals' default gateway
+	// Directors are every director, Director first (Options.Directors).
+	Directors []*Host
+	// ClientAddrs are the client's addresses, Client.Addr first
+	// (Options.ClientAddrs).
+	ClientAddrs []netip.Addr
 
 	prefix      string
 	logf        func(format string, args ...any)
@@ -148,14 +185,7 @@ func (l *Lab) log(format string, args ...any) {
 
 // hosts returns every host of the lab.
 func (l *Lab) hosts() []*Host {
-	hs := append([]*Host{l.Client, l.Router, l.Director}, l.Reals...)
-	if l.Generator != nil {
-		hs = append(hs, l.Generator)
-	}
-	if l.Backup != nil {
-		hs = append(hs, l.Backup)
-	}
-	return hs
+	return append([]*Host{l.Client, l.Router}, l.lanHosts()...)
 }
 
 // lanHosts returns the hosts with an interface on the LAN bridge other
@@ -165,8 +195,8 @@ func (l *Lab) lanHosts() []*Host {
 	if l.Generator != nil {
 		hs = append(hs, l.Generator)
 	}
-	if l.Backup != nil {
-		hs = append(hs, l.Backup)
+	if len(l.Directors) > 1 {
+		hs = append(hs, l.Directors[1:]...)
 	}
 	return hs
 }
@@ -225,8 +255,11 @@ func isLabName(prefix, name string) bool {
 		return false
 	}
 	switch rest {
-	case "client", "router", "lan", "director", "director2", "gen":
+	case "client", "router", "lan", "director", "gen":
 		return true
+	}
+	if n, ok := strings.CutPrefix(rest, "director"); ok {
+		return len(n) == 1 && n[0] >= '2' && n[0] <= '0'+maxDirectors
 	}
 	digits, ok := strings.CutPrefix(rest, "rs")
 	if !ok || digits == "" || digits[0] == '0' || len(digits) > 3 {
@@ -238,6 +271,25 @@ func isLabName(prefix, name string) bool {
 		}
 	}
 	return true
+}
+
+// directorName is the host name of director n (1-based): "director",
+// "director2", ...
+func directorName(n int) string {
+	if n == 1 {
+		return "director"
+	}
+	return fmt.Sprintf("director%d", n)
+}
+
+// directorAddrN is director n's address, 10.20.0.(1+n).
+func directorAddrN(n int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 20, 0, byte(1 + n)})
+}
+
+// clientAddrN is the client's address n (1-based), 10.10.0.(1+n).
+func clientAddrN(n int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 10, 0, byte(1 + n)})
 }
 
 // realAddr is rsN's address, 10.20.0.(10+N).

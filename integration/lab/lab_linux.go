@@ -44,15 +44,21 @@ func New(o Options) (*Lab, error) {
 	}
 	l.Client = host("client", "eth0", clientAddr)
 	l.Router = host("router", "eth0", routerClient)
-	l.Director = host("director", "eth0", directorAddr)
+	for i := 1; i <= o.ClientAddrs; i++ {
+		l.ClientAddrs = append(l.ClientAddrs, clientAddrN(i))
+	}
+	for i := 1; i <= o.Directors; i++ {
+		l.Directors = append(l.Directors, host(directorName(i), "eth0", directorAddrN(i)))
+	}
+	l.Director = l.Directors[0]
+	if len(l.Directors) > 1 {
+		l.Backup = l.Directors[1]
+	}
 	for i := 1; i <= o.Reals; i++ {
 		l.Reals = append(l.Reals, host(fmt.Sprintf("rs%d", i), "eth0", realAddr(i)))
 	}
 	if o.Generator {
 		l.Generator = host("gen", "eth0", generatorAddr)
-	}
-	if o.Backup {
-		l.Backup = host("director2", "eth0", backupAddr)
 	}
 
 	b := &builder{lab: l, ns: make(map[string]netns.NsHandle), nl: make(map[string]*netlink.Handle)}
@@ -65,8 +71,11 @@ func New(o Options) (*Lab, error) {
 	if l.Generator != nil {
 		gen = ", generator " + l.Generator.Addr.String()
 	}
-	if l.Backup != nil {
-		gen += ", second director " + l.Backup.Addr.String()
+	for _, d := range l.Directors[1:] {
+		gen += ", " + d.Name + " " + d.Addr.String()
+	}
+	if n := len(l.ClientAddrs); n > 1 {
+		gen += fmt.Sprintf(", %d client addresses %s-%s", n, l.ClientAddrs[0], l.ClientAddrs[n-1])
 	}
 	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers%s", o.Prefix,
 		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals), gen)
@@ -246,15 +255,9 @@ type veth struct {
 
 func (b *builder) build() error {
 	l := b.lab
-	parts := []string{"lan", "client", "router", "director"}
-	for _, r := range l.Reals {
-		parts = append(parts, r.Name)
-	}
-	if l.Generator != nil {
-		parts = append(parts, l.Generator.Name)
-	}
-	if l.Backup != nil {
-		parts = append(parts, l.Backup.Name)
+	parts := []string{"lan", "client", "router"}
+	for _, h := range l.lanHosts() {
+		parts = append(parts, h.Name)
 	}
 	for _, p := range parts {
 		if err := b.addNamespace(p); err != nil {
@@ -295,6 +298,13 @@ func (b *builder) build() error {
 	// The router's client side carries its own address and MAC.
 	if err := b.configure("router", "eth0", routerClient); err != nil {
 		return err
+	}
+	// The client's further addresses (Options.ClientAddrs), secondaries
+	// of the same /24.
+	for _, a := range l.ClientAddrs[1:] {
+		if err := b.addAddr("client", "eth0", a); err != nil {
+			return err
+		}
 	}
 	if buildFault != nil {
 		if err := buildFault(); err != nil {
@@ -389,6 +399,14 @@ func nsSysctls(part string) []sysctl {
 		{"net/ipv6/conf/all/disable_ipv6", "1", "captures hold no router solicitations or MLD reports"},
 		{"net/ipv6/conf/default/disable_ipv6", "1", "the same for interfaces created later"},
 	}
+	if part == "router" {
+		// Several directors announce a VIP over BGP and the router's route
+		// to it has a next hop per director (ECMP): policy 1 hashes a
+		// forwarded flow by its addresses and ports (L4), so a client's
+		// connections spread over the directors; the default, 0, hashes
+		// addresses only and puts every flow of one client on one director.
+		s = append(s, sysctl{"net/ipv4/fib_multipath_hash_policy", "1", "ECMP over the directors by L4 hash"})
+	}
 	if part == "lan" {
 		for _, k := range []string{"iptables", "ip6tables", "arptables"} {
 			s = append(s, sysctl{"net/bridge/bridge-nf-call-" + k, "0", "with br_netfilter loaded, the LAN stays a plain wire"})
@@ -446,10 +464,24 @@ func (b *builder) configure(part, name string, addr netip.Addr) error {
 	if err != nil {
 		return fmt.Errorf("find %s/%s: %w", part, name, err)
 	}
+	return addAddrTo(nl, link, part, addr)
+}
+
+// addAddr gives the link name in part one more address, addr/24.
+func (b *builder) addAddr(part, name string, addr netip.Addr) error {
+	nl := b.nl[part]
+	link, err := nl.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %s/%s: %w", part, name, err)
+	}
+	return addAddrTo(nl, link, part, addr)
+}
+
+func addAddrTo(nl *netlink.Handle, link netlink.Link, part string, addr netip.Addr) error {
 	pfx := netip.PrefixFrom(addr, 24)
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}}
 	if err := nl.AddrAdd(link, a); err != nil {
-		return fmt.Errorf("address %s on %s/%s: %w", pfx, part, name, err)
+		return fmt.Errorf("address %s on %s/%s: %w", pfx, part, link.Attrs().Name, err)
 	}
 	return nil
 }

@@ -729,3 +729,182 @@ func TestGenerator(t *testing.T) {
 		t.Errorf("gen echo saw %+v, want datagrams from the director and the client", st)
 	}
 }
+
+// TestDirectors checks Options.Directors and Options.ClientAddrs: three
+// directors on the LAN bridge with their own addresses, MACs and default
+// routes, reachable from the client; the client's extra addresses, each
+// able to dial through the router; the router's L4 multipath hash, which
+// spreads flows to an address routed over every director; and the
+// namespaces gone after Close and after a crash.
+func TestDirectors(t *testing.T) {
+	requireRoot(t)
+	prefix := fmt.Sprintf("gvsdt%06d", rand.IntN(1000000))
+	const directors, clients = 3, 8
+	crashed, err := New(Options{Prefix: prefix, Reals: 1, Directors: directors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never closed: the next New must remove its director2 and director3.
+	crashed.lock.Close()
+	l, err := New(Options{Prefix: prefix, Reals: 1, Directors: directors, ClientAddrs: clients, Logf: t.Logf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		assertGone(t, prefix, 1)
+		for _, n := range []string{"director2", "director3"} {
+			if h, err := netns.GetFromName(prefix + "-" + n); err == nil {
+				h.Close()
+				t.Errorf("namespace %s-%s still exists", prefix, n)
+			}
+		}
+	})
+
+	if len(l.Directors) != directors || l.Directors[0] != l.Director || l.Backup != l.Directors[1] {
+		t.Fatalf("Lab.Directors %v, Director %v, Backup %v: want 3 directors, Director and Backup the first two", l.Directors, l.Director, l.Backup)
+	}
+	for i, d := range l.Directors {
+		name, addr := "director", fmt.Sprintf("10.20.0.%d", 2+i)
+		if i > 0 {
+			name = fmt.Sprintf("director%d", i+1)
+		}
+		mac := fmt.Sprintf("02:00:0a:14:00:%02x", 2+i)
+		if d.Name != name || d.NS != prefix+"-"+name || d.Iface != "eth0" || d.Addr.String() != addr || d.MAC.String() != mac {
+			t.Errorf("director %d: %+v, want %s in %s-%s with eth0 %s %s", i+1, d, name, prefix, name, addr, mac)
+		}
+		err := d.Do(func() error {
+			eth, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			if eth.Attrs().OperState != netlink.OperUp || eth.Attrs().HardwareAddr.String() != mac {
+				t.Errorf("%s/eth0 %s MAC %s, want up %s", name, eth.Attrs().OperState, eth.Attrs().HardwareAddr, mac)
+			}
+			routes, err := netlink.RouteList(eth, netlink.FAMILY_V4)
+			if err != nil {
+				return err
+			}
+			var gw string
+			for _, r := range routes {
+				if r.Dst == nil || r.Dst.String() == "0.0.0.0/0" {
+					gw = r.Gw.String()
+				}
+			}
+			if gw != "10.20.0.1" {
+				t.Errorf("%s default route via %q, want 10.20.0.1", name, gw)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(l.ClientAddrs) != clients || l.ClientAddrs[0] != l.Client.Addr || l.ClientAddrs[clients-1].String() != "10.10.0.9" {
+		t.Fatalf("Lab.ClientAddrs %v: want 10.10.0.2..10.10.0.9", l.ClientAddrs)
+	}
+	out, err := l.Client.Command(ctx(t), "ip", "-o", "-4", "addr", "show", "dev", "eth0").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range l.ClientAddrs {
+		if !strings.Contains(string(out), " "+a.String()+"/24 ") {
+			t.Errorf("client eth0 lacks %s/24:\n%s", a, out)
+		}
+	}
+	out, err = l.Router.Command(ctx(t), "cat", "/proc/sys/net/ipv4/fib_multipath_hash_policy").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "1" {
+		t.Errorf("router fib_multipath_hash_policy = %q, %v; want 1", out, err)
+	}
+
+	t.Run("directors reachable", func(t *testing.T) {
+		for _, d := range l.Directors {
+			e, err := d.StartEcho("udp", netip.MustParseAddrPort("0.0.0.0:7"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			udpRoundTrip(t, l.Client, netip.AddrPortFrom(d.Addr, 7), "client to "+d.Name)
+			udpRoundTrip(t, l.Director, netip.AddrPortFrom(d.Addr, 7), "director to "+d.Name)
+			e.Close()
+		}
+	})
+
+	t.Run("every client address dials", func(t *testing.T) {
+		e, err := l.Reals[0].StartEcho("tcp", netip.MustParseAddrPort("10.20.0.11:8080"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+		for _, a := range l.ClientAddrs {
+			c, err := l.Client.DialTCPFrom(ctx(t), a, netip.MustParseAddrPort("10.20.0.11:8080"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg := []byte("from " + a.String())
+			c.SetDeadline(time.Now().Add(3 * time.Second))
+			got := make([]byte, len(msg))
+			if _, err := c.Write(msg); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ioReadFull(c, got); err != nil || !bytes.Equal(got, msg) {
+				t.Errorf("echo from %s: %q, %v", a, got, err)
+			}
+			if la := c.LocalAddr().(*net.TCPAddr).AddrPort().Addr(); la != a {
+				t.Errorf("dialled from %s, socket has %s", a, la)
+			}
+			c.Close()
+		}
+		st := e.Stats()
+		for _, a := range l.ClientAddrs {
+			if st.Peers[a] != 1 {
+				t.Errorf("rs1 saw %d connections from %s, want 1 (peers %v)", st.Peers[a], a, st.Peers)
+			}
+		}
+	})
+
+	t.Run("ECMP by L4 hash", func(t *testing.T) {
+		// An address on every director's lo, routed by the router over
+		// all three: flows from one client address, on different ports,
+		// reach every director.
+		shared := netip.MustParseAddr("10.20.0.200")
+		var echoes []*Echo
+		for _, d := range l.Directors {
+			if out, err := d.Command(ctx(t), "ip", "addr", "add", shared.String()+"/32", "dev", "lo").CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v: %s", d.Name, err, out)
+			}
+			e, err := d.StartEcho("udp", netip.AddrPortFrom(shared, 7))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			echoes = append(echoes, e)
+		}
+		args := []string{"route", "replace", shared.String() + "/32"}
+		for _, d := range l.Directors {
+			args = append(args, "nexthop", "via", d.Addr.String(), "dev", "eth1")
+		}
+		if out, err := l.Router.Command(ctx(t), "ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+		// 30 flows: one director sees none of them with probability
+		// 3 × (2/3)^30, about 1.6e-5.
+		const flows = 30
+		for i := 0; i < flows; i++ {
+			udpRoundTrip(t, l.Client, netip.AddrPortFrom(shared, 7), fmt.Sprintf("flow %d", i))
+		}
+		total := 0
+		for i, e := range echoes {
+			n := e.Stats().Datagrams
+			total += n
+			t.Logf("%s: %d datagrams", l.Directors[i].Name, n)
+			if n == 0 {
+				t.Errorf("%s got none of %d flows: the router does not spread them", l.Directors[i].Name, flows)
+			}
+		}
+		if total < flows {
+			t.Errorf("%d datagrams echoed, want at least %d", total, flows)
+		}
+	})
+}

@@ -26,14 +26,42 @@ func TestOptions(t *testing.T) {
 			t.Errorf("Options %+v accepted", bad)
 		}
 	}
-	if _, err := (Options{Prefix: "gvslab_1.x-y", Reals: maxReals}).normalize(); err != nil {
+	if _, err := (Options{Prefix: "gvslab_1.x-y", Reals: maxReals, Directors: maxDirectors, ClientAddrs: maxClientAddrs}).normalize(); err != nil {
 		t.Errorf("valid options refused: %v", err)
+	}
+	for _, c := range []struct {
+		in            Options
+		directors, ca int
+	}{
+		{Options{}, 1, 1},
+		{Options{Backup: true}, 2, 1},
+		{Options{Directors: 3, ClientAddrs: 40}, 3, 40},
+		{Options{Backup: true, Directors: 3}, 3, 1},
+	} {
+		o, err := c.in.normalize()
+		if err != nil || o.Directors != c.directors || o.ClientAddrs != c.ca {
+			t.Errorf("Options %+v normalize to %d directors, %d client addresses (%v); want %d, %d", c.in, o.Directors, o.ClientAddrs, err, c.directors, c.ca)
+		}
+	}
+	for _, bad := range []Options{
+		{Directors: -1}, {Directors: maxDirectors + 1}, {Backup: true, Directors: 1},
+		{ClientAddrs: -1}, {ClientAddrs: maxClientAddrs + 1},
+	} {
+		if _, err := bad.normalize(); err == nil {
+			t.Errorf("Options %+v accepted", bad)
+		}
 	}
 	if got := realAddr(maxReals); !got.Less(VIP) {
 		t.Errorf("last real server %s is not below the VIP %s", got, VIP)
 	}
-	if !directorAddr.Less(backupAddr) || !backupAddr.Less(realAddr(1)) {
-		t.Errorf("second director %s is not between the director and rs1", backupAddr)
+	if d := directorAddrN(1); d != netip.MustParseAddr("10.20.0.2") || directorAddrN(2) != netip.MustParseAddr("10.20.0.3") || !routerLAN.Less(d) {
+		t.Errorf("director %s, director2 %s: want 10.20.0.2 and .3", d, directorAddrN(2))
+	}
+	if last := directorAddrN(maxDirectors); !last.Less(realAddr(1)) {
+		t.Errorf("last director %s is not below rs1 %s", last, realAddr(1))
+	}
+	if clientAddrN(1) != clientAddr || clientAddrN(maxClientAddrs) != netip.MustParseAddr("10.10.0.254") || !routerClient.Less(clientAddr) {
+		t.Errorf("client addresses %s..%s: want 10.10.0.2..10.10.0.254", clientAddrN(1), clientAddrN(maxClientAddrs))
 	}
 	if !VIP.Less(generatorAddr) || !lanNet.Contains(generatorAddr) {
 		t.Errorf("generator %s is not on the LAN above the VIP %s", generatorAddr, VIP)
@@ -44,8 +72,9 @@ func TestIsLabName(t *testing.T) {
 	for name, want := range map[string]bool{
 		"gvs-client": true, "gvs-router": true, "gvs-lan": true, "gvs-director": true,
 		"gvs-rs1": true, "gvs-rs89": true, "gvs-gen": true, "gvs-director2": true,
-		"gvs-director3": false,
-		"gvs-rs":        false, "gvs-rs0": false, "gvs-rs01": false, "gvs-rsx": false, "gvs-rs1000": false,
+		"gvs-director3": true, "gvs-director8": true,
+		"gvs-director1": false, "gvs-director9": false, "gvs-director0": false, "gvs-director22": false,
+		"gvs-rs": false, "gvs-rs0": false, "gvs-rs01": false, "gvs-rsx": false, "gvs-rs1000": false,
 		"gvs-other": false, "gvsx-client": false, "gvs-client-2": false, "client": false,
 	} {
 		if got := isLabName("gvs", name); got != want {
