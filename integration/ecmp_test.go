@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -364,98 +361,12 @@ func burst(ctx context.Context, t *testing.T, l *lab.Lab, ds []*ecmpDirector, n 
 	return out
 }
 
-// requestFrom opens a TCP connection to the VIP from laddr, echoes 64
-// bytes and closes it, bounded by 20 s (SYN retransmissions at 1, 3 and
-// 7 s ride out a next hop that went away).
-func requestFrom(ctx context.Context, h *lab.Host, laddr netip.Addr) error {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	c, err := h.DialTCPFrom(ctx, laddr, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	msg, got := make([]byte, 64), make([]byte, 64)
-	rand.Read(msg)
-	if _, err := c.Write(msg); err != nil {
-		return fmt.Errorf("from %s: %w", c.LocalAddr(), err)
-	}
-	if _, err := io.ReadFull(c, got); err != nil {
-		return fmt.Errorf("from %s: %w", c.LocalAddr(), err)
-	}
-	if !bytes.Equal(got, msg) {
-		return fmt.Errorf("from %s: echo differs", c.LocalAddr())
-	}
-	return nil
-}
-
-// ecmpLoad opens a new TCP connection to the VIP every 10 ms, from the
-// client's addresses in turn, each on its own goroutine, until stopped or
-// limit requests; it records failures with the time each request started.
-type ecmpLoad struct {
-	quit chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
-	mu   sync.Mutex
-	n    int
-	errs []reqErr
-}
-
-func startECMPLoad(ctx context.Context, l *lab.Lab, limit int) *ecmpLoad {
-	r := &ecmpLoad{quit: make(chan struct{})}
-	r.wg.Add(1)
-	go func() { // integration: request generator, until stop or max requests
-		defer r.wg.Done()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; i < limit; i++ {
-			select {
-			case <-r.quit:
-				return
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			r.wg.Add(1)
-			go func() { // integration: one request, bounded by its deadline
-				defer r.wg.Done()
-				start := time.Now()
-				err := requestFrom(ctx, l.Client, l.ClientAddrs[i%len(l.ClientAddrs)])
-				r.mu.Lock()
-				r.n++
-				if err != nil {
-					r.errs = append(r.errs, reqErr{start, err})
-				}
-				r.mu.Unlock()
-			}()
-		}
-	}()
-	return r
-}
-
-func (r *ecmpLoad) stop() {
-	r.once.Do(func() { close(r.quit) })
-	r.wg.Wait()
-}
-
-// errors returns the failures of requests started after since.
-func (r *ecmpLoad) errors(since time.Time) []reqErr {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []reqErr
-	for _, e := range r.errs {
-		if e.start.After(since) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-func (r *ecmpLoad) done() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.n
+// startECMPLoad opens a new TCP connection to the VIP every 10 ms, from
+// the client's addresses in turn, until stopped or limit requests.
+func startECMPLoad(ctx context.Context, l *lab.Lab, limit int) *requests {
+	return startRequestsEvery(ctx, 10*time.Millisecond, limit, func(i int) error {
+		return requestFrom(ctx, l.Client, l.ClientAddrs[i%len(l.ClientAddrs)])
+	})
 }
 
 // ecmpStream is a stream (see startStream) and the director that

@@ -471,16 +471,30 @@ func (e reqErr) String() string {
 	return fmt.Sprintf("started %s: %v", e.start.Format("15:04:05.000"), e.err)
 }
 
+// startRequests opens a TCP connection to the VIP from h every 50 ms
+// until stopped (see startRequestsEvery).
 func startRequests(ctx context.Context, h *lab.Host) *requests {
+	return startRequestsEvery(ctx, 50*time.Millisecond, 0, func(int) error { return request(ctx, h) })
+}
+
+// request is requestFrom any of h's addresses.
+func request(ctx context.Context, h *lab.Host) error { return requestFrom(ctx, h, netip.Addr{}) }
+
+// startRequestsEvery runs request(i) on its own goroutine every interval, i = 0,
+// 1, ..., until stop, ctx ends or, if limit > 0, limit requests; it
+// records failures with the time each request started.
+func startRequestsEvery(ctx context.Context, every time.Duration, limit int, request func(i int) error) *requests {
 	r := &requests{quit: make(chan struct{})}
 	r.wg.Add(1)
 	go func() { // integration: request generator, until stop
 		defer r.wg.Done()
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(every)
 		defer tick.Stop()
-		for {
+		for i := 0; limit <= 0 || i < limit; i++ {
 			select {
 			case <-r.quit:
+				return
+			case <-ctx.Done():
 				return
 			case <-tick.C:
 			}
@@ -488,7 +502,7 @@ func startRequests(ctx context.Context, h *lab.Host) *requests {
 			go func() { // integration: one request, bounded by its deadline
 				defer r.wg.Done()
 				start := time.Now()
-				err := request(ctx, h)
+				err := request(i)
 				r.mu.Lock()
 				r.n++
 				if err != nil {
@@ -501,11 +515,14 @@ func startRequests(ctx context.Context, h *lab.Host) *requests {
 	return r
 }
 
-func request(ctx context.Context, h *lab.Host) error {
-	// SYN retransmissions at 1, 3 and 7 s cover a takeover at 1 s adverts.
+// requestFrom opens a TCP connection to the VIP from laddr (any address
+// when zero), echoes 64 bytes and closes it, bounded by 20 s: SYN
+// retransmissions at 1, 3 and 7 s cover a takeover at 1 s adverts, or a
+// next hop that went away.
+func requestFrom(ctx context.Context, h *lab.Host, laddr netip.Addr) error {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	c, err := h.DialTCP(ctx, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
+	c, err := h.DialTCPFrom(ctx, laddr, netip.AddrPortFrom(scenario.VIP, scenario.TCPPort))
 	if err != nil {
 		return err
 	}
@@ -514,13 +531,13 @@ func request(ctx context.Context, h *lab.Host) error {
 	msg, got := make([]byte, 64), make([]byte, 64)
 	rand.Read(msg)
 	if _, err := c.Write(msg); err != nil {
-		return err
+		return fmt.Errorf("from %s: %w", c.LocalAddr(), err)
 	}
 	if _, err := io.ReadFull(c, got); err != nil {
-		return err
+		return fmt.Errorf("from %s: %w", c.LocalAddr(), err)
 	}
 	if !bytes.Equal(got, msg) {
-		return fmt.Errorf("echo differs")
+		return fmt.Errorf("from %s: echo differs", c.LocalAddr())
 	}
 	return nil
 }
