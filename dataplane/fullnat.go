@@ -163,23 +163,13 @@ func (w *Worker) fullnatXlate(e *conntrack.Entry4, reply bool, p *parsed) {
 	in, tsoff := aux[auxClient], aux[auxTS]
 	partial := p.off.Flags&header.OffloadNeedsCsum != 0
 	if !reply {
-		if partial {
-			tcp.SetSequenceNumber(tcp.SequenceNumber() + in)
-		} else {
-			tcp.SetSequenceNumberWithChecksumUpdate(tcp.SequenceNumber() + in)
-		}
+		translateSeq(tcp, in, 0, false, partial)
 		if tsoff != 0 && tcp.DataOffset() > header.TCPMinLen && !xlateOptions(tcp, tsoff, 0, 0, partial) {
 			w.C.BadTCPOptions.Add(1)
 		}
 		return
 	}
-	if p.flags&header.TCPFlagAck != 0 {
-		if partial {
-			tcp.SetAckNumber(tcp.AckNumber() - in)
-		} else {
-			tcp.SetAckNumberWithChecksumUpdate(tcp.AckNumber() - in)
-		}
-	}
+	translateSeq(tcp, 0, -in, p.flags&header.TCPFlagAck != 0, partial)
 	if tcp.DataOffset() > header.TCPMinLen && !xlateOptions(tcp, 0, -tsoff, -in, partial) {
 		w.C.BadTCPOptions.Add(1)
 	}

@@ -458,17 +458,21 @@ func (w *Worker) synProxyConn(t *Table, e *conntrack.Entry4, r *Real, reply bool
 
 // translateSeq adds seqD to tcp's sequence number and, if ack (the ACK
 // flag is set), ackD to its acknowledgment number, updating the checksum
-// unless it is partial (the kernel finishes it over the new fields).
+// unless it is partial (the kernel finishes it over the new fields). A
+// zero offset leaves its field alone.
 func translateSeq(tcp header.TCP, seqD, ackD uint32, ack, partial bool) {
-	if partial {
+	switch {
+	case seqD == 0:
+	case partial:
 		tcp.SetSequenceNumber(tcp.SequenceNumber() + seqD)
-		if ack {
-			tcp.SetAckNumber(tcp.AckNumber() + ackD)
-		}
-		return
+	default:
+		tcp.SetSequenceNumberWithChecksumUpdate(tcp.SequenceNumber() + seqD)
 	}
-	tcp.SetSequenceNumberWithChecksumUpdate(tcp.SequenceNumber() + seqD)
-	if ack {
+	switch {
+	case !ack || ackD == 0:
+	case partial:
+		tcp.SetAckNumber(tcp.AckNumber() + ackD)
+	default:
 		tcp.SetAckNumberWithChecksumUpdate(tcp.AckNumber() + ackD)
 	}
 }
