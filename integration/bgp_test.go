@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
@@ -199,13 +198,9 @@ func TestBGP(t *testing.T) {
 	}
 	list := func() *api.BGPStatus {
 		t.Helper()
-		out, err := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-L", "--json").Output()
-		if err != nil {
-			t.Fatalf("gvsadm -L --json: %v", err)
-		}
-		var resp api.Response
-		if err := json.Unmarshal(out, &resp); err != nil || resp.BGP == nil {
-			t.Fatalf("gvsadm -L --json has no bgp: %v\n%s", err, out)
+		resp := gvsStatus(ctx, t, env.SocketPath)
+		if resp.BGP == nil {
+			t.Fatalf("gvsadm -L --json has no bgp: %+v", resp)
 		}
 		return resp.BGP
 	}

@@ -178,13 +178,9 @@ func TestVRRPVersionMismatch(t *testing.T) {
 		}
 	}()
 	status := func() *api.VRRPStatus {
-		out, err := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "-L", "--json").Output()
-		if err != nil {
-			t.Fatalf("gvsadm -L --json: %v", err)
-		}
-		var resp api.Response
-		if err := json.Unmarshal(out, &resp); err != nil || resp.VRRP == nil {
-			t.Fatalf("gvsadm -L --json has no vrrp: %v\n%s", err, out)
+		resp := gvsStatus(ctx, t, env.SocketPath)
+		if resp.VRRP == nil {
+			t.Fatalf("gvsadm -L --json has no vrrp: %+v", resp)
 		}
 		return resp.VRRP
 	}
