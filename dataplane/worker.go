@@ -204,7 +204,8 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 func (w *Worker) run(stop <-chan struct{}) error {
 	// A worker keeps its OS thread: its blocking reads then never make the
 	// runtime hand the thread's work around, and an operator can pin the
-	// thread to a CPU.
+	// thread to a CPU. gvsd's links also keep the worker's P while it
+	// waits (afpacket.Config.HoldP).
 	runtime.LockOSThread()
 	if w.start != nil {
 		// The hook may change the thread (its scheduling policy, its

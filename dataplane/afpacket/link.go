@@ -63,6 +63,20 @@ type Config struct {
 	// dataplane wants (no tc shaping applies, and a full driver queue drops
 	// the frame, counted in Stats.TxErrors).
 	KeepQdisc bool
+
+	// HoldP makes Read wait for frames in a raw ppoll(2) that the Go
+	// runtime does not see as a system call: the goroutine keeps its P
+	// (the runtime's processor) while it waits, instead of the runtime's
+	// monitor taking the P away after 20 µs and handing it to a spinning
+	// thread, and the goroutine taking one back when a frame wakes it.
+	// That round trip cost each wakeup two futex calls and a thread
+	// switch (see dataplane's Worker). The waiting goroutine then holds a
+	// P, so the process needs a P more per link waiting this way than it
+	// would run otherwise (raise GOMAXPROCS), and it should have its OS
+	// thread to itself (runtime.LockOSThread). A signal (the runtime's
+	// preemption, a stop-the-world) ends the wait early: Read returns 0,
+	// nil and the caller's next call lets the runtime preempt it.
+	HoldP bool
 }
 
 // Defaults for Config, and how they were chosen.

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/gvs-lb/gvs/dataplane/header"
 	"golang.org/x/net/bpf"
@@ -82,6 +83,7 @@ type Link struct {
 	rxCopy    copyReader     // frames larger than a slot (TP_STATUS_COPY)
 	rxPoll    [3]unix.PollFd // the socket, the close event and the SYN socket
 	nPoll     int            // how many of rxPoll are in use
+	holdP     bool           // Config.HoldP
 	rxTimeout unix.Timespec
 
 	syn *Link // the SYN ring's receive-only socket, or nil (Config.SYNBlocks)
@@ -114,7 +116,7 @@ func Open(cfg Config) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{name: cfg.Interface, mode: cfg.TxMode, fd: -1, efd: -1}
+	l := &Link{name: cfg.Interface, mode: cfg.TxMode, fd: -1, efd: -1, holdP: cfg.HoldP}
 	if err := l.open(cfg, 0); err != nil {
 		_ = l.release()
 		return nil, fmt.Errorf("afpacket: open %s: %w", cfg.Interface, err)
@@ -454,6 +456,16 @@ func (l *Link) waitReadable() error {
 	l.rxTimeout = unix.NsecToTimespec(readPollTimeout.Nanoseconds())
 	for range maxEINTR {
 		l.rxPoll[0].Revents, l.rxPoll[1].Revents, l.rxPoll[2].Revents = 0, 0, 0
+		if l.holdP {
+			if err := rawPpoll(l.rxPoll[:l.nPoll], &l.rxTimeout); err == unix.EINTR {
+				// Most likely the runtime wants the P: return, so that
+				// the caller's next function call lets it take it.
+				return nil
+			} else if err != 0 {
+				return fmt.Errorf("afpacket: read %s: poll: %w", l.name, err)
+			}
+			break
+		}
 		_, err := unix.Ppoll(l.rxPoll[:l.nPoll], &l.rxTimeout, nil)
 		if err == unix.EINTR {
 			continue
@@ -477,6 +489,14 @@ func (l *Link) waitReadable() error {
 		}
 	}
 	return nil
+}
+
+// rawPpoll is ppoll(2) without the runtime's system call bookkeeping
+// (Config.HoldP): the calling goroutine keeps its P until it returns.
+func rawPpoll(fds []unix.PollFd, timeout *unix.Timespec) unix.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
+		uintptr(unsafe.Pointer(timeout)), 0, 0, 0)
+	return errno
 }
 
 // Write sends each bufs[i], a complete Ethernet frame, out of the interface

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -1295,5 +1296,88 @@ func echo(l *Link, reply [][]byte) error {
 				return err
 			}
 		}
+	}
+}
+
+// TestLinkHoldP reads with HoldP on a locked thread while GOMAXPROCS is 2,
+// as gvsd runs (one P for each waiting worker, and the rest for everything
+// else): frames arrive, a garbage collection still stops the world (the
+// runtime's preemption signal ends the wait), and Close wakes the reader.
+// With GOMAXPROCS 1 the same test passes, slowly: the test goroutine then
+// runs only when the runtime preempts the reader, every 10 ms, and a GC
+// takes 150 ms instead of 2 ms.
+func TestLinkHoldP(t *testing.T) {
+	tn := newTestNet(t)
+	rx := tn.open(t, Config{Interface: tn.b, Filter: mustFilter(t, testMatch()), HoldP: true})
+	tx := tn.sender(t, TxSendmmsg)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(2))
+
+	type result struct {
+		frames [][]byte
+		err    error
+	}
+	done := make(chan result, 1)
+	want := 3
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		bufs, sizes := [][]byte{make([]byte, 2048)}, []int{0}
+		var r result
+		for {
+			n, err := rx.Read(bufs, sizes, nil, 0)
+			if err != nil {
+				r.err = err
+				done <- r
+				return
+			}
+			for i := range n {
+				r.frames = append(r.frames, bytes.Clone(bufs[i][:sizes[i]]))
+			}
+		}
+	}()
+	time.Sleep(20 * time.Millisecond) // let the reader block in ppoll
+	for i := range 5 {
+		start := time.Now()
+		runtime.GC()
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("GC %d took %v while a HoldP reader waited", i, d)
+		} else {
+			t.Logf("GC %d: %v", i, d)
+		}
+	}
+	var sent [][]byte
+	for i := range want {
+		f := ipv4Frame(t, protoTCP, client, uint16(40000+i), vip, 80)
+		sent = append(sent, f)
+		if n, err := tx.Write([][]byte{f}, nil); err != nil || n != 1 {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	// The reader has the frames when its stats say so; then Close ends it.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := rx.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Packets >= uint64(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := rx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, net.ErrClosed) {
+			t.Errorf("Read ended with %v, want net.ErrClosed", r.err)
+		}
+		if !sameFrames(r.frames, sent) {
+			t.Errorf("read %d frames, want the %d sent", len(r.frames), len(sent))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a HoldP Read")
 	}
 }
