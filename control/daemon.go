@@ -134,7 +134,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 	// Workers keep their P while they wait (HoldP, holdProcs): measured,
 	// that alone gave 10-30% more keep-alive requests per second.
 	lc := afpacket.Config{Interface: d.link.Name, Filter: filter, SYNBlocks: synRingBlocks,
-		FanoutGroup: fanoutGroup(0), HoldP: true}
+		FanoutGroup: fanoutGroup(0), HoldP: true, BusyPoll: cfg.Director.BusyPoll}
 	if lc.Steering, err = afpacket.SteeringProgramSYN(m, workers); err != nil {
 		return nil, fmt.Errorf("control: steering: %w", err)
 	}
@@ -251,6 +251,9 @@ func (d *Daemon) reloadLocked(cfg *config.Config) error {
 	}
 	if cfg.Director.WorkerPolicy != d.cfg.Director.WorkerPolicy {
 		fixed = append(fixed, config.FieldError{Path: "director.worker_policy", Msg: "cannot change on reload; restart gvsd"})
+	}
+	if cfg.Director.BusyPoll != d.cfg.Director.BusyPoll {
+		fixed = append(fixed, config.FieldError{Path: "director.busy_poll", Msg: "cannot change on reload; restart gvsd"})
 	}
 	if cfg.Director.Workers != d.cfg.Director.Workers {
 		fixed = append(fixed, config.FieldError{Path: "director.workers", Msg: "cannot change on reload; restart gvsd"})

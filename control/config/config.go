@@ -231,6 +231,12 @@ type Director struct {
 	// task's slice ends or it sleeps, and by then more frames wait, so a busy
 	// worker reads bigger batches and wakes less often.
 	WorkerPolicy string
+	// BusyPoll is how long a worker that finds its ring empty keeps
+	// looking at it before it sleeps in ppoll(2): a frame that comes in
+	// that time is taken without a wakeup, at the price of a CPU that
+	// spins while traffic pauses. 0 (the default) never spins; it pays on
+	// CPUs given to gvsd alone (isolcpus, taskset), up to 1ms.
+	BusyPoll time.Duration
 }
 
 // Timeouts is the [timeouts] table: idle timeouts of connection entries, as ipvsadm --set,
@@ -341,6 +347,9 @@ const (
 	// maxWorkers: far beyond any NIC's queue count today; keeps a typo from spawning
 	// thousands of AF_PACKET rings.
 	maxWorkers = 256
+	// maxBusyPoll: a worker that spins longer than this between bursts
+	// wastes more than a wakeup costs.
+	maxBusyPoll = time.Millisecond
 	// maxConnections: 100M entries already needs many GB of RAM.
 	maxConnections = 100_000_000
 	maxWeight      = 65535 // ipvsadm(8): "valid values of weight are 0 through to 65535"

@@ -375,6 +375,7 @@ func (d *decoder) director(path string, v any, dir *Director) {
 		{"metrics", d.setString(&dir.Metrics)},
 		{"disable_gro", d.setBool(&dir.DisableGRO)},
 		{"worker_policy", d.setString(&dir.WorkerPolicy)},
+		{"busy_poll", d.setDuration(&dir.BusyPoll)},
 	})
 }
 

@@ -130,6 +130,7 @@ local_addresses = ["10.40.0.2", "10.40.0.3"]
 local_ports = "2000-3000"
 metrics = "127.0.0.1:9464"
 worker_policy = "normal"
+busy_poll = "50us"
 [timeouts]
 tcp = "1h"
 tcp_fin = "30s"
@@ -194,6 +195,7 @@ sorry = "10.40.1.99:53"
 			Interface: "eth1", Workers: 4,
 			LocalAddresses: []netip.Addr{netip.MustParseAddr("10.40.0.2"), netip.MustParseAddr("10.40.0.3")},
 			LocalPorts:     PortRange{2000, 3000}, Metrics: "127.0.0.1:9464", WorkerPolicy: "normal",
+			BusyPoll: 50 * time.Microsecond,
 		},
 		Timeouts: Timeouts{TCP: time.Hour, TCPFin: 30 * time.Second, UDP: 90 * time.Second, Drain: 10 * time.Minute},
 		Limits:   Limits{Connections: 1000},

@@ -310,6 +310,9 @@ func (v *validator) director(d *Director) {
 	if d.WorkerPolicy != "batch" && d.WorkerPolicy != "normal" {
 		v.addf("director.worker_policy", `%s: want "batch" or "normal"`, quote(d.WorkerPolicy))
 	}
+	if d.BusyPoll < 0 || d.BusyPoll > maxBusyPoll {
+		v.addf("director.busy_poll", "%v is out of range 0s..%v", d.BusyPoll, maxBusyPoll)
+	}
 	seen := make(map[netip.Addr]int, len(d.LocalAddresses))
 	for i, a := range d.LocalAddresses {
 		p := index("director.local_addresses", i)

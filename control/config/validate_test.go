@@ -32,6 +32,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"Default() lacks only the interface", func(c *Config) { *c = *Default() }, []FieldError{{"director.interface", "required"}}},
 		{"worker_policy", func(c *Config) { c.Director.WorkerPolicy = "fifo" }, []FieldError{{"director.worker_policy", `"fifo": want "batch" or "normal"`}}},
+		{"busy_poll negative", func(c *Config) { c.Director.BusyPoll = -time.Microsecond }, []FieldError{{"director.busy_poll", "-1µs is out of range 0s..1ms"}}},
+		{"busy_poll too long", func(c *Config) { c.Director.BusyPoll = 2 * time.Millisecond }, []FieldError{{"director.busy_poll", "2ms is out of range 0s..1ms"}}},
 		{"zero Config", func(c *Config) { *c = Config{} }, []FieldError{
 			{"director.interface", "required"},
 			{"director.local_ports", `"0-0" is not a port range (want "LO-HI" with 1 <= LO <= HI <= 65535)`},

@@ -3,6 +3,7 @@ package afpacket
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"golang.org/x/net/bpf"
 )
@@ -77,6 +78,11 @@ type Config struct {
 	// preemption, a stop-the-world) ends the wait early: Read returns 0,
 	// nil and the caller's next call lets the runtime preempt it.
 	HoldP bool
+
+	// BusyPoll is how long Read keeps looking at an empty ring before it
+	// sleeps in ppoll(2). A frame that arrives meanwhile is taken without
+	// a wakeup; the CPU spins while nothing comes. 0: no spinning.
+	BusyPoll time.Duration
 }
 
 // Defaults for Config, and how they were chosen.

@@ -84,6 +84,7 @@ type Link struct {
 	rxPoll    [3]unix.PollFd // the socket, the close event and the SYN socket
 	nPoll     int            // how many of rxPoll are in use
 	holdP     bool           // Config.HoldP
+	busyPoll  time.Duration  // Config.BusyPoll
 	rxTimeout unix.Timespec
 
 	syn *Link // the SYN ring's receive-only socket, or nil (Config.SYNBlocks)
@@ -116,7 +117,7 @@ func Open(cfg Config) (*Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Link{name: cfg.Interface, mode: cfg.TxMode, fd: -1, efd: -1, holdP: cfg.HoldP}
+	l := &Link{name: cfg.Interface, mode: cfg.TxMode, fd: -1, efd: -1, holdP: cfg.HoldP, busyPoll: cfg.BusyPoll}
 	if err := l.open(cfg, 0); err != nil {
 		_ = l.release()
 		return nil, fmt.Errorf("afpacket: open %s: %w", cfg.Interface, err)
@@ -367,6 +368,9 @@ func (l *Link) Read(bufs [][]byte, sizes []int, offs []header.Offload, offset in
 	if n > 0 || err != nil {
 		return n, err
 	}
+	if l.busyPoll > 0 && l.spin() {
+		return l.readRings(bufs, sizes, offs, offset)
+	}
 	if err := l.waitReadable(); err != nil {
 		return 0, err
 	}
@@ -442,6 +446,31 @@ func (l *Link) drain(bufs [][]byte, sizes []int, offs []header.Offload, offset i
 		l.truncated.Add(uint64(truncated))
 	}
 	return n, nil
+}
+
+// spin watches the rings for up to Config.BusyPoll and reports whether a
+// frame came, or false when the link is closed.
+func (l *Link) spin() bool {
+	l.rxMu.Lock()
+	defer l.rxMu.Unlock()
+	syn := l.syn
+	if syn != nil {
+		syn.rxMu.Lock()
+		defer syn.rxMu.Unlock()
+	}
+	if l.closed.Load() || syn != nil && syn.closed.Load() {
+		return false
+	}
+	deadline := time.Now().Add(l.busyPoll)
+	for i := 1; ; i++ {
+		if l.rx.ready() || syn != nil && syn.rx.ready() {
+			return true
+		}
+		// A clock read costs more than a look at the ring.
+		if i%32 == 0 && (l.closed.Load() || time.Now().After(deadline)) {
+			return false
+		}
+	}
 }
 
 // waitReadable polls the socket (and the SYN socket) and the close event

@@ -1381,3 +1381,104 @@ func TestLinkHoldP(t *testing.T) {
 		t.Fatal("Close did not end a HoldP Read")
 	}
 }
+
+// TestLinkBusyPoll reads with BusyPoll: frames sent in bursts with pauses
+// between them all arrive, an idle link spins only BusyPoll per wait (the
+// thread's CPU time stays far below the time that passed), and Close ends
+// a spinning Read.
+func TestLinkBusyPoll(t *testing.T) {
+	tn := newTestNet(t)
+	rx := tn.open(t, Config{Interface: tn.b, Filter: mustFilter(t, testMatch()), BusyPoll: time.Millisecond})
+	tx := tn.sender(t, TxSendmmsg)
+
+	type result struct {
+		frames  [][]byte
+		err     error
+		idleCPU time.Duration // thread CPU time of the first 300 ms, without frames
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		bufs, sizes := [][]byte{make([]byte, 2048), make([]byte, 2048)}, []int{0, 0}
+		var r result
+		start, cpu0 := time.Now(), threadCPU(t)
+		for time.Since(start) < 300*time.Millisecond {
+			if n, err := rx.Read(bufs, sizes, nil, 0); n != 0 || err != nil {
+				r.err = fmt.Errorf("idle Read = %d, %v", n, err)
+				done <- r
+				return
+			}
+		}
+		r.idleCPU = threadCPU(t) - cpu0
+		for {
+			n, err := rx.Read(bufs, sizes, nil, 0)
+			if err != nil {
+				r.err = err
+				done <- r
+				return
+			}
+			for i := range n {
+				r.frames = append(r.frames, bytes.Clone(bufs[i][:sizes[i]]))
+			}
+		}
+	}()
+	time.Sleep(350 * time.Millisecond)
+	var sent [][]byte
+	for burst := range 20 {
+		var b [][]byte
+		for i := range 3 {
+			b = append(b, ipv4Frame(t, protoTCP, client, uint16(40000+3*burst+i), vip, 80))
+		}
+		if n, err := tx.Write(b, nil); err != nil || n != len(b) {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+		sent = append(sent, b...)
+		time.Sleep(time.Duration(burst%4) * 300 * time.Microsecond) // within and beyond the spin
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := rx.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Packets >= uint64(len(sent)) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the last frames from the ring into the reader
+	closeAt := time.Now()
+	if err := rx.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		if !errors.Is(r.err, net.ErrClosed) {
+			t.Fatalf("Read ended with %v, want net.ErrClosed", r.err)
+		}
+		if d := time.Since(closeAt); d > 2*time.Second {
+			t.Errorf("Read ended %v after Close", d)
+		}
+		if !sameFrames(r.frames, sent) {
+			t.Errorf("read %d frames, want the %d sent", len(r.frames), len(sent))
+		}
+		// 1 ms of spinning per 100 ms poll: about 3 ms in 300 ms, and
+		// 300 ms if it spun all the time.
+		if r.idleCPU > 100*time.Millisecond {
+			t.Errorf("an idle reader used %v of CPU in 300 ms with BusyPoll 1ms", r.idleCPU)
+		}
+		t.Logf("idle reader CPU time in 300 ms: %v", r.idleCPU)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not end a BusyPoll Read")
+	}
+}
+
+// threadCPU is the calling thread's CPU time (RUSAGE_THREAD).
+func threadCPU(t testing.TB) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		t.Error(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -136,6 +136,11 @@ func (r *rxRing) next() (f rxFrame, ok bool) {
 	return f, true
 }
 
+// ready reports whether the kernel has handed slot cur over.
+func (r *rxRing) ready() bool {
+	return atomic.LoadUint32(u32(r.slot(r.cur), t2StatusOff))&tpStatusUser != 0
+}
+
 // release gives slot cur back to the kernel and moves on.
 func (r *rxRing) release() {
 	atomic.StoreUint32(u32(r.slot(r.cur), t2StatusOff), tpStatusKernel)

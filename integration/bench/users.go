@@ -201,6 +201,8 @@ type UsersOptions struct {
 	// WorkerPolicy is gvsd's director.worker_policy; empty leaves its
 	// default.
 	WorkerPolicy string
+	// BusyPoll is gvsd's director.busy_poll when above 0.
+	BusyPoll time.Duration
 	// PPS measures row 5, LAN UDP pps, with the pps suite for gvs-dr,
 	// gvs-nat and kernel-dnat.
 	PPS bool
@@ -341,6 +343,7 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	fs.IntVar(&o.Rounds, "rounds", 1, "measure every configuration this many times, interleaved (one round of all, then the next), and report medians")
 	fs.IntVar(&o.Workers, "workers", 0, "gvsd's director.workers (0: its default, one per CPU; -pin: 1)")
 	fs.StringVar(&o.WorkerPolicy, "worker-policy", "", `gvsd's director.worker_policy: "batch" or "normal" (empty: gvsd's default, batch)`)
+	fs.DurationVar(&o.BusyPoll, "busy-poll", 0, "gvsd's director.busy_poll (0: its default, off)")
 	fs.BoolVar(&o.PPS, "pps", true, "row 5: LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat with the pps suite (generator on the LAN)")
 	generator := fs.String("generator", "auto", "generator of row 5: trafgen, go, or auto (trafgen if installed)")
 	flood := fs.String("flood", "", "RATE (e.g. 100000pps, 100kpps): add the row new conn/s under a SYN flood, row 3 again while trafgen (netsniff-ng) sends spoofed SYNs to VIP:80 from the client at RATE; empty: off")

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/gvs-lb/gvs/integration/lab"
 )
@@ -89,21 +90,29 @@ func usersKernelRules(l *lab.Lab) string {
 		usersTable, vip, httpPort, len(l.Reals), reals, vip, iperfPort, len(l.Reals), reals)
 }
 
+// gvsdKnobs are the [director] settings the benchmark can change.
+type gvsdKnobs struct {
+	Policy   string        // worker_policy; empty: gvsd's default
+	BusyPoll time.Duration // busy_poll; 0: gvsd's default (off)
+}
+
 // usersGvsdConfig is gvsd's configuration for a gvs configuration: TCP
 // VIP:80 and VIP:5201 (with persistence, see iperfPersistence), rr over
 // the reals in c's forwarding mode, the reals on the same ports, and the
 // SYN proxy on VIP:80 for the synproxy configurations. workers 0 leaves
-// the default (one per CPU); an empty policy leaves worker_policy's
-// default.
-func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int, policy string) string {
+// the default (one per CPU); the zero knobs leave gvsd's defaults.
+func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int, k gvsdKnobs) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# gvsd for %s, written by integration/bench -suite users\n", c)
 	fmt.Fprintf(&b, "[director]\ninterface = %q\n", l.Director.Iface)
 	if workers > 0 {
 		fmt.Fprintf(&b, "workers = %d\n", workers)
 	}
-	if policy != "" {
-		fmt.Fprintf(&b, "worker_policy = %q\n", policy)
+	if k.Policy != "" {
+		fmt.Fprintf(&b, "worker_policy = %q\n", k.Policy)
+	}
+	if k.BusyPoll > 0 {
+		fmt.Fprintf(&b, "busy_poll = %q\n", k.BusyPoll.String())
 	}
 	for _, svc := range []struct {
 		name        string

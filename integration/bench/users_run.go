@@ -438,6 +438,9 @@ func (u *users) describe(c UserConfig) string {
 	if u.o.WorkerPolicy != "" {
 		workers += ", worker_policy = " + u.o.WorkerPolicy
 	}
+	if u.o.BusyPoll > 0 {
+		workers += ", busy_poll = " + u.o.BusyPoll.String()
+	}
 	switch c {
 	case UserDirect:
 		return "no balancer: the client talks to rs1 (10.20.0.11:80) through the router"
@@ -594,7 +597,7 @@ func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
 		workers = 1
 	}
 	cfg := filepath.Join(u.o.Dir, "gvsd-"+c.String()+".toml")
-	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers, u.o.WorkerPolicy)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers, gvsdKnobs{u.o.WorkerPolicy, u.o.BusyPoll})), 0o644); err != nil {
 		return nil, fmt.Errorf("bench: gvsd config: %w", err)
 	}
 	args := u.pinned(pinServerCPU, u.o.Gvsd, "-config", cfg, "-socket", filepath.Join(u.o.Dir, "gvsd-users.sock"), "-log-json")

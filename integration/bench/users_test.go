@@ -304,14 +304,14 @@ func TestUsersConfigs(t *testing.T) {
 		}
 	}
 	for _, c := range []UserConfig{UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT} {
-		cfg := usersGvsdConfig(l, c, 0, "")
+		cfg := usersGvsdConfig(l, c, 0, gvsdKnobs{})
 		for _, want := range []string{`forward = "` + c.forward() + `"`, `address = "10.20.0.100:80"`, `address = "10.20.0.100:5201"`,
 			`address = "10.20.0.11:80"`, `address = "10.20.0.12:5201"`, `scheduler = "rr"`, `persistence = "5m"`, `protocol = "tcp"`} {
 			if !strings.Contains(cfg, want) {
 				t.Errorf("%s config lacks %s:\n%s", c, want, cfg)
 			}
 		}
-		if strings.Contains(cfg, "workers") || !strings.Contains(usersGvsdConfig(l, c, 1, ""), "workers = 1") {
+		if strings.Contains(cfg, "workers") || !strings.Contains(usersGvsdConfig(l, c, 1, gvsdKnobs{}), "workers = 1") {
 			t.Errorf("%s: workers only when asked:\n%s", c, cfg)
 		}
 		if strings.Count(cfg, "persistence") != 1 {
@@ -322,7 +322,7 @@ func TestUsersConfigs(t *testing.T) {
 		}
 	}
 	for _, c := range []UserConfig{UserGvsNATSynproxy, UserGvsFullNATSynproxy} {
-		cfg := usersGvsdConfig(l, c, 0, "")
+		cfg := usersGvsdConfig(l, c, 0, gvsdKnobs{})
 		// The SYN proxy on the HTTP service, before its reals; not on
 		// iperf3's.
 		http := `address = "10.20.0.100:80"` + "\n" + `scheduler = "rr"` + "\n" + `forward = "` + c.forward() + `"` + "\n" + "synproxy = true\n  [[service.real]]"
@@ -508,9 +508,9 @@ func TestUsersReportFlood(t *testing.T) {
 // below 1 is a usage error.
 func TestRoundsFlags(t *testing.T) {
 	var errb bytes.Buffer
-	o, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go", "-rounds", "3", "-worker-policy", "normal"}, &errb)
-	if code != 0 || o.Rounds != 3 || o.WorkerPolicy != "normal" {
-		t.Errorf("-rounds 3 -worker-policy normal: exit %d, rounds %d, policy %q: %s", code, o.Rounds, o.WorkerPolicy, errb.String())
+	o, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go", "-rounds", "3", "-worker-policy", "normal", "-busy-poll", "50us"}, &errb)
+	if code != 0 || o.Rounds != 3 || o.WorkerPolicy != "normal" || o.BusyPoll != 50*time.Microsecond {
+		t.Errorf("-rounds 3 -worker-policy normal -busy-poll 50us: exit %d, rounds %d, policy %q, busy poll %v: %s", code, o.Rounds, o.WorkerPolicy, o.BusyPoll, errb.String())
 	}
 	if o, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go"}, &errb); code != 0 || o.Rounds != 1 {
 		t.Errorf("default: exit %d, rounds %d; want 0 and 1", code, o.Rounds)
@@ -519,9 +519,12 @@ func TestRoundsFlags(t *testing.T) {
 	if _, _, code := parseUsersFlags([]string{"-suite", "users", "-generator", "go", "-rounds", "0"}, &errb); code != 2 || !strings.Contains(errb.String(), "-rounds") {
 		t.Errorf("-rounds 0: exit %d, %q; want 2 and a message", code, errb.String())
 	}
-	cfg := usersGvsdConfig(testLab(), UserGvsDR, 0, "normal")
-	if !strings.Contains(cfg, "worker_policy = \"normal\"\n") {
-		t.Errorf("gvsd config with a policy lacks it:\n%s", cfg)
+	cfg := usersGvsdConfig(testLab(), UserGvsDR, 0, gvsdKnobs{Policy: "normal", BusyPoll: 50 * time.Microsecond})
+	if !strings.Contains(cfg, "worker_policy = \"normal\"\n") || !strings.Contains(cfg, "busy_poll = \"50µs\"\n") {
+		t.Errorf("gvsd config with a policy and a busy poll lacks them:\n%s", cfg)
+	}
+	if cfg := usersGvsdConfig(testLab(), UserGvsDR, 0, gvsdKnobs{}); strings.Contains(cfg, "busy_poll") || strings.Contains(cfg, "worker_policy") {
+		t.Errorf("gvsd config with no knobs sets some:\n%s", cfg)
 	}
 }
 
