@@ -101,10 +101,20 @@ func needLabWith(t *testing.T, o lab.Options) *lab.Lab {
 // real twice, no RST/ICMP from the director's kernel, NAT and FULLNAT
 // replies through the director, the client's address at the reals (a
 // local address in FULLNAT), and nothing left behind by a stopped gvsd.
+// TUN runs twice: the reals decapsulate with gvs-realserver's default
+// (eBPF in the kernel where it loads, as here) and in userspace alone.
 func TestForwardingModes(t *testing.T) {
-	for _, mode := range []config.Forward{config.DR, config.TUN, config.NAT, config.FullNAT} {
-		t.Run(mode.String(), func(t *testing.T) {
-			res := runScenario(t, mode, scenario.Options{})
+	for _, tc := range []struct {
+		name  string
+		mode  config.Forward
+		extra []string // gvs-realserver flags
+	}{
+		{"dr", config.DR, nil}, {"tun", config.TUN, nil}, {"tun-userspace", config.TUN, []string{"-decap", "userspace"}},
+		{"nat", config.NAT, nil}, {"fullnat", config.FullNAT, nil},
+	} {
+		mode := tc.mode
+		t.Run(tc.name, func(t *testing.T) {
+			res := runScenario(t, mode, scenario.Options{Realserver: tc.extra})
 			// The counters gvsd logs at exit agree with what was sent.
 			var c struct {
 				Dataplane struct {
@@ -177,7 +187,7 @@ func runScenario(t *testing.T, mode config.Forward, o scenario.Options) *scenari
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	o.Gvsd = []string{bins.gvsd}
-	o.Realserver = []string{bins.realserver}
+	o.Realserver = append([]string{bins.realserver}, o.Realserver...) // o's: extra flags
 	o.Dir = t.TempDir()
 	o.Logf = t.Logf
 	res, err := scenario.Run(ctx, l, mode, o)

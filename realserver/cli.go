@@ -34,7 +34,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	var f runFlags
 	f.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s -vip VIP[,VIP...] -mode dr|tun [-interface IF]\n"+
+		fmt.Fprintf(fs.Output(), "usage: %s -vip VIP[,VIP...] -mode dr|tun [-interface IF] [-decap auto|bpf|userspace]\n"+
 			"       %s doctor -vip VIP[,VIP...] -mode dr|tun [-port N[,N...]] [-proto tcp|udp] [-json]\n\n"+
 			"Prepares this host as an LVS real server until SIGINT or SIGTERM, then undoes it.\n"+
 			"doctor checks the set-up without changing it (doctor -h for its flags).\n\n", name, name)
@@ -47,6 +47,9 @@ func Main(name string, args []string, stderr io.Writer) int {
 		return 2 // flag has printed the error and the usage
 	}
 	o, err := options(fs, f.vips, f.mode, f.iface)
+	if err == nil {
+		o.Decap, err = ParseDecap(f.decap)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		fs.Usage()
@@ -65,12 +68,13 @@ func Main(name string, args []string, stderr io.Writer) int {
 
 // runFlags are the flags of Main. The doctor parses them too, to read the
 // command lines of running gvs-realserver processes.
-type runFlags struct{ vips, mode, iface string }
+type runFlags struct{ vips, mode, iface, decap string }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.vips, "vip", "", "virtual IPv4 `addresses` to serve, comma-separated (required)")
 	fs.StringVar(&f.mode, "mode", "", "how the director forwards: dr or tun (required)")
 	fs.StringVar(&f.iface, "interface", "", "LAN `interface` for the ARP sysctls (default: the interface of the default route)")
+	fs.StringVar(&f.decap, "decap", "auto", "tun mode: how to decapsulate IPIP: `auto` (bpf if the kernel takes it, else userspace), bpf (an eBPF program on the interface's ingress, userspace for what it leaves) or userspace (a raw socket and a TUN device)")
 }
 
 // Doctor is the command line of `gvs-realserver doctor`: it checks this

@@ -130,3 +130,18 @@ func TestPortList(t *testing.T) {
 		}
 	}
 }
+
+func TestMainBadDecap(t *testing.T) {
+	var stderr bytes.Buffer
+	if code := Main("gvs-realserver", []string{"-vip", "10.20.0.100", "-mode", "tun", "-decap", "kernel"}, &stderr); code != 2 {
+		t.Errorf("-decap kernel: exit %d, want 2", code)
+	}
+	if !strings.Contains(stderr.String(), `decap "kernel": want auto, bpf or userspace`) {
+		t.Errorf("-decap kernel: stderr lacks the reason:\n%s", stderr.String())
+	}
+	for _, d := range []Decap{DecapAuto, DecapBPF, DecapUserspace} {
+		if got, err := ParseDecap(d.String()); err != nil || got != d {
+			t.Errorf("ParseDecap(%q) = %v, %v", d.String(), got, err)
+		}
+	}
+}

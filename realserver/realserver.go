@@ -38,6 +38,45 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("realserver: mode %q: want dr or tun", s)
 }
 
+// Decap is how TUN mode decapsulates IPIP.
+type Decap uint8
+
+const (
+	// DecapAuto (the zero value): in the kernel with eBPF when it takes the
+	// program (DecapBPF), with userspace beside it for what the program
+	// leaves; userspace alone otherwise.
+	DecapAuto Decap = iota
+	// DecapBPF: the eBPF program on the LAN interface's TC ingress hook
+	// (Linux 6.6 and later), and userspace for what it leaves; Run fails
+	// if the kernel refuses the program.
+	DecapBPF
+	// DecapUserspace: a raw socket and a TUN device alone.
+	DecapUserspace
+)
+
+// String returns the method as gvs-realserver -decap spells it.
+func (d Decap) String() string {
+	switch d {
+	case DecapAuto:
+		return "auto"
+	case DecapBPF:
+		return "bpf"
+	case DecapUserspace:
+		return "userspace"
+	}
+	return fmt.Sprintf("Decap(%d)", uint8(d))
+}
+
+// ParseDecap parses "auto", "bpf" or "userspace".
+func ParseDecap(s string) (Decap, error) {
+	for _, d := range []Decap{DecapAuto, DecapBPF, DecapUserspace} {
+		if s == d.String() {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("realserver: decap %q: want auto, bpf or userspace", s)
+}
+
 // loopback is where a real server keeps its VIPs: local, but never
 // answered for by ARP on the LAN once arp_ignore=1.
 const loopback = "lo"
@@ -52,6 +91,7 @@ type Options struct {
 	Mode      Mode
 	Interface string // the LAN interface for the ARP sysctls; default: the interface of the default route
 	TunName   string // TUN mode: the tunnel device; default DefaultTunName
+	Decap     Decap  // TUN mode: how to decapsulate
 }
 
 // check validates o and fills in TunName.

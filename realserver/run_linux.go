@@ -50,6 +50,7 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	}()
 
 	var d *decap
+	var bpf *bpfDecap
 	sysctlIfaces := []string{ifname}
 	if o.Mode == TUN {
 		if d, err = newDecap(o.TunName, o.VIPs); err != nil {
@@ -60,6 +61,28 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 		if d.offloadErr != nil {
 			logger.Warn("realserver: TUN device without offloads: one write per inner packet, no TCP coalescing",
 				"tun", o.TunName, "reason", d.offloadErr)
+		}
+		if o.Decap != DecapUserspace {
+			vips := addrSet{}
+			for _, v := range o.VIPs {
+				vips[v.As4()] = struct{}{}
+			}
+			b, err := newBPFDecap(ifname, vips, d.batch.local)
+			switch {
+			case err != nil && o.Decap == DecapBPF:
+				return fmt.Errorf("realserver: decapsulation in the kernel (-decap bpf): %w", err)
+			case err != nil:
+				logger.Info("realserver: IPIP decapsulation in userspace only: the kernel did not take the eBPF program", "reason", err)
+			default:
+				bpf = b
+				bpf.follow(d.localAddrs)
+				undo = append(undo, func() error {
+					dec, failed := bpf.counts()
+					logger.Info("realserver: eBPF IPIP decapsulation stopped", "interface", ifname,
+						"bpf_decapsulated", dec, "bpf_failed", failed)
+					return bpf.close()
+				})
+			}
 		}
 	}
 
@@ -87,7 +110,10 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	}
 	attrs := []any{"mode", o.Mode, "vips", o.VIPs, "interface", ifname}
 	if d != nil {
-		attrs = append(attrs, "tun", o.TunName, "tun_offloads", d.offloadErr == nil)
+		attrs = append(attrs, "tun", o.TunName, "tun_offloads", d.offloadErr == nil, "decap", "userspace")
+		if bpf != nil {
+			attrs[len(attrs)-1] = "bpf+userspace"
+		}
 	}
 	logger.Info("realserver: ready", attrs...)
 

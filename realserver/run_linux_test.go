@@ -212,7 +212,16 @@ func (l *lab) sendIPIP(t *testing.T, inner ...[]byte) {
 	})
 }
 
+// TestRunTUN runs TUN mode with each decapsulation: in userspace alone, and
+// with the eBPF program taking what it can (here the one IPIP packet to the
+// VIP) and userspace the rest.
 func TestRunTUN(t *testing.T) {
+	for _, dm := range []Decap{DecapUserspace, DecapBPF} {
+		t.Run(dm.String(), func(t *testing.T) { testRunTUN(t, dm) })
+	}
+}
+
+func testRunTUN(t *testing.T, dm Decap) {
 	l := newLab(t)
 	tun := testName(t, "t")
 	vipPort := netip.AddrPortFrom(testVIP, 9999)
@@ -240,7 +249,7 @@ func TestRunTUN(t *testing.T) {
 		t.Fatalf("control: no ICMP protocol unreachable from %s before Run (seen %d): does this kernel have ipip?", testRIP, n)
 	}
 
-	stop := l.startRun(t, Options{VIPs: []netip.Addr{testVIP}, Mode: TUN, TunName: tun})
+	stop := l.startRun(t, Options{VIPs: []netip.Addr{testVIP}, Mode: TUN, TunName: tun, Decap: dm})
 
 	var ln *net.UDPConn
 	l.b.Do(t, func() {
@@ -308,7 +317,12 @@ func TestRunTUN(t *testing.T) {
 	if stacks := allStacks(); strings.Contains(stacks, "(*decap).run") {
 		t.Errorf("the decapsulator goroutine outlived Run:\n%s", stacks)
 	}
-	for _, want := range []string{"decapsulated=1", "rejected=2", "malformed=1", "not_vip=1", "coalesced_frames=0", "coalesced_segments=0", "tun_offloads=true"} {
+	want := []string{" decapsulated=1", "rejected=2", "malformed=1", "not_vip=1", "coalesced_frames=0", "coalesced_segments=0", "tun_offloads=true", "decap=userspace"}
+	if dm == DecapBPF {
+		// The packet to the VIP never reached userspace.
+		want = []string{" decapsulated=0", "bpf_decapsulated=1", "bpf_failed=0", "rejected=2", "malformed=1", "not_vip=1", "decap=bpf+userspace"}
+	}
+	for _, want := range want {
 		if !strings.Contains(logs, want) {
 			t.Errorf("exit log lacks %s:\n%s", want, logs)
 		}
