@@ -481,13 +481,15 @@ func (r *UsersReport) writeTable(w io.Writer) {
 const floodShort = 0.9
 
 // gvsdSummary shortens gvsd's final counters (all of them are in the
-// JSON report) to frames in and out and the verdicts that occurred.
+// JSON report) to frames in and out, the verdicts that occurred, and what
+// the links lost or copied.
 func gvsdSummary(raw json.RawMessage) string {
 	var c struct {
 		Dataplane *struct {
 			RxFrames, TxFrames uint64
 			Verdicts           map[string]uint64
 		}
+		Links []struct{ Drops, Copied, Truncated, TxErrors, SYNDrops uint64 }
 	}
 	if err := json.Unmarshal(raw, &c); err != nil || c.Dataplane == nil {
 		return string(raw)
@@ -499,7 +501,20 @@ func gvsdSummary(raw json.RawMessage) string {
 		}
 	}
 	slices.Sort(vs)
-	return fmt.Sprintf("%d frames in, %d out; verdicts: %s", c.Dataplane.RxFrames, c.Dataplane.TxFrames, strings.Join(vs, ", "))
+	s := fmt.Sprintf("%d frames in, %d out; verdicts: %s", c.Dataplane.RxFrames, c.Dataplane.TxFrames, strings.Join(vs, ", "))
+	if len(c.Links) > 0 {
+		var l struct{ drops, copied, truncated, txErrors, synDrops uint64 }
+		for _, x := range c.Links {
+			l.drops += x.Drops
+			l.copied += x.Copied
+			l.truncated += x.Truncated
+			l.txErrors += x.TxErrors
+			l.synDrops += x.SYNDrops
+		}
+		s += fmt.Sprintf("; links: %d ring drops, %d SYN ring drops, %d copied (larger than a slot), %d truncated, %d TX errors",
+			l.drops, l.synDrops, l.copied, l.truncated, l.txErrors)
+	}
+	return s
 }
 
 // indent keeps a multi-line note under its configuration.

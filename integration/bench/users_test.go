@@ -344,7 +344,7 @@ func TestUsersReport(t *testing.T) {
 		{Name: "kernel-dnat", LatencyP50: fig(40), LatencyP99: fig(200), KeepAliveRPS: fig(90000), ConnPerS: fig(20000), BulkGbps: fig(12), UDPPPS: fig(800000)},
 		{Name: "haproxy", LatencyP50: fig(60), LatencyP99: fig(400), KeepAliveRPS: fig(60000), ConnPerS: fig(10000), BulkGbps: fig(6)},
 		{Name: "gvs-dr", LatencyP50: fig(50), LatencyP99: fig(300), KeepAliveRPS: Figure{Value: fig(45000).Value, Errors: 3}, ConnPerS: fig(15000), BulkGbps: fig(9), UDPPPS: fig(400000),
-			Gvsd: json.RawMessage(`{"Dataplane":{"RxFrames":10,"TxFrames":9,"Verdicts":{"forward":9,"offload":1,"no_conn":0}}}`)},
+			Gvsd: json.RawMessage(`{"Dataplane":{"RxFrames":10,"TxFrames":9,"Verdicts":{"forward":9,"offload":1,"no_conn":0}},"Links":[{"Drops":1,"Copied":3},{"Drops":2,"Truncated":1,"TxErrors":4}]}`)},
 		{Name: "gvs-tun", Probe: "dial tcp 10.20.0.100:80: i/o timeout", LatencyP50: Figure{Note: "no answer to a first request"}},
 		{Name: "gvs-nat", Skipped: "not installed: wrk (apt-get install wrk)"},
 	}
@@ -395,7 +395,7 @@ func TestUsersReport(t *testing.T) {
 		"NO ANSWER to a first request: dial tcp",
 		"SKIPPED: not installed: wrk (apt-get install wrk)",
 		"keep-alive req/s, 32 conns: 3 errors",
-		"gvsd (rows 1-4): 10 frames in, 9 out; verdicts: forward 9, offload 1",
+		"gvsd (rows 1-4): 10 frames in, 9 out; verdicts: forward 9, offload 1; links: 3 ring drops, 0 SYN ring drops, 3 copied (larger than a slot), 1 truncated, 4 TX errors",
 		"tools: wrk 4.1.0; nginx: not installed",
 	} {
 		if !strings.Contains(out, want) {
