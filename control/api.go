@@ -34,21 +34,22 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 	return &api.Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 }
 
-// liveReal finds a real of the published table: service and real address.
-type liveReal struct {
-	svc  dataplane.ServiceKey
-	addr netip.AddrPort
-}
-
 func (d *Daemon) list() *api.Response {
 	cfg := d.Config()
 	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus(), BGP: d.bgpStatus()}
-	live := map[liveReal]*dataplane.Real{}
+	// The reals of the published table by service and address.
+	live := map[realKey]*dataplane.Real{}
 	if t := d.dp.Table(); t != nil {
 		for k, svc := range t.Services {
 			for _, id := range svc.Reals {
 				r := &t.Reals[id]
-				live[liveReal{k, netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)}] = r
+				live[realKey{svc: k, addr: realAddr(r)}] = r
+			}
+		}
+		for k, svc := range t.Services6 {
+			for _, id := range svc.Reals {
+				r := &t.Reals[id]
+				live[realKey{svc6: k, addr: realAddr(r)}] = r
 			}
 		}
 	}
@@ -75,7 +76,7 @@ func (d *Daemon) list() *api.Response {
 					}
 				}
 			}
-			if lr := live[liveReal{sk, r.Address}]; lr != nil {
+			if lr := live[realKeyOf(&s, r.Address)]; lr != nil {
 				ar.Ready = lr.Ready
 				if c := lr.Counters; c != nil {
 					ar.Active, ar.Inactive, ar.Persistent = c.Active.Load(), c.Inactive.Load(), c.Persistent.Load()
