@@ -67,10 +67,11 @@ type pkt6 struct {
 	syn, ack, rst, fin bool
 	payload            []byte
 	hbh, dstOpts       bool   // a hop-by-hop (router alert) and a destination options header
-	frag               bool   // a fragment header (offset fragOffset, more fragments)
+	frag               bool   // a fragment header (offset fragOffset, more fragments unless lastFragment)
 	fragOffset         uint16 // in 8-byte units
-	routing            uint8  // > 0: a routing header with this many segments left
-	truncate           int    // > 0: claim a longer payload than the frame has
+	lastFragment       bool
+	routing            uint8 // > 0: a routing header with this many segments left
+	truncate           int   // > 0: claim a longer payload than the frame has
 }
 
 func (p pkt6) bytes(tb testing.TB) []byte {
@@ -119,7 +120,7 @@ func (p pkt6) bytes(tb testing.TB) []byte {
 			r[0], r[1], r[2], r[3] = byte(next), 2, 4, p.routing
 			ls = append(ls, gopacket.Payload(r))
 		case layers.IPProtocolIPv6Fragment:
-			ls = append(ls, &layers.IPv6Fragment{NextHeader: next, FragmentOffset: p.fragOffset, MoreFragments: true, Identification: 42})
+			ls = append(ls, &layers.IPv6Fragment{NextHeader: next, FragmentOffset: p.fragOffset, MoreFragments: !p.lastFragment, Identification: 42})
 		}
 	}
 	if p.proto == header.ProtoUDP {
@@ -307,6 +308,15 @@ func TestGoldenNAT6ExtensionHeaders(t *testing.T) {
 			})
 		}
 	}
+	// An atomic fragment is forwarded as the whole packet it is.
+	atomic := client6(header.ProtoUDP)
+	atomic.frag, atomic.lastFragment = true, true
+	wantAtomic := atomic
+	wantAtomic.srcMAC, wantAtomic.dstMAC, wantAtomic.dst, wantAtomic.dport = macDir, macRS1, ipRS16, natPort
+	runSteps(t, testTable6(ForwardNAT, header.ProtoUDP), []step{
+		{name: "atomic fragment", in: atomic.bytes(t), verdict: VerdictForward, out: wantAtomic.bytes(t)},
+	})
+
 	// A routing header with no segments left: built here, as gopacket
 	// encodes only type 0 routing headers.
 	req := client6(header.ProtoUDP)
@@ -372,14 +382,22 @@ func TestGoldenDrops6(t *testing.T) {
 		{name: "version 4 behind 0x86DD", in: v4, verdict: VerdictMalformed},
 	})
 	// A worker that never saw a table with IPv6 services has no IPv6
-	// shard: everything IPv6 is no_service, nothing is allocated for it.
+	// shard and leaves IPv6 alone, as before it had an IPv6 path.
 	syn := client6(header.ProtoTCP)
 	syn.syn = true
 	w := runSteps(t, testTable(ForwardNAT, header.ProtoTCP), []step{
-		{name: "no IPv6 service", in: syn.bytes(t), verdict: VerdictNoService},
+		{name: "IPv6 never enabled", in: syn.bytes(t), verdict: VerdictNotIPv4},
 	})
 	if w.shard6.Load() != nil {
 		t.Error("an IPv4-only worker made an IPv6 shard")
+	}
+	// Once enabled, a nil table (no services) is no_service for IPv6 too.
+	w.enableIPv6()
+	buf := make([]byte, Headroom+MaxFrame)
+	in := syn.bytes(t)
+	copy(buf[Headroom:], in)
+	if _, v := w.process(nil, buf, len(in), make([]byte, 128), 1); v != VerdictNoService {
+		t.Errorf("nil table: verdict %v, want no_service", v)
 	}
 }
 

@@ -73,6 +73,12 @@ func parse6(frame []byte) (parsed6, Verdict) {
 // handle6 is handle for an IPv6 frame (p.v == verdictIPv6, p.frame the
 // whole frame).
 func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
+	s := w.shard6.Load()
+	if s == nil {
+		// No table has had an IPv6 service yet: IPv6 is not this
+		// worker's, as before there was an IPv6 path.
+		return nil, VerdictNotIPv4
+	}
 	q, v := parse6(p.frame)
 	if v != 0 {
 		return nil, v
@@ -82,10 +88,7 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 			return nil, VerdictOffload
 		}
 	}
-	s := w.shard6.Load()
-	if t == nil || s == nil {
-		// Without a table, or before any table had an IPv6 service,
-		// there is no IPv6 connection and no IPv6 service.
+	if t == nil {
 		return nil, VerdictNoService
 	}
 	frame := q.frame
