@@ -92,12 +92,6 @@ type Worker struct {
 	link  Link
 	table *atomic.Pointer[Table]
 	shard *conntrack.Shard4
-	// shard6 holds the IPv6 connections (worker6.go): nil until a table
-	// with an IPv6 service is published (enableIPv6), then of capacity
-	// entries like shard. Only the worker uses the shard; the pointer is
-	// atomic because Publish sets it from the control plane.
-	shard6   atomic.Pointer[conntrack.Shard6]
-	capacity int
 
 	// C are this worker's counters.
 	C WorkerCounters
@@ -157,10 +151,6 @@ type Worker struct {
 	pickFn    func() (uint32, bool)
 	tplGoneFn func(uint32)
 	opsEntry  conntrack.Entry4 // the transient entry of a one-packet datagram
-	opsEntry6 conntrack.Entry6
-
-	onExpire6Fn func(*conntrack.Entry6) // w.onExpire6, bound once
-	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
 
 	// Link trouble: what to tell of a failed read (Dataplane.OnLinkError),
 	// and the new link a relink hands over.
@@ -177,6 +167,17 @@ type Worker struct {
 	syncIn   chan []SyncConn // synced connections to install
 	syncWake chan<- struct{} // Dataplane.SyncWake
 	syncC    SyncCounters
+
+	// IPv6 (worker6.go), last so that the fields of the IPv4 path keep
+	// their places. shard6 holds the IPv6 connections: nil until a table
+	// with an IPv6 service is published (enableIPv6), then of capacity
+	// entries like shard. Only the worker uses the shard; the pointer is
+	// atomic because Publish sets it from the control plane.
+	shard6      atomic.Pointer[conntrack.Shard6]
+	capacity    int
+	opsEntry6   conntrack.Entry6
+	onExpire6Fn func(*conntrack.Entry6) // w.onExpire6, bound once
+	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
