@@ -55,7 +55,6 @@ type Real struct {
 type Service struct {
 	Proto uint8
 	VIP   [4]byte
-	VIP6  [16]byte
 	Port  uint16
 	// Reals and Dests are parallel: Dests[i] is what the scheduler sees of
 	// the real with ID Reals[i].
@@ -74,6 +73,8 @@ type Service struct {
 	// (synproxy.go). TCP, NAT and FULLNAT reals only: the director must
 	// see the real's SYN-ACK and translate every segment after it.
 	SynProxy bool
+	// VIP6 is the VIP of an IPv6 service; last, like Real.Addr6.
+	VIP6 [16]byte
 }
 
 // hasReal reports whether id is one of the service's reals.
