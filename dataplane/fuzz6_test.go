@@ -55,8 +55,9 @@ func FuzzProcess6(f *testing.F) {
 			w, tbl := wd.w, wd.tbl
 			w.shard6.Store(conntrack.NewShard[[16]byte](64))
 			validIn := false
-			if q, v := parse6(in); v == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
-				validIn = transportValid6(q)
+			var qin parsed6
+			if v := parse6(in, &qin); v == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
+				validIn = transportValid6(&qin)
 			}
 			for i := 0; i < 2; i++ { // the second pass hits the connection the first made
 				copy(buf[Headroom:], in)
@@ -67,14 +68,15 @@ func FuzzProcess6(f *testing.F) {
 				if out == nil || header.Ethernet(out).Type() != header.EtherTypeIPv6 {
 					continue
 				}
-				q, pv := parse6(out)
+				var q parsed6
+				pv := parse6(out, &q)
 				if pv != 0 || len(out) != len(q.frame) || len(out) > len(in) {
 					t.Fatalf("verdict %v: output of %d bytes (from %d) does not parse again: %v", v, len(out), len(in), pv)
 				}
 				if o := w.txOff; o.Flags&header.OffloadNeedsCsum != 0 && int(o.CsumStart)+int(o.CsumOffset)+2 > len(out) {
 					t.Fatalf("partial checksum at %d+%d outside a %d-byte frame", o.CsumStart, o.CsumOffset, len(out))
 				}
-				if validIn && !transportValid6(q) {
+				if validIn && !transportValid6(&q) {
 					t.Fatalf("verdict %v: a valid transport checksum became invalid", v)
 				}
 			}
@@ -84,7 +86,7 @@ func FuzzProcess6(f *testing.F) {
 
 // transportValid6 reports whether the TCP or UDP checksum of a parsed IPv6
 // frame is valid.
-func transportValid6(q parsed6) bool {
+func transportValid6(q *parsed6) bool {
 	ip := header.IPv6(q.frame[header.EthernetLen:])
 	l4 := q.frame[q.l4:]
 	if q.key.Proto == header.ProtoTCP {

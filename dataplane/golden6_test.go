@@ -325,8 +325,8 @@ func TestGoldenNAT6ExtensionHeaders(t *testing.T) {
 	in[header.EthernetLen+header.IPv6MinLen+3] = 0 // segments left 0
 	want := append([]byte(nil), in...)
 	tbl := testTable6(ForwardNAT, header.ProtoUDP)
-	q, v := parse6(want)
-	if v != 0 || q.l4 != header.EthernetLen+header.IPv6MinLen+24 {
+	var q parsed6
+	if v := parse6(want, &q); v != 0 || q.l4 != header.EthernetLen+header.IPv6MinLen+24 {
 		t.Fatalf("parse6 of a routing header: verdict %v, transport at %d", v, q.l4)
 	}
 	header.Ethernet(want).SetSource(macDir)

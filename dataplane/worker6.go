@@ -27,47 +27,49 @@ type parsed6 struct {
 }
 
 // parse6 validates the IPv6 frame and its extension headers and reads the
-// connection key, or returns the verdict of a frame that goes no further.
-func parse6(frame []byte) (parsed6, Verdict) {
+// connection key into p, or returns the verdict of a frame that goes no
+// further (p is then not meaningful). It fills p in place: the result is
+// too big to return by value on every packet.
+func parse6(frame []byte, p *parsed6) Verdict {
 	if len(frame) < header.EthernetLen+header.IPv6MinLen {
-		return parsed6{}, VerdictMalformed
+		return VerdictMalformed
 	}
 	ip := header.IPv6(frame[header.EthernetLen:])
 	if !ip.IsValid(len(ip)) {
-		return parsed6{}, VerdictMalformed
+		return VerdictMalformed
 	}
 	// Drop Ethernet padding: everything after the payload length.
 	ip = ip[:header.IPv6MinLen+int(ip.PayloadLength())]
 	x, ok := ip.WalkExtensions()
 	if !ok {
-		return parsed6{}, VerdictIPv6Unparsed
+		return VerdictIPv6Unparsed
 	}
 	if x.IsFragment() {
-		return parsed6{}, VerdictIPv6Fragment
+		return VerdictIPv6Fragment
 	}
-	p := parsed6{frame: frame[:header.EthernetLen+len(ip)], l4: header.EthernetLen + x.Offset}
 	l4 := ip[x.Offset:]
 	switch x.Proto {
 	case header.ProtoTCP:
 		tcp := header.TCP(l4)
 		if !tcp.IsValid(len(l4)) {
-			return parsed6{}, VerdictMalformed
+			return VerdictMalformed
 		}
 		p.key.SrcPort, p.key.DstPort, p.flags = tcp.SourcePort(), tcp.DestinationPort(), tcp.Flags()
 	case header.ProtoUDP:
 		udp := header.UDP(l4)
 		if !udp.IsValid(len(l4)) {
-			return parsed6{}, VerdictMalformed
+			return VerdictMalformed
 		}
-		p.key.SrcPort, p.key.DstPort = udp.SourcePort(), udp.DestinationPort()
+		p.key.SrcPort, p.key.DstPort, p.flags = udp.SourcePort(), udp.DestinationPort(), 0
 	default:
 		// ICMPv6 (neighbour discovery, echo, errors) and anything else
 		// is the kernel's.
-		return parsed6{}, VerdictNoService
+		return VerdictNoService
 	}
+	p.frame, p.l4 = frame[:header.EthernetLen+len(ip)], header.EthernetLen+x.Offset
 	p.key.Proto = x.Proto
 	p.key.Src, p.key.Dst = ip.Source(), ip.Destination()
-	return p, 0
+	return 0
 }
 
 // handle6 is handle for an IPv6 frame (p.v == verdictIPv6, p.frame the
@@ -79,8 +81,8 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 		// worker's, as before there was an IPv6 path.
 		return nil, VerdictNotIPv4
 	}
-	q, v := parse6(p.frame)
-	if v != 0 {
+	var q parsed6
+	if v := parse6(p.frame, &q); v != 0 {
 		return nil, v
 	}
 	if p.off.Flags&header.OffloadNeedsCsum != 0 || p.off.GSOType != header.GSONone {
@@ -104,6 +106,7 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	}
 	if e == nil {
 		svc := t.Services6[ServiceKey6{Proto: key.Proto, VIP: key.Dst, Port: key.DstPort}]
+		var v Verdict
 		if e, v = w.newConn6(t, s, svc, key, eth, flags, now); e == nil {
 			return nil, v
 		}

@@ -20,28 +20,27 @@ import "encoding/binary"
 //	|                      zero                     |  Next Header  |
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 func PseudoHeaderChecksum6(proto uint8, src, dst [16]byte, length uint32) uint16 {
-	s := uint64(sum16x8(&src)) + uint64(sum16x8(&dst)) +
-		uint64(length>>16) + uint64(length&0xffff) + uint64(proto)
-	return fold64(s)
+	return fold64(sum128(&src) + sum128(&dst) + uint64(length) + uint64(proto))
 }
 
-// sum16x8 is the plain (unfolded) sum of the eight big-endian 16-bit words
-// of an IPv6 address: at most 8*0xffff, so it fits 32 bits.
-func sum16x8(a *[16]byte) uint32 {
-	var s uint32
-	for i := 0; i < 16; i += 2 {
-		s += uint32(binary.BigEndian.Uint16(a[i:]))
-	}
-	return s
+// sum128 is a sum of the four big-endian 32-bit words of an IPv6 address,
+// below 2^34: as 2^16 ≡ 1 (mod 2^16-1), it folds (fold64) to the same
+// ones-complement sum as the address's eight 16-bit words.
+func sum128(a *[16]byte) uint64 {
+	return uint64(binary.BigEndian.Uint32(a[0:])) + uint64(binary.BigEndian.Uint32(a[4:])) +
+		uint64(binary.BigEndian.Uint32(a[8:])) + uint64(binary.BigEndian.Uint32(a[12:]))
 }
 
 // ChecksumUpdate128 returns the new value of a checksum field hc when a
 // 16-byte field at an even offset of the covered data, an IPv6 address,
 // changes from old to new (RFC 1624 eqn. 3 applied to its eight words).
 func ChecksumUpdate128(hc uint16, old, new [16]byte) uint16 {
-	// ~m over eight words is 8*0xffff - sum(m): no word-by-word complement.
-	s := uint32(^hc) + 8*0xffff - sum16x8(&old) + sum16x8(&new)
-	return ^fold32(s)
+	// ~m summed over 32-bit words: 2^32-1 ≡ 0 (mod 2^16-1), so the
+	// complement of a 32-bit word is congruent to the sum of the
+	// complements of its two 16-bit halves, and 4*(2^32-1) - sum(old)
+	// stands for ~old.
+	s := uint64(^hc) + 4*0xffffffff - sum128(&old) + sum128(&new)
+	return ^fold64(s)
 }
 
 // UpdateChecksumPseudoHeaderAddress6 updates the checksum of a segment sent

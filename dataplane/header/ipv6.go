@@ -213,6 +213,10 @@ func (x *IPv6Ext) IsFragment() bool { return x.Fragment && (x.MoreFragments || x
 // forwards. Any other Next Header ends the walk as the upper layer. It does
 // not allocate.
 func (b IPv6) WalkExtensions() (IPv6Ext, bool) {
+	// The common case first: no extension header at all.
+	if nh := b.NextHeader(); nh == ProtoTCP || nh == ProtoUDP {
+		return IPv6Ext{Proto: nh, Offset: IPv6MinLen}, true
+	}
 	end := IPv6MinLen + int(b.PayloadLength())
 	x := IPv6Ext{Proto: b.NextHeader(), Offset: IPv6MinLen}
 	for i := 0; ; i++ {
