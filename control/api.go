@@ -104,12 +104,33 @@ func (d *Daemon) connections(ctx context.Context) *api.Response {
 	if err != nil {
 		return &api.Response{Error: fmt.Sprintf("connection dump: %v", err)}
 	}
+	entries6, err := d.dp.Connections6(ctx, nil)
+	if err != nil {
+		return &api.Response{Error: fmt.Sprintf("IPv6 connection dump: %v", err)}
+	}
 	now := dataplane.Now()
-	resp := &api.Response{TableSize: d.Config().Limits.Connections, Connections: make([]api.Connection, 0, len(entries))}
+	resp := &api.Response{TableSize: d.Config().Limits.Connections, Connections: make([]api.Connection, 0, len(entries)+len(entries6))}
 	for i := range entries {
 		resp.Connections = append(resp.Connections, apiConnection(&entries[i], now))
 	}
+	for i := range entries6 {
+		resp.Connections = append(resp.Connections, apiConnection6(&entries6[i], now))
+	}
 	return resp
+}
+
+// apiConnection6 is apiConnection for an IPv6 connection (DR or NAT: no
+// local address), addresses written as ipvsadm writes them, in brackets.
+func apiConnection6(e *conntrack.Entry6, now int64) api.Connection {
+	ap := func(a [16]byte, p uint16) string { return netip.AddrPortFrom(netip.AddrFrom16(a), p).String() }
+	c := api.Connection{
+		Protocol: "tcp", Client: ap(e.Client, e.ClientPort), Virtual: ap(e.VIP, e.VPort), Real: ap(e.Real, e.RPort),
+		State: e.State.String(), Expires: max(e.Expires-now, 0) / 1e9,
+	}
+	if e.Proto == 17 {
+		c.Protocol = "udp"
+	}
+	return c
 }
 
 func apiConnection(e *conntrack.Entry4, now int64) api.Connection {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/dataplane/header"
@@ -173,4 +174,21 @@ func TestEditIPv6(t *testing.T) {
 // apiEdit is a gvsadm change of a TCP service.
 func apiEdit(cmd, addr, real, fwd string) *api.Edit {
 	return &api.Edit{Command: cmd, Protocol: "tcp", Address: addr, Real: real, Forward: fwd}
+}
+
+// TestAPIConnection6: an IPv6 connection is listed with its addresses in
+// brackets, as ipvsadm -L -c -n writes them.
+func TestAPIConnection6(t *testing.T) {
+	e := conntrack.Entry6{
+		Client: netip.MustParseAddr("fd00:10::2").As16(), ClientPort: 40000,
+		VIP: netip.MustParseAddr("fd00:20::100").As16(), VPort: 53,
+		Real: netip.MustParseAddr("fd00:20::13").As16(), RPort: 5353,
+		Proto: 17, State: conntrack.UDP, Expires: 5e9 + 42,
+	}
+	got := apiConnection6(&e, 42)
+	want := api.Connection{Protocol: "udp", Client: "[fd00:10::2]:40000", Virtual: "[fd00:20::100]:53", Real: "[fd00:20::13]:5353",
+		State: "UDP", Expires: 5}
+	if got != want {
+		t.Errorf("apiConnection6 = %+v, want %+v", got, want)
+	}
 }

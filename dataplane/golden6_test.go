@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
 	"net/netip"
 	"sync/atomic"
@@ -706,6 +707,60 @@ func TestDataplaneRunIPv6(t *testing.T) {
 	}
 	if n6 != 20 {
 		t.Fatalf("%d IPv6 frames sent, want 20", n6)
+	}
+}
+
+// TestConnectionsDump6: the running workers hand over copies of their IPv6
+// connections, each once, beside the IPv4 ones; a dataplane that never had
+// an IPv6 service has none to give.
+func TestConnectionsDump6(t *testing.T) {
+	links := []Link{&fakeLink{}, &fakeLink{}}
+	d, err := New(links, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	errc := make(chan error, 1)
+	go func() { errc <- d.Run(stop) }()
+	defer func() {
+		close(stop)
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if conns, err := d.Connections6(ctx, nil); err != nil || len(conns) != 0 {
+		t.Fatalf("before any IPv6 service: %d connections, %v", len(conns), err)
+	}
+	d.Publish(testTable6(ForwardNAT, header.ProtoUDP))
+	const flows = 6000 // more than one dump chunk per worker
+	for i := range flows {
+		p := client6(header.ProtoUDP)
+		p.sport = uint16(1024 + i)
+		links[i%2].(*fakeLink).push(p.bytes(t))
+	}
+	links[0].(*fakeLink).push(client(header.ProtoUDP).bytes(t))
+	deadline := time.Now().Add(10 * time.Second)
+	for d.Counters().Conns < flows+1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	conns, err := d.Connections6(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(conns) != flows {
+		t.Fatalf("IPv6 dump has %d connections, want %d", len(conns), flows)
+	}
+	seen := map[uint16]bool{}
+	for _, e := range conns {
+		if seen[e.ClientPort] || e.VIP != ipVIP6.As16() || e.Real != ipRS16.As16() || e.RPort != natPort || e.Client != ipClient6.As16() {
+			t.Fatalf("bad or repeated entry %+v", e)
+		}
+		seen[e.ClientPort] = true
+	}
+	if v4, err := d.Connections(ctx, nil); err != nil || len(v4) != 1 {
+		t.Fatalf("IPv4 dump beside: %d connections, %v", len(v4), err)
 	}
 }
 
