@@ -11,8 +11,8 @@ import (
 // code; an IPv6 connection lives in the worker's Shard6, beside the IPv4
 // ones in its Shard4, with the same schedulers, counters and templates.
 // DR and NAT, for TCP and UDP; TUN, FULLNAT, the SYN proxy, ICMPv6 errors
-// and fragments are not forwarded yet, and neither are IPv6 connections
-// synced, dumped or warmed before a batch.
+// and fragments are not forwarded yet; IPv6 connections are dumped
+// (Connections6) but not synced, and not warmed before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
 // parse6. It is never counted.
