@@ -29,6 +29,21 @@ func MaskedTemplateKey(client, vip [4]byte, vport uint16, proto, bits uint8) Tem
 	}
 }
 
+// MaskedTemplateKey6 returns the key of an IPv6 client's template for an
+// IPv6 service, with client masked to its first bits bits (1..128), the
+// prefix length ipvsadm -M takes for IPv6. An IPv6 key never equals an
+// IPv4 one (MaskedTemplateKey): an IPv6 VIP is not IPv4-mapped (the config
+// refuses one).
+func MaskedTemplateKey6(client, vip [16]byte, vport uint16, proto, bits uint8) TemplateKey {
+	n := int(min(bits, 128))
+	var a Addr
+	copy(a[:n/8], client[:n/8])
+	if n%8 != 0 {
+		a[n/8] = client[n/8] & byte(0xff<<(8-n%8))
+	}
+	return TemplateKey{Client: a, VIP: Addr(vip), VPort: vport, Proto: proto}
+}
+
 // A template is stored as an Entry6 in a Shard of its stripe, keyed by its
 // forward key: Client (the masked client), client port 0, VIP:VPort and
 // Proto, as an IPVS template is an ip_vs_conn with cport 0. Fields a

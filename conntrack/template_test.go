@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"net/netip"
 	"sync"
 	"testing"
 )
@@ -229,5 +230,36 @@ func TestTemplateLookup(t *testing.T) {
 	// Lookup did not refresh it: it expires at 30s still.
 	if n := tt.Expire(30*sec, templateStripes, func(uint32) {}); n != 1 {
 		t.Errorf("Expire at 30s removed %d, want the template", n)
+	}
+}
+
+func TestMaskedTemplateKey6(t *testing.T) {
+	client := netip.MustParseAddr("fd00:10:abcd:ef12:3456:789a:bcde:f012").As16()
+	vip := netip.MustParseAddr("fd00:20::100").As16()
+	for _, tt := range []struct {
+		bits uint8
+		want string
+	}{
+		{128, "fd00:10:abcd:ef12:3456:789a:bcde:f012"},
+		{64, "fd00:10:abcd:ef12::"},
+		{60, "fd00:10:abcd:ef10::"},
+		{49, "fd00:10:abcd:8000::"},
+		{1, "8000::"},
+		{200, "fd00:10:abcd:ef12:3456:789a:bcde:f012"}, // clamped to 128
+	} {
+		k := MaskedTemplateKey6(client, vip, 80, 6, tt.bits)
+		if got := netip.AddrFrom16(k.Client); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("/%d: client %v, want %s", tt.bits, got, tt.want)
+		}
+		if k.VIP != Addr(vip) || k.VPort != 80 || k.Proto != 6 {
+			t.Errorf("/%d: VIP %v port %d proto %d", tt.bits, netip.AddrFrom16(k.VIP), k.VPort, k.Proto)
+		}
+	}
+	other := netip.MustParseAddr("fd00:10:abcd:ef13::1").As16()
+	if MaskedTemplateKey6(client, vip, 80, 6, 64) == MaskedTemplateKey6(other, vip, 80, 6, 64) {
+		t.Error("clients of two /64s share a template")
+	}
+	if MaskedTemplateKey6(client, vip, 80, 6, 48) != MaskedTemplateKey6(other, vip, 80, 6, 48) {
+		t.Error("two clients of one /48 have different templates")
 	}
 }

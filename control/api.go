@@ -34,21 +34,22 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 	return &api.Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 }
 
-// liveReal finds a real of the published table: service and real address.
-type liveReal struct {
-	svc  dataplane.ServiceKey
-	addr netip.AddrPort
-}
-
 func (d *Daemon) list() *api.Response {
 	cfg := d.Config()
 	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus(), BGP: d.bgpStatus()}
-	live := map[liveReal]*dataplane.Real{}
+	// The reals of the published table by service and address.
+	live := map[realKey]*dataplane.Real{}
 	if t := d.dp.Table(); t != nil {
 		for k, svc := range t.Services {
 			for _, id := range svc.Reals {
 				r := &t.Reals[id]
-				live[liveReal{k, netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)}] = r
+				live[realKey{svc: k, addr: realAddr(r)}] = r
+			}
+		}
+		for k, svc := range t.Services6 {
+			for _, id := range svc.Reals {
+				r := &t.Reals[id]
+				live[realKey{svc6: k, addr: realAddr(r)}] = r
 			}
 		}
 	}
@@ -75,7 +76,7 @@ func (d *Daemon) list() *api.Response {
 					}
 				}
 			}
-			if lr := live[liveReal{sk, r.Address}]; lr != nil {
+			if lr := live[realKeyOf(&s, r.Address)]; lr != nil {
 				ar.Ready = lr.Ready
 				if c := lr.Counters; c != nil {
 					ar.Active, ar.Inactive, ar.Persistent = c.Active.Load(), c.Inactive.Load(), c.Persistent.Load()
@@ -103,12 +104,33 @@ func (d *Daemon) connections(ctx context.Context) *api.Response {
 	if err != nil {
 		return &api.Response{Error: fmt.Sprintf("connection dump: %v", err)}
 	}
+	entries6, err := d.dp.Connections6(ctx, nil)
+	if err != nil {
+		return &api.Response{Error: fmt.Sprintf("IPv6 connection dump: %v", err)}
+	}
 	now := dataplane.Now()
-	resp := &api.Response{TableSize: d.Config().Limits.Connections, Connections: make([]api.Connection, 0, len(entries))}
+	resp := &api.Response{TableSize: d.Config().Limits.Connections, Connections: make([]api.Connection, 0, len(entries)+len(entries6))}
 	for i := range entries {
 		resp.Connections = append(resp.Connections, apiConnection(&entries[i], now))
 	}
+	for i := range entries6 {
+		resp.Connections = append(resp.Connections, apiConnection6(&entries6[i], now))
+	}
 	return resp
+}
+
+// apiConnection6 is apiConnection for an IPv6 connection (DR or NAT: no
+// local address), addresses written as ipvsadm writes them, in brackets.
+func apiConnection6(e *conntrack.Entry6, now int64) api.Connection {
+	ap := func(a [16]byte, p uint16) string { return netip.AddrPortFrom(netip.AddrFrom16(a), p).String() }
+	c := api.Connection{
+		Protocol: "tcp", Client: ap(e.Client, e.ClientPort), Virtual: ap(e.VIP, e.VPort), Real: ap(e.Real, e.RPort),
+		State: e.State.String(), Expires: max(e.Expires-now, 0) / 1e9,
+	}
+	if e.Proto == 17 {
+		c.Protocol = "udp"
+	}
+	return c
 }
 
 func apiConnection(e *conntrack.Entry4, now int64) api.Connection {

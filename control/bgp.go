@@ -75,8 +75,8 @@ func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		vip := s.Address.Addr()
-		if out[vip] {
-			continue
+		if out[vip] || !vip.Is4() {
+			continue // IPv6 VIPs are not announced yet
 		}
 		out[vip] = false
 		if t == nil {
@@ -110,7 +110,7 @@ func tableReady(t *dataplane.Table, svc *dataplane.Service, real netip.AddrPort)
 			continue
 		}
 		r := &t.Reals[id]
-		if netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port) == real {
+		if realAddr(r) == real {
 			return r.Ready
 		}
 	}

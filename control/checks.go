@@ -23,13 +23,27 @@ func checkKey(k dataplane.ServiceKey, real netip.AddrPort) string {
 	return fmt.Sprintf("%s/%s -> %s", proto, netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port), real)
 }
 
-// serviceKey is the dataplane's key of a configured service.
+// serviceKey is the dataplane's key of a configured IPv4 service; of an
+// IPv6 one it has the protocol and port only (serviceKey6 is its key).
 func serviceKey(s *config.Service) dataplane.ServiceKey {
-	proto := uint8(header.ProtoTCP)
-	if s.Protocol == config.UDP {
-		proto = header.ProtoUDP
+	k := dataplane.ServiceKey{Proto: protoOf(s), Port: s.Address.Port()}
+	if a := s.Address.Addr(); a.Is4() {
+		k.VIP = a.As4()
 	}
-	return dataplane.ServiceKey{Proto: proto, VIP: s.Address.Addr().As4(), Port: s.Address.Port()}
+	return k
+}
+
+// serviceKey6 is the dataplane's key of a configured IPv6 service.
+func serviceKey6(s *config.Service) dataplane.ServiceKey6 {
+	return dataplane.ServiceKey6{Proto: protoOf(s), VIP: s.Address.Addr().As16(), Port: s.Address.Port()}
+}
+
+// protoOf is the IP protocol number of s.
+func protoOf(s *config.Service) uint8 {
+	if s.Protocol == config.UDP {
+		return header.ProtoUDP
+	}
+	return header.ProtoTCP
 }
 
 func checked(c *config.Check) bool { return c.Type != "" && c.Type != "none" }
@@ -46,6 +60,9 @@ func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool
 		c := s.Check
 		hc := health.Config{Type: c.Type, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall,
 			Port: uint16(c.Port), Path: c.Path, Status: c.Status, Expect: c.Expect, Send: c.Send, Command: c.Command}
+		if s.Address.Addr().Is6() {
+			continue // refused by config.Validate: no IPv6 checks yet
+		}
 		for _, r := range s.Reals {
 			k := checkKey(serviceKey(s), r.Address)
 			targets[k] = health.Target{Addr: r.Address, Check: hc}

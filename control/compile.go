@@ -24,9 +24,39 @@ type LinkInfo struct {
 }
 
 // realKey names a real server within a service; it maps to a stable ID.
+// The service is svc (IPv4) or svc6 (IPv6), the other one zero.
 type realKey struct {
 	svc  dataplane.ServiceKey
+	svc6 dataplane.ServiceKey6
 	addr netip.AddrPort
+}
+
+// realKeyOf is the realKey of the real at addr of the configured service s.
+func realKeyOf(s *config.Service, addr netip.AddrPort) realKey {
+	if s.Address.Addr().Is6() {
+		return realKey{svc6: serviceKey6(s), addr: addr}
+	}
+	return realKey{svc: serviceKey(s), addr: addr}
+}
+
+// inTable reports whether k's service is in t.
+func (k *realKey) inTable(t *dataplane.Table) bool {
+	if k.addr.Addr().Is6() {
+		return t.Services6[k.svc6] != nil
+	}
+	return t.Services[k.svc] != nil
+}
+
+// tableReal is the dataplane's Real at a with the given ID, counters and
+// forwarding method: an IPv6 real has its address in Addr6.
+func tableReal(id uint32, a netip.AddrPort, fwd dataplane.Forward, mac [6]byte, ready bool, c *schedule.Counters, st *dataplane.RealStats) dataplane.Real {
+	r := dataplane.Real{ID: id, Port: a.Port(), Forward: fwd, MAC: mac, Ready: ready, Counters: c, Stats: st}
+	if a.Addr().Is6() {
+		r.Addr6 = a.Addr().As16()
+	} else {
+		r.Addr = a.Addr().As4()
+	}
+	return r
 }
 
 // Compiler turns configurations into dataplane tables. It remembers the
@@ -112,6 +142,8 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		Addr:     link.Addr.As4(),
 		MTU:      link.MTU,
 		Services: make(map[dataplane.ServiceKey]*dataplane.Service, len(cfg.Services)),
+		// Services6 stays nil without IPv6 services: the workers then
+		// never make their IPv6 connection shards.
 		PortLo:   cfg.Director.LocalPorts.Lo,
 		PortHi:   cfg.Director.LocalPorts.Hi,
 		Timeouts: conntrack.Timeouts{TCP: cfg.Timeouts.TCP, TCPFin: cfg.Timeouts.TCPFin, UDP: cfg.Timeouts.UDP},
@@ -133,21 +165,37 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	}
 	for si, s := range cfg.Services {
 		path := fmt.Sprintf("service[%d]", si)
+		v6 := s.Address.Addr().Is6()
 		key := serviceKey(&s)
 		proto := key.Proto
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS, SynProxy: s.SynProxy}
-		m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
-		healthy := c.healthOf(key, &s)
+		var healthy []bool
+		if v6 {
+			// Not in the frame match: the capture filter and the
+			// ingress table are IPv4's yet. Health checks are refused
+			// for IPv6 services by config.Validate.
+			svc.VIP6 = s.Address.Addr().As16()
+			healthy = make([]bool, len(s.Reals))
+			for i := range healthy {
+				healthy[i] = true
+			}
+		} else {
+			m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
+			healthy = c.healthOf(key, &s)
+		}
 		reals := s.Reals
 		if sorry, ok := sorryReal(&s, healthy); ok {
 			reals = append(slices.Clip(reals), sorry)
 			healthy = append(slices.Clip(healthy), true)
 		}
 		for ri, r := range reals {
-			present[realKey{svc: key, addr: r.Address}] = r
-			id := c.id(realKey{svc: key, addr: r.Address})
+			rk := realKeyOf(&s, r.Address)
+			present[rk] = r
+			id := c.id(rk)
 			fwd := dataplane.Forward(r.Forward)
+			// The MAC of an IPv6 real comes through the same Resolver
+			// as an IPv4 one's (the daemon's neighbour cache).
 			mac, onLink, ready := resolve(r.Address.Addr())
 			if s.OPS && (fwd == dataplane.ForwardNAT || fwd == dataplane.ForwardFullNAT) {
 				// With no entry, a NAT reply would find nothing to
@@ -165,10 +213,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			for int(id) >= len(t.Reals) {
 				t.Reals = append(t.Reals, dataplane.Real{})
 			}
-			t.Reals[id] = dataplane.Real{
-				ID: id, Addr: r.Address.Addr().As4(), Port: r.Address.Port(), Forward: fwd,
-				MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id],
-			}
+			t.Reals[id] = tableReal(id, r.Address, fwd, mac, ready, c.counters[id], c.stats[id])
 			w := int32(r.Weight)
 			if !healthy[ri] {
 				// A failed check: out of the scheduler, and with
@@ -187,7 +232,9 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id], Key: realIdentity(r.Address)})
 			switch fwd {
 			case dataplane.ForwardNAT:
-				addNATReal(proto, r.Address)
+				if !v6 {
+					addNATReal(proto, r.Address)
+				}
 			case dataplane.ForwardFullNAT:
 				fullnat = true
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
@@ -207,6 +254,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			continue
 		}
 		svc.Sched = sched
+		if v6 {
+			if t.Services6 == nil {
+				t.Services6 = map[dataplane.ServiceKey6]*dataplane.Service{}
+			}
+			t.Services6[serviceKey6(&s)] = svc
+			continue
+		}
 		t.Services[key] = svc
 	}
 	// A real removed from a service that remains drains: it stays in the
@@ -226,7 +280,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		}
 	}
 	for k, d := range drains {
-		if _, back := present[k]; back || t.Services[k.svc] == nil {
+		if _, back := present[k]; back || !k.inTable(t) {
 			delete(drains, k) // put back, or its service is gone
 			continue
 		}
@@ -235,11 +289,12 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		for int(id) >= len(t.Reals) {
 			t.Reals = append(t.Reals, dataplane.Real{})
 		}
-		t.Reals[id] = dataplane.Real{ID: id, Addr: k.addr.Addr().As4(), Port: k.addr.Port(), Forward: dataplane.Forward(d.real.Forward),
-			MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id]}
+		t.Reals[id] = tableReal(id, k.addr, dataplane.Forward(d.real.Forward), mac, ready, c.counters[id], c.stats[id])
 		switch dataplane.Forward(d.real.Forward) {
 		case dataplane.ForwardNAT:
-			addNATReal(k.svc.Proto, k.addr)
+			if k.addr.Addr().Is4() {
+				addNATReal(k.svc.Proto, k.addr)
+			}
 		case dataplane.ForwardFullNAT:
 			fullnat = true
 		}

@@ -423,8 +423,8 @@ func (d *Daemon) teardown() error {
 func (d *Daemon) syncVIPs(cfg *config.Config) error {
 	want := map[netip.Addr]bool{}
 	if d.holdsVIPs(cfg) {
-		for _, s := range cfg.Services {
-			want[s.Address.Addr()] = true
+		for _, vip := range serviceVIPs(cfg) { // IPv4: IPv6 VIPs are not added yet
+			want[vip] = true
 		}
 	}
 	for vip := range want {
@@ -512,7 +512,13 @@ func (d *Daemon) nextHops(cfg *config.Config) []netip.Addr {
 	var all []netip.Addr
 	for _, s := range cfg.Services {
 		for _, r := range s.Reals {
-			if a := r.Address.Addr(); !slices.Contains(all, a) {
+			// An IPv6 real would be resolved here too, through the
+			// same neighbour cache (d.macs) that Compile's Resolver
+			// reads; arpctl.Resolve speaks ARP only, so it is left
+			// out rather than retried and warned about every round:
+			// it stays not Ready, with no traffic, until arpctl does
+			// neighbour discovery.
+			if a := r.Address.Addr(); a.Is4() && !slices.Contains(all, a) {
 				all = append(all, a)
 			}
 		}

@@ -57,6 +57,10 @@ func (d *Daemon) Doctor() []api.Check {
 		has, err := arpctl.HasVIP(iface, vip)
 		out = append(out, checkVIP(iface, vip, master, has, err))
 	}
+	for _, vip := range ipv6VIPs(cfg) {
+		out = append(out, warn("vip "+vip.String(), "IPv6 VIPs are not put on the interface or announced by gvsd yet, and its frame filter admits IPv4 only",
+			fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad, and expect no IPv6 forwarding from this version", vip, iface)))
+	}
 	if cfg.VRRP.RouterID != 0 && d.speaker != nil {
 		out = append(out, checkVRRP(cfg.VRRP, d.vrrpMismatches(), time.Now()))
 	}
@@ -128,11 +132,26 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 	return c
 }
 
-// serviceVIPs are the VIPs of cfg's services, sorted.
+// serviceVIPs are the IPv4 VIPs of cfg's services, sorted: the ones gvsd
+// puts on the interface, announces and advertises. IPv6 VIPs are not yet
+// (no /128 on the interface, no unsolicited neighbour advertisement, no
+// VRRP or BGP for them): see ipv6VIPs.
 func serviceVIPs(cfg *config.Config) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range cfg.Services {
-		if a := s.Address.Addr(); !slices.Contains(out, a) {
+		if a := s.Address.Addr(); a.Is4() && !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
+}
+
+// ipv6VIPs are the IPv6 VIPs of cfg's services, sorted.
+func ipv6VIPs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range cfg.Services {
+		if a := s.Address.Addr(); a.Is6() && !slices.Contains(out, a) {
 			out = append(out, a)
 		}
 	}
@@ -226,6 +245,9 @@ func checkReals(cfg *config.Config, iface string, macs map[netip.Addr][6]byte, o
 			name := "real " + a.String()
 			mac, known := macs[a]
 			switch {
+			case a.Is6():
+				out = append(out, warn(name, "IPv6 next hops are not resolved yet (no neighbour discovery): the real gets no traffic",
+					"none in this version"))
 			case !known:
 				out = append(out, fail(name, "next hop not resolved: the real gets no traffic",
 					fmt.Sprintf("check that %s is up and reachable from %s: ip route get %s; arping -I %s %s", a, iface, a, iface, a)))

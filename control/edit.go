@@ -9,6 +9,7 @@ import (
 
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/control/config"
+	"github.com/gvs-lb/gvs/dataplane"
 )
 
 // ipvsadm's messages for the errors of an edit (libipvs ipvs_strerror).
@@ -87,6 +88,9 @@ func applyEdit(cfg *config.Config, e *api.Edit) error {
 		}
 		s := config.Service{Name: proto.String() + "/" + vip.String(), Protocol: proto, Address: vip,
 			Scheduler: "wlc", Forward: config.DR, PersistenceNetmask: 32}
+		if vip.Addr().Is6() {
+			s.PersistenceNetmask = 128 // ipvsadm's default -M for an IPv6 service
+		}
 		editService(&s, e)
 		cfg.Services = append(cfg.Services, s)
 		return nil
@@ -108,8 +112,13 @@ func applyEdit(cfg *config.Config, e *api.Edit) error {
 	}
 	rip, err := netip.ParseAddrPort(e.Real)
 	if err != nil {
-		// ipvsadm -r takes a bare address: the service's port.
-		a, aerr := netip.ParseAddr(e.Real)
+		// ipvsadm -r takes a bare address: the service's port. An
+		// IPv6 one may be in brackets ("[fd00::11]").
+		bare := e.Real
+		if len(bare) > 2 && bare[0] == '[' && bare[len(bare)-1] == ']' {
+			bare = bare[1 : len(bare)-1]
+		}
+		a, aerr := netip.ParseAddr(bare)
 		if aerr != nil {
 			return fmt.Errorf("invalid server address %q", e.Real)
 		}
@@ -216,10 +225,7 @@ func (d *Daemon) zero(e *api.Edit) error {
 		}
 		only = &cfg.Services[i]
 	}
-	for k, svc := range t.Services {
-		if only != nil && k != serviceKey(only) {
-			continue
-		}
+	zero := func(svc *dataplane.Service) {
 		for _, id := range svc.Reals {
 			if st := t.Reals[id].Stats; st != nil {
 				st.Conns.Store(0)
@@ -228,6 +234,16 @@ func (d *Daemon) zero(e *api.Edit) error {
 				st.InBytes.Store(0)
 				st.OutBytes.Store(0)
 			}
+		}
+	}
+	for k, svc := range t.Services {
+		if only == nil || only.Address.Addr().Is4() && k == serviceKey(only) {
+			zero(svc)
+		}
+	}
+	for k, svc := range t.Services6 {
+		if only == nil || only.Address.Addr().Is6() && k == serviceKey6(only) {
+			zero(svc)
 		}
 	}
 	return nil

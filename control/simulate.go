@@ -261,5 +261,8 @@ func realOf(t *dataplane.Table, id uint32) *dataplane.Real {
 }
 
 func realAddr(r *dataplane.Real) netip.AddrPort {
+	if r.Addr6 != ([16]byte{}) {
+		return netip.AddrPortFrom(netip.AddrFrom16(r.Addr6), r.Port)
+	}
 	return netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)
 }

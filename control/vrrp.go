@@ -43,14 +43,7 @@ func vrrpAddresses(cfg *config.Config) []netip.Addr {
 	if len(cfg.VRRP.Addresses) > 0 {
 		return cfg.VRRP.Addresses
 	}
-	var out []netip.Addr
-	for _, s := range cfg.Services {
-		if a := s.Address.Addr(); !slices.Contains(out, a) {
-			out = append(out, a)
-		}
-	}
-	slices.SortFunc(out, netip.Addr.Compare)
-	return out
+	return serviceVIPs(cfg) // IPv4 ones: VRRPv2 carries IPv4 addresses only
 }
 
 // startVRRP opens the VRRP speaker of cfg, if it has one, and runs it
@@ -88,8 +81,7 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 	// its VIPs on the interface: as a backup it would still answer ARP for
 	// them against the master. With VRRP they are gvsd's to hold, so they
 	// go until this director is master.
-	for _, s := range cfg.Services {
-		vip := s.Address.Addr()
+	for _, vip := range serviceVIPs(cfg) {
 		if has, err := arpctl.HasVIP(d.link.Name, vip); err == nil && has {
 			if err := arpctl.RemoveVIP(d.link.Name, vip); err != nil {
 				return fmt.Errorf("control: vrrp: %w", err)

@@ -16,7 +16,7 @@ type Verdict uint8
 const (
 	VerdictForward   Verdict = iota + 1 // rewritten and sent
 	VerdictMalformed                    // too short, bad IPv4 header or checksum, bad L4 header
-	VerdictNotIPv4                      // not an untagged IPv4 frame
+	VerdictNotIPv4                      // neither an untagged IPv4 nor an untagged IPv6 frame
 	VerdictFragment                     // an IPv4 fragment; LVS services see only whole packets
 	VerdictNoService                    // no connection and not to a service
 	VerdictNoConn                       // TCP segment other than SYN with no connection
@@ -26,12 +26,17 @@ const (
 	VerdictTxError                      // the link refused the frame
 	VerdictOffload                      // offload metadata (partial checksum, GSO) the rewrites cannot honour
 	VerdictSynProxy                     // taken by the SYN proxy: a SYN answered with a cookie, a handshake ACK turned into a SYN to a real, a real's SYN-ACK answered, a client segment held for the real
+
+	// IPv6 frames the dataplane leaves to the kernel (worker6.go).
+	VerdictIPv6Unparsed // extension headers it does not walk: malformed, unknown (AH, mobility, ...), routing with segments left
+	VerdictIPv6Fragment // an IPv6 fragment: not forwarded yet
 	numVerdicts
 )
 
 var verdictNames = [numVerdicts]string{
 	"invalid", "forward", "malformed", "not_ipv4", "fragment", "no_service",
 	"no_conn", "no_real", "table_full", "too_big", "tx_error", "offload", "synproxy",
+	"ipv6_unparsed", "ipv6_fragment",
 }
 
 func (v Verdict) String() string {

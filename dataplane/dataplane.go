@@ -90,8 +90,19 @@ func (d *Dataplane) Relink(links []Link) error {
 }
 
 // Publish makes t the table every worker uses from its next batch on. t
-// must not be modified afterwards. A nil t means "no services".
-func (d *Dataplane) Publish(t *Table) { d.table.Store(t) }
+// must not be modified afterwards. A nil t means "no services". The first
+// table with an IPv6 service gives every worker its IPv6 connection shard
+// first, which takes as much memory again as the IPv4 shards (not safe
+// for concurrent use with itself: the control plane publishes from one
+// goroutine).
+func (d *Dataplane) Publish(t *Table) {
+	if t != nil && len(t.Services6) > 0 {
+		for _, w := range d.workers {
+			w.enableIPv6()
+		}
+	}
+	d.table.Store(t)
+}
 
 // Table returns the published table.
 func (d *Dataplane) Table() *Table { return d.table.Load() }

@@ -6,7 +6,8 @@
 // back out, counting a verdict for every frame. For a service that asks for
 // it, the workers also proxy TCP handshakes with SYN cookies (RFC 4987
 // section 3.6; synproxy.go), so a real sees only clients that completed
-// one.
+// one. IPv6 (RFC 8200) services are forwarded in DR and NAT beside the
+// IPv4 ones, from a second shard per worker (worker6.go).
 //
 // Nothing here allocates, locks or logs per packet. Configuration arrives
 // only as an immutable *Table behind an atomic pointer, loaded once per

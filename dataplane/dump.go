@@ -21,6 +21,9 @@ type dumpJob struct {
 	withAux bool
 	next    int // the next cell to copy
 	done    chan *dumpJob
+	// v6 asks for the IPv6 shard's connections instead, into dst6.
+	v6   bool
+	dst6 []conntrack.Entry6
 }
 
 // serveDump copies the next piece of the shard for a pending dump, and
@@ -38,6 +41,10 @@ func (w *Worker) serveDump(idle bool) {
 		n = dumpIdleChunk
 	}
 	j := w.job
+	if j.v6 {
+		w.serveDump6(j, n)
+		return
+	}
 	if j.withAux {
 		j.dst, j.aux = w.shard.DumpRangeAux(j.dst, j.aux, j.next, j.next+n)
 	} else {
@@ -48,6 +55,40 @@ func (w *Worker) serveDump(idle bool) {
 		j.done <- j
 		w.job = nil
 	}
+}
+
+// serveDump6 is serveDump for a job on the IPv6 shard: n more cells, or
+// none for a worker that has no IPv6 shard.
+func (w *Worker) serveDump6(j *dumpJob, n int) {
+	s := w.shard6.Load()
+	if s != nil {
+		j.dst6 = s.DumpRange(j.dst6, j.next, j.next+n)
+		j.next += n
+	}
+	if s == nil || j.next >= s.Cells() {
+		j.done <- j
+		w.job = nil
+	}
+}
+
+// Connections6 is Connections for the IPv6 connections: it appends copies
+// of every worker's IPv6 connections to dst6 and returns it.
+func (d *Dataplane) Connections6(ctx context.Context, dst6 []conntrack.Entry6) ([]conntrack.Entry6, error) {
+	for _, w := range d.workers {
+		j := &dumpJob{v6: true, dst6: dst6, done: make(chan *dumpJob, 1)}
+		select {
+		case w.dumps <- j:
+		case <-ctx.Done():
+			return dst6, ctx.Err()
+		}
+		select {
+		case j = <-j.done:
+			dst6 = j.dst6
+		case <-ctx.Done():
+			return dst6, ctx.Err() // the worker may still finish it, as in dump
+		}
+	}
+	return dst6, nil
 }
 
 // Connections appends copies of every worker's connections to dst and

@@ -158,6 +158,9 @@ func runSteps(t *testing.T, tbl *Table, steps []step) *Worker {
 	var ptr atomic.Pointer[Table]
 	ptr.Store(tbl)
 	w := newWorker(0, 1, nil, &ptr, 1024)
+	if len(tbl.Services6) > 0 {
+		w.enableIPv6() // as Dataplane.Publish does
+	}
 	for _, s := range steps {
 		buf := make([]byte, Headroom+MaxFrame)
 		copy(buf[Headroom:], s.in)

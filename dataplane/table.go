@@ -30,7 +30,9 @@ func (f Forward) String() string {
 // Real is one real server of a service as the dataplane needs it. The
 // control plane gives each (service, real) a stable ID that indexes
 // Table.Reals and is kept across republishes, so connection entries that
-// name it stay valid over a reload.
+// name it stay valid over a reload. A real of an IPv6 service has its
+// address in Addr6 (and Addr zero); it is reached only through IPv6
+// connections, so each path reads the one address of its family.
 type Real struct {
 	ID      uint32
 	Addr    [4]byte
@@ -43,9 +45,13 @@ type Real struct {
 	Ready    bool
 	Counters *schedule.Counters // live ActiveConn/InActConn, shared by all workers
 	Stats    *RealStats         // per-real traffic counters, shared by all workers
+	// Addr6 is the address of a real of an IPv6 service. It comes last
+	// so that the fields the IPv4 path reads keep their offsets.
+	Addr6 [16]byte
 }
 
-// Service is one virtual service (VIP:port and protocol).
+// Service is one virtual service (VIP:port and protocol). An IPv6 service
+// (in Table.Services6) has its VIP in VIP6 and VIP zero.
 type Service struct {
 	Proto uint8
 	VIP   [4]byte
@@ -67,6 +73,8 @@ type Service struct {
 	// (synproxy.go). TCP, NAT and FULLNAT reals only: the director must
 	// see the real's SYN-ACK and translate every segment after it.
 	SynProxy bool
+	// VIP6 is the VIP of an IPv6 service; last, like Real.Addr6.
+	VIP6 [16]byte
 }
 
 // hasReal reports whether id is one of the service's reals.
@@ -86,6 +94,14 @@ type ServiceKey struct {
 	Port  uint16
 }
 
+// ServiceKey6 identifies an IPv6 service on the wire. It is a type of its
+// own so that the IPv4 lookup keeps its small key.
+type ServiceKey6 struct {
+	Proto uint8
+	VIP   [16]byte
+	Port  uint16
+}
+
 // Table is the immutable configuration snapshot the workers read. The
 // control plane builds a new one for every change and publishes it with
 // one atomic store; workers never modify it.
@@ -101,6 +117,10 @@ type Table struct {
 	GatewayMAC [6]byte
 
 	Services map[ServiceKey]*Service
+	// Services6 are the IPv6 services (DR and NAT reals only). A table
+	// with any makes Dataplane.Publish give every worker its IPv6
+	// connection shard.
+	Services6 map[ServiceKey6]*Service
 	// Reals is indexed by Real.ID; a removed real leaves a zero Real
 	// (Forward 0) so that its old connections are dropped, not misrouted.
 	Reals []Real

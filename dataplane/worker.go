@@ -167,6 +167,17 @@ type Worker struct {
 	syncIn   chan []SyncConn // synced connections to install
 	syncWake chan<- struct{} // Dataplane.SyncWake
 	syncC    SyncCounters
+
+	// IPv6 (worker6.go), last so that the fields of the IPv4 path keep
+	// their places. shard6 holds the IPv6 connections: nil until a table
+	// with an IPv6 service is published (enableIPv6), then of capacity
+	// entries like shard. Only the worker uses the shard; the pointer is
+	// atomic because Publish sets it from the control plane.
+	shard6      atomic.Pointer[conntrack.Shard6]
+	capacity    int
+	opsEntry6   conntrack.Entry6
+	onExpire6Fn func(*conntrack.Entry6) // w.onExpire6, bound once
+	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
@@ -181,8 +192,9 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 
 		outOffs: make([]header.Offload, 0, BatchSize),
 
-		warmMin: warmMinConns,
-		frags:   new(fragTable),
+		warmMin:  warmMinConns,
+		frags:    new(fragTable),
+		capacity: capacity,
 	}
 	for i := range w.bufs {
 		w.bufs[i] = make([]byte, Headroom+MaxFrame)
@@ -190,6 +202,8 @@ func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int)
 	}
 	w.onExpireFn = w.onExpire
 	w.onEvictFn = w.onEvict
+	w.onExpire6Fn = w.onExpire6
+	w.onEvict6Fn = w.onEvict6
 	w.dumps = make(chan *dumpJob, 1)
 	w.relink = make(chan Link, 1)
 	w.templates = conntrack.NewTemplates(capacity)
@@ -359,7 +373,7 @@ func (w *Worker) batch(t *Table, n int, now int64) {
 	}
 	w.resetSpare()
 	w.extraSent = 0
-	w.C.Conns.Store(int64(w.shard.Len()))
+	w.C.Conns.Store(w.conns())
 }
 
 // expire runs one piece of the incremental sweep over the shard and one
@@ -380,8 +394,9 @@ func (w *Worker) expire(now int64, idle bool) {
 			break
 		}
 	}
+	w.expire6(now, scan, deadline)
 	w.templates.Expire(now, templateStripesPerExpire, w.tplGoneFn)
-	w.C.Conns.Store(int64(w.shard.Len()))
+	w.C.Conns.Store(w.conns())
 }
 
 // templateStripesPerExpire: each worker scans this many of the 64 template
@@ -475,13 +490,13 @@ const verdictHeld Verdict = 0
 func parse(buf []byte, size int) parsed {
 	if size < header.EthernetLen+header.IPv4MinLen {
 		if size >= header.EthernetLen && header.Ethernet(buf[Headroom:]).Type() != header.EtherTypeIPv4 {
-			return parsed{v: VerdictNotIPv4}
+			return notIPv4(buf[Headroom : Headroom+size])
 		}
 		return parsed{v: VerdictMalformed}
 	}
 	frame := buf[Headroom : Headroom+size]
 	if header.Ethernet(frame).Type() != header.EtherTypeIPv4 {
-		return parsed{v: VerdictNotIPv4}
+		return notIPv4(frame)
 	}
 	ip := header.IPv4(frame[header.EthernetLen:])
 	if !ip.IsValid(len(ip)) || !ip.IsChecksumValid() {
@@ -528,6 +543,16 @@ func parse(buf []byte, size int) parsed {
 	return p
 }
 
+// notIPv4 is parse's answer for a frame that is not IPv4: an IPv6 frame is
+// marked for handle6, which reads it (worker6.go); anything else is not
+// ours.
+func notIPv4(frame []byte) parsed {
+	if header.Ethernet(frame).Type() == header.EtherTypeIPv6 {
+		return parsed{frame: frame, v: verdictIPv6}
+	}
+	return parsed{v: VerdictNotIPv4}
+}
+
 // process handles one received frame in buf[Headroom:Headroom+size]. It
 // returns the frame to send (a subslice of buf or of icmp) or nil, and the
 // verdict.
@@ -547,6 +572,9 @@ func (w *Worker) processOffload(t *Table, buf []byte, size int, off header.Offlo
 func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64) ([]byte, Verdict) {
 	w.txOff = header.Offload{}
 	if p.v != 0 {
+		if p.v == verdictIPv6 {
+			return w.handle6(t, p, now)
+		}
 		return nil, p.v
 	}
 	if p.off.Flags&header.OffloadNeedsCsum != 0 || p.off.GSOType != header.GSONone {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/gvs-lb/gvs/control/api"
@@ -69,8 +70,8 @@ func writeService(w io.Writer, s *api.Service, f format) {
 	}
 	if s.Persistence > 0 {
 		fmt.Fprintf(w, " persistent %d", s.Persistence)
-		if s.Netmask > 0 && s.Netmask < 32 {
-			fmt.Fprintf(w, " mask %s", maskString(s.Netmask))
+		if m, ok := mask(s); ok {
+			fmt.Fprintf(w, " mask %s", m)
 		}
 	}
 	if s.OPS {
@@ -130,6 +131,31 @@ func maskString(bits int) string {
 	return netip.AddrFrom4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)}).String()
 }
 
+// mask is the persistence netmask of s as ipvsadm prints it after "mask"
+// and "-M", and whether it prints one: for IPv4 a dotted mask unless it is
+// 255.255.255.255, for IPv6 the prefix length unless it is 128
+// (print_service_entry).
+func mask(s *api.Service) (string, bool) {
+	if ipv6(s.Address) {
+		if s.Netmask > 0 && s.Netmask < 128 {
+			return strconv.Itoa(s.Netmask), true
+		}
+		return "", false
+	}
+	if s.Netmask > 0 && s.Netmask < 32 {
+		return maskString(s.Netmask), true
+	}
+	return "", false
+}
+
+// ipv6 reports whether addr, as gvsd lists it ("[fd00::1]:80"), is an
+// IPv6 address and port. Addresses are written as ipvsadm -n writes them,
+// IPv6 in brackets, so the listings need nothing else to differ.
+func ipv6(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().Is6()
+}
+
 // writeConnections is ipvsadm -L -c.
 func writeConnections(w io.Writer, conns []api.Connection) {
 	fmt.Fprintf(w, "IPVS connection entries\n")
@@ -154,8 +180,8 @@ func writeSave(w io.Writer, svcs []api.Service) {
 		}
 		if s.Persistence > 0 {
 			fmt.Fprintf(w, " -p %d", s.Persistence)
-			if s.Netmask > 0 && s.Netmask < 32 {
-				fmt.Fprintf(w, " -M %s", maskString(s.Netmask))
+			if m, ok := mask(&s); ok {
+				fmt.Fprintf(w, " -M %s", m)
 			}
 		}
 		if s.OPS {

@@ -128,10 +128,15 @@ func runWithInput(args []string, stdin io.Reader, stdout, stderr io.Writer) int 
 }
 
 // only keeps the service proto VIP:port, or says "No such service" as
-// ipvsadm does.
+// ipvsadm does. An address is compared as an address, so that any way of
+// writing an IPv6 one ("[fd00:20:0::100]:80") names its service.
 func only(svcs []api.Service, proto, addr string) ([]api.Service, error) {
+	want, err := netip.ParseAddrPort(addr)
 	for _, s := range svcs {
-		if s.Protocol == proto && s.Address == addr {
+		if s.Protocol != proto {
+			continue
+		}
+		if got, gerr := netip.ParseAddrPort(s.Address); s.Address == addr || err == nil && gerr == nil && got == want {
 			return []api.Service{s}, nil
 		}
 	}
@@ -406,10 +411,11 @@ func parseArgs(args []string) (options, error) {
 	return o, nil
 }
 
-// parseNetmask reads -M as ipvsadm does (a dotted mask) or as a prefix
-// length.
+// parseNetmask reads -M as ipvsadm does: a dotted mask (IPv4) or a
+// prefix length (IPv4 up to 32, IPv6 up to 128; gvsd checks it against the
+// service's family).
 func parseNetmask(v string) (int, error) {
-	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 32 {
+	if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 128 {
 		return n, nil
 	}
 	a, err := netip.ParseAddr(v)
@@ -445,6 +451,8 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -S [-n]                save the services as rules
   gvsadm -v | -h
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.
+IPv6 addresses go in brackets, as ipvsadm writes them: -t [fd00:20::100]:80 -r [fd00:20::11]:80;
+-M is then a prefix length (default 128).
 Options:
   --socket PATH                 gvsd's control socket (default $GVS_SOCKET or /run/gvs/gvsd.sock)
 Changes last until gvsd reloads its configuration file (SIGHUP).

@@ -248,3 +248,116 @@ func TestDaemonLine(t *testing.T) {
 		}
 	}
 }
+
+// testServices6 is an IPv6 service as gvsd lists it: addresses as
+// netip.AddrPort.String() writes them, IPv6 in brackets.
+var testServices6 = []api.Service{{
+	Protocol: "tcp", Address: "[fd00:20::100]:80", Scheduler: "wrr", Persistence: 300, Netmask: 64,
+	Reals: []api.Real{
+		{Address: "[fd00:20::11]:80", Forward: "dr", Weight: 1, Active: 2, Inactive: 1},
+		{Address: "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:12]:8080", Forward: "nat", Weight: 2},
+	},
+}, {Protocol: "udp", Address: "[fd00:20::100]:53", Scheduler: "rr", Persistence: 60, Netmask: 128,
+	Reals: []api.Real{{Address: "[fd00:20::13]:53", Forward: "dr", Weight: 1}}}}
+
+// TestListFormatsIPv6: ipvsadm's IPv6 listing (print_service_entry): the
+// addresses in brackets, not cut to the IPv4 column widths, and the
+// persistence mask as a prefix length unless it is 128.
+func TestListFormatsIPv6(t *testing.T) {
+	for _, c := range []struct {
+		f    format
+		want string
+	}{
+		{0, `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  [fd00:20::100]:80 wrr persistent 300 mask 64
+  -> [fd00:20::11]:80             Route   1      2          1         
+  -> [2001:db8:aaaa:bbbb:cccc:dddd:eeee:12]:8080 Masq    2      0          0         
+UDP  [fd00:20::100]:53 rr persistent 60
+  -> [fd00:20::13]:53             Route   1      0          0         
+`},
+		{fmtStats, `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  [fd00:20::100]:80                   0        0        0        0        0
+  -> [fd00:20::11]:80                    0        0        0        0        0
+  -> [2001:db8:aaaa:bbbb:cccc:dddd:eeee:12]:8080        0        0        0        0        0
+UDP  [fd00:20::100]:53                   0        0        0        0        0
+  -> [fd00:20::13]:53                    0        0        0        0        0
+`},
+	} {
+		var b bytes.Buffer
+		writeList(&b, &api.Response{TableSize: 4096, Services: testServices6}, c.f)
+		if b.String() != c.want {
+			t.Errorf("format %d:\n got:\n%s\nwant:\n%s", c.f, b.String(), c.want)
+		}
+	}
+}
+
+// TestSaveIPv6RoundTrip: -S writes IPv6 rules as ipvsadm -S -n does (-M a
+// prefix length, left out at 128), and each line parses back into the
+// change that recreates what was listed.
+func TestSaveIPv6RoundTrip(t *testing.T) {
+	var b bytes.Buffer
+	writeSave(&b, testServices6)
+	want := `-A -t [fd00:20::100]:80 -s wrr -p 300 -M 64
+-a -t [fd00:20::100]:80 -r [fd00:20::11]:80 -g -w 1
+-a -t [fd00:20::100]:80 -r [2001:db8:aaaa:bbbb:cccc:dddd:eeee:12]:8080 -m -w 2
+-A -u [fd00:20::100]:53 -s rr -p 60
+-a -u [fd00:20::100]:53 -r [fd00:20::13]:53 -g -w 1
+`
+	if b.String() != want {
+		t.Fatalf("save:\n got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	wantEdits := []api.Edit{
+		{Command: api.AddService, Protocol: "tcp", Address: "[fd00:20::100]:80", Scheduler: "wrr", Persistence: ptr(uint32(300)), Netmask: ptr(64)},
+		{Command: api.AddServer, Protocol: "tcp", Address: "[fd00:20::100]:80", Real: "[fd00:20::11]:80", Forward: "dr", Weight: ptr(1)},
+		{Command: api.AddServer, Protocol: "tcp", Address: "[fd00:20::100]:80", Real: "[2001:db8:aaaa:bbbb:cccc:dddd:eeee:12]:8080", Forward: "nat", Weight: ptr(2)},
+		{Command: api.AddService, Protocol: "udp", Address: "[fd00:20::100]:53", Scheduler: "rr", Persistence: ptr(uint32(60))},
+		{Command: api.AddServer, Protocol: "udp", Address: "[fd00:20::100]:53", Real: "[fd00:20::13]:53", Forward: "dr", Weight: ptr(1)},
+	}
+	for i, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		o, err := parseArgs(strings.Fields(line))
+		if err != nil || o.cmd != cmdEdit {
+			t.Fatalf("%q: %+v, %v", line, o, err)
+		}
+		got, _ := json.Marshal(o.edit)
+		want, _ := json.Marshal(&wantEdits[i])
+		if !bytes.Equal(got, want) {
+			t.Errorf("%q:\n got %s\nwant %s", line, got, want)
+		}
+	}
+}
+
+func TestParseIPv6Args(t *testing.T) {
+	for _, c := range []struct {
+		args string
+		want api.Edit
+	}{
+		{"-A -t [fd00:20::100]:80 -s wrr", api.Edit{Command: api.AddService, Protocol: "tcp", Address: "[fd00:20::100]:80", Scheduler: "wrr"}},
+		{"-A -u[fd00:20::100]:53 -p 60 -M 48", api.Edit{Command: api.AddService, Protocol: "udp", Address: "[fd00:20::100]:53", Persistence: ptr(uint32(60)), Netmask: ptr(48)}},
+		{"-a -t [fd00:20::100]:80 -r [fd00:20::11] -g", api.Edit{Command: api.AddServer, Protocol: "tcp", Address: "[fd00:20::100]:80", Real: "[fd00:20::11]", Forward: "dr"}},
+	} {
+		o, err := parseArgs(strings.Fields(c.args))
+		if err != nil || o.cmd != cmdEdit {
+			t.Errorf("%s: %+v, %v", c.args, o, err)
+			continue
+		}
+		got, _ := json.Marshal(o.edit)
+		want, _ := json.Marshal(&c.want)
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", c.args, got, want)
+		}
+	}
+	if _, err := parseArgs(strings.Fields("-A -t [fd00::1]:80 -M 129")); err == nil || !strings.Contains(err.Error(), "illegal netmask") {
+		t.Errorf("-M 129: %v, want illegal netmask", err)
+	}
+	l, err := only(testServices6, "tcp", "[fd00:20:0::100]:80")
+	if err != nil || len(l) != 1 || l[0].Address != "[fd00:20::100]:80" {
+		t.Errorf("only by another spelling of the address: %v %v", l, err)
+	}
+	if _, err := only(testServices6, "udp", "[fd00:20::100]:80"); err == nil {
+		t.Error("only found a tcp service as udp")
+	}
+}

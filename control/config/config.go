@@ -263,7 +263,7 @@ type Service struct {
 	SchedulerFlags     []string       // ipvsadm -b: sh-fallback, sh-port (sh), mh-fallback, mh-port (mh)
 	Forward            Forward        // default for the reals; default DR
 	Persistence        time.Duration  // > 0: same client, same real, for this long after its last connection
-	PersistenceNetmask int            // prefix length of clients that share persistence; default 32
+	PersistenceNetmask int            // prefix length of clients that share persistence; default 32 (IPv4), 128 (IPv6)
 	OPS                bool           // one-packet scheduling; UDP only
 	// SynProxy answers client SYNs with SYN cookies from the director and opens a
 	// connection to a real only for a client that completes the handshake (DPVS's
@@ -336,6 +336,7 @@ const (
 	defaultScheduler   = "wlc" // ipvsadm's default
 	defaultWeight      = 1     // ipvsadm's default
 	defaultNetmask     = 32    // ipvsadm -M default 255.255.255.255
+	defaultNetmask6    = 128   // ipvsadm -M default for IPv6: a whole address
 )
 
 // defaultLocalPorts stays below the kernel's default ephemeral range (32768-60999,
@@ -354,6 +355,7 @@ const (
 	maxConnections = 100_000_000
 	maxWeight      = 65535 // ipvsadm(8): "valid values of weight are 0 through to 65535"
 	maxNetmask     = 32    // IPv4
+	maxNetmask6    = 128   // IPv6: a prefix length, as ipvsadm -M takes for an IPv6 service
 	maxThreshold   = 1<<31 - 1
 	ifNameSize     = 16 // IFNAMSIZ, including the NUL (linux/if.h)
 	// maxMD5Key is TCP_MD5SIG_MAXKEYLEN (include/uapi/linux/tcp.h).

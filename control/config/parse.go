@@ -393,7 +393,7 @@ func (d *decoder) services(path string, v any) []Service {
 }
 
 func (d *decoder) service(path string, v any, s *Service) {
-	named := false
+	named, netmask := false, false
 	d.table(path, v, []field{
 		{"name", func(p string, v any) { named = true; d.setString(&s.Name)(p, v) }},
 		{"protocol", d.setProtocol(&s.Protocol)},
@@ -402,7 +402,7 @@ func (d *decoder) service(path string, v any, s *Service) {
 		{"scheduler_flags", d.setStrings(&s.SchedulerFlags)},
 		{"forward", d.setForward(&s.Forward)},
 		{"persistence", d.setDuration(&s.Persistence)},
-		{"persistence_netmask", d.setInt(&s.PersistenceNetmask)},
+		{"persistence_netmask", func(p string, v any) { netmask = true; d.setInt(&s.PersistenceNetmask)(p, v) }},
 		{"ops", d.setBool(&s.OPS)},
 		{"synproxy", d.setBool(&s.SynProxy)},
 		{"sorry", d.setAddrPort(&s.Sorry)},
@@ -412,6 +412,9 @@ func (d *decoder) service(path string, v any, s *Service) {
 	})
 	if d.bad[path] {
 		return
+	}
+	if !netmask && s.Address.Addr().Is6() {
+		s.PersistenceNetmask = defaultNetmask6 // ipvsadm's default for an IPv6 service
 	}
 	if !named {
 		s.Name = defaultName(s.Protocol, s.Address)

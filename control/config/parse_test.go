@@ -242,6 +242,11 @@ func TestParseValid(t *testing.T) {
 		{"synproxy with nat and fullnat reals", head + "[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"nat\"\nsynproxy = true\n" +
 			"sorry = \"10.0.0.9:8080\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n[[service.real]]\naddress = \"10.0.0.3:8080\"\nforward = \"fullnat\"\n"},
 		{"synproxy off with a dr real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsynproxy = false\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
+		{"IPv6 dr and nat beside IPv4", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\n[[service.real]]\naddress = \"[fd00:20::11]:80\"\n" +
+			"[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n" +
+			"[[service]]\nprotocol = \"udp\"\naddress = \"[2001:db8::53]:53\"\nforward = \"nat\"\npersistence = \"5m\"\npersistence_netmask = 64\n[[service.real]]\naddress = \"[2001:db8:1::53]:5353\"\n" +
+			"[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
+		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := mustParse(t, tt.src)
@@ -330,7 +335,19 @@ func TestParseErrors(t *testing.T) {
 		// service
 		{"service address missing", head + "[[service]]\nname = \"x\"\n", []FieldError{{"service[0].address", "required"}}},
 		{"service address without port", head + "[[service]]\naddress = \"10.0.0.1\"\n", []FieldError{{"service[0].address", `"10.0.0.1" is not IP:port`}}},
-		{"service address IPv6", head + "[[service]]\naddress = \"[fd00::1]:80\"\n", []FieldError{{"service[0].address", "IPv6 not supported yet (fd00::1)"}}},
+		{"service address link-local", head + "[[service]]\naddress = \"[fe80::1]:80\"\n", []FieldError{{"service[0].address", "fe80::1 is link-local"}}},
+		{"service address IPv6 with a zone", head + "[[service]]\naddress = \"[fe80::1%eth0]:80\"\n", []FieldError{{"service[0].address", "fe80::1%eth0 has a zone: a service or real address is global"}}},
+		{"service address IPv4-mapped", head + "[[service]]\naddress = \"[::ffff:10.0.0.1]:80\"\n", []FieldError{{"service[0].address", "::ffff:10.0.0.1 is IPv4-mapped: write the IPv4 address 10.0.0.1"}}},
+		{"service address IPv6 multicast", head + "[[service]]\naddress = \"[ff02::1]:80\"\n", []FieldError{{"service[0].address", "ff02::1 is not a unicast address"}}},
+		{"service address IPv6 loopback", head + "[[service]]\naddress = \"[::1]:80\"\n", []FieldError{{"service[0].address", "::1 is not a unicast address"}}},
+		{"service address IPv6 without brackets", head + "[[service]]\naddress = \"fd00::1:80\"\n", []FieldError{{"service[0].address", `"fd00::1:80" is not IP:port`}}},
+		{"IPv6 persistence netmask 129", head + "[[service]]\naddress = \"[fd00::1]:80\"\npersistence_netmask = 129\n", []FieldError{{"service[0].persistence_netmask", "129 is out of range 1..128"}}},
+		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 tun not supported yet (dr and nat are)"}}},
+		{"IPv6 fullnat real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n", []FieldError{{"service[0].real[1].forward", "IPv6 fullnat not supported yet (dr and nat are)"}}},
+		{"IPv6 synproxy", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\n", []FieldError{{"service[0].synproxy", "IPv6 synproxy not supported yet"}}},
+		{"IPv6 health check", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[service.check]\ntype = \"tcp\"\n", []FieldError{{"service[0].check.type", "IPv6 health checks not supported yet"}}},
+		{"IPv6 service, IPv4 real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].real[0].address", "10.0.0.2:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
+		{"IPv6 service, IPv4 sorry", head + "[[service]]\naddress = \"[fd00::1]:80\"\nsorry = \"10.0.0.9:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.9:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"service address port 0", head + "[[service]]\naddress = \"10.0.0.1:0\"\n", []FieldError{{"service[0].address", "port must not be 0"}}},
 		{"service address unspecified", head + "[[service]]\naddress = \"0.0.0.0:80\"\n", []FieldError{{"service[0].address", "0.0.0.0 is not a unicast address"}}},
 		{"protocol", svc("protocol = \"sctp\"\n"), []FieldError{{"service[0].protocol", `"sctp" is not a protocol (want tcp or udp)`}}},
@@ -374,7 +391,7 @@ func TestParseErrors(t *testing.T) {
 		{"lower without upper", real("address = \"10.0.0.2:80\"\nlower_threshold = 5\n"), []FieldError{{"service[0].real[0].lower_threshold", "5 is above upper_threshold 0"}}},
 		{"real address missing", real("weight = 2\n"), []FieldError{{"service[0].real[0].address", "required"}}},
 		{"real address not IP:port", real("address = \"10.0.0.1\"\n"), []FieldError{{"service[0].real[0].address", `"10.0.0.1" is not IP:port`}}},
-		{"real address IPv6", real("address = \"[fd00::2]:80\"\n"), []FieldError{{"service[0].real[0].address", "IPv6 not supported yet (fd00::2)"}}},
+		{"real address IPv6 in an IPv4 service", real("address = \"[fd00::2]:80\"\n"), []FieldError{{"service[0].real[0].address", "[fd00::2]:80 is IPv6, the service IPv4: a service and its reals are of one family"}}},
 		{"real address broadcast", real("address = \"255.255.255.255:80\"\n"), []FieldError{{"service[0].real[0].address", "255.255.255.255 is not a unicast address"}}},
 		{"weight negative", real("address = \"10.0.0.2:80\"\nweight = -1\n"), []FieldError{{"service[0].real[0].weight", "-1 is out of range 0..65535"}}},
 		{"weight too big", real("address = \"10.0.0.2:80\"\nweight = 65536\n"), []FieldError{{"service[0].real[0].weight", "65536 is out of range 0..65535"}}},
@@ -539,5 +556,36 @@ func TestSyncOff(t *testing.T) {
 	off, err := Parse([]byte(head + "[sync]\nenabled = false\nport = 0\n"))
 	if err != nil || off.Sync.Enabled {
 		t.Fatalf("enabled = false: %+v, %v", off.Sync, err)
+	}
+}
+
+// TestParseIPv6 reads an IPv6 service the way DESIGN.md writes it and
+// checks the family-dependent defaults: a real without a port takes the
+// service's, and persistence_netmask defaults to 128 for IPv6 (ipvsadm's
+// default) and stays 32 for IPv4.
+func TestParseIPv6(t *testing.T) {
+	c := mustParse(t, head+`[[service]]
+address = "[fd00:20::100]:80"
+persistence = "1m"
+[[service.real]]
+address = "[fd00:20::11]:0"
+[[service]]
+address = "[fd00:20::100]:443"
+persistence_netmask = 64
+[[service]]
+address = "10.0.0.1:80"
+`)
+	if err := Validate(c); err != nil {
+		t.Fatal(err)
+	}
+	s := c.Services
+	if s[0].Address != netip.MustParseAddrPort("[fd00:20::100]:80") || s[0].Name != "tcp/[fd00:20::100]:80" {
+		t.Errorf("service address %v name %q", s[0].Address, s[0].Name)
+	}
+	if r := s[0].Reals[0].Address; r != netip.MustParseAddrPort("[fd00:20::11]:80") {
+		t.Errorf("real address %v, want the service's port", r)
+	}
+	if s[0].PersistenceNetmask != 128 || s[1].PersistenceNetmask != 64 || s[2].PersistenceNetmask != 32 {
+		t.Errorf("netmasks %d %d %d, want 128 64 32", s[0].PersistenceNetmask, s[1].PersistenceNetmask, s[2].PersistenceNetmask)
 	}
 }

@@ -360,12 +360,38 @@ func checkAddr(a netip.Addr) string {
 	return ""
 }
 
-// checkAddrPort accepts a unicast IPv4 address with any port; callers check the port.
+// checkAddrPort accepts a unicast IPv4 or IPv6 address with any port, as a
+// service, real or sorry address; callers check the port and that a
+// service and its reals are of one family. An IPv6 address must be global
+// or unique-local: a link-local one needs a zone, and an IPv4-mapped one
+// is an IPv4 address written the long way.
 func checkAddrPort(ap netip.AddrPort) string {
 	if !ap.IsValid() {
 		return "required"
 	}
-	return checkAddr(ap.Addr())
+	a := ap.Addr()
+	if !a.Is6() {
+		return checkAddr(a)
+	}
+	switch {
+	case a.Zone() != "":
+		return fmt.Sprintf("%s has a zone: a service or real address is global", a)
+	case a.Is4In6():
+		return fmt.Sprintf("%s is IPv4-mapped: write the IPv4 address %s", a, a.Unmap())
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+		return fmt.Sprintf("%s is not a unicast address", a)
+	case a.IsLinkLocalUnicast():
+		return fmt.Sprintf("%s is link-local", a)
+	}
+	return ""
+}
+
+// family names an address family in messages.
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 func hostPort(s string) bool {
@@ -452,8 +478,15 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 	if s.Persistence < 0 {
 		v.addf(join(path, "persistence"), "%s must not be negative", s.Persistence)
 	}
-	if n := s.PersistenceNetmask; n < 1 || n > maxNetmask {
-		v.addf(join(path, "persistence_netmask"), "%d is out of range 1..%d", n, maxNetmask)
+	max := maxNetmask // the family's, even of an address refused above: one problem is enough
+	if s.Address.Addr().Is6() {
+		max = maxNetmask6
+	}
+	if n := s.PersistenceNetmask; n < 1 || n > max {
+		v.addf(join(path, "persistence_netmask"), "%d is out of range 1..%d", n, max)
+	}
+	if addrOK && s.Address.Addr().Is6() {
+		v.ipv6Service(path, s)
 	}
 	// ip_vs_ctl.c clears IP_VS_SVC_F_ONEPACKET on anything but UDP; we refuse instead.
 	if s.OPS && s.Protocol != UDP && !v.skip(join(path, "protocol")) {
@@ -473,6 +506,8 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 		sp := join(path, "sorry")
 		if msg := checkAddrPort(s.Sorry); msg != "" {
 			v.addf(sp, "%s", msg)
+		} else if addrOK && s.Sorry.Addr().Is6() != s.Address.Addr().Is6() {
+			v.addf(sp, "%s is %s, the service %s: a service and its reals are of one family", s.Sorry, family(s.Sorry.Addr()), family(s.Address.Addr()))
 		} else if s.Sorry.Port() == 0 {
 			v.addf(sp, "port must not be 0")
 		} else if (s.Forward == DR || s.Forward == TUN) && addrOK && s.Sorry.Port() != s.Address.Port() {
@@ -506,6 +541,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	ap := join(path, "address")
 	if msg := checkAddrPort(r.Address); msg != "" {
 		v.addf(ap, "%s", msg)
+	} else if svcAddrOK && r.Address.Addr().Is6() != s.Address.Addr().Is6() {
+		v.addf(ap, "%s is %s, the service %s: a service and its reals are of one family", r.Address, family(r.Address.Addr()), family(s.Address.Addr()))
 	} else if svcAddrOK {
 		port, want := r.Address.Port(), s.Address.Port()
 		switch {
@@ -532,6 +569,29 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	} else if lo > up && up >= 0 {
 		// ip_vs_ctl.c refuses l_threshold > u_threshold (-ERANGE).
 		v.addf(join(path, "lower_threshold"), "%d is above upper_threshold %d", lo, up)
+	}
+}
+
+// ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
+// forwards IPv6 in dr and nat only, without the SYN proxy, and the health
+// checks do not speak IPv6.
+func (v *validator) ipv6Service(path string, s *Service) {
+	unsupported := func(f Forward) bool { return f == TUN || f == FullNAT }
+	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
+		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr and nat are)", s.Forward)
+	}
+	for j := range s.Reals {
+		rp := join(index(join(path, "real"), j), "forward")
+		// A real that inherits the service's method has it reported there.
+		if f := s.Reals[j].Forward; unsupported(f) && f != s.Forward && !v.skip(rp) {
+			v.addf(rp, "IPv6 %s not supported yet (dr and nat are)", f)
+		}
+	}
+	if s.SynProxy {
+		v.addf(join(path, "synproxy"), "IPv6 synproxy not supported yet")
+	}
+	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
+		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
 	}
 }
 

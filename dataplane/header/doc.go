@@ -1,7 +1,8 @@
-// Package header owns zero-copy views of the Ethernet, IPv4 (RFC 791), TCP
-// (RFC 793, with its MSS option: RFC 9293 section 3.2), UDP (RFC 768) and
-// ICMPv4 (RFC 792) headers, the Internet
-// checksum with its incremental update (RFC 1071, RFC 1624), and IPv4-in-IPv4
+// Package header owns zero-copy views of the Ethernet, IPv4 (RFC 791), IPv6
+// with its extension headers (RFC 8200), TCP (RFC 793, with its MSS option:
+// RFC 9293 section 3.2), UDP (RFC 768), ICMPv4 (RFC 792) and ICMPv6 (RFC
+// 4443) headers, the Internet checksum with its incremental update (RFC
+// 1071, RFC 1624) and the IPv4 and IPv6 pseudo-headers, and IPv4-in-IPv4
 // encapsulation (RFC 2003).
 //
 // A view is a named []byte (IPv4, TCP, ...) over a packet buffer the caller
@@ -24,6 +25,13 @@
 // returns 0xFFFF, and the value to store in a checksum field is the
 // complement of the sum over the covered data with that field set to zero.
 //
-// The IPv4 names (IPv4, ICMPv4, IPv4MinLen, ...) leave room for IPv6 views
-// with the same shape. The package imports only the standard library.
+// IPv6 has no header checksum: an address rewrite sets the address
+// (IPv6.SetDestination) and updates the transport checksum for the
+// pseudo-header (UpdateChecksumPseudoHeaderAddress6 and its partial
+// variant); the IPv6 variants of the TCP, UDP and ICMPv6 methods end in 6
+// where the IPv4 ones take [4]byte addresses. IPv6.WalkExtensions finds the
+// upper-layer header behind hop-by-hop, destination options, routing (with
+// no segments left) and fragment headers, and refuses anything else.
+//
+// The package imports only the standard library.
 package header

@@ -1,0 +1,194 @@
+package control
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gvs-lb/gvs/conntrack"
+	"github.com/gvs-lb/gvs/control/api"
+	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/header"
+)
+
+// resolveDual is resolveAll for IPv4, and knows every IPv6 address of
+// fd00:20::/64 as on-link: the neighbour cache an IPv6 lookup would fill.
+func resolveDual(ip netip.Addr) ([6]byte, bool, bool) {
+	if ip.Is4() {
+		return resolveAll(ip)
+	}
+	a := ip.As16()
+	if !netip.MustParsePrefix("fd00:20::/64").Contains(ip) {
+		return [6]byte{}, false, false
+	}
+	return [6]byte{2, 6, 0, 0, a[14], a[15]}, true, true
+}
+
+const dual = base + `
+[[service]]
+address = "[fd00:20::100]:80"
+scheduler = "wrr"
+  [[service.real]]
+  address = "[fd00:20::11]:80"
+  [[service.real]]
+  address = "[fd00:20::12]:80"
+  weight = 2
+[[service]]
+protocol = "udp"
+address = "[fd00:20::100]:53"
+forward = "nat"
+persistence = "5m"
+persistence_netmask = 64
+  [[service.real]]
+  address = "[fd00:20::13]:5353"
+`
+
+// TestCompileIPv6: IPv6 services go into Services6 with their VIP in VIP6,
+// their reals get IDs of their own with the address in Addr6 and the MAC
+// from the same Resolver as IPv4 reals; the frame match stays IPv4's; IDs
+// survive a reload; a removed IPv6 real with connections drains.
+func TestCompileIPv6(t *testing.T) {
+	c := NewCompiler()
+	tbl, m, err := c.Compile(mustParse(t, dual), testLink, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tbl.Services) != 2 || len(tbl.Services6) != 2 {
+		t.Fatalf("%d IPv4 and %d IPv6 services, want 2 and 2", len(tbl.Services), len(tbl.Services6))
+	}
+	vip := netip.MustParseAddr("fd00:20::100").As16()
+	web := tbl.Services6[dataplane.ServiceKey6{Proto: header.ProtoTCP, VIP: vip, Port: 80}]
+	dns := tbl.Services6[dataplane.ServiceKey6{Proto: header.ProtoUDP, VIP: vip, Port: 53}]
+	if web == nil || dns == nil {
+		t.Fatalf("IPv6 services missing: %v", tbl.Services6)
+	}
+	if web.VIP6 != vip || web.VIP != ([4]byte{}) || web.Port != 80 || web.Proto != header.ProtoTCP || web.Sched == nil {
+		t.Errorf("web service %+v", web)
+	}
+	if dns.PersistBits != 64 || dns.Persist == 0 {
+		t.Errorf("dns persistence %v /%d, want 5m /64", dns.Persist, dns.PersistBits)
+	}
+	ids := map[uint32]bool{}
+	for _, s := range tbl.Services {
+		for _, id := range s.Reals {
+			ids[id] = true
+		}
+	}
+	for i, want := range []struct {
+		addr   string
+		port   uint16
+		fwd    dataplane.Forward
+		weight int32
+	}{{"fd00:20::11", 80, dataplane.ForwardDR, 1}, {"fd00:20::12", 80, dataplane.ForwardDR, 2}} {
+		id := web.Reals[i]
+		if ids[id] {
+			t.Errorf("IPv6 real %s shares ID %d with an IPv4 real", want.addr, id)
+		}
+		r := tbl.Reals[id]
+		a := netip.MustParseAddr(want.addr).As16()
+		if r.Addr6 != a || r.Addr != ([4]byte{}) || r.Port != want.port || r.Forward != want.fwd || !r.Ready ||
+			r.MAC != [6]byte{2, 6, 0, 0, a[14], a[15]} || web.Dests[i].Weight != want.weight {
+			t.Errorf("real %d: %+v weight %d, want %v", i, r, web.Dests[i].Weight, want)
+		}
+	}
+	if r := tbl.Reals[dns.Reals[0]]; r.Forward != dataplane.ForwardNAT || r.Port != 5353 {
+		t.Errorf("NAT real %+v", r)
+	}
+	for _, ep := range append(slices.Clone(m.VIPs), m.NATReals...) {
+		if ep.Addr == ([4]byte{}) {
+			t.Errorf("frame match has an endpoint without an IPv4 address: %+v", ep)
+		}
+	}
+	if len(m.VIPs) != 2 {
+		t.Errorf("frame match VIPs %v, want the 2 IPv4 services only", m.VIPs)
+	}
+
+	// An IPv4-only configuration makes no Services6: workers then never
+	// make their IPv6 shards.
+	if t4, _, err := NewCompiler().Compile(mustParse(t, base), testLink, nil, resolveAll); err != nil || t4.Services6 != nil {
+		t.Errorf("IPv4-only table: Services6 %v, %v", t4.Services6, err)
+	}
+
+	// A reload keeps the IDs; removing a real with a connection drains it.
+	id12 := web.Reals[1]
+	tbl.Reals[id12].Counters.Bind(true)
+	without := strings.Replace(dual, "  [[service.real]]\n  address = \"[fd00:20::12]:80\"\n  weight = 2\n", "", 1)
+	t2, _, err := c.Compile(mustParse(t, without), testLink, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web2 := t2.Services6[dataplane.ServiceKey6{Proto: header.ProtoTCP, VIP: vip, Port: 80}]
+	if web2.Reals[0] != web.Reals[0] || slices.Contains(web2.Reals, id12) {
+		t.Errorf("after the reload: reals %v, before %v", web2.Reals, web.Reals)
+	}
+	if r := t2.Reals[id12]; !r.Ready || r.Addr6 != netip.MustParseAddr("fd00:20::12").As16() || c.Draining() != 1 {
+		t.Errorf("removed IPv6 real with a connection: %+v, draining %d", r, c.Draining())
+	}
+
+	// An IPv6 real whose next hop is unknown is in the table, not Ready.
+	unknown := strings.Replace(dual, "fd00:20::13]:5353", "fd00:99::13]:5353", 1)
+	t3, _, err := NewCompiler().Compile(mustParse(t, unknown), testLink, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dns3 := t3.Services6[dataplane.ServiceKey6{Proto: header.ProtoUDP, VIP: vip, Port: 53}]
+	if r := t3.Reals[dns3.Reals[0]]; r.Ready || dns3.Dests[0].Weight != 0 {
+		t.Errorf("unresolved IPv6 real: ready %v weight %d", r.Ready, dns3.Dests[0].Weight)
+	}
+}
+
+// TestEditIPv6: gvsadm's changes name IPv6 services and reals as ipvsadm
+// does, a new IPv6 service gets ipvsadm's /128 persistence netmask, and a
+// real of the other family is refused with its field path.
+func TestEditIPv6(t *testing.T) {
+	cfg := mustParse(t, base)
+	var err error
+	for _, e := range []struct {
+		cmd, addr, real, fwd string
+	}{
+		{"add-service", "[fd00:20::100]:80", "", ""},
+		{"add-server", "[fd00:20::100]:80", "[fd00:20::11]", "dr"},
+		{"add-server", "[fd00:20::100]:80", "[fd00:20::12]:8080", "nat"},
+	} {
+		cfg, err = editedConfig(cfg, apiEdit(e.cmd, e.addr, e.real, e.fwd))
+		if err != nil {
+			t.Fatalf("%s %s %s: %v", e.cmd, e.addr, e.real, err)
+		}
+	}
+	s := cfg.Services[len(cfg.Services)-1]
+	if s.Address != netip.MustParseAddrPort("[fd00:20::100]:80") || s.PersistenceNetmask != 128 || len(s.Reals) != 2 ||
+		s.Reals[0].Address != netip.MustParseAddrPort("[fd00:20::11]:80") {
+		t.Fatalf("service %+v", s)
+	}
+	_, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "10.20.0.11:80", "dr"))
+	if err == nil || !strings.Contains(err.Error(), "is IPv4, the service IPv6") {
+		t.Errorf("IPv4 real in an IPv6 service: %v", err)
+	}
+	_, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "tun"))
+	if err == nil || !strings.Contains(err.Error(), "IPv6 tun not supported yet") {
+		t.Errorf("tun real in an IPv6 service: %v", err)
+	}
+}
+
+// apiEdit is a gvsadm change of a TCP service.
+func apiEdit(cmd, addr, real, fwd string) *api.Edit {
+	return &api.Edit{Command: cmd, Protocol: "tcp", Address: addr, Real: real, Forward: fwd}
+}
+
+// TestAPIConnection6: an IPv6 connection is listed with its addresses in
+// brackets, as ipvsadm -L -c -n writes them.
+func TestAPIConnection6(t *testing.T) {
+	e := conntrack.Entry6{
+		Client: netip.MustParseAddr("fd00:10::2").As16(), ClientPort: 40000,
+		VIP: netip.MustParseAddr("fd00:20::100").As16(), VPort: 53,
+		Real: netip.MustParseAddr("fd00:20::13").As16(), RPort: 5353,
+		Proto: 17, State: conntrack.UDP, Expires: 5e9 + 42,
+	}
+	got := apiConnection6(&e, 42)
+	want := api.Connection{Protocol: "udp", Client: "[fd00:10::2]:40000", Virtual: "[fd00:20::100]:53", Real: "[fd00:20::13]:5353",
+		State: "UDP", Expires: 5}
+	if got != want {
+		t.Errorf("apiConnection6 = %+v, want %+v", got, want)
+	}
+}
