@@ -100,6 +100,11 @@ type WorkerCounters struct {
 	// option list was malformed: their timestamps and SACK blocks were
 	// left untranslated (fullnat.go).
 	BadTCPOptions atomic.Uint64
+	// PortsReclaimed counts FULLNAT local ports a new connection took,
+	// when none was free, from a connection that was over (TIME_WAIT,
+	// CLOSE) or stuck half-open (a SYN that never completed): see
+	// insertFullNAT.
+	PortsReclaimed atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -111,7 +116,7 @@ type Counters struct {
 	SynProxyCookies, SynProxyOpened, SynProxyBadCookies  uint64
 	SynProxySynAcks, SynProxySynResent                   uint64
 	SynProxyHeld, SynProxyHeldDropped                    uint64
-	BadTCPOptions                                        uint64
+	BadTCPOptions, PortsReclaimed                        uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -143,6 +148,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.SynProxyHeld += c.SynProxyHeld.Load()
 	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
 	s.BadTCPOptions += c.BadTCPOptions.Load()
+	s.PortsReclaimed += c.PortsReclaimed.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

@@ -340,3 +340,116 @@ func FuzzFullNATOptions(f *testing.F) {
 		}
 	})
 }
+
+// TestFullNATReclaimsHalfOpen: with every local port held, a new
+// connection takes the port of a connection that never got past the
+// client's SYN once that one has been silent for halfOpenReclaimAge, and
+// is refused before; an established connection keeps its port however
+// long it has been quiet.
+func TestFullNATReclaimsHalfOpen(t *testing.T) {
+	tbl := testTable(ForwardFullNAT, header.ProtoTCP)
+	tbl.PortHi = portLo + 1 // two local ports
+	w := spWorker(tbl, 1024)
+	ms := int64(time.Millisecond)
+	t0 := int64(10 * time.Second)
+
+	// cport: established.
+	syn := tcpOf(mustSend(t, w, tbl, fromClient(cport, "S", 100, 0).bytes(t), t0))
+	estPort := syn.SourcePort()
+	mustSend(t, w, tbl, fromReal(t, w, cport, "SA", 5000, syn.SequenceNumber()+1).bytes(t), t0+ms)
+	mustSend(t, w, tbl, fromClient(cport, "A", 101, 5001).bytes(t), t0+2*ms)
+	if s := entryOf(t, w, cport).State; s != conntrack.TCPEstablished {
+		t.Fatalf("first connection in %v, want ESTABLISHED", s)
+	}
+	// cport+1: the client's SYN and the real's SYN-ACK, then nothing.
+	half := tcpOf(mustSend(t, w, tbl, fromClient(cport+1, "S", 200, 0).bytes(t), t0+3*ms))
+	halfPort := half.SourcePort()
+	mustSend(t, w, tbl, fromReal(t, w, cport+1, "SA", 7000, half.SequenceNumber()+1).bytes(t), t0+4*ms)
+	if halfPort == estPort {
+		t.Fatalf("both connections on local port %d", halfPort)
+	}
+
+	// Too soon: the half-open one is quiet for less than
+	// halfOpenReclaimAge.
+	soon := t0 + 4*ms + halfOpenReclaimAge - ms
+	if out, _, v := spSend(t, w, tbl, fromClient(cport+2, "S", 300, 0).bytes(t), header.Offload{}, soon); v == VerdictForward || out != nil {
+		t.Fatalf("a third connection with both ports held went out (verdict %v)", v)
+	}
+	if n := w.C.PortsReclaimed.Load(); n != 0 {
+		t.Fatalf("%d ports reclaimed from a connection quiet for less than %v", n, time.Duration(halfOpenReclaimAge))
+	}
+
+	// halfOpenReclaimAge after the real's SYN-ACK: its port is taken over.
+	now := t0 + 4*ms + halfOpenReclaimAge
+	out := tcpOf(mustSend(t, w, tbl, fromClient(cport+2, "S", 300, 0).bytes(t), now))
+	if out.SourcePort() != halfPort {
+		t.Errorf("third connection on local port %d, want the half-open one's %d", out.SourcePort(), halfPort)
+	}
+	if n := w.C.PortsReclaimed.Load(); n != 1 {
+		t.Errorf("PortsReclaimed = %d, want 1", n)
+	}
+	k := conntrack.Key4{Src: ipClient.As4(), Dst: ipVIP.As4(), SrcPort: cport + 1, DstPort: vport, Proto: header.ProtoTCP}
+	if e, _ := w.shard.Lookup(&k); e != nil {
+		t.Error("the half-open connection is still in the table")
+	}
+	if e := entryOf(t, w, cport); e.LPort != estPort {
+		t.Errorf("established connection moved to port %d", e.LPort)
+	}
+
+	// Much later the established connection, quiet all along, still
+	// keeps its port: the next SYN takes the half-open third one's.
+	out = tcpOf(mustSend(t, w, tbl, fromClient(cport+3, "S", 400, 0).bytes(t), t0+int64(30*time.Second)))
+	if out.SourcePort() != halfPort || entryOf(t, w, cport).LPort != estPort {
+		t.Errorf("fourth connection on port %d (want %d); established one on %d (want %d)",
+			out.SourcePort(), halfPort, entryOf(t, w, cport).LPort, estPort)
+	}
+	if n := w.C.PortsReclaimed.Load(); n != 2 {
+		t.Errorf("PortsReclaimed = %d, want 2", n)
+	}
+}
+
+// TestFullNATReclaimsClosed: the only local port, held by a connection
+// that ended (TIME_WAIT), goes to the next client's SYN once the old one
+// has been quiet for closedReclaimAge, instead of refusing SYNs for
+// TIME_WAIT's two minutes; one still closing (CLOSE_WAIT: the client's
+// FIN, in IPVS's names) keeps it.
+func TestFullNATReclaimsClosed(t *testing.T) {
+	tbl := testTable(ForwardFullNAT, header.ProtoTCP)
+	tbl.PortHi = portLo // one local port
+	w := spWorker(tbl, 1024)
+	ms := int64(time.Millisecond)
+	t0 := int64(10 * time.Second)
+
+	syn := tcpOf(mustSend(t, w, tbl, fromClient(cport, "S", 100, 0).bytes(t), t0))
+	mustSend(t, w, tbl, fromReal(t, w, cport, "SA", 5000, syn.SequenceNumber()+1).bytes(t), t0+ms)
+	mustSend(t, w, tbl, fromClient(cport, "A", 101, 5001).bytes(t), t0+2*ms)
+	// The client closes first; the real may still send.
+	mustSend(t, w, tbl, fromClient(cport, "FA", 101, 5001).bytes(t), t0+3*ms)
+	e := entryOf(t, w, cport)
+	if e.State != conntrack.TCPCloseWait {
+		t.Fatalf("after the client's FIN: %v, want CLOSE_WAIT", e.State)
+	}
+	if out, _, v := spSend(t, w, tbl, fromClient(cport+1, "S", 300, 0).bytes(t), header.Offload{}, t0+4*ms); v == VerdictForward || out != nil {
+		t.Fatalf("a SYN took the port of a connection still closing (verdict %v)", v)
+	}
+	// The real's FIN and the client's last ACK: over.
+	mustSend(t, w, tbl, fromReal(t, w, cport, "FA", 5001, 102).bytes(t), t0+5*ms)
+	mustSend(t, w, tbl, fromClient(cport, "A", 102, 5002).bytes(t), t0+6*ms)
+	if s := e.State; s != conntrack.TCPTimeWait && s != conntrack.TCPClose {
+		t.Fatalf("after both FINs: %v, want TIME_WAIT or CLOSE", s)
+	}
+	if out, _, v := spSend(t, w, tbl, fromClient(cport+1, "S", 300, 0).bytes(t), header.Offload{}, t0+5*ms+closedReclaimAge); v == VerdictForward || out != nil {
+		t.Fatalf("a SYN took the port of a connection over for less than %v (verdict %v)", time.Duration(closedReclaimAge), v)
+	}
+	out := tcpOf(mustSend(t, w, tbl, fromClient(cport+1, "S", 300, 0).bytes(t), t0+6*ms+closedReclaimAge))
+	if out.SourcePort() != portLo {
+		t.Errorf("new connection on port %d, want %d", out.SourcePort(), portLo)
+	}
+	if n := w.C.PortsReclaimed.Load(); n != 1 {
+		t.Errorf("PortsReclaimed = %d, want 1", n)
+	}
+	k := conntrack.Key4{Src: ipClient.As4(), Dst: ipVIP.As4(), SrcPort: cport, DstPort: vport, Proto: header.ProtoTCP}
+	if e, _ := w.shard.Lookup(&k); e != nil {
+		t.Error("the closed connection is still in the table")
+	}
+}

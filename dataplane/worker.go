@@ -846,7 +846,7 @@ func (w *Worker) newConn(t *Table, svc *Service, k *conntrack.Key4, eth header.E
 	case ForwardNAT:
 		e, _ = w.shard.Insert(&ne, true)
 	case ForwardFullNAT:
-		e = w.insertFullNAT(t, k, &ne)
+		e = w.insertFullNAT(t, k, &ne, now)
 	default:
 		// DR and TUN replies never come back through us: one key.
 		e, _ = w.shard.Insert(&ne, false)
@@ -874,7 +874,18 @@ const portAttempts = 64
 
 // insertFullNAT picks a local address and one of this worker's local ports
 // (p%n == id) whose reply key is free, and inserts the entry.
-func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4) *conntrack.Entry4 {
+//
+// When the ports it tries are taken, it takes the port of a connection
+// among them that is over or stuck half-open (reclaimable), the first it
+// met unless a free port comes within reclaimLookahead more tries. A
+// closed connection's entry stays for TIME_WAIT's two minutes, so one
+// local address and a real would otherwise serve only a few hundred new
+// connections a second from many clients; and under a spoofed SYN flood
+// each SYN holds a port for the minute SYN_RECV lasts, so 100,000 SYNs a
+// second would use an address's ports up in a fraction of a second. The
+// ports are handed out in turn, so the first taken one met is about the
+// longest held.
+func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4, now int64) *conntrack.Entry4 {
 	if len(t.Locals) == 0 || t.PortHi < t.PortLo {
 		return nil
 	}
@@ -888,18 +899,74 @@ func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4
 	lip := t.Locals[int(flowHash(k)%uint32(len(t.Locals)))]
 	ne.Local = lip
 	rev := conntrack.Key4{Src: ne.Real, Dst: ne.Local, SrcPort: ne.RPort, Proto: k.Proto}
-	for a := 0; a < portAttempts; a++ {
+	var victim *conntrack.Entry4
+	stop := portAttempts
+	for a := 0; a < stop; a++ {
 		p := first + (w.nextPort%count)*n
 		w.nextPort++
 		rev.DstPort = uint16(p)
 		if e, _ := w.shard.Lookup(&rev); e != nil {
+			if victim == nil && reclaimable(t, e, now) {
+				victim, stop = e, min(stop, a+1+reclaimLookahead)
+			}
 			continue
 		}
 		ne.LPort = uint16(p)
 		e, _ := w.shard.Insert(ne, true)
 		return e
 	}
-	return nil
+	if victim == nil {
+		return nil
+	}
+	ne.LPort = victim.LPort
+	w.drop(victim)
+	w.C.PortsReclaimed.Add(1)
+	e, _ := w.shard.Insert(ne, true)
+	return e
+}
+
+// halfOpenReclaimAge is how long a FULLNAT connection must have been
+// half-open and silent before insertFullNAT may take its port: longer
+// than a round trip on a LAN and most of the internet, so a client that
+// is really there has usually answered the real's SYN-ACK by then. It is
+// short because under a flood every port comes round again within a
+// fraction of a second (at 100,000 SYNs/s, 16,000 ports a worker last a
+// third of one).
+const halfOpenReclaimAge = int64(50 * time.Millisecond)
+
+// closedReclaimAge is how long a FULLNAT connection must have been over
+// (TIME_WAIT, CLOSE) and silent before insertFullNAT may give its port to
+// a new one. The real may still hold the old connection in TIME_WAIT and
+// takes a SYN on its tuple only if its ISN is past the old connection's
+// last sequence number (or, with timestamps, its TSval past the last):
+// the director's ISN clock runs at 250,000 a second and its timestamp
+// clock at 1,000, so a second later a new SYN passes unless the old
+// connection sent more than 250 kB a second of its life without
+// timestamps. Taken at once, most SYNs on a just-closed tuple are refused.
+const closedReclaimAge = int64(time.Second)
+
+// reclaimLookahead is how many more ports insertFullNAT tries for a free
+// one after it met a reclaimable one: under a flood every try is a lookup
+// that misses the caches.
+const reclaimLookahead = 4
+
+// reclaimable reports whether the FULLNAT connection e may give its local
+// port to a new one: a TCP connection that has been over (TIME_WAIT,
+// CLOSE) and silent for closedReclaimAge, or one the client opened but
+// never completed (SYN_RECV, not the SYN proxy's, which opens only on a
+// valid ACK) and which has been silent for halfOpenReclaimAge.
+func reclaimable(t *Table, e *conntrack.Entry4, now int64) bool {
+	if e.Proto != header.ProtoTCP {
+		return false
+	}
+	last := e.Expires - int64(t.Timeouts.Timeout(e.State)) // the last packet
+	switch e.State {
+	case conntrack.TCPTimeWait, conntrack.TCPClose:
+		return now-last >= closedReclaimAge
+	case conntrack.TCPSynRecv:
+		return e.Flags&flagSynProxy == 0 && now-last >= halfOpenReclaimAge
+	}
+	return false
 }
 
 // rewriteRequest turns a client packet into what the real server must
