@@ -88,7 +88,8 @@ func realTupleHash(src [4]byte, sport uint16, dst [4]byte, dport uint16) uint64 
 // tuple src:sport → dst:dport at monotonic time now.
 func fullnatClocks(now int64, src [4]byte, sport uint16, dst [4]byte, dport uint16) (isn, ts uint32) {
 	h := realTupleHash(src, sport, dst, dport)
-	return uint32(now/isnTick) + uint32(h), uint32(now/tsTick) + uint32(h>>32)
+	t := isnTime(now)
+	return uint32(t/isnTick) + uint32(h), uint32(t/tsTick) + uint32(h>>32)
 }
 
 // fullnatOpen sets up the translation of the new FULLNAT TCP connection e,

@@ -453,3 +453,28 @@ func TestFullNATReclaimsClosed(t *testing.T) {
 		t.Error("the closed connection is still in the table")
 	}
 }
+
+// TestISNClockOutlivesRestart: the ISN and timestamp clocks read the time
+// since boot, not since the process started, and with the same key a
+// later process numbers a tuple after an earlier one.
+func TestISNClockOutlivesRestart(t *testing.T) {
+	if d := isnTime(nanotime()) - bootClock(); d < -int64(time.Millisecond) || d > int64(time.Millisecond) {
+		t.Fatalf("ISN clock is %v off the boot clock", time.Duration(d))
+	}
+	saved := isnKey
+	defer func() { isnKey = saved }()
+	SetISNKey([16]byte{1, 2, 3})
+	isn1, ts1 := fullnatClocks(int64(5*time.Second), ipLocal.As4(), portLo, ipRS1.As4(), natPort)
+	// A second process started 10 s later, 1 s into its life: its
+	// nanotime is 1 s, its clock base 14 s more than the first's.
+	base := clockBase
+	clockBase += int64(14 * time.Second)
+	defer func() { clockBase = base }()
+	isn2, ts2 := fullnatClocks(int64(time.Second), ipLocal.As4(), portLo, ipRS1.As4(), natPort)
+	if d := int32(isn2 - isn1); d != int32(10*time.Second/isnTick) {
+		t.Errorf("ISN moved by %d over 10 s across a restart, want %d", d, 10*time.Second/isnTick)
+	}
+	if d := int32(ts2 - ts1); d != int32(10*time.Second/tsTick) {
+		t.Errorf("timestamp moved by %d over 10 s across a restart, want %d", d, 10*time.Second/tsTick)
+	}
+}

@@ -81,15 +81,15 @@ const isnTick = 4000 // ns
 // with cookieH0 or t<<8|m (t < 2^32), never this.
 const isnDomain = 1<<63 | 1<<62
 
-// isnKey is the key of the ISN hash: random per process, shared by the
-// workers.
+// isnKey is the key of the ISN hash, shared by the workers: random per
+// process until SetISNKey.
 var isnKey = newCookieKey()
 
 // proxyISN returns the ISN of the SYN the director sends a real at
 // monotonic time now for the tuple src:sport → dst:dport the real sees:
 // RFC 6528's M + F(localip, localport, remoteip, remoteport, secretkey).
 func proxyISN(now int64, src [4]byte, sport uint16, dst [4]byte, dport uint16) uint32 {
-	return uint32(now/isnTick) + uint32(realTupleHash(src, sport, dst, dport))
+	return uint32(isnTime(now)/isnTick) + uint32(realTupleHash(src, sport, dst, dport))
 }
 
 // The cookie, the sequence number of the director's SYN-ACK, is

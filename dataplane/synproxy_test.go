@@ -276,9 +276,10 @@ func TestSynProxyHandshake(t *testing.T) {
 			if v != VerdictSynProxy {
 				t.Fatalf("ACK: verdict %v", v)
 			}
-			// RFC 6528: the 4 µs clock plus the keyed hash of the tuple.
+			// RFC 6528: the 4 µs clock (since boot) plus the keyed hash
+			// of the tuple.
 			m0 := uint64(binary.BigEndian.Uint32(lip.AsSlice()))<<32 | uint64(binary.BigEndian.Uint32(ipRS1.AsSlice()))
-			isn := uint32(now/4000) + uint32(sipHash24(&isnKey, m0, uint64(lport)<<16|natPort, isnDomain))
+			isn := uint32((now+clockBase)/4000) + uint32(sipHash24(&isnKey, m0, uint64(lport)<<16|natPort, isnDomain))
 			if isn == spISN {
 				t.Fatal("the director's ISN is the client's")
 			}

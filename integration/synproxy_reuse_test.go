@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,7 +58,10 @@ const (
 // another, a SYN-proxied service over those few ports. Both rates over few
 // ports must be at least half the rate over many, no request may fail,
 // and each must have opened several times more connections than there
-// are local ports. The real's TIME_WAIT and PAWS counters are logged.
+// are local ports. Last, gvsd restarts and the SYN-proxied service runs
+// again over the same ports, whose TIME_WAIT sockets on the real the old
+// process left: as fast, and its SYNs not refused. The real's TIME_WAIT
+// and PAWS counters are logged.
 func TestSYNProxyPortReuse(t *testing.T) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -154,6 +158,46 @@ func TestSYNProxyPortReuse(t *testing.T) {
 	}
 	if env.Gvsd.Exited() {
 		t.Fatal("gvsd exited")
+	}
+
+	// A restarted gvsd on the same socket gets the ISN key back (beside
+	// the socket) and numbers the tuples on from the boot clock: the
+	// TIME_WAIT sockets the last one left on the real take its SYNs.
+	if err := env.StopGvsd(); err != nil {
+		t.Logf("stopping gvsd: %v", err)
+	}
+	again, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "restart.log"),
+		[]string{bins.gvsd, "-config", env.ConfigPath, "-socket", env.SocketPath, "-log-json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Gvsd = again // stopped by env.Close
+	if err := again.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
+		t.Fatalf("restarted gvsd: %v", err)
+	}
+	if err := oneRequest(ctx, l.Client, proxyVIP); err != nil {
+		t.Fatalf("a request to %s after the restart: %v", proxyVIP, err)
+	}
+	before, _ = signalCounters(ctx, t, again)
+	restarted := connRate(ctx, l.Client, proxyVIP, reuseMeasure)
+	after, _ = signalCounters(ctx, t, again)
+	rShare := restarted.perSec() / plain.perSec()
+	rResent := after.Dataplane.SynProxySynResent - before.Dataplane.SynProxySynResent
+	rOpened := after.Dataplane.SynProxyOpened - before.Dataplane.SynProxyOpened
+	t.Logf("FULLNAT + synproxy after a restart: %d connections in %v (%.0f/s), %d failed: %.0f%% of plain FULLNAT; %d opened, %d SYNs resent; real: %d TIME_WAIT",
+		restarted.ok, restarted.took.Round(time.Millisecond), restarted.perSec(), restarted.failed, 100*rShare, rOpened, rResent,
+		timeWaits(ctx, t, real, reuseProxyRPort))
+	if restarted.failed > 0 {
+		t.Errorf("%d requests failed after the restart, want 0", restarted.failed)
+	}
+	// With a new key, half the SYNs that met a TIME_WAIT socket were
+	// refused and resent a second later.
+	if rResent*10 > rOpened {
+		t.Errorf("after the restart %d of %d proxied SYNs were resent: the real's TIME_WAIT sockets refused them", rResent, rOpened)
+	}
+	if rShare < reuseMinShare {
+		t.Errorf("after the restart FULLNAT + synproxy made %.0f new connections/s, %.0f%% of plain FULLNAT's; want at least %.0f%%",
+			restarted.perSec(), 100*rShare, 100*reuseMinShare)
 	}
 }
 

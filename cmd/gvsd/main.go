@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/gvs-lb/gvs/control"
@@ -99,6 +100,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.Remove(*socket)
 	defer ln.Close()
+	// The key of the director's ISNs outlives this process beside the
+	// socket (one per socket, so one per director on a host).
+	if err := control.LoadISNKey(filepath.Join(filepath.Dir(*socket), control.ISNKeyFile)); err != nil {
+		log.Warn("FULLNAT and SYN proxy ISNs use a key of this process only: after a restart the reals' TIME_WAIT sockets may refuse SYNs for a minute", "err", err)
+	}
 	d, err := control.Start(cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvsd: %v\n", err)
