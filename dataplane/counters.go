@@ -95,6 +95,14 @@ type WorkerCounters struct {
 	// option list was malformed: their timestamps and SACK blocks were
 	// left untranslated (fullnat.go).
 	BadTCPOptions atomic.Uint64
+	// The PROXY protocol's (proxyproto.go). ProxyHeaders counts headers
+	// sent to reals, ProxyResent those sent again (lost, or not yet
+	// acknowledged in time), ProxyAcked those the real acknowledged;
+	// ProxyNoSlot real SYN-ACKs dropped because the worker had no room
+	// to track another unacknowledged header (the real sends its SYN-ACK
+	// again); ProxyGaveUp connections dropped after their header went
+	// unacknowledged through every retry.
+	ProxyHeaders, ProxyResent, ProxyAcked, ProxyNoSlot, ProxyGaveUp atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -107,6 +115,8 @@ type Counters struct {
 	SynProxySynAcks, SynProxySynResent                   uint64
 	SynProxyHeld, SynProxyHeldDropped                    uint64
 	BadTCPOptions                                        uint64
+	ProxyHeaders, ProxyResent, ProxyAcked                uint64
+	ProxyNoSlot, ProxyGaveUp                             uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -138,6 +148,11 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.SynProxyHeld += c.SynProxyHeld.Load()
 	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
 	s.BadTCPOptions += c.BadTCPOptions.Load()
+	s.ProxyHeaders += c.ProxyHeaders.Load()
+	s.ProxyResent += c.ProxyResent.Load()
+	s.ProxyAcked += c.ProxyAcked.Load()
+	s.ProxyNoSlot += c.ProxyNoSlot.Load()
+	s.ProxyGaveUp += c.ProxyGaveUp.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

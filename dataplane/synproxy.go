@@ -494,6 +494,17 @@ func (w *Worker) synProxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parse
 	r.Stats.OutPkts.Add(1)
 	r.Stats.OutBytes.Add(uint64(len(ip)))
 	w.setState(t, e, r, conntrack.TCPEstablished, now)
+	if h := w.proxySynAck(t, e, r, p, now); h != nil {
+		// A PROXY header (proxyproto.go) goes first, and acknowledges
+		// the SYN-ACK; the held segments follow it.
+		k := len(w.extra)
+		if out := w.flushHeld(t, e, r, cookie, now); out != nil {
+			w.extra = append(w.extra, nil)
+			copy(w.extra[k+1:], w.extra[k:])
+			w.extra[k] = out
+		}
+		return h
+	}
 	if out := w.flushHeld(t, e, r, cookie, now); out != nil {
 		return out
 	}

@@ -169,7 +169,8 @@ type CaptureEvent struct {
 }
 
 // CapturedPacket is one recorded frame: as it arrived and, if the
-// dataplane sent one, as it left.
+// dataplane sent one, as it left. In is null for a frame the dataplane
+// made and sent on its own (a PROXY protocol header, say).
 type CapturedPacket struct {
 	Time    time.Time `json:"time"`
 	Worker  int       `json:"worker"`
