@@ -168,6 +168,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			t.Reals[id] = dataplane.Real{
 				ID: id, Addr: r.Address.Addr().As4(), Port: r.Address.Port(), Forward: fwd,
 				MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id],
+				Proxy: proxyVersion(r.ProxyProtocol),
 			}
 			w := int32(r.Weight)
 			if !healthy[ri] {
@@ -236,7 +237,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			t.Reals = append(t.Reals, dataplane.Real{})
 		}
 		t.Reals[id] = dataplane.Real{ID: id, Addr: k.addr.Addr().As4(), Port: k.addr.Port(), Forward: dataplane.Forward(d.real.Forward),
-			MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id]}
+			MAC: mac, Ready: ready, Counters: c.counters[id], Stats: c.stats[id], Proxy: proxyVersion(d.real.ProxyProtocol)}
 		switch dataplane.Forward(d.real.Forward) {
 		case dataplane.ForwardNAT:
 			addNATReal(k.svc.Proto, k.addr)
@@ -307,7 +308,19 @@ func sorryReal(s *config.Service, healthy []bool) (config.Real, bool) {
 			return config.Real{}, false
 		}
 	}
-	return config.Real{Address: s.Sorry, Weight: 1, Forward: s.Forward}, true
+	return config.Real{Address: s.Sorry, Weight: 1, Forward: s.Forward, ProxyProtocol: s.ProxyProtocol}, true
+}
+
+// proxyVersion is the dataplane's PROXY protocol version of a validated
+// proxy_protocol value.
+func proxyVersion(v string) dataplane.ProxyVersion {
+	switch v {
+	case "v1":
+		return dataplane.ProxyV1
+	case "v2":
+		return dataplane.ProxyV2
+	}
+	return 0
 }
 
 // realIdentity is a real's identity for mh: a stable hash of its address

@@ -260,6 +260,27 @@ func TestCompileSynProxy(t *testing.T) {
 	}
 }
 
+// TestCompileProxyProtocol: the service's proxy_protocol reaches every
+// real that does not set its own, and "v1"/"v2" become the dataplane's
+// versions.
+func TestCompileProxyProtocol(t *testing.T) {
+	cfg := mustParse(t, strings.Replace(base, "forward = \"nat\"\n", "forward = \"nat\"\nproxy_protocol = \"v2\"\n", 1))
+	web := &cfg.Services[0]
+	web.Reals[1].ProxyProtocol, web.Reals[1].OwnProxyProtocol = "v1", true
+	tbl, _, err := NewCompiler().Compile(cfg, testLink, []netip.Addr{testLink.Addr}, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	if a, b := tbl.Reals[svc.Reals[0]].Proxy, tbl.Reals[svc.Reals[1]].Proxy; a != dataplane.ProxyV2 || b != dataplane.ProxyV1 {
+		t.Fatalf("reals' Proxy %v %v, want v2 v1", a, b)
+	}
+	dns := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoUDP, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
+	if p := tbl.Reals[dns.Reals[0]].Proxy; p != 0 {
+		t.Fatalf("udp real's Proxy %v, want none", p)
+	}
+}
+
 // TestCompileMaglevIdentity: mh's table depends on the reals, not on
 // their order in the file, because the compiler gives each real an
 // identity from its address.
