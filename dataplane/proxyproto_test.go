@@ -483,3 +483,94 @@ func TestPutProxyHeaderV1Longest(t *testing.T) {
 		t.Fatalf("got %q, want %q", b[:n], want)
 	}
 }
+
+// TestSyncProxyHeader: a NAT or FULLNAT connection whose real got its
+// PROXY header on the master is reported with the header in its client
+// offset and flagged; installed on the backup, from the report or as the
+// wire gives it back (SetFullNATOffsets and SetProxyHeader, what control's
+// entryOf does), it translates client and real segments (SACK blocks,
+// FIN) byte for byte as the master does, and a late SYN-ACK from the real
+// does not make the backup send the header again.
+func TestSyncProxyHeader(t *testing.T) {
+	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
+		for _, variant := range []string{"report", "wire"} {
+			t.Run(f.String()+"/"+variant, func(t *testing.T) {
+				mk := func() (*Dataplane, *Table) {
+					d, err := New([]Link{&fakeLink{}}, 1024)
+					if err != nil {
+						t.Fatal(err)
+					}
+					d.EnableSync(64, func(*conntrack.Entry4) int { return 0 })
+					tbl := ppTable(f, ProxyV2)
+					d.Publish(tbl)
+					d.workers[0].cur = tbl
+					return d, tbl
+				}
+				master, mt := mk()
+				backup, bt := mk()
+				mw, bw := master.workers[0], backup.workers[0]
+				const now = int64(time.Second)
+				L := uint32(len(wantProxyHeader(ProxyV2)))
+				syn := fromClient(cport, "S", spISN, 0)
+				syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+				isn := tcpOf(mustSend(t, mw, mt, syn.bytes(t), now)).SequenceNumber()
+				synack := fromReal(t, mw, cport, "SA", spRISN, isn+1)
+				synack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, fnClientTS)}
+				if _, extra, _ := spSend(t, mw, mt, synack.bytes(t), header.Offload{}, now); len(extra) != 1 {
+					t.Fatalf("no header from the master")
+				}
+				mustSend(t, mw, mt, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), now)
+				mustSend(t, mw, mt, fromReal(t, mw, cport, "A", spRISN+1, isn+1+L).bytes(t), now)
+				aux := *mw.shard.Aux(entryOf(t, mw, cport))
+				ev := master.SyncEvents(nil)
+				last := ev[len(ev)-1]
+				if last.Entry.State != conntrack.TCPEstablished || !last.ProxyHeader() || !last.SeqTranslated() || last.Aux != aux {
+					t.Fatalf("last report %+v, want established, flagged, Aux %#x", last, aux)
+				}
+				if in, _ := last.SeqDeltas(); in != isn-spISN+L && f == ForwardFullNAT || in != L && f == ForwardNAT {
+					t.Fatalf("reported in %#x", in)
+				}
+				install := []SyncConn{last}
+				if variant == "wire" {
+					var c SyncConn
+					c.Entry = last.Entry
+					c.Entry.Flags = 0
+					in, _ := last.SeqDeltas()
+					c.SetFullNATOffsets(in, last.TSOffset())
+					c.SetProxyHeader()
+					install = []SyncConn{c}
+				}
+				backup.Install(synced(install, now), true)
+				bw.serveSync(now)
+				if s := backup.SyncStats(); s.Installed != 1 {
+					t.Fatalf("sync stats %+v", s)
+				}
+				if e := entryOf(t, bw, cport); e.Flags&(flagProxyHdr|flagSeqXlate) != flagProxyHdr|flagSeqXlate || *bw.shard.Aux(e) != aux {
+					t.Fatalf("backup entry flags %#x aux %#x, want %#x", e.Flags, *bw.shard.Aux(e), aux)
+				}
+				req := fromClient(cport, "AP", spISN+1, spRISN+1)
+				req.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+4, fnRealTS)}
+				req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+				resp := fromReal(t, mw, cport, "AP", spRISN+1, isn+1+L+18)
+				resp.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+4+aux[auxTS]), optNOP, optNOP,
+					optSACK(isn+L+30, isn+L+40)}
+				resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+				cisn := uint32(spISN)
+				fin := fromClient(cport, "FA", cisn+19, spRISN+20)
+				for _, s := range []struct {
+					name string
+					seg  seg
+				}{{"client segment", req}, {"real segment", resp}, {"client FIN", fin}} {
+					frame := s.seg.bytes(t)
+					want := mustSend(t, mw, mt, frame, now)
+					got := mustSend(t, bw, bt, frame, now)
+					same(t, s.name+" from the backup", got, want)
+					checksumsValid(t, s.name, got)
+				}
+				if _, extra, _ := spSend(t, bw, bt, synack.bytes(t), header.Offload{}, now); len(extra) != 0 || bw.C.ProxyHeaders.Load() != 0 {
+					t.Fatalf("the backup sent a header for a synced connection")
+				}
+			})
+		}
+	}
+}
