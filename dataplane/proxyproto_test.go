@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -572,5 +573,53 @@ func TestSyncProxyHeader(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestCaptureProxyHeader: a capture records the header segment like any
+// frame the worker sent: behind the real's SYN-ACK (In nil, the SYN-ACK's
+// verdict, service and real), and when the expiry walk sends it again.
+// A filter that does not select the connection records neither.
+func TestCaptureProxyHeader(t *testing.T) {
+	tbl := ppTable(ForwardFullNAT, ProxyV2)
+	w, slot := captureWorker(tbl)
+	svc := ServiceKey{Proto: header.ProtoTCP, VIP: ipVIP.As4(), Port: vport}
+	for _, tc := range []struct {
+		name   string
+		filter CaptureFilter
+		want   bool
+	}{{"service", CaptureFilter{Service: &svc}, true}, {"another port", CaptureFilter{Port: 53}, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Capture{filter: tc.filter, frames: make(chan CapturedFrame, 16)}
+			slot.Store(c)
+			defer slot.Store(nil)
+			sport := uint16(cport + 100)
+			if tc.want {
+				sport++
+			}
+			runBatch(w, tbl, fromClient(sport, "S", spISN, 0).bytes(t))
+			drain(c)
+			isn := spISN + w.shard.Aux(entryOf(t, w, sport))[auxClient] // the director's
+			runBatch(w, tbl, fromReal(t, w, sport, "SA", spRISN, isn+1).bytes(t))
+			hdr := headerSeg(ForwardFullNAT, ProxyV2, isn+1, spRISN+1, ppInitWindow, nil)
+			hdr.sport = entryOf(t, w, sport).LPort
+			binary.BigEndian.PutUint16(hdr.payload[24:], sport) // the client's port in the v2 header
+			want := hdr.bytes(t)
+			got := drain(c)
+			if !tc.want {
+				if len(got) != 0 {
+					t.Fatalf("%d frames recorded, want none", len(got))
+				}
+				return
+			}
+			if len(got) != 2 || got[0].In == nil || got[1].In != nil || !bytes.Equal(got[1].Out, want) ||
+				got[1].Verdict != VerdictForward || got[1].Service != svc || got[1].Real != netip.AddrPortFrom(ipRS1, natPort) {
+				t.Fatalf("recorded %+v, want the SYN-ACK and then the header segment\n%s", got, diff(got[len(got)-1].Out, want))
+			}
+			w.proxyTimers(1 + ppRTO)
+			if got := drain(c); len(got) != 1 || got[0].In != nil || !bytes.Equal(got[0].Out, want) {
+				t.Fatalf("after the RTO: recorded %+v, want the header segment again", got)
+			}
+		})
 	}
 }

@@ -248,7 +248,11 @@ type lineSink struct{ w io.Writer }
 
 func (s *lineSink) packet(p *api.CapturedPacket) error {
 	if p.In == nil && p.Out != nil { // made and sent by gvsd on its own
-		_, err := fmt.Fprintln(s.w, p.Time.Format("15:04:05.000000")+" sent "+summary(p.Out))
+		line := p.Time.Format("15:04:05.000000") + " sent by gvsd: " + summary(p.Out)
+		if p.Real != "" {
+			line += " -> " + p.Real + " (" + p.Forward + ")"
+		}
+		_, err := fmt.Fprintln(s.w, line)
 		return err
 	}
 	line := p.Time.Format("15:04:05.000000") + " " + summary(p.In) + " " + p.Verdict
