@@ -66,7 +66,7 @@ gvs_worker_synproxy_total{event="held_dropped",worker="0"} 1
 gvs_worker_synproxy_total{event="opened",worker="0"} 7
 gvs_worker_synproxy_total{event="syn_resent",worker="0"} 2
 gvs_worker_synproxy_total{event="synack",worker="0"} 6
-# HELP gvs_worker_proxy_protocol_total PROXY protocol headers to reals (proxy_protocol): sent, resent (not acknowledged in time, or lost), acked (acknowledged by the real), no_slot (a real's SYN-ACK dropped: no room to track another unacknowledged header; the real resends it), gave_up (connections dropped, their header never acknowledged).
+# HELP gvs_worker_proxy_protocol_total PROXY protocol headers to reals (proxy_protocol): sent, resent (not acknowledged in time, or lost), acked (acknowledged by the real), no_slot (a client's first segment, or a real's SYN-ACK to the SYN proxy, dropped: no room to track another unacknowledged header), gave_up (connections dropped, their header never acknowledged).
 # TYPE gvs_worker_proxy_protocol_total counter
 gvs_worker_proxy_protocol_total{event="acked",worker="0"} 11
 gvs_worker_proxy_protocol_total{event="gave_up",worker="0"} 1

@@ -98,10 +98,10 @@ type WorkerCounters struct {
 	// The PROXY protocol's (proxyproto.go). ProxyHeaders counts headers
 	// sent to reals, ProxyResent those sent again (lost, or not yet
 	// acknowledged in time), ProxyAcked those the real acknowledged;
-	// ProxyNoSlot real SYN-ACKs dropped because the worker had no room
-	// to track another unacknowledged header (the real sends its SYN-ACK
-	// again); ProxyGaveUp connections dropped after their header went
-	// unacknowledged through every retry.
+	// ProxyNoSlot client segments (real SYN-ACKs for a SYN-proxied
+	// connection) dropped because the worker had no room to track another
+	// unacknowledged header; ProxyGaveUp connections dropped after their
+	// header went unacknowledged through every retry.
 	ProxyHeaders, ProxyResent, ProxyAcked, ProxyNoSlot, ProxyGaveUp atomic.Uint64
 }
 

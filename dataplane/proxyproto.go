@@ -17,15 +17,27 @@ import (
 //
 //	client                 director                      real
 //	SYN seq=x       ──►  (FULLNAT: seq i, in = i-x)    ──►
-//	                                                   ◄──  SYN-ACK seq=y ack=S (S = x+in+1)
-//	                ◄──  SYN-ACK ack=x+1 (as always)
-//	                     header, L bytes, seq=S ack=y+1 ──►
-//	                     in += L: flagProxyHdr, flagProxyPending
-//	ACK, data seq=x+1 ──► seq x+1+in = S+L              ──►
+//	                ◄──  SYN-ACK ack=x+1 (as always)   ◄──  SYN-ACK seq=y ack=S (S = x+in+1)
+//	ACK seq=x+1 ack=y+1 ──►  header, L bytes, seq=S ack=y+1 ──►
+//	                         in += L: flagProxyHdr, flagProxyPending
+//	                         the ACK, seq x+1+in = S+L  ──►
 //	                ◄──  ack b-in                      ◄──  ack=b ≥ S+L: pending cleared
 //
-// From the real's SYN-ACK on, the header's length L is part of the
-// connection's client offset (Aux word auxClient): client sequence numbers
+// The header goes with the client's first segment after its SYN (the
+// handshake's ACK, which a client sends at once, also for a protocol where
+// the server speaks first), not with the real's SYN-ACK: the header
+// completes the real's handshake, and were the SYN-ACK then lost on its
+// way to the client, the client's SYN sent again would meet an
+// established connection on the real, which answers it with a bare ACK
+// (RFC 5961) and never its SYN-ACK again, and the client would be stuck.
+// The handshake's ACK carries all the header segment needs: its sequence
+// number S (translated), the real's ISN+1 as its acknowledgment, the
+// client's window and timestamps. A SYN-proxied connection, whose client
+// is established before its real is asked, sends it with the held
+// segments behind the real's SYN-ACK instead (synProxySynAck).
+//
+// From then on the header's length L is part of the connection's client
+// offset (Aux word auxClient): client sequence numbers
 // get +L, the real's acknowledgment numbers and SACK edges -L, for the
 // life of the connection, by the same translation (fullnat.go, or
 // synproxy.go for a SYN-proxied connection). A NAT connection, whose
@@ -51,15 +63,17 @@ import (
 // bytes.
 //
 // The header segment carries a timestamp option when the connection has
-// them: TSval is the latest the client sent (the SYN's, from the real's
-// SYN-ACK echo, until then), which the real cannot take for an old one,
-// since a client segment after the header never updates its ts_recent
-// (it lies beyond the real's rcv_nxt until the header arrives).
+// them: TSval and TSecr are the latest the client sent, translated, which
+// the real cannot take for old ones, since a client segment after the
+// header never updates its ts_recent (it lies beyond the real's rcv_nxt
+// until the header arrives).
 //
 // A slot costs no connection-table memory: entries stay 48 bytes and their
 // two Aux words, and only connections in their first round trip hold one.
-// A SYN-ACK that finds no free slot is dropped (ProxyNoSlot): the real
-// sends it again a second later.
+// A client segment that finds no free slot is dropped (ProxyNoSlot): its
+// data comes again, and a handshake's ACK with the real's SYN-ACK sent
+// again; so is a real's SYN-ACK to the SYN proxy, which the real sends
+// again.
 
 // ProxyVersion is the PROXY protocol version a real gets, 0 for none.
 type ProxyVersion uint8
@@ -175,11 +189,10 @@ const (
 	// (0.2 s doubling), longer than a real's own SYN-ACK retries (Linux's
 	// tcp_synack_retries 5: 31 s).
 	ppMaxTries = 8
-	// ppInitWindow is the window of the header segment until the
-	// client's own first segment says its window: a Linux client's
-	// initial 64240-byte window at its usual scale of 7 (502), rounded
-	// up. The client's ACK, a round trip later, sets the real right.
-	ppInitWindow = 512
+	// ppSynProxyWindow is the window of a SYN-proxied connection's
+	// header segment, which goes before the client's held segments say
+	// the client's: the SYN proxy's own fallback (no window scaling).
+	ppSynProxyWindow = spFallbackWindow
 	// ppTSOptLen is the options of a header segment with timestamps:
 	// NOP, NOP, timestamps.
 	ppTSOptLen = 2 + tcpOptTimestampsLen
@@ -240,6 +253,9 @@ func (s *proxyState) alloc(k *conntrack.Key4) *ppSlot {
 	return nil
 }
 
+// full reports whether every slot is taken.
+func (s *proxyState) full() bool { return s.used == ppSlots }
+
 // free gives sl back.
 func (s *proxyState) free(sl *ppSlot) {
 	sl.key.Proto = 0
@@ -256,18 +272,20 @@ func (w *Worker) proxyRelease(e *conntrack.Entry4) {
 	e.Flags &^= flagProxyPending
 }
 
-// wantsProxyHeader reports whether the real's segment p of e, a connection
-// not SYN-proxied, is the SYN-ACK after which e's real r gets a header.
+// wantsProxyHeader reports whether the client's segment p of e, a
+// connection not SYN-proxied, is the first after its SYN (the handshake's
+// ACK, or whatever comes first with an ACK), before which e's real r gets
+// its header.
 func wantsProxyHeader(e *conntrack.Entry4, r *Real, p *parsed) bool {
 	return r.Proxy != 0 && e.Proto == header.ProtoTCP && e.Flags&(flagProxyHdr|flagSynProxy) == 0 &&
 		(Forward(e.Forward) == ForwardNAT || Forward(e.Forward) == ForwardFullNAT) &&
-		p.flags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagSyn|header.TCPFlagAck
+		p.flags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagAck
 }
 
-// proxyOpen takes the real's SYN-ACK p of e (wantsProxyHeader), before its
-// numbers are translated: it queues the header for the real (w.extra),
-// adds its length to the client offset and makes e pending. Without a
-// free slot it reports false and the SYN-ACK must be dropped.
+// proxyOpen takes the client's segment p of e (wantsProxyHeader), before
+// its numbers are translated: it queues the header for the real (w.extra,
+// behind p), adds its length to the client offset and makes e pending.
+// Without a free slot it reports false and p must be dropped.
 func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, now int64) bool {
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
 	k := e.ForwardKey()
@@ -276,18 +294,19 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 		w.C.ProxyNoSlot.Add(1)
 		return false
 	}
-	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.AckNumber(), tcp.SequenceNumber()+1, ppInitWindow, r.Proxy, ppRTO
-	if off, ok := findTimestamps(tcp); ok {
-		// The real's SYN-ACK echoes the SYN's TSval, as the real saw it.
-		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+6), tcp.Word32(off+2)
-	}
-	var hdr [ppMaxLen]byte
-	sl.n = uint8(putProxyHeader(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
 	aux := w.shard.Aux(e)
 	if e.Flags&flagSeqXlate == 0 { // NAT: nothing translated so far
 		aux[auxClient], aux[auxTS] = 0, 0
 		e.Flags |= flagSeqXlate
 	}
+	// What p says, in the real's numbers: its sequence number (the
+	// client's ISN+1) is the header's; it acknowledges the real's ISN.
+	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.SequenceNumber()+aux[auxClient], tcp.AckNumber(), tcp.WindowSize(), r.Proxy, ppRTO
+	if off, ok := findTimestamps(tcp); ok {
+		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+2)+aux[auxTS], tcp.Word32(off+6)
+	}
+	var hdr [ppMaxLen]byte
+	sl.n = uint8(putProxyHeader(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
 	aux[auxClient] += uint32(sl.n)
 	e.Flags |= flagProxyHdr | flagProxyPending
 	w.proxySend(t, e, r, sl, now)
@@ -296,9 +315,9 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 }
 
 // proxySynAck is proxyOpen for a SYN-proxied connection e whose real's
-// SYN-ACK p just set its offsets (synProxySynAck): it returns the header
-// segment, which also acknowledges the SYN-ACK, or nil if e's real gets
-// none or no slot is free (the connection then goes on without).
+// SYN-ACK p just set its offsets (synProxySynAck, which saw that a slot is
+// free): it returns the header segment, which also acknowledges the
+// SYN-ACK, or nil if e's real gets none.
 func (w *Worker) proxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parsed, now int64) []byte {
 	if r.Proxy == 0 {
 		return nil
@@ -311,7 +330,7 @@ func (w *Worker) proxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parsed, 
 		return nil
 	}
 	// The cookie handshake negotiated no timestamps.
-	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.AckNumber(), tcp.SequenceNumber()+1, ppInitWindow, r.Proxy, ppRTO
+	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.AckNumber(), tcp.SequenceNumber()+1, ppSynProxyWindow, r.Proxy, ppRTO
 	var hdr [ppMaxLen]byte
 	sl.n = uint8(putProxyHeader(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
 	w.shard.Aux(e)[auxClient] += uint32(sl.n)
@@ -371,9 +390,8 @@ func (w *Worker) proxySegment(t *Table, e *conntrack.Entry4, r *Real, sl *ppSlot
 // acknowledges the header ends the wait, one that does not gets its
 // acknowledgment (and SACK edges) raised to the client's ISN+1, and may
 // call for the header again; a client segment updates what the header is
-// sent with and sends it again if RTO has passed. opened is true for the
-// SYN-ACK that proxyOpen just took.
-func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply, opened bool, p *parsed, now int64) {
+// sent with and sends it again if RTO has passed.
+func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool, p *parsed, now int64) {
 	k := e.ForwardKey()
 	sl := w.pp.find(&k)
 	if sl == nil {
@@ -417,7 +435,6 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply, ope
 		setAck(tcp, floor, partial)
 	}
 	switch {
-	case opened:
 	case p.flags&header.TCPFlagSyn != 0, sack && !sl.fast:
 		// The real sent its SYN-ACK again (it never had the header's
 		// acknowledgment of it), or holds client data but not the header.
@@ -517,23 +534,19 @@ func (w *Worker) proxyTimers(now int64) {
 }
 
 // translate is handle's translation of the numbers of p, a segment of e,
-// a connection not SYN-proxied: the real's SYN-ACK that calls for a PROXY
+// a connection not SYN-proxied: the client segment that calls for a PROXY
 // header first sends it (proxyOpen), then the offsets apply (fullnat.go),
 // then the header's wait (proxyPending). It reports false if p must be
 // dropped.
 func (w *Worker) translate(t *Table, e *conntrack.Entry4, r *Real, reply bool, p *parsed, now int64) bool {
-	opened := false
-	if reply && wantsProxyHeader(e, r, p) {
-		if !w.proxyOpen(t, e, r, p, now) {
-			return false
-		}
-		opened = true
+	if !reply && wantsProxyHeader(e, r, p) && !w.proxyOpen(t, e, r, p, now) {
+		return false
 	}
 	if e.Flags&flagSeqXlate != 0 {
 		w.fullnatXlate(e, reply, p)
 	}
 	if e.Flags&flagProxyPending != 0 {
-		w.proxyPending(t, e, r, reply, opened, p, now)
+		w.proxyPending(t, e, r, reply, p, now)
 	}
 	return true
 }

@@ -70,12 +70,13 @@ func ppStep(t *testing.T, w *Worker, tbl *Table, name string, in, want []byte, w
 
 // TestGoldenProxyFullNAT: a FULLNAT connection with timestamps and SACK
 // whose real gets a PROXY header. The real's SYN-ACK reaches the client as
-// without one, and the header follows it to the real: at the director's
-// ISN+1, acknowledging the real's ISN+1, with the SYN's TSval (as the real
-// echoed it) and the real's. Client sequence numbers then move up by its
-// length; the real's acknowledgments and SACK edges down. While the header
-// is not acknowledged, an acknowledgment that does not cover it reaches
-// the client as its ISN+1 (never below), a SACK block above it makes the
+// without one; the client's handshake ACK brings the header to the real,
+// behind it: at the director's ISN+1, acknowledging the real's ISN+1, with
+// the ACK's window and timestamps, translated. Client sequence numbers
+// then move up by its length; the real's acknowledgments and SACK edges
+// down. While the header is not acknowledged, the real's SYN-ACK again
+// sends it again, an acknowledgment that does not cover it reaches the
+// client as its ISN+1 (never below), a SACK block above it makes the
 // director send it again (once), and a D-SACK of the header comes out
 // empty; the acknowledgment that covers it ends the wait. FIN both ways.
 func TestGoldenProxyFullNAT(t *testing.T) {
@@ -102,12 +103,10 @@ func TestGoldenProxyFullNAT(t *testing.T) {
 			want = toClient(synack)
 			want.ack = cisn + 1
 			want.opts = []layers.TCPOption{synack.opts[0], optTS(fnRealTS, fnClientTS)}
-			hdr := headerSeg(ForwardFullNAT, v, isn+1, spRISN+1, ppInitWindow, []layers.TCPOption{optNOP, optNOP, optTS(ts, fnRealTS)})
-			ppStep(t, w, tbl, "SYN-ACK", synack.bytes(t), want.bytes(t), [][]byte{hdr.bytes(t)}, now)
+			ppStep(t, w, tbl, "SYN-ACK", synack.bytes(t), want.bytes(t), nil, now)
 			e := entryOf(t, w, cport)
-			if e.Flags&(flagProxyHdr|flagProxyPending|flagSeqXlate) != flagProxyHdr|flagProxyPending|flagSeqXlate ||
-				w.shard.Aux(e)[auxClient] != isn-cisn+L || w.pp.used != 1 {
-				t.Fatalf("after the SYN-ACK: flags %#x, in %#x, %d slots used; want pending, in %#x, 1", e.Flags, w.shard.Aux(e)[auxClient], w.pp.used, isn-cisn+L)
+			if e.Flags&(flagProxyHdr|flagProxyPending) != 0 || w.pp.used != 0 {
+				t.Fatalf("after the SYN-ACK: flags %#x, %d slots used; want no header yet", e.Flags, w.pp.used)
 			}
 
 			ack := fromClient(cport, "A", cisn+1, spRISN+1)
@@ -115,7 +114,19 @@ func TestGoldenProxyFullNAT(t *testing.T) {
 			want = toReal(ack)
 			want.seq = isn + 1 + L
 			want.opts = []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)}
-			ppStep(t, w, tbl, "handshake ACK", ack.bytes(t), want.bytes(t), nil, now)
+			hdr := headerSeg(ForwardFullNAT, v, isn+1, spRISN+1, 5000, []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)})
+			ppStep(t, w, tbl, "handshake ACK", ack.bytes(t), want.bytes(t), [][]byte{hdr.bytes(t)}, now)
+			if e.Flags&(flagProxyHdr|flagProxyPending|flagSeqXlate) != flagProxyHdr|flagProxyPending|flagSeqXlate ||
+				w.shard.Aux(e)[auxClient] != isn-cisn+L || w.pp.used != 1 {
+				t.Fatalf("after the handshake ACK: flags %#x, in %#x, %d slots used; want pending, in %#x, 1", e.Flags, w.shard.Aux(e)[auxClient], w.pp.used, isn-cisn+L)
+			}
+
+			// The real's SYN-ACK again: it never had the header, which
+			// acknowledges it; the header goes again at once.
+			want = toClient(synack)
+			want.ack = cisn + 1
+			want.opts = []layers.TCPOption{synack.opts[0], optTS(fnRealTS, fnClientTS)}
+			ppStep(t, w, tbl, "SYN-ACK again", synack.bytes(t), want.bytes(t), [][]byte{hdr.bytes(t)}, now)
 
 			data := fromClient(cport, "PA", cisn+1, spRISN+1)
 			data.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+2, fnRealTS)}
@@ -146,8 +157,8 @@ func TestGoldenProxyFullNAT(t *testing.T) {
 			hdr = headerSeg(ForwardFullNAT, v, isn+1, spRISN+1, 5000, []layers.TCPOption{optNOP, optNOP, optTS(ts+2, fnRealTS)})
 			ppStep(t, w, tbl, "real SACK above the header", dup.bytes(t), want.bytes(t), [][]byte{hdr.bytes(t)}, now+1000)
 			ppStep(t, w, tbl, "the same again: no second fast resend", dup.bytes(t), want.bytes(t), nil, now+2000)
-			if n := w.C.ProxyResent.Load(); n != 1 {
-				t.Fatalf("ProxyResent %d, want 1", n)
+			if n := w.C.ProxyResent.Load(); n != 2 {
+				t.Fatalf("ProxyResent %d, want 2", n)
 			}
 
 			// The header arrives (twice): the acknowledgment covers it and
@@ -207,15 +218,17 @@ func TestGoldenProxyNAT(t *testing.T) {
 	ppStep(t, w, tbl, "SYN", syn.bytes(t), natReal(syn).bytes(t), nil, now)
 	synack := fromReal(t, w, cport, "SA", spRISN, spISN+1)
 	synack.mss = 1460
-	hdr := headerSeg(ForwardNAT, ProxyV2, spISN+1, spRISN+1, ppInitWindow, nil)
-	ppStep(t, w, tbl, "SYN-ACK", synack.bytes(t), natClient(synack).bytes(t), [][]byte{hdr.bytes(t)}, now)
+	ppStep(t, w, tbl, "SYN-ACK", synack.bytes(t), natClient(synack).bytes(t), nil, now)
 
+	// The client's first segment after the SYN carries data and the
+	// handshake's acknowledgment at once.
 	data := fromClient(cport, "PA", spISN+1, spRISN+1)
 	data.payload = []byte("GET / HTTP/1.0\r\n\r\n")
 	dl := uint32(len(data.payload))
 	want := natReal(data)
 	want.seq = spISN + 1 + L
-	ppStep(t, w, tbl, "client data", data.bytes(t), want.bytes(t), nil, now)
+	hdr := headerSeg(ForwardNAT, ProxyV2, spISN+1, spRISN+1, 5000, nil)
+	ppStep(t, w, tbl, "client data", data.bytes(t), want.bytes(t), [][]byte{hdr.bytes(t)}, now)
 
 	resp := fromReal(t, w, cport, "PA", spRISN+1, spISN+1+L+dl)
 	resp.opts = []layers.TCPOption{optNOP, optNOP, optSACK(cisn+L+101, cisn+L+201)}
@@ -248,7 +261,7 @@ func TestGoldenProxySynProxy(t *testing.T) {
 			in := clientOffset(t, w, cport)
 			synack := fromReal(t, w, cport, "SA", spRISN, spISN+in+1)
 			synack.mss = 1460
-			hdr := headerSeg(f, ProxyV1, spISN+in+1, spRISN+1, ppInitWindow, nil)
+			hdr := headerSeg(f, ProxyV1, spISN+in+1, spRISN+1, ppSynProxyWindow, nil)
 			held := hs
 			held.srcMAC, held.dstMAC, held.dst, held.dport = macDir, macRS1, ipRS1, natPort
 			if f == ForwardFullNAT {
@@ -283,10 +296,10 @@ func TestProxyResendTimer(t *testing.T) {
 	now := int64(time.Second)
 	syn := fromClient(cport, "S", spISN, 0)
 	isn := tcpOf(mustSend(t, w, tbl, syn.bytes(t), now)).SequenceNumber()
-	synack := fromReal(t, w, cport, "SA", spRISN, isn+1)
-	_, extra, _ := spSend(t, w, tbl, synack.bytes(t), header.Offload{}, now)
+	mustSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, isn+1).bytes(t), now)
+	_, extra, _ := spSend(t, w, tbl, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), header.Offload{}, now)
 	if len(extra) != 1 {
-		t.Fatalf("SYN-ACK: %d frames queued behind, want the header", len(extra))
+		t.Fatalf("handshake ACK: %d frames queued behind, want the header", len(extra))
 	}
 	first := extra[0]
 	w.proxyTimers(now + ppRTO - 1)
@@ -332,6 +345,9 @@ func TestProxyResendOnClientSegment(t *testing.T) {
 	spSend(t, w, tbl, synack.bytes(t), header.Offload{}, now)
 	L := uint32(len(wantProxyHeader(ProxyV2)))
 	ack := fromClient(cport, "A", spISN+1, spRISN+1)
+	if _, extra, _ := spSend(t, w, tbl, ack.bytes(t), header.Offload{}, now); len(extra) != 1 {
+		t.Fatalf("handshake ACK: %d frames behind it, want the header", len(extra))
+	}
 	if _, extra, _ := spSend(t, w, tbl, ack.bytes(t), header.Offload{}, now+ppRTO-1); len(extra) != 0 {
 		t.Fatalf("header sent again before its RTO")
 	}
@@ -449,9 +465,9 @@ func TestZeroAllocsProxy(t *testing.T) {
 	}
 }
 
-// TestProxyNoSlot: with every slot taken, a real's SYN-ACK that calls for
-// a header is dropped and counted, and nothing changes for its
-// connection: its next SYN-ACK, once a slot is free, gets the header.
+// TestProxyNoSlot: with every slot taken, a client's handshake ACK that
+// calls for a header is dropped and counted, and nothing changes for its
+// connection: the next, once a slot is free, brings the header.
 func TestProxyNoSlot(t *testing.T) {
 	tbl := ppTable(ForwardFullNAT, ProxyV2)
 	w := spWorker(tbl, 1024)
@@ -462,16 +478,17 @@ func TestProxyNoSlot(t *testing.T) {
 		w.pp.slots[i].key.SrcPort = uint16(i + 1)
 	}
 	w.pp.used = ppSlots
-	synack := fromReal(t, w, cport, "SA", spRISN, isn+1).bytes(t)
-	if out, extra, v := spSend(t, w, tbl, synack, header.Offload{}, now); v != VerdictTableFull || out != nil || len(extra) != 0 {
-		t.Fatalf("SYN-ACK without a slot: verdict %v", v)
+	mustSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, isn+1).bytes(t), now)
+	ack := fromClient(cport, "A", spISN+1, spRISN+1).bytes(t)
+	if out, extra, v := spSend(t, w, tbl, ack, header.Offload{}, now); v != VerdictTableFull || out != nil || len(extra) != 0 {
+		t.Fatalf("handshake ACK without a slot: verdict %v", v)
 	}
 	if e := entryOf(t, w, cport); e.Flags&(flagProxyHdr|flagProxyPending) != 0 || w.C.ProxyNoSlot.Load() != 1 {
 		t.Fatalf("flags %#x, ProxyNoSlot %d", e.Flags, w.C.ProxyNoSlot.Load())
 	}
 	w.pp.free(&w.pp.slots[0])
-	if _, extra, v := spSend(t, w, tbl, synack, header.Offload{}, now); v != VerdictForward || len(extra) != 1 {
-		t.Fatalf("SYN-ACK with a slot: verdict %v, %d frames behind", v, len(extra))
+	if _, extra, v := spSend(t, w, tbl, ack, header.Offload{}, now); v != VerdictForward || len(extra) != 1 {
+		t.Fatalf("handshake ACK with a slot: verdict %v, %d frames behind", v, len(extra))
 	}
 }
 
@@ -491,7 +508,7 @@ func TestPutProxyHeaderV1Longest(t *testing.T) {
 // wire gives it back (SetFullNATOffsets and SetProxyHeader, what control's
 // entryOf does), it translates client and real segments (SACK blocks,
 // FIN) byte for byte as the master does, and a late SYN-ACK from the real
-// does not make the backup send the header again.
+// (nor the handshake's ACK) does not make the backup send the header again.
 func TestSyncProxyHeader(t *testing.T) {
 	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
 		for _, variant := range []string{"report", "wire"} {
@@ -517,10 +534,10 @@ func TestSyncProxyHeader(t *testing.T) {
 				isn := tcpOf(mustSend(t, mw, mt, syn.bytes(t), now)).SequenceNumber()
 				synack := fromReal(t, mw, cport, "SA", spRISN, isn+1)
 				synack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, fnClientTS)}
-				if _, extra, _ := spSend(t, mw, mt, synack.bytes(t), header.Offload{}, now); len(extra) != 1 {
+				mustSend(t, mw, mt, synack.bytes(t), now)
+				if _, extra, _ := spSend(t, mw, mt, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), header.Offload{}, now); len(extra) != 1 {
 					t.Fatalf("no header from the master")
 				}
-				mustSend(t, mw, mt, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), now)
 				mustSend(t, mw, mt, fromReal(t, mw, cport, "A", spRISN+1, isn+1+L).bytes(t), now)
 				aux := *mw.shard.Aux(entryOf(t, mw, cport))
 				ev := master.SyncEvents(nil)
@@ -568,7 +585,7 @@ func TestSyncProxyHeader(t *testing.T) {
 					same(t, s.name+" from the backup", got, want)
 					checksumsValid(t, s.name, got)
 				}
-				if _, extra, _ := spSend(t, bw, bt, synack.bytes(t), header.Offload{}, now); len(extra) != 0 || bw.C.ProxyHeaders.Load() != 0 {
+				if _, extra, _ := spSend(t, bw, bt, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), header.Offload{}, now); len(extra) != 0 || bw.C.ProxyHeaders.Load() != 0 {
 					t.Fatalf("the backup sent a header for a synced connection")
 				}
 			})
@@ -577,8 +594,9 @@ func TestSyncProxyHeader(t *testing.T) {
 }
 
 // TestCaptureProxyHeader: a capture records the header segment like any
-// frame the worker sent: behind the real's SYN-ACK (In nil, the SYN-ACK's
-// verdict, service and real), and when the expiry walk sends it again.
+// frame the worker sent: behind the client's handshake ACK (In nil, the
+// ACK's verdict, service and real), and when the expiry walk sends it
+// again.
 // A filter that does not select the connection records neither.
 func TestCaptureProxyHeader(t *testing.T) {
 	tbl := ppTable(ForwardFullNAT, ProxyV2)
@@ -601,7 +619,9 @@ func TestCaptureProxyHeader(t *testing.T) {
 			drain(c)
 			isn := spISN + w.shard.Aux(entryOf(t, w, sport))[auxClient] // the director's
 			runBatch(w, tbl, fromReal(t, w, sport, "SA", spRISN, isn+1).bytes(t))
-			hdr := headerSeg(ForwardFullNAT, ProxyV2, isn+1, spRISN+1, ppInitWindow, nil)
+			drain(c)
+			runBatch(w, tbl, fromClient(sport, "A", spISN+1, spRISN+1).bytes(t))
+			hdr := headerSeg(ForwardFullNAT, ProxyV2, isn+1, spRISN+1, 5000, nil)
 			hdr.sport = entryOf(t, w, sport).LPort
 			binary.BigEndian.PutUint16(hdr.payload[24:], sport) // the client's port in the v2 header
 			want := hdr.bytes(t)
@@ -614,12 +634,43 @@ func TestCaptureProxyHeader(t *testing.T) {
 			}
 			if len(got) != 2 || got[0].In == nil || got[1].In != nil || !bytes.Equal(got[1].Out, want) ||
 				got[1].Verdict != VerdictForward || got[1].Service != svc || got[1].Real != netip.AddrPortFrom(ipRS1, natPort) {
-				t.Fatalf("recorded %+v, want the SYN-ACK and then the header segment\n%s", got, diff(got[len(got)-1].Out, want))
+				t.Fatalf("recorded %+v, want the handshake ACK and then the header segment\n%s", got, diff(got[len(got)-1].Out, want))
 			}
 			w.proxyTimers(1 + ppRTO)
 			if got := drain(c); len(got) != 1 || got[0].In != nil || !bytes.Equal(got[0].Out, want) {
 				t.Fatalf("after the RTO: recorded %+v, want the header segment again", got)
 			}
 		})
+	}
+}
+
+// TestProxyNoSlotSynProxy: with every slot taken, the real's SYN-ACK to a
+// SYN-proxied connection is dropped and changes nothing; sent again once
+// a slot is free, it brings the header and the held ACK.
+func TestProxyNoSlotSynProxy(t *testing.T) {
+	tbl := spTable(ForwardFullNAT)
+	tbl.Reals[0].Proxy = ProxyV2
+	w := spWorker(tbl, 1024)
+	const now = int64(time.Second)
+	cookie := cookieSYN(t, w, tbl, cport, spISN, now)
+	if _, _, v := spSend(t, w, tbl, fromClient(cport, "A", spISN+1, cookie+1).bytes(t), header.Offload{}, now); v != VerdictSynProxy {
+		t.Fatalf("ACK: verdict %v", v)
+	}
+	for i := range w.pp.slots {
+		w.pp.slots[i].key.Proto = header.ProtoTCP
+		w.pp.slots[i].key.SrcPort = uint16(i + 1)
+	}
+	w.pp.used = ppSlots
+	synack := fromReal(t, w, cport, "SA", spRISN, spISN+clientOffset(t, w, cport)+1).bytes(t)
+	if out, extra, _ := spSend(t, w, tbl, synack, header.Offload{}, now); out != nil || len(extra) != 0 {
+		t.Fatalf("SYN-ACK without a slot: %d bytes out, %d behind", len(out), len(extra))
+	}
+	if e := entryOf(t, w, cport); e.Flags&flagSynPending == 0 || w.C.ProxyNoSlot.Load() != 1 {
+		t.Fatalf("flags %#x, ProxyNoSlot %d; want still pending", e.Flags, w.C.ProxyNoSlot.Load())
+	}
+	w.pp.free(&w.pp.slots[0])
+	out, extra, _ := spSend(t, w, tbl, synack, header.Offload{}, now)
+	if len(out) == 0 || !bytes.Equal(header.TCP(header.IPv4(out[header.EthernetLen:]).Payload()).Payload(), wantProxyHeader(ProxyV2)) || len(extra) != 1 {
+		t.Fatalf("SYN-ACK with a slot: %d bytes out, %d behind; want the header and the held ACK", len(out), len(extra))
 	}
 }

@@ -486,6 +486,12 @@ func translateSeq(tcp header.TCP, seqD, ackD uint32, ack, partial bool) {
 func (w *Worker) synProxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parsed, now int64) []byte {
 	ip := header.IPv4(p.frame[header.EthernetLen:])
 	tcp := header.TCP(ip.Payload())
+	if r.Proxy != 0 && w.pp.full() {
+		// No room to keep the PROXY header until it is acknowledged
+		// (proxyproto.go): the real sends its SYN-ACK again.
+		w.C.ProxyNoSlot.Add(1)
+		return nil
+	}
 	aux := w.shard.Aux(e)
 	cookie := aux[auxReal]
 	aux[auxReal] = tcp.SequenceNumber() - cookie

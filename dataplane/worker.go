@@ -606,7 +606,7 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 			return f, v
 		}
 		if e.Flags&flagProxyPending != 0 {
-			w.proxyPending(t, e, r, reply, false, p, now) // proxyproto.go
+			w.proxyPending(t, e, r, reply, p, now) // proxyproto.go
 		}
 	} else if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
 		if !w.translate(t, e, r, reply, p, now) { // proxyproto.go

@@ -53,36 +53,42 @@ const (
 // client sends anything) must greet at once, and then echo 4 MiB the
 // client sends while it reads them back, byte for byte. gvsadm -L shows
 // the option; gvsadm capture records the header segment gvsd sent. In
-// the "lost" case each real drops the first header segment it gets for the
-// echo service (an nft rule): gvsd must send it again on its own (the
-// client, waiting for the greeting, sends nothing), and the greeting come.
+// the "lost-header" case each real drops the first header segment it gets
+// for the echo service (an nft rule): gvsd must send it again on its own
+// (the client, waiting for the greeting, sends nothing), and the greeting
+// come. In the "lost-synack" case the client drops the first SYN-ACK of
+// the echo service: its SYN sent again must still get an answer (it would
+// not, had the header gone with that SYN-ACK and completed the real's
+// handshake).
 func TestProxyProtocol(t *testing.T) {
 	if _, err := exec.LookPath("nginx"); err != nil {
 		t.Skip("needs nginx (apt-get install nginx-light)")
 	}
 	for _, c := range []struct {
-		mode           config.Forward
-		version        string
-		synproxy, lose bool
+		mode     config.Forward
+		version  string
+		synproxy bool
+		lose     string // "", "header" or "synack"
 	}{
-		{config.FullNAT, "v2", false, false},
-		{config.NAT, "v2", false, false},
-		{config.FullNAT, "v1", true, false},
-		{config.NAT, "v1", false, false},
-		{config.FullNAT, "v2", false, true},
+		{config.FullNAT, "v2", false, ""},
+		{config.NAT, "v2", false, ""},
+		{config.FullNAT, "v1", true, ""},
+		{config.NAT, "v1", false, ""},
+		{config.FullNAT, "v2", false, "header"},
+		{config.FullNAT, "v2", false, "synack"},
 	} {
 		name := c.mode.String() + "/" + c.version
 		if c.synproxy {
 			name += "/synproxy"
 		}
-		if c.lose {
-			name += "/lost"
+		if c.lose != "" {
+			name += "/lost-" + c.lose
 		}
 		t.Run(name, func(t *testing.T) { testProxyProtocol(t, c.mode, c.version, c.synproxy, c.lose) })
 	}
 }
 
-func testProxyProtocol(t *testing.T, mode config.Forward, version string, synproxy, lose bool) {
+func testProxyProtocol(t *testing.T, mode config.Forward, version string, synproxy bool, lose string) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -135,18 +141,27 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	}
 
 	// A server that speaks first, then an echo both ways at once.
-	if lose {
-		// The first v2 header to the echo port: behind a TCP header with
-		// timestamps (32 bytes), its signature's first word.
-		for _, r := range l.Reals {
-			rules := fmt.Sprintf("table inet gvsitpp {\n chain input {\n  type filter hook input priority -300;\n"+
-				"  tcp dport %d @th,256,32 0x0d0a0d0a quota until %d bytes drop\n }\n}\n", ppEchoPort, 20+32+28)
-			cmd := r.Command(ctx, "nft", "-f", "-")
-			cmd.Stdin = strings.NewReader(rules)
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("nft on %s: %v\n%s", r.Name, err, out)
-			}
+	// One packet is dropped: a quota between one packet's length and
+	// two's (nft counts the IP packet).
+	dropFirst := func(h *lab.Host, match string, size int) {
+		rules := fmt.Sprintf("table inet gvsitpp {\n chain input {\n  type filter hook input priority -300;\n"+
+			"  %s quota until %d bytes drop\n }\n}\n", match, size+size/2)
+		cmd := h.Command(ctx, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("nft on %s: %v\n%s", h.Name, err, out)
 		}
+	}
+	switch lose {
+	case "header":
+		// The first v2 header to the echo port: behind a TCP header
+		// with timestamps (32 bytes), its signature's first word.
+		for _, r := range l.Reals {
+			dropFirst(r, fmt.Sprintf("tcp dport %d @th,256,32 0x0d0a0d0a", ppEchoPort), 20+32+28)
+		}
+	case "synack":
+		// A SYN-ACK with MSS, SACK, timestamps and window scaling.
+		dropFirst(l.Client, fmt.Sprintf("tcp sport %d tcp flags & (syn|ack) == syn|ack", ppEchoVPort), 20+40)
 	}
 	before, _ := signalCounters(ctx, t, env.Gvsd)
 	for i := range len(l.Reals) {
@@ -158,7 +173,7 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	after, raw := signalCounters(ctx, t, env.Gvsd)
 	sent, resent := after.Dataplane.ProxyHeaders-before.Dataplane.ProxyHeaders, after.Dataplane.ProxyResent-before.Dataplane.ProxyResent
 	t.Logf("echo connections: %d headers sent, %d sent again, %d acknowledged", sent, resent, after.Dataplane.ProxyAcked-before.Dataplane.ProxyAcked)
-	if sent != uint64(len(l.Reals)) || lose && resent < uint64(len(l.Reals)) {
+	if sent != uint64(len(l.Reals)) || lose == "header" && resent < uint64(len(l.Reals)) {
 		t.Fatalf("%d headers sent and %d again for %d connections (lost: %v); counters %s", sent, resent, len(l.Reals), lose, raw)
 	}
 	st := gvsStatus(ctx, t, env.SocketPath)
@@ -403,7 +418,7 @@ func checkCaptureHeader(ctx context.Context, t *testing.T, env *scenario.Env, l 
 	cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
 	defer ccancel()
 	file := filepath.Join(t.TempDir(), "pp.pcapng")
-	cmd := exec.CommandContext(cctx, bins.gvsadm, "--socket", env.SocketPath, "capture", "-w", file, "-c", "3",
+	cmd := exec.CommandContext(cctx, bins.gvsadm, "--socket", env.SocketPath, "capture", "-w", file, "-c", "30",
 		"-t", netip.AddrPortFrom(scenario.VIP, ppNginxVPort).String())
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
