@@ -108,7 +108,7 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	rand.Read(big)
 	for _, r := range l.Reals {
 		startNginx(ctx, t, r, filepath.Join(dir, "nginx-"+r.Name), big)
-		stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppEchoPort))
+		stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppEchoPort), true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,6 +190,37 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	if env.Gvsd.Exited() {
 		t.Fatal("gvsd exited")
 	}
+}
+
+// ppFailoverPort is where the reals of TestFailoverProxyProtocol serve the
+// PROXY echo (servePROXYEcho without the greeting).
+const ppFailoverPort = 8084
+
+// TestFailoverProxyProtocol is TestFailover's NAT kill case with
+// proxy_protocol = "v2" on the TCP service, whose reals strip the header
+// and echo: the stream's connection, its header sent by the master and
+// its offset learnt by the backup from sync, must carry on through the
+// takeover byte for byte (a backup that did not shift the client's
+// sequence numbers by the header's length would feed the real bytes it
+// already has, and the stream would stall), and the new connections of
+// the request load, given their headers by whichever director holds the
+// VIP, must all succeed.
+func TestFailoverProxyProtocol(t *testing.T) {
+	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, false, true})
+}
+
+// proxyFailoverConfig turns the scenario's configuration base into
+// TestFailoverProxyProtocol's: the TCP service (the first) gets
+// proxy_protocol = "v2" and its reals listen on ppFailoverPort.
+func proxyFailoverConfig(t *testing.T, base string, mode config.Forward) string {
+	t.Helper()
+	fwd := fmt.Sprintf("forward = %q\n", mode)
+	port := fmt.Sprintf(":%d\"\n", scenario.TCPPort+8000)
+	if mode != config.NAT || !strings.Contains(base, fwd) || !strings.Contains(base, port) {
+		t.Fatalf("the scenario's config has no NAT TCP service on %q:\n%s", port, base)
+	}
+	base = strings.Replace(base, fwd, fwd+"proxy_protocol = \"v2\"\n", 1)
+	return strings.ReplaceAll(base, port, fmt.Sprintf(":%d\"\n", ppFailoverPort))
 }
 
 // proxyProtocolConfig is the lab's configuration of TestProxyProtocol.
@@ -289,8 +320,10 @@ func httpGet(ctx context.Context, h *lab.Host, addr netip.AddrPort, path string)
 
 // servePROXYEcho serves, on h at addr, connections that start with a PROXY
 // header (v1 or v2): it reads the header, writes "hello ADDR:PORT\n" with
-// the source it names, and then echoes everything.
-func servePROXYEcho(h *lab.Host, addr netip.AddrPort) (stop func(), err error) {
+// the source it names if greet, and then echoes everything after the
+// header. A connection without a valid header gets "bad header" and is
+// closed.
+func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool) (stop func(), err error) {
 	var ln net.Listener
 	if err := h.Do(func() error {
 		var err error
@@ -318,7 +351,9 @@ func servePROXYEcho(h *lab.Host, addr netip.AddrPort) (stop func(), err error) {
 					fmt.Fprintf(c, "bad header: %v\n", err)
 					return
 				}
-				fmt.Fprintf(c, "hello %s\n", src)
+				if greet {
+					fmt.Fprintf(c, "hello %s\n", src)
+				}
 				io.Copy(c, r)
 			}()
 		}
