@@ -48,7 +48,13 @@ func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool
 			Port: uint16(c.Port), Path: c.Path, Status: c.Status, Expect: c.Expect, Send: c.Send, Command: c.Command}
 		for _, r := range s.Reals {
 			k := checkKey(serviceKey(s), r.Address)
-			targets[k] = health.Target{Addr: r.Address, Check: hc}
+			rc := hc
+			if c.Port == 0 || c.Port == int(r.Address.Port()) {
+				// The port the director sends PROXY headers to wants one
+				// from the check too.
+				rc.ProxyProtocol = r.ProxyProtocol
+			}
+			targets[k] = health.Target{Addr: r.Address, Check: rc}
 			alpha[k] = c.Alpha
 		}
 	}

@@ -469,3 +469,47 @@ scheduler = "rr"
 		t.Errorf("one real back: weights %v; want the sorry real out", w)
 	}
 }
+
+// TestCheckTargetsProxyProtocol: a real's health check sends the PROXY
+// header the real gets, when it checks the port that gets it; a check of
+// another port does not.
+func TestCheckTargetsProxyProtocol(t *testing.T) {
+	cfg := mustParse(t, `
+[director]
+interface = "eth0"
+[[service]]
+address = "10.20.0.100:80"
+forward = "fullnat"
+proxy_protocol = "v2"
+  [service.check]
+  type = "http"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+  [[service.real]]
+  address = "10.20.0.12:8080"
+  proxy_protocol = ""
+[[service]]
+address = "10.20.0.100:81"
+forward = "fullnat"
+proxy_protocol = "v1"
+  [service.check]
+  type = "tcp"
+  port = 9000
+  [[service.real]]
+  address = "10.20.0.11:8081"
+`)
+	targets, _ := checkTargets(cfg)
+	got := map[string]string{}
+	for _, tg := range targets {
+		got[tg.Addr.String()] = tg.Check.ProxyProtocol
+	}
+	want := map[string]string{"10.20.0.11:8080": "v2", "10.20.0.12:8080": "", "10.20.0.11:8081": ""}
+	if len(got) != len(want) {
+		t.Fatalf("targets %v, want %v", got, want)
+	}
+	for a, v := range want {
+		if got[a] != v {
+			t.Errorf("%s: check's ProxyProtocol %q, want %q", a, got[a], v)
+		}
+	}
+}

@@ -53,6 +53,9 @@ const (
 // client sends anything) must greet at once, and then echo 4 MiB the
 // client sends while it reads them back, byte for byte. gvsadm -L shows
 // the option; gvsadm capture records the header segment gvsd sent. In
+// FULLNAT the http health check of the nginx service, which starts the
+// reals down, must find them up: it sends nginx a PROXY header of its own.
+// In
 // the "lost-header" case each real drops the first header segment it gets
 // for the echo service (an nft rule): gvsd must send it again on its own
 // (the client, waiting for the greeting, sends nothing), and the greeting
@@ -115,7 +118,22 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 		defer stop()
 	}
 
-	// nginx sees the client, on every real (rr: one request each, twice).
+	// nginx sees the client, on every real (rr: one request each, twice),
+	// once the health checks (with their own headers) found them up.
+	if err := waitCond(ctx, 10*time.Second, func() bool {
+		if mode != config.FullNAT {
+			return true // unchecked
+		}
+		st := gvsStatus(ctx, t, env.SocketPath)
+		for _, r := range st.Services[0].Reals {
+			if r.Health != "up" {
+				return false
+			}
+		}
+		return len(st.Services[0].Reals) == len(l.Reals)
+	}); err != nil {
+		t.Fatalf("nginx's reals never passed their health check: %+v", gvsStatus(ctx, t, env.SocketPath).Services[0].Reals)
+	}
 	web := netip.AddrPortFrom(scenario.VIP, ppNginxVPort)
 	for i := range 2 * len(l.Reals) {
 		local, body, err := httpGet(ctx, l.Client, web, "/")
@@ -230,6 +248,13 @@ func proxyProtocolConfig(l *lab.Lab, mode config.Forward, version string, synpro
 	for _, s := range []struct{ vport, port uint16 }{{ppNginxVPort, ppNginxPort}, {ppEchoVPort, ppEchoPort}} {
 		fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = %q\nproxy_protocol = %q\nsynproxy = %v\n",
 			scenario.VIP, s.vport, mode, version, synproxy)
+		if s.vport == ppNginxVPort && mode == config.FullNAT {
+			// The reals start down and come up only once nginx takes
+			// the check's connection: with a PROXY header of its own.
+			// (Not in NAT: there the dataplane takes the real's
+			// answers to the director's own check, as NAT replies.)
+			b.WriteString("  [service.check]\n  type = \"http\"\n  interval = \"200ms\"\n  timeout = \"200ms\"\n  rise = 1\n  alpha = true\n")
+		}
 		for _, r := range l.Reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, s.port)
 		}
