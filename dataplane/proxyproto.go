@@ -274,10 +274,13 @@ func (w *Worker) proxyRelease(e *conntrack.Entry4) {
 
 // wantsProxyHeader reports whether the client's segment p of e, a
 // connection not SYN-proxied, is the first after its SYN (the handshake's
-// ACK, or whatever comes first with an ACK), before which e's real r gets
-// its header.
+// ACK, or whatever comes first with an ACK: the connection is still in
+// SYN_RECV), before which e's real r gets its header. A connection
+// established before its real got proxy_protocol (a reload) gets none: its
+// stream has begun.
 func wantsProxyHeader(e *conntrack.Entry4, r *Real, p *parsed) bool {
 	return r.Proxy != 0 && e.Proto == header.ProtoTCP && e.Flags&(flagProxyHdr|flagSynProxy) == 0 &&
+		e.State == conntrack.TCPSynRecv &&
 		(Forward(e.Forward) == ForwardNAT || Forward(e.Forward) == ForwardFullNAT) &&
 		p.flags&(header.TCPFlagSyn|header.TCPFlagAck|header.TCPFlagRst) == header.TCPFlagAck
 }

@@ -674,3 +674,27 @@ func TestProxyNoSlotSynProxy(t *testing.T) {
 		t.Fatalf("SYN-ACK with a slot: %d bytes out, %d behind; want the header and the held ACK", len(out), len(extra))
 	}
 }
+
+// TestProxyNotMidStream: a connection established before its real got
+// proxy_protocol (a reload) gets no header in the middle of its stream;
+// the next connection does.
+func TestProxyNotMidStream(t *testing.T) {
+	tbl := ppTable(ForwardFullNAT, 0)
+	w := spWorker(tbl, 1024)
+	const now = int64(time.Second)
+	isn := tcpOf(mustSend(t, w, tbl, fromClient(cport, "S", spISN, 0).bytes(t), now)).SequenceNumber()
+	mustSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, isn+1).bytes(t), now)
+	mustSend(t, w, tbl, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), now)
+	tbl.Reals[0].Proxy = ProxyV2
+	data := fromClient(cport, "PA", spISN+1, spRISN+1)
+	data.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+	out, extra, _ := spSend(t, w, tbl, data.bytes(t), header.Offload{}, now)
+	if len(extra) != 0 || tcpOf(out).SequenceNumber() != isn+1 || w.C.ProxyHeaders.Load() != 0 {
+		t.Fatalf("an established connection got a header: %d frames behind, seq %#x (want %#x)", len(extra), tcpOf(out).SequenceNumber(), isn+1)
+	}
+	isn = tcpOf(mustSend(t, w, tbl, fromClient(cport+1, "S", spISN, 0).bytes(t), now)).SequenceNumber()
+	mustSend(t, w, tbl, fromReal(t, w, cport+1, "SA", spRISN, isn+1).bytes(t), now)
+	if _, extra, _ := spSend(t, w, tbl, fromClient(cport+1, "A", spISN+1, spRISN+1).bytes(t), header.Offload{}, now); len(extra) != 1 {
+		t.Fatalf("a new connection got no header")
+	}
+}

@@ -50,8 +50,9 @@ type SyncConn struct {
 func (c *SyncConn) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
 
 // SeqTranslated reports whether c is a FULLNAT TCP connection whose
-// sequence numbers and timestamps are translated (fullnat.go): SeqDeltas
-// gives its in offset (out is 0) and TSOffset its timestamp offset.
+// sequence numbers and timestamps are translated (fullnat.go), or a NAT
+// one whose real got a PROXY header (proxyproto.go): SeqDeltas gives its
+// in offset (out is 0) and TSOffset its timestamp offset.
 func (c *SyncConn) SeqTranslated() bool { return c.Entry.Flags&flagSeqXlate != 0 }
 
 // TSOffset returns the timestamp offset of a SeqTranslated connection:
