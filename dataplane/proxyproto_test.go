@@ -698,3 +698,63 @@ func TestProxyNotMidStream(t *testing.T) {
 		t.Fatalf("a new connection got no header")
 	}
 }
+
+// BenchmarkProxyProtocol: a FULLNAT or NAT connection's opening (SYN,
+// SYN-ACK, the handshake ACK that takes the header along, the real's ACK
+// of it, and the client's RST that ends it: five frames), and a data frame
+// of an established connection, with and without proxy_protocol.
+func BenchmarkProxyProtocol(b *testing.B) {
+	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
+		for _, v := range []ProxyVersion{0, ProxyV2} {
+			name := f.String() + "/" + map[ProxyVersion]string{0: "none", ProxyV2: "v2"}[v]
+			run := func(b *testing.B, perOp int, frames func(w *Worker, tbl *Table) [][]byte) *Worker {
+				tbl := ppTable(f, v)
+				tbl.PortLo, tbl.PortHi = portLo, portLo // one local port: the same ISN every time (now is fixed)
+				w := spWorker(tbl, 1<<16)
+				buf := make([]byte, Headroom+MaxFrame)
+				icmp := make([]byte, 128)
+				all := frames(w, tbl)
+				b.ReportAllocs()
+				for b.Loop() {
+					for _, fr := range all {
+						copy(buf[Headroom:], fr)
+						w.process(tbl, buf, len(fr), icmp, 1)
+						w.resetSpare()
+					}
+				}
+				b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds(), "pps")
+				return w
+			}
+			b.Run(name+"/open", func(b *testing.B) {
+				w := run(b, 5, func(w *Worker, tbl *Table) [][]byte {
+					syn := fromClient(cport, "S", spISN, 0).bytes(b)
+					isn := tcpOf(mustSend(b, w, tbl, syn, 1)).SequenceNumber()
+					L := uint32(0)
+					if v != 0 {
+						L = uint32(len(wantProxyHeader(v)))
+					}
+					fr := [][]byte{syn, fromReal(b, w, cport, "SA", spRISN, isn+1).bytes(b),
+						fromClient(cport, "A", spISN+1, spRISN+1).bytes(b),
+						fromReal(b, w, cport, "A", spRISN+1, isn+1+L).bytes(b),
+						fromClient(cport, "R", spISN+1, 0).bytes(b)}
+					mustSend(b, w, tbl, fr[4], 1) // closed: the loop's SYN opens anew
+					return fr
+				})
+				if v != 0 && (w.C.ProxyHeaders.Load() < uint64(b.N) || w.C.ProxyAcked.Load() < uint64(b.N)) {
+					b.Fatalf("%d headers sent, %d acknowledged in %d openings", w.C.ProxyHeaders.Load(), w.C.ProxyAcked.Load(), b.N)
+				}
+			})
+			b.Run(name+"/data", func(b *testing.B) {
+				run(b, 1, func(w *Worker, tbl *Table) [][]byte {
+					isn := tcpOf(mustSend(b, w, tbl, fromClient(cport, "S", spISN, 0).bytes(b), 1)).SequenceNumber()
+					mustSend(b, w, tbl, fromReal(b, w, cport, "SA", spRISN, isn+1).bytes(b), 1)
+					d := fromClient(cport, "PA", spISN+1, spRISN+1)
+					d.payload = make([]byte, 1000)
+					mustSend(b, w, tbl, d.bytes(b), 1)
+					mustSend(b, w, tbl, fromReal(b, w, cport, "A", spRISN+1, isn+2000).bytes(b), 1)
+					return [][]byte{d.bytes(b)}
+				})
+			})
+		}
+	}
+}
