@@ -37,10 +37,10 @@ import (
 // segments behind the real's SYN-ACK instead (synProxySynAck).
 //
 // From then on the header's length L is part of the connection's client
-// offset (Aux word auxClient): client sequence numbers
-// get +L, the real's acknowledgment numbers and SACK edges -L, for the
-// life of the connection, by the same translation (fullnat.go, or
-// synproxy.go for a SYN-proxied connection). A NAT connection, whose
+// offset (Aux word auxClient): client sequence numbers get +L, the real's
+// acknowledgment numbers and SACK edges -L, for the life of the
+// connection, by the same translation (fullnat.go, or synproxy.go for a
+// SYN-proxied connection). A NAT connection, whose
 // numbers are not translated otherwise, becomes a flagSeqXlate one with
 // in = L and no timestamp offset. Connection sync carries the offset like
 // any other, so a backup translates as the master did.
@@ -179,7 +179,7 @@ const (
 	// yet acknowledged. A real on the LAN acknowledges within a round
 	// trip (well under a millisecond), so at 10,000 new connections a
 	// second a worker holds about ten; 256 leave room for loss and
-	// slower reals. A slot is 48 bytes.
+	// slower reals. A slot is 56 bytes, the table 14 KiB a worker.
 	ppSlots = 256
 	// ppRTO is the first wait for the real's acknowledgment before the
 	// header goes again: Linux's minimum retransmission timeout (200
