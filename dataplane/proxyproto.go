@@ -403,12 +403,12 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool
 	}
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
 	partial := p.off.Flags&header.OffloadNeedsCsum != 0
-	if p.flags&header.TCPFlagRst != 0 {
+	in := w.shard.Aux(e)[auxClient]
+	if !reply && p.flags&header.TCPFlagRst != 0 {
 		w.pp.free(sl)
 		e.Flags &^= flagProxyPending
 		return
 	}
-	in := w.shard.Aux(e)[auxClient]
 	if !reply {
 		if p.flags&header.TCPFlagAck != 0 {
 			sl.ack = tcp.AckNumber()
@@ -438,6 +438,10 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool
 		setAck(tcp, floor, partial)
 	}
 	switch {
+	case p.flags&header.TCPFlagRst != 0:
+		// The connection ends: nothing to send again.
+		w.pp.free(sl)
+		e.Flags &^= flagProxyPending
 	case p.flags&header.TCPFlagSyn != 0, sack && !sl.fast:
 		// The real sent its SYN-ACK again (it never had the header's
 		// acknowledgment of it), or holds client data but not the header.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -757,4 +758,78 @@ func BenchmarkProxyProtocol(b *testing.B) {
 			})
 		}
 	}
+}
+
+// FuzzProxyPending feeds arbitrary TCP segments, both ways, to a FULLNAT
+// connection whose PROXY header the real has not acknowledged yet.
+// Invariants: no panic; every segment that goes out has valid checksums;
+// while the header waits, a real's acknowledgment and SACK edges reach
+// the client at its ISN+1 or after, never in the header's bytes.
+func FuzzProxyPending(f *testing.F) {
+	f.Add(true, uint8(0x10), uint32(spRISN+1), uint32(0), uint32(0), uint32(0), false, false, []byte(nil))
+	f.Add(true, uint8(0x10), uint32(spRISN+1), uint32(1), uint32(0), uint32(28), true, true, []byte("x"))
+	f.Add(false, uint8(0x18), uint32(spISN+1), uint32(spRISN+1), uint32(5), uint32(9), true, true, []byte("GET /"))
+	f.Add(true, uint8(0x12), uint32(spRISN), uint32(1), uint32(0), uint32(0), false, true, []byte(nil))
+	f.Fuzz(func(t *testing.T, reply bool, flags uint8, seq, ackOff, e1, e2 uint32, sack, ts bool, payload []byte) {
+		if len(payload) > 1400 {
+			return
+		}
+		tbl := ppTable(ForwardFullNAT, ProxyV2)
+		w := spWorker(tbl, 64)
+		const now = int64(time.Second)
+		syn := fromClient(cport, "S", spISN, 0)
+		syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+		isn := tcpOf(mustSend(t, w, tbl, syn.bytes(t), now)).SequenceNumber()
+		mustSend(t, w, tbl, fromReal(t, w, cport, "SA", spRISN, isn+1).bytes(t), now)
+		mustSend(t, w, tbl, fromClient(cport, "A", spISN+1, spRISN+1).bytes(t), now)
+		e := entryOf(t, w, cport)
+		floor := uint32(spISN) + 1 // the client's ISN+1
+		s := fromClient(cport, "", seq, ackOff)
+		if reply {
+			s = fromReal(t, w, cport, "", seq, isn+1+ackOff)
+		}
+		var fl strings.Builder
+		for i, c := range "FSRPA" {
+			if flags&(1<<[]uint{0, 1, 2, 3, 4}[i]) != 0 {
+				fl.WriteRune(c)
+			}
+		}
+		s.flags, s.payload = fl.String(), payload
+		if ts {
+			s.opts = append(s.opts, optNOP, optNOP, optTS(e1, e2))
+		}
+		if sack {
+			s.opts = append(s.opts, optNOP, optNOP, optSACK(isn+1+e1, isn+1+e2))
+		}
+		pending := e.Flags&flagProxyPending != 0
+		out, extra, _ := spSend(t, w, tbl, s.bytes(t), header.Offload{}, now)
+		for _, fr := range append(extra, out) {
+			if fr == nil {
+				continue
+			}
+			checksumsValid(t, "output", fr)
+		}
+		if out == nil || !reply || !pending {
+			return
+		}
+		tcp := tcpOf(out)
+		if tcp.Flags()&header.TCPFlagAck != 0 && int32(tcp.AckNumber()-floor) < 0 {
+			t.Fatalf("ack %#x reached the client, before its ISN+1 %#x", tcp.AckNumber(), floor)
+		}
+		for o := header.TCPMinLen; o < tcp.DataOffset() && tcp[o] != header.TCPOptionEOL; {
+			if tcp[o] == header.TCPOptionNOP {
+				o++
+				continue
+			}
+			n := int(tcp[o+1])
+			if tcp[o] == header.TCPOptionSACK {
+				for b := o + 2; b < o+n; b += 4 {
+					if edge := tcp.Word32(b); int32(edge-floor) < 0 {
+						t.Fatalf("SACK edge %#x reached the client, before its ISN+1 %#x", edge, floor)
+					}
+				}
+			}
+			o += n
+		}
+	})
 }
