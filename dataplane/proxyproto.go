@@ -533,6 +533,9 @@ func (w *Worker) proxyTimers(now int64) {
 			w.pp.out[0] = f
 			sent, _ := w.link.Write(w.pp.out[:], nil)
 			w.C.TxFrames.Add(uint64(sent))
+			if sent == 0 {
+				w.C.Verdicts[VerdictTxError].Add(1)
+			}
 			w.captureOwn(w.cur, e, f)
 		}
 		w.pp.out[0] = nil
