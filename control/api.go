@@ -57,7 +57,7 @@ func (d *Daemon) list() *api.Response {
 		as := api.Service{
 			Name: s.Name, Protocol: s.Protocol.String(), Address: s.Address.String(),
 			Scheduler: s.Scheduler, SchedulerFlags: s.SchedulerFlags,
-			Persistence: uint32(s.Persistence.Seconds()), OPS: s.OPS, Reals: []api.Real{},
+			Persistence: uint32(s.Persistence.Seconds()), OPS: s.OPS, ProxyProtocol: s.ProxyProtocol, Reals: []api.Real{},
 		}
 		if s.Persistence > 0 {
 			as.Netmask = s.PersistenceNetmask
@@ -65,7 +65,7 @@ func (d *Daemon) list() *api.Response {
 		sk := serviceKey(&s)
 		for _, r := range s.Reals {
 			ar := api.Real{
-				Address: r.Address.String(), Forward: r.Forward.String(), Weight: r.Weight,
+				Address: r.Address.String(), Forward: r.Forward.String(), ProxyProtocol: r.ProxyProtocol, Weight: r.Weight,
 				UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold),
 			}
 			if checked(&s.Check) {

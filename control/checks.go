@@ -65,7 +65,13 @@ func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool
 		}
 		for _, r := range s.Reals {
 			k := checkKey(serviceKey(s), r.Address)
-			targets[k] = health.Target{Addr: r.Address, Check: hc}
+			rc := hc
+			if c.Port == 0 || c.Port == int(r.Address.Port()) {
+				// The port the director sends PROXY headers to wants one
+				// from the check too.
+				rc.ProxyProtocol = r.ProxyProtocol
+			}
+			targets[k] = health.Target{Addr: r.Address, Check: rc}
 			alpha[k] = c.Alpha
 		}
 	}

@@ -213,7 +213,9 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			for int(id) >= len(t.Reals) {
 				t.Reals = append(t.Reals, dataplane.Real{})
 			}
-			t.Reals[id] = tableReal(id, r.Address, fwd, mac, ready, c.counters[id], c.stats[id])
+			tr := tableReal(id, r.Address, fwd, mac, ready, c.counters[id], c.stats[id])
+			tr.Proxy = proxyVersion(r.ProxyProtocol)
+			t.Reals[id] = tr
 			w := int32(r.Weight)
 			if !healthy[ri] {
 				// A failed check: out of the scheduler, and with
@@ -289,7 +291,9 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		for int(id) >= len(t.Reals) {
 			t.Reals = append(t.Reals, dataplane.Real{})
 		}
-		t.Reals[id] = tableReal(id, k.addr, dataplane.Forward(d.real.Forward), mac, ready, c.counters[id], c.stats[id])
+		tr := tableReal(id, k.addr, dataplane.Forward(d.real.Forward), mac, ready, c.counters[id], c.stats[id])
+		tr.Proxy = proxyVersion(d.real.ProxyProtocol)
+		t.Reals[id] = tr
 		switch dataplane.Forward(d.real.Forward) {
 		case dataplane.ForwardNAT:
 			if k.addr.Addr().Is4() {
@@ -362,7 +366,19 @@ func sorryReal(s *config.Service, healthy []bool) (config.Real, bool) {
 			return config.Real{}, false
 		}
 	}
-	return config.Real{Address: s.Sorry, Weight: 1, Forward: s.Forward}, true
+	return config.Real{Address: s.Sorry, Weight: 1, Forward: s.Forward, ProxyProtocol: s.ProxyProtocol}, true
+}
+
+// proxyVersion is the dataplane's PROXY protocol version of a validated
+// proxy_protocol value.
+func proxyVersion(v string) dataplane.ProxyVersion {
+	switch v {
+	case "v1":
+		return dataplane.ProxyV1
+	case "v2":
+		return dataplane.ProxyV2
+	}
+	return 0
 }
 
 // realIdentity is a real's identity for mh: a stable hash of its address

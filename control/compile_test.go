@@ -260,6 +260,27 @@ func TestCompileSynProxy(t *testing.T) {
 	}
 }
 
+// TestCompileProxyProtocol: the service's proxy_protocol reaches every
+// real that does not set its own, and "v1"/"v2" become the dataplane's
+// versions.
+func TestCompileProxyProtocol(t *testing.T) {
+	cfg := mustParse(t, strings.Replace(base, "forward = \"nat\"\n", "forward = \"nat\"\nproxy_protocol = \"v2\"\n", 1))
+	web := &cfg.Services[0]
+	web.Reals[1].ProxyProtocol, web.Reals[1].OwnProxyProtocol = "v1", true
+	tbl, _, err := NewCompiler().Compile(cfg, testLink, []netip.Addr{testLink.Addr}, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	if a, b := tbl.Reals[svc.Reals[0]].Proxy, tbl.Reals[svc.Reals[1]].Proxy; a != dataplane.ProxyV2 || b != dataplane.ProxyV1 {
+		t.Fatalf("reals' Proxy %v %v, want v2 v1", a, b)
+	}
+	dns := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoUDP, VIP: [4]byte{10, 20, 0, 100}, Port: 53}]
+	if p := tbl.Reals[dns.Reals[0]].Proxy; p != 0 {
+		t.Fatalf("udp real's Proxy %v, want none", p)
+	}
+}
+
 // TestCompileMaglevIdentity: mh's table depends on the reals, not on
 // their order in the file, because the compiler gives each real an
 // identity from its address.
@@ -446,5 +467,49 @@ scheduler = "rr"
 	_, w = compile(`sorry = "10.20.0.99:80"`, "remove")
 	if _, in := w["10.20.0.99:80"]; in || w["10.20.0.11:80"] != 1 {
 		t.Errorf("one real back: weights %v; want the sorry real out", w)
+	}
+}
+
+// TestCheckTargetsProxyProtocol: a real's health check sends the PROXY
+// header the real gets, when it checks the port that gets it; a check of
+// another port does not.
+func TestCheckTargetsProxyProtocol(t *testing.T) {
+	cfg := mustParse(t, `
+[director]
+interface = "eth0"
+[[service]]
+address = "10.20.0.100:80"
+forward = "fullnat"
+proxy_protocol = "v2"
+  [service.check]
+  type = "http"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+  [[service.real]]
+  address = "10.20.0.12:8080"
+  proxy_protocol = ""
+[[service]]
+address = "10.20.0.100:81"
+forward = "fullnat"
+proxy_protocol = "v1"
+  [service.check]
+  type = "tcp"
+  port = 9000
+  [[service.real]]
+  address = "10.20.0.11:8081"
+`)
+	targets, _ := checkTargets(cfg)
+	got := map[string]string{}
+	for _, tg := range targets {
+		got[tg.Addr.String()] = tg.Check.ProxyProtocol
+	}
+	want := map[string]string{"10.20.0.11:8080": "v2", "10.20.0.12:8080": "", "10.20.0.11:8081": ""}
+	if len(got) != len(want) {
+		t.Fatalf("targets %v, want %v", got, want)
+	}
+	for a, v := range want {
+		if got[a] != v {
+			t.Errorf("%s: check's ProxyProtocol %q, want %q", a, got[a], v)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,7 +21,8 @@ import (
 // Doctor checks the director's setup as it runs (gvsadm doctor): the
 // interface, the offloads that would hand the dataplane frames larger
 // than the MTU, the ingress table, the FULLNAT ports against the kernel's
-// ephemeral ports, every real's next hop (on the LAN for DR), the VIPs
+// ephemeral ports, every real's next hop (on the LAN for DR), that a
+// FULLNAT real with proxy_protocol expects the header (a probe), the VIPs
 // against the VRRP state, VRRP peers configured differently, and connection
 // sync. Each problem comes with the
 // command that fixes it.
@@ -52,6 +54,7 @@ func (d *Daemon) Doctor() []api.Check {
 	gateway := d.gateway
 	d.mu.Unlock()
 	out = append(out, checkReals(cfg, iface, macs, offLink)...)
+	out = append(out, checkProxyReals(context.Background(), cfg)...)
 	master := d.holdsVIPs(cfg)
 	for _, vip := range serviceVIPs(cfg) {
 		has, err := arpctl.HasVIP(iface, vip)

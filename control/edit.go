@@ -133,7 +133,7 @@ func applyEdit(cfg *config.Config, e *api.Edit) error {
 		if ri >= 0 {
 			return errDestExists
 		}
-		r := config.Real{Address: rip, Weight: 1, Forward: config.DR}
+		r := config.Real{Address: rip, Weight: 1, Forward: config.DR, ProxyProtocol: s.ProxyProtocol}
 		if err := editReal(&r, e); err != nil {
 			return err
 		}
@@ -184,6 +184,14 @@ func editService(s *config.Service, e *api.Edit) {
 	if e.OPS != nil {
 		s.OPS = *e.OPS
 	}
+	if e.ProxyProtocol != nil {
+		s.ProxyProtocol = *e.ProxyProtocol
+		for i := range s.Reals {
+			if !s.Reals[i].OwnProxyProtocol {
+				s.Reals[i].ProxyProtocol = s.ProxyProtocol
+			}
+		}
+	}
 }
 
 func editReal(r *config.Real, e *api.Edit) error {
@@ -202,6 +210,9 @@ func editReal(r *config.Real, e *api.Edit) error {
 	}
 	if e.LowerThreshold != nil {
 		r.LowerThreshold = *e.LowerThreshold
+	}
+	if e.ProxyProtocol != nil {
+		r.ProxyProtocol, r.OwnProxyProtocol = *e.ProxyProtocol, true
 	}
 	return nil
 }

@@ -126,3 +126,51 @@ func TestApplyEdit(t *testing.T) {
 		t.Logf("weight -1: %v", err)
 	}
 }
+
+// TestApplyEditProxyProtocol: gvsadm's --proxy-protocol, as -R replays
+// what -S wrote: the service's value reaches the reals without their own,
+// now and when it changes; a real's own (none included) stays. The result
+// validates, and the listing shows what was asked.
+func TestApplyEditProxyProtocol(t *testing.T) {
+	cfg := editBase(t)
+	cfg.Services = nil
+	vip := api.Edit{Protocol: "tcp", Address: "10.20.0.100:80"}
+	for _, e := range []api.Edit{
+		{Command: api.AddService, ProxyProtocol: ptr("v2")},
+		{Command: api.AddServer, Real: "10.20.0.11:8080", Forward: "fullnat"},
+		{Command: api.AddServer, Real: "10.20.0.12:8080", Forward: "nat", ProxyProtocol: ptr("")},
+		{Command: api.AddServer, Real: "10.20.0.13:8080", Forward: "fullnat", ProxyProtocol: ptr("v1")},
+	} {
+		e.Protocol, e.Address = vip.Protocol, vip.Address
+		if err := applyEdit(cfg, &e); err != nil {
+			t.Fatalf("%+v: %v", e, err)
+		}
+	}
+	got := func() []string {
+		var v []string
+		for _, r := range cfg.Services[0].Reals {
+			v = append(v, r.ProxyProtocol)
+		}
+		return v
+	}
+	if g := got(); cfg.Services[0].ProxyProtocol != "v2" || g[0] != "v2" || g[1] != "" || g[2] != "v1" {
+		t.Fatalf("after -A/-a: service %q reals %q", cfg.Services[0].ProxyProtocol, g)
+	}
+	if err := config.Validate(cfg); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	e := api.Edit{Command: api.EditService, Protocol: vip.Protocol, Address: vip.Address, ProxyProtocol: ptr("v1")}
+	if err := applyEdit(cfg, &e); err != nil {
+		t.Fatal(err)
+	}
+	if g := got(); g[0] != "v1" || g[1] != "" || g[2] != "v1" {
+		t.Fatalf("after -E --proxy-protocol v1: reals %q", g)
+	}
+	e = api.Edit{Command: api.EditServer, Protocol: vip.Protocol, Address: vip.Address, Real: "10.20.0.11:8080", Forward: "dr"}
+	if err := applyEdit(cfg, &e); err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Validate(cfg); err == nil {
+		t.Fatalf("a dr real with the service's PROXY protocol validated")
+	}
+}

@@ -61,6 +61,7 @@ var (
 	descRelinks     = prometheus.NewDesc("gvs_relinks_total", "Times the workers' sockets were reopened after the interface came back (a flap, or a recreated interface).", nil, nil)
 	descConnEvents  = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full, bad_tcp_options (FULLNAT TCP segments whose options did not parse: not translated), ports_reclaimed (FULLNAT local ports taken, when none was free, from closed or stuck half-open connections).", []string{"worker", "event"}, nil)
 	descSynProxy    = prometheus.NewDesc("gvs_worker_synproxy_total", "SYN proxy events: cookie_sent (a client SYN answered with a SYN cookie), opened (a valid cookie ACK: connection made, SYN sent to a real), bad_cookie (an ACK without a connection whose cookie did not validate, dropped), synack (a real's SYN-ACK answered and spliced), syn_resent (a SYN sent to a real again, its answer late and the client retransmitting), held and held_dropped (client segments kept until the real answered, or dropped for want of room or time).", []string{"worker", "event"}, nil)
+	descProxy       = prometheus.NewDesc("gvs_worker_proxy_protocol_total", "PROXY protocol headers to reals (proxy_protocol): sent, resent (not acknowledged in time, or lost), acked (acknowledged by the real), no_slot (a client's first segment, or a real's SYN-ACK to the SYN proxy, dropped: no room to track another unacknowledged header), gave_up (connections dropped, their header never acknowledged).", []string{"worker", "event"}, nil)
 	descTemplates   = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
 	descRing        = prometheus.NewDesc("gvs_worker_ring_frames_total", "Frames the kernel put in a worker's AF_PACKET ring (main, or syn for connection-opening SYNs).", []string{"worker", "ring"}, nil)
 	descRingDrops   = prometheus.NewDesc("gvs_worker_ring_drops_total", "Frames lost because a worker's ring was full.", []string{"worker", "ring"}, nil)
@@ -80,7 +81,7 @@ var (
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
-		descFrames, descConns, descConnEvents, descSynProxy, descLinkErrors, descRelinks, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
+		descFrames, descConns, descConnEvents, descSynProxy, descProxy, descLinkErrors, descRelinks, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
 		descSyncMaster, descSyncMessages, descSyncConns, descBGPSessionUp, descBGPAnnounced} {
 		ch <- d
 	}
@@ -150,6 +151,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}{{"cookie_sent", w.SynProxyCookies}, {"opened", w.SynProxyOpened}, {"bad_cookie", w.SynProxyBadCookies},
 			{"synack", w.SynProxySynAcks}, {"syn_resent", w.SynProxySynResent}, {"held", w.SynProxyHeld}, {"held_dropped", w.SynProxyHeldDropped}} {
 			counter(descSynProxy, e.n, wl, e.name)
+		}
+		for _, e := range []struct {
+			name string
+			n    uint64
+		}{{"sent", w.ProxyHeaders}, {"resent", w.ProxyResent}, {"acked", w.ProxyAcked}, {"no_slot", w.ProxyNoSlot}, {"gave_up", w.ProxyGaveUp}} {
+			counter(descProxy, e.n, wl, e.name)
 		}
 		counter(descLinkErrors, w.LinkErrors, wl)
 		if i == 0 {

@@ -19,7 +19,8 @@ func TestMetrics(t *testing.T) {
 			Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000},
 			Reals: []api.Real{{Address: "10.20.0.11:80", Weight: 2, Ready: true, Active: 3, Inactive: 4, Stats: api.Stats{Conns: 7, InPkts: 70, InBytes: 7000}}}}},
 		workers: []dataplane.Counters{{Verdicts: map[string]uint64{"forward": 70, "table_full": 2}, Conns: 7, NewConns: 7, Evicted: 5, Templates: 1,
-			SynProxyCookies: 900, SynProxyOpened: 7, SynProxyBadCookies: 50, SynProxySynAcks: 6, SynProxySynResent: 2, SynProxyHeld: 9, SynProxyHeldDropped: 1}},
+			SynProxyCookies: 900, SynProxyOpened: 7, SynProxyBadCookies: 50, SynProxySynAcks: 6, SynProxySynResent: 2, SynProxyHeld: 9, SynProxyHeldDropped: 1,
+			ProxyHeaders: 12, ProxyResent: 3, ProxyAcked: 11, ProxyNoSlot: 1, ProxyGaveUp: 1}},
 		links: []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
 		vrrp: &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1,
 			Dropped: map[string]uint64{"ttl": 1, "vrid": 0, "version": 4, "auth": 2}},
@@ -65,6 +66,13 @@ gvs_worker_synproxy_total{event="held_dropped",worker="0"} 1
 gvs_worker_synproxy_total{event="opened",worker="0"} 7
 gvs_worker_synproxy_total{event="syn_resent",worker="0"} 2
 gvs_worker_synproxy_total{event="synack",worker="0"} 6
+# HELP gvs_worker_proxy_protocol_total PROXY protocol headers to reals (proxy_protocol): sent, resent (not acknowledged in time, or lost), acked (acknowledged by the real), no_slot (a client's first segment, or a real's SYN-ACK to the SYN proxy, dropped: no room to track another unacknowledged header), gave_up (connections dropped, their header never acknowledged).
+# TYPE gvs_worker_proxy_protocol_total counter
+gvs_worker_proxy_protocol_total{event="acked",worker="0"} 11
+gvs_worker_proxy_protocol_total{event="gave_up",worker="0"} 1
+gvs_worker_proxy_protocol_total{event="no_slot",worker="0"} 1
+gvs_worker_proxy_protocol_total{event="resent",worker="0"} 3
+gvs_worker_proxy_protocol_total{event="sent",worker="0"} 12
 # HELP gvs_worker_ring_drops_total Frames lost because a worker's ring was full.
 # TYPE gvs_worker_ring_drops_total counter
 gvs_worker_ring_drops_total{ring="main",worker="0"} 0
@@ -72,7 +80,7 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master",
-		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total", "gvs_worker_synproxy_total"); err != nil {
+		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total", "gvs_worker_synproxy_total", "gvs_worker_proxy_protocol_total"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()

@@ -292,7 +292,10 @@ func (d *Daemon) syncStatus() *api.SyncStatus {
 // (fullnat.go) carries its client offset the same way (out_seq's delta
 // 0) and its timestamp offset in gvs's OptTSOffset, which also tells a
 // gvs backup that it is not SYN-proxied; a kernel backup, which forwards
-// no FULLNAT, skips it.
+// no FULLNAT, skips it. A NAT connection whose real got a PROXY header
+// (dataplane/proxyproto.go) is translated the same way, its header's
+// length as its client offset. A connection whose real got the header
+// says so in gvs's OptProxyHeader, so that a backup never sends it again.
 func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 	e := &sc.Entry
 	left := e.Expires - now
@@ -338,6 +341,7 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 	if sc.SeqTranslated() {
 		c.TSOffset, c.HasTSOffset = sc.TSOffset(), true
 	}
+	c.ProxyHeader = sc.ProxyHeader()
 	switch e.State {
 	case conntrack.UDP:
 		c.State = connsync.UDPStateNormal
@@ -354,9 +358,11 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 // port yet (FlagNoCport), protocols other than TCP and UDP, and TCP states
 // past the table. A TCP record with FlagInSeq or FlagOutSeq becomes a
 // SYN-proxied connection with the record's deltas (a direction without
-// its flag has none), unless it carries gvs's OptTSOffset and a local
-// address: then it is a FULLNAT connection with the record's in delta and
-// timestamp offset. Either is translated as the peer did: gvs's own records have
+// its flag has none), unless it carries gvs's OptTSOffset: then it is a
+// FULLNAT connection (or a NAT one with a PROXY header) with the record's
+// in delta and timestamp offset. One with gvs's OptProxyHeader had its
+// real's PROXY header: the backup does not send it again. Either is
+// translated as the peer did: gvs's own records have
 // init_seq 0 and previous_delta = delta, and a delta that changed in the
 // middle of a connection (an IPVS application helper's) is taken as it
 // now stands.
@@ -396,7 +402,7 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 		e.Expires = int64(t.Timeout(e.State))
 	}
 	sc := dataplane.SyncConn{Entry: e}
-	if c.Protocol == 6 && c.HasTSOffset && c.Local.IsValid() {
+	if c.Protocol == 6 && c.HasTSOffset {
 		var in uint32
 		if c.Flags&connsync.FlagInSeq != 0 {
 			in = c.InSeq.Delta
@@ -411,6 +417,9 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 			out = c.OutSeq.Delta
 		}
 		sc.SetSeqDeltas(in, out)
+	}
+	if c.Protocol == 6 && c.ProxyHeader {
+		sc.SetProxyHeader()
 	}
 	return sc, true
 }

@@ -231,3 +231,42 @@ func TestSyncFullNATRecord(t *testing.T) {
 		t.Fatalf("without OptTSOffset: %+v, want SYN-proxied", back)
 	}
 }
+
+// TestSyncProxyHeaderRecord: a FULLNAT or NAT connection whose real got a
+// PROXY header goes out with its offset as in_seq, its timestamp offset,
+// and gvs's OptProxyHeader, survives the wire and comes back translated
+// the same way and flagged, so a backup never sends the header again.
+func TestSyncProxyHeaderRecord(t *testing.T) {
+	const now = int64(100 * time.Second)
+	for _, f := range []dataplane.Forward{dataplane.ForwardFullNAT, dataplane.ForwardNAT} {
+		var sc dataplane.SyncConn
+		sc.Entry = conntrack.Entry4{Client: [4]byte{10, 10, 0, 2}, ClientPort: 40000, VIP: [4]byte{10, 20, 0, 100}, VPort: 80,
+			Real: [4]byte{10, 20, 0, 11}, RPort: 8080, Forward: uint8(f),
+			Proto: 6, State: conntrack.TCPEstablished, Expires: now + int64(900*time.Second)}
+		if f == dataplane.ForwardFullNAT {
+			sc.Entry.Local, sc.Entry.LPort = [4]byte{10, 20, 0, 2}, 5001
+		}
+		sc.SetFullNATOffsets(0x11223344, 0x55667788)
+		sc.SetProxyHeader()
+		c, ok := connOf(&sc, now)
+		if !ok || !c.ProxyHeader || c.InSeq.Delta != 0x11223344 || !c.HasTSOffset {
+			t.Fatalf("%v: record %+v (ok %v)", f, c, ok)
+		}
+		b, err := (&connsync.Message{Conns: []connsync.Conn{c}}).Marshal(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := connsync.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, ok := entryOf(&m.Conns[0], &conntrack.Timeouts{})
+		if !ok || !back.SeqTranslated() || !back.ProxyHeader() || back.SynProxied() || back.Aux != sc.Aux {
+			t.Fatalf("%v: back %+v (ok %v), want Aux %#x and the header flag", f, back, ok, sc.Aux)
+		}
+		m.Conns[0].ProxyHeader = false
+		if back, _ := entryOf(&m.Conns[0], &conntrack.Timeouts{}); back.ProxyHeader() {
+			t.Fatalf("%v: without OptProxyHeader, flagged", f)
+		}
+	}
+}

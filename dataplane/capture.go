@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/dataplane/header"
 )
 
@@ -33,7 +34,11 @@ type CaptureFilter struct {
 }
 
 // CapturedFrame is one recorded frame: the frame as it arrived and, if
-// one was sent, the frame that left.
+// one was sent, the frame that left. A frame the worker made and sent
+// besides (a PROXY header, the SYN proxy's held client segments, the
+// outer fragments of a TUN packet after the first) is a CapturedFrame of
+// its own, with In nil, and the verdict and real of the frame it came
+// with.
 type CapturedFrame struct {
 	Time    time.Time
 	Worker  int
@@ -169,9 +174,55 @@ func (w *Worker) capturePost(c *Capture, t *Table, i int, out []byte, v Verdict)
 	if out != nil {
 		f.Out = append([]byte(nil), out...)
 	}
+	c.put(f)
+	// The frames the worker sent besides out for this one (a PROXY
+	// header, the SYN proxy's held segments, TUN outer fragments): each
+	// recorded as sent, without a frame that came in.
+	for _, x := range w.extra[w.extraSent:] {
+		if n := c.matched.Add(1); c.limit != 0 && n > c.limit {
+			return
+		}
+		f.In, f.Out = nil, append([]byte(nil), x...)
+		c.put(f)
+	}
+}
+
+// put queues f, or counts it dropped.
+func (c *Capture) put(f CapturedFrame) {
 	select {
 	case c.frames <- f:
 	default:
 		c.dropped.Add(1)
 	}
+}
+
+// captureOwn records frame f, which the worker made and sent on its own
+// for the connection e (a PROXY header sent again), if the running
+// capture, if any, wants it: In is nil.
+func (w *Worker) captureOwn(t *Table, e *conntrack.Entry4, f []byte) {
+	if w.capture == nil {
+		return
+	}
+	c := w.capture.Load()
+	if c == nil {
+		return
+	}
+	ip := header.IPv4(f[header.EthernetLen:])
+	tcp := header.TCP(ip.Payload())
+	p := parsed{frame: f, key: conntrack.Key4{Src: ip.Source(), Dst: ip.Destination(), SrcPort: tcp.SourcePort(),
+		DstPort: tcp.DestinationPort(), Proto: ip.Protocol()}}
+	svc := ServiceKey{Proto: e.Proto, VIP: e.VIP, Port: e.VPort}
+	var real netip.AddrPort
+	var fwd Forward
+	if r := t.real(e.RealID); r != nil {
+		real, fwd = netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port), r.Forward
+	}
+	if !c.filter.before(&p) || !c.filter.after(VerdictForward, svc, real) {
+		return
+	}
+	if n := c.matched.Add(1); c.limit != 0 && n > c.limit {
+		return
+	}
+	c.put(CapturedFrame{Time: time.Now(), Worker: w.id, Out: append([]byte(nil), f...), Verdict: VerdictForward,
+		Real: real, Forward: fwd, Service: svc})
 }

@@ -105,6 +105,14 @@ type WorkerCounters struct {
 	// CLOSE) or stuck half-open (a SYN that never completed): see
 	// insertFullNAT.
 	PortsReclaimed atomic.Uint64
+	// The PROXY protocol's (proxyproto.go). ProxyHeaders counts headers
+	// sent to reals, ProxyResent those sent again (lost, or not yet
+	// acknowledged in time), ProxyAcked those the real acknowledged;
+	// ProxyNoSlot client segments (real SYN-ACKs for a SYN-proxied
+	// connection) dropped because the worker had no room to track another
+	// unacknowledged header; ProxyGaveUp connections dropped after their
+	// header went unacknowledged through every retry.
+	ProxyHeaders, ProxyResent, ProxyAcked, ProxyNoSlot, ProxyGaveUp atomic.Uint64
 }
 
 // Counters is a plain-value sum of worker counters.
@@ -117,6 +125,8 @@ type Counters struct {
 	SynProxySynAcks, SynProxySynResent                   uint64
 	SynProxyHeld, SynProxyHeldDropped                    uint64
 	BadTCPOptions, PortsReclaimed                        uint64
+	ProxyHeaders, ProxyResent, ProxyAcked                uint64
+	ProxyNoSlot, ProxyGaveUp                             uint64
 	Conns                                                int64
 	Templates                                            int // persistence templates (shared)
 	Verdicts                                             map[string]uint64
@@ -149,6 +159,11 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
 	s.BadTCPOptions += c.BadTCPOptions.Load()
 	s.PortsReclaimed += c.PortsReclaimed.Load()
+	s.ProxyHeaders += c.ProxyHeaders.Load()
+	s.ProxyResent += c.ProxyResent.Load()
+	s.ProxyAcked += c.ProxyAcked.Load()
+	s.ProxyNoSlot += c.ProxyNoSlot.Load()
+	s.ProxyGaveUp += c.ProxyGaveUp.Load()
 	s.Conns += c.Conns.Load()
 	for v := VerdictForward; v < numVerdicts; v++ {
 		s.Verdicts[v.String()] += c.Verdicts[v].Load()

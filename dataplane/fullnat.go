@@ -57,8 +57,10 @@ import (
 // left for the kernel, which sums the header over the new values.
 
 // flagSeqXlate marks a FULLNAT TCP connection whose sequence numbers and
-// timestamps the director translates: its Aux words are auxClient and
-// auxTS (bits 0 and 1 are sync.go's, 2 and 3 the SYN proxy's).
+// timestamps the director translates, or a NAT one whose real got a PROXY
+// header (proxyproto.go; tsoff 0): its Aux words are auxClient and auxTS
+// (bits 0 and 1 are sync.go's, 2 and 3 the SYN proxy's, 5 and 6 the PROXY
+// protocol's).
 const flagSeqXlate = 1 << 4
 
 // auxTS is the Aux word of a flagSeqXlate connection that holds tsoff (the

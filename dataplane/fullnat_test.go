@@ -181,7 +181,7 @@ func TestFullNATPartialChecksum(t *testing.T) {
 }
 
 // mustSend sends frame through w and returns a copy of what comes out.
-func mustSend(t *testing.T, w *Worker, tbl *Table, frame []byte, now int64) []byte {
+func mustSend(t testing.TB, w *Worker, tbl *Table, frame []byte, now int64) []byte {
 	t.Helper()
 	out, _, v := spSend(t, w, tbl, frame, header.Offload{}, now)
 	if v != VerdictForward || out == nil {

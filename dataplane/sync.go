@@ -30,7 +30,7 @@ const (
 )
 
 // syncKeep are the Entry.Flags a reported connection carries to Install.
-const syncKeep = SyncTemplate | flagSynProxy | flagSynPending | flagSeqXlate
+const syncKeep = SyncTemplate | flagSynProxy | flagSynPending | flagSeqXlate | flagProxyHdr
 
 // SyncConn is a connection as connection sync carries it: a copy of its
 // entry and of the Aux words the shard keeps beside it. Only a
@@ -50,8 +50,9 @@ type SyncConn struct {
 func (c *SyncConn) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
 
 // SeqTranslated reports whether c is a FULLNAT TCP connection whose
-// sequence numbers and timestamps are translated (fullnat.go): SeqDeltas
-// gives its in offset (out is 0) and TSOffset its timestamp offset.
+// sequence numbers and timestamps are translated (fullnat.go), or a NAT
+// one whose real got a PROXY header (proxyproto.go): SeqDeltas gives its
+// in offset (out is 0) and TSOffset its timestamp offset.
 func (c *SyncConn) SeqTranslated() bool { return c.Entry.Flags&flagSeqXlate != 0 }
 
 // TSOffset returns the timestamp offset of a SeqTranslated connection:
@@ -69,6 +70,14 @@ func (c *SyncConn) SetFullNATOffsets(in, tsoff uint32) {
 	c.Entry.Flags = c.Entry.Flags&^(flagSynProxy|flagSynPending) | flagSeqXlate
 	c.Aux[auxClient], c.Aux[auxTS] = in, tsoff
 }
+
+// ProxyHeader reports whether c's real got a PROXY header
+// (proxyproto.go), whose length c's client offset includes: a backup
+// must not send it again.
+func (c *SyncConn) ProxyHeader() bool { return c.Entry.Flags&flagProxyHdr != 0 }
+
+// SetProxyHeader marks c as a connection whose real got its PROXY header.
+func (c *SyncConn) SetProxyHeader() { c.Entry.Flags |= flagProxyHdr }
 
 // SynPending reports whether c is SYN-proxied and its real had not yet
 // answered the director's SYN when the copy was taken: Aux then holds the
@@ -340,6 +349,9 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 		return
 	}
 	sp := s.Flags & (flagSynProxy | flagSynPending | flagSeqXlate)
+	// A connection whose real had its PROXY header (proxyproto.go): its
+	// offset includes the header, which must not be sent again.
+	hdr := s.Flags & flagProxyHdr
 	switch {
 	case sp&flagSynProxy != 0:
 		sp &^= flagSeqXlate
@@ -350,18 +362,22 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 			return
 		}
 	case sp&flagSeqXlate != 0:
+		// FULLNAT, or NAT with a PROXY header.
 		sp = flagSeqXlate
-		if s.Proto != header.ProtoTCP || r.Forward != ForwardFullNAT {
+		if s.Proto != header.ProtoTCP || (r.Forward != ForwardFullNAT && r.Forward != ForwardNAT) {
 			w.syncC.Unknown.Add(1)
 			return
 		}
 	default:
 		sp = 0
 	}
+	if sp == 0 {
+		hdr = 0
+	}
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
 	// NAT replies go to Table.GatewayMAC.
-	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp, 0, [6]byte{}
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp|hdr, 0, [6]byte{}
 	if r.Forward != ForwardFullNAT {
 		ne.Local, ne.LPort = zero, 0
 	}
@@ -386,7 +402,7 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 				// the real it cannot send (the client retransmits).
 				w.dropHeld(e)
 			}
-			e.Flags = e.Flags&^(flagSynProxy|flagSynPending|flagSeqXlate) | sp
+			e.Flags = e.Flags&^(flagSynProxy|flagSynPending|flagSeqXlate|flagProxyHdr) | sp | hdr
 			*w.shard.Aux(e) = syncAux(sp, &sc.Aux)
 			w.syncC.Installed.Add(1)
 			return

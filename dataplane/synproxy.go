@@ -486,6 +486,12 @@ func translateSeq(tcp header.TCP, seqD, ackD uint32, ack, partial bool) {
 func (w *Worker) synProxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parsed, now int64) []byte {
 	ip := header.IPv4(p.frame[header.EthernetLen:])
 	tcp := header.TCP(ip.Payload())
+	if r.Proxy != 0 && w.pp.full() {
+		// No room to keep the PROXY header until it is acknowledged
+		// (proxyproto.go): the real sends its SYN-ACK again.
+		w.C.ProxyNoSlot.Add(1)
+		return nil
+	}
 	aux := w.shard.Aux(e)
 	cookie := aux[auxReal]
 	aux[auxReal] = tcp.SequenceNumber() - cookie
@@ -494,6 +500,17 @@ func (w *Worker) synProxySynAck(t *Table, e *conntrack.Entry4, r *Real, p *parse
 	r.Stats.OutPkts.Add(1)
 	r.Stats.OutBytes.Add(uint64(len(ip)))
 	w.setState(t, e, r, conntrack.TCPEstablished, now)
+	if h := w.proxySynAck(t, e, r, p, now); h != nil {
+		// A PROXY header (proxyproto.go) goes first, and acknowledges
+		// the SYN-ACK; the held segments follow it.
+		k := len(w.extra)
+		if out := w.flushHeld(t, e, r, cookie, now); out != nil {
+			w.extra = append(w.extra, nil)
+			copy(w.extra[k+1:], w.extra[k:])
+			w.extra[k] = out
+		}
+		return h
+	}
 	if out := w.flushHeld(t, e, r, cookie, now); out != nil {
 		return out
 	}

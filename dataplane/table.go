@@ -41,8 +41,11 @@ type Real struct {
 	// MAC is the next hop towards the real server: its own MAC when it is
 	// on-link, else the gateway's. A real whose MAC is unknown has Ready
 	// false and gets no packets.
-	MAC      [6]byte
-	Ready    bool
+	MAC   [6]byte
+	Ready bool
+	// Proxy is the PROXY protocol header the real gets at the start of
+	// each TCP connection (NAT and FULLNAT only; proxyproto.go), 0 = none.
+	Proxy    ProxyVersion
 	Counters *schedule.Counters // live ActiveConn/InActConn, shared by all workers
 	Stats    *RealStats         // per-real traffic counters, shared by all workers
 	// Addr6 is the address of a real of an IPv6 service. It comes last

@@ -132,7 +132,8 @@ type Worker struct {
 	spareUsed int
 	outerID   uint32
 
-	sp synProxy // the SYN proxy's held segments (synproxy.go)
+	sp synProxy   // the SYN proxy's held segments (synproxy.go)
+	pp proxyState // unacknowledged PROXY headers (proxyproto.go)
 
 	flow       schedule.Flow
 	nextPort   uint32
@@ -396,6 +397,7 @@ func (w *Worker) expire(now int64, idle bool) {
 	}
 	w.expire6(now, scan, deadline)
 	w.templates.Expire(now, templateStripesPerExpire, w.tplGoneFn)
+	w.proxyTimers(now)
 	w.C.Conns.Store(w.conns())
 }
 
@@ -422,6 +424,9 @@ func (w *Worker) drop(e *conntrack.Entry4) {
 // release gives back what a connection held: its persistence template's
 // reference and its place in its real's active or inactive count.
 func (w *Worker) release(e *conntrack.Entry4) {
+	if e.Flags&flagProxyPending != 0 {
+		w.proxyRelease(e)
+	}
 	if e.PersistBits != 0 {
 		k := conntrack.MaskedTemplateKey(e.Client, e.VIP, e.VPort, e.Proto, e.PersistBits)
 		w.templates.Release(&k, e.RealID, w.now)
@@ -628,8 +633,13 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		if f, v, done := w.synProxyConn(t, e, r, reply, p, now); done {
 			return f, v
 		}
-	} else if e.Flags&flagSeqXlate != 0 {
-		w.fullnatXlate(e, reply, p)
+		if e.Flags&flagProxyPending != 0 {
+			w.proxyPending(t, e, r, reply, p, now) // proxyproto.go
+		}
+	} else if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
+		if !w.translate(t, e, r, reply, p, now) { // proxyproto.go
+			return nil, VerdictTableFull
+		}
 	}
 	if p.frag == fragFirst {
 		w.noteFirst(t, frame, e, r, reply, now)

@@ -31,6 +31,7 @@ type failoverCase struct {
 	interval time.Duration // VRRP advert interval of both directors
 	sync     bool          // [sync] on both directors
 	synproxy bool          // synproxy = true on the TCP service (NAT or FULLNAT)
+	proxy    bool          // proxy_protocol = "v2" on the TCP service, whose reals strip the header and echo (proxyproto_test.go)
 }
 
 func (c failoverCase) name() string {
@@ -44,6 +45,9 @@ func (c failoverCase) name() string {
 	}
 	if c.synproxy {
 		n += "/synproxy"
+	}
+	if c.proxy {
+		n += "/proxy-protocol"
 	}
 	return n
 }
@@ -60,12 +64,12 @@ func (c failoverCase) name() string {
 // the stream saw.
 func TestFailover(t *testing.T) {
 	for _, c := range []failoverCase{
-		{config.DR, true, 100 * time.Millisecond, true, false},
-		{config.DR, false, 100 * time.Millisecond, true, false},
-		{config.NAT, true, 100 * time.Millisecond, true, false},
-		{config.NAT, false, 100 * time.Millisecond, true, false},
-		{config.DR, true, time.Second, true, false},
-		{config.DR, true, 100 * time.Millisecond, false, false},
+		{config.DR, true, 100 * time.Millisecond, true, false, false},
+		{config.DR, false, 100 * time.Millisecond, true, false, false},
+		{config.NAT, true, 100 * time.Millisecond, true, false, false},
+		{config.NAT, false, 100 * time.Millisecond, true, false, false},
+		{config.DR, true, time.Second, true, false, false},
+		{config.DR, true, 100 * time.Millisecond, false, false, false},
 	} {
 		t.Run(c.name(), func(t *testing.T) { runFailover(t, c) })
 	}
@@ -79,7 +83,7 @@ func TestFailover(t *testing.T) {
 // master would forward the stream untranslated, and the stream would
 // break or stall.
 func TestFailoverSynProxy(t *testing.T) {
-	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, true})
+	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, true, false})
 }
 
 func runFailover(t *testing.T, c failoverCase) {
@@ -95,6 +99,9 @@ func runFailover(t *testing.T, c failoverCase) {
 			t.Fatalf("no %q in the scenario's config", fwd)
 		}
 		base = strings.Replace(base, fwd, fwd+"synproxy = true\n", 1)
+	}
+	if c.proxy {
+		base = proxyFailoverConfig(t, base, c.mode)
 	}
 	cfg := func(priority int) string {
 		// version = 3: VRRPv2 (the default) cannot advertise more often than every second.
@@ -115,6 +122,15 @@ func runFailover(t *testing.T, c failoverCase) {
 			t.Logf("master gvsd log:\n%s", env.Gvsd.Log())
 		}
 	}()
+	if c.proxy {
+		for _, r := range l.Reals {
+			stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppFailoverPort), false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+		}
+	}
 	if c.mode == config.NAT {
 		// Replies go to whoever holds the VIP.
 		if err := l.SetRealGateway(scenario.VIP); err != nil {

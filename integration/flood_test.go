@@ -476,6 +476,7 @@ type gvsdCounters struct {
 	Dataplane struct {
 		RxFrames, NewConns, ExpiredConns, Evicted          uint64
 		SynProxyCookies, SynProxyOpened, SynProxySynResent uint64
+		ProxyHeaders, ProxyResent, ProxyAcked              uint64
 		Conns                                              int64
 		Verdicts                                           map[string]uint64
 	}

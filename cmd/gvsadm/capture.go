@@ -204,13 +204,17 @@ func newPcapSink(out io.Writer, eager bool) (*pcapSink, error) {
 
 func (s *pcapSink) packet(p *api.CapturedPacket) error {
 	note := describe(p)
-	ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.In), Length: len(p.In)}
-	if err := s.w.WritePacketWithOptions(ci, p.In, pcapgo.NgPacketOptions{Comments: []string{"in: " + note},
-		Flags: &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}}); err != nil {
-		return err
+	// A frame gvsd made and sent on its own (a PROXY header, say) has no
+	// frame that came in.
+	if p.In != nil {
+		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.In), Length: len(p.In)}
+		if err := s.w.WritePacketWithOptions(ci, p.In, pcapgo.NgPacketOptions{Comments: []string{"in: " + note},
+			Flags: &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionInbound}}); err != nil {
+			return err
+		}
 	}
 	if p.Out != nil {
-		ci = gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Out), Length: len(p.Out), InterfaceIndex: 1}
+		ci := gopacket.CaptureInfo{Timestamp: p.Time, CaptureLength: len(p.Out), Length: len(p.Out), InterfaceIndex: 1}
 		if err := s.w.WritePacketWithOptions(ci, p.Out, pcapgo.NgPacketOptions{Comments: []string{"out: " + note},
 			Flags: &pcapgo.NgEpbFlags{Direction: pcapgo.NgEpbFlagDirectionOutbound}}); err != nil {
 			return err
@@ -243,6 +247,14 @@ func describe(p *api.CapturedPacket) string {
 type lineSink struct{ w io.Writer }
 
 func (s *lineSink) packet(p *api.CapturedPacket) error {
+	if p.In == nil && p.Out != nil { // made and sent by gvsd on its own
+		line := p.Time.Format("15:04:05.000000") + " sent by gvsd: " + summary(p.Out)
+		if p.Real != "" {
+			line += " -> " + p.Real + " (" + p.Forward + ")"
+		}
+		_, err := fmt.Fprintln(s.w, line)
+		return err
+	}
 	line := p.Time.Format("15:04:05.000000") + " " + summary(p.In) + " " + p.Verdict
 	if p.Real != "" {
 		line += " -> " + p.Real + " (" + p.Forward + ")"

@@ -61,7 +61,8 @@ func frame(t *testing.T, src, dst string, sport, dport int, syn bool) []byte {
 
 // TestPcapSink: a captured packet becomes two pcapng packets, on the
 // "in" and "out" interfaces, each with the verdict in its comment; a
-// dropped one only the "in" packet.
+// dropped one only the "in" packet, one gvsd sent on its own (a PROXY
+// header) only the "out" packet.
 func TestPcapSink(t *testing.T) {
 	in := frame(t, "10.10.0.2", "10.20.0.100", 40000, 80, true)
 	out := frame(t, "10.10.0.2", "10.20.0.100", 40000, 80, true)
@@ -75,6 +76,7 @@ func TestPcapSink(t *testing.T) {
 	pkts := []*api.CapturedPacket{
 		{Time: at, In: in, Out: out, Verdict: "forward", Service: "tcp:10.20.0.100:80", Real: "10.20.0.11:80", Forward: "dr"},
 		{Time: at, Worker: 1, In: in, Verdict: "no_conn", Service: "tcp:10.20.0.100:80"},
+		{Time: at, Out: out, Verdict: "forward", Service: "tcp:10.20.0.100:80", Real: "10.20.0.11:80", Forward: "fullnat"}, // sent by gvsd on its own
 	}
 	for _, p := range pkts {
 		if err := s.packet(p); err != nil {
@@ -97,6 +99,7 @@ func TestPcapSink(t *testing.T) {
 		{0, in, "in: verdict=forward service=tcp:10.20.0.100:80 real=10.20.0.11:80 forward=dr worker=0"},
 		{1, out, "out: verdict=forward service=tcp:10.20.0.100:80 real=10.20.0.11:80 forward=dr worker=0"},
 		{0, in, "in: verdict=no_conn service=tcp:10.20.0.100:80 worker=1"},
+		{1, out, "out: verdict=forward service=tcp:10.20.0.100:80 real=10.20.0.11:80 forward=fullnat worker=0"},
 	}
 	for i, w := range want {
 		data, ci, opts, err := r.ReadPacketDataWithOptions()
@@ -122,8 +125,10 @@ func TestLineSink(t *testing.T) {
 	s.packet(&api.CapturedPacket{Time: at, In: frame(t, "10.10.0.2", "10.20.0.100", 40000, 80, true),
 		Out: frame(t, "10.10.0.2", "10.20.0.100", 40000, 80, true), Verdict: "forward", Real: "10.20.0.11:80", Forward: "dr"})
 	s.packet(&api.CapturedPacket{Time: at, In: []byte{1, 2, 3}, Verdict: "malformed"})
+	s.packet(&api.CapturedPacket{Time: at, Out: frame(t, "10.20.0.2", "10.20.0.11", 5000, 8080, false), Verdict: "forward", Real: "10.20.0.11:8080", Forward: "fullnat"})
 	want := "03:04:05.000006 tcp 10.10.0.2:40000 > 10.20.0.100:80 [S] len 0 forward -> 10.20.0.11:80 (dr) | out tcp 10.10.0.2:40000 > 10.20.0.100:80 [S] len 0\n" +
-		"03:04:05.000006 non-IPv4 frame, 3 bytes malformed\n"
+		"03:04:05.000006 non-IPv4 frame, 3 bytes malformed\n" +
+		"03:04:05.000006 sent by gvsd: tcp 10.20.0.2:5000 > 10.20.0.11:8080 [.] len 0 -> 10.20.0.11:8080 (fullnat)\n"
 	if b.String() != want {
 		t.Errorf("lines:\n%s\nwant:\n%s", b.String(), want)
 	}

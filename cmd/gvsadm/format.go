@@ -77,6 +77,9 @@ func writeService(w io.Writer, s *api.Service, f format) {
 	if s.OPS {
 		fmt.Fprint(w, " ops")
 	}
+	if s.ProxyProtocol != "" {
+		fmt.Fprintf(w, " proxy-protocol %s", s.ProxyProtocol)
+	}
 	fmt.Fprintln(w)
 	for _, r := range s.Reals {
 		switch {
@@ -94,9 +97,23 @@ func writeService(w io.Writer, s *api.Service, f format) {
 		case f&fmtPersistentConn != 0:
 			fmt.Fprintf(w, "  -> %-28s %-9d %-11d %-10d %-10d\n", r.Address, r.Weight, r.Persistent, r.Active, r.Inactive)
 		default:
-			fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d\n", r.Address, forwardNames[r.Forward], r.Weight, r.Active, r.Inactive)
+			fmt.Fprintf(w, "  -> %-28s %-7s %-6d %-10d %-10d", r.Address, forwardNames[r.Forward], r.Weight, r.Active, r.Inactive)
+			if r.ProxyProtocol != s.ProxyProtocol {
+				// gvs's: a real whose PROXY protocol is not its service's.
+				fmt.Fprintf(w, " proxy-protocol %s", proxyName(r.ProxyProtocol))
+			}
+			fmt.Fprintln(w)
 		}
 	}
+}
+
+// proxyName is a PROXY protocol version as gvsadm writes it: "none" for
+// none.
+func proxyName(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
 }
 
 func writeNumbers(w io.Writer, f format, ns ...uint64) {
@@ -187,6 +204,9 @@ func writeSave(w io.Writer, svcs []api.Service) {
 		if s.OPS {
 			fmt.Fprint(w, " -o")
 		}
+		if s.ProxyProtocol != "" {
+			fmt.Fprintf(w, " --proxy-protocol %s", s.ProxyProtocol)
+		}
 		fmt.Fprintln(w)
 		for _, r := range s.Reals {
 			fmt.Fprintf(w, "-a %s %s -r %s %s -w %d", flag, s.Address, r.Address, forwardFlags[r.Forward], r.Weight)
@@ -195,6 +215,9 @@ func writeSave(w io.Writer, svcs []api.Service) {
 			}
 			if r.LowerThreshold > 0 {
 				fmt.Fprintf(w, " -y %d", r.LowerThreshold)
+			}
+			if r.ProxyProtocol != s.ProxyProtocol {
+				fmt.Fprintf(w, " --proxy-protocol %s", proxyName(r.ProxyProtocol))
 			}
 			fmt.Fprintln(w)
 		}

@@ -345,6 +345,19 @@ func parseArgs(args []string) (options, error) {
 		case "-o", "--ops":
 			yes := true
 			e.OPS = &yes
+		case "--proxy-protocol":
+			// gvs's: the PROXY protocol header a NAT or FULLNAT real gets.
+			var v string
+			if v, err = next(&i, t); err == nil {
+				switch v {
+				case "v1", "v2":
+				case "none":
+					v = ""
+				default:
+					err = fmt.Errorf("illegal --proxy-protocol value %q (want v1, v2 or none)", v)
+				}
+				e.ProxyProtocol = &v
+			}
 		case "-r", "--real-server":
 			e.Real, err = next(&i, t)
 		case "-g", "--gatewaying":
@@ -433,8 +446,10 @@ func parseNetmask(v string) (int, error) {
 
 const usage = `gvsadm: ipvsadm's syntax for gvsd
   gvsadm -A|-E -t|-u VIP:port [-s scheduler] [-b sched-flags] [-p [timeout]] [-M netmask] [-o]
+                [--proxy-protocol v1|v2|none]
   gvsadm -D -t|-u VIP:port
   gvsadm -a|-e -t|-u VIP:port -r RIP[:port] [-g|-i|-m|-b] [-w weight] [-x upper] [-y lower]
+                [--proxy-protocol v1|v2|none]
   gvsadm -d -t|-u VIP:port -r RIP[:port]
   gvsadm -C                     delete every service
   gvsadm -Z [-t|-u VIP:port]    zero the counters
@@ -453,6 +468,8 @@ const usage = `gvsadm: ipvsadm's syntax for gvsd
 Forwarding: -g Route (DR, default), -i Tunnel, -m Masq (NAT), -b FullNat.
 IPv6 addresses go in brackets, as ipvsadm writes them: -t [fd00:20::100]:80 -r [fd00:20::11]:80;
 -M is then a prefix length (default 128).
+--proxy-protocol (gvs's): the PROXY protocol header NAT and FULLNAT reals of a TCP service
+  get with the client's address; on -a/-e, the real's own instead of its service's.
 Options:
   --socket PATH                 gvsd's control socket (default $GVS_SOCKET or /run/gvs/gvsd.sock)
 Changes last until gvsd reloads its configuration file (SIGHUP).

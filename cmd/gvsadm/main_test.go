@@ -361,3 +361,57 @@ func TestParseIPv6Args(t *testing.T) {
 		t.Error("only found a tcp service as udp")
 	}
 }
+
+// TestProxyProtocolFormats: a service with --proxy-protocol shows it in
+// the Flags of -L, and a real whose own differs at the end of its line;
+// -S writes --proxy-protocol for both, and its lines parse back into the
+// edits that make them. Listings without it are the ones above.
+func TestProxyProtocolFormats(t *testing.T) {
+	svcs := []api.Service{{Protocol: "tcp", Address: "10.20.0.100:80", Scheduler: "rr", ProxyProtocol: "v2", Reals: []api.Real{
+		{Address: "10.20.0.11:8080", Forward: "fullnat", ProxyProtocol: "v2", Weight: 1},
+		{Address: "10.20.0.12:8080", Forward: "nat", ProxyProtocol: "v1", Weight: 1},
+		{Address: "10.20.0.13:8080", Forward: "fullnat", Weight: 1},
+	}}, {Protocol: "tcp", Address: "10.20.0.100:443", Scheduler: "rr", Reals: []api.Real{
+		{Address: "10.20.0.11:8443", Forward: "fullnat", ProxyProtocol: "v1", Weight: 1},
+	}}}
+	var b bytes.Buffer
+	writeList(&b, &api.Response{TableSize: 4096, Services: svcs}, 0)
+	want := `IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port Scheduler Flags
+  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn
+TCP  10.20.0.100:80 rr proxy-protocol v2
+  -> 10.20.0.11:8080              FullNat 1      0          0         
+  -> 10.20.0.12:8080              Masq    1      0          0          proxy-protocol v1
+  -> 10.20.0.13:8080              FullNat 1      0          0          proxy-protocol none
+TCP  10.20.0.100:443 rr
+  -> 10.20.0.11:8443              FullNat 1      0          0          proxy-protocol v1
+`
+	if b.String() != want {
+		t.Errorf("-L:\n got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	writeSave(&b, svcs)
+	want = `-A -t 10.20.0.100:80 -s rr --proxy-protocol v2
+-a -t 10.20.0.100:80 -r 10.20.0.11:8080 -b -w 1
+-a -t 10.20.0.100:80 -r 10.20.0.12:8080 -m -w 1 --proxy-protocol v1
+-a -t 10.20.0.100:80 -r 10.20.0.13:8080 -b -w 1 --proxy-protocol none
+-A -t 10.20.0.100:443 -s rr
+-a -t 10.20.0.100:443 -r 10.20.0.11:8443 -b -w 1 --proxy-protocol v1
+`
+	if b.String() != want {
+		t.Errorf("-S:\n got:\n%s\nwant:\n%s", b.String(), want)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	for i, w := range []*string{ptr("v2"), nil, ptr("v1"), ptr(""), nil, ptr("v1")} {
+		o, err := parseArgs(strings.Fields(lines[i]))
+		if err != nil || o.cmd != cmdEdit {
+			t.Fatalf("%q: %v", lines[i], err)
+		}
+		if got := o.edit.ProxyProtocol; (got == nil) != (w == nil) || (got != nil && *got != *w) {
+			t.Errorf("%q: ProxyProtocol %v, want %v", lines[i], got, w)
+		}
+	}
+	if _, err := parseArgs(strings.Fields("-A -t 10.0.0.1:80 --proxy-protocol v3")); err == nil {
+		t.Errorf("--proxy-protocol v3 accepted")
+	}
+}

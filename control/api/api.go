@@ -169,7 +169,8 @@ type CaptureEvent struct {
 }
 
 // CapturedPacket is one recorded frame: as it arrived and, if the
-// dataplane sent one, as it left.
+// dataplane sent one, as it left. In is null for a frame the dataplane
+// made and sent on its own (a PROXY protocol header, say).
 type CapturedPacket struct {
 	Time    time.Time `json:"time"`
 	Worker  int       `json:"worker"`
@@ -214,11 +215,15 @@ type Edit struct {
 	Persistence    *uint32  `json:"persistence,omitempty"` // seconds; 0 turns it off
 	Netmask        *int     `json:"netmask,omitempty"`     // prefix length
 	OPS            *bool    `json:"ops,omitempty"`
-	Real           string   `json:"real,omitempty"`    // RIP:port
-	Forward        string   `json:"forward,omitempty"` // "dr", "tun", "nat" or "fullnat"
-	Weight         *int     `json:"weight,omitempty"`
-	UpperThreshold *int     `json:"upper_threshold,omitempty"`
-	LowerThreshold *int     `json:"lower_threshold,omitempty"`
+	// ProxyProtocol is gvs's --proxy-protocol: "v1", "v2", or "" for none;
+	// nil leaves it as it is. On a service it applies to the reals without
+	// their own; on a real it is the real's own.
+	ProxyProtocol  *string `json:"proxy_protocol,omitempty"`
+	Real           string  `json:"real,omitempty"`    // RIP:port
+	Forward        string  `json:"forward,omitempty"` // "dr", "tun", "nat" or "fullnat"
+	Weight         *int    `json:"weight,omitempty"`
+	UpperThreshold *int    `json:"upper_threshold,omitempty"`
+	LowerThreshold *int    `json:"lower_threshold,omitempty"`
 	// Timeouts of --set, in seconds; 0 leaves one as it is.
 	TCP, TCPFin, UDP uint32 `json:",omitempty"`
 }
@@ -382,7 +387,8 @@ type Service struct {
 	Persistence    uint32   `json:"persistence,omitempty"` // seconds, 0 = none
 	Netmask        int      `json:"netmask,omitempty"`     // persistence prefix length
 	OPS            bool     `json:"ops,omitempty"`
-	Stats          Stats    `json:"stats"` // the sum of its reals'
+	ProxyProtocol  string   `json:"proxy_protocol,omitempty"` // "v1" or "v2": the PROXY protocol header its reals get
+	Stats          Stats    `json:"stats"`                    // the sum of its reals'
 	Rates          Rates    `json:"rates"`
 	// History is the service's recent rates, on the status page only
 	// (Status); gvsadm leaves it out.
@@ -392,8 +398,9 @@ type Service struct {
 
 // Real is one real server of a service as it runs.
 type Real struct {
-	Address        string `json:"address"` // RIP:port
-	Forward        string `json:"forward"` // "dr", "tun", "nat" or "fullnat"
+	Address        string `json:"address"`                  // RIP:port
+	Forward        string `json:"forward"`                  // "dr", "tun", "nat" or "fullnat"
+	ProxyProtocol  string `json:"proxy_protocol,omitempty"` // "v1" or "v2": the PROXY protocol header it gets (its own or its service's)
 	Weight         int    `json:"weight"`
 	UpperThreshold uint32 `json:"upper_threshold,omitempty"`
 	LowerThreshold uint32 `json:"lower_threshold,omitempty"`

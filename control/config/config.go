@@ -269,7 +269,12 @@ type Service struct {
 	// connection to a real only for a client that completes the handshake (DPVS's
 	// synproxy): TCP only, and every real nat or fullnat.
 	SynProxy bool
-	Reals    []Real
+	// ProxyProtocol is the PROXY protocol header ("v1" or "v2"; "" = none) every real of
+	// the service gets at the start of each TCP connection, with the client's address and
+	// the VIP (HAProxy's proxy-protocol.txt): TCP only, and every real nat or fullnat. A
+	// real's own proxy_protocol overrides it.
+	ProxyProtocol string
+	Reals         []Real
 	// Check is the health check of the service's reals ([service.check]); Type "none"
 	// (the default) checks nothing and every real counts as healthy.
 	Check Check
@@ -312,7 +317,14 @@ type Real struct {
 	// back below LowerThreshold (or 3/4 of the upper one when that is 0).
 	UpperThreshold, LowerThreshold int
 	Forward                        Forward // resolved: the real's own `forward`, else the service's
+	// ProxyProtocol is resolved as Forward is: the real's own `proxy_protocol`
+	// (OwnProxyProtocol set), else the service's. "" = none.
+	ProxyProtocol    string
+	OwnProxyProtocol bool
 }
+
+// ProxyProtocols are the accepted proxy_protocol values ("" is none).
+var ProxyProtocols = []string{"", "v1", "v2"}
 
 // Defaults, as DESIGN.md and the IPVS defaults (ipvsadm --set: tcp 900s, tcpfin 120s,
 // udp 300s) have them.

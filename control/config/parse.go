@@ -405,6 +405,7 @@ func (d *decoder) service(path string, v any, s *Service) {
 		{"persistence_netmask", func(p string, v any) { netmask = true; d.setInt(&s.PersistenceNetmask)(p, v) }},
 		{"ops", d.setBool(&s.OPS)},
 		{"synproxy", d.setBool(&s.SynProxy)},
+		{"proxy_protocol", d.setString(&s.ProxyProtocol)},
 		{"sorry", d.setAddrPort(&s.Sorry)},
 		{"check", func(p string, v any) { d.check(p, v, &s.Check) }},
 		// Last, so the reals see the service's decoded address and forward.
@@ -520,7 +521,11 @@ func (d *decoder) reals(path string, v any, svcPath string, s *Service) []Real {
 			{"upper_threshold", d.setInt(&r.UpperThreshold)},
 			{"lower_threshold", d.setInt(&r.LowerThreshold)},
 			{"forward", d.setForward(&r.Forward)},
+			{"proxy_protocol", func(p string, v any) { r.OwnProxyProtocol = true; d.setString(&r.ProxyProtocol)(p, v) }},
 		})
+		if !r.OwnProxyProtocol {
+			r.ProxyProtocol = s.ProxyProtocol
+		}
 		if r.Forward == 0 && !d.bad[join(p, "forward")] { // no forward of its own
 			r.Forward = s.Forward
 			if d.bad[join(svcPath, "forward")] {

@@ -497,6 +497,17 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 	if s.SynProxy && s.Protocol != TCP && !v.skip(join(path, "protocol")) {
 		v.addf(join(path, "synproxy"), "only valid with protocol tcp")
 	}
+	// A PROXY header goes into the stream to the real: the director must see the real's
+	// SYN-ACK and translate every segment after it, as for the SYN proxy.
+	pp := join(path, "proxy_protocol")
+	switch {
+	case !slices.Contains(ProxyProtocols, s.ProxyProtocol):
+		v.addf(pp, "%s is not a PROXY protocol version (want \"v1\", \"v2\" or \"\" for none)", quote(s.ProxyProtocol))
+	case s.ProxyProtocol != "" && s.Protocol != TCP && !v.skip(join(path, "protocol")):
+		v.addf(pp, "only valid with protocol tcp")
+	case s.ProxyProtocol != "" && s.Sorry.IsValid() && (s.Forward == DR || s.Forward == TUN):
+		v.addf(join(path, "forward"), "%s for the sorry real: proxy_protocol needs nat or fullnat (the director writes the header into the stream to the real)", s.Forward)
+	}
 	if s.SynProxy && s.Sorry.IsValid() && (s.Forward == DR || s.Forward == TUN) {
 		v.addf(join(path, "forward"), "%s for the sorry real: synproxy needs nat or fullnat (the real's replies must come back through the director)", s.Forward)
 	}
@@ -560,6 +571,7 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	} else if s.SynProxy && (r.Forward == DR || r.Forward == TUN) {
 		v.addf(join(path, "forward"), "%s with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)", r.Forward)
 	}
+	v.realProxy(path, r, s)
 	up, lo := r.UpperThreshold, r.LowerThreshold
 	if up < 0 || up > maxThreshold {
 		v.addf(join(path, "upper_threshold"), "%d is out of range 0..%d", up, maxThreshold)
@@ -592,6 +604,42 @@ func (v *validator) ipv6Service(path string, s *Service) {
 	}
 	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
 		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
+	}
+	if s.ProxyProtocol != "" {
+		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
+	}
+	for j := range s.Reals {
+		if r := &s.Reals[j]; r.OwnProxyProtocol && r.ProxyProtocol != "" {
+			v.addf(join(index(join(path, "real"), j), "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
+		}
+	}
+}
+
+// realProxy checks a real's proxy_protocol, its own or the service's. An
+// inherited value the service's own check refused is not told again; one
+// the real's forwarding method cannot carry is told at the real's forward,
+// as synproxy's is.
+func (v *validator) realProxy(path string, r *Real, s *Service) {
+	if r.ProxyProtocol == "" {
+		return
+	}
+	pp := join(path, "proxy_protocol")
+	if !r.OwnProxyProtocol {
+		if !slices.Contains(ProxyProtocols, r.ProxyProtocol) || s.Protocol != TCP {
+			return // the service's check told it
+		}
+		if (r.Forward == DR || r.Forward == TUN) && !v.skip(join(path, "forward")) {
+			v.addf(join(path, "forward"), "%s with proxy_protocol %s: the PROXY protocol needs nat or fullnat (the director writes the header into the stream to the real, so it must see the real's replies)", r.Forward, quote(r.ProxyProtocol))
+		}
+		return
+	}
+	switch {
+	case !slices.Contains(ProxyProtocols, r.ProxyProtocol):
+		v.addf(pp, "%s is not a PROXY protocol version (want \"v1\", \"v2\" or \"\" for none)", quote(r.ProxyProtocol))
+	case s.Protocol != TCP:
+		v.addf(pp, "only valid with protocol tcp")
+	case (r.Forward == DR || r.Forward == TUN) && !v.skip(join(path, "forward")):
+		v.addf(pp, "needs forward nat or fullnat, not %s: the director writes the header into the stream to the real, so it must see the real's replies", r.Forward)
 	}
 }
 

@@ -27,6 +27,9 @@ type Config struct {
 	Expect   string        // http/https: regexp the body must match; udp: regexp the reply must match ("" = any reply)
 	Send     string        // udp payload; if it starts with "0x" it is hex, else the bytes of the text
 	Command  []string      // exec: argv; exit status 0 = success
+	// ProxyProtocol, "v1" or "v2", makes a tcp, http or https check send a PROXY
+	// protocol header first, as the director does for the real's clients (proxy.go).
+	ProxyProtocol string
 }
 
 // Target is one thing to check: a real server of a service.
@@ -51,7 +54,8 @@ func sameTarget(a, b Target) bool {
 		slices.Equal(x.Status, y.Status) &&
 		x.Expect == y.Expect &&
 		x.Send == y.Send &&
-		slices.Equal(x.Command, y.Command)
+		slices.Equal(x.Command, y.Command) &&
+		x.ProxyProtocol == y.ProxyProtocol
 }
 
 // cloneTarget copies t's slices, so the caller may reuse its own.
@@ -141,7 +145,7 @@ func compile(t Target, c *compiler) checker {
 	}
 	switch cfg.Type {
 	case "tcp":
-		return &tcpCheck{addr: addr, timeout: cfg.Timeout}
+		return &tcpCheck{addr: addr, timeout: cfg.Timeout, proxy: proxyHeader(cfg.ProxyProtocol)}
 	case "http", "https":
 		h, err := newHTTPCheck(cfg.Type, addr, cfg, expect)
 		if err != nil {

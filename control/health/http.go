@@ -35,12 +35,13 @@ func newHTTPCheck(scheme string, addr netip.AddrPort, cfg Config, expect *regexp
 		path = "/" + path
 	}
 	u := scheme + "://" + addr.String() + path
+	proxy := proxyHeader(cfg.ProxyProtocol)
 	if _, err := url.Parse(u); err != nil {
 		return nil, fmt.Errorf("%s check: path: %w", scheme, err)
 	}
 	tr := &http.Transport{
 		Proxy:       nil, // a check goes to the real itself, whatever HTTP_PROXY says
-		DialContext: (&net.Dialer{}).DialContext,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) { return dialProxy(ctx, addr, proxy) },
 		// The check asks whether the real serves, not who it is: reals
 		// commonly carry the VIP's certificate, or a self-signed one, and
 		// are addressed here by IP.

@@ -3,20 +3,19 @@ package health
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"time"
 )
 
-// tcpCheck connects to addr and closes the connection at once.
+// tcpCheck connects to addr, sends proxy if any, and closes the connection.
 type tcpCheck struct {
 	addr    netip.AddrPort
 	timeout time.Duration // for messages; ctx carries the deadline
+	proxy   []byte        // a PROXY protocol header (proxy.go), or nil
 }
 
 func (c *tcpCheck) check(ctx context.Context) error {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", c.addr.String())
+	conn, err := dialProxy(ctx, c.addr.String(), c.proxy)
 	if err != nil {
 		return fmt.Errorf("connect %s: %w", c.addr, reason(ctx, err, c.timeout))
 	}

@@ -144,6 +144,17 @@ const (
 
 	// tsParamLen is the length of OptTSOffset: type, length, 4 bytes.
 	tsParamLen = 2 + 4
+
+	// OptProxyHeader is gvs's parameter of a connection whose real got a
+	// PROXY protocol header from the director: its data, 1 byte, is 1
+	// (other values are reserved). The header's length is in the
+	// connection's in_seq delta already; the parameter tells a backup not
+	// to send the header again. Marked OptFlagParam, so a kernel backup
+	// skips it.
+	OptProxyHeader = OptFlagParam | 19
+
+	// proxyParamLen is the length of OptProxyHeader: type, length, 1 byte.
+	proxyParamLen = 2 + 1
 )
 
 // The OptSeqData parameter: type, length 24, then struct
@@ -251,6 +262,11 @@ type Conn struct {
 	// optional parameter OptTSOffset when HasTSOffset is set.
 	TSOffset    uint32
 	HasTSOffset bool
+
+	// ProxyHeader says the director sent the connection's real a PROXY
+	// protocol header, a gvs extension sent as the optional parameter
+	// OptProxyHeader.
+	ProxyHeader bool
 }
 
 // hasSeq reports whether c's record carries OptSeqData.
@@ -270,13 +286,16 @@ func (c *Conn) size() int {
 	if c.HasTSOffset {
 		n += tsParamLen
 	}
+	if c.ProxyHeader {
+		n += proxyParamLen
+	}
 	return n
 }
 
 // Len returns the encoded length of c's record: its size padded with
 // zeros to a multiple of 4 (36 bytes without parameters, 44 with a Local
 // address, 64 with OptSeqData, 72 with both, 76 with a timestamp offset
-// too).
+// too; 4 more with a PROXY header).
 func (c *Conn) Len() int { return (c.size() + 3) &^ 3 }
 
 // Message is one sync datagram.
@@ -311,8 +330,8 @@ func (m *Message) Size() int {
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
 // cp->timeout / HZ does. A connection with FlagSeqMask bits gets
 // OptSeqData (InSeq, OutSeq), one with a Local address gvs's OptLocal
-// after it, and one with HasTSOffset gvs's OptTSOffset last; a record is
-// padded to 4 bytes.
+// after it, one with HasTSOffset gvs's OptTSOffset, and one with a
+// ProxyHeader gvs's OptProxyHeader last; a record is padded to 4 bytes.
 func (m *Message) Marshal(b []byte) ([]byte, error) {
 	if len(m.Conns) > MaxConns {
 		return b, ErrTooManyConns
@@ -397,6 +416,10 @@ func (c *Conn) put(r []byte) {
 		p[0], p[1] = OptTSOffset, 4
 		binary.BigEndian.PutUint32(p[2:6], c.TSOffset)
 		p = p[tsParamLen:]
+	}
+	if c.ProxyHeader {
+		p[0], p[1], p[2] = OptProxyHeader, 1, 1
+		p = p[proxyParamLen:]
 	}
 	clear(p) // padding
 }
@@ -533,8 +556,8 @@ func Parse(b []byte) (Message, error) {
 // 0, size = len(b)); for each record, that its header fits, its version is
 // 0, its size is at least 36 and inside the message, its type is 0, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. gvs's OptLocal is decoded (and must be 6 bytes long), and its
-// OptTSOffset (4 bytes long); OptSeqData must
+// it. gvs's OptLocal is decoded (and must be 6 bytes long), its
+// OptTSOffset (4 bytes long) and its OptProxyHeader (1 byte); OptSeqData must
 // be 24 bytes long and appear once, as the kernel requires, and is decoded
 // into InSeq and OutSeq when the record's Flags has FlagSeqMask bits (the
 // kernel, too, applies it only then); the other parameters are skipped,
@@ -580,6 +603,7 @@ func (m *Message) Decode(b []byte) error {
 		var seq [6]uint32
 		hasSeq, hasTS := false, false
 		var tsOff uint32
+		proxy := false
 		for p := ConnLen; p < size; {
 			if p+2 > size {
 				return &ParseError{ErrParam, i, off}
@@ -599,6 +623,11 @@ func (m *Message) Decode(b []byte) error {
 					return &ParseError{ErrParam, i, off}
 				}
 				hasTS, tsOff = true, binary.BigEndian.Uint32(r[p+2:])
+			case OptProxyHeader:
+				if plen != 1 {
+					return &ParseError{ErrParam, i, off}
+				}
+				proxy = true
 			case OptSeqData:
 				if plen != seqDataLen || hasSeq {
 					return &ParseError{ErrParam, i, off}
@@ -629,6 +658,7 @@ func (m *Message) Decode(b []byte) error {
 
 			TSOffset:    tsOff,
 			HasTSOffset: hasTS,
+			ProxyHeader: proxy,
 		})
 		off += (size + 3) &^ 3
 	}

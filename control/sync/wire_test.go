@@ -747,3 +747,37 @@ func TestTSOffsetParam(t *testing.T) {
 		t.Errorf("a 3-byte OptTSOffset: err %v, want ErrParam", err)
 	}
 }
+
+// TestProxyHeaderParam: a connection whose real got a PROXY header says so
+// in gvs's OptProxyHeader, last, marked as a parameter a kernel backup may
+// ignore (76 + 3 bytes, padded to 80), and it comes back; one with another
+// length is refused.
+func TestProxyHeaderParam(t *testing.T) {
+	c := goldenConn
+	c.Local = ap("10.20.0.50:40001")
+	c.Flags |= FlagInSeq | FlagOutSeq
+	c.InSeq = Seq{Delta: 7, PreviousDelta: 7}
+	c.TSOffset, c.HasTSOffset = 0x01020304, true
+	c.ProxyHeader = true
+	if OptProxyHeader&OptFlagParam == 0 {
+		t.Fatal("OptProxyHeader lacks OptFlagParam: a kernel backup would drop the record")
+	}
+	if c.Len() != 80 {
+		t.Fatalf("Len = %d, want 80", c.Len())
+	}
+	m := Message{SyncID: 5, Conns: []Conn{c}}
+	b, err := m.Marshal(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := []byte{OptTSOffset, 4, 1, 2, 3, 4, OptProxyHeader, 1, 1, 0}
+	if !bytes.HasSuffix(b, tail) {
+		t.Fatalf("wire\n% x\nwant it to end with\n% x", b, tail)
+	}
+	if got, err := Parse(b); err != nil || !reflect.DeepEqual(got, m) {
+		t.Fatalf("Parse = %+v, %v; want %+v", got, err, m)
+	}
+	if _, err := Parse(message(withParams(OptProxyHeader, 2, 1, 1))); !errors.Is(err, ErrParam) {
+		t.Errorf("a 2-byte OptProxyHeader: err %v, want ErrParam", err)
+	}
+}
