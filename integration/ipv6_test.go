@@ -56,8 +56,10 @@ func ipv6Config(l *lab.Lab) string {
 // evenly over both reals of each service, which see the client's own
 // address; NAT replies pass through the director and DR replies do not;
 // the director's kernel sends no reset or ICMPv6 error for VIP traffic;
-// gvsadm -L -n lists the IPv6 services in ipvsadm's format; and gvsd
-// leaves nothing behind (the /128 VIP included) when it stops.
+// the router hears the VIP announced by unsolicited neighbour
+// advertisements; gvsadm -L -n lists the IPv6 services in ipvsadm's format
+// and -c their connections; and gvsd leaves nothing behind (the /128 VIP
+// included) when it stops.
 func TestIPv6Modes(t *testing.T) {
 	l := needLabWith(t, lab.Options{IPv6: true, Reals: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -116,6 +118,11 @@ func TestIPv6Modes(t *testing.T) {
 
 	cfgPath := filepath.Join(dir, "gvs-ipv6.toml")
 	if err := os.WriteFile(cfgPath, []byte(ipv6Config(l)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The router hears gvsd announce the IPv6 VIP.
+	routerCap, err := l.Router.Capture("eth1")
+	if err != nil {
 		t.Fatal(err)
 	}
 	logPath, socket := filepath.Join(dir, "gvsd.log"), filepath.Join(dir, "gvsd.sock")
@@ -258,6 +265,32 @@ func TestIPv6Modes(t *testing.T) {
 	// "  -> %-28s %-7s %-6d %-10d %-10d", as ipvsadm prints a real.
 	if m := regexp.MustCompile(`(?m)^  -> \[fd00:20::11\]:80 .*$`).Find(out); len(m) != 5+28+1+7+1+6+1+10+1+10 {
 		t.Errorf("gvsadm -L -n real line %q: not ipvsadm's columns", m)
+	}
+
+	// The connection table lists the IPv6 connections, in brackets.
+	out, err = exec.CommandContext(ctx, bins.gvsadm, "--socket", socket, "-L", "-n", "-c").Output()
+	if err != nil {
+		t.Fatalf("gvsadm -L -n -c: %v", err)
+	}
+	for _, want := range []string{"[" + l.Client.Addr6.String() + "]:", "[" + lab.VIP6.String() + "]:81", "[fd00:20::13]:8081"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("gvsadm -L -n -c lacks %s:\n%s", want, out)
+		}
+	}
+
+	// gvsd announced the VIP with unsolicited neighbour advertisements
+	// from the director's MAC.
+	announced := 0
+	for _, f := range routerCap.Stop() {
+		p := gopacket.NewPacket(f.Data, layers.LayerTypeEthernet, gopacket.Default)
+		na, ok := p.Layer(layers.LayerTypeICMPv6NeighborAdvertisement).(*layers.ICMPv6NeighborAdvertisement)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if ok && na.TargetAddress.Equal(lab.VIP6.AsSlice()) && !na.Solicited() && na.Override() && bytes.Equal(eth.SrcMAC, l.Director.MAC) {
+			announced++
+		}
+	}
+	if announced < 3 {
+		t.Errorf("the router heard %d unsolicited advertisements of %s from the director, want 3", announced, lab.VIP6)
 	}
 
 	// The director's kernel left the VIP traffic alone: no TCP reset and
