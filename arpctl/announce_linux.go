@@ -24,10 +24,13 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 // every interval: an RFC 5227 section 3 announcement, with ifname's MAC as
 // sender, sender IP = target IP = vip, a zero target MAC and the Ethernet
 // broadcast address as destination.
+//
+// An IPv6 vip is announced with unsolicited Neighbor Advertisements
+// instead (RFC 4861 section 7.2.6; see neighborAdvert).
 func Announce(ifname string, vip netip.Addr, count int, interval time.Duration) error {
 	wrap := func(err error) error { return fmt.Errorf("arpctl: announce %s on %s: %w", vip, ifname, err) }
-	if !vip.Is4() {
-		return wrap(errNotIPv4)
+	if !vip.Is4() && !vip.Is6() || vip.Is4In6() {
+		return wrap(errNotUnicast)
 	}
 	if count < 1 {
 		return wrap(fmt.Errorf("count %d: must be at least 1", count))
@@ -36,21 +39,28 @@ func Announce(ifname string, vip netip.Addr, count int, interval time.Duration) 
 	if err != nil {
 		return wrap(err)
 	}
-	p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, vip, zeroMAC, vip)
-	if err != nil {
-		return wrap(err)
+	var frame []byte
+	etherType := uint16(etherTypeARP)
+	dst := &packet.Addr{HardwareAddr: ethernet.Broadcast}
+	if vip.Is6() {
+		frame = neighborAdvert(ifi.HardwareAddr, vip)
+		etherType = etherTypeIPv6
+		dst.HardwareAddr = allNodesMAC
+	} else {
+		p, err := arp.NewPacket(arp.OperationRequest, ifi.HardwareAddr, vip, zeroMAC, vip)
+		if err != nil {
+			return wrap(err)
+		}
+		if frame, err = arpFrame(p, ethernet.Broadcast); err != nil {
+			return wrap(err)
+		}
 	}
-	frame, err := arpFrame(p, ethernet.Broadcast)
-	if err != nil {
-		return wrap(err)
-	}
-	c, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
+	c, err := packet.Listen(ifi, packet.Raw, int(etherType), nil)
 	if err != nil {
 		return wrap(err)
 	}
 	defer c.Close()
 
-	dst := &packet.Addr{HardwareAddr: ethernet.Broadcast}
 	for i := range count {
 		if i > 0 {
 			time.Sleep(interval)

@@ -110,8 +110,8 @@ func TestAddRemoveVIP(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), "arpctl: add VIP 10.201.0.100 on "+l.nameA+"x: ") {
 			t.Fatalf("AddVIP on a missing interface: err = %v", err)
 		}
-		if _, err := AddVIP(l.nameA, netip.MustParseAddr("2001:db8::1")); err == nil {
-			t.Fatal("AddVIP accepted an IPv6 address")
+		if _, err := AddVIP(l.nameA, netip.MustParseAddr("::ffff:10.201.0.100")); err == nil {
+			t.Fatal("AddVIP accepted an IPv4-mapped IPv6 address")
 		}
 	})
 }

@@ -12,17 +12,18 @@ import (
 
 var errUnsupported = fmt.Errorf("unsupported on %s", runtime.GOOS)
 
-// AddVIP adds vip/32 to ifname. Only Linux is supported.
+// AddVIP adds vip/32 (vip/128) to ifname. Only Linux is supported.
 func AddVIP(ifname string, vip netip.Addr) (added bool, err error) {
 	return false, fmt.Errorf("arpctl: add VIP %s on %s: %w", vip, ifname, errUnsupported)
 }
 
-// RemoveVIP removes vip/32 from ifname. Only Linux is supported.
+// RemoveVIP removes vip/32 (vip/128) from ifname. Only Linux is supported.
 func RemoveVIP(ifname string, vip netip.Addr) error {
 	return fmt.Errorf("arpctl: remove VIP %s on %s: %w", vip, ifname, errUnsupported)
 }
 
-// Announce sends gratuitous ARP for vip. Only Linux is supported.
+// Announce sends gratuitous ARP (IPv6: unsolicited neighbour
+// advertisements) for vip. Only Linux is supported.
 func Announce(ifname string, vip netip.Addr, count int, interval time.Duration) error {
 	return fmt.Errorf("arpctl: announce %s on %s: %w", vip, ifname, errUnsupported)
 }
@@ -39,7 +40,8 @@ func DefaultGateway(ifname string) (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("arpctl: default gateway of %s: %w", ifname, errUnsupported)
 }
 
-// HasVIP reports whether vip/32 is on ifname. Only Linux is supported.
+// HasVIP reports whether vip/32 (vip/128) is on ifname. Only Linux is
+// supported.
 func HasVIP(ifname string, vip netip.Addr) (bool, error) {
 	return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, errUnsupported)
 }

@@ -36,11 +36,14 @@ const arpReadBuf = 128
 // the kernel's route to ip through ifname (ip route get ip oif ifname). It
 // reads the kernel neighbour table first; if the next hop is not there in a
 // usable state, it sends ARP requests and waits up to timeout for a reply.
-// A timeout error wraps os.ErrDeadlineExceeded.
+// For an IPv6 ip it reads the kernel's IPv6 neighbour table, and when the
+// next hop is not there has the kernel run neighbour discovery (RFC 4861)
+// by sending ip an ICMPv6 echo request, until the entry appears or timeout
+// passes. A timeout error wraps os.ErrDeadlineExceeded.
 func Resolve(ifname string, ip netip.Addr, timeout time.Duration) (mac net.HardwareAddr, nextHop netip.Addr, err error) {
 	wrap := func(err error) error { return fmt.Errorf("arpctl: resolve %s on %s: %w", ip, ifname, err) }
-	if !ip.Is4() {
-		return nil, netip.Addr{}, wrap(errNotIPv4)
+	if !ip.Is4() && !ip.Is6() || ip.Is4In6() {
+		return nil, netip.Addr{}, wrap(errNotUnicast)
 	}
 	ifi, err := ethernetInterface(ifname)
 	if err != nil {
@@ -56,7 +59,12 @@ func Resolve(ifname string, ip netip.Addr, timeout time.Duration) (mac net.Hardw
 		}
 		return mac, nextHop, nil
 	}
-	if mac, err = arpResolve(ifi, src, nextHop, timeout); err != nil {
+	if ip.Is6() {
+		mac, err = ndResolve(ifi, ip, nextHop, timeout)
+	} else {
+		mac, err = arpResolve(ifi, src, nextHop, timeout)
+	}
+	if err != nil {
 		return nil, nextHop, wrap(err)
 	}
 	return mac, nextHop, nil
@@ -83,7 +91,7 @@ func routeNextHop(ifi *net.Interface, ip netip.Addr) (nextHop, src netip.Addr, e
 		return nextHop, src, fmt.Errorf("route lookup: route leaves through interface index %d", r.LinkIndex)
 	}
 	nextHop = ip
-	if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.Unmap().Is4() {
+	if gw, ok := netip.AddrFromSlice(r.Gw); ok && gw.Unmap().Is4() == ip.Is4() {
 		nextHop = gw.Unmap()
 	}
 	if s, ok := netip.AddrFromSlice(r.Src); ok {
@@ -95,7 +103,7 @@ func routeNextHop(ifi *net.Interface, ip netip.Addr) (nextHop, src netip.Addr, e
 // neighbourMAC returns the MAC of ip in the kernel neighbour table of the
 // interface, or nil if it is not there in a usable state.
 func neighbourMAC(index int, ip netip.Addr) (net.HardwareAddr, error) {
-	neighs, err := netlink.NeighList(index, netlink.FAMILY_V4)
+	neighs, err := netlink.NeighList(index, family(ip))
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return nil, fmt.Errorf("neighbour table: %w", err)
 	}

@@ -10,13 +10,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// AddVIP adds vip/32 to ifname. It is idempotent: if vip is already on
-// ifname (with any prefix length) nothing changes and added is false, so a
-// caller removes only what it added.
+// AddVIP adds vip/32 (an IPv6 vip: vip/128 without duplicate address
+// detection, IFA_F_NODAD, so it is usable at once and a VIP that a real
+// server also holds on its loopback is not declared a duplicate) to
+// ifname. It is idempotent: if vip is already on ifname (with any prefix
+// length) nothing changes and added is false, so a caller removes only
+// what it added.
 func AddVIP(ifname string, vip netip.Addr) (added bool, err error) {
 	wrap := func(err error) error { return fmt.Errorf("arpctl: add VIP %s on %s: %w", vip, ifname, err) }
-	if !vip.Is4() {
-		return false, wrap(errNotIPv4)
+	if !vip.Is4() && !vip.Is6() || vip.Is4In6() || vip.Zone() != "" {
+		return false, wrap(errNotUnicast)
 	}
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
@@ -38,12 +41,12 @@ func AddVIP(ifname string, vip netip.Addr) (added bool, err error) {
 	return true, nil
 }
 
-// RemoveVIP removes vip/32 from ifname. Removing an address that is not
-// there is not an error.
+// RemoveVIP removes vip/32 (vip/128) from ifname. Removing an address
+// that is not there is not an error.
 func RemoveVIP(ifname string, vip netip.Addr) error {
 	wrap := func(err error) error { return fmt.Errorf("arpctl: remove VIP %s on %s: %w", vip, ifname, err) }
-	if !vip.Is4() {
-		return wrap(errNotIPv4)
+	if !vip.Is4() && !vip.Is6() || vip.Is4In6() || vip.Zone() != "" {
+		return wrap(errNotUnicast)
 	}
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
@@ -55,19 +58,19 @@ func RemoveVIP(ifname string, vip netip.Addr) error {
 	return nil
 }
 
-// HasVIP reports whether vip/32 is on ifname.
+// HasVIP reports whether vip/32 (vip/128) is on ifname.
 func HasVIP(ifname string, vip netip.Addr) (bool, error) {
 	link, err := netlink.LinkByName(ifname)
 	if err != nil {
 		return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, err)
 	}
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(link, family(vip))
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return false, fmt.Errorf("arpctl: VIP %s on %s: %w", vip, ifname, err)
 	}
 	for _, a := range addrs {
 		if got, ok := netip.AddrFromSlice(a.IP); ok && got.Unmap() == vip {
-			if ones, _ := a.Mask.Size(); ones == 32 {
+			if ones, _ := a.Mask.Size(); ones == vip.BitLen() {
 				return true, nil
 			}
 		}
@@ -75,14 +78,28 @@ func HasVIP(ifname string, vip netip.Addr) (bool, error) {
 	return false, nil
 }
 
-var errNotIPv4 = errors.New("not an IPv4 address")
+var errNotUnicast = errors.New("not an IPv4 or IPv6 address without a zone")
 
+// family is the netlink address family of ip.
+func family(ip netip.Addr) int {
+	if ip.Is4() {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
+// vipAddr is vip as a host address: /32, or /128 without DAD.
 func vipAddr(vip netip.Addr) *netlink.Addr {
-	return &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(32, 32)}}
+	bits := vip.BitLen()
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
+	if vip.Is6() {
+		a.Flags = unix.IFA_F_NODAD
+	}
+	return a
 }
 
 func hasAddr(link netlink.Link, ip netip.Addr) (bool, error) {
-	addrs, err := netlink.AddrList(link, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(link, family(ip))
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return false, err
 	}

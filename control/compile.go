@@ -158,6 +158,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	fullnat := false
 	present := map[realKey]config.Real{}
 	addNATReal := func(proto uint8, a netip.AddrPort) {
+		if a.Addr().Is6() {
+			ep := afpacket.Endpoint6{Proto: proto, Addr: a.Addr().As16(), Port: a.Port()}
+			if !slices.Contains(m.NATReals6, ep) {
+				m.NATReals6 = append(m.NATReals6, ep)
+			}
+			return
+		}
 		ep := afpacket.Endpoint{Proto: proto, Addr: a.Addr().As4(), Port: a.Port()}
 		if !slices.Contains(m.NATReals, ep) {
 			m.NATReals = append(m.NATReals, ep)
@@ -172,10 +179,10 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS, SynProxy: s.SynProxy}
 		var healthy []bool
 		if v6 {
-			// Not in the frame match: the capture filter and the
-			// ingress table are IPv4's yet. Health checks are refused
-			// for IPv6 services by config.Validate.
+			// Health checks are refused for IPv6 services by
+			// config.Validate.
 			svc.VIP6 = s.Address.Addr().As16()
+			m.VIPs6 = append(m.VIPs6, afpacket.Endpoint6{Proto: proto, Addr: svc.VIP6, Port: key.Port})
 			healthy = make([]bool, len(s.Reals))
 			for i := range healthy {
 				healthy[i] = true
@@ -234,9 +241,7 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			svc.Dests = append(svc.Dests, schedule.Dest{Weight: w, Counters: c.counters[id], Key: realIdentity(r.Address)})
 			switch fwd {
 			case dataplane.ForwardNAT:
-				if !v6 {
-					addNATReal(proto, r.Address)
-				}
+				addNATReal(proto, r.Address)
 			case dataplane.ForwardFullNAT:
 				fullnat = true
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
@@ -296,9 +301,11 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		t.Reals[id] = tr
 		switch dataplane.Forward(d.real.Forward) {
 		case dataplane.ForwardNAT:
-			if k.addr.Addr().Is4() {
-				addNATReal(k.svc.Proto, k.addr)
+			proto := k.svc.Proto
+			if k.addr.Addr().Is6() {
+				proto = k.svc6.Proto
 			}
+			addNATReal(proto, k.addr)
 		case dataplane.ForwardFullNAT:
 			fullnat = true
 		}

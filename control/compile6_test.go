@@ -9,6 +9,7 @@ import (
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/dataplane"
+	"github.com/gvs-lb/gvs/dataplane/afpacket"
 	"github.com/gvs-lb/gvs/dataplane/header"
 )
 
@@ -46,7 +47,8 @@ persistence_netmask = 64
 
 // TestCompileIPv6: IPv6 services go into Services6 with their VIP in VIP6,
 // their reals get IDs of their own with the address in Addr6 and the MAC
-// from the same Resolver as IPv4 reals; the frame match stays IPv4's; IDs
+// from the same Resolver as IPv4 reals; the frame match has them in its
+// IPv6 lists; IDs
 // survive a reload; a removed IPv6 real with connections drains.
 func TestCompileIPv6(t *testing.T) {
 	c := NewCompiler()
@@ -101,7 +103,16 @@ func TestCompileIPv6(t *testing.T) {
 		}
 	}
 	if len(m.VIPs) != 2 {
-		t.Errorf("frame match VIPs %v, want the 2 IPv4 services only", m.VIPs)
+		t.Errorf("frame match VIPs %v, want the 2 IPv4 services", m.VIPs)
+	}
+	// The IPv6 services and NAT real are in the match's IPv6 lists.
+	wantVIPs6 := []afpacket.Endpoint6{{Proto: header.ProtoTCP, Addr: vip, Port: 80}, {Proto: header.ProtoUDP, Addr: vip, Port: 53}}
+	if !slices.Equal(m.VIPs6, wantVIPs6) {
+		t.Errorf("frame match VIPs6 %v, want %v", m.VIPs6, wantVIPs6)
+	}
+	wantNAT6 := []afpacket.Endpoint6{{Proto: header.ProtoUDP, Addr: netip.MustParseAddr("fd00:20::13").As16(), Port: 5353}}
+	if !slices.Equal(m.NATReals6, wantNAT6) {
+		t.Errorf("frame match NATReals6 %v, want %v", m.NATReals6, wantNAT6)
 	}
 
 	// An IPv4-only configuration makes no Services6: workers then never
@@ -124,6 +135,20 @@ func TestCompileIPv6(t *testing.T) {
 	}
 	if r := t2.Reals[id12]; !r.Ready || r.Addr6 != netip.MustParseAddr("fd00:20::12").As16() || c.Draining() != 1 {
 		t.Errorf("removed IPv6 real with a connection: %+v, draining %d", r, c.Draining())
+	}
+
+	// A removed IPv6 NAT real with a connection keeps its replies taken.
+	tbl.Reals[dns.Reals[0]].Counters.Bind(true)
+	noNAT := strings.Replace(without, "  [[service.real]]\n  address = \"[fd00:20::13]:5353\"\n", "", 1)
+	if noNAT == without {
+		t.Fatal("the NAT real was not removed from the configuration")
+	}
+	_, m4, err := c.Compile(mustParse(t, noNAT), testLink, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m4.NATReals6, wantNAT6) {
+		t.Errorf("draining NAT real: NATReals6 %v, want %v", m4.NATReals6, wantNAT6)
 	}
 
 	// An IPv6 real whose next hop is unknown is in the table, not Ready.

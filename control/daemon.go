@@ -423,7 +423,10 @@ func (d *Daemon) teardown() error {
 func (d *Daemon) syncVIPs(cfg *config.Config) error {
 	want := map[netip.Addr]bool{}
 	if d.holdsVIPs(cfg) {
-		for _, vip := range serviceVIPs(cfg) { // IPv4: IPv6 VIPs are not added yet
+		// IPv6 VIPs go on as /128 without DAD and are announced with
+		// unsolicited neighbour advertisements (arpctl). Only without
+		// VRRP: config.Validate refuses IPv6 services beside [vrrp].
+		for _, vip := range append(serviceVIPs(cfg), ipv6VIPs(cfg)...) {
 			want[vip] = true
 		}
 	}
@@ -475,7 +478,8 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 	return nil
 }
 
-// garp announces vip with count gratuitous ARPs, garpInterval apart.
+// garp announces vip with count gratuitous ARPs (an IPv6 vip: unsolicited
+// neighbour advertisements), garpInterval apart.
 func (d *Daemon) garp(vip netip.Addr, count int) {
 	if err := arpctl.Announce(d.link.Name, vip, count, garpInterval); err != nil {
 		d.log.Warn("gratuitous ARP failed", "vip", vip, "err", err)
@@ -512,13 +516,10 @@ func (d *Daemon) nextHops(cfg *config.Config) []netip.Addr {
 	var all []netip.Addr
 	for _, s := range cfg.Services {
 		for _, r := range s.Reals {
-			// An IPv6 real would be resolved here too, through the
-			// same neighbour cache (d.macs) that Compile's Resolver
-			// reads; arpctl.Resolve speaks ARP only, so it is left
-			// out rather than retried and warned about every round:
-			// it stays not Ready, with no traffic, until arpctl does
-			// neighbour discovery.
-			if a := r.Address.Addr(); a.Is4() && !slices.Contains(all, a) {
+			// IPv6 reals too: arpctl.Resolve reads the kernel's IPv6
+			// neighbour table and has the kernel run neighbour
+			// discovery for a missing entry.
+			if a := r.Address.Addr(); !slices.Contains(all, a) {
 				all = append(all, a)
 			}
 		}

@@ -56,13 +56,9 @@ func (d *Daemon) Doctor() []api.Check {
 	out = append(out, checkReals(cfg, iface, macs, offLink)...)
 	out = append(out, checkProxyReals(context.Background(), cfg)...)
 	master := d.holdsVIPs(cfg)
-	for _, vip := range serviceVIPs(cfg) {
+	for _, vip := range append(serviceVIPs(cfg), ipv6VIPs(cfg)...) {
 		has, err := arpctl.HasVIP(iface, vip)
 		out = append(out, checkVIP(iface, vip, master, has, err))
-	}
-	for _, vip := range ipv6VIPs(cfg) {
-		out = append(out, warn("vip "+vip.String(), "IPv6 VIPs are not put on the interface or announced by gvsd yet, and its frame filter admits IPv4 only",
-			fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad, and expect no IPv6 forwarding from this version", vip, iface)))
 	}
 	if cfg.VRRP.RouterID != 0 && d.speaker != nil {
 		out = append(out, checkVRRP(cfg.VRRP, d.vrrpMismatches(), time.Now()))
@@ -136,9 +132,10 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 }
 
 // serviceVIPs are the IPv4 VIPs of cfg's services, sorted: the ones gvsd
-// puts on the interface, announces and advertises. IPv6 VIPs are not yet
-// (no /128 on the interface, no unsolicited neighbour advertisement, no
-// VRRP or BGP for them): see ipv6VIPs.
+// puts on the interface, announces, and moves with VRRP or advertises with
+// BGP. IPv6 VIPs (ipv6VIPs) go on the interface as /128 and are announced
+// with neighbour advertisements; config.Validate refuses them beside
+// [vrrp] and [bgp], which do not carry them yet.
 func serviceVIPs(cfg *config.Config) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range cfg.Services {
@@ -248,9 +245,9 @@ func checkReals(cfg *config.Config, iface string, macs map[netip.Addr][6]byte, o
 			name := "real " + a.String()
 			mac, known := macs[a]
 			switch {
-			case a.Is6():
-				out = append(out, warn(name, "IPv6 next hops are not resolved yet (no neighbour discovery): the real gets no traffic",
-					"none in this version"))
+			case !known && a.Is6():
+				out = append(out, fail(name, "next hop not resolved: the real gets no traffic",
+					fmt.Sprintf("check that %s is up and reachable from %s: ip -6 route get %s; ping -6 -I %s %s; ip -6 neigh show dev %s", a, iface, a, iface, a, iface)))
 			case !known:
 				out = append(out, fail(name, "next hop not resolved: the real gets no traffic",
 					fmt.Sprintf("check that %s is up and reachable from %s: ip route get %s; arping -I %s %s", a, iface, a, iface, a)))
@@ -270,13 +267,17 @@ func checkReals(cfg *config.Config, iface string, macs map[netip.Addr][6]byte, o
 func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Check {
 	name := "vip " + vip.String()
 	switch {
+	case err != nil && vip.Is6():
+		return warn(name, err.Error(), "ip -6 addr show dev "+iface)
 	case err != nil:
 		return warn(name, err.Error(), "ip -4 addr show dev "+iface)
+	case master && !has && vip.Is6():
+		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad", vip, iface))
 	case master && !has:
 		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip addr add %s/32 dev %s", vip, iface))
 	case !master && has:
 		return fail(name, "on "+iface+" while this director is VRRP backup: it answers ARP against the master",
-			fmt.Sprintf("ip addr del %s/32 dev %s", vip, iface))
+			fmt.Sprintf("ip addr del %s/%d dev %s", vip, vip.BitLen(), iface))
 	case master:
 		return ok(name, "on "+iface)
 	}

@@ -64,6 +64,14 @@ func TestDoctorChecks(t *testing.T) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), false, true, nil)
 			return c.Status, c.Fix
 		}, "fail", "ip addr del 10.20.0.100/32 dev eth0"},
+		{"IPv6 vip missing", func() (string, string) {
+			c := checkVIP("eth0", netip.MustParseAddr("fd00:20::100"), true, false, nil)
+			return c.Status, c.Fix
+		}, "fail", "ip -6 addr add fd00:20::100/128 dev eth0 nodad"},
+		{"IPv6 vip on", func() (string, string) {
+			c := checkVIP("eth0", netip.MustParseAddr("fd00:20::100"), true, true, nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
 		{"vip as backup", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), false, false, nil)
 			return c.Status, c.Fix
@@ -128,12 +136,16 @@ func TestDoctorReals(t *testing.T) {
 		{Address: netip.MustParseAddrPort("10.30.0.12:80"), Forward: config.DR},
 		{Address: netip.MustParseAddrPort("10.30.0.13:80"), Forward: config.TUN},
 		{Address: netip.MustParseAddrPort("10.20.0.14:80"), Forward: config.NAT},
+	}}, {Reals: []config.Real{
+		{Address: netip.MustParseAddrPort("[fd00:20::11]:80"), Forward: config.DR},
+		{Address: netip.MustParseAddrPort("[fd00:20::12]:80"), Forward: config.NAT},
 	}}}}
 	a := netip.MustParseAddr
-	macs := map[netip.Addr][6]byte{a("10.20.0.11"): {2}, a("10.30.0.12"): {2}, a("10.30.0.13"): {2}}
+	macs := map[netip.Addr][6]byte{a("10.20.0.11"): {2}, a("10.30.0.12"): {2}, a("10.30.0.13"): {2}, a("fd00:20::11"): {2}}
 	offLink := map[netip.Addr]bool{a("10.30.0.12"): true, a("10.30.0.13"): true}
 	got := checkReals(cfg, "eth0", macs, offLink)
-	want := []struct{ status, fix string }{{"ok", ""}, {"fail", `use forward = "tun" or "nat"`}, {"ok", ""}, {"fail", "arping -I eth0 10.20.0.14"}}
+	want := []struct{ status, fix string }{{"ok", ""}, {"fail", `use forward = "tun" or "nat"`}, {"ok", ""}, {"fail", "arping -I eth0 10.20.0.14"},
+		{"ok", ""}, {"fail", "ip -6 neigh show dev eth0"}}
 	if len(got) != len(want) {
 		t.Fatalf("%d checks: %+v", len(got), got)
 	}

@@ -71,7 +71,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 type runFlags struct{ vips, mode, iface, decap string }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.vips, "vip", "", "virtual IPv4 `addresses` to serve, comma-separated (required)")
+	fs.StringVar(&f.vips, "vip", "", "virtual IPv4 or IPv6 `addresses` to serve, comma-separated (required; IPv6 with -mode dr only)")
 	fs.StringVar(&f.mode, "mode", "", "how the director forwards: dr or tun (required)")
 	fs.StringVar(&f.iface, "interface", "", "LAN `interface` for the ARP sysctls (default: the interface of the default route)")
 	fs.StringVar(&f.decap, "decap", "auto", "tun mode: how to decapsulate IPIP: `auto` (bpf if the kernel takes it, else userspace), bpf (an eBPF program on the interface's ingress, userspace for what it leaves) or userspace (a raw socket and a TUN device)")
@@ -197,10 +197,10 @@ func options(fs *flag.FlagSet, vips, mode, iface string) (Options, error) {
 	}
 	for _, s := range strings.Split(vips, ",") {
 		a, err := netip.ParseAddr(strings.TrimSpace(s))
-		if err != nil || !a.Is4() {
-			return o, fmt.Errorf("-vip: %q is not an IPv4 address", s)
+		if err != nil || a.Zone() != "" || a.Is4In6() {
+			return o, fmt.Errorf("-vip: %q is not an IPv4 or IPv6 address", s)
 		}
-		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 			return o, fmt.Errorf("-vip: %s is not a unicast address", a)
 		}
 		o.VIPs = append(o.VIPs, a)
@@ -213,6 +213,13 @@ func options(fs *flag.FlagSet, vips, mode, iface string) (Options, error) {
 		return o, fmt.Errorf("-mode: %q: want dr or tun", mode)
 	}
 	o.Mode = m
+	if m == TUN {
+		for _, v := range o.VIPs {
+			if v.Is6() {
+				return o, fmt.Errorf("-vip: %s: IPv6 with -mode tun not supported yet (-mode dr serves IPv6)", v)
+			}
+		}
+	}
 	o.Interface = iface
 	return o, nil
 }

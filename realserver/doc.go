@@ -1,5 +1,7 @@
 // Package realserver owns preparing a Linux host as an LVS real server for
-// gvs: each VIP as a /32 on lo, the ARP and reverse-path sysctls of
+// gvs: each VIP as a /32 on lo (an IPv6 VIP, DR mode only: a /128 without
+// DAD, which Linux never answers neighbour solicitations for on another
+// interface, so no sysctl is needed), the ARP and reverse-path sysctls of
 // ip-sysctl(7) (arp_ignore=1, arp_announce=2, rp_filter=0), and, in TUN
 // mode, IP-in-IP decapsulation (RFC 2003, IP protocol 4) in userspace for
 // kernels without the ipip module.

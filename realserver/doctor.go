@@ -50,6 +50,11 @@ func (o *DoctorOptions) check() error {
 	if err := ro.check(); err != nil {
 		errs = append(errs, err)
 	}
+	for _, v := range o.VIPs {
+		if v.Is6() {
+			errs = append(errs, fmt.Errorf("realserver: VIP %s: the doctor does not check IPv6 VIPs yet (ip -6 addr show dev lo shows whether it is there)", v))
+		}
+	}
 	if o.Proto == "" {
 		o.Proto = "tcp"
 	}

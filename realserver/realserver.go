@@ -78,8 +78,24 @@ func ParseDecap(s string) (Decap, error) {
 }
 
 // loopback is where a real server keeps its VIPs: local, but never
-// answered for by ARP on the LAN once arp_ignore=1.
+// answered for by ARP on the LAN once arp_ignore=1. An IPv6 VIP goes there
+// as /128 without DAD, and needs no sysctl: Linux answers a neighbour
+// solicitation only for an address of the interface it arrived on
+// (ndisc_recv_ns looks the target up strictly on that device), so the real
+// never claims the VIP on the LAN, yet takes packets to it on any
+// interface (TestRunDRIPv6 checks both).
 const loopback = "lo"
+
+// has4 reports whether vips holds an IPv4 address: only those need the
+// ARP sysctls.
+func has4(vips []netip.Addr) bool {
+	for _, v := range vips {
+		if v.Is4() {
+			return true
+		}
+	}
+	return false
+}
 
 // DefaultTunName is the TUN device Run creates when Options.TunName is
 // empty.
@@ -103,10 +119,12 @@ func (o *Options) check() error {
 	seen := map[netip.Addr]bool{}
 	for _, v := range o.VIPs {
 		switch {
-		case !v.Is4():
-			errs = append(errs, fmt.Errorf("VIP %s: not an IPv4 address", v))
-		case v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		case !v.Is4() && !v.Is6() || v.Is4In6() || v.Zone() != "":
+			errs = append(errs, fmt.Errorf("VIP %s: not an IPv4 or IPv6 address without a zone", v))
+		case v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v.IsLinkLocalUnicast() || v == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 			errs = append(errs, fmt.Errorf("VIP %s: not a unicast address", v))
+		case v.Is6() && o.Mode == TUN:
+			errs = append(errs, fmt.Errorf("VIP %s: IPv6 with mode tun not supported yet (IPv6-in-IPv6 decapsulation is to come; mode dr serves IPv6)", v))
 		case seen[v]:
 			errs = append(errs, fmt.Errorf("VIP %s: listed twice", v))
 		}

@@ -16,7 +16,8 @@ import (
 // network namespace of the calling thread. logger may be nil.
 //
 // Set-up order keeps the host from ever answering ARP for a VIP: the
-// sysctls come before the VIPs, and leave after them.
+// sysctls come before the VIPs, and leave after them. IPv6 VIPs (DR mode
+// only) go on lo as /128 without DAD, with no sysctl (see loopback).
 func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -24,13 +25,18 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	if err := o.check(); err != nil {
 		return err
 	}
+	// The LAN interface is for the ARP sysctls and IPIP decapsulation:
+	// IPv6 VIPs in DR mode alone need neither.
+	need4 := o.Mode == TUN || has4(o.VIPs)
 	ifname := o.Interface
-	if ifname == "" {
+	if ifname == "" && need4 {
 		if ifname, err = ifaceOfDefaultRoute(); err != nil {
 			return err
 		}
-	} else if _, err := net.InterfaceByName(ifname); err != nil {
-		return fmt.Errorf("realserver: interface %s: %w", ifname, err)
+	} else if ifname != "" {
+		if _, err := net.InterfaceByName(ifname); err != nil {
+			return fmt.Errorf("realserver: interface %s: %w", ifname, err)
+		}
 	}
 
 	// undo holds the inverse of every step taken, run last to first.
@@ -86,11 +92,13 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 		}
 	}
 
-	restore, err := arpctl.Apply(arpctl.RealServerSysctls(sysctlIfaces...))
-	if err != nil {
-		return fmt.Errorf("realserver: %w", err)
+	if need4 {
+		restore, err := arpctl.Apply(arpctl.RealServerSysctls(sysctlIfaces...))
+		if err != nil {
+			return fmt.Errorf("realserver: %w", err)
+		}
+		undo = append(undo, restore)
 	}
-	undo = append(undo, restore)
 
 	for _, vip := range o.VIPs {
 		added, err := arpctl.AddVIP(loopback, vip)

@@ -136,7 +136,7 @@ func onLo(t *testing.T, ip netip.Addr) bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := netlink.AddrList(lo, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(lo, netlink.FAMILY_ALL)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -169,7 +170,8 @@ loop:
 }
 
 // Summary is what gvsd reports at exit: dataplane counters and per-real
-// traffic, keyed "proto/VIP:port -> RIP:port".
+// traffic, keyed "proto/VIP:port -> RIP:port" ("tcp/[VIP6]:port ->
+// [RIP6]:port" for IPv6).
 type Summary struct {
 	Dataplane dataplane.Counters
 	Links     []afpacket.Stats // per worker; Drops are frames lost before the dataplane saw them, SYNDrops the SYNs lost in its SYN ring
@@ -189,22 +191,30 @@ func summarize(d *control.Daemon) Summary {
 	if t == nil {
 		return s
 	}
-	for k, svc := range t.Services {
-		proto := "tcp"
-		if k.Proto == 17 {
-			proto = "udp"
+	add := func(proto uint8, vip netip.AddrPort, svc *dataplane.Service) {
+		p := "tcp"
+		if proto == 17 {
+			p = "udp"
 		}
 		for _, id := range svc.Reals {
 			r := t.Reals[id]
-			name := fmt.Sprintf("%s/%d.%d.%d.%d:%d -> %d.%d.%d.%d:%d", proto, k.VIP[0], k.VIP[1], k.VIP[2], k.VIP[3], k.Port,
-				r.Addr[0], r.Addr[1], r.Addr[2], r.Addr[3], r.Port)
-			s.Reals[name] = RealSummary{
+			real := netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port)
+			if vip.Addr().Is6() {
+				real = netip.AddrPortFrom(netip.AddrFrom16(r.Addr6), r.Port)
+			}
+			s.Reals[fmt.Sprintf("%s/%s -> %s", p, vip, real)] = RealSummary{
 				Conns: r.Stats.Conns.Load(), InPkts: r.Stats.InPkts.Load(), OutPkts: r.Stats.OutPkts.Load(),
 				InBytes: r.Stats.InBytes.Load(), OutBytes: r.Stats.OutBytes.Load(),
 				Active: r.Counters.Active.Load(), Inactive: r.Counters.Inactive.Load(),
 				Persistent: r.Counters.Persistent.Load(), Overloaded: r.Counters.Overloaded(),
 			}
 		}
+	}
+	for k, svc := range t.Services {
+		add(k.Proto, netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port), svc)
+	}
+	for k, svc := range t.Services6 {
+		add(k.Proto, netip.AddrPortFrom(netip.AddrFrom16(k.VIP), k.Port), svc)
 	}
 	return s
 }

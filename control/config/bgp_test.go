@@ -110,6 +110,8 @@ func TestBGPErrors(t *testing.T) {
 			[]FieldError{
 				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"},
 				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.101 (service[2].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"}}},
+		{"IPv6 service", bgpHead + "[[service]]\naddress = \"[fd00::1]:80\"\n[bgp]\nlocal_as = 65001\n" + peer,
+			[]FieldError{{"service[1].address", "IPv6 service fd00::1 with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])"}}},
 		{"with vrrp addresses", bgpHead + "[vrrp]\nrouter_id = 51\naddresses = [\"10.20.0.53\", \"10.20.0.100\"]\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp.addresses[1] gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"}}},
 	} {

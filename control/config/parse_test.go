@@ -347,6 +347,7 @@ func TestParseErrors(t *testing.T) {
 		{"IPv6 synproxy", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\n", []FieldError{{"service[0].synproxy", "IPv6 synproxy not supported yet"}}},
 		{"IPv6 proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  proxy_protocol = \"v1\"\n",
 			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}}},
+		{"IPv6 service with vrrp", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[vrrp]\nrouter_id = 5\n", []FieldError{{"service[0].address", "IPv6 service fd00::1 with [vrrp] not supported yet: VRRP moves IPv4 VIPs only (run IPv6 services on a director without [vrrp])"}}},
 		{"IPv6 health check", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[service.check]\ntype = \"tcp\"\n", []FieldError{{"service[0].check.type", "IPv6 health checks not supported yet"}}},
 		{"IPv6 service, IPv4 real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].real[0].address", "10.0.0.2:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"IPv6 service, IPv4 sorry", head + "[[service]]\naddress = \"[fd00::1]:80\"\nsorry = \"10.0.0.9:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.9:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},

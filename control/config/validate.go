@@ -88,6 +88,27 @@ func (v *validator) config(c *Config) {
 	v.sync(&c.Sync)
 	v.bgp(&c.BGP)
 	v.bgpWithVRRP(c)
+	v.ipv6WithHA(c)
+}
+
+// ipv6WithHA refuses IPv6 services beside [vrrp] and [bgp]: VRRP here
+// moves IPv4 VIPs only (VRRPv3 over IPv6 is not spoken yet), and the BGP
+// speaker announces IPv4 routes only (no MP-BGP IPv6 unicast), so an IPv6
+// VIP would be held by every director at once, or by none.
+func (v *validator) ipv6WithHA(c *Config) {
+	for i := range c.Services {
+		a := c.Services[i].Address.Addr()
+		if !a.Is6() {
+			continue
+		}
+		path := join(index("service", i), "address")
+		if c.VRRP.RouterID != 0 && !v.skip("vrrp") {
+			v.addf(path, "IPv6 service %s with [vrrp] not supported yet: VRRP moves IPv4 VIPs only (run IPv6 services on a director without [vrrp])", a)
+		}
+		if c.BGP.Enabled && !v.skip("bgp") {
+			v.addf(path, "IPv6 service %s with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])", a)
+		}
+	}
 }
 
 func (v *validator) bgp(b *BGP) {

@@ -38,6 +38,25 @@ const (
 // yields it: network byte order.
 var ethTypeIPv4 = []byte{0x08, 0x00}
 
+// The IPv6 header's fields the rules load (RFC 8200 section 3). The
+// protocol is the fixed header's Next Header, not the transport protocol
+// nft finds behind extension headers (meta l4proto): a frame with
+// extension headers then matches no element, as the dataplane's socket
+// filter does not take it either (dataplane/afpacket/filter6.go).
+//
+//	IPv6:  0               6   7   8                       24                      40
+//	       +---------------+---+---+-----------------------+-----------------------+
+//	       |  ...          |nxt|hop| source address        | destination address   |
+//	       +---------------+---+---+-----------------------+-----------------------+
+const (
+	ipv6NextOff = 6
+	ipv6SrcOff  = 8
+	ipv6DstOff  = 24
+)
+
+// ethTypeIPv6 is the EtherType of IPv6 in network byte order.
+var ethTypeIPv6 = []byte{0x86, 0xdd}
+
 // Registers a concatenation is loaded into, the way nft itself does it:
 // the first field into the 16-byte NFT_REG_1 and each further field into
 // the next 32-bit register, so the key is contiguous from NFT_REG_1.
@@ -45,6 +64,10 @@ const (
 	regAddr  = unix.NFT_REG_1
 	regProto = unix.NFT_REG32_01
 	regPort  = unix.NFT_REG32_02
+	// An IPv6 address fills the whole 16-byte NFT_REG_1 (NFT_REG32_00
+	// to _03); the protocol and port go into the two registers after it.
+	regProto6 = unix.NFT_REG32_04
+	regPort6  = unix.NFT_REG32_05
 )
 
 // elementsPerMessage bounds the elements in one NEWSETELEM message: the
@@ -83,6 +106,8 @@ type Table struct {
 	chain  *nftables.Chain
 	vips   *nftables.Set
 	nat    *nftables.Set
+	vips6  *nftables.Set
+	nat6   *nftables.Set
 }
 
 // Install creates the table for ifname with rules for m in the network
@@ -127,7 +152,7 @@ func install(ifname string, nsFD int, e elements) (*Table, error) {
 	conn.DelTable(t.table)
 	conn.AddTable(t.table)
 	conn.AddChain(t.chain)
-	for _, s := range []*nftables.Set{t.vips, t.nat} {
+	for _, s := range []*nftables.Set{t.vips, t.nat, t.vips6, t.nat6} {
 		if err := conn.AddSet(s, nil); err != nil {
 			return nil, err
 		}
@@ -145,6 +170,7 @@ func newTable(ifname string, nsFD int, conn *nftables.Conn) *Table {
 	table := &nftables.Table{Name: TableName, Family: nftables.TableFamilyNetdev}
 	policy := nftables.ChainPolicyAccept
 	concat := nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)
+	concat6 := nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService)
 	return &Table{
 		ifname: ifname,
 		nsFD:   nsFD,
@@ -159,8 +185,10 @@ func newTable(ifname string, nsFD int, conn *nftables.Conn) *Table {
 			Policy:   &policy,
 			Device:   ifname,
 		},
-		vips: &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
-		nat:  &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
+		vips:  &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
+		nat:   &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
+		vips6: &nftables.Set{Table: table, Name: setVIPs6, KeyType: concat6, Concatenation: true},
+		nat6:  &nftables.Set{Table: table, Name: setNATReals6, KeyType: concat6, Concatenation: true},
 	}
 }
 
@@ -183,6 +211,8 @@ func (t *Table) Update(m *afpacket.Match) error {
 	t.conn.FlushChain(t.chain)
 	t.conn.FlushSet(t.vips)
 	t.conn.FlushSet(t.nat)
+	t.conn.FlushSet(t.vips6)
+	t.conn.FlushSet(t.nat6)
 	if err := t.queueContents(e); err != nil {
 		return wrap(err)
 	}
@@ -251,24 +281,57 @@ func (t *Table) queueContents(e elements) error {
 	for _, r := range e.locals {
 		t.conn.AddRule(t.localRule(r))
 	}
-	add := func(s *nftables.Set, keys []key) error {
-		for len(keys) > 0 {
-			n := min(len(keys), elementsPerMessage)
-			elems := make([]nftables.SetElement, n)
+	// The IPv6 rules only when there is IPv6 to drop: an IPv4-only
+	// configuration keeps the table it always had (the sets are there,
+	// empty, so an Update can fill them).
+	if len(e.vips6) > 0 {
+		t.conn.AddRule(t.setRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 client packets to [VIP]:port"))
+	}
+	if len(e.natReals6) > 0 {
+		t.conn.AddRule(t.setRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port"))
+	}
+	for _, q := range []struct {
+		set  *nftables.Set
+		n    int
+		keyi func(i int) []byte
+	}{
+		{t.vips, len(e.vips), func(i int) []byte { return e.vips[i][:] }},
+		{t.nat, len(e.natReals), func(i int) []byte { return e.natReals[i][:] }},
+		{t.vips6, len(e.vips6), func(i int) []byte { return e.vips6[i][:] }},
+		{t.nat6, len(e.natReals6), func(i int) []byte { return e.natReals6[i][:] }},
+	} {
+		for lo := 0; lo < q.n; lo += elementsPerMessage {
+			elems := make([]nftables.SetElement, min(q.n-lo, elementsPerMessage))
 			for i := range elems {
-				elems[i] = nftables.SetElement{Key: keys[i][:]}
+				elems[i] = nftables.SetElement{Key: q.keyi(lo + i)}
 			}
-			if err := t.conn.SetAddElements(s, elems); err != nil {
+			if err := t.conn.SetAddElements(q.set, elems); err != nil {
 				return err
 			}
-			keys = keys[n:]
 		}
-		return nil
 	}
-	if err := add(t.vips, e.vips); err != nil {
-		return err
+	return nil
+}
+
+// setRule6 is setRule for IPv6:
+//
+//	meta protocol ip6  ip6 <addr> . ip6 nexthdr . th <port>  @set  counter drop
+func (t *Table) setRule6(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 16},
+			&expr.Payload{DestRegister: regProto6, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
+			&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+			&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
 	}
-	return add(t.nat, e.natReals)
 }
 
 // isIPv4 is "meta protocol ip", the start of every rule.

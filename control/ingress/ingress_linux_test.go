@@ -145,12 +145,12 @@ func (l *lab) sendUDP(t *testing.T, f flow) *net.UDPConn {
 	var ln *net.UDPConn
 	l.dir.Do(t, func() {
 		var err error
-		if ln, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(f.dst)); err != nil {
+		if ln, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(f.dst)); err != nil {
 			t.Fatal(err)
 		}
 	})
 	l.peer.Do(t, func() {
-		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(f.src))
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(f.src))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +178,7 @@ func (l *lab) tcpConnects(t *testing.T, f flow, wait time.Duration) bool {
 	var ln net.Listener
 	l.dir.Do(t, func() {
 		var err error
-		if ln, err = net.Listen("tcp4", f.dst.String()); err != nil {
+		if ln, err = net.Listen("tcp", f.dst.String()); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -186,7 +186,7 @@ func (l *lab) tcpConnects(t *testing.T, f flow, wait time.Duration) bool {
 	ok := false
 	l.peer.Do(t, func() {
 		d := net.Dialer{Timeout: wait, LocalAddr: net.TCPAddrFromAddrPort(f.src)}
-		c, err := d.Dial("tcp4", f.dst.String())
+		c, err := d.Dial("tcp", f.dst.String())
 		if err == nil {
 			c.Close()
 			ok = true

@@ -14,9 +14,11 @@ const TableName = "gvs"
 
 // Names inside the table.
 const (
-	chainName   = "ingress"
-	setVIPs     = "vips"
-	setNATReals = "natreals"
+	chainName    = "ingress"
+	setVIPs      = "vips"
+	setNATReals  = "natreals"
+	setVIPs6     = "vips6"
+	setNATReals6 = "natreals6"
 )
 
 // IP protocol numbers (RFC 790, IANA "Assigned Internet Protocol Numbers").
@@ -50,6 +52,29 @@ func makeKey(proto uint8, addr [4]byte, port uint16) key {
 	return k
 }
 
+// A key of the IPv6 sets is ip6_addr . inet_proto . inet_service: the
+// address fills the 16-byte NFT_REG_1, the others follow as above.
+//
+//	0                              16              20              24
+//	+------------------------------+---+-----------+-------+-------+
+//	| IPv6 address                 |pro|  padding  | port  |  pad  |
+//	+------------------------------+---+-----------+-------+-------+
+const (
+	key6ProtoOff = 16
+	key6PortOff  = 20
+	key6Len      = 24
+)
+
+type key6 [key6Len]byte
+
+func makeKey6(proto uint8, addr [16]byte, port uint16) key6 {
+	var k key6
+	copy(k[:], addr[:])
+	k[key6ProtoOff] = proto
+	binary.BigEndian.PutUint16(k[key6PortOff:], port)
+	return k
+}
+
 // portRange is a FULLNAT local range of one protocol: one rule each.
 type portRange struct {
 	addr   [4]byte
@@ -60,8 +85,9 @@ type portRange struct {
 // elements is a Match compiled to the contents of the two sets, sorted and
 // without duplicates, and to the local port ranges, merged.
 type elements struct {
-	vips, natReals []key
-	locals         []portRange
+	vips, natReals   []key
+	vips6, natReals6 []key6
+	locals           []portRange
 }
 
 // compile validates m and turns it into set elements and local port
@@ -77,6 +103,12 @@ func compile(m *afpacket.Match) (elements, error) {
 		return e, err
 	}
 	if e.natReals, err = endpointKeys("NATReals", m.NATReals); err != nil {
+		return e, err
+	}
+	if e.vips6, err = endpointKeys6("VIPs6", m.VIPs6); err != nil {
+		return e, err
+	}
+	if e.natReals6, err = endpointKeys6("NATReals6", m.NATReals6); err != nil {
 		return e, err
 	}
 
@@ -114,5 +146,17 @@ func endpointKeys(field string, eps []afpacket.Endpoint) ([]key, error) {
 		keys = append(keys, makeKey(ep.Proto, ep.Addr, ep.Port))
 	}
 	slices.SortFunc(keys, func(a, b key) int { return slices.Compare(a[:], b[:]) })
+	return slices.Compact(keys), nil
+}
+
+func endpointKeys6(field string, eps []afpacket.Endpoint6) ([]key6, error) {
+	keys := make([]key6, 0, len(eps))
+	for i, ep := range eps {
+		if ep.Proto != protoTCP && ep.Proto != protoUDP {
+			return nil, fmt.Errorf("%s[%d]: protocol %d is neither TCP (6) nor UDP (17)", field, i, ep.Proto)
+		}
+		keys = append(keys, makeKey6(ep.Proto, ep.Addr, ep.Port))
+	}
+	slices.SortFunc(keys, func(a, b key6) int { return slices.Compare(a[:], b[:]) })
 	return slices.Compact(keys), nil
 }

@@ -16,6 +16,25 @@ func TestMakeKeyLayout(t *testing.T) {
 	}
 }
 
+func TestMakeKey6Layout(t *testing.T) {
+	addr := [16]byte{0xfd, 0, 0, 0x20, 15: 0x11}
+	k := makeKey6(protoTCP, addr, 0x1f90)
+	want := append(addr[:], 6, 0, 0, 0, 0x1f, 0x90, 0, 0)
+	if !bytes.Equal(k[:], want) {
+		t.Fatalf("key = % x, want % x", k, want)
+	}
+	e, err := compile(&afpacket.Match{
+		VIPs6:     []afpacket.Endpoint6{{Proto: protoTCP, Addr: addr, Port: 80}, {Proto: protoTCP, Addr: addr, Port: 80}},
+		NATReals6: []afpacket.Endpoint6{{Proto: protoUDP, Addr: addr, Port: 53}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.vips6) != 1 || e.vips6[0] != makeKey6(protoTCP, addr, 80) || len(e.natReals6) != 1 || len(e.vips) != 0 {
+		t.Errorf("compile: %+v", e)
+	}
+}
+
 func TestCompile(t *testing.T) {
 	vip := [4]byte{10, 0, 0, 100}
 	lip := [4]byte{10, 0, 0, 1}

@@ -155,6 +155,10 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 // as are frames with a VLAN tag (in the frame or offloaded to skb metadata),
 // a version other than 4 or an IHL below 5. Accepted frames get Snaplen,
 // everything else 0. A nil or empty Match rejects everything.
+//
+// IPv6 frames are admitted when TCP or UDP follows the fixed header (no
+// extension headers) and they go to one of m.VIPs6 or come from one of
+// m.NATReals6 (filter6.go says what stays with the kernel and why).
 func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	if m == nil {
 		m = &Match{}
@@ -162,17 +166,23 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	if err := m.validate(); err != nil {
 		return nil, err
 	}
-	if len(m.VIPs)+len(m.NATReals)+len(m.Locals) == 0 {
+	if len(m.VIPs)+len(m.NATReals)+len(m.Locals) == 0 && !m.has6() {
 		return bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 0}})
 	}
 
 	var a assembler
 	reject := a.newLabel()
 	frag := a.newLabel()
+	v6 := a.newLabel()
 	a.emit(bpf.LoadExtension{Num: bpf.ExtVLANTagPresent})
 	a.jumpIf(bpf.JumpNotEqual, 0, reject, next)
 	a.emit(bpf.LoadExtension{Num: bpf.ExtType})
 	a.jumpIf(bpf.JumpEqual, pktTypeOutgoing, reject, next)
+	if m.has6() {
+		// Without IPv6 endpoints the program is what it was before
+		// there was an IPv6 section.
+		a.emitJumpIPv6(fromFrameStart, v6)
+	}
 	a.emitParse(fromFrameStart, reject, frag)
 
 	accept := bpf.RetConstant{Val: Snaplen}
@@ -192,6 +202,11 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	// reads it.
 	a.bind(frag)
 	a.emitFragMatch(fromFrameStart, m)
+	// After it the IPv6 section (filter6.go), which stores what it reads.
+	if m.has6() {
+		a.bind(v6)
+		a.emitFilter6(fromFrameStart, m)
+	}
 	return a.assemble()
 }
 
@@ -207,6 +222,8 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //   - anything else, in particular a client request, goes to worker
 //     SteerHash(src address, src port) % workers.
 //
+// IPv6 frames are steered the same way with SteerHash6 (a NAT reply from
+// one of m.NATReals6 by its destination, anything else by its source).
 // ICMP errors go where the connection they quote goes (its tuple reversed).
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the
@@ -246,6 +263,10 @@ func steeringProgram(m *Match, workers int, syn bool) ([]bpf.RawInstruction, err
 	zero := a.newLabel()
 	natHash := a.newLabel()
 	frag := a.newLabel()
+	v6 := a.newLabel()
+	if m.has6() {
+		a.emitJumpIPv6(fromHeaderMarks, v6)
+	}
 	a.emitParse(fromHeaderMarks, zero, frag)
 	if syn {
 		a.emitClassifySYN(fromHeaderMarks)
@@ -270,6 +291,10 @@ func steeringProgram(m *Match, workers int, syn bool) ([]bpf.RawInstruction, err
 	// scratch-memory check (see FilterProgram).
 	a.bind(frag)
 	a.emit(bpf.RetConstant{Val: 0})
+	if m.has6() {
+		a.bind(v6)
+		a.emitSteering6(fromHeaderMarks, m, w)
+	}
 	return a.assemble()
 }
 
@@ -326,6 +351,16 @@ func (m *Match) validate() error {
 	for i, e := range m.NATReals {
 		if e.Proto != protoTCP && e.Proto != protoUDP {
 			errs = append(errs, fmt.Errorf("afpacket: NATReals[%d]: protocol %d is neither TCP (6) nor UDP (17)", i, e.Proto))
+		}
+	}
+	for i, e := range m.VIPs6 {
+		if e.Proto != protoTCP && e.Proto != protoUDP {
+			errs = append(errs, fmt.Errorf("afpacket: VIPs6[%d]: protocol %d is neither TCP (6) nor UDP (17)", i, e.Proto))
+		}
+	}
+	for i, e := range m.NATReals6 {
+		if e.Proto != protoTCP && e.Proto != protoUDP {
+			errs = append(errs, fmt.Errorf("afpacket: NATReals6[%d]: protocol %d is neither TCP (6) nor UDP (17)", i, e.Proto))
 		}
 	}
 	for i, r := range m.Locals {

@@ -301,6 +301,53 @@ func TestLinkFanoutSteering(t *testing.T) {
 	}
 }
 
+// TestLinkFanoutSteering6 runs the IPv6 sections in the kernel: the
+// filter takes IPv6 requests to a VIP and NAT replies (and leaves a frame
+// with a hop-by-hop header), and the fanout program, which reads through
+// the kernel's header marks, puts a request and its reply on one worker.
+func TestLinkFanoutSteering6(t *testing.T) {
+	const workers = 2
+	tn := newTestNet(t)
+	m := testMatch6()
+	steer, err := SteeringProgram(m, workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filter := mustFilter(t, m)
+	var links [workers]*Link
+	for i := range links {
+		links[i] = tn.open(t, Config{Interface: tn.b, FanoutGroup: 0x4743, Steering: steer, Filter: filter})
+	}
+	tx := tn.sender(t, TxDefault)
+
+	rng := rand.New(rand.NewPCG(7, 9))
+	var want [workers][][]byte
+	var frames [][]byte
+	for i := range 40 {
+		c := client6
+		binary.BigEndian.PutUint32(c[12:], rng.Uint32())
+		cport := uint16(1024 + i)
+		req := ipv6L4Frame(t, protoTCP, c, cport, vip6, 80)
+		rep := ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)
+		w := SteerHash6(c, cport) % workers
+		want[w] = append(want[w], req, rep)
+		frames = append(frames, req, rep, ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop))
+	}
+	if n, err := tx.Write(frames, nil); n != len(frames) || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	for i, l := range links {
+		got := ours(readFor(t, l, len(want[i]), 2*time.Second))
+		got = append(got, ours(readFor(t, l, 1, 50*time.Millisecond))...)
+		if !sameFrames(got, want[i]) {
+			t.Errorf("worker %d read %d frames, want its %d", i, len(got), len(want[i]))
+		}
+	}
+	if len(want[0]) == 0 || len(want[1]) == 0 {
+		t.Fatalf("test frames all steered to one worker (%d, %d)", len(want[0]), len(want[1]))
+	}
+}
+
 // rawReceiver is a plain AF_PACKET socket (recvfrom, no ring): an
 // independent check of what reached the interface.
 func rawReceiver(t *testing.T, tn *testNet, ifname string) int {
@@ -1084,15 +1131,32 @@ func TestKernelAcceptsPrograms(t *testing.T) {
 			m.NATReals = append(m.NATReals, Endpoint{Proto: protoUDP, Addr: [4]byte{10, 2, 0, byte(a)}, Port: uint16(2000 + p)})
 		}
 	}
+	// IPv6 endpoints beside them: the IPv6 section comes last, after the
+	// IPv4 fragment code, and must store what it reads itself.
+	for a := range 20 {
+		for p := range 5 {
+			addr, real := vip6, natReal6
+			addr[14], real[14] = byte(a), byte(a)
+			m.VIPs6 = append(m.VIPs6, Endpoint6{Proto: protoTCP, Addr: addr, Port: uint16(1000 + p)})
+			m.NATReals6 = append(m.NATReals6, Endpoint6{Proto: protoUDP, Addr: real, Port: uint16(2000 + p)})
+		}
+	}
 	filter := mustFilter(t, m)
 	for _, workers := range []int{1, 3, 64} {
 		steer, err := SteeringProgram(m, workers)
 		if err != nil {
 			t.Fatal(err)
 		}
+		steerSYN, err := SteeringProgramSYN(m, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
 		l := tn.open(t, Config{Interface: tn.b, FanoutGroup: uint16(100 + workers), Steering: steer, Filter: filter})
 		if err := l.SetSteering(steer); err != nil {
 			t.Errorf("SetSteering: %v", err)
+		}
+		if err := l.SetSteering(steerSYN); err != nil {
+			t.Errorf("SetSteering (SYN rings): %v", err)
 		}
 		if err := l.SetFilter(filter); err != nil {
 			t.Errorf("SetFilter: %v", err)

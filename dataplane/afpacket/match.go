@@ -16,12 +16,29 @@ type LocalRange struct {
 	PortLo, PortHi uint16
 }
 
+// Endpoint6 is Endpoint for IPv6.
+type Endpoint6 struct {
+	Proto uint8 // 6 (TCP) or 17 (UDP)
+	Addr  [16]byte
+	Port  uint16
+}
+
 // Match describes every frame the dataplane takes from the kernel. The same
 // value generates the socket filter, the fanout steering program and the
 // nftables ingress rules that keep the kernel from also handling the frames,
 // so the three always agree.
+//
+// An IPv6 frame is the dataplane's only when TCP or UDP follows the fixed
+// 40-byte header directly: frames with extension headers (fragments
+// included) and ICMPv6 stay with the kernel (see filter6.go).
 type Match struct {
 	VIPs     []Endpoint   // client packets to VIP:port
 	NATReals []Endpoint   // NAT replies from RIP:port
 	Locals   []LocalRange // FULLNAT replies to LIP:lport
+
+	VIPs6     []Endpoint6 // IPv6 client packets to [VIP]:port
+	NATReals6 []Endpoint6 // IPv6 NAT replies from [RIP]:port
 }
+
+// has6 reports whether m takes any IPv6 frame.
+func (m *Match) has6() bool { return len(m.VIPs6)+len(m.NATReals6) > 0 }

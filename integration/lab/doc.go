@@ -18,12 +18,21 @@
 //	rsN      eth0 10.20.0.(10+N)/24, default via 10.20.0.1
 //	gen      eth0 10.20.0.250/24, default via 10.20.0.1 (only with Options.Generator)
 //
+// With Options.IPv6 every host also has an IPv6 ULA address whose last
+// group reads as its IPv4 address's last byte, all without DAD: client
+// fd00:10::2/64 (default via fd00:10::1), router fd00:10::1/64 and
+// fd00:20::1/64 (IPv6 forwarding on), directorN fd00:20::(1+N), rsN
+// fd00:20::(10+N), gen fd00:20::250, each on the LAN with default via
+// fd00:20::1; SetGateway moves chosen reals' IPv6 (or IPv4) default route.
+// Router solicitations, router advertisements and autoconfiguration are
+// off, and the bridge does no MLD snooping. VIP6 is fd00:20::100.
+//
 // The VIP (10.20.0.100 by convention) is not configured: gvsd adds it. Every
 // veth end keeps the kernel's default offloads (tx checksumming, TSO, GSO,
 // GRO), as users' hosts run: taps see partial checksums and GSO frames
 // above the 1500-byte MTU. Options.OffloadsOff turns them all off
-// (offload.DisableAll), the extra case. IPv6 is disabled so captures hold
-// only the traffic a test makes. Host MAC
+// (offload.DisableAll), the extra case. Without Options.IPv6, IPv6 is
+// disabled so captures hold only the traffic a test makes. Host MAC
 // addresses are 02:00 followed by the host's IPv4 address.
 //
 // Namespace switching is per OS thread: Host.Do runs a function on a locked

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Tunables of the echo server.
@@ -48,21 +49,22 @@ type Echo struct {
 // StartEcho starts an echo server for proto ("tcp" or "udp") listening on
 // addr inside h's namespace, e.g. 10.20.0.100:80 (the VIP, which a DR/TUN
 // real server has on lo; the socket is IP_FREEBIND, so it may be bound
-// before the VIP is added) or 0.0.0.0:80. Port 0 picks a free port: see
+// before the VIP is added), 0.0.0.0:80, or an IPv6 address such as
+// [fd00:20::100]:80 or [::]:80 (IPV6_FREEBIND). Port 0 picks a free port: see
 // Addr. Lab.Close stops it if the caller did not.
 func (h *Host) StartEcho(proto string, addr netip.AddrPort) (*Echo, error) {
 	if proto != "tcp" && proto != "udp" {
 		return nil, fmt.Errorf("lab: echo on %s: protocol %q: want tcp or udp", h.Name, proto)
 	}
-	if !addr.Addr().Is4() {
-		return nil, fmt.Errorf("lab: echo on %s: %s is not an IPv4 address", h.Name, addr)
+	if !addr.Addr().Is4() && !addr.Addr().Is6() {
+		return nil, fmt.Errorf("lab: echo on %s: %s is not an IPv4 or IPv6 address", h.Name, addr)
 	}
 	e := &Echo{proto: proto, lab: h.lab, conns: make(map[net.Conn]struct{})}
 	e.stats.Peers = make(map[netip.Addr]int)
 	err := h.Do(func() error {
 		lc := net.ListenConfig{Control: listenControl}
 		if proto == "tcp" {
-			ln, err := lc.Listen(context.Background(), "tcp4", addr.String())
+			ln, err := lc.Listen(context.Background(), network("tcp", addr.Addr()), addr.String())
 			if err != nil {
 				return err
 			}
@@ -70,7 +72,7 @@ func (h *Host) StartEcho(proto string, addr netip.AddrPort) (*Echo, error) {
 			e.addr = ln.Addr().(*net.TCPAddr).AddrPort()
 			return nil
 		}
-		pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+		pc, err := lc.ListenPacket(context.Background(), network("udp", addr.Addr()), addr.String())
 		if err != nil {
 			return err
 		}
@@ -86,9 +88,18 @@ func (h *Host) StartEcho(proto string, addr netip.AddrPort) (*Echo, error) {
 		return nil, fmt.Errorf("lab: echo %s on %s %s: lab closed", proto, h.Name, addr)
 	}
 	e.wg.Add(1)
-	if proto == "tcp" {
+	switch {
+	case proto == "tcp":
 		go e.acceptLoop()
-	} else {
+	case addr.Addr().Is6():
+		p := ipv6.NewPacketConn(e.pc)
+		if err := p.SetControlMessage(ipv6.FlagDst, true); err != nil {
+			e.wg.Done()
+			e.Close()
+			return nil, fmt.Errorf("lab: echo udp on %s %s: IPV6_RECVPKTINFO: %w", h.Name, addr, err)
+		}
+		go e.udpLoop6(p)
+	default:
 		p := ipv4.NewPacketConn(e.pc)
 		if err := p.SetControlMessage(ipv4.FlagDst, true); err != nil {
 			e.wg.Done()
@@ -223,6 +234,35 @@ func (e *Echo) udpLoop(p *ipv4.PacketConn) {
 		var wcm *ipv4.ControlMessage
 		if cm != nil && cm.Dst != nil && !cm.Dst.IsMulticast() && !cm.Dst.Equal(net.IPv4bcast) {
 			wcm = &ipv4.ControlMessage{Src: cm.Dst}
+		}
+		p.WriteTo(buf[:n], wcm, src) // a lost echo is the client's to notice
+	}
+}
+
+// udpLoop6 is udpLoop for an IPv6 socket: it answers from the address
+// each datagram was sent to (IPV6_PKTINFO).
+func (e *Echo) udpLoop6(p *ipv6.PacketConn) {
+	defer e.wg.Done()
+	buf := make([]byte, echoBuf)
+	errs := 0
+	for errs < maxEchoErrors {
+		n, cm, src, err := p.ReadFrom(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			errs++
+			continue
+		}
+		errs = 0
+		e.mu.Lock()
+		e.stats.Datagrams++
+		e.stats.Bytes += int64(n)
+		e.stats.Peers[peerAddr(src)]++
+		e.mu.Unlock()
+		var wcm *ipv6.ControlMessage
+		if cm != nil && cm.Dst != nil && !cm.Dst.IsMulticast() {
+			wcm = &ipv6.ControlMessage{Src: cm.Dst}
 		}
 		p.WriteTo(buf[:n], wcm, src) // a lost echo is the client's to notice
 	}

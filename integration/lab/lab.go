@@ -18,6 +18,9 @@ import (
 // configures it: gvsd adds it to the director, gvs-realserver to the reals.
 var VIP = netip.AddrFrom4([4]byte{10, 20, 0, 100})
 
+// VIP6 is VIP's IPv6 counterpart on the LAN of a lab with Options.IPv6.
+var VIP6 = netip.MustParseAddr("fd00:20::100")
+
 // Addressing of the topology; see the package comment.
 var (
 	lanNet       = netip.MustParsePrefix("10.20.0.0/24")
@@ -26,6 +29,16 @@ var (
 	routerLAN    = netip.AddrFrom4([4]byte{10, 20, 0, 1})
 	// generatorAddr is above every rsN (at most .99) and the VIP (.100).
 	generatorAddr = netip.AddrFrom4([4]byte{10, 20, 0, 250})
+
+	// With Options.IPv6 every host also has an address of a ULA /64
+	// whose last group reads as its IPv4 address's last byte
+	// (10.20.0.11 is fd00:20::11).
+	lanNet6          = netip.MustParsePrefix("fd00:20::/64")
+	routerClient6    = netip.MustParseAddr("fd00:10::1")
+	routerLAN6       = netip.MustParseAddr("fd00:20::1")
+	clientPrefix6    = "fd00:10::"
+	lanPrefix6       = "fd00:20::"
+	ipv6PrefixLength = 64
 )
 
 // Tunables.
@@ -83,6 +96,12 @@ type Options struct {
 	// checksums and can be GSO super-frames far above the MTU. Off is the
 	// extra case, where every frame is final and within the MTU.
 	OffloadsOff bool
+	// IPv6 gives every host an IPv6 address beside its IPv4 one (see the
+	// package comment: fd00:10::/64 on the client side, fd00:20::/64 on
+	// the LAN, Host.Addr6), default routes through the router, which
+	// forwards IPv6 too. Off by default: the lab then disables IPv6, so
+	// captures hold no neighbour discovery or MLD traffic.
+	IPv6 bool
 	// Logf, if set, receives progress messages.
 	Logf func(format string, args ...any)
 }
@@ -146,6 +165,7 @@ type Host struct {
 	NS    string           // namespace name, for ip netns exec
 	Iface string           // "eth0"; the router's LAN side is "eth1"
 	Addr  netip.Addr       // address of Iface
+	Addr6 netip.Addr       // IPv6 address of Iface (Options.IPv6), else invalid
 	MAC   net.HardwareAddr // of Iface
 
 	lab *Lab
@@ -164,10 +184,15 @@ type Lab struct {
 	// ClientAddrs are the client's addresses, Client.Addr first
 	// (Options.ClientAddrs).
 	ClientAddrs []netip.Addr
+	// With Options.IPv6: the LAN's IPv6 prefix, fd00:20::/64, and the
+	// router's address on it, fd00:20::1 (else invalid).
+	LAN6     netip.Prefix
+	Gateway6 netip.Addr
 
 	prefix      string
 	logf        func(format string, args ...any)
 	offloadsOff bool
+	ipv6        bool
 
 	mu         sync.Mutex
 	namespaces []string // created (or being created), in order
@@ -295,6 +320,18 @@ func clientAddrN(n int) netip.Addr {
 // realAddr is rsN's address, 10.20.0.(10+N).
 func realAddr(n int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, 20, 0, byte(realBase + n)})
+}
+
+// addr6Of is the IPv6 address of a host whose IPv4 address is a: on the
+// client side or the LAN, with a's last byte written as the last group
+// (10.20.0.11 -> fd00:20::11).
+func addr6Of(a netip.Addr) netip.Addr {
+	b := a.As4()
+	pfx := lanPrefix6
+	if b[1] == 10 {
+		pfx = clientPrefix6
+	}
+	return netip.MustParseAddr(fmt.Sprintf("%s%d", pfx, b[3]))
 }
 
 // hostMAC is the MAC address the lab gives a host interface: locally

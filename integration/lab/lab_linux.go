@@ -38,9 +38,16 @@ func New(o Options) (*Lab, error) {
 		lock.Close()
 		return nil, err
 	}
-	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf, offloadsOff: o.OffloadsOff, lock: lock}
+	l := &Lab{LAN: lanNet, Gateway: routerLAN, prefix: o.Prefix, logf: o.Logf, offloadsOff: o.OffloadsOff, ipv6: o.IPv6, lock: lock}
+	if o.IPv6 {
+		l.LAN6, l.Gateway6 = lanNet6, routerLAN6
+	}
 	host := func(name, iface string, addr netip.Addr) *Host {
-		return &Host{Name: name, NS: nsName(o.Prefix, name), Iface: iface, Addr: addr, MAC: hostMAC(addr), lab: l}
+		h := &Host{Name: name, NS: nsName(o.Prefix, name), Iface: iface, Addr: addr, MAC: hostMAC(addr), lab: l}
+		if o.IPv6 {
+			h.Addr6 = addr6Of(addr)
+		}
+		return h
 	}
 	l.Client = host("client", "eth0", clientAddr)
 	l.Router = host("router", "eth0", routerClient)
@@ -76,6 +83,9 @@ func New(o Options) (*Lab, error) {
 	}
 	if n := len(l.ClientAddrs); n > 1 {
 		gen += fmt.Sprintf(", %d client addresses %s-%s", n, l.ClientAddrs[0], l.ClientAddrs[n-1])
+	}
+	if o.IPv6 {
+		gen += fmt.Sprintf(", IPv6: client %s, router %s/%s, director %s", l.Client.Addr6, l.Router.Addr6, l.Gateway6, l.Director.Addr6)
 	}
 	o.Logf("lab %s: ready: client %s, router %s/%s, director %s, %d real servers%s", o.Prefix,
 		l.Client.Addr, l.Router.Addr, l.Gateway, l.Director.Addr, len(l.Reals), gen)
@@ -180,22 +190,37 @@ func deleteNamed(name string) error {
 }
 
 // SetRealGateway replaces the default route of every real server with one
-// via gw (NAT mode points it at the director; l.Gateway restores it).
+// via gw (NAT mode points it at the director; l.Gateway restores it). An
+// IPv6 gw (Options.IPv6) replaces the IPv6 default route and leaves the
+// IPv4 one alone, and the other way round.
 func (l *Lab) SetRealGateway(gw netip.Addr) error {
-	if !l.LAN.Contains(gw) {
-		return fmt.Errorf("lab: real-server gateway %s is outside the LAN %s", gw, l.LAN)
+	return l.SetGateway(gw, l.Reals...)
+}
+
+// SetGateway is SetRealGateway for the real servers reals only: in one lab,
+// the reals of a NAT service can route through the director while those of
+// a DR service route through the router.
+func (l *Lab) SetGateway(gw netip.Addr, reals ...*Host) error {
+	lan := l.LAN
+	if gw.Is6() {
+		lan = l.LAN6
 	}
-	for _, r := range l.Reals {
-		if gw == r.Addr {
+	if !lan.IsValid() || !lan.Contains(gw) {
+		return fmt.Errorf("lab: real-server gateway %s is outside the LAN %s", gw, lan)
+	}
+	for _, r := range reals {
+		if gw == r.Addr || gw == r.Addr6 {
 			return fmt.Errorf("lab: real-server gateway %s is %s itself", gw, r.Name)
 		}
 	}
-	for _, r := range l.Reals {
+	var names []string
+	for _, r := range reals {
 		if err := r.setDefaultRoute(gw); err != nil {
 			return err
 		}
+		names = append(names, r.Name)
 	}
-	l.log("real servers route via %s", gw)
+	l.log("%s route via %s", strings.Join(names, ", "), gw)
 	return nil
 }
 
@@ -217,11 +242,11 @@ func (h *Host) setDefaultRoute(gw netip.Addr) error {
 }
 
 func defaultRoute(link netlink.Link, gw netip.Addr) *netlink.Route {
-	return &netlink.Route{
-		LinkIndex: link.Attrs().Index,
-		Dst:       &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)},
-		Gw:        gw.AsSlice(),
+	dst := &net.IPNet{IP: net.IPv4zero.To4(), Mask: net.CIDRMask(0, 32)}
+	if gw.Is6() {
+		dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
 	}
+	return &netlink.Route{LinkIndex: link.Attrs().Index, Dst: dst, Gw: gw.AsSlice()}
 }
 
 // buildFault, set only by tests, makes New fail halfway through building.
@@ -268,6 +293,12 @@ func (b *builder) build() error {
 	// The LAN: br0 in its own namespace.
 	lan := b.nl["lan"]
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0", MTU: mtu}}
+	if l.ipv6 {
+		// A plain wire for neighbour discovery's multicast too: no MLD
+		// snooping deciding which port hears a solicitation.
+		off := false
+		br.MulticastSnooping = &off
+	}
 	if err := lan.LinkAdd(br); err != nil {
 		return fmt.Errorf("add br0: %w", err)
 	}
@@ -318,18 +349,34 @@ func (b *builder) build() error {
 			return err
 		}
 	}
-	if err := b.addRoute("client", "eth0", routerClient); err != nil {
-		return err
+	gateways := []netip.Addr{routerClient}
+	if l.ipv6 {
+		gateways = append(gateways, routerClient6)
 	}
-	for _, h := range l.lanHosts() {
-		if err := b.addRoute(h.Name, h.Iface, routerLAN); err != nil {
+	for _, gw := range gateways {
+		if err := b.addRoute("client", "eth0", gw); err != nil {
 			return err
 		}
 	}
+	for _, h := range l.lanHosts() {
+		for _, gw := range []netip.Addr{routerLAN, l.Gateway6} {
+			if !gw.IsValid() {
+				continue
+			}
+			if err := b.addRoute(h.Name, h.Iface, gw); err != nil {
+				return err
+			}
+		}
+	}
 	if err := doIn(b.ns["router"], l.Router.NS, func() error {
+		if l.ipv6 {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/all/forwarding", []byte("1"), 0); err != nil {
+				return err
+			}
+		}
 		return os.WriteFile("/proc/sys/net/ipv4/ip_forward", []byte("1"), 0)
 	}); err != nil {
-		return fmt.Errorf("router ip_forward: %w", err)
+		return fmt.Errorf("router forwarding: %w", err)
 	}
 	return b.waitUp()
 }
@@ -358,7 +405,7 @@ func (b *builder) addNamespace(part string) error {
 		defer orig.Close()
 		ns, err := netns.NewNamed(name)
 		if err == nil {
-			err = setSysctls(nsSysctls(part))
+			err = setSysctls(nsSysctls(part, l.ipv6))
 		}
 		if rerr := netns.Set(orig); rerr != nil {
 			done <- result{ns: ns, err: errors.Join(err, rerr)} // the thread stays locked and dies
@@ -393,11 +440,20 @@ func (b *builder) addNamespace(part string) error {
 // sysctl is one setting New makes in a fresh namespace, with its reason.
 type sysctl struct{ key, value, why string }
 
-// nsSysctls returns the settings of a lab part's namespace.
-func nsSysctls(part string) []sysctl {
+// nsSysctls returns the settings of a lab part's namespace, with IPv6 on
+// (Options.IPv6) or off.
+func nsSysctls(part string, ipv6 bool) []sysctl {
 	s := []sysctl{
 		{"net/ipv6/conf/all/disable_ipv6", "1", "captures hold no router solicitations or MLD reports"},
 		{"net/ipv6/conf/default/disable_ipv6", "1", "the same for interfaces created later"},
+	}
+	if ipv6 {
+		s = []sysctl{
+			{"net/ipv6/conf/default/accept_dad", "0", "addresses (link-local ones too) are usable at once: the lab's are unique"},
+			{"net/ipv6/conf/default/router_solicitations", "0", "no router solicitations: routes are static"},
+			{"net/ipv6/conf/default/accept_ra", "0", "no addresses or routes from router advertisements"},
+			{"net/ipv6/conf/default/autoconf", "0", "the same"},
+		}
 	}
 	if part == "router" {
 		// Several directors announce a VIP over BGP and the router's route
@@ -459,22 +515,24 @@ func (b *builder) configure(part, name string, addr netip.Addr) error {
 	if err := b.linkUp(part, name); err != nil {
 		return err
 	}
-	nl := b.nl[part]
-	link, err := nl.LinkByName(name)
-	if err != nil {
-		return fmt.Errorf("find %s/%s: %w", part, name, err)
-	}
-	return addAddrTo(nl, link, part, addr)
+	return b.addAddr(part, name, addr)
 }
 
-// addAddr gives the link name in part one more address, addr/24.
+// addAddr gives the link name in part one more address, addr/24, and with
+// Options.IPv6 its IPv6 counterpart (addr6Of) as a /64.
 func (b *builder) addAddr(part, name string, addr netip.Addr) error {
 	nl := b.nl[part]
 	link, err := nl.LinkByName(name)
 	if err != nil {
 		return fmt.Errorf("find %s/%s: %w", part, name, err)
 	}
-	return addAddrTo(nl, link, part, addr)
+	if err := addAddrTo(nl, link, part, addr); err != nil {
+		return err
+	}
+	if b.lab.ipv6 {
+		return addAddr6To(nl, link, part, addr6Of(addr))
+	}
+	return nil
 }
 
 func addAddrTo(nl *netlink.Handle, link netlink.Link, part string, addr netip.Addr) error {
@@ -482,6 +540,15 @@ func addAddrTo(nl *netlink.Handle, link netlink.Link, part string, addr netip.Ad
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}}
 	if err := nl.AddrAdd(link, a); err != nil {
 		return fmt.Errorf("address %s on %s/%s: %w", pfx, part, link.Attrs().Name, err)
+	}
+	return nil
+}
+
+// addAddr6To gives link addr/64 without duplicate address detection.
+func addAddr6To(nl *netlink.Handle, link netlink.Link, part string, addr netip.Addr) error {
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(ipv6PrefixLength, 128)}, Flags: unix.IFA_F_NODAD}
+	if err := nl.AddrAdd(link, a); err != nil {
+		return fmt.Errorf("address %s/%d on %s/%s: %w", addr, ipv6PrefixLength, part, link.Attrs().Name, err)
 	}
 	return nil
 }

@@ -20,3 +20,6 @@ func CleanupStale(prefix string) error { return errUnsupported }
 
 // SetRealGateway is unsupported outside Linux.
 func (l *Lab) SetRealGateway(gw netip.Addr) error { return errUnsupported }
+
+// SetGateway is unsupported outside Linux.
+func (l *Lab) SetGateway(gw netip.Addr, reals ...*Host) error { return errUnsupported }

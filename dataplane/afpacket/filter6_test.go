@@ -1,0 +1,482 @@
+package afpacket
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"golang.org/x/net/bpf"
+)
+
+var (
+	vip6     = [16]byte{0xfd, 0, 0, 0x20, 15: 0x01, 14: 0x01}       // fd00:20::100
+	vip6b    = [16]byte{0xfd, 0, 0, 0x20, 15: 0x01, 14: 0x02}       // fd00:20::201 (another VIP)
+	client6  = [16]byte{0xfd, 0, 0, 0x10, 15: 0x07}                 // fd00:10::7
+	natReal6 = [16]byte{0xfd, 0, 0, 0x20, 15: 0x11}                 // fd00:20::11
+	other6   = [16]byte{0xfd, 0, 0, 0x20, 15: 0x99}                 // fd00:20::99
+	nearVIP6 = [16]byte{0xfd, 0, 0, 0x21, 15: 0x01, 14: 0x01}       // differs in the first word only
+	lateVIP6 = [16]byte{0xfd, 0, 0, 0x20, 15: 0x01, 14: 0x01, 8: 1} // differs in the third word only
+)
+
+// testMatch6 is testMatch with IPv6 endpoints beside the IPv4 ones.
+func testMatch6() *Match {
+	m := testMatch()
+	m.VIPs6 = []Endpoint6{
+		{Proto: protoTCP, Addr: vip6, Port: 80},
+		{Proto: protoUDP, Addr: vip6, Port: 53},
+		{Proto: protoTCP, Addr: vip6b, Port: 443},
+	}
+	m.NATReals6 = []Endpoint6{{Proto: protoTCP, Addr: natReal6, Port: 8080}, {Proto: protoUDP, Addr: natReal6, Port: 5353}}
+	return m
+}
+
+// frame6Opt adjusts the layers of an IPv6 test frame: it may return
+// extension headers to put between the IPv6 and the transport header.
+type frame6Opt func(ip *layers.IPv6) []gopacket.SerializableLayer
+
+// withHopByHop puts a hop-by-hop options header (a PadN option) first.
+func withHopByHop(ip *layers.IPv6) []gopacket.SerializableLayer {
+	h := &layers.IPv6HopByHop{}
+	h.NextHeader = ip.NextHeader
+	h.Options = []*layers.IPv6HopByHopOption{{OptionType: 1, OptionLength: 4, OptionData: []byte{0, 0, 0, 0}}}
+	ip.NextHeader = layers.IPProtocolIPv6HopByHop
+	return []gopacket.SerializableLayer{h}
+}
+
+// withFragment6 puts a fragment header (offset 0, more fragments) first.
+func withFragment6(ip *layers.IPv6) []gopacket.SerializableLayer {
+	f := &layers.IPv6Fragment{NextHeader: ip.NextHeader, MoreFragments: true, Identification: 7}
+	ip.NextHeader = layers.IPProtocolIPv6Fragment
+	return []gopacket.SerializableLayer{f}
+}
+
+// ipv6L4Frame builds Ethernet/IPv6/TCP-or-UDP with ipv4Frame's payload;
+// any other protocol gets eight bytes that read as the same ports.
+func ipv6L4Frame(t testing.TB, proto uint8, src [16]byte, sport uint16, dst [16]byte, dport uint16, opts ...frame6Opt) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocol(proto), SrcIP: net.IP(src[:]), DstIP: net.IP(dst[:])}
+	ls := []gopacket.SerializableLayer{eth, ip}
+	for _, o := range opts {
+		ls = append(ls, o(ip)...)
+	}
+	switch proto {
+	case protoTCP:
+		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Window: 1024}
+		_ = tcp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, tcp)
+	case protoUDP:
+		udp := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
+		_ = udp.SetNetworkLayerForChecksum(ip)
+		ls = append(ls, udp)
+	default:
+		var b [8]byte
+		binary.BigEndian.PutUint16(b[0:], sport)
+		binary.BigEndian.PutUint16(b[2:], dport)
+		ls = append(ls, gopacket.Payload(b[:]))
+	}
+	ls = append(ls, gopacket.Payload("gvs afpacket test"))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatalf("serialize: %v", err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func TestFilterProgram6Golden(t *testing.T) {
+	prog, err := FilterProgram(testMatch6())
+	if err != nil {
+		t.Fatal(err)
+	}
+	badVersion := ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80)
+	badVersion[ethHdrLen] = 0x40
+	short := ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80)[:ethHdrLen+ip6HdrLen+2]
+	tests := []struct {
+		name  string
+		frame []byte
+		meta  skbMeta
+		want  bool
+	}{
+		{"tcp to vip", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{}, true},
+		{"udp to vip", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53), skbMeta{}, true},
+		{"tcp to second vip", ipv6L4Frame(t, protoTCP, client6, 40000, vip6b, 443), skbMeta{}, true},
+		{"to otherhost mac", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{pktType: 3}, true},
+		{"wrong port", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 81), skbMeta{}, false},
+		{"port of other vip", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 443), skbMeta{}, false},
+		{"wrong proto", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 80), skbMeta{}, false},
+		{"wrong addr", ipv6L4Frame(t, protoTCP, client6, 40000, other6, 80), skbMeta{}, false},
+		{"addr differs in first word", ipv6L4Frame(t, protoTCP, client6, 40000, nearVIP6, 80), skbMeta{}, false},
+		{"addr differs in third word", ipv6L4Frame(t, protoTCP, client6, 40000, lateVIP6, 80), skbMeta{}, false},
+		{"vip as source", ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), skbMeta{}, false},
+		{"ipv4 vip port on ipv6", ipv6L4Frame(t, protoTCP, client6, 40000, other6, 443), skbMeta{}, false},
+		{"nat reply", ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000), skbMeta{}, true},
+		{"nat reply udp", ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000), skbMeta{}, true},
+		{"nat reply wrong port", ipv6L4Frame(t, protoTCP, natReal6, 8081, client6, 40000), skbMeta{}, false},
+		{"nat reply wrong proto", ipv6L4Frame(t, protoUDP, natReal6, 8080, client6, 40000), skbMeta{}, false},
+		{"to nat real", ipv6L4Frame(t, protoTCP, client6, 40000, natReal6, 8080), skbMeta{}, false},
+		{"nat reply outgoing", ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000), skbMeta{pktType: pktTypeOutgoing}, false},
+		{"outgoing", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{pktType: pktTypeOutgoing}, false},
+		{"vlan offloaded", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{vlan: true}, false},
+		// Extension headers, fragments and ICMPv6 stay with the kernel.
+		{"hop-by-hop", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop), skbMeta{}, false},
+		{"fragment", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6), skbMeta{}, false},
+		{"icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 80), skbMeta{}, false},
+		{"version 4 in an ipv6 frame", badVersion, skbMeta{}, false},
+		{"truncated before ports", short, skbMeta{}, false},
+		// The IPv4 part is unchanged beside it.
+		{"ipv4 tcp to vip", ipv4Frame(t, protoTCP, client, 40000, vip, 80), skbMeta{}, true},
+		{"ipv4 nat reply", ipv4Frame(t, protoTCP, natReal, 8080, client, 40000), skbMeta{}, true},
+		{"ipv4 wrong port", ipv4Frame(t, protoTCP, client, 40000, vip, 81), skbMeta{}, false},
+		{"arp", arpFrame(t), skbMeta{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(strings.ReplaceAll(tt.name, " ", "_"), func(t *testing.T) {
+			got := run(t, newVM(t, prog, tt.meta), tt.frame)
+			want := uint32(0)
+			if tt.want {
+				want = Snaplen
+			}
+			if got != want {
+				t.Errorf("filter returned %d, want %d for\n%s", got, want, gopacket.NewPacket(tt.frame, layers.LayerTypeEthernet, gopacket.Default).Dump())
+			}
+			if naive := naiveAccept6(testMatch6(), tt.frame, tt.meta); naive != tt.want {
+				t.Errorf("the reference says %v", naive)
+			}
+		})
+	}
+}
+
+// TestPrograms6LeaveIPv4Alone: without IPv6 endpoints the programs are
+// the IPv4 ones, byte for byte (an IPv6 frame is rejected and goes to
+// worker 0, as before); with them, every IPv4 frame gets the same answer
+// from both programs as it does without.
+func TestPrograms6LeaveIPv4Alone(t *testing.T) {
+	m4, m6 := testMatch(), testMatch6()
+	m4copy := *m4
+	m4copy.VIPs6, m4copy.NATReals6 = []Endpoint6{}, nil
+	f4, _ := FilterProgram(m4)
+	f4b, _ := FilterProgram(&m4copy)
+	if !slices.Equal(f4, f4b) {
+		t.Fatal("an empty VIPs6 changed the IPv4 filter")
+	}
+	for _, tt := range []struct {
+		name  string
+		build func(*Match) ([]bpf.RawInstruction, error)
+	}{
+		{"filter", func(m *Match) ([]bpf.RawInstruction, error) { return FilterProgram(m) }},
+		{"steering", func(m *Match) ([]bpf.RawInstruction, error) { return SteeringProgram(m, 5) }},
+		{"steering with SYN rings", func(m *Match) ([]bpf.RawInstruction, error) { return SteeringProgramSYN(m, 5) }},
+	} {
+		p4, err := tt.build(m4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p6, err := tt.build(m6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p6) <= len(p4) {
+			t.Fatalf("%s: %d instructions with IPv6 endpoints, %d without", tt.name, len(p6), len(p4))
+		}
+		vm4, vm6 := newVM(t, p4, skbMeta{}), newVM(t, p6, skbMeta{})
+		rng := rand.New(rand.NewPCG(9, 10))
+		frames := append(filterSeeds(t), ipv4Frame(t, protoTCP, client, 40000, vip, 80, withIPOptions))
+		for range 3000 {
+			f := append([]byte(nil), frames[rng.IntN(len(frames))]...)
+			var c [4]byte
+			binary.BigEndian.PutUint32(c[:], rng.Uint32())
+			if f[ethTypeOff] == 0x08 && f[ethTypeOff+1] == 0 && len(f) > ethHdrLen+20 {
+				copy(f[ethHdrLen+ipSrcOff:], c[:]) // spread the steering
+			}
+			if a, b := run(t, vm4, f), run(t, vm6, f); a != b {
+				t.Fatalf("%s: %d without IPv6 endpoints, %d with, for % x", tt.name, a, b, f)
+			}
+		}
+		if got := run(t, vm4, ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80)); got != 0 {
+			t.Errorf("%s without IPv6 endpoints: IPv6 frame -> %d, want 0", tt.name, got)
+		}
+	}
+}
+
+// TestSteeringProgram6: an IPv6 request and the NAT reply to it land on
+// one worker, SteerHash6(client, port) % workers; IPv4 steering beside it
+// is unchanged.
+func TestSteeringProgram6(t *testing.T) {
+	m := testMatch6()
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, workers := range []int{2, 3, 4, 7, 16} {
+		prog, err := SteeringProgram(m, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM(t, prog, skbMeta{})
+		w := uint32(workers)
+		seen := map[uint32]bool{}
+		for range 300 {
+			var c [16]byte
+			for i := 0; i < 16; i += 4 {
+				binary.BigEndian.PutUint32(c[i:], rng.Uint32())
+			}
+			cport := uint16(rng.UintN(65536))
+			want := SteerHash6(c, cport) % w
+			seen[want] = true
+			for _, tc := range []struct {
+				name  string
+				frame []byte
+			}{
+				{"TCP request", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80)},
+				{"TCP NAT reply", ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport)},
+				{"UDP request", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53)},
+				{"UDP NAT reply", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)},
+			} {
+				if got := run(t, vm, tc.frame); got != want {
+					t.Fatalf("workers=%d %s for [%x]:%d -> %d, want %d", workers, tc.name, c, cport, got, want)
+				}
+			}
+			// From a NAT real's address but not its port: by source.
+			if got := run(t, vm, ipv6L4Frame(t, protoTCP, natReal6, 9999, c, cport)); got != SteerHash6(natReal6, 9999)%w {
+				t.Fatalf("frame from a non-NAT port -> %d, want the source hash", got)
+			}
+			// IPv4 beside it, as before.
+			var c4 [4]byte
+			binary.BigEndian.PutUint32(c4[:], rng.Uint32())
+			if got := run(t, vm, ipv4Frame(t, protoTCP, natReal, 8080, c4, cport)); got != SteerHash(c4, cport)%w {
+				t.Fatalf("IPv4 NAT reply -> %d, want %d", got, SteerHash(c4, cport)%w)
+			}
+		}
+		if len(seen) != workers {
+			t.Errorf("workers=%d: 300 clients reached only %d workers", workers, len(seen))
+		}
+		for _, f := range [][]byte{
+			ipv6L4Frame(t, 58, client6, 1, vip6, 80),
+			ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+			ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6),
+		} {
+			if got := run(t, vm, f); got != 0 {
+				t.Errorf("workers=%d: a frame the filter leaves -> %d, want 0", workers, got)
+			}
+		}
+	}
+}
+
+// TestSteerHash6MatchesProgram runs random IPv6 tuples through the program
+// and the Go twin, and checks that the hash spreads.
+func TestSteerHash6MatchesProgram(t *testing.T) {
+	const workers = 1 << 16
+	prog, err := SteeringProgram(testMatch6(), workers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, prog, skbMeta{})
+	rng := rand.New(rand.NewPCG(13, 14))
+	frame := ipv6L4Frame(t, protoUDP, client6, 1, vip6, 53)
+	counts := make([]int, 4)
+	for range 20000 {
+		src := client6
+		// Random low 64 bits (SLAAC-like) or random words anywhere.
+		for i := 8; i < 16; i += 4 {
+			binary.BigEndian.PutUint32(src[i:], rng.Uint32())
+		}
+		if rng.IntN(2) == 0 {
+			binary.BigEndian.PutUint32(src[0:], rng.Uint32())
+		}
+		sport := uint16(rng.UintN(65536))
+		copy(frame[ethHdrLen+ip6SrcOff:], src[:])
+		binary.BigEndian.PutUint16(frame[ethHdrLen+ip6HdrLen:], sport)
+		h := SteerHash6(src, sport)
+		if got := run(t, vm, frame); got != h%workers {
+			t.Fatalf("[%x]:%d: program %d, SteerHash6 %% %d = %d", src, sport, got, workers, h%workers)
+		}
+		counts[h%4]++
+	}
+	// One client, sequential ports, and many clients differing only in
+	// the last byte, must spread too.
+	for p := range 2000 {
+		counts[SteerHash6(client6, uint16(30000+p))%4]++
+		c := client6
+		c[15], c[14] = byte(p), byte(p>>8)
+		counts[SteerHash6(c, 40000)%4]++
+	}
+	for i, c := range counts {
+		if c < 24000/4*8/10 || c > 24000/4*12/10 {
+			t.Errorf("worker %d of 4 got %d of 24000 tuples: the hash spreads badly (%v)", i, c, counts)
+		}
+	}
+}
+
+func TestSteeringProgram6SYN(t *testing.T) {
+	m := testMatch6()
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, workers := range []int{1, 2, 5} {
+		prog, err := SteeringProgramSYN(m, workers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vm := newVM(t, prog, skbMeta{})
+		for range 100 {
+			var c [16]byte
+			for i := 0; i < 16; i += 4 {
+				binary.BigEndian.PutUint32(c[i:], rng.Uint32())
+			}
+			cport := uint16(rng.UintN(65536))
+			worker := SteerHash6(c, cport) % uint32(workers)
+			req := ipv6L4Frame(t, protoTCP, c, cport, vip6, 80)
+			flags := func(f []byte, fl byte) []byte {
+				f = append([]byte(nil), f...)
+				f[ethHdrLen+ip6HdrLen+tcpFlagsOff] = fl
+				return f
+			}
+			for _, tc := range []struct {
+				name  string
+				frame []byte
+				want  uint32
+			}{
+				{"SYN", flags(req, tcpSYN), 2*worker + 1},
+				{"SYN with ECN bits", flags(req, tcpSYN|0xc0), 2*worker + 1},
+				{"SYN-ACK", flags(req, tcpSYN|tcpACK), 2 * worker},
+				{"ACK", flags(req, tcpACK), 2 * worker},
+				{"UDP", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53), 2 * worker},
+				{"NAT reply SYN-ACK", flags(ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport), tcpSYN|tcpACK), 2 * worker},
+				{"fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6), 0},
+			} {
+				if got := run(t, vm, tc.frame); got != tc.want {
+					t.Fatalf("workers=%d %s -> member %d, want %d", workers, tc.name, got, tc.want)
+				}
+			}
+		}
+	}
+}
+
+// naiveAccept6 is naiveAccept that knows IPv6: the reference for the
+// IPv6 section of FilterProgram.
+func naiveAccept6(m *Match, f []byte, meta skbMeta) bool {
+	if len(f) < ethHdrLen || binary.BigEndian.Uint16(f[12:]) != etherTypeV6 {
+		return naiveAccept(m, f, meta)
+	}
+	if meta.vlan || meta.pktType == pktTypeOutgoing || !m.has6() {
+		return false
+	}
+	ip := f[ethHdrLen:]
+	if len(ip) < ip6HdrLen+4 || ip[0]>>4 != 6 {
+		return false
+	}
+	proto := ip[6]
+	if proto != protoTCP && proto != protoUDP {
+		return false
+	}
+	var src, dst [16]byte
+	copy(src[:], ip[8:24])
+	copy(dst[:], ip[24:40])
+	sport, dport := binary.BigEndian.Uint16(ip[40:]), binary.BigEndian.Uint16(ip[42:])
+	return slices.Contains(m.VIPs6, Endpoint6{proto, dst, dport}) || slices.Contains(m.NATReals6, Endpoint6{proto, src, sport})
+}
+
+// TestFilter6AgainstNaive mutates IPv6 and IPv4 frames at random and
+// compares the program with naiveAccept6.
+func TestFilter6AgainstNaive(t *testing.T) {
+	m := testMatch6()
+	prog, err := FilterProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, prog, skbMeta{})
+	seeds := append(filterSeeds(t),
+		ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80),
+		ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53),
+		ipv6L4Frame(t, protoTCP, client6, 40000, vip6b, 443),
+		ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000),
+		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000),
+		ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+	)
+	rng := rand.New(rand.NewPCG(17, 18))
+	accepted6 := 0
+	for range 20000 {
+		f := append([]byte(nil), seeds[rng.IntN(len(seeds))]...)
+		for range rng.IntN(3) {
+			i := rng.IntN(min(len(f), ethHdrLen+ip6HdrLen+8))
+			f[i] = byte(rng.UintN(256))
+		}
+		if rng.IntN(10) == 0 {
+			f = f[:rng.IntN(len(f)+1)]
+		}
+		got := run(t, vm, f) == Snaplen
+		if want := naiveAccept6(m, f, skbMeta{}); got != want {
+			t.Fatalf("program says %v, reference says %v for % x", got, want, f)
+		}
+		if got && len(f) > ethTypeOff+1 && f[ethTypeOff] == 0x86 {
+			accepted6++
+		}
+	}
+	if accepted6 < 1000 {
+		t.Errorf("only %d accepted IPv6 frames: the mutations are too destructive to test much", accepted6)
+	}
+}
+
+func FuzzFilterProgram6(f *testing.F) {
+	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80), false, uint8(0))
+	f.Add(ipv6L4Frame(f, protoTCP, natReal6, 8080, client6, 40000), false, uint8(0))
+	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80, withHopByHop), false, uint8(0))
+	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80), true, uint8(pktTypeOutgoing))
+	m := testMatch6()
+	prog, err := FilterProgram(m)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte, vlan bool, pktType uint8) {
+		meta := skbMeta{pktType: uint32(pktType % 8), vlan: vlan}
+		got := run(t, newVM(t, prog, meta), frame) == Snaplen
+		if want := naiveAccept6(m, frame, meta); got != want {
+			t.Fatalf("program says %v, reference says %v", got, want)
+		}
+	})
+}
+
+func TestMatch6Validation(t *testing.T) {
+	bad := &Match{VIPs6: []Endpoint6{{Proto: 58, Addr: vip6, Port: 80}}, NATReals6: []Endpoint6{{Proto: 1, Addr: natReal6}}}
+	_, err := FilterProgram(bad)
+	if err == nil {
+		t.Fatal("FilterProgram accepted invalid IPv6 endpoints")
+	}
+	for _, want := range []string{"VIPs6[0]", "NATReals6[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %s", err, want)
+		}
+	}
+}
+
+// TestFilterProgram6Large: many IPv6 VIPs still assemble (the jump to the
+// IPv6 section is long) and the last ones match.
+func TestFilterProgram6Large(t *testing.T) {
+	m := testMatch()
+	for a := range 100 {
+		for p := range 5 {
+			addr := vip6
+			addr[13] = byte(a)
+			m.VIPs6 = append(m.VIPs6, Endpoint6{Proto: protoTCP, Addr: addr, Port: uint16(1000 + p)})
+		}
+	}
+	prog, err := FilterProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, prog, skbMeta{})
+	last := vip6
+	last[13] = 99
+	if got := run(t, vm, ipv6L4Frame(t, protoTCP, client6, 1, last, 1004)); got != Snaplen {
+		t.Errorf("last VIP: %d", got)
+	}
+	if got := run(t, vm, ipv6L4Frame(t, protoTCP, client6, 1, last, 1005)); got != 0 {
+		t.Errorf("last VIP, wrong port: %d", got)
+	}
+	if got := run(t, vm, ipv4Frame(t, protoTCP, client, 40000, vip, 80)); got != Snaplen {
+		t.Errorf("IPv4 VIP: %d", got)
+	}
+	if _, err := SteeringProgramSYN(m, 4); err != nil {
+		t.Error(err)
+	}
+}
