@@ -149,6 +149,11 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		Timeouts: conntrack.Timeouts{TCP: cfg.Timeouts.TCP, TCPFin: cfg.Timeouts.TCPFin, UDP: cfg.Timeouts.UDP},
 	}
 	m := &afpacket.Match{}
+	// The director's own address: a NAT real's answers to it are the
+	// kernel's (health checks), not a client's replies.
+	if link.Addr.Is4() {
+		m.Own = [][4]byte{link.Addr.As4()}
+	}
 	var errs config.Errors
 	type threshold struct {
 		c            *schedule.Counters

@@ -96,6 +96,7 @@ func TestCompile(t *testing.T) {
 		VIPs:     []afpacket.Endpoint{{Proto: 6, Addr: [4]byte{10, 20, 0, 100}, Port: 80}, {Proto: 17, Addr: [4]byte{10, 20, 0, 100}, Port: 53}},
 		NATReals: []afpacket.Endpoint{{Proto: 6, Addr: [4]byte{10, 20, 0, 11}, Port: 8080}, {Proto: 6, Addr: [4]byte{10, 20, 0, 12}, Port: 8080}},
 		Locals:   []afpacket.LocalRange{{Addr: [4]byte{10, 20, 0, 2}, PortLo: 1024, PortHi: 32767}},
+		Own:      [][4]byte{{10, 20, 0, 2}},
 	}
 	if !equalMatch(m, want) {
 		t.Errorf("match\n got %+v\nwant %+v", m, want)
@@ -103,7 +104,7 @@ func TestCompile(t *testing.T) {
 }
 
 func equalMatch(a, b *afpacket.Match) bool {
-	if len(a.VIPs) != len(b.VIPs) || len(a.NATReals) != len(b.NATReals) || len(a.Locals) != len(b.Locals) {
+	if len(a.VIPs) != len(b.VIPs) || len(a.NATReals) != len(b.NATReals) || len(a.Locals) != len(b.Locals) || !slices.Equal(a.Own, b.Own) {
 		return false
 	}
 	for i := range a.VIPs {

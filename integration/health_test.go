@@ -25,6 +25,9 @@ const (
 	hcTimeout  = 300 * time.Millisecond
 	hcRise     = 2
 	hcFall     = 3
+	// hcPort is the VIP's and the reals' port: not the scenario's echo
+	// ports (80 and 53, and 8080 and 8053 on NAT reals).
+	hcPort = 8090
 )
 
 // serveChecked starts an HTTP server on every address of h at port: "/"
@@ -61,19 +64,27 @@ func serveChecked(h *lab.Host, port uint16, flap *atomic.Bool) (stop func(), err
 // the web server of a real takes it out within fall × interval + timeout,
 // after which no request fails; starting it again brings it back within
 // rise × interval (+ timeout); and a check that alternates success and
-// failure does not move the real at all.
+// failure does not move the real at all. It runs in DR and in NAT, where
+// the reals' answers to the director's own checks come from the same
+// RIP:port as the replies gvsd takes from the kernel for its clients.
 func TestHealthChecks(t *testing.T) {
+	for _, mode := range []config.Forward{config.DR, config.NAT} {
+		t.Run(mode.String(), func(t *testing.T) { testHealthChecks(t, mode) })
+	}
+}
+
+func testHealthChecks(t *testing.T, mode config.Forward) {
 	l := needLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	var b strings.Builder
-	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = \"dr\"\n", l.Director.Iface, scenario.VIP, floodPort)
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = %q\n", l.Director.Iface, scenario.VIP, hcPort, mode)
 	fmt.Fprintf(&b, "  [service.check]\n  type = \"http\"\n  path = \"/healthz\"\n  interval = %q\n  timeout = %q\n  rise = %d\n  fall = %d\n", hcInterval, hcTimeout, hcRise, hcFall)
 	for _, r := range l.Reals {
-		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, floodPort)
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, hcPort)
 	}
 	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: t.TempDir(), Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
+	env, err := scenario.Setup(ctx, l, mode, o, b.String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +98,7 @@ func TestHealthChecks(t *testing.T) {
 	stops := make([]func(), len(l.Reals))
 	for i, r := range l.Reals {
 		flap[i] = new(atomic.Bool)
-		if stops[i], err = serveChecked(r, floodPort, flap[i]); err != nil {
+		if stops[i], err = serveChecked(r, hcPort, flap[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,7 +120,7 @@ func TestHealthChecks(t *testing.T) {
 		if err := json.Unmarshal(out, &resp); err != nil || len(resp.Services) != 1 {
 			t.Fatalf("gvsadm -L --json: %v\n%s", err, out)
 		}
-		want := netip.AddrPortFrom(l.Reals[i].Addr, floodPort).String()
+		want := netip.AddrPortFrom(l.Reals[i].Addr, hcPort).String()
 		for _, r := range resp.Services[0].Reals {
 			if r.Address == want {
 				return r
@@ -135,7 +146,7 @@ func TestHealthChecks(t *testing.T) {
 	waitFor(0, "up", 5*time.Second)
 	waitFor(1, "up", 5*time.Second)
 
-	vip := netip.AddrPortFrom(scenario.VIP, floodPort)
+	vip := netip.AddrPortFrom(scenario.VIP, hcPort)
 	load := startLoad(l.Client, vip)
 	defer load.stop()
 	time.Sleep(loadMargin)
@@ -167,7 +178,7 @@ func TestHealthChecks(t *testing.T) {
 	}
 
 	// Up: start it again.
-	if stops[0], err = serveChecked(l.Reals[0], floodPort, flap[0]); err != nil {
+	if stops[0], err = serveChecked(l.Reals[0], hcPort, flap[0]); err != nil {
 		t.Fatal(err)
 	}
 	up := waitFor(0, "up", 10*time.Second)

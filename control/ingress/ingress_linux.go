@@ -277,10 +277,17 @@ func (t *Table) Check() error {
 // queueContents queues the drop rules and the set elements of e.
 func (t *Table) queueContents(e elements) error {
 	t.conn.AddRule(t.setRule(ipv4DstOff, l4DstPortOff, t.vips, "gvs: client packets to VIP:port"))
-	t.conn.AddRule(t.setRule(ipv4SrcOff, l4SrcPortOff, t.nat, "gvs: NAT replies from RIP:port"))
 	for _, r := range e.locals {
 		t.conn.AddRule(t.localRule(r))
 	}
+	// After the VIPs and the FULLNAT local ranges (whose address may be
+	// the director's own), before the NAT replies: what a NAT real sends
+	// the director's own address answers the kernel's connections, its
+	// health checks.
+	for _, a := range e.own {
+		t.conn.AddRule(t.ownRule(a))
+	}
+	t.conn.AddRule(t.setRule(ipv4SrcOff, l4SrcPortOff, t.nat, "gvs: NAT replies from RIP:port"))
 	// The IPv6 rules only when there is IPv6 to drop: an IPv4-only
 	// configuration keeps the table it always had (the sets are there,
 	// empty, so an Update can fill them).
@@ -362,6 +369,25 @@ func (t *Table) setRule(addrOff, portOff uint32, set *nftables.Set, comment stri
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		),
 		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
+	}
+}
+
+// ownRule is
+//
+//	meta protocol ip  ip daddr <addr>  counter accept
+//
+// for one of the director's own addresses (Match.Own).
+func (t *Table) ownRule(a [4]byte) *nftables.Rule {
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: append(isIPv4(),
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv4DstOff, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a[:]},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: the director's own connections (health checks of NAT reals)"),
 	}
 }
 

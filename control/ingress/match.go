@@ -88,6 +88,7 @@ type elements struct {
 	vips, natReals   []key
 	vips6, natReals6 []key6
 	locals           []portRange
+	own              [][4]byte
 }
 
 // compile validates m and turns it into set elements and local port
@@ -112,6 +113,9 @@ func compile(m *afpacket.Match) (elements, error) {
 		return e, err
 	}
 
+	e.own = slices.Clone(m.Own)
+	slices.SortFunc(e.own, func(a, b [4]byte) int { return slices.Compare(a[:], b[:]) })
+	e.own = slices.Compact(e.own)
 	locals := slices.Clone(m.Locals)
 	for i, l := range locals {
 		if l.PortLo > l.PortHi {

@@ -38,6 +38,13 @@ type Match struct {
 
 	VIPs6     []Endpoint6 // IPv6 client packets to [VIP]:port
 	NATReals6 []Endpoint6 // IPv6 NAT replies from [RIP]:port
+
+	// Own are the director's own IPv4 addresses (not its VIPs). A packet
+	// from a NAT RIP:port to one of them answers a connection of the
+	// director's kernel, a health check: the socket filter takes a copy
+	// (the dataplane finds no connection for it), and the ingress table
+	// (control/ingress) leaves it to the kernel.
+	Own [][4]byte
 }
 
 // has6 reports whether m takes any IPv6 frame.
