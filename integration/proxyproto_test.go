@@ -54,9 +54,9 @@ const (
 // client sends anything) must greet at once, and then echo 4 MiB the
 // client sends while it reads them back, byte for byte. gvsadm -L shows
 // the option; gvsadm capture records the header segment gvsd sent, and
-// gvsadm doctor's probe finds the FULLNAT reals' ports expecting it. In
-// FULLNAT the http health check of the nginx service, which starts the
-// reals down, must find them up: it sends nginx a PROXY header of its own.
+// gvsadm doctor's probe finds the FULLNAT reals' ports expecting it. The
+// http health check of the nginx service, which starts the reals down,
+// must find them up: it sends nginx a PROXY header of its own.
 // In
 // the "lost-header" case each real drops the first header segment it gets
 // for the echo service (an nft rule): gvsd must send it again on its own
@@ -123,9 +123,6 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	// nginx sees the client, on every real (rr: one request each, twice),
 	// once the health checks (with their own headers) found them up.
 	if err := waitCond(ctx, 10*time.Second, func() bool {
-		if mode != config.FullNAT {
-			return true // unchecked
-		}
 		st := gvsStatus(ctx, t, env.SocketPath)
 		for _, r := range st.Services[0].Reals {
 			if r.Health != "up" {
@@ -262,11 +259,9 @@ func proxyProtocolConfig(l *lab.Lab, mode config.Forward, version string, synpro
 	for _, s := range []struct{ vport, port uint16 }{{ppNginxVPort, ppNginxPort}, {ppEchoVPort, ppEchoPort}} {
 		fmt.Fprintf(&b, "[[service]]\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = %q\nproxy_protocol = %q\nsynproxy = %v\n",
 			scenario.VIP, s.vport, mode, version, synproxy)
-		if s.vport == ppNginxVPort && mode == config.FullNAT {
+		if s.vport == ppNginxVPort {
 			// The reals start down and come up only once nginx takes
 			// the check's connection: with a PROXY header of its own.
-			// (Not in NAT: there the dataplane takes the real's
-			// answers to the director's own check, as NAT replies.)
 			b.WriteString("  [service.check]\n  type = \"http\"\n  interval = \"200ms\"\n  timeout = \"200ms\"\n  rise = 1\n  alpha = true\n")
 		}
 		for _, r := range l.Reals {
