@@ -112,6 +112,10 @@ func (l *Lab) Close() error {
 	}
 	l.log("removed %d namespaces", len(names))
 	if l.lock != nil {
+		// The file goes while it is still locked, so that /run/lock does
+		// not collect one per lab; lockPrefix checks that the file it
+		// locked is still the one at the path.
+		os.Remove(l.lock.Name())
 		errs = append(errs, l.lock.Close())
 	}
 	return errors.Join(errs...)
@@ -130,22 +134,34 @@ func lockPrefix(prefix string) (*os.File, error) {
 		return nil, fmt.Errorf("lab: lock %s: %w", prefix, err)
 	}
 	path := filepath.Join(lockDir, "gvs-lab-"+prefix+".lock")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("lab: lock %s: %w", prefix, err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("lab: prefix %q is in use by another lab (pid %s, %s): wait for it or pick another prefix", prefix, strings.TrimSpace(string(holder)), path)
+	for range 3 {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("lab: lock %s: %w", prefix, err)
 		}
-		return nil, fmt.Errorf("lab: lock %s: %w", path, err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			holder, _ := os.ReadFile(path)
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, fmt.Errorf("lab: prefix %q is in use by another lab (pid %s, %s): wait for it or pick another prefix", prefix, strings.TrimSpace(string(holder)), path)
+			}
+			return nil, fmt.Errorf("lab: lock %s: %w", path, err)
+		}
+		// A lab that closed meanwhile removed the file it held: ours
+		// may be that one, unlinked, and another lab's lock on a new
+		// file at the path would not exclude us. Take the path's.
+		at, err1 := os.Stat(path)
+		locked, err2 := f.Stat()
+		if err1 != nil || err2 != nil || !os.SameFile(at, locked) {
+			f.Close()
+			continue
+		}
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
+		return f, nil
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	}
-	return f, nil
+	return nil, fmt.Errorf("lab: lock %s: the lock file kept changing under us", path)
 }
 
 // CleanupStale removes the namespaces a lab with this prefix would create

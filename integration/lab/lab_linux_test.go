@@ -628,9 +628,16 @@ func TestPrefixInUse(t *testing.T) {
 	if err := first.Close(); err != nil {
 		t.Fatal(err)
 	}
+	lockPath := filepath.Join(lockDir, "gvs-lab-"+prefix+".lock")
+	if _, err := os.Stat(lockPath); !os.IsNotExist(err) {
+		t.Errorf("after Close the lock file %s is still there (%v)", lockPath, err)
+	}
 	again, err := New(Options{Prefix: prefix, Reals: 1})
 	if err != nil {
 		t.Fatalf("New after Close: %v", err)
+	}
+	if _, err := New(Options{Prefix: prefix, Reals: 1}); err == nil || !strings.Contains(err.Error(), "in use by another lab") {
+		t.Errorf("a second lab beside the one built after Close: %v, want in use", err)
 	}
 	again.Close()
 }
