@@ -426,7 +426,14 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 		// IPv6 VIPs go on as /128 without DAD and are announced with
 		// unsolicited neighbour advertisements (arpctl). Only without
 		// VRRP: config.Validate refuses IPv6 services beside [vrrp].
-		for _, vip := range append(serviceVIPs(cfg), ipv6VIPs(cfg)...) {
+		// With VRRP the master holds every address of vrrp.addresses
+		// (a FULLNAT local address too, so the reals' replies follow
+		// the master), as keepalived holds its virtual_ipaddress.
+		v4 := serviceVIPs(cfg)
+		if cfg.VRRP.RouterID != 0 {
+			v4 = vrrpAddresses(cfg)
+		}
+		for _, vip := range append(v4, ipv6VIPs(cfg)...) {
 			want[vip] = true
 		}
 	}

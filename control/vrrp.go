@@ -81,7 +81,7 @@ func (d *Daemon) startVRRP(cfg *config.Config) error {
 	// its VIPs on the interface: as a backup it would still answer ARP for
 	// them against the master. With VRRP they are gvsd's to hold, so they
 	// go until this director is master.
-	for _, vip := range serviceVIPs(cfg) {
+	for _, vip := range vrrpAddresses(cfg) {
 		if has, err := arpctl.HasVIP(d.link.Name, vip); err == nil && has {
 			if err := arpctl.RemoveVIP(d.link.Name, vip); err != nil {
 				return fmt.Errorf("control: vrrp: %w", err)

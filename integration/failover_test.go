@@ -68,6 +68,7 @@ func TestFailover(t *testing.T) {
 		{config.DR, false, 100 * time.Millisecond, true, false, false},
 		{config.NAT, true, 100 * time.Millisecond, true, false, false},
 		{config.NAT, false, 100 * time.Millisecond, true, false, false},
+		{config.FullNAT, true, 100 * time.Millisecond, true, false, false},
 		{config.DR, true, time.Second, true, false, false},
 		{config.DR, true, 100 * time.Millisecond, false, false, false},
 	} {
@@ -86,6 +87,10 @@ func TestFailoverSynProxy(t *testing.T) {
 	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, true, false})
 }
 
+// failoverLocal is the FULLNAT local address of the failover cases: VRRP
+// holds it on the master with the VIP.
+var failoverLocal = netip.MustParseAddr("10.20.0.50")
+
 func runFailover(t *testing.T, c failoverCase) {
 	l := needLabWith(t, lab.Options{Backup: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -103,9 +108,19 @@ func runFailover(t *testing.T, c failoverCase) {
 	if c.proxy {
 		base = proxyFailoverConfig(t, base, c.mode)
 	}
+	vrrpAddrs := ""
+	if c.mode == config.FullNAT {
+		// The reals answer a local address that moves with the VIP, so
+		// they answer whichever director is master.
+		if !strings.HasPrefix(base, "[director]\n") {
+			t.Fatalf("the scenario's config does not start with [director]:\n%s", base)
+		}
+		base = strings.Replace(base, "[director]\n", fmt.Sprintf("[director]\nlocal_addresses = [%q]\n", failoverLocal), 1)
+		vrrpAddrs = fmt.Sprintf("addresses = [%q, %q]\n", scenario.VIP, failoverLocal)
+	}
 	cfg := func(priority int) string {
 		// version = 3: VRRPv2 (the default) cannot advertise more often than every second.
-		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n", priority, c.interval)
+		s := base + fmt.Sprintf("\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = %q\ngarp_repeat = 3\n%s", priority, c.interval, vrrpAddrs)
 		if c.sync {
 			s += "\n[sync]\nrefresh = \"2s\"\n"
 		}
@@ -124,7 +139,7 @@ func runFailover(t *testing.T, c failoverCase) {
 	}()
 	if c.proxy {
 		for _, r := range l.Reals {
-			stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppFailoverPort), false)
+			stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppFailoverPort), false, l.Client.Addr)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -113,7 +113,7 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 	rand.Read(big)
 	for _, r := range l.Reals {
 		startNginx(ctx, t, r, filepath.Join(dir, "nginx-"+r.Name), big)
-		stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppEchoPort), true)
+		stop, err := servePROXYEcho(r, netip.AddrPortFrom(r.Addr, ppEchoPort), true, netip.Addr{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,9 +225,9 @@ func testProxyProtocol(t *testing.T, mode config.Forward, version string, synpro
 // PROXY echo (servePROXYEcho without the greeting).
 const ppFailoverPort = 8084
 
-// TestFailoverProxyProtocol is TestFailover's NAT kill case with
-// proxy_protocol = "v2" on the TCP service, whose reals strip the header
-// and echo: the stream's connection, its header sent by the master and
+// TestFailoverProxyProtocol is TestFailover's NAT and FULLNAT kill cases
+// with proxy_protocol = "v2" on the TCP service, whose reals strip the
+// header and echo (in FULLNAT the local address moves with the VIP): the stream's connection, its header sent by the master and
 // its offset learnt by the backup from sync, must carry on through the
 // takeover byte for byte (a backup that did not shift the client's
 // sequence numbers by the header's length would feed the real bytes it
@@ -235,7 +235,10 @@ const ppFailoverPort = 8084
 // the request load, given their headers by whichever director holds the
 // VIP, must all succeed.
 func TestFailoverProxyProtocol(t *testing.T) {
-	runFailover(t, failoverCase{config.NAT, true, 100 * time.Millisecond, true, false, true})
+	for _, mode := range []config.Forward{config.NAT, config.FullNAT} {
+		c := failoverCase{mode, true, 100 * time.Millisecond, true, false, true}
+		t.Run(c.name(), func(t *testing.T) { runFailover(t, c) })
+	}
 }
 
 // proxyFailoverConfig turns the scenario's configuration base into
@@ -245,8 +248,8 @@ func proxyFailoverConfig(t *testing.T, base string, mode config.Forward) string 
 	t.Helper()
 	fwd := fmt.Sprintf("forward = %q\n", mode)
 	port := fmt.Sprintf(":%d\"\n", scenario.TCPPort+8000)
-	if mode != config.NAT || !strings.Contains(base, fwd) || !strings.Contains(base, port) {
-		t.Fatalf("the scenario's config has no NAT TCP service on %q:\n%s", port, base)
+	if mode != config.NAT && mode != config.FullNAT || !strings.Contains(base, fwd) || !strings.Contains(base, port) {
+		t.Fatalf("the scenario's config has no NAT or FULLNAT TCP service on %q:\n%s", port, base)
 	}
 	base = strings.Replace(base, fwd, fwd+"proxy_protocol = \"v2\"\n", 1)
 	return strings.ReplaceAll(base, port, fmt.Sprintf(":%d\"\n", ppFailoverPort))
@@ -357,7 +360,10 @@ func httpGet(ctx context.Context, h *lab.Host, addr netip.AddrPort, path string)
 // the source it names if greet, and then echoes everything after the
 // header. A connection without a valid header is closed without a word,
 // as nginx and HAProxy close it.
-func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool) (stop func(), err error) {
+//
+// With client valid, a connection whose header names another source is
+// closed at once, so whatever runs through it fails.
+func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool, client netip.Addr) (stop func(), err error) {
 	var ln net.Listener
 	if err := h.Do(func() error {
 		var err error
@@ -381,7 +387,7 @@ func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool) (stop func(), 
 				defer c.Close()
 				r := bufio.NewReader(c)
 				src, err := readPROXYHeader(r)
-				if err != nil {
+				if err != nil || client.IsValid() && src.Addr() != client {
 					return
 				}
 				if greet {
