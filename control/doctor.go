@@ -60,6 +60,13 @@ func (d *Daemon) Doctor() []api.Check {
 		has, err := arpctl.HasVIP(iface, vip)
 		out = append(out, checkVIP(iface, vip, master, has, err))
 	}
+	if usesFullNAT(cfg) && len(cfg.Director.LocalAddresses) > 0 {
+		vrrpOn := cfg.VRRP.RouterID != 0
+		for _, a := range cfg.Director.LocalAddresses {
+			has, err := ifaceHas(iface, a)
+			out = append(out, checkLocal(iface, a, vrrpOn, slices.Contains(vrrpAddresses(cfg), a), master, has, err))
+		}
+	}
 	if cfg.VRRP.RouterID != 0 && d.speaker != nil {
 		out = append(out, checkVRRP(cfg.VRRP, d.vrrpMismatches(), time.Now()))
 	}
@@ -282,6 +289,53 @@ func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Che
 		return ok(name, "on "+iface)
 	}
 	return ok(name, "not on "+iface+" (VRRP backup)")
+}
+
+// ifaceHas reports whether a is an address of iface, with any prefix.
+func ifaceHas(iface string, a netip.Addr) (bool, error) {
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return false, err
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return false, err
+	}
+	for _, x := range addrs {
+		if p, err := netip.ParsePrefix(x.String()); err == nil && p.Addr().Unmap() == a {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// checkLocal checks a configured FULLNAT local address: the reals answer
+// it, so it must be on the interface of the director that forwards (with
+// VRRP, the master holds it when it is in vrrp.addresses), and with VRRP it
+// should be in vrrp.addresses, or the reals' replies do not follow a
+// failover.
+func checkLocal(iface string, a netip.Addr, vrrpOn, inVRRP, master, has bool, err error) api.Check {
+	name := "local address " + a.String()
+	held := vrrpOn && inVRRP // VRRP adds and removes it
+	switch {
+	case err != nil:
+		return warn(name, err.Error(), "ip -4 addr show dev "+iface)
+	case (!held || master) && !has:
+		fix := fmt.Sprintf("ip addr add %s/32 dev %s", a, iface)
+		if vrrpOn {
+			fix = "list it in [vrrp] addresses with the VIPs, or " + fix
+		}
+		return fail(name, "not on "+iface+": the real servers' FULLNAT replies to it reach no one", fix)
+	case held && !master && has:
+		return fail(name, "on "+iface+" while this director is VRRP backup: it answers ARP against the master",
+			fmt.Sprintf("ip addr del %s/32 dev %s", a, iface))
+	case vrrpOn && !inVRRP:
+		return warn(name, "not in [vrrp] addresses: after a failover the reals still answer this director, so FULLNAT connections do not survive it",
+			"list it in [vrrp] addresses with the VIPs (give both directors the same local_addresses)")
+	case held && !master:
+		return ok(name, "not on "+iface+" (VRRP backup)")
+	}
+	return ok(name, "on "+iface)
 }
 
 // checkVRRP fails while a peer sends, or sent and has not resigned since,

@@ -56,6 +56,38 @@ func TestDoctorChecks(t *testing.T) {
 			c := checkPortRange(config.PortRange{Lo: 1, Hi: 2}, "", nil)
 			return c.Status, c.Fix
 		}, "warn", "sysctl"},
+		{"local address missing without vrrp", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), false, false, true, false, nil)
+			return c.Status, c.Fix
+		}, "fail", "ip addr add 10.20.0.50/32 dev eth0"},
+		{"local address on without vrrp", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), false, false, true, true, nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"local address held by the vrrp master", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), true, true, true, true, nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"local address missing on the vrrp master", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), true, true, true, false, nil)
+			return c.Status, c.Fix
+		}, "fail", "ip addr add 10.20.0.50/32 dev eth0"},
+		{"local address on a vrrp backup", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), true, true, false, true, nil)
+			return c.Status, c.Fix
+		}, "fail", "ip addr del 10.20.0.50/32 dev eth0"},
+		{"local address off a vrrp backup", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), true, true, false, false, nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"local address outside vrrp addresses", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), true, false, false, true, nil)
+			return c.Status, c.Fix
+		}, "warn", "list it in [vrrp] addresses"},
+		{"local address unreadable", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), false, false, true, false, errors.New("no netlink"))
+			return c.Status, c.Fix
+		}, "warn", "ip -4 addr show dev eth0"},
 		{"vip missing as master", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), true, false, nil)
 			return c.Status, c.Fix
@@ -181,5 +213,19 @@ func TestVRRPMismatchText(t *testing.T) {
 		if strings.Contains(detail+fix, "s3cr3t") {
 			t.Errorf("the password is in %q", detail+fix)
 		}
+	}
+}
+
+// TestIfaceHas: an address is found on its interface whatever its prefix
+// (127.0.0.1/8 on lo), and one that is not there is not.
+func TestIfaceHas(t *testing.T) {
+	if has, err := ifaceHas("lo", netip.MustParseAddr("127.0.0.1")); err != nil || !has {
+		t.Errorf("127.0.0.1 on lo: %v, %v", has, err)
+	}
+	if has, err := ifaceHas("lo", netip.MustParseAddr("10.255.255.1")); err != nil || has {
+		t.Errorf("10.255.255.1 on lo: %v, %v", has, err)
+	}
+	if _, err := ifaceHas("gvs-no-such-if", netip.MustParseAddr("10.0.0.1")); err == nil {
+		t.Error("an interface that does not exist: no error")
 	}
 }
