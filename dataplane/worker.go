@@ -783,44 +783,13 @@ func (w *Worker) newConn(t *Table, svc *Service, k *conntrack.Key4, eth header.E
 	// The flow lives in the worker: passed to an interface method, a local
 	// would escape to the heap.
 	w.flow = flowOf(k, now)
-	w.cur, w.curSvc = t, svc
-	var id uint32
-	var persist uint8
+	var tk conntrack.TemplateKey
 	if svc.Persist > 0 {
-		tk := conntrack.MaskedTemplateKey(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
-		var out conntrack.Outcome
-		var old uint32
-		id, out, old = w.templates.Schedule(&tk, now, int64(svc.Persist), !svc.OPS, w.usableFn, w.pickFn)
-		switch out {
-		case conntrack.NoReal:
-			return nil, VerdictNoReal
-		case conntrack.Full:
-			w.C.TemplatesFull.Add(1)
-		case conntrack.Replaced:
-			if r := t.real(old); r != nil {
-				r.Counters.UnbindTemplate()
-			}
-			fallthrough
-		case conntrack.Created:
-			if r := t.real(id); r != nil {
-				r.Counters.BindTemplate()
-				w.syncReportTemplate(&tk, r, svc.PersistBits, int64(svc.Persist), now)
-			}
-			fallthrough
-		case conntrack.Reused:
-			if !svc.OPS {
-				persist = svc.PersistBits
-			}
-		}
-	} else {
-		var ok bool
-		if id, ok = w.pick(); !ok {
-			return nil, VerdictNoReal
-		}
+		tk = conntrack.MaskedTemplateKey(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
 	}
-	r := t.real(id)
-	if r == nil || !r.Ready {
-		return nil, VerdictNoReal
+	r, persist, v := w.scheduleReal(t, svc, &tk, true, now)
+	if v != 0 {
+		return nil, v
 	}
 	if svc.OPS {
 		// One-packet scheduling: a transient entry, never inserted, so
@@ -881,6 +850,55 @@ func (w *Worker) newConn(t *Table, svc *Service, k *conntrack.Key4, eth header.E
 // portAttempts bounds the search for a free FULLNAT local port per
 // connection.
 const portAttempts = 64
+
+// scheduleReal picks the real of a new connection of svc, the flow in
+// w.flow: through the persistence template tk if the service has
+// persistence, else the scheduler. It returns the real and the
+// persistence bits the connection holds, or the verdict that refuses it.
+// report: a new template goes to connection sync (IPv4 only, so far).
+func (w *Worker) scheduleReal(t *Table, svc *Service, tk *conntrack.TemplateKey, report bool, now int64) (*Real, uint8, Verdict) {
+	w.cur, w.curSvc = t, svc
+	var id uint32
+	var persist uint8
+	if svc.Persist > 0 {
+		var out conntrack.Outcome
+		var old uint32
+		id, out, old = w.templates.Schedule(tk, now, int64(svc.Persist), !svc.OPS, w.usableFn, w.pickFn)
+		switch out {
+		case conntrack.NoReal:
+			return nil, 0, VerdictNoReal
+		case conntrack.Full:
+			w.C.TemplatesFull.Add(1)
+		case conntrack.Replaced:
+			if r := t.real(old); r != nil {
+				r.Counters.UnbindTemplate()
+			}
+			fallthrough
+		case conntrack.Created:
+			if r := t.real(id); r != nil {
+				r.Counters.BindTemplate()
+				if report {
+					w.syncReportTemplate(tk, r, svc.PersistBits, int64(svc.Persist), now)
+				}
+			}
+			fallthrough
+		case conntrack.Reused:
+			if !svc.OPS {
+				persist = svc.PersistBits
+			}
+		}
+	} else {
+		var ok bool
+		if id, ok = w.pick(); !ok {
+			return nil, 0, VerdictNoReal
+		}
+	}
+	r := t.real(id)
+	if r == nil || !r.Ready {
+		return nil, 0, VerdictNoReal
+	}
+	return r, persist, 0
+}
 
 // insertFullNAT picks a local address and one of this worker's local ports
 // (p%n == id) whose reply key is free, and inserts the entry.

@@ -250,43 +250,13 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 		}
 	}
 	w.flow = flowOf6(k, now)
-	w.cur, w.curSvc = t, svc
-	var id uint32
-	var persist uint8
+	var tk conntrack.TemplateKey
 	if svc.Persist > 0 {
-		tk := conntrack.MaskedTemplateKey6(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
-		var out conntrack.Outcome
-		var old uint32
-		id, out, old = w.templates.Schedule(&tk, now, int64(svc.Persist), !svc.OPS, w.usableFn, w.pickFn)
-		switch out {
-		case conntrack.NoReal:
-			return nil, VerdictNoReal
-		case conntrack.Full:
-			w.C.TemplatesFull.Add(1)
-		case conntrack.Replaced:
-			if r := t.real(old); r != nil {
-				r.Counters.UnbindTemplate()
-			}
-			fallthrough
-		case conntrack.Created:
-			if r := t.real(id); r != nil {
-				r.Counters.BindTemplate()
-			}
-			fallthrough
-		case conntrack.Reused:
-			if !svc.OPS {
-				persist = svc.PersistBits
-			}
-		}
-	} else {
-		var ok bool
-		if id, ok = w.pick(); !ok {
-			return nil, VerdictNoReal
-		}
+		tk = conntrack.MaskedTemplateKey6(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
 	}
-	r := t.real(id)
-	if r == nil || !r.Ready {
-		return nil, VerdictNoReal
+	r, persist, v := w.scheduleReal(t, svc, &tk, false, now)
+	if v != 0 {
+		return nil, v
 	}
 	ne := conntrack.Entry6{
 		Client: k.Src, ClientPort: k.SrcPort,
