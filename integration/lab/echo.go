@@ -226,17 +226,22 @@ func (e *Echo) udpLoop(p *ipv4.PacketConn) {
 			continue
 		}
 		errs = 0
-		e.mu.Lock()
-		e.stats.Datagrams++
-		e.stats.Bytes += int64(n)
-		e.stats.Peers[peerAddr(src)]++
-		e.mu.Unlock()
+		e.countDatagram(n, src)
 		var wcm *ipv4.ControlMessage
 		if cm != nil && cm.Dst != nil && !cm.Dst.IsMulticast() && !cm.Dst.Equal(net.IPv4bcast) {
 			wcm = &ipv4.ControlMessage{Src: cm.Dst}
 		}
 		p.WriteTo(buf[:n], wcm, src) // a lost echo is the client's to notice
 	}
+}
+
+// countDatagram counts a datagram of n bytes from src.
+func (e *Echo) countDatagram(n int, src net.Addr) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stats.Datagrams++
+	e.stats.Bytes += int64(n)
+	e.stats.Peers[peerAddr(src)]++
 }
 
 // udpLoop6 is udpLoop for an IPv6 socket: it answers from the address
@@ -255,11 +260,7 @@ func (e *Echo) udpLoop6(p *ipv6.PacketConn) {
 			continue
 		}
 		errs = 0
-		e.mu.Lock()
-		e.stats.Datagrams++
-		e.stats.Bytes += int64(n)
-		e.stats.Peers[peerAddr(src)]++
-		e.mu.Unlock()
+		e.countDatagram(n, src)
 		var wcm *ipv6.ControlMessage
 		if cm != nil && cm.Dst != nil && !cm.Dst.IsMulticast() {
 			wcm = &ipv6.ControlMessage{Src: cm.Dst}
