@@ -243,8 +243,10 @@ func (s *syncer) receive() {
 			}
 		}
 		// A master still takes what a peer reports (the last reports of
-		// a director that has just stopped arrive after the takeover),
-		// but only connections it does not have.
+		// a director that has just stopped arrive after the takeover, and
+		// behind ECMP every director forwards), but updates only
+		// connections it has not forwarded a client packet of itself
+		// (dataplane's flagPeer).
 		s.d.dp.Install(entries, !s.master())
 	}
 }

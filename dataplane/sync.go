@@ -29,6 +29,15 @@ const (
 	syncUpdate   = 1 << 1
 )
 
+// flagPeer marks, in the shard, a connection installed from a peer's
+// report that this director has not yet forwarded a client packet of: the
+// peer's later reports keep it up to date (state and timeout) even where
+// Install is told not to update (this director also forwards: VRRP's new
+// master, or every director behind ECMP). The first client packet this
+// director forwards makes the connection its own and clears the flag; from
+// then on only its own state machine moves it.
+const flagPeer = 1 << 7
+
 // syncKeep are the Entry.Flags a reported connection carries to Install.
 const syncKeep = SyncTemplate | flagSynProxy | flagSynPending | flagSeqXlate | flagProxyHdr
 
@@ -325,6 +334,8 @@ func (w *Worker) serveSync(now int64) {
 // ip_vs_proc_conn does on a backup: an entry for the same tuple and real
 // gets the new state and timeout, and the sequence offsets (and the
 // SYN-proxy flags) of the record; one bound to another real is replaced.
+// A record without syncUpdate updates only a peer's connection (flagPeer):
+// one this director forwards itself is kept as it is.
 func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 	s := &sc.Entry
 	svc := t.Services[ServiceKey{Proto: s.Proto, VIP: s.VIP, Port: s.VPort}]
@@ -377,14 +388,14 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
 	// NAT replies go to Table.GatewayMAC.
-	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp|hdr, 0, [6]byte{}
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp|hdr|flagPeer, 0, [6]byte{}
 	if r.Forward != ForwardFullNAT {
 		ne.Local, ne.LPort = zero, 0
 	}
 	ne.Expires = now + s.Expires
 	k := ne.ForwardKey()
 	if e, _ := w.shard.Lookup(&k); e != nil {
-		if s.Flags&syncUpdate == 0 {
+		if s.Flags&syncUpdate == 0 && e.Flags&flagPeer == 0 {
 			w.syncC.Kept.Add(1)
 			return
 		}

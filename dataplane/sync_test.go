@@ -117,6 +117,57 @@ func TestSyncReportAndInstall(t *testing.T) {
 	}
 }
 
+// TestSyncPeerUpdates: directors that all forward (ECMP behind BGP, or a
+// VRRP master hearing its predecessor's last reports) install without
+// update, yet a peer's connection they have not forwarded follows the
+// peer's reports: established, then closing. Once one forwards a client
+// segment the connection is its own, and a peer's stale report is kept
+// out. Before, the copy stayed in SYN_RECV and expired after that state's
+// timeout, so a flow that moved later found no connection.
+func TestSyncPeerUpdates(t *testing.T) {
+	a, b, at, bt := syncPair(t, ForwardDR, header.ProtoTCP)
+	aw, bw := a.workers[0], b.workers[0]
+	now := int64(time.Second)
+	install := func(ev []SyncConn) {
+		t.Helper()
+		if n := b.Install(synced(ev, now), false); n != len(ev) {
+			t.Fatalf("Install queued %d of %d", n, len(ev))
+		}
+		bw.serveSync(now)
+	}
+	tcpFrom(t, aw, at, 40000, "S", now)
+	install(a.SyncEvents(nil))
+	if st := entryState(t, bw, 40000); st != conntrack.TCPSynRecv {
+		t.Fatalf("after the SYN's report: %v", st)
+	}
+	tcpFrom(t, aw, at, 40000, "A", now)
+	established := a.SyncEvents(nil)
+	install(established)
+	if st := entryState(t, bw, 40000); st != conntrack.TCPEstablished {
+		t.Fatalf("a peer's connection did not follow its report: %v, stats %+v", st, b.SyncStats())
+	}
+	c := bt.Reals[0].Counters
+	if c.Active.Load() != 1 || c.Inactive.Load() != 0 {
+		t.Fatalf("counters active %d inactive %d, want 1 0", c.Active.Load(), c.Inactive.Load())
+	}
+	tcpFrom(t, aw, at, 40000, "FA", now)
+	install(a.SyncEvents(nil))
+	if st := entryState(t, bw, 40000); conntrack.IsActive(st) || c.Active.Load() != 0 || c.Inactive.Load() != 1 {
+		t.Fatalf("after the FIN's report: %v, active %d inactive %d", st, c.Active.Load(), c.Inactive.Load())
+	}
+	// The flow moves here: b forwards a segment and owns the connection;
+	// a's stale report of it established no longer applies.
+	if v, _ := tcpFrom(t, bw, bt, 40000, "A", now); v != VerdictForward {
+		t.Fatalf("moved segment: %v", v)
+	}
+	before := entryState(t, bw, 40000)
+	kept := b.SyncStats().Kept
+	install(established)
+	if st := entryState(t, bw, 40000); st != before || b.SyncStats().Kept != kept+1 {
+		t.Fatalf("a stale report moved an owned connection: %v (was %v), stats %+v", st, before, b.SyncStats())
+	}
+}
+
 // TestSyncNATReplyGoesToGateway: a NAT reply of a synced connection that
 // has not seen a client packet on the backup goes to the default gateway;
 // once the client's packet came, to the client's next hop.

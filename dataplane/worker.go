@@ -651,6 +651,7 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		return w.rewriteReply(t, e, frame, &p.off), VerdictForward
 	}
 	e.ClientMAC = eth.Source()
+	e.Flags &^= flagPeer // sync.go: forwarded here, the connection is this director's now
 	dir := conntrack.DirInput
 	if f := Forward(e.Forward); f == ForwardDR || f == ForwardTUN {
 		dir = conntrack.DirInputOnly

@@ -123,6 +123,7 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 		return w.rewriteReply6(t, e, &q, &p.off), VerdictForward
 	}
 	e.ClientMAC = eth.Source()
+	e.Flags &^= flagPeer // sync.go
 	dir := conntrack.DirInput
 	if f := Forward(e.Forward); f == ForwardDR || f == ForwardTUN {
 		dir = conntrack.DirInputOnly
