@@ -162,6 +162,16 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	var thresholds []threshold
 	fullnat := false
 	present := map[realKey]config.Real{}
+	// With [bgp] every director serves the VIPs, and a NAT real answers
+	// through whichever holds its route back: replies of connections
+	// another director opened are translated by the real's service
+	// (dataplane.Table.NATReplies). A real of two services, or of one
+	// whose sequence numbers the director translates, cannot be.
+	var natReplies map[dataplane.NATReplyKey]dataplane.NATReply
+	var natAmbiguous map[dataplane.NATReplyKey]bool
+	if cfg.BGP.Enabled {
+		natReplies, natAmbiguous = map[dataplane.NATReplyKey]dataplane.NATReply{}, map[dataplane.NATReplyKey]bool{}
+	}
 	addNATReal := func(proto uint8, a netip.AddrPort) {
 		if a.Addr().Is6() {
 			ep := afpacket.Endpoint6{Proto: proto, Addr: a.Addr().As16(), Port: a.Port()}
@@ -247,6 +257,14 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			switch fwd {
 			case dataplane.ForwardNAT:
 				addNATReal(proto, r.Address)
+				if natReplies != nil && !v6 {
+					k := dataplane.NATReplyKey{Proto: proto, Addr: r.Address.Addr().As4(), Port: r.Address.Port()}
+					nr := dataplane.NATReply{VIP: key.VIP, Port: key.Port, RealID: id}
+					if old, dup := natReplies[k]; (dup && old != nr) || s.SynProxy || tr.Proxy != 0 {
+						natAmbiguous[k] = true
+					}
+					natReplies[k] = nr
+				}
 			case dataplane.ForwardFullNAT:
 				fullnat = true
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
@@ -326,6 +344,10 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
 		}
 	}
+	for k := range natAmbiguous {
+		delete(natReplies, k)
+	}
+	t.NATReplies = natReplies
 	if len(errs) > 0 {
 		return nil, nil, errs
 	}

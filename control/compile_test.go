@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -512,5 +513,50 @@ proxy_protocol = "v1"
 		if got[a] != v {
 			t.Errorf("%s: check's ProxyProtocol %q, want %q", a, got[a], v)
 		}
+	}
+}
+
+// TestCompileNATReplies: with [bgp] the table maps each NAT real to the one
+// service its replies leave as (dataplane.Table.NATReplies); a real of two
+// services on different VIPs, or of a service with synproxy or a PROXY
+// header, has no mapping; FULLNAT reals have none; without [bgp] there is
+// no map at all.
+func TestCompileNATReplies(t *testing.T) {
+	const bgp = "\n[bgp]\nlocal_as = 65001\n  [[bgp.peer]]\n  address = \"10.20.0.1\"\n  as = 65000\n"
+	// A second VIP's service on rs2:8080 (ambiguous), and one on rs3:9090
+	// with synproxy.
+	const more = `
+[[service]]
+address = "10.20.0.101:80"
+forward = "nat"
+  [[service.real]]
+  address = "10.20.0.12:8080"
+[[service]]
+address = "10.20.0.102:80"
+forward = "nat"
+synproxy = true
+  [[service.real]]
+  address = "10.20.0.14:9090"
+`
+	compile := func(src string) *dataplane.Table {
+		t.Helper()
+		tbl, _, err := NewCompiler().Compile(mustParse(t, src), testLink, []netip.Addr{testLink.Addr}, resolveAll)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tbl
+	}
+	if tbl := compile(base + more); tbl.NATReplies != nil {
+		t.Fatalf("without [bgp]: %+v", tbl.NATReplies)
+	}
+	tbl := compile(base + more + bgp)
+	rs1 := dataplane.NATReplyKey{Proto: header.ProtoTCP, Addr: [4]byte{10, 20, 0, 11}, Port: 8080}
+	web := tbl.Services[dataplane.ServiceKey{Proto: header.ProtoTCP, VIP: [4]byte{10, 20, 0, 100}, Port: 80}]
+	want := map[dataplane.NATReplyKey]dataplane.NATReply{rs1: {VIP: [4]byte{10, 20, 0, 100}, Port: 80, RealID: web.Reals[0]}}
+	if !reflect.DeepEqual(tbl.NATReplies, want) {
+		t.Fatalf("NATReplies %+v, want %+v", tbl.NATReplies, want)
+	}
+	if r := tbl.Reals[web.Reals[0]]; r.Addr != rs1.Addr || r.Port != rs1.Port {
+		t.Fatalf("RealID %d names %+v", web.Reals[0], r)
 	}
 }

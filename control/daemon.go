@@ -430,11 +430,18 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 		// (a FULLNAT local address too, so the reals' replies follow
 		// the master), as keepalived holds its virtual_ipaddress.
 		v4 := serviceVIPs(cfg)
-		if cfg.VRRP.RouterID != 0 {
+		if cfg.VRRP.RouterID != 0 && !cfg.BGP.Enabled {
 			v4 = vrrpAddresses(cfg)
 		}
 		for _, vip := range append(v4, ipv6VIPs(cfg)...) {
 			want[vip] = true
+		}
+	}
+	if cfg.BGP.Enabled && cfg.VRRP.RouterID != 0 && d.vrrpMaster(cfg) {
+		// Beside [bgp], VRRP moves its own addresses alone (the NAT
+		// reals' gateway): the master takes their replies.
+		for _, a := range vrrpAddresses(cfg) {
+			want[a] = true
 		}
 	}
 	for vip := range want {

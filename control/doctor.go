@@ -119,8 +119,24 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 			out = append(out, warn("bgp scheduler "+s.Name, fmt.Sprintf("scheduler %s with [bgp]: when the routers move a flow to another director (one joins or leaves the ECMP set), that director may pick another real and the connection breaks",
 				s.Scheduler), fmt.Sprintf(`set service[%d].scheduler = "mh" (Maglev hashing; or "sh"), the same on every director`, i)))
 		}
+		if natTranslated(&s) {
+			out = append(out, warn("bgp nat "+s.Name, "NAT with synproxy or proxy_protocol under [bgp]: a real's replies come back through the director that holds its route, which cannot translate the sequence numbers of a connection another director opened (the first SYN-ACK always beats sync), so those connections stall or break",
+				fmt.Sprintf("use forward = \"fullnat\" for service[%d] (each director's local address brings its replies back to it), or drop synproxy and proxy_protocol", i)))
+		}
 	}
 	return out
+}
+
+// natTranslated reports whether s has a NAT real whose segments the
+// director translates (synproxy, a PROXY header): its replies need the
+// connection, not only the service (dataplane.Table.NATReplies).
+func natTranslated(s *config.Service) bool {
+	for _, r := range s.Reals {
+		if r.Forward == config.NAT && (s.SynProxy || r.ProxyProtocol != "") {
+			return true
+		}
+	}
+	return false
 }
 
 func orNone(l []string) string {

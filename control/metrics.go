@@ -59,7 +59,7 @@ var (
 	descConns       = prometheus.NewDesc("gvs_worker_connections", "Entries in the worker's connection-table shard.", []string{"worker"}, nil)
 	descLinkErrors  = prometheus.NewDesc("gvs_worker_link_errors_total", "Failed reads of a worker's socket: the interface went down or away.", []string{"worker"}, nil)
 	descRelinks     = prometheus.NewDesc("gvs_relinks_total", "Times the workers' sockets were reopened after the interface came back (a flap, or a recreated interface).", nil, nil)
-	descConnEvents  = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full, bad_tcp_options (FULLNAT TCP segments whose options did not parse: not translated), ports_reclaimed (FULLNAT local ports taken, when none was free, from closed or stuck half-open connections).", []string{"worker", "event"}, nil)
+	descConnEvents  = prometheus.NewDesc("gvs_worker_connection_events_total", "Connection-table events: new, expired, evicted (full table), reused (SYN on a closing entry), rescheduled (real gone), late_expired, templates_full, bad_tcp_options (FULLNAT TCP segments whose options did not parse: not translated), ports_reclaimed (FULLNAT local ports taken, when none was free, from closed or stuck half-open connections), nat_replies (with [bgp]: NAT replies translated by their real's service, for connections another director opened).", []string{"worker", "event"}, nil)
 	descSynProxy    = prometheus.NewDesc("gvs_worker_synproxy_total", "SYN proxy events: cookie_sent (a client SYN answered with a SYN cookie), opened (a valid cookie ACK: connection made, SYN sent to a real), bad_cookie (an ACK without a connection whose cookie did not validate, dropped), synack (a real's SYN-ACK answered and spliced), syn_resent (a SYN sent to a real again, its answer late and the client retransmitting), held and held_dropped (client segments kept until the real answered, or dropped for want of room or time).", []string{"worker", "event"}, nil)
 	descProxy       = prometheus.NewDesc("gvs_worker_proxy_protocol_total", "PROXY protocol headers to reals (proxy_protocol): sent, resent (not acknowledged in time, or lost), acked (acknowledged by the real), no_slot (a client's first segment, or a real's SYN-ACK to the SYN proxy, dropped: no room to track another unacknowledged header), gave_up (connections dropped, their header never acknowledged).", []string{"worker", "event"}, nil)
 	descTemplates   = prometheus.NewDesc("gvs_persistence_templates", "Persistence templates, shared by the workers.", nil, nil)
@@ -142,7 +142,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			n    uint64
 		}{{"new", w.NewConns}, {"expired", w.ExpiredConns}, {"evicted", w.Evicted}, {"reused", w.Reused},
 			{"rescheduled", w.Rescheduled}, {"late_expired", w.LateExpired}, {"templates_full", w.TemplatesFull},
-			{"bad_tcp_options", w.BadTCPOptions}, {"ports_reclaimed", w.PortsReclaimed}} {
+			{"bad_tcp_options", w.BadTCPOptions}, {"ports_reclaimed", w.PortsReclaimed}, {"nat_replies", w.NATReplies}} {
 			counter(descConnEvents, e.n, wl, e.name)
 		}
 		for _, e := range []struct {

@@ -80,7 +80,7 @@ func statusOf(resp *api.Response, workers []dataplane.Counters, links []afpacket
 		ws := api.WorkerStatus{Worker: i, RxFrames: w.RxFrames, Conns: w.Conns, Verdicts: w.Verdicts, LinkErrors: w.LinkErrors,
 			ConnEvents: map[string]uint64{"new": w.NewConns, "expired": w.ExpiredConns, "evicted": w.Evicted, "reused": w.Reused,
 				"rescheduled": w.Rescheduled, "late_expired": w.LateExpired, "templates_full": w.TemplatesFull,
-				"bad_tcp_options": w.BadTCPOptions, "ports_reclaimed": w.PortsReclaimed},
+				"bad_tcp_options": w.BadTCPOptions, "ports_reclaimed": w.PortsReclaimed, "nat_replies": w.NATReplies},
 			Rings: map[string]api.RingStatus{}}
 		if ws.Verdicts == nil {
 			ws.Verdicts = map[string]uint64{}

@@ -26,9 +26,20 @@ type vrrpStatus struct {
 	since  time.Time
 }
 
-// holdsVIPs reports whether this director should hold the VIPs of cfg:
-// always without VRRP, else only as master.
+// holdsVIPs reports whether this director should hold the VIPs of cfg
+// and forward: always without VRRP, and with [bgp] (every director serves
+// them; a [vrrp] beside it moves only its own addresses), else only as
+// VRRP master.
 func (d *Daemon) holdsVIPs(cfg *config.Config) bool {
+	if cfg.BGP.Enabled {
+		return true
+	}
+	return d.vrrpMaster(cfg)
+}
+
+// vrrpMaster reports whether this director holds vrrp.addresses: without
+// VRRP always, else while it is master.
+func (d *Daemon) vrrpMaster(cfg *config.Config) bool {
 	if cfg.VRRP.RouterID == 0 || d.speaker == nil {
 		return true
 	}
@@ -38,9 +49,10 @@ func (d *Daemon) holdsVIPs(cfg *config.Config) bool {
 }
 
 // vrrpAddresses are the addresses a [vrrp] instance advertises: its own
-// list, or every service VIP.
+// list, or every service VIP. Beside [bgp] (config.Validate) the list is
+// never empty and holds no service VIP.
 func vrrpAddresses(cfg *config.Config) []netip.Addr {
-	if len(cfg.VRRP.Addresses) > 0 {
+	if len(cfg.VRRP.Addresses) > 0 || cfg.BGP.Enabled {
 		return cfg.VRRP.Addresses
 	}
 	return serviceVIPs(cfg) // IPv4 ones: VRRPv2 carries IPv4 addresses only

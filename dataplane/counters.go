@@ -105,6 +105,9 @@ type WorkerCounters struct {
 	// CLOSE) or stuck half-open (a SYN that never completed): see
 	// insertFullNAT.
 	PortsReclaimed atomic.Uint64
+	// NATReplies counts NAT replies translated without a connection entry
+	// (Table.NATReplies, natreply.go).
+	NATReplies atomic.Uint64
 	// The PROXY protocol's (proxyproto.go). ProxyHeaders counts headers
 	// sent to reals, ProxyResent those sent again (lost, or not yet
 	// acknowledged in time), ProxyAcked those the real acknowledged;
@@ -124,7 +127,7 @@ type Counters struct {
 	SynProxyCookies, SynProxyOpened, SynProxyBadCookies  uint64
 	SynProxySynAcks, SynProxySynResent                   uint64
 	SynProxyHeld, SynProxyHeldDropped                    uint64
-	BadTCPOptions, PortsReclaimed                        uint64
+	BadTCPOptions, PortsReclaimed, NATReplies            uint64
 	ProxyHeaders, ProxyResent, ProxyAcked                uint64
 	ProxyNoSlot, ProxyGaveUp                             uint64
 	Conns                                                int64
@@ -159,6 +162,7 @@ func (c *WorkerCounters) addTo(s *Counters) {
 	s.SynProxyHeldDropped += c.SynProxyHeldDropped.Load()
 	s.BadTCPOptions += c.BadTCPOptions.Load()
 	s.PortsReclaimed += c.PortsReclaimed.Load()
+	s.NATReplies += c.NATReplies.Load()
 	s.ProxyHeaders += c.ProxyHeaders.Load()
 	s.ProxyResent += c.ProxyResent.Load()
 	s.ProxyAcked += c.ProxyAcked.Load()

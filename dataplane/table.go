@@ -134,6 +134,33 @@ type Table struct {
 	PortLo, PortHi uint16
 
 	Timeouts conntrack.Timeouts
+
+	// NATReplies, when not nil, lets this director translate the reply of
+	// a NAT connection it has no entry for (natreply.go): several
+	// directors serve the VIPs at once (BGP and ECMP), and a real answers
+	// through whichever holds its route back, often before connection
+	// sync has told it of a connection another director opened. It maps
+	// a NAT real's protocol, address and port to the one service whose
+	// VIP:port the reply leaves with; a real of several services, or of
+	// one that translates sequence numbers (synproxy, PROXY protocol),
+	// has no mapping.
+	NATReplies map[NATReplyKey]NATReply
+}
+
+// NATReplyKey is a NAT real as its replies name it: protocol, source
+// address and source port.
+type NATReplyKey struct {
+	Proto uint8
+	Addr  [4]byte
+	Port  uint16
+}
+
+// NATReply is what a reply of NATReplyKey's real leaves as: from VIP:Port,
+// counted on the real RealID.
+type NATReply struct {
+	VIP    [4]byte
+	Port   uint16
+	RealID uint32
 }
 
 func (t *Table) real(id uint32) *Real {

@@ -617,6 +617,11 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 		if svc != nil && svc.SynProxy {
 			return w.synProxyMiss(t, svc, p, icmp, now)
 		}
+		if svc == nil && t.NATReplies != nil && p.frag == 0 {
+			if f, ok := w.natReply(t, frame, p); ok { // natreply.go
+				return f, VerdictForward
+			}
+		}
 		var v Verdict
 		if e, v = w.newConn(t, svc, key, eth, flags, now); e == nil {
 			return nil, v

@@ -79,59 +79,10 @@ func ecmpConfig(l *lab.Lab) string {
 //   - each director that comes back gets its share again and no request
 //     or stream fails meanwhile.
 func TestECMP(t *testing.T) {
-	for _, tool := range []string{"bird", "birdc"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s (apt-get install bird2)", tool)
-		}
-	}
-	l := needLabWith(t, lab.Options{Directors: ecmpDirectors, ClientAddrs: ecmpClients})
+	l := needECMPLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	var addrs []netip.Addr
-	for _, d := range l.Directors {
-		addrs = append(addrs, d.Addr)
-	}
-	rt := startBIRD(ctx, t, l.Router, birdConfig(l.Gateway, addrs))
-
-	cfg := ecmpConfig(l)
-	dir := t.TempDir()
-	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: dir, Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.DR, o, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ds := []*ecmpDirector{{host: l.Director, dir: dir, config: env.ConfigPath, socket: env.SocketPath, proc: env.Gvsd, runs: 1}}
-	for _, h := range l.Directors[1:] {
-		d := &ecmpDirector{host: h, dir: dir, config: filepath.Join(dir, h.Name+".toml"), socket: filepath.Join(dir, h.Name+".sock")}
-		if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		ds = append(ds, d)
-	}
-	defer func() {
-		for _, d := range ds[1:] {
-			if d.proc != nil {
-				d.proc.Stop()
-			}
-		}
-		env.Close()
-		if t.Failed() {
-			for _, d := range ds {
-				if d.proc != nil {
-					t.Logf("%s gvsd log (run %d):\n%s", d.host.Name, d.runs, d.proc.Log())
-				}
-			}
-			t.Logf("bird log:\n%s", rt.proc.Log())
-		}
-	}()
-	for _, d := range ds[1:] {
-		d.start(ctx, t)
-	}
-
-	all := addrs
-	took := waitNextHops(ctx, t, l.Router, all, 30*time.Second)
-	out, _ := l.Router.Command(ctx, "ip", "route", "show", scenario.VIP.String()).CombinedOutput()
-	t.Logf("the router's route has a next hop per director %v after the last gvsd started:\n%s", took.Round(time.Millisecond), out)
+	t.Cleanup(cancel) // after startECMP's cleanup: gvsd stops cleanly first
+	ds, all := startECMP(ctx, t, l, config.DR, ecmpConfig(l))
 
 	// Spread: every director forwards a share.
 	shares := burst(ctx, t, l, ds, ecmpBurst)
@@ -189,6 +140,70 @@ func TestECMP(t *testing.T) {
 	// director3 hangs (SIGSTOP): no keepalives, nothing forwarded; the
 	// router drops it when the hold time runs out.
 	lose(ctx, t, l, ds, ds[2], syscall.SIGSTOP)
+}
+
+// needECMPLab skips without BIRD, else returns a lab with ecmpDirectors
+// directors and ecmpClients client addresses.
+func needECMPLab(t *testing.T) *lab.Lab {
+	t.Helper()
+	for _, tool := range []string{"bird", "birdc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s (apt-get install bird2)", tool)
+		}
+	}
+	return needLabWith(t, lab.Options{Directors: ecmpDirectors, ClientAddrs: ecmpClients})
+}
+
+// startECMP runs BIRD on the router and gvsd with cfg on every director
+// (the lab's reals prepared for mode), waits until the router's route to
+// the VIP has a next hop per director, and returns the directors and
+// their addresses. Everything stops when the test ends; a failed test
+// logs every gvsd's and BIRD's log.
+func startECMP(ctx context.Context, t *testing.T, l *lab.Lab, mode config.Forward, cfg string) ([]*ecmpDirector, []netip.Addr) {
+	t.Helper()
+	var addrs []netip.Addr
+	for _, d := range l.Directors {
+		addrs = append(addrs, d.Addr)
+	}
+	rt := startBIRD(ctx, t, l.Router, birdConfig(l.Gateway, addrs))
+
+	dir := t.TempDir()
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: dir, Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, mode, o, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := []*ecmpDirector{{host: l.Director, dir: dir, config: env.ConfigPath, socket: env.SocketPath, proc: env.Gvsd, runs: 1}}
+	for _, h := range l.Directors[1:] {
+		d := &ecmpDirector{host: h, dir: dir, config: filepath.Join(dir, h.Name+".toml"), socket: filepath.Join(dir, h.Name+".sock")}
+		if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	t.Cleanup(func() {
+		for _, d := range ds[1:] {
+			if d.proc != nil {
+				d.proc.Stop()
+			}
+		}
+		env.Close()
+		if t.Failed() {
+			for _, d := range ds {
+				if d.proc != nil {
+					t.Logf("%s gvsd log (run %d):\n%s", d.host.Name, d.runs, d.proc.Log())
+				}
+			}
+			t.Logf("bird log:\n%s", rt.proc.Log())
+		}
+	})
+	for _, d := range ds[1:] {
+		d.start(ctx, t)
+	}
+	took := waitNextHops(ctx, t, l.Router, addrs, 30*time.Second)
+	out, _ := l.Router.Command(ctx, "ip", "route", "show", scenario.VIP.String()).CombinedOutput()
+	t.Logf("the router's route has a next hop per director %v after the last gvsd started:\n%s", took.Round(time.Millisecond), out)
+	return ds, addrs
 }
 
 // lose takes victim away under load and brings it back: SIGKILL (a
@@ -518,4 +533,134 @@ func waitNextHops(ctx context.Context, t *testing.T, router *lab.Host, want []ne
 
 func without(addrs []netip.Addr, a netip.Addr) []netip.Addr {
 	return slices.DeleteFunc(slices.Clone(addrs), func(x netip.Addr) bool { return x == a })
+}
+
+// ecmpNATGateway is the reals' route back in TestECMPNAT: a [vrrp] address
+// that one director at a time holds.
+var ecmpNATGateway = netip.MustParseAddr("10.20.0.254")
+
+// ecmpNATConfig is TestECMP's configuration in NAT (VIP:80 to RIP:8080),
+// with a [vrrp] instance beside [bgp] that moves only the reals' gateway
+// address (VRRPv3 every 100 ms, so that it moves within half a second).
+func ecmpNATConfig(l *lab.Lab) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"nat\"\n", l.Director.Iface, scenario.VIP, scenario.TCPPort)
+	for _, r := range l.Reals {
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort+8000)
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, ecmpHold, ecmpDrain, l.Gateway, routerAS)
+	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n", ecmpRefresh)
+	fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 60\nversion = 3\nadvert_interval = \"100ms\"\naddresses = [\"%s\"]\n", ecmpNATGateway)
+	return b.String()
+}
+
+// TestECMPNAT runs NAT on three directors behind ECMP: every director
+// schedules connections and rewrites their client side, and the reals
+// answer through a gateway address that [vrrp] gives to one of them. That
+// director translates the replies of every director's connections: those
+// it has from sync, and (the SYN-ACK always beats sync) the others by
+// their real's service (dataplane.Table.NATReplies). It checks that every
+// director forwards a share of many clients' requests and all succeed
+// while only the gateway sees replies; that a director killed (SIGKILL)
+// under load, then the gateway itself, leaves no request started after
+// it failed and every stream going on byte for byte (a moved stream's
+// client side finds its connection on another director through sync; the
+// gateway address moves with VRRP); and that each comes back.
+func TestECMPNAT(t *testing.T) {
+	l := needECMPLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel) // after startECMP's cleanup: gvsd stops cleanly first
+	ds, _ := startECMP(ctx, t, l, config.NAT, ecmpNATConfig(l))
+	if err := l.SetRealGateway(ecmpNATGateway); err != nil {
+		t.Fatal(err)
+	}
+	gw := gatewayHolder(ctx, t, ds)
+	t.Logf("%s holds the reals' gateway %s", gw.host.Name, ecmpNATGateway)
+
+	// A real retransmits its SYN-ACK when the gateway drops the first
+	// one: what happened to two thirds of the connections (the other
+	// directors') before replies were translated without a connection.
+	synRetrans := func() uint64 {
+		var n uint64
+		for _, r := range l.Reals {
+			n += tcpCounters(ctx, t, r)["TcpExtTCPSynRetrans"]
+		}
+		return n
+	}
+	retrans := synRetrans()
+	shares := burst(ctx, t, l, ds, ecmpBurst)
+	for i, n := range shares {
+		if float64(n) < ecmpMinShare*ecmpBurst {
+			t.Errorf("%s took %d of %d requests, want at least %.0f%%", ds[i].host.Name, n, ecmpBurst, 100*ecmpMinShare)
+		}
+	}
+	if n := synRetrans() - retrans; n > ecmpBurst/10 {
+		t.Errorf("the reals retransmitted %d SYN-ACKs for %d requests: the gateway dropped the first replies of the other directors' connections", n, ecmpBurst)
+	} else {
+		t.Logf("the reals retransmitted %d SYN-ACKs for %d requests", n, ecmpBurst)
+	}
+	for _, d := range ds {
+		var out uint64
+		for _, s := range gvsStatus(ctx, t, d.socket).Services {
+			out += s.Stats.OutPkts
+		}
+		switch {
+		case d == gw && out == 0:
+			t.Errorf("the gateway %s translated no reply", d.host.Name)
+		case d != gw && out != 0:
+			t.Errorf("%s, not the gateway, translated %d replies", d.host.Name, out)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	var other *ecmpDirector
+	for _, d := range ds {
+		if d != gw {
+			other = d
+			break
+		}
+	}
+	lose(ctx, t, l, ds, other, syscall.SIGKILL)
+	if t.Failed() {
+		return
+	}
+	gw = gatewayHolder(ctx, t, ds)
+	t.Logf("killing the gateway %s", gw.host.Name)
+	lose(ctx, t, l, ds, gw, syscall.SIGKILL)
+	if t.Failed() {
+		return
+	}
+	t.Logf("%s holds the reals' gateway now", gatewayHolder(ctx, t, ds).host.Name)
+}
+
+// gatewayHolder waits until exactly one running director holds
+// ecmpNATGateway as VRRP master, and returns it. (A killed gvsd leaves
+// the address on its interface until it starts again; it is not counted.)
+func gatewayHolder(ctx context.Context, t *testing.T, ds []*ecmpDirector) *ecmpDirector {
+	t.Helper()
+	var holder *ecmpDirector
+	err := waitCond(ctx, 10*time.Second, func() bool {
+		holder = nil
+		n := 0
+		for _, d := range ds {
+			if d.proc == nil || d.proc.Exited() {
+				continue
+			}
+			out, err := d.host.Command(ctx, "ip", "-o", "-4", "addr", "show", "dev", d.host.Iface).Output()
+			if err != nil || !strings.Contains(string(out), " "+ecmpNATGateway.String()+"/") {
+				continue
+			}
+			if st := gvsStatus(ctx, t, d.socket); st.VRRP != nil && st.VRRP.State == "MASTER" {
+				holder = d
+				n++
+			}
+		}
+		return n == 1
+	})
+	if err != nil {
+		t.Fatalf("no single running director holds %s as VRRP master: %v", ecmpNATGateway, err)
+	}
+	return holder
 }

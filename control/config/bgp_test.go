@@ -59,6 +59,21 @@ func TestBGPDefaults(t *testing.T) {
 	if c := mustParse(t, bgpHead+"[bgp]\nenabled = false\n"); c.BGP.Enabled {
 		t.Errorf("enabled = false: enabled")
 	}
+	// Beside [bgp], [vrrp] may move addresses that are no service's VIP:
+	// the NAT reals' gateway, taken by one director at a time.
+	c = mustParse(t, bgpHead+`
+[vrrp]
+router_id = 51
+addresses = ["10.20.0.254"]
+[bgp]
+local_as = 65001
+  [[bgp.peer]]
+  address = "10.20.0.1"
+  as = 65000
+`)
+	if !c.BGP.Enabled || c.VRRP.RouterID != 51 {
+		t.Errorf("[bgp] with a gateway-only [vrrp]: %+v %+v", c.BGP, c.VRRP)
+	}
 	// The issue's own example, empty next_hop and password included.
 	mustParse(t, bgpHead+`
 [bgp]
@@ -108,12 +123,12 @@ func TestBGPErrors(t *testing.T) {
 		{"peer not a table array", bgpHead + "[bgp]\nlocal_as = 65001\npeer = 1\n", []FieldError{{"bgp.peer", "want an array of tables ([[bgp.peer]]), got integer 1"}}},
 		{"with vrrp", bgpHead + "[[service]]\naddress = \"10.20.0.100:443\"\n[[service]]\naddress = \"10.20.0.101:80\"\n[vrrp]\nrouter_id = 51\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{
-				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"},
-				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.101 (service[2].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"}}},
+				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"},
+				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.101 (service[2].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
 		{"IPv6 service", bgpHead + "[[service]]\naddress = \"[fd00::1]:80\"\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{{"service[1].address", "IPv6 service fd00::1 with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])"}}},
 		{"with vrrp addresses", bgpHead + "[vrrp]\nrouter_id = 51\naddresses = [\"10.20.0.53\", \"10.20.0.100\"]\n[bgp]\nlocal_as = 65001\n" + peer,
-			[]FieldError{{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp.addresses[1] gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)"}}},
+			[]FieldError{{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp.addresses[1] gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			got := parseErrs(t, tt.src)

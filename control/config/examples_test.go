@@ -18,6 +18,7 @@ func TestExampleConfigs(t *testing.T) {
 		"tun.toml":     1,
 		"udp-dns.toml": 2,
 		"bgp.toml":     1,
+		"bgp-nat.toml": 1,
 		"ipv6.toml":    3,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")

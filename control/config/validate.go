@@ -188,8 +188,11 @@ func checkAS(as int) string {
 
 // bgpWithVRRP refuses [bgp] and [vrrp] on the same VIP: BGP has every director
 // announce it and serve it at once, VRRP gives it to one master, and the two would
-// fight over it. VRRP moves every service VIP with mastership (and vrrp.addresses),
-// [bgp] announces every service VIP: each VIP in both is one error.
+// fight over it. Without vrrp.addresses VRRP moves every service VIP: then each
+// VIP is one error. With vrrp.addresses, beside [bgp], VRRP moves those
+// addresses alone (the NAT reals' gateway, say: every director forwards, and
+// one at a time takes the replies), and only a service VIP among them is an
+// error.
 func (v *validator) bgpWithVRRP(c *Config) {
 	if !c.BGP.Enabled || c.VRRP.RouterID == 0 || v.skip("bgp") || v.skip("vrrp") {
 		return
@@ -205,9 +208,9 @@ func (v *validator) bgpWithVRRP(c *Config) {
 		if j := slices.Index(c.VRRP.Addresses, vip); j >= 0 {
 			vpath = index("vrrp.addresses", j)
 		} else if len(c.VRRP.Addresses) > 0 {
-			vpath = "vrrp (the VRRP master holds every service VIP)"
+			continue
 		}
-		v.addf("bgp", "[bgp] and [vrrp] on the same VIP %s (%s): [bgp] announces it from every director, %s gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP)",
+		v.addf("bgp", "[bgp] and [vrrp] on the same VIP %s (%s): [bgp] announces it from every director, %s gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)",
 			vip, index("service", i)+".address", vpath)
 	}
 }
