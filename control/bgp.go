@@ -26,6 +26,11 @@ type bgpInputs struct {
 	// VIPs are the service VIPs, each with whether it is ready: some
 	// service on it has a real the scheduler may pick (see vipReadiness).
 	VIPs map[netip.Addr]bool
+	// Locals are this director's FULLNAT local addresses and Standby the
+	// other directors' (bgp.peer_local_addresses; both empty without it):
+	// announced while it runs and is not learning, the others' as a
+	// fallback (bgpRoutes' Standby).
+	Locals, Standby []netip.Addr
 }
 
 // bgpLearnMargin is added to [sync] refresh in bgpLearnFor: a refresh is
@@ -56,6 +61,9 @@ func bgpPrefixes(in bgpInputs) []netip.Prefix {
 		if ready && vip.Is4() {
 			out = append(out, netip.PrefixFrom(vip, 32))
 		}
+	}
+	for _, a := range append(slices.Clip(in.Locals), in.Standby...) {
+		out = append(out, netip.PrefixFrom(a, 32))
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return out
@@ -139,7 +147,19 @@ func bgpRoutes(cfg *config.Config, addr netip.Addr) bgp.Routes {
 			r.Communities = append(r.Communities, v)
 		}
 	}
+	for _, a := range b.PeerLocalAddresses {
+		r.Standby = append(r.Standby, netip.PrefixFrom(a, 32))
+	}
 	return r
+}
+
+// bgpLocals are the local addresses a director announces (bgpInputs):
+// with bgp.peer_local_addresses, its own and the others', else none.
+func bgpLocals(cfg *config.Config) (own, standby []netip.Addr) {
+	if len(cfg.BGP.PeerLocalAddresses) == 0 || !usesFullNAT(cfg) {
+		return nil, nil
+	}
+	return cfg.Director.LocalAddresses, cfg.BGP.PeerLocalAddresses
 }
 
 func bgpPeers(cfg *config.Config) []bgp.Peer {
@@ -216,6 +236,7 @@ func (d *Daemon) bgpSync() {
 	default:
 	}
 	in := bgpInputs{Running: running, Learning: time.Now().Before(d.bgpFrom), VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
+	in.Locals, in.Standby = bgpLocals(d.cfg)
 	if err := d.bgp.Announce(bgpPrefixes(in)); err != nil {
 		d.log.Error("BGP announce failed", "err", err)
 	}

@@ -18,6 +18,8 @@ import (
 var (
 	vip100 = netip.MustParseAddr("10.20.0.100")
 	vip101 = netip.MustParseAddr("10.20.0.101")
+	lip2   = netip.MustParseAddr("10.30.0.2")
+	lip3   = netip.MustParseAddr("10.30.0.3")
 )
 
 // TestBGPPrefixes: a VIP is announced while gvsd runs and it is ready,
@@ -36,6 +38,10 @@ func TestBGPPrefixes(t *testing.T) {
 		{"not running (stopping, workers stopped, interface down)", bgpInputs{VIPs: map[netip.Addr]bool{vip100: true, vip101: true}}, nil},
 		{"learning the other directors' connections (sync)", bgpInputs{Running: true, Learning: true, VIPs: map[netip.Addr]bool{vip100: true}}, nil},
 		{"IPv6 is not announced (phase 1)", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true}}, nil},
+		{"local addresses, own and the others'", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip100: false}, Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}},
+			[]netip.Prefix{netip.PrefixFrom(lip2, 32), netip.PrefixFrom(lip3, 32)}},
+		{"local addresses while learning", bgpInputs{Running: true, Learning: true, Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}}, nil},
+		{"local addresses while stopping", bgpInputs{Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}}, nil},
 	} {
 		if got := bgpPrefixes(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
@@ -265,5 +271,57 @@ gvs_bgp_session_up{peer="10.20.0.254"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "gvs_bgp_announced", "gvs_bgp_session_up"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestBGPLocals: with bgp.peer_local_addresses and a FULLNAT service, the
+// director announces its own local addresses and, as standby routes, the
+// others'; the compiled match takes replies to both, while only its own
+// are sources of new connections. Without a FULLNAT service or without the
+// field: nothing more than before.
+func TestBGPLocals(t *testing.T) {
+	const src = `
+[director]
+interface = "eth0"
+local_addresses = ["10.30.0.2"]
+[[service]]
+address = "10.20.0.100:80"
+forward = "fullnat"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+[bgp]
+local_as = 65001
+peer_local_addresses = ["10.30.0.3", "10.30.0.4"]
+  [[bgp.peer]]
+  address = "10.20.0.1"
+  as = 65000
+`
+	cfg := mustParse(t, src)
+	own, standby := bgpLocals(cfg)
+	lip4 := netip.MustParseAddr("10.30.0.4")
+	if !reflect.DeepEqual(own, []netip.Addr{lip2}) || !reflect.DeepEqual(standby, []netip.Addr{lip3, lip4}) {
+		t.Fatalf("bgpLocals = %v, %v", own, standby)
+	}
+	r := bgpRoutes(cfg, netip.MustParseAddr("10.20.0.2"))
+	if want := []netip.Prefix{netip.PrefixFrom(lip3, 32), netip.PrefixFrom(lip4, 32)}; !reflect.DeepEqual(r.Standby, want) {
+		t.Fatalf("Standby = %v, want %v", r.Standby, want)
+	}
+	tbl, m, err := NewCompiler().Compile(cfg, testLink, own, resolveAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(tbl.Locals, [][4]byte{lip2.As4()}) {
+		t.Errorf("Table.Locals = %v: only this director's own are sources", tbl.Locals)
+	}
+	var got []netip.Addr
+	for _, l := range m.Locals {
+		got = append(got, netip.AddrFrom4(l.Addr))
+	}
+	if !reflect.DeepEqual(got, []netip.Addr{lip2, lip3, lip4}) {
+		t.Errorf("Match.Locals = %v, want the director's own and the others'", got)
+	}
+	dr := mustParse(t, strings.NewReplacer(`forward = "fullnat"`, `forward = "dr"`, "8080", "80").Replace(src))
+	if own, standby := bgpLocals(dr); own != nil || standby != nil {
+		t.Errorf("without FULLNAT: %v, %v", own, standby)
 	}
 }

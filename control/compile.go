@@ -343,6 +343,15 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			t.Locals = append(t.Locals, a.As4())
 			m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
 		}
+		// The other directors' local addresses: never a source of this
+		// director's connections, but their replies come here when the
+		// routers move them (bgp.peer_local_addresses), to be translated
+		// by the connections sync brought.
+		if cfg.BGP.Enabled {
+			for _, a := range cfg.BGP.PeerLocalAddresses {
+				m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
+			}
+		}
 	}
 	for k := range natAmbiguous {
 		delete(natReplies, k)

@@ -60,7 +60,14 @@ func (d *Daemon) Doctor() []api.Check {
 		has, err := arpctl.HasVIP(iface, vip)
 		out = append(out, checkVIP(iface, vip, master, has, err))
 	}
-	if usesFullNAT(cfg) && len(cfg.Director.LocalAddresses) > 0 {
+	if own, _ := bgpLocals(cfg); len(own) > 0 && d.bgp != nil {
+		// Announced over BGP: the reals reach them through the routers,
+		// whether or not they are on the interface.
+		announced := d.bgp.Announced()
+		for _, a := range own {
+			out = append(out, checkLocalBGP(a, slices.Contains(announced, netip.PrefixFrom(a, 32))))
+		}
+	} else if usesFullNAT(cfg) && len(cfg.Director.LocalAddresses) > 0 {
 		vrrpOn := cfg.VRRP.RouterID != 0
 		for _, a := range cfg.Director.LocalAddresses {
 			has, err := ifaceHas(iface, a)
@@ -352,6 +359,17 @@ func checkLocal(iface string, a netip.Addr, vrrpOn, inVRRP, master, has bool, er
 		return ok(name, "not on "+iface+" (VRRP backup)")
 	}
 	return ok(name, "on "+iface)
+}
+
+// checkLocalBGP: a local address announced over BGP (bgp.peer_local_addresses)
+// is fine while it is announced; until then (learning, or stopping) the
+// other directors carry its replies.
+func checkLocalBGP(a netip.Addr, announced bool) api.Check {
+	name := "local address " + a.String()
+	if !announced {
+		return warn(name, "not announced over BGP yet (learning the other directors' connections, or stopping): the routers send the reals' replies to it to the other directors", "")
+	}
+	return ok(name, "announced over BGP (the reals reach it through the routers; the other directors announce it as a fallback)")
 }
 
 // checkVRRP fails while a peer sends, or sent and has not resigned since,

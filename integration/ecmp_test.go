@@ -82,7 +82,8 @@ func TestECMP(t *testing.T) {
 	l := needECMPLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel) // after startECMP's cleanup: gvsd stops cleanly first
-	ds, all := startECMP(ctx, t, l, config.DR, ecmpConfig(l))
+	cfg := ecmpConfig(l)
+	ds, all := startECMP(ctx, t, l, config.DR, func(int) string { return cfg })
 
 	// Spread: every director forwards a share.
 	shares := burst(ctx, t, l, ds, ecmpBurst)
@@ -154,12 +155,12 @@ func needECMPLab(t *testing.T) *lab.Lab {
 	return needLabWith(t, lab.Options{Directors: ecmpDirectors, ClientAddrs: ecmpClients})
 }
 
-// startECMP runs BIRD on the router and gvsd with cfg on every director
+// startECMP runs BIRD on the router and gvsd with cfgFor(i) on director i
 // (the lab's reals prepared for mode), waits until the router's route to
 // the VIP has a next hop per director, and returns the directors and
 // their addresses. Everything stops when the test ends; a failed test
 // logs every gvsd's and BIRD's log.
-func startECMP(ctx context.Context, t *testing.T, l *lab.Lab, mode config.Forward, cfg string) ([]*ecmpDirector, []netip.Addr) {
+func startECMP(ctx context.Context, t *testing.T, l *lab.Lab, mode config.Forward, cfgFor func(i int) string) ([]*ecmpDirector, []netip.Addr) {
 	t.Helper()
 	var addrs []netip.Addr
 	for _, d := range l.Directors {
@@ -169,14 +170,14 @@ func startECMP(ctx context.Context, t *testing.T, l *lab.Lab, mode config.Forwar
 
 	dir := t.TempDir()
 	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, Dir: dir, Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, mode, o, cfg)
+	env, err := scenario.Setup(ctx, l, mode, o, cfgFor(0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ds := []*ecmpDirector{{host: l.Director, dir: dir, config: env.ConfigPath, socket: env.SocketPath, proc: env.Gvsd, runs: 1}}
-	for _, h := range l.Directors[1:] {
+	for i, h := range l.Directors[1:] {
 		d := &ecmpDirector{host: h, dir: dir, config: filepath.Join(dir, h.Name+".toml"), socket: filepath.Join(dir, h.Name+".sock")}
-		if err := os.WriteFile(d.config, []byte(cfg), 0o644); err != nil {
+		if err := os.WriteFile(d.config, []byte(cfgFor(i+1)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		ds = append(ds, d)
@@ -570,7 +571,8 @@ func TestECMPNAT(t *testing.T) {
 	l := needECMPLab(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel) // after startECMP's cleanup: gvsd stops cleanly first
-	ds, _ := startECMP(ctx, t, l, config.NAT, ecmpNATConfig(l))
+	cfg := ecmpNATConfig(l)
+	ds, _ := startECMP(ctx, t, l, config.NAT, func(int) string { return cfg })
 	if err := l.SetRealGateway(ecmpNATGateway); err != nil {
 		t.Fatal(err)
 	}
@@ -663,4 +665,129 @@ func gatewayHolder(ctx context.Context, t *testing.T, ds []*ecmpDirector) *ecmpD
 		t.Fatalf("no single running director holds %s as VRRP master: %v", ecmpNATGateway, err)
 	}
 	return holder
+}
+
+// ecmpLocal is director i's FULLNAT local address in TestECMPFullNAT: off
+// the LAN, so that the reals reach it through the router, which has it
+// from BGP.
+func ecmpLocal(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 30, 0, byte(2 + i)}) }
+
+// ecmpFullNATConfig is director i's configuration in TestECMPFullNAT:
+// TestECMP's in FULLNAT (VIP:80 to RIP:8080), with its own local address
+// and the others' in bgp.peer_local_addresses.
+func ecmpFullNATConfig(l *lab.Lab, i int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\nlocal_addresses = [\"%s\"]\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"fullnat\"\n",
+		l.Director.Iface, ecmpLocal(i), scenario.VIP, scenario.TCPPort)
+	for _, r := range l.Reals {
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort+8000)
+	}
+	var peers []string
+	for j := range ecmpDirectors {
+		if j != i {
+			peers = append(peers, fmt.Sprintf("%q", ecmpLocal(j)))
+		}
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\npeer_local_addresses = [%s]\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n",
+		directorAS, ecmpHold, ecmpDrain, strings.Join(peers, ", "), l.Gateway, routerAS)
+	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n", ecmpRefresh)
+	return b.String()
+}
+
+// TestECMPFullNAT runs FULLNAT on three directors behind ECMP. Each has
+// its own local address off the LAN and announces it over BGP; each also
+// announces the others' with a worse MED (bgp.peer_local_addresses), so
+// that when a director goes the router sends the replies to its address to
+// the others, which have its connections from sync. The router must not
+// send ICMP redirects (the reals and the directors share its LAN, and a
+// real would cache a redirect to a director that dies). It checks that
+// each local address is routed to its own director, that every director
+// forwards a share of many clients' requests and all succeed, and that a
+// director stopped cleanly (SIGTERM) and one killed (SIGKILL) under load
+// leave every stream they carried going on byte for byte, on the same real
+// and from the same local address, and each comes back.
+func TestECMPFullNAT(t *testing.T) {
+	l := needECMPLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Cleanup(cancel) // after startECMP's cleanup: gvsd stops cleanly first
+	for _, k := range []string{"net.ipv4.conf.all.send_redirects", "net.ipv4.conf.eth1.send_redirects"} {
+		if out, err := l.Router.Command(ctx, "sysctl", "-qw", k+"=0").CombinedOutput(); err != nil {
+			t.Fatalf("sysctl %s=0 on the router: %v: %s", k, err, out)
+		}
+	}
+	ds, all := startECMP(ctx, t, l, config.FullNAT, func(i int) string { return ecmpFullNATConfig(l, i) })
+	for i, d := range ds {
+		want := []netip.Addr{d.host.Addr}
+		if err := waitCond(ctx, 10*time.Second, func() bool { return slices.Equal(routeVia(ctx, l.Router, ecmpLocal(i)), want) }); err != nil {
+			t.Fatalf("the router's route to %s (%s's local address) goes via %v, want %v", ecmpLocal(i), d.host.Name, routeVia(ctx, l.Router, ecmpLocal(i)), want)
+		}
+	}
+
+	shares := burst(ctx, t, l, ds, ecmpBurst)
+	for i, n := range shares {
+		if float64(n) < ecmpMinShare*ecmpBurst {
+			t.Errorf("%s took %d of %d requests, want at least %.0f%%", ds[i].host.Name, n, ecmpBurst, 100*ecmpMinShare)
+		}
+	}
+	if t.Failed() {
+		return
+	}
+
+	// A clean stop: the director withdraws its VIP and its local address
+	// at once, so the router sends its flows and their replies to the
+	// others while it drains; its streams outlive it.
+	victim := ds[2]
+	streams := openStreams(ctx, t, l, ds, victim)
+	for _, s := range streams {
+		for _, d := range ds {
+			if d != s.owner {
+				if err := waitCond(ctx, 5*time.Second, func() bool { return hasConn(ctx, t, d.socket, s.port, "") }); err != nil {
+					stopStreams(t, streams)
+					t.Fatalf("%s never installed %s's stream from port %d", d.host.Name, s.owner.host.Name, s.port)
+				}
+			}
+		}
+	}
+	t0 := time.Now()
+	if err := victim.proc.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	gone := waitNextHops(ctx, t, l.Router, without(all, victim.host.Addr), ecmpDrain)
+	if err := victim.proc.WaitLog(ctx, "final counters", ecmpDrain+10*time.Second); err != nil {
+		stopStreams(t, streams)
+		t.Fatalf("%s did not stop: %v", victim.host.Name, err)
+	}
+	exited := time.Now()
+	waitStreams(ctx, t, streams, exited, 20)
+	t.Logf("SIGTERM %s: the router dropped its next hop after %v, gvsd exited after %v; the router's route to its local address %s then went via %v; streams: %s",
+		victim.host.Name, gone.Round(time.Millisecond), exited.Sub(t0).Round(time.Millisecond), ecmpLocal(2), routeVia(ctx, l.Router, ecmpLocal(2)), streamReport(streams, t0))
+	if t.Failed() {
+		stopStreams(t, streams)
+		return
+	}
+	rejoin(ctx, t, l, ds, victim, streams)
+	stopStreams(t, streams)
+	if t.Failed() {
+		return
+	}
+	lose(ctx, t, l, ds, ds[1], syscall.SIGKILL)
+}
+
+// routeVia returns the next hops of the router's route to a, sorted.
+func routeVia(ctx context.Context, h *lab.Host, a netip.Addr) []netip.Addr {
+	out, err := h.Command(ctx, "ip", "-4", "route", "show", "exact", netip.PrefixFrom(a, 32).String()).Output()
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(out))
+	var hops []netip.Addr
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "via" {
+			if v, err := netip.ParseAddr(f[i+1]); err == nil {
+				hops = append(hops, v)
+			}
+		}
+	}
+	slices.SortFunc(hops, netip.Addr.Compare)
+	return hops
 }

@@ -40,7 +40,14 @@ type Routes struct {
 	NextHop     netip.Addr // IPv4
 	MED         int64      // < 0: none
 	Communities []uint32   // RFC 1997
+	// Standby prefixes are announced as a fallback: with MED plus
+	// StandbyMED (StandbyMED without MED), so that a router prefers any
+	// other director's announcement of them while there is one.
+	Standby []netip.Prefix
 }
+
+// StandbyMED is what a Standby prefix adds to the MED.
+const StandbyMED = 100
 
 // Peer is one BGP neighbour, dialled by the speaker (it never listens).
 type Peer struct {
@@ -164,7 +171,7 @@ func (s *Speaker) Update(peers []Peer, routes Routes) error {
 }
 
 func (r Routes) equal(o Routes) bool {
-	return r.NextHop == o.NextHop && r.MED == o.MED && slices.Equal(r.Communities, o.Communities)
+	return r.NextHop == o.NextHop && r.MED == o.MED && slices.Equal(r.Communities, o.Communities) && slices.Equal(r.Standby, o.Standby)
 }
 
 // Announce makes want the set of announced prefixes: it announces those not yet
@@ -221,7 +228,10 @@ func (s *Speaker) paths(prefixes []netip.Prefix) []*apiutil.Path {
 		}
 		nh, _ := bgppkt.NewPathAttributeNextHop(r.NextHop)
 		attrs := []bgppkt.PathAttributeInterface{bgppkt.NewPathAttributeOrigin(bgppkt.BGP_ORIGIN_ATTR_TYPE_IGP), nh}
-		if r.MED >= 0 {
+		switch {
+		case slices.Contains(r.Standby, p):
+			attrs = append(attrs, bgppkt.NewPathAttributeMultiExitDisc(uint32(max(r.MED, 0)+StandbyMED)))
+		case r.MED >= 0:
 			attrs = append(attrs, bgppkt.NewPathAttributeMultiExitDisc(uint32(r.MED)))
 		}
 		if len(r.Communities) > 0 {

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	bgppkt "github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"net/netip"
 	"reflect"
 	"runtime"
@@ -63,5 +64,32 @@ func TestSpeaker(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Errorf("%d goroutines after Close, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestPathsStandby: a Standby prefix carries the MED plus StandbyMED
+// (StandbyMED without a MED), every other prefix the MED or none.
+func TestPathsStandby(t *testing.T) {
+	own, other := netip.MustParsePrefix("10.30.0.2/32"), netip.MustParsePrefix("10.30.0.3/32")
+	for _, tc := range []struct {
+		med                int64
+		wantOwn, wantOther int64 // -1: no MED attribute
+	}{{-1, -1, StandbyMED}, {0, 0, StandbyMED}, {10, 10, 10 + StandbyMED}} {
+		s := &Speaker{cfg: Config{Routes: Routes{NextHop: netip.MustParseAddr("10.20.0.2"), MED: tc.med, Standby: []netip.Prefix{other}}}}
+		ps := s.paths([]netip.Prefix{own, other})
+		if len(ps) != 2 {
+			t.Fatalf("%d paths", len(ps))
+		}
+		for i, want := range []int64{tc.wantOwn, tc.wantOther} {
+			got := int64(-1)
+			for _, a := range ps[i].Attrs {
+				if m, ok := a.(*bgppkt.PathAttributeMultiExitDisc); ok {
+					got = int64(m.Value)
+				}
+			}
+			if got != want {
+				t.Errorf("MED %d: path %d has MED %d, want %d", tc.med, i, got, want)
+			}
+		}
 	}
 }

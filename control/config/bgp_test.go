@@ -127,6 +127,15 @@ func TestBGPErrors(t *testing.T) {
 				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.101 (service[2].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
 		{"IPv6 service", bgpHead + "[[service]]\naddress = \"[fd00::1]:80\"\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{{"service[1].address", "IPv6 service fd00::1 with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])"}}},
+		{"peer_local_addresses without local_addresses", bgpHead + "[bgp]\nlocal_as = 65001\npeer_local_addresses = [\"10.30.0.3\"]\n" + peer,
+			[]FieldError{{"bgp.peer_local_addresses", "needs director.local_addresses: this director's own local addresses, announced beside the others'"}}},
+		{"peer_local_addresses values", strings.Replace(bgpHead, "[director]\n", "[director]\nlocal_addresses = [\"10.30.0.2\"]\n", 1) +
+			"[bgp]\nlocal_as = 65001\npeer_local_addresses = [\"10.30.0.2\", \"fd00::3\", \"10.30.0.3\", \"10.30.0.3\", \"10.20.0.100\", \"224.0.0.1\"]\n" + peer,
+			[]FieldError{{"bgp.peer_local_addresses[0]", "10.30.0.2 is this director's own (director.local_addresses); list only the other directors' here"},
+				{"bgp.peer_local_addresses[1]", "fd00::3 is not a usable IPv4 unicast address"},
+				{"bgp.peer_local_addresses[3]", "10.30.0.3 is already bgp.peer_local_addresses[2]"},
+				{"bgp.peer_local_addresses[4]", "10.20.0.100 is a service VIP"},
+				{"bgp.peer_local_addresses[5]", "224.0.0.1 is not a usable IPv4 unicast address"}}},
 		{"with vrrp addresses", bgpHead + "[vrrp]\nrouter_id = 51\naddresses = [\"10.20.0.53\", \"10.20.0.100\"]\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp.addresses[1] gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
 	} {

@@ -143,6 +143,13 @@ type BGP struct {
 	// halves 0..65535 (see ParseCommunity).
 	Communities []string
 	Peers       []BGPPeer // [[bgp.peer]]; at least one
+	// PeerLocalAddresses are the other directors' FULLNAT local addresses.
+	// With them, this director announces its own local_addresses as /32s
+	// (the reals reach them through the router) and the others' with a
+	// worse MED, and takes the replies to the others' addresses: when a
+	// director goes, the routers send its replies to the rest, which have
+	// its connections from sync. Needs director.local_addresses.
+	PeerLocalAddresses []netip.Addr
 }
 
 // BGPPeer is one [[bgp.peer]]: a router the director opens a BGP session to.

@@ -12,14 +12,15 @@ import (
 // must be added to want, and a removed one removed from it.
 func TestExampleConfigs(t *testing.T) {
 	want := map[string]int{ // file name → number of services
-		"gvs.toml":     1,
-		"nat.toml":     1,
-		"fullnat.toml": 2,
-		"tun.toml":     1,
-		"udp-dns.toml": 2,
-		"bgp.toml":     1,
-		"bgp-nat.toml": 1,
-		"ipv6.toml":    3,
+		"gvs.toml":         1,
+		"nat.toml":         1,
+		"fullnat.toml":     2,
+		"tun.toml":         1,
+		"udp-dns.toml":     2,
+		"bgp.toml":         1,
+		"bgp-nat.toml":     1,
+		"bgp-fullnat.toml": 1,
+		"ipv6.toml":        3,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil {

@@ -336,6 +336,7 @@ func (d *decoder) bgp(path string, v any, b *BGP) {
 		{"drain", d.setDuration(&b.Drain)},
 		{"med", d.setInt(&b.MED)},
 		{"communities", d.setStrings(&b.Communities)},
+		{"peer_local_addresses", d.setAddrs(&b.PeerLocalAddresses)},
 		{"peer", func(path string, v any) {
 			items, ok := d.list(path, "an array of tables ([[bgp.peer]])", v)
 			if !ok {

@@ -87,6 +87,7 @@ func (v *validator) config(c *Config) {
 	v.vrrp(&c.VRRP)
 	v.sync(&c.Sync)
 	v.bgp(&c.BGP)
+	v.bgpLocals(c)
 	v.bgpWithVRRP(c)
 	v.ipv6WithHA(c)
 }
@@ -168,6 +169,41 @@ func (v *validator) bgp(b *BGP) {
 		}
 		if n := len(p.Password); n > maxMD5Key {
 			v.addf(join(path, "password"), "%d bytes long; a TCP MD5 key has at most %d (TCP_MD5SIG_MAXKEYLEN)", n, maxMD5Key)
+		}
+	}
+}
+
+// bgpLocals checks bgp.peer_local_addresses: IPv4 unicast, each once, none
+// of them this director's own local address or a service VIP, and this
+// director's own local addresses set (the interface's address is on the
+// LAN: the reals reach it by ARP, not through the routers).
+func (v *validator) bgpLocals(c *Config) {
+	b := &c.BGP
+	if !b.Enabled || len(b.PeerLocalAddresses) == 0 || v.skip("bgp") {
+		return
+	}
+	if len(c.Director.LocalAddresses) == 0 {
+		v.addf("bgp.peer_local_addresses", "needs director.local_addresses: this director's own local addresses, announced beside the others'")
+	}
+	vips := map[netip.Addr]bool{}
+	for _, s := range c.Services {
+		vips[s.Address.Addr()] = true
+	}
+	seen := map[netip.Addr]int{}
+	for i, a := range b.PeerLocalAddresses {
+		path := index("bgp.peer_local_addresses", i)
+		switch {
+		case !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+			v.addf(path, "%s is not a usable IPv4 unicast address", a)
+		case slices.Contains(c.Director.LocalAddresses, a):
+			v.addf(path, "%s is this director's own (director.local_addresses); list only the other directors' here", a)
+		case vips[a]:
+			v.addf(path, "%s is a service VIP", a)
+		default:
+			if j, ok := seen[a]; ok {
+				v.addf(path, "%s is already bgp.peer_local_addresses[%d]", a, j)
+			}
+			seen[a] = i
 		}
 	}
 }
