@@ -19,6 +19,9 @@ import "github.com/gvs-lb/gvs/dataplane/header"
 // every connection would wait for its retransmission, a second later.
 func (w *Worker) natReply(t *Table, frame []byte, p *parsed) ([]byte, bool) {
 	k := &p.key
+	if k.Dst == t.Addr {
+		return nil, false // the answer to the director's own health check: the kernel's
+	}
 	m, ok := t.NATReplies[NATReplyKey{Proto: k.Proto, Addr: k.Src, Port: k.SrcPort}]
 	if !ok {
 		return nil, false

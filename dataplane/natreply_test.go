@@ -67,6 +67,7 @@ func TestNATReplyWithoutConnection(t *testing.T) {
 				}},
 				{"gateway unknown", func(t *Table) { t.GatewayMAC = [6]byte{} }},
 				{"real gone", func(t *Table) { t.Reals[0].Forward = 0 }},
+				{"to the director itself (a health check's answer)", func(t *Table) { t.Addr = ipClient.As4() }},
 			} {
 				tbl := natReplyTable(proto)
 				c.edit(tbl)
