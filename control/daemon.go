@@ -152,7 +152,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	if cfg.Sync.Enabled {
-		d.dp.EnableSync(syncRing, syncOwner(workers))
+		d.dp.EnableSync(syncRing, syncOwner(workers), syncOwner6(workers))
 	}
 	policy := cfg.Director.WorkerPolicy
 	d.dp.OnWorkerStart(func(w int) {
