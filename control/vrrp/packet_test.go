@@ -209,7 +209,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v2 auth data short", edit2(func(b []byte) []byte { return fixV2(b[:len(b)-2]) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"v2 count 2", edit2(func(b []byte) []byte { b[countOffset] = 2; return fixV2(b) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"v2 interval 0", edit2(func(b []byte) []byte { b[secondsOffset] = 0; return fixV2(b) }), testSrc, testDst, TTL, ErrInterval},
-		{"v2 IPv6 source", goldenV2PassBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrNotIPv4},
+		{"v2 IPv6 source", goldenV2PassBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrFamily},
 		{"type 2", edit(func(b []byte) []byte { b[0] = 0x32; return fix(b) }), testSrc, testDst, TTL, ErrType},
 		{"ttl 64", goldenBytes, testSrc, testDst, 64, ErrTTL},
 		{"ttl 254", goldenBytes, testSrc, testDst, 254, ErrTTL},
@@ -222,8 +222,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"truncated address", edit(func(b []byte) []byte { return fix(b[:10]) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"interval 0", edit(func(b []byte) []byte { b[4], b[5] = 0, 0; return fix(b) }), testSrc, testDst, TTL, ErrInterval},
 		{"interval 0, reserved set", edit(func(b []byte) []byte { b[4], b[5] = 0xf0, 0; return fix(b) }), testSrc, testDst, TTL, ErrInterval},
-		{"IPv6 source", goldenBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrNotIPv4},
-		{"zero destination", goldenBytes, testSrc, netip.Addr{}, TTL, ErrNotIPv4},
+		{"IPv6 source", goldenBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrFamily},
+		{"zero destination", goldenBytes, testSrc, netip.Addr{}, TTL, ErrFamily},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
