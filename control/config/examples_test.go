@@ -19,6 +19,7 @@ func TestExampleConfigs(t *testing.T) {
 		"udp-dns.toml": 2,
 		"bgp.toml":     1,
 		"ipv6.toml":    3,
+		"ipv6-ha.toml": 2,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil {
