@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -198,4 +199,102 @@ func request6(ctx context.Context, h *lab.Host, vip netip.AddrPort) error {
 		return fmt.Errorf("from %s: echo differs", c.LocalAddr())
 	}
 	return nil
+}
+
+// TestVRRPWithKeepalivedIPv6 is TestVRRPWithKeepalived for an IPv6 VIP:
+// gvsd with an IPv6 NAT service and [vrrp] version 3 speaks VRRPv3 over
+// IPv6 with a keepalived (--vrrp only) whose vrrp_instance has the IPv6
+// VIP, on the router's LAN side, same VRID. gvsd alone is master, holds
+// the VIP as a /128 and forwards; it yields (removes the VIP) to the
+// higher-priority keepalived, and takes the VIP back and forwards again
+// when keepalived stops.
+func TestVRRPWithKeepalivedIPv6(t *testing.T) {
+	ka, err := exec.LookPath("keepalived")
+	if err != nil {
+		t.Skip("needs keepalived (apt-get install keepalived)")
+	}
+	l := needLabWith(t, lab.Options{IPv6: true, Reals: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	const interval = 200 * time.Millisecond
+	vip := netip.AddrPortFrom(lab.VIP6, 80)
+	if err := l.SetGateway(l.Director.Addr6, l.Reals...); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\n\n[[service]]\naddress = %q\nforward = \"nat\"\n", l.Director.Iface, vip)
+	for _, r := range l.Reals {
+		if _, err := r.StartEcho("tcp", netip.AddrPortFrom(netip.IPv6Unspecified(), 8081)); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, 8081))
+	}
+	fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = 100\nadvert_interval = %q\n", interval)
+	cfgPath, sock := filepath.Join(dir, "gvs.toml"), filepath.Join(dir, "gvsd.sock")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gvsd, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "gvsd.log"), []string{bins.gvsd, "-config", cfgPath, "-socket", sock, "-log-json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		gvsd.Stop()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", gvsd.Log())
+		}
+	}()
+	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
+		t.Fatalf("gvsd: %v", err)
+	}
+	state := func() string {
+		if r := gvsStatus(ctx, t, sock); r.VRRP != nil {
+			return r.VRRP.State
+		}
+		return ""
+	}
+	hasVIP := func() bool { return hostHas(ctx, t, l.Director, l.Director.Iface, lab.VIP6.String()+"/128") }
+	wait := func(what string, cond func() bool, limit time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		if err := waitCond(ctx, limit, cond); err != nil {
+			t.Fatalf("%s: %v (gvsd %s, VIP held %v)", what, err, state(), hasVIP())
+		}
+		return time.Since(start)
+	}
+	forwards := func() {
+		t.Helper()
+		if err := waitCond(ctx, 5*time.Second, func() bool { return request6(ctx, l.Client, vip) == nil }); err != nil {
+			t.Fatalf("no request to %s got through: %v", vip, request6(ctx, l.Client, vip))
+		}
+	}
+	wait("gvsd master alone", func() bool { return state() == "MASTER" && hasVIP() }, 5*time.Second)
+	forwards()
+
+	stopKA := startKeepalived(ctx, t, l, ka, fmt.Sprintf(`global_defs {
+  vrrp_version 3
+}
+vrrp_instance gvs6 {
+  state BACKUP
+  interface eth1
+  virtual_router_id 51
+  priority 200
+  advert_int %g
+  virtual_ipaddress {
+    %s/128
+  }
+}
+`, interval.Seconds(), lab.VIP6))
+	yield := wait("gvsd backup, VIP given up", func() bool { return state() == "BACKUP" && !hasVIP() }, 10*time.Second)
+	t.Logf("gvsd yielded to keepalived %v after it started", yield.Round(time.Millisecond))
+	if st := gvsStatus(ctx, t, sock).VRRP; st.Invalid != 0 || st.Received == 0 || !strings.HasPrefix(st.Master, "fe80:") {
+		t.Errorf("gvsd's VRRP status %+v: want keepalived's adverts accepted, from its link-local address", st)
+	}
+
+	t0 := time.Now()
+	stopKA()
+	wait("gvsd master again", func() bool { return state() == "MASTER" && hasVIP() }, 5*time.Second)
+	t.Logf("gvsd was master again %v after keepalived was told to stop", time.Since(t0).Round(time.Millisecond))
+	forwards()
 }
