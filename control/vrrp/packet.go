@@ -272,7 +272,9 @@ func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 		return b, fmt.Errorf("vrrp: marshal: %d addresses, want 1..%d", n, MaxAddresses)
 	}
 	for _, ip := range a.Addresses {
-		if !ip.IsValid() || is6(ip) != v6 {
+		// An IPv6 advert carries 16 bytes whatever they are (an
+		// IPv4-mapped address too, as Decode reads it).
+		if v6 && !ip.Is6() || !v6 && !ip.Unmap().Is4() {
 			return b, fmt.Errorf("vrrp: marshal: address %s is not of the family of %s", ip, src)
 		}
 	}
