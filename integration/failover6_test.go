@@ -174,6 +174,47 @@ func runFailoverIPv6(t *testing.T, mode config.Forward) {
 	t.Logf("%s: the backup was master %v after the kill; stream gap %v; %d requests, %d failed (in flight); backup sync: %d messages, %d connections received, %d installed",
 		mode, takeover.Round(time.Millisecond), gap.Round(time.Millisecond), load.done(), len(inFlight),
 		resp.Sync.MessagesReceived, resp.Sync.ConnsReceived, resp.Sync.Installed)
+	if mode != config.NAT {
+		return
+	}
+
+	// The killed director comes back at its old priority, as in
+	// TestFailover: it removes the /128 its death left (else it would
+	// answer neighbour solicitations for it against the master), learns
+	// the IPv6 connections from a refresh while backup, and takes the VIP
+	// back without cutting a stream that began on the other director.
+	if !hostHas(ctx, t, l.Director, l.Director.Iface, lab.VIP6.String()+"/128") {
+		t.Fatal("the killed master's VIP is not on its interface: the restart check below would prove nothing")
+	}
+	conn2, err := l.Client.DialTCP(ctx, vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st2 := startStream(conn2)
+	defer st2.stop()
+	port2 := uint16(conn2.LocalAddr().(*net.TCPAddr).Port)
+	_, rsock := start(l.Director, "restarted", 150)
+	if hostHas(ctx, t, l.Director, l.Director.Iface, lab.VIP6.String()+"/128") {
+		t.Fatal("the restarted director kept the IPv6 VIP its killed run left behind")
+	}
+	waitRole(ctx, t, rsock, "BACKUP", 5*time.Second)
+	if err := waitCond(ctx, 5*time.Second, func() bool { return hasConn(ctx, t, rsock, port2, "ESTABLISHED") }); err != nil {
+		t.Fatalf("the restarted director did not learn the new stream's IPv6 connection from a refresh: %+v", gvsStatus(ctx, t, rsock).Sync)
+	}
+	waitRole(ctx, t, rsock, "MASTER", 10*time.Second)
+	t1 := time.Now()
+	if err := waitCond(ctx, 10*time.Second, func() bool { return st2.echoes(t1) >= 20 }); err != nil {
+		t.Fatalf("the stream did not carry on after the restarted director took the VIP back (error: %v)", st2.failure())
+	}
+	gap2 := st2.gap(t1)
+	st2.stop()
+	if err := st2.failure(); err != nil {
+		t.Fatalf("the stream broke when the restarted director took the VIP back: %v", err)
+	}
+	if gap2 > time.Second {
+		t.Fatalf("the stream stalled %v when the restarted director took the VIP back", gap2)
+	}
+	t.Logf("%s: the restarted director took the VIP back; the stream's gap %v", mode, gap2.Round(time.Millisecond))
 }
 
 // request6 opens a TCP connection from h to vip, echoes 64 bytes and
