@@ -152,7 +152,7 @@ func Start(cfg *config.Config, log *slog.Logger) (d *Daemon, err error) {
 		return nil, err
 	}
 	if cfg.Sync.Enabled {
-		d.dp.EnableSync(syncRing, syncOwner(workers))
+		d.dp.EnableSync(syncRing, syncOwner(workers), syncOwner6(workers))
 	}
 	policy := cfg.Director.WorkerPolicy
 	d.dp.OnWorkerStart(func(w int) {
@@ -424,16 +424,18 @@ func (d *Daemon) syncVIPs(cfg *config.Config) error {
 	want := map[netip.Addr]bool{}
 	if d.holdsVIPs(cfg) {
 		// IPv6 VIPs go on as /128 without DAD and are announced with
-		// unsolicited neighbour advertisements (arpctl). Only without
-		// VRRP: config.Validate refuses IPv6 services beside [vrrp].
-		// With VRRP the master holds every address of vrrp.addresses
+		// unsolicited neighbour advertisements (arpctl). With VRRP the
+		// master holds every address of vrrp.addresses, IPv4 and IPv6
 		// (a FULLNAT local address too, so the reals' replies follow
-		// the master), as keepalived holds its virtual_ipaddress.
-		v4 := serviceVIPs(cfg)
+		// the master), as keepalived holds its virtual_ipaddress; by
+		// default every service VIP. Beside [bgp] the service VIPs are
+		// BGP's, held by every director, and VRRP moves its own
+		// addresses alone (below).
+		vips := append(serviceVIPs(cfg), ipv6VIPs(cfg)...)
 		if cfg.VRRP.RouterID != 0 && !cfg.BGP.Enabled {
-			v4 = vrrpAddresses(cfg)
+			vips = vrrpAddresses(cfg)
 		}
-		for _, vip := range append(v4, ipv6VIPs(cfg)...) {
+		for _, vip := range vips {
 			want[vip] = true
 		}
 	}

@@ -163,9 +163,10 @@ func maps[K comparable, V any](m map[K]V) map[K]V {
 
 // serviceVIPs are the IPv4 VIPs of cfg's services, sorted: the ones gvsd
 // puts on the interface, announces, and moves with VRRP or advertises with
-// BGP. IPv6 VIPs (ipv6VIPs) go on the interface as /128 and are announced
-// with neighbour advertisements; config.Validate refuses them beside
-// [vrrp] and [bgp], which do not carry them yet.
+// BGP. IPv6 VIPs (ipv6VIPs) go on the interface as /128, are announced
+// with neighbour advertisements and move with VRRP too (VRRPv3 over IPv6);
+// config.Validate refuses them beside [bgp], which does not carry them
+// yet.
 func serviceVIPs(cfg *config.Config) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range cfg.Services {
@@ -305,6 +306,9 @@ func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Che
 		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad", vip, iface))
 	case master && !has:
 		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip addr add %s/32 dev %s", vip, iface))
+	case !master && has && vip.Is6():
+		return fail(name, "on "+iface+" while this director is VRRP backup: it answers neighbour solicitations against the master",
+			fmt.Sprintf("ip -6 addr del %s/128 dev %s", vip, iface))
 	case !master && has:
 		return fail(name, "on "+iface+" while this director is VRRP backup: it answers ARP against the master",
 			fmt.Sprintf("ip addr del %s/%d dev %s", vip, vip.BitLen(), iface))

@@ -70,6 +70,15 @@ func syncOwner(workers int) func(e *conntrack.Entry4) int {
 	}
 }
 
+// syncOwner6 is syncOwner for IPv6 connections (afpacket.SteerHash6 of
+// the client side).
+func syncOwner6(workers int) func(e *conntrack.Entry6) int {
+	n := uint32(workers)
+	return func(e *conntrack.Entry6) int {
+		return int(afpacket.SteerHash6(e.Client, e.ClientPort) % n)
+	}
+}
+
 // startSync opens the sync socket of cfg, if [sync] is on, and runs the
 // sender, the refresher and the receiver until the daemon stops. The
 // dataplane must have been made with EnableSync.
@@ -125,6 +134,7 @@ func (s *syncer) send() {
 		refresh = t.C
 	}
 	var entries []dataplane.SyncConn
+	var entries6 []dataplane.SyncConn6
 	var conns []connsync.Conn
 	master := s.master()
 	for {
@@ -141,6 +151,7 @@ func (s *syncer) send() {
 			full = true
 		}
 		entries = s.d.dp.SyncEvents(entries[:0])
+		entries6 = s.d.dp.SyncEvents6(entries6[:0])
 		if !last {
 			// On the way out the VIPs are already gone: the role is
 			// the one the reports were made in.
@@ -151,16 +162,25 @@ func (s *syncer) send() {
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Refresh)
 				var err error
 				entries, err = s.d.dp.SyncConnections(ctx, entries)
+				if err == nil {
+					entries6, err = s.d.dp.SyncConnections6(ctx, entries6)
+				}
 				cancel()
 				if err != nil {
 					s.d.log.Warn("sync refresh: dump incomplete", "err", err)
 				}
 				entries = s.d.dp.SyncTemplates(entries, dataplane.Now())
+				entries6 = s.d.dp.SyncTemplates6(entries6, dataplane.Now())
 			}
 			now := dataplane.Now()
 			conns = conns[:0]
 			for i := range entries {
 				if c, ok := connOf(&entries[i], now); ok {
+					conns = append(conns, c)
+				}
+			}
+			for i := range entries6 {
+				if c, ok := connOf6(&entries6[i], now); ok {
 					conns = append(conns, c)
 				}
 			}
@@ -209,6 +229,7 @@ func (s *syncer) receive() {
 	buf := make([]byte, 1<<16)
 	var m connsync.Message
 	var entries []dataplane.SyncConn
+	var entries6 []dataplane.SyncConn6
 	var timeouts conntrack.Timeouts
 	for {
 		n, _, err := s.sock.Receive(buf, time.Now().Add(syncRecvWait))
@@ -234,9 +255,18 @@ func (s *syncer) receive() {
 		if t := s.d.dp.Table(); t != nil {
 			timeouts = t.Timeouts
 		}
-		entries = entries[:0]
+		entries, entries6 = entries[:0], entries6[:0]
 		for i := range m.Conns {
-			if e, ok := entryOf(&m.Conns[i], &timeouts); ok {
+			c := &m.Conns[i]
+			if c.Is6() {
+				if e, ok := entryOf6(c, &timeouts); ok {
+					entries6 = append(entries6, e)
+				} else {
+					s.ignored.Add(1)
+				}
+				continue
+			}
+			if e, ok := entryOf(c, &timeouts); ok {
 				entries = append(entries, e)
 			} else {
 				s.ignored.Add(1)
@@ -247,7 +277,9 @@ func (s *syncer) receive() {
 		// behind ECMP every director forwards), but updates only
 		// connections it has not forwarded a client packet of itself
 		// (dataplane's flagPeer).
-		s.d.dp.Install(entries, !s.master())
+		upd := !s.master()
+		s.d.dp.Install(entries, upd)
+		s.d.dp.Install6(entries6, upd)
 	}
 }
 
@@ -424,4 +456,80 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 		sc.SetProxyHeader()
 	}
 	return sc, true
+}
+
+// connOf6 is connOf for an IPv6 connection (DR or NAT; no SYN proxy or
+// translation over IPv6 yet): a struct ip_vs_sync_v6 record.
+func connOf6(sc *dataplane.SyncConn6, now int64) (connsync.Conn, bool) {
+	e := &sc.Entry
+	left := e.Expires - now
+	if left <= 0 {
+		return connsync.Conn{}, false
+	}
+	c := connsync.Conn{
+		Protocol: e.Proto,
+		Client:   netip.AddrPortFrom(netip.AddrFrom16(e.Client), e.ClientPort),
+		VIP:      netip.AddrPortFrom(netip.AddrFrom16(e.VIP), e.VPort),
+		Real:     netip.AddrPortFrom(netip.AddrFrom16(e.Real), e.RPort),
+		Timeout:  (time.Duration(left) + time.Second - 1).Truncate(time.Second),
+	}
+	switch dataplane.Forward(e.Forward) {
+	case dataplane.ForwardDR:
+		c.Flags = connsync.FlagDRoute
+	case dataplane.ForwardNAT:
+		c.Flags = connsync.FlagMasq
+	default:
+		return connsync.Conn{}, false
+	}
+	if e.Flags&dataplane.SyncTemplate != 0 {
+		c.Flags |= connsync.FlagTemplate
+		return c, true
+	}
+	if !conntrack.IsActive(e.State) {
+		c.Flags |= connsync.FlagInactive
+	}
+	switch e.State {
+	case conntrack.UDP:
+		c.State = connsync.UDPStateNormal
+	default:
+		c.State = uint16(e.State)
+	}
+	return c, true
+}
+
+// entryOf6 is entryOf for an IPv6 record: the connection a backup installs
+// in its IPv6 shard. A record with sequence offsets, a local address or a
+// PROXY header is refused: over IPv6 this director neither SYN-proxies nor
+// forwards in FULLNAT, nor sends PROXY headers yet.
+func entryOf6(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn6, bool) {
+	if c.Flags&(connsync.FlagNoCport|connsync.FlagSeqMask) != 0 || c.Local.IsValid() || c.HasTSOffset || c.ProxyHeader {
+		return dataplane.SyncConn6{}, false
+	}
+	if c.Protocol != 6 && c.Protocol != 17 {
+		return dataplane.SyncConn6{}, false
+	}
+	e := conntrack.Entry6{
+		Proto:  c.Protocol,
+		Client: c.Client.Addr().As16(), ClientPort: c.Client.Port(),
+		VIP: c.VIP.Addr().As16(), VPort: c.VIP.Port(),
+		Real: c.Real.Addr().As16(), RPort: c.Real.Port(),
+		Expires: int64(c.Timeout),
+	}
+	if c.Flags&connsync.FlagTemplate != 0 {
+		e.ClientPort, e.Flags = 0, dataplane.SyncTemplate
+		return dataplane.SyncConn6{Entry: e}, true
+	}
+	switch c.Protocol {
+	case 6:
+		if c.State >= connsync.TCPStateLast {
+			return dataplane.SyncConn6{}, false
+		}
+		e.State = conntrack.State(c.State)
+	case 17:
+		e.State = conntrack.UDP
+	}
+	if c.Timeout == 0 {
+		e.Expires = int64(t.Timeout(e.State))
+	}
+	return dataplane.SyncConn6{Entry: e}, true
 }

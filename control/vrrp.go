@@ -48,14 +48,16 @@ func (d *Daemon) vrrpMaster(cfg *config.Config) bool {
 	return d.vrrpState.state == vrrp.Master
 }
 
-// vrrpAddresses are the addresses a [vrrp] instance advertises: its own
-// list, or every service VIP. Beside [bgp] (config.Validate) the list is
-// never empty and holds no service VIP.
+// vrrpAddresses are the addresses a [vrrp] instance advertises and its
+// master holds: its own list, or every service VIP, IPv4 and IPv6 (the
+// speaker advertises each family's over that family, config.Validate
+// made sure IPv6 ones come with version 3). Beside [bgp] (config.Validate)
+// the list is never empty and holds no service VIP.
 func vrrpAddresses(cfg *config.Config) []netip.Addr {
 	if len(cfg.VRRP.Addresses) > 0 || cfg.BGP.Enabled {
 		return cfg.VRRP.Addresses
 	}
-	return serviceVIPs(cfg) // IPv4 ones: VRRPv2 carries IPv4 addresses only
+	return append(serviceVIPs(cfg), ipv6VIPs(cfg)...)
 }
 
 // startVRRP opens the VRRP speaker of cfg, if it has one, and runs it

@@ -12,14 +12,15 @@ import (
 
 // Dataplane is a set of workers sharing one published Table.
 type Dataplane struct {
-	table     atomic.Pointer[Table]
-	workers   []*Worker
-	templates *conntrack.Templates
-	syncOwner func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
-	syncWake  chan struct{}
-	capture   atomic.Pointer[Capture] // the running capture, nil when none
-	frags     fragTable               // first fragments' decisions, for the later fragments
-	relinking atomic.Int32            // workers that have yet to take the links of a Relink
+	table      atomic.Pointer[Table]
+	workers    []*Worker
+	templates  *conntrack.Templates
+	syncOwner  func(e *conntrack.Entry4) int // EnableSync's; nil while sync is off
+	syncOwner6 func(e *conntrack.Entry6) int // EnableSync's, for IPv6
+	syncWake   chan struct{}
+	capture    atomic.Pointer[Capture] // the running capture, nil when none
+	frags      fragTable               // first fragments' decisions, for the later fragments
+	relinking  atomic.Int32            // workers that have yet to take the links of a Relink
 }
 
 // New makes one worker per link. capacity is the connection-table capacity

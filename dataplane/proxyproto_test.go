@@ -519,7 +519,7 @@ func TestSyncProxyHeader(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					d.EnableSync(64, func(*conntrack.Entry4) int { return 0 })
+					d.EnableSync(64, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
 					tbl := ppTable(f, ProxyV2)
 					d.Publish(tbl)
 					d.workers[0].cur = tbl

@@ -1,6 +1,8 @@
 package dataplane
 
 import (
+	"context"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/gvs-lb/gvs/conntrack"
@@ -120,37 +122,49 @@ func (c *SyncConn) SetSeqDeltas(in, out uint32) {
 	c.Aux[auxClient], c.Aux[auxReal] = in, -out
 }
 
+// SyncConn6 is an IPv6 connection as connection sync carries it: a copy
+// of its entry. IPv6 has no SYN proxy or FULLNAT yet, so no Aux words.
+type SyncConn6 struct {
+	Entry conntrack.Entry6
+}
+
 // syncRing is a single-producer (the worker), single-consumer (the sync
-// sender) ring of connection copies.
-type syncRing struct {
-	buf        []SyncConn
+// sender) ring of connection copies: SyncConn or SyncConn6.
+type syncRing[T any] struct {
+	buf        []T
 	mask       uint64
 	head, tail atomic.Uint64 // head: next to read (consumer); tail: next to write (producer)
 }
 
-func newSyncRing(size int) *syncRing {
+func newSyncRing[T any](size int) *syncRing[T] {
 	n := 1
 	for n < size {
 		n <<= 1
 	}
-	return &syncRing{buf: make([]SyncConn, n), mask: uint64(n - 1)}
+	return &syncRing[T]{buf: make([]T, n), mask: uint64(n - 1)}
 }
 
-// put copies e and its Aux words into the ring; it reports whether it did
-// (false: the ring is full) and whether the ring was empty before.
-func (r *syncRing) put(e *conntrack.Entry4, aux *conntrack.Aux) (ok, first bool) {
-	t, h := r.tail.Load(), r.head.Load()
-	if t-h > r.mask {
-		return false, false
+// slot returns the slot the producer fills next, or nil when the ring is
+// full; commit publishes it.
+func (r *syncRing[T]) slot() *T {
+	t := r.tail.Load()
+	if t-r.head.Load() > r.mask {
+		return nil
 	}
-	s := &r.buf[t&r.mask]
-	s.Entry, s.Aux = *e, *aux
+	return &r.buf[t&r.mask]
+}
+
+// commit publishes the slot filled after slot, and reports whether the
+// ring was empty before.
+func (r *syncRing[T]) commit() (first bool) {
+	t := r.tail.Load()
+	first = t == r.head.Load()
 	r.tail.Store(t + 1) // publishes the copy to the consumer
-	return true, t == h
+	return first
 }
 
 // drain appends everything in the ring to dst.
-func (r *syncRing) drain(dst []SyncConn) []SyncConn {
+func (r *syncRing[T]) drain(dst []T) []T {
 	h, t := r.head.Load(), r.tail.Load()
 	for ; h != t; h++ {
 		dst = append(dst, r.buf[h&r.mask])
@@ -180,17 +194,20 @@ type SyncStats struct {
 
 // EnableSync turns on connection reports: from now on each worker copies
 // every new connection and every TCP state change into a ring of ring
-// entries (rounded up to a power of two), which SyncEvents drains, and
-// accepts connections from Install. owner returns the worker of a synced
-// connection, the one the steering program sends its packets to, or -1
-// if its two directions would reach different workers. Call it before
-// Run.
-func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int) {
-	d.syncOwner = owner
+// entries (rounded up to a power of two), one for IPv4 connections, which
+// SyncEvents drains, and one for IPv6 ones, which SyncEvents6 drains; and
+// accepts connections from Install and Install6. owner (owner6 for IPv6)
+// returns the worker of a synced connection, the one the steering program
+// sends its packets to, or -1 if its two directions would reach different
+// workers. Call it before Run.
+func (d *Dataplane) EnableSync(ring int, owner func(e *conntrack.Entry4) int, owner6 func(e *conntrack.Entry6) int) {
+	d.syncOwner, d.syncOwner6 = owner, owner6
 	d.syncWake = make(chan struct{}, 1)
 	for _, w := range d.workers {
-		w.syncOut = newSyncRing(ring)
+		w.syncOut = newSyncRing[SyncConn](ring)
 		w.syncIn = make(chan []SyncConn, syncInboxBatches)
+		w.syncOut6 = newSyncRing[SyncConn6](ring)
+		w.syncIn6 = make(chan []SyncConn6, syncInboxBatches)
 		w.syncWake = d.syncWake
 	}
 }
@@ -214,6 +231,25 @@ func (d *Dataplane) SyncEvents(dst []SyncConn) []SyncConn {
 	return dst
 }
 
+// SyncEvents6 is SyncEvents for the IPv6 connections.
+func (d *Dataplane) SyncEvents6(dst []SyncConn6) []SyncConn6 {
+	for _, w := range d.workers {
+		if w.syncOut6 != nil {
+			dst = w.syncOut6.drain(dst)
+		}
+	}
+	return dst
+}
+
+// SyncConnections6 is SyncConnections for the IPv6 connections.
+func (d *Dataplane) SyncConnections6(ctx context.Context, dst []SyncConn6) ([]SyncConn6, error) {
+	es, err := d.Connections6(ctx, nil)
+	for i := range es {
+		dst = append(dst, SyncConn6{Entry: es[i]})
+	}
+	return dst, err
+}
+
 // Install queues synced connections for the workers that own them, which
 // add them to their shards (or update the entry already there) between
 // batches, without forwarding anything. Each entry names its service
@@ -235,23 +271,49 @@ func (d *Dataplane) SyncEvents(dst []SyncConn) []SyncConn {
 // lets them overwrite its own). Install does not keep entries. It returns
 // how many it queued; the rest are counted.
 func (d *Dataplane) Install(entries []SyncConn, upd bool) int {
-	if d.syncOwner == nil || len(entries) == 0 {
+	if d.syncOwner == nil {
 		return 0
 	}
-	per := make([][]SyncConn, len(d.workers))
+	return queueSync(d, entries, upd,
+		func(c *SyncConn) int { return d.syncOwner(&c.Entry) },
+		func(c *SyncConn, update uint8) { c.Entry.Flags = c.Entry.Flags&syncKeep | update },
+		func(w *Worker) chan []SyncConn { return w.syncIn })
+}
+
+// Install6 is Install for IPv6 connections (DR and NAT, and persistence
+// templates of IPv6 services): each goes into the IPv6 shard of the worker
+// that owns it. A director that has no IPv6 service counts them as
+// unknown.
+func (d *Dataplane) Install6(entries []SyncConn6, upd bool) int {
+	if d.syncOwner6 == nil {
+		return 0
+	}
+	return queueSync(d, entries, upd,
+		func(c *SyncConn6) int { return d.syncOwner6(&c.Entry) },
+		func(c *SyncConn6, update uint8) { c.Entry.Flags = c.Entry.Flags&SyncTemplate | update },
+		func(w *Worker) chan []SyncConn6 { return w.syncIn6 })
+}
+
+// queueSync is Install for either family: it copies entries into one batch
+// per owning worker, with their flags cut to what installing reads (flags),
+// and offers each batch to the worker's inbox without waiting.
+func queueSync[T any](d *Dataplane, entries []T, upd bool, owner func(*T) int, flags func(*T, uint8), inbox func(*Worker) chan []T) int {
+	if len(entries) == 0 {
+		return 0
+	}
+	per := make([][]T, len(d.workers))
 	var update uint8
 	if upd {
 		update = syncUpdate
 	}
 	for i := range entries {
-		o := d.syncOwner(&entries[i].Entry)
+		o := owner(&entries[i])
 		if o < 0 || o >= len(d.workers) {
 			d.workers[0].syncC.Refused.Add(1)
 			continue
 		}
 		per[o] = append(per[o], entries[i])
-		e := &per[o][len(per[o])-1].Entry
-		e.Flags = e.Flags&syncKeep | update
+		flags(&per[o][len(per[o])-1], update)
 	}
 	queued := 0
 	for i, b := range per {
@@ -259,7 +321,7 @@ func (d *Dataplane) Install(entries []SyncConn, upd bool) int {
 			continue
 		}
 		select {
-		case d.workers[i].syncIn <- b:
+		case inbox(d.workers[i]) <- b:
 			queued += len(b)
 		default:
 			d.workers[i].syncC.InboxFull.Add(uint64(len(b)))
@@ -291,15 +353,36 @@ func (w *Worker) syncReport(e *conntrack.Entry4) {
 	if w.syncOut == nil {
 		return
 	}
-	var aux conntrack.Aux
-	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
-		aux = *w.shard.Aux(e)
-	}
-	ok, first := w.syncOut.put(e, &aux)
-	if !ok {
+	s := w.syncOut.slot()
+	if s == nil {
 		w.syncC.Dropped.Add(1)
 		return
 	}
+	s.Entry, s.Aux = *e, conntrack.Aux{}
+	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
+		s.Aux = *w.shard.Aux(e)
+	}
+	w.syncQueued(w.syncOut.commit())
+}
+
+// syncReport6 copies the IPv6 connection e into the worker's IPv6 sync
+// ring, if sync is on.
+func (w *Worker) syncReport6(e *conntrack.Entry6) {
+	if w.syncOut6 == nil {
+		return
+	}
+	s := w.syncOut6.slot()
+	if s == nil {
+		w.syncC.Dropped.Add(1)
+		return
+	}
+	s.Entry = *e
+	w.syncQueued(w.syncOut6.commit())
+}
+
+// syncQueued counts a report put into a ring, and wakes the sender if it
+// was the first of an empty ring.
+func (w *Worker) syncQueued(first bool) {
 	w.syncC.Queued.Add(1)
 	if first {
 		select {
@@ -323,7 +406,18 @@ func (w *Worker) serveSync(now int64) {
 			for i := range b {
 				w.install(t, &b[i], now)
 			}
-			w.C.Conns.Store(int64(w.shard.Len()))
+			w.C.Conns.Store(w.conns())
+		case b := <-w.syncIn6:
+			t := w.table.Load()
+			if t == nil {
+				w.syncC.Unknown.Add(uint64(len(b)))
+				continue
+			}
+			w.cur, w.now = t, now
+			for i := range b {
+				w.install6(t, &b[i], now)
+			}
+			w.C.Conns.Store(w.conns())
 		default:
 			return
 		}
@@ -351,7 +445,8 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 		}
 	}
 	if s.Flags&SyncTemplate != 0 {
-		w.installTemplate(svc, r, s, now)
+		k := conntrack.MaskedTemplateKey(s.Client, s.VIP, s.VPort, s.Proto, svc.PersistBits)
+		w.installTemplate(svc, r, &k, s.Expires, now)
 		return
 	}
 	var zero [4]byte
@@ -444,21 +539,19 @@ func syncAux(sp uint8, aux *conntrack.Aux) conntrack.Aux {
 	return *aux
 }
 
-// installTemplate puts a synced persistence template of svc, naming r,
-// into the shared template table, and counts it on its real.
-func (w *Worker) installTemplate(svc *Service, r *Real, s *conntrack.Entry4, now int64) {
+// installTemplate puts a synced persistence template of svc, key k,
+// naming r, into the shared template table, and counts it on its real.
+// The key is masked with the service's own mask, not the peer's: it must
+// be the one newConn will look up. lapse is the time it has left.
+func (w *Worker) installTemplate(svc *Service, r *Real, k *conntrack.TemplateKey, lapse, now int64) {
 	if r == nil || svc.Persist <= 0 || svc.OPS {
 		w.syncC.Unknown.Add(1)
 		return
 	}
-	// The service's own mask, not the peer's: the key must be the one
-	// newConn will look up.
-	k := conntrack.MaskedTemplateKey(s.Client, s.VIP, s.VPort, s.Proto, svc.PersistBits)
-	lapse := s.Expires
 	if lapse <= 0 {
 		lapse = int64(svc.Persist)
 	}
-	out, old := w.templates.Put(&k, r.ID, now+lapse, int64(svc.Persist))
+	out, old := w.templates.Put(k, r.ID, now+lapse, int64(svc.Persist))
 	switch out {
 	case conntrack.Full:
 		w.syncC.Refused.Add(1)
@@ -480,11 +573,22 @@ func (w *Worker) syncReportTemplate(k *conntrack.TemplateKey, r *Real, persistBi
 	if w.syncOut == nil {
 		return
 	}
+	if !isMapped(k.VIP) {
+		e := conntrack.Entry6{Client: k.Client, VIP: k.VIP, VPort: k.VPort, Proto: k.Proto,
+			Real: r.Addr6, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
+			PersistBits: persistBits, Expires: now + persist}
+		w.syncReport6(&e)
+		return
+	}
 	e := conntrack.Entry4{Client: k.Client.As4(), VIP: k.VIP.As4(), VPort: k.VPort, Proto: k.Proto,
 		Real: r.Addr, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
 		PersistBits: persistBits, Expires: now + persist}
 	w.syncReport(&e)
 }
+
+// isMapped reports whether a template key's address is IPv4
+// (IPv4-mapped, as conntrack.AddrFrom4 stores it).
+func isMapped(a conntrack.Addr) bool { return netip.AddrFrom16(a).Is4In6() }
 
 // SyncTemplates appends every persistence template to dst as the entries
 // a template report carries (SyncTemplate), for a sync refresh: a template
@@ -496,6 +600,9 @@ func (d *Dataplane) SyncTemplates(dst []SyncConn, now int64) []SyncConn {
 		return dst
 	}
 	for _, ti := range d.templates.DumpInto(nil) {
+		if !isMapped(ti.Key.VIP) {
+			continue // SyncTemplates6's
+		}
 		r := t.real(ti.RealID)
 		svc := t.Services[ServiceKey{Proto: ti.Key.Proto, VIP: ti.Key.VIP.As4(), Port: ti.Key.VPort}]
 		if r == nil || svc == nil || svc.Persist <= 0 {
@@ -510,6 +617,97 @@ func (d *Dataplane) SyncTemplates(dst []SyncConn, now int64) []SyncConn {
 			PersistBits: svc.PersistBits, Expires: exp}})
 	}
 	return dst
+}
+
+// SyncTemplates6 is SyncTemplates for the templates of IPv6 services.
+func (d *Dataplane) SyncTemplates6(dst []SyncConn6, now int64) []SyncConn6 {
+	t := d.table.Load()
+	if t == nil {
+		return dst
+	}
+	for _, ti := range d.templates.DumpInto(nil) {
+		if isMapped(ti.Key.VIP) {
+			continue
+		}
+		r := t.real(ti.RealID)
+		svc := t.Services6[ServiceKey6{Proto: ti.Key.Proto, VIP: ti.Key.VIP, Port: ti.Key.VPort}]
+		if r == nil || svc == nil || svc.Persist <= 0 {
+			continue
+		}
+		exp := ti.Expires
+		if ti.Conns > 0 {
+			exp = now + int64(svc.Persist)
+		}
+		dst = append(dst, SyncConn6{Entry: conntrack.Entry6{Client: ti.Key.Client, VIP: ti.Key.VIP, VPort: ti.Key.VPort, Proto: ti.Key.Proto,
+			Real: r.Addr6, RPort: r.Port, RealID: r.ID, Forward: uint8(r.Forward), Flags: SyncTemplate,
+			PersistBits: svc.PersistBits, Expires: exp}})
+	}
+	return dst
+}
+
+// install6 is install for an IPv6 connection (DR or NAT, no SYN proxy or
+// translation yet): it goes into the worker's IPv6 shard.
+func (w *Worker) install6(t *Table, sc *SyncConn6, now int64) {
+	s := &sc.Entry
+	sh := w.shard6.Load()
+	svc := t.Services6[ServiceKey6{Proto: s.Proto, VIP: s.VIP, Port: s.VPort}]
+	if sh == nil || svc == nil || (s.Proto != header.ProtoTCP && s.Proto != header.ProtoUDP) {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	var r *Real
+	for _, id := range svc.Reals {
+		if c := t.real(id); c != nil && c.Addr6 == s.Real && c.Port == s.RPort {
+			r = c
+			break
+		}
+	}
+	if s.Flags&SyncTemplate != 0 {
+		k := conntrack.MaskedTemplateKey6(s.Client, s.VIP, s.VPort, s.Proto, svc.PersistBits)
+		w.installTemplate(svc, r, &k, s.Expires, now)
+		return
+	}
+	if r == nil || (r.Forward != ForwardDR && r.Forward != ForwardNAT) {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	ne := *s
+	// The client's next hop is learnt from its first packet; until then
+	// NAT replies go to Table.GatewayMAC.
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), flagPeer, 0, [6]byte{}
+	ne.Local, ne.LPort = [16]byte{}, 0
+	ne.Expires = now + s.Expires
+	k := ne.ForwardKey()
+	if e, _ := sh.Lookup(&k); e != nil {
+		if s.Flags&syncUpdate == 0 && e.Flags&flagPeer == 0 {
+			w.syncC.Kept.Add(1)
+			return
+		}
+		if e.RealID == ne.RealID && e.ReplyKey() == ne.ReplyKey() {
+			if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
+				if b {
+					r.Counters.Activate()
+				} else {
+					r.Counters.Deactivate()
+				}
+			}
+			e.State, e.Expires = ne.State, ne.Expires
+			w.syncC.Installed.Add(1)
+			return
+		}
+		w.release6(e)
+		sh.Delete(e)
+	}
+	if sh.Full() && !sh.Evict(now, w.onEvict6Fn) {
+		w.syncC.Refused.Add(1)
+		return
+	}
+	if _, err := sh.Insert(&ne, r.Forward == ForwardNAT); err != nil {
+		w.syncC.Refused.Add(1)
+		return
+	}
+	r.Counters.Bind(conntrack.IsActive(ne.State))
+	w.syncC.Installed.Add(1)
 }
 
 // clientMAC is where a reply of e goes: the client's next hop as its

@@ -21,7 +21,7 @@ func syncPair(t *testing.T, f Forward, proto uint8) (master, backup *Dataplane, 
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.EnableSync(4, func(*conntrack.Entry4) int { return 0 })
+		d.EnableSync(4, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
 		tbl := testTable(f, proto)
 		d.Publish(tbl)
 		d.workers[0].cur = tbl
@@ -249,7 +249,7 @@ func TestSyncTemplates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.EnableSync(64, func(*conntrack.Entry4) int { return 0 })
+		d.EnableSync(64, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
 		tbl := twoRealTable(t, header.ProtoTCP, 5*time.Minute, 24, false)
 		d.Publish(tbl)
 		d.workers[0].cur = tbl
@@ -297,7 +297,7 @@ func spSyncPair(t *testing.T, f Forward) (master, backup *Dataplane, mt, bt *Tab
 		if err != nil {
 			t.Fatal(err)
 		}
-		d.EnableSync(16, func(*conntrack.Entry4) int { return 0 })
+		d.EnableSync(16, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
 		tbl := spTable(f)
 		d.Publish(tbl)
 		d.workers[0].cur = tbl

@@ -164,9 +164,9 @@ type Worker struct {
 	job   *dumpJob      // the dump being served
 
 	// Connection sync (EnableSync); nil when off.
-	syncOut  *syncRing       // connections to report to the sync sender
-	syncIn   chan []SyncConn // synced connections to install
-	syncWake chan<- struct{} // Dataplane.SyncWake
+	syncOut  *syncRing[SyncConn] // connections to report to the sync sender
+	syncIn   chan []SyncConn     // synced connections to install
+	syncWake chan<- struct{}     // Dataplane.SyncWake
 	syncC    SyncCounters
 
 	// IPv6 (worker6.go), last so that the fields of the IPv4 path keep
@@ -179,6 +179,8 @@ type Worker struct {
 	opsEntry6   conntrack.Entry6
 	onExpire6Fn func(*conntrack.Entry6) // w.onExpire6, bound once
 	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
+	syncOut6    *syncRing[SyncConn6]    // IPv6 connections to report to the sync sender (EnableSync)
+	syncIn6     chan []SyncConn6        // synced IPv6 connections to install
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
@@ -861,7 +863,7 @@ const portAttempts = 64
 // w.flow: through the persistence template tk if the service has
 // persistence, else the scheduler. It returns the real and the
 // persistence bits the connection holds, or the verdict that refuses it.
-// report: a new template goes to connection sync (IPv4 only, so far).
+// report: a new template goes to connection sync.
 func (w *Worker) scheduleReal(t *Table, svc *Service, tk *conntrack.TemplateKey, report bool, now int64) (*Real, uint8, Verdict) {
 	w.cur, w.curSvc = t, svc
 	var id uint32

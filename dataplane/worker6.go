@@ -12,7 +12,8 @@ import (
 // ones in its Shard4, with the same schedulers, counters and templates.
 // DR and NAT, for TCP and UDP; TUN, FULLNAT, the SYN proxy, ICMPv6 errors
 // and fragments are not forwarded yet; IPv6 connections are dumped
-// (Connections6) but not synced, and not warmed before a batch.
+// (Connections6) and synced (syncReport6, install6), but not warmed
+// before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
 // parse6. It is never counted.
@@ -192,7 +193,8 @@ func (w *Worker) keep6(s *conntrack.Shard6, e *conntrack.Entry6, r *Real, reply 
 	return false
 }
 
-// track6 is track for an IPv6 connection (not reported to sync).
+// track6 is track for an IPv6 connection: a TCP state change goes to
+// connection sync.
 func (w *Worker) track6(t *Table, e *conntrack.Entry6, r *Real, dir conntrack.Direction, flags uint8, now int64) {
 	if e.Proto == header.ProtoTCP {
 		old := e.Transition(dir, flags)
@@ -203,6 +205,11 @@ func (w *Worker) track6(t *Table, e *conntrack.Entry6, r *Real, dir conntrack.Di
 				r.Counters.Deactivate()
 			}
 		}
+		e.Expires = now + int64(t.Timeouts.Timeout(e.State))
+		if old != e.State {
+			w.syncReport6(e)
+		}
+		return
 	}
 	e.Expires = now + int64(t.Timeouts.Timeout(e.State))
 }
@@ -255,7 +262,7 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 	if svc.Persist > 0 {
 		tk = conntrack.MaskedTemplateKey6(k.Src, k.Dst, k.DstPort, k.Proto, svc.PersistBits)
 	}
-	r, persist, v := w.scheduleReal(t, svc, &tk, false, now)
+	r, persist, v := w.scheduleReal(t, svc, &tk, true, now)
 	if v != 0 {
 		return nil, v
 	}
@@ -293,6 +300,10 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 	r.Counters.Bind(false)
 	r.Stats.Conns.Add(1)
 	w.C.NewConns.Add(1)
+	if e.Proto == header.ProtoUDP {
+		// A TCP connection is reported by track6, as it leaves NONE.
+		w.syncReport6(e)
+	}
 	return e, 0
 }
 

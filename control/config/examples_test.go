@@ -21,6 +21,7 @@ func TestExampleConfigs(t *testing.T) {
 		"bgp-nat.toml":     1,
 		"bgp-fullnat.toml": 1,
 		"ipv6.toml":        3,
+		"ipv6-ha.toml":     2,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil {

@@ -90,12 +90,13 @@ func (v *validator) config(c *Config) {
 	v.bgpLocals(c)
 	v.bgpWithVRRP(c)
 	v.ipv6WithHA(c)
+	v.vrrpIPv6(c)
 }
 
-// ipv6WithHA refuses IPv6 services beside [vrrp] and [bgp]: VRRP here
-// moves IPv4 VIPs only (VRRPv3 over IPv6 is not spoken yet), and the BGP
-// speaker announces IPv4 routes only (no MP-BGP IPv6 unicast), so an IPv6
-// VIP would be held by every director at once, or by none.
+// ipv6WithHA refuses IPv6 services beside [bgp]: the BGP speaker announces
+// IPv4 routes only (no MP-BGP IPv6 unicast), so an IPv6 VIP would be held
+// by every director at once. (With [vrrp], vrrpIPv6 checks what VRRPv3 over
+// IPv6 needs.)
 func (v *validator) ipv6WithHA(c *Config) {
 	for i := range c.Services {
 		a := c.Services[i].Address.Addr()
@@ -103,9 +104,6 @@ func (v *validator) ipv6WithHA(c *Config) {
 			continue
 		}
 		path := join(index("service", i), "address")
-		if c.VRRP.RouterID != 0 && !v.skip("vrrp") {
-			v.addf(path, "IPv6 service %s with [vrrp] not supported yet: VRRP moves IPv4 VIPs only (run IPv6 services on a director without [vrrp])", a)
-		}
 		if c.BGP.Enabled && !v.skip("bgp") {
 			v.addf(path, "IPv6 service %s with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])", a)
 		}
@@ -276,6 +274,55 @@ func (v *validator) sync(s *Sync) {
 	}
 }
 
+// vrrpIPv6 checks a [vrrp] that moves IPv6 addresses (vrrp.addresses of
+// IPv6, or, when it is empty, the VIPs of IPv6 services): the one virtual
+// router then runs in both families (IPv6 adverts to ff02::12 from the
+// link-local address, beside IPv4 ones for the IPv4 addresses), which only
+// VRRPv3 can; with unicast_peers, each family with addresses needs a peer
+// of its own.
+func (v *validator) vrrpIPv6(c *Config) {
+	r := &c.VRRP
+	if r.RouterID == 0 || v.skip("vrrp") || v.skip("vrrp.addresses") {
+		return
+	}
+	why := ""
+	has4 := false
+	if len(r.Addresses) > 0 {
+		for i, a := range r.Addresses {
+			if a.Is6() && why == "" {
+				why = fmt.Sprintf("the IPv6 address %s (%s)", a, index("vrrp.addresses", i))
+			}
+			has4 = has4 || a.Is4()
+		}
+	} else {
+		for i := range c.Services {
+			a := c.Services[i].Address.Addr()
+			if a.Is6() && why == "" {
+				why = fmt.Sprintf("the IPv6 VIP %s (%s; vrrp.addresses is empty: every service VIP)", a, join(index("service", i), "address"))
+			}
+			has4 = has4 || a.Is4()
+		}
+	}
+	if why == "" {
+		return
+	}
+	if r.Version != 3 && !v.skip("vrrp.version") {
+		v.addf("vrrp.version", "version %d cannot move %s: VRRPv2 (RFC 3768) is IPv4 only; set version = 3 (RFC 5798, keepalived's vrrp_version 3) on every router of the virtual router", r.Version, why)
+	}
+	if len(r.UnicastPeers) > 0 && !v.skip("vrrp.unicast_peers") {
+		peer4, peer6 := false, false
+		for _, p := range r.UnicastPeers {
+			peer4, peer6 = peer4 || p.Is4(), peer6 || p.Is6()
+		}
+		if !peer6 {
+			v.addf("vrrp.unicast_peers", "no IPv6 peer for %s: IPv6 adverts go to IPv6 peers", why)
+		}
+		if has4 && !peer4 {
+			v.addf("vrrp.unicast_peers", "no IPv4 peer for the IPv4 addresses: IPv4 adverts go to IPv4 peers")
+		}
+	}
+}
+
 func (v *validator) vrrp(r *VRRP) {
 	if r.RouterID < 0 || r.RouterID > 255 {
 		v.addf("vrrp.router_id", "%d is out of range 0..255 (0 = off)", r.RouterID)
@@ -324,8 +371,8 @@ func (v *validator) vrrp(r *VRRP) {
 		addrs []netip.Addr
 	}{{"vrrp.unicast_peers", r.UnicastPeers}, {"vrrp.addresses", r.Addresses}} {
 		for i, a := range l.addrs {
-			if !a.Is4() || a.IsUnspecified() {
-				v.addf(index(l.key, i), "%s is not a usable IPv4 address", a)
+			if a.Is4In6() || a.Zone() != "" || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() {
+				v.addf(index(l.key, i), "%s is not a usable IPv4 or IPv6 unicast address", a)
 			}
 		}
 	}

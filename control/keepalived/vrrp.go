@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -83,7 +84,7 @@ var vrrpReasons = map[string]string{
 	"garp_extra_if":              "gvs announces VIPs on director.interface only",
 	"auth_hmac":                  "gvs has no HMAC authentication",
 	"down_timer_adverts":         "gvs waits the RFC's three advert intervals",
-	"native_ipv6":                "gvs speaks VRRP over IPv4 only",
+	"native_ipv6":                "gvs speaks VRRP over the families of its addresses",
 	"promote_secondaries":        "gvs adds each VIP as a /32",
 	"no_virtual_ipaddress":       "gvs advertises its service VIPs when addresses is empty",
 	"v3_checksum_as_v2":          "gvs computes the RFC 5798 checksum",
@@ -159,7 +160,7 @@ func (c *converter) vrrpInstance(inst *node) {
 		case "unicast_peer":
 			c.unicastPeers(n, v)
 		case "virtual_ipaddress":
-			v.addrs = c.vips(n, v, v.addrs)
+			v.addrs = c.oneFamily(c.vips(n, v, v.addrs))
 		case "virtual_ipaddress_excluded":
 			v.excluded = c.vips(n, v, v.excluded)
 		case "authentication":
@@ -202,6 +203,16 @@ func (c *converter) vrrpInstance(inst *node) {
 	}
 	v.vrid = vrid.v
 	version := or(2, v.version, c.global.vrrpVersion).v
+	ipv6 := false
+	for _, a := range v.addrs {
+		ipv6 = ipv6 || a.addr.Is6()
+	}
+	if ipv6 && version == 2 {
+		// keepalived, too: "cannot use IPv6 with VRRP version 2;
+		// setting version 3".
+		version = 3
+		v.versionNote = "keepalived speaks VRRPv3 for an IPv6 instance"
+	}
 
 	// keepalived derives the priority from the state when none is given, and
 	// clears nopreempt and preempt_delay on an instance that starts MASTER.
@@ -267,6 +278,7 @@ func (c *converter) vrrpInstance(inst *node) {
 	v.garpDelay = or(0, v.garpDelay, c.global.garpDelay)
 	v.garpRefresh = or(0, v.garpRefresh, c.global.garpRefresh)
 	switch {
+	case v.versionNote != "":
 	case v.version.set:
 		v.versionNote = "version"
 	case c.global.vrrpVersion.set:
@@ -281,8 +293,8 @@ func (c *converter) vrrpInstance(inst *node) {
 func (c *converter) unicastPeers(b *node, v *vrrpOut) {
 	for _, n := range b.block {
 		a, ok := parseIP(n.keyword())
-		if !ok || !usable(a) {
-			c.drop(n, "gvs takes IPv4 unicast peers only")
+		if !ok || !usableVRRP(a) {
+			c.drop(n, "gvs takes IPv4 and IPv6 unicast peers only")
 			continue
 		}
 		if slices.Contains(v.peers, a) {
@@ -309,16 +321,16 @@ func (c *converter) vips(b *node, v *vrrpOut, dst []vipAddr) []vipAddr {
 		case !ok:
 			c.bad(n, "an IP address")
 			continue
-		case !usable(a):
-			c.drop(n, "gvs's VIPs are IPv4 unicast addresses")
+		case !usableVRRP(a):
+			c.drop(n, "gvs's VIPs are IPv4 or IPv6 unicast addresses")
 			continue
 		case listed[a]:
 			c.drop(n, "listed twice")
 			continue
 		}
 		listed[a] = true
-		if hasMask && mask != "32" {
-			c.warnf(n.pos, "%s: prefix length /%s not carried over (gvs adds each VIP as a /32)", a, mask)
+		if hasMask && mask != strconv.Itoa(a.BitLen()) {
+			c.warnf(n.pos, "%s: prefix length /%s not carried over (gvs adds each VIP as a /%d)", a, mask, a.BitLen())
 		}
 		vip := vipAddr{addr: a, pos: n.pos}
 		args := n.args()
@@ -347,6 +359,32 @@ func (c *converter) vips(b *node, v *vrrpOut, dst []vipAddr) []vipAddr {
 		dst = append(dst, vip)
 	}
 	return dst
+}
+
+// oneFamily keeps the virtual_ipaddress entries of the first one's
+// family, as keepalived does: an instance is IPv4 or IPv6 (keepalived
+// ignores the others), and gvs's [vrrp], which runs both, takes what the
+// instance advertises.
+func (c *converter) oneFamily(addrs []vipAddr) []vipAddr {
+	if len(addrs) == 0 {
+		return addrs
+	}
+	fam := func(a netip.Addr) string {
+		if a.Is6() {
+			return "IPv6"
+		}
+		return "IPv4"
+	}
+	first := fam(addrs[0].addr)
+	out := addrs[:1]
+	for _, a := range addrs[1:] {
+		if fam(a.addr) != first {
+			c.warnf(a.pos, "%s: not carried over (the instance is %s, by its first virtual_ipaddress, and keepalived ignores an address of the other family: give it its own vrrp_instance)", a.addr, first)
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // authentication maps `authentication { auth_type PASS|AH; auth_pass P }`.
@@ -530,4 +568,14 @@ func (c *converter) syncDaemon() {
 		s.syncID, s.idNote = c.vrrp.vrid, "the VRID of vrrp_instance "+inst+", keepalived's default"
 	}
 	c.sync = s
+}
+
+// usableVRRP reports whether a can be a VRRP address or peer: a usable
+// IPv4 address, or a global or unique-local IPv6 unicast one (VRRPv3 over
+// IPv6).
+func usableVRRP(a netip.Addr) bool {
+	if a.Is6() && !a.Is4In6() {
+		return a.Zone() == "" && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+	}
+	return usable(a)
 }

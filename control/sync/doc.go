@@ -1,7 +1,7 @@
 // Package connsync owns the wire format of the Linux IPVS connection
 // synchronisation protocol, version 1 (net/netfilter/ipvs/ip_vs_sync.c:
 // struct ip_vs_sync_mesg with SYNC_PROTO_VER 1 and struct ip_vs_sync_v4
-// records; ipvs-sysctl.rst for the daemon), the datagrams a master director
+// and ip_vs_sync_v6 records; ipvs-sysctl.rst for the daemon), the datagrams a master director
 // multicasts to 224.0.0.81:8848 so that backups can take over connections.
 //
 // It has the codec ([Message.Marshal] and [Batch] encode, [Parse] and

@@ -68,8 +68,8 @@ const (
 //	|  param type   |  param len    |  param data ...  (optional)   |
 //
 // type is 0 for IPv4; bit 0 (STYPE_F_INET6) marks struct ip_vs_sync_v6,
-// which has 16-byte addresses. The kernel treats any other non-zero type
-// as an error. ver_size holds the record version (0) in its top 4 bits
+// the same record with 16-byte addresses (below). The kernel treats any
+// other non-zero type as an error. ver_size holds the record version (0) in its top 4 bits
 // (SVER_SHIFT 12) and the record size, header and parameters but not
 // padding, in its low 12 bits (SVER_MASK 0x0fff).
 const (
@@ -89,6 +89,36 @@ const (
 
 	// ConnLen is sizeof(struct ip_vs_sync_v4), a record without parameters.
 	ConnLen = 36
+)
+
+// Connection record of an IPv6 connection, struct ip_vs_sync_v6 ("Type
+// 2" in ip_vs_sync.c's comment; type = STYPE_F_INET6 on the wire), 72
+// bytes followed by optional parameters: the first 24 bytes are those of
+// struct ip_vs_sync_v4, then the three addresses as struct in6_addr:
+//
+//	 0                   1                   2                   3
+//	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  type=1       |   protocol    | ver=0 |         size          |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|     flags, state, cport, vport, dport, fwmark, timeout        |
+//	|                 (20 bytes, as in the IPv4 record)             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  caddr (client address, 16 bytes)             |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  vaddr (virtual address, 16 bytes)            |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|                  daddr (real server address, 16 bytes)        |
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  param type   |  param len    |  param data ...  (optional)   |
+const (
+	recCaddr6 = 24 // struct in6_addr caddr
+	recVaddr6 = 40 // struct in6_addr vaddr
+	recDaddr6 = 56 // struct in6_addr daddr
+
+	// ConnLen6 is sizeof(struct ip_vs_sync_v6), a record without
+	// parameters.
+	ConnLen6 = 72
 )
 
 // Protocol constants from ip_vs_sync.c.
@@ -125,14 +155,17 @@ const (
 	OptFlagParam = 1 << 6 // IPVS_OPT_F_PARAM, (1 << (IPVS_OPT_PARAM-1)): "may be ignored"
 
 	// OptLocal is gvs's own parameter: a FULLNAT connection's local
-	// address (4 bytes) and port (2, big-endian), marked OptFlagParam so
-	// that a kernel backup skips it and keeps the record. With its 6
-	// bytes of data a record without OptSeqData stays a multiple of 4
-	// bytes long; one with both is padded.
+	// address (4 bytes in an IPv4 record, 16 in an IPv6 one) and port (2,
+	// big-endian), marked OptFlagParam so that a kernel backup skips it
+	// and keeps the record. With its 6 bytes of data an IPv4 record
+	// without OptSeqData stays a multiple of 4 bytes long; one with both
+	// is padded.
 	OptLocal = OptFlagParam | 17
 
-	// paramLen is the length of a gvs parameter: type, length, 6 bytes.
-	paramLen = 2 + 6
+	// paramLen is the length of an IPv4 OptLocal: type, length, 6 bytes;
+	// paramLen6 of an IPv6 one: type, length, 18 bytes.
+	paramLen  = 2 + 6
+	paramLen6 = 2 + 18
 
 	// OptTSOffset is gvs's parameter of a FULLNAT TCP connection whose
 	// sequence numbers and timestamps the director translates: the
@@ -234,8 +267,9 @@ const (
 	UDPStateNormal = 0 // IP_VS_UDP_S_NORMAL
 )
 
-// Conn is one synced connection or persistence template, the IPv4 content
-// of a struct ip_vs_sync_v4 record.
+// Conn is one synced connection or persistence template: the content of a
+// struct ip_vs_sync_v4 record when its addresses are IPv4, of a struct
+// ip_vs_sync_v6 one when they are IPv6 (all of one family).
 type Conn struct {
 	Protocol uint8          // protocol: IPPROTO_TCP 6, IPPROTO_UDP 17, IPPROTO_SCTP 132; not checked here
 	Flags    uint32         // flags: Flag* (IP_VS_CONN_F_*), forwarding method in FlagFwdMask
@@ -272,16 +306,32 @@ type Conn struct {
 // hasSeq reports whether c's record carries OptSeqData.
 func (c *Conn) hasSeq() bool { return c.Flags&FlagSeqMask != 0 }
 
-// size returns the value of c's record's size field: 36 bytes, 26 more
-// with OptSeqData, 8 more with a Local address and 6 more with a
-// timestamp offset.
+// Is6 reports whether c is an IPv6 connection, sent as struct
+// ip_vs_sync_v6: its client address is IPv6 (Marshal checks that the
+// others are too).
+func (c *Conn) Is6() bool { return c.Client.Addr().Is6() }
+
+// base returns the length of c's record without parameters.
+func (c *Conn) base() int {
+	if c.Is6() {
+		return ConnLen6
+	}
+	return ConnLen
+}
+
+// size returns the value of c's record's size field: 36 bytes (72 for
+// IPv6), 26 more with OptSeqData, 8 more with a Local address (20 for
+// IPv6), 6 more with a timestamp offset and 3 more with a PROXY header.
 func (c *Conn) size() int {
-	n := ConnLen
+	n := c.base()
 	if c.hasSeq() {
 		n += seqParamLen
 	}
 	if c.Local.IsValid() {
 		n += paramLen
+		if c.Is6() {
+			n += paramLen6 - paramLen
+		}
 	}
 	if c.HasTSOffset {
 		n += tsParamLen
@@ -295,7 +345,8 @@ func (c *Conn) size() int {
 // Len returns the encoded length of c's record: its size padded with
 // zeros to a multiple of 4 (36 bytes without parameters, 44 with a Local
 // address, 64 with OptSeqData, 72 with both, 76 with a timestamp offset
-// too; 4 more with a PROXY header).
+// too; 4 more with a PROXY header; an IPv6 record 72 bytes without
+// parameters).
 func (c *Conn) Len() int { return (c.size() + 3) &^ 3 }
 
 // Message is one sync datagram.
@@ -308,7 +359,7 @@ type Message struct {
 var (
 	ErrTooManyConns = errors.New("connsync: more than 255 connections in a message")
 	ErrTooBig       = errors.New("connsync: message larger than its 16-bit size field")
-	ErrNotIPv4      = errors.New("connsync: address is not IPv4")
+	ErrFamily       = errors.New("connsync: addresses not all IPv4 or all IPv6")
 	ErrTimeout      = errors.New("connsync: timeout negative or over 2^32-1 seconds")
 	ErrMaxSize      = errors.New("connsync: maxSize too small for one connection")
 )
@@ -326,7 +377,8 @@ func (m *Message) Size() int {
 // Marshal appends the encoded message to b and returns the extended slice.
 // It does not allocate when b has room for [Message.Size] more bytes. It
 // refuses more than [MaxConns] connections, a message over [MaxSize], a
-// non-IPv4 address and a negative or too large timeout, and then returns b
+// connection whose addresses are not all IPv4 or all IPv6 (an IPv6 one
+// goes as struct ip_vs_sync_v6) and a negative or too large timeout, and then returns b
 // unchanged. Sub-second parts of a timeout are truncated, as the kernel's
 // cp->timeout / HZ does. A connection with FlagSeqMask bits gets
 // OptSeqData (InSeq, OutSeq), one with a Local address gvs's OptLocal
@@ -364,13 +416,14 @@ func (m *Message) Marshal(b []byte) ([]byte, error) {
 }
 
 func (c *Conn) check() error {
+	is6 := c.Is6()
 	for _, ap := range [...]netip.AddrPort{c.Client, c.VIP, c.Real} {
-		if !ap.Addr().Is4() {
-			return fmt.Errorf("%w: %v", ErrNotIPv4, ap)
+		if a := ap.Addr(); !a.IsValid() || a.Is6() != is6 {
+			return fmt.Errorf("%w: %v, %v, %v", ErrFamily, c.Client, c.VIP, c.Real)
 		}
 	}
-	if c.Local.IsValid() && !c.Local.Addr().Is4() {
-		return fmt.Errorf("%w: local %v", ErrNotIPv4, c.Local)
+	if c.Local.IsValid() && c.Local.Addr().Is6() != is6 {
+		return fmt.Errorf("%w: local %v", ErrFamily, c.Local)
 	}
 	if c.Timeout < 0 || c.Timeout/time.Second > math.MaxUint32 {
 		return fmt.Errorf("%w: %v", ErrTimeout, c.Timeout)
@@ -381,6 +434,9 @@ func (c *Conn) check() error {
 // put writes c's record, and its padding, into r, which is c.Len() long.
 func (c *Conn) put(r []byte) {
 	r[recType] = 0
+	if c.Is6() {
+		r[recType] = typeInet6
+	}
 	r[recProtocol] = c.Protocol
 	binary.BigEndian.PutUint16(r[recVerSize:], 0<<verShift|uint16(c.size()))
 	binary.BigEndian.PutUint32(r[recFlags:], c.Flags)
@@ -390,13 +446,22 @@ func (c *Conn) put(r []byte) {
 	binary.BigEndian.PutUint16(r[recDport:], c.Real.Port())
 	binary.BigEndian.PutUint32(r[recFwmark:], c.FWMark)
 	binary.BigEndian.PutUint32(r[recTimeout:], uint32(c.Timeout/time.Second))
-	a := c.Client.Addr().As4()
-	copy(r[recCaddr:], a[:])
-	a = c.VIP.Addr().As4()
-	copy(r[recVaddr:], a[:])
-	a = c.Real.Addr().As4()
-	copy(r[recDaddr:], a[:])
-	p := r[ConnLen:]
+	if c.Is6() {
+		a := c.Client.Addr().As16()
+		copy(r[recCaddr6:], a[:])
+		a = c.VIP.Addr().As16()
+		copy(r[recVaddr6:], a[:])
+		a = c.Real.Addr().As16()
+		copy(r[recDaddr6:], a[:])
+	} else {
+		a := c.Client.Addr().As4()
+		copy(r[recCaddr:], a[:])
+		a = c.VIP.Addr().As4()
+		copy(r[recVaddr:], a[:])
+		a = c.Real.Addr().As4()
+		copy(r[recDaddr:], a[:])
+	}
+	p := r[c.base():]
 	if c.hasSeq() {
 		p[0], p[1] = OptSeqData, seqDataLen
 		for i, v := range [6]uint32{c.InSeq.InitSeq, c.InSeq.Delta, c.InSeq.PreviousDelta,
@@ -405,9 +470,15 @@ func (c *Conn) put(r []byte) {
 		}
 		p = p[seqParamLen:]
 	}
-	if c.Local.IsValid() {
-		p[0], p[1] = OptLocal, 6
-		a = c.Local.Addr().As4()
+	if c.Local.IsValid() && c.Is6() {
+		p[0], p[1] = OptLocal, paramLen6-2
+		a := c.Local.Addr().As16()
+		copy(p[2:18], a[:])
+		binary.BigEndian.PutUint16(p[18:20], c.Local.Port())
+		p = p[paramLen6:]
+	} else if c.Local.IsValid() {
+		p[0], p[1] = OptLocal, paramLen-2
+		a := c.Local.Addr().As4()
 		copy(p[2:6], a[:])
 		binary.BigEndian.PutUint16(p[6:8], c.Local.Port())
 		p = p[paramLen:]
@@ -444,7 +515,7 @@ func Batch(conns []Conn, syncID uint8, maxSize int) ([][]byte, error) {
 		for i+k < len(conns) && k < MaxConns && size+conns[i+k].Len() <= maxSize {
 			size += conns[i+k].Len()
 			k++
-			if conns[i+k-1].Len() > ConnLen {
+			if c := &conns[i+k-1]; c.Len() > c.base() {
 				break // see above: the last record Wireshark can place
 			}
 		}
@@ -490,9 +561,8 @@ const (
 	ErrSpare                // spare not 0; the kernel would fall back to version 0
 	ErrSize                 // size field differs from the datagram length
 	ErrRecordVersion        // record version (top 4 bits of ver_size) not 0
-	ErrRecordSize           // record size below 36 or past the end of the message
-	ErrIPv6                 // type has STYPE_F_INET6: an IPv6 record, not handled
-	ErrType                 // type neither 0 nor IPv6
+	ErrRecordSize           // record size below 36 (72 for IPv6) or past the end of the message
+	ErrType                 // type neither 0 nor STYPE_F_INET6
 	ErrParam                // optional parameter truncated, zero-length or past the record
 	ErrTrailing             // bytes left after nr_conns records and their padding
 	ReasonCount      = int(iota)
@@ -506,7 +576,6 @@ var reasonText = [...]string{
 	ErrSize:          "size field differs from datagram length",
 	ErrRecordVersion: "record version not 0",
 	ErrRecordSize:    "bad record size",
-	ErrIPv6:          "IPv6 record not supported",
 	ErrType:          "unknown record type",
 	ErrParam:         "malformed optional parameter",
 	ErrTrailing:      "trailing bytes after the last record",
@@ -551,12 +620,14 @@ func Parse(b []byte) (Message, error) {
 // allocate once that array is large enough (255 holds any message), except
 // for the *[ParseError] it returns on failure, after which m holds the
 // records before the bad one. It checks what the kernel's
-// ip_vs_process_message checks, and also refuses IPv6 records and
-// trailing bytes: header length and fields (reserved 0, version 1, spare
-// 0, size = len(b)); for each record, that its header fits, its version is
-// 0, its size is at least 36 and inside the message, its type is 0, and
+// ip_vs_process_message checks, and also refuses trailing bytes: header
+// length and fields (reserved 0, version 1, spare 0, size = len(b)); for
+// each record, that its header fits, its version is 0, its type is 0
+// (struct ip_vs_sync_v4) or STYPE_F_INET6 (struct ip_vs_sync_v6), its size
+// is at least that struct's (36 or 72 bytes) and inside the message, and
 // that its optional parameters are well-formed type/length pairs inside
-// it. gvs's OptLocal is decoded (and must be 6 bytes long), its
+// it. gvs's OptLocal is decoded (and must be 6 bytes long, 18 in an IPv6
+// record), its
 // OptTSOffset (4 bytes long) and its OptProxyHeader (1 byte); OptSeqData must
 // be 24 bytes long and appear once, as the kernel requires, and is decoded
 // into InSeq and OutSeq when the record's Flags has FlagSeqMask bits (the
@@ -589,22 +660,25 @@ func (m *Message) Decode(b []byte) error {
 		r := b[off:]
 		vs := binary.BigEndian.Uint16(r[recVerSize:])
 		size := int(vs & recSizeMax)
+		is6 := r[recType]&typeInet6 != 0
+		base := ConnLen
+		if is6 {
+			base = ConnLen6
+		}
 		switch {
 		case vs>>verShift != 0:
 			return &ParseError{ErrRecordVersion, i, off}
-		case size < ConnLen || off+size > len(b):
-			return &ParseError{ErrRecordSize, i, off}
-		case r[recType]&typeInet6 != 0:
-			return &ParseError{ErrIPv6, i, off}
-		case r[recType] != 0:
+		case r[recType]&^typeInet6 != 0:
 			return &ParseError{ErrType, i, off}
+		case size < base || off+size > len(b):
+			return &ParseError{ErrRecordSize, i, off}
 		}
 		var local netip.AddrPort
 		var seq [6]uint32
 		hasSeq, hasTS := false, false
 		var tsOff uint32
 		proxy := false
-		for p := ConnLen; p < size; {
+		for p := base; p < size; {
 			if p+2 > size {
 				return &ParseError{ErrParam, i, off}
 			}
@@ -614,10 +688,14 @@ func (m *Message) Decode(b []byte) error {
 			}
 			switch r[p] {
 			case OptLocal:
-				if plen != 6 {
+				switch {
+				case !is6 && plen == paramLen-2:
+					local = addrPort(r[p+2:], r[p+6:])
+				case is6 && plen == paramLen6-2:
+					local = addrPort6(r[p+2:], r[p+18:])
+				default:
 					return &ParseError{ErrParam, i, off}
 				}
-				local = addrPort(r[p+2:], r[p+6:])
 			case OptTSOffset:
 				if plen != 4 {
 					return &ParseError{ErrParam, i, off}
@@ -643,13 +721,19 @@ func (m *Message) Decode(b []byte) error {
 		if flags&FlagSeqMask == 0 {
 			seq = [6]uint32{}
 		}
+		var client, vip, real netip.AddrPort
+		if is6 {
+			client, vip, real = addrPort6(r[recCaddr6:], r[recCport:]), addrPort6(r[recVaddr6:], r[recVport:]), addrPort6(r[recDaddr6:], r[recDport:])
+		} else {
+			client, vip, real = addrPort(r[recCaddr:], r[recCport:]), addrPort(r[recVaddr:], r[recVport:]), addrPort(r[recDaddr:], r[recDport:])
+		}
 		m.Conns = append(m.Conns, Conn{
 			Protocol: r[recProtocol],
 			Flags:    flags,
 			State:    binary.BigEndian.Uint16(r[recState:]),
-			Client:   addrPort(r[recCaddr:], r[recCport:]),
-			VIP:      addrPort(r[recVaddr:], r[recVport:]),
-			Real:     addrPort(r[recDaddr:], r[recDport:]),
+			Client:   client,
+			VIP:      vip,
+			Real:     real,
 			FWMark:   binary.BigEndian.Uint32(r[recFwmark:]),
 			Timeout:  time.Duration(binary.BigEndian.Uint32(r[recTimeout:])) * time.Second,
 			Local:    local,
@@ -670,4 +754,8 @@ func (m *Message) Decode(b []byte) error {
 
 func addrPort(a, p []byte) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), binary.BigEndian.Uint16(p))
+}
+
+func addrPort6(a, p []byte) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16([16]byte(a[:16])), binary.BigEndian.Uint16(p))
 }

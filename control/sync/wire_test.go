@@ -135,9 +135,9 @@ func TestMarshalRefuses(t *testing.T) {
 		want error
 	}{
 		{"256 conns", Message{Conns: make([]Conn, 256)}, ErrTooManyConns},
-		{"IPv6 real", Message{Conns: []Conn{goldenConn, v6}}, ErrNotIPv4},
-		{"4in6 client", Message{Conns: []Conn{mapped}}, ErrNotIPv4},
-		{"zero VIP", Message{Conns: []Conn{zero}}, ErrNotIPv4},
+		{"IPv6 real", Message{Conns: []Conn{goldenConn, v6}}, ErrFamily},
+		{"4in6 client", Message{Conns: []Conn{mapped}}, ErrFamily},
+		{"zero VIP", Message{Conns: []Conn{zero}}, ErrFamily},
 		{"negative timeout", Message{Conns: []Conn{neg}}, ErrTimeout},
 		{"2^32 s timeout", Message{Conns: []Conn{big}}, ErrTimeout},
 	} {
@@ -215,7 +215,7 @@ func TestBatch(t *testing.T) {
 		t.Errorf("tiny maxSize: err %v", err)
 	}
 	bad := append(randConns(1, 50), Conn{})
-	if _, err := Batch(bad, 1, 1472); !errors.Is(err, ErrNotIPv4) {
+	if _, err := Batch(bad, 1, 1472); !errors.Is(err, ErrFamily) {
 		t.Errorf("bad conn: err %v", err)
 	}
 }
@@ -311,7 +311,7 @@ func TestParseErrors(t *testing.T) {
 		{"record size 35", set(good, func(b []byte) { b[rec1+recVerSize+1] = 35 }), ErrRecordSize, 1},
 		{"record size 0", set(good, func(b []byte) { b[HeaderLen+recVerSize+1] = 0 }), ErrRecordSize, 0},
 		{"record past end", set(good, func(b []byte) { b[rec1+recVerSize+1] = 37 }), ErrRecordSize, 1},
-		{"IPv6", set(good, func(b []byte) { b[rec1+recType] = 1 }), ErrIPv6, 1},
+		{"IPv4 record typed IPv6", set(good, func(b []byte) { b[rec1+recType] = 1 }), ErrRecordSize, 1},
 		{"0x80 type", set(good, func(b []byte) { b[HeaderLen+recType] = 0x80 }), ErrType, 0},
 		{"param header cut", message(withParams(OptPEData)), ErrParam, 0},
 		{"param zero length", message(withParams(OptFlagParam|9, 0)), ErrParam, 0},
@@ -426,6 +426,9 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte{1, 5, 0, 28, 0, 6, 0, 0})                                                       // version 0 header
 	f.Add(message(withParams(OptSeqData, 24, 0, 0, 0, 0, 0, 0, 0, 0)))                           // parameter past the record
 	f.Add(message(withParams(append([]byte{OptSeqData, 24}, make([]byte, 24)...)...), record())) // seq data, padding
+	if b, err := (&Message{Conns: []Conn{goldenConn6, goldenConn}}).Marshal(nil); err == nil {
+		f.Add(b) // an IPv6 record, then an IPv4 one
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
@@ -492,7 +495,7 @@ func TestLocalParam(t *testing.T) {
 		t.Errorf("a 4-byte OptLocal: err %v, want ErrParam", err)
 	}
 	c.Local = ap("[2001:db8::1]:80")
-	if _, err := (&Message{Conns: []Conn{c}}).Marshal(nil); !errors.Is(err, ErrNotIPv4) {
+	if _, err := (&Message{Conns: []Conn{c}}).Marshal(nil); !errors.Is(err, ErrFamily) {
 		t.Errorf("IPv6 local: err %v", err)
 	}
 }

@@ -1,7 +1,9 @@
-// Package vrrp owns the Virtual Router Redundancy Protocol for IPv4, version
-// 3 (RFC 5798) and version 2 (RFC 3768, with RFC 2338's simple password as
-// keepalived sends it): the advertisement codec of section 5 and the router
-// state machine of section 6 of each.
+// Package vrrp owns the Virtual Router Redundancy Protocol, version 3 (RFC
+// 5798) for IPv4 and IPv6 and version 2 (RFC 3768, IPv4 only, with RFC
+// 2338's simple password as keepalived sends it): the advertisement codec
+// of section 5 and the router state machine of section 6 of each. One
+// Machine runs a virtual router in both families when its addresses are
+// of both.
 //
 // It does no I/O and reads no clock, but for the Speaker. [Decode] and
 // [Advert.Marshal] work on the VRRP message that follows the IP header;

@@ -44,8 +44,17 @@ type Config struct {
 	Interval     time.Duration // our Advertisement_Interval: Version.ValidInterval
 	Preempt      bool          // Preempt_Mode; RFC 5798's default is true
 	PreemptDelay time.Duration // keepalived's preempt_delay: after Start, behave as if Preempt were false for this long
-	Primary      netip.Addr    // our primary IPv4 address: the source of our adverts and the tie break
-	Addresses    []netip.Addr  // the virtual IPv4 addresses we advertise
+	Primary      netip.Addr    // our primary IPv4 address: the source of our IPv4 adverts and their tie break
+	// Primary6 is our IPv6 link-local address: the source of our IPv6
+	// adverts and their tie break (RFC 5798 section 5.1.2.1).
+	Primary6 netip.Addr
+	// Addresses are the virtual addresses we advertise: IPv4 ones in
+	// IPv4 adverts from Primary, IPv6 ones (version 3 only) in IPv6
+	// adverts from Primary6. A router with both runs one virtual router
+	// in both families at once, as keepalived runs two instances of one
+	// VRID in a vrrp_sync_group: an advert of either family counts, and
+	// the state is one.
+	Addresses []netip.Addr
 	// AuthType and AuthPass are VRRPv2's authentication, as keepalived's
 	// authentication { auth_type PASS; auth_pass ... }: AuthNone, or
 	// AuthPass with a password of 1..AuthDataLen bytes. Version 3 has none.
@@ -87,15 +96,24 @@ func (c *Config) Validate() error {
 	if c.PreemptDelay < 0 {
 		errs = append(errs, fmt.Errorf("preempt_delay: %v is negative", c.PreemptDelay))
 	}
-	if !c.Primary.Unmap().Is4() {
+	v4, v6 := SplitFamilies(c.Addresses)
+	if len(v4) > 0 && !c.Primary.Unmap().Is4() {
 		errs = append(errs, fmt.Errorf("primary: %v is not an IPv4 address", c.Primary))
 	}
-	if n := len(c.Addresses); n == 0 || n > MaxAddresses {
-		errs = append(errs, fmt.Errorf("addresses: %d of them, want 1..%d", n, MaxAddresses))
+	if len(v6) > 0 {
+		if !is6(c.Primary6) || !c.Primary6.IsLinkLocalUnicast() {
+			errs = append(errs, fmt.Errorf("primary6: %v is not an IPv6 link-local address", c.Primary6))
+		}
+		if c.Version != Version3 {
+			errs = append(errs, fmt.Errorf("addresses: IPv6 addresses need VRRPv3 (RFC 3768 is IPv4 only)"))
+		}
+	}
+	if len(c.Addresses) == 0 || len(v4) > MaxAddresses || len(v6) > MaxAddresses {
+		errs = append(errs, fmt.Errorf("addresses: %d IPv4 and %d IPv6, want 1..%d of a family and at least one", len(v4), len(v6), MaxAddresses))
 	}
 	for i, ip := range c.Addresses {
-		if !ip.Unmap().Is4() {
-			errs = append(errs, fmt.Errorf("addresses[%d]: %v is not an IPv4 address", i, ip))
+		if !ip.IsValid() {
+			errs = append(errs, fmt.Errorf("addresses[%d]: not an address", i))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -173,6 +191,7 @@ func NewMachine(c Config) *Machine {
 		panic(err)
 	}
 	c.Primary = c.Primary.Unmap()
+	c.Primary6 = c.Primary6.WithZone("")
 	c.Addresses = append([]netip.Addr(nil), c.Addresses...)
 	return &Machine{cfg: c, state: Initialize, masterAdverInterval: c.Interval}
 }
@@ -270,7 +289,7 @@ func (m *Machine) Receive(now time.Time, src netip.Addr, a Advert) Action {
 			m.timer = now.Add(m.cfg.Interval)
 			return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, NextTimer: m.timer}
 		case a.Priority > m.cfg.Priority ||
-			a.Priority == m.cfg.Priority && addrGreater(src, m.cfg.Primary):
+			a.Priority == m.cfg.Priority && addrGreater(src, m.primaryFor(src)):
 			m.state = Backup
 			m.learnInterval(a.Interval)
 			m.masterAddr = src
@@ -321,6 +340,9 @@ func (m *Machine) Shutdown(now time.Time) Action {
 func (m *Machine) becomeMaster(now time.Time) Action {
 	m.state = Master
 	m.masterAddr = m.cfg.Primary
+	if v4, _ := SplitFamilies(m.cfg.Addresses); len(v4) == 0 {
+		m.masterAddr = m.cfg.Primary6
+	}
 	m.masterAdverInterval = m.cfg.Interval
 	m.timer = now.Add(m.cfg.Interval)
 	return Action{SendAdvert: true, AdvertPriority: m.cfg.Priority, BecomeMaster: true, NextTimer: m.timer}
@@ -344,6 +366,28 @@ func (m *Machine) preempt(now time.Time) bool {
 // idle is the Action of an event that changes nothing the caller sees.
 func (m *Machine) idle() Action { return Action{NextTimer: m.timer} }
 
-// addrGreater compares two IPv4 addresses as unsigned 32-bit integers
-// (section 6.4.3).
-func addrGreater(a, b netip.Addr) bool { return a.Compare(b) > 0 }
+// addrGreater compares two IPv4 addresses as unsigned 32-bit integers, or
+// two IPv6 addresses as 128-bit ones (section 6.4.3).
+func addrGreater(a, b netip.Addr) bool { return a.WithZone("").Compare(b.WithZone("")) > 0 }
+
+// primaryFor is our primary address of src's family, the one a tie with
+// an advert from src compares.
+func (m *Machine) primaryFor(src netip.Addr) netip.Addr {
+	if is6(src) {
+		return m.cfg.Primary6
+	}
+	return m.cfg.Primary
+}
+
+// SplitFamilies returns the IPv4 addresses of addrs (unmapped) and the
+// IPv6 ones, each in the order given.
+func SplitFamilies(addrs []netip.Addr) (v4, v6 []netip.Addr) {
+	for _, a := range addrs {
+		if is6(a) {
+			v6 = append(v6, a)
+		} else if a.IsValid() {
+			v4 = append(v4, a.Unmap())
+		}
+	}
+	return v4, v6
+}

@@ -354,7 +354,8 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("valid config %+v: %v", c, err)
 		}
 	}
-	bad := Config{Interval: 50 * time.Second, PreemptDelay: -1, Primary: netip.MustParseAddr("2001:db8::1"), Addresses: []netip.Addr{netip.MustParseAddr("2001:db8::2")},
+	// An IPv6 primary for an IPv4 address, and a zero address.
+	bad := Config{Interval: 50 * time.Second, PreemptDelay: -1, Primary: netip.MustParseAddr("2001:db8::1"), Addresses: []netip.Addr{{}, vip},
 		AuthPass: "x"}
 	err := bad.Validate()
 	if err == nil {

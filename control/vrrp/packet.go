@@ -9,7 +9,8 @@ import (
 	"time"
 )
 
-// The VRRPv3 message, RFC 5798 section 5.1, for IPv4:
+// The VRRPv3 message, RFC 5798 section 5.1, for IPv4 (and for IPv6, with
+// 16-byte addresses: section 5.2.9):
 //
 //	 0                   1                   2                   3
 //	 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
@@ -106,14 +107,24 @@ const (
 	MinIntervalV2 = time.Second
 	MaxIntervalV2 = 255 * time.Second
 
-	// MaxAddresses is the most IPv4 addresses one advert can carry: Count
+	// MaxAddresses is the most addresses one advert can carry: Count
 	// IPvX Addr is one byte.
 	MaxAddresses = 255
+
+	// IPv6NextHeader is the IPv6 Next Header of VRRP, the same 112 (RFC
+	// 5798 section 5.1.2.4); the hop limit must be TTL, 255 (section
+	// 5.1.2.3).
+	IPv6NextHeader = IPProtocol
 )
 
 // IPv4Group is the destination of every IPv4 advertisement, 224.0.0.18
 // (RFC 5798 section 5.1.1.2, RFC 3768 section 5.2.2).
 var IPv4Group = netip.AddrFrom4([4]byte{224, 0, 0, 18})
+
+// IPv6Group is the destination of every IPv6 advertisement, ff02::12, the
+// link-local scope VRRP group (RFC 5798 section 5.1.2.2). An IPv6 advert
+// comes from the interface's link-local address (section 5.1.2.1).
+var IPv6Group = netip.AddrFrom16([16]byte{0: 0xff, 1: 0x02, 15: 0x12})
 
 // ValidInterval reports whether d can be carried as the advertisement
 // interval of version v: whole centiseconds in MinInterval..MaxInterval for
@@ -184,7 +195,7 @@ var (
 	ErrChecksum  = &DropError{DropChecksum, "vrrp: bad checksum"}
 	ErrAddrCount = &DropError{DropMalformed, "vrrp: address count does not match the packet length"}
 	ErrInterval  = &DropError{DropMalformed, "vrrp: advertisement interval is 0"}
-	ErrNotIPv4   = &DropError{DropMalformed, "vrrp: IP source or destination is not IPv4"}
+	ErrFamily    = &DropError{DropMalformed, "vrrp: IP source and destination not both IPv4 or both IPv6"}
 )
 
 // Errors of Config.Match, which checks a decoded advert against the
@@ -198,39 +209,52 @@ var (
 	ErrOtherInterval = &DropError{DropInterval, "vrrp: VRRPv2 advert with another advertisement interval"}
 )
 
-// Advert is a decoded VRRP ADVERTISEMENT for IPv4, of either version.
+// Advert is a decoded VRRP ADVERTISEMENT: for IPv4, of either version, or
+// for IPv6, VRRPv3 only (RFC 3768 is IPv4 only).
 type Advert struct {
 	Version   Version
 	VRID      uint8
 	Priority  uint8
 	Interval  time.Duration // version 3: centiseconds, MinInterval..MaxInterval; version 2: seconds, MinIntervalV2..MaxIntervalV2
-	Addresses []netip.Addr  // IPv4, 1..MaxAddresses of them
+	Addresses []netip.Addr  // of the advert's IP family, 1..MaxAddresses of them
 
 	// Version 2 only; zero in version 3.
 	AuthType AuthType
 	AuthData [AuthDataLen]byte // for AuthPass the password, zero-padded
 }
 
-// Len is the length of the marshalled advert.
+// Len is the length of the marshalled advert (addresses of the family of
+// the first one).
 func (a *Advert) Len() int {
-	n := HeaderLen + 4*len(a.Addresses)
+	w := 4
+	if len(a.Addresses) > 0 && is6(a.Addresses[0]) {
+		w = 16
+	}
+	n := HeaderLen + w*len(a.Addresses)
 	if a.Version == Version2 {
 		n += AuthDataLen
 	}
 	return n
 }
 
-// Marshal appends the VRRP packet (not the IP header) to b. A version 3
-// checksum covers the IPv4 pseudo-header (src, dst, protocol 112, VRRP
-// length) and the message, as RFC 5798 section 5.2.8 says; a version 2
-// checksum the message alone (RFC 3768 section 5.3.8), Authentication Data
-// included, which Marshal writes as given. The interval must be one the
-// version can carry (Version.ValidInterval). It allocates only if b lacks
-// the capacity.
+// Marshal appends the VRRP packet (not the IP header) to b, for IPv4 when
+// src and dst are IPv4 addresses and for IPv6 when they are IPv6 ones; the
+// addresses must be of that family. A version 3 checksum covers the IP
+// pseudo-header (IPv4: src, dst, protocol 112, VRRP length; IPv6, RFC 8200
+// section 8.1: src, dst, 32-bit VRRP length, next header 112) and the
+// message, as RFC 5798 section 5.2.8 says; a version 2 checksum the
+// message alone (RFC 3768 section 5.3.8), Authentication Data included,
+// which Marshal writes as given. IPv6 takes version 3 only. The interval
+// must be one the version can carry (Version.ValidInterval). It allocates
+// only if b lacks the capacity.
 func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 	src, dst = src.Unmap(), dst.Unmap()
-	if !src.Is4() || !dst.Is4() {
-		return b, fmt.Errorf("vrrp: marshal from %s to %s: %w", src, dst, ErrNotIPv4)
+	v6 := is6(src)
+	if !src.IsValid() || !dst.IsValid() || is6(dst) != v6 {
+		return b, fmt.Errorf("vrrp: marshal from %s to %s: %w", src, dst, ErrFamily)
+	}
+	if v6 && a.Version != Version3 {
+		return b, fmt.Errorf("vrrp: marshal: %v over IPv6: only VRRPv3 (RFC 5798) runs over IPv6", a.Version)
 	}
 	if a.Version != Version2 && a.Version != Version3 {
 		return b, fmt.Errorf("vrrp: marshal: version %d is neither 2 nor 3", a.Version)
@@ -248,8 +272,10 @@ func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 		return b, fmt.Errorf("vrrp: marshal: %d addresses, want 1..%d", n, MaxAddresses)
 	}
 	for _, ip := range a.Addresses {
-		if !ip.Unmap().Is4() {
-			return b, fmt.Errorf("vrrp: marshal: address %s is not IPv4", ip)
+		// An IPv6 advert carries 16 bytes whatever they are (an
+		// IPv4-mapped address too, as Decode reads it).
+		if v6 && !ip.Is6() || !v6 && !ip.Unmap().Is4() {
+			return b, fmt.Errorf("vrrp: marshal: address %s is not of the family of %s", ip, src)
 		}
 	}
 	start := len(b)
@@ -269,14 +295,22 @@ func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 		0, 0, // checksum, filled in below
 	)
 	for _, ip := range a.Addresses {
-		v := ip.Unmap().As4()
-		b = append(b, v[:]...)
+		if v6 {
+			v := ip.As16()
+			b = append(b, v[:]...)
+		} else {
+			v := ip.Unmap().As4()
+			b = append(b, v[:]...)
+		}
 	}
 	var sum uint16
-	if a.Version == Version2 {
+	switch {
+	case a.Version == Version2:
 		b = append(b, a.AuthData[:]...)
 		sum = checksum(0, b[start:])
-	} else {
+	case v6:
+		sum = checksum(pseudoHeaderSum6(src.As16(), dst.As16(), len(b)-start), b[start:])
+	default:
 		sum = checksum(pseudoHeaderSum(src.As4(), dst.As4(), len(b)-start), b[start:])
 	}
 	b[start+checksumOffset] = byte(sum >> 8)
@@ -285,10 +319,13 @@ func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 }
 
 // Decode validates and decodes a VRRP packet of version 2 or 3 received
-// from src to dst with IP TTL ttl, and reports the version it saw in the
-// Advert. The checks run in the order of RFC 5798 section 7.1 and RFC 3768
-// section 7.1, and the first failure is returned: ErrNotIPv4, ErrTooShort,
-// ErrVersion, ErrType, ErrTTL, ErrChecksum (computed as the version says),
+// from src to dst with IP TTL (IPv6: hop limit) ttl, and reports the
+// version it saw in the Advert. src and dst say the family: IPv4, or IPv6
+// with 16-byte addresses in the advert and version 3 only (a version 2
+// packet over IPv6 is ErrVersion). The checks run in the order of RFC 5798
+// section 7.1 and RFC 3768 section 7.1, and the first failure is returned:
+// ErrFamily, ErrTooShort, ErrVersion, ErrType, ErrTTL, ErrChecksum
+// (computed as the version and the family say),
 // ErrAddrCount (the count is 0 or does not match the length, which in
 // version 2 includes the Authentication Data), ErrInterval. Version 3's
 // reserved bits are ignored, as RFC 5798 section 5.2.6 says. What depends
@@ -299,14 +336,15 @@ func (a *Advert) Marshal(b []byte, src, dst netip.Addr) ([]byte, error) {
 // where adverts arrive a few times a second.
 func Decode(pkt []byte, src, dst netip.Addr, ttl uint8) (Advert, error) {
 	src, dst = src.Unmap(), dst.Unmap()
-	if !src.Is4() || !dst.Is4() {
-		return Advert{}, ErrNotIPv4
+	v6 := is6(src)
+	if !src.IsValid() || !dst.IsValid() || is6(dst) != v6 {
+		return Advert{}, ErrFamily
 	}
 	if len(pkt) < HeaderLen {
 		return Advert{}, ErrTooShort
 	}
 	v := Version(pkt[versionTypeOffset] >> 4)
-	if v != Version2 && v != Version3 {
+	if v != Version3 && (v != Version2 || v6) {
 		return Advert{}, ErrVersion
 	}
 	if pkt[versionTypeOffset]&0x0f != TypeAdvertisement {
@@ -318,7 +356,10 @@ func Decode(pkt []byte, src, dst netip.Addr, ttl uint8) (Advert, error) {
 	// A correct checksum makes the one's complement sum, checksum field
 	// included, 0xffff; checksum returns its complement.
 	var sum uint32
-	if v == Version3 {
+	switch {
+	case v6:
+		sum = pseudoHeaderSum6(src.As16(), dst.As16(), len(pkt))
+	case v == Version3:
 		sum = pseudoHeaderSum(src.As4(), dst.As4(), len(pkt))
 	}
 	if checksum(sum, pkt) != 0 {
@@ -329,7 +370,11 @@ func Decode(pkt []byte, src, dst netip.Addr, ttl uint8) (Advert, error) {
 	if v == Version2 {
 		trailer = AuthDataLen
 	}
-	if n == 0 || len(pkt) != HeaderLen+4*n+trailer {
+	w := 4
+	if v6 {
+		w = 16
+	}
+	if n == 0 || len(pkt) != HeaderLen+w*n+trailer {
 		return Advert{}, ErrAddrCount
 	}
 	a := Advert{Version: v, VRID: pkt[vridOffset], Priority: pkt[priorityOffset]}
@@ -346,10 +391,18 @@ func Decode(pkt []byte, src, dst netip.Addr, ttl uint8) (Advert, error) {
 	}
 	a.Addresses = make([]netip.Addr, n)
 	for i := range a.Addresses {
-		a.Addresses[i] = netip.AddrFrom4([4]byte(pkt[addressesOffset+4*i:]))
+		if v6 {
+			a.Addresses[i] = netip.AddrFrom16([16]byte(pkt[addressesOffset+16*i:]))
+		} else {
+			a.Addresses[i] = netip.AddrFrom4([4]byte(pkt[addressesOffset+4*i:]))
+		}
 	}
 	return a, nil
 }
+
+// is6 reports whether a is an IPv6 address that is not IPv4-mapped: the
+// family of an advert and of its addresses.
+func is6(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
 
 // Password returns the Authentication Data of a VRRPv2 advert with
 // AuthPass and password pw, as keepalived sends it: pw zero-padded (or cut)
@@ -374,6 +427,20 @@ func pseudoHeaderSum(src, dst [4]byte, length int) uint32 {
 	sum += uint32(dst[2])<<8 | uint32(dst[3])
 	sum += IPProtocol
 	sum += uint32(length) & 0xffff // a valid advert is at most 8+4*255+8 bytes
+	return sum
+}
+
+// pseudoHeaderSum6 is pseudoHeaderSum for IPv6 (RFC 8200 section 8.1):
+// source, destination, the upper-layer packet length as 32 bits, three
+// zero bytes and next header 112.
+func pseudoHeaderSum6(src, dst [16]byte, length int) uint32 {
+	var sum uint32
+	for i := 0; i < 16; i += 2 {
+		sum += uint32(src[i])<<8 | uint32(src[i+1])
+		sum += uint32(dst[i])<<8 | uint32(dst[i+1])
+	}
+	sum += uint32(length)>>16 + uint32(length)&0xffff
+	sum += IPv6NextHeader
 	return sum
 }
 

@@ -209,7 +209,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"v2 auth data short", edit2(func(b []byte) []byte { return fixV2(b[:len(b)-2]) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"v2 count 2", edit2(func(b []byte) []byte { b[countOffset] = 2; return fixV2(b) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"v2 interval 0", edit2(func(b []byte) []byte { b[secondsOffset] = 0; return fixV2(b) }), testSrc, testDst, TTL, ErrInterval},
-		{"v2 IPv6 source", goldenV2PassBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrNotIPv4},
+		{"v2 IPv6 source", goldenV2PassBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrFamily},
 		{"type 2", edit(func(b []byte) []byte { b[0] = 0x32; return fix(b) }), testSrc, testDst, TTL, ErrType},
 		{"ttl 64", goldenBytes, testSrc, testDst, 64, ErrTTL},
 		{"ttl 254", goldenBytes, testSrc, testDst, 254, ErrTTL},
@@ -222,8 +222,8 @@ func TestDecodeErrors(t *testing.T) {
 		{"truncated address", edit(func(b []byte) []byte { return fix(b[:10]) }), testSrc, testDst, TTL, ErrAddrCount},
 		{"interval 0", edit(func(b []byte) []byte { b[4], b[5] = 0, 0; return fix(b) }), testSrc, testDst, TTL, ErrInterval},
 		{"interval 0, reserved set", edit(func(b []byte) []byte { b[4], b[5] = 0xf0, 0; return fix(b) }), testSrc, testDst, TTL, ErrInterval},
-		{"IPv6 source", goldenBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrNotIPv4},
-		{"zero destination", goldenBytes, testSrc, netip.Addr{}, TTL, ErrNotIPv4},
+		{"IPv6 source", goldenBytes, netip.MustParseAddr("fe80::1"), testDst, TTL, ErrFamily},
+		{"zero destination", goldenBytes, testSrc, netip.Addr{}, TTL, ErrFamily},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -341,6 +341,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add(goldenV2Bytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL))          // version 2, no authentication
 	f.Add(goldenV2PassBytes, testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL))      // version 2, PASS
 	f.Add(goldenV2PassBytes[:12], testSrc.AsSlice(), testDst.AsSlice(), uint8(TTL)) // version 2 without its Authentication Data
+	f.Add(goldenBytes6, testSrc6.AsSlice(), testDst6.AsSlice(), uint8(TTL))         // IPv6
+	f.Add(goldenBytes, testSrc6.AsSlice(), testDst6.AsSlice(), uint8(TTL))          // IPv4 addresses over IPv6
 	f.Fuzz(func(t *testing.T, pkt, src, dst []byte, ttl uint8) {
 		s, _ := netip.AddrFromSlice(src)
 		d, _ := netip.AddrFromSlice(dst)
@@ -348,8 +350,15 @@ func FuzzDecode(f *testing.F) {
 		// Random bytes rarely carry a right checksum, so also try the input
 		// with its checksum made right for either version, to reach the
 		// checks behind it.
-		if len(pkt) >= HeaderLen && s.Is4() && d.Is4() {
-			for _, initial := range []uint32{pseudoHeaderSum(s.As4(), d.As4(), len(pkt)), 0} {
+		var initials []uint32
+		switch {
+		case s.Is4() && d.Is4():
+			initials = []uint32{pseudoHeaderSum(s.As4(), d.As4(), len(pkt)), 0}
+		case s.Is6() && d.Is6():
+			initials = []uint32{pseudoHeaderSum6(s.As16(), d.As16(), len(pkt))}
+		}
+		if len(pkt) >= HeaderLen {
+			for _, initial := range initials {
 				fixed := append([]byte(nil), pkt...)
 				fixed[checksumOffset], fixed[checksumOffset+1] = 0, 0
 				c := checksum(initial, fixed)

@@ -149,7 +149,7 @@ func TestReason(t *testing.T) {
 		want DropReason
 	}{
 		{ErrTooShort, DropMalformed}, {ErrVersion, DropVersion}, {ErrType, DropMalformed}, {ErrTTL, DropTTL},
-		{ErrChecksum, DropChecksum}, {ErrAddrCount, DropMalformed}, {ErrInterval, DropMalformed}, {ErrNotIPv4, DropMalformed},
+		{ErrChecksum, DropChecksum}, {ErrAddrCount, DropMalformed}, {ErrInterval, DropMalformed}, {ErrFamily, DropMalformed},
 		{ErrVRID, DropVRID}, {ErrOtherVersion, DropVersion}, {ErrAuth, DropAuth}, {ErrOtherInterval, DropInterval},
 		{errFake{}, DropMalformed},
 	} {
