@@ -34,7 +34,7 @@ type bpfDecap struct {
 	vips   *ebpf.Map // inner destinations accepted
 	// The same for IPv6-in-IPv6: the host's IPv6 addresses, the IPv6 VIPs.
 	locals6, vips6 *ebpf.Map
-	stats  *ebpf.Map // per CPU: bpfDecapsulated, bpfFailed
+	stats          *ebpf.Map // per CPU: bpfDecapsulated, bpfFailed
 
 	stop chan struct{}
 	done sync.WaitGroup
@@ -53,8 +53,8 @@ const (
 	skbProtocol = 16
 	skbData     = 76
 	skbDataEnd  = 80
-	tcxNext     = -1 // TCX_NEXT: go on, to the next program or the stack
-	bpfAdjMAC   = 1  // BPF_ADJ_ROOM_MAC
+	tcxNext     = -1     // TCX_NEXT: go on, to the next program or the stack
+	bpfAdjMAC   = 1      // BPF_ADJ_ROOM_MAC
 	bpfDecapV4  = 1 << 7 // BPF_F_ADJ_ROOM_DECAP_L3_IPV4
 	bpfDecapV6  = 1 << 8 // BPF_F_ADJ_ROOM_DECAP_L3_IPV6
 	ethIPv4BE   = 0x0008 // htons(ETH_P_IP) as a little-endian load sees it
@@ -204,11 +204,11 @@ func newBPFDecap(ifname string, vips addrSet, vips6 addrSet6, locals addrSet, lo
 	}
 	spec := &ebpf.CollectionSpec{
 		Maps: map[string]*ebpf.MapSpec{
-			"locals": {Name: "gvs_locals", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 1024},
-			"vips":   {Name: "gvs_vips", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 1024},
+			"locals":  {Name: "gvs_locals", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 1024},
+			"vips":    {Name: "gvs_vips", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: 1024},
 			"locals6": {Name: "gvs_locals6", Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: 1024},
 			"vips6":   {Name: "gvs_vips6", Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: 1024},
-			"stats":  {Name: "gvs_decap_stats", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 2},
+			"stats":   {Name: "gvs_decap_stats", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: 2},
 		},
 		Programs: map[string]*ebpf.ProgramSpec{
 			"decap": {Name: "gvs_ipip_decap", Type: ebpf.SchedCLS, License: "Dual BSD/GPL", Instructions: decapProgram()},
