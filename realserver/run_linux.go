@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"time"
 
 	"github.com/gvs-lb/gvs/arpctl"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Run sets the host up as a real server for o, blocks until ctx is done,
@@ -135,6 +139,13 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 		}
 	}
 
+	for _, vip := range o.VIPs {
+		if vip.Is6() && !waitLocal(ctx, vip) {
+			logger.Warn("realserver: the kernel has not made the IPv6 VIP local yet: packets to it may be lost for a while",
+				"vip", vip, "waited", localWait)
+		}
+	}
+
 	if d != nil {
 		d.start() // goroutines owned by Run; stopped by the undo below
 		undo = append(undo, func() error { return d.stop(logger) })
@@ -151,4 +162,26 @@ func Run(ctx context.Context, o Options, logger *slog.Logger) (err error) {
 	<-ctx.Done()
 	logger.Info("realserver: stopping")
 	return teardown()
+}
+
+// localWait bounds how long Run waits for an IPv6 VIP to become local: the
+// kernel inserts the local route of a new IPv6 address from a work queue
+// (addrconf's DAD work, which runs even with nodad), usually within a
+// millisecond, and until then a packet to the VIP is not taken.
+const localWait = 2 * time.Second
+
+// waitLocal waits, within localWait, until the kernel routes vip as local
+// (RTN_LOCAL), so that "ready" means a packet to it is taken, and reports
+// whether it is.
+func waitLocal(ctx context.Context, vip netip.Addr) bool {
+	deadline := time.Now().Add(localWait)
+	for {
+		if rs, err := netlink.RouteGet(vip.AsSlice()); err == nil && len(rs) > 0 && rs[0].Type == unix.RTN_LOCAL {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
