@@ -316,6 +316,7 @@ func checkDecapLog(t *testing.T, name, log string, userspace bool) {
 		t.Errorf("%s: gvs-realserver did not log its IPv6-in-IPv6 counters:\n%s", name, log)
 		return
 	}
+	t.Logf("%s: %s", name, v6)
 	if n := num(v6, "rejected"); n != 0 {
 		t.Errorf("%s: %d IPv6-in-IPv6 packets rejected: %s", name, n, v6)
 	}

@@ -80,8 +80,6 @@ func newDecap(tunName string, vips []netip.Addr) (_ *decap, err error) {
 		d.batch.lastRefresh = time.Now()
 	}
 	if len(set6) > 0 {
-		// The coalescer merges TCP over IPv4 only: IPv6 inner packets
-		// are written one by one.
 		d.batch6 = newDecapBatch6(set6, d.offloadErr == nil)
 		d.tun6 = d.tun.sharing()
 		if d.raw6, err = rawSocket(unix.AF_INET6, protoIPv6, "ip6ip6"); err != nil {

@@ -16,14 +16,15 @@
 // as arriving on the tunnel. The TUN device is opened with IFF_VNET_HDR
 // and TUNSETOFFLOAD when the kernel takes them: consecutive TCP segments
 // of one flow in a batch are then merged, as GRO would, into one write
-// of a GSO super-segment (virtio_net_hdr GSO_TCPV4 with a partial
-// checksum, virtio 1.x section 5.1.6), and other packets carry a
+// of a GSO super-segment (virtio_net_hdr GSO_TCPV4 or GSO_TCPV6 with a
+// partial checksum, virtio 1.x section 5.1.6), and other packets carry a
 // virtio_net_hdr too, marked DATA_VALID when their TCP checksum was
 // verified. Without them, each inner packet is one write. IPv6-in-IPv6
 // comes from a raw AF_INET6 socket for next header 41, which hands over
 // the inner packet alone (the kernel checked the outer header), read by a
-// goroutine of its own and written to the same TUN device packet by
-// packet. Replies leave by the host's normal route, from the VIP. A raw
+// goroutine of its own and written to the same TUN device, its TCP
+// segments merged as IPv4 ones are (GSO_TCPV6). Replies leave by the
+// host's normal route, from the VIP. A raw
 // socket that takes a packet also keeps the kernel from answering it with
 // ICMP protocol unreachable. With a kernel ipip tunnel (tunl0) up as well,
 // inner packets would arrive twice: use one or the other.

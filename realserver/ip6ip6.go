@@ -19,6 +19,8 @@ import "encoding/binary"
 const (
 	ipv6PayloadLenOff = 4
 	ipv6NextHeaderOff = 6
+	ipv6HopLimitOff   = 7
+	ipv6SrcOff        = 8
 	ipv6DstOff        = 24
 	ipv6HdrLen        = 40
 
@@ -26,6 +28,10 @@ const (
 
 	// protoIPv6 is next header 41, IPv6 encapsulation (RFC 2473).
 	protoIPv6 = 41
+	// Next headers after which no TCP segment can follow.
+	protoUDP    = 17
+	protoICMPv6 = 58
+	protoNoNext = 59
 )
 
 // addrSet6 is a set of IPv6 addresses.
