@@ -322,8 +322,9 @@ func TestTUN6PacketTooBig(t *testing.T) {
 	}
 }
 
-// TestZeroAllocsTUN6GSO: cutting a TCP GSO frame through the IPv6 tunnel
-// costs no allocation once the spare buffers have grown.
+// TestZeroAllocsTUN6GSO: cutting a TCP GSO frame through the IPv6 tunnel,
+// and answering a packet too big for it, cost no allocation once the spare
+// buffers have grown.
 func TestZeroAllocsTUN6GSO(t *testing.T) {
 	tbl := testTable6(ForwardTUN, header.ProtoTCP)
 	w := worker6(tbl, 1024)
@@ -347,5 +348,21 @@ func TestZeroAllocsTUN6GSO(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per GSO frame, want 0", allocs)
+	}
+
+	// A packet too big for the tunnel: its Packet Too Big costs none either.
+	big := client6(header.ProtoTCP)
+	big.ack = true
+	big.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
+	bigFrame := big.bytes(t)
+	allocs = testing.AllocsPerRun(200, func() {
+		copy(buf[Headroom:], bigFrame)
+		if _, v := w.processOffload(tbl, buf, len(bigFrame), header.Offload{}, icmp, 2); v != VerdictTooBig {
+			t.Fatalf("verdict %v", v)
+		}
+		w.resetSpare()
+	})
+	if allocs != 0 {
+		t.Errorf("%.1f allocations per Packet Too Big, want 0", allocs)
 	}
 }
