@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/hex"
+	"sync/atomic"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -364,5 +365,57 @@ func TestZeroAllocsTUN6GSO(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("%.1f allocations per Packet Too Big, want 0", allocs)
+	}
+}
+
+// TestBatchTUN6: through batch, a TUN6 GSO frame's segments go out in
+// order right after its first, followed by the next frames of the batch (a
+// plain request, and the Packet Too Big answering a full-size one), none
+// with an offload asked of the kernel.
+func TestBatchTUN6(t *testing.T) {
+	tbl := testTable6(ForwardTUN, header.ProtoTCP)
+	link := &fakeLink{}
+	var ptr atomic.Pointer[Table]
+	ptr.Store(tbl)
+	w := newWorker(0, 1, link, &ptr, 1024)
+	w.enableIPv6()
+	syn := client6(header.ProtoTCP)
+	syn.syn = true
+	gso, off := gsoFrame6(t, header.ProtoTCP, 4000, 1300)
+	plain := client6(header.ProtoTCP)
+	plain.ack = true
+	big := client6(header.ProtoTCP)
+	big.ack = true
+	big.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
+	link.in = [][]byte{syn.bytes(t), gso, plain.bytes(t), big.bytes(t)}
+	link.inOffs = []header.Offload{{}, off, {}, {}}
+	n, err := link.Read(w.bufs, w.sizes, w.offs, Headroom)
+	if n != 4 || err != nil {
+		t.Fatalf("fake read: %d, %v", n, err)
+	}
+	w.batch(tbl, n, 1)
+	// SYN, 4 segments, the plain request, Packet Too Big.
+	if len(link.out) != 7 {
+		t.Fatalf("%d frames written, want 7", len(link.out))
+	}
+	for i, o := range link.outOffs {
+		if o != (header.Offload{}) {
+			t.Errorf("frame %d written with offload %+v", i, o)
+		}
+	}
+	var seq uint32
+	for i, f := range link.out[:6] {
+		inner := verifyTunnel6(t, f)
+		if i >= 1 && i <= 4 {
+			tcp := header.TCP(inner[header.IPv6MinLen+8:])
+			if i > 1 && tcp.SequenceNumber() != seq+1300 {
+				t.Fatalf("segment %d: seq %d after %d", i, tcp.SequenceNumber(), seq)
+			}
+			seq = tcp.SequenceNumber()
+		}
+	}
+	checkPacketTooBig6(t, link.out[6], big.bytes(t), 1460)
+	if got := w.C.Verdicts[VerdictForward].Load(); got != 3 || w.C.Verdicts[VerdictTooBig].Load() != 1 || w.C.TxFrames.Load() != 7 {
+		t.Errorf("verdicts forward %d too_big %d, %d frames sent; want 3 1 7", got, w.C.Verdicts[VerdictTooBig].Load(), w.C.TxFrames.Load())
 	}
 }
