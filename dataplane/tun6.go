@@ -101,7 +101,7 @@ func (w *Worker) encapSegments6(t *Table, r *Real, q *parsed6, off *header.Offlo
 	room := min(t.MTU, MaxSegment-header.EthernetLen) - header.IPv6TunnelOverhead - hl - thl
 	if tcp {
 		mss = min(mss, room)
-	} else if mss > room {
+	} else if min(mss, len(payload)) > room {
 		return w.packetTooBig6(t, frame)
 	}
 	if mss <= 0 {

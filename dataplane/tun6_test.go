@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
 	"sync/atomic"
 	"testing"
 
@@ -158,6 +160,7 @@ func TestGSOThroughTunnel6(t *testing.T) {
 		{"tcp-mss-lowered", header.ProtoTCP, 4000, 1432, 1500, 3, 1500 - 40 - 48 - 20}, // 1392 bytes a segment
 		{"tcp-one-segment", header.ProtoTCP, 1000, 1432, 1500, 1, 1000},
 		{"udp", header.ProtoUDP, 3000, 1000, 1500, 3, 1000},
+		{"udp-one-datagram-under-a-large-gso-size", header.ProtoUDP, 1000, 9000, 1500, 1, 1000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl := testTable6(ForwardTUN, tc.proto)
@@ -417,5 +420,65 @@ func TestBatchTUN6(t *testing.T) {
 	checkPacketTooBig6(t, link.out[6], big.bytes(t), 1460)
 	if got := w.C.Verdicts[VerdictForward].Load(); got != 3 || w.C.Verdicts[VerdictTooBig].Load() != 1 || w.C.TxFrames.Load() != 7 {
 		t.Errorf("verdicts forward %d too_big %d, %d frames sent; want 3 1 7", got, w.C.Verdicts[VerdictTooBig].Load(), w.C.TxFrames.Load())
+	}
+}
+
+// TestGSOThroughTunnel6Random cuts GSO frames of seeded random sizes,
+// segment sizes and MTUs through the IPv6 tunnel: every frame sent fits
+// the MTU, is IPv6 in IPv6 with valid inner checksums (or a valid Packet
+// Too Big, for UDP pieces that cannot fit), and the segments' payloads are
+// the super-frame's.
+func TestGSOThroughTunnel6Random(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 41))
+	for i := range 200 {
+		proto := []uint8{header.ProtoTCP, header.ProtoUDP}[r.IntN(2)]
+		n, mss, mtu := 1+r.IntN(30000), 1+r.IntN(9000), 1280+r.IntN(9000-1280)
+		tbl := testTable6(ForwardTUN, proto)
+		tbl.MTU = mtu
+		w := worker6(tbl, 1024)
+		if proto == header.ProtoTCP {
+			syn := client6(header.ProtoTCP)
+			syn.syn = true
+			send(t, w, tbl, syn.bytes(t), header.Offload{})
+			w.resetSpare()
+		}
+		in, off := gsoFrame6(t, proto, n, mss)
+		first, _, v := send(t, w, tbl, in, off)
+		var q parsed6
+		parse6(in, &q)
+		thl := header.UDPLen
+		if proto == header.ProtoTCP {
+			thl = header.TCP(in[q.l4:]).DataOffset()
+		}
+		name := fmt.Sprintf("case %d: %s n=%d mss=%d mtu=%d", i, protoName(proto), n, mss, mtu)
+		if v == VerdictTooBig {
+			if proto != header.ProtoUDP || q.l4-header.EthernetLen+thl+min(mss, n)+header.IPv6TunnelOverhead <= mtu {
+				t.Fatalf("%s: too big", name)
+			}
+			if len(in)-header.EthernetLen <= tunnelMTU6(tbl) {
+				// Within 1280 bytes on a link below 1320: no answer helps.
+				if first != nil {
+					t.Fatalf("%s: answered a packet the client cannot make smaller", name)
+				}
+				continue
+			}
+			checkPacketTooBig6(t, first, in, uint32(tunnelMTU6(tbl)))
+			continue
+		}
+		if v != VerdictForward {
+			t.Fatalf("%s: verdict %v", name, v)
+		}
+		segs := append([][]byte{first}, w.extra...)
+		var payload []byte
+		for j, s := range segs {
+			if len(s)-header.EthernetLen > mtu {
+				t.Fatalf("%s: segment %d of %d bytes", name, j, len(s)-header.EthernetLen)
+			}
+			inner := verifyTunnel6(t, s)
+			payload = append(payload, inner[q.l4-header.EthernetLen+thl:]...)
+		}
+		if !bytes.Equal(payload, in[q.l4+thl:]) {
+			t.Fatalf("%s: the segments' payloads differ from the super-frame's", name)
+		}
 	}
 }
