@@ -20,7 +20,10 @@ type LinkInfo struct {
 	Name string
 	MAC  [6]byte
 	Addr netip.Addr // the interface's IPv4 address: IPIP outer source, default FULLNAT local address
-	MTU  int
+	// Addr6 is the interface's IPv6 address (global, not a /128 VIP), the
+	// outer source of IPv6-in-IPv6; invalid when it has none.
+	Addr6 netip.Addr
+	MTU   int
 }
 
 // realKey names a real server within a service; it maps to a stable ID.
@@ -148,6 +151,9 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		PortHi:   cfg.Director.LocalPorts.Hi,
 		Timeouts: conntrack.Timeouts{TCP: cfg.Timeouts.TCP, TCPFin: cfg.Timeouts.TCPFin, UDP: cfg.Timeouts.UDP},
 	}
+	if link.Addr6.IsValid() {
+		t.Addr6 = link.Addr6.As16()
+	}
 	m := &afpacket.Match{}
 	// The director's own address: a NAT real's answers to it are the
 	// kernel's (health checks), not a client's replies.
@@ -216,6 +222,12 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			present[rk] = r
 			id := c.id(rk)
 			fwd := dataplane.Forward(r.Forward)
+			if v6 && fwd == dataplane.ForwardTUN && !link.Addr6.IsValid() {
+				// The outer source of IPv6-in-IPv6 is the director's own
+				// IPv6 address, as IPIP's is its IPv4 one.
+				errs = append(errs, config.FieldError{Path: fmt.Sprintf("%s.real[%d].forward", path, ri),
+					Msg: fmt.Sprintf("tun to %s needs an IPv6 address on the director's interface %s (a global one, not a /128), the tunnel's source", r.Address.Addr(), link.Name)})
+			}
 			// The MAC of an IPv6 real comes through the same Resolver
 			// as an IPv4 one's (the daemon's neighbour cache).
 			mac, onLink, ready := resolve(r.Address.Addr())

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -190,9 +191,55 @@ func TestEditIPv6(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is IPv4, the service IPv6") {
 		t.Errorf("IPv4 real in an IPv6 service: %v", err)
 	}
-	_, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "tun"))
-	if err == nil || !strings.Contains(err.Error(), "IPv6 tun not supported yet") {
+	_, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "fullnat"))
+	if err == nil || !strings.Contains(err.Error(), "IPv6 fullnat not supported yet") {
+		t.Errorf("fullnat real in an IPv6 service: %v", err)
+	}
+	if _, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "tun")); err != nil {
 		t.Errorf("tun real in an IPv6 service: %v", err)
+	}
+}
+
+const tun6 = base + `
+[[service]]
+address = "[fd00:20::100]:80"
+forward = "tun"
+  [[service.real]]
+  address = "[fd00:20::11]:80"
+  [[service.real]]
+  address = "[fd00:20::12]:80"
+  forward = "dr"
+`
+
+// TestCompileIPv6TUN: an IPv6 service's tun reals go into the table with
+// their forwarding method, and the table has the director's IPv6 address
+// for the outer source; without one on the interface the tun reals are
+// refused, each with its path, and the dr real is not.
+func TestCompileIPv6TUN(t *testing.T) {
+	link := testLink
+	link.Addr6 = netip.MustParseAddr("fd00:20::2")
+	tbl, _, err := NewCompiler().Compile(mustParse(t, tun6), link, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tbl.Addr6 != link.Addr6.As16() || tbl.Addr != link.Addr.As4() {
+		t.Errorf("table addresses %v and %v, want the link's", netip.AddrFrom16(tbl.Addr6), netip.AddrFrom4(tbl.Addr))
+	}
+	svc := tbl.Services6[dataplane.ServiceKey6{Proto: header.ProtoTCP, VIP: netip.MustParseAddr("fd00:20::100").As16(), Port: 80}]
+	if svc == nil || len(svc.Reals) != 2 {
+		t.Fatalf("IPv6 tun service %+v", svc)
+	}
+	if r := tbl.Reals[svc.Reals[0]]; r.Forward != dataplane.ForwardTUN || r.Addr6 != netip.MustParseAddr("fd00:20::11").As16() || !r.Ready {
+		t.Errorf("tun real %+v", r)
+	}
+	if r := tbl.Reals[svc.Reals[1]]; r.Forward != dataplane.ForwardDR {
+		t.Errorf("dr real %+v", r)
+	}
+
+	_, _, err = NewCompiler().Compile(mustParse(t, tun6), testLink, nil, resolveDual)
+	if err == nil || !strings.Contains(err.Error(), "service[2].real[0].forward: tun to fd00:20::11 needs an IPv6 address on the director's interface eth0") ||
+		strings.Contains(err.Error(), "real[1]") {
+		t.Errorf("without an IPv6 address on the link: %v", err)
 	}
 }
 
@@ -215,5 +262,35 @@ func TestAPIConnection6(t *testing.T) {
 		State: "UDP", Expires: 5}
 	if got != want {
 		t.Errorf("apiConnection6 = %+v, want %+v", got, want)
+	}
+}
+
+// TestOwnIPv6: the tunnel's source is the interface's first global IPv6
+// address: not a link-local one, not a /128 VIP, not an IPv4 one.
+func TestOwnIPv6(t *testing.T) {
+	nets := func(ss ...string) []net.Addr {
+		var out []net.Addr
+		for _, s := range ss {
+			ip, n, err := net.ParseCIDR(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.IP = ip
+			out = append(out, n)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		addrs []net.Addr
+		want  string
+	}{
+		{nets("10.20.0.2/24", "fe80::1/64", "fd00:20::100/128", "fd00:20::2/64", "2001:db8::2/64"), "fd00:20::2"},
+		{nets("10.20.0.2/24", "fe80::1/64", "fd00:20::100/128"), ""},
+		{nil, ""},
+	} {
+		got := ownIPv6(tc.addrs)
+		if (tc.want == "" && got.IsValid()) || (tc.want != "" && got != netip.MustParseAddr(tc.want)) {
+			t.Errorf("ownIPv6(%v) = %v, want %q", tc.addrs, got, tc.want)
+		}
 	}
 }

@@ -670,10 +670,26 @@ func linkInfo(name string) (LinkInfo, error) {
 			break
 		}
 	}
+	li.Addr6 = ownIPv6(addrs)
 	if !li.Addr.IsValid() {
 		return LinkInfo{}, fmt.Errorf("control: interface %q %w", name, errNoIPv4)
 	}
 	return li, nil
+}
+
+// ownIPv6 returns the first global IPv6 address of an interface's
+// addresses, skipping link-local ones (a tunnel to a real behind a router
+// needs a routable source) and /128s (the VIPs gvsd adds), or an invalid
+// Addr when there is none.
+func ownIPv6(addrs []net.Addr) netip.Addr {
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err == nil && p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < 128 &&
+			!p.Addr().IsLinkLocalUnicast() && !p.Addr().IsLoopback() && !p.Addr().IsMulticast() {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
 }
 
 // checkLocalPorts refuses FULLNAT local ports that overlap the kernel's

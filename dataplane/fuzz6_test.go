@@ -8,11 +8,13 @@ import (
 )
 
 // FuzzProcess6 feeds arbitrary frames to a dual-stack worker with an IPv6
-// service in DR or NAT, with arbitrary offload metadata. Invariants: no
-// panic and no invalid verdict; a forwarded IPv6 frame is as long as its
-// input without padding, parses again, keeps its partial-checksum offsets
+// service in DR, NAT or TUN, with arbitrary offload metadata. Invariants:
+// no panic and no invalid verdict; a forwarded IPv6 frame is as long as
+// its input without padding (in TUN, its inner packet is, and the outer
+// header says so), parses again, keeps its partial-checksum offsets
 // inside it, and, when its transport checksum was complete and valid on
-// the way in, has a valid one on the way out.
+// the way in, has a valid one on the way out; a Packet Too Big has a valid
+// checksum and fits 1280 bytes.
 // Run it with go test -fuzz=FuzzProcess6 -fuzztime=20s ./dataplane.
 func FuzzProcess6(f *testing.F) {
 	syn := client6(header.ProtoTCP)
@@ -27,6 +29,11 @@ func FuzzProcess6(f *testing.F) {
 	f.Add(part, uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16)) // partial checksum
 	f.Add(part[:50], uint8(ForwardDR), uint8(0), uint16(0), uint16(0))                                                // truncated IPv6 header
 	f.Add(append(syn.bytes(f), 0, 0, 0), uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(0xffff), uint16(0xffff))  // padding, wild offsets
+	f.Add(syn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0))                                            // a SYN through the tunnel
+	f.Add(part, uint8(ForwardTUN), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16)) // partial checksum, finished
+	bigSyn := syn
+	bigSyn.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
+	f.Add(bigSyn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0)) // too big for the tunnel
 	// One worker and table per method and protocol, made once: a worker's
 	// batch buffers are megabytes. Each input gets a fresh IPv6 shard.
 	type world struct {
@@ -34,7 +41,7 @@ func FuzzProcess6(f *testing.F) {
 		tbl *Table
 	}
 	worlds := map[[2]uint8]world{}
-	for _, fw := range []Forward{ForwardDR, ForwardNAT} {
+	for _, fw := range []Forward{ForwardDR, ForwardNAT, ForwardTUN} {
 		for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 			tbl := testTable6(fw, proto)
 			worlds[[2]uint8{uint8(fw), proto}] = world{worker6(tbl, 64), tbl}
@@ -45,10 +52,7 @@ func FuzzProcess6(f *testing.F) {
 		if len(in) > MaxFrame {
 			return
 		}
-		fw := ForwardDR
-		if fwd%2 == 1 {
-			fw = ForwardNAT
-		}
+		fw := []Forward{ForwardDR, ForwardNAT, ForwardTUN}[fwd%3]
 		off := header.Offload{Flags: flags, CsumStart: csumStart, CsumOffset: csumOffset}
 		for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 			wd := worlds[[2]uint8{uint8(fw), proto}]
@@ -68,6 +72,15 @@ func FuzzProcess6(f *testing.F) {
 				if out == nil || header.Ethernet(out).Type() != header.EtherTypeIPv6 {
 					continue
 				}
+				if fw == ForwardTUN {
+					w.resetSpare()
+					if out = tunnelled6(t, out, v); out == nil {
+						continue
+					}
+					if w.txOff != (header.Offload{}) {
+						t.Fatalf("TUN frame sent with offload %+v", w.txOff)
+					}
+				}
 				var q parsed6
 				pv := parse6(out, &q)
 				if pv != 0 || len(out) != len(q.frame) || len(out) > len(in) {
@@ -82,6 +95,25 @@ func FuzzProcess6(f *testing.F) {
 			}
 		}
 	})
+}
+
+// tunnelled6 checks a frame the TUN worker sent: a Packet Too Big (nil
+// returned) or IPv6 in IPv6 whose inner packet it returns as a frame.
+func tunnelled6(t *testing.T, out []byte, v Verdict) []byte {
+	ip := header.IPv6(out[header.EthernetLen:])
+	if v == VerdictTooBig {
+		m := header.ICMPv6(ip.Payload())
+		if len(ip) > header.IPv6MinMTU || ip.NextHeader() != header.ProtoICMPv6 || m.Type() != header.ICMPv6PacketTooBig ||
+			!m.IsChecksumValid(ip.Source(), ip.Destination()) {
+			t.Fatalf("bad Packet Too Big of %d bytes", len(ip))
+		}
+		return nil
+	}
+	if !ip.IsValid(len(ip)) || ip.NextHeader() != header.ProtoIPv6 || len(ip) != header.IPv6MinLen+int(ip.PayloadLength()) {
+		t.Fatalf("verdict %v: bad outer header", v)
+	}
+	inner := append([]byte(nil), out[:header.EthernetLen]...)
+	return append(inner, ip.Payload()...)
 }
 
 // transportValid6 reports whether the TCP or UDP checksum of a parsed IPv6

@@ -23,13 +23,16 @@ var (
 	ipVIP6    = netip.MustParseAddr("fd00:20::100")
 	ipRS16    = netip.MustParseAddr("fd00:20::11")
 	ipRS26    = netip.MustParseAddr("fd00:20::12")
+	ipDir6    = netip.MustParseAddr("fd00:20::2")
 )
 
 // testTable6 is testTable(f, proto) with an IPv6 service beside its IPv4
 // one: VIP6:80 with one real, ID 1, RS1's IPv6 address, in forwarding
-// method f6 (natPort for NAT).
+// method f6 (natPort for NAT). The director's IPv6 address, the outer
+// source of TUN, is ipDir6.
 func testTable6(f6 Forward, proto uint8) *Table {
 	tbl := testTable(ForwardDR, proto)
+	tbl.Addr6 = ipDir6.As16()
 	rport := uint16(vport)
 	if f6 == ForwardNAT {
 		rport = natPort
@@ -772,6 +775,8 @@ var modeCases6 = []modeCase{
 	{"NAT6/tcp/in", ForwardNAT, header.ProtoTCP, false},
 	{"NAT6/tcp/out", ForwardNAT, header.ProtoTCP, true},
 	{"NAT6/udp/in", ForwardNAT, header.ProtoUDP, false},
+	{"TUN6/tcp", ForwardTUN, header.ProtoTCP, false},
+	{"TUN6/udp", ForwardTUN, header.ProtoUDP, false},
 }
 
 // established6 is established for an IPv6 connection: a worker with one
@@ -822,7 +827,7 @@ func TestZeroAllocs6(t *testing.T) {
 			}
 		}
 	}
-	for _, f := range []Forward{ForwardDR, ForwardNAT} {
+	for _, f := range []Forward{ForwardDR, ForwardNAT, ForwardTUN} {
 		tbl := testTable6(f, header.ProtoUDP)
 		w := worker6(tbl, 1<<16)
 		frame := client6(header.ProtoUDP).bytes(t)

@@ -114,13 +114,16 @@ type Table struct {
 	MAC  [6]byte
 	Addr [4]byte
 	MTU  int
+	// Addr6 is the director's IPv6 address on the link, the outer source
+	// of IPv6-in-IPv6; zero unless an IPv6 service has TUN reals.
+	Addr6 [16]byte
 	// GatewayMAC is the MAC of the director's default gateway, zero if
 	// unknown: where a NAT or FULLNAT reply goes while its connection has
 	// not seen a client packet yet (one installed by connection sync).
 	GatewayMAC [6]byte
 
 	Services map[ServiceKey]*Service
-	// Services6 are the IPv6 services (DR and NAT reals only). A table
+	// Services6 are the IPv6 services (DR, TUN and NAT reals only). A table
 	// with any makes Dataplane.Publish give every worker its IPv6
 	// connection shard.
 	Services6 map[ServiceKey6]*Service

@@ -16,8 +16,8 @@ import (
 // constants.
 const (
 	// Headroom is the space in front of each received frame, so that IPIP
-	// encapsulation is a prepend, not a copy. 20 bytes are needed; 64
-	// keeps the frame cache-line aligned.
+	// and IPv6-in-IPv6 encapsulation is a prepend, not a copy. 20 and 40
+	// bytes are needed; 64 keeps the frame cache-line aligned.
 	Headroom = 64
 	// MaxFrame is the largest frame a worker takes: a GSO super-frame
 	// (GRO on the interface, TSO of a local sender) is an IPv4 packet of
@@ -53,7 +53,8 @@ const (
 	// linkErrorPause is how long a worker waits after a failed read
 	// before the next: a link that stays down costs ten reads a second.
 	linkErrorPause = 100 * time.Millisecond
-	// tunnelTTL is the TTL of the outer IPIP header.
+	// tunnelTTL is the TTL of the outer IPIP header and the hop limit of
+	// the outer IPv6 one.
 	tunnelTTL = 64
 	// warmMinConns is the fewest connections at which a worker warms its
 	// shard before each batch: warming pays only once lookups miss the
@@ -580,7 +581,7 @@ func (w *Worker) handle(t *Table, buf []byte, p *parsed, icmp []byte, now int64)
 	w.txOff = header.Offload{}
 	if p.v != 0 {
 		if p.v == verdictIPv6 {
-			return w.handle6(t, p, now)
+			return w.handle6(t, buf, p, now)
 		}
 		return nil, p.v
 	}

@@ -10,10 +10,10 @@ import (
 // handle passes it here, so the IPv4 path keeps its small keys and its
 // code; an IPv6 connection lives in the worker's Shard6, beside the IPv4
 // ones in its Shard4, with the same schedulers, counters and templates.
-// DR and NAT, for TCP and UDP; TUN, FULLNAT, the SYN proxy, ICMPv6 errors
-// and fragments are not forwarded yet; IPv6 connections are dumped
-// (Connections6) and synced (syncReport6, install6), but not warmed
-// before a batch.
+// DR, TUN (IPv6-in-IPv6, tun6.go) and NAT, for TCP and UDP; FULLNAT, the
+// SYN proxy, ICMPv6 errors and fragments are not forwarded yet; IPv6
+// connections are dumped (Connections6) and synced (syncReport6,
+// install6), but not warmed before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
 // parse6. It is never counted.
@@ -74,8 +74,8 @@ func parse6(frame []byte, p *parsed6) Verdict {
 }
 
 // handle6 is handle for an IPv6 frame (p.v == verdictIPv6, p.frame the
-// whole frame).
-func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
+// whole frame, at buf[Headroom:]).
+func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Verdict) {
 	s := w.shard6.Load()
 	if s == nil {
 		// No table has had an IPv6 service yet: IPv6 is not this
@@ -132,7 +132,7 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	w.track6(t, e, r, dir, flags, now)
 	r.Stats.InPkts.Add(1)
 	r.Stats.InBytes.Add(n)
-	return w.rewriteRequest6(t, r, &q, &p.off)
+	return w.rewriteRequest6(t, r, buf, &q, &p.off)
 }
 
 // offloadUsable6 is offloadUsable for an IPv6 frame: a partial checksum
@@ -307,17 +307,20 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 	return e, 0
 }
 
-// rewriteRequest6 turns an IPv6 client packet into what the real server
-// must receive: DR rewrites the MACs only, NAT the destination address and
-// port too.
-func (w *Worker) rewriteRequest6(t *Table, r *Real, q *parsed6, off *header.Offload) ([]byte, Verdict) {
+// rewriteRequest6 turns an IPv6 client packet (its frame at
+// buf[Headroom:]) into what the real server must receive: DR rewrites the
+// MACs only, NAT the destination address and port too, TUN wraps it in an
+// outer IPv6 header (tun6.go).
+func (w *Worker) rewriteRequest6(t *Table, r *Real, buf []byte, q *parsed6, off *header.Offload) ([]byte, Verdict) {
 	frame := q.frame
 	switch r.Forward {
 	case ForwardDR:
 	case ForwardNAT:
 		rewriteDst6(q, r.Addr6, r.Port, off.Flags&header.OffloadNeedsCsum != 0)
+	case ForwardTUN:
+		return w.tunnel6(t, r, buf, q, off)
 	default:
-		// TUN and FULLNAT over IPv6 are refused by the configuration.
+		// FULLNAT over IPv6 is refused by the configuration.
 		return nil, VerdictNoReal
 	}
 	w.passOffload6(q, off)

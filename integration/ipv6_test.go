@@ -60,7 +60,22 @@ func ipv6Config(l *lab.Lab) string {
 // advertisements; gvsadm -L -n lists the IPv6 services in ipvsadm's format
 // and -c their connections; and gvsd leaves nothing behind (the /128 VIP
 // included) when it stops.
+//
+// TUN runs on a lab of its own, twice as for IPv4 (TestForwardingModes):
+// the reals decapsulate IPv6-in-IPv6 with gvs-realserver's default (eBPF
+// in the kernel where it loads, as here) and in userspace alone
+// (testIPv6TUN).
 func TestIPv6Modes(t *testing.T) {
+	t.Run("dr+nat", testIPv6DRNAT)
+	for _, tc := range []struct {
+		name  string
+		extra []string // gvs-realserver flags
+	}{{"tun", nil}, {"tun-userspace", []string{"-decap", "userspace"}}} {
+		t.Run(tc.name, func(t *testing.T) { testIPv6TUN(t, tc.extra) })
+	}
+}
+
+func testIPv6DRNAT(t *testing.T) {
 	l := needLabWith(t, lab.Options{IPv6: true, Reals: 4})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -46,6 +46,10 @@ type decapBatch struct {
 
 	vips  addrSet
 	local addrSet // snapshot of the host's addresses
+	// vips6 is set for a batch of IPv6-in-IPv6 payloads (newDecapBatch6):
+	// process takes them with decapsulate6, and vips, local and refresh
+	// are unused (the kernel delivered only packets to this host).
+	vips6 addrSet6
 	// refresh re-reads the host's addresses (nil: never). It is called
 	// at most once per localRefreshEvery.
 	refresh     func() (addrSet, error)
@@ -79,6 +83,14 @@ func newDecapBatch(vips addrSet, coalesce bool) *decapBatch {
 	return b
 }
 
+// newDecapBatch6 is newDecapBatch for the payloads of IPv6-in-IPv6
+// packets to the VIPs vips.
+func newDecapBatch6(vips addrSet6, coalesce bool) *decapBatch {
+	b := newDecapBatch(nil, coalesce)
+	b.vips6 = vips
+	return b
+}
+
 // process decapsulates the n packets received and writes their inner
 // packets to w: merged into GSO frames when b.coalesce, else one write
 // each. It allocates nothing (unless it refreshes the local addresses).
@@ -87,7 +99,13 @@ func (b *decapBatch) process(n int, w tunWriter) {
 	b.inner = b.inner[:0]
 	for i := range n {
 		pkt := b.bufs[i][:b.sizes[i]]
-		inner, v := decapsulate(pkt, b.local, b.vips)
+		var inner []byte
+		var v verdict
+		if b.vips6 != nil {
+			inner, v = decapsulate6(pkt, b.vips6)
+		} else {
+			inner, v = decapsulate(pkt, b.local, b.vips)
+		}
 		if v == verdictNotLocal && b.refresh != nil && time.Since(b.lastRefresh) >= localRefreshEvery {
 			b.lastRefresh = time.Now()
 			if local, err := b.refresh(); err == nil {

@@ -71,10 +71,10 @@ func Main(name string, args []string, stderr io.Writer) int {
 type runFlags struct{ vips, mode, iface, decap string }
 
 func (f *runFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.vips, "vip", "", "virtual IPv4 or IPv6 `addresses` to serve, comma-separated (required; IPv6 with -mode dr only)")
+	fs.StringVar(&f.vips, "vip", "", "virtual IPv4 or IPv6 `addresses` to serve, comma-separated (required)")
 	fs.StringVar(&f.mode, "mode", "", "how the director forwards: dr or tun (required)")
 	fs.StringVar(&f.iface, "interface", "", "LAN `interface` for the ARP sysctls (default: the interface of the default route)")
-	fs.StringVar(&f.decap, "decap", "auto", "tun mode: how to decapsulate IPIP: `auto` (bpf if the kernel takes it, else userspace), bpf (an eBPF program on the interface's ingress, userspace for what it leaves) or userspace (a raw socket and a TUN device)")
+	fs.StringVar(&f.decap, "decap", "auto", "tun mode: how to decapsulate IPIP and IPv6-in-IPv6: `auto` (bpf if the kernel takes it, else userspace), bpf (an eBPF program on the interface's ingress, userspace for what it leaves) or userspace (a raw socket and a TUN device)")
 }
 
 // Doctor is the command line of `gvs-realserver doctor`: it checks this
@@ -213,13 +213,6 @@ func options(fs *flag.FlagSet, vips, mode, iface string) (Options, error) {
 		return o, fmt.Errorf("-mode: %q: want dr or tun", mode)
 	}
 	o.Mode = m
-	if m == TUN {
-		for _, v := range o.VIPs {
-			if v.Is6() {
-				return o, fmt.Errorf("-vip: %s: IPv6 with -mode tun not supported yet (-mode dr serves IPv6)", v)
-			}
-		}
-	}
 	o.Interface = iface
 	return o, nil
 }

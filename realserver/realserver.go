@@ -87,10 +87,21 @@ func ParseDecap(s string) (Decap, error) {
 const loopback = "lo"
 
 // has4 reports whether vips holds an IPv4 address: only those need the
-// ARP sysctls.
+// ARP sysctls and, in TUN mode, IPIP decapsulation.
 func has4(vips []netip.Addr) bool {
 	for _, v := range vips {
 		if v.Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// has6 reports whether vips holds an IPv6 address: in TUN mode, those need
+// IPv6-in-IPv6 decapsulation.
+func has6(vips []netip.Addr) bool {
+	for _, v := range vips {
+		if v.Is6() {
 			return true
 		}
 	}
@@ -123,8 +134,6 @@ func (o *Options) check() error {
 			errs = append(errs, fmt.Errorf("VIP %s: not an IPv4 or IPv6 address without a zone", v))
 		case v.IsUnspecified() || v.IsLoopback() || v.IsMulticast() || v.IsLinkLocalUnicast() || v == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 			errs = append(errs, fmt.Errorf("VIP %s: not a unicast address", v))
-		case v.Is6() && o.Mode == TUN:
-			errs = append(errs, fmt.Errorf("VIP %s: IPv6 with mode tun not supported yet (IPv6-in-IPv6 decapsulation is to come; mode dr serves IPv6)", v))
 		case seen[v]:
 			errs = append(errs, fmt.Errorf("VIP %s: listed twice", v))
 		}

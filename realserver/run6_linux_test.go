@@ -1,9 +1,11 @@
 package realserver
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,12 +14,6 @@ import (
 	"github.com/gvs-lb/gvs/arpctl"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
-
-var (
-	testDir6 = netip.MustParseAddr("fd00:203::1")
-	testRIP6 = netip.MustParseAddr("fd00:203::2")
-	testVIP6 = netip.MustParseAddr("fd00:203::100")
 )
 
 // TestRunDRIPv6: an IPv6 VIP in DR mode goes on lo as /128 without DAD,
@@ -147,4 +143,169 @@ func equalMaps(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// sendIP6IP6 sends inner from the sender to the real server's IPv6
+// address in an outer IPv6 header with next header 41, built by the
+// sender's kernel.
+func (l *lab) sendIP6IP6(t *testing.T, inner ...[]byte) {
+	t.Helper()
+	l.a.Do(t, func() {
+		c, err := net.ListenPacket("ip6:41", testDir6.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for _, p := range inner {
+			if _, err := c.WriteTo(p, &net.IPAddr{IP: testRIP6.AsSlice()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// newLab6 is newLab with IPv6 on the veth (testDir6 and testRIP6, no DAD)
+// and the real's IPv6 default route through the sender.
+func newLab6(t *testing.T) *lab {
+	t.Helper()
+	l := newLab(t)
+	add6 := func(name string, a netip.Addr) {
+		out, err := exec.Command("ip", "-6", "addr", "add", a.String()+"/64", "dev", name, "nodad").CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -6 addr add %s: %v: %s", a, err, out)
+		}
+	}
+	l.a.Do(t, func() { add6(l.nameA, testDir6) })
+	l.b.Do(t, func() {
+		add6(l.nameB, testRIP6)
+		if out, err := exec.Command("ip", "-6", "route", "add", "default", "via", testDir6.String(), "dev", l.nameB).CombinedOutput(); err != nil {
+			t.Fatalf("IPv6 default route: %v: %s", err, out)
+		}
+	})
+	return l
+}
+
+// TestRunTUNIPv6 is TestRunTUN for an IPv6 VIP: IPv6-in-IPv6 to the real
+// reaches the VIP's socket, decapsulated in userspace alone or by the eBPF
+// program, the reply leaves from the VIP on the LAN, the kernel sends no
+// ICMPv6 error for next header 41 while Run lasts, the counters say what
+// was taken and refused, and everything is undone at exit.
+func TestRunTUNIPv6(t *testing.T) {
+	for _, dm := range []Decap{DecapUserspace, DecapBPF} {
+		t.Run(dm.String(), func(t *testing.T) { testRunTUNIPv6(t, dm) })
+	}
+}
+
+func testRunTUNIPv6(t *testing.T, dm Decap) {
+	l := newLab6(t)
+	tun := testName(t, "t")
+	vipPort := netip.AddrPortFrom(testVIP6, 9999)
+	toVIP := udpPacket6(t, testClient6, vipPort, []byte("hello"))
+	capt := l.capture(t)
+	l.b.Do(t, func() { writeSysctl(t, "net/ipv6/icmp/ratelimit", "0") })
+
+	// Control: with no raw socket, b's kernel has no handler for next
+	// header 41 and answers with Parameter Problem (unrecognized next
+	// header). This proves the capture would see it.
+	l.sendIP6IP6(t, toVIP)
+	paramProblems := 0
+	isParamProblem := func(p gopacket.Packet) bool {
+		ic, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		if ok && ip != nil && ip.SrcIP.Equal(testRIP6.AsSlice()) && ic.TypeCode.Type() == layers.ICMPv6TypeParameterProblem {
+			paramProblems++
+			return true
+		}
+		return false
+	}
+	if ok, _ := capt.watch(t, 2*time.Second, isParamProblem); !ok {
+		t.Fatalf("control: no ICMPv6 parameter problem from %s before Run: does this kernel have ip6_tunnel?", testRIP6)
+	}
+
+	stop := l.startRun(t, Options{VIPs: []netip.Addr{testVIP6}, Mode: TUN, TunName: tun, Decap: dm})
+	var ln *net.UDPConn
+	l.b.Do(t, func() {
+		if !onLo(t, testVIP6) {
+			t.Fatalf("VIP %s not on lo", testVIP6)
+		}
+		link, err := netlink.LinkByName(tun)
+		if err != nil {
+			t.Fatalf("tunnel device: %v", err)
+		}
+		if link.Attrs().Flags&net.FlagUp == 0 {
+			t.Errorf("%s is not up", tun)
+		}
+		if v, _ := readSysctl(t, "net/ipv6/conf/"+tun+"/disable_ipv6"); v != "0" {
+			t.Errorf("IPv6 off on %s", tun)
+		}
+		if ln, err = net.ListenUDP("udp6", net.UDPAddrFromAddrPort(vipPort)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+
+	l.sendIP6IP6(t,
+		toVIP,
+		udpPacket6(t, testClient6, netip.AddrPortFrom(testVIP6b, 9999), []byte("not a VIP")),
+		[]byte("not an IPv6 packet at all, but long enough for its header"),
+	)
+	ln.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 64)
+	n, from, err := ln.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		_, logs := stop()
+		t.Fatalf("the VIP's socket got nothing: %v\n%s", err, logs)
+	}
+	if string(buf[:n]) != "hello" || from != testClient6 {
+		t.Fatalf("got %q from %s, want %q from %s", buf[:n], from, "hello", testClient6)
+	}
+	if _, err := ln.WriteToUDPAddrPort([]byte("world"), from); err != nil {
+		t.Fatal(err)
+	}
+	isReply := func(p gopacket.Packet) bool {
+		isParamProblem(p)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		return eth != nil && ip != nil && udp != nil && bytes.Equal(eth.SrcMAC, l.ifB.HardwareAddr) &&
+			ip.SrcIP.Equal(testVIP6.AsSlice()) && ip.DstIP.Equal(testClient6.Addr().AsSlice()) &&
+			udp.SrcPort == 9999 && udp.DstPort == layers.UDPPort(testClient6.Port()) && string(udp.Payload) == "world"
+	}
+	paramProblems = 0
+	if ok, _ := capt.watch(t, 2*time.Second, isReply); !ok {
+		t.Error("the reply from the VIP did not leave the real server on the veth")
+	}
+	capt.watch(t, 200*time.Millisecond, func(p gopacket.Packet) bool { isParamProblem(p); return false })
+	if paramProblems != 0 {
+		t.Errorf("the real server sent %d ICMPv6 parameter problems while the raw socket was open", paramProblems)
+	}
+
+	err, logs := stop()
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, logs)
+	}
+	if stacks := allStacks(); strings.Contains(stacks, "(*decap).run") {
+		t.Errorf("a decapsulator goroutine outlived Run:\n%s", stacks)
+	}
+	if strings.Contains(logs, "IPIP decapsulation stopped") {
+		t.Errorf("an IPIP decapsulator ran for IPv6 VIPs alone:\n%s", logs)
+	}
+	want := []string{"IPv6-in-IPv6 decapsulation stopped", " decapsulated=1", "rejected=2", "malformed=1", "not_vip=1", "tun_offloads=true", "decap=userspace"}
+	if dm == DecapBPF {
+		// The packet to the VIP never reached userspace.
+		want = []string{"IPv6-in-IPv6 decapsulation stopped", " decapsulated=0", "bpf_decapsulated=1", "bpf_failed=0", "rejected=2", "malformed=1", "not_vip=1", "decap=bpf+userspace"}
+	}
+	for _, want := range want {
+		if !strings.Contains(logs, want) {
+			t.Errorf("exit log lacks %s:\n%s", want, logs)
+		}
+	}
+	l.b.Do(t, func() {
+		if onLo(t, testVIP6) {
+			t.Error("VIP still on lo after Run")
+		}
+		if _, err := netlink.LinkByName(tun); err == nil {
+			t.Errorf("tunnel device %s still there after Run", tun)
+		}
+	})
 }

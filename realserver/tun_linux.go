@@ -94,6 +94,13 @@ func createTUN(name string, vnet bool) (*tunDevice, error) {
 	return nil, fmt.Errorf("TUNSETOFFLOAD: %w", err)
 }
 
+// sharing returns a writer to the same device with buffers of its own, for
+// another goroutine: each writev(2) to a TUN device is one packet, so two
+// goroutines may write at once. Only t closes the device.
+func (t *tunDevice) sharing() *tunDevice {
+	return &tunDevice{fd: t.fd, name: t.name, vnet: t.vnet, iovs: make([]unix.Iovec, 0, cap(t.iovs))}
+}
+
 // writeFrame writes one frame with writev(2): the virtio_net_hdr (with
 // vnet), then parts. Without vnet a frame is a single packet.
 func (t *tunDevice) writeFrame(vnet header.Offload, parts [][]byte) error {

@@ -1,7 +1,8 @@
 // Command gvs-realserver prepares a Linux host as an LVS real server for a
 // gvs director and undoes it on exit: each VIP as a /32 on lo, the ARP and
 // reverse-path sysctls (ip-sysctl(7): arp_ignore=1, arp_announce=2,
-// rp_filter=0) and, in TUN mode, IP-in-IP decapsulation (RFC 2003) in
+// rp_filter=0) and, in TUN mode, IP-in-IP decapsulation (RFC 2003), and
+// IPv6-in-IPv6 (RFC 2473) for IPv6 VIPs, with eBPF in the kernel or in
 // userspace through a TUN device.
 //
 // Usage:

@@ -30,7 +30,6 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"-vip", "10.0.0.1"}, "-mode is required"},
 		{[]string{"-vip", "10.0.0.1", "-mode", "nat"}, `-mode: "nat": want dr or tun`},
 		{[]string{"-vip", "10.0.0.1,bogus", "-mode", "dr"}, `-vip: "bogus" is not an IPv4 or IPv6 address`},
-		{[]string{"-vip", "2001:db8::1", "-mode", "tun"}, "IPv6 with -mode tun not supported yet"},
 		{[]string{"-vip", "fe80::1%eth0", "-mode", "dr"}, "is not an IPv4 or IPv6 address"},
 		{[]string{"-vip", "127.0.0.1", "-mode", "dr"}, "127.0.0.1 is not a unicast address"},
 		{[]string{"-vip", "10.0.0.1", "-mode", "dr", "extra"}, `unexpected argument "extra"`},

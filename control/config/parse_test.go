@@ -246,6 +246,8 @@ func TestParseValid(t *testing.T) {
 			"[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n" +
 			"[[service]]\nprotocol = \"udp\"\naddress = \"[2001:db8::53]:53\"\nforward = \"nat\"\npersistence = \"5m\"\npersistence_netmask = 64\n[[service.real]]\naddress = \"[2001:db8:1::53]:5353\"\n" +
 			"[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
+		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00:20::11]:80\"\n" +
+			"[[service.real]]\naddress = \"[2001:db8:1::11]:80\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -342,8 +344,8 @@ func TestParseErrors(t *testing.T) {
 		{"service address IPv6 loopback", head + "[[service]]\naddress = \"[::1]:80\"\n", []FieldError{{"service[0].address", "::1 is not a unicast address"}}},
 		{"service address IPv6 without brackets", head + "[[service]]\naddress = \"fd00::1:80\"\n", []FieldError{{"service[0].address", `"fd00::1:80" is not IP:port`}}},
 		{"IPv6 persistence netmask 129", head + "[[service]]\naddress = \"[fd00::1]:80\"\npersistence_netmask = 129\n", []FieldError{{"service[0].persistence_netmask", "129 is out of range 1..128"}}},
-		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 tun not supported yet (dr and nat are)"}}},
-		{"IPv6 fullnat real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n", []FieldError{{"service[0].real[1].forward", "IPv6 fullnat not supported yet (dr and nat are)"}}},
+		{"IPv6 fullnat service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 fullnat not supported yet (dr, tun and nat are)"}}},
+		{"IPv6 fullnat real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n", []FieldError{{"service[0].real[1].forward", "IPv6 fullnat not supported yet (dr, tun and nat are)"}}},
 		{"IPv6 synproxy", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\n", []FieldError{{"service[0].synproxy", "IPv6 synproxy not supported yet"}}},
 		{"IPv6 proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  proxy_protocol = \"v1\"\n",
 			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}}},

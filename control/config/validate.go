@@ -692,18 +692,18 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr and nat only, without the SYN proxy, and the health
-// checks do not speak IPv6.
+// forwards IPv6 in dr, tun and nat only, without the SYN proxy, and the
+// health checks do not speak IPv6.
 func (v *validator) ipv6Service(path string, s *Service) {
-	unsupported := func(f Forward) bool { return f == TUN || f == FullNAT }
+	unsupported := func(f Forward) bool { return f == FullNAT }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
-		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr and nat are)", s.Forward)
+		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr, tun and nat are)", s.Forward)
 	}
 	for j := range s.Reals {
 		rp := join(index(join(path, "real"), j), "forward")
 		// A real that inherits the service's method has it reported there.
 		if f := s.Reals[j].Forward; unsupported(f) && f != s.Forward && !v.skip(rp) {
-			v.addf(rp, "IPv6 %s not supported yet (dr and nat are)", f)
+			v.addf(rp, "IPv6 %s not supported yet (dr, tun and nat are)", f)
 		}
 	}
 	if s.SynProxy {
