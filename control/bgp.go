@@ -70,7 +70,7 @@ func bgpPrefixes(in bgpInputs) []netip.Prefix {
 // must not keep the VIP announced. A service's sorry real does not count
 // either: a director whose reals are all down leaves the VIP to the
 // directors whose reals are up.
-func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.ServiceKey, netip.AddrPort) HealthState) map[netip.Addr]bool {
+func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(ServiceID, netip.AddrPort) HealthState) map[netip.Addr]bool {
 	out := make(map[netip.Addr]bool, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
@@ -92,7 +92,7 @@ func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.
 				continue
 			}
 			if health != nil {
-				if h := health(key, r.Address); h.Checked && !h.Up {
+				if h := health(serviceID(s), r.Address); h.Checked && !h.Up {
 					continue
 				}
 			}

@@ -104,8 +104,8 @@ func TestVIPReadiness(t *testing.T) {
 		}
 		return t
 	}
-	health := func(states map[netip.AddrPort]st) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
-		return func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+	health := func(states map[netip.AddrPort]st) func(ServiceID, netip.AddrPort) HealthState {
+		return func(_ ServiceID, r netip.AddrPort) HealthState {
 			return HealthState{Checked: true, Up: !states[r].down}
 		}
 	}

@@ -25,11 +25,11 @@ func (d *Daemon) simulate(req *api.SimulateRequest) *api.Response {
 		table:    d.dp.Table(),
 		template: d.dp.Template,
 		now:      dataplane.Now(),
-		health: func(sk dataplane.ServiceKey, s *config.Service, a netip.AddrPort) string {
+		health: func(_ dataplane.ServiceKey, s *config.Service, a netip.AddrPort) string {
 			if !checked(&s.Check) {
 				return ""
 			}
-			st, ok := d.health.State(checkKey(sk, a))
+			st, ok := d.health.State(checkKey(serviceID(s), a))
 			switch {
 			case !ok:
 				return ""

@@ -246,6 +246,10 @@ func TestParseValid(t *testing.T) {
 			"[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n" +
 			"[[service]]\nprotocol = \"udp\"\naddress = \"[2001:db8::53]:53\"\nforward = \"nat\"\npersistence = \"5m\"\npersistence_netmask = 64\n[[service.real]]\naddress = \"[2001:db8:1::53]:5353\"\n" +
 			"[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
+		{"IPv6 health checks of every kind", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\n[service.check]\ntype = \"http\"\npath = \"/healthz\"\n[[service.real]]\naddress = \"[fd00:20::11]:80\"\n" +
+			"[[service]]\nprotocol = \"udp\"\naddress = \"[fd00:20::100]:53\"\nforward = \"nat\"\n[service.check]\ntype = \"udp\"\nsend = \"ping\"\n[[service.real]]\naddress = \"[fd00:20::11]:5353\"\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:81\"\n[service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n[[service.real]]\naddress = \"[fd00:20::11]:81\"\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:82\"\n[service.check]\ntype = \"tcp\"\nport = 9000\n[[service.real]]\naddress = \"[fd00:20::11]:82\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,7 +352,6 @@ func TestParseErrors(t *testing.T) {
 		{"IPv6 proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  proxy_protocol = \"v1\"\n",
 			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}}},
 		{"IPv6 service with vrrp", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[vrrp]\nrouter_id = 5\n", []FieldError{{"service[0].address", "IPv6 service fd00::1 with [vrrp] not supported yet: VRRP moves IPv4 VIPs only (run IPv6 services on a director without [vrrp])"}}},
-		{"IPv6 health check", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[service.check]\ntype = \"tcp\"\n", []FieldError{{"service[0].check.type", "IPv6 health checks not supported yet"}}},
 		{"IPv6 service, IPv4 real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].real[0].address", "10.0.0.2:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"IPv6 service, IPv4 sorry", head + "[[service]]\naddress = \"[fd00::1]:80\"\nsorry = \"10.0.0.9:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.9:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"service address port 0", head + "[[service]]\naddress = \"10.0.0.1:0\"\n", []FieldError{{"service[0].address", "port must not be 0"}}},

@@ -606,8 +606,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr and nat only, without the SYN proxy, and the health
-// checks do not speak IPv6.
+// forwards IPv6 in dr and nat only, without the SYN proxy. (Health checks
+// connect to [RIP]:port like to an IPv4 real.)
 func (v *validator) ipv6Service(path string, s *Service) {
 	unsupported := func(f Forward) bool { return f == TUN || f == FullNAT }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
@@ -622,9 +622,6 @@ func (v *validator) ipv6Service(path string, s *Service) {
 	}
 	if s.SynProxy {
 		v.addf(join(path, "synproxy"), "IPv6 synproxy not supported yet")
-	}
-	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
-		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
 	}
 	if s.ProxyProtocol != "" {
 		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
