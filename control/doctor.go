@@ -88,6 +88,11 @@ func (d *Daemon) Doctor() []api.Check {
 // schedulers that give every director the same real for a flow.
 func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 	var out []api.Check
+	families := "IPv4 unicast, accepting /32s"
+	v6 := ipv6VIPs(cfg)
+	if len(v6) > 0 {
+		families = "IPv4 unicast accepting /32s and IPv6 unicast accepting /128s (BIRD: an ipv4 and an ipv6 channel)"
+	}
 	for _, p := range st.Peers {
 		name := "bgp peer " + p.Address
 		if p.Established {
@@ -95,8 +100,16 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 			continue
 		}
 		out = append(out, fail(name, fmt.Sprintf("session %s, not established: the router gets no route to the VIPs from this director", p.State),
-			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (IPv4 unicast, accepting /32s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
-				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, cfg.Director.Interface, p.Address)))
+			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (%s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
+				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, families, cfg.Director.Interface, p.Address)))
+	}
+	if len(v6) > 0 && st.NextHop6 == "" {
+		out = append(out, fail("bgp ipv6", fmt.Sprintf("no IPv6 next hop: the IPv6 VIPs %v are not announced (%s has no global IPv6 address)", v6, cfg.Director.Interface),
+			"give "+cfg.Director.Interface+" a global IPv6 address on the routers' LAN, or set bgp.next_hop6"))
+	}
+	nextHops := "next hop " + st.NextHop
+	if st.NextHop6 != "" {
+		nextHops += ", IPv6 next hop " + st.NextHop6
 	}
 	switch {
 	case st.Stopping:
@@ -108,7 +121,7 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 		out = append(out, warn("bgp", fmt.Sprintf("withdrawn: %s (no real ready: every real down, quiesced or unresolved); announced: %s",
 			strings.Join(st.Withdrawn, " "), orNone(st.Announced)), "gvsadm -Ln --health shows each real's check"))
 	default:
-		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, next hop %s", orNone(st.Announced), st.NextHop)))
+		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, %s", orNone(st.Announced), nextHops)))
 	}
 	if !cfg.Sync.Enabled {
 		out = append(out, warn("bgp sync", "no [sync]: when the routers move an established flow to another director (one joins or leaves the ECMP set), that director has no connection for it and drops its segments, and the connection stalls",

@@ -91,10 +91,10 @@ func (v *validator) config(c *Config) {
 	v.ipv6WithHA(c)
 }
 
-// ipv6WithHA refuses IPv6 services beside [vrrp] and [bgp]: VRRP here
-// moves IPv4 VIPs only (VRRPv3 over IPv6 is not spoken yet), and the BGP
-// speaker announces IPv4 routes only (no MP-BGP IPv6 unicast), so an IPv6
-// VIP would be held by every director at once, or by none.
+// ipv6WithHA refuses IPv6 services beside [vrrp]: VRRP here moves IPv4
+// VIPs only (VRRPv3 over IPv6 is not spoken yet), so an IPv6 VIP would be
+// held by every director at once, or by none. ([bgp] announces IPv6 VIPs
+// as /128 over MP-BGP.)
 func (v *validator) ipv6WithHA(c *Config) {
 	for i := range c.Services {
 		a := c.Services[i].Address.Addr()
@@ -104,9 +104,6 @@ func (v *validator) ipv6WithHA(c *Config) {
 		path := join(index("service", i), "address")
 		if c.VRRP.RouterID != 0 && !v.skip("vrrp") {
 			v.addf(path, "IPv6 service %s with [vrrp] not supported yet: VRRP moves IPv4 VIPs only (run IPv6 services on a director without [vrrp])", a)
-		}
-		if c.BGP.Enabled && !v.skip("bgp") {
-			v.addf(path, "IPv6 service %s with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])", a)
 		}
 	}
 }
@@ -133,6 +130,13 @@ func (v *validator) bgp(b *BGP) {
 	if b.NextHop.IsValid() {
 		if msg := checkAddr(b.NextHop); msg != "" {
 			v.addf("bgp.next_hop", "%s", msg)
+		}
+	}
+	if a := b.NextHop6; a.IsValid() {
+		if !a.Is6() || a.Is4In6() {
+			v.addf("bgp.next_hop6", "%s is not an IPv6 address (bgp.next_hop is the IPv4 one)", a)
+		} else if msg := checkAddrPort(netip.AddrPortFrom(a, 0)); msg != "" {
+			v.addf("bgp.next_hop6", "%s", msg)
 		}
 	}
 	if b.Drain < 0 {
