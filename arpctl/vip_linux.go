@@ -102,8 +102,10 @@ var lifetimeForever = ^uint32(0)
 // address's prefix length, would prefer the /128 VIP over the
 // interface's /64 for every neighbour on the LAN. A director's health
 // checks then came from the VIP, and a DR real, which holds the VIP on
-// lo, answered itself; a real's own connections came from the VIP too.
-// ipvsadm's guides add IPv6 VIPs with "preferred_lft 0" for this reason.
+// lo, answered itself. (On a real server the VIP is on lo, and the rule
+// that prefers the outgoing interface's addresses already keeps it out;
+// deprecated there too, it costs nothing.) LVS set-up guides add IPv6
+// VIPs with "preferred_lft 0" for this reason.
 func vipAddr(vip netip.Addr) *netlink.Addr {
 	bits := vip.BitLen()
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
