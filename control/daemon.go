@@ -624,6 +624,15 @@ func (d *Daemon) resolver() {
 			return false
 		}
 		changed := d.resolve(d.nextHops(d.cfg))
+		if d.match != nil && len(d.match.NATReals6) > 0 && !slices.Equal(ownAddrs6(d.link.Name), d.match.Own6) {
+			// An IPv6 address of the director came or went (SLAAC, an
+			// operator): the ingress table must let the NAT reals'
+			// answers to it through.
+			changed = true
+		}
+		if d.bgp != nil && !d.cfg.BGP.NextHop6.IsValid() && linkAddr6(d.link.Name) != d.bgpNextHop6 {
+			d.bgpReload() // the IPv6 next hop came, went or moved
+		}
 		if d.comp.Drained(time.Now(), d.cfg.Timeouts.Drain) {
 			changed = true
 			d.log.Info("removed real servers drained", "draining", d.comp.Draining())

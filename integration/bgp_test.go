@@ -313,3 +313,86 @@ func TestBGP(t *testing.T) {
 		t.Errorf("the router's kernel still routes %s via %s after gvsd stopped", vip6, director6)
 	}
 }
+
+// TestBGPIPv6NextHopLater: a director whose interface has no global IPv6
+// address when gvsd starts cannot announce its IPv6 VIP (no next hop: it
+// says so in its log and in gvsadm doctor); once the address is there,
+// gvsd notices it within a resolver round and announces the /128 via it,
+// without a reload.
+func TestBGPIPv6NextHopLater(t *testing.T) {
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Skip("needs BIRD 2 (apt-get install bird2)")
+	}
+	if _, err := exec.LookPath("birdc"); err != nil {
+		t.Skip("needs birdc (apt-get install bird2)")
+	}
+	l := needLabWith(t, lab.Options{IPv6: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	director6 := l.Director.Addr6
+	vip6 := netip.PrefixFrom(lab.VIP6, 128)
+	rt := startBIRD(ctx, t, l.Router, birdConfig(l.Gateway, []netip.Addr{l.Director.Addr}))
+	addr6 := director6.String() + "/64"
+	// The LAN stays on-link (the reals are resolved from the link-local
+	// address), but the director has no global IPv6 address on it.
+	lan6 := netip.PrefixFrom(director6, 64).Masked().String()
+	for _, c := range [][]string{
+		{"ip", "-6", "addr", "del", addr6, "dev", l.Director.Iface},
+		{"ip", "-6", "route", "replace", lan6, "dev", l.Director.Iface},
+	} {
+		if b, err := l.Director.Command(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", c, err, b)
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n\n[[service]]\naddress = %q\nscheduler = \"mh\"\nforward = \"dr\"\n",
+		l.Director.Iface, netip.AddrPortFrom(lab.VIP6, scenario.TCPPort))
+	for _, r := range l.Reals {
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, scenario.TCPPort))
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\ndrain = \"0s\"\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, l.Gateway, routerAS)
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, MoreVIPs: []netip.Addr{lab.VIP6}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		env.Close()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
+		}
+	}()
+	if err := env.Gvsd.WaitLog(ctx, "no IPv6 next hop", 5*time.Second); err != nil {
+		t.Errorf("gvsd did not say it has no IPv6 next hop: %v", err)
+	}
+	if err := waitCond(ctx, 15*time.Second, func() bool {
+		st := gvsStatus(ctx, t, env.SocketPath).BGP
+		return st != nil && len(st.Peers) == 1 && st.Peers[0].Established
+	}); err != nil {
+		t.Fatalf("the BGP session never came up: %v", err)
+	}
+	if out, has := rt.route(ctx, t, vip6, director6); has {
+		t.Fatalf("announced without a next hop:\n%s", out)
+	}
+	doc, _ := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "doctor").CombinedOutput()
+	if !strings.Contains(string(doc), "bgp ipv6") || !strings.Contains(string(doc), "no IPv6 next hop") {
+		t.Errorf("gvsadm doctor does not say the IPv6 VIP has no next hop:\n%s", doc)
+	}
+
+	if b, err := l.Director.Command(ctx, "ip", "-6", "addr", "add", addr6, "dev", l.Director.Iface, "nodad").CombinedOutput(); err != nil {
+		t.Fatalf("ip -6 addr add %s: %v %s", addr6, err, b)
+	}
+	start := time.Now()
+	var out string
+	if err := waitCond(ctx, 20*time.Second, func() bool {
+		var has bool
+		out, has = rt.route(ctx, t, vip6, director6)
+		return has
+	}); err != nil {
+		t.Fatalf("no route to %s via %s after the address came: %v\n%s", vip6, director6, err, out)
+	}
+	t.Logf("announced %v after the director's IPv6 address came:\n%s", time.Since(start).Round(time.Millisecond), out)
+	if st := gvsStatus(ctx, t, env.SocketPath).BGP; st.NextHop6 != director6.String() {
+		t.Errorf("gvsadm's next_hop6 %q, want %s", st.NextHop6, director6)
+	}
+}
