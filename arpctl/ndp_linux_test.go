@@ -65,6 +65,11 @@ func TestAddRemoveVIP6(t *testing.T) {
 				if a.Flags&unix.IFA_F_NODAD == 0 || a.Flags&unix.IFA_F_TENTATIVE != 0 {
 					t.Errorf("VIP flags %#x: want nodad and not tentative", a.Flags)
 				}
+				// Deprecated, so never the source of the host's own
+				// connections, and valid forever.
+				if a.Flags&unix.IFA_F_DEPRECATED == 0 || a.PreferedLft != 0 || uint32(a.ValidLft) != lifetimeForever {
+					t.Errorf("VIP flags %#x, preferred %d, valid %d: want deprecated, preferred 0, valid forever", a.Flags, a.PreferedLft, a.ValidLft)
+				}
 			}
 		}
 		if !found {
@@ -72,6 +77,11 @@ func TestAddRemoveVIP6(t *testing.T) {
 		}
 		if has, err := HasVIP(l.nameA, vip); err != nil || !has {
 			t.Fatalf("HasVIP = %v, %v", has, err)
+		}
+		// The host's own connections to the LAN leave from its /64
+		// address, not from the /128 VIP, whose prefix matches more.
+		if out, err := exec.Command("ip", "-6", "route", "get", addrB6.String()).CombinedOutput(); err != nil || !strings.Contains(string(out), "src "+addrA6.String()+" ") {
+			t.Errorf("ip -6 route get %s: %v: %s; want src %s", addrB6, err, out, addrA6)
 		}
 		if added, err = AddVIP(l.nameA, vip); err != nil || added {
 			t.Fatalf("second AddVIP = %v, %v; want false, nil", added, err)

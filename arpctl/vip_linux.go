@@ -88,12 +88,30 @@ func family(ip netip.Addr) int {
 	return netlink.FAMILY_V6
 }
 
-// vipAddr is vip as a host address: /32, or /128 without DAD.
+// lifetimeForever is INFINITY_LIFE_TIME (include/net/addrconf.h), a
+// valid lifetime that never ends. A variable, converted at run time: on a
+// 32-bit int it becomes -1, netlink then sends no lifetimes, and the VIP
+// is added preferred (as before the deprecation below).
+var lifetimeForever = ^uint32(0)
+
+// vipAddr is vip as a host address: /32, or /128 without DAD and
+// deprecated (preferred lifetime 0, valid forever). Deprecated, it still
+// receives traffic and answers neighbour solicitations, but the kernel
+// does not pick it as the source of the host's own connections (RFC 6724
+// rule 3): otherwise its longest-prefix rule, which Linux bounds by each
+// address's prefix length, would prefer the /128 VIP over the
+// interface's /64 for every neighbour on the LAN. A director's health
+// checks then came from the VIP, and a DR real, which holds the VIP on
+// lo, answered itself. (On a real server the VIP is on lo, and the rule
+// that prefers the outgoing interface's addresses already keeps it out;
+// deprecated there too, it costs nothing.) LVS set-up guides add IPv6
+// VIPs with "preferred_lft 0" for this reason.
 func vipAddr(vip netip.Addr) *netlink.Addr {
 	bits := vip.BitLen()
 	a := &netlink.Addr{IPNet: &net.IPNet{IP: vip.AsSlice(), Mask: net.CIDRMask(bits, bits)}}
 	if vip.Is6() {
 		a.Flags = unix.IFA_F_NODAD
+		a.ValidLft, a.PreferedLft = int(lifetimeForever), 0
 	}
 	return a
 }

@@ -62,14 +62,14 @@ func (d *Daemon) list() *api.Response {
 		if s.Persistence > 0 {
 			as.Netmask = s.PersistenceNetmask
 		}
-		sk := serviceKey(&s)
+		sid := serviceID(&s)
 		for _, r := range s.Reals {
 			ar := api.Real{
 				Address: r.Address.String(), Forward: r.Forward.String(), ProxyProtocol: r.ProxyProtocol, Weight: r.Weight,
 				UpperThreshold: uint32(r.UpperThreshold), LowerThreshold: uint32(r.LowerThreshold),
 			}
 			if checked(&s.Check) {
-				if st, ok := d.health.State(checkKey(sk, r.Address)); ok {
+				if st, ok := d.health.State(checkKey(sid, r.Address)); ok {
 					ar.Health, ar.HealthError, ar.HealthChanged, ar.HealthChecks = "down", st.LastError, st.Changed, st.Checks
 					if st.Up {
 						ar.Health = "up"

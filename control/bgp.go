@@ -31,6 +31,9 @@ type bgpInputs struct {
 	// announced while it runs and is not learning, the others' as a
 	// fallback (bgpRoutes' Standby).
 	Locals, Standby []netip.Addr
+	// NextHop6: the speaker has an IPv6 next hop, so IPv6 VIPs can be
+	// announced.
+	NextHop6 bool
 }
 
 // bgpLearnMargin is added to [sync] refresh in bgpLearnFor: a refresh is
@@ -50,16 +53,16 @@ func bgpLearnFor(cfg *config.Config) time.Duration {
 }
 
 // bgpPrefixes decides what the director announces: each ready VIP as a /32
-// while it runs and is not learning its peers' connections, nothing
-// otherwise. Sorted.
+// (an IPv6 one as a /128, when there is an IPv6 next hop) while it runs and
+// is not learning its peers' connections, nothing otherwise. Sorted.
 func bgpPrefixes(in bgpInputs) []netip.Prefix {
 	if !in.Running || in.Learning {
 		return nil
 	}
 	var out []netip.Prefix
 	for vip, ready := range in.VIPs {
-		if ready && vip.Is4() {
-			out = append(out, netip.PrefixFrom(vip, 32))
+		if ready && (vip.Is4() || in.NextHop6) {
+			out = append(out, vipPrefix(vip))
 		}
 	}
 	for _, a := range append(slices.Clip(in.Locals), in.Standby...) {
@@ -78,20 +81,22 @@ func bgpPrefixes(in bgpInputs) []netip.Prefix {
 // must not keep the VIP announced. A service's sorry real does not count
 // either: a director whose reals are all down leaves the VIP to the
 // directors whose reals are up.
-func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.ServiceKey, netip.AddrPort) HealthState) map[netip.Addr]bool {
+func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(ServiceID, netip.AddrPort) HealthState) map[netip.Addr]bool {
 	out := make(map[netip.Addr]bool, len(cfg.Services))
 	for i := range cfg.Services {
 		s := &cfg.Services[i]
 		vip := s.Address.Addr()
-		if out[vip] || !vip.Is4() {
-			continue // IPv6 VIPs are not announced yet
+		if out[vip] {
+			continue
 		}
 		out[vip] = false
 		if t == nil {
 			continue
 		}
-		key := serviceKey(s)
-		svc := t.Services[key]
+		svc := t.Services[serviceKey(s)]
+		if vip.Is6() {
+			svc = t.Services6[serviceKey6(s)]
+		}
 		if svc == nil {
 			continue
 		}
@@ -100,7 +105,7 @@ func vipReadiness(cfg *config.Config, t *dataplane.Table, health func(dataplane.
 				continue
 			}
 			if health != nil {
-				if h := health(key, r.Address); h.Checked && !h.Up {
+				if h := health(serviceID(s), r.Address); h.Checked && !h.Up {
 					continue
 				}
 			}
@@ -125,22 +130,29 @@ func tableReady(t *dataplane.Table, svc *dataplane.Service, real netip.AddrPort)
 	return false
 }
 
+// vipPrefix is the prefix announcing vip: vip/32, or vip/128.
+func vipPrefix(vip netip.Addr) netip.Prefix { return netip.PrefixFrom(vip, vip.BitLen()) }
+
 // bgpConfig is the speaker's configuration of cfg on this director: the
-// router ID and next hop default to the interface's address.
-func bgpConfig(cfg *config.Config, addr netip.Addr) bgp.Config {
+// router ID and next hop default to the interface's IPv4 address (addr),
+// the IPv6 next hop to its global IPv6 address (addr6, invalid if none).
+func bgpConfig(cfg *config.Config, addr, addr6 netip.Addr) bgp.Config {
 	b := cfg.BGP
 	id := b.RouterID
 	if !id.IsValid() {
 		id = addr
 	}
-	return bgp.Config{LocalAS: uint32(b.LocalAS), RouterID: id, HoldTime: b.HoldTime, Routes: bgpRoutes(cfg, addr), Peers: bgpPeers(cfg)}
+	return bgp.Config{LocalAS: uint32(b.LocalAS), RouterID: id, HoldTime: b.HoldTime, Routes: bgpRoutes(cfg, addr, addr6), Peers: bgpPeers(cfg)}
 }
 
-func bgpRoutes(cfg *config.Config, addr netip.Addr) bgp.Routes {
+func bgpRoutes(cfg *config.Config, addr, addr6 netip.Addr) bgp.Routes {
 	b := cfg.BGP
-	r := bgp.Routes{NextHop: b.NextHop, MED: int64(b.MED)}
+	r := bgp.Routes{NextHop: b.NextHop, NextHop6: b.NextHop6, MED: int64(b.MED)}
 	if !r.NextHop.IsValid() {
 		r.NextHop = addr
+	}
+	if !r.NextHop6.IsValid() {
+		r.NextHop6 = addr6
 	}
 	for _, c := range b.Communities {
 		if v, err := config.ParseCommunity(c); err == nil { // validated
@@ -204,11 +216,14 @@ func (d *Daemon) startBGP(cfg *config.Config) error {
 		return nil
 	}
 	d.linkOK.Store(true)
-	sp, err := bgp.Start(bgpConfig(cfg, d.link.Addr), d.log)
+	bc := bgpConfig(cfg, d.link.Addr, linkAddr6(d.link.Name))
+	sp, err := bgp.Start(bc, d.log)
 	if err != nil {
 		return fmt.Errorf("control: %w", err)
 	}
 	d.bgp = sp
+	d.bgpNextHop6 = bc.Routes.NextHop6
+	d.warnNoNextHop6(cfg)
 	d.log.Info("BGP speaker started", "local_as", cfg.BGP.LocalAS, "peers", len(cfg.BGP.Peers))
 	if wait := bgpLearnFor(cfg); wait > 0 {
 		d.bgpFrom = time.Now().Add(wait)
@@ -235,7 +250,8 @@ func (d *Daemon) bgpSync() {
 		running = false
 	default:
 	}
-	in := bgpInputs{Running: running, Learning: time.Now().Before(d.bgpFrom), VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg))}
+	in := bgpInputs{Running: running, Learning: time.Now().Before(d.bgpFrom), VIPs: vipReadiness(d.cfg, d.dp.Table(), d.healthFor(d.cfg)),
+		NextHop6: d.bgpNextHop6.IsValid()}
 	in.Locals, in.Standby = bgpLocals(d.cfg)
 	if err := d.bgp.Announce(bgpPrefixes(in)); err != nil {
 		d.log.Error("BGP announce failed", "err", err)
@@ -248,10 +264,33 @@ func (d *Daemon) bgpReload() {
 	if d.bgp == nil {
 		return
 	}
-	if err := d.bgp.Update(bgpPeers(d.cfg), bgpRoutes(d.cfg, d.link.Addr)); err != nil {
+	routes := bgpRoutes(d.cfg, d.link.Addr, linkAddr6(d.link.Name))
+	if err := d.bgp.Update(bgpPeers(d.cfg), routes); err != nil {
 		d.log.Error("BGP reload", "err", err)
 	}
+	d.bgpNextHop6 = routes.NextHop6
+	d.warnNoNextHop6(d.cfg)
 	d.bgpSync()
+}
+
+// warnNoNextHop6 logs, when cfg has IPv6 VIPs and the speaker no IPv6
+// next hop, that they are not announced and why.
+func (d *Daemon) warnNoNextHop6(cfg *config.Config) {
+	if vips := ipv6VIPs(cfg); len(vips) > 0 && !d.bgpNextHop6.IsValid() {
+		d.log.Warn("BGP does not announce the IPv6 VIPs: no IPv6 next hop (the interface has no global IPv6 address; set bgp.next_hop6)",
+			"interface", d.link.Name, "vips", vips)
+	}
+}
+
+// linkAddr6 is the first global IPv6 address of the interface name that
+// is not a /128 (a VIP), or an invalid Addr.
+func linkAddr6(name string) netip.Addr {
+	for _, a := range ownAddrs6(name) {
+		if ip := netip.AddrFrom16(a); ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast() {
+			return ip
+		}
+	}
+	return netip.Addr{}
 }
 
 // bgpWithdraw withdraws every VIP on a clean stop and keeps forwarding for
@@ -285,7 +324,7 @@ func (d *Daemon) bgpStatus() *api.BGPStatus {
 	d.mu.Lock()
 	cfg, closed, from := d.cfg, d.closed, d.bgpFrom
 	d.mu.Unlock()
-	bc := bgpConfig(cfg, d.link.Addr)
+	bc := bgpConfig(cfg, d.link.Addr, linkAddr6(d.link.Name))
 	st := &api.BGPStatus{LocalAS: bc.LocalAS, RouterID: bc.RouterID.String(), NextHop: bc.Routes.NextHop.String(),
 		HoldTime: int(cfg.BGP.HoldTime / time.Second), Stopping: closed, Peers: []api.BGPPeer{}, Announced: []string{}}
 	now := time.Now()
@@ -305,9 +344,12 @@ func (d *Daemon) bgpStatus() *api.BGPStatus {
 	for _, p := range announced {
 		st.Announced = append(st.Announced, p.String())
 	}
-	for _, vip := range serviceVIPs(cfg) {
-		if !slices.Contains(announced, netip.PrefixFrom(vip, 32)) {
-			st.Withdrawn = append(st.Withdrawn, netip.PrefixFrom(vip, 32).String())
+	if bc.Routes.NextHop6.IsValid() {
+		st.NextHop6 = bc.Routes.NextHop6.String()
+	}
+	for _, vip := range append(serviceVIPs(cfg), ipv6VIPs(cfg)...) {
+		if !slices.Contains(announced, vipPrefix(vip)) {
+			st.Withdrawn = append(st.Withdrawn, vipPrefix(vip).String())
 		}
 	}
 	return st

@@ -37,11 +37,14 @@ func TestBGPPrefixes(t *testing.T) {
 		{"no services", bgpInputs{Running: true}, nil},
 		{"not running (stopping, workers stopped, interface down)", bgpInputs{VIPs: map[netip.Addr]bool{vip100: true, vip101: true}}, nil},
 		{"learning the other directors' connections (sync)", bgpInputs{Running: true, Learning: true, VIPs: map[netip.Addr]bool{vip100: true}}, nil},
-		{"IPv6 is not announced (phase 1)", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true}}, nil},
 		{"local addresses, own and the others'", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{vip100: false}, Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}},
 			[]netip.Prefix{netip.PrefixFrom(lip2, 32), netip.PrefixFrom(lip3, 32)}},
 		{"local addresses while learning", bgpInputs{Running: true, Learning: true, Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}}, nil},
 		{"local addresses while stopping", bgpInputs{Locals: []netip.Addr{lip2}, Standby: []netip.Addr{lip3}}, nil},
+		{"IPv6 as a /128 beside IPv4", bgpInputs{Running: true, NextHop6: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true, vip100: true}},
+			[]netip.Prefix{p100, netip.MustParsePrefix("2001:db8::1/128")}},
+		{"IPv6 without an IPv6 next hop", bgpInputs{Running: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): true, vip100: true}}, []netip.Prefix{p100}},
+		{"IPv6 not ready", bgpInputs{Running: true, NextHop6: true, VIPs: map[netip.Addr]bool{netip.MustParseAddr("2001:db8::1"): false}}, nil},
 	} {
 		if got := bgpPrefixes(tc.in); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
@@ -110,8 +113,8 @@ func TestVIPReadiness(t *testing.T) {
 		}
 		return t
 	}
-	health := func(states map[netip.AddrPort]st) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
-		return func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+	health := func(states map[netip.AddrPort]st) func(ServiceID, netip.AddrPort) HealthState {
+		return func(_ ServiceID, r netip.AddrPort) HealthState {
 			return HealthState{Checked: true, Up: !states[r].down}
 		}
 	}
@@ -157,6 +160,45 @@ func TestVIPReadiness(t *testing.T) {
 	}
 }
 
+// TestVIPReadinessIPv6: an IPv6 VIP is ready while a real of its service
+// in the compiled table (Services6) is ready and passes its check, as an
+// IPv4 one; two IPv6 services on one port are told apart.
+func TestVIPReadinessIPv6(t *testing.T) {
+	cfg := mustParse(t, `[director]
+interface = "eth0"
+[[service]]
+address = "[fd00:20::100]:80"
+  [service.check]
+  type = "tcp"
+  [[service.real]]
+  address = "[fd00:20::11]:80"
+[[service]]
+address = "[fd00:20::101]:80"
+  [service.check]
+  type = "tcp"
+  [[service.real]]
+  address = "[fd00:20::12]:80"
+`)
+	tbl, _, err := NewCompiler().Compile(cfg, testLink, nil, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v100, v101 := netip.MustParseAddr("fd00:20::100"), netip.MustParseAddr("fd00:20::101")
+	down := netip.MustParseAddrPort("[fd00:20::12]:80")
+	health := func(id ServiceID, r netip.AddrPort) HealthState {
+		if id.Addr.Addr() == v101 && id.Proto != 6 {
+			t.Errorf("health asked of %+v", id)
+		}
+		return HealthState{Checked: true, Up: r != down}
+	}
+	if got := vipReadiness(cfg, tbl, health); !reflect.DeepEqual(got, map[netip.Addr]bool{v100: true, v101: false}) {
+		t.Errorf("got %v, want .100 ready and .101 (its real failing) not", got)
+	}
+	if got := vipReadiness(cfg, nil, nil); got[v100] || got[v101] {
+		t.Errorf("no table: %v", got)
+	}
+}
+
 // TestBGPFixed: the session's identity needs a restart, the rest reloads.
 func TestBGPFixed(t *testing.T) {
 	base := config.BGP{Enabled: true, LocalAS: 65001, RouterID: netip.MustParseAddr("10.20.0.2"), HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1,
@@ -192,15 +234,19 @@ func TestBGPConfigDefaults(t *testing.T) {
 	cfg := config.Default()
 	cfg.BGP = config.BGP{Enabled: true, LocalAS: 65001, HoldTime: 9 * time.Second, MED: -1, Communities: []string{"65000:100"},
 		Peers: []config.BGPPeer{{Address: netip.MustParseAddr("10.20.0.1"), AS: 65000, Password: "pw"}}}
-	addr := netip.MustParseAddr("10.20.0.2")
-	bc := bgpConfig(cfg, addr)
-	if bc.RouterID != addr || bc.Routes.NextHop != addr || bc.Routes.MED != -1 || !reflect.DeepEqual(bc.Routes.Communities, []uint32{65000<<16 | 100}) ||
+	addr, addr6 := netip.MustParseAddr("10.20.0.2"), netip.MustParseAddr("fd00:20::2")
+	bc := bgpConfig(cfg, addr, addr6)
+	if bc.RouterID != addr || bc.Routes.NextHop != addr || bc.Routes.NextHop6 != addr6 || bc.Routes.MED != -1 || !reflect.DeepEqual(bc.Routes.Communities, []uint32{65000<<16 | 100}) ||
 		bc.LocalAS != 65001 || len(bc.Peers) != 1 || bc.Peers[0].Password != "pw" || bc.Peers[0].AS != 65000 {
 		t.Errorf("bgpConfig = %+v", bc)
 	}
+	if bc := bgpConfig(cfg, addr, netip.Addr{}); bc.Routes.NextHop6.IsValid() {
+		t.Errorf("no IPv6 address and no next_hop6: next hop %v", bc.Routes.NextHop6)
+	}
 	cfg.BGP.RouterID, cfg.BGP.NextHop = netip.MustParseAddr("1.1.1.1"), netip.MustParseAddr("10.20.0.9")
-	if bc := bgpConfig(cfg, addr); bc.RouterID != cfg.BGP.RouterID || bc.Routes.NextHop != cfg.BGP.NextHop {
-		t.Errorf("configured router_id and next_hop: %+v", bc)
+	cfg.BGP.NextHop6 = netip.MustParseAddr("fd00:20::9")
+	if bc := bgpConfig(cfg, addr, addr6); bc.RouterID != cfg.BGP.RouterID || bc.Routes.NextHop != cfg.BGP.NextHop || bc.Routes.NextHop6 != cfg.BGP.NextHop6 {
+		t.Errorf("configured router_id, next_hop and next_hop6: %+v", bc)
 	}
 }
 
@@ -252,6 +298,34 @@ func TestDoctorBGP(t *testing.T) {
 		if c.Name == "bgp" && (c.Status != "ok" || !strings.Contains(c.Detail, "announced: 10.20.0.100/32, next hop 10.20.0.2")) {
 			t.Errorf("all announced: %+v", c)
 		}
+		if c.Name == "bgp ipv6" {
+			t.Errorf("no IPv6 service: %+v", c)
+		}
+	}
+	// An IPv6 service: without an IPv6 next hop it cannot be announced;
+	// with one, both next hops are shown, and a peer's fix names both
+	// families.
+	cfg.Services = append(cfg.Services, config.Service{Name: "web6", Address: netip.MustParseAddrPort("[fd00:20::100]:80"), Scheduler: "mh"})
+	got = map[string]api.Check{}
+	for _, c := range checkBGP(cfg, st) {
+		got[c.Name] = c
+	}
+	if c := got["bgp ipv6"]; c.Status != "fail" || !strings.Contains(c.Detail, "no IPv6 next hop") || !strings.Contains(c.Fix, "bgp.next_hop6") {
+		t.Errorf("IPv6 VIP without an IPv6 next hop: %+v", c)
+	}
+	if c := got["bgp peer 10.20.0.254"]; !strings.Contains(c.Fix, "IPv6 unicast accepting /128s") {
+		t.Errorf("peer fix with an IPv6 service: %+v", c)
+	}
+	st.NextHop6, st.Announced = "fd00:20::2", []string{"10.20.0.100/32", "fd00:20::100/128"}
+	got = map[string]api.Check{}
+	for _, c := range checkBGP(cfg, st) {
+		got[c.Name] = c
+	}
+	if c, has := got["bgp ipv6"]; has {
+		t.Errorf("with an IPv6 next hop: %+v", c)
+	}
+	if c := got["bgp"]; c.Status != "ok" || !strings.Contains(c.Detail, "announced: 10.20.0.100/32 fd00:20::100/128, next hop 10.20.0.2, IPv6 next hop fd00:20::2") {
+		t.Errorf("IPv6 announced: %+v", c)
 	}
 }
 
@@ -260,7 +334,7 @@ func TestMetricsBGP(t *testing.T) {
 		Peers: []api.BGPPeer{{Address: "10.20.0.1", Established: true}, {Address: "10.20.0.254"}}}}
 	reg := newMetricsRegistry(func() snapshot { return snap })
 	want := `
-# HELP gvs_bgp_announced 1 while the VIP's /32 is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).
+# HELP gvs_bgp_announced 1 while the VIP's /32 (IPv6: /128) is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).
 # TYPE gvs_bgp_announced gauge
 gvs_bgp_announced{prefix="10.20.0.100/32"} 1
 gvs_bgp_announced{prefix="10.20.0.101/32"} 0
@@ -302,7 +376,7 @@ peer_local_addresses = ["10.30.0.3", "10.30.0.4"]
 	if !reflect.DeepEqual(own, []netip.Addr{lip2}) || !reflect.DeepEqual(standby, []netip.Addr{lip3, lip4}) {
 		t.Fatalf("bgpLocals = %v, %v", own, standby)
 	}
-	r := bgpRoutes(cfg, netip.MustParseAddr("10.20.0.2"))
+	r := bgpRoutes(cfg, netip.MustParseAddr("10.20.0.2"), netip.Addr{})
 	if want := []netip.Prefix{netip.PrefixFrom(lip3, 32), netip.PrefixFrom(lip4, 32)}; !reflect.DeepEqual(r.Standby, want) {
 		t.Fatalf("Standby = %v, want %v", r.Standby, want)
 	}

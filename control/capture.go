@@ -72,7 +72,10 @@ loop:
 func capturedPacket(f *dataplane.CapturedFrame) *api.CapturedPacket {
 	p := &api.CapturedPacket{Time: f.Time, Worker: f.Worker, In: f.In, Out: f.Out, Verdict: f.Verdict.String()}
 	if f.Service != (dataplane.ServiceKey{}) {
-		p.Service = serviceName(f.Service)
+		p.Service = serviceName(f.Service.Proto, netip.AddrPortFrom(netip.AddrFrom4(f.Service.VIP), f.Service.Port))
+	}
+	if f.Service6 != (dataplane.ServiceKey6{}) {
+		p.Service = serviceName(f.Service6.Proto, netip.AddrPortFrom(netip.AddrFrom16(f.Service6.VIP), f.Service6.Port))
 	}
 	if f.Real.IsValid() {
 		p.Real, p.Forward = f.Real.String(), f.Forward.String()
@@ -80,13 +83,13 @@ func capturedPacket(f *dataplane.CapturedFrame) *api.CapturedPacket {
 	return p
 }
 
-// serviceName is "tcp:VIP:port".
-func serviceName(k dataplane.ServiceKey) string {
-	proto := "udp"
-	if k.Proto == header.ProtoTCP {
-		proto = "tcp"
+// serviceName is "tcp:VIP:port", or "tcp:[VIP]:port" for IPv6.
+func serviceName(proto uint8, vip netip.AddrPort) string {
+	name := "udp"
+	if proto == header.ProtoTCP {
+		name = "tcp"
 	}
-	return proto + ":" + netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port).String()
+	return name + ":" + vip.String()
 }
 
 // captureFilter turns a capture request into the dataplane's filter,
@@ -104,22 +107,26 @@ func captureFilter(r *api.CaptureRequest) (dataplane.CaptureFilter, error) {
 	if r.Service != "" {
 		proto, addr, ok := strings.Cut(r.Service, ":")
 		ap, err := netip.ParseAddrPort(addr)
-		if !ok || err != nil || (proto != "tcp" && proto != "udp") || !ap.Addr().Is4() {
-			return f, fmt.Errorf("capture: service %q: want tcp:VIP:port or udp:VIP:port", r.Service)
+		if !ok || err != nil || (proto != "tcp" && proto != "udp") || ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+			return f, fmt.Errorf("capture: service %q: want tcp:VIP:port or udp:VIP:port (IPv6: tcp:[VIP]:port)", r.Service)
 		}
-		f.Service = &dataplane.ServiceKey{Proto: protos[proto], VIP: ap.Addr().As4(), Port: ap.Port()}
+		if ap.Addr().Is6() {
+			f.Service6 = &dataplane.ServiceKey6{Proto: protos[proto], VIP: ap.Addr().As16(), Port: ap.Port()}
+		} else {
+			f.Service = &dataplane.ServiceKey{Proto: protos[proto], VIP: ap.Addr().As4(), Port: ap.Port()}
+		}
 	}
 	if r.Real != "" {
 		ap, err := netip.ParseAddrPort(r.Real)
 		if err != nil {
 			a, aerr := netip.ParseAddr(r.Real)
 			if aerr != nil {
-				return f, fmt.Errorf("capture: real %q: want RIP or RIP:port", r.Real)
+				return f, fmt.Errorf("capture: real %q: want RIP or RIP:port (IPv6: [RIP]:port)", r.Real)
 			}
 			ap = netip.AddrPortFrom(a, 0)
 		}
-		if !ap.Addr().Is4() {
-			return f, fmt.Errorf("capture: real %q: IPv4 only", r.Real)
+		if ap.Addr().Zone() != "" || ap.Addr().Is4In6() {
+			return f, fmt.Errorf("capture: real %q: want RIP or RIP:port (IPv6: [RIP]:port)", r.Real)
 		}
 		f.Real = ap
 	}
@@ -132,8 +139,8 @@ func captureFilter(r *api.CaptureRequest) (dataplane.CaptureFilter, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		if !p.Addr().Is4() {
-			return f, fmt.Errorf("capture: host %q: IPv4 only", r.Host)
+		if p.Addr().Zone() != "" || p.Addr().Is4In6() {
+			return f, fmt.Errorf("capture: host %q: want an address or a prefix", r.Host)
 		}
 		f.Host = p.Masked()
 	}

@@ -26,9 +26,23 @@ func TestCaptureFilter(t *testing.T) {
 		f.Host != netip.MustParsePrefix("10.10.0.7/32") || f.Real != netip.MustParseAddrPort("10.20.0.11:8080") {
 		t.Fatalf("single host and real with port: %+v, %v", f, err)
 	}
+	// IPv6: the service as tcp:[VIP]:port, the real and the host in
+	// IPv6 form.
+	f, err = captureFilter(&api.CaptureRequest{Service: "udp:[fd00:20::100]:53", Real: "[fd00:20::11]:5353", Host: "fd00:10::7/64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Service != nil || f.Service6 == nil || *f.Service6 != (dataplane.ServiceKey6{Proto: 17, VIP: netip.MustParseAddr("fd00:20::100").As16(), Port: 53}) ||
+		f.Real != netip.MustParseAddrPort("[fd00:20::11]:5353") || f.Host != netip.MustParsePrefix("fd00:10::/64") {
+		t.Fatalf("IPv6 filter %+v", f)
+	}
+	if f, err := captureFilter(&api.CaptureRequest{Real: "fd00:20::11", Host: "fd00:10::7"}); err != nil ||
+		f.Real != netip.MustParseAddrPort("[fd00:20::11]:0") || f.Host != netip.MustParsePrefix("fd00:10::7/128") {
+		t.Fatalf("IPv6 real without a port and single host: %+v, %v", f, err)
+	}
 	for _, bad := range []api.CaptureRequest{
-		{Protocol: "sctp"}, {Service: "10.20.0.100:80"}, {Service: "tcp:[::1]:80"}, {Real: "rs1"},
-		{Host: "10.0.0.0/33"}, {Verdicts: []string{"lost"}}, {Seconds: -1},
+		{Protocol: "sctp"}, {Service: "10.20.0.100:80"}, {Service: "tcp:fd00::1:80"}, {Service: "tcp:[::ffff:10.0.0.1]:80"}, {Real: "rs1"},
+		{Real: "fe80::1%eth0"}, {Host: "10.0.0.0/33"}, {Host: "fd00::/129"}, {Verdicts: []string{"lost"}}, {Seconds: -1},
 	} {
 		if _, err := captureFilter(&bad); err == nil {
 			t.Errorf("%+v accepted", bad)

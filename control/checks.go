@@ -2,6 +2,7 @@ package control
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 
 	"github.com/gvs-lb/gvs/control/config"
@@ -14,13 +15,26 @@ import (
 // maxParallelChecks bounds the health checks running at once.
 const maxParallelChecks = 64
 
-// checkKey names a checked real: "tcp/10.20.0.100:80 -> 10.20.0.11:80".
-func checkKey(k dataplane.ServiceKey, real netip.AddrPort) string {
+// ServiceID names a configured service of either family by its protocol
+// and VIP:port, as health checks and BGP readiness know it.
+type ServiceID struct {
+	Proto uint8 // header.ProtoTCP or header.ProtoUDP
+	Addr  netip.AddrPort
+}
+
+// serviceID is the ServiceID of a configured service.
+func serviceID(s *config.Service) ServiceID {
+	return ServiceID{Proto: protoOf(s), Addr: s.Address}
+}
+
+// checkKey names a checked real: "tcp/10.20.0.100:80 -> 10.20.0.11:80",
+// or with IPv6 "tcp/[2001:db8::100]:80 -> [2001:db8::11]:80".
+func checkKey(id ServiceID, real netip.AddrPort) string {
 	proto := "tcp"
-	if k.Proto == 17 {
+	if id.Proto == header.ProtoUDP {
 		proto = "udp"
 	}
-	return fmt.Sprintf("%s/%s -> %s", proto, netip.AddrPortFrom(netip.AddrFrom4(k.VIP), k.Port), real)
+	return fmt.Sprintf("%s/%s -> %s", proto, id.Addr, real)
 }
 
 // serviceKey is the dataplane's key of a configured IPv4 service; of an
@@ -60,11 +74,8 @@ func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool
 		c := s.Check
 		hc := health.Config{Type: c.Type, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall,
 			Port: uint16(c.Port), Path: c.Path, Status: c.Status, Expect: c.Expect, Send: c.Send, Command: c.Command}
-		if s.Address.Addr().Is6() {
-			continue // refused by config.Validate: no IPv6 checks yet
-		}
 		for _, r := range s.Reals {
-			k := checkKey(serviceKey(s), r.Address)
+			k := checkKey(serviceID(s), r.Address)
 			rc := hc
 			if c.Port == 0 || c.Port == int(r.Address.Port()) {
 				// The port the director sends PROXY headers to wants one
@@ -81,9 +92,9 @@ func checkTargets(cfg *config.Config) (map[string]health.Target, map[string]bool
 // healthFor is the compiler's view of health while it compiles cfg: the
 // monitor's state of a checked real, or, before the monitor knows it, the
 // state it starts in (down with alpha, else up).
-func (d *Daemon) healthFor(cfg *config.Config) func(dataplane.ServiceKey, netip.AddrPort) HealthState {
+func (d *Daemon) healthFor(cfg *config.Config) func(ServiceID, netip.AddrPort) HealthState {
 	_, alpha := checkTargets(cfg)
-	return func(k dataplane.ServiceKey, real netip.AddrPort) HealthState {
+	return func(k ServiceID, real netip.AddrPort) HealthState {
 		key := checkKey(k, real)
 		a, ok := alpha[key]
 		if !ok {
@@ -103,7 +114,33 @@ func (d *Daemon) compile(cfg *config.Config) (*dataplane.Table, *afpacket.Match,
 	if err == nil && d.gateway.IsValid() {
 		t.GatewayMAC = d.macs[d.gateway]
 	}
+	if err == nil && len(m.NATReals6) > 0 {
+		m.Own6 = ownAddrs6(d.link.Name)
+	}
 	return t, m, err
+}
+
+// ownAddrs6 lists the IPv6 addresses of the interface name that are the
+// director's own, not its VIPs (gvsd adds those as /128): the sources of
+// its health checks of IPv6 NAT reals, whose answers the ingress table
+// must leave to the kernel. They are read at every compile, as an address
+// may come and go (SLAAC) while gvsd runs; none on an error.
+func ownAddrs6(name string) [][16]byte {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out [][16]byte
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < 128 {
+			out = append(out, p.Addr().As16())
+		}
+	}
+	return out
 }
 
 // setChecks gives the monitor the checks of cfg (after cfg is running).

@@ -79,7 +79,7 @@ type Compiler struct {
 
 	// Health says whether a real of a service passes its health check;
 	// nil means every real does. See Compile for what a failing real gets.
-	Health func(svc dataplane.ServiceKey, real netip.AddrPort) HealthState
+	Health func(svc ServiceID, real netip.AddrPort) HealthState
 }
 
 // HealthState is a real's health as Compile needs it.
@@ -198,20 +198,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		proto := key.Proto
 		svc := &dataplane.Service{Proto: key.Proto, VIP: key.VIP, Port: key.Port,
 			Persist: s.Persistence, PersistBits: uint8(s.PersistenceNetmask), OPS: s.OPS, SynProxy: s.SynProxy}
-		var healthy []bool
 		if v6 {
-			// Health checks are refused for IPv6 services by
-			// config.Validate.
 			svc.VIP6 = s.Address.Addr().As16()
 			m.VIPs6 = append(m.VIPs6, afpacket.Endpoint6{Proto: proto, Addr: svc.VIP6, Port: key.Port})
-			healthy = make([]bool, len(s.Reals))
-			for i := range healthy {
-				healthy[i] = true
-			}
 		} else {
 			m.VIPs = append(m.VIPs, afpacket.Endpoint{Proto: proto, Addr: key.VIP, Port: key.Port})
-			healthy = c.healthOf(key, &s)
 		}
+		healthy := c.healthOf(&s)
 		reals := s.Reals
 		if sorry, ok := sorryReal(&s, healthy); ok {
 			reals = append(slices.Clip(reals), sorry)
@@ -385,7 +378,8 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 // the check says every real is down and the service has no sorry real,
 // the one that went down last keeps answering (a service with no real at
 // all helps nobody: the last one standing may still serve some).
-func (c *Compiler) healthOf(key dataplane.ServiceKey, s *config.Service) []bool {
+func (c *Compiler) healthOf(s *config.Service) []bool {
+	id := serviceID(s)
 	out := make([]bool, len(s.Reals))
 	last, lastAt := -1, time.Time{}
 	allDown := len(s.Reals) > 0
@@ -394,7 +388,7 @@ func (c *Compiler) healthOf(key dataplane.ServiceKey, s *config.Service) []bool 
 		if c.Health == nil {
 			continue
 		}
-		h := c.Health(key, r.Address)
+		h := c.Health(id, r.Address)
 		if !h.Checked || h.Up {
 			allDown = false
 			continue

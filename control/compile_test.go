@@ -414,7 +414,7 @@ scheduler = "rr"
 	key := dataplane.ServiceKey{Proto: 6, VIP: [4]byte{10, 20, 0, 100}, Port: 80}
 	t0 := time.Now()
 	down := map[string]time.Time{}
-	health := func(_ dataplane.ServiceKey, r netip.AddrPort) HealthState {
+	health := func(_ ServiceID, r netip.AddrPort) HealthState {
 		at, isDown := down[r.String()]
 		return HealthState{Checked: true, Up: !isDown, Changed: at}
 	}

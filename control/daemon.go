@@ -46,39 +46,40 @@ type Daemon struct {
 	log  *slog.Logger
 	link LinkInfo
 
-	mu         sync.Mutex // serialises Reload, the resolver and Close
-	cfg        *config.Config
-	comp       *Compiler
-	match      *afpacket.Match
-	macs       map[netip.Addr][6]byte
-	offLink    map[netip.Addr]bool // reals whose next hop is a gateway
-	gateway    netip.Addr          // the default gateway, with [sync]
-	vips       map[netip.Addr]bool // VIPs present on the interface; true = we added it
-	links      []*afpacket.Link
-	linkCfg    afpacket.Config // what the links were opened with, for a relink
-	linkGen    uint16          // relinks so far: each opens a fresh fanout group
-	linkDown   chan struct{}   // a worker's read failed: the interface went down or away
-	relinks    atomic.Uint64   // links reopened after the interface came back
-	dp         *dataplane.Dataplane
-	ingress    *ingress.Table
-	restore    func() error // offloads
-	stop       chan struct{}
-	runDone    chan struct{} // closed when the dataplane stopped; runErr says why
-	runErr     error
-	bg         sync.WaitGroup
-	rates      estimator // ipvsadm --rate
-	health     *health.Monitor
-	healthKick chan struct{} // a real's health changed
-	speaker    *vrrp.Speaker // nil without [vrrp]
-	vrrpState  vrrpStatus
-	vrrpKick   chan struct{} // the VRRP state changed
-	sync       *syncer       // nil without [sync]
-	bgp        *bgp.Speaker  // nil without [bgp]
-	bgpFrom    time.Time     // with [sync]: nothing is announced before (bgpLearnFor)
-	bgpLearn   *time.Timer   // announces at bgpFrom; nil without
-	linkOK     atomic.Bool   // the interface is up and the links read (for [bgp])
-	closed     bool
-	announce   sync.WaitGroup
+	mu          sync.Mutex // serialises Reload, the resolver and Close
+	cfg         *config.Config
+	comp        *Compiler
+	match       *afpacket.Match
+	macs        map[netip.Addr][6]byte
+	offLink     map[netip.Addr]bool // reals whose next hop is a gateway
+	gateway     netip.Addr          // the default gateway, with [sync]
+	vips        map[netip.Addr]bool // VIPs present on the interface; true = we added it
+	links       []*afpacket.Link
+	linkCfg     afpacket.Config // what the links were opened with, for a relink
+	linkGen     uint16          // relinks so far: each opens a fresh fanout group
+	linkDown    chan struct{}   // a worker's read failed: the interface went down or away
+	relinks     atomic.Uint64   // links reopened after the interface came back
+	dp          *dataplane.Dataplane
+	ingress     *ingress.Table
+	restore     func() error // offloads
+	stop        chan struct{}
+	runDone     chan struct{} // closed when the dataplane stopped; runErr says why
+	runErr      error
+	bg          sync.WaitGroup
+	rates       estimator // ipvsadm --rate
+	health      *health.Monitor
+	healthKick  chan struct{} // a real's health changed
+	speaker     *vrrp.Speaker // nil without [vrrp]
+	vrrpState   vrrpStatus
+	vrrpKick    chan struct{} // the VRRP state changed
+	sync        *syncer       // nil without [sync]
+	bgp         *bgp.Speaker  // nil without [bgp]
+	bgpFrom     time.Time     // with [sync]: nothing is announced before (bgpLearnFor)
+	bgpNextHop6 netip.Addr    // the IPv6 next hop the speaker announces with; invalid = no IPv6 VIP announced
+	bgpLearn    *time.Timer   // announces at bgpFrom; nil without
+	linkOK      atomic.Bool   // the interface is up and the links read (for [bgp])
+	closed      bool
+	announce    sync.WaitGroup
 }
 
 // Start brings a director up with cfg: it checks the host, opens one
@@ -632,6 +633,15 @@ func (d *Daemon) resolver() {
 			return false
 		}
 		changed := d.resolve(d.nextHops(d.cfg))
+		if d.match != nil && len(d.match.NATReals6) > 0 && !slices.Equal(ownAddrs6(d.link.Name), d.match.Own6) {
+			// An IPv6 address of the director came or went (SLAAC, an
+			// operator): the ingress table must let the NAT reals'
+			// answers to it through.
+			changed = true
+		}
+		if d.bgp != nil && !d.cfg.BGP.NextHop6.IsValid() && linkAddr6(d.link.Name) != d.bgpNextHop6 {
+			d.bgpReload() // the IPv6 next hop came, went or moved
+		}
 		if d.comp.Drained(time.Now(), d.cfg.Timeouts.Drain) {
 			changed = true
 			d.log.Info("removed real servers drained", "draining", d.comp.Draining())

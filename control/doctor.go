@@ -15,6 +15,7 @@ import (
 	"github.com/gvs-lb/gvs/control/api"
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/control/vrrp"
+	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/offload"
 )
 
@@ -54,6 +55,11 @@ func (d *Daemon) Doctor() []api.Check {
 	gateway := d.gateway
 	d.mu.Unlock()
 	out = append(out, checkReals(cfg, iface, macs, offLink)...)
+	if v6 := ipv6VIPs(cfg); len(v6) > 0 {
+		disabled, err := arpctl.ReadSysctl("net/ipv6/conf/" + iface + "/disable_ipv6")
+		out = append(out, checkIPv6Link(iface, linkAddr6(iface), strings.TrimSpace(disabled), err))
+	}
+	out = append(out, checkNATReturn(d.dp.Table(), d.link.Addr, linkAddr6(iface))...)
 	out = append(out, checkProxyReals(context.Background(), cfg)...)
 	master := d.holdsVIPs(cfg)
 	for _, vip := range append(serviceVIPs(cfg), ipv6VIPs(cfg)...) {
@@ -95,6 +101,11 @@ func (d *Daemon) Doctor() []api.Check {
 // schedulers that give every director the same real for a flow.
 func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 	var out []api.Check
+	families := "IPv4 unicast, accepting /32s"
+	v6 := ipv6VIPs(cfg)
+	if len(v6) > 0 {
+		families = "IPv4 unicast accepting /32s and IPv6 unicast accepting /128s (BIRD: an ipv4 and an ipv6 channel)"
+	}
 	for _, p := range st.Peers {
 		name := "bgp peer " + p.Address
 		if p.Established {
@@ -102,8 +113,16 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 			continue
 		}
 		out = append(out, fail(name, fmt.Sprintf("session %s, not established: the router gets no route to the VIPs from this director", p.State),
-			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (IPv4 unicast, accepting /32s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
-				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, cfg.Director.Interface, p.Address)))
+			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (%s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
+				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, families, cfg.Director.Interface, p.Address)))
+	}
+	if len(v6) > 0 && st.NextHop6 == "" {
+		out = append(out, fail("bgp ipv6", fmt.Sprintf("no IPv6 next hop: the IPv6 VIPs %v are not announced (%s has no global IPv6 address)", v6, cfg.Director.Interface),
+			"give "+cfg.Director.Interface+" a global IPv6 address on the routers' LAN, or set bgp.next_hop6"))
+	}
+	nextHops := "next hop " + st.NextHop
+	if st.NextHop6 != "" {
+		nextHops += ", IPv6 next hop " + st.NextHop6
 	}
 	switch {
 	case st.Stopping:
@@ -115,7 +134,7 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 		out = append(out, warn("bgp", fmt.Sprintf("withdrawn: %s (no real ready: every real down, quiesced or unresolved); announced: %s",
 			strings.Join(st.Withdrawn, " "), orNone(st.Announced)), "gvsadm -Ln --health shows each real's check"))
 	default:
-		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, next hop %s", orNone(st.Announced), st.NextHop)))
+		out = append(out, ok("bgp", fmt.Sprintf("announced: %s, %s", orNone(st.Announced), nextHops)))
 	}
 	if !cfg.Sync.Enabled {
 		out = append(out, warn("bgp sync", "no [sync]: when the routers move an established flow to another director (one joins or leaves the ECMP set), that director has no connection for it and drops its segments, and the connection stalls",
@@ -303,7 +322,9 @@ func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Che
 	case err != nil:
 		return warn(name, err.Error(), "ip -4 addr show dev "+iface)
 	case master && !has && vip.Is6():
-		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad", vip, iface))
+		// Deprecated (preferred_lft 0), as gvsd adds it: never the source
+		// of the director's own connections (arpctl.AddVIP).
+		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad preferred_lft 0", vip, iface))
 	case master && !has:
 		return fail(name, "not on "+iface+": the LAN cannot reach the services", fmt.Sprintf("ip addr add %s/32 dev %s", vip, iface))
 	case !master && has && vip.Is6():
@@ -316,6 +337,67 @@ func checkVIP(iface string, vip netip.Addr, master, has bool, err error) api.Che
 		return ok(name, "on "+iface)
 	}
 	return ok(name, "not on "+iface+" (VRRP backup)")
+}
+
+// checkIPv6Link: IPv6 services need IPv6 on the interface (disable_ipv6
+// 0, the text of net.ipv6.conf.<iface>.disable_ipv6) and a global IPv6
+// address of the director's own (addr6, invalid if none): the source of
+// its neighbour solicitations for the reals and of its health checks, the
+// gateway of IPv6 NAT reals, the BGP IPv6 next hop.
+func checkIPv6Link(iface string, addr6 netip.Addr, disabled string, err error) api.Check {
+	const name = "ipv6"
+	switch {
+	case err != nil:
+		return warn(name, "cannot read net.ipv6.conf."+iface+".disable_ipv6: "+err.Error(), "sysctl net.ipv6.conf."+iface+".disable_ipv6")
+	case disabled != "0":
+		return fail(name, "IPv6 is disabled on "+iface+" (net.ipv6.conf."+iface+".disable_ipv6 = "+disabled+"): the IPv6 VIPs cannot be added",
+			"sysctl -w net.ipv6.conf."+iface+".disable_ipv6=0")
+	case !addr6.IsValid():
+		return fail(name, iface+" has no global IPv6 address of its own: the director cannot resolve its IPv6 reals, check them, or be their NAT gateway",
+			"ip -6 addr add ADDRESS/64 dev "+iface+" (an address on the reals' LAN)")
+	}
+	return ok(name, "on "+iface+", address "+addr6.String())
+}
+
+// natReturnMin is how many packets a NAT real must have been sent, with
+// none coming back through the director, before the doctor says its
+// replies take another route: a handshake in flight or a UDP request
+// without an answer is well below it.
+const natReturnMin = 20
+
+// checkNATReturn: a NAT real's replies must come back through the
+// director, which translates them back to the VIP; a real that was sent
+// natReturnMin packets and answered none through it routes its replies
+// around the director (its default route, or its route to the clients,
+// is not the director's address addr, addr6 for IPv6).
+func checkNATReturn(t *dataplane.Table, addr, addr6 netip.Addr) []api.Check {
+	if t == nil {
+		return nil
+	}
+	var out []api.Check
+	for i := range t.Reals {
+		r := &t.Reals[i]
+		if r.Forward != dataplane.ForwardNAT || r.Stats == nil {
+			continue
+		}
+		in, back := r.Stats.InPkts.Load(), r.Stats.OutPkts.Load()
+		if in < natReturnMin || back > 0 {
+			continue
+		}
+		a := realAddr(r)
+		fix := fmt.Sprintf("on %s: ip route replace default via %s (or a route to the clients via it)", a.Addr(), addr)
+		if a.Addr().Is6() {
+			gw := "THE_DIRECTOR'S_IPV6_ADDRESS"
+			if addr6.IsValid() {
+				gw = addr6.String()
+			}
+			fix = fmt.Sprintf("on %s: ip -6 route replace default via %s (or a route to the clients via it)", a.Addr(), gw)
+		}
+		out = append(out, warn("nat return "+a.String(),
+			fmt.Sprintf("%d packets sent to it and no reply came back through this director: its replies to the clients take another route and reach them untranslated (or it answers nothing at all)", in),
+			fix))
+	}
+	return out
 }
 
 // ifaceHas reports whether a is an address of iface, with any prefix.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gvs-lb/gvs/control/config"
 	"github.com/gvs-lb/gvs/control/vrrp"
+	"github.com/gvs-lb/gvs/dataplane"
 	"github.com/gvs-lb/gvs/offload"
 )
 
@@ -99,11 +100,27 @@ func TestDoctorChecks(t *testing.T) {
 		{"IPv6 vip missing", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("fd00:20::100"), true, false, nil)
 			return c.Status, c.Fix
-		}, "fail", "ip -6 addr add fd00:20::100/128 dev eth0 nodad"},
+		}, "fail", "ip -6 addr add fd00:20::100/128 dev eth0 nodad preferred_lft 0"},
 		{"IPv6 vip on", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("fd00:20::100"), true, true, nil)
 			return c.Status, c.Fix
 		}, "ok", ""},
+		{"IPv6 on", func() (string, string) {
+			c := checkIPv6Link("eth0", netip.MustParseAddr("fd00:20::2"), "0", nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"IPv6 disabled", func() (string, string) {
+			c := checkIPv6Link("eth0", netip.Addr{}, "1", nil)
+			return c.Status, c.Fix
+		}, "fail", "sysctl -w net.ipv6.conf.eth0.disable_ipv6=0"},
+		{"no IPv6 address", func() (string, string) {
+			c := checkIPv6Link("eth0", netip.Addr{}, "0", nil)
+			return c.Status, c.Fix
+		}, "fail", "ip -6 addr add ADDRESS/64 dev eth0"},
+		{"IPv6 unreadable", func() (string, string) {
+			c := checkIPv6Link("eth0", netip.Addr{}, "", errors.New("no such file"))
+			return c.Status, c.Fix
+		}, "warn", "sysctl net.ipv6.conf.eth0.disable_ipv6"},
 		{"vip as backup", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), false, false, nil)
 			return c.Status, c.Fix
@@ -227,5 +244,40 @@ func TestIfaceHas(t *testing.T) {
 	}
 	if _, err := ifaceHas("gvs-no-such-if", netip.MustParseAddr("10.0.0.1")); err == nil {
 		t.Error("an interface that does not exist: no error")
+	}
+}
+
+// TestDoctorNATReturn: a NAT real sent natReturnMin packets with none
+// coming back through the director is told to route its replies via it,
+// IPv6 reals with ip -6 and the director's IPv6 address; a real that
+// answers, a DR real, or one sent few packets, is not.
+func TestDoctorNATReturn(t *testing.T) {
+	real := func(a string, fwd dataplane.Forward, in, out uint64) dataplane.Real {
+		ap := netip.MustParseAddrPort(a)
+		r := dataplane.Real{Port: ap.Port(), Forward: fwd, Stats: new(dataplane.RealStats)}
+		if ap.Addr().Is6() {
+			r.Addr6 = ap.Addr().As16()
+		} else {
+			r.Addr = ap.Addr().As4()
+		}
+		r.Stats.InPkts.Store(in)
+		r.Stats.OutPkts.Store(out)
+		return r
+	}
+	tbl := &dataplane.Table{Reals: []dataplane.Real{
+		real("10.20.0.11:8080", dataplane.ForwardNAT, 50, 0),
+		real("10.20.0.12:8080", dataplane.ForwardNAT, 50, 40),
+		real("[fd00:20::13]:8080", dataplane.ForwardNAT, natReturnMin, 0),
+		real("[fd00:20::14]:8080", dataplane.ForwardNAT, natReturnMin-1, 0),
+		real("[fd00:20::15]:80", dataplane.ForwardDR, 500, 0),
+	}}
+	got := checkNATReturn(tbl, netip.MustParseAddr("10.20.0.2"), netip.MustParseAddr("fd00:20::2"))
+	if len(got) != 2 || got[0].Name != "nat return 10.20.0.11:8080" || got[1].Name != "nat return [fd00:20::13]:8080" ||
+		got[0].Status != "warn" || !strings.Contains(got[0].Fix, "ip route replace default via 10.20.0.2") ||
+		!strings.Contains(got[1].Fix, "on fd00:20::13: ip -6 route replace default via fd00:20::2") {
+		t.Fatalf("checkNATReturn = %+v", got)
+	}
+	if got := checkNATReturn(nil, netip.Addr{}, netip.Addr{}); got != nil {
+		t.Errorf("no table: %+v", got)
 	}
 }

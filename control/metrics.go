@@ -71,7 +71,7 @@ var (
 	descVRRPDropped = prometheus.NewDesc("gvs_vrrp_adverts_dropped_total", "VRRP adverts dropped, by reason: malformed, ttl, version (neither 2 nor 3, or not ours), checksum, vrid (another virtual router's), auth (VRRPv2: another auth_type or password), interval (VRRPv2: another advert interval).", []string{"router_id", "reason"}, nil)
 
 	descBGPSessionUp = prometheus.NewDesc("gvs_bgp_session_up", "1 while the BGP session to the peer is established, 0 otherwise.", []string{"peer"}, nil)
-	descBGPAnnounced = prometheus.NewDesc("gvs_bgp_announced", "1 while the VIP's /32 is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).", []string{"prefix"}, nil)
+	descBGPAnnounced = prometheus.NewDesc("gvs_bgp_announced", "1 while the VIP's /32 (IPv6: /128) is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).", []string{"prefix"}, nil)
 
 	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
 	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)

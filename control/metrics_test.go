@@ -100,3 +100,34 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 		t.Errorf("metric lint: %v %v", err, lint)
 	}
 }
+
+// TestMetricsIPv6: an IPv6 service's labels are its bare VIP (as an IPv4
+// service's) and its reals as [RIP]:port, the form gvsadm and the logs
+// use; BGP's prefix label is the /128.
+func TestMetricsIPv6(t *testing.T) {
+	snap := snapshot{
+		services: []api.Service{{Protocol: "udp", Address: "[fd00:20::100]:53", Stats: api.Stats{Conns: 2},
+			Reals: []api.Real{{Address: "[fd00:20::11]:5353", Weight: 1, Ready: true, Active: 0, Inactive: 2, Health: "up", Stats: api.Stats{Conns: 2}}}}},
+		bgp: &api.BGPStatus{Announced: []string{"fd00:20::100/128"}, Withdrawn: []string{"10.20.0.100/32"}},
+	}
+	reg := newMetricsRegistry(func() snapshot { return snap })
+	want := `
+# HELP gvs_real_healthy 1 if the real passes its health check, 0 if not; absent for services without a check.
+# TYPE gvs_real_healthy gauge
+gvs_real_healthy{port="53",proto="udp",real="[fd00:20::11]:5353",vip="fd00:20::100"} 1
+# HELP gvs_real_inactive_connections Inactive connections (ipvsadm InActConn).
+# TYPE gvs_real_inactive_connections gauge
+gvs_real_inactive_connections{port="53",proto="udp",real="[fd00:20::11]:5353",vip="fd00:20::100"} 2
+# HELP gvs_service_connections_total Connections scheduled to the service.
+# TYPE gvs_service_connections_total counter
+gvs_service_connections_total{port="53",proto="udp",vip="fd00:20::100"} 2
+# HELP gvs_bgp_announced 1 while the VIP's /32 (IPv6: /128) is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).
+# TYPE gvs_bgp_announced gauge
+gvs_bgp_announced{prefix="10.20.0.100/32"} 0
+gvs_bgp_announced{prefix="fd00:20::100/128"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"gvs_real_healthy", "gvs_real_inactive_connections", "gvs_service_connections_total", "gvs_bgp_announced"); err != nil {
+		t.Error(err)
+	}
+}

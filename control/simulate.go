@@ -25,11 +25,11 @@ func (d *Daemon) simulate(req *api.SimulateRequest) *api.Response {
 		table:    d.dp.Table(),
 		template: d.dp.Template,
 		now:      dataplane.Now(),
-		health: func(sk dataplane.ServiceKey, s *config.Service, a netip.AddrPort) string {
+		health: func(_ dataplane.ServiceKey, s *config.Service, a netip.AddrPort) string {
 			if !checked(&s.Check) {
 				return ""
 			}
-			st, ok := d.health.State(checkKey(sk, a))
+			st, ok := d.health.State(checkKey(serviceID(s), a))
 			switch {
 			case !ok:
 				return ""
@@ -72,10 +72,11 @@ func simulate(in *simInput, req *api.SimulateRequest) (*api.Simulation, error) {
 		return nil, fmt.Errorf("unknown protocol %q: want tcp or udp", req.Protocol)
 	}
 	vip, err := netip.ParseAddrPort(req.Address)
-	if err != nil || !vip.Addr().Is4() {
+	if err != nil || vip.Addr().Zone() != "" || vip.Addr().Is4In6() {
 		return nil, fmt.Errorf("illegal virtual server address[:port] %q", req.Address)
 	}
-	client, err := parseClient(req.Client)
+	v6 := vip.Addr().Is6()
+	client, err := parseClient(req.Client, v6)
 	if err != nil {
 		return nil, err
 	}
@@ -87,9 +88,14 @@ func simulate(in *simInput, req *api.SimulateRequest) (*api.Simulation, error) {
 			}
 		}
 	}
-	sk := dataplane.ServiceKey{Proto: proto, VIP: vip.Addr().As4(), Port: vip.Port()}
+	var sk dataplane.ServiceKey // of an IPv4 service; an IPv6 one's is vip
 	var svc *dataplane.Service
-	if in.table != nil {
+	switch {
+	case in.table == nil:
+	case v6:
+		svc = in.table.Services6[dataplane.ServiceKey6{Proto: proto, VIP: vip.Addr().As16(), Port: vip.Port()}]
+	default:
+		sk = dataplane.ServiceKey{Proto: proto, VIP: vip.Addr().As4(), Port: vip.Port()}
 		svc = in.table.Services[sk]
 	}
 	if s == nil || svc == nil {
@@ -145,8 +151,16 @@ func simulate(in *simInput, req *api.SimulateRequest) (*api.Simulation, error) {
 
 	decided := false
 	if svc.Persist > 0 {
-		tk := conntrack.MaskedTemplateKey(client.Addr().As4(), sk.VIP, sk.Port, proto, svc.PersistBits)
-		tpl := &api.SimulatedTemplate{Client: netip.AddrFrom4(tk.Client.As4()).String()}
+		var tk conntrack.TemplateKey
+		var masked netip.Addr
+		if v6 {
+			tk = conntrack.MaskedTemplateKey6(client.Addr().As16(), vip.Addr().As16(), vip.Port(), proto, svc.PersistBits)
+			masked = netip.AddrFrom16(tk.Client)
+		} else {
+			tk = conntrack.MaskedTemplateKey(client.Addr().As4(), sk.VIP, sk.Port, proto, svc.PersistBits)
+			masked = netip.AddrFrom4(tk.Client.As4())
+		}
+		tpl := &api.SimulatedTemplate{Client: masked.String()}
 		sim.Template = tpl
 		if info, ok := in.template(&tk); ok {
 			tpl.Found, tpl.Connections = true, info.Conns
@@ -174,8 +188,13 @@ func simulate(in *simInput, req *api.SimulateRequest) (*api.Simulation, error) {
 		}
 	}
 	if !decided {
-		f := schedule.Flow{Src: conntrack.AddrFrom4(client.Addr().As4()), Dst: conntrack.AddrFrom4(sk.VIP),
-			SrcPort: client.Port(), DstPort: sk.Port, Proto: proto, Now: in.now}
+		// The flow as the worker's flowOf or flowOf6 makes it.
+		f := schedule.Flow{SrcPort: client.Port(), DstPort: vip.Port(), Proto: proto, Now: in.now}
+		if v6 {
+			f.Src, f.Dst = client.Addr().As16(), vip.Addr().As16()
+		} else {
+			f.Src, f.Dst = conntrack.AddrFrom4(client.Addr().As4()), conntrack.AddrFrom4(sk.VIP)
+		}
 		ch := schedule.Explain(svc.Sched, svc.Dests, &f)
 		sim.DecidedBy, sim.Reason = "scheduler", ch.Reason
 		if ch.Preferred >= 0 && ch.Preferred < len(notes) && ch.Preferred != ch.Index {
@@ -240,13 +259,18 @@ func simulate(in *simInput, req *api.SimulateRequest) (*api.Simulation, error) {
 	return sim, nil
 }
 
-// parseClient reads IP or IP:port (port 0), IPv4 only.
-func parseClient(s string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil && ap.Addr().Is4() {
+// parseClient reads IP or IP:port (port 0; IPv6: [IP]:port), of the
+// service's family (v6).
+func parseClient(s string, v6 bool) (netip.AddrPort, error) {
+	family := func(a netip.Addr) bool { return a.Zone() == "" && !a.Is4In6() && a.Is6() == v6 }
+	if ap, err := netip.ParseAddrPort(s); err == nil && family(ap.Addr()) {
 		return ap, nil
 	}
-	if a, err := netip.ParseAddr(s); err == nil && a.Is4() {
+	if a, err := netip.ParseAddr(s); err == nil && family(a) {
 		return netip.AddrPortFrom(a, 0), nil
+	}
+	if v6 {
+		return netip.AddrPort{}, fmt.Errorf("illegal client address %q: want an IPv6 address, as [IP]:port or IP, for an IPv6 service", s)
 	}
 	return netip.AddrPort{}, fmt.Errorf("illegal client address %q: want an IPv4 address, with :port or not", s)
 }

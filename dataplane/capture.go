@@ -21,11 +21,14 @@ import (
 type CaptureFilter struct {
 	Proto   uint8       // IP protocol: 6 TCP, 17 UDP, 1 ICMP
 	Service *ServiceKey // the connection's service (frames to the VIP and replies of its connections)
+	// Service6 is Service for an IPv6 service; one of the two at most.
+	Service6 *ServiceKey6
 	// Real is the real server the frame's connection goes to; its port 0
 	// matches any port.
 	Real netip.AddrPort
 	// Host matches frames from or to an address in it: a client prefix,
-	// or a real server.
+	// or a real server. An IPv4 prefix matches IPv4 frames, an IPv6 one
+	// IPv6 frames.
 	Host netip.Prefix
 	// Port matches frames from or to it.
 	Port uint16
@@ -49,6 +52,8 @@ type CapturedFrame struct {
 	Real    netip.AddrPort
 	Forward Forward
 	Service ServiceKey // zero when the frame has none
+	// Service6 is the service of an IPv6 frame, zero when it has none.
+	Service6 ServiceKey6
 }
 
 // Capture is a running packet capture (StartCapture).
@@ -99,12 +104,10 @@ func (c *Capture) Dropped() uint64 { return c.dropped.Load() }
 // only handling tells.
 func (f *CaptureFilter) before(p *parsed) bool {
 	if p.v != 0 {
-		// A frame parse refused has no key: only the verdict filter
-		// applies to it.
-		return f.Proto == 0 && f.Service == nil && !f.Real.IsValid() && !f.Host.IsValid() && f.Port == 0
+		return f.keyless()
 	}
 	k := &p.key
-	if f.Proto != 0 && k.Proto != f.Proto {
+	if f.Service6 != nil || f.Proto != 0 && k.Proto != f.Proto {
 		return false
 	}
 	if f.Port != 0 && k.SrcPort != f.Port && k.DstPort != f.Port {
@@ -116,12 +119,36 @@ func (f *CaptureFilter) before(p *parsed) bool {
 	return true
 }
 
-// after reports whether a handled frame matches the rest of the filter.
-func (f *CaptureFilter) after(v Verdict, svc ServiceKey, real netip.AddrPort) bool {
+// keyless reports whether a frame without a connection key (one parse
+// or parse6 refused) may match: only the verdict filter applies to it.
+func (f *CaptureFilter) keyless() bool {
+	return f.Proto == 0 && f.Service == nil && f.Service6 == nil && !f.Real.IsValid() && !f.Host.IsValid() && f.Port == 0
+}
+
+// before6 is before for an IPv6 frame parse6 read (k its key).
+func (f *CaptureFilter) before6(k *conntrack.Key6) bool {
+	if f.Service != nil || f.Proto != 0 && k.Proto != f.Proto {
+		return false
+	}
+	if f.Port != 0 && k.SrcPort != f.Port && k.DstPort != f.Port {
+		return false
+	}
+	if f.Host.IsValid() && !f.Host.Contains(netip.AddrFrom16(k.Src)) && !f.Host.Contains(netip.AddrFrom16(k.Dst)) {
+		return false
+	}
+	return true
+}
+
+// after reports whether a handled frame matches the rest of the filter:
+// svc is its IPv4 service, svc6 its IPv6 one (zero if none).
+func (f *CaptureFilter) after(v Verdict, svc ServiceKey, svc6 ServiceKey6, real netip.AddrPort) bool {
 	if f.Verdicts != 0 && f.Verdicts&(1<<v) == 0 {
 		return false
 	}
 	if f.Service != nil && svc != *f.Service {
+		return false
+	}
+	if f.Service6 != nil && svc6 != *f.Service6 {
 		return false
 	}
 	if f.Real.IsValid() && (real.Addr() != f.Real.Addr() || f.Real.Port() != 0 && real.Port() != f.Real.Port()) {
@@ -136,9 +163,43 @@ func (w *Worker) capturePre(c *Capture, i int) {
 	w.capIn[i] = nil
 	p := &w.parsed[i]
 	in := w.bufs[i][Headroom : Headroom+w.sizes[i]]
-	if c.filter.before(p) {
+	ok := false
+	if p.v == verdictIPv6 {
+		// Read here as well as in handle6: a capture is the slow path.
+		var q parsed6
+		if parse6(p.frame, &q) != 0 {
+			ok = c.filter.keyless()
+		} else {
+			ok = c.filter.before6(&q.key)
+		}
+	} else {
+		ok = c.filter.before(p)
+	}
+	if ok {
 		w.capIn[i] = append([]byte(nil), in...)
 	}
+}
+
+// service6Of is the IPv6 service and real of the IPv6 frame in (a copy
+// of the frame as it arrived), as capturePost reports them.
+func (w *Worker) service6Of(t *Table, in []byte) (ServiceKey6, netip.AddrPort, Forward) {
+	var q parsed6
+	s := w.shard6.Load()
+	if t == nil || s == nil || parse6(in, &q) != 0 {
+		return ServiceKey6{}, netip.AddrPort{}, 0
+	}
+	svc := ServiceKey6{Proto: q.key.Proto, VIP: q.key.Dst, Port: q.key.DstPort}
+	if e, _ := s.Lookup(&q.key); e != nil {
+		svc = ServiceKey6{Proto: e.Proto, VIP: e.VIP, Port: e.VPort}
+		if r := t.real(e.RealID); r != nil {
+			return svc, netip.AddrPortFrom(netip.AddrFrom16(r.Addr6), r.Port), r.Forward
+		}
+		return svc, netip.AddrPort{}, 0
+	}
+	if t.Services6[svc] == nil {
+		svc = ServiceKey6{}
+	}
+	return svc, netip.AddrPort{}, 0
 }
 
 // capturePost records batch slot i, handled with verdict v and output out,
@@ -151,9 +212,12 @@ func (w *Worker) capturePost(c *Capture, t *Table, i int, out []byte, v Verdict)
 	w.capIn[i] = nil
 	p := &w.parsed[i]
 	var svc ServiceKey
+	var svc6 ServiceKey6
 	var real netip.AddrPort
 	var fwd Forward
-	if p.v == 0 && p.key.Proto != header.ProtoICMP && t != nil {
+	if p.v == verdictIPv6 {
+		svc6, real, fwd = w.service6Of(t, in)
+	} else if p.v == 0 && p.key.Proto != header.ProtoICMP && t != nil {
 		svc = ServiceKey{Proto: p.key.Proto, VIP: p.key.Dst, Port: p.key.DstPort}
 		if e, _ := w.shard.Lookup(&p.key); e != nil {
 			svc = ServiceKey{Proto: e.Proto, VIP: e.VIP, Port: e.VPort}
@@ -164,13 +228,13 @@ func (w *Worker) capturePost(c *Capture, t *Table, i int, out []byte, v Verdict)
 			svc = ServiceKey{}
 		}
 	}
-	if !c.filter.after(v, svc, real) {
+	if !c.filter.after(v, svc, svc6, real) {
 		return
 	}
 	if n := c.matched.Add(1); c.limit != 0 && n > c.limit {
 		return
 	}
-	f := CapturedFrame{Time: time.Now(), Worker: w.id, In: in, Verdict: v, Real: real, Forward: fwd, Service: svc}
+	f := CapturedFrame{Time: time.Now(), Worker: w.id, In: in, Verdict: v, Real: real, Forward: fwd, Service: svc, Service6: svc6}
 	if out != nil {
 		f.Out = append([]byte(nil), out...)
 	}
@@ -217,7 +281,7 @@ func (w *Worker) captureOwn(t *Table, e *conntrack.Entry4, f []byte) {
 	if r := t.real(e.RealID); r != nil {
 		real, fwd = netip.AddrPortFrom(netip.AddrFrom4(r.Addr), r.Port), r.Forward
 	}
-	if !c.filter.before(&p) || !c.filter.after(VerdictForward, svc, real) {
+	if !c.filter.before(&p) || !c.filter.after(VerdictForward, svc, ServiceKey6{}, real) {
 		return
 	}
 	if n := c.matched.Add(1); c.limit != 0 && n > c.limit {

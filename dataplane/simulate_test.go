@@ -7,6 +7,7 @@ import (
 
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/dataplane/header"
+	"github.com/gvs-lb/gvs/schedule"
 )
 
 // TestTemplateUsableAsWorker: Table.TemplateUsable answers as the
@@ -64,5 +65,50 @@ func TestDataplaneTemplate(t *testing.T) {
 	}
 	if c := d.Counters(); c.Templates != 1 {
 		t.Errorf("%d templates, want 1", c.Templates)
+	}
+}
+
+// TestDataplaneTemplate6: Dataplane.Template finds the template a worker
+// made for an IPv6 client's /64 (conntrack.MaskedTemplateKey6), as gvsadm
+// simulate asks for it, and TemplateUsable answers for its IPv6 real.
+func TestDataplaneTemplate6(t *testing.T) {
+	d, err := New([]Link{&fakeLink{}}, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := testTable(ForwardDR, header.ProtoUDP)
+	for i, a := range []netip.Addr{ipRS16, ipRS26} {
+		tbl.Reals = append(tbl.Reals, Real{ID: uint32(1 + i), Addr6: a.As16(), Port: vport, Forward: ForwardDR, MAC: macRS1, Ready: true,
+			Counters: new(schedule.Counters), Stats: new(RealStats)})
+	}
+	svc := addService6(tbl, header.ProtoUDP, vport, "rr", []uint32{1, 2})
+	svc.Persist, svc.PersistBits = time.Minute, 64
+	d.Publish(tbl)
+	w := d.workers[0]
+	w.cur = tbl
+	k := conntrack.MaskedTemplateKey6(netip.MustParseAddr("fd00:10::99").As16(), ipVIP6.As16(), vport, header.ProtoUDP, 64)
+	if _, ok := d.Template(&k); ok {
+		t.Fatal("a template before any connection")
+	}
+	p := client6(header.ProtoUDP)
+	if _, _, v := send(t, w, tbl, p.bytes(t), header.Offload{}); v != VerdictForward {
+		t.Fatalf("verdict %v", v)
+	}
+	to := uint32(1)
+	if tbl.Reals[2].Stats.Conns.Load() == 1 {
+		to = 2
+	}
+	for range 2 {
+		info, ok := d.Template(&k)
+		if !ok || info.RealID != to || info.Conns != 1 {
+			t.Fatalf("Template = %+v, %v; want real %d with one connection", info, ok, to)
+		}
+	}
+	if !tbl.TemplateUsable(svc, to) {
+		t.Errorf("the template's IPv6 real is not usable")
+	}
+	tbl.Reals[to].Ready = false
+	if tbl.TemplateUsable(svc, to) {
+		t.Errorf("a real not ready is usable")
 	}
 }

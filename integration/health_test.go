@@ -30,14 +30,15 @@ const (
 	hcPort = 8090
 )
 
-// serveChecked starts an HTTP server on every address of h at port: "/"
+// serveChecked starts an HTTP server on every address of h, IPv4 and IPv6, at port: "/"
 // answers "ok from <host>" and "/healthz" answers 200, or alternates 200
 // and 503 while *flap is set.
 func serveChecked(h *lab.Host, port uint16, flap *atomic.Bool) (stop func(), err error) {
 	var ln net.Listener
 	if err := h.Do(func() error {
 		var err error
-		ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		// [::] takes IPv4 too (net.ipv6.bindv6only is 0 in a lab).
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("http server on %s: %w", h.Name, err)

@@ -86,7 +86,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 func Doctor(name string, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	vips := fs.String("vip", "", "virtual IPv4 `addresses` to check, comma-separated (required)")
+	vips := fs.String("vip", "", "virtual IPv4 or IPv6 `addresses` to check, comma-separated (required)")
 	mode := fs.String("mode", "", "how the director forwards: dr or tun (required)")
 	var ports portList
 	fs.Var(&ports, "port", "`ports` a service must listen on at each VIP; repeat or comma-separate (default: no listener check)")

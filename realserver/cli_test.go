@@ -18,8 +18,6 @@ func TestDoctorBadFlags(t *testing.T) {
 		{[]string{"-vip", "10.20.0.100"}, "-mode is required"},
 		{[]string{"-vip", "10.20.0.100", "-mode", "nat"}, `-mode: "nat": want dr or tun`},
 		{[]string{"-vip", "10.20.0.100,x", "-mode", "dr"}, `-vip: "x" is not an IPv4 or IPv6 address`},
-		{[]string{"-vip", "fd00:20::100", "-mode", "tun"}, "the doctor does not check IPv6 VIPs yet"},
-		{[]string{"-vip", "fd00:20::100", "-mode", "dr"}, "the doctor does not check IPv6 VIPs yet"},
 		{[]string{"-vip", "fe80::1", "-mode", "dr"}, "fe80::1 is not a unicast address"},
 		{[]string{"-vip", "0.0.0.0", "-mode", "dr"}, "0.0.0.0 is not a unicast address"},
 		{[]string{"-vip", "10.20.0.100,10.20.0.100", "-mode", "dr"}, "10.20.0.100: listed twice"},

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ const (
 	nameRPFilter    = "rp_filter"
 	nameDecap       = "ipip decap"
 	nameListener    = "listener"
+	nameNDProxy     = "nd proxy"
 )
 
 // DoctorOptions says what Diagnose checks.
@@ -49,11 +51,6 @@ func (o *DoctorOptions) check() error {
 	var errs []error
 	if err := ro.check(); err != nil {
 		errs = append(errs, err)
-	}
-	for _, v := range o.VIPs {
-		if v.Is6() {
-			errs = append(errs, fmt.Errorf("realserver: VIP %s: the doctor does not check IPv6 VIPs yet (ip -6 addr show dev lo shows whether it is there)", v))
-		}
 	}
 	if o.Proto == "" {
 		o.Proto = "tcp"
@@ -98,9 +95,19 @@ type hostState struct {
 	sysctl  func(key string) (string, error) // reads a key under /proc/sys
 	sockets []procNetSocket                  // of o.Proto, IPv4 and IPv6
 	procs   []rsProcess                      // gvs-realserver commands running in this network namespace
+	// ndProxies are the IPv6 proxy neighbour entries (ip -6 neigh show
+	// proxy), read when o has IPv6 VIPs: address and interface.
+	ndProxies []ndProxy
 }
 
-// linkState is one network interface and its IPv4 addresses.
+// ndProxy is one proxy neighbour entry: the kernel answers neighbour
+// solicitations for addr on dev (with proxy_ndp on).
+type ndProxy struct {
+	addr netip.Addr
+	dev  string
+}
+
+// linkState is one network interface and its IPv4 and IPv6 addresses.
 type linkState struct {
 	name     string
 	kind     string // as netlink names it: "ipip", "tuntap", "veth", "device", ...
@@ -116,18 +123,33 @@ type rsProcess struct {
 	opts Options
 }
 
-// diagnose runs every check on h.
+// diagnose runs every check on h. The ARP and reverse-path sysctls are
+// IPv4's: they are checked when o has an IPv4 VIP. For an IPv6 VIP on lo
+// the kernel answers neighbour solicitations on no other interface (it
+// looks the target up on the interface the solicitation came in on), so
+// no sysctl is needed; only a proxy neighbour entry would answer for it.
 func diagnose(o DoctorOptions, h hostState) []Finding {
 	var fs []Finding
+	has4, has6 := false, false
 	for _, vip := range o.VIPs {
 		fs = append(fs, checkVIPOnLo(o.Mode, vip, h.links)...)
+		has4, has6 = has4 || vip.Is4(), has6 || vip.Is6()
 	}
-	fs = append(fs, checkARP(h.egress, h.sysctl)...)
-	rpIfaces := h.egress
-	if o.Mode == TUN {
-		rpIfaces = tunnelLinks(h.links)
+	if has6 {
+		for _, vip := range o.VIPs {
+			if vip.Is6() {
+				fs = append(fs, checkNDProxy(vip, h.ndProxies))
+			}
+		}
 	}
-	fs = append(fs, checkRPFilter(o.Mode, rpIfaces, h.sysctl)...)
+	if has4 || !has6 {
+		fs = append(fs, checkARP(h.egress, h.sysctl)...)
+		rpIfaces := h.egress
+		if o.Mode == TUN {
+			rpIfaces = tunnelLinks(h.links)
+		}
+		fs = append(fs, checkRPFilter(o.Mode, rpIfaces, h.sysctl)...)
+	}
 	if o.Mode == TUN {
 		for _, vip := range o.VIPs {
 			fs = append(fs, checkDecap(vip, h.links, h.procs))
@@ -151,26 +173,32 @@ func warn(check, detail, fix string) Finding {
 	return Finding{Check: check, OK: true, Warn: true, Detail: detail, Fix: fix}
 }
 
-// checkVIPOnLo checks that vip is a /32 on lo, which is up: local, so the
-// kernel accepts packets for it, but on no link where ARP would announce
-// it. Another NOARP device that is up does as well: a dummy device, or an
+// checkVIPOnLo checks that vip is a /32 (IPv6: /128) on lo, which is up:
+// local, so the kernel accepts packets for it, but on no link where ARP
+// (IPv6: neighbour discovery) would announce it. Another NOARP device that is up does as well: a dummy device, or an
 // ipip device such as tunl0, where classic LVS-TUN set-ups put the VIP. On
 // any other interface the host answers ARP for the VIP: in DR mode it then
 // competes with the director for it.
 func checkVIPOnLo(mode Mode, vip netip.Addr, links []linkState) []Finding {
 	var fs []Finding
 	local := false
+	ip, bits, arp, nodad := "ip", vip.BitLen(), "ARP", ""
+	if vip.Is6() {
+		// No duplicate address detection (the director holds the VIP
+		// too) and deprecated, as gvs-realserver adds it (arpctl.AddVIP).
+		ip, arp, nodad = "ip -6", "neighbour solicitations", " nodad preferred_lft 0"
+	}
 	for _, l := range links {
 		for _, p := range l.addrs {
 			if p.Addr() != vip {
 				continue
 			}
 			switch {
-			case l.name == loopback && p.Bits() != 32:
+			case l.name == loopback && p.Bits() != bits:
 				local = true
 				fs = append(fs, fail(nameVIP,
-					fmt.Sprintf("%s on lo: want /32, or all of %s is local to this host", p, p.Masked()),
-					fmt.Sprintf("ip addr del %s dev lo && ip addr add %s/32 dev lo", p, vip)))
+					fmt.Sprintf("%s on lo: want /%d, or all of %s is local to this host", p, bits, p.Masked()),
+					fmt.Sprintf("%s addr del %s dev lo && %s addr add %s/%d dev lo%s", ip, p, ip, vip, bits, nodad)))
 			case (l.name == loopback || l.noARP) && !l.up:
 				local = true
 				fs = append(fs, fail(nameVIP,
@@ -184,19 +212,34 @@ func checkVIPOnLo(mode Mode, vip netip.Addr, links []linkState) []Finding {
 				fs = append(fs, ok(nameVIP, fmt.Sprintf("%s on %s (%s, NOARP: as good as lo)", p, l.name, l.kind)))
 			case mode == DR:
 				fs = append(fs, fail(nameVIP,
-					fmt.Sprintf("%s also on %s: this host answers ARP for the VIP there and takes traffic from the director", p, l.name),
-					fmt.Sprintf("ip addr del %s dev %s", p, l.name)))
+					fmt.Sprintf("%s also on %s: this host answers %s for the VIP there and takes traffic from the director", p, l.name, arp),
+					fmt.Sprintf("%s addr del %s dev %s", ip, p, l.name)))
 			default:
 				fs = append(fs, warn(nameVIP,
-					fmt.Sprintf("%s also on %s: this host answers ARP for the VIP there", p, l.name),
-					fmt.Sprintf("ip addr del %s dev %s", p, l.name)))
+					fmt.Sprintf("%s also on %s: this host answers %s for the VIP there", p, l.name, arp),
+					fmt.Sprintf("%s addr del %s dev %s", ip, p, l.name)))
 			}
 		}
 	}
 	if !local {
-		fs = append([]Finding{fail(nameVIP, vip.String()+" is not on lo", fmt.Sprintf("ip addr add %s/32 dev lo", vip))}, fs...)
+		fs = append([]Finding{fail(nameVIP, vip.String()+" is not on lo", fmt.Sprintf("%s addr add %s/%d dev lo%s", ip, vip, bits, nodad))}, fs...)
 	}
 	return fs
+}
+
+// checkNDProxy checks that no proxy neighbour entry makes this host answer
+// neighbour solicitations for the IPv6 vip (ip -6 neigh add proxy, with
+// net.ipv6.conf.*.proxy_ndp on): it would compete with the director for
+// the VIP, as a VIP on the LAN interface would.
+func checkNDProxy(vip netip.Addr, proxies []ndProxy) Finding {
+	for _, p := range proxies {
+		if p.addr == vip {
+			return fail(nameNDProxy,
+				fmt.Sprintf("a proxy neighbour entry for %s on %s: this host answers neighbour solicitations for the VIP there (with proxy_ndp on) and takes traffic from the director", vip, p.dev),
+				fmt.Sprintf("ip -6 neigh del proxy %s dev %s", vip, p.dev))
+		}
+	}
+	return ok(nameNDProxy, fmt.Sprintf("no proxy neighbour entry for %s: only the director answers neighbour solicitations for it", vip))
 }
 
 // confKey is the sysctl key of a per-interface IPv4 setting.
@@ -318,7 +361,7 @@ func tunnelLinks(links []linkState) []string {
 func lanLinks(links []linkState) []string {
 	var names []string
 	for _, l := range links {
-		if l.up && !l.loopback && !l.noARP && len(l.addrs) > 0 {
+		if l.up && !l.loopback && !l.noARP && slices.ContainsFunc(l.addrs, func(p netip.Prefix) bool { return p.Addr().Is4() }) {
 			names = append(names, l.name)
 		}
 	}
@@ -398,8 +441,12 @@ func containsAddr(list []netip.Addr, a netip.Addr) bool {
 
 // nameListener checks that a socket of proto takes want: one bound to the
 // VIP or to 0.0.0.0 on its port. An IPv6 wildcard socket ([::]) takes IPv4
-// too unless it set IPV6_V6ONLY, which /proc does not show: a warning.
+// too unless it set IPV6_V6ONLY, which /proc does not show: a warning. An
+// IPv6 VIP is taken by a socket bound to it or to [::].
 func checkListener(proto string, want netip.AddrPort, socks []procNetSocket) Finding {
+	if want.Addr().Is6() {
+		return checkListener6(proto, want, socks)
+	}
 	mapped := netip.AddrFrom16(want.Addr().As16())
 	var v6any bool
 	var elsewhere []string
@@ -427,6 +474,25 @@ func checkListener(proto string, want netip.AddrPort, socks []procNetSocket) Fin
 		detail += " (listening: " + strings.Join(elsewhere, ", ") + ")"
 	}
 	return fail(nameListener, detail, fix)
+}
+
+// checkListener6 is checkListener for an IPv6 VIP.
+func checkListener6(proto string, want netip.AddrPort, socks []procNetSocket) Finding {
+	var elsewhere []string
+	for _, s := range socks {
+		if !s.listening(proto) || s.Local.Port() != want.Port() {
+			continue
+		}
+		if a := s.Local.Addr(); a == want.Addr() || a == netip.IPv6Unspecified() {
+			return ok(nameListener, fmt.Sprintf("%s %s: listening on %s", proto, want, s.Local))
+		}
+		elsewhere = append(elsewhere, s.Local.String())
+	}
+	detail := fmt.Sprintf("%s %s: nothing listens on it or on [::]:%d", proto, want, want.Port())
+	if len(elsewhere) > 0 {
+		detail += " (listening: " + strings.Join(elsewhere, ", ") + ")"
+	}
+	return fail(nameListener, detail, fmt.Sprintf("start the service bound to %s or [::]:%d", want, want.Port()))
 }
 
 // realServerProcs finds the running gvs-realserver (and gvsd realserver)

@@ -23,16 +23,16 @@ const (
 )
 
 // gatherHost reads, in the network namespace of the calling thread, the
-// interfaces and their IPv4 addresses, the egress interfaces, the sockets
-// of o.Proto when o has ports, and in TUN mode the gvs-realserver
-// processes. Sysctls are read later, through arpctl.ReadSysctl.
+// interfaces and their IPv4 and IPv6 addresses, the egress interfaces, the
+// sockets of o.Proto when o has ports, in TUN mode the gvs-realserver
+// processes, and with IPv6 VIPs the proxy neighbour entries. Sysctls are read later, through arpctl.ReadSysctl.
 func gatherHost(o DoctorOptions) (hostState, error) {
 	h := hostState{sysctl: arpctl.ReadSysctl}
 	links, err := netlink.LinkList()
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return h, fmt.Errorf("realserver: list interfaces: %w", err)
 	}
-	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
 	if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
 		return h, fmt.Errorf("realserver: list addresses: %w", err)
 	}
@@ -78,6 +78,27 @@ func gatherHost(o DoctorOptions) (hostState, error) {
 		if h.sockets, err = readProcNet(procNetDir, o.Proto); err != nil {
 			return h, err
 		}
+	}
+	for _, v := range o.VIPs {
+		if !v.Is6() {
+			continue
+		}
+		ns, err := netlink.NeighProxyList(0, netlink.FAMILY_V6)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return h, fmt.Errorf("realserver: list proxy neighbour entries: %w", err)
+		}
+		for _, n := range ns {
+			ip, valid := netip.AddrFromSlice(n.IP)
+			if !valid {
+				continue
+			}
+			dev := fmt.Sprintf("if%d", n.LinkIndex)
+			if i, found := byIndex[n.LinkIndex]; found {
+				dev = h.links[i].name
+			}
+			h.ndProxies = append(h.ndProxies, ndProxy{addr: ip, dev: dev})
+		}
+		break
 	}
 	if o.Mode == TUN {
 		netns, _ := os.Readlink(procNetNS) // unreadable: count every process as ours

@@ -179,3 +179,90 @@ func TestReadProcNetLive(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorFixesDRIPv6 is TestDoctorFixesDR for an IPv6 VIP: the doctor
+// reports the VIP missing from lo, a proxy neighbour entry that would
+// answer solicitations for it on the LAN, and no listener; it checks no
+// IPv4 sysctl (an IPv6 VIP needs none); the printed fixes, run with
+// ip(8), and a listener on [VIP]:port make every check pass.
+func TestDoctorFixesDRIPv6(t *testing.T) {
+	requireRoot(t)
+	for _, tool := range []string{"ip", "sh"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s(8) to run the fixes the doctor prints: %v", tool, err)
+		}
+	}
+	l := newLab(t)
+	vip := testVIP6.String()
+	args := []string{"-vip", vip, "-mode", "dr", "-port", "8080"}
+	doctor := func(args ...string) (code int, stdout string) {
+		var out, stderr bytes.Buffer
+		l.b.Do(t, func() { code = Doctor("gvs-realserver doctor", args, &out, &stderr) })
+		if stderr.Len() != 0 {
+			t.Errorf("doctor %q wrote to stderr:\n%s", args, stderr.String())
+		}
+		return code, out.String()
+	}
+	l.b.Do(t, func() {
+		for _, c := range [][]string{
+			{"ip", "-6", "addr", "add", testRIP6.String() + "/64", "dev", l.nameB, "nodad"},
+			{"ip", "-6", "neigh", "add", "proxy", vip, "dev", l.nameB},
+		} {
+			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v: %s", c, err, out)
+			}
+		}
+	})
+
+	code, out := doctor(args...)
+	if code != 1 {
+		t.Errorf("first run: exit %d, want 1:\n%s", code, out)
+	}
+	for _, w := range []string{
+		"FAIL  vip on lo            " + vip + " is not on lo\n",
+		"FAIL  nd proxy             a proxy neighbour entry for " + vip + " on " + l.nameB,
+		"FAIL  listener             tcp [" + vip + "]:8080: nothing listens",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("first run lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "arp_") || strings.Contains(out, "rp_filter") {
+		t.Errorf("IPv4 sysctls checked for an IPv6 VIP:\n%s", out)
+	}
+	fixes := fixesOf(out)
+	wantFixes := []string{
+		"ip -6 addr add " + vip + "/128 dev lo nodad preferred_lft 0",
+		"ip -6 neigh del proxy " + vip + " dev " + l.nameB,
+		"start the service bound to [" + vip + "]:8080 or [::]:8080",
+	}
+	if !slices.Equal(fixes, wantFixes) {
+		t.Fatalf("fixes:\n%s\nwant:\n%s", strings.Join(fixes, "\n"), strings.Join(wantFixes, "\n"))
+	}
+	var ln net.Listener
+	l.b.Do(t, func() {
+		for _, f := range fixes[:len(fixes)-1] {
+			if b, err := exec.Command("sh", "-c", f).CombinedOutput(); err != nil {
+				t.Fatalf("%s: %v\n%s", f, err, b)
+			}
+		}
+		var err error
+		if ln, err = net.Listen("tcp6", netip.AddrPortFrom(testVIP6, 8080).String()); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+
+	code, out = doctor(args...)
+	if code != 0 || strings.Contains(out, "FAIL") || strings.Contains(out, "warn") || strings.Contains(out, "fix:") {
+		t.Errorf("after the fixes: exit %d, want 0 and all ok:\n%s", code, out)
+	}
+	for _, w := range []string{
+		"ok    vip on lo            " + vip + "/128 on lo\n",
+		"ok    listener             tcp [" + vip + "]:8080: listening on [" + vip + "]:8080\n",
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("after the fixes, the output lacks %q:\n%s", w, out)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -482,5 +483,70 @@ warn  rp_filter            net.ipv4.conf.all.rp_filter is 1
 `
 	if err != nil || b.String() != want {
 		t.Errorf("got (%v)\n%s\nwant\n%s", err, b.String(), want)
+	}
+}
+
+// TestDiagnoseIPv6: an IPv6 VIP must be a /128 on lo, on no LAN interface
+// and behind no proxy neighbour entry; a listener on it or on [::] takes
+// it (0.0.0.0 does not); the ARP and rp_filter sysctls are checked only
+// beside an IPv4 VIP.
+func TestDiagnoseIPv6(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	vip6 := netip.MustParseAddr("fd00:20::100")
+	listen := func(s string) procNetSocket { return procNetSocket{ap(s), ap("[::]:0"), stateListen} }
+	for _, tc := range []struct {
+		name  string
+		links []linkState
+		wants []want
+	}{
+		{"on lo", []linkState{withAddrs(linkLo, "fd00:20::100/128"), linkEth0}, []want{{"ok", "fd00:20::100/128 on lo", ""}}},
+		{"missing", []linkState{linkLo, linkEth0}, []want{{"FAIL", "fd00:20::100 is not on lo", "ip -6 addr add fd00:20::100/128 dev lo nodad preferred_lft 0"}}},
+		{"/64 on lo", []linkState{withAddrs(linkLo, "fd00:20::100/64"), linkEth0},
+			[]want{{"FAIL", "want /128, or all of fd00:20::/64 is local", "ip -6 addr del fd00:20::100/64 dev lo && ip -6 addr add fd00:20::100/128 dev lo nodad preferred_lft 0"}}},
+		{"also on eth0", []linkState{withAddrs(linkLo, "fd00:20::100/128"), withAddrs(linkEth0, "fd00:20::100/64")},
+			[]want{{"ok", "on lo", ""}, {"FAIL", "also on eth0: this host answers neighbour solicitations for the VIP there", "ip -6 addr del fd00:20::100/64 dev eth0"}}},
+	} {
+		checkFindings(t, tc.name, checkVIPOnLo(DR, vip6, tc.links), nameVIP, tc.wants...)
+	}
+	checkFindings(t, "no proxy entry", []Finding{checkNDProxy(vip6, []ndProxy{{netip.MustParseAddr("fd00:20::99"), "eth0"}})}, nameNDProxy,
+		want{"ok", "no proxy neighbour entry for fd00:20::100", ""})
+	checkFindings(t, "proxy entry", []Finding{checkNDProxy(vip6, []ndProxy{{vip6, "eth0"}})}, nameNDProxy,
+		want{"FAIL", "a proxy neighbour entry for fd00:20::100 on eth0", "ip -6 neigh del proxy fd00:20::100 dev eth0"})
+
+	const fix = "start the service bound to [fd00:20::100]:80 or [::]:80"
+	for _, tc := range []struct {
+		name  string
+		socks []procNetSocket
+		want  want
+	}{
+		{"on the VIP", []procNetSocket{listen("[fd00:20::100]:80")}, want{"ok", "tcp [fd00:20::100]:80: listening on [fd00:20::100]:80", ""}},
+		{"on [::]", []procNetSocket{listen("[::]:80")}, want{"ok", "listening on [::]:80", ""}},
+		{"on 0.0.0.0 only", []procNetSocket{{ap("0.0.0.0:80"), ap("0.0.0.0:0"), stateListen}},
+			want{"FAIL", "nothing listens on it or on [::]:80 (listening: 0.0.0.0:80)", fix}},
+	} {
+		checkFindings(t, tc.name, []Finding{checkListener("tcp", netip.AddrPortFrom(vip6, 80), tc.socks)}, nameListener, tc.want)
+	}
+
+	h := hostState{
+		links:   []linkState{withAddrs(linkLo, "10.20.0.100/32", "fd00:20::100/128"), withAddrs(linkEth0, "fd00:20::11/64")},
+		egress:  []string{"eth0"},
+		sysctl:  sysctlsOf("all.arp_ignore=1", "all.arp_announce=2", "eth0.arp_ignore=1", "eth0.arp_announce=2", "all.rp_filter=0", "eth0.rp_filter=0"),
+		sockets: []procNetSocket{listen("[::]:80")},
+	}
+	got := dump(diagnose(DoctorOptions{VIPs: []netip.Addr{vip6}, Mode: DR, Proto: "tcp", Ports: []uint16{80}}, h))
+	wantText := `ok    vip on lo            fd00:20::100/128 on lo
+ok    nd proxy             no proxy neighbour entry for fd00:20::100: only the director answers neighbour solicitations for it
+ok    listener             tcp [fd00:20::100]:80: listening on [::]:80
+`
+	if got != wantText {
+		t.Errorf("IPv6 VIP alone:\n%s\nwant:\n%s", got, wantText)
+	}
+	if got := dump(diagnose(DoctorOptions{VIPs: []netip.Addr{docVIP, vip6}, Mode: DR, Proto: "tcp"}, h)); !strings.Contains(got, "arp_ignore") ||
+		!strings.Contains(got, "nd proxy") || !strings.Contains(got, "10.20.0.100/32 on lo") {
+		t.Errorf("IPv4 and IPv6 VIPs:\n%s", got)
+	}
+	// lanLinks counts a link with IPv6 addresses only as not ARP's.
+	if got := lanLinks([]linkState{linkLo, withAddrs(linkState{name: "eth1", up: true}, "fd00:1::1/64"), linkEth0}); !slices.Equal(got, []string{"eth0"}) {
+		t.Errorf("lanLinks = %v", got)
 	}
 }

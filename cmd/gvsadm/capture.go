@@ -272,12 +272,19 @@ func (s *lineSink) flush() error { return nil }
 // TCP flags, length.
 func summary(frame []byte) string {
 	pkt := gopacket.NewPacket(frame, layers.LayerTypeEthernet, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
-	ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	if ip == nil {
-		return fmt.Sprintf("non-IPv4 frame, %d bytes", len(frame))
+	var src, dst netip.Addr
+	var proto layers.IPProtocol
+	if ip, _ := pkt.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ip != nil {
+		src, _ = netip.AddrFromSlice(ip.SrcIP)
+		dst, _ = netip.AddrFromSlice(ip.DstIP)
+		proto = ip.Protocol
+	} else if ip6, _ := pkt.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ip6 != nil {
+		src, _ = netip.AddrFromSlice(ip6.SrcIP)
+		dst, _ = netip.AddrFromSlice(ip6.DstIP)
+		proto = ip6.NextHeader
+	} else {
+		return fmt.Sprintf("non-IP frame, %d bytes", len(frame))
 	}
-	src, _ := netip.AddrFromSlice(ip.SrcIP)
-	dst, _ := netip.AddrFromSlice(ip.DstIP)
 	switch l := pkt.TransportLayer().(type) {
 	case *layers.TCP:
 		flags := ""
@@ -296,5 +303,11 @@ func summary(frame []byte) string {
 	if ic, ok := pkt.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); ok {
 		return fmt.Sprintf("icmp %s > %s %s", src, dst, ic.TypeCode)
 	}
-	return fmt.Sprintf("ip proto %d %s > %s", ip.Protocol, src, dst)
+	if ic, ok := pkt.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6); ok {
+		return fmt.Sprintf("icmp6 %s > %s %s", src, dst, ic.TypeCode)
+	}
+	if src.Is6() {
+		return fmt.Sprintf("ip6 next header %d %s > %s", proto, src, dst)
+	}
+	return fmt.Sprintf("ip proto %d %s > %s", proto, src, dst)
 }

@@ -49,9 +49,18 @@ func TestParseCapture(t *testing.T) {
 func frame(t *testing.T, src, dst string, sport, dport int, syn bool) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
 	tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: syn, ACK: !syn, Window: 100}
-	tcp.SetNetworkLayerForChecksum(ip)
+	var ip gopacket.SerializableLayer
+	if strings.Contains(src, ":") { // IPv6
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip6 := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolTCP, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst)}
+		tcp.SetNetworkLayerForChecksum(ip6)
+		ip = ip6
+	} else {
+		ip4 := &layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolTCP, SrcIP: net.ParseIP(src).To4(), DstIP: net.ParseIP(dst).To4()}
+		tcp.SetNetworkLayerForChecksum(ip4)
+		ip = ip4
+	}
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, tcp); err != nil {
 		t.Fatal(err)
@@ -126,9 +135,12 @@ func TestLineSink(t *testing.T) {
 		Out: frame(t, "10.10.0.2", "10.20.0.100", 40000, 80, true), Verdict: "forward", Real: "10.20.0.11:80", Forward: "dr"})
 	s.packet(&api.CapturedPacket{Time: at, In: []byte{1, 2, 3}, Verdict: "malformed"})
 	s.packet(&api.CapturedPacket{Time: at, Out: frame(t, "10.20.0.2", "10.20.0.11", 5000, 8080, false), Verdict: "forward", Real: "10.20.0.11:8080", Forward: "fullnat"})
+	s.packet(&api.CapturedPacket{Time: at, In: frame(t, "fd00:10::2", "fd00:20::100", 40000, 80, true),
+		Out: frame(t, "fd00:10::2", "fd00:20::11", 40000, 8080, true), Verdict: "forward", Real: "[fd00:20::11]:8080", Forward: "nat"})
 	want := "03:04:05.000006 tcp 10.10.0.2:40000 > 10.20.0.100:80 [S] len 0 forward -> 10.20.0.11:80 (dr) | out tcp 10.10.0.2:40000 > 10.20.0.100:80 [S] len 0\n" +
-		"03:04:05.000006 non-IPv4 frame, 3 bytes malformed\n" +
-		"03:04:05.000006 sent by gvsd: tcp 10.20.0.2:5000 > 10.20.0.11:8080 [.] len 0 -> 10.20.0.11:8080 (fullnat)\n"
+		"03:04:05.000006 non-IP frame, 3 bytes malformed\n" +
+		"03:04:05.000006 sent by gvsd: tcp 10.20.0.2:5000 > 10.20.0.11:8080 [.] len 0 -> 10.20.0.11:8080 (fullnat)\n" +
+		"03:04:05.000006 tcp [fd00:10::2]:40000 > [fd00:20::100]:80 [S] len 0 forward -> [fd00:20::11]:8080 (nat) | out tcp [fd00:10::2]:40000 > [fd00:20::11]:8080 [S] len 0\n"
 	if b.String() != want {
 		t.Errorf("lines:\n%s\nwant:\n%s", b.String(), want)
 	}

@@ -24,6 +24,7 @@ const simulateUsage = `gvsadm simulate -t|-u VIP:port --client IP[:port] [--json
   client's persistence template or the scheduler's choice, with each real as the decision
   saw it. Nothing is sent and nothing changes: no scheduler turn moves, no template is
   made, no counter moves. The client's port matters only to sh-port and mh-port.
+  An IPv6 service and client are written [VIP]:port and [IP]:port (or IP).
   --json         the answer as JSON, for programs
 `
 

@@ -245,8 +245,9 @@ type Response struct {
 type BGPStatus struct {
 	LocalAS  uint32 `json:"local_as"`
 	RouterID string `json:"router_id"`
-	NextHop  string `json:"next_hop"`  // of every announced prefix
-	HoldTime int    `json:"hold_time"` // seconds, as proposed to the peers
+	NextHop  string `json:"next_hop"`            // of every announced IPv4 prefix
+	NextHop6 string `json:"next_hop6,omitempty"` // of every announced IPv6 prefix; "" = none
+	HoldTime int    `json:"hold_time"`           // seconds, as proposed to the peers
 	// Stopping is set once gvsd has withdrawn everything on its way out
 	// and forwards until [bgp] drain ends.
 	Stopping bool `json:"stopping,omitempty"`
@@ -255,7 +256,7 @@ type BGPStatus struct {
 	// before it announces anything: until then.
 	Learning time.Time `json:"learning_until,omitzero"`
 	Peers    []BGPPeer `json:"peers"`
-	// Announced are the prefixes (VIP/32) announced to the peers now;
+	// Announced are the prefixes (VIP/32, IPv6 VIP/128) announced to the peers now;
 	// Withdrawn the service VIPs that are not: no ready real, or stopping.
 	Announced []string `json:"announced"`
 	Withdrawn []string `json:"withdrawn,omitempty"`

@@ -37,7 +37,8 @@ type Config struct {
 
 // Routes are the attributes every announced prefix carries.
 type Routes struct {
-	NextHop     netip.Addr // IPv4
+	NextHop     netip.Addr // IPv4, of IPv4 prefixes
+	NextHop6    netip.Addr // IPv6, of IPv6 prefixes (MP_REACH_NLRI, RFC 4760); invalid = none announced
 	MED         int64      // < 0: none
 	Communities []uint32   // RFC 1997
 	// Standby prefixes are announced as a fallback: with MED plus
@@ -118,8 +119,13 @@ func (s *Speaker) addPeer(ctx context.Context, p Peer) error {
 		Conf:      &api.PeerConf{NeighborAddress: p.Address.String(), PeerAsn: p.AS, AuthPassword: p.Password},
 		Timers:    &api.Timers{Config: &api.TimersConfig{HoldTime: hold, KeepaliveInterval: hold / 3, ConnectRetry: uint64(connectRetry / time.Second)}},
 		Transport: &api.Transport{RemotePort: 179},
-		AfiSafis: []*api.AfiSafi{{Config: &api.AfiSafiConfig{Enabled: true,
-			Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}}}},
+		// IPv4 and IPv6 unicast over the one session (RFC 4760): the
+		// peer's OPEN decides which it takes, and a reload that adds the
+		// first IPv6 VIP needs no new session.
+		AfiSafis: []*api.AfiSafi{
+			{Config: &api.AfiSafiConfig{Enabled: true, Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}}},
+			{Config: &api.AfiSafiConfig{Enabled: true, Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}}},
+		},
 	}})
 	if err != nil {
 		return fmt.Errorf("peer %s: %w", p.Address, err)
@@ -156,11 +162,27 @@ func (s *Speaker) Update(peers []Peer, routes Routes) error {
 	}
 	s.cfg.Peers = slices.Clone(peers)
 	if !routes.equal(s.cfg.Routes) {
-		s.cfg.Routes = routes
-		prefixes := make([]netip.Prefix, 0, len(s.announced))
+		// IPv6 prefixes left without a next hop are withdrawn (with the
+		// attributes they were announced with), the others announced again.
+		var prefixes, orphans []netip.Prefix
 		for p := range s.announced {
+			if p.Addr().Is6() && !routes.NextHop6.IsValid() {
+				orphans = append(orphans, p)
+				continue
+			}
 			prefixes = append(prefixes, p)
 		}
+		if len(orphans) > 0 {
+			if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: s.paths(orphans)}); err != nil {
+				errs = append(errs, fmt.Errorf("bgp: withdraw %v: %w", orphans, err))
+			} else {
+				for _, p := range orphans {
+					delete(s.announced, p)
+					s.log.Info("BGP withdraw", "prefix", p, "reason", "no IPv6 next hop")
+				}
+			}
+		}
+		s.cfg.Routes = routes
 		if len(prefixes) > 0 {
 			if _, err := s.srv.AddPath(apiutil.AddPathRequest{Paths: s.paths(prefixes)}); err != nil {
 				errs = append(errs, fmt.Errorf("bgp: announce again: %w", err))
@@ -171,7 +193,7 @@ func (s *Speaker) Update(peers []Peer, routes Routes) error {
 }
 
 func (r Routes) equal(o Routes) bool {
-	return r.NextHop == o.NextHop && r.MED == o.MED && slices.Equal(r.Communities, o.Communities) && slices.Equal(r.Standby, o.Standby)
+	return r.NextHop == o.NextHop && r.NextHop6 == o.NextHop6 && r.MED == o.MED && slices.Equal(r.Communities, o.Communities) && slices.Equal(r.Standby, o.Standby)
 }
 
 // Announce makes want the set of announced prefixes: it announces those not yet
@@ -183,7 +205,12 @@ func (s *Speaker) Announce(want []netip.Prefix) error {
 		return errors.New("bgp: announce after close")
 	}
 	var add, del []netip.Prefix
+	var errs []error
 	for _, p := range want {
+		if p.Addr().Is6() && !s.cfg.Routes.NextHop6.IsValid() {
+			errs = append(errs, fmt.Errorf("bgp: announce %s: no IPv6 next hop", p))
+			continue
+		}
 		if !s.announced[p] && !slices.Contains(add, p) {
 			add = append(add, p)
 		}
@@ -193,7 +220,6 @@ func (s *Speaker) Announce(want []netip.Prefix) error {
 			del = append(del, p)
 		}
 	}
-	var errs []error
 	if len(del) > 0 {
 		if err := s.srv.DeletePath(apiutil.DeletePathRequest{Paths: s.paths(del)}); err != nil {
 			errs = append(errs, fmt.Errorf("bgp: withdraw %v: %w", del, err))
@@ -210,23 +236,37 @@ func (s *Speaker) Announce(want []netip.Prefix) error {
 		} else {
 			for _, p := range add {
 				s.announced[p] = true
-				s.log.Info("BGP announce", "prefix", p, "next_hop", s.cfg.Routes.NextHop)
+				s.log.Info("BGP announce", "prefix", p, "next_hop", s.cfg.Routes.nextHop(p))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// paths are GoBGP's paths of prefixes with the current attributes.
+// nextHop is the next hop announced with p: NextHop or NextHop6.
+func (r *Routes) nextHop(p netip.Prefix) netip.Addr {
+	if p.Addr().Is6() {
+		return r.NextHop6
+	}
+	return r.NextHop
+}
+
+// paths are GoBGP's paths of prefixes with the current attributes. An
+// IPv6 prefix is of family IPv6 unicast; GoBGP sends its next hop in the
+// MP_REACH_NLRI attribute (RFC 4760), and its withdrawal in MP_UNREACH_NLRI.
 func (s *Speaker) paths(prefixes []netip.Prefix) []*apiutil.Path {
 	r := s.cfg.Routes
 	out := make([]*apiutil.Path, 0, len(prefixes))
 	for _, p := range prefixes {
 		nlri, err := bgppkt.NewIPAddrPrefix(p)
 		if err != nil {
-			continue // only valid IPv4 prefixes reach here
+			continue // only valid prefixes reach here
 		}
-		nh, _ := bgppkt.NewPathAttributeNextHop(r.NextHop)
+		family := bgppkt.RF_IPv4_UC
+		if p.Addr().Is6() {
+			family = bgppkt.RF_IPv6_UC
+		}
+		nh, _ := bgppkt.NewPathAttributeNextHop(r.nextHop(p))
 		attrs := []bgppkt.PathAttributeInterface{bgppkt.NewPathAttributeOrigin(bgppkt.BGP_ORIGIN_ATTR_TYPE_IGP), nh}
 		switch {
 		case slices.Contains(r.Standby, p):
@@ -237,7 +277,7 @@ func (s *Speaker) paths(prefixes []netip.Prefix) []*apiutil.Path {
 		if len(r.Communities) > 0 {
 			attrs = append(attrs, bgppkt.NewPathAttributeCommunities(r.Communities))
 		}
-		out = append(out, &apiutil.Path{Family: bgppkt.RF_IPv4_UC, Nlri: nlri, Attrs: attrs})
+		out = append(out, &apiutil.Path{Family: family, Nlri: nlri, Attrs: attrs})
 	}
 	return out
 }

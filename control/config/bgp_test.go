@@ -24,6 +24,7 @@ local_as = 4200000001
 router_id = "10.20.0.2"
 hold_time = "30s"
 next_hop = "10.20.0.9"
+next_hop6 = "fd00:20::9"
 drain = "2s"
 med = 0
 communities = ["65000:100", "0:65535"]
@@ -36,7 +37,7 @@ communities = ["65000:100", "0:65535"]
   as = 4200000001
 `)
 	want := BGP{Enabled: true, LocalAS: 4200000001, RouterID: netip.MustParseAddr("10.20.0.2"), HoldTime: 30 * time.Second,
-		NextHop: netip.MustParseAddr("10.20.0.9"), Drain: 2 * time.Second, MED: 0, Communities: []string{"65000:100", "0:65535"},
+		NextHop: netip.MustParseAddr("10.20.0.9"), NextHop6: netip.MustParseAddr("fd00:20::9"), Drain: 2 * time.Second, MED: 0, Communities: []string{"65000:100", "0:65535"},
 		Peers: []BGPPeer{{Address: netip.MustParseAddr("10.20.0.1"), AS: 65000, Password: "s3cret"},
 			{Address: netip.MustParseAddr("10.20.0.254"), AS: 4200000001}}}
 	if !reflect.DeepEqual(c.BGP, want) {
@@ -73,6 +74,10 @@ local_as = 65001
 `)
 	if !c.BGP.Enabled || c.VRRP.RouterID != 51 {
 		t.Errorf("[bgp] with a gateway-only [vrrp]: %+v %+v", c.BGP, c.VRRP)
+	}
+	// An IPv6 service beside [bgp]: its VIP is announced as a /128.
+	if err := Validate(mustParse(t, bgpHead+"[[service]]\naddress = \"[fd00:20::100]:80\"\n[bgp]\nlocal_as = 65001\n[[bgp.peer]]\naddress = \"10.20.0.1\"\nas = 65000\n")); err != nil {
+		t.Errorf("IPv6 service with [bgp]: %v", err)
 	}
 	// The issue's own example, empty next_hop and password included.
 	mustParse(t, bgpHead+`
@@ -125,8 +130,6 @@ func TestBGPErrors(t *testing.T) {
 			[]FieldError{
 				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"},
 				{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.101 (service[2].address): [bgp] announces it from every director, vrrp (vrrp.addresses is empty: every service VIP) gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
-		{"IPv6 service", bgpHead + "[[service]]\naddress = \"[fd00::1]:80\"\n[bgp]\nlocal_as = 65001\n" + peer,
-			[]FieldError{{"service[1].address", "IPv6 service fd00::1 with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])"}}},
 		{"peer_local_addresses without local_addresses", bgpHead + "[bgp]\nlocal_as = 65001\npeer_local_addresses = [\"10.30.0.3\"]\n" + peer,
 			[]FieldError{{"bgp.peer_local_addresses", "needs director.local_addresses: this director's own local addresses, announced beside the others'"}}},
 		{"peer_local_addresses values", strings.Replace(bgpHead, "[director]\n", "[director]\nlocal_addresses = [\"10.30.0.2\"]\n", 1) +
@@ -136,6 +139,12 @@ func TestBGPErrors(t *testing.T) {
 				{"bgp.peer_local_addresses[3]", "10.30.0.3 is already bgp.peer_local_addresses[2]"},
 				{"bgp.peer_local_addresses[4]", "10.20.0.100 is a service VIP"},
 				{"bgp.peer_local_addresses[5]", "224.0.0.1 is not a usable IPv4 unicast address"}}},
+		{"next_hop6 IPv4", bgpHead + "[bgp]\nlocal_as = 65001\nnext_hop6 = \"10.20.0.9\"\n" + peer,
+			[]FieldError{{"bgp.next_hop6", "10.20.0.9 is not an IPv6 address (bgp.next_hop is the IPv4 one)"}}},
+		{"next_hop6 link-local", bgpHead + "[bgp]\nlocal_as = 65001\nnext_hop6 = \"fe80::1\"\n" + peer,
+			[]FieldError{{"bgp.next_hop6", "fe80::1 is link-local"}}},
+		{"next_hop6 multicast", bgpHead + "[bgp]\nlocal_as = 65001\nnext_hop6 = \"ff02::1\"\n" + peer,
+			[]FieldError{{"bgp.next_hop6", "ff02::1 is not a unicast address"}}},
 		{"with vrrp addresses", bgpHead + "[vrrp]\nrouter_id = 51\naddresses = [\"10.20.0.53\", \"10.20.0.100\"]\n[bgp]\nlocal_as = 65001\n" + peer,
 			[]FieldError{{"bgp", "[bgp] and [vrrp] on the same VIP 10.20.0.100 (service[0].address): [bgp] announces it from every director, vrrp.addresses[1] gives it to the VRRP master alone; use one of them (remove [vrrp] to scale out with BGP, or give [vrrp] only addresses that are no service's VIP, such as the NAT reals' gateway, in vrrp.addresses)"}}},
 	} {

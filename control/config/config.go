@@ -122,8 +122,9 @@ type Config struct {
 	BGP      BGP
 }
 
-// BGP is the [bgp] table: the director announces each VIP as a /32 to its BGP peers
-// while it can serve it (RFC 4271, IPv4 unicast), so that routers spread the VIPs'
+// BGP is the [bgp] table: the director announces each VIP as a /32 (an IPv6 VIP as a
+// /128, RFC 4760 IPv6 unicast over the same sessions) to its BGP peers while it can
+// serve it (RFC 4271), so that routers spread the VIPs'
 // traffic over every director that announces them (ECMP). A [bgp] table in the file
 // turns it on (Enabled). gvsd only dials out to its peers; it does not listen.
 type BGP struct {
@@ -136,7 +137,10 @@ type BGP struct {
 	// dies then leaves its routers' ECMP sets within 9 seconds instead of a minute and a
 	// half of black-holed flows.
 	HoldTime time.Duration
-	NextHop  netip.Addr    // the next hop announced; unset = the director interface's address
+	NextHop  netip.Addr // the next hop announced; unset = the director interface's address
+	// NextHop6 is the IPv6 next hop of the IPv6 VIPs (/128, MP-BGP IPv6 unicast over
+	// the same sessions, RFC 4760); unset = the interface's first global IPv6 address.
+	NextHop6 netip.Addr
 	Drain    time.Duration // on a clean stop, forwarding goes on this long after the withdraw; default 5s
 	MED      int           // MULTI_EXIT_DISC sent with each VIP, 0..4294967295; -1 (the default) = none
 	// Communities are RFC 1997 communities sent with each VIP, "ASN:VALUE" with both

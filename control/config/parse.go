@@ -333,6 +333,7 @@ func (d *decoder) bgp(path string, v any, b *BGP) {
 		{"router_id", d.setAddr(&b.RouterID)},
 		{"hold_time", d.setDuration(&b.HoldTime)},
 		{"next_hop", d.setAddr(&b.NextHop)},
+		{"next_hop6", d.setAddr(&b.NextHop6)},
 		{"drain", d.setDuration(&b.Drain)},
 		{"med", d.setInt(&b.MED)},
 		{"communities", d.setStrings(&b.Communities)},

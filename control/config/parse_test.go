@@ -248,6 +248,10 @@ func TestParseValid(t *testing.T) {
 			"[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
 		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00:20::11]:80\"\n" +
 			"[[service.real]]\naddress = \"[2001:db8:1::11]:80\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n"},
+		{"IPv6 health checks of every kind", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\n[service.check]\ntype = \"http\"\npath = \"/healthz\"\n[[service.real]]\naddress = \"[fd00:20::11]:80\"\n" +
+			"[[service]]\nprotocol = \"udp\"\naddress = \"[fd00:20::100]:53\"\nforward = \"nat\"\n[service.check]\ntype = \"udp\"\nsend = \"ping\"\n[[service.real]]\naddress = \"[fd00:20::11]:5353\"\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:81\"\n[service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n[[service.real]]\naddress = \"[fd00:20::11]:81\"\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:82\"\n[service.check]\ntype = \"tcp\"\nport = 9000\n[[service.real]]\naddress = \"[fd00:20::11]:82\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -356,7 +360,6 @@ func TestParseErrors(t *testing.T) {
 		{"vrrp bad addresses", head + "[vrrp]\nrouter_id = 5\nversion = 3\nunicast_peers = [\"ff02::12\"]\naddresses = [\"::\", \"::ffff:10.0.0.1\"]\n", []FieldError{
 			{"vrrp.addresses[0]", ":: is not a usable IPv4 or IPv6 unicast address"}, {"vrrp.addresses[1]", "::ffff:10.0.0.1 is not a usable IPv4 or IPv6 unicast address"},
 			{"vrrp.unicast_peers[0]", "ff02::12 is not a usable IPv4 or IPv6 unicast address"}}},
-		{"IPv6 health check", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[service.check]\ntype = \"tcp\"\n", []FieldError{{"service[0].check.type", "IPv6 health checks not supported yet"}}},
 		{"IPv6 service, IPv4 real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].real[0].address", "10.0.0.2:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"IPv6 service, IPv4 sorry", head + "[[service]]\naddress = \"[fd00::1]:80\"\nsorry = \"10.0.0.9:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.9:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"service address port 0", head + "[[service]]\naddress = \"10.0.0.1:0\"\n", []FieldError{{"service[0].address", "port must not be 0"}}},

@@ -89,25 +89,7 @@ func (v *validator) config(c *Config) {
 	v.bgp(&c.BGP)
 	v.bgpLocals(c)
 	v.bgpWithVRRP(c)
-	v.ipv6WithHA(c)
 	v.vrrpIPv6(c)
-}
-
-// ipv6WithHA refuses IPv6 services beside [bgp]: the BGP speaker announces
-// IPv4 routes only (no MP-BGP IPv6 unicast), so an IPv6 VIP would be held
-// by every director at once. (With [vrrp], vrrpIPv6 checks what VRRPv3 over
-// IPv6 needs.)
-func (v *validator) ipv6WithHA(c *Config) {
-	for i := range c.Services {
-		a := c.Services[i].Address.Addr()
-		if !a.Is6() {
-			continue
-		}
-		path := join(index("service", i), "address")
-		if c.BGP.Enabled && !v.skip("bgp") {
-			v.addf(path, "IPv6 service %s with [bgp] not supported yet: the BGP speaker announces IPv4 routes only (run IPv6 services on a director without [bgp])", a)
-		}
-	}
 }
 
 func (v *validator) bgp(b *BGP) {
@@ -132,6 +114,13 @@ func (v *validator) bgp(b *BGP) {
 	if b.NextHop.IsValid() {
 		if msg := checkAddr(b.NextHop); msg != "" {
 			v.addf("bgp.next_hop", "%s", msg)
+		}
+	}
+	if a := b.NextHop6; a.IsValid() {
+		if !a.Is6() || a.Is4In6() {
+			v.addf("bgp.next_hop6", "%s is not an IPv6 address (bgp.next_hop is the IPv4 one)", a)
+		} else if msg := checkAddrPort(netip.AddrPortFrom(a, 0)); msg != "" {
+			v.addf("bgp.next_hop6", "%s", msg)
 		}
 	}
 	if b.Drain < 0 {
@@ -692,8 +681,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr, tun and nat only, without the SYN proxy, and the
-// health checks do not speak IPv6.
+// forwards IPv6 in dr, tun and nat only, without the SYN proxy. (Health
+// checks connect to [RIP]:port like to an IPv4 real.)
 func (v *validator) ipv6Service(path string, s *Service) {
 	unsupported := func(f Forward) bool { return f == FullNAT }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
@@ -708,9 +697,6 @@ func (v *validator) ipv6Service(path string, s *Service) {
 	}
 	if s.SynProxy {
 		v.addf(join(path, "synproxy"), "IPv6 synproxy not supported yet")
-	}
-	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
-		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
 	}
 	if s.ProxyProtocol != "" {
 		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol not supported yet")

@@ -163,3 +163,33 @@ func (l *lab) ping6VIP(t *testing.T) bool {
 	})
 	return ok
 }
+
+// TestInstallOwn6: what an IPv6 NAT real sends the director's own IPv6
+// address (Match.Own6) goes to the kernel, the answers to its health
+// checks; the same real's replies to anyone else are still dropped.
+func TestInstallOwn6(t *testing.T) {
+	l := newLab6(t)
+	toOther := flow{src: netip.AddrPortFrom(realAddr6, 8000), dst: netip.AddrPortFrom(vip6, 9000)}
+	m := *matchSix
+	m.Own6 = [][16]byte{dirAddr6.As16(), dirAddr6.As16()} // duplicates are merged
+	var tab *Table
+	l.dir.Do(t, func() {
+		var err error
+		if tab, err = Install(l.dirName, &m); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { tab.Remove() })
+	if s := l.readBack(t); s.rules != 5 {
+		t.Fatalf("after Install: %d rules; want 5 (the two IPv4 set rules, IPv6 VIPs, own IPv6 address, IPv6 NAT reals)", s.rules)
+	}
+	l.expectFlows(t, []flow{udp6FromReal, udp6Real8001, udp6ToDir7000}, []flow{toOther, udp6VIP7000, tcp6VIP7000})
+	// Without IPv6 NAT reals there is nothing to let through first.
+	m.NATReals6 = nil
+	if err := tab.Update(&m); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.readBack(t); s.rules != 3 {
+		t.Errorf("after an Update without IPv6 NAT reals: %d rules; want 3", s.rules)
+	}
+}

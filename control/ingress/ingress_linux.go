@@ -295,6 +295,11 @@ func (t *Table) queueContents(e elements) error {
 		t.conn.AddRule(t.setRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 client packets to [VIP]:port"))
 	}
 	if len(e.natReals6) > 0 {
+		// As for IPv4: the answers of IPv6 NAT reals to the director's
+		// own checks are the kernel's.
+		for _, a := range e.own6 {
+			t.conn.AddRule(t.ownRule6(a))
+		}
 		t.conn.AddRule(t.setRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port"))
 	}
 	for _, q := range []struct {
@@ -388,6 +393,27 @@ func (t *Table) ownRule(a [4]byte) *nftables.Rule {
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		),
 		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: the director's own connections (health checks of NAT reals)"),
+	}
+}
+
+// ownRule6 is
+//
+//	meta protocol ip6  ip6 daddr <addr>  counter accept
+//
+// for one of the director's own IPv6 addresses (Match.Own6).
+func (t *Table) ownRule6(a [16]byte) *nftables.Rule {
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6DstOff, Len: 16},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: a[:]},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictAccept},
+		},
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: the director's own IPv6 connections (health checks of NAT reals)"),
 	}
 }
 

@@ -89,6 +89,7 @@ type elements struct {
 	vips6, natReals6 []key6
 	locals           []portRange
 	own              [][4]byte
+	own6             [][16]byte
 }
 
 // compile validates m and turns it into set elements and local port
@@ -116,6 +117,9 @@ func compile(m *afpacket.Match) (elements, error) {
 	e.own = slices.Clone(m.Own)
 	slices.SortFunc(e.own, func(a, b [4]byte) int { return slices.Compare(a[:], b[:]) })
 	e.own = slices.Compact(e.own)
+	e.own6 = slices.Clone(m.Own6)
+	slices.SortFunc(e.own6, func(a, b [16]byte) int { return slices.Compare(a[:], b[:]) })
+	e.own6 = slices.Compact(e.own6)
 	locals := slices.Clone(m.Locals)
 	for i, l := range locals {
 		if l.PortLo > l.PortHi {

@@ -45,6 +45,9 @@ type Match struct {
 	// (the dataplane finds no connection for it), and the ingress table
 	// (control/ingress) leaves it to the kernel.
 	Own [][4]byte
+	// Own6 are the director's own IPv6 addresses, as Own: what a NAT real
+	// sends from [RIP]:port to one of them answers a health check.
+	Own6 [][16]byte
 }
 
 // has6 reports whether m takes any IPv6 frame.

@@ -38,6 +38,9 @@ type Options struct {
 	// Realserver is the command that runs gvs-realserver (binary and
 	// leading args); the scenario appends -vip and -mode.
 	Realserver []string
+	// MoreVIPs are given to gvs-realserver beside VIP (DR and TUN), for
+	// a test's own services: lab.VIP6, say.
+	MoreVIPs []netip.Addr
 	// Conns TCP connections each echo PayloadSize random bytes;
 	// Datagrams UDP datagrams of DatagramSize bytes come from distinct
 	// source ports. Defaults 8, 64 KiB, 16, 512.
@@ -182,7 +185,11 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 			m = "tun"
 		}
 		for _, r := range l.Reals {
-			args := append(append([]string{}, o.Realserver...), "-vip", VIP.String(), "-mode", m)
+			vips := VIP.String()
+			for _, v := range o.MoreVIPs {
+				vips += "," + v.String()
+			}
+			args := append(append([]string{}, o.Realserver...), "-vip", vips, "-mode", m)
 			p, err := Start(ctx, r, filepath.Join(o.Dir, r.Name+"-realserver.log"), args)
 			if err != nil {
 				return env, err
@@ -190,8 +197,10 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 			env.cleanups = append(env.cleanups, p.stop)
 		}
 		for _, r := range l.Reals {
-			if err := waitFor(ctx, 5*time.Second, func() bool { return hasAddr(ctx, r, "lo", VIP) }); err != nil {
-				return env, fmt.Errorf("scenario: %s: VIP never appeared on lo: %w", r.Name, err)
+			for _, v := range append([]netip.Addr{VIP}, o.MoreVIPs...) {
+				if err := waitFor(ctx, 5*time.Second, func() bool { return hasAddr(ctx, r, "lo", v) }); err != nil {
+					return env, fmt.Errorf("scenario: %s: VIP %s never appeared on lo: %w", r.Name, v, err)
+				}
 			}
 		}
 	}
@@ -659,7 +668,11 @@ func waitFor(ctx context.Context, d time.Duration, cond func() bool) error {
 }
 
 func hasAddr(ctx context.Context, h *lab.Host, iface string, a netip.Addr) bool {
-	out, err := h.Command(ctx, "ip", "-4", "-o", "addr", "show", "dev", iface).Output()
+	family := "-4"
+	if a.Is6() {
+		family = "-6"
+	}
+	out, err := h.Command(ctx, "ip", family, "-o", "addr", "show", "dev", iface).Output()
 	return err == nil && strings.Contains(string(out), " "+a.String()+"/")
 }
 
