@@ -10,8 +10,9 @@ import (
 // handle passes it here, so the IPv4 path keeps its small keys and its
 // code; an IPv6 connection lives in the worker's Shard6, beside the IPv4
 // ones in its Shard4, with the same schedulers, counters and templates.
-// DR and NAT, for TCP and UDP; TUN, FULLNAT, the SYN proxy, ICMPv6 errors
-// and fragments are not forwarded yet; IPv6 connections are dumped
+// DR, NAT and FULLNAT (fullnat6.go), for TCP and UDP, and ICMPv6 errors
+// about their connections (icmpError6); TUN, the SYN proxy and fragments
+// are not forwarded yet; IPv6 connections are dumped
 // (Connections6) but not synced, and not warmed before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
@@ -61,9 +62,12 @@ func parse6(frame []byte, p *parsed6) Verdict {
 			return VerdictMalformed
 		}
 		p.key.SrcPort, p.key.DstPort, p.flags = udp.SourcePort(), udp.DestinationPort(), 0
+	case header.ProtoICMPv6:
+		// An error about a connection is relayed (icmpError6);
+		// neighbour discovery, echo and the rest are the kernel's.
+		p.frame, p.l4 = frame[:header.EthernetLen+len(ip)], header.EthernetLen+x.Offset
+		return verdictICMPv6
 	default:
-		// ICMPv6 (neighbour discovery, echo, errors) and anything else
-		// is the kernel's.
 		return VerdictNoService
 	}
 	p.frame, p.l4 = frame[:header.EthernetLen+len(ip)], header.EthernetLen+x.Offset
@@ -83,6 +87,9 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	}
 	var q parsed6
 	if v := parse6(p.frame, &q); v != 0 {
+		if v == verdictICMPv6 {
+			return w.icmpError6(t, s, &q, &p.off) // fullnat6.go
+		}
 		return nil, v
 	}
 	if p.off.Flags&header.OffloadNeedsCsum != 0 || p.off.GSOType != header.GSONone {
@@ -111,9 +118,15 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 			return nil, v
 		}
 		r = t.real(e.RealID)
+		if r != nil && key.Proto == header.ProtoTCP && r.Forward == ForwardFullNAT && e != &w.opsEntry6 {
+			w.fullnatOpen6(s, e, r, &q, now) // fullnat6.go
+		}
 	}
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
+	}
+	if e.Flags&flagSeqXlate != 0 {
+		w.fullnatXlate6(s, e, reply, &q, &p.off)
 	}
 	n := uint64(len(frame) - header.EthernetLen)
 	if reply {
@@ -130,7 +143,7 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	w.track6(t, e, r, dir, flags, now)
 	r.Stats.InPkts.Add(1)
 	r.Stats.InBytes.Add(n)
-	return w.rewriteRequest6(t, r, &q, &p.off)
+	return w.rewriteRequest6(t, e, r, &q, &p.off)
 }
 
 // offloadUsable6 is offloadUsable for an IPv6 frame: a partial checksum
@@ -280,8 +293,14 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 		ne.State = conntrack.StateNone
 	}
 	ne.Expires = now + int64(t.Timeouts.Timeout(ne.State))
-	// DR replies never come back through us: one key. NAT needs both.
-	e, _ := s.Insert(&ne, r.Forward == ForwardNAT)
+	// DR replies never come back through us: one key. NAT needs both,
+	// and FULLNAT a local address and port for the reply's.
+	var e *conntrack.Entry6
+	if r.Forward == ForwardFullNAT {
+		e = w.insertFullNAT6(t, s, k, &ne, now) // fullnat6.go
+	} else {
+		e, _ = s.Insert(&ne, r.Forward == ForwardNAT)
+	}
 	if e == nil {
 		if persist != 0 {
 			tk := conntrack.MaskedTemplateKey6(k.Src, k.Dst, k.DstPort, k.Proto, persist)
@@ -297,15 +316,20 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 
 // rewriteRequest6 turns an IPv6 client packet into what the real server
 // must receive: DR rewrites the MACs only, NAT the destination address and
-// port too.
-func (w *Worker) rewriteRequest6(t *Table, r *Real, q *parsed6, off *header.Offload) ([]byte, Verdict) {
+// port too, FULLNAT the source as well, to the connection's local address
+// and port.
+func (w *Worker) rewriteRequest6(t *Table, e *conntrack.Entry6, r *Real, q *parsed6, off *header.Offload) ([]byte, Verdict) {
 	frame := q.frame
+	partial := off.Flags&header.OffloadNeedsCsum != 0
 	switch r.Forward {
 	case ForwardDR:
 	case ForwardNAT:
-		rewriteDst6(q, r.Addr6, r.Port, off.Flags&header.OffloadNeedsCsum != 0)
+		rewriteDst6(q, r.Addr6, r.Port, partial)
+	case ForwardFullNAT:
+		rewriteSrc6(q, e.Local, e.LPort, partial)
+		rewriteDst6(q, r.Addr6, r.Port, partial)
 	default:
-		// TUN and FULLNAT over IPv6 are refused by the configuration.
+		// TUN over IPv6 is refused by the configuration.
 		return nil, VerdictNoReal
 	}
 	w.passOffload6(q, off)
@@ -315,10 +339,15 @@ func (w *Worker) rewriteRequest6(t *Table, r *Real, q *parsed6, off *header.Offl
 	return frame, VerdictForward
 }
 
-// rewriteReply6 turns a NAT reply from the real server back into the packet
-// the client expects, from VIP:port.
+// rewriteReply6 turns a NAT or FULLNAT reply from the real server back into
+// the packet the client expects, from VIP:port (and, FULLNAT, to the
+// client's address and port).
 func (w *Worker) rewriteReply6(t *Table, e *conntrack.Entry6, q *parsed6, off *header.Offload) []byte {
-	rewriteSrc6(q, e.VIP, e.VPort, off.Flags&header.OffloadNeedsCsum != 0)
+	partial := off.Flags&header.OffloadNeedsCsum != 0
+	rewriteSrc6(q, e.VIP, e.VPort, partial)
+	if Forward(e.Forward) == ForwardFullNAT {
+		rewriteDst6(q, e.Client, e.ClientPort, partial)
+	}
 	w.passOffload6(q, off)
 	eth := header.Ethernet(q.frame)
 	mac := e.ClientMAC
