@@ -502,10 +502,13 @@ func (d *Daemon) holdsVIP(vip netip.Addr) bool {
 }
 
 // locals returns the FULLNAT local addresses: configured, else the
-// interface's address.
+// interface's IPv4 address and its global IPv6 address if it has one.
 func (d *Daemon) locals(cfg *config.Config) []netip.Addr {
 	if len(cfg.Director.LocalAddresses) > 0 {
 		return cfg.Director.LocalAddresses
+	}
+	if d.link.Addr6.IsValid() {
+		return []netip.Addr{d.link.Addr, d.link.Addr6}
 	}
 	return []netip.Addr{d.link.Addr}
 }
@@ -656,9 +659,15 @@ func linkInfo(name string) (LinkInfo, error) {
 		return LinkInfo{}, fmt.Errorf("control: interface %q: %w", name, err)
 	}
 	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Bits() < 32 {
+		p, err := netip.ParsePrefix(a.String())
+		switch {
+		case err != nil:
+		case p.Addr().Is4() && p.Bits() < 32 && !li.Addr.IsValid():
 			li.Addr = p.Addr()
-			break
+		case p.Addr().Is6() && !p.Addr().Is4In6() && p.Bits() < 128 && p.Addr().IsGlobalUnicast() && !li.Addr6.IsValid():
+			// Global or unique-local (IsGlobalUnicast excludes
+			// link-local); a /128 is a VIP of ours or someone's.
+			li.Addr6 = p.Addr()
 		}
 	}
 	if !li.Addr.IsValid() {

@@ -246,6 +246,11 @@ func TestParseValid(t *testing.T) {
 			"[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n" +
 			"[[service]]\nprotocol = \"udp\"\naddress = \"[2001:db8::53]:53\"\nforward = \"nat\"\npersistence = \"5m\"\npersistence_netmask = 64\n[[service.real]]\naddress = \"[2001:db8:1::53]:5353\"\n" +
 			"[[service]]\naddress = \"10.0.0.1:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n"},
+		{"IPv6 fullnat with local addresses of both families", head + "local_addresses = [\"10.20.0.2\", \"fd00:20::2\"]\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n" +
+			"[[service]]\nprotocol = \"udp\"\naddress = \"10.20.0.100:53\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"10.20.0.11:5353\"\n"},
+		{"IPv6 fullnat real without local addresses (the interface's)", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n" +
+			"[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,7 +279,15 @@ func TestParseErrors(t *testing.T) {
 		{"workers negative", head + "workers = -1\n", []FieldError{{"director.workers", "-1 is out of range 0..256"}}},
 		{"workers too many", head + "workers = 257\n", []FieldError{{"director.workers", "257 is out of range 0..256"}}},
 		{"workers float", head + "workers = 2.5\n", []FieldError{{"director.workers", "want an integer, got float 2.5"}}},
-		{"local address IPv6", head + "local_addresses = [\"fd00::1\"]\n", []FieldError{{"director.local_addresses[0]", "IPv6 not supported yet (fd00::1)"}}},
+		{"local address IPv6 link-local", head + "local_addresses = [\"10.0.0.1\", \"fe80::1\"]\n", []FieldError{{"director.local_addresses[1]", "fe80::1 is link-local"}}},
+		{"local address IPv6 multicast", head + "local_addresses = [\"ff02::2\"]\n", []FieldError{{"director.local_addresses[0]", "ff02::2 is not a unicast address"}}},
+		{"local address IPv6 duplicate", head + "local_addresses = [\"fd00::1\", \"fd00:0::1\"]\n", []FieldError{{"director.local_addresses[1]", "fd00::1 is already local_addresses[0]"}}},
+		{"IPv6 fullnat with IPv4 local addresses only", head + "local_addresses = [\"10.0.0.9\"]\n[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n" +
+			"[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n[[service]]\naddress = \"[fd00::1]:81\"\nforward = \"fullnat\"\n",
+			[]FieldError{{"service[0].real[1].forward", "IPv6 fullnat needs an IPv6 address in director.local_addresses (it lists IPv4 ones only)"},
+				{"service[1].forward", "IPv6 fullnat needs an IPv6 address in director.local_addresses (it lists IPv4 ones only)"}}},
+		{"IPv4 fullnat with IPv6 local addresses only", head + "local_addresses = [\"fd00::9\"]\n[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n",
+			[]FieldError{{"service[0].forward", "IPv4 fullnat needs an IPv4 address in director.local_addresses (it lists IPv6 ones only)"}}},
 		{"local address junk", head + "local_addresses = [\"10.0.0.1\", \"ten\"]\n", []FieldError{{"director.local_addresses[1]", `"ten" is not an IP address`}}},
 		{"local address multicast", head + "local_addresses = [\"224.0.0.1\"]\n", []FieldError{{"director.local_addresses[0]", "224.0.0.1 is not a unicast address"}}},
 		{"local address duplicate", head + "local_addresses = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.1\"]\n", []FieldError{{"director.local_addresses[2]", "10.0.0.1 is already local_addresses[0]"}}},
@@ -342,8 +355,7 @@ func TestParseErrors(t *testing.T) {
 		{"service address IPv6 loopback", head + "[[service]]\naddress = \"[::1]:80\"\n", []FieldError{{"service[0].address", "::1 is not a unicast address"}}},
 		{"service address IPv6 without brackets", head + "[[service]]\naddress = \"fd00::1:80\"\n", []FieldError{{"service[0].address", `"fd00::1:80" is not IP:port`}}},
 		{"IPv6 persistence netmask 129", head + "[[service]]\naddress = \"[fd00::1]:80\"\npersistence_netmask = 129\n", []FieldError{{"service[0].persistence_netmask", "129 is out of range 1..128"}}},
-		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 tun not supported yet (dr and nat are)"}}},
-		{"IPv6 fullnat real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n", []FieldError{{"service[0].real[1].forward", "IPv6 fullnat not supported yet (dr and nat are)"}}},
+		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 tun not supported yet (dr, nat and fullnat are)"}}},
 		{"IPv6 synproxy", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\n", []FieldError{{"service[0].synproxy", "IPv6 synproxy not supported yet"}}},
 		{"IPv6 proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  proxy_protocol = \"v1\"\n",
 			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}}},

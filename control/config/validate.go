@@ -84,6 +84,7 @@ func (v *validator) config(c *Config) {
 	}
 
 	v.services(c.Services)
+	v.fullnatLocals(c)
 	v.vrrp(&c.VRRP)
 	v.sync(&c.Sync)
 	v.bgp(&c.BGP)
@@ -337,7 +338,7 @@ func (v *validator) director(d *Director) {
 	seen := make(map[netip.Addr]int, len(d.LocalAddresses))
 	for i, a := range d.LocalAddresses {
 		p := index("director.local_addresses", i)
-		if msg := checkAddr(a); msg != "" {
+		if msg := checkLocalAddr(a); msg != "" {
 			v.addf(p, "%s", msg)
 			continue
 		}
@@ -381,6 +382,71 @@ func checkAddr(a netip.Addr) string {
 	return ""
 }
 
+// checkLocalAddr accepts a FULLNAT local address: a unicast IPv4 address,
+// or an IPv6 one as checkAddr6 does (for IPv6 FULLNAT services).
+func checkLocalAddr(a netip.Addr) string {
+	if a.Is6() {
+		return checkAddr6(a)
+	}
+	return checkAddr(a)
+}
+
+// checkAddr6 accepts a global or unique-local unicast IPv6 address: a
+// link-local one needs a zone, and an IPv4-mapped one is an IPv4 address
+// written the long way.
+func checkAddr6(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return fmt.Sprintf("%s has a zone: a service or real address is global", a)
+	case a.Is4In6():
+		return fmt.Sprintf("%s is IPv4-mapped: write the IPv4 address %s", a, a.Unmap())
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+		return fmt.Sprintf("%s is not a unicast address", a)
+	case a.IsLinkLocalUnicast():
+		return fmt.Sprintf("%s is link-local", a)
+	}
+	return ""
+}
+
+// fullnatLocals: when local_addresses is given, every FULLNAT real needs
+// one of its family there (the reals answer it). Without local_addresses
+// the daemon takes the interface's addresses and says if one is missing.
+func (v *validator) fullnatLocals(c *Config) {
+	if len(c.Director.LocalAddresses) == 0 {
+		return
+	}
+	has := map[bool]bool{} // by Is6
+	for _, a := range c.Director.LocalAddresses {
+		has[a.Is6()] = true
+	}
+	for i, s := range c.Services {
+		if !s.Address.IsValid() {
+			continue
+		}
+		v6 := s.Address.Addr().Is6()
+		if has[v6] {
+			continue
+		}
+		path := index("service", i)
+		fp := join(path, "forward")
+		if s.Forward != FullNAT {
+			j := slices.IndexFunc(s.Reals, func(r Real) bool { return r.Forward == FullNAT })
+			if j < 0 {
+				continue
+			}
+			fp = join(index(join(path, "real"), j), "forward")
+		}
+		if v.skip(fp) {
+			continue
+		}
+		fam, other := "IPv4", "IPv6"
+		if v6 {
+			fam, other = other, fam
+		}
+		v.addf(fp, "%s fullnat needs an %s address in director.local_addresses (it lists %s ones only)", fam, fam, other)
+	}
+}
+
 // checkAddrPort accepts a unicast IPv4 or IPv6 address with any port, as a
 // service, real or sorry address; callers check the port and that a
 // service and its reals are of one family. An IPv6 address must be global
@@ -394,17 +460,7 @@ func checkAddrPort(ap netip.AddrPort) string {
 	if !a.Is6() {
 		return checkAddr(a)
 	}
-	switch {
-	case a.Zone() != "":
-		return fmt.Sprintf("%s has a zone: a service or real address is global", a)
-	case a.Is4In6():
-		return fmt.Sprintf("%s is IPv4-mapped: write the IPv4 address %s", a, a.Unmap())
-	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-		return fmt.Sprintf("%s is not a unicast address", a)
-	case a.IsLinkLocalUnicast():
-		return fmt.Sprintf("%s is link-local", a)
-	}
-	return ""
+	return checkAddr6(a)
 }
 
 // family names an address family in messages.
@@ -606,18 +662,18 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr and nat only, without the SYN proxy, and the health
-// checks do not speak IPv6.
+// forwards IPv6 in dr, nat and fullnat only, without the SYN proxy, and
+// the health checks do not speak IPv6.
 func (v *validator) ipv6Service(path string, s *Service) {
-	unsupported := func(f Forward) bool { return f == TUN || f == FullNAT }
+	unsupported := func(f Forward) bool { return f == TUN }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
-		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr and nat are)", s.Forward)
+		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr, nat and fullnat are)", s.Forward)
 	}
 	for j := range s.Reals {
 		rp := join(index(join(path, "real"), j), "forward")
 		// A real that inherits the service's method has it reported there.
 		if f := s.Reals[j].Forward; unsupported(f) && f != s.Forward && !v.skip(rp) {
-			v.addf(rp, "IPv6 %s not supported yet (dr and nat are)", f)
+			v.addf(rp, "IPv6 %s not supported yet (dr, nat and fullnat are)", f)
 		}
 	}
 	if s.SynProxy {
