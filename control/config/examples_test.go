@@ -18,7 +18,7 @@ func TestExampleConfigs(t *testing.T) {
 		"tun.toml":     1,
 		"udp-dns.toml": 2,
 		"bgp.toml":     1,
-		"ipv6.toml":    3,
+		"ipv6.toml":    4,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")
 	if err != nil {
