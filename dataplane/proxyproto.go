@@ -127,8 +127,9 @@ const (
 	// ppV1MaxLen is the longest v1 header of TCP over IPv4:
 	// "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n".
 	ppV1MaxLen = 56
-	// ppMaxLen bounds a header of either version.
-	ppMaxLen = ppV1MaxLen
+	// ppMaxLen bounds a header of either version and family (IPv6's v1
+	// is the longest, proxyproto6.go).
+	ppMaxLen = ppV1MaxLen6
 )
 
 var ppV2Sig = [ppV2SigLen]byte{'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n'}
@@ -325,12 +326,7 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 		aux[auxClient], aux[auxTS] = 0, 0
 		e.Flags |= flagSeqXlate
 	}
-	// What p says, in the real's numbers: its sequence number (the
-	// client's ISN+1) is the header's; it acknowledges the real's ISN.
-	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.SequenceNumber()+aux[auxClient], tcp.AckNumber(), tcp.WindowSize(), r.Proxy, ppRTO
-	if off, ok := findTimestamps(tcp); ok {
-		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+2)+aux[auxTS], tcp.Word32(off+6)
-	}
+	sl.open(tcp, aux, r.Proxy)
 	var hdr [ppMaxLen]byte
 	sl.n = uint8(putProxyHeader(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
 	aux[auxClient] += uint32(sl.n)
@@ -338,6 +334,17 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 	w.proxySend(t, e, r, sl, now)
 	w.C.ProxyHeaders.Add(1)
 	return true
+}
+
+// open sets up sl from the client's segment tcp that calls for a header
+// of version v, before its numbers are translated with the offsets in aux:
+// what it says, in the real's numbers. Its sequence number (the client's
+// ISN+1) is the header's; it acknowledges the real's ISN.
+func (sl *ppSeg) open(tcp header.TCP, aux *conntrack.Aux, v ProxyVersion) {
+	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.SequenceNumber()+aux[auxClient], tcp.AckNumber(), tcp.WindowSize(), v, ppRTO
+	if off, ok := findTimestamps(tcp); ok {
+		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+2)+aux[auxTS], tcp.Word32(off+6)
+	}
 }
 
 // proxySynAck is proxyOpen for a SYN-proxied connection e whose real's
@@ -545,6 +552,7 @@ func (w *Worker) proxyResend(t *Table, e *conntrack.Entry4, r *Real, sl *ppSlot,
 // A connection whose header went ppMaxTries times unacknowledged is
 // dropped.
 func (w *Worker) proxyTimers(now int64) {
+	w.proxyTimers6(now) // proxyproto6.go
 	if w.pp.used == 0 || w.cur == nil {
 		return
 	}

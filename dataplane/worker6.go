@@ -125,8 +125,10 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
 	}
-	if e.Flags&flagSeqXlate != 0 {
-		w.fullnatXlate6(s, e, reply, &q, &p.off)
+	if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
+		if !w.translate6(t, s, e, r, reply, &q, &p.off, now) { // proxyproto6.go
+			return nil, VerdictTableFull
+		}
 	}
 	n := uint64(len(frame) - header.EthernetLen)
 	if reply {
@@ -221,6 +223,9 @@ func (w *Worker) track6(t *Table, e *conntrack.Entry6, r *Real, dir conntrack.Di
 
 // release6 is release for an IPv6 connection.
 func (w *Worker) release6(e *conntrack.Entry6) {
+	if e.Flags&flagProxyPending != 0 {
+		w.proxyRelease6(e)
+	}
 	if e.PersistBits != 0 {
 		k := conntrack.MaskedTemplateKey6(e.Client, e.VIP, e.VPort, e.Proto, e.PersistBits)
 		w.templates.Release(&k, e.RealID, w.now)

@@ -662,8 +662,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr, nat and fullnat only, without the SYN proxy, and
-// the health checks do not speak IPv6.
+// forwards IPv6 in dr, nat and fullnat only (with the PROXY protocol),
+// without the SYN proxy, and the health checks do not speak IPv6.
 func (v *validator) ipv6Service(path string, s *Service) {
 	unsupported := func(f Forward) bool { return f == TUN }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
@@ -681,14 +681,6 @@ func (v *validator) ipv6Service(path string, s *Service) {
 	}
 	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
 		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
-	}
-	if s.ProxyProtocol != "" {
-		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
-	}
-	for j := range s.Reals {
-		if r := &s.Reals[j]; r.OwnProxyProtocol && r.ProxyProtocol != "" {
-			v.addf(join(index(join(path, "real"), j), "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
-		}
 	}
 }
 
