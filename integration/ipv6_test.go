@@ -31,13 +31,17 @@ import (
 // IPv6 DR services on rs1 and rs2, IPv6 NAT services on rs3 and rs4
 // (whose IPv6 default route is the director) and IPv6 FULLNAT services on
 // rs5 and rs6 (from the director's own IPv6 address, the default local
-// address), all rr over two reals; and an IPv6 NAT UDP service on a port
-// of rs3 nobody listens on, whose port unreachable must reach the client.
+// address), all rr over two reals; an IPv6 NAT UDP service on a port of
+// rs3 nobody listens on, whose port unreachable must reach the client; and
+// IPv6 TCP services whose reals get PROXY headers (FULLNAT v2, NAT v1).
 func ipv6Config(l *lab.Lab) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n", l.Director.Iface)
-	service := func(proto, vip string, fwd string, reals []*lab.Host, port uint16, v6 bool) {
+	service := func(proto, vip string, fwd string, reals []*lab.Host, port uint16, v6 bool, extra ...string) {
 		fmt.Fprintf(&b, "\n[[service]]\nprotocol = %q\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", proto, vip, fwd)
+		for _, x := range extra {
+			b.WriteString(x + "\n")
+		}
 		for _, r := range reals {
 			a := netip.AddrPortFrom(r.Addr, port)
 			if v6 {
@@ -55,6 +59,8 @@ func ipv6Config(l *lab.Lab) string {
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 82).String(), "fullnat", fullnat, 8082, true)
 	service("udp", netip.AddrPortFrom(lab.VIP6, 55).String(), "fullnat", fullnat, 8055, true)
 	service("udp", netip.AddrPortFrom(lab.VIP6, unreachablePort).String(), "nat", nat[:1], 8056, true)
+	service("tcp", netip.AddrPortFrom(lab.VIP6, 83).String(), "fullnat", fullnat, 8083, true, `proxy_protocol = "v2"`)
+	service("tcp", netip.AddrPortFrom(lab.VIP6, 84).String(), "nat", nat, 8084, true, `proxy_protocol = "v1"`)
 	return b.String()
 }
 
@@ -135,6 +141,19 @@ func TestIPv6Modes(t *testing.T) {
 			t.Fatal(err)
 		}
 		svcEchoes = append(svcEchoes, e)
+		// The PROXY echoes, which close a connection whose header does
+		// not name the client.
+		if !slicesContains(dr, r) {
+			port := uint16(8084)
+			if !slicesContains(nat, r) {
+				port = 8083
+			}
+			stop, err := servePROXYEcho(r, netip.AddrPortFrom(netip.IPv6Unspecified(), port), true, l.Client.Addr6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+		}
 	}
 
 	cfgPath := filepath.Join(dir, "gvs-ipv6.toml")
@@ -175,7 +194,7 @@ func TestIPv6Modes(t *testing.T) {
 				}
 			}
 		}
-		return n == 15
+		return n == 19
 	}); err != nil {
 		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
 	}
@@ -254,6 +273,16 @@ func TestIPv6Modes(t *testing.T) {
 		}
 		if b := e.tcp.Stats().Bytes; b != int64(conns/2*size) {
 			t.Errorf("%s IPv6 TCP: echoed %d bytes, want %d", r.Name, b, conns/2*size)
+		}
+	}
+
+	// The PROXY headers name the client, over FULLNAT (v2) and NAT (v1);
+	// each echo's greeting repeats what its real read.
+	for _, port := range []uint16{83, 84} {
+		for i := range 4 {
+			if err := proxyEchoOnce(ctx, l.Client, netip.AddrPortFrom(lab.VIP6, port), 64<<10); err != nil {
+				t.Errorf("PROXY echo [%s]:%d connection %d: %v", lab.VIP6, port, i, err)
+			}
 		}
 	}
 
@@ -369,8 +398,9 @@ func TestIPv6Modes(t *testing.T) {
 	}
 	var c struct {
 		Dataplane struct {
-			Verdicts map[string]uint64
-			WorkerRx []uint64
+			Verdicts                 map[string]uint64
+			WorkerRx                 []uint64
+			ProxyHeaders, ProxyAcked uint64
 		}
 		Reals map[string]struct{ Conns, InPkts, OutPkts uint64 }
 	}
@@ -386,8 +416,11 @@ func TestIPv6Modes(t *testing.T) {
 	if c.Dataplane.Verdicts["forward"] == 0 || len(c.Dataplane.WorkerRx) != 2 || c.Dataplane.WorkerRx[0] == 0 || c.Dataplane.WorkerRx[1] == 0 {
 		t.Errorf("forwarded %d frames, per worker %v: want both workers busy", c.Dataplane.Verdicts["forward"], c.Dataplane.WorkerRx)
 	}
-	if len(c.Reals) != 15 {
-		t.Errorf("final counters of %d reals, want 15 (7 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
+	if len(c.Reals) != 19 {
+		t.Errorf("final counters of %d reals, want 19 (9 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
+	}
+	if c.Dataplane.ProxyHeaders != 8 || c.Dataplane.ProxyAcked != 8 {
+		t.Errorf("%d PROXY headers sent and %d acknowledged, want 8 and 8", c.Dataplane.ProxyHeaders, c.Dataplane.ProxyAcked)
 	}
 	for _, name := range []string{"tcp/[fd00:20::100]:81 -> [fd00:20::13]:8081", "udp/[fd00:20::100]:53 -> [fd00:20::12]:53", "tcp/[fd00:20::100]:82 -> [fd00:20::16]:8082"} {
 		if r := c.Reals[name]; r.Conns == 0 {
