@@ -202,7 +202,8 @@ func apiEdit(cmd, addr, real, fwd string) *api.Edit {
 }
 
 // TestAPIConnection6: an IPv6 connection is listed with its addresses in
-// brackets, as ipvsadm -L -c -n writes them.
+// brackets, as ipvsadm -L -c -n writes them, and a FULLNAT one with its
+// local address.
 func TestAPIConnection6(t *testing.T) {
 	e := conntrack.Entry6{
 		Client: netip.MustParseAddr("fd00:10::2").As16(), ClientPort: 40000,
@@ -215,6 +216,12 @@ func TestAPIConnection6(t *testing.T) {
 		State: "UDP", Expires: 5}
 	if got != want {
 		t.Errorf("apiConnection6 = %+v, want %+v", got, want)
+	}
+	// FULLNAT: its local address and port too.
+	e.Local, e.LPort = netip.MustParseAddr("fd00:20::2").As16(), 1024
+	want.Local = "[fd00:20::2]:1024"
+	if got := apiConnection6(&e, 42); got != want {
+		t.Errorf("FULLNAT apiConnection6 = %+v, want %+v", got, want)
 	}
 }
 
