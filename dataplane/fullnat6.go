@@ -164,8 +164,8 @@ func (w *Worker) icmpError6(t *Table, s *conntrack.Shard6, q *parsed6, off *head
 		return nil, VerdictNoReal
 	}
 	ip := header.IPv6(frame[header.EthernetLen:])
-	if e.Flags&flagSeqXlate != 0 && proto == header.ProtoTCP {
-		quoteSeq6(s.Aux(e), qt[header.IPv6MinLen:], reply)
+	if e.Flags&(flagSeqXlate|flagSynProxy) != 0 && proto == header.ProtoTCP {
+		quoteSeq6(e, s.Aux(e), qt[header.IPv6MinLen:], reply)
 	}
 	eth := header.Ethernet(frame)
 	n := uint64(len(ip))
@@ -220,19 +220,30 @@ func (w *Worker) icmpError6(t *Table, s *conntrack.Shard6, q *parsed6, off *head
 	return frame, VerdictForward
 }
 
-// quoteSeq6 is synProxyQuote for the quoted TCP header of an error about a
-// FULLNAT connection with translated sequence numbers (offsets in aux):
-// towards the client (reply) the quoted segment is one the director sent
-// the real, whose sequence number loses in; towards the real it is one
-// the director sent the client, whose acknowledgment number gains in.
-func quoteSeq6(aux *conntrack.Aux, quote []byte, reply bool) {
-	tcp := header.TCP(quote)
-	in := aux[auxClient]
-	if reply {
-		tcp.SetSequenceNumber(tcp.SequenceNumber() - in)
+// quoteSeq6 is synProxyQuote for the quoted TCP header of an error about
+// the IPv6 connection e whose sequence numbers the director translates
+// (offsets in aux): FULLNAT's (flagSeqXlate: in, the client's offset) or
+// the SYN proxy's once its real answered (in and out, the real's). Towards
+// the client (reply) the quoted segment is one the director sent the
+// real, in the real's sequence space; towards the real one it sent the
+// client, in the client's.
+func quoteSeq6(e *conntrack.Entry6, aux *conntrack.Aux, quote []byte, reply bool) {
+	var in, out uint32
+	switch {
+	case e.Flags&flagSeqXlate != 0:
+		in = aux[auxClient]
+	case e.Flags&(flagSynProxy|flagSynPending) == flagSynProxy:
+		in, out = aux[auxClient], aux[auxReal]
+	default:
 		return
 	}
+	tcp := header.TCP(quote)
+	seqD, ackD := out, in
+	if reply {
+		seqD, ackD = -in, -out
+	}
+	tcp.SetSequenceNumber(tcp.SequenceNumber() + seqD)
 	if len(quote) >= 12 { // it quotes the acknowledgment number, bytes 8 to 11
-		tcp.SetAckNumber(tcp.AckNumber() + in)
+		tcp.SetAckNumber(tcp.AckNumber() + ackD)
 	}
 }

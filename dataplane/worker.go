@@ -180,6 +180,7 @@ type Worker struct {
 	onExpire6Fn func(*conntrack.Entry6) // w.onExpire6, bound once
 	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
 	pp6         proxyTable[[16]byte]    // unacknowledged PROXY headers of IPv6 connections (proxyproto6.go)
+	sp6         heldFrames[[16]byte]    // the SYN proxy's held segments of IPv6 connections (synproxy6.go)
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {

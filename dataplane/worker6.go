@@ -10,9 +10,10 @@ import (
 // handle passes it here, so the IPv4 path keeps its small keys and its
 // code; an IPv6 connection lives in the worker's Shard6, beside the IPv4
 // ones in its Shard4, with the same schedulers, counters and templates.
-// DR, NAT and FULLNAT (fullnat6.go), for TCP and UDP, and ICMPv6 errors
-// about their connections (icmpError6); TUN, the SYN proxy and fragments
-// are not forwarded yet; IPv6 connections are dumped
+// DR, NAT and FULLNAT (fullnat6.go), for TCP and UDP, with the SYN proxy
+// (synproxy6.go) and the PROXY protocol (proxyproto6.go), and ICMPv6
+// errors about their connections (icmpError6); TUN and fragments are not
+// forwarded yet; IPv6 connections are dumped
 // (Connections6) but not synced, and not warmed before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
@@ -113,6 +114,9 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	}
 	if e == nil {
 		svc := t.Services6[ServiceKey6{Proto: key.Proto, VIP: key.Dst, Port: key.DstPort}]
+		if svc != nil && svc.SynProxy {
+			return w.synProxyMiss6(t, s, svc, &q, &p.off, now) // synproxy6.go
+		}
 		var v Verdict
 		if e, v = w.newConn6(t, s, svc, key, eth, flags, now); e == nil {
 			return nil, v
@@ -125,7 +129,11 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
 	}
-	if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
+	if e.Flags&flagSynProxy != 0 {
+		if f, v, done := w.synProxyConn6(t, s, e, r, reply, &q, &p.off, now); done {
+			return f, v
+		}
+	} else if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
 		if !w.translate6(t, s, e, r, reply, &q, &p.off, now) { // proxyproto6.go
 			return nil, VerdictTableFull
 		}
