@@ -33,7 +33,8 @@ import (
 // rs5 and rs6 (from the director's own IPv6 address, the default local
 // address), all rr over two reals; an IPv6 NAT UDP service on a port of
 // rs3 nobody listens on, whose port unreachable must reach the client; and
-// IPv6 TCP services whose reals get PROXY headers (FULLNAT v2, NAT v1).
+// IPv6 TCP services whose reals get PROXY headers (FULLNAT v2, NAT v1)
+// and SYN-proxied ones (FULLNAT and NAT).
 func ipv6Config(l *lab.Lab) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n", l.Director.Iface)
@@ -61,6 +62,8 @@ func ipv6Config(l *lab.Lab) string {
 	service("udp", netip.AddrPortFrom(lab.VIP6, unreachablePort).String(), "nat", nat[:1], 8056, true)
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 83).String(), "fullnat", fullnat, 8083, true, `proxy_protocol = "v2"`)
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 84).String(), "nat", nat, 8084, true, `proxy_protocol = "v1"`)
+	service("tcp", netip.AddrPortFrom(lab.VIP6, 85).String(), "fullnat", fullnat, 8085, true, "synproxy = true")
+	service("tcp", netip.AddrPortFrom(lab.VIP6, 86).String(), "nat", nat, 8086, true, "synproxy = true")
 	return b.String()
 }
 
@@ -121,6 +124,7 @@ func TestIPv6Modes(t *testing.T) {
 	// NAT and FULLNAT reals on every address at the mapped ports.
 	type echoes struct{ tcp, udp, tcp4 *lab.Echo }
 	var svcEchoes []echoes
+	var spEchoes []*lab.Echo // rs3 to rs6's at 8086 (NAT) and 8085 (FULLNAT)
 	for _, r := range l.Reals {
 		var e echoes
 		var err error
@@ -153,6 +157,12 @@ func TestIPv6Modes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer stop()
+			// The SYN-proxied services' echoes.
+			sp, err := r.StartEcho("tcp", netip.AddrPortFrom(netip.IPv6Unspecified(), port+2))
+			if err != nil {
+				t.Fatal(err)
+			}
+			spEchoes = append(spEchoes, sp)
 		}
 	}
 
@@ -194,7 +204,7 @@ func TestIPv6Modes(t *testing.T) {
 				}
 			}
 		}
-		return n == 19
+		return n == 23
 	}); err != nil {
 		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
 	}
@@ -235,6 +245,8 @@ func TestIPv6Modes(t *testing.T) {
 	tcpEcho(netip.AddrPortFrom(lab.VIP6, 80))
 	tcpEcho(netip.AddrPortFrom(lab.VIP6, 81))
 	tcpEcho(netip.AddrPortFrom(lab.VIP6, 82))
+	tcpEcho(netip.AddrPortFrom(lab.VIP6, 85)) // SYN proxy, FULLNAT
+	tcpEcho(netip.AddrPortFrom(lab.VIP6, 86)) // SYN proxy, NAT
 	tcpEcho(netip.AddrPortFrom(lab.VIP, 80))
 	wg.Wait()
 	for _, f := range failures {
@@ -293,6 +305,24 @@ func TestIPv6Modes(t *testing.T) {
 	// no socket.
 	if !udpRefused(ctx, t, l.Client, netip.AddrPortFrom(lab.VIP6, unreachablePort)) {
 		t.Errorf("UDP to [%s]:%d (no socket on the real): no port unreachable reached the client's socket", lab.VIP6, unreachablePort)
+	}
+
+	// The SYN-proxied services spread too, the NAT reals seeing the
+	// client and the FULLNAT ones the director's local address.
+	for i, ec := range spEchoes {
+		st := ec.Stats()
+		peer := l.Client.Addr6
+		if i >= 2 {
+			peer = l.Director.Addr6
+		}
+		if st.Conns != conns/2 || st.Bytes != int64(conns/2*size) {
+			t.Errorf("SYN-proxied echo %d: %d connections and %d bytes, want %d and %d", i, st.Conns, st.Bytes, conns/2, conns/2*size)
+		}
+		for p := range st.Peers {
+			if p != peer {
+				t.Errorf("SYN-proxied echo %d: peer %s, want %s", i, p, peer)
+			}
+		}
 	}
 
 	// The dataplane's view: every real took connections; NAT and FULLNAT
@@ -398,9 +428,10 @@ func TestIPv6Modes(t *testing.T) {
 	}
 	var c struct {
 		Dataplane struct {
-			Verdicts                 map[string]uint64
-			WorkerRx                 []uint64
-			ProxyHeaders, ProxyAcked uint64
+			Verdicts                        map[string]uint64
+			WorkerRx                        []uint64
+			ProxyHeaders, ProxyAcked        uint64
+			SynProxyOpened, SynProxySynAcks uint64
 		}
 		Reals map[string]struct{ Conns, InPkts, OutPkts uint64 }
 	}
@@ -416,8 +447,11 @@ func TestIPv6Modes(t *testing.T) {
 	if c.Dataplane.Verdicts["forward"] == 0 || len(c.Dataplane.WorkerRx) != 2 || c.Dataplane.WorkerRx[0] == 0 || c.Dataplane.WorkerRx[1] == 0 {
 		t.Errorf("forwarded %d frames, per worker %v: want both workers busy", c.Dataplane.Verdicts["forward"], c.Dataplane.WorkerRx)
 	}
-	if len(c.Reals) != 19 {
-		t.Errorf("final counters of %d reals, want 19 (9 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
+	if len(c.Reals) != 23 {
+		t.Errorf("final counters of %d reals, want 23 (11 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
+	}
+	if c.Dataplane.SynProxyOpened != 2*conns || c.Dataplane.SynProxySynAcks != 2*conns {
+		t.Errorf("SYN proxy: %d connections opened and %d spliced, want %d", c.Dataplane.SynProxyOpened, c.Dataplane.SynProxySynAcks, 2*conns)
 	}
 	if c.Dataplane.ProxyHeaders != 8 || c.Dataplane.ProxyAcked != 8 {
 		t.Errorf("%d PROXY headers sent and %d acknowledged, want 8 and 8", c.Dataplane.ProxyHeaders, c.Dataplane.ProxyAcked)
