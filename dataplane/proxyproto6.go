@@ -12,8 +12,9 @@ import (
 // The PROXY protocol for IPv6 connections: what proxyproto.go does for
 // IPv4 ones, on the worker's Shard6, with the headers of TCP over IPv6
 // ("PROXY TCP6 ..." and v2's AF_INET6) and the header segment in an IPv6
-// packet. IPv6 services have no SYN proxy, so the header always goes with
-// the client's first segment after its SYN. The unacknowledged headers of
+// packet. A connection of a SYN-proxied service gets its header behind the
+// real's SYN-ACK (proxySynAck6), any other with the client's first segment
+// after its SYN. The unacknowledged headers of
 // IPv6 connections have a table of their own (Worker.pp6), and the expiry
 // walk resends theirs as it does IPv4 ones' (proxyTimers6).
 
@@ -106,6 +107,31 @@ func (w *Worker) proxyOpen6(t *Table, s *conntrack.Shard6, e *conntrack.Entry6, 
 	w.proxySend6(t, e, r, sl, now)
 	w.C.ProxyHeaders.Add(1)
 	return true
+}
+
+// proxySynAck6 is proxySynAck for the SYN-proxied IPv6 connection e whose
+// real's SYN-ACK q just set its offsets: the header segment, which also
+// acknowledges the SYN-ACK, or nil if e's real gets none.
+func (w *Worker) proxySynAck6(t *Table, s *conntrack.Shard6, e *conntrack.Entry6, r *Real, q *parsed6, now int64) []byte {
+	if r.Proxy == 0 {
+		return nil
+	}
+	tcp := header.TCP(q.frame[q.l4:])
+	k := e.ForwardKey()
+	sl := w.pp6.alloc(&k)
+	if sl == nil {
+		w.C.ProxyNoSlot.Add(1)
+		return nil
+	}
+	// The cookie handshake negotiated no timestamps.
+	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.AckNumber(), tcp.SequenceNumber()+1, ppSynProxyWindow, r.Proxy, ppRTO
+	var hdr [ppMaxLen]byte
+	sl.n = uint8(putProxyHeader6(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
+	s.Aux(e)[auxClient] += uint32(sl.n)
+	e.Flags |= flagProxyHdr | flagProxyPending
+	w.C.ProxyHeaders.Add(1)
+	sl.sent, sl.tries = now, 1
+	return w.proxySegment6(t, e, r, sl, w.spare(ppFrame6))
 }
 
 // proxySend6 is proxySend for an IPv6 connection.

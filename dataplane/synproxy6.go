@@ -15,8 +15,9 @@ import (
 // builds (the cookie SYN-ACK, the SYN to the real, the ACK that completes
 // the real's handshake) are IPv6 packets with the hop limit of the IPv4
 // ones' TTL. Client segments that arrive before the real's SYN-ACK wait
-// in slots of their own (Worker.sp6). IPv6 services with a SYN proxy get
-// no PROXY header (the configuration refuses both together).
+// in slots of their own (Worker.sp6). A real that gets PROXY headers gets
+// its header right behind its SYN-ACK, before the held segments
+// (proxySynAck6), as over IPv4.
 
 // cookieWords6 is cookieWords for an IPv6 client key: the 32 bytes of
 // addresses are folded into one word by the cookie key's SipHash first.
@@ -249,6 +250,12 @@ func (w *Worker) resendSYN6(t *Table, s *conntrack.Shard6, e *conntrack.Entry6, 
 func (w *Worker) synProxySynAck6(t *Table, s *conntrack.Shard6, e *conntrack.Entry6, r *Real, q *parsed6, now int64) []byte {
 	ip := header.IPv6(q.frame[header.EthernetLen:])
 	tcp := header.TCP(q.frame[q.l4:])
+	if r.Proxy != 0 && w.pp6.full() {
+		// No room to keep the PROXY header until it is acknowledged:
+		// the real sends its SYN-ACK again.
+		w.C.ProxyNoSlot.Add(1)
+		return nil
+	}
 	aux := s.Aux(e)
 	cookie := aux[auxReal]
 	aux[auxReal] = tcp.SequenceNumber() - cookie
@@ -257,6 +264,17 @@ func (w *Worker) synProxySynAck6(t *Table, s *conntrack.Shard6, e *conntrack.Ent
 	r.Stats.OutPkts.Add(1)
 	r.Stats.OutBytes.Add(uint64(len(ip)))
 	w.setState6(t, e, r, conntrack.TCPEstablished, now)
+	if h := w.proxySynAck6(t, s, e, r, q, now); h != nil {
+		// The PROXY header goes first, and acknowledges the SYN-ACK;
+		// the held segments follow it.
+		k := len(w.extra)
+		if out := w.flushHeld6(t, s, e, r, cookie, now); out != nil {
+			w.extra = append(w.extra, nil)
+			copy(w.extra[k+1:], w.extra[k:])
+			w.extra[k] = out
+		}
+		return h
+	}
 	if out := w.flushHeld6(t, s, e, r, cookie, now); out != nil {
 		return out
 	}

@@ -182,3 +182,51 @@ func TestZeroAllocsSynProxy6(t *testing.T) {
 		}
 	}
 }
+
+// TestGoldenSynProxyProxy6: a SYN-proxied IPv6 FULLNAT connection whose
+// real gets a PROXY header: behind the real's SYN-ACK the header goes
+// first (acknowledging it), then the held handshake ACK, moved up by the
+// header's length; the real's acknowledgment of the header ends the wait.
+func TestGoldenSynProxyProxy6(t *testing.T) {
+	for _, v := range []ProxyVersion{ProxyV1, ProxyV2} {
+		t.Run(v.String(), func(t *testing.T) {
+			tbl := spTable6(ForwardFullNAT)
+			tbl.Reals[1].Proxy = v
+			w := worker6(tbl, 1024)
+			now := int64(7 * time.Second)
+			key := conntrack.Key6{Src: ipClient6.As16(), Dst: ipVIP6.As16(), SrcPort: cport, DstPort: vport, Proto: header.ProtoTCP}
+			cookie := synCookieKey.make6(&key, spISN, mssIndex(536), cookieTime(now))
+			ack := fromClient6(cport, "A", spISN+1, cookie+1)
+			if _, _, v := spSend(t, w, tbl, ack.bytes6(t), header.Offload{}, now); v != VerdictSynProxy {
+				t.Fatalf("handshake ACK: verdict %v", v)
+			}
+			isn := proxyISN6(now, ipLocal6.As16(), portLo, ipRS16.As16(), natPort)
+			L := uint32(len(wantProxyHeader6(v)))
+			toReal6 := func(s seg) seg {
+				s.srcMAC, s.dstMAC, s.src, s.sport, s.dst, s.dport = macDir, macRS1, ipLocal6, portLo, ipRS16, natPort
+				return s
+			}
+			hdr := toReal6(seg{seq: isn + 1, ack: spRISN + 1, flags: "PA", window: ppSynProxyWindow, payload: wantProxyHeader6(v), ttl: 64})
+			held := toReal6(ack)
+			held.seq, held.ack = isn+1+L, spRISN+1
+			out, extra, verdict := spSend(t, w, tbl, fromReal6(t, w, cport, "SA", spRISN, isn+1).bytes6(t), header.Offload{}, now+1000)
+			if verdict != VerdictSynProxy || len(extra) != 1 {
+				t.Fatalf("real's SYN-ACK: verdict %v, %d frames behind", verdict, len(extra))
+			}
+			same(t, "header segment", out, hdr.bytes6(t))
+			same(t, "held ACK", extra[0], held.bytes6(t))
+			e := entryOf6(t, w, cport)
+			if e.Flags&(flagProxyHdr|flagProxyPending) != flagProxyHdr|flagProxyPending || w.pp6.used != 1 {
+				t.Fatalf("after the SYN-ACK: flags %#x, %d slots", e.Flags, w.pp6.used)
+			}
+			covered := fromReal6(t, w, cport, "A", spRISN+1, isn+1+L)
+			want := covered
+			want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport = macDir, macRouter, ipVIP6, vport, ipClient6, cport
+			want.seq, want.ack = cookie+1, spISN+1
+			fnStep6(t, w, tbl, "acknowledgment of the header", covered.bytes6(t), want.bytes6(t), now+2000)
+			if e.Flags&flagProxyPending != 0 || w.pp6.used != 0 || w.C.ProxyAcked.Load() != 1 {
+				t.Fatalf("after the header's ACK: flags %#x, %d slots, ProxyAcked %d", e.Flags, w.pp6.used, w.C.ProxyAcked.Load())
+			}
+		})
+	}
+}

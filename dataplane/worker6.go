@@ -133,6 +133,9 @@ func (w *Worker) handle6(t *Table, p *parsed, now int64) ([]byte, Verdict) {
 		if f, v, done := w.synProxyConn6(t, s, e, r, reply, &q, &p.off, now); done {
 			return f, v
 		}
+		if e.Flags&flagProxyPending != 0 {
+			w.proxyPending6(t, s, e, r, reply, &q, &p.off, now) // proxyproto6.go
+		}
 	} else if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
 		if !w.translate6(t, s, e, r, reply, &q, &p.off, now) { // proxyproto6.go
 			return nil, VerdictTableFull

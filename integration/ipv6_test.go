@@ -34,7 +34,8 @@ import (
 // address), all rr over two reals; an IPv6 NAT UDP service on a port of
 // rs3 nobody listens on, whose port unreachable must reach the client; and
 // IPv6 TCP services whose reals get PROXY headers (FULLNAT v2, NAT v1)
-// and SYN-proxied ones (FULLNAT and NAT).
+// and SYN-proxied ones (FULLNAT and NAT, and FULLNAT with PROXY v1 headers
+// to the PROXY echoes).
 func ipv6Config(l *lab.Lab) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n", l.Director.Iface)
@@ -64,6 +65,7 @@ func ipv6Config(l *lab.Lab) string {
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 84).String(), "nat", nat, 8084, true, `proxy_protocol = "v1"`)
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 85).String(), "fullnat", fullnat, 8085, true, "synproxy = true")
 	service("tcp", netip.AddrPortFrom(lab.VIP6, 86).String(), "nat", nat, 8086, true, "synproxy = true")
+	service("tcp", netip.AddrPortFrom(lab.VIP6, 87).String(), "fullnat", fullnat, 8083, true, "synproxy = true", `proxy_protocol = "v1"`)
 	return b.String()
 }
 
@@ -204,7 +206,7 @@ func TestIPv6Modes(t *testing.T) {
 				}
 			}
 		}
-		return n == 23
+		return n == 25
 	}); err != nil {
 		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
 	}
@@ -290,7 +292,7 @@ func TestIPv6Modes(t *testing.T) {
 
 	// The PROXY headers name the client, over FULLNAT (v2) and NAT (v1);
 	// each echo's greeting repeats what its real read.
-	for _, port := range []uint16{83, 84} {
+	for _, port := range []uint16{83, 84, 87} {
 		for i := range 4 {
 			if err := proxyEchoOnce(ctx, l.Client, netip.AddrPortFrom(lab.VIP6, port), 64<<10); err != nil {
 				t.Errorf("PROXY echo [%s]:%d connection %d: %v", lab.VIP6, port, i, err)
@@ -447,14 +449,14 @@ func TestIPv6Modes(t *testing.T) {
 	if c.Dataplane.Verdicts["forward"] == 0 || len(c.Dataplane.WorkerRx) != 2 || c.Dataplane.WorkerRx[0] == 0 || c.Dataplane.WorkerRx[1] == 0 {
 		t.Errorf("forwarded %d frames, per worker %v: want both workers busy", c.Dataplane.Verdicts["forward"], c.Dataplane.WorkerRx)
 	}
-	if len(c.Reals) != 23 {
-		t.Errorf("final counters of %d reals, want 23 (11 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
+	if len(c.Reals) != 25 {
+		t.Errorf("final counters of %d reals, want 25 (12 services x 2 reals, 1 x 1): %v", len(c.Reals), c.Reals)
 	}
-	if c.Dataplane.SynProxyOpened != 2*conns || c.Dataplane.SynProxySynAcks != 2*conns {
-		t.Errorf("SYN proxy: %d connections opened and %d spliced, want %d", c.Dataplane.SynProxyOpened, c.Dataplane.SynProxySynAcks, 2*conns)
+	if c.Dataplane.SynProxyOpened != 3*conns || c.Dataplane.SynProxySynAcks != 3*conns {
+		t.Errorf("SYN proxy: %d connections opened and %d spliced, want %d", c.Dataplane.SynProxyOpened, c.Dataplane.SynProxySynAcks, 3*conns)
 	}
-	if c.Dataplane.ProxyHeaders != 8 || c.Dataplane.ProxyAcked != 8 {
-		t.Errorf("%d PROXY headers sent and %d acknowledged, want 8 and 8", c.Dataplane.ProxyHeaders, c.Dataplane.ProxyAcked)
+	if c.Dataplane.ProxyHeaders != 12 || c.Dataplane.ProxyAcked != 12 {
+		t.Errorf("%d PROXY headers sent and %d acknowledged, want 12 and 12", c.Dataplane.ProxyHeaders, c.Dataplane.ProxyAcked)
 	}
 	for _, name := range []string{"tcp/[fd00:20::100]:81 -> [fd00:20::13]:8081", "udp/[fd00:20::100]:53 -> [fd00:20::12]:53", "tcp/[fd00:20::100]:82 -> [fd00:20::16]:8082"} {
 		if r := c.Reals[name]; r.Conns == 0 {

@@ -253,7 +253,7 @@ func TestParseValid(t *testing.T) {
 			"[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n"},
 		{"IPv6 proxy_protocol on nat and fullnat reals", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n" +
 			"[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"fullnat\"\nproxy_protocol = \"v1\"\n"},
-		{"IPv6 synproxy on nat and fullnat reals", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"fullnat\"\nsynproxy = true\n" +
+		{"IPv6 synproxy on nat and fullnat reals, with proxy_protocol", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"fullnat\"\nsynproxy = true\nproxy_protocol = \"v2\"\n" +
 			"[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
@@ -360,9 +360,6 @@ func TestParseErrors(t *testing.T) {
 		{"service address IPv6 without brackets", head + "[[service]]\naddress = \"fd00::1:80\"\n", []FieldError{{"service[0].address", `"fd00::1:80" is not IP:port`}}},
 		{"IPv6 persistence netmask 129", head + "[[service]]\naddress = \"[fd00::1]:80\"\npersistence_netmask = 129\n", []FieldError{{"service[0].persistence_netmask", "129 is out of range 1..128"}}},
 		{"IPv6 tun service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"tun\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 tun not supported yet (dr, nat and fullnat are)"}}},
-		{"IPv6 synproxy with proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\nproxy_protocol = \"v2\"\n" +
-			"[[service.real]]\naddress = \"[fd00::2]:80\"\nproxy_protocol = \"v1\"\n",
-			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol with synproxy not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol with synproxy not supported yet"}}},
 		{"IPv6 synproxy with a dr real", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"fullnat\"\nsynproxy = true\n[[service.real]]\naddress = \"[fd00::2]:80\"\nforward = \"dr\"\n",
 			[]FieldError{{"service[0].real[0].forward", "dr with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"}}},
 		{"IPv6 proxy_protocol with a dr real", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  forward = \"dr\"\n",

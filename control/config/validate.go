@@ -662,8 +662,8 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 }
 
 // ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr, nat and fullnat only, with the SYN proxy or the
-// PROXY protocol but not both, and the health checks do not speak IPv6.
+// forwards IPv6 in dr, nat and fullnat only (with the SYN proxy and the
+// PROXY protocol), and the health checks do not speak IPv6.
 func (v *validator) ipv6Service(path string, s *Service) {
 	unsupported := func(f Forward) bool { return f == TUN }
 	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
@@ -676,16 +676,7 @@ func (v *validator) ipv6Service(path string, s *Service) {
 			v.addf(rp, "IPv6 %s not supported yet (dr, nat and fullnat are)", f)
 		}
 	}
-	// The SYN proxy and the PROXY protocol work over IPv6 each on its own,
-	// not together yet (the header behind the real's SYN-ACK is IPv4's).
-	if s.SynProxy && s.ProxyProtocol != "" {
-		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol with synproxy not supported yet")
-	}
-	for j := range s.Reals {
-		if r := &s.Reals[j]; s.SynProxy && r.OwnProxyProtocol && r.ProxyProtocol != "" {
-			v.addf(join(index(join(path, "real"), j), "proxy_protocol"), "IPv6 proxy_protocol with synproxy not supported yet")
-		}
-	}
+
 	if checked := s.Check.Type != "" && s.Check.Type != "none"; checked {
 		v.addf(join(join(path, "check"), "type"), "IPv6 health checks not supported yet")
 	}
