@@ -119,8 +119,8 @@ func (d *Daemon) connections(ctx context.Context) *api.Response {
 	return resp
 }
 
-// apiConnection6 is apiConnection for an IPv6 connection (DR or NAT: no
-// local address), addresses written as ipvsadm writes them, in brackets.
+// apiConnection6 is apiConnection for an IPv6 connection, addresses
+// written as ipvsadm writes them, in brackets.
 func apiConnection6(e *conntrack.Entry6, now int64) api.Connection {
 	ap := func(a [16]byte, p uint16) string { return netip.AddrPortFrom(netip.AddrFrom16(a), p).String() }
 	c := api.Connection{
@@ -129,6 +129,9 @@ func apiConnection6(e *conntrack.Entry6, now int64) api.Connection {
 	}
 	if e.Proto == 17 {
 		c.Protocol = "udp"
+	}
+	if e.Local != ([16]byte{}) {
+		c.Local = ap(e.Local, e.LPort)
 	}
 	return c
 }

@@ -20,8 +20,9 @@ type LinkInfo struct {
 	Name string
 	MAC  [6]byte
 	Addr netip.Addr // the interface's IPv4 address: IPIP outer source, default FULLNAT local address
-	// Addr6 is the interface's IPv6 address (global, not a /128 VIP), the
-	// outer source of IPv6-in-IPv6; invalid when it has none.
+	// Addr6 is the interface's global IPv6 address (not a /128 such as a
+	// VIP), invalid if it has none: the outer source of IPv6-in-IPv6 and
+	// the default FULLNAT local address of IPv6 services.
 	Addr6 netip.Addr
 	MTU   int
 }
@@ -136,7 +137,9 @@ func (c *Compiler) id(k realKey) uint32 {
 type Resolver func(ip netip.Addr) (mac [6]byte, onLink, ok bool)
 
 // Compile builds the dataplane table and the frame match for cfg. locals
-// are the FULLNAT local addresses (already defaulted). A real whose MAC
+// are the FULLNAT local addresses (already defaulted), of both families:
+// IPv4 services' FULLNAT reals use the IPv4 ones, IPv6 services' the
+// IPv6 ones, and a FULLNAT real with none of its family is an error. A real whose MAC
 // resolve cannot tell yet is in the table but not Ready, with weight 0 for
 // the scheduler. Problems are reported together, each with its config path.
 func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Addr, resolve Resolver) (*dataplane.Table, *afpacket.Match, error) {
@@ -166,7 +169,15 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 		upper, lower int64
 	}
 	var thresholds []threshold
-	fullnat := false
+	fullnat, fullnat6 := false, false
+	// IPv6 FULLNAT reals without an IPv6 local address (the interface
+	// may have none; config.Validate catches a local_addresses without
+	// one, and the daemon always has an IPv4 address).
+	var noLocal []string
+	hasLocal := map[bool]bool{}
+	for _, a := range locals {
+		hasLocal[a.Is6()] = true
+	}
 	present := map[realKey]config.Real{}
 	// With [bgp] every director serves the VIPs, and a NAT real answers
 	// through whichever holds its route back: replies of connections
@@ -271,7 +282,23 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 					natReplies[k] = nr
 				}
 			case dataplane.ForwardFullNAT:
-				fullnat = true
+				if v6 {
+					fullnat6 = true
+				} else {
+					fullnat = true
+				}
+				if v6 && !hasLocal[v6] {
+					// Reported where the method is set: on the real, or
+					// on the service for reals (the sorry one included)
+					// that inherit it.
+					p := fmt.Sprintf("%s.real[%d].forward", path, ri)
+					if ri >= len(s.Reals) || r.Forward == s.Forward {
+						p = path + ".forward"
+					}
+					if !slices.Contains(noLocal, p) {
+						noLocal = append(noLocal, p)
+					}
+				}
 			case dataplane.ForwardDR, dataplane.ForwardTUN, 0:
 			}
 		}
@@ -335,7 +362,11 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			}
 			addNATReal(proto, k.addr)
 		case dataplane.ForwardFullNAT:
-			fullnat = true
+			if k.addr.Addr().Is6() {
+				fullnat6 = true
+			} else {
+				fullnat = true
+			}
 		}
 	}
 	// Every ID this compiler ever handed out has a slot, so that entries of
@@ -343,10 +374,14 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 	for len(t.Reals) < len(c.counters) {
 		t.Reals = append(t.Reals, dataplane.Real{})
 	}
-	if fullnat {
-		for _, a := range locals {
+	for _, a := range locals {
+		switch {
+		case a.Is4() && fullnat:
 			t.Locals = append(t.Locals, a.As4())
 			m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
+		case a.Is6() && fullnat6:
+			t.Locals6 = append(t.Locals6, a.As16())
+			m.Locals6 = append(m.Locals6, afpacket.LocalRange6{Addr: a.As16(), PortLo: t.PortLo, PortHi: t.PortHi})
 		}
 		// The other directors' local addresses: never a source of this
 		// director's connections, but their replies come here when the
@@ -357,6 +392,13 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 				m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
 			}
 		}
+	}
+	for _, p := range noLocal {
+		where := link.Name + " has no global IPv6 address (add one, or list one in director.local_addresses)"
+		if len(cfg.Director.LocalAddresses) > 0 {
+			where = "director.local_addresses lists none"
+		}
+		errs = append(errs, config.FieldError{Path: p, Msg: "IPv6 fullnat needs an IPv6 local address: " + where})
 	}
 	for k := range natAmbiguous {
 		delete(natReplies, k)

@@ -191,8 +191,7 @@ func TestEditIPv6(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is IPv4, the service IPv6") {
 		t.Errorf("IPv4 real in an IPv6 service: %v", err)
 	}
-	_, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "fullnat"))
-	if err == nil || !strings.Contains(err.Error(), "IPv6 fullnat not supported yet") {
+	if _, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "fullnat")); err != nil {
 		t.Errorf("fullnat real in an IPv6 service: %v", err)
 	}
 	if _, err = editedConfig(cfg, apiEdit("add-server", "[fd00:20::100]:80", "[fd00:20::14]:80", "tun")); err != nil {
@@ -249,7 +248,8 @@ func apiEdit(cmd, addr, real, fwd string) *api.Edit {
 }
 
 // TestAPIConnection6: an IPv6 connection is listed with its addresses in
-// brackets, as ipvsadm -L -c -n writes them.
+// brackets, as ipvsadm -L -c -n writes them, and a FULLNAT one with its
+// local address.
 func TestAPIConnection6(t *testing.T) {
 	e := conntrack.Entry6{
 		Client: netip.MustParseAddr("fd00:10::2").As16(), ClientPort: 40000,
@@ -262,6 +262,61 @@ func TestAPIConnection6(t *testing.T) {
 		State: "UDP", Expires: 5}
 	if got != want {
 		t.Errorf("apiConnection6 = %+v, want %+v", got, want)
+	}
+	// FULLNAT: its local address and port too.
+	e.Local, e.LPort = netip.MustParseAddr("fd00:20::2").As16(), 1024
+	want.Local = "[fd00:20::2]:1024"
+	if got := apiConnection6(&e, 42); got != want {
+		t.Errorf("FULLNAT apiConnection6 = %+v, want %+v", got, want)
+	}
+}
+
+const fullnat6 = `
+[director]
+interface = "eth0"
+[[service]]
+address = "[fd00:20::100]:80"
+forward = "fullnat"
+  [[service.real]]
+  address = "[fd00:20::11]:8080"
+[[service]]
+address = "10.20.0.100:80"
+forward = "fullnat"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+`
+
+// TestCompileFullNAT6: the local addresses are split by family, IPv6 ones
+// into Table.Locals6 and Match.Locals6 on the same port range; an IPv6
+// FULLNAT real without an IPv6 local address is an error at its path.
+func TestCompileFullNAT6(t *testing.T) {
+	lip4, lip6 := netip.MustParseAddr("10.20.0.2"), netip.MustParseAddr("fd00:20::2")
+	tbl, m, err := NewCompiler().Compile(mustParse(t, fullnat6), testLink, []netip.Addr{lip4, lip6}, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tbl.Locals, [][4]byte{lip4.As4()}) || !slices.Equal(tbl.Locals6, [][16]byte{lip6.As16()}) {
+		t.Errorf("table locals %v and %v", tbl.Locals, tbl.Locals6)
+	}
+	want6 := []afpacket.LocalRange6{{Addr: lip6.As16(), PortLo: 1024, PortHi: 32767}}
+	if !slices.Equal(m.Locals6, want6) || len(m.Locals) != 1 {
+		t.Errorf("match locals %v and %v, want one IPv4 and %v", m.Locals, m.Locals6, want6)
+	}
+	r := tbl.Reals[tbl.Services6[dataplane.ServiceKey6{Proto: header.ProtoTCP, VIP: netip.MustParseAddr("fd00:20::100").As16(), Port: 80}].Reals[0]]
+	if r.Forward != dataplane.ForwardFullNAT || r.Addr6 != netip.MustParseAddr("fd00:20::11").As16() || r.Port != 8080 {
+		t.Errorf("IPv6 FULLNAT real %+v", r)
+	}
+
+	// The interface's IPv4 address only (no global IPv6 one).
+	_, _, err = NewCompiler().Compile(mustParse(t, fullnat6), testLink, []netip.Addr{lip4}, resolveDual)
+	if err == nil || err.Error() != "service[0].forward: IPv6 fullnat needs an IPv6 local address: eth0 has no global IPv6 address (add one, or list one in director.local_addresses)" {
+		t.Errorf("without an IPv6 local address: %v", err)
+	}
+	// An IPv6-only table keeps Locals empty.
+	v6only := strings.Split(fullnat6, "[[service]]\naddress = \"10.20.0.100:80\"")[0]
+	tbl, m, err = NewCompiler().Compile(mustParse(t, v6only), testLink, []netip.Addr{lip4, lip6}, resolveDual)
+	if err != nil || len(tbl.Locals) != 0 || len(m.Locals) != 0 || len(tbl.Locals6) != 1 {
+		t.Errorf("IPv6 FULLNAT only: %v, locals %v %v %v", err, tbl.Locals, m.Locals, tbl.Locals6)
 	}
 }
 

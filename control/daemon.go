@@ -512,10 +512,13 @@ func (d *Daemon) holdsVIP(vip netip.Addr) bool {
 }
 
 // locals returns the FULLNAT local addresses: configured, else the
-// interface's address.
+// interface's IPv4 address and its global IPv6 address if it has one.
 func (d *Daemon) locals(cfg *config.Config) []netip.Addr {
 	if len(cfg.Director.LocalAddresses) > 0 {
 		return cfg.Director.LocalAddresses
+	}
+	if d.link.Addr6.IsValid() {
+		return []netip.Addr{d.link.Addr, d.link.Addr6}
 	}
 	return []netip.Addr{d.link.Addr}
 }
@@ -675,9 +678,11 @@ func linkInfo(name string) (LinkInfo, error) {
 		return LinkInfo{}, fmt.Errorf("control: interface %q: %w", name, err)
 	}
 	for _, a := range addrs {
-		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() && p.Bits() < 32 {
+		p, err := netip.ParsePrefix(a.String())
+		switch {
+		case err != nil:
+		case p.Addr().Is4() && p.Bits() < 32 && !li.Addr.IsValid():
 			li.Addr = p.Addr()
-			break
 		}
 	}
 	li.Addr6 = ownIPv6(addrs)

@@ -426,18 +426,23 @@ func ifaceHas(iface string, a netip.Addr) (bool, error) {
 func checkLocal(iface string, a netip.Addr, vrrpOn, inVRRP, master, has bool, err error) api.Check {
 	name := "local address " + a.String()
 	held := vrrpOn && inVRRP // VRRP adds and removes it
+	// An IPv6 local address is a /128 (nodad: the director must answer
+	// for it at once) and is found by neighbour discovery, not ARP.
+	show, add, del, asked := "ip -4 addr show dev "+iface, fmt.Sprintf("ip addr add %s/32 dev %s", a, iface), fmt.Sprintf("ip addr del %s/32 dev %s", a, iface), "ARP"
+	if a.Is6() {
+		show, add, del, asked = "ip -6 addr show dev "+iface, fmt.Sprintf("ip -6 addr add %s/128 dev %s nodad", a, iface), fmt.Sprintf("ip -6 addr del %s/128 dev %s", a, iface), "neighbour solicitations"
+	}
 	switch {
 	case err != nil:
-		return warn(name, err.Error(), "ip -4 addr show dev "+iface)
+		return warn(name, err.Error(), show)
 	case (!held || master) && !has:
-		fix := fmt.Sprintf("ip addr add %s/32 dev %s", a, iface)
+		fix := add
 		if vrrpOn {
 			fix = "list it in [vrrp] addresses with the VIPs, or " + fix
 		}
 		return fail(name, "not on "+iface+": the real servers' FULLNAT replies to it reach no one", fix)
 	case held && !master && has:
-		return fail(name, "on "+iface+" while this director is VRRP backup: it answers ARP against the master",
-			fmt.Sprintf("ip addr del %s/32 dev %s", a, iface))
+		return fail(name, "on "+iface+" while this director is VRRP backup: it answers "+asked+" against the master", del)
 	case vrrpOn && !inVRRP:
 		return warn(name, "not in [vrrp] addresses: after a failover the reals still answer this director, so FULLNAT connections do not survive it",
 			"list it in [vrrp] addresses with the VIPs (give both directors the same local_addresses)")

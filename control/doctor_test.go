@@ -89,6 +89,25 @@ func TestDoctorChecks(t *testing.T) {
 			c := checkLocal("eth0", netip.MustParseAddr("10.20.0.50"), false, false, true, false, errors.New("no netlink"))
 			return c.Status, c.Fix
 		}, "warn", "ip -4 addr show dev eth0"},
+		{"IPv6 local address missing", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("fd00:20::2"), false, false, true, false, nil)
+			return c.Status, c.Fix
+		}, "fail", "ip -6 addr add fd00:20::2/128 dev eth0 nodad"},
+		{"IPv6 local address on", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("fd00:20::2"), false, false, true, true, nil)
+			return c.Status, c.Fix
+		}, "ok", ""},
+		{"IPv6 local address on a vrrp backup", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("fd00:20::2"), true, true, false, true, nil)
+			if !strings.Contains(c.Detail, "neighbour solicitations") {
+				return "detail " + c.Detail, c.Fix
+			}
+			return c.Status, c.Fix
+		}, "fail", "ip -6 addr del fd00:20::2/128 dev eth0"},
+		{"IPv6 local address unreadable", func() (string, string) {
+			c := checkLocal("eth0", netip.MustParseAddr("fd00:20::2"), false, false, true, false, errors.New("no netlink"))
+			return c.Status, c.Fix
+		}, "warn", "ip -6 addr show dev eth0"},
 		{"vip missing as master", func() (string, string) {
 			c := checkVIP("eth0", netip.MustParseAddr("10.20.0.100"), true, false, nil)
 			return c.Status, c.Fix

@@ -100,13 +100,20 @@ func fullnatClocks(now int64, src [4]byte, sport uint16, dst [4]byte, dport uint
 func (w *Worker) fullnatOpen(e *conntrack.Entry4, r *Real, p *parsed, now int64) {
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
 	isn, ts := fullnatClocks(now, e.Local, e.LPort, r.Addr, r.Port)
-	aux := w.shard.Aux(e)
+	seedXlate(w.shard.Aux(e), tcp, isn, ts)
+	e.Flags |= flagSeqXlate
+}
+
+// seedXlate sets the offsets of a FULLNAT TCP connection opened by the
+// client SYN tcp, given the director's ISN and timestamp for the real-side
+// tuple: in from the ISN, tsoff from the timestamp if the SYN carries
+// timestamps. IPv4 and IPv6 connections share it.
+func seedXlate(aux *conntrack.Aux, tcp header.TCP, isn, ts uint32) {
 	aux[auxClient] = isn - tcp.SequenceNumber()
 	aux[auxTS] = 0
 	if off, ok := findTimestamps(tcp); ok {
 		aux[auxTS] = ts - tcp.Word32(off+2)
 	}
-	e.Flags |= flagSeqXlate
 }
 
 // findTimestamps returns the offset in tcp of its timestamp option, and
@@ -162,9 +169,14 @@ func walkOptions(tcp header.TCP, end int, ts *int) bool {
 // its way to the client. It runs before the addresses are rewritten.
 func (w *Worker) fullnatXlate(e *conntrack.Entry4, reply bool, p *parsed) {
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
-	aux := w.shard.Aux(e)
+	w.xlateSegment(tcp, w.shard.Aux(e), reply, p.flags, p.off.Flags&header.OffloadNeedsCsum != 0)
+}
+
+// xlateSegment is fullnatXlate on the TCP header of the segment, with the
+// connection's offsets in aux and its flags: IPv4 and IPv6 connections
+// share it.
+func (w *Worker) xlateSegment(tcp header.TCP, aux *conntrack.Aux, reply bool, flags uint8, partial bool) {
 	in, tsoff := aux[auxClient], aux[auxTS]
-	partial := p.off.Flags&header.OffloadNeedsCsum != 0
 	if !reply {
 		translateSeq(tcp, in, 0, false, partial)
 		if tsoff != 0 && tcp.DataOffset() > header.TCPMinLen && !xlateOptions(tcp, tsoff, 0, 0, partial) {
@@ -172,7 +184,7 @@ func (w *Worker) fullnatXlate(e *conntrack.Entry4, reply bool, p *parsed) {
 		}
 		return
 	}
-	translateSeq(tcp, 0, -in, p.flags&header.TCPFlagAck != 0, partial)
+	translateSeq(tcp, 0, -in, flags&header.TCPFlagAck != 0, partial)
 	if tcp.DataOffset() > header.TCPMinLen && !xlateOptions(tcp, 0, -tsoff, -in, partial) {
 		w.C.BadTCPOptions.Add(1)
 	}

@@ -8,13 +8,16 @@ import (
 )
 
 // FuzzProcess6 feeds arbitrary frames to a dual-stack worker with an IPv6
-// service in DR, NAT or TUN, with arbitrary offload metadata. Invariants:
-// no panic and no invalid verdict; a forwarded IPv6 frame is as long as
-// its input without padding (in TUN, its inner packet is, and the outer
-// header says so), parses again, keeps its partial-checksum offsets
-// inside it, and, when its transport checksum was complete and valid on
-// the way in, has a valid one on the way out; a Packet Too Big has a valid
-// checksum and fits 1280 bytes.
+// service in DR, TUN, NAT or FULLNAT (fwd 1 to 4, as Forward; a UDP and a
+// TCP connection from the client's port cport are open first in FULLNAT,
+// so replies and ICMPv6 errors find one), with arbitrary offload metadata.
+// Invariants: no panic and no invalid verdict; a forwarded IPv6 frame is
+// as long as its input without padding (in TUN, its inner packet is, and
+// the outer header says so), parses again, keeps its partial-checksum
+// offsets inside it, and, when its transport checksum was complete and
+// valid on the way in, has a valid one on the way out; a Packet Too Big
+// has a valid checksum and fits 1280 bytes; a relayed ICMPv6 error has a
+// valid checksum.
 // Run it with go test -fuzz=FuzzProcess6 -fuzztime=20s ./dataplane.
 func FuzzProcess6(f *testing.F) {
 	syn := client6(header.ProtoTCP)
@@ -34,6 +37,17 @@ func FuzzProcess6(f *testing.F) {
 	bigSyn := syn
 	bigSyn.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
 	f.Add(bigSyn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0)) // too big for the tunnel
+	fnReply := reply6(header.ProtoUDP)
+	fnReply.dst, fnReply.dport = ipLocal6, portLo
+	f.Add(fnReply.bytes(f), uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // a FULLNAT reply
+	asReceived := client6(header.ProtoUDP)
+	asReceived.src, asReceived.sport, asReceived.dst, asReceived.dport = ipLocal6, portLo, ipRS16, natPort
+	f.Add(icmp6Err(f, macRS1, macDir, ipRS16, ipLocal6, header.ICMPv6DestUnreachable, 4, asReceived.bytes(f), 0),
+		uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // a FULLNAT real's port unreachable
+	vipReply := reply6(header.ProtoTCP)
+	vipReply.src, vipReply.sport = ipVIP6, vport
+	f.Add(icmp6Err(f, macRouter, macDir, ipRouter6, ipVIP6, header.ICMPv6PacketTooBig, 0, vipReply.bytes(f), 60),
+		uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // packet too big about a reply
 	// One worker and table per method and protocol, made once: a worker's
 	// batch buffers are megabytes. Each input gets a fresh IPv6 shard.
 	type world struct {
@@ -41,23 +55,38 @@ func FuzzProcess6(f *testing.F) {
 		tbl *Table
 	}
 	worlds := map[[2]uint8]world{}
-	for _, fw := range []Forward{ForwardDR, ForwardNAT, ForwardTUN} {
+	for _, fw := range []Forward{ForwardDR, ForwardNAT, ForwardTUN, ForwardFullNAT} {
 		for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 			tbl := testTable6(fw, proto)
+			if fw == ForwardFullNAT {
+				tbl = fnTable6(proto)
+			}
 			worlds[[2]uint8{uint8(fw), proto}] = world{worker6(tbl, 64), tbl}
 		}
 	}
+	open := syn.bytes(f) // the connection a FULLNAT world starts with
+	openUDP := client6(header.ProtoUDP).bytes(f)
 	buf := make([]byte, Headroom+MaxFrame)
 	f.Fuzz(func(t *testing.T, in []byte, fwd, flags uint8, csumStart, csumOffset uint16) {
 		if len(in) > MaxFrame {
 			return
 		}
-		fw := []Forward{ForwardDR, ForwardNAT, ForwardTUN}[fwd%3]
+		fw := Forward((fwd+3)%4 + 1) // 1 DR, 2 TUN, 3 NAT, 4 (and 0) FULLNAT
 		off := header.Offload{Flags: flags, CsumStart: csumStart, CsumOffset: csumOffset}
 		for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 			wd := worlds[[2]uint8{uint8(fw), proto}]
 			w, tbl := wd.w, wd.tbl
 			w.shard6.Store(conntrack.NewShard[[16]byte](64))
+			if fw == ForwardFullNAT {
+				first := openUDP
+				if proto == header.ProtoTCP {
+					first = open
+				}
+				copy(buf[Headroom:], first)
+				if _, v := w.process(tbl, buf, len(first), make([]byte, 128), 1); v != VerdictForward {
+					t.Fatalf("opening the FULLNAT connection: verdict %v", v)
+				}
+			}
 			validIn := false
 			var qin parsed6
 			if v := parse6(in, &qin); v == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
@@ -83,6 +112,13 @@ func FuzzProcess6(f *testing.F) {
 				}
 				var q parsed6
 				pv := parse6(out, &q)
+				if pv == verdictICMPv6 {
+					ip := header.IPv6(out[header.EthernetLen:])
+					if !header.ICMPv6(out[q.l4:]).IsChecksumValid(ip.Source(), ip.Destination()) || len(out) > len(in) {
+						t.Fatalf("verdict %v: relayed ICMPv6 error with a wrong checksum or grown", v)
+					}
+					continue
+				}
 				if pv != 0 || len(out) != len(q.frame) || len(out) > len(in) {
 					t.Fatalf("verdict %v: output of %d bytes (from %d) does not parse again: %v", v, len(out), len(in), pv)
 				}

@@ -127,8 +127,9 @@ const (
 	// ppV1MaxLen is the longest v1 header of TCP over IPv4:
 	// "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n".
 	ppV1MaxLen = 56
-	// ppMaxLen bounds a header of either version.
-	ppMaxLen = ppV1MaxLen
+	// ppMaxLen bounds a header of either version and family (IPv6's v1
+	// is the longest, proxyproto6.go).
+	ppMaxLen = ppV1MaxLen6
 )
 
 var ppV2Sig = [ppV2SigLen]byte{'\r', '\n', '\r', '\n', 0, '\r', '\n', 'Q', 'U', 'I', 'T', '\n'}
@@ -198,35 +199,58 @@ const (
 	ppTSOptLen = 2 + tcpOptTimestampsLen
 )
 
-// ppSlot is what resending one connection's header takes.
-type ppSlot struct {
-	key          conntrack.Key4 // the connection's forward key; Proto 0: free
-	seq          uint32         // the header's sequence number, in the real's numbers
-	ack          uint32         // the acknowledgment to send: the latest the client sent, in the real's numbers
-	tsval, tsecr uint32         // the timestamps to send, if ts
-	sent         int64          // when it was last sent
-	rto          int64          // how long to wait after sent
-	win          uint16         // the window to send: the client's latest
-	n            uint8          // the header's length
+// ppSlotOf is what resending one connection's header takes, for a
+// connection of address type A.
+type ppSlotOf[A conntrack.IP] struct {
+	key conntrack.Key[A] // the connection's forward key; Proto 0: free
+	ppSeg
+}
+
+// ppSeg is what a header segment is sent with, and its sends.
+type ppSeg struct {
+	seq          uint32 // the header's sequence number, in the real's numbers
+	ack          uint32 // the acknowledgment to send: the latest the client sent, in the real's numbers
+	tsval, tsecr uint32 // the timestamps to send, if ts
+	sent         int64  // when it was last sent
+	rto          int64  // how long to wait after sent
+	win          uint16 // the window to send: the client's latest
+	n            uint8  // the header's length
 	ver          ProxyVersion
 	ts           bool // the connection has timestamps
 	tries        uint8
 	fast         bool // resent for a SACK already: wait for RTO now
 }
 
-// proxyState is a worker's unacknowledged PROXY headers: an open-addressed
-// table keyed by the connection's forward key.
-type proxyState struct {
-	slots [ppSlots]ppSlot
+// ppSlot is the slot of an IPv4 connection.
+type ppSlot = ppSlotOf[[4]byte]
+
+// proxyTable is an open-addressed table of a worker's unacknowledged PROXY
+// headers, keyed by the connection's forward key.
+type proxyTable[A conntrack.IP] struct {
+	slots [ppSlots]ppSlotOf[A]
 	used  int
-	out   [1][]byte // the frame Write gets from the expiry walk
+}
+
+// proxyState is a worker's unacknowledged PROXY headers of IPv4
+// connections (those of IPv6 ones are in Worker.pp6, proxyproto6.go).
+type proxyState struct {
+	proxyTable[[4]byte]
+	out [1][]byte // the frame Write gets from the expiry walk
 }
 
 // ppStart is where a key's probe starts.
-func ppStart(k *conntrack.Key4) int { return int(flowHash(k) % ppSlots) }
+func ppStart[A conntrack.IP](k *conntrack.Key[A]) int {
+	switch k := any(k).(type) {
+	case *conntrack.Key4:
+		return int(flowHash(k) % ppSlots)
+	case *conntrack.Key6:
+		return int(flowHash6(k) % ppSlots)
+	}
+	return 0
+}
 
 // find returns the slot of key k, or nil.
-func (s *proxyState) find(k *conntrack.Key4) *ppSlot {
+func (s *proxyTable[A]) find(k *conntrack.Key[A]) *ppSlotOf[A] {
 	if s.used == 0 {
 		return nil
 	}
@@ -239,13 +263,13 @@ func (s *proxyState) find(k *conntrack.Key4) *ppSlot {
 }
 
 // alloc returns a free slot for key k, or nil if none is free.
-func (s *proxyState) alloc(k *conntrack.Key4) *ppSlot {
+func (s *proxyTable[A]) alloc(k *conntrack.Key[A]) *ppSlotOf[A] {
 	if s.used == ppSlots {
 		return nil
 	}
 	for i, j := 0, ppStart(k); i < ppSlots; i, j = i+1, (j+1)%ppSlots {
 		if sl := &s.slots[j]; sl.key.Proto == 0 {
-			*sl = ppSlot{key: *k}
+			*sl = ppSlotOf[A]{key: *k}
 			s.used++
 			return sl
 		}
@@ -254,10 +278,10 @@ func (s *proxyState) alloc(k *conntrack.Key4) *ppSlot {
 }
 
 // full reports whether every slot is taken.
-func (s *proxyState) full() bool { return s.used == ppSlots }
+func (s *proxyTable[A]) full() bool { return s.used == ppSlots }
 
 // free gives sl back.
-func (s *proxyState) free(sl *ppSlot) {
+func (s *proxyTable[A]) free(sl *ppSlotOf[A]) {
 	sl.key.Proto = 0
 	s.used--
 }
@@ -302,12 +326,7 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 		aux[auxClient], aux[auxTS] = 0, 0
 		e.Flags |= flagSeqXlate
 	}
-	// What p says, in the real's numbers: its sequence number (the
-	// client's ISN+1) is the header's; it acknowledges the real's ISN.
-	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.SequenceNumber()+aux[auxClient], tcp.AckNumber(), tcp.WindowSize(), r.Proxy, ppRTO
-	if off, ok := findTimestamps(tcp); ok {
-		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+2)+aux[auxTS], tcp.Word32(off+6)
-	}
+	sl.open(tcp, aux, r.Proxy)
 	var hdr [ppMaxLen]byte
 	sl.n = uint8(putProxyHeader(hdr[:], sl.ver, e.Client, e.ClientPort, e.VIP, e.VPort))
 	aux[auxClient] += uint32(sl.n)
@@ -315,6 +334,17 @@ func (w *Worker) proxyOpen(t *Table, e *conntrack.Entry4, r *Real, p *parsed, no
 	w.proxySend(t, e, r, sl, now)
 	w.C.ProxyHeaders.Add(1)
 	return true
+}
+
+// open sets up sl from the client's segment tcp that calls for a header
+// of version v, before its numbers are translated with the offsets in aux:
+// what it says, in the real's numbers. Its sequence number (the client's
+// ISN+1) is the header's; it acknowledges the real's ISN.
+func (sl *ppSeg) open(tcp header.TCP, aux *conntrack.Aux, v ProxyVersion) {
+	sl.seq, sl.ack, sl.win, sl.ver, sl.rto = tcp.SequenceNumber()+aux[auxClient], tcp.AckNumber(), tcp.WindowSize(), v, ppRTO
+	if off, ok := findTimestamps(tcp); ok {
+		sl.ts, sl.tsval, sl.tsecr = true, tcp.Word32(off+2)+aux[auxTS], tcp.Word32(off+6)
+	}
 }
 
 // proxySynAck is proxyOpen for a SYN-proxied connection e whose real's
@@ -402,15 +432,33 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool
 		return
 	}
 	tcp := header.TCP(header.IPv4(p.frame[header.EthernetLen:]).Payload())
-	partial := p.off.Flags&header.OffloadNeedsCsum != 0
-	in := w.shard.Aux(e)[auxClient]
-	if !reply && p.flags&header.TCPFlagRst != 0 {
+	switch w.pendingSegment(&sl.ppSeg, tcp, w.shard.Aux(e)[auxClient], reply, p.flags, p.off.Flags&header.OffloadNeedsCsum != 0, now) {
+	case ppDone:
 		w.pp.free(sl)
 		e.Flags &^= flagProxyPending
-		return
+	case ppResend:
+		w.proxyResend(t, e, r, sl, now)
+	}
+}
+
+// What pendingSegment asks of its caller.
+const (
+	ppWait   = iota // nothing: the header still waits for its acknowledgment
+	ppDone          // the header's wait is over (acknowledged, or reset): free the slot
+	ppResend        // send the header again
+)
+
+// pendingSegment is proxyPending's work on the segment tcp (flags, partial
+// checksum) of a connection whose client offset is in, for IPv4 and IPv6
+// connections alike: it updates sl from a client segment, translates a
+// real's acknowledgment and SACK edges that do not cover the header, and
+// says what the caller must do.
+func (w *Worker) pendingSegment(sl *ppSeg, tcp header.TCP, in uint32, reply bool, flags uint8, partial bool, now int64) int {
+	if !reply && flags&header.TCPFlagRst != 0 {
+		return ppDone
 	}
 	if !reply {
-		if p.flags&header.TCPFlagAck != 0 {
+		if flags&header.TCPFlagAck != 0 {
 			sl.ack = tcp.AckNumber()
 		}
 		sl.win = tcp.WindowSize()
@@ -418,9 +466,9 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool
 			sl.tsval, sl.tsecr = tcp.Word32(off+2), tcp.Word32(off+6)
 		}
 		if now-sl.sent >= sl.rto {
-			w.proxyResend(t, e, r, sl, now)
+			return ppResend
 		}
-		return
+		return ppWait
 	}
 	// The client's ISN+1, in the client's numbers: where the real's
 	// acknowledgment of the header ends, translated.
@@ -428,26 +476,24 @@ func (w *Worker) proxyPending(t *Table, e *conntrack.Entry4, r *Real, reply bool
 	// SACK edges first: the acknowledgment that covers the header may
 	// carry a D-SACK of a header sent twice.
 	sack := tcp.DataOffset() > header.TCPMinLen && clampSACK(tcp, floor, partial)
-	if p.flags&header.TCPFlagAck != 0 {
+	if flags&header.TCPFlagAck != 0 {
 		if a := tcp.AckNumber(); int32(a-floor) >= 0 {
-			w.pp.free(sl)
-			e.Flags &^= flagProxyPending
 			w.C.ProxyAcked.Add(1)
-			return
+			return ppDone
 		}
 		setAck(tcp, floor, partial)
 	}
 	switch {
-	case p.flags&header.TCPFlagRst != 0:
+	case flags&header.TCPFlagRst != 0:
 		// The connection ends: nothing to send again.
-		w.pp.free(sl)
-		e.Flags &^= flagProxyPending
-	case p.flags&header.TCPFlagSyn != 0, sack && !sl.fast:
+		return ppDone
+	case flags&header.TCPFlagSyn != 0, sack && !sl.fast:
 		// The real sent its SYN-ACK again (it never had the header's
 		// acknowledgment of it), or holds client data but not the header.
 		sl.fast = sack
-		w.proxyResend(t, e, r, sl, now)
+		return ppResend
 	}
+	return ppWait
 }
 
 // setAck sets tcp's acknowledgment number, updating the checksum unless it
@@ -506,6 +552,7 @@ func (w *Worker) proxyResend(t *Table, e *conntrack.Entry4, r *Real, sl *ppSlot,
 // A connection whose header went ppMaxTries times unacknowledged is
 // dropped.
 func (w *Worker) proxyTimers(now int64) {
+	w.proxyTimers6(now) // proxyproto6.go
 	if w.pp.used == 0 || w.cur == nil {
 		return
 	}

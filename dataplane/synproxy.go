@@ -169,6 +169,12 @@ func cookieWords(k *conntrack.Key4, isn uint32) (m0, m1 uint64) {
 // isn, carrying MSS index mss, at time counter t.
 func (c *cookieKey) make(k *conntrack.Key4, isn uint32, mss int, t uint32) uint32 {
 	m0, m1 := cookieWords(k, isn)
+	return c.makeWords(m0, m1, mss, t)
+}
+
+// makeWords is make for the message words of a key and client ISN, of
+// either family (cookieWords, cookieWords6).
+func (c *cookieKey) makeWords(m0, m1 uint64, mss int, t uint32) uint32 {
 	h0 := uint32(sipHash24(c, m0, m1, cookieH0))
 	h1 := uint32(sipHash24(c, m0, m1, uint64(t)<<8|uint64(mss)))
 	return h0 + ((t&7)<<cookieTimeShift | uint32(mss)<<cookieMSSShift | h1&cookieMACMask)
@@ -178,6 +184,11 @@ func (c *cookieKey) make(k *conntrack.Key4, isn uint32, mss int, t uint32) uint3
 // time counter t, and returns the MSS index it carries.
 func (c *cookieKey) check(k *conntrack.Key4, isn, cookie, t uint32) (mss int, ok bool) {
 	m0, m1 := cookieWords(k, isn)
+	return c.checkWords(m0, m1, cookie, t)
+}
+
+// checkWords is check for the message words of a key and client ISN.
+func (c *cookieKey) checkWords(m0, m1 uint64, cookie, t uint32) (mss int, ok bool) {
 	v := cookie - uint32(sipHash24(c, m0, m1, cookieH0))
 	age := (t - v>>cookieTimeShift) & 7
 	if age > cookieMaxAge {
@@ -262,20 +273,28 @@ const (
 	spSynAckWindow = 65535
 )
 
-// heldFrame is one slot of held client segments.
-type heldFrame struct {
-	key   conntrack.Key4 // forward key of the connection; Proto 0: the slot is free
-	order uint64         // arrival order: a connection's frames leave in it
-	at    int64          // when it was held
+// heldFrameOf is one slot of held client segments of connections of
+// address type A.
+type heldFrameOf[A conntrack.IP] struct {
+	key   conntrack.Key[A] // forward key of the connection; Proto 0: the slot is free
+	order uint64           // arrival order: a connection's frames leave in it
+	at    int64            // when it was held
 	n     int
 	buf   []byte
 }
 
-// synProxy is a worker's SYN-proxy state: the held client segments.
-type synProxy struct {
-	held  [spHoldSlots]heldFrame
+// heldFrame is the slot of an IPv4 connection's segment.
+type heldFrame = heldFrameOf[[4]byte]
+
+// heldFrames is a worker's held client segments of one family.
+type heldFrames[A conntrack.IP] struct {
+	held  [spHoldSlots]heldFrameOf[A]
 	order uint64
 }
+
+// synProxy is a worker's SYN-proxy state: the held client segments (those
+// of IPv6 connections are in Worker.sp6, synproxy6.go).
+type synProxy = heldFrames[[4]byte]
 
 // synProxyMiss handles a segment to svc, a SYN-proxied (so TCP) service,
 // that found no connection: a SYN is answered with a cookie, an ACK with a
@@ -547,9 +566,15 @@ func (w *Worker) setState(t *Table, e *conntrack.Entry4, r *Real, s conntrack.St
 // kept. A slot held longer than spHoldFor is taken back on the way.
 func (w *Worker) hold(e *conntrack.Entry4, p *parsed, now int64) bool {
 	fk := e.ForwardKey()
+	return holdFrame(w, &w.sp, &fk, p.frame, &p.off, false, now)
+}
+
+// holdFrame is hold for the frame of the connection of forward key fk, in
+// sp; v6 says the frame's family, for its partial checksum.
+func holdFrame[A conntrack.IP](w *Worker, sp *heldFrames[A], fk *conntrack.Key[A], frame []byte, off *header.Offload, v6 bool, now int64) bool {
 	free, mine := -1, 0
-	for i := range w.sp.held {
-		h := &w.sp.held[i]
+	for i := range sp.held {
+		h := &sp.held[i]
 		if h.key.Proto != 0 && now-h.at >= spHoldFor {
 			h.key.Proto = 0
 			w.C.SynProxyHeldDropped.Add(1)
@@ -559,24 +584,28 @@ func (w *Worker) hold(e *conntrack.Entry4, p *parsed, now int64) bool {
 			if free < 0 {
 				free = i
 			}
-		case h.key == fk:
+		case h.key == *fk:
 			mine++
 		}
 	}
-	if free < 0 || mine >= spHoldPerConn || p.off.GSOType != header.GSONone || len(p.frame) > MaxSegment {
+	if free < 0 || mine >= spHoldPerConn || off.GSOType != header.GSONone || len(frame) > MaxSegment {
 		w.C.SynProxyHeldDropped.Add(1)
 		return false
 	}
-	h := &w.sp.held[free]
+	h := &sp.held[free]
 	if h.buf == nil {
 		h.buf = make([]byte, MaxSegment)
 	}
-	h.n = copy(h.buf, p.frame)
-	if p.off.Flags&header.OffloadNeedsCsum != 0 {
-		finishChecksum(h.buf[:h.n], &p.off)
+	h.n = copy(h.buf, frame)
+	if off.Flags&header.OffloadNeedsCsum != 0 {
+		if v6 {
+			header.FinishChecksum(h.buf[:h.n], off, false) // TCP
+		} else {
+			finishChecksum(h.buf[:h.n], off)
+		}
 	}
-	w.sp.order++
-	h.key, h.order, h.at = fk, w.sp.order, now
+	sp.order++
+	h.key, h.order, h.at = *fk, sp.order, now
 	w.C.SynProxyHeld.Add(1)
 	return true
 }
@@ -584,12 +613,42 @@ func (w *Worker) hold(e *conntrack.Entry4, p *parsed, now int64) bool {
 // dropHeld frees the slots of e's held segments, counting them dropped.
 func (w *Worker) dropHeld(e *conntrack.Entry4) {
 	fk := e.ForwardKey()
-	for i := range w.sp.held {
-		if h := &w.sp.held[i]; h.key.Proto != 0 && h.key == fk {
+	dropHeldFrames(w, &w.sp, &fk)
+}
+
+// dropHeldFrames is dropHeld for the connection of forward key fk, in sp.
+func dropHeldFrames[A conntrack.IP](w *Worker, sp *heldFrames[A], fk *conntrack.Key[A]) {
+	for i := range sp.held {
+		if h := &sp.held[i]; h.key.Proto != 0 && h.key == *fk {
 			h.key.Proto = 0
 			w.C.SynProxyHeldDropped.Add(1)
 		}
 	}
+}
+
+// heldInOrder returns the slots in sp of the held segments of the
+// connection of forward key fk, in arrival order (at most spHoldPerConn:
+// any beyond are dropped).
+func heldInOrder[A conntrack.IP](w *Worker, sp *heldFrames[A], fk *conntrack.Key[A]) (idx [spHoldPerConn]int, n int) {
+	for i := range sp.held {
+		h := &sp.held[i]
+		if h.key.Proto == 0 || h.key != *fk {
+			continue
+		}
+		if n == len(idx) { // cannot happen: hold keeps spHoldPerConn at most
+			h.key.Proto = 0
+			w.C.SynProxyHeldDropped.Add(1)
+			continue
+		}
+		// Insertion in arrival order.
+		j := n
+		for ; j > 0 && sp.held[idx[j-1]].order > h.order; j-- {
+			idx[j] = idx[j-1]
+		}
+		idx[j] = i
+		n++
+	}
+	return idx, n
 }
 
 // flushHeld sends the held segments of e, just spliced, to its real in the
@@ -600,26 +659,7 @@ func (w *Worker) dropHeld(e *conntrack.Entry4) {
 // (an earlier connection's, on the same tuple) is dropped.
 func (w *Worker) flushHeld(t *Table, e *conntrack.Entry4, r *Real, cookie uint32, now int64) []byte {
 	fk := e.ForwardKey()
-	var idx [spHoldPerConn]int
-	n := 0
-	for i := range w.sp.held {
-		h := &w.sp.held[i]
-		if h.key.Proto == 0 || h.key != fk {
-			continue
-		}
-		if n == len(idx) { // cannot happen: hold keeps spHoldPerConn at most
-			h.key.Proto = 0
-			w.C.SynProxyHeldDropped.Add(1)
-			continue
-		}
-		// Insertion in arrival order.
-		j := n
-		for ; j > 0 && w.sp.held[idx[j-1]].order > h.order; j-- {
-			idx[j] = idx[j-1]
-		}
-		idx[j] = i
-		n++
-	}
+	idx, n := heldInOrder(w, &w.sp, &fk)
 	aux := w.shard.Aux(e)
 	var first []byte
 	for _, i := range idx[:n] {

@@ -123,7 +123,7 @@ type Table struct {
 	GatewayMAC [6]byte
 
 	Services map[ServiceKey]*Service
-	// Services6 are the IPv6 services (DR, TUN and NAT reals only). A table
+	// Services6 are the IPv6 services (DR, TUN, NAT and FULLNAT reals). A table
 	// with any makes Dataplane.Publish give every worker its IPv6
 	// connection shard.
 	Services6 map[ServiceKey6]*Service
@@ -135,6 +135,9 @@ type Table struct {
 	// p with p%n == w so that replies can be steered to it by port.
 	Locals         [][4]byte
 	PortLo, PortHi uint16
+	// Locals6 are the local addresses of IPv6 FULLNAT connections, on
+	// the same port range and per-worker slices as Locals.
+	Locals6 [][16]byte
 
 	Timeouts conntrack.Timeouts
 

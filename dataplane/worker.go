@@ -182,6 +182,8 @@ type Worker struct {
 	onEvict6Fn  func(*conntrack.Entry6) // w.onEvict6, bound once
 	syncOut6    *syncRing[SyncConn6]    // IPv6 connections to report to the sync sender (EnableSync)
 	syncIn6     chan []SyncConn6        // synced IPv6 connections to install
+	pp6         proxyTable[[16]byte]    // unacknowledged PROXY headers of IPv6 connections (proxyproto6.go)
+	sp6         heldFrames[[16]byte]    // the SYN proxy's held segments of IPv6 connections (synproxy6.go)
 }
 
 func newWorker(id, n int, link Link, table *atomic.Pointer[Table], capacity int) *Worker {
@@ -926,13 +928,10 @@ func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4
 	if len(t.Locals) == 0 || t.PortHi < t.PortLo {
 		return nil
 	}
-	n := uint32(w.n)
-	lo, hi := uint32(t.PortLo), uint32(t.PortHi)
-	first := lo + (uint32(w.id)+n-lo%n)%n
-	if first > hi {
+	first, count, n, ok := w.localPorts(t)
+	if !ok {
 		return nil
 	}
-	count := (hi-first)/n + 1
 	lip := t.Locals[int(flowHash(k)%uint32(len(t.Locals)))]
 	ne.Local = lip
 	rev := conntrack.Key4{Src: ne.Real, Dst: ne.Local, SrcPort: ne.RPort, Proto: k.Proto}
@@ -960,6 +959,22 @@ func (w *Worker) insertFullNAT(t *Table, k *conntrack.Key4, ne *conntrack.Entry4
 	w.C.PortsReclaimed.Add(1)
 	e, _ := w.shard.Insert(ne, true)
 	return e
+}
+
+// localPorts returns the worker's slice of t's local port range: the
+// ports first, first+n, ... (count of them), those p with p%n == w.id; ok
+// is false if the worker has none.
+func (w *Worker) localPorts(t *Table) (first, count, n uint32, ok bool) {
+	n = uint32(w.n)
+	lo, hi := uint32(t.PortLo), uint32(t.PortHi)
+	if hi < lo {
+		return 0, 0, n, false
+	}
+	first = lo + (uint32(w.id)+n-lo%n)%n
+	if first > hi {
+		return 0, 0, n, false
+	}
+	return first, (hi-first)/n + 1, n, true
 }
 
 // halfOpenReclaimAge is how long a FULLNAT connection must have been
@@ -992,7 +1007,7 @@ const reclaimLookahead = 4
 // CLOSE) and silent for closedReclaimAge, or one the client opened but
 // never completed (SYN_RECV, not the SYN proxy's, which opens only on a
 // valid ACK) and which has been silent for halfOpenReclaimAge.
-func reclaimable(t *Table, e *conntrack.Entry4, now int64) bool {
+func reclaimable[A conntrack.IP](t *Table, e *conntrack.Entry[A], now int64) bool {
 	if e.Proto != header.ProtoTCP {
 		return false
 	}

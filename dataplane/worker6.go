@@ -10,10 +10,12 @@ import (
 // handle passes it here, so the IPv4 path keeps its small keys and its
 // code; an IPv6 connection lives in the worker's Shard6, beside the IPv4
 // ones in its Shard4, with the same schedulers, counters and templates.
-// DR, TUN (IPv6-in-IPv6, tun6.go) and NAT, for TCP and UDP; FULLNAT, the
-// SYN proxy, ICMPv6 errors and fragments are not forwarded yet; IPv6
-// connections are dumped (Connections6) and synced (syncReport6,
-// install6), but not warmed before a batch.
+// DR, TUN (IPv6-in-IPv6, tun6.go), NAT and FULLNAT (fullnat6.go), for TCP
+// and UDP, with the SYN proxy (synproxy6.go) and the PROXY protocol
+// (proxyproto6.go), and ICMPv6 errors about their connections
+// (icmpError6); fragments are not forwarded yet; IPv6 connections are
+// dumped (Connections6) and synced (syncReport6, install6), but not warmed
+// before a batch.
 
 // verdictIPv6 is parse's mark on an IPv6 frame: handle reads it with
 // parse6. It is never counted.
@@ -62,9 +64,12 @@ func parse6(frame []byte, p *parsed6) Verdict {
 			return VerdictMalformed
 		}
 		p.key.SrcPort, p.key.DstPort, p.flags = udp.SourcePort(), udp.DestinationPort(), 0
+	case header.ProtoICMPv6:
+		// An error about a connection is relayed (icmpError6);
+		// neighbour discovery, echo and the rest are the kernel's.
+		p.frame, p.l4 = frame[:header.EthernetLen+len(ip)], header.EthernetLen+x.Offset
+		return verdictICMPv6
 	default:
-		// ICMPv6 (neighbour discovery, echo, errors) and anything else
-		// is the kernel's.
 		return VerdictNoService
 	}
 	p.frame, p.l4 = frame[:header.EthernetLen+len(ip)], header.EthernetLen+x.Offset
@@ -84,6 +89,9 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 	}
 	var q parsed6
 	if v := parse6(p.frame, &q); v != 0 {
+		if v == verdictICMPv6 {
+			return w.icmpError6(t, s, &q, &p.off) // fullnat6.go
+		}
 		return nil, v
 	}
 	if p.off.Flags&header.OffloadNeedsCsum != 0 || p.off.GSOType != header.GSONone {
@@ -107,14 +115,32 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 	}
 	if e == nil {
 		svc := t.Services6[ServiceKey6{Proto: key.Proto, VIP: key.Dst, Port: key.DstPort}]
+		if svc != nil && svc.SynProxy {
+			return w.synProxyMiss6(t, s, svc, &q, &p.off, now) // synproxy6.go
+		}
 		var v Verdict
 		if e, v = w.newConn6(t, s, svc, key, eth, flags, now); e == nil {
 			return nil, v
 		}
 		r = t.real(e.RealID)
+		if r != nil && key.Proto == header.ProtoTCP && r.Forward == ForwardFullNAT && e != &w.opsEntry6 {
+			w.fullnatOpen6(s, e, r, &q, now) // fullnat6.go
+		}
 	}
 	if r == nil || !r.Ready {
 		return nil, VerdictNoReal
+	}
+	if e.Flags&flagSynProxy != 0 {
+		if f, v, done := w.synProxyConn6(t, s, e, r, reply, &q, &p.off, now); done {
+			return f, v
+		}
+		if e.Flags&flagProxyPending != 0 {
+			w.proxyPending6(t, s, e, r, reply, &q, &p.off, now) // proxyproto6.go
+		}
+	} else if e.Flags&(flagSeqXlate|flagProxyPending) != 0 || r.Proxy != 0 {
+		if !w.translate6(t, s, e, r, reply, &q, &p.off, now) { // proxyproto6.go
+			return nil, VerdictTableFull
+		}
 	}
 	n := uint64(len(frame) - header.EthernetLen)
 	if reply {
@@ -132,7 +158,7 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 	w.track6(t, e, r, dir, flags, now)
 	r.Stats.InPkts.Add(1)
 	r.Stats.InBytes.Add(n)
-	return w.rewriteRequest6(t, r, buf, &q, &p.off)
+	return w.rewriteRequest6(t, e, r, buf, &q, &p.off)
 }
 
 // offloadUsable6 is offloadUsable for an IPv6 frame: a partial checksum
@@ -216,6 +242,9 @@ func (w *Worker) track6(t *Table, e *conntrack.Entry6, r *Real, dir conntrack.Di
 
 // release6 is release for an IPv6 connection.
 func (w *Worker) release6(e *conntrack.Entry6) {
+	if e.Flags&flagProxyPending != 0 {
+		w.proxyRelease6(e)
+	}
 	if e.PersistBits != 0 {
 		k := conntrack.MaskedTemplateKey6(e.Client, e.VIP, e.VPort, e.Proto, e.PersistBits)
 		w.templates.Release(&k, e.RealID, w.now)
@@ -288,8 +317,14 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 		ne.State = conntrack.StateNone
 	}
 	ne.Expires = now + int64(t.Timeouts.Timeout(ne.State))
-	// DR replies never come back through us: one key. NAT needs both.
-	e, _ := s.Insert(&ne, r.Forward == ForwardNAT)
+	// DR replies never come back through us: one key. NAT needs both,
+	// and FULLNAT a local address and port for the reply's.
+	var e *conntrack.Entry6
+	if r.Forward == ForwardFullNAT {
+		e = w.insertFullNAT6(t, s, k, &ne, now) // fullnat6.go
+	} else {
+		e, _ = s.Insert(&ne, r.Forward == ForwardNAT)
+	}
 	if e == nil {
 		if persist != 0 {
 			tk := conntrack.MaskedTemplateKey6(k.Src, k.Dst, k.DstPort, k.Proto, persist)
@@ -309,18 +344,22 @@ func (w *Worker) newConn6(t *Table, s *conntrack.Shard6, svc *Service, k *conntr
 
 // rewriteRequest6 turns an IPv6 client packet (its frame at
 // buf[Headroom:]) into what the real server must receive: DR rewrites the
-// MACs only, NAT the destination address and port too, TUN wraps it in an
-// outer IPv6 header (tun6.go).
-func (w *Worker) rewriteRequest6(t *Table, r *Real, buf []byte, q *parsed6, off *header.Offload) ([]byte, Verdict) {
+// MACs only, NAT the destination address and port too, FULLNAT the source
+// as well, to the connection's local address and port, and TUN wraps it in
+// an outer IPv6 header (tun6.go).
+func (w *Worker) rewriteRequest6(t *Table, e *conntrack.Entry6, r *Real, buf []byte, q *parsed6, off *header.Offload) ([]byte, Verdict) {
 	frame := q.frame
+	partial := off.Flags&header.OffloadNeedsCsum != 0
 	switch r.Forward {
 	case ForwardDR:
 	case ForwardNAT:
-		rewriteDst6(q, r.Addr6, r.Port, off.Flags&header.OffloadNeedsCsum != 0)
+		rewriteDst6(q, r.Addr6, r.Port, partial)
+	case ForwardFullNAT:
+		rewriteSrc6(q, e.Local, e.LPort, partial)
+		rewriteDst6(q, r.Addr6, r.Port, partial)
 	case ForwardTUN:
 		return w.tunnel6(t, r, buf, q, off)
 	default:
-		// FULLNAT over IPv6 is refused by the configuration.
 		return nil, VerdictNoReal
 	}
 	w.passOffload6(q, off)
@@ -330,10 +369,15 @@ func (w *Worker) rewriteRequest6(t *Table, r *Real, buf []byte, q *parsed6, off 
 	return frame, VerdictForward
 }
 
-// rewriteReply6 turns a NAT reply from the real server back into the packet
-// the client expects, from VIP:port.
+// rewriteReply6 turns a NAT or FULLNAT reply from the real server back into
+// the packet the client expects, from VIP:port (and, FULLNAT, to the
+// client's address and port).
 func (w *Worker) rewriteReply6(t *Table, e *conntrack.Entry6, q *parsed6, off *header.Offload) []byte {
-	rewriteSrc6(q, e.VIP, e.VPort, off.Flags&header.OffloadNeedsCsum != 0)
+	partial := off.Flags&header.OffloadNeedsCsum != 0
+	rewriteSrc6(q, e.VIP, e.VPort, partial)
+	if Forward(e.Forward) == ForwardFullNAT {
+		rewriteDst6(q, e.Client, e.ClientPort, partial)
+	}
 	w.passOffload6(q, off)
 	eth := header.Ethernet(q.frame)
 	mac := e.ClientMAC

@@ -367,7 +367,11 @@ func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool, client netip.A
 	var ln net.Listener
 	if err := h.Do(func() error {
 		var err error
-		ln, err = net.Listen("tcp4", addr.String())
+		network := "tcp4"
+		if addr.Addr().Is6() {
+			network = "tcp6"
+		}
+		ln, err = net.Listen(network, addr.String())
 		return err
 	}); err != nil {
 		return nil, fmt.Errorf("PROXY echo on %s %s: %w", h.Name, addr, err)
@@ -400,8 +404,8 @@ func servePROXYEcho(h *lab.Host, addr netip.AddrPort, greet bool, client netip.A
 	return func() { ln.Close(); wg.Wait() }, nil
 }
 
-// readPROXYHeader reads a PROXY protocol header of TCP over IPv4, v1 or
-// v2 (proxy-protocol.txt), and returns the source it names.
+// readPROXYHeader reads a PROXY protocol header of TCP over IPv4 or IPv6,
+// v1 or v2 (proxy-protocol.txt), and returns the source it names.
 func readPROXYHeader(r *bufio.Reader) (netip.AddrPort, error) {
 	sig := []byte("\r\n\r\n\x00\r\nQUIT\n")
 	first, err := r.Peek(len(sig))
@@ -409,21 +413,30 @@ func readPROXYHeader(r *bufio.Reader) (netip.AddrPort, error) {
 		return netip.AddrPort{}, err
 	}
 	if bytes.Equal(first, sig) {
-		var h [16 + 12]byte
-		if _, err := io.ReadFull(r, h[:]); err != nil {
+		var h [16 + 36]byte
+		if _, err := io.ReadFull(r, h[:16]); err != nil {
 			return netip.AddrPort{}, err
 		}
-		if h[12] != 0x21 || h[13] != 0x11 || binary.BigEndian.Uint16(h[14:]) != 12 {
-			return netip.AddrPort{}, fmt.Errorf("v2 header % x", h[12:16])
+		switch n := binary.BigEndian.Uint16(h[14:]); {
+		case h[12] == 0x21 && h[13] == 0x11 && n == 12: // TCP over IPv4
+			if _, err := io.ReadFull(r, h[16:16+12]); err != nil {
+				return netip.AddrPort{}, err
+			}
+			return netip.AddrPortFrom(netip.AddrFrom4([4]byte(h[16:20])), binary.BigEndian.Uint16(h[24:])), nil
+		case h[12] == 0x21 && h[13] == 0x21 && n == 36: // TCP over IPv6
+			if _, err := io.ReadFull(r, h[16:16+36]); err != nil {
+				return netip.AddrPort{}, err
+			}
+			return netip.AddrPortFrom(netip.AddrFrom16([16]byte(h[16:32])), binary.BigEndian.Uint16(h[48:])), nil
 		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(h[16:20])), binary.BigEndian.Uint16(h[24:])), nil
+		return netip.AddrPort{}, fmt.Errorf("v2 header % x", h[12:16])
 	}
 	line, err := r.ReadString('\n')
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
 	f := strings.Fields(strings.TrimSuffix(line, "\r\n"))
-	if len(f) != 6 || f[0] != "PROXY" || f[1] != "TCP4" || !strings.HasSuffix(line, "\r\n") {
+	if len(f) != 6 || f[0] != "PROXY" || (f[1] != "TCP4" && f[1] != "TCP6") || !strings.HasSuffix(line, "\r\n") {
 		return netip.AddrPort{}, fmt.Errorf("v1 header %q", line)
 	}
 	a, err := netip.ParseAddr(f[2])

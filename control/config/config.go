@@ -229,7 +229,7 @@ type VRRP struct {
 type Director struct {
 	Interface      string       // the interface that carries VIP traffic; required
 	Workers        int          // 0 = runtime.NumCPU() is applied by the daemon, kept 0 here
-	LocalAddresses []netip.Addr // FULLNAT source addresses; empty = the interface's address (resolved by the daemon)
+	LocalAddresses []netip.Addr // FULLNAT source addresses, IPv4 and IPv6; empty = the interface's addresses (resolved by the daemon)
 	LocalPorts     PortRange    // FULLNAT source ports
 	Metrics        string       // host:port of the metrics listener; empty = off
 	// DisableGRO turns GRO and LRO off on the interface while gvsd runs (restored at

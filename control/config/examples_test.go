@@ -20,7 +20,7 @@ func TestExampleConfigs(t *testing.T) {
 		"bgp.toml":         1,
 		"bgp-nat.toml":     1,
 		"bgp-fullnat.toml": 1,
-		"ipv6.toml":        3,
+		"ipv6.toml":        4,
 		"ipv6-ha.toml":     2,
 	}
 	files, err := filepath.Glob("../../configs/*.toml")

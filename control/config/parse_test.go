@@ -252,6 +252,15 @@ func TestParseValid(t *testing.T) {
 			"[[service]]\nprotocol = \"udp\"\naddress = \"[fd00:20::100]:53\"\nforward = \"nat\"\n[service.check]\ntype = \"udp\"\nsend = \"ping\"\n[[service.real]]\naddress = \"[fd00:20::11]:5353\"\n" +
 			"[[service]]\naddress = \"[fd00:20::100]:81\"\n[service.check]\ntype = \"exec\"\ncommand = [\"/bin/true\"]\n[[service.real]]\naddress = \"[fd00:20::11]:81\"\n" +
 			"[[service]]\naddress = \"[fd00:20::100]:82\"\n[service.check]\ntype = \"tcp\"\nport = 9000\n[[service.real]]\naddress = \"[fd00:20::11]:82\"\n"},
+		{"IPv6 fullnat with local addresses of both families", head + "local_addresses = [\"10.20.0.2\", \"fd00:20::2\"]\n" +
+			"[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n" +
+			"[[service]]\nprotocol = \"udp\"\naddress = \"10.20.0.100:53\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"10.20.0.11:5353\"\n"},
+		{"IPv6 fullnat real without local addresses (the interface's)", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n" +
+			"[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n"},
+		{"IPv6 proxy_protocol on nat and fullnat reals", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n" +
+			"[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"fullnat\"\nproxy_protocol = \"v1\"\n"},
+		{"IPv6 synproxy on nat and fullnat reals, with proxy_protocol", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"fullnat\"\nsynproxy = true\nproxy_protocol = \"v2\"\n" +
+			"[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n[[service.real]]\naddress = \"[fd00:20::12]:8080\"\nforward = \"nat\"\n"},
 		{"IPv6 tun service whose reals are all nat", head + "[[service]]\naddress = \"[fd00:20::100]:80\"\nforward = \"nat\"\n[[service.real]]\naddress = \"[fd00:20::11]:8080\"\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -280,7 +289,15 @@ func TestParseErrors(t *testing.T) {
 		{"workers negative", head + "workers = -1\n", []FieldError{{"director.workers", "-1 is out of range 0..256"}}},
 		{"workers too many", head + "workers = 257\n", []FieldError{{"director.workers", "257 is out of range 0..256"}}},
 		{"workers float", head + "workers = 2.5\n", []FieldError{{"director.workers", "want an integer, got float 2.5"}}},
-		{"local address IPv6", head + "local_addresses = [\"fd00::1\"]\n", []FieldError{{"director.local_addresses[0]", "IPv6 not supported yet (fd00::1)"}}},
+		{"local address IPv6 link-local", head + "local_addresses = [\"10.0.0.1\", \"fe80::1\"]\n", []FieldError{{"director.local_addresses[1]", "fe80::1 is link-local"}}},
+		{"local address IPv6 multicast", head + "local_addresses = [\"ff02::2\"]\n", []FieldError{{"director.local_addresses[0]", "ff02::2 is not a unicast address"}}},
+		{"local address IPv6 duplicate", head + "local_addresses = [\"fd00::1\", \"fd00:0::1\"]\n", []FieldError{{"director.local_addresses[1]", "fd00::1 is already local_addresses[0]"}}},
+		{"IPv6 fullnat with IPv4 local addresses only", head + "local_addresses = [\"10.0.0.9\"]\n[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n" +
+			"[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n[[service]]\naddress = \"[fd00::1]:81\"\nforward = \"fullnat\"\n",
+			[]FieldError{{"service[0].real[1].forward", "IPv6 fullnat needs an IPv6 address in director.local_addresses (it lists IPv4 ones only)"},
+				{"service[1].forward", "IPv6 fullnat needs an IPv6 address in director.local_addresses (it lists IPv4 ones only)"}}},
+		{"IPv4 fullnat with IPv6 local addresses only", head + "local_addresses = [\"fd00::9\"]\n[[service]]\naddress = \"10.0.0.1:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"10.0.0.2:8080\"\n",
+			[]FieldError{{"service[0].forward", "IPv4 fullnat needs an IPv4 address in director.local_addresses (it lists IPv6 ones only)"}}},
 		{"local address junk", head + "local_addresses = [\"10.0.0.1\", \"ten\"]\n", []FieldError{{"director.local_addresses[1]", `"ten" is not an IP address`}}},
 		{"local address multicast", head + "local_addresses = [\"224.0.0.1\"]\n", []FieldError{{"director.local_addresses[0]", "224.0.0.1 is not a unicast address"}}},
 		{"local address duplicate", head + "local_addresses = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.1\"]\n", []FieldError{{"director.local_addresses[2]", "10.0.0.1 is already local_addresses[0]"}}},
@@ -348,11 +365,6 @@ func TestParseErrors(t *testing.T) {
 		{"service address IPv6 loopback", head + "[[service]]\naddress = \"[::1]:80\"\n", []FieldError{{"service[0].address", "::1 is not a unicast address"}}},
 		{"service address IPv6 without brackets", head + "[[service]]\naddress = \"fd00::1:80\"\n", []FieldError{{"service[0].address", `"fd00::1:80" is not IP:port`}}},
 		{"IPv6 persistence netmask 129", head + "[[service]]\naddress = \"[fd00::1]:80\"\npersistence_netmask = 129\n", []FieldError{{"service[0].persistence_netmask", "129 is out of range 1..128"}}},
-		{"IPv6 fullnat service", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"fullnat\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n", []FieldError{{"service[0].forward", "IPv6 fullnat not supported yet (dr, tun and nat are)"}}},
-		{"IPv6 fullnat real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"[fd00::2]:80\"\n[[service.real]]\naddress = \"[fd00::3]:8080\"\nforward = \"fullnat\"\n", []FieldError{{"service[0].real[1].forward", "IPv6 fullnat not supported yet (dr, tun and nat are)"}}},
-		{"IPv6 synproxy", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nsynproxy = true\n", []FieldError{{"service[0].synproxy", "IPv6 synproxy not supported yet"}}},
-		{"IPv6 proxy_protocol", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  proxy_protocol = \"v1\"\n",
-			[]FieldError{{"service[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}, {"service[0].real[0].proxy_protocol", "IPv6 proxy_protocol not supported yet"}}},
 		{"IPv6 service with VRRPv2", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[vrrp]\nrouter_id = 5\n", []FieldError{{"vrrp.version", "version 2 cannot move the IPv6 VIP fd00::1 (service[0].address; vrrp.addresses is empty: every service VIP): VRRPv2 (RFC 3768) is IPv4 only; set version = 3 (RFC 5798, keepalived's vrrp_version 3) on every router of the virtual router"}}},
 		{"IPv6 vrrp address with VRRPv2", head + "[vrrp]\nrouter_id = 5\naddresses = [\"10.0.0.1\", \"fd00::1\"]\n", []FieldError{{"vrrp.version", "version 2 cannot move the IPv6 address fd00::1 (vrrp.addresses[1]): VRRPv2 (RFC 3768) is IPv4 only; set version = 3 (RFC 5798, keepalived's vrrp_version 3) on every router of the virtual router"}}},
 		{"IPv6 vrrp without an IPv6 peer", head + "[vrrp]\nrouter_id = 5\nversion = 3\nunicast_peers = [\"10.0.0.2\"]\naddresses = [\"10.0.0.1\", \"fd00::1\"]\n", []FieldError{{"vrrp.unicast_peers", "no IPv6 peer for the IPv6 address fd00::1 (vrrp.addresses[1]): IPv6 adverts go to IPv6 peers"}}},
@@ -360,6 +372,10 @@ func TestParseErrors(t *testing.T) {
 		{"vrrp bad addresses", head + "[vrrp]\nrouter_id = 5\nversion = 3\nunicast_peers = [\"ff02::12\"]\naddresses = [\"::\", \"::ffff:10.0.0.1\"]\n", []FieldError{
 			{"vrrp.addresses[0]", ":: is not a usable IPv4 or IPv6 unicast address"}, {"vrrp.addresses[1]", "::ffff:10.0.0.1 is not a usable IPv4 or IPv6 unicast address"},
 			{"vrrp.unicast_peers[0]", "ff02::12 is not a usable IPv4 or IPv6 unicast address"}}},
+		{"IPv6 synproxy with a dr real", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"fullnat\"\nsynproxy = true\n[[service.real]]\naddress = \"[fd00::2]:80\"\nforward = \"dr\"\n",
+			[]FieldError{{"service[0].real[0].forward", "dr with synproxy: synproxy needs nat or fullnat (the real's replies must come back through the director)"}}},
+		{"IPv6 proxy_protocol with a dr real", head + "[[service]]\naddress = \"[fd00::1]:80\"\nforward = \"nat\"\nproxy_protocol = \"v2\"\n  [[service.real]]\n  address = \"[fd00::2]:80\"\n  forward = \"dr\"\n",
+			[]FieldError{{"service[0].real[0].forward", `dr with proxy_protocol "v2": the PROXY protocol needs nat or fullnat (the director writes the header into the stream to the real, so it must see the real's replies)`}}},
 		{"IPv6 service, IPv4 real", head + "[[service]]\naddress = \"[fd00::1]:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].real[0].address", "10.0.0.2:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"IPv6 service, IPv4 sorry", head + "[[service]]\naddress = \"[fd00::1]:80\"\nsorry = \"10.0.0.9:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.9:80 is IPv4, the service IPv6: a service and its reals are of one family"}}},
 		{"service address port 0", head + "[[service]]\naddress = \"10.0.0.1:0\"\n", []FieldError{{"service[0].address", "port must not be 0"}}},

@@ -84,6 +84,7 @@ func (v *validator) config(c *Config) {
 	}
 
 	v.services(c.Services)
+	v.fullnatLocals(c)
 	v.vrrp(&c.VRRP)
 	v.sync(&c.Sync)
 	v.bgp(&c.BGP)
@@ -412,7 +413,7 @@ func (v *validator) director(d *Director) {
 	seen := make(map[netip.Addr]int, len(d.LocalAddresses))
 	for i, a := range d.LocalAddresses {
 		p := index("director.local_addresses", i)
-		if msg := checkAddr(a); msg != "" {
+		if msg := checkLocalAddr(a); msg != "" {
 			v.addf(p, "%s", msg)
 			continue
 		}
@@ -456,6 +457,71 @@ func checkAddr(a netip.Addr) string {
 	return ""
 }
 
+// checkLocalAddr accepts a FULLNAT local address: a unicast IPv4 address,
+// or an IPv6 one as checkAddr6 does (for IPv6 FULLNAT services).
+func checkLocalAddr(a netip.Addr) string {
+	if a.Is6() {
+		return checkAddr6(a)
+	}
+	return checkAddr(a)
+}
+
+// checkAddr6 accepts a global or unique-local unicast IPv6 address: a
+// link-local one needs a zone, and an IPv4-mapped one is an IPv4 address
+// written the long way.
+func checkAddr6(a netip.Addr) string {
+	switch {
+	case a.Zone() != "":
+		return fmt.Sprintf("%s has a zone: a service or real address is global", a)
+	case a.Is4In6():
+		return fmt.Sprintf("%s is IPv4-mapped: write the IPv4 address %s", a, a.Unmap())
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
+		return fmt.Sprintf("%s is not a unicast address", a)
+	case a.IsLinkLocalUnicast():
+		return fmt.Sprintf("%s is link-local", a)
+	}
+	return ""
+}
+
+// fullnatLocals: when local_addresses is given, every FULLNAT real needs
+// one of its family there (the reals answer it). Without local_addresses
+// the daemon takes the interface's addresses and says if one is missing.
+func (v *validator) fullnatLocals(c *Config) {
+	if len(c.Director.LocalAddresses) == 0 {
+		return
+	}
+	has := map[bool]bool{} // by Is6
+	for _, a := range c.Director.LocalAddresses {
+		has[a.Is6()] = true
+	}
+	for i, s := range c.Services {
+		if !s.Address.IsValid() {
+			continue
+		}
+		v6 := s.Address.Addr().Is6()
+		if has[v6] {
+			continue
+		}
+		path := index("service", i)
+		fp := join(path, "forward")
+		if s.Forward != FullNAT {
+			j := slices.IndexFunc(s.Reals, func(r Real) bool { return r.Forward == FullNAT })
+			if j < 0 {
+				continue
+			}
+			fp = join(index(join(path, "real"), j), "forward")
+		}
+		if v.skip(fp) {
+			continue
+		}
+		fam, other := "IPv4", "IPv6"
+		if v6 {
+			fam, other = other, fam
+		}
+		v.addf(fp, "%s fullnat needs an %s address in director.local_addresses (it lists %s ones only)", fam, fam, other)
+	}
+}
+
 // checkAddrPort accepts a unicast IPv4 or IPv6 address with any port, as a
 // service, real or sorry address; callers check the port and that a
 // service and its reals are of one family. An IPv6 address must be global
@@ -469,17 +535,7 @@ func checkAddrPort(ap netip.AddrPort) string {
 	if !a.Is6() {
 		return checkAddr(a)
 	}
-	switch {
-	case a.Zone() != "":
-		return fmt.Sprintf("%s has a zone: a service or real address is global", a)
-	case a.Is4In6():
-		return fmt.Sprintf("%s is IPv4-mapped: write the IPv4 address %s", a, a.Unmap())
-	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-		return fmt.Sprintf("%s is not a unicast address", a)
-	case a.IsLinkLocalUnicast():
-		return fmt.Sprintf("%s is link-local", a)
-	}
-	return ""
+	return checkAddr6(a)
 }
 
 // family names an address family in messages.
@@ -581,9 +637,6 @@ func (v *validator) service(path string, s *Service) (addrOK bool) {
 	if n := s.PersistenceNetmask; n < 1 || n > max {
 		v.addf(join(path, "persistence_netmask"), "%d is out of range 1..%d", n, max)
 	}
-	if addrOK && s.Address.Addr().Is6() {
-		v.ipv6Service(path, s)
-	}
 	// ip_vs_ctl.c clears IP_VS_SVC_F_ONEPACKET on anything but UDP; we refuse instead.
 	if s.OPS && s.Protocol != UDP && !v.skip(join(path, "protocol")) {
 		v.addf(join(path, "ops"), "only valid with protocol udp")
@@ -677,34 +730,6 @@ func (v *validator) real(path string, r *Real, s *Service, svcAddrOK bool) {
 	} else if lo > up && up >= 0 {
 		// ip_vs_ctl.c refuses l_threshold > u_threshold (-ERANGE).
 		v.addf(join(path, "lower_threshold"), "%d is above upper_threshold %d", lo, up)
-	}
-}
-
-// ipv6Service refuses what an IPv6 service cannot have yet: the dataplane
-// forwards IPv6 in dr, tun and nat only, without the SYN proxy. (Health
-// checks connect to [RIP]:port like to an IPv4 real.)
-func (v *validator) ipv6Service(path string, s *Service) {
-	unsupported := func(f Forward) bool { return f == FullNAT }
-	if unsupported(s.Forward) && !v.skip(join(path, "forward")) {
-		v.addf(join(path, "forward"), "IPv6 %s not supported yet (dr, tun and nat are)", s.Forward)
-	}
-	for j := range s.Reals {
-		rp := join(index(join(path, "real"), j), "forward")
-		// A real that inherits the service's method has it reported there.
-		if f := s.Reals[j].Forward; unsupported(f) && f != s.Forward && !v.skip(rp) {
-			v.addf(rp, "IPv6 %s not supported yet (dr, tun and nat are)", f)
-		}
-	}
-	if s.SynProxy {
-		v.addf(join(path, "synproxy"), "IPv6 synproxy not supported yet")
-	}
-	if s.ProxyProtocol != "" {
-		v.addf(join(path, "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
-	}
-	for j := range s.Reals {
-		if r := &s.Reals[j]; r.OwnProxyProtocol && r.ProxyProtocol != "" {
-			v.addf(join(index(join(path, "real"), j), "proxy_protocol"), "IPv6 proxy_protocol not supported yet")
-		}
 	}
 }
 

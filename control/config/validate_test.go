@@ -67,7 +67,7 @@ func TestValidate(t *testing.T) {
 		}},
 		{"IPv4-mapped IPv6 local address", func(c *Config) {
 			c.Director.LocalAddresses = []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.9")}
-		}, []FieldError{{"director.local_addresses[0]", "IPv6 not supported yet (::ffff:10.0.0.9)"}}},
+		}, []FieldError{{"director.local_addresses[0]", "::ffff:10.0.0.9 is IPv4-mapped: write the IPv4 address 10.0.0.9"}}},
 		{"ops on udp is fine, duplicate service by code", func(c *Config) {
 			s := c.Services[0]
 			s.Name = "web2"

@@ -193,3 +193,31 @@ func TestInstallOwn6(t *testing.T) {
 		t.Errorf("after an Update without IPv6 NAT reals: %d rules; want 3", s.rules)
 	}
 }
+
+// TestInstallIPv6Locals: the ip6 FULLNAT rules drop TCP and UDP to the
+// local address's port range, and nothing beside it: other ports of the
+// address, and the address's ICMPv6 (neighbour discovery, echo).
+func TestInstallIPv6Locals(t *testing.T) {
+	l := newLab6(t)
+	m := &afpacket.Match{Locals6: []afpacket.LocalRange6{{Addr: dirAddr6.As16(), PortLo: 9000, PortHi: 9100}}}
+	var tab *Table
+	l.dir.Do(t, func() {
+		var err error
+		if tab, err = Install(l.dirName, m); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { tab.Remove() })
+	if s := l.readBack(t); s.rules != 4 {
+		t.Fatalf("after Install: %d rules, want 4 (the two IPv4 set rules, TCP and UDP to the IPv6 range)", s.rules)
+	}
+	in := func(tcp bool, port uint16) flow {
+		return flow{tcp: tcp, src: netip.AddrPortFrom(realAddr6, 0), dst: netip.AddrPortFrom(dirAddr6, port)}
+	}
+	l.expectFlows(t,
+		[]flow{in(false, 8999), in(false, 9101), in(true, 9101)},
+		[]flow{in(false, 9000), in(false, 9100), in(true, 9050)})
+	if s := l.readBack(t); len(s.dropped) != 4 || s.dropped[2] < 1 || s.dropped[3] < 2 {
+		t.Errorf("rule counters = %v, want [_ _ >=1 >=2]", s.dropped)
+	}
+}

@@ -294,6 +294,9 @@ func (t *Table) queueContents(e elements) error {
 	if len(e.vips6) > 0 {
 		t.conn.AddRule(t.setRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 client packets to [VIP]:port"))
 	}
+	for _, r := range e.locals6 {
+		t.conn.AddRule(t.localRule6(r))
+	}
 	if len(e.natReals6) > 0 {
 		// As for IPv4: the answers of IPv6 NAT reals to the director's
 		// own checks are the kernel's.
@@ -343,6 +346,32 @@ func (t *Table) setRule6(addrOff, portOff uint32, set *nftables.Set, comment str
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		},
 		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
+	}
+}
+
+// localRule6 is localRule for an IPv6 local address:
+//
+//	meta protocol ip6  ip6 daddr <addr>  ip6 nexthdr <proto>  th dport <lo>-<hi>  counter drop
+func (t *Table) localRule6(r portRange6) *nftables.Rule {
+	var lo, hi [2]byte
+	binary.BigEndian.PutUint16(lo[:], r.lo)
+	binary.BigEndian.PutUint16(hi[:], r.hi)
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6DstOff, Len: 16},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: r.addr[:]},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{r.proto}},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: l4DstPortOff, Len: 2},
+			&expr.Range{Op: expr.CmpOpEq, Register: regAddr, FromData: lo[:], ToData: hi[:]},
+			&expr.Counter{},
+			&expr.Verdict{Kind: expr.VerdictDrop},
+		},
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: IPv6 FULLNAT replies to [LIP]:lport"),
 	}
 }
 

@@ -82,12 +82,20 @@ type portRange struct {
 	lo, hi uint16
 }
 
+// portRange6 is portRange for an IPv6 local address.
+type portRange6 struct {
+	addr   [16]byte
+	proto  uint8
+	lo, hi uint16
+}
+
 // elements is a Match compiled to the contents of the two sets, sorted and
 // without duplicates, and to the local port ranges, merged.
 type elements struct {
 	vips, natReals   []key
 	vips6, natReals6 []key6
 	locals           []portRange
+	locals6          []portRange6
 	own              [][4]byte
 	own6             [][16]byte
 }
@@ -140,6 +148,28 @@ func compile(m *afpacket.Match) (elements, error) {
 	for _, proto := range []uint8{protoTCP, protoUDP} {
 		for _, l := range merged {
 			e.locals = append(e.locals, portRange{addr: l.Addr, proto: proto, lo: l.PortLo, hi: l.PortHi})
+		}
+	}
+	locals6 := slices.Clone(m.Locals6)
+	for i, l := range locals6 {
+		if l.PortLo > l.PortHi {
+			return e, fmt.Errorf("Locals6[%d]: port range %d-%d is reversed", i, l.PortLo, l.PortHi)
+		}
+	}
+	slices.SortFunc(locals6, func(a, b afpacket.LocalRange6) int {
+		return cmp.Or(slices.Compare(a.Addr[:], b.Addr[:]), cmp.Compare(a.PortLo, b.PortLo))
+	})
+	var merged6 []afpacket.LocalRange6
+	for _, l := range locals6 {
+		if n := len(merged6); n > 0 && merged6[n-1].Addr == l.Addr && uint32(l.PortLo) <= uint32(merged6[n-1].PortHi)+1 {
+			merged6[n-1].PortHi = max(merged6[n-1].PortHi, l.PortHi)
+			continue
+		}
+		merged6 = append(merged6, l)
+	}
+	for _, proto := range []uint8{protoTCP, protoUDP} {
+		for _, l := range merged6 {
+			e.locals6 = append(e.locals6, portRange6{addr: l.Addr, proto: proto, lo: l.PortLo, hi: l.PortHi})
 		}
 	}
 	return e, nil

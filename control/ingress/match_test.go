@@ -111,3 +111,23 @@ func TestCompileRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestCompileLocals6: IPv6 local ranges are merged per address as IPv4's,
+// one range per protocol; a reversed one is refused.
+func TestCompileLocals6(t *testing.T) {
+	lip := [16]byte{0xfd, 0, 0, 0x20, 15: 2}
+	e, err := compile(&afpacket.Match{Locals6: []afpacket.LocalRange6{
+		{Addr: lip, PortLo: 2000, PortHi: 2999},
+		{Addr: lip, PortLo: 1000, PortHi: 1999},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []portRange6{{addr: lip, proto: protoTCP, lo: 1000, hi: 2999}, {addr: lip, proto: protoUDP, lo: 1000, hi: 2999}}
+	if len(e.locals6) != 2 || e.locals6[0] != want[0] || e.locals6[1] != want[1] || len(e.locals) != 0 {
+		t.Errorf("locals6 = %+v, want %+v", e.locals6, want)
+	}
+	if _, err := compile(&afpacket.Match{Locals6: []afpacket.LocalRange6{{Addr: lip, PortLo: 2, PortHi: 1}}}); err == nil || !strings.Contains(err.Error(), "Locals6[0]") {
+		t.Errorf("reversed range: %v", err)
+	}
+}

@@ -102,13 +102,15 @@ const Snaplen = 262144
 
 // Scratch memory slots (M[0]..M[15]) the generated programs use.
 const (
-	memSrc        = 0 // IPv4 source address
-	memDst        = 1 // IPv4 destination address
-	memSrcPort    = 2 // TCP/UDP source port
-	memDstPort    = 3 // TCP/UDP destination port
-	memProtoSport = 4 // protocol<<16 | source port
-	memProtoDport = 5 // protocol<<16 | destination port
-	memSYN        = 6 // 1 for a TCP segment that opens a connection (SteeringProgramSYN)
+	memSrc        = 0  // IPv4 source address
+	memDst        = 1  // IPv4 destination address
+	memSrcPort    = 2  // TCP/UDP source port
+	memDstPort    = 3  // TCP/UDP destination port
+	memProtoSport = 4  // protocol<<16 | source port
+	memProtoDport = 5  // protocol<<16 | destination port
+	memSYN        = 6  // 1 for a TCP segment that opens a connection (SteeringProgramSYN)
+	memSrc6       = 7  // IPv6 source address, 4 words (7 to 10)
+	memDst6       = 11 // IPv6 destination address, 4 words (11 to 14)
 )
 
 // maxKeysPerGroup bounds how many endpoints share one address test so that
@@ -157,8 +159,10 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 // everything else 0. A nil or empty Match rejects everything.
 //
 // IPv6 frames are admitted when TCP or UDP follows the fixed header (no
-// extension headers) and they go to one of m.VIPs6 or come from one of
-// m.NATReals6 (filter6.go says what stays with the kernel and why).
+// extension headers) and they go to one of m.VIPs6, come from one of
+// m.NATReals6 or go to a m.Locals6 address and port, and ICMPv6 errors
+// whose quoted packet's reversed tuple is such a frame's (filter6.go says
+// what stays with the kernel and why).
 func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	if m == nil {
 		m = &Match{}
@@ -222,8 +226,10 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //   - anything else, in particular a client request, goes to worker
 //     SteerHash(src address, src port) % workers.
 //
-// IPv6 frames are steered the same way with SteerHash6 (a NAT reply from
-// one of m.NATReals6 by its destination, anything else by its source).
+// IPv6 frames are steered the same way with SteerHash6 (a FULLNAT reply to
+// m.Locals6 by its port, a NAT reply from one of m.NATReals6 by its
+// destination, anything else by its source), ICMPv6 errors by their
+// quoted packet's reversed tuple.
 // ICMP errors go where the connection they quote goes (its tuple reversed).
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the
@@ -366,6 +372,11 @@ func (m *Match) validate() error {
 	for i, r := range m.Locals {
 		if r.PortLo > r.PortHi {
 			errs = append(errs, fmt.Errorf("afpacket: Locals[%d]: port range %d-%d is empty", i, r.PortLo, r.PortHi))
+		}
+	}
+	for i, r := range m.Locals6 {
+		if r.PortLo > r.PortHi {
+			errs = append(errs, fmt.Errorf("afpacket: Locals6[%d]: port range %d-%d is empty", i, r.PortLo, r.PortHi))
 		}
 	}
 	return errors.Join(errs...)

@@ -21,6 +21,8 @@ var (
 	other6   = [16]byte{0xfd, 0, 0, 0x20, 15: 0x99}                 // fd00:20::99
 	nearVIP6 = [16]byte{0xfd, 0, 0, 0x21, 15: 0x01, 14: 0x01}       // differs in the first word only
 	lateVIP6 = [16]byte{0xfd, 0, 0, 0x20, 15: 0x01, 14: 0x01, 8: 1} // differs in the third word only
+	lip6     = [16]byte{0xfd, 0, 0, 0x20, 15: 0x02}                 // fd00:20::2, a FULLNAT local address
+	router6  = [16]byte{0xfd, 0, 0, 0x10, 15: 0x01}                 // fd00:10::1
 )
 
 // testMatch6 is testMatch with IPv6 endpoints beside the IPv4 ones.
@@ -32,7 +34,26 @@ func testMatch6() *Match {
 		{Proto: protoTCP, Addr: vip6b, Port: 443},
 	}
 	m.NATReals6 = []Endpoint6{{Proto: protoTCP, Addr: natReal6, Port: 8080}, {Proto: protoUDP, Addr: natReal6, Port: 5353}}
+	m.Locals6 = []LocalRange6{{Addr: lip6, PortLo: 1024, PortHi: 32767}}
 	return m
+}
+
+// icmp6Frame builds an ICMPv6 error of type typ from src to dst quoting
+// the IPv6 packet of frame (an Ethernet frame), cut to quote bytes.
+func icmp6Frame(t testing.TB, typ uint8, src, dst [16]byte, frame []byte, quote int) []byte {
+	t.Helper()
+	q := frame[ethHdrLen:]
+	q = q[:min(quote, len(q))]
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6, SrcIP: net.IP(src[:]), DstIP: net.IP(dst[:])}
+	ic := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(typ, 0)}
+	_ = ic.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, ic, gopacket.Payload(append(make([]byte, 4), q...))); err != nil {
+		t.Fatalf("serialize: %v", err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
 }
 
 // frame6Opt adjusts the layers of an IPv6 test frame: it may return
@@ -126,6 +147,24 @@ func TestFilterProgram6Golden(t *testing.T) {
 		{"hop-by-hop", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop), skbMeta{}, false},
 		{"fragment", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6), skbMeta{}, false},
 		{"icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 80), skbMeta{}, false},
+		// FULLNAT replies to a local address and port.
+		{"fullnat reply", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 1024), skbMeta{}, true},
+		{"fullnat reply udp top port", ipv6L4Frame(t, protoUDP, other6, 53, lip6, 32767), skbMeta{}, true},
+		{"fullnat reply below the range", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 1023), skbMeta{}, false},
+		{"fullnat reply above the range", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 32768), skbMeta{}, false},
+		{"from the local address", ipv6L4Frame(t, protoTCP, lip6, 1024, natReal6, 9000), skbMeta{}, false},
+		// ICMPv6 errors, by the quoted packet's tuple reversed.
+		{"packet too big about a vip reply", icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 200), skbMeta{}, true},
+		{"unreachable from a nat real", icmp6Frame(t, 1, natReal6, client6, ipv6L4Frame(t, protoUDP, client6, 40000, natReal6, 5353), 200), skbMeta{}, true},
+		{"unreachable from a fullnat real", icmp6Frame(t, 1, natReal6, lip6, ipv6L4Frame(t, protoUDP, lip6, 2000, natReal6, 53), 200), skbMeta{}, true},
+		{"parameter problem, 8 bytes quoted", icmp6Frame(t, 4, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 48), skbMeta{}, true},
+		{"error about a client packet", icmp6Frame(t, 1, router6, client6, ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), 200), skbMeta{}, false},
+		{"error about another port", icmp6Frame(t, 3, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 81, client6, 40000), 200), skbMeta{}, false},
+		{"echo request quoting a vip reply", icmp6Frame(t, 128, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 200), skbMeta{}, false},
+		{"type 0", icmp6Frame(t, 0, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 200), skbMeta{}, false},
+		{"error quoting extension headers", icmp6Frame(t, 1, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000, withHopByHop), 200), skbMeta{}, false},
+		{"error quoting icmpv6", icmp6Frame(t, 1, router6, vip6, ipv6L4Frame(t, 58, vip6, 80, client6, 40000), 200), skbMeta{}, false},
+		{"error cut before the quoted ports", icmp6Frame(t, 1, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 42), skbMeta{}, false},
 		{"version 4 in an ipv6 frame", badVersion, skbMeta{}, false},
 		{"truncated before ports", short, skbMeta{}, false},
 		// The IPv4 part is unchanged beside it.
@@ -233,9 +272,21 @@ func TestSteeringProgram6(t *testing.T) {
 				{"TCP NAT reply", ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport)},
 				{"UDP request", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53)},
 				{"UDP NAT reply", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)},
+				{"packet too big about a reply", icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), 100)},
+				{"NAT real's unreachable", icmp6Frame(t, 1, natReal6, c, ipv6L4Frame(t, protoUDP, c, cport, natReal6, 5353), 100)},
 			} {
 				if got := run(t, vm, tc.frame); got != want {
 					t.Fatalf("workers=%d %s for [%x]:%d -> %d, want %d", workers, tc.name, c, cport, got, want)
+				}
+			}
+			// FULLNAT replies, and a FULLNAT real's errors, by local port.
+			lport := uint16(1024 + rng.UintN(32767-1024+1))
+			for _, f := range [][]byte{
+				ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, lport),
+				icmp6Frame(t, 1, natReal6, lip6, ipv6L4Frame(t, protoUDP, lip6, lport, natReal6, 53), 100),
+			} {
+				if got := run(t, vm, f); got != uint32(lport)%w {
+					t.Fatalf("workers=%d FULLNAT reply or error to port %d -> %d, want %d", workers, lport, got, uint32(lport)%w)
 				}
 			}
 			// From a NAT real's address but not its port: by source.
@@ -342,6 +393,9 @@ func TestSteeringProgram6SYN(t *testing.T) {
 				{"ACK", flags(req, tcpACK), 2 * worker},
 				{"UDP", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53), 2 * worker},
 				{"NAT reply SYN-ACK", flags(ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport), tcpSYN|tcpACK), 2 * worker},
+				{"FULLNAT reply SYN-ACK", flags(ipv6L4Frame(t, protoTCP, natReal6, 8080, lip6, 2000), tcpSYN|tcpACK), 2 * (2000 % uint32(workers))},
+				{"error about a client SYN, by its reversed tuple", icmp6Frame(t, 1, router6, c, flags(req, tcpSYN), 100), 2 * (SteerHash6(vip6, 80) % uint32(workers))},
+				{"error about a reply", icmp6Frame(t, 2, router6, vip6, flags(ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), tcpSYN|tcpACK), 100), 2 * worker},
 				{"fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6), 0},
 			} {
 				if got := run(t, vm, tc.frame); got != tc.want {
@@ -366,13 +420,35 @@ func naiveAccept6(m *Match, f []byte, meta skbMeta) bool {
 		return false
 	}
 	proto := ip[6]
-	if proto != protoTCP && proto != protoUDP {
+	var src, dst [16]byte
+	var sport, dport uint16
+	switch proto {
+	case protoTCP, protoUDP:
+		copy(src[:], ip[8:24])
+		copy(dst[:], ip[24:40])
+		sport, dport = binary.BigEndian.Uint16(ip[40:]), binary.BigEndian.Uint16(ip[42:])
+	case protoICMPv6:
+		// An error quoting TCP or UDP behind a fixed header: its tuple,
+		// reversed.
+		if len(ip) < icmp6QuoteL4Off+4 {
+			return false
+		}
+		q := ip[icmp6QuoteOff:]
+		if ip[icmp6TypeOff] < 1 || ip[icmp6TypeOff] > 4 || q[0]>>4 != 6 || (q[6] != protoTCP && q[6] != protoUDP) {
+			return false
+		}
+		proto = q[6]
+		copy(dst[:], q[8:24])
+		copy(src[:], q[24:40])
+		dport, sport = binary.BigEndian.Uint16(q[40:]), binary.BigEndian.Uint16(q[42:])
+	default:
 		return false
 	}
-	var src, dst [16]byte
-	copy(src[:], ip[8:24])
-	copy(dst[:], ip[24:40])
-	sport, dport := binary.BigEndian.Uint16(ip[40:]), binary.BigEndian.Uint16(ip[42:])
+	for _, r := range m.Locals6 {
+		if r.Addr == dst && dport >= r.PortLo && dport <= r.PortHi {
+			return true
+		}
+	}
 	return slices.Contains(m.VIPs6, Endpoint6{proto, dst, dport}) || slices.Contains(m.NATReals6, Endpoint6{proto, src, sport})
 }
 
@@ -392,13 +468,16 @@ func TestFilter6AgainstNaive(t *testing.T) {
 		ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000),
 		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000),
 		ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+		ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 2000),
+		icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 48),
+		icmp6Frame(t, 1, natReal6, lip6, ipv6L4Frame(t, protoUDP, lip6, 2000, natReal6, 53), 100),
 	)
 	rng := rand.New(rand.NewPCG(17, 18))
 	accepted6 := 0
 	for range 20000 {
 		f := append([]byte(nil), seeds[rng.IntN(len(seeds))]...)
 		for range rng.IntN(3) {
-			i := rng.IntN(min(len(f), ethHdrLen+ip6HdrLen+8))
+			i := rng.IntN(min(len(f), ethHdrLen+icmp6QuoteL4Off+8))
 			f[i] = byte(rng.UintN(256))
 		}
 		if rng.IntN(10) == 0 {

@@ -1141,6 +1141,11 @@ func TestKernelAcceptsPrograms(t *testing.T) {
 			m.NATReals6 = append(m.NATReals6, Endpoint6{Proto: protoUDP, Addr: real, Port: uint16(2000 + p)})
 		}
 	}
+	for a := range 4 { // a handful of IPv6 FULLNAT local addresses
+		lip := vip6
+		lip[13] = byte(a)
+		m.Locals6 = append(m.Locals6, LocalRange6{Addr: lip, PortLo: 1024, PortHi: 32767})
+	}
 	filter := mustFilter(t, m)
 	for _, workers := range []int{1, 3, 64} {
 		steer, err := SteeringProgram(m, workers)

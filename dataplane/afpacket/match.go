@@ -16,6 +16,12 @@ type LocalRange struct {
 	PortLo, PortHi uint16
 }
 
+// LocalRange6 is LocalRange for an IPv6 FULLNAT local address.
+type LocalRange6 struct {
+	Addr           [16]byte
+	PortLo, PortHi uint16
+}
+
 // Endpoint6 is Endpoint for IPv6.
 type Endpoint6 struct {
 	Proto uint8 // 6 (TCP) or 17 (UDP)
@@ -29,15 +35,18 @@ type Endpoint6 struct {
 // so the three always agree.
 //
 // An IPv6 frame is the dataplane's only when TCP or UDP follows the fixed
-// 40-byte header directly: frames with extension headers (fragments
-// included) and ICMPv6 stay with the kernel (see filter6.go).
+// 40-byte header directly, or when it is an ICMPv6 error quoting such a
+// packet of one of the flows above: frames with extension headers
+// (fragments included) and other ICMPv6 stay with the kernel (see
+// filter6.go).
 type Match struct {
 	VIPs     []Endpoint   // client packets to VIP:port
 	NATReals []Endpoint   // NAT replies from RIP:port
 	Locals   []LocalRange // FULLNAT replies to LIP:lport
 
-	VIPs6     []Endpoint6 // IPv6 client packets to [VIP]:port
-	NATReals6 []Endpoint6 // IPv6 NAT replies from [RIP]:port
+	VIPs6     []Endpoint6   // IPv6 client packets to [VIP]:port
+	NATReals6 []Endpoint6   // IPv6 NAT replies from [RIP]:port
+	Locals6   []LocalRange6 // IPv6 FULLNAT replies to [LIP]:lport
 
 	// Own are the director's own IPv4 addresses (not its VIPs). A packet
 	// from a NAT RIP:port to one of them answers a connection of the
@@ -51,4 +60,4 @@ type Match struct {
 }
 
 // has6 reports whether m takes any IPv6 frame.
-func (m *Match) has6() bool { return len(m.VIPs6)+len(m.NATReals6) > 0 }
+func (m *Match) has6() bool { return len(m.VIPs6)+len(m.NATReals6)+len(m.Locals6) > 0 }
