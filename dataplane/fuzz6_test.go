@@ -10,12 +10,13 @@ import (
 // FuzzProcess6 feeds arbitrary frames to a dual-stack worker with an IPv6
 // service in DR, NAT or FULLNAT (fwd 4; a UDP and a TCP connection from
 // the client's port cport are open first, so replies and ICMPv6 errors
-// find one), with arbitrary offload metadata. Invariants: no panic and no
+// find one) or a SYN-proxied FULLNAT one (fwd 5), with arbitrary offload
+// metadata. Invariants: no panic and no
 // invalid verdict; a forwarded IPv6 frame is as long as its input without
 // padding, parses again, keeps its partial-checksum offsets inside it,
 // and, when its transport checksum was complete and valid on the way in,
-// has a valid one on the way out; a relayed ICMPv6 error has a valid
-// checksum.
+// has a valid one on the way out (a segment the SYN proxy builds may be
+// longer than its input); a relayed ICMPv6 error has a valid checksum.
 // Run it with go test -fuzz=FuzzProcess6 -fuzztime=20s ./dataplane.
 func FuzzProcess6(f *testing.F) {
 	syn := client6(header.ProtoTCP)
@@ -41,6 +42,8 @@ func FuzzProcess6(f *testing.F) {
 	vipReply.src, vipReply.sport = ipVIP6, vport
 	f.Add(icmp6Err(f, macRouter, macDir, ipRouter6, ipVIP6, header.ICMPv6PacketTooBig, 0, vipReply.bytes(f), 60),
 		uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // packet too big about a reply
+	f.Add(syn.bytes(f), uint8(5), uint8(0), uint16(0), uint16(0))                      // a SYN to the SYN proxy
+	f.Add(client6(header.ProtoTCP).bytes(f), uint8(5), uint8(0), uint16(0), uint16(0)) // an ACK with no cookie
 	// One worker and table per method and protocol, made once: a worker's
 	// batch buffers are megabytes. Each input gets a fresh IPv6 shard.
 	type world struct {
@@ -57,6 +60,13 @@ func FuzzProcess6(f *testing.F) {
 			worlds[[2]uint8{uint8(fw), proto}] = world{worker6(tbl, 64), tbl}
 		}
 	}
+	for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
+		tbl := fnTable6(proto)
+		for _, s := range tbl.Services6 {
+			s.SynProxy = proto == header.ProtoTCP
+		}
+		worlds[[2]uint8{5, proto}] = world{worker6(tbl, 64), tbl}
+	}
 	open := syn.bytes(f) // the connection a FULLNAT world starts with
 	openUDP := client6(header.ProtoUDP).bytes(f)
 	buf := make([]byte, Headroom+MaxFrame)
@@ -66,6 +76,8 @@ func FuzzProcess6(f *testing.F) {
 		}
 		fw := ForwardDR
 		switch {
+		case fwd == 5: // the SYN proxy's world
+			fw = 5
 		case fwd == uint8(ForwardFullNAT):
 			fw = ForwardFullNAT
 		case fwd%2 == 1:
@@ -109,7 +121,7 @@ func FuzzProcess6(f *testing.F) {
 					}
 					continue
 				}
-				if pv != 0 || len(out) != len(q.frame) || len(out) > len(in) {
+				if pv != 0 || len(out) != len(q.frame) || (len(out) > len(in) && v != VerdictSynProxy) {
 					t.Fatalf("verdict %v: output of %d bytes (from %d) does not parse again: %v", v, len(out), len(in), pv)
 				}
 				if o := w.txOff; o.Flags&header.OffloadNeedsCsum != 0 && int(o.CsumStart)+int(o.CsumOffset)+2 > len(out) {
