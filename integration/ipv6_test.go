@@ -591,25 +591,38 @@ func finalCountersOf(log string) []byte {
 // reals' full-size replies make it send ICMPv6 Packet Too Big to the VIP.
 // gvsd must relay each to the real that sent the reply, in the form that
 // real sent it (NAT: to the real; FULLNAT: from the local address, about
-// the real's packet to it), or the replies are black-holed: 1 MiB echoes
-// through a NAT and a FULLNAT service come back whole, and each real has
-// learnt the path MTU of 1400 towards the client (NAT) or the director's
-// local address (FULLNAT).
+// the real's packet to it; DR: as it is), or the replies are black-holed:
+// 1 MiB echoes through a NAT, a FULLNAT and a DR service come back whole,
+// and each real has learnt the path MTU of 1400 towards the client (NAT,
+// DR) or the director's local address (FULLNAT).
 func TestIPv6PathMTU(t *testing.T) {
-	l := needLabWith(t, lab.Options{IPv6: true, Reals: 4})
+	l := needLabWith(t, lab.Options{IPv6: true, Reals: 6})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	nat, fullnat := l.Reals[:2], l.Reals[2:]
+	nat, fullnat, dr := l.Reals[:2], l.Reals[2:4], l.Reals[4:]
 	if err := l.SetGateway(l.Director.Addr6, nat...); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range l.Reals {
-		port := uint16(8081)
-		if slicesContains(fullnat, r) {
-			port = 8082
+	for _, r := range dr {
+		p, err := scenario.Start(ctx, r, filepath.Join(dir, r.Name+"-realserver.log"), []string{bins.realserver, "-vip", lab.VIP6.String(), "-mode", "dr"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		e, err := r.StartEcho("tcp", netip.AddrPortFrom(netip.IPv6Unspecified(), port))
+		defer p.Stop()
+		if err := waitCond(ctx, 10*time.Second, func() bool { return hostHas(ctx, t, r, "lo", lab.VIP6.String()+"/128") }); err != nil {
+			t.Fatalf("%s: the VIP never appeared on lo: %v", r.Name, err)
+		}
+	}
+	for _, r := range l.Reals {
+		addr := netip.AddrPortFrom(netip.IPv6Unspecified(), 8081)
+		switch {
+		case slicesContains(fullnat, r):
+			addr = netip.AddrPortFrom(netip.IPv6Unspecified(), 8082)
+		case slicesContains(dr, r):
+			addr = netip.AddrPortFrom(lab.VIP6, 83)
+		}
+		e, err := r.StartEcho("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -633,7 +646,7 @@ func TestIPv6PathMTU(t *testing.T) {
 		port, rport uint16
 		fwd         string
 		reals       []*lab.Host
-	}{{81, 8081, "nat", nat}, {82, 8082, "fullnat", fullnat}} {
+	}{{81, 8081, "nat", nat}, {82, 8082, "fullnat", fullnat}, {83, 83, "dr", dr}} {
 		fmt.Fprintf(&b, "\n[[service]]\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", netip.AddrPortFrom(lab.VIP6, s.port), s.fwd)
 		for _, r := range s.reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, s.rport))
@@ -666,13 +679,13 @@ func TestIPv6PathMTU(t *testing.T) {
 				}
 			}
 		}
-		return n == 4
+		return n == 6
 	}); err != nil {
 		t.Fatalf("not every real became ready: %v", err)
 	}
 
 	const conns, size = 4, 1 << 20
-	for _, port := range []uint16{81, 82} {
+	for _, port := range []uint16{81, 82, 83} {
 		vip := netip.AddrPortFrom(lab.VIP6, port)
 		for i := range conns {
 			c, err := l.Client.DialTCP(ctx, vip)
