@@ -561,3 +561,36 @@ func TestZeroAllocsFullNAT6(t *testing.T) {
 		t.Errorf("%.1f allocations per new IPv6 FULLNAT connection, want 0", allocs)
 	}
 }
+
+// BenchmarkProcessFullNAT6 is BenchmarkProcess6 for IPv6 FULLNAT: a
+// segment of an established connection each way, with timestamps
+// translated, and a relayed ICMPv6 error.
+func BenchmarkProcessFullNAT6(b *testing.B) {
+	tbl := fnTable6(header.ProtoTCP)
+	w := worker6(tbl, 1<<16)
+	syn := fromClient6(cport, "S", spISN, 0)
+	syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+	mustSend6(b, w, tbl, syn.bytes6(b), 1)
+	c := fromClient6(cport, "A", spISN+1, spRISN+1)
+	c.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+1, fnRealTS)}
+	c.payload = make([]byte, 100)
+	r := fromReal6(b, w, cport, "A", spRISN+1, 12345)
+	r.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, 777)}
+	reply := seg{srcMAC: macDir, dstMAC: macRouter, src: ipVIP6, dst: ipClient6, sport: vport, dport: cport, seq: 1, ack: 2, flags: "A"}
+	for _, x := range []struct {
+		name string
+		in   []byte
+	}{{"in", c.bytes6(b)}, {"out", r.bytes6(b)}, {"icmpv6", icmp6Err(b, macRouter, macDir, ipRouter6, ipVIP6, header.ICMPv6PacketTooBig, 0, reply.bytes6(b), 0)}} {
+		b.Run(x.name, func(b *testing.B) {
+			buf := make([]byte, Headroom+MaxFrame)
+			icmp := make([]byte, 128)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				copy(buf[Headroom:], x.in)
+				w.process(tbl, buf, len(x.in), icmp, 2)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pps")
+		})
+	}
+}

@@ -10,14 +10,15 @@ import (
 // FuzzProcess6 feeds arbitrary frames to a dual-stack worker with an IPv6
 // service in DR, TUN, NAT or FULLNAT (fwd 1 to 4, as Forward; a UDP and a
 // TCP connection from the client's port cport are open first in FULLNAT,
-// so replies and ICMPv6 errors find one), with arbitrary offload metadata.
-// Invariants: no panic and no invalid verdict; a forwarded IPv6 frame is
-// as long as its input without padding (in TUN, its inner packet is, and
-// the outer header says so), parses again, keeps its partial-checksum
-// offsets inside it, and, when its transport checksum was complete and
-// valid on the way in, has a valid one on the way out; a Packet Too Big
-// has a valid checksum and fits 1280 bytes; a relayed ICMPv6 error has a
-// valid checksum.
+// so replies and ICMPv6 errors find one) or a SYN-proxied FULLNAT one
+// (fwd 5), with arbitrary offload metadata. Invariants: no panic and no
+// invalid verdict; a forwarded IPv6 frame is as long as its input without
+// padding (in TUN, its inner packet is, and the outer header says so; a
+// segment the SYN proxy builds may be longer than its input), parses
+// again, keeps its partial-checksum offsets inside it, and, when its
+// transport checksum was complete and valid on the way in, has a valid one
+// on the way out; a Packet Too Big has a valid checksum and fits 1280
+// bytes; a relayed ICMPv6 error has a valid checksum.
 // Run it with go test -fuzz=FuzzProcess6 -fuzztime=20s ./dataplane.
 func FuzzProcess6(f *testing.F) {
 	syn := client6(header.ProtoTCP)
@@ -48,6 +49,8 @@ func FuzzProcess6(f *testing.F) {
 	vipReply.src, vipReply.sport = ipVIP6, vport
 	f.Add(icmp6Err(f, macRouter, macDir, ipRouter6, ipVIP6, header.ICMPv6PacketTooBig, 0, vipReply.bytes(f), 60),
 		uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // packet too big about a reply
+	f.Add(syn.bytes(f), uint8(5), uint8(0), uint16(0), uint16(0))                      // a SYN to the SYN proxy
+	f.Add(client6(header.ProtoTCP).bytes(f), uint8(5), uint8(0), uint16(0), uint16(0)) // an ACK with no cookie
 	// One worker and table per method and protocol, made once: a worker's
 	// batch buffers are megabytes. Each input gets a fresh IPv6 shard.
 	type world struct {
@@ -64,6 +67,13 @@ func FuzzProcess6(f *testing.F) {
 			worlds[[2]uint8{uint8(fw), proto}] = world{worker6(tbl, 64), tbl}
 		}
 	}
+	for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
+		tbl := fnTable6(proto)
+		for _, s := range tbl.Services6 {
+			s.SynProxy = proto == header.ProtoTCP
+		}
+		worlds[[2]uint8{5, proto}] = world{worker6(tbl, 64), tbl}
+	}
 	open := syn.bytes(f) // the connection a FULLNAT world starts with
 	openUDP := client6(header.ProtoUDP).bytes(f)
 	buf := make([]byte, Headroom+MaxFrame)
@@ -72,6 +82,9 @@ func FuzzProcess6(f *testing.F) {
 			return
 		}
 		fw := Forward((fwd+3)%4 + 1) // 1 DR, 2 TUN, 3 NAT, 4 (and 0) FULLNAT
+		if fwd == 5 {
+			fw = 5 // the SYN proxy's world
+		}
 		off := header.Offload{Flags: flags, CsumStart: csumStart, CsumOffset: csumOffset}
 		for _, proto := range []uint8{header.ProtoTCP, header.ProtoUDP} {
 			wd := worlds[[2]uint8{uint8(fw), proto}]
@@ -119,7 +132,7 @@ func FuzzProcess6(f *testing.F) {
 					}
 					continue
 				}
-				if pv != 0 || len(out) != len(q.frame) || len(out) > len(in) {
+				if pv != 0 || len(out) != len(q.frame) || (len(out) > len(in) && v != VerdictSynProxy) {
 					t.Fatalf("verdict %v: output of %d bytes (from %d) does not parse again: %v", v, len(out), len(in), pv)
 				}
 				if o := w.txOff; o.Flags&header.OffloadNeedsCsum != 0 && int(o.CsumStart)+int(o.CsumOffset)+2 > len(out) {

@@ -600,3 +600,132 @@ func finalCountersOf(log string) []byte {
 	}
 	return nil
 }
+
+// TestIPv6PathMTU: the router's route to the client takes 1400-byte
+// packets only (locked, so the client's MSS still says 1440), so the
+// reals' full-size replies make it send ICMPv6 Packet Too Big to the VIP.
+// gvsd must relay each to the real that sent the reply, in the form that
+// real sent it (NAT: to the real; FULLNAT: from the local address, about
+// the real's packet to it; DR: as it is), or the replies are black-holed:
+// 1 MiB echoes through a NAT, a FULLNAT and a DR service come back whole,
+// and each real has learnt the path MTU of 1400 towards the client (NAT,
+// DR) or the director's local address (FULLNAT).
+func TestIPv6PathMTU(t *testing.T) {
+	l := needLabWith(t, lab.Options{IPv6: true, Reals: 6})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	nat, fullnat, dr := l.Reals[:2], l.Reals[2:4], l.Reals[4:]
+	if err := l.SetGateway(l.Director.Addr6, nat...); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range dr {
+		p, err := scenario.Start(ctx, r, filepath.Join(dir, r.Name+"-realserver.log"), []string{bins.realserver, "-vip", lab.VIP6.String(), "-mode", "dr"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		if err := waitCond(ctx, 10*time.Second, func() bool { return hostHas(ctx, t, r, "lo", lab.VIP6.String()+"/128") }); err != nil {
+			t.Fatalf("%s: the VIP never appeared on lo: %v", r.Name, err)
+		}
+	}
+	for _, r := range l.Reals {
+		addr := netip.AddrPortFrom(netip.IPv6Unspecified(), 8081)
+		switch {
+		case slicesContains(fullnat, r):
+			addr = netip.AddrPortFrom(netip.IPv6Unspecified(), 8082)
+		case slicesContains(dr, r):
+			addr = netip.AddrPortFrom(lab.VIP6, 83)
+		}
+		e, err := r.StartEcho("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+	}
+	// One error per reply that does not fit: the router's ICMPv6 rate
+	// limit (1 s per destination, and every error goes to the VIP) would
+	// make the reals wait for their retransmission timers.
+	if err := l.Router.Sysctl("net.ipv6.icmp.ratelimit", "0"); err != nil {
+		t.Fatal(err)
+	}
+	// The route replaces the kernel's own (metric 256), which would win.
+	client := netip.PrefixFrom(l.Client.Addr6, 64).Masked().String()
+	if out, err := l.Router.Command(ctx, "ip", "-6", "route", "replace", client, "dev", "eth0", "metric", "256", "mtu", "lock", "1400").CombinedOutput(); err != nil {
+		t.Fatalf("router route: %v: %s", err, out)
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n", l.Director.Iface)
+	for _, s := range []struct {
+		port, rport uint16
+		fwd         string
+		reals       []*lab.Host
+	}{{81, 8081, "nat", nat}, {82, 8082, "fullnat", fullnat}, {83, 83, "dr", dr}} {
+		fmt.Fprintf(&b, "\n[[service]]\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", netip.AddrPortFrom(lab.VIP6, s.port), s.fwd)
+		for _, r := range s.reals {
+			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, s.rport))
+		}
+	}
+	cfgPath := filepath.Join(dir, "gvs.toml")
+	if err := os.WriteFile(cfgPath, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(dir, "gvsd.sock")
+	gvsd, err := scenario.Start(ctx, l.Director, filepath.Join(dir, "gvsd.log"), []string{bins.gvsd, "-config", cfgPath, "-socket", socket, "-log-json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		gvsd.Stop()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", gvsd.Log())
+		}
+	}()
+	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
+		t.Fatalf("gvsd did not start: %v", err)
+	}
+	if err := waitCond(ctx, 15*time.Second, func() bool {
+		n := 0
+		for _, s := range gvsStatus(ctx, t, socket).Services {
+			for _, r := range s.Reals {
+				if r.Ready {
+					n++
+				}
+			}
+		}
+		return n == 6
+	}); err != nil {
+		t.Fatalf("not every real became ready: %v", err)
+	}
+
+	const conns, size = 4, 1 << 20
+	for _, port := range []uint16{81, 82, 83} {
+		vip := netip.AddrPortFrom(lab.VIP6, port)
+		for i := range conns {
+			c, err := l.Client.DialTCP(ctx, vip)
+			if err != nil {
+				t.Fatalf("TCP %s connection %d: %v", vip, i, err)
+			}
+			err = echoBytes(c, size)
+			c.Close()
+			if err != nil {
+				t.Errorf("TCP %s connection %d: %v", vip, i, err)
+			}
+		}
+	}
+	// Each real learnt the path MTU towards whom it answers.
+	for _, r := range l.Reals {
+		dst := l.Client.Addr6
+		if slicesContains(fullnat, r) {
+			dst = l.Director.Addr6 // FULLNAT: the default local address
+		}
+		out, err := r.Command(ctx, "ip", "-6", "route", "get", dst.String()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: ip -6 route get %s: %v: %s", r.Name, dst, err, out)
+		}
+		if !strings.Contains(string(out), "mtu 1400") {
+			t.Errorf("%s: no path MTU of 1400 towards %s learnt from a relayed Packet Too Big:\n%s", r.Name, dst, out)
+		}
+	}
+}
