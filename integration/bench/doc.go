@@ -153,7 +153,7 @@
 // # The users suite
 //
 //	sudo go run ./integration/bench -suite users [-duration 5s] [-configs direct,kernel-dnat,...] [-json]
-//	                                [-pin] [-pps=false] [-flood RATE] [-lab-offloads on|off] [-keep]
+//	                                [-ipv6] [-pin] [-pps=false] [-flood RATE] [-lab-offloads on|off] [-keep]
 //	                                [-prefix gvsbench] [-gvsd BIN] [-realserver BIN] [-generator auto|trafgen|go]
 //
 // One run builds one lab (every veth with the kernel's default offloads;
@@ -181,6 +181,15 @@
 //	             director answers SYNs with SYN cookies and opens the
 //	             connection to a real only for a client's ACK that carries a
 //	             good one. Not in the default -configs unless -flood is given
+//	direct6, kernel-dnat6, haproxy6, gvs-dr6, gvs-tun6, gvs-nat6, gvs-fullnat6
+//	             the IPv6 twins (UserConfig.IPv6): the same against the IPv6
+//	             VIP [fd00:20::100] (rs1's [fd00:20::11] for direct6) and the
+//	             reals' IPv6 addresses on a lab with IPv6 beside IPv4
+//	             (lab.Options.IPv6): nftables DNAT in a table of the ip6
+//	             family with net.ipv6.conf.all.forwarding=1, HAProxy bound to
+//	             the IPv6 VIP, IPv6 services in gvsd (a twin gvsd -check
+//	             refuses is skipped with its reason). -ipv6 measures each
+//	             configuration's twin right after it
 //
 // iperf3 opens two connections per test (control and data) which must
 // reach the same real: VIP:5201 is balanced by client address in every
@@ -227,7 +236,12 @@
 // against the baseline's, and each configuration's "kept": its new
 // connections/s under the flood as a share of its own without it, given
 // for the gvs configurations in their comparisons and for direct,
-// kernel-dnat and haproxy on a line of their own. -json prints the same
+// kernel-dnat and haproxy on a line of their own. With IPv6 twins the
+// table has an IPv4 block and an IPv6 block whose columns line up, the gvs
+// twins are set against kernel-dnat6 and haproxy6, and a last table gives
+// every twin's IPv6 / IPv4 ratio of each figure and whether all are
+// within 10% (ipv6Tolerance: latency at most 1.10×, rates at least
+// 0.90×). The SYN flood and LAN UDP pps rows are IPv4 only. -json prints the same
 // with the raw wrk and iperf3 results and gvsd's final counters; -keep
 // keeps the directory with every config, log and raw tool output. A tool
 // that is not installed skips what needs it with the Debian package to

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gvs-lb/gvs/integration/lab"
 )
 
 // The suites of the command: -suite pps (the default) is the forwarding
@@ -92,20 +94,64 @@ var allUserConfigs = []UserConfig{UserDirect, UserKernelDNAT, UserHAProxy, UserG
 // -flood is given: what the SYN proxy is for.
 var synproxyUserConfigs = []UserConfig{UserGvsNATSynproxy, UserGvsFullNATSynproxy}
 
-// knownUserConfigs are every configuration -configs accepts, in order.
-var knownUserConfigs = append(slices.Clone(allUserConfigs), synproxyUserConfigs...)
+// userIPv6 marks a configuration's IPv6 twin (UserConfig.IPv6): the same
+// set-up in IPv6, the client talking to the VIP's IPv6 counterpart
+// (lab.VIP6) and every balancer forwarding to the reals' IPv6 addresses.
+// Its name is the IPv4 one's with "6" (gvs-dr6).
+const userIPv6 UserConfig = 1 << 8
+
+// IPv6 returns c's IPv6 twin.
+func (c UserConfig) IPv6() UserConfig { return c | userIPv6 }
+
+// is6 says whether c is an IPv6 twin.
+func (c UserConfig) is6() bool { return c&userIPv6 != 0 }
+
+// base is c's IPv4 configuration: c itself, or the one c is the twin of.
+func (c UserConfig) base() UserConfig { return c &^ userIPv6 }
+
+// ipv6UserConfigs are the configurations that have an IPv6 twin: every
+// one of allUserConfigs. The SYN proxy's have none yet: the row they are
+// for, under a SYN flood, sends IPv4 SYNs.
+var ipv6UserConfigs = allUserConfigs
+
+// withIPv6 returns cs with each configuration's IPv6 twin right after it
+// (-ipv6), where it has one and cs does not list it already: twins
+// measured one after the other see the machine in the same state.
+func withIPv6(cs []UserConfig) []UserConfig {
+	var out []UserConfig
+	for _, c := range cs {
+		out = append(out, c)
+		if t := c.IPv6(); !c.is6() && slices.Contains(ipv6UserConfigs, c) && !slices.Contains(cs, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// knownUserConfigs are every configuration -configs accepts, in order:
+// the IPv4 ones, then the IPv6 twins.
+var knownUserConfigs = func() []UserConfig {
+	cs := append(slices.Clone(allUserConfigs), synproxyUserConfigs...)
+	for _, c := range ipv6UserConfigs {
+		cs = append(cs, c.IPv6())
+	}
+	return cs
+}()
 
 // defaultUserConfigs is the default -configs: allUserConfigs, and with a
 // SYN flood (-flood) the SYN proxy's configurations too.
 func defaultUserConfigs(flood bool) []UserConfig {
 	if flood {
-		return slices.Clone(knownUserConfigs)
+		return append(slices.Clone(allUserConfigs), synproxyUserConfigs...)
 	}
 	return slices.Clone(allUserConfigs)
 }
 
 func (c UserConfig) String() string {
-	if n, ok := userConfigNames[c]; ok {
+	if n, ok := userConfigNames[c.base()]; ok {
+		if c.is6() {
+			return n + "6"
+		}
 		return n
 	}
 	return fmt.Sprintf("UserConfig(%d)", int(c))
@@ -114,7 +160,7 @@ func (c UserConfig) String() string {
 // forward is the gvsd forwarding mode of a gvs configuration, "" for the
 // others.
 func (c UserConfig) forward() string {
-	switch c {
+	switch c.base() {
 	case UserGvsDR:
 		return "dr"
 	case UserGvsTUN:
@@ -129,13 +175,14 @@ func (c UserConfig) forward() string {
 
 // synproxy says whether gvsd runs the SYN proxy on the HTTP service.
 func (c UserConfig) synproxy() bool {
-	return c == UserGvsNATSynproxy || c == UserGvsFullNATSynproxy
+	return c.base() == UserGvsNATSynproxy || c.base() == UserGvsFullNATSynproxy
 }
 
 func (c UserConfig) isGvs() bool { return c.forward() != "" }
 
 // ppsMode is the pps suite's configuration that measures row 5 (LAN UDP
-// pps) for c, if there is one.
+// pps) for c, if there is one. The pps suite's generators send IPv4: an
+// IPv6 twin has none.
 func (c UserConfig) ppsMode() (Mode, bool) {
 	switch c {
 	case UserGvsDR:
@@ -153,13 +200,8 @@ func parseUserConfigs(s string) ([]UserConfig, error) {
 	var out []UserConfig
 	for _, f := range strings.Split(s, ",") {
 		name := strings.TrimSpace(f)
-		var c UserConfig
-		for k, v := range userConfigNames {
-			if v == name {
-				c = k
-			}
-		}
-		if c == 0 {
+		c, ok := userConfigByName(name)
+		if !ok {
 			var names []string
 			for _, k := range knownUserConfigs {
 				names = append(names, k.String())
@@ -172,6 +214,16 @@ func parseUserConfigs(s string) ([]UserConfig, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// userConfigByName returns the configuration -configs calls name.
+func userConfigByName(name string) (UserConfig, bool) {
+	for _, c := range knownUserConfigs {
+		if c.String() == name {
+			return c, true
+		}
+	}
+	return 0, false
 }
 
 // UsersOptions configure Users.
@@ -333,7 +385,13 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	for _, c := range synproxyUserConfigs {
 		extra = append(extra, c.String())
 	}
-	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order (with -flood the default adds "+strings.Join(extra, ",")+")")
+	var twins []string
+	for _, c := range ipv6UserConfigs {
+		twins = append(twins, c.IPv6().String())
+	}
+	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order (with -flood the default adds "+strings.Join(extra, ",")+
+		"); the IPv6 twins "+strings.Join(twins, ",")+" are the same against the IPv6 VIP ["+lab.VIP6.String()+"] and the reals' IPv6 addresses (nftables ip6 DNAT, HAProxy bound to the IPv6 VIP, IPv6 services in gvsd)")
+	ipv6 := fs.Bool("ipv6", false, "measure each configuration's IPv6 twin right after it (gvs-dr, then gvs-dr6, ...) and print IPv6 / IPv4 ratios of every figure; the lab gets IPv6 beside IPv4 (fd00:10::/64 client side, fd00:20::/64 LAN). The SYN flood (-flood) and LAN UDP pps (-pps) rows stay IPv4 only")
 	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs, logs and raw outputs")
 	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")
@@ -379,6 +437,9 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 		o.Configs = defaultUserConfigs(o.FloodPPS > 0)
 	} else if o.Configs, err = parseUserConfigs(*configs); err != nil {
 		return fail(2, "-configs: %v", err)
+	}
+	if *ipv6 {
+		o.Configs = withIPv6(o.Configs)
 	}
 	if o.Duration < time.Second || o.Duration > maxDuration {
 		return fail(2, "-duration %v: want 1s to %v (wrk and iperf3 take whole seconds; more is rounded up)", o.Duration, maxDuration)

@@ -35,11 +35,28 @@ var responseBody = func() string {
 	return s + strings.Repeat("x", bodyLen-len(s)-1) + "\n"
 }()
 
+// vipOf is the VIP of c's family: lab.VIP, or lab.VIP6 for an IPv6 twin.
+func vipOf(c UserConfig) netip.Addr {
+	if c.is6() {
+		return lab.VIP6
+	}
+	return vip
+}
+
+// addrOf is h's address in c's family: Addr, or Addr6 for an IPv6 twin.
+func addrOf(h *lab.Host, c UserConfig) netip.Addr {
+	if c.is6() {
+		return h.Addr6
+	}
+	return h.Addr
+}
+
 // nginxConfig is the configuration of nginx on the real server named
 // name: in the foreground, one worker, pid and error log in dir, every
 // request answered from memory with responseBody, keep-alive connections
-// that are not closed for their request count.
-func nginxConfig(name, dir string) string {
+// that are not closed for their request count. With ipv6 it listens on
+// IPv6's any address too (a socket of its own, ipv6only).
+func nginxConfig(name, dir string, ipv6 bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# nginx on %s, written by integration/bench -suite users\n", name)
 	fmt.Fprintf(&b, "daemon off;\nmaster_process on;\nworker_processes 1;\n")
@@ -47,25 +64,30 @@ func nginxConfig(name, dir string) string {
 	fmt.Fprintf(&b, "events {\n\tworker_connections 4096;\n}\n")
 	fmt.Fprintf(&b, "http {\n\taccess_log off;\n\tkeepalive_requests 100000000;\n\tkeepalive_timeout 300s;\n\tdefault_type text/plain;\n")
 	fmt.Fprintf(&b, "\tserver {\n\t\tlisten 0.0.0.0:%d default_server backlog=4096;\n", httpPort)
+	if ipv6 {
+		fmt.Fprintf(&b, "\t\tlisten [::]:%d default_server ipv6only=on backlog=4096;\n", httpPort)
+	}
 	fmt.Fprintf(&b, "\t\tlocation / {\n\t\t\treturn 200 %q;\n\t\t}\n\t}\n}\n", responseBody)
 	return b.String()
 }
 
-// haproxyConfig is HAProxy in mode tcp bound to the VIP: HTTP round robin
-// over the reals, iperf3 by source address (see iperfPersistence).
-func haproxyConfig(l *lab.Lab) string {
+// haproxyConfig is HAProxy in mode tcp bound to the VIP of c's family:
+// HTTP round robin over the reals' addresses of that family, iperf3 by
+// source address (see iperfPersistence).
+func haproxyConfig(l *lab.Lab, c UserConfig) string {
 	var b strings.Builder
-	b.WriteString("# HAProxy on the director, written by integration/bench -suite users\n")
+	fmt.Fprintf(&b, "# HAProxy on the director for %s, written by integration/bench -suite users\n", c)
 	b.WriteString("global\n\tmaxconn 4096\n\ndefaults\n\tmode tcp\n\ttimeout connect 5s\n\ttimeout client 5m\n\ttimeout server 5m\n")
 	for _, svc := range []struct {
 		name    string
 		port    int
 		balance string
 	}{{"http", httpPort, "roundrobin"}, {"iperf3", iperfPort, "source"}} {
-		fmt.Fprintf(&b, "\nfrontend %s\n\tbind %s:%d\n\tdefault_backend %s\n", svc.name, vip, svc.port, svc.name)
+		// AddrPort brackets an IPv6 address, as HAProxy reads it.
+		fmt.Fprintf(&b, "\nfrontend %s\n\tbind %s\n\tdefault_backend %s\n", svc.name, netip.AddrPortFrom(vipOf(c), uint16(svc.port)), svc.name)
 		fmt.Fprintf(&b, "\nbackend %s\n\tbalance %s\n", svc.name, svc.balance)
 		for _, r := range l.Reals {
-			fmt.Fprintf(&b, "\tserver %s %s:%d\n", r.Name, r.Addr, svc.port)
+			fmt.Fprintf(&b, "\tserver %s %s\n", r.Name, netip.AddrPortFrom(addrOf(r, c), uint16(svc.port)))
 		}
 	}
 	return b.String()
@@ -77,17 +99,29 @@ const usersTable = "gvsbench_users"
 // usersKernelRules is kernel-dnat: VIP:80 DNAT to the reals in turn (as
 // the pps suite's kernel-dnat), VIP:5201 by a hash of the client address
 // (see iperfPersistence). Conntrack sends a connection's later packets and
-// its replies the same way.
-func usersKernelRules(l *lab.Lab) string {
+// its replies the same way. kernel-dnat6 is the same in a table of the
+// ip6 family (nftFamily), with the IPv6 VIP and the reals' IPv6
+// addresses.
+func usersKernelRules(l *lab.Lab, c UserConfig) string {
 	var m []string
 	for i, r := range l.Reals {
-		m = append(m, fmt.Sprintf("%d : %s", i, r.Addr))
+		m = append(m, fmt.Sprintf("%d : %s", i, addrOf(r, c)))
 	}
 	reals := strings.Join(m, ", ")
-	return fmt.Sprintf("table ip %s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+
-		"\t\tip daddr %s tcp dport %d dnat to numgen inc mod %d map { %s }\n"+
-		"\t\tip daddr %s tcp dport %d dnat to jhash ip saddr mod %d map { %s }\n\t}\n}\n",
-		usersTable, vip, httpPort, len(l.Reals), reals, vip, iperfPort, len(l.Reals), reals)
+	fam, v := nftFamily(c), vipOf(c)
+	return fmt.Sprintf("table %s %s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n"+
+		"\t\t%s daddr %s tcp dport %d dnat to numgen inc mod %d map { %s }\n"+
+		"\t\t%s daddr %s tcp dport %d dnat to jhash %s saddr mod %d map { %s }\n\t}\n}\n",
+		fam, usersTable, fam, v, httpPort, len(l.Reals), reals, fam, v, iperfPort, fam, len(l.Reals), reals)
+}
+
+// nftFamily is the nftables family (and address expression) of c's
+// kernel DNAT: ip, or ip6 for the IPv6 twin.
+func nftFamily(c UserConfig) string {
+	if c.is6() {
+		return "ip6"
+	}
+	return "ip"
 }
 
 // gvsdKnobs are the [director] settings the benchmark can change.
@@ -97,7 +131,9 @@ type gvsdKnobs struct {
 }
 
 // usersGvsdConfig is gvsd's configuration for a gvs configuration: TCP
-// VIP:80 and VIP:5201 (with persistence, see iperfPersistence), rr over
+// VIP:80 and VIP:5201 (the IPv6 VIP and the reals' IPv6 addresses for an
+// IPv6 twin; IPv6 FULLNAT takes the interface's IPv6 address as its local
+// address) (with persistence, see iperfPersistence), rr over
 // the reals in c's forwarding mode, the reals on the same ports, and the
 // SYN proxy on VIP:80 for the synproxy configurations. workers 0 leaves
 // the default (one per CPU); the zero knobs leave gvsd's defaults.
@@ -120,7 +156,7 @@ func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int, k gvsdKnobs) string 
 		persistence string
 	}{{"http", httpPort, ""}, {"iperf3", iperfPort, iperfPersistence}} {
 		fmt.Fprintf(&b, "\n[[service]]\nname = %q\nprotocol = \"tcp\"\naddress = \"%s\"\nscheduler = \"rr\"\nforward = %q\n",
-			svc.name, netip.AddrPortFrom(vip, uint16(svc.port)), c.forward())
+			svc.name, netip.AddrPortFrom(vipOf(c), uint16(svc.port)), c.forward())
 		if svc.persistence != "" {
 			fmt.Fprintf(&b, "persistence = %q\n", svc.persistence)
 		}
@@ -128,7 +164,7 @@ func usersGvsdConfig(l *lab.Lab, c UserConfig, workers int, k gvsdKnobs) string 
 			b.WriteString("synproxy = true\n")
 		}
 		for _, r := range l.Reals {
-			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s\"\n", netip.AddrPortFrom(r.Addr, uint16(svc.port)))
+			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s\"\n", netip.AddrPortFrom(addrOf(r, c), uint16(svc.port)))
 		}
 	}
 	return b.String()

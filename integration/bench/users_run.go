@@ -81,40 +81,63 @@ type users struct {
 const freshSources = 100
 
 // freshSource adds a new address to the client and makes it the source of
-// the client's new connections (the default route's src) until undo. A run
+// the client's new connections (the default route's src) until undo, in
+// IPv6 (fd00:10::1:N, the IPv6 default route) when six is set. A run
 // that opens a connection per request leaves tens of thousands of TIME_WAIT
 // sockets on the client and on the reals for 60 s, more than the client's
 // 28,232 ephemeral ports: a later run to the same VIP:80 from the same
 // address spends its time in connect(2) searching for a free port (seen:
 // 20-30% of wrk's CPU in __inet_check_established and tcp_twsk_unique), so
 // each configuration would pay for the ones measured before it.
-func (u *users) freshSource(ctx context.Context) (undo func() error, err error) {
+func (u *users) freshSource(ctx context.Context, six bool) (undo func() error, err error) {
 	c := u.l.Client
-	a4 := c.Addr.As4()
-	a4[3] = byte(100 + u.sources%freshSources)
+	n := u.sources % freshSources
 	u.sources++
-	addr := netip.AddrFrom4(a4)
-	gw := netip.AddrFrom4([4]byte{a4[0], a4[1], a4[2], 1}) // the router's client side
-	if _, err := runIn(ctx, c, "", "ip", "addr", "add", addr.String()+"/24", "dev", c.Iface, "noprefixroute"); err != nil {
+	addr, gw, bits, fam := freshAddr4(c.Addr, n), u.l.Router.Addr, 24, "-4"
+	extra := []string{"noprefixroute"}
+	if six {
+		// nodad: usable at once, as every lab address.
+		addr, gw, bits, fam = freshAddr6(c.Addr6, n), u.l.Router.Addr6, 64, "-6"
+		extra = append(extra, "nodad")
+	}
+	pfx := netip.PrefixFrom(addr, bits).String()
+	if _, err := runIn(ctx, c, "", append([]string{"ip", fam, "addr", "add", pfx, "dev", c.Iface}, extra...)...); err != nil {
 		return nil, err
 	}
 	del := func() error {
-		_, err := runIn(context.Background(), c, "", "ip", "addr", "del", addr.String()+"/24", "dev", c.Iface)
+		_, err := runIn(context.Background(), c, "", "ip", fam, "addr", "del", pfx, "dev", c.Iface)
 		return err
 	}
-	if _, err := runIn(ctx, c, "", "ip", "route", "replace", "default", "via", gw.String(), "dev", c.Iface, "src", addr.String()); err != nil {
+	if _, err := runIn(ctx, c, "", "ip", fam, "route", "replace", "default", "via", gw.String(), "dev", c.Iface, "src", addr.String()); err != nil {
 		return nil, errors.Join(err, del())
 	}
 	return func() error {
-		_, err := runIn(context.Background(), c, "", "ip", "route", "replace", "default", "via", gw.String(), "dev", c.Iface)
+		_, err := runIn(context.Background(), c, "", "ip", fam, "route", "replace", "default", "via", gw.String(), "dev", c.Iface)
 		return errors.Join(err, del())
 	}, nil
+}
+
+// freshAddr4 is freshSource's IPv4 address n (0 to freshSources-1) beside
+// the client's a: 10.10.0.(100+n).
+func freshAddr4(a netip.Addr, n int) netip.Addr {
+	b := a.As4()
+	b[3] = byte(100 + n)
+	return netip.AddrFrom4(b)
+}
+
+// freshAddr6 is freshSource's IPv6 address n in the client's /64 a is
+// in: fd00:10::1:n, clear of the lab's own (fd00:10::2).
+func freshAddr6(a netip.Addr, n int) netip.Addr {
+	b := a.As16()
+	clear(b[8:])
+	b[13], b[14], b[15] = 1, byte(n>>8), byte(n)
+	return netip.AddrFrom16(b)
 }
 
 // connWrk is wrk with a new connection per request (Connection: close)
 // from a fresh client address (freshSource).
 func (u *users) connWrk(ctx context.Context, c UserConfig, row, url string) (*WrkResult, error) {
-	undo, err := u.freshSource(ctx)
+	undo, err := u.freshSource(ctx, c.is6())
 	if err != nil {
 		return nil, fmt.Errorf("a fresh client address: %w", err)
 	}
@@ -145,7 +168,10 @@ func Users(ctx context.Context, o UsersOptions) (rep *UsersReport, err error) {
 	}
 	needPPS := o.PPS && slices.ContainsFunc(o.Configs, func(c UserConfig) bool { _, ok := c.ppsMode(); return ok })
 	o.Logf("building the lab %s-* (offloads %s)", o.Prefix, rep.Offloads)
-	l, err := lab.New(lab.Options{Prefix: o.Prefix, Reals: numReals, Generator: needPPS, OffloadsOff: o.OffloadsOff})
+	// IPv6 beside IPv4 only when an IPv6 twin is measured: the lab
+	// otherwise turns IPv6 off, as every IPv4-only run had it.
+	ipv6 := slices.ContainsFunc(o.Configs, UserConfig.is6)
+	l, err := lab.New(lab.Options{Prefix: o.Prefix, Reals: numReals, Generator: needPPS, OffloadsOff: o.OffloadsOff, IPv6: ipv6})
 	if err != nil {
 		return rep, err
 	}
@@ -231,7 +257,8 @@ func (u *users) startServers(ctx context.Context) (stop func() error, err error)
 	for _, r := range u.l.Reals {
 		if !u.missing["nginx"] {
 			conf := filepath.Join(u.o.Dir, "nginx-"+r.Name+".conf")
-			if err := os.WriteFile(conf, []byte(nginxConfig(r.Name, u.o.Dir)), 0o644); err != nil {
+			ipv6 := r.Addr6.IsValid()
+			if err := os.WriteFile(conf, []byte(nginxConfig(r.Name, u.o.Dir, ipv6)), 0o644); err != nil {
 				return stop, fmt.Errorf("bench: nginx config: %w", err)
 			}
 			args := u.pinned(pinServerCPU, "nginx", "-p", u.o.Dir+"/", "-c", conf, "-e", filepath.Join(u.o.Dir, "nginx-"+r.Name+".error.log"))
@@ -242,6 +269,11 @@ func (u *users) startServers(ctx context.Context) (stop func() error, err error)
 			procs = append(procs, p)
 			if err := waitListening(ctx, r, netip.AddrPortFrom(netip.IPv4Unspecified(), httpPort), p); err != nil {
 				return stop, err
+			}
+			if ipv6 {
+				if err := waitListening(ctx, r, netip.AddrPortFrom(netip.IPv6Unspecified(), httpPort), p); err != nil {
+					return stop, err
+				}
 			}
 		}
 		if !u.missing["iperf3"] {
@@ -271,10 +303,13 @@ func waitListening(ctx context.Context, h *lab.Host, a netip.AddrPort, p *proc) 
 		if err != nil {
 			return err
 		}
+		// ss writes an IPv6 address in brackets, as AddrPort does.
+		local := netip.AddrPortFrom(a.Addr(), 0).String()
+		local = local[:len(local)-1] // "10.20.0.100:", "[::]:"
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)
 			// State Recv-Q Send-Q Local:Port Peer:Port
-			if len(f) >= 4 && (!a.Addr().IsValid() || strings.HasPrefix(f[3], a.Addr().String()+":") || (a.Addr().IsUnspecified() && strings.HasPrefix(f[3], "*:"))) {
+			if len(f) >= 4 && (!a.Addr().IsValid() || strings.HasPrefix(f[3], local) || (a.Addr().IsUnspecified() && strings.HasPrefix(f[3], "*:"))) {
 				return nil
 			}
 		}
@@ -293,7 +328,7 @@ func waitListening(ctx context.Context, h *lab.Host, a netip.AddrPort, p *proc) 
 // skip says why c cannot run here, or "".
 func (u *users) skip(c UserConfig) string {
 	need := []string{"nginx", "wrk"}
-	if c == UserHAProxy {
+	if c.base() == UserHAProxy {
 		need = append(need, "haproxy")
 	}
 	var missing []string
@@ -312,7 +347,7 @@ func (u *users) skip(c UserConfig) string {
 // the row under a SYN flood when asked for), to mark when none can be.
 func (u *users) measured(res *UserResult) []*Figure {
 	f := []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS}
-	if u.o.FloodPPS > 0 {
+	if u.o.FloodPPS > 0 && !res.config.is6() {
 		f = append(f, &res.ConnPerSFlood)
 	}
 	return append(f, &res.BulkGbps)
@@ -322,12 +357,21 @@ func (u *users) measured(res *UserResult) []*Figure {
 // rate, row 3 again under a SYN flood) and undoes the set-up. A failure to
 // set up is reported in the result.
 func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
-	res = UserResult{Name: c.String(), Description: u.describe(c), config: c}
+	res = UserResult{Name: c.String(), Description: u.describe(c), IPv6: c.is6(), config: c}
 	u.o.Logf("== %s: %s", c, res.Description)
 	if why := u.skip(c); why != "" {
 		res.Skipped = why
 		u.o.Logf("  skipped: %s", why)
 		return res
+	}
+	if c.is6() && c.isGvs() {
+		// IPv6 comes to gvsd's modes one by one: a mode it refuses in
+		// IPv6 yet is skipped with its reason, not a failed run.
+		if why := u.gvsdRefuses(ctx, c); why != "" {
+			res.Skipped = why
+			u.o.Logf("  skipped: %s", why)
+			return res
+		}
 	}
 	target, undo, err := u.setup(ctx, c, &res)
 	defer func() {
@@ -395,8 +439,8 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	if ctx.Err() != nil {
 		return res
 	}
-	// Row 3 again, under a SYN flood.
-	if u.o.FloodPPS > 0 {
+	// Row 3 again, under a SYN flood (IPv4 SYNs: not for an IPv6 twin).
+	if u.o.FloodPPS > 0 && !c.is6() {
 		u.measureFlood(ctx, c, target, url, &res)
 		if ctx.Err() != nil {
 			return res
@@ -441,6 +485,9 @@ func (u *users) describe(c UserConfig) string {
 	if u.o.BusyPoll > 0 {
 		workers += ", busy_poll = " + u.o.BusyPoll.String()
 	}
+	if c.is6() {
+		return "as " + c.base().String() + ", " + describe6(c)
+	}
 	switch c {
 	case UserDirect:
 		return "no balancer: the client talks to rs1 (10.20.0.11:80) through the router"
@@ -464,62 +511,91 @@ func (u *users) describe(c UserConfig) string {
 	return ""
 }
 
+// describe6 says what the IPv6 twin c changes in its IPv4 configuration's
+// set-up.
+func describe6(c UserConfig) string {
+	s := "over IPv6: client fd00:10::2 (fresh fd00:10::1:N for new conn/s)"
+	switch c.base() {
+	case UserDirect:
+		return s + " to rs1 [fd00:20::11]:80"
+	case UserKernelDNAT:
+		return s + ", VIP [" + lab.VIP6.String() + "] as a /128 on the director's eth0, nftables table ip6 (jhash ip6 saddr), net.ipv6.conf.all.forwarding=1, the reals' IPv6 route via the director"
+	case UserHAProxy:
+		return s + ", HAProxy bound to [" + lab.VIP6.String() + "]:80 and :5201, servers at the reals' IPv6 addresses"
+	case UserGvsNAT:
+		return s + ", IPv6 services [" + lab.VIP6.String() + "]:80 and :5201 over the reals' IPv6 addresses, the reals' IPv6 route via the director"
+	}
+	return s + ", IPv6 services [" + lab.VIP6.String() + "]:80 and :5201 over the reals' IPv6 addresses"
+}
+
 // setup prepares the lab for c and returns the address the client talks
 // to and what undoes the set-up, to run in reverse order, also after an
 // error.
 func (u *users) setup(ctx context.Context, c UserConfig, res *UserResult) (target netip.Addr, undo []func() error, err error) {
 	l := u.l
-	if c == UserDirect {
-		return l.Reals[0].Addr, nil, nil
+	if c.base() == UserDirect {
+		return addrOf(l.Reals[0], c), nil, nil
 	}
-	gw := l.Gateway
-	if c == UserKernelDNAT || c.forward() == "nat" {
-		gw = l.Director.Addr
+	vip := vipOf(c)
+	gw, routerGW := l.Gateway, l.Gateway
+	if c.is6() {
+		gw, routerGW = l.Gateway6, l.Gateway6
 	}
-	if gw != l.Gateway {
+	if c.base() == UserKernelDNAT || c.forward() == "nat" {
+		gw = addrOf(l.Director, c)
+	}
+	if gw != routerGW {
 		if err := l.SetRealGateway(gw); err != nil {
 			return vip, undo, err
 		}
-		undo = append(undo, func() error { return l.SetRealGateway(l.Gateway) })
+		undo = append(undo, func() error { return l.SetRealGateway(routerGW) })
 	}
-	switch c {
+	switch c.base() {
 	case UserKernelDNAT:
 		d := l.Director
-		for _, kv := range [][2]string{
+		sysctls := [][2]string{
 			{"net/ipv4/ip_forward", "1"},
 			// Replies leave by the interface they came in on: a router
 			// would tell the reals (ICMP redirect) to bypass it.
 			{"net/ipv4/conf/all/send_redirects", "0"},
 			{"net/ipv4/conf/" + d.Iface + "/send_redirects", "0"},
-		} {
+		}
+		if c.is6() {
+			// IPv6 has no send_redirects: the kernel sends a redirect
+			// only to an on-link target or through a link-local
+			// gateway, and the reals' replies go to the router's
+			// global address.
+			sysctls = [][2]string{{"net/ipv6/conf/all/forwarding", "1"}}
+		}
+		for _, kv := range sysctls {
 			u, err := swapSysctl(d, kv[0], kv[1])
 			if err != nil {
 				return vip, undo, err
 			}
 			undo = append(undo, u)
 		}
-		if err := addVIP(ctx, d, &undo); err != nil {
+		if err := addVIP(ctx, d, vip, &undo); err != nil {
 			return vip, undo, err
 		}
-		if _, err := runIn(ctx, d, usersKernelRules(l), "nft", "-f", "-"); err != nil {
+		if _, err := runIn(ctx, d, usersKernelRules(l, c), "nft", "-f", "-"); err != nil {
 			return vip, undo, err
 		}
 		undo = append(undo, func() error {
-			_, err := runIn(context.Background(), d, "", "nft", "delete", "table", "ip", usersTable)
+			_, err := runIn(context.Background(), d, "", "nft", "delete", "table", nftFamily(c), usersTable)
 			return err
 		})
 	case UserHAProxy:
 		d := l.Director
-		if err := addVIP(ctx, d, &undo); err != nil {
+		if err := addVIP(ctx, d, vip, &undo); err != nil {
 			return vip, undo, err
 		}
-		conf := filepath.Join(u.o.Dir, "haproxy.cfg")
-		if err := os.WriteFile(conf, []byte(haproxyConfig(l)), 0o644); err != nil {
+		conf := filepath.Join(u.o.Dir, c.String()+".cfg")
+		if err := os.WriteFile(conf, []byte(haproxyConfig(l, c)), 0o644); err != nil {
 			return vip, undo, fmt.Errorf("bench: haproxy config: %w", err)
 		}
 		// -db: stay in the foreground; -Ws would need systemd.
 		args := u.pinned(pinServerCPU, "haproxy", "-db", "-f", conf)
-		p, err := startProc(d, "haproxy", filepath.Join(u.o.Dir, "haproxy.log"), syscall.SIGTERM, args)
+		p, err := startProc(d, "haproxy", filepath.Join(u.o.Dir, c.String()+".log"), syscall.SIGTERM, args)
 		if err != nil {
 			return vip, undo, err
 		}
@@ -576,29 +652,61 @@ func stopServer(p *proc) error {
 	return nil
 }
 
-// addVIP adds the VIP to h's interface as a /32, so the kernel answers the
-// router's ARP for it, and appends what removes it.
-func addVIP(ctx context.Context, h *lab.Host, undo *[]func() error) error {
-	if _, err := runIn(ctx, h, "", "ip", "addr", "add", vip.String()+"/32", "dev", h.Iface); err != nil {
+// addVIP adds vip to h's interface as a /32 (an IPv6 one as a /128,
+// without duplicate address detection, usable at once), so the kernel
+// answers the router's ARP (neighbour solicitation) for it, and appends
+// what removes it.
+func addVIP(ctx context.Context, h *lab.Host, vip netip.Addr, undo *[]func() error) error {
+	pfx := netip.PrefixFrom(vip, vip.BitLen()).String()
+	var extra []string
+	if vip.Is6() {
+		extra = []string{"nodad"}
+	}
+	if _, err := runIn(ctx, h, "", append([]string{"ip", "addr", "add", pfx, "dev", h.Iface}, extra...)...); err != nil {
 		return err
 	}
 	*undo = append(*undo, func() error {
-		_, err := runIn(context.Background(), h, "", "ip", "addr", "del", vip.String()+"/32", "dev", h.Iface)
+		_, err := runIn(context.Background(), h, "", "ip", "addr", "del", pfx, "dev", h.Iface)
 		return err
 	})
 	return nil
 }
 
-// startGvsd runs gvsd on the director with c's configuration and waits
-// until it has started and resolved the reals.
-func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
+// writeGvsdConfig writes gvsd's configuration for c into the directory
+// and returns its path.
+func (u *users) writeGvsdConfig(c UserConfig) (string, error) {
 	workers := u.o.Workers
 	if u.o.Pin {
 		workers = 1
 	}
 	cfg := filepath.Join(u.o.Dir, "gvsd-"+c.String()+".toml")
 	if err := os.WriteFile(cfg, []byte(usersGvsdConfig(u.l, c, workers, gvsdKnobs{u.o.WorkerPolicy, u.o.BusyPoll})), 0o644); err != nil {
-		return nil, fmt.Errorf("bench: gvsd config: %w", err)
+		return "", fmt.Errorf("bench: gvsd config: %w", err)
+	}
+	return cfg, nil
+}
+
+// gvsdRefuses asks gvsd -check on the director whether it takes c's
+// configuration, and returns why not ("" when it does): what gvsd does
+// not forward in IPv6 yet (FULLNAT before it is merged) is refused with
+// the field's path.
+func (u *users) gvsdRefuses(ctx context.Context, c UserConfig) string {
+	cfg, err := u.writeGvsdConfig(c)
+	if err != nil {
+		return err.Error()
+	}
+	if out, err := runIn(ctx, u.l.Director, "", u.o.Gvsd, "-check", "-config", cfg); err != nil {
+		return "gvsd does not take this configuration: " + strings.TrimSpace(out)
+	}
+	return ""
+}
+
+// startGvsd runs gvsd on the director with c's configuration and waits
+// until it has started and resolved the reals.
+func (u *users) startGvsd(ctx context.Context, c UserConfig) (*proc, error) {
+	cfg, err := u.writeGvsdConfig(c)
+	if err != nil {
+		return nil, err
 	}
 	args := u.pinned(pinServerCPU, u.o.Gvsd, "-config", cfg, "-socket", filepath.Join(u.o.Dir, "gvsd-users.sock"), "-log-json")
 	p, err := startProc(u.l.Director, "gvsd", filepath.Join(u.o.Dir, "gvsd-"+c.String()+".log"), syscall.SIGTERM, args)
@@ -833,7 +941,12 @@ func getOnce(ctx context.Context, h *lab.Host, target netip.AddrPort) error {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(probeAttempt))
-	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", target.Addr()); err != nil {
+	// Host: the address alone, an IPv6 one in brackets (RFC 9110 7.2).
+	host := target.Addr().String()
+	if target.Addr().Is6() {
+		host = "[" + host + "]"
+	}
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host); err != nil {
 		return fmt.Errorf("probe %s: %w", target, err)
 	}
 	b, err := io.ReadAll(io.LimitReader(c, 64<<10))

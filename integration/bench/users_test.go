@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"net/netip"
 	"os"
@@ -278,7 +279,7 @@ func TestUsersConfigs(t *testing.T) {
 	if len(responseBody) != bodyLen || !strings.HasSuffix(responseBody, "\n") {
 		t.Errorf("response body is %d bytes, want %d ending in a newline", len(responseBody), bodyLen)
 	}
-	ngx := nginxConfig("rs1", "/tmp/x")
+	ngx := nginxConfig("rs1", "/tmp/x", false)
 	for _, want := range []string{"daemon off;", "worker_processes 1;", "pid /tmp/x/nginx-rs1.pid;", "error_log /tmp/x/nginx-rs1.error.log warn;",
 		"listen 0.0.0.0:80 ", "keepalive_requests 100000000;", `return 200 "gvs bench: `} {
 		if !strings.Contains(ngx, want) {
@@ -288,14 +289,14 @@ func TestUsersConfigs(t *testing.T) {
 	if strings.Count(ngx, "{") != strings.Count(ngx, "}") {
 		t.Errorf("nginx config braces do not balance:\n%s", ngx)
 	}
-	hap := haproxyConfig(l)
+	hap := haproxyConfig(l, UserHAProxy)
 	for _, want := range []string{"mode tcp", "bind 10.20.0.100:80", "bind 10.20.0.100:5201", "balance roundrobin", "balance source",
 		"server rs1 10.20.0.11:80", "server rs2 10.20.0.12:80", "server rs1 10.20.0.11:5201", "server rs2 10.20.0.12:5201"} {
 		if !strings.Contains(hap, want) {
 			t.Errorf("haproxy config lacks %q:\n%s", want, hap)
 		}
 	}
-	nft := usersKernelRules(l)
+	nft := usersKernelRules(l, UserKernelDNAT)
 	for _, want := range []string{"table ip gvsbench_users", "type nat hook prerouting priority dstnat",
 		"ip daddr 10.20.0.100 tcp dport 80 dnat to numgen inc mod 2 map { 0 : 10.20.0.11, 1 : 10.20.0.12 }",
 		"ip daddr 10.20.0.100 tcp dport 5201 dnat to jhash ip saddr mod 2 map { 0 : 10.20.0.11, 1 : 10.20.0.12 }"} {
@@ -564,5 +565,294 @@ func TestMedianOfRounds(t *testing.T) {
 	}
 	if one := medianOfRounds(rs[:1]); one.Rounds != nil || *one.KeepAliveRPS.Value != 90 {
 		t.Errorf("one round changed: %+v", one)
+	}
+}
+
+// TestUserConfigsIPv6: every configuration but the SYN proxy's has an
+// IPv6 twin named with "6", which -configs accepts and -ipv6 adds right
+// after it.
+func TestUserConfigsIPv6(t *testing.T) {
+	for _, c := range allUserConfigs {
+		six := c.IPv6()
+		if !six.is6() || c.is6() || six.base() != c || six.String() != c.String()+"6" {
+			t.Errorf("%s: twin %s (is6 %v, base %s)", c, six, six.is6(), six.base())
+		}
+		if six.forward() != c.forward() || six.isGvs() != c.isGvs() || six.synproxy() {
+			t.Errorf("%s: forward %q, gvs %v, synproxy %v; want those of %s", six, six.forward(), six.isGvs(), six.synproxy(), c)
+		}
+		if _, pps := six.ppsMode(); pps {
+			t.Errorf("%s: row 5 measured (the pps suite sends IPv4)", six)
+		}
+		if got, ok := userConfigByName(six.String()); !ok || got != six {
+			t.Errorf("userConfigByName(%q) = %v, %v", six, got, ok)
+		}
+	}
+	got, err := parseUserConfigs("gvs-dr6,kernel-dnat,direct6,gvs-fullnat6,haproxy6")
+	if want := []UserConfig{UserGvsDR.IPv6(), UserKernelDNAT, UserDirect.IPv6(), UserGvsFullNAT.IPv6(), UserHAProxy.IPv6()}; err != nil || !equalConfigs(got, want) {
+		t.Errorf("parseUserConfigs = %v, %v; want %v", got, err, want)
+	}
+	for _, bad := range []string{"gvs-nat-synproxy6", "gvs-dr66", "gvs-dr6,gvs-dr6", "direct4", "6"} {
+		if _, err := parseUserConfigs(bad); err == nil {
+			t.Errorf("parseUserConfigs(%q) succeeded", bad)
+		}
+	}
+	if _, err := parseUserConfigs("nope"); err == nil || !strings.Contains(err.Error(), "gvs-fullnat-synproxy, direct6, kernel-dnat6, haproxy6, gvs-dr6, gvs-tun6, gvs-nat6, gvs-fullnat6") {
+		t.Errorf("an unknown name: %v, want the IPv6 names too", err)
+	}
+	if s := userIPv6.String(); s != "UserConfig(256)" {
+		t.Errorf("the IPv6 mark alone: %q", s)
+	}
+
+	d6, k6, dr6 := UserDirect.IPv6(), UserKernelDNAT.IPv6(), UserGvsDR.IPv6()
+	for _, c := range []struct {
+		args    []string
+		configs []UserConfig
+	}{
+		{[]string{"-ipv6"}, []UserConfig{UserDirect, d6, UserKernelDNAT, k6, UserHAProxy, UserHAProxy.IPv6(), UserGvsDR, dr6,
+			UserGvsTUN, UserGvsTUN.IPv6(), UserGvsNAT, UserGvsNAT.IPv6(), UserGvsFullNAT, UserGvsFullNAT.IPv6()}},
+		// The SYN proxy's configurations have no twin.
+		{[]string{"-ipv6", "-flood", "100kpps", "-configs", "gvs-nat,gvs-nat-synproxy"}, []UserConfig{UserGvsNAT, UserGvsNAT.IPv6(), UserGvsNATSynproxy}},
+		// A twin listed already is not added again, wherever it is.
+		{[]string{"-ipv6", "-configs", "kernel-dnat6,gvs-dr,kernel-dnat,gvs-dr6"}, []UserConfig{k6, UserGvsDR, UserKernelDNAT, dr6}},
+		{[]string{"-configs", "kernel-dnat6,gvs-dr6"}, []UserConfig{k6, dr6}},
+		{[]string{"-ipv6=false"}, allUserConfigs},
+	} {
+		var errb bytes.Buffer
+		o, _, code := parseUsersFlags(append([]string{"-suite", "users", "-generator", "go"}, c.args...), &errb)
+		if code != 0 || !equalConfigs(o.Configs, c.configs) {
+			t.Errorf("%q: exit %d, configs %v; want %v (%s)", c.args, code, o.Configs, c.configs, errb.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"-suite", "users", "-h"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "-ipv6") ||
+		!strings.Contains(errb.String(), "gvs-dr6") || !strings.Contains(errb.String(), "fd00:20::100") {
+		t.Errorf("-h: exit %d, want -ipv6 and the IPv6 names explained:\n%s", code, errb.String())
+	}
+}
+
+// TestFreshAddrs: freshSource's addresses stay in the client's subnet and
+// clear of the lab's own.
+func TestFreshAddrs(t *testing.T) {
+	c4, c6 := netip.MustParseAddr("10.10.0.2"), netip.MustParseAddr("fd00:10::2")
+	if a := freshAddr4(c4, 0); a != netip.MustParseAddr("10.10.0.100") {
+		t.Errorf("freshAddr4(0) = %s", a)
+	}
+	if a := freshAddr4(c4, freshSources-1); a != netip.MustParseAddr("10.10.0.199") {
+		t.Errorf("freshAddr4(%d) = %s", freshSources-1, a)
+	}
+	seen := map[netip.Addr]bool{}
+	for n := range freshSources {
+		a := freshAddr6(c6, n)
+		if !netip.MustParsePrefix("fd00:10::/64").Contains(a) || a == c6 || a == netip.MustParseAddr("fd00:10::1") || seen[a] {
+			t.Errorf("freshAddr6(%d) = %s", n, a)
+		}
+		seen[a] = true
+	}
+	if a := freshAddr6(c6, 0x12); a != netip.MustParseAddr("fd00:10::1:12") {
+		t.Errorf("freshAddr6(0x12) = %s", a)
+	}
+}
+
+func testLab6() *lab.Lab {
+	l := testLab()
+	for _, h := range append([]*lab.Host{l.Director}, l.Reals...) {
+		b := h.Addr.As4()
+		h.Addr6 = netip.MustParseAddr(fmt.Sprintf("fd00:20::%d", b[3]))
+	}
+	return l
+}
+
+// TestUsersConfigsIPv6 checks the IPv6 twins' configurations: nginx also
+// on [::]:80, HAProxy bound to the IPv6 VIP, nftables in the ip6 family,
+// gvsd's IPv6 services; and that the IPv4 ones have none of it.
+func TestUsersConfigsIPv6(t *testing.T) {
+	l := testLab6()
+	if ngx := nginxConfig("rs1", "/tmp/x", true); !strings.Contains(ngx, "listen 0.0.0.0:80 default_server") ||
+		!strings.Contains(ngx, "listen [::]:80 default_server ipv6only=on backlog=4096;") {
+		t.Errorf("nginx config with IPv6:\n%s", ngx)
+	}
+	if ngx := nginxConfig("rs1", "/tmp/x", false); strings.Contains(ngx, "[::]") {
+		t.Errorf("nginx config without IPv6 listens on it:\n%s", ngx)
+	}
+	hap := haproxyConfig(l, UserHAProxy.IPv6())
+	for _, want := range []string{"# HAProxy on the director for haproxy6", "bind [fd00:20::100]:80\n", "bind [fd00:20::100]:5201\n",
+		"server rs1 [fd00:20::11]:80\n", "server rs2 [fd00:20::12]:80\n", "server rs1 [fd00:20::11]:5201\n", "balance source"} {
+		if !strings.Contains(hap, want) {
+			t.Errorf("haproxy6 config lacks %q:\n%s", want, hap)
+		}
+	}
+	if strings.Contains(hap, "10.20.0.") {
+		t.Errorf("haproxy6 config has IPv4 addresses:\n%s", hap)
+	}
+	if hap := haproxyConfig(l, UserHAProxy); strings.Contains(hap, "fd00") || !strings.Contains(hap, "bind 10.20.0.100:80\n") {
+		t.Errorf("haproxy config:\n%s", hap)
+	}
+	nft := usersKernelRules(l, UserKernelDNAT.IPv6())
+	for _, want := range []string{"table ip6 gvsbench_users {", "type nat hook prerouting priority dstnat",
+		"ip6 daddr fd00:20::100 tcp dport 80 dnat to numgen inc mod 2 map { 0 : fd00:20::11, 1 : fd00:20::12 }",
+		"ip6 daddr fd00:20::100 tcp dport 5201 dnat to jhash ip6 saddr mod 2 map { 0 : fd00:20::11, 1 : fd00:20::12 }"} {
+		if !strings.Contains(nft, want) {
+			t.Errorf("kernel-dnat6 rules lack %q:\n%s", want, nft)
+		}
+	}
+	if nftFamily(UserKernelDNAT) != "ip" || nftFamily(UserKernelDNAT.IPv6()) != "ip6" {
+		t.Errorf("nft families %q, %q", nftFamily(UserKernelDNAT), nftFamily(UserKernelDNAT.IPv6()))
+	}
+	for _, c := range []UserConfig{UserGvsDR, UserGvsTUN, UserGvsNAT, UserGvsFullNAT} {
+		cfg := usersGvsdConfig(l, c.IPv6(), 0, gvsdKnobs{})
+		for _, want := range []string{"# gvsd for " + c.String() + "6", `forward = "` + c.forward() + `"`,
+			`address = "[fd00:20::100]:80"`, `address = "[fd00:20::100]:5201"`,
+			`address = "[fd00:20::11]:80"`, `address = "[fd00:20::12]:80"`, `address = "[fd00:20::11]:5201"`, `address = "[fd00:20::12]:5201"`,
+			`persistence = "5m"`} {
+			if !strings.Contains(cfg, want) {
+				t.Errorf("%s config lacks %s:\n%s", c.IPv6(), want, cfg)
+			}
+		}
+		if strings.Contains(cfg, "10.20.0.") {
+			t.Errorf("%s config has IPv4 addresses:\n%s", c.IPv6(), cfg)
+		}
+		if cfg := usersGvsdConfig(l, c, 0, gvsdKnobs{}); strings.Contains(cfg, "fd00") {
+			t.Errorf("%s config has IPv6 addresses:\n%s", c, cfg)
+		}
+	}
+	if vipOf(UserGvsDR) != lab.VIP || vipOf(UserGvsDR.IPv6()) != lab.VIP6 || addrOf(l.Reals[0], UserDirect.IPv6()) != netip.MustParseAddr("fd00:20::11") {
+		t.Errorf("vipOf, addrOf")
+	}
+}
+
+// TestUsersReportIPv6 checks a report with IPv6 twins: each gvs twin
+// against the IPv6 baselines, every twin against its IPv4 configuration
+// (ratios and the within-10% verdict), JSON, and the table's IPv4 and
+// IPv6 blocks with the twins under their IPv4 configurations.
+func TestUsersReportIPv6(t *testing.T) {
+	r := newUsersReport(UsersOptions{Duration: time.Second, Configs: withIPv6([]UserConfig{UserKernelDNAT, UserGvsDR, UserGvsNAT, UserGvsFullNAT})})
+	full := func(p50, p99, ka, conn, bulk float64) UserResult {
+		return UserResult{LatencyP50: fig(p50), LatencyP99: fig(p99), KeepAliveRPS: fig(ka), ConnPerS: fig(conn), BulkGbps: fig(bulk)}
+	}
+	named := func(name string, r UserResult) UserResult {
+		r.Name = name
+		r.IPv6 = strings.HasSuffix(name, "6")
+		return r
+	}
+	r.Configs = []UserResult{
+		named("kernel-dnat", full(40, 200, 100000, 20000, 12)),
+		named("kernel-dnat6", full(42, 210, 95000, 19000, 11)),
+		named("gvs-dr", full(50, 300, 80000, 16000, 10)),
+		// Every figure exactly at the edge of 10% is within it.
+		named("gvs-dr6", full(55, 330, 72000, 14400, 9)),
+		named("gvs-nat", full(60, 400, 70000, 15000, 9)),
+		// p99 and bulk are worse than 10%; the rest better.
+		named("gvs-nat6", full(50, 480, 80000, 16000, 7.2)),
+		named("gvs-fullnat", full(60, 400, 70000, 15000, 9)),
+		{Name: "gvs-fullnat6", IPv6: true, Skipped: "gvsd does not take this configuration: service[0].forward: IPv6 fullnat not supported yet\nservice[1].forward: the same"},
+	}
+	r.compare()
+	if !strings.Contains(r.Topology, "VIP [fd00:20::100]:80") {
+		t.Errorf("topology %q does not name the IPv6 VIP", r.Topology)
+	}
+	var pairs []string
+	for _, q := range r.Comparisons {
+		pairs = append(pairs, q.Config+"/"+q.Baseline)
+	}
+	if got := strings.Join(pairs, " "); got != "gvs-dr/kernel-dnat gvs-dr6/kernel-dnat6 gvs-nat/kernel-dnat gvs-nat6/kernel-dnat6 gvs-fullnat/kernel-dnat" {
+		t.Errorf("comparisons %s: want each gvs configuration against the kernel of its family", got)
+	}
+	if q := r.Comparisons[1]; *q.P50DeltaUs != 13 || math.Abs(*q.KeepAliveRatio-72000.0/95000) > 1e-9 {
+		t.Errorf("gvs-dr6 / kernel-dnat6: %+v", q)
+	}
+	if len(r.IPv6VsIPv4) != 3 {
+		t.Fatalf("IPv6 / IPv4: %+v, want kernel-dnat6, gvs-dr6, gvs-nat6 (gvs-fullnat6 skipped)", r.IPv6VsIPv4)
+	}
+	near := func(p *float64, v float64) bool { return p != nil && math.Abs(*p-v) < 1e-9 }
+	k, dr, nat := r.IPv6VsIPv4[0], r.IPv6VsIPv4[1], r.IPv6VsIPv4[2]
+	if k.Config != "kernel-dnat6" || k.IPv4 != "kernel-dnat" || !near(k.P50Ratio, 1.05) || !near(k.P99Ratio, 1.05) || !near(k.KeepAliveRatio, 0.95) ||
+		!near(k.ConnRatio, 0.95) || !near(k.BulkRatio, 11.0/12) || k.Within == nil || !*k.Within || k.Worse != nil {
+		t.Errorf("kernel-dnat6 / kernel-dnat: %+v", k)
+	}
+	if dr.Config != "gvs-dr6" || dr.Within == nil || !*dr.Within {
+		t.Errorf("gvs-dr6 / gvs-dr at the edges: %+v, want within", dr)
+	}
+	if nat.Within == nil || *nat.Within || strings.Join(nat.Worse, ", ") != "p99 1.20x, Gbit/s 0.80x" {
+		t.Errorf("gvs-nat6 / gvs-nat: within %v, worse %q; want not, for p99 and Gbit/s", nat.Within, nat.Worse)
+	}
+	// Rounding at the edge: 0.23 * 1.1 / 0.23 is a hair above 1.1, and
+	// prints as 1.10x: within.
+	// (In float64 at run time: Go folds constants exactly.)
+	p50 := 0.23
+	e4, e6 := named("gvs-tun", full(p50, 300, 80000, 16000, 10)), named("gvs-tun6", full(p50*1.1, 300, 80000, 16000, 10))
+	if q := compareFamilies(&e6, &e4); *q.P50Ratio <= 1.1 || q.Within == nil || !*q.Within {
+		t.Errorf("at the edge by rounding: p50 %v, within %v; want above 1.1 and within", *q.P50Ratio, q.Within)
+	}
+	// A missing figure: no verdict unless another is worse.
+	v4, v6 := named("gvs-tun", full(50, 300, 80000, 16000, 10)), named("gvs-tun6", full(50, 300, 80000, 16000, 10))
+	v6.BulkGbps = Figure{Note: "iperf3: unable to connect"}
+	if q := compareFamilies(&v6, &v4); q.Within != nil || q.BulkRatio != nil || !near(q.P50Ratio, 1) {
+		t.Errorf("a missing figure: %+v, want no verdict", q)
+	}
+	v6.LatencyP50 = fig(80)
+	if q := compareFamilies(&v6, &v4); q.Within == nil || *q.Within || strings.Join(q.Worse, ",") != "p50 1.60x" {
+		t.Errorf("a missing figure and a worse one: %+v, want not within", q)
+	}
+
+	var b bytes.Buffer
+	if err := r.writeJSON(&b); err != nil {
+		t.Fatal(err)
+	}
+	var back UsersReport
+	if err := json.Unmarshal(b.Bytes(), &back); err != nil {
+		t.Fatalf("JSON does not parse: %v\n%s", err, b.String())
+	}
+	if len(back.IPv6VsIPv4) != 3 || !near(back.IPv6VsIPv4[2].BulkRatio, 0.8) || *back.IPv6VsIPv4[2].Within || !back.Configs[1].IPv6 || back.Configs[0].IPv6 {
+		t.Errorf("round trip lost data: %+v", back.IPv6VsIPv4)
+	}
+	for _, want := range []string{`"ipv6_vs_ipv4": [`, `"within_10_percent": false`, `"worse_than_10_percent": [`, `"ipv6": true`} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("JSON lacks %s", want)
+		}
+	}
+
+	b.Reset()
+	r.writeTable(&b)
+	out := strings.Join(strings.Fields(b.String()), " ")
+	for _, want := range []string{
+		"IPv4 kernel-dnat gvs-dr gvs-nat gvs-fullnat latency p50, 1 conn (µs) 40.0 50.0 60.0 60.0",
+		"bulk TCP Gbit/s, 1 stream 12.00 10.00 9.00 9.00 LAN UDP pps, 64-byte frames - - - - " +
+			"IPv6 kernel-dnat6 gvs-dr6 gvs-nat6 gvs-fullnat6 latency p50, 1 conn (µs) 42.0 55.0 50.0 skipped",
+		"gvs-dr6 / kernel-dnat6 +13 +120",
+		"IPv6 / IPv4 p50 × p99 × keep-alive req/s × conn/s × Gbit/s × within 10%",
+		"kernel-dnat6 / kernel-dnat 1.05x 1.05x 0.95x 0.95x 0.92x yes",
+		"gvs-dr6 / gvs-dr 1.10x 1.10x 0.90x 0.90x 0.90x yes",
+		"gvs-nat6 / gvs-nat 0.83x 1.20x 1.14x 1.07x 0.80x no: p99 1.20x, Gbit/s 0.80x",
+		"latency at most 1.10x and rates at least 0.90x",
+		"SKIPPED: gvsd does not take this configuration",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+	// The skipped twin's second line stays under it.
+	if !strings.Contains(b.String(), "\n"+strings.Repeat(" ", len("gvs-fullnat6")+3)+"service[1].forward: the same\n") {
+		t.Errorf("a multi-line skip reason is not indented:\n%s", b.String())
+	}
+
+	// A column of one family only is empty in the other block: the
+	// IPv6 twins stay under their IPv4 configurations.
+	r.Configs = []UserResult{named("direct", full(1, 1, 1, 1, 1)), named("gvs-dr6", full(2, 2, 2, 2, 2)), named("gvs-dr", full(3, 3, 3, 3, 3))}
+	r.compare()
+	blocks := r.familyBlocks()
+	if len(blocks) != 2 || blocks[0].label != "IPv4" || len(blocks[0].configs) != 2 || blocks[0].configs[0].Name != "direct" || blocks[0].configs[1].Name != "gvs-dr" ||
+		blocks[1].configs[0] != nil || blocks[1].configs[1].Name != "gvs-dr6" {
+		t.Errorf("blocks %+v", blocks)
+	}
+	// IPv6 only: one block.
+	r.Configs = []UserResult{named("kernel-dnat6", full(1, 1, 1, 1, 1)), named("gvs-dr6", full(2, 2, 2, 2, 2))}
+	r.compare()
+	if blocks := r.familyBlocks(); len(blocks) != 1 || blocks[0].label != "IPv6" || len(r.IPv6VsIPv4) != 0 || len(r.Comparisons) != 1 {
+		t.Errorf("IPv6 only: blocks %+v, %d family comparisons, %d comparisons", blocks, len(r.IPv6VsIPv4), len(r.Comparisons))
+	}
+	b.Reset()
+	r.writeTable(&b)
+	if out := strings.Join(strings.Fields(b.String()), " "); !strings.Contains(out, "IPv6 kernel-dnat6 gvs-dr6 latency p50") || strings.Contains(out, "IPv4 kernel-dnat") {
+		t.Errorf("IPv6 only table:\n%s", b.String())
 	}
 }
