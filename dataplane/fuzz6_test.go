@@ -9,7 +9,8 @@ import (
 
 // FuzzProcess6 feeds arbitrary frames to a dual-stack worker with an IPv6
 // service in DR, NAT or TUN, with arbitrary offload metadata. Invariants:
-// no panic and no invalid verdict; a forwarded IPv6 frame is as long as
+// no panic and no invalid verdict (0, held, only for a later fragment
+// whose first is unknown); a forwarded IPv6 frame is as long as
 // its input without padding (in TUN, its inner packet is, and the outer
 // header says so), parses again, keeps its partial-checksum offsets
 // inside it, and, when its transport checksum was complete and valid on
@@ -34,6 +35,13 @@ func FuzzProcess6(f *testing.F) {
 	bigSyn := syn
 	bigSyn.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
 	f.Add(bigSyn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0)) // too big for the tunnel
+	// Fragments (fragment6.go): a first one, which notes its decision in
+	// the worker's fragment table, and a later one of the same datagram,
+	// forwarded when an earlier input was its first.
+	frags := fragments6(f, bigClient6(header.ProtoUDP).bytes(f), 1500, 42)
+	f.Add(frags[0], uint8(ForwardNAT), uint8(0), uint16(0), uint16(0)) // first fragment
+	f.Add(frags[1], uint8(ForwardNAT), uint8(0), uint16(0), uint16(0)) // later fragment
+	f.Add(frags[2], uint8(ForwardTUN), uint8(0), uint16(0), uint16(0)) // last fragment through the tunnel
 	// One worker and table per method and protocol, made once: a worker's
 	// batch buffers are megabytes. Each input gets a fresh IPv6 shard.
 	type world struct {
@@ -58,16 +66,18 @@ func FuzzProcess6(f *testing.F) {
 			wd := worlds[[2]uint8{uint8(fw), proto}]
 			w, tbl := wd.w, wd.tbl
 			w.shard6.Store(conntrack.NewShard[[16]byte](64))
+			w.fragWaiting = w.fragWaiting[:0]
 			validIn := false
 			var qin parsed6
-			if v := parse6(in, &qin); v == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
-				validIn = transportValid6(&qin)
+			pin := parse6(in, &qin)
+			if pin == 0 && qin.frag == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
+				validIn = transportValid6(&qin) // a fragment's checksum covers the whole datagram
 			}
 			for i := 0; i < 2; i++ { // the second pass hits the connection the first made
 				copy(buf[Headroom:], in)
 				out, v := w.processOffload(tbl, buf, len(in), off, make([]byte, 128), 1)
-				if v == 0 || v >= numVerdicts {
-					t.Fatalf("invalid verdict %d", v)
+				if v >= numVerdicts || v == verdictHeld && (pin != 0 || qin.frag != fragLater || out != nil) {
+					t.Fatalf("invalid verdict %d (parse %v, fragment kind %d)", v, pin, qin.frag)
 				}
 				if out == nil || header.Ethernet(out).Type() != header.EtherTypeIPv6 {
 					continue
