@@ -157,8 +157,9 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 // everything else 0. A nil or empty Match rejects everything.
 //
 // IPv6 frames are admitted when TCP or UDP follows the fixed header (no
-// extension headers) and they go to one of m.VIPs6 or come from one of
-// m.NATReals6 (filter6.go says what stays with the kernel and why).
+// extension headers), or a fragment header naming TCP or UDP, and they go
+// to one of m.VIPs6 or come from one of m.NATReals6 (a later fragment, by
+// address only; filter6.go says what stays with the kernel and why).
 func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	if m == nil {
 		m = &Match{}
@@ -223,7 +224,9 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //     SteerHash(src address, src port) % workers.
 //
 // IPv6 frames are steered the same way with SteerHash6 (a NAT reply from
-// one of m.NATReals6 by its destination, anything else by its source).
+// one of m.NATReals6 by its destination, anything else by its source; a
+// first fragment by the ports behind its fragment header, later fragments
+// to worker 0).
 // ICMP errors go where the connection they quote goes (its tuple reversed).
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the

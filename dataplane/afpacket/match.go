@@ -29,8 +29,10 @@ type Endpoint6 struct {
 // so the three always agree.
 //
 // An IPv6 frame is the dataplane's only when TCP or UDP follows the fixed
-// 40-byte header directly: frames with extension headers (fragments
-// included) and ICMPv6 stay with the kernel (see filter6.go).
+// 40-byte header directly, or a fragment header naming TCP or UDP (a
+// later fragment is taken by address: to a VIP, from a NAT real): frames
+// with other extension headers and ICMPv6 stay with the kernel (see
+// filter6.go).
 type Match struct {
 	VIPs     []Endpoint   // client packets to VIP:port
 	NATReals []Endpoint   // NAT replies from RIP:port
