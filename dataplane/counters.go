@@ -29,7 +29,7 @@ const (
 
 	// IPv6 frames the dataplane leaves to the kernel (worker6.go).
 	VerdictIPv6Unparsed // extension headers it does not walk: malformed, unknown (AH, mobility, ...), routing with segments left
-	VerdictIPv6Fragment // an IPv6 fragment: not forwarded yet
+	VerdictIPv6Fragment // an IPv6 fragment not forwarded (fragment6.go): not TCP or UDP, a first fragment without its transport header, a later one whose first was not seen
 	numVerdicts
 )
 

@@ -56,10 +56,12 @@ type fragEntry struct {
 }
 
 // fragTable is shared by the workers: the owner of a connection puts, and
-// worker 0 gets. Fragmented traffic is rare, so a lock is cheap.
+// worker 0 gets. Fragmented traffic is rare, so a lock is cheap. m6 holds
+// the IPv6 datagrams' decisions (fragment6.go).
 type fragTable struct {
 	mu sync.Mutex
 	m  map[fragKey]fragEntry
+	m6 map[fragKey6]fragEntry6
 }
 
 func (f *fragTable) put(k fragKey, e fragEntry, now int64) bool {
@@ -68,27 +70,46 @@ func (f *fragTable) put(k fragKey, e fragEntry, now int64) bool {
 	if f.m == nil {
 		f.m = make(map[fragKey]fragEntry)
 	}
-	if _, ok := f.m[k]; !ok && len(f.m) >= fragEntries {
-		for k2, e2 := range f.m {
-			if e2.expires <= now {
-				delete(f.m, k2)
-			}
-		}
-		if len(f.m) >= fragEntries {
-			return false
-		}
-	}
-	f.m[k] = e
-	return true
+	return fragPut(f.m, k, e, now)
 }
 
 func (f *fragTable) get(k fragKey, now int64) (fragEntry, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e, ok := f.m[k]
-	if ok && e.expires <= now {
-		delete(f.m, k)
-		return fragEntry{}, false
+	return fragGet(f.m, k, now)
+}
+
+// expiring is a fragment table entry of either family.
+type expiring interface{ expiry() int64 }
+
+func (e fragEntry) expiry() int64 { return e.expires }
+
+// fragPut stores e under k in m, making room by dropping expired entries
+// when m holds fragEntries already; it reports false when there is none.
+// The caller holds the table's lock.
+func fragPut[K comparable, E expiring](m map[K]E, k K, e E, now int64) bool {
+	if _, ok := m[k]; !ok && len(m) >= fragEntries {
+		for k2, e2 := range m {
+			if e2.expiry() <= now {
+				delete(m, k2)
+			}
+		}
+		if len(m) >= fragEntries {
+			return false
+		}
+	}
+	m[k] = e
+	return true
+}
+
+// fragGet returns the entry of k in m unless it has expired (it is then
+// deleted). The caller holds the table's lock.
+func fragGet[K comparable, E expiring](m map[K]E, k K, now int64) (E, bool) {
+	e, ok := m[k]
+	if ok && e.expiry() <= now {
+		delete(m, k)
+		var zero E
+		return zero, false
 	}
 	return e, ok
 }
@@ -204,7 +225,7 @@ func (w *Worker) retryFragments(t *Table, now int64) {
 	keep := w.fragWaiting[:0]
 	for _, p := range w.fragWaiting {
 		frame := p.buf[Headroom : Headroom+p.size]
-		f, v, found := w.laterFragment(t, p.buf, frame, now)
+		f, v, found := w.heldFragment(t, p.buf, frame, now) // either family (fragment6.go)
 		switch {
 		case !found && now < p.deadline:
 			keep = append(keep, p)

@@ -12,7 +12,8 @@ import (
 // TCP connection from the client's port cport are open first in FULLNAT,
 // so replies and ICMPv6 errors find one) or a SYN-proxied FULLNAT one
 // (fwd 5), with arbitrary offload metadata. Invariants: no panic and no
-// invalid verdict; a forwarded IPv6 frame is as long as its input without
+// invalid verdict (0, held, only for a later fragment whose first is
+// unknown); a forwarded IPv6 frame is as long as its input without
 // padding (in TUN, its inner packet is, and the outer header says so; a
 // segment the SYN proxy builds may be longer than its input), parses
 // again, keeps its partial-checksum offsets inside it, and, when its
@@ -49,6 +50,14 @@ func FuzzProcess6(f *testing.F) {
 	vipReply.src, vipReply.sport = ipVIP6, vport
 	f.Add(icmp6Err(f, macRouter, macDir, ipRouter6, ipVIP6, header.ICMPv6PacketTooBig, 0, vipReply.bytes(f), 60),
 		uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0)) // packet too big about a reply
+	// Fragments (fragment6.go): a first one, which notes its decision in
+	// the worker's fragment table, and a later one of the same datagram,
+	// forwarded when an earlier input was its first.
+	frags := fragments6(f, bigClient6(header.ProtoUDP).bytes(f), 1500, 42)
+	f.Add(frags[0], uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                 // first fragment
+	f.Add(frags[1], uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                 // later fragment
+	f.Add(frags[2], uint8(ForwardTUN), uint8(0), uint16(0), uint16(0))                 // last fragment through the tunnel
+	f.Add(frags[0], uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0))             // first fragment, FULLNAT
 	f.Add(syn.bytes(f), uint8(5), uint8(0), uint16(0), uint16(0))                      // a SYN to the SYN proxy
 	f.Add(client6(header.ProtoTCP).bytes(f), uint8(5), uint8(0), uint16(0), uint16(0)) // an ACK with no cookie
 	// One worker and table per method and protocol, made once: a worker's
@@ -100,16 +109,18 @@ func FuzzProcess6(f *testing.F) {
 					t.Fatalf("opening the FULLNAT connection: verdict %v", v)
 				}
 			}
+			w.fragWaiting = w.fragWaiting[:0]
 			validIn := false
 			var qin parsed6
-			if v := parse6(in, &qin); v == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
-				validIn = transportValid6(&qin)
+			pin := parse6(in, &qin)
+			if pin == 0 && qin.frag == 0 && off.Flags&header.OffloadNeedsCsum == 0 {
+				validIn = transportValid6(&qin) // a fragment's checksum covers the whole datagram
 			}
 			for i := 0; i < 2; i++ { // the second pass hits the connection the first made
 				copy(buf[Headroom:], in)
 				out, v := w.processOffload(tbl, buf, len(in), off, make([]byte, 128), 1)
-				if v == 0 || v >= numVerdicts {
-					t.Fatalf("invalid verdict %d", v)
+				if v >= numVerdicts || v == verdictHeld && (pin != 0 || qin.frag != fragLater || out != nil) {
+					t.Fatalf("invalid verdict %d (parse %v, fragment kind %d)", v, pin, qin.frag)
 				}
 				if out == nil || header.Ethernet(out).Type() != header.EtherTypeIPv6 {
 					continue

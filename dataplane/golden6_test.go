@@ -376,8 +376,8 @@ func TestGoldenDrops6(t *testing.T) {
 	runSteps(t, testTable6(ForwardNAT, header.ProtoTCP), []step{
 		{name: "ACK without connection", in: ack.bytes(t), verdict: VerdictNoConn},
 		{name: "no service on port 81", in: other.bytes(t), verdict: VerdictNoService},
-		{name: "first fragment", in: first.bytes(t), verdict: VerdictIPv6Fragment},
-		{name: "later fragment", in: later.bytes(t), verdict: VerdictIPv6Fragment},
+		{name: "first fragment of a datagram to no service", in: first.bytes(t), verdict: VerdictNoService},
+		{name: "later fragment without its first: held (fragment6_test.go)", in: later.bytes(t), verdict: verdictHeld},
 		{name: "routing header with segments left", in: routed.bytes(t), verdict: VerdictIPv6Unparsed},
 		{name: "hop-by-hop after destination options", in: hbhLateB, verdict: VerdictIPv6Unparsed},
 		{name: "payload length beyond frame", in: trunc.bytes(t), verdict: VerdictMalformed},
@@ -406,7 +406,7 @@ func TestGoldenDrops6(t *testing.T) {
 }
 
 // gopacketFrame serializes ls, checksums computed over the IPv6 layer.
-func gopacketFrame(t *testing.T, ls ...gopacket.SerializableLayer) []byte {
+func gopacketFrame(t testing.TB, ls ...gopacket.SerializableLayer) []byte {
 	t.Helper()
 	var ip *layers.IPv6
 	for _, l := range ls {

@@ -91,6 +91,9 @@ func buildSegment6(b []byte, s *segment6) []byte {
 
 // synProxyMiss6 is synProxyMiss for an IPv6 segment q.
 func (w *Worker) synProxyMiss6(t *Table, s *conntrack.Shard6, svc *Service, q *parsed6, off *header.Offload, now int64) ([]byte, Verdict) {
+	if q.frag != 0 {
+		return nil, VerdictIPv6Fragment
+	}
 	switch q.flags & (header.TCPFlagSyn | header.TCPFlagAck | header.TCPFlagRst | header.TCPFlagFin) {
 	case header.TCPFlagSyn:
 		return w.synCookie6(t, q, now), VerdictSynProxy

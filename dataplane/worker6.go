@@ -13,7 +13,7 @@ import (
 // DR, TUN (IPv6-in-IPv6, tun6.go), NAT and FULLNAT (fullnat6.go), for TCP
 // and UDP, with the SYN proxy (synproxy6.go) and the PROXY protocol
 // (proxyproto6.go), and ICMPv6 errors about their connections
-// (icmpError6); fragments are not forwarded yet; IPv6 connections are
+// (icmpError6), fragments included (fragment6.go); IPv6 connections are
 // dumped (Connections6) and synced (syncReport6, install6), but not warmed
 // before a batch.
 
@@ -27,6 +27,10 @@ type parsed6 struct {
 	key   conntrack.Key6
 	l4    int // where the transport header starts in frame
 	flags uint8
+	// A fragment (fragment6.go): fragFirst or fragLater, and its
+	// identification.
+	frag   uint8
+	fragID uint32
 }
 
 // parse6 validates the IPv6 frame and its extension headers and reads the
@@ -48,7 +52,9 @@ func parse6(frame []byte, p *parsed6) Verdict {
 		return VerdictIPv6Unparsed
 	}
 	if x.IsFragment() {
-		return VerdictIPv6Fragment
+		if v, done := parseFragment6(frame, ip, &x, p); done {
+			return v
+		}
 	}
 	l4 := ip[x.Offset:]
 	switch x.Proto {
@@ -60,7 +66,7 @@ func parse6(frame []byte, p *parsed6) Verdict {
 		p.key.SrcPort, p.key.DstPort, p.flags = tcp.SourcePort(), tcp.DestinationPort(), tcp.Flags()
 	case header.ProtoUDP:
 		udp := header.UDP(l4)
-		if !udp.IsValid(len(l4)) {
+		if !udp.IsValid(len(l4)) && p.frag != fragFirst { // a first fragment's UDP length is the datagram's
 			return VerdictMalformed
 		}
 		p.key.SrcPort, p.key.DstPort, p.flags = udp.SourcePort(), udp.DestinationPort(), 0
@@ -102,6 +108,9 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 	if t == nil {
 		return nil, VerdictNoService
 	}
+	if q.frag == fragLater {
+		return w.later6(t, buf, &q, now) // fragment6.go
+	}
 	frame := q.frame
 	eth := header.Ethernet(frame)
 	key, flags := &q.key, q.flags
@@ -142,6 +151,9 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 			return nil, VerdictTableFull
 		}
 	}
+	if q.frag == fragFirst {
+		w.noteFirst6(t, &q, e, r, reply, now) // fragment6.go
+	}
 	n := uint64(len(frame) - header.EthernetLen)
 	if reply {
 		w.track6(t, e, r, conntrack.DirOutput, flags, now)
@@ -164,8 +176,11 @@ func (w *Worker) handle6(t *Table, buf []byte, p *parsed, now int64) ([]byte, Ve
 // offloadUsable6 is offloadUsable for an IPv6 frame: a partial checksum
 // starts at the transport header, behind any extension headers, and sits
 // in its checksum field; a GSO frame is TCPv6 or UDP L4 segmentation with
-// a partial checksum and a segment size.
+// a partial checksum and a segment size. A fragment carries no offload.
 func offloadUsable6(q *parsed6, o *header.Offload) bool {
+	if q.frag != 0 {
+		return false
+	}
 	if o.Flags&header.OffloadNeedsCsum != 0 {
 		if int(o.CsumStart) != q.l4 || o.CsumOffset != l4ChecksumOffset(q.key.Proto) {
 			return false

@@ -20,12 +20,16 @@
 //	ip6 daddr . ip6 nexthdr . th dport @vips6    IPv6 client packets to [VIP]:port
 //	ip6 saddr . ip6 nexthdr . th sport @natreals6 IPv6 NAT replies from [RIP]:port
 //	ip6 daddr A ip6 nexthdr P th dport LO-HI     IPv6 FULLNAT replies to [LIP]:lport, a rule per range
+//	ip6 nexthdr 44 ip6 daddr . @nh,320,8 . th dport @vips6     their first fragments,
+//	ip6 nexthdr 44 ip6 saddr . @nh,320,8 . th sport @natreals6 by the fragment header's
+//	ip6 daddr A ip6 nexthdr 44 @nh,320,8 P th dport LO-HI      Next Header
 //
 // The IPv6 rules exist only while the match has IPv6 endpoints. They test
 // the fixed header's Next Header, so an IPv6 frame with extension headers
-// goes through, as the dataplane leaves it too. ICMP, ICMPv6 (neighbour
-// discovery; errors, which the dataplane relays and the stack gets a copy
-// of), ARP, fragments after the first and everything else go through.
+// other than a fragment header goes through, as the dataplane leaves it
+// too. ICMP, ICMPv6 (neighbour discovery; errors, which the dataplane
+// relays and the stack gets a copy of), ARP, fragments after the first
+// (IPv4 and IPv6) and everything else go through.
 // Install replaces a table left by a crashed gvsd; Update swaps the
 // contents in one transaction, so no frame is ever seen by both the
 // dataplane and the stack; Remove deletes the table.

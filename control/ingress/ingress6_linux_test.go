@@ -1,6 +1,7 @@
 package ingress
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -84,8 +85,8 @@ func TestInstallIPv6(t *testing.T) {
 	t.Cleanup(func() { tab.Remove() })
 
 	s := l.readBack(t)
-	if s.rules != 4 {
-		t.Fatalf("after Install: %d rules, want 4 (the two IPv4 set rules, the two IPv6 ones)", s.rules)
+	if s.rules != 6 {
+		t.Fatalf("after Install: %d rules, want 6 (the two IPv4 set rules, the IPv6 VIPs and NAT replies, whole and first fragments)", s.rules)
 	}
 	for _, want := range []struct {
 		set string
@@ -112,8 +113,8 @@ func TestInstallIPv6(t *testing.T) {
 	if !l.ping6VIP(t) {
 		t.Error("ping6 to the VIP got no reply: neighbour discovery and ICMPv6 must pass")
 	}
-	if s := l.readBack(t); len(s.dropped) != 4 || s.dropped[2] < 4 || s.dropped[3] != 3 {
-		t.Errorf("rule counters = %v, want [_ _ >=4 3]", s.dropped)
+	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] < 4 || s.dropped[3] != 0 || s.dropped[4] != 3 || s.dropped[5] != 0 {
+		t.Errorf("rule counters = %v, want [_ _ >=4 0 3 0]", s.dropped)
 	}
 
 	if err := tab.Update(matchTwo); err != nil {
@@ -180,8 +181,8 @@ func TestInstallOwn6(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { tab.Remove() })
-	if s := l.readBack(t); s.rules != 5 {
-		t.Fatalf("after Install: %d rules; want 5 (the two IPv4 set rules, IPv6 VIPs, own IPv6 address, IPv6 NAT reals)", s.rules)
+	if s := l.readBack(t); s.rules != 7 {
+		t.Fatalf("after Install: %d rules; want 7 (the two IPv4 set rules, IPv6 VIPs and their first fragments, own IPv6 address, IPv6 NAT reals and their first fragments)", s.rules)
 	}
 	l.expectFlows(t, []flow{udp6FromReal, udp6Real8001, udp6ToDir7000}, []flow{toOther, udp6VIP7000, tcp6VIP7000})
 	// Without IPv6 NAT reals there is nothing to let through first.
@@ -189,8 +190,8 @@ func TestInstallOwn6(t *testing.T) {
 	if err := tab.Update(&m); err != nil {
 		t.Fatal(err)
 	}
-	if s := l.readBack(t); s.rules != 3 {
-		t.Errorf("after an Update without IPv6 NAT reals: %d rules; want 3", s.rules)
+	if s := l.readBack(t); s.rules != 4 {
+		t.Errorf("after an Update without IPv6 NAT reals: %d rules; want 4", s.rules)
 	}
 }
 
@@ -208,8 +209,8 @@ func TestInstallIPv6Locals(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { tab.Remove() })
-	if s := l.readBack(t); s.rules != 4 {
-		t.Fatalf("after Install: %d rules, want 4 (the two IPv4 set rules, TCP and UDP to the IPv6 range)", s.rules)
+	if s := l.readBack(t); s.rules != 6 {
+		t.Fatalf("after Install: %d rules, want 6 (the two IPv4 set rules, TCP and UDP to the IPv6 range, whole and first fragments)", s.rules)
 	}
 	in := func(tcp bool, port uint16) flow {
 		return flow{tcp: tcp, src: netip.AddrPortFrom(realAddr6, 0), dst: netip.AddrPortFrom(dirAddr6, port)}
@@ -217,7 +218,86 @@ func TestInstallIPv6Locals(t *testing.T) {
 	l.expectFlows(t,
 		[]flow{in(false, 8999), in(false, 9101), in(true, 9101)},
 		[]flow{in(false, 9000), in(false, 9100), in(true, 9050)})
-	if s := l.readBack(t); len(s.dropped) != 4 || s.dropped[2] < 1 || s.dropped[3] < 2 {
-		t.Errorf("rule counters = %v, want [_ _ >=1 >=2]", s.dropped)
+	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] < 1 || s.dropped[4] < 2 {
+		t.Errorf("rule counters = %v, want [_ _ >=1 _ >=2 _]", s.dropped)
 	}
+	// A fragmented datagram to the range loses its first fragment; one
+	// to another port of the address still reassembles.
+	if !l.bigUDPArrives(t, in(false, 9101), 3000, 2*time.Second) {
+		t.Error("3000 bytes to a port outside the range did not arrive")
+	}
+	if l.bigUDPArrives(t, in(false, 9001), 3000, 300*time.Millisecond) {
+		t.Error("3000 bytes to the range arrived, want the first fragment dropped")
+	}
+	if s := l.readBack(t); s.dropped[5] != 3 {
+		t.Errorf("rule counters = %v, want 3 first fragments counted by the UDP fragment rule", s.dropped)
+	}
+}
+
+// TestInstallIPv6Fragments: a UDP datagram of 3000 bytes, which the peer's
+// kernel sends in three fragments, is dropped when its first fragment is
+// for an IPv6 [VIP]:port or from a NAT [RIP]:port (counted by the first
+// fragment rules), and still reassembles to any other port of the same
+// addresses: the later fragments, which carry no port, are left to the
+// kernel.
+func TestInstallIPv6Fragments(t *testing.T) {
+	l := newLab6(t)
+	const size = 3000
+	var tab *Table
+	l.dir.Do(t, func() {
+		var err error
+		if tab, err = Install(l.dirName, matchSix); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Cleanup(func() { tab.Remove() })
+	for _, f := range []flow{udp6VIP7001, udp6Real8001, udp6ToDir7000} {
+		if !l.bigUDPArrives(t, f, size, 2*time.Second) {
+			t.Errorf("%s: %d bytes did not arrive, want them reassembled", f, size)
+		}
+	}
+	for _, f := range []flow{udp6VIP7000, udp6FromReal} {
+		if l.bigUDPArrives(t, f, size, 300*time.Millisecond) {
+			t.Errorf("%s: %d bytes arrived, want the first fragment dropped", f, size)
+		}
+	}
+	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] != 0 || s.dropped[3] != 3 || s.dropped[4] != 0 || s.dropped[5] != 3 {
+		t.Errorf("rule counters = %v, want [_ _ 0 3 0 3]: one first fragment of each of 3 datagrams per flow", s.dropped)
+	}
+}
+
+// bigUDPArrives sends three datagrams of size bytes (fragmented by the
+// peer's kernel at the veth's MTU of 1500) of flow f from the peer to a
+// socket on f.dst in the director namespace, and reports whether one
+// arrives whole within wait.
+func (l *lab) bigUDPArrives(t *testing.T, f flow, size int, wait time.Duration) bool {
+	t.Helper()
+	var ln *net.UDPConn
+	l.dir.Do(t, func() {
+		var err error
+		if ln, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(f.dst)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	defer ln.Close()
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = byte(i)
+	}
+	l.peer.Do(t, func() {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(f.src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 3 {
+			if _, err := c.WriteToUDPAddrPort(payload, f.dst); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	ln.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, size+1)
+	n, _, err := ln.ReadFromUDPAddrPort(buf)
+	return err == nil && n == size && bytes.Equal(buf[:n], payload)
 }

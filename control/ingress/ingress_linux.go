@@ -42,16 +42,21 @@ var ethTypeIPv4 = []byte{0x08, 0x00}
 // protocol is the fixed header's Next Header, not the transport protocol
 // nft finds behind extension headers (meta l4proto): a frame with
 // extension headers then matches no element, as the dataplane's socket
-// filter does not take it either (dataplane/afpacket/filter6.go).
+// filter does not take it either (dataplane/afpacket/filter6.go). The one
+// extension header the filter takes is a fragment header right after the
+// fixed header (Next Header 44), naming TCP or UDP in its own Next Header
+// at 40 (RFC 8200 section 4.5): the fragment rules load that instead.
 //
-//	IPv6:  0               6   7   8                       24                      40
-//	       +---------------+---+---+-----------------------+-----------------------+
-//	       |  ...          |nxt|hop| source address        | destination address   |
-//	       +---------------+---+---+-----------------------+-----------------------+
+//	IPv6:  0               6   7   8                       24                      40  41
+//	       +---------------+---+---+-----------------------+-----------------------+---+---
+//	       |  ...          |nxt|hop| source address        | destination address   |nxt| fragment header ...
+//	       +---------------+---+---+-----------------------+-----------------------+---+---
 const (
-	ipv6NextOff = 6
-	ipv6SrcOff  = 8
-	ipv6DstOff  = 24
+	ipv6NextOff     = 6
+	ipv6SrcOff      = 8
+	ipv6DstOff      = 24
+	ipv6FragNextOff = 40
+	protoIPv6Frag   = 44
 )
 
 // ethTypeIPv6 is the EtherType of IPv6 in network byte order.
@@ -293,9 +298,11 @@ func (t *Table) queueContents(e elements) error {
 	// empty, so an Update can fill them).
 	if len(e.vips6) > 0 {
 		t.conn.AddRule(t.setRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 client packets to [VIP]:port"))
+		t.conn.AddRule(t.fragRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 first fragments to [VIP]:port"))
 	}
 	for _, r := range e.locals6 {
-		t.conn.AddRule(t.localRule6(r))
+		t.conn.AddRule(t.localRule6(r, false))
+		t.conn.AddRule(t.localRule6(r, true))
 	}
 	if len(e.natReals6) > 0 {
 		// As for IPv4: the answers of IPv6 NAT reals to the director's
@@ -304,6 +311,7 @@ func (t *Table) queueContents(e elements) error {
 			t.conn.AddRule(t.ownRule6(a))
 		}
 		t.conn.AddRule(t.setRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port"))
+		t.conn.AddRule(t.fragRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 first fragments of NAT replies from [RIP]:port"))
 	}
 	for _, q := range []struct {
 		set  *nftables.Set
@@ -352,26 +360,70 @@ func (t *Table) setRule6(addrOff, portOff uint32, set *nftables.Set, comment str
 // localRule6 is localRule for an IPv6 local address:
 //
 //	meta protocol ip6  ip6 daddr <addr>  ip6 nexthdr <proto>  th dport <lo>-<hi>  counter drop
-func (t *Table) localRule6(r portRange6) *nftables.Rule {
+//
+// or, for first fragments (frag; see fragRule6),
+//
+//	meta protocol ip6  ip6 daddr <addr>  ip6 nexthdr 44  @nh,320,8 <proto>  th dport <lo>-<hi>  counter drop
+func (t *Table) localRule6(r portRange6, frag bool) *nftables.Rule {
 	var lo, hi [2]byte
 	binary.BigEndian.PutUint16(lo[:], r.lo)
 	binary.BigEndian.PutUint16(hi[:], r.hi)
+	exprs := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6DstOff, Len: 16},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: r.addr[:]},
+	}
+	comment := "gvs: IPv6 FULLNAT replies to [LIP]:lport"
+	if frag {
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{protoIPv6Frag}},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6FragNextOff, Len: 1})
+		comment = "gvs: IPv6 first fragments of FULLNAT replies to [LIP]:lport"
+	} else {
+		exprs = append(exprs, &expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1})
+	}
+	exprs = append(exprs,
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{r.proto}},
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: l4DstPortOff, Len: 2},
+		&expr.Range{Op: expr.CmpOpEq, Register: regAddr, FromData: lo[:], ToData: hi[:]},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return &nftables.Rule{Table: t.table, Chain: t.chain, Exprs: exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, comment)}
+}
+
+// fragRule6 is setRule6 for the first fragment of a datagram, its
+// fragment header right after the fixed header:
+//
+//	meta protocol ip6  ip6 nexthdr 44  ip6 <addr> . @nh,320,8 . th <port>  @set  counter drop
+//
+// The protocol is the fragment header's Next Header, and th is the
+// transport header behind the fragment header, where nft finds it (the
+// kernel's ipv6_find_hdr). The th load fails on a later fragment, which
+// carries no ports, so those never match: the kernel sees them as it sees
+// IPv4's (the dataplane forwards them from its own copy) and discards
+// them after net.ipv6.ip6frag_time, since their first fragment never
+// reaches it; the director's own fragmented traffic to the same addresses
+// still reassembles.
+func (t *Table) fragRule6(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
 	return &nftables.Rule{
 		Table: t.table,
 		Chain: t.chain,
 		Exprs: []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
-			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6DstOff, Len: 16},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: r.addr[:]},
 			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{r.proto}},
-			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: l4DstPortOff, Len: 2},
-			&expr.Range{Op: expr.CmpOpEq, Register: regAddr, FromData: lo[:], ToData: hi[:]},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{protoIPv6Frag}},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 16},
+			&expr.Payload{DestRegister: regProto6, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6FragNextOff, Len: 1},
+			&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+			&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
 			&expr.Counter{},
 			&expr.Verdict{Kind: expr.VerdictDrop},
 		},
-		UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: IPv6 FULLNAT replies to [LIP]:lport"),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
 	}
 }
 

@@ -159,10 +159,11 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 // everything else 0. A nil or empty Match rejects everything.
 //
 // IPv6 frames are admitted when TCP or UDP follows the fixed header (no
-// extension headers) and they go to one of m.VIPs6, come from one of
-// m.NATReals6 or go to a m.Locals6 address and port, and ICMPv6 errors
-// whose quoted packet's reversed tuple is such a frame's (filter6.go says
-// what stays with the kernel and why).
+// extension headers), or a fragment header naming TCP or UDP, and they go
+// to one of m.VIPs6, come from one of m.NATReals6 or go to a m.Locals6
+// address and port (a later fragment, by address only), and ICMPv6
+// errors whose quoted packet's reversed tuple is such a frame's
+// (filter6.go says what stays with the kernel and why).
 func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 	if m == nil {
 		m = &Match{}
@@ -228,8 +229,9 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //
 // IPv6 frames are steered the same way with SteerHash6 (a FULLNAT reply to
 // m.Locals6 by its port, a NAT reply from one of m.NATReals6 by its
-// destination, anything else by its source), ICMPv6 errors by their
-// quoted packet's reversed tuple.
+// destination, anything else by its source; a first fragment by the ports
+// behind its fragment header, later fragments to worker 0), ICMPv6 errors
+// by their quoted packet's reversed tuple.
 // ICMP errors go where the connection they quote goes (its tuple reversed).
 // Frames that are not IPv4 TCP/UDP with readable ports go to worker 0 (the
 // socket filter drops them anyway). The kernel numbers fanout members in the

@@ -22,21 +22,34 @@ import (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|          Source Port          |       Destination Port        |  40
 //
-// Only frames whose Next Header is TCP or UDP are taken, and ICMPv6 errors
-// (RFC 4443 types 1 to 4) whose quoted packet, right after the 8-byte
-// ICMPv6 header, is TCP or UDP behind a fixed header: the error is
-// matched and steered by the quoted packet's tuple reversed, as IPv4's.
-// The dataplane relays those about its connections; the kernel gets a
-// copy of the errors (the ingress rules do not drop ICMPv6) and finds no
-// socket of its own for them. A frame with extension headers (hop-by-hop,
-// routing, destination options, a fragment header), other ICMPv6
-// (neighbour discovery, echo) and anything else stays with the kernel:
-// classic BPF has no loops to walk a header chain, the dataplane does not
-// forward IPv6 fragments yet, and the nftables ingress rules test the
-// same fixed Next Header, so the kernel also keeps what the filter leaves.
-// Such frames are rare on a LAN; a client whose packets carry extension
-// headers reaches the director's own stack, which answers for the VIP (a
-// TCP reset) rather than silently losing them.
+// Only frames whose Next Header is TCP or UDP are taken; fragments of TCP
+// or UDP, Next Header 44 with the fragment header (RFC 8200 section 4.5)
+// right after the fixed header, naming TCP or UDP as its own Next Header,
+// a first fragment's ports 8 bytes further:
+//
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  Next Header  |   Reserved    |      Fragment Offset    |Res|M|  40
+//	|                         Identification                        |  44
+//	|          Source Port          |       Destination Port        |  48 (first fragment)
+//
+// and ICMPv6 errors (RFC 4443 types 1 to 4) whose quoted packet, right
+// after the 8-byte ICMPv6 header, is TCP or UDP behind a fixed header:
+// the error is matched and steered by the quoted packet's tuple reversed,
+// as IPv4's. The dataplane relays those about its connections; the kernel
+// gets a copy of the errors (the ingress rules do not drop ICMPv6) and
+// finds no socket of its own for them. A first fragment is matched and
+// steered by its ports like a whole packet; a later one has no ports: it
+// is taken by address (to a VIP or local address, from a NAT real) and
+// steered to worker 0, which forwards it as its first fragment went (the
+// dataplane's fragment table), as IPv4 later fragments are. A frame with
+// other extension headers (hop-by-hop, routing, destination options),
+// other ICMPv6 (neighbour discovery, echo) and anything else stays with
+// the kernel: classic BPF has no loops to walk a header chain, and the
+// nftables ingress rules test the same fixed Next Header, so the kernel
+// also keeps what the filter leaves. Such frames are rare on a LAN; a
+// client whose packets carry extension headers reaches the director's own
+// stack, which answers for the VIP (a TCP reset) rather than silently
+// losing them.
 const (
 	etherTypeV6  = 0x86dd
 	ip6VerOff    = 0 // version in the high nibble
@@ -58,6 +71,15 @@ const (
 	icmp6QuoteL4Off  = icmp6QuoteOff + ip6HdrLen
 	icmp6QuoteSrcOff = icmp6QuoteOff + ip6SrcOff
 	icmp6QuoteDstOff = icmp6QuoteOff + ip6DstOff
+
+	// A fragment header (RFC 8200 section 4.5) right after the fixed
+	// header: its Next Header, then the offset and M flag; a first
+	// fragment's ports follow it.
+	protoIPv6Frag  = 44
+	ip6FragNextOff = ip6HdrLen
+	ip6FragOffOff  = ip6HdrLen + 2
+	ip6FragOffMask = 0xfff8 // the offset bits
+	ip6FragL4Off   = ip6HdrLen + 8
 )
 
 // SteerHash6 is SteerHash for an IPv6 client: the address is folded into
@@ -121,7 +143,9 @@ func (a *assembler) emitJumpIPv6(h headers, v6 label) {
 }
 
 // emitParse6 checks that the IPv6 frame carries TCP or UDP right after its
-// fixed header, returning 0 otherwise (rejected by a filter, worker 0 for
+// fixed header (or a fragment header naming TCP or UDP: a later fragment
+// jumps to later, which must be bound after the code that reads scratch
+// memory), returning 0 otherwise (rejected by a filter, worker 0 for
 // steering), and stores its tuple in scratch memory: ports, protocol-port
 // keys and the four words of each address (memSrc6, memDst6). An ICMPv6
 // error quoting a TCP or UDP packet behind a fixed header gets the quoted
@@ -130,17 +154,21 @@ func (a *assembler) emitJumpIPv6(h headers, v6 label) {
 // packet of the connection flowing towards the error's destination. It
 // must be the first code of its section to touch scratch memory (see
 // FilterProgram on the kernel's check).
-func (a *assembler) emitParse6(h headers) {
+func (a *assembler) emitParse6(h headers, later label) {
 	l4 := a.newLabel()
 	fail := a.newLabel()
 	quote := a.newLabel()
 	parsed := a.newLabel()
+	frag := a.newLabel()
+	first := a.newLabel()
+	isLater := a.newLabel()
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6VerOff, Size: 1})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ip6VerMask})
 	a.jumpIf(bpf.JumpNotEqual, ip6Version, fail, next)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6NextOff, Size: 1})
 	a.jumpIf(bpf.JumpEqual, protoTCP, l4, next)
 	a.jumpIf(bpf.JumpEqual, protoUDP, l4, next)
+	a.jumpIf(bpf.JumpEqual, protoIPv6Frag, frag, next)
 	a.jumpIf(bpf.JumpEqual, protoICMPv6, next, fail)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + icmp6TypeOff, Size: 1})
 	a.jumpIf(bpf.JumpLessThan, icmp6ErrorMin, fail, next)
@@ -158,6 +186,23 @@ func (a *assembler) emitParse6(h headers) {
 	a.emitTuple6(q+ip6DstOff, q+ip6HdrLen+l4DstPortOff, q+ip6SrcOff, q+ip6HdrLen+l4SrcPortOff, q+ip6NextOff)
 	if a.synRing {
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
+	}
+	a.jump(parsed)
+	// A fragment of TCP or UDP: the first is matched and steered by the
+	// ports behind its fragment header, a later one goes to later.
+	a.bind(frag)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragOffOff, Size: 2})
+	a.jumpIf(bpf.JumpBitsSet, ip6FragOffMask, isLater, next)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragNextOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, first, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, first, fail)
+	a.bind(isLater)
+	a.jump(later) // later is further than a conditional jump reaches
+	a.bind(first)
+	a.emitTuple6(h.ipv4+ip6SrcOff, h.ipv4+ip6FragL4Off+l4SrcPortOff, h.ipv4+ip6DstOff, h.ipv4+ip6FragL4Off+l4DstPortOff, h.ipv4+ip6FragNextOff)
+	if a.synRing {
+		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0}) // a fragmented SYN goes to the main ring
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
 	}
 	a.jump(parsed)
@@ -238,7 +283,8 @@ func (a *assembler) emitEndpointGroup6(addrMem, keyMem int, g endpointGroup6, hi
 // address and port, and an ICMPv6 error whose quoted packet's reversed
 // tuple is such a frame's; reject the rest.
 func (a *assembler) emitFilter6(h headers, m *Match) {
-	a.emitParse6(h)
+	later := a.newLabel()
+	a.emitParse6(h, later)
 	accept := func() { a.emit(bpf.RetConstant{Val: Snaplen}) }
 	for _, g := range groupEndpoints6(m.VIPs6) {
 		a.emitEndpointGroup6(memDst6, memProtoDport, g, accept)
@@ -250,6 +296,75 @@ func (a *assembler) emitFilter6(h headers, m *Match) {
 		a.emitLocalRange6(memDst6, r, accept)
 	}
 	a.emit(bpf.RetConstant{Val: 0})
+	a.bind(later)
+	a.emitLaterMatch6(h, m)
+}
+
+// fragAddrs6 are the addresses a later IPv6 fragment is taken for: to
+// (dst) a VIP or a FULLNAT local address, from (src) a NAT real; sorted,
+// without duplicates.
+func fragAddrs6(m *Match) (dst, src [][16]byte) {
+	sorted := func(out [][16]byte) [][16]byte {
+		slices.SortFunc(out, func(x, y [16]byte) int { return slices.Compare(x[:], y[:]) })
+		return slices.Compact(out)
+	}
+	for _, e := range m.VIPs6 {
+		dst = append(dst, e.Addr)
+	}
+	for _, r := range m.Locals6 {
+		dst = append(dst, r.Addr)
+	}
+	for _, e := range m.NATReals6 {
+		src = append(src, e.Addr)
+	}
+	return sorted(dst), sorted(src)
+}
+
+// emitLaterMatch6 accepts a later fragment (no ports to match) of TCP or
+// UDP going to one of fragAddrs6's destinations or coming from one of its
+// sources, and rejects the rest. It reads no scratch memory.
+func (a *assembler) emitLaterMatch6(h headers, m *Match) {
+	ok := a.newLabel()
+	reject := a.newLabel()
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragNextOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, ok, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, ok, reject)
+	a.bind(reject)
+	a.emit(bpf.RetConstant{Val: 0})
+	a.bind(ok)
+	// Addresses sharing their first 96 bits (VIPs are usually in one
+	// prefix) share the test of those, so that an address costs two
+	// instructions more, not nine, of the kernel's 4096.
+	test := func(off uint32, list [][16]byte) {
+		for i := 0; i < len(list); {
+			j := i + 1
+			for j < len(list) && j-i < maxKeysPerGroup && [12]byte(list[j][:12]) == [12]byte(list[i][:12]) {
+				j++
+			}
+			miss := a.newLabel()
+			hit := a.newLabel()
+			for w := range ip6AddrWords - 1 {
+				a.emit(bpf.LoadAbsolute{Off: off + uint32(4*w), Size: 4})
+				a.jumpIf(bpf.JumpEqual, binary.BigEndian.Uint32(list[i][4*w:]), next, miss)
+			}
+			a.emit(bpf.LoadAbsolute{Off: off + 12, Size: 4})
+			for k := i; k < j; k++ {
+				f := next
+				if k == j-1 {
+					f = miss
+				}
+				a.jumpIf(bpf.JumpEqual, binary.BigEndian.Uint32(list[k][12:]), hit, f)
+			}
+			a.bind(hit)
+			a.emit(bpf.RetConstant{Val: Snaplen})
+			a.bind(miss)
+			i = j
+		}
+	}
+	dst, src := fragAddrs6(m)
+	test(h.ipv4+ip6DstOff, dst)
+	test(h.ipv4+ip6SrcOff, src)
+	a.emit(bpf.RetConstant{Val: 0})
 }
 
 // emitSteering6 is the fanout program's IPv6 section: a FULLNAT reply (to
@@ -260,7 +375,8 @@ func (a *assembler) emitFilter6(h headers, m *Match) {
 // a frame the filter would not take to worker 0.
 func (a *assembler) emitSteering6(h headers, m *Match, workers uint32) {
 	natHash := a.newLabel()
-	a.emitParse6(h)
+	later := a.newLabel()
+	a.emitParse6(h, later)
 	for _, r := range m.Locals6 {
 		a.emitLocalRange6(memDst6, r, func() {
 			a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: workers})
@@ -275,6 +391,10 @@ func (a *assembler) emitSteering6(h headers, m *Match, workers uint32) {
 	a.bind(natHash)
 	a.emitFold6(memDst6, memDst)
 	a.emitSteerHash(memDst, memDstPort, workers)
+	// Later fragments: worker 0's main ring, which forwards them by
+	// their first fragment's decision (the dataplane's fragment table).
+	a.bind(later)
+	a.emit(bpf.RetConstant{Val: 0})
 }
 
 // emitFold6 stores fold6 of the address at M[addrMem..addrMem+3] in M[mem].

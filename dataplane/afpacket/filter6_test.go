@@ -76,6 +76,14 @@ func withFragment6(ip *layers.IPv6) []gopacket.SerializableLayer {
 	return []gopacket.SerializableLayer{f}
 }
 
+// withLaterFragment6 puts a fragment header with offset 1480 first: the
+// transport header after it is then payload, as in a later fragment.
+func withLaterFragment6(ip *layers.IPv6) []gopacket.SerializableLayer {
+	f := &layers.IPv6Fragment{NextHeader: ip.NextHeader, FragmentOffset: 185, Identification: 7}
+	ip.NextHeader = layers.IPProtocolIPv6Fragment
+	return []gopacket.SerializableLayer{f}
+}
+
 // ipv6L4Frame builds Ethernet/IPv6/TCP-or-UDP with ipv4Frame's payload;
 // any other protocol gets eight bytes that read as the same ports.
 func ipv6L4Frame(t testing.TB, proto uint8, src [16]byte, sport uint16, dst [16]byte, dport uint16, opts ...frame6Opt) []byte {
@@ -143,9 +151,25 @@ func TestFilterProgram6Golden(t *testing.T) {
 		{"nat reply outgoing", ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000), skbMeta{pktType: pktTypeOutgoing}, false},
 		{"outgoing", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{pktType: pktTypeOutgoing}, false},
 		{"vlan offloaded", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80), skbMeta{vlan: true}, false},
-		// Extension headers, fragments and ICMPv6 stay with the kernel.
+		// A first fragment is matched by its ports, a later one by its
+		// address (fragment6.go in the dataplane).
+		{"first fragment", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6), skbMeta{}, true},
+		{"first fragment, wrong port", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 54, withFragment6), skbMeta{}, false},
+		{"first fragment of a nat reply", ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000, withFragment6), skbMeta{}, true},
+		{"first fragment of a fullnat reply", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 2000, withFragment6), skbMeta{}, true},
+		{"first fragment truncated before ports", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6)[:ethHdrLen+ip6HdrLen+8+2], skbMeta{}, false},
+		{"later fragment to vip", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 9, withLaterFragment6), skbMeta{}, true},
+		{"later fragment to second vip", ipv6L4Frame(t, protoTCP, client6, 40000, vip6b, 9, withLaterFragment6), skbMeta{}, true},
+		{"later fragment from nat real", ipv6L4Frame(t, protoUDP, natReal6, 9, client6, 40000, withLaterFragment6), skbMeta{}, true},
+		{"later fragment to a local address", ipv6L4Frame(t, protoUDP, natReal6, 9, lip6, 9, withLaterFragment6), skbMeta{}, true},
+		{"later fragment to other", ipv6L4Frame(t, protoUDP, client6, 40000, other6, 53, withLaterFragment6), skbMeta{}, false},
+		{"later fragment, addr differs in third word", ipv6L4Frame(t, protoUDP, client6, 40000, lateVIP6, 53, withLaterFragment6), skbMeta{}, false},
+		{"later fragment to nat real", ipv6L4Frame(t, protoUDP, client6, 40000, natReal6, 53, withLaterFragment6), skbMeta{}, false},
+		{"later fragment of icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 53, withLaterFragment6), skbMeta{}, false},
+		{"later fragment outgoing", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withLaterFragment6), skbMeta{pktType: pktTypeOutgoing}, false},
+		{"fragment of icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 53, withFragment6), skbMeta{}, false},
+		// Other extension headers and other ICMPv6 stay with the kernel.
 		{"hop-by-hop", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop), skbMeta{}, false},
-		{"fragment", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6), skbMeta{}, false},
 		{"icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 80), skbMeta{}, false},
 		// FULLNAT replies to a local address and port.
 		{"fullnat reply", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 1024), skbMeta{}, true},
@@ -272,6 +296,8 @@ func TestSteeringProgram6(t *testing.T) {
 				{"TCP NAT reply", ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport)},
 				{"UDP request", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53)},
 				{"UDP NAT reply", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)},
+				{"UDP first fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6)},
+				{"UDP NAT reply first fragment", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport, withFragment6)},
 				{"packet too big about a reply", icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), 100)},
 				{"NAT real's unreachable", icmp6Frame(t, 1, natReal6, c, ipv6L4Frame(t, protoUDP, c, cport, natReal6, 5353), 100)},
 			} {
@@ -306,10 +332,11 @@ func TestSteeringProgram6(t *testing.T) {
 		for _, f := range [][]byte{
 			ipv6L4Frame(t, 58, client6, 1, vip6, 80),
 			ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
-			ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6),
+			ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withLaterFragment6),
+			ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000, withLaterFragment6),
 		} {
 			if got := run(t, vm, f); got != 0 {
-				t.Errorf("workers=%d: a frame the filter leaves -> %d, want 0", workers, got)
+				t.Errorf("workers=%d: a later fragment or a frame the filter leaves -> %d, want 0", workers, got)
 			}
 		}
 	}
@@ -396,7 +423,8 @@ func TestSteeringProgram6SYN(t *testing.T) {
 				{"FULLNAT reply SYN-ACK", flags(ipv6L4Frame(t, protoTCP, natReal6, 8080, lip6, 2000), tcpSYN|tcpACK), 2 * (2000 % uint32(workers))},
 				{"error about a client SYN, by its reversed tuple", icmp6Frame(t, 1, router6, c, flags(req, tcpSYN), 100), 2 * (SteerHash6(vip6, 80) % uint32(workers))},
 				{"error about a reply", icmp6Frame(t, 2, router6, vip6, flags(ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), tcpSYN|tcpACK), 100), 2 * worker},
-				{"fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6), 0},
+				{"first fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6), 2 * worker},
+				{"later fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withLaterFragment6), 0},
 			} {
 				if got := run(t, vm, tc.frame); got != tc.want {
 					t.Fatalf("workers=%d %s -> member %d, want %d", workers, tc.name, got, tc.want)
@@ -423,6 +451,24 @@ func naiveAccept6(m *Match, f []byte, meta skbMeta) bool {
 	var src, dst [16]byte
 	var sport, dport uint16
 	switch proto {
+	case protoIPv6Frag:
+		// A fragment header: a later fragment is taken by address, a
+		// first one by the ports behind the header.
+		copy(src[:], ip[8:24])
+		copy(dst[:], ip[24:40])
+		proto = ip[40]
+		if proto != protoTCP && proto != protoUDP {
+			return false
+		}
+		if binary.BigEndian.Uint16(ip[42:])&0xfff8 != 0 {
+			to := slices.ContainsFunc(m.VIPs6, func(e Endpoint6) bool { return e.Addr == dst }) ||
+				slices.ContainsFunc(m.Locals6, func(r LocalRange6) bool { return r.Addr == dst })
+			return to || slices.ContainsFunc(m.NATReals6, func(e Endpoint6) bool { return e.Addr == src })
+		}
+		if len(ip) < ip6HdrLen+8+4 {
+			return false
+		}
+		sport, dport = binary.BigEndian.Uint16(ip[48:]), binary.BigEndian.Uint16(ip[50:])
 	case protoTCP, protoUDP:
 		copy(src[:], ip[8:24])
 		copy(dst[:], ip[24:40])
@@ -468,6 +514,9 @@ func TestFilter6AgainstNaive(t *testing.T) {
 		ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000),
 		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000),
 		ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+		ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6),
+		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000, withLaterFragment6),
+		ipv6L4Frame(t, protoTCP, client6, 40000, vip6b, 1, withLaterFragment6),
 		ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 2000),
 		icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, client6, 40000), 48),
 		icmp6Frame(t, 1, natReal6, lip6, ipv6L4Frame(t, protoUDP, lip6, 2000, natReal6, 53), 100),
@@ -501,6 +550,8 @@ func FuzzFilterProgram6(f *testing.F) {
 	f.Add(ipv6L4Frame(f, protoTCP, natReal6, 8080, client6, 40000), false, uint8(0))
 	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80, withHopByHop), false, uint8(0))
 	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80), true, uint8(pktTypeOutgoing))
+	f.Add(ipv6L4Frame(f, protoUDP, client6, 40000, vip6, 53, withFragment6), false, uint8(0))      // first fragment
+	f.Add(ipv6L4Frame(f, protoUDP, client6, 40000, vip6, 53, withLaterFragment6), false, uint8(0)) // later fragment
 	m := testMatch6()
 	prog, err := FilterProgram(m)
 	if err != nil {

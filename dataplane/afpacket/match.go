@@ -35,9 +35,11 @@ type Endpoint6 struct {
 // so the three always agree.
 //
 // An IPv6 frame is the dataplane's only when TCP or UDP follows the fixed
-// 40-byte header directly, or when it is an ICMPv6 error quoting such a
-// packet of one of the flows above: frames with extension headers
-// (fragments included) and other ICMPv6 stay with the kernel (see
+// 40-byte header directly, or a fragment header naming TCP or UDP (a
+// later fragment is taken by address: to a VIP or local address, from a
+// NAT real), or when it is an ICMPv6 error quoting such a packet of one
+// of the flows above: frames with other extension headers and other
+// ICMPv6 stay with the kernel (see
 // filter6.go).
 type Match struct {
 	VIPs     []Endpoint   // client packets to VIP:port

@@ -192,6 +192,11 @@ type IPv6Ext struct {
 	MoreFragments bool
 	FragOffset    uint16
 	FragID        uint32
+	// FragNext is the fragment header's Next Header: the first header of
+	// the fragmentable part, the same in every fragment of a datagram
+	// (RFC 8200 section 4.5). It equals Proto when the upper-layer header
+	// follows the fragment header directly.
+	FragNext uint8
 }
 
 // IsFragment reports whether the packet is a fragment proper: a fragment
@@ -233,6 +238,7 @@ func (b IPv6) WalkExtensions() (IPv6Ext, bool) {
 			x.MoreFragments = of&fragMoreFragment != 0
 			x.FragID = binary.BigEndian.Uint32(h[fragID:])
 			x.Proto = h[extNextHeader]
+			x.FragNext = x.Proto
 			x.Offset += fragHeaderLen
 			if x.FragOffset != 0 {
 				return x, true // no upper-layer header in a later fragment

@@ -201,15 +201,15 @@ func TestWalkExtensions(t *testing.T) {
 		{"routing, segments left 0", packet6(rt, ext(tcp, 24, 4, 0), l4), true, header.IPv6Ext{Proto: tcp, Offset: 64}},
 		{"routing, segments left 1", packet6(rt, ext(tcp, 24, 4, 1), l4), false, header.IPv6Ext{}},
 		{"first fragment", packet6(fr, frag(udp, 0, true, 77), l4), true,
-			header.IPv6Ext{Proto: udp, Offset: 48, Fragment: true, MoreFragments: true, FragID: 77}},
+			header.IPv6Ext{Proto: udp, Offset: 48, Fragment: true, MoreFragments: true, FragID: 77, FragNext: udp}},
 		{"first fragment, dest opts after", packet6(hbh, ext(fr, 8), frag(dopt, 0, true, 5), ext(udp, 8), l4), true,
-			header.IPv6Ext{Proto: udp, Offset: 64, Fragment: true, MoreFragments: true, FragID: 5}},
+			header.IPv6Ext{Proto: udp, Offset: 64, Fragment: true, MoreFragments: true, FragID: 5, FragNext: dopt}},
 		{"later fragment", packet6(fr, frag(tcp, 1448, false, 9), l4), true,
-			header.IPv6Ext{Proto: tcp, Offset: 48, Fragment: true, FragOffset: 1448, FragID: 9}},
+			header.IPv6Ext{Proto: tcp, Offset: 48, Fragment: true, FragOffset: 1448, FragID: 9, FragNext: tcp}},
 		{"later fragment, opaque next header", packet6(fr, frag(dopt, 8, true, 9), l4), true,
-			header.IPv6Ext{Proto: dopt, Offset: 48, Fragment: true, MoreFragments: true, FragOffset: 8, FragID: 9}},
+			header.IPv6Ext{Proto: dopt, Offset: 48, Fragment: true, MoreFragments: true, FragOffset: 8, FragID: 9, FragNext: dopt}},
 		{"atomic fragment", packet6(fr, frag(tcp, 0, false, 3), l4), true,
-			header.IPv6Ext{Proto: tcp, Offset: 48, Fragment: true, FragID: 3}},
+			header.IPv6Ext{Proto: tcp, Offset: 48, Fragment: true, FragID: 3, FragNext: tcp}},
 		{"two fragment headers", packet6(fr, frag(fr, 0, true, 1), frag(tcp, 0, true, 1), l4), false, header.IPv6Ext{}},
 		{"hop-by-hop not first", packet6(dopt, ext(hbh, 8), ext(tcp, 8), l4), false, header.IPv6Ext{}},
 		{"AH", packet6(header.ProtoAH, ext(tcp, 16), l4), false, header.IPv6Ext{}},
@@ -245,7 +245,7 @@ func TestWalkExtensions(t *testing.T) {
 		&layers.IPv6Fragment{NextHeader: layers.IPProtocolUDP, FragmentOffset: 185, MoreFragments: true, Identification: 0xdeadbeef},
 		gopacket.Payload(make([]byte, 16)))
 	x, ok := header.IPv6(g).WalkExtensions()
-	if !ok || x != (header.IPv6Ext{Proto: udp, Offset: 48, Fragment: true, MoreFragments: true, FragOffset: 185 * 8, FragID: 0xdeadbeef}) {
+	if !ok || x != (header.IPv6Ext{Proto: udp, Offset: 48, Fragment: true, MoreFragments: true, FragOffset: 185 * 8, FragID: 0xdeadbeef, FragNext: udp}) {
 		t.Fatalf("gopacket fragment: %+v %v", x, ok)
 	}
 }
