@@ -124,7 +124,9 @@ func TestSyncTranslatedRecords6(t *testing.T) {
 			}},
 		{"nat syn-proxied", dataplane.ForwardNAT,
 			func(sc *dataplane.SyncConn6) { sc.SetSeqDeltas(0x01020304, 0xa0b0c0d0) },
-			func(c *connsync.Conn) bool { return c.InSeq.Delta == 0x01020304 && c.OutSeq.Delta == 0xa0b0c0d0 && !c.HasTSOffset }},
+			func(c *connsync.Conn) bool {
+				return c.InSeq.Delta == 0x01020304 && c.OutSeq.Delta == 0xa0b0c0d0 && !c.HasTSOffset
+			}},
 		{"nat proxy header", dataplane.ForwardNAT,
 			func(sc *dataplane.SyncConn6) { sc.SetFullNATOffsets(28, 0); sc.SetProxyHeader() },
 			func(c *connsync.Conn) bool { return c.InSeq.Delta == 28 && c.HasTSOffset && c.ProxyHeader }},
