@@ -36,30 +36,45 @@ import (
 // address that moves with the VIP (vrrp.addresses), and the new master
 // must translate the stream's sequence numbers and timestamps with the
 // offsets sync gave it, at the local port the master chose; with the SYN
-// proxy on (NAT) it must translate them with the proxy's offsets. The
-// kernel's default offloads stay on.
+// proxy on (NAT) it must translate them with the proxy's offsets. With
+// proxy_protocol = "v2" (NAT and FULLNAT) the master sent the stream's
+// real its PROXY header: the new master must shift the client's sequence
+// numbers by the header's length and never send the header again (the
+// reals close a connection whose header names anyone but the client).
+// The kernel's default offloads stay on.
 func TestFailoverIPv6(t *testing.T) {
-	for _, c := range []struct {
-		mode     config.Forward
-		synproxy bool
-	}{{config.NAT, false}, {config.DR, false}, {config.FullNAT, false}, {config.NAT, true}} {
-		name := c.mode.String()
-		if c.synproxy {
-			name += "/synproxy"
-		}
-		t.Run(name, func(t *testing.T) { runFailoverIPv6(t, c.mode, c.synproxy) })
+	for _, c := range []failover6Case{
+		{config.NAT, false, false}, {config.DR, false, false}, {config.FullNAT, false, false},
+		{config.NAT, true, false}, {config.NAT, false, true}, {config.FullNAT, false, true},
+	} {
+		t.Run(c.name(), func(t *testing.T) { runFailoverIPv6(t, c) })
 	}
+}
+
+// failover6Case is one run of TestFailoverIPv6.
+type failover6Case struct {
+	mode     config.Forward
+	synproxy bool // synproxy = true on the service (NAT)
+	proxy    bool // proxy_protocol = "v2" on the service, whose reals strip the header and echo (servePROXYEcho)
+}
+
+func (c failover6Case) name() string {
+	n := c.mode.String()
+	if c.synproxy {
+		n += "/synproxy"
+	}
+	if c.proxy {
+		n += "/proxy-protocol"
+	}
+	return n
 }
 
 // failoverLocal6 is the IPv6 FULLNAT local address of TestFailoverIPv6:
 // VRRP holds it on the master with the VIP.
 var failoverLocal6 = netip.MustParseAddr("fd00:20::50")
 
-func runFailoverIPv6(t *testing.T, mode config.Forward, synproxy bool) {
-	label := mode.String()
-	if synproxy {
-		label += "/synproxy"
-	}
+func runFailoverIPv6(t *testing.T, c failover6Case) {
+	mode, label := c.mode, c.name()
 	l := needLabWith(t, lab.Options{Backup: true, IPv6: true, Reals: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -68,6 +83,9 @@ func runFailoverIPv6(t *testing.T, mode config.Forward, synproxy bool) {
 	port := uint16(80)
 	if mode == config.FullNAT {
 		port = 8082
+	}
+	if c.proxy {
+		port = ppFailoverPort
 	}
 	if mode == config.NAT {
 		port = 8081
@@ -89,6 +107,14 @@ func runFailoverIPv6(t *testing.T, mode config.Forward, synproxy bool) {
 				t.Fatalf("%s: %s never appeared on lo", r.Name, lab.VIP6)
 			}
 		}
+		if c.proxy {
+			stop, err := servePROXYEcho(r, addr, false, l.Client.Addr6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			continue
+		}
 		if _, err := r.StartEcho("tcp", addr); err != nil {
 			t.Fatal(err)
 		}
@@ -103,8 +129,11 @@ func runFailoverIPv6(t *testing.T, mode config.Forward, synproxy bool) {
 			vrrpAddrs = fmt.Sprintf("addresses = [%q, %q]\n", lab.VIP6, failoverLocal6)
 		}
 		fmt.Fprintf(&b, "\n[[service]]\nprotocol = \"tcp\"\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", vip, mode)
-		if synproxy {
+		if c.synproxy {
 			b.WriteString("synproxy = true\n")
+		}
+		if c.proxy {
+			b.WriteString("proxy_protocol = \"v2\"\n")
 		}
 		for _, r := range l.Reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, port))
