@@ -283,8 +283,8 @@ func (d *Dataplane) Install(entries []SyncConn, upd bool) int {
 // Install6 is Install for IPv6 connections (every forwarding method, with
 // FULLNAT's Local and LPort and the Aux words of SYN-proxied and
 // translated connections, and persistence templates of IPv6 services):
-// each goes into the IPv6 shard of the worker that owns it. A director that has no IPv6 service counts them as
-// unknown.
+// each goes into the IPv6 shard of the worker that owns it. A director
+// that has no IPv6 service counts them as unknown.
 func (d *Dataplane) Install6(entries []SyncConn6, upd bool) int {
 	if d.syncOwner6 == nil {
 		return 0
