@@ -71,11 +71,16 @@ func syncOwner(workers int) func(e *conntrack.Entry4) int {
 }
 
 // syncOwner6 is syncOwner for IPv6 connections (afpacket.SteerHash6 of
-// the client side).
+// the client side; a FULLNAT connection's replies, to its local port, go
+// to the worker of that port as in IPv4).
 func syncOwner6(workers int) func(e *conntrack.Entry6) int {
 	n := uint32(workers)
 	return func(e *conntrack.Entry6) int {
-		return int(afpacket.SteerHash6(e.Client, e.ClientPort) % n)
+		w := afpacket.SteerHash6(e.Client, e.ClientPort) % n
+		if e.Local != ([16]byte{}) && uint32(e.LPort)%n != w {
+			return -1
+		}
+		return int(w)
 	}
 }
 
@@ -363,6 +368,16 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 		c.Local = netip.AddrPort{}
 		return c, true
 	}
+	connState(&c, sc)
+	return c, true
+}
+
+// connState puts the state of the connection sc into its record c (connOf,
+// connOf6): FlagInactive and the IPVS state, and the sequence offsets,
+// timestamp offset and PROXY-header flag of a SYN-proxied or translated
+// connection.
+func connState[A conntrack.IP](c *connsync.Conn, sc *dataplane.SyncConnOf[A]) {
+	e := &sc.Entry
 	if !conntrack.IsActive(e.State) {
 		c.Flags |= connsync.FlagInactive
 	}
@@ -382,7 +397,6 @@ func connOf(sc *dataplane.SyncConn, now int64) (connsync.Conn, bool) {
 	default:
 		c.State = uint16(e.State)
 	}
-	return c, true
 }
 
 // entryOf is the connection a backup installs for a sync record, Expires
@@ -436,13 +450,25 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 		e.Expires = int64(t.Timeout(e.State))
 	}
 	sc := dataplane.SyncConn{Entry: e}
-	if c.Protocol == 6 && c.HasTSOffset {
+	setSeqOptions(&sc, c)
+	return sc, true
+}
+
+// setSeqOptions gives sc, the connection of the TCP record c, the
+// translation its options say (entryOf, entryOf6): FULLNAT's (or NAT with
+// a PROXY header) with OptTSOffset, else the SYN proxy's with FlagInSeq or
+// FlagOutSeq, and the PROXY-header flag with OptProxyHeader.
+func setSeqOptions[A conntrack.IP](sc *dataplane.SyncConnOf[A], c *connsync.Conn) {
+	if c.Protocol != 6 {
+		return
+	}
+	if c.HasTSOffset {
 		var in uint32
 		if c.Flags&connsync.FlagInSeq != 0 {
 			in = c.InSeq.Delta
 		}
 		sc.SetFullNATOffsets(in, c.TSOffset)
-	} else if c.Protocol == 6 && c.Flags&connsync.FlagSeqMask != 0 {
+	} else if c.Flags&connsync.FlagSeqMask != 0 {
 		var in, out uint32
 		if c.Flags&connsync.FlagInSeq != 0 {
 			in = c.InSeq.Delta
@@ -452,18 +478,19 @@ func entryOf(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn, bool)
 		}
 		sc.SetSeqDeltas(in, out)
 	}
-	if c.Protocol == 6 && c.ProxyHeader {
+	if c.ProxyHeader {
 		sc.SetProxyHeader()
 	}
-	return sc, true
 }
 
-// connOf6 is connOf for an IPv6 connection (DR or NAT; no SYN proxy or
-// translation over IPv6 yet): a struct ip_vs_sync_v6 record.
+// connOf6 is connOf for an IPv6 connection: a struct ip_vs_sync_v6
+// record, with the same flags and options as IPv4's (a FULLNAT
+// connection's 18-byte OptLocal, the sequence offsets of a SYN-proxied or
+// translated one, OptTSOffset and OptProxyHeader).
 func connOf6(sc *dataplane.SyncConn6, now int64) (connsync.Conn, bool) {
 	e := &sc.Entry
 	left := e.Expires - now
-	if left <= 0 {
+	if left <= 0 || sc.SynPending() {
 		return connsync.Conn{}, false
 	}
 	c := connsync.Conn{
@@ -476,33 +503,30 @@ func connOf6(sc *dataplane.SyncConn6, now int64) (connsync.Conn, bool) {
 	switch dataplane.Forward(e.Forward) {
 	case dataplane.ForwardDR:
 		c.Flags = connsync.FlagDRoute
+	case dataplane.ForwardTUN:
+		c.Flags = connsync.FlagTunnel
 	case dataplane.ForwardNAT:
 		c.Flags = connsync.FlagMasq
+	case dataplane.ForwardFullNAT:
+		c.Flags = connsync.FlagMasq
+		c.Local = netip.AddrPortFrom(netip.AddrFrom16(e.Local), e.LPort)
 	default:
 		return connsync.Conn{}, false
 	}
 	if e.Flags&dataplane.SyncTemplate != 0 {
 		c.Flags |= connsync.FlagTemplate
+		c.Local = netip.AddrPort{}
 		return c, true
 	}
-	if !conntrack.IsActive(e.State) {
-		c.Flags |= connsync.FlagInactive
-	}
-	switch e.State {
-	case conntrack.UDP:
-		c.State = connsync.UDPStateNormal
-	default:
-		c.State = uint16(e.State)
-	}
+	connState(&c, sc)
 	return c, true
 }
 
 // entryOf6 is entryOf for an IPv6 record: the connection a backup installs
-// in its IPv6 shard. A record with sequence offsets, a local address or a
-// PROXY header is refused: over IPv6 this director neither SYN-proxies nor
-// forwards in FULLNAT, nor sends PROXY headers yet.
+// in its IPv6 shard, with its local address (OptLocal, FULLNAT) and the
+// translation its options say, as entryOf does.
 func entryOf6(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn6, bool) {
-	if c.Flags&(connsync.FlagNoCport|connsync.FlagSeqMask) != 0 || c.Local.IsValid() || c.HasTSOffset || c.ProxyHeader {
+	if c.Flags&connsync.FlagNoCport != 0 {
 		return dataplane.SyncConn6{}, false
 	}
 	if c.Protocol != 6 && c.Protocol != 17 {
@@ -528,8 +552,16 @@ func entryOf6(c *connsync.Conn, t *conntrack.Timeouts) (dataplane.SyncConn6, boo
 	case 17:
 		e.State = conntrack.UDP
 	}
+	if c.Local.IsValid() {
+		if !c.Local.Addr().Is6() {
+			return dataplane.SyncConn6{}, false
+		}
+		e.Local, e.LPort = c.Local.Addr().As16(), c.Local.Port()
+	}
 	if c.Timeout == 0 {
 		e.Expires = int64(t.Timeout(e.State))
 	}
-	return dataplane.SyncConn6{Entry: e}, true
+	sc := dataplane.SyncConn6{Entry: e}
+	setSeqOptions(&sc, c)
+	return sc, true
 }

@@ -62,7 +62,11 @@ func (w *Worker) serveDump(idle bool) {
 func (w *Worker) serveDump6(j *dumpJob, n int) {
 	s := w.shard6.Load()
 	if s != nil {
-		j.dst6 = s.DumpRange(j.dst6, j.next, j.next+n)
+		if j.withAux {
+			j.dst6, j.aux = s.DumpRangeAux(j.dst6, j.aux, j.next, j.next+n)
+		} else {
+			j.dst6 = s.DumpRange(j.dst6, j.next, j.next+n)
+		}
 		j.next += n
 	}
 	if s == nil || j.next >= s.Cells() {
@@ -74,21 +78,27 @@ func (w *Worker) serveDump6(j *dumpJob, n int) {
 // Connections6 is Connections for the IPv6 connections: it appends copies
 // of every worker's IPv6 connections to dst6 and returns it.
 func (d *Dataplane) Connections6(ctx context.Context, dst6 []conntrack.Entry6) ([]conntrack.Entry6, error) {
+	dst6, _, err := d.dump6(ctx, dst6, nil, false)
+	return dst6, err
+}
+
+// dump6 is dump for the IPv6 shards.
+func (d *Dataplane) dump6(ctx context.Context, dst6 []conntrack.Entry6, aux []conntrack.Aux, withAux bool) ([]conntrack.Entry6, []conntrack.Aux, error) {
 	for _, w := range d.workers {
-		j := &dumpJob{v6: true, dst6: dst6, done: make(chan *dumpJob, 1)}
+		j := &dumpJob{v6: true, dst6: dst6, aux: aux, withAux: withAux, done: make(chan *dumpJob, 1)}
 		select {
 		case w.dumps <- j:
 		case <-ctx.Done():
-			return dst6, ctx.Err()
+			return dst6, aux, ctx.Err()
 		}
 		select {
 		case j = <-j.done:
-			dst6 = j.dst6
+			dst6, aux = j.dst6, j.aux
 		case <-ctx.Done():
-			return dst6, ctx.Err() // the worker may still finish it, as in dump
+			return dst6, aux, ctx.Err() // the worker may still finish it, as in dump
 		}
 	}
-	return dst6, nil
+	return dst6, aux, nil
 }
 
 // Connections appends copies of every worker's connections to dst and

@@ -43,32 +43,38 @@ const flagPeer = 1 << 7
 // syncKeep are the Entry.Flags a reported connection carries to Install.
 const syncKeep = SyncTemplate | flagSynProxy | flagSynPending | flagSeqXlate | flagProxyHdr
 
-// SyncConn is a connection as connection sync carries it: a copy of its
+// SyncConnOf is a connection as connection sync carries it: a copy of its
 // entry and of the Aux words the shard keeps beside it. Only a
 // SYN-proxied connection (SynProxied) and a FULLNAT TCP connection whose
 // numbers the director translates (SeqTranslated) have anything in Aux:
 // the first its two sequence-number offsets (synproxy.go), the second its
 // client sequence offset and timestamp offset (fullnat.go), which a
 // backup needs to forward the connection as the master did. It is a plain
-// value, no pointers.
-type SyncConn struct {
-	Entry conntrack.Entry4
+// value, no pointers. SyncConn is the IPv4 one, SyncConn6 the IPv6 one.
+type SyncConnOf[A conntrack.IP] struct {
+	Entry conntrack.Entry[A]
 	Aux   conntrack.Aux
 }
 
+// SyncConn is an IPv4 connection as connection sync carries it.
+type SyncConn = SyncConnOf[[4]byte]
+
+// SyncConn6 is an IPv6 connection as connection sync carries it.
+type SyncConn6 = SyncConnOf[[16]byte]
+
 // SynProxied reports whether c was opened by the SYN proxy, so that its
 // sequence and acknowledgment numbers are translated.
-func (c *SyncConn) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
+func (c *SyncConnOf[A]) SynProxied() bool { return c.Entry.Flags&flagSynProxy != 0 }
 
 // SeqTranslated reports whether c is a FULLNAT TCP connection whose
 // sequence numbers and timestamps are translated (fullnat.go), or a NAT
 // one whose real got a PROXY header (proxyproto.go): SeqDeltas gives its
 // in offset (out is 0) and TSOffset its timestamp offset.
-func (c *SyncConn) SeqTranslated() bool { return c.Entry.Flags&flagSeqXlate != 0 }
+func (c *SyncConnOf[A]) SeqTranslated() bool { return c.Entry.Flags&flagSeqXlate != 0 }
 
 // TSOffset returns the timestamp offset of a SeqTranslated connection:
 // added to the client's TSval, taken off the real's TSecr; 0 for others.
-func (c *SyncConn) TSOffset() uint32 {
+func (c *SyncConnOf[A]) TSOffset() uint32 {
 	if !c.SeqTranslated() {
 		return 0
 	}
@@ -77,7 +83,7 @@ func (c *SyncConn) TSOffset() uint32 {
 
 // SetFullNATOffsets makes c a SeqTranslated connection with the client
 // sequence offset in and the timestamp offset tsoff.
-func (c *SyncConn) SetFullNATOffsets(in, tsoff uint32) {
+func (c *SyncConnOf[A]) SetFullNATOffsets(in, tsoff uint32) {
 	c.Entry.Flags = c.Entry.Flags&^(flagSynProxy|flagSynPending) | flagSeqXlate
 	c.Aux[auxClient], c.Aux[auxTS] = in, tsoff
 }
@@ -85,15 +91,15 @@ func (c *SyncConn) SetFullNATOffsets(in, tsoff uint32) {
 // ProxyHeader reports whether c's real got a PROXY header
 // (proxyproto.go), whose length c's client offset includes: a backup
 // must not send it again.
-func (c *SyncConn) ProxyHeader() bool { return c.Entry.Flags&flagProxyHdr != 0 }
+func (c *SyncConnOf[A]) ProxyHeader() bool { return c.Entry.Flags&flagProxyHdr != 0 }
 
 // SetProxyHeader marks c as a connection whose real got its PROXY header.
-func (c *SyncConn) SetProxyHeader() { c.Entry.Flags |= flagProxyHdr }
+func (c *SyncConnOf[A]) SetProxyHeader() { c.Entry.Flags |= flagProxyHdr }
 
 // SynPending reports whether c is SYN-proxied and its real had not yet
 // answered the director's SYN when the copy was taken: Aux then holds the
 // cookie, not an offset, and SeqDeltas means nothing yet.
-func (c *SyncConn) SynPending() bool {
+func (c *SyncConnOf[A]) SynPending() bool {
 	return c.Entry.Flags&(flagSynProxy|flagSynPending) == flagSynProxy|flagSynPending
 }
 
@@ -104,7 +110,7 @@ func (c *SyncConn) SynPending() bool {
 // numbers and taken off the client's acknowledgment numbers. A
 // SeqTranslated connection has only in; both are 0 for a connection that
 // is neither.
-func (c *SyncConn) SeqDeltas() (in, out uint32) {
+func (c *SyncConnOf[A]) SeqDeltas() (in, out uint32) {
 	switch {
 	case c.SeqTranslated():
 		return c.Aux[auxClient], 0
@@ -117,15 +123,9 @@ func (c *SyncConn) SeqDeltas() (in, out uint32) {
 // SetSeqDeltas makes c a spliced SYN-proxied connection (its real has
 // answered) whose sequence numbers are translated by the IPVS deltas in
 // and out (see SeqDeltas).
-func (c *SyncConn) SetSeqDeltas(in, out uint32) {
+func (c *SyncConnOf[A]) SetSeqDeltas(in, out uint32) {
 	c.Entry.Flags = c.Entry.Flags&^(flagSynPending|flagSeqXlate) | flagSynProxy
 	c.Aux[auxClient], c.Aux[auxReal] = in, -out
-}
-
-// SyncConn6 is an IPv6 connection as connection sync carries it: a copy
-// of its entry. IPv6 has no SYN proxy or FULLNAT yet, so no Aux words.
-type SyncConn6 struct {
-	Entry conntrack.Entry6
 }
 
 // syncRing is a single-producer (the worker), single-consumer (the sync
@@ -243,9 +243,9 @@ func (d *Dataplane) SyncEvents6(dst []SyncConn6) []SyncConn6 {
 
 // SyncConnections6 is SyncConnections for the IPv6 connections.
 func (d *Dataplane) SyncConnections6(ctx context.Context, dst []SyncConn6) ([]SyncConn6, error) {
-	es, err := d.Connections6(ctx, nil)
+	es, aux, err := d.dump6(ctx, nil, nil, true)
 	for i := range es {
-		dst = append(dst, SyncConn6{Entry: es[i]})
+		dst = append(dst, SyncConn6{Entry: es[i], Aux: aux[i]})
 	}
 	return dst, err
 }
@@ -280,17 +280,18 @@ func (d *Dataplane) Install(entries []SyncConn, upd bool) int {
 		func(w *Worker) chan []SyncConn { return w.syncIn })
 }
 
-// Install6 is Install for IPv6 connections (DR and NAT, and persistence
-// templates of IPv6 services): each goes into the IPv6 shard of the worker
-// that owns it. A director that has no IPv6 service counts them as
-// unknown.
+// Install6 is Install for IPv6 connections (every forwarding method, with
+// FULLNAT's Local and LPort and the Aux words of SYN-proxied and
+// translated connections, and persistence templates of IPv6 services):
+// each goes into the IPv6 shard of the worker that owns it. A director
+// that has no IPv6 service counts them as unknown.
 func (d *Dataplane) Install6(entries []SyncConn6, upd bool) int {
 	if d.syncOwner6 == nil {
 		return 0
 	}
 	return queueSync(d, entries, upd,
 		func(c *SyncConn6) int { return d.syncOwner6(&c.Entry) },
-		func(c *SyncConn6, update uint8) { c.Entry.Flags = c.Entry.Flags&SyncTemplate | update },
+		func(c *SyncConn6, update uint8) { c.Entry.Flags = c.Entry.Flags&syncKeep | update },
 		func(w *Worker) chan []SyncConn6 { return w.syncIn6 })
 }
 
@@ -347,37 +348,35 @@ func (d *Dataplane) SyncStats() SyncStats {
 }
 
 // syncReport copies e, and for a SYN-proxied or FULLNAT-translated
-// connection its Aux words, into the worker's sync ring, if sync is on. Other entries are not read
-// for their Aux words (a cache line more), nor need they be in the shard.
+// connection its Aux words, into the worker's sync ring, if sync is on.
+// Other entries are not read for their Aux words (a cache line more), nor
+// need they be in the shard.
 func (w *Worker) syncReport(e *conntrack.Entry4) {
-	if w.syncOut == nil {
-		return
+	if w.syncOut != nil {
+		syncReportTo(w, w.syncOut, w.shard, e)
 	}
-	s := w.syncOut.slot()
-	if s == nil {
-		w.syncC.Dropped.Add(1)
-		return
-	}
-	s.Entry, s.Aux = *e, conntrack.Aux{}
-	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
-		s.Aux = *w.shard.Aux(e)
-	}
-	w.syncQueued(w.syncOut.commit())
 }
 
-// syncReport6 copies the IPv6 connection e into the worker's IPv6 sync
-// ring, if sync is on.
+// syncReport6 is syncReport for the IPv6 connection e, into the IPv6 ring.
 func (w *Worker) syncReport6(e *conntrack.Entry6) {
-	if w.syncOut6 == nil {
-		return
+	if w.syncOut6 != nil {
+		syncReportTo(w, w.syncOut6, w.shard6.Load(), e)
 	}
-	s := w.syncOut6.slot()
-	if s == nil {
+}
+
+// syncReportTo is syncReport for either family: e (of shard s, when it
+// has Aux words to copy) into ring.
+func syncReportTo[A conntrack.IP](w *Worker, ring *syncRing[SyncConnOf[A]], s *conntrack.Shard[A], e *conntrack.Entry[A]) {
+	c := ring.slot()
+	if c == nil {
 		w.syncC.Dropped.Add(1)
 		return
 	}
-	s.Entry = *e
-	w.syncQueued(w.syncOut6.commit())
+	c.Entry, c.Aux = *e, conntrack.Aux{}
+	if e.Flags&(flagSynProxy|flagSeqXlate) != 0 {
+		c.Aux = *s.Aux(e)
+	}
+	w.syncQueued(ring.commit())
 }
 
 // syncQueued counts a report put into a ring, and wakes the sender if it
@@ -454,31 +453,10 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 		w.syncC.Unknown.Add(1)
 		return
 	}
-	sp := s.Flags & (flagSynProxy | flagSynPending | flagSeqXlate)
-	// A connection whose real had its PROXY header (proxyproto.go): its
-	// offset includes the header, which must not be sent again.
-	hdr := s.Flags & flagProxyHdr
-	switch {
-	case sp&flagSynProxy != 0:
-		sp &^= flagSeqXlate
-		if s.Proto != header.ProtoTCP || (r.Forward != ForwardNAT && r.Forward != ForwardFullNAT) {
-			// The director sees only one direction of a DR or TUN
-			// connection, and could translate only that one.
-			w.syncC.Unknown.Add(1)
-			return
-		}
-	case sp&flagSeqXlate != 0:
-		// FULLNAT, or NAT with a PROXY header.
-		sp = flagSeqXlate
-		if s.Proto != header.ProtoTCP || (r.Forward != ForwardFullNAT && r.Forward != ForwardNAT) {
-			w.syncC.Unknown.Add(1)
-			return
-		}
-	default:
-		sp = 0
-	}
-	if sp == 0 {
-		hdr = 0
+	sp, hdr, ok := syncedFlags(s.Flags, s.Proto, r.Forward)
+	if !ok {
+		w.syncC.Unknown.Add(1)
+		return
 	}
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
@@ -495,22 +473,7 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 			return
 		}
 		if e.RealID == ne.RealID && e.ReplyKey() == ne.ReplyKey() {
-			if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
-				if b {
-					r.Counters.Activate()
-				} else {
-					r.Counters.Deactivate()
-				}
-			}
-			e.State, e.Expires = ne.State, ne.Expires
-			if e.Flags&flagSynPending != 0 && sp&flagSynPending == 0 {
-				// Spliced on the master: what this director held for
-				// the real it cannot send (the client retransmits).
-				w.dropHeld(e)
-			}
-			e.Flags = e.Flags&^(flagSynProxy|flagSynPending|flagSeqXlate|flagProxyHdr) | sp | hdr
-			*w.shard.Aux(e) = syncAux(sp, &sc.Aux)
-			w.syncC.Installed.Add(1)
+			updateSynced(w, w.shard, &w.sp, e, &ne, r, sp|hdr, &sc.Aux)
 			return
 		}
 		w.drop(e)
@@ -529,11 +492,64 @@ func (w *Worker) install(t *Table, sc *SyncConn, now int64) {
 	w.syncC.Installed.Add(1)
 }
 
+// syncedFlags returns the SYN-proxy and translation flags (sp) and the
+// PROXY-header flag (hdr) that a synced connection with flags f and
+// protocol proto gets in the shard when its real forwards by fwd, and
+// false for a record this director cannot forward as its peer did.
+func syncedFlags(f, proto uint8, fwd Forward) (sp, hdr uint8, ok bool) {
+	sp = f & (flagSynProxy | flagSynPending | flagSeqXlate)
+	// A connection whose real had its PROXY header (proxyproto.go): its
+	// offset includes the header, which must not be sent again.
+	hdr = f & flagProxyHdr
+	switch {
+	case sp&flagSynProxy != 0:
+		sp &^= flagSeqXlate
+		if proto != header.ProtoTCP || (fwd != ForwardNAT && fwd != ForwardFullNAT) {
+			// The director sees only one direction of a DR or TUN
+			// connection, and could translate only that one.
+			return 0, 0, false
+		}
+	case sp&flagSeqXlate != 0:
+		// FULLNAT, or NAT with a PROXY header.
+		sp = flagSeqXlate
+		if proto != header.ProtoTCP || (fwd != ForwardFullNAT && fwd != ForwardNAT) {
+			return 0, 0, false
+		}
+	default:
+		sp, hdr = 0, 0
+	}
+	return sp, hdr, true
+}
+
+// updateSynced updates e, in shard s, the connection a synced record ne
+// names (same real, same keys): its state and timeout, and its SYN-proxy,
+// translation and PROXY-header flags fl with their Aux words aux. held
+// are the worker's held SYN-proxy segments of e's family.
+func updateSynced[A conntrack.IP](w *Worker, s *conntrack.Shard[A], held *heldFrames[A], e, ne *conntrack.Entry[A], r *Real, fl uint8, aux *conntrack.Aux) {
+	if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
+		if b {
+			r.Counters.Activate()
+		} else {
+			r.Counters.Deactivate()
+		}
+	}
+	e.State, e.Expires = ne.State, ne.Expires
+	if e.Flags&flagSynPending != 0 && fl&flagSynPending == 0 {
+		// Spliced on the master: what this director held for the real
+		// it cannot send (the client retransmits).
+		fk := e.ForwardKey()
+		dropHeldFrames(w, held, &fk)
+	}
+	e.Flags = e.Flags&^(flagSynProxy|flagSynPending|flagSeqXlate|flagProxyHdr) | fl
+	*s.Aux(e) = syncAux(fl, aux)
+	w.syncC.Installed.Add(1)
+}
+
 // syncAux is the Aux an installed connection with SYN-proxy or
 // translation flags sp gets: the record's offsets for a SYN-proxied or
 // FULLNAT-translated one, zero for others.
 func syncAux(sp uint8, aux *conntrack.Aux) conntrack.Aux {
-	if sp == 0 {
+	if sp&(flagSynProxy|flagSeqXlate) == 0 {
 		return conntrack.Aux{}
 	}
 	return *aux
@@ -645,8 +661,9 @@ func (d *Dataplane) SyncTemplates6(dst []SyncConn6, now int64) []SyncConn6 {
 	return dst
 }
 
-// install6 is install for an IPv6 connection (DR or NAT, no SYN proxy or
-// translation yet): it goes into the worker's IPv6 shard.
+// install6 is install for an IPv6 connection: it goes into the worker's
+// IPv6 shard, with its local address and port for FULLNAT and its Aux
+// words for a SYN-proxied or translated one, as install does.
 func (w *Worker) install6(t *Table, sc *SyncConn6, now int64) {
 	s := &sc.Entry
 	sh := w.shard6.Load()
@@ -667,15 +684,23 @@ func (w *Worker) install6(t *Table, sc *SyncConn6, now int64) {
 		w.installTemplate(svc, r, &k, s.Expires, now)
 		return
 	}
-	if r == nil || (r.Forward != ForwardDR && r.Forward != ForwardNAT) {
+	var zero [16]byte
+	if r == nil || (r.Forward == ForwardFullNAT) != (s.Local != zero) {
+		w.syncC.Unknown.Add(1)
+		return
+	}
+	sp, hdr, ok := syncedFlags(s.Flags, s.Proto, r.Forward)
+	if !ok {
 		w.syncC.Unknown.Add(1)
 		return
 	}
 	ne := *s
 	// The client's next hop is learnt from its first packet; until then
 	// NAT replies go to Table.GatewayMAC.
-	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), flagPeer, 0, [6]byte{}
-	ne.Local, ne.LPort = [16]byte{}, 0
+	ne.RealID, ne.Forward, ne.Flags, ne.PersistBits, ne.ClientMAC = r.ID, uint8(r.Forward), sp|hdr|flagPeer, 0, [6]byte{}
+	if r.Forward != ForwardFullNAT {
+		ne.Local, ne.LPort = zero, 0
+	}
 	ne.Expires = now + s.Expires
 	k := ne.ForwardKey()
 	if e, _ := sh.Lookup(&k); e != nil {
@@ -684,15 +709,7 @@ func (w *Worker) install6(t *Table, sc *SyncConn6, now int64) {
 			return
 		}
 		if e.RealID == ne.RealID && e.ReplyKey() == ne.ReplyKey() {
-			if a, b := conntrack.IsActive(e.State), conntrack.IsActive(ne.State); a != b {
-				if b {
-					r.Counters.Activate()
-				} else {
-					r.Counters.Deactivate()
-				}
-			}
-			e.State, e.Expires = ne.State, ne.Expires
-			w.syncC.Installed.Add(1)
+			updateSynced(w, sh, &w.sp6, e, &ne, r, sp|hdr, &sc.Aux)
 			return
 		}
 		w.release6(e)
@@ -702,10 +719,12 @@ func (w *Worker) install6(t *Table, sc *SyncConn6, now int64) {
 		w.syncC.Refused.Add(1)
 		return
 	}
-	if _, err := sh.Insert(&ne, r.Forward == ForwardNAT); err != nil {
+	e, err := sh.Insert(&ne, r.Forward == ForwardNAT || r.Forward == ForwardFullNAT)
+	if err != nil {
 		w.syncC.Refused.Add(1)
 		return
 	}
+	*sh.Aux(e) = syncAux(sp, &sc.Aux)
 	r.Counters.Bind(conntrack.IsActive(ne.State))
 	w.syncC.Installed.Add(1)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gopacket/gopacket/layers"
 	"github.com/gvs-lb/gvs/conntrack"
 	"github.com/gvs-lb/gvs/dataplane/header"
 	"github.com/gvs-lb/gvs/schedule"
@@ -305,6 +306,404 @@ func TestZeroAllocsSync6(t *testing.T) {
 			if s := d.SyncStats(); s.Queued == 0 || s.Dropped == 0 {
 				t.Errorf("%v/%s: sync stats %+v, want reports queued and then dropped", f, protoName(proto), s)
 			}
+		}
+	}
+}
+
+// syncPair6T is syncPair6 with tables made by mk (SYN proxy, FULLNAT,
+// PROXY header), and rings big enough for a handshake's reports.
+func syncPair6T(t *testing.T, mk func() *Table) (master, backup *Dataplane, mt, bt *Table) {
+	t.Helper()
+	mkd := func() (*Dataplane, *Table) {
+		d, err := New([]Link{&fakeLink{}}, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.EnableSync(64, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
+		tbl := mk()
+		d.Publish(tbl)
+		d.workers[0].cur = tbl
+		return d, tbl
+	}
+	master, mt = mkd()
+	backup, bt = mkd()
+	return master, backup, mt, bt
+}
+
+// refreshDump6 is refreshDump for SyncConnections6.
+func refreshDump6(t *testing.T, d *Dataplane) []SyncConn6 {
+	t.Helper()
+	res := make(chan []SyncConn6, 1)
+	go func() { // test: the sync sender's side of a refresh
+		cs, err := d.SyncConnections6(context.Background(), nil)
+		if err != nil {
+			t.Error(err)
+		}
+		res <- cs
+	}()
+	for {
+		d.workers[0].serveDump(true)
+		select {
+		case cs := <-res:
+			return cs
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// fromReal6F is fromReal6 for a connection in forwarding method f: a NAT
+// real sends to the client, a FULLNAT one to the local address.
+func fromReal6F(t testing.TB, w *Worker, f Forward, sport uint16, flags string, seq, ack uint32) seg {
+	t.Helper()
+	s := fromReal6(t, w, sport, flags, seq, ack)
+	if f == ForwardNAT {
+		s.dst, s.dport = ipClient6, sport
+	}
+	return s
+}
+
+// handshake6 is handshake for IPv6: the cookie handshake of client port
+// sport on the SYN-proxied w, and the real's SYN-ACK. It returns the
+// cookie.
+func handshake6(t testing.TB, w *Worker, tbl *Table, f Forward, sport uint16, isn, risn uint32, now int64) uint32 {
+	t.Helper()
+	out, _, v := spSend(t, w, tbl, fromClient6(sport, "S", isn, 0).bytes6(t), header.Offload{}, now)
+	if v != VerdictSynProxy || out == nil {
+		t.Fatalf("SYN: verdict %v, %d bytes out", v, len(out))
+	}
+	cookie := tcpOf6(out).SequenceNumber()
+	if _, _, v := spSend(t, w, tbl, fromClient6(sport, "A", isn+1, cookie+1).bytes6(t), header.Offload{}, now); v != VerdictSynProxy {
+		t.Fatalf("ACK: verdict %v", v)
+	}
+	synack := fromReal6F(t, w, f, sport, "SA", risn, isn+w.shard6.Load().Aux(entryOf6(t, w, sport))[auxClient]+1)
+	synack.mss = 1460
+	if out, _, v := spSend(t, w, tbl, synack.bytes6(t), header.Offload{}, now); v != VerdictSynProxy || out == nil {
+		t.Fatalf("SYN-ACK: verdict %v, %d bytes out", v, len(out))
+	}
+	return cookie
+}
+
+// TestSyncSynProxy6 is TestSyncSynProxy for IPv6: a SYN-proxied NAT or
+// FULLNAT connection opened on the master and synced to the backup (from
+// both reports, the spliced one, a refresh dump, or the pending one
+// followed by the real's SYN-ACK on the backup) translates there exactly
+// as on the master, byte for byte.
+func TestSyncSynProxy6(t *testing.T) {
+	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
+		for _, variant := range []string{"reports", "spliced report", "refresh", "pending report"} {
+			t.Run(f.String()+"/"+variant, func(t *testing.T) {
+				master, backup, mt, bt := syncPair6T(t, func() *Table { return spTable6(f) })
+				mw, bw := master.workers[0], backup.workers[0]
+				const now = int64(time.Second)
+				cookie := handshake6(t, mw, mt, f, cport, spISN, spRISN, now)
+				me := entryOf6(t, mw, cport)
+				in := mw.shard6.Load().Aux(me)[auxClient]
+				ev := master.SyncEvents6(nil)
+				if len(ev) != 2 || !ev[0].SynPending() || ev[0].Aux != (conntrack.Aux{auxReal: cookie, auxClient: in}) ||
+					!ev[1].SynProxied() || ev[1].SynPending() || ev[1].Entry.State != conntrack.TCPEstablished {
+					t.Fatalf("reports %+v", ev)
+				}
+				if len(master.SyncEvents(nil)) != 0 {
+					t.Fatal("IPv6 reports in the IPv4 ring")
+				}
+				if i, o := ev[1].SeqDeltas(); i != in || o != cookie-spRISN {
+					t.Fatalf("SeqDeltas %#x %#x, want %#x %#x", i, o, in, cookie-spRISN)
+				}
+				if ev[1].Entry.Local != me.Local || ev[1].Entry.LPort != me.LPort {
+					t.Fatalf("report's local %v:%d, want %v:%d", ev[1].Entry.Local, ev[1].Entry.LPort, me.Local, me.LPort)
+				}
+				var install []SyncConn6
+				switch variant {
+				case "reports":
+					install = ev
+				case "spliced report":
+					install = ev[1:]
+				case "pending report":
+					install = ev[:1]
+				case "refresh":
+					install = refreshDump6(t, master)
+					if len(install) != 1 || install[0].Aux != ev[1].Aux || !install[0].SynProxied() || install[0].SynPending() {
+						t.Fatalf("refresh dump %+v, want the spliced connection with Aux %#x", install, ev[1].Aux)
+					}
+				}
+				backup.Install6(synced6(install, now), true)
+				bw.serveSync(now)
+				if s := backup.SyncStats(); s.Installed != uint64(len(install)) || s.Unknown+s.Refused != 0 {
+					t.Fatalf("sync stats %+v", s)
+				}
+				if variant == "pending report" {
+					synack := fromReal6F(t, mw, f, cport, "SA", spRISN, spISN+in+1)
+					synack.mss = 1460
+					out, _, v := spSend(t, bw, bt, synack.bytes6(t), header.Offload{}, now)
+					if v != VerdictSynProxy || out == nil || tcpOf6(out).SequenceNumber() != spISN+in+1 || tcpOf6(out).AckNumber() != spRISN+1 {
+						t.Fatalf("SYN-ACK on the backup: verdict %v, %d bytes out", v, len(out))
+					}
+				}
+				be := entryOf6(t, bw, cport)
+				if be.Flags&(flagSynProxy|flagSynPending) != flagSynProxy || *bw.shard6.Load().Aux(be) != ev[1].Aux {
+					t.Fatalf("backup entry flags %#x aux %#x, want spliced with %#x", be.Flags, *bw.shard6.Load().Aux(be), ev[1].Aux)
+				}
+				if be.Local != me.Local || be.LPort != me.LPort {
+					t.Fatalf("backup's local %v:%d, want %v:%d", be.Local, be.LPort, me.Local, me.LPort)
+				}
+
+				req := fromClient6(cport, "AP", spISN+1, cookie+1)
+				req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+				resp := fromReal6F(t, mw, f, cport, "AP", spRISN+1, spISN+in+1+uint32(len(req.payload)))
+				resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+				for _, s := range []struct {
+					name     string
+					seg      seg
+					seq, ack uint32
+				}{
+					{"client segment", req, spISN + in + 1, spRISN + 1},
+					{"real segment", resp, cookie + 1, spISN + 1 + uint32(len(req.payload))},
+				} {
+					frame := s.seg.bytes6(t)
+					want := mustSend6(t, mw, mt, frame, now)
+					got := mustSend6(t, bw, bt, frame, now)
+					same(t, s.name+" from the backup", got, want)
+					verify6(t, got)
+					if tcp := tcpOf6(got); tcp.SequenceNumber() != s.seq || tcp.AckNumber() != s.ack {
+						t.Fatalf("%s: seq %#x ack %#x, want %#x %#x", s.name, tcp.SequenceNumber(), tcp.AckNumber(), s.seq, s.ack)
+					}
+				}
+				if be.Flags&flagPeer != 0 {
+					t.Fatal("the client's segment left the backup's connection a peer's")
+				}
+			})
+		}
+	}
+}
+
+// TestSyncFullNATTranslated6 is TestSyncFullNATTranslated for IPv6: an
+// IPv6 FULLNAT TCP connection opened on the master is reported with its
+// local address and port and its offsets, and, installed on the backup
+// from the report or a refresh dump, translates client and real segments
+// (timestamps, SACK blocks) byte for byte as on the master.
+func TestSyncFullNATTranslated6(t *testing.T) {
+	for _, variant := range []string{"report", "refresh"} {
+		t.Run(variant, func(t *testing.T) {
+			master, backup, mt, bt := syncPair6T(t, func() *Table { return fnTable6(header.ProtoTCP) })
+			mw, bw := master.workers[0], backup.workers[0]
+			const now = int64(time.Second)
+			syn := fromClient6(cport, "S", spISN, 0)
+			syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+			mustSend6(t, mw, mt, syn.bytes6(t), now)
+			me := entryOf6(t, mw, cport)
+			aux := *mw.shard6.Load().Aux(me)
+			ev := master.SyncEvents6(nil)
+			if len(ev) != 1 || !ev[0].SeqTranslated() || ev[0].SynProxied() || ev[0].Aux != aux ||
+				ev[0].Entry.Local != ipLocal6.As16() || ev[0].Entry.LPort != me.LPort || me.LPort == 0 {
+				t.Fatalf("reports %+v, want one translated with Aux %#x from %v:%d", ev, aux, ipLocal6, me.LPort)
+			}
+			install := ev
+			if variant == "refresh" {
+				install = refreshDump6(t, master)
+				if len(install) != 1 || !install[0].SeqTranslated() || install[0].Aux != aux || install[0].Entry.LPort != me.LPort {
+					t.Fatalf("refresh dump %+v", install)
+				}
+			}
+			backup.Install6(synced6(install, now), true)
+			bw.serveSync(now)
+			be := entryOf6(t, bw, cport)
+			if be.Flags&flagSeqXlate == 0 || *bw.shard6.Load().Aux(be) != aux || be.Local != me.Local || be.LPort != me.LPort {
+				t.Fatalf("backup entry %+v aux %#x, want translated with %#x from %v:%d", be, *bw.shard6.Load().Aux(be), aux, ipLocal6, me.LPort)
+			}
+			req := fromClient6(cport, "AP", spISN+1, spRISN+1)
+			req.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+4, fnRealTS), optNOP, optNOP, optSACK(spRISN+9, spRISN+19)}
+			req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+			resp := fromReal6(t, mw, cport, "AP", spRISN+1, spISN+aux[auxClient]+1)
+			resp.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+4+aux[auxTS]), optNOP, optNOP,
+				optSACK(spISN+aux[auxClient]+30, spISN+aux[auxClient]+40)}
+			resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+			for _, s := range []struct {
+				name string
+				seg  seg
+			}{{"client segment", req}, {"real segment", resp}} {
+				frame := s.seg.bytes6(t)
+				want := mustSend6(t, mw, mt, frame, now)
+				got := mustSend6(t, bw, bt, frame, now)
+				same(t, s.name+" from the backup", got, want)
+				verify6(t, got)
+			}
+		})
+	}
+}
+
+// TestSyncProxyHeader6 is TestSyncProxyHeader for IPv6: a NAT or FULLNAT
+// connection whose real got its PROXY header on the master is reported
+// with the header in its client offset and flagged; installed on the
+// backup, from the report or as the wire gives it back, it translates
+// client and real segments byte for byte as the master does, and the
+// backup never sends the header again.
+func TestSyncProxyHeader6(t *testing.T) {
+	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
+		for _, variant := range []string{"report", "wire"} {
+			t.Run(f.String()+"/"+variant, func(t *testing.T) {
+				master, backup, mt, bt := syncPair6T(t, func() *Table { return ppTable6(f, ProxyV2) })
+				mw, bw := master.workers[0], backup.workers[0]
+				const now = int64(time.Second)
+				L := uint32(len(wantProxyHeader6(ProxyV2)))
+				syn := fromClient6(cport, "S", spISN, 0)
+				syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+				isn := tcpOf6(mustSend6(t, mw, mt, syn.bytes6(t), now)).SequenceNumber()
+				synack := fromReal6F(t, mw, f, cport, "SA", spRISN, isn+1)
+				synack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, fnClientTS)}
+				mustSend6(t, mw, mt, synack.bytes6(t), now)
+				if _, extra, _ := spSend(t, mw, mt, fromClient6(cport, "A", spISN+1, spRISN+1).bytes6(t), header.Offload{}, now); len(extra) != 1 {
+					t.Fatalf("no header from the master")
+				}
+				mustSend6(t, mw, mt, fromReal6F(t, mw, f, cport, "A", spRISN+1, isn+1+L).bytes6(t), now)
+				aux := *mw.shard6.Load().Aux(entryOf6(t, mw, cport))
+				ev := master.SyncEvents6(nil)
+				last := ev[len(ev)-1]
+				if last.Entry.State != conntrack.TCPEstablished || !last.ProxyHeader() || !last.SeqTranslated() || last.Aux != aux {
+					t.Fatalf("last report %+v, want established, flagged, Aux %#x", last, aux)
+				}
+				if in, _ := last.SeqDeltas(); in != isn-spISN+L && f == ForwardFullNAT || in != L && f == ForwardNAT {
+					t.Fatalf("reported in %#x", in)
+				}
+				install := []SyncConn6{last}
+				if variant == "wire" {
+					var c SyncConn6
+					c.Entry = last.Entry
+					c.Entry.Flags = 0
+					in, _ := last.SeqDeltas()
+					c.SetFullNATOffsets(in, last.TSOffset())
+					c.SetProxyHeader()
+					install = []SyncConn6{c}
+				}
+				backup.Install6(synced6(install, now), true)
+				bw.serveSync(now)
+				if s := backup.SyncStats(); s.Installed != 1 {
+					t.Fatalf("sync stats %+v", s)
+				}
+				if e := entryOf6(t, bw, cport); e.Flags&(flagProxyHdr|flagSeqXlate) != flagProxyHdr|flagSeqXlate || *bw.shard6.Load().Aux(e) != aux {
+					t.Fatalf("backup entry flags %#x aux %#x, want %#x", e.Flags, *bw.shard6.Load().Aux(e), aux)
+				}
+				req := fromClient6(cport, "AP", spISN+1, spRISN+1)
+				req.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+4, fnRealTS)}
+				req.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+				resp := fromReal6F(t, mw, f, cport, "AP", spRISN+1, isn+1+L+18)
+				resp.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+4+aux[auxTS]), optNOP, optNOP,
+					optSACK(isn+L+30, isn+L+40)}
+				resp.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+				cisn := uint32(spISN)
+				fin := fromClient6(cport, "FA", cisn+19, spRISN+20)
+				for _, s := range []struct {
+					name string
+					seg  seg
+				}{{"client segment", req}, {"real segment", resp}, {"client FIN", fin}} {
+					frame := s.seg.bytes6(t)
+					want := mustSend6(t, mw, mt, frame, now)
+					got := mustSend6(t, bw, bt, frame, now)
+					same(t, s.name+" from the backup", got, want)
+					verify6(t, got)
+				}
+				if _, extra, _ := spSend(t, bw, bt, fromClient6(cport, "A", spISN+1, spRISN+1).bytes6(t), header.Offload{}, now); len(extra) != 0 || bw.C.ProxyHeaders.Load() != 0 {
+					t.Fatalf("the backup sent a header for a synced connection")
+				}
+			})
+		}
+	}
+}
+
+// TestSyncPeerUpdates6: an IPv6 FULLNAT connection installed from a
+// peer's report is updated by the peer's later reports even where Install
+// is told not to update (flagPeer), until this director forwards a client
+// packet of it; from then on such reports are kept out.
+func TestSyncPeerUpdates6(t *testing.T) {
+	master, backup, mt, bt := syncPair6T(t, func() *Table { return fnTable6(header.ProtoTCP) })
+	mw, bw := master.workers[0], backup.workers[0]
+	const now = int64(time.Second)
+	mustSend6(t, mw, mt, fromClient6(cport, "S", spISN, 0).bytes6(t), now)
+	ev := master.SyncEvents6(nil)
+	backup.Install6(synced6(ev, now), false)
+	bw.serveSync(now)
+	be := entryOf6(t, bw, cport)
+	if be.Flags&flagPeer == 0 || be.State != conntrack.TCPSynRecv {
+		t.Fatalf("installed flags %#x state %v, want a peer's in SYN_RECV", be.Flags, be.State)
+	}
+	up := ev[0]
+	up.Entry.State = conntrack.TCPEstablished
+	backup.Install6(synced6([]SyncConn6{up}, now), false)
+	bw.serveSync(now)
+	if be.State != conntrack.TCPEstablished {
+		t.Fatalf("a peer's update of a peer's connection: state %v, want established", be.State)
+	}
+	aux := *mw.shard6.Load().Aux(entryOf6(t, mw, cport))
+	mustSend6(t, bw, bt, fromClient6(cport, "A", spISN+1, spRISN+1).bytes6(t), now)
+	if be.Flags&flagPeer != 0 {
+		t.Fatalf("flags %#x after a client packet, want flagPeer cleared", be.Flags)
+	}
+	up.Entry.State = conntrack.TCPFinWait
+	backup.Install6(synced6([]SyncConn6{up}, now), false)
+	bw.serveSync(now)
+	if be.State != conntrack.TCPEstablished || *bw.shard6.Load().Aux(be) != aux || backup.SyncStats().Kept != 1 {
+		t.Fatalf("state %v aux %#x kept %d, want established, %#x, 1", be.State, *bw.shard6.Load().Aux(be), aux, backup.SyncStats().Kept)
+	}
+}
+
+// TestZeroAllocsSyncTranslated6: reports of IPv6 connections with Aux
+// words allocate nothing: FULLNAT connections opening (TCP, translated,
+// and UDP), and SYN-proxied ones opened by the cookie's ACK.
+func TestZeroAllocsSyncTranslated6(t *testing.T) {
+	const runs = 300
+	for _, tc := range []struct {
+		name    string
+		tbl     *Table
+		frames  func(w *Worker, now int64) [][]byte
+		verdict Verdict
+	}{
+		{"FULLNAT TCP", fnTable6(header.ProtoTCP), func(w *Worker, now int64) [][]byte {
+			var fs [][]byte
+			for i := range runs + 1 {
+				s := fromClient6(uint16(2000+i), "S", spISN, 0)
+				s.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+				fs = append(fs, s.bytes6(t))
+			}
+			return fs
+		}, VerdictForward},
+		{"SYN proxy NAT", spTable6(ForwardNAT), func(w *Worker, now int64) [][]byte {
+			var fs [][]byte
+			for i := range runs + 1 {
+				port := uint16(2000 + i)
+				key := conntrack.Key6{Src: ipClient6.As16(), Dst: ipVIP6.As16(), SrcPort: port, DstPort: vport, Proto: header.ProtoTCP}
+				cookie := synCookieKey.make6(&key, spISN, mssIndex(536), cookieTime(now))
+				fs = append(fs, fromClient6(port, "A", spISN+1, cookie+1).bytes6(t))
+			}
+			return fs
+		}, VerdictSynProxy},
+	} {
+		d, err := New([]Link{&fakeLink{}}, 1<<16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.EnableSync(64, func(*conntrack.Entry4) int { return 0 }, func(*conntrack.Entry6) int { return 0 })
+		d.Publish(tc.tbl)
+		w := d.workers[0]
+		now := int64(7 * time.Second)
+		w.cur, w.now = tc.tbl, now
+		frames := tc.frames(w, now)
+		buf := make([]byte, Headroom+MaxFrame)
+		icmp := make([]byte, 128)
+		i := 0
+		allocs := testing.AllocsPerRun(runs, func() {
+			f := frames[i%len(frames)]
+			i++
+			copy(buf[Headroom:], f)
+			if _, v := w.process(tc.tbl, buf, len(f), icmp, now); v != tc.verdict {
+				t.Fatalf("%s: verdict %v", tc.name, v)
+			}
+			w.resetSpare()
+		})
+		if allocs != 0 {
+			t.Errorf("%s: %.1f allocations per new IPv6 connection with sync, want 0", tc.name, allocs)
+		}
+		ev := d.SyncEvents6(nil)
+		if len(ev) == 0 || ev[0].Aux == (conntrack.Aux{}) {
+			t.Errorf("%s: reports %d, the first with Aux %#x; want reports with Aux", tc.name, len(ev), ev)
 		}
 	}
 }

@@ -176,7 +176,7 @@ func (w *Worker) realSYN6(t *Table, e *conntrack.Entry6, r *Real, q *parsed6, is
 	return out
 }
 
-// setState6 is setState for an IPv6 connection (not synced).
+// setState6 is setState for an IPv6 connection.
 func (w *Worker) setState6(t *Table, e *conntrack.Entry6, r *Real, st conntrack.State, now int64) {
 	old := e.State
 	e.State = st
@@ -188,6 +188,9 @@ func (w *Worker) setState6(t *Table, e *conntrack.Entry6, r *Real, st conntrack.
 		}
 	}
 	e.Expires = now + int64(t.Timeouts.Timeout(st))
+	if old != st {
+		w.syncReport6(e)
+	}
 }
 
 // synProxyConn6 is synProxyConn for the segment q of the SYN-proxied IPv6

@@ -32,20 +32,61 @@ import (
 // carries on byte for byte without a reset, and no request started after
 // the takeover fails. In NAT mode the reals' IPv6 default route is the
 // VIP, so their replies follow it, and the new master must translate them
-// with the connection sync gave it. The kernel's default offloads stay on.
+// with the connection sync gave it. In FULLNAT the reals answer a local
+// address that moves with the VIP (vrrp.addresses), and the new master
+// must translate the stream's sequence numbers and timestamps with the
+// offsets sync gave it, at the local port the master chose; with the SYN
+// proxy on (NAT) it must translate them with the proxy's offsets. With
+// proxy_protocol = "v2" (NAT and FULLNAT) the master sent the stream's
+// real its PROXY header: the new master must shift the client's sequence
+// numbers by the header's length and never send the header again (the
+// reals close a connection whose header names anyone but the client).
+// The kernel's default offloads stay on.
 func TestFailoverIPv6(t *testing.T) {
-	for _, mode := range []config.Forward{config.NAT, config.DR} {
-		t.Run(mode.String(), func(t *testing.T) { runFailoverIPv6(t, mode) })
+	for _, c := range []failover6Case{
+		{config.NAT, false, false}, {config.DR, false, false}, {config.FullNAT, false, false},
+		{config.NAT, true, false}, {config.NAT, false, true}, {config.FullNAT, false, true},
+	} {
+		t.Run(c.name(), func(t *testing.T) { runFailoverIPv6(t, c) })
 	}
 }
 
-func runFailoverIPv6(t *testing.T, mode config.Forward) {
+// failover6Case is one run of TestFailoverIPv6.
+type failover6Case struct {
+	mode     config.Forward
+	synproxy bool // synproxy = true on the service (NAT)
+	proxy    bool // proxy_protocol = "v2" on the service, whose reals strip the header and echo (servePROXYEcho)
+}
+
+func (c failover6Case) name() string {
+	n := c.mode.String()
+	if c.synproxy {
+		n += "/synproxy"
+	}
+	if c.proxy {
+		n += "/proxy-protocol"
+	}
+	return n
+}
+
+// failoverLocal6 is the IPv6 FULLNAT local address of TestFailoverIPv6:
+// VRRP holds it on the master with the VIP.
+var failoverLocal6 = netip.MustParseAddr("fd00:20::50")
+
+func runFailoverIPv6(t *testing.T, c failover6Case) {
+	mode, label := c.mode, c.name()
 	l := needLabWith(t, lab.Options{Backup: true, IPv6: true, Reals: 2})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	vip := netip.AddrPortFrom(lab.VIP6, 80)
 	port := uint16(80)
+	if mode == config.FullNAT {
+		port = 8082
+	}
+	if c.proxy {
+		port = ppFailoverPort
+	}
 	if mode == config.NAT {
 		port = 8081
 		// Replies go to whoever holds the VIP.
@@ -66,17 +107,38 @@ func runFailoverIPv6(t *testing.T, mode config.Forward) {
 				t.Fatalf("%s: %s never appeared on lo", r.Name, lab.VIP6)
 			}
 		}
+		if c.proxy {
+			stop, err := servePROXYEcho(r, addr, false, l.Client.Addr6)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			continue
+		}
 		if _, err := r.StartEcho("tcp", addr); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg := func(d *lab.Host, priority int) string {
 		var b strings.Builder
-		fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n\n[[service]]\nprotocol = \"tcp\"\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", d.Iface, vip, mode)
+		fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 2\n", d.Iface)
+		vrrpAddrs := ""
+		if mode == config.FullNAT {
+			// The reals answer a local address that moves with the VIP.
+			fmt.Fprintf(&b, "local_addresses = [%q]\n", failoverLocal6)
+			vrrpAddrs = fmt.Sprintf("addresses = [%q, %q]\n", lab.VIP6, failoverLocal6)
+		}
+		fmt.Fprintf(&b, "\n[[service]]\nprotocol = \"tcp\"\naddress = %q\nscheduler = \"rr\"\nforward = %q\n", vip, mode)
+		if c.synproxy {
+			b.WriteString("synproxy = true\n")
+		}
+		if c.proxy {
+			b.WriteString("proxy_protocol = \"v2\"\n")
+		}
 		for _, r := range l.Reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, port))
 		}
-		fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = \"100ms\"\ngarp_repeat = 3\n\n[sync]\nrefresh = \"2s\"\n", priority)
+		fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = \"100ms\"\ngarp_repeat = 3\n%s\n[sync]\nrefresh = \"2s\"\n", priority, vrrpAddrs)
 		return b.String()
 	}
 	start := func(d *lab.Host, name string, priority int) (*scenario.Proc, string) {
@@ -159,7 +221,7 @@ func runFailoverIPv6(t *testing.T, mode config.Forward) {
 	if resp.Sync == nil || resp.Sync.Role != "master" || resp.Sync.Installed == 0 || resp.Sync.Invalid != 0 {
 		t.Fatalf("backup sync status after takeover: %+v", resp.Sync)
 	}
-	if mode == config.NAT {
+	if mode == config.NAT || mode == config.FullNAT {
 		// The stream's replies went through the new master.
 		var out uint64
 		for _, s := range resp.Services {
@@ -171,8 +233,11 @@ func runFailoverIPv6(t *testing.T, mode config.Forward) {
 			t.Error("no NAT reply went through the new master")
 		}
 	}
+	if mode == config.FullNAT && !hostHas(ctx, t, l.Backup, l.Backup.Iface, failoverLocal6.String()+"/128") {
+		t.Errorf("the new master does not hold the local address %s/128", failoverLocal6)
+	}
 	t.Logf("%s: the backup was master %v after the kill; stream gap %v; %d requests, %d failed (in flight); backup sync: %d messages, %d connections received, %d installed",
-		mode, takeover.Round(time.Millisecond), gap.Round(time.Millisecond), load.done(), len(inFlight),
+		label, takeover.Round(time.Millisecond), gap.Round(time.Millisecond), load.done(), len(inFlight),
 		resp.Sync.MessagesReceived, resp.Sync.ConnsReceived, resp.Sync.Installed)
 	if mode != config.NAT {
 		return
@@ -214,7 +279,7 @@ func runFailoverIPv6(t *testing.T, mode config.Forward) {
 	if gap2 > time.Second {
 		t.Fatalf("the stream stalled %v when the restarted director took the VIP back", gap2)
 	}
-	t.Logf("%s: the restarted director took the VIP back; the stream's gap %v", mode, gap2.Round(time.Millisecond))
+	t.Logf("%s: the restarted director took the VIP back; the stream's gap %v", label, gap2.Round(time.Millisecond))
 }
 
 // request6 opens a TCP connection from h to vip, echoes 64 bytes and
