@@ -376,13 +376,19 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("gvsd demo: %v\n%s", err, out)
 	}
-	for _, want := range []string{"== DR", "== TUN", "== NAT", "== FULLNAT", "all 4 modes passed", "lab torn down"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
+	var want []string
+	for _, fam := range []string{"IPv4", "IPv6"} {
+		for _, m := range []string{"DR", "TUN", "NAT", "FULLNAT"} {
+			want = append(want, "== "+m+", "+fam)
 		}
 	}
-	if n := strings.Count(string(out), "PASS"); n != 4 {
-		t.Errorf("%d modes passed, want 4:\n%s", n, out)
+	for _, w := range append(want, "all 8 runs passed (4 modes, 2 families)", "lab torn down", "from fd00:10::2", "from fd00:20::2") {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("demo output lacks %q:\n%s", w, out)
+		}
+	}
+	if n := strings.Count(string(out), "PASS"); n != 8 {
+		t.Errorf("%d runs passed, want 8:\n%s", n, out)
 	}
 	names, _ := os.ReadDir("/run/netns")
 	for _, n := range names {

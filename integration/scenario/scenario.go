@@ -41,6 +41,11 @@ type Options struct {
 	// MoreVIPs are given to gvs-realserver beside VIP (DR and TUN), for
 	// a test's own services: lab.VIP6, say.
 	MoreVIPs []netip.Addr
+	// IPv6 runs the scenario over IPv6: services on lab.VIP6 over the
+	// reals' IPv6 addresses, the client's traffic over IPv6 (the lab must
+	// have Options.IPv6). FULLNAT's local address is then the director's
+	// IPv6 address.
+	IPv6 bool
 	// Conns TCP connections each echo PayloadSize random bytes;
 	// Datagrams UDP datagrams of DatagramSize bytes come from distinct
 	// source ports. Defaults 8, 64 KiB, 16, 512.
@@ -129,19 +134,40 @@ func realPort(mode config.Forward, vport uint16) uint16 {
 
 // Config returns the gvsd configuration of a scenario.
 func Config(l *lab.Lab, mode config.Forward, scheduler string, workers int) string {
+	return config6(l, mode, scheduler, workers, false)
+}
+
+// config6 is Config, over IPv6 when v6 is set (Options.IPv6).
+func config6(l *lab.Lab, mode config.Forward, scheduler string, workers int, v6 bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = %d\n\n", l.Director.Iface, workers)
 	for _, svc := range []struct {
 		proto string
 		port  uint16
 	}{{"tcp", TCPPort}, {"udp", UDPPort}} {
-		fmt.Fprintf(&b, "[[service]]\nprotocol = %q\naddress = \"%s:%d\"\nscheduler = %q\nforward = %q\n", svc.proto, VIP, svc.port, scheduler, mode)
+		fmt.Fprintf(&b, "[[service]]\nprotocol = %q\naddress = \"%s\"\nscheduler = %q\nforward = %q\n", svc.proto, netip.AddrPortFrom(vipOf(v6), svc.port), scheduler, mode)
 		for _, r := range l.Reals {
-			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, realPort(mode, svc.port))
+			fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s\"\n", netip.AddrPortFrom(addrOf(r, v6), realPort(mode, svc.port)))
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// vipOf is the VIP of the scenario's family: VIP, or lab.VIP6 over IPv6.
+func vipOf(v6 bool) netip.Addr {
+	if v6 {
+		return lab.VIP6
+	}
+	return VIP
+}
+
+// addrOf is h's address of the scenario's family.
+func addrOf(h *lab.Host, v6 bool) netip.Addr {
+	if v6 {
+		return h.Addr6
+	}
+	return h.Addr
 }
 
 // Env is a running scenario: the real servers prepared for a forwarding
@@ -157,13 +183,14 @@ type Env struct {
 	echoes     []*lab.Echo // per real: TCP, UDP
 	cleanups   []func()
 	stopped    bool
+	v6         bool // Options.IPv6
 }
 
 // Setup prepares l for mode and starts gvsd with cfg (Config's when
 // empty). The caller must Close the Env.
 func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg string) (env *Env, err error) {
 	o.defaults()
-	env = &Env{Lab: l, Mode: mode}
+	env = &Env{Lab: l, Mode: mode, v6: o.IPv6}
 	defer func() {
 		if err != nil {
 			env.Close()
@@ -172,20 +199,29 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 	}()
 
 	// Real servers: routing, VIP on lo and decapsulation, echo services.
-	gw := l.Gateway
+	if o.IPv6 && !l.Director.Addr6.IsValid() {
+		return env, errors.New("scenario: IPv6 asked of a lab without IPv6 (lab.Options.IPv6)")
+	}
+	gw, gw6 := l.Gateway, l.Gateway6
 	if mode == config.NAT {
-		gw = l.Director.Addr
+		gw, gw6 = l.Director.Addr, l.Director.Addr6
 	}
 	if err := l.SetRealGateway(gw); err != nil {
 		return env, err
 	}
+	if gw6.IsValid() {
+		if err := l.SetRealGateway(gw6); err != nil {
+			return env, err
+		}
+	}
+	vip := vipOf(o.IPv6)
 	if mode == config.DR || mode == config.TUN {
 		m := "dr"
 		if mode == config.TUN {
 			m = "tun"
 		}
 		for _, r := range l.Reals {
-			vips := VIP.String()
+			vips := vip.String()
 			for _, v := range o.MoreVIPs {
 				vips += "," + v.String()
 			}
@@ -197,7 +233,7 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 			env.cleanups = append(env.cleanups, p.stop)
 		}
 		for _, r := range l.Reals {
-			for _, v := range append([]netip.Addr{VIP}, o.MoreVIPs...) {
+			for _, v := range append([]netip.Addr{vip}, o.MoreVIPs...) {
 				if err := waitFor(ctx, 5*time.Second, func() bool { return hasAddr(ctx, r, "lo", v) }); err != nil {
 					return env, fmt.Errorf("scenario: %s: VIP %s never appeared on lo: %w", r.Name, v, err)
 				}
@@ -206,8 +242,11 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 	}
 	for _, r := range l.Reals {
 		bind := netip.IPv4Unspecified()
+		if o.IPv6 {
+			bind = netip.IPv6Unspecified()
+		}
 		if mode == config.DR || mode == config.TUN {
-			bind = VIP // replies must come from the VIP
+			bind = vip // replies must come from the VIP
 		}
 		for _, proto := range []string{"tcp", "udp"} {
 			port := TCPPort
@@ -225,7 +264,7 @@ func Setup(ctx context.Context, l *lab.Lab, mode config.Forward, o Options, cfg 
 
 	// The director.
 	if cfg == "" {
-		cfg = Config(l, mode, o.Scheduler, o.Workers)
+		cfg = config6(l, mode, o.Scheduler, o.Workers, o.IPv6)
 	}
 	env.ConfigPath = filepath.Join(o.Dir, "gvs-"+mode.String()+".toml")
 	if err := os.WriteFile(env.ConfigPath, []byte(cfg), 0o644); err != nil {
@@ -275,7 +314,7 @@ func (e *Env) Reload(ctx context.Context, cfg string) error {
 func (e *Env) Reals() []RealResult {
 	var out []RealResult
 	for i, r := range e.Lab.Reals {
-		rr := RealResult{Name: r.Name, Addr: r.Addr}
+		rr := RealResult{Name: r.Name, Addr: addrOf(r, e.v6)}
 		peers := map[netip.Addr]bool{}
 		for _, ec := range e.echoes[2*i : 2*i+2] {
 			st := ec.Stats()
@@ -383,7 +422,7 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 	for i, c := range caps {
 		frames[i] = c.Stop()
 	}
-	checkFrames(l, capHosts, frames, res)
+	checkFrames(l, capHosts, frames, o.IPv6, res)
 
 	// Stop gvsd and look for anything it left behind.
 	if err := env.StopGvsd(); err != nil {
@@ -391,7 +430,7 @@ func Run(ctx context.Context, l *lab.Lab, mode config.Forward, o Options) (res *
 	}
 	res.Log = readFile(logPath)
 	res.Counters = finalCounters(res.Log)
-	res.Leftovers = leftovers(ctx, l)
+	res.Leftovers = leftovers(ctx, l, vipOf(o.IPv6))
 	for _, lo := range res.Leftovers {
 		res.failf("left behind after gvsd stopped: %s", lo)
 	}
@@ -418,9 +457,9 @@ func check(l *lab.Lab, mode config.Forward, o Options, res *Result) {
 	if res.UDPFailed > 0 || res.UDPOK != o.Datagrams {
 		res.failf("UDP: %d of %d datagrams echoed intact", res.UDPOK, o.Datagrams)
 	}
-	wantPeer := l.Client.Addr
+	wantPeer := addrOf(l.Client, o.IPv6)
 	if mode == config.FullNAT {
-		wantPeer = l.Director.Addr // the default local address
+		wantPeer = addrOf(l.Director, o.IPv6) // the default local address
 	}
 	for _, r := range res.Reals {
 		// rr over n reals spreads exactly.
@@ -463,7 +502,7 @@ func runTCP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
 	for i := 0; i < o.Conns; i++ {
 		// Connections are opened one after another so that rr's order is
 		// the connection order; their transfers then overlap.
-		c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(VIP, TCPPort))
+		c, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(vipOf(o.IPv6), TCPPort))
 		if err != nil {
 			mu.Lock()
 			res.TCPFailed++
@@ -532,7 +571,7 @@ func runUDP(ctx context.Context, l *lab.Lab, o Options, res *Result) {
 		}
 	}()
 	for i := 0; i < o.Datagrams; i++ {
-		c, err := l.Client.DialUDP(ctx, netip.AddrPortFrom(VIP, UDPPort))
+		c, err := l.Client.DialUDP(ctx, netip.AddrPortFrom(vipOf(o.IPv6), UDPPort))
 		if err != nil {
 			res.UDPFailed++
 			res.failf("UDP dial %d: %v", i, err)
@@ -700,12 +739,12 @@ func finalCounters(log string) json.RawMessage {
 // leftovers lists what a stopped gvsd left on the director.
 // Leftovers lists what a stopped gvsd left on the director: the VIP, an
 // nftables table, packet sockets.
-func Leftovers(ctx context.Context, l *lab.Lab) []string { return leftovers(ctx, l) }
+func Leftovers(ctx context.Context, l *lab.Lab) []string { return leftovers(ctx, l, VIP) }
 
-func leftovers(ctx context.Context, l *lab.Lab) []string {
+func leftovers(ctx context.Context, l *lab.Lab, vip netip.Addr) []string {
 	var out []string
-	if hasAddr(ctx, l.Director, l.Director.Iface, VIP) {
-		out = append(out, "VIP "+VIP.String()+" on "+l.Director.Iface)
+	if hasAddr(ctx, l.Director, l.Director.Iface, vip) {
+		out = append(out, "VIP "+vip.String()+" on "+l.Director.Iface)
 	}
 	if b, err := l.Director.Command(ctx, "nft", "list", "tables").Output(); err == nil && strings.Contains(string(b), "gvs") {
 		out = append(out, "nft table: "+strings.TrimSpace(string(b)))
