@@ -54,14 +54,24 @@ type ecmpDirector struct {
 // every director picks the same real for a flow), [bgp] with a 3 s hold
 // time and a 2 s drain, and [sync] among all of them (multicast), so a
 // flow the router moves to another director finds its connection there.
-func ecmpConfig(l *lab.Lab) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"dr\"\n", l.Director.Iface, scenario.VIP, scenario.TCPPort)
-	for _, r := range l.Reals {
-		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort)
+func ecmpConfig(l *lab.Lab) string { return ecmpConfigOf(l, config.DR, "", "", "") }
+
+// ecmpConfigOf is ecmpConfig in forwarding method mode (NAT and FULLNAT map
+// VIP:80 to RIP:8080), with director, bgp and tail added to its
+// [director] and [bgp] sections and at its end.
+func ecmpConfigOf(l *lab.Lab, mode config.Forward, director, bgp, tail string) string {
+	rport := scenario.TCPPort
+	if mode == config.NAT || mode == config.FullNAT {
+		rport += 8000
 	}
-	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, ecmpHold, ecmpDrain, l.Gateway, routerAS)
-	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n", ecmpRefresh)
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n%s\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = %q\n",
+		l.Director.Iface, director, scenario.VIP, scenario.TCPPort, mode)
+	for _, r := range l.Reals {
+		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, rport)
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\n%s  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, ecmpHold, ecmpDrain, bgp, l.Gateway, routerAS)
+	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n%s", ecmpRefresh, tail)
 	return b.String()
 }
 
@@ -544,15 +554,8 @@ var ecmpNATGateway = netip.MustParseAddr("10.20.0.254")
 // with a [vrrp] instance beside [bgp] that moves only the reals' gateway
 // address (VRRPv3 every 100 ms, so that it moves within half a second).
 func ecmpNATConfig(l *lab.Lab) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"nat\"\n", l.Director.Iface, scenario.VIP, scenario.TCPPort)
-	for _, r := range l.Reals {
-		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort+8000)
-	}
-	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, ecmpHold, ecmpDrain, l.Gateway, routerAS)
-	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n", ecmpRefresh)
-	fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 60\nversion = 3\nadvert_interval = \"100ms\"\naddresses = [\"%s\"]\n", ecmpNATGateway)
-	return b.String()
+	return ecmpConfigOf(l, config.NAT, "", "",
+		fmt.Sprintf("\n[vrrp]\nrouter_id = 60\nversion = 3\nadvert_interval = \"100ms\"\naddresses = [\"%s\"]\n", ecmpNATGateway))
 }
 
 // TestECMPNAT runs NAT on three directors behind ECMP: every director
@@ -676,22 +679,14 @@ func ecmpLocal(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 30, 0, byt
 // TestECMP's in FULLNAT (VIP:80 to RIP:8080), with its own local address
 // and the others' in bgp.peer_local_addresses.
 func ecmpFullNATConfig(l *lab.Lab, i int) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\nlocal_addresses = [\"%s\"]\n\n[[service]]\naddress = \"%s:%d\"\nscheduler = \"mh\"\nforward = \"fullnat\"\n",
-		l.Director.Iface, ecmpLocal(i), scenario.VIP, scenario.TCPPort)
-	for _, r := range l.Reals {
-		fmt.Fprintf(&b, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, scenario.TCPPort+8000)
-	}
 	var peers []string
 	for j := range ecmpDirectors {
 		if j != i {
 			peers = append(peers, fmt.Sprintf("%q", ecmpLocal(j)))
 		}
 	}
-	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\nhold_time = %q\ndrain = %q\npeer_local_addresses = [%s]\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n",
-		directorAS, ecmpHold, ecmpDrain, strings.Join(peers, ", "), l.Gateway, routerAS)
-	fmt.Fprintf(&b, "\n[sync]\nrefresh = %q\n", ecmpRefresh)
-	return b.String()
+	return ecmpConfigOf(l, config.FullNAT, fmt.Sprintf("local_addresses = [\"%s\"]\n", ecmpLocal(i)),
+		fmt.Sprintf("peer_local_addresses = [%s]\n", strings.Join(peers, ", ")), "")
 }
 
 // TestECMPFullNAT runs FULLNAT on three directors behind ECMP. Each has
