@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,10 +32,28 @@ const (
 	ModeKernel
 )
 
+// mode6 marks a mode's IPv6 twin: the same set-up with IPv6 frames to
+// the VIP's IPv6 counterpart (lab.VIP6) and the reals' IPv6 addresses
+// (nftables table ip6 for the kernel baseline).
+const mode6 Mode = 1 << 8
+
+// IPv6 returns m's IPv6 twin.
+func (m Mode) IPv6() Mode { return m | mode6 }
+
+// is6 says whether m is an IPv6 twin.
+func (m Mode) is6() bool { return m&mode6 != 0 }
+
+// base is m's IPv4 mode.
+func (m Mode) base() Mode { return m &^ mode6 }
+
 var modeNames = map[Mode]string{ModeDR: "gvsd-dr", ModeNAT: "gvsd-nat", ModeKernel: "kernel-dnat"}
 
+// String is the mode's name, with a 6 for an IPv6 twin: gvsd-dr6.
 func (m Mode) String() string {
-	if n, ok := modeNames[m]; ok {
+	if n, ok := modeNames[m.base()]; ok {
+		if m.is6() {
+			return n + "6"
+		}
 		return n
 	}
 	return fmt.Sprintf("Mode(%d)", int(m))
@@ -42,24 +61,33 @@ func (m Mode) String() string {
 
 // describe says what the director does in mode m.
 func (m Mode) describe() string {
-	switch m {
+	var s string
+	switch m.base() {
 	case ModeDR:
-		return "gvsd, 1 worker: MAC rewrite to the real server (VIP on the reals' lo)"
+		s = "gvsd, 1 worker: MAC rewrite to the real server (VIP on the reals' lo)"
 	case ModeNAT:
-		return "gvsd, 1 worker: VIP:53 -> RIP:53 (reals route via the director)"
+		s = "gvsd, 1 worker: VIP:53 -> RIP:53 (reals route via the director)"
 	case ModeKernel:
-		return "no gvsd: nftables DNAT numgen inc over the reals, ip_forward=1 (reals route via the director)"
+		s = "no gvsd: nftables DNAT numgen inc over the reals, ip_forward=1 (reals route via the director)"
 	}
-	return ""
+	if m.is6() {
+		s += "; IPv6: [" + lab.VIP6.String() + "]:53 to the reals' IPv6 addresses"
+		if m.base() == ModeKernel {
+			s += " (table ip6, net.ipv6.conf.all.forwarding=1)"
+		}
+	}
+	return s
 }
 
-// parseModes parses a comma-separated list of dr, nat and kernel.
+// parseModes parses a comma-separated list of dr, nat and kernel, and
+// their IPv6 twins dr6, nat6 and kernel6.
 func parseModes(s string) ([]Mode, error) {
 	var out []Mode
 	seen := map[Mode]bool{}
 	for _, f := range strings.Split(s, ",") {
+		name := strings.TrimSpace(f)
 		var m Mode
-		switch strings.TrimSpace(f) {
+		switch strings.TrimSuffix(name, "6") {
 		case "dr":
 			m = ModeDR
 		case "nat":
@@ -67,7 +95,10 @@ func parseModes(s string) ([]Mode, error) {
 		case "kernel":
 			m = ModeKernel
 		default:
-			return nil, fmt.Errorf("configuration %q: want dr, nat or kernel", f)
+			return nil, fmt.Errorf("configuration %q: want dr, nat or kernel, or dr6, nat6 or kernel6 for IPv6", f)
+		}
+		if strings.HasSuffix(name, "6") {
+			m = m.IPv6()
 		}
 		if seen[m] {
 			return nil, fmt.Errorf("configuration %q given twice", f)
@@ -174,8 +205,10 @@ type bench struct {
 	o       Options
 	l       *lab.Lab
 	cs      *counterSet
-	traffic Traffic
-	genCfg  string // trafgen config path
+	// traffic and genCfg (the trafgen config's path) are per family:
+	// [0] IPv4, [1] IPv6 (set only when an IPv6 mode is measured).
+	traffic [2]Traffic
+	genCfg  [2]string
 	lanHost *lab.Host
 	rep     *Report
 }
@@ -186,7 +219,7 @@ type bench struct {
 func Bench(ctx context.Context, o Options) (rep *Report, err error) {
 	rep = newReport(o)
 	o.Logf("building the lab %s-* (generator on the LAN)", o.Prefix)
-	l, err := lab.New(lab.Options{Prefix: o.Prefix, Reals: numReals, Generator: true})
+	l, err := lab.New(lab.Options{Prefix: o.Prefix, Reals: numReals, Generator: true, IPv6: slices.ContainsFunc(o.Modes, Mode.is6)})
 	if err != nil {
 		return rep, err
 	}
@@ -318,19 +351,31 @@ func (b *bench) prepare(ctx context.Context) error {
 		return err
 	}
 	b.cs = cs
-	b.traffic = Traffic{DstMAC: l.Director.MAC, SrcMAC: l.Generator.MAC, Dst: netip.AddrPortFrom(vip, vport), Flows: b.o.Flows}
-	if err := b.traffic.validate(); err != nil {
-		return err
-	}
-	b.rep.Traffic = fmt.Sprintf("%d UDP flows %s -> %s, %d-byte frames (64 with FCS), from %s to the director's MAC",
-		b.traffic.Flows, b.traffic.SourceRange(), b.traffic.Dst, FrameLen, l.Generator.Name)
-	if b.o.Generator == genTrafgen {
-		b.genCfg = filepath.Join(b.o.Dir, "trafgen.cfg")
-		f, err := os.Create(b.genCfg)
+	var described []string
+	for fam, dst := range []netip.Addr{vip, lab.VIP6} {
+		if fam == 1 && !slices.ContainsFunc(b.o.Modes, Mode.is6) {
+			break
+		}
+		t := Traffic{DstMAC: l.Director.MAC, SrcMAC: l.Generator.MAC, Dst: netip.AddrPortFrom(dst, vport), Flows: b.o.Flows}
+		if err := t.validate(); err != nil {
+			return err
+		}
+		b.traffic[fam] = t
+		described = append(described, fmt.Sprintf("%d UDP flows %s -> %s, %d-byte frames (%d with FCS)",
+			t.Flows, t.SourceRange(), t.Dst, t.FrameLen(), t.FrameLen()+4))
+		if b.o.Generator != genTrafgen {
+			continue
+		}
+		name := "trafgen.cfg"
+		if fam == 1 {
+			name = "trafgen6.cfg"
+		}
+		b.genCfg[fam] = filepath.Join(b.o.Dir, name)
+		f, err := os.Create(b.genCfg[fam])
 		if err != nil {
 			return fmt.Errorf("bench: trafgen config: %w", err)
 		}
-		err = b.traffic.WriteTrafgen(f)
+		err = t.WriteTrafgen(f)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -338,7 +383,16 @@ func (b *bench) prepare(ctx context.Context) error {
 			return fmt.Errorf("bench: trafgen config: %w", err)
 		}
 	}
+	b.rep.Traffic = strings.Join(described, "; IPv6: ") + ", from " + l.Generator.Name + " to the director's MAC"
 	return nil
+}
+
+// family is the index of m's family in bench.traffic and bench.genCfg.
+func family(m Mode) int {
+	if m.is6() {
+		return 1
+	}
+	return 0
 }
 
 // measure sets the lab up for m, runs it o.Runs times and undoes the set-up.
@@ -356,7 +410,7 @@ func (b *bench) measure(ctx context.Context, m Mode) (res *ConfigResult, err err
 		return res, err
 	}
 	var gvsd *proc
-	if m != ModeKernel {
+	if m.base() != ModeKernel {
 		if gvsd, err = b.startGvsd(ctx, m); err != nil {
 			return res, err
 		}
@@ -433,6 +487,9 @@ func (b *bench) cpuLog(s Sample) string {
 // what undoes it, to run in reverse order, also after an error.
 func (b *bench) setup(ctx context.Context, m Mode) (undo []func() error, err error) {
 	l := b.l
+	if m.is6() {
+		return b.setup6(ctx, m)
+	}
 	gw := l.Director.Addr
 	if m == ModeDR {
 		gw = l.Gateway
@@ -486,7 +543,7 @@ func (b *bench) setup(ctx context.Context, m Mode) (undo []func() error, err err
 			}
 			undo = append(undo, u)
 		}
-		if _, err := runIn(ctx, d, kernelRules(l), "nft", "-f", "-"); err != nil {
+		if _, err := runIn(ctx, d, kernelRules(l, m), "nft", "-f", "-"); err != nil {
 			return undo, err
 		}
 		undo = append(undo, func() error {
@@ -497,30 +554,91 @@ func (b *bench) setup(ctx context.Context, m Mode) (undo []func() error, err err
 	return undo, nil
 }
 
+// setup6 is setup for an IPv6 twin: the reals' IPv6 default route via
+// the director (NAT, kernel) or the router (DR), the VIP on the reals' lo
+// (DR: a /128 there is never announced, Linux answers neighbour
+// solicitations only for the receiving interface's addresses), IPv6
+// forwarding and an ip6 DNAT table on the director (kernel).
+func (b *bench) setup6(ctx context.Context, m Mode) (undo []func() error, err error) {
+	l := b.l
+	gw := l.Director.Addr6
+	if m.base() == ModeDR {
+		gw = l.Gateway6
+	}
+	if err := l.SetRealGateway(gw); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() error { return l.SetRealGateway(l.Gateway6) })
+	switch m.base() {
+	case ModeDR:
+		for _, r := range l.Reals {
+			if _, err := runIn(ctx, r, "", "ip", "-6", "addr", "add", lab.VIP6.String()+"/128", "dev", "lo", "nodad"); err != nil {
+				return undo, err
+			}
+			undo = append(undo, func() error {
+				_, err := runIn(context.Background(), r, "", "ip", "-6", "addr", "del", lab.VIP6.String()+"/128", "dev", "lo")
+				return err
+			})
+		}
+	case ModeKernel:
+		d := l.Director
+		u, err := swapSysctl(d, "net/ipv6/conf/all/forwarding", "1")
+		if err != nil {
+			return undo, err
+		}
+		undo = append(undo, u)
+		if _, err := runIn(ctx, d, kernelRules(l, m), "nft", "-f", "-"); err != nil {
+			return undo, err
+		}
+		undo = append(undo, func() error {
+			_, err := runIn(context.Background(), d, "", "nft", "delete", "table", "ip6", kernelTable)
+			return err
+		})
+	}
+	return undo, nil
+}
+
 // kernelTable is the nftables table of the kernel baseline.
 const kernelTable = "gvsbench"
 
-// kernelRules is the kernel baseline: DNAT of VIP:53 to the reals in turn.
-func kernelRules(l *lab.Lab) string {
-	var m []string
-	for i, r := range l.Reals {
-		m = append(m, fmt.Sprintf("%d : %s", i, r.Addr))
+// kernelRules is the kernel baseline of m (ModeKernel or its IPv6 twin):
+// DNAT of VIP:53 to the reals in turn, in table ip or ip6.
+func kernelRules(l *lab.Lab, m Mode) string {
+	family, dst := "ip", vip
+	if m.is6() {
+		family, dst = "ip6", lab.VIP6
 	}
-	return fmt.Sprintf("table ip %s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\tip daddr %s udp dport %d dnat to numgen inc mod %d map { %s }\n\t}\n}\n",
-		kernelTable, vip, vport, len(l.Reals), strings.Join(m, ", "))
+	var rs []string
+	for i, r := range l.Reals {
+		a := r.Addr
+		if m.is6() {
+			a = r.Addr6
+		}
+		rs = append(rs, fmt.Sprintf("%d : %s", i, a))
+	}
+	return fmt.Sprintf("table %s %s {\n\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n\t\t%s daddr %s udp dport %d dnat to numgen inc mod %d map { %s }\n\t}\n}\n",
+		family, kernelTable, family, dst, vport, len(l.Reals), strings.Join(rs, ", "))
 }
 
 // gvsdConfig is the configuration gvsd runs with in mode m.
 func gvsdConfig(l *lab.Lab, m Mode) string {
 	forward := "dr"
-	if m == ModeNAT {
+	if m.base() == ModeNAT {
 		forward = "nat"
+	}
+	svc := netip.AddrPortFrom(vip, vport)
+	if m.is6() {
+		svc = netip.AddrPortFrom(lab.VIP6, vport)
 	}
 	var s strings.Builder
 	fmt.Fprintf(&s, "[director]\ninterface = %q\nworkers = 1\n\n", l.Director.Iface)
-	fmt.Fprintf(&s, "[[service]]\nname = \"bench\"\nprotocol = \"udp\"\naddress = \"%s:%d\"\nscheduler = \"rr\"\nforward = %q\n", vip, vport, forward)
+	fmt.Fprintf(&s, "[[service]]\nname = \"bench\"\nprotocol = \"udp\"\naddress = \"%s\"\nscheduler = \"rr\"\nforward = %q\n", svc, forward)
 	for _, r := range l.Reals {
-		fmt.Fprintf(&s, "  [[service.real]]\n  address = \"%s:%d\"\n", r.Addr, vport)
+		a := r.Addr
+		if m.is6() {
+			a = r.Addr6
+		}
+		fmt.Fprintf(&s, "  [[service.real]]\n  address = \"%s\"\n", netip.AddrPortFrom(a, vport))
 	}
 	return s.String()
 }
@@ -686,9 +804,9 @@ func (b *bench) startGenerator(m Mode, run string, rate float64) (*proc, error) 
 		// affinities alone. The socket memory trafgen raises (so frames in
 		// flight do not exhaust its send buffer, which it treats as fatal)
 		// is per network namespace: the generator's.
-		args = append(args, "trafgen", "-o", b.l.Generator.Iface, "-i", b.genCfg, "-P", "1", "-S", "256KiB", "--notouch-irq")
+		args = append(args, "trafgen", "-o", b.l.Generator.Iface, "-i", b.genCfg[family(m)], "-P", "1", "-S", "256KiB", "--notouch-irq")
 	default:
-		t := b.traffic
+		t := b.traffic[family(m)]
 		args = append(args, b.o.Self, genCommand, "-iface", b.l.Generator.Iface, "-dst-mac", t.DstMAC.String(),
 			"-src-mac", t.SrcMAC.String(), "-dst", t.Dst.String(), "-flows", strconv.Itoa(t.Flows))
 		if rate > 0 {

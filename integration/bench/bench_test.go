@@ -107,6 +107,71 @@ func TestFrames(t *testing.T) {
 	}
 }
 
+func testTraffic6(flows int) Traffic {
+	t := testTraffic(flows)
+	t.Dst = netip.MustParseAddrPort("[fd00:20::100]:53")
+	return t
+}
+
+// TestFrames6 decodes every IPv6 frame with gopacket and checks sizes,
+// addresses and flows, and that gopacket, serializing the same layers with
+// its own checksum, builds the same bytes.
+func TestFrames6(t *testing.T) {
+	tr := testTraffic6(256)
+	frames, err := tr.Frames()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 256 {
+		t.Fatalf("%d frames, want 256", len(frames))
+	}
+	flows := map[netip.AddrPort]bool{}
+	srcs := map[netip.Addr]bool{}
+	for i, f := range frames {
+		if len(f) != 80 {
+			t.Fatalf("frame %d is %d bytes, want 80 (84 with the FCS)", i, len(f))
+		}
+		p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		eth, _ := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		ip, _ := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+		if eth == nil || ip == nil || udp == nil {
+			t.Fatalf("frame %d: not Ethernet/IPv6/UDP: %v", i, p)
+		}
+		if eth.EthernetType != layers.EthernetTypeIPv6 || ip.Length != 26 || ip.HopLimit != 64 || ip.NextHeader != layers.IPProtocolUDP {
+			t.Errorf("frame %d: EtherType %v, payload length %d, hop limit %d, next header %v", i, eth.EthernetType, ip.Length, ip.HopLimit, ip.NextHeader)
+		}
+		dst, _ := netip.AddrFromSlice(ip.DstIP)
+		src, _ := netip.AddrFromSlice(ip.SrcIP)
+		if dst != tr.Dst.Addr() || uint16(udp.DstPort) != tr.Dst.Port() || udp.Length != 26 || len(udp.Payload) != 18 {
+			t.Errorf("frame %d: to %s:%d, UDP length %d, payload %d", i, dst, udp.DstPort, udp.Length, len(udp.Payload))
+		}
+		if !netip.MustParsePrefix("fd00:20::200/126").Contains(src) {
+			t.Errorf("frame %d: source %s outside fd00:20::200-203", i, src)
+		}
+		srcs[src] = true
+		flows[netip.AddrPortFrom(src, uint16(udp.SrcPort))] = true
+		if udp.Checksum == 0 {
+			t.Errorf("frame %d: UDP checksum 0, which IPv6 forbids", i)
+		}
+		udp.SetNetworkLayerForChecksum(ip)
+		buf := gopacket.NewSerializeBuffer()
+		opts := gopacket.SerializeOptions{ComputeChecksums: true, FixLengths: true}
+		if err := gopacket.SerializeLayers(buf, opts, eth, ip, udp, gopacket.Payload(udp.Payload)); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), f) {
+			t.Fatalf("flow %d: gopacket serializes\n%x\nthe bench built\n%x", i, buf.Bytes(), f)
+		}
+	}
+	if len(flows) != 256 || len(srcs) != 4 {
+		t.Errorf("%d distinct flows from %d sources, want 256 from 4", len(flows), len(srcs))
+	}
+	if got, want := tr.SourceRange(), "fd00:20::200-203:1024-1279"; got != want {
+		t.Errorf("SourceRange = %q, want %q", got, want)
+	}
+}
+
 // TestChecksumAgainstGopacket compares the bench's checksums with the ones
 // gopacket computes when it serializes the same packet.
 func TestChecksumAgainstGopacket(t *testing.T) {
@@ -135,7 +200,7 @@ func TestChecksumAgainstGopacket(t *testing.T) {
 func TestTrafficValidate(t *testing.T) {
 	for _, bad := range []Traffic{
 		{SrcMAC: testTraffic(1).SrcMAC, Dst: testTraffic(1).Dst, Flows: 1},
-		func() Traffic { x := testTraffic(1); x.Dst = netip.MustParseAddrPort("[::1]:53"); return x }(),
+		func() Traffic { x := testTraffic(1); x.Dst = netip.MustParseAddrPort("[::ffff:10.20.0.100]:53"); return x }(),
 		testTraffic(0),
 		testTraffic(MaxFlows + 1),
 	} {
@@ -190,7 +255,11 @@ func TestParseModes(t *testing.T) {
 	if err != nil || fmt.Sprint(got) != "[gvsd-dr gvsd-nat kernel-dnat]" {
 		t.Errorf("parseModes = %v, %v", got, err)
 	}
-	for _, bad := range []string{"", "dr,dr", "tun", "dr,,nat"} {
+	got, err = parseModes("kernel6,dr6,nat6,dr")
+	if err != nil || fmt.Sprint(got) != "[kernel-dnat6 gvsd-dr6 gvsd-nat6 gvsd-dr]" || !got[0].is6() || got[3].is6() || got[1].base() != ModeDR {
+		t.Errorf("parseModes of IPv6 twins = %v, %v", got, err)
+	}
+	for _, bad := range []string{"", "dr,dr", "tun", "dr,,nat", "dr6,dr6", "tun6", "dr66", "6"} {
 		if _, err := parseModes(bad); err == nil {
 			t.Errorf("parseModes(%q) succeeded", bad)
 		}
@@ -366,16 +435,29 @@ func TestKernelRulesAndConfig(t *testing.T) {
 			{Name: "rs2", Iface: "eth0", Addr: netip.MustParseAddr("10.20.0.12")},
 		},
 	}
-	rules := kernelRules(l)
+	l.Reals[0].Addr6 = netip.MustParseAddr("fd00:20::11")
+	l.Reals[1].Addr6 = netip.MustParseAddr("fd00:20::12")
+	rules := kernelRules(l, ModeKernel)
 	if !strings.Contains(rules, "ip daddr 10.20.0.100 udp dport 53 dnat to numgen inc mod 2 map { 0 : 10.20.0.11, 1 : 10.20.0.12 }") ||
 		!strings.Contains(rules, "type nat hook prerouting priority dstnat") || !strings.Contains(rules, "table ip gvsbench") {
 		t.Errorf("kernel rules:\n%s", rules)
+	}
+	rules = kernelRules(l, ModeKernel.IPv6())
+	if !strings.Contains(rules, "ip6 daddr fd00:20::100 udp dport 53 dnat to numgen inc mod 2 map { 0 : fd00:20::11, 1 : fd00:20::12 }") ||
+		!strings.Contains(rules, "type nat hook prerouting priority dstnat") || !strings.Contains(rules, "table ip6 gvsbench") {
+		t.Errorf("IPv6 kernel rules:\n%s", rules)
 	}
 	for m, want := range map[Mode]string{ModeDR: `forward = "dr"`, ModeNAT: `forward = "nat"`} {
 		cfg := gvsdConfig(l, m)
 		for _, w := range []string{want, "workers = 1", `address = "10.20.0.100:53"`, `address = "10.20.0.11:53"`, `address = "10.20.0.12:53"`, `protocol = "udp"`} {
 			if !strings.Contains(cfg, w) {
 				t.Errorf("%s config lacks %s:\n%s", m, w, cfg)
+			}
+		}
+		cfg = gvsdConfig(l, m.IPv6())
+		for _, w := range []string{want, "workers = 1", `address = "[fd00:20::100]:53"`, `address = "[fd00:20::11]:53"`, `address = "[fd00:20::12]:53"`, `protocol = "udp"`} {
+			if !strings.Contains(cfg, w) {
+				t.Errorf("%s config lacks %s:\n%s", m.IPv6(), w, cfg)
 			}
 		}
 	}

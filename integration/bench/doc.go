@@ -12,13 +12,15 @@
 //     mode, nftables DNAT and HAProxy (haproxy(1)), plus the pps suite's
 //     figure. See "The users suite" below.
 //
-// Frames are RFC 894 Ethernet, RFC 791 IPv4, RFC 768 UDP; the
+// Frames are RFC 894 Ethernet, RFC 791 IPv4, RFC 768 UDP (for the IPv6
+// twins dr6, nat6 and kernel6: RFC 8200 IPv6, the same datagram in an
+// 80-byte frame to [fd00:20::100]:53 from fd00:20::200-203); the
 // generator is trafgen(8) from netsniff-ng, or, when it is not installed
 // (or with -generator go), a Go generator on the dataplane's AF_PACKET
 // link (packet(7)); the report says which.
 //
 //	sudo go run ./integration/bench [-duration 5s] [-runs 3] [-json] [-keep] [-prefix gvsbench]
-//	                                [-configs dr,nat,kernel] [-flows 1024] [-warmup 1s]
+//	                                [-configs dr,nat,kernel[,dr6,nat6,kernel6]] [-flows 1024] [-warmup 1s]
 //	                                [-generator auto|trafgen|go] [-gvsd BIN] [-perf DIR]
 //	                                [-zero-loss [-zero-loss-steps 7] [-zero-loss-low 10kpps] [-zero-loss-quantum 100us]]
 //	                                [-pin=false]
@@ -31,7 +33,9 @@
 // tx pps (rx_packets of the bridge port facing it), forwarded pps (the sum
 // of the real servers' eth0 rx_packets), loss, the director CPU's use from
 // /proc/stat, and the ratios gvsd-dr / kernel-dnat (target 1.5x) and
-// gvsd-nat / kernel-dnat (target 1.2x). -json prints the same as JSON. It
+// gvsd-nat / kernel-dnat (target 1.2x), and of the IPv6 twins against
+// kernel-dnat6 (nftables DNAT in a table ip6, net.ipv6.conf.all.forwarding
+// = 1; the lab gets IPv6 when a twin is measured). -json prints the same as JSON. It
 // tears everything down on exit, on Ctrl-C and on failure (gvsd and the
 // generator also get a signal if the bench itself is killed); every wait
 // is bounded. The exit status says whether the benchmark ran, not whether
@@ -181,7 +185,8 @@
 //	             director answers SYNs with SYN cookies and opens the
 //	             connection to a real only for a client's ACK that carries a
 //	             good one. Not in the default -configs unless -flood is given
-//	direct6, kernel-dnat6, haproxy6, gvs-dr6, gvs-tun6, gvs-nat6, gvs-fullnat6
+//	direct6, kernel-dnat6, haproxy6, gvs-dr6, gvs-tun6, gvs-nat6, gvs-fullnat6,
+//	gvs-nat-synproxy6, gvs-fullnat-synproxy6
 //	             the IPv6 twins (UserConfig.IPv6): the same against the IPv6
 //	             VIP [fd00:20::100] (rs1's [fd00:20::11] for direct6) and the
 //	             reals' IPv6 addresses on a lab with IPv6 beside IPv4
@@ -209,7 +214,9 @@
 //     sends spoofed TCP SYNs from the client to VIP:80 (rs1:80 for
 //     direct) at RATE: sources 198.18.x.y with random ports, IDs and
 //     sequence numbers, the frame of scenario.SYNFloodTrafgen that the
-//     integration tests TestSYNFlood and TestSYNProxyFlood send.
+//     integration tests TestSYNFlood and TestSYNProxyFlood send; for an
+//     IPv6 twin, IPv6 SYNs to [VIP6]:80 from 2001:2::/48 (RFC 5180's
+//     benchmarking space) with the 80 bits after it at random.
 //     trafgen -P 1 (its one worker on CPU 0) starts 1 s before wrk and is
 //     stopped (SIGINT, killed after 10 s; under timeout(1) in case the
 //     bench dies) as soon as wrk ends. Meanwhile the router's rp_filter
@@ -223,7 +230,8 @@
 //     flood down. 1 s passes before row 4
 //  4. bulk TCP Gbit/s: iperf3 -c -t -duration -J, end.sum_received (in DR
 //     and TUN the real answers the client directly)
-//  5. LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat: after rows 1-4 of
+//  5. LAN UDP pps of gvs-dr, gvs-nat and kernel-dnat (and their IPv6
+//     twins, with the pps suite's IPv6 frames): after rows 1-4 of
 //     every configuration, the pps suite itself (its prepare and measure,
 //     one run, its own gvsd with workers = 1 pinned to CPU 1) on the same
 //     lab; -pps=false leaves it out
@@ -241,7 +249,7 @@
 // twins are set against kernel-dnat6 and haproxy6, and a last table gives
 // every twin's IPv6 / IPv4 ratio of each figure and whether all are
 // within 10% (ipv6Tolerance: latency at most 1.10×, rates at least
-// 0.90×). The SYN flood and LAN UDP pps rows are IPv4 only. -json prints the same
+// 0.90×), the SYN flood and LAN UDP pps rows included when measured. -json prints the same
 // with the raw wrk and iperf3 results and gvsd's final counters; -keep
 // keeps the directory with every config, log and raw tool output. A tool
 // that is not installed skips what needs it with the Debian package to

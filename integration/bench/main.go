@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gvs-lb/gvs/integration/lab"
 )
 
 // Bounds of the flags.
@@ -97,7 +99,7 @@ func runPPS(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(ctx, totalTimeout(o))
 	defer cancel()
 
-	needGvsd := slices.ContainsFunc(o.Modes, func(m Mode) bool { return m != ModeKernel })
+	needGvsd := slices.ContainsFunc(o.Modes, func(m Mode) bool { return m.base() != ModeKernel })
 	if o.Gvsd == "" && needGvsd {
 		o.Gvsd = filepath.Join(o.Dir, "gvsd")
 		if err := buildGvsd(ctx, o.Gvsd); err != nil {
@@ -151,7 +153,7 @@ func parsePPSFlags(args []string, stderr io.Writer) (o Options, jsonOut bool, co
 	fs.IntVar(&o.ZeroLossSteps, "zero-loss-steps", defaultZeroLossSteps, fmt.Sprintf("-zero-loss: bisection steps, each a run of -warmup plus -duration, 1 to %d", maxZeroLossSteps))
 	fs.DurationVar(&o.PaceQuantum, "zero-loss-quantum", defaultPaceQuantum, fmt.Sprintf("-zero-loss: the paced generator writes at most once per quantum every frame due by then, as a NIC coalescing interrupts; 0: each frame when it is due (the generator spins), up to %v", maxQuantum))
 	zeroLow := fs.String("zero-loss-low", "10kpps", "-zero-loss: the low bound of the search (pps, kpps or Mpps), measured only if no step above it passes")
-	modes := fs.String("configs", "dr,nat,kernel", "configurations to measure, in order: dr, nat, kernel")
+	modes := fs.String("configs", "dr,nat,kernel", "configurations to measure, in order: dr, nat, kernel, and their IPv6 twins dr6, nat6, kernel6 (80-byte IPv6 frames to ["+lab.VIP6.String()+"]:53; the lab gets IPv6)")
 	jsonFlag := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
 		return o, false, 2

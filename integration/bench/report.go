@@ -163,22 +163,30 @@ func (r *Report) config(name string) *ConfigResult {
 // when both were measured.
 func (r *Report) computeRatios() {
 	r.Ratios = nil
-	base := r.config(ModeKernel.String())
-	if base == nil || base.Median.ForwardedPPS <= 0 {
-		return
-	}
-	for _, c := range []struct {
-		m      Mode
-		target float64
-	}{{ModeDR, targetDR}, {ModeNAT, targetNAT}} {
-		g := r.config(c.m.String())
-		if g == nil {
+	for _, six := range []bool{false, true} {
+		fam := func(m Mode) Mode {
+			if six {
+				return m.IPv6()
+			}
+			return m
+		}
+		base := r.config(fam(ModeKernel).String())
+		if base == nil || base.Median.ForwardedPPS <= 0 {
 			continue
 		}
-		v := g.Median.ForwardedPPS / base.Median.ForwardedPPS
-		q := Ratio{Name: c.m.String() + " / " + ModeKernel.String(), Value: v, Target: c.target, Met: v >= c.target}
-		q.ZeroLoss, q.ZeroLossNote = zeroLossRatio(g.ZeroLoss, base.ZeroLoss)
-		r.Ratios = append(r.Ratios, q)
+		for _, c := range []struct {
+			m      Mode
+			target float64
+		}{{fam(ModeDR), targetDR}, {fam(ModeNAT), targetNAT}} {
+			g := r.config(c.m.String())
+			if g == nil {
+				continue
+			}
+			v := g.Median.ForwardedPPS / base.Median.ForwardedPPS
+			q := Ratio{Name: c.m.String() + " / " + base.Name, Value: v, Target: c.target, Met: v >= c.target}
+			q.ZeroLoss, q.ZeroLossNote = zeroLossRatio(g.ZeroLoss, base.ZeroLoss)
+			r.Ratios = append(r.Ratios, q)
+		}
 	}
 }
 

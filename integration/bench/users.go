@@ -110,9 +110,8 @@ func (c UserConfig) is6() bool { return c&userIPv6 != 0 }
 func (c UserConfig) base() UserConfig { return c &^ userIPv6 }
 
 // ipv6UserConfigs are the configurations that have an IPv6 twin: every
-// one of allUserConfigs. The SYN proxy's have none yet: the row they are
-// for, under a SYN flood, sends IPv4 SYNs.
-var ipv6UserConfigs = allUserConfigs
+// one, the SYN proxy's too (their flood is of IPv6 SYNs).
+var ipv6UserConfigs = append(slices.Clone(allUserConfigs), synproxyUserConfigs...)
 
 // withIPv6 returns cs with each configuration's IPv6 twin right after it
 // (-ipv6), where it has one and cs does not list it already: twins
@@ -181,18 +180,23 @@ func (c UserConfig) synproxy() bool {
 func (c UserConfig) isGvs() bool { return c.forward() != "" }
 
 // ppsMode is the pps suite's configuration that measures row 5 (LAN UDP
-// pps) for c, if there is one. The pps suite's generators send IPv4: an
-// IPv6 twin has none.
+// pps) for c, if there is one: an IPv6 twin's is the mode's IPv6 twin.
 func (c UserConfig) ppsMode() (Mode, bool) {
-	switch c {
+	var m Mode
+	switch c.base() {
 	case UserGvsDR:
-		return ModeDR, true
+		m = ModeDR
 	case UserGvsNAT:
-		return ModeNAT, true
+		m = ModeNAT
 	case UserKernelDNAT:
-		return ModeKernel, true
+		m = ModeKernel
+	default:
+		return 0, false
 	}
-	return 0, false
+	if c.is6() {
+		m = m.IPv6()
+	}
+	return m, true
 }
 
 // parseUserConfigs parses a comma-separated list of configuration names.
@@ -391,7 +395,7 @@ func parseUsersFlags(args []string, stderr io.Writer) (o UsersOptions, jsonOut b
 	}
 	configs := fs.String("configs", strings.Join(names, ","), "configurations to measure, in order (with -flood the default adds "+strings.Join(extra, ",")+
 		"); the IPv6 twins "+strings.Join(twins, ",")+" are the same against the IPv6 VIP ["+lab.VIP6.String()+"] and the reals' IPv6 addresses (nftables ip6 DNAT, HAProxy bound to the IPv6 VIP, IPv6 services in gvsd)")
-	ipv6 := fs.Bool("ipv6", false, "measure each configuration's IPv6 twin right after it (gvs-dr, then gvs-dr6, ...) and print IPv6 / IPv4 ratios of every figure; the lab gets IPv6 beside IPv4 (fd00:10::/64 client side, fd00:20::/64 LAN). The SYN flood (-flood) and LAN UDP pps (-pps) rows stay IPv4 only")
+	ipv6 := fs.Bool("ipv6", false, "measure each configuration's IPv6 twin right after it (gvs-dr, then gvs-dr6, ...) and print IPv6 / IPv4 ratios of every figure; the lab gets IPv6 beside IPv4 (fd00:10::/64 client side, fd00:20::/64 LAN). The SYN flood (-flood) of an IPv6 twin is of IPv6 SYNs (from 2001:2::/48), its LAN UDP pps (-pps) of 80-byte IPv6 frames")
 	fs.StringVar(&o.Prefix, "prefix", "gvsbench", "network namespace name prefix")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the lab and the directory of configs, logs and raw outputs")
 	fs.StringVar(&o.Gvsd, "gvsd", "", "gvsd binary (default: go build ./cmd/gvsd into a temporary directory)")

@@ -205,7 +205,9 @@ type FamilyComparison struct {
 	P99Ratio       *float64 `json:"latency_p99_ratio"`
 	KeepAliveRatio *float64 `json:"keepalive_req_per_s_ratio"`
 	ConnRatio      *float64 `json:"conn_per_s_ratio"`
+	ConnFloodRatio *float64 `json:"conn_per_s_synflood_ratio,omitempty"`
 	BulkRatio      *float64 `json:"bulk_gbit_per_s_ratio"`
+	UDPRatio       *float64 `json:"lan_udp_pps_ratio,omitempty"`
 	// Within says whether every IPv6 figure is within ipv6Tolerance of
 	// the IPv4 one on the worse side (latency at most 1.10×, rates at
 	// least 0.90×); nil when a ratio is missing and none of the others
@@ -217,17 +219,18 @@ type FamilyComparison struct {
 // familyFigures are the figures FamilyComparison sets side by side: a
 // short name, the ratio's field, and whether lower is better.
 func (q *FamilyComparison) figures() []struct {
-	name  string
-	ratio **float64
-	lower bool
+	name            string
+	ratio           **float64
+	lower, optional bool
 } {
 	return []struct {
-		name  string
-		ratio **float64
-		lower bool
+		name            string
+		ratio           **float64
+		lower, optional bool
 	}{
-		{"p50", &q.P50Ratio, true}, {"p99", &q.P99Ratio, true}, {"keep-alive", &q.KeepAliveRatio, false},
-		{"conn/s", &q.ConnRatio, false}, {"Gbit/s", &q.BulkRatio, false},
+		{"p50", &q.P50Ratio, true, false}, {"p99", &q.P99Ratio, true, false}, {"keep-alive", &q.KeepAliveRatio, false, false},
+		{"conn/s", &q.ConnRatio, false, false}, {"Gbit/s", &q.BulkRatio, false, false},
+		{"conn/s under flood", &q.ConnFloodRatio, false, true}, {"UDP pps", &q.UDPRatio, false, true},
 	}
 }
 
@@ -240,12 +243,16 @@ func compareFamilies(v6, v4 *UserResult) FamilyComparison {
 		P99Ratio:       ratio(v6.LatencyP99, v4.LatencyP99),
 		KeepAliveRatio: ratio(v6.KeepAliveRPS, v4.KeepAliveRPS),
 		ConnRatio:      ratio(v6.ConnPerS, v4.ConnPerS),
+		ConnFloodRatio: ratio(v6.ConnPerSFlood, v4.ConnPerSFlood),
 		BulkRatio:      ratio(v6.BulkGbps, v4.BulkGbps),
+		UDPRatio:       ratio(v6.UDPPPS, v4.UDPPPS),
 	}
 	missing := false
 	for _, f := range q.figures() {
 		r := *f.ratio
 		switch {
+		case r == nil && f.optional:
+			// Measured only with -flood or for row 5's configurations.
 		case r == nil:
 			missing = true
 		// ratioSlack: a ratio printed as 1.10x or 0.90x is within.
@@ -278,11 +285,11 @@ var userRows = []userRow{
 		func(r *UserResult) Figure { return r.KeepAliveRPS }, fmtPPS, false},
 	{RowSpec{"conn_per_s", "new conn/s, 32 at a time", "wrk -t2 -c32 -H 'Connection: close': Requests/sec, one connection per request"},
 		func(r *UserResult) Figure { return r.ConnPerS }, fmtPPS, false},
-	{RowSpec{"conn_per_s_synflood", "new conn/s under a SYN flood", "the same while trafgen sends spoofed SYNs (from 198.18.x.y, random ports) from the client to VIP:80 (rs1:80 for direct), from 1 s before wrk until it ends; IPv4 only"},
+	{RowSpec{"conn_per_s_synflood", "new conn/s under a SYN flood", "the same while trafgen sends spoofed SYNs (from 198.18.x.y, or 2001:2::/48 in IPv6, random ports) from the client to VIP:80 (rs1:80 for direct), from 1 s before wrk until it ends"},
 		func(r *UserResult) Figure { return r.ConnPerSFlood }, fmtPPS, true},
 	{RowSpec{"bulk_gbit_per_s", "bulk TCP Gbit/s, 1 stream", "iperf3 -c -J: end.sum_received.bits_per_second"},
 		func(r *UserResult) Figure { return r.BulkGbps }, fmtGbps, false},
-	{RowSpec{"lan_udp_pps", "LAN UDP pps, 64-byte frames", "the pps suite, 1 run: forwarded pps (sum of the reals' rx) from a generator on the LAN; IPv4 only"},
+	{RowSpec{"lan_udp_pps", "LAN UDP pps, 64-byte frames", "the pps suite, 1 run: forwarded pps (sum of the reals' rx) from a generator on the LAN; IPv6: the same datagram in 84-byte frames"},
 		func(r *UserResult) Figure { return r.UDPPPS }, fmtPPS, false},
 }
 
@@ -560,7 +567,11 @@ func (r *UsersReport) writeTable(w io.Writer) {
 	if len(r.IPv6VsIPv4) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintf(tw, "IPv6 / IPv4\tp50 ×\tp99 ×\tkeep-alive req/s ×\tconn/s ×\tGbit/s ×\twithin %.0f%%\t\n", 100*ipv6Tolerance)
+		floodCol := ""
+		if flood {
+			floodCol = "conn/s flood ×\t"
+		}
+		fmt.Fprintf(tw, "IPv6 / IPv4\tp50 ×\tp99 ×\tkeep-alive req/s ×\tconn/s ×\t%sGbit/s ×\tUDP pps ×\twithin %.0f%%\t\n", floodCol, 100*ipv6Tolerance)
 		for _, q := range r.IPv6VsIPv4 {
 			within := "-"
 			switch {
@@ -570,8 +581,12 @@ func (r *UsersReport) writeTable(w io.Writer) {
 			default:
 				within = "no: " + strings.Join(q.Worse, ", ")
 			}
-			fmt.Fprintf(tw, "%s / %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", q.Config, q.IPv4, fmtRatio(q.P50Ratio), fmtRatio(q.P99Ratio),
-				fmtRatio(q.KeepAliveRatio), fmtRatio(q.ConnRatio), fmtRatio(q.BulkRatio), within)
+			fmt.Fprintf(tw, "%s / %s\t%s\t%s\t%s\t%s\t", q.Config, q.IPv4, fmtRatio(q.P50Ratio), fmtRatio(q.P99Ratio),
+				fmtRatio(q.KeepAliveRatio), fmtRatio(q.ConnRatio))
+			if flood {
+				fmt.Fprintf(tw, "%s\t", fmtRatio(q.ConnFloodRatio))
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t\n", fmtRatio(q.BulkRatio), fmtRatio(q.UDPRatio), within)
 		}
 		tw.Flush()
 		fmt.Fprintf(w, "(×: the IPv6 figure / the same configuration's IPv4 figure, measured right after it; within %.0f%%: no IPv6 figure more than %.0f%% worse, latency at most %.2fx and rates at least %.2fx)\n",
@@ -582,7 +597,7 @@ func (r *UsersReport) writeTable(w io.Writer) {
 		// configurations' against.
 		var kept []string
 		for _, c := range r.Configs {
-			if !strings.HasPrefix(c.Name, "gvs-") && c.Skipped == "" && !c.kind().is6() {
+			if !strings.HasPrefix(c.Name, "gvs-") && c.Skipped == "" {
 				kept = append(kept, c.Name+" "+fmtPercent(c.ConnFloodKept))
 			}
 		}

@@ -347,7 +347,7 @@ func (u *users) skip(c UserConfig) string {
 // the row under a SYN flood when asked for), to mark when none can be.
 func (u *users) measured(res *UserResult) []*Figure {
 	f := []*Figure{&res.LatencyP50, &res.LatencyP99, &res.KeepAliveRPS, &res.ConnPerS}
-	if u.o.FloodPPS > 0 && !res.config.is6() {
+	if u.o.FloodPPS > 0 {
 		f = append(f, &res.ConnPerSFlood)
 	}
 	return append(f, &res.BulkGbps)
@@ -439,8 +439,8 @@ func (u *users) measure(ctx context.Context, c UserConfig) (res UserResult) {
 	if ctx.Err() != nil {
 		return res
 	}
-	// Row 3 again, under a SYN flood (IPv4 SYNs: not for an IPv6 twin).
-	if u.o.FloodPPS > 0 && !c.is6() {
+	// Row 3 again, under a SYN flood (IPv6 SYNs for an IPv6 twin).
+	if u.o.FloodPPS > 0 {
 		u.measureFlood(ctx, c, target, url, &res)
 		if ctx.Err() != nil {
 			return res
@@ -810,6 +810,9 @@ func (u *users) flooded(ctx context.Context, c UserConfig, target netip.AddrPort
 		}
 	}()
 	for _, iface := range []string{"all", l.Router.Iface, routerLANIface} {
+		if target.Addr().Is6() {
+			break // IPv6 has no reverse-path filter
+		}
 		restore, err := swapSysctl(l.Router, "net/ipv4/conf/"+iface+"/rp_filter", "0")
 		if err != nil {
 			return nil, err

@@ -17,6 +17,11 @@ import (
 // drops the flood for having no route back.
 var SYNFloodSources = netip.MustParsePrefix("198.18.0.0/16")
 
+// SYNFloodSources6 is where the spoofed SYNs come from for an IPv6 target:
+// 2001:2::/48, RFC 5180's benchmarking space, routed nowhere in the lab
+// either. IPv6 has no reverse-path filter in the kernel.
+var SYNFloodSources6 = netip.MustParsePrefix("2001:2::/48")
+
 // SYNFloodTrafgen returns a trafgen(8) configuration of one TCP SYN frame
 // from src (MAC) to dst (MAC) for target, whose IP ID, source address (in
 // SYNFloodSources), source port and sequence number trafgen draws at
@@ -28,27 +33,58 @@ var SYNFloodSources = netip.MustParsePrefix("198.18.0.0/16")
 //	                    22  TTL | 23 protocol 6 | 24 header checksum | 26 source | 30 destination
 //	TCP (RFC 9293)      34  source port | 36 destination port | 38 sequence | 42 acknowledgment
 //	                    46  data offset 5 | 47 flags SYN | 48 window | 50 checksum | 52 urgent
+//
+// An IPv6 target gets the same SYN behind an IPv6 header from
+// SYNFloodSources6, the 80 bits after the /48 drawn at random:
+//
+//	Ethernet (RFC 894)   0  destination MAC | 6 source MAC | 12 EtherType 0x86DD
+//	IPv6 (RFC 8200)     14  version 6, flow label 0 | 18 payload length 20 | 20 next header 6 | 21 hop limit 64
+//	                    22  source (16) | 38 destination (16)
+//	TCP (RFC 9293)      54  as above, 20 bytes later
 func SYNFloodTrafgen(dst, src net.HardwareAddr, target netip.AddrPort) string {
+	if target.Addr().Is6() && !target.Addr().Is4In6() {
+		return synFloodTrafgen6(dst, src, target)
+	}
 	const (
 		offIP  = 14
 		offTCP = 34
 	)
-	hex := func(b []byte) string {
-		s := make([]string, len(b))
-		for i, c := range b {
-			s[i] = fmt.Sprintf("0x%02x", c)
-		}
-		return strings.Join(s, ", ")
-	}
 	from := SYNFloodSources.Addr().As4()
 	a := target.Addr().As4()
 	var b strings.Builder
 	fmt.Fprintf(&b, "/* gvs SYN flood: TCP SYNs from %d.%d.x.y:random to %s */\n{\n", from[0], from[1], target)
-	fmt.Fprintf(&b, "  %s,\n  %s,\n  c16(0x0800),\n", hex(dst), hex(src))
+	fmt.Fprintf(&b, "  %s,\n  %s,\n  c16(0x0800),\n", hexBytes(dst), hexBytes(src))
 	fmt.Fprintf(&b, "  0x45, 0x00, c16(40), drnd(2), c16(0x4000), 64, 6, csumip(%d, %d),\n", offIP, offTCP-1)
-	fmt.Fprintf(&b, "  %d, %d, drnd(2),\n  %s,\n", from[0], from[1], hex(a[:]))
+	fmt.Fprintf(&b, "  %d, %d, drnd(2),\n  %s,\n", from[0], from[1], hexBytes(a[:]))
 	fmt.Fprintf(&b, "  drnd(2), c16(%d), drnd(4), c32(0),\n", target.Port())
 	fmt.Fprintf(&b, "  0x50, 0x02, c16(64240), csumtcp(%d, %d), c16(0),\n}\n", offIP, offTCP)
+	return b.String()
+}
+
+// hexBytes writes b as trafgen's comma-separated 0xNN bytes.
+func hexBytes(b []byte) string {
+	s := make([]string, len(b))
+	for i, c := range b {
+		s[i] = fmt.Sprintf("0x%02x", c)
+	}
+	return strings.Join(s, ", ")
+}
+
+// synFloodTrafgen6 is SYNFloodTrafgen for an IPv6 target.
+func synFloodTrafgen6(dst, src net.HardwareAddr, target netip.AddrPort) string {
+	const (
+		offIP  = 14
+		offTCP = 54
+	)
+	from := SYNFloodSources6.Addr().As16()
+	a := target.Addr().As16()
+	var b strings.Builder
+	fmt.Fprintf(&b, "/* gvs SYN flood: TCP SYNs from %s:random to %s */\n{\n", SYNFloodSources6, target)
+	fmt.Fprintf(&b, "  %s,\n  %s,\n  c16(0x86dd),\n", hexBytes(dst), hexBytes(src))
+	fmt.Fprintf(&b, "  0x60, 0x00, 0x00, 0x00, c16(20), 6, 64,\n")
+	fmt.Fprintf(&b, "  %s, drnd(10),\n  %s,\n", hexBytes(from[:6]), hexBytes(a[:]))
+	fmt.Fprintf(&b, "  drnd(2), c16(%d), drnd(4), c32(0),\n", target.Port())
+	fmt.Fprintf(&b, "  0x50, 0x02, c16(64240), csumtcp6(%d, %d), c16(0),\n}\n", offIP, offTCP)
 	return b.String()
 }
 
