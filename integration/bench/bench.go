@@ -202,9 +202,9 @@ func (o Options) pinned() bool { return !o.NoPin }
 
 // bench is one Bench call's state.
 type bench struct {
-	o       Options
-	l       *lab.Lab
-	cs      *counterSet
+	o  Options
+	l  *lab.Lab
+	cs *counterSet
 	// traffic and genCfg (the trafgen config's path) are per family:
 	// [0] IPv4, [1] IPv6 (set only when an IPv6 mode is measured).
 	traffic [2]Traffic

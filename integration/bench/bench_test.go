@@ -200,7 +200,11 @@ func TestChecksumAgainstGopacket(t *testing.T) {
 func TestTrafficValidate(t *testing.T) {
 	for _, bad := range []Traffic{
 		{SrcMAC: testTraffic(1).SrcMAC, Dst: testTraffic(1).Dst, Flows: 1},
-		func() Traffic { x := testTraffic(1); x.Dst = netip.MustParseAddrPort("[::ffff:10.20.0.100]:53"); return x }(),
+		func() Traffic {
+			x := testTraffic(1)
+			x.Dst = netip.MustParseAddrPort("[::ffff:10.20.0.100]:53")
+			return x
+		}(),
 		testTraffic(0),
 		testTraffic(MaxFlows + 1),
 	} {
