@@ -496,7 +496,11 @@ func (r *UsersReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "%gs per measurement%s, lab offloads: %s, %s\n", r.DurationSec, rounds, r.Offloads, pin)
 	toolNames := []string{"wrk", "nginx", "haproxy", "iperf3"}
 	if r.SYNFloodPPS > 0 {
-		fmt.Fprintf(w, "SYN flood: %s pps of spoofed SYNs from the client (trafgen -P 1, its worker on CPU 0), sources 198.18.x.y\n", fmtPPS(float64(r.SYNFloodPPS)))
+		sources := "198.18.x.y"
+		if slices.ContainsFunc(r.Configs, func(c UserResult) bool { return c.kind().is6() }) {
+			sources += " (IPv6: 2001:2::/48)"
+		}
+		fmt.Fprintf(w, "SYN flood: %s pps of spoofed SYNs from the client (trafgen -P 1, its worker on CPU 0), sources %s\n", fmtPPS(float64(r.SYNFloodPPS)), sources)
 		toolNames = append(toolNames, "trafgen")
 	}
 	var tools []string
