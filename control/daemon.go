@@ -636,6 +636,15 @@ func (d *Daemon) resolver() {
 			return false
 		}
 		changed := d.resolve(d.nextHops(d.cfg))
+		if a6, ok := interfaceIPv6(d.link.Name); ok && a6 != d.link.Addr6 {
+			// The interface's own IPv6 address came (SLAAC after the
+			// start), went or moved (renumbering): it is the default
+			// FULLNAT local address of the IPv6 services and the
+			// IPv6-in-IPv6 tunnels' source.
+			d.log.Info("interface IPv6 address changed", "interface", d.link.Name, "was", d.link.Addr6, "now", a6)
+			d.link.Addr6 = a6
+			changed = true
+		}
 		if d.match != nil && len(d.match.NATReals6) > 0 && !slices.Equal(ownAddrs6(d.link.Name), d.match.Own6) {
 			// An IPv6 address of the director came or went (SLAAC, an
 			// operator): the ingress table must let the NAT reals'
@@ -690,6 +699,21 @@ func linkInfo(name string) (LinkInfo, error) {
 		return LinkInfo{}, fmt.Errorf("control: interface %q %w", name, errNoIPv4)
 	}
 	return li, nil
+}
+
+// interfaceIPv6 reads the interface's own IPv6 address again (ownIPv6 of
+// its addresses; invalid when it has none), false if the interface or its
+// addresses cannot be read.
+func interfaceIPv6(name string) (netip.Addr, bool) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ownIPv6(addrs), true
 }
 
 // ownIPv6 returns the first global IPv6 address of an interface's
