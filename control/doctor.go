@@ -112,9 +112,18 @@ func checkBGP(cfg *config.Config, st *api.BGPStatus) []api.Check {
 			out = append(out, ok(name, fmt.Sprintf("established with AS %d for %v, %d UPDATEs sent", p.AS, time.Duration(p.Uptime)*time.Second, p.UpdatesSent)))
 			continue
 		}
+		// The router sees the session come from the director's address of
+		// the peer's family.
+		neighbor := cfg.Director.Interface + "'s address " + st.NextHop
+		if a, err := netip.ParseAddr(p.Address); err == nil && a.Is6() {
+			neighbor = cfg.Director.Interface + "'s IPv6 address"
+			if st.NextHop6 != "" {
+				neighbor += " " + st.NextHop6
+			}
+		}
 		out = append(out, fail(name, fmt.Sprintf("session %s, not established: the router gets no route to the VIPs from this director", p.State),
 			fmt.Sprintf("on %s, configure a BGP neighbor %s with remote AS %d (%s) and the same TCP MD5 password if any; check that %s reaches TCP port 179 on it (nc -z %s 179)",
-				p.Address, cfg.Director.Interface+"'s address "+st.NextHop, st.LocalAS, families, cfg.Director.Interface, p.Address)))
+				p.Address, neighbor, st.LocalAS, families, cfg.Director.Interface, p.Address)))
 	}
 	if len(v6) > 0 && st.NextHop6 == "" {
 		out = append(out, fail("bgp ipv6", fmt.Sprintf("no IPv6 next hop: the IPv6 VIPs %v are not announced (%s has no global IPv6 address)", v6, cfg.Director.Interface),

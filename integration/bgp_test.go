@@ -52,15 +52,21 @@ protocol kernel {
 }
 `)
 	for i, d := range directors {
+		// An IPv6 session: BIRD takes the router's own address of the
+		// director's family (the router ID is IPv4).
+		local := routerID.String() + " "
+		if d.Is6() {
+			local = ""
+		}
 		fmt.Fprintf(&b, `protocol bgp director%d {
-	local %s as %d;
+	local %sas %d;
 	neighbor %s as %d;
 	passive on;
 	error wait time 1, 5;
 	ipv4 { import where net.len = 32; export none; };
 	ipv6 { import where net.len = 128; export none; };
 }
-`, i+1, routerID, routerAS, d, directorAS)
+`, i+1, local, routerAS, d, directorAS)
 	}
 	return b.String()
 }
@@ -394,5 +400,102 @@ func TestBGPIPv6NextHopLater(t *testing.T) {
 	t.Logf("announced %v after the director's IPv6 address came:\n%s", time.Since(start).Round(time.Millisecond), out)
 	if st := gvsStatus(ctx, t, env.SocketPath).BGP; st.NextHop6 != director6.String() {
 		t.Errorf("gvsadm's next_hop6 %q, want %s", st.NextHop6, director6)
+	}
+}
+
+// TestBGPIPv6Peer: gvsd peers with BIRD over an IPv6 session (bgp.peer
+// address = the router's IPv6 address) and announces over it both its
+// IPv4 VIP (/32 via the director's IPv4 address) and its IPv6 VIP (/128
+// via its IPv6 address): the router learns both, and the client reaches
+// both services through them. gvsadm -L --json and doctor name the IPv6
+// peer.
+func TestBGPIPv6Peer(t *testing.T) {
+	if _, err := exec.LookPath("bird"); err != nil {
+		t.Skip("needs BIRD 2 (apt-get install bird2)")
+	}
+	if _, err := exec.LookPath("birdc"); err != nil {
+		t.Skip("needs birdc (apt-get install bird2)")
+	}
+	l := needLabWith(t, lab.Options{IPv6: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	director, director6 := l.Director.Addr, l.Director.Addr6
+	vip, vip6 := netip.PrefixFrom(scenario.VIP, 32), netip.PrefixFrom(lab.VIP6, 128)
+	rt := startBIRD(ctx, t, l.Router, birdConfig(l.Gateway, []netip.Addr{director6}))
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "[director]\ninterface = %q\nworkers = 1\n", l.Director.Iface)
+	for _, v := range []netip.Addr{scenario.VIP, lab.VIP6} {
+		fmt.Fprintf(&b, "\n[[service]]\naddress = %q\nscheduler = \"mh\"\nforward = \"dr\"\n", netip.AddrPortFrom(v, scenario.TCPPort))
+		for _, r := range l.Reals {
+			a := r.Addr
+			if v.Is6() {
+				a = r.Addr6
+			}
+			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(a, scenario.TCPPort))
+		}
+	}
+	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\ndrain = \"0s\"\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, l.Gateway6, routerAS)
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, MoreVIPs: []netip.Addr{lab.VIP6}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range l.Reals {
+		e, err := r.StartEcho("tcp", netip.AddrPortFrom(lab.VIP6, scenario.TCPPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close()
+	}
+	defer func() {
+		env.Close()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
+			t.Logf("bird log:\n%s", rt.proc.Log())
+		}
+	}()
+
+	var out, out6 string
+	if err := waitCond(ctx, 20*time.Second, func() bool {
+		var has, has6 bool
+		out, has = rt.route(ctx, t, vip, director)
+		out6, has6 = rt.route(ctx, t, vip6, director6)
+		return has && has6
+	}); err != nil {
+		t.Fatalf("BIRD's routes to %s via %s and %s via %s over the IPv6 session: %v\n%s\n%s", vip, director, vip6, director6, err, out, out6)
+	}
+	t.Logf("over the IPv6 session:\n%s%s", out, out6)
+	for _, c := range []struct {
+		p  netip.Prefix
+		nh netip.Addr
+	}{{vip, director}, {vip6, director6}} {
+		if err := waitCond(ctx, 5*time.Second, func() bool { return kernelRoute(ctx, l.Router, c.p, c.nh) }); err != nil {
+			t.Errorf("the router's kernel has no route to %s via %s", c.p, c.nh)
+		}
+	}
+	st := gvsStatus(ctx, t, env.SocketPath).BGP
+	if st == nil || len(st.Peers) != 1 || st.Peers[0].Address != l.Gateway6.String() || !st.Peers[0].Established || len(st.Announced) != 2 {
+		t.Errorf("gvsadm -L --json bgp = %+v", st)
+	}
+	doc, _ := exec.CommandContext(ctx, bins.gvsadm, "--socket", env.SocketPath, "doctor").CombinedOutput()
+	if !strings.Contains(string(doc), "bgp peer "+l.Gateway6.String()) || !strings.Contains(string(doc), "established with AS 65000") {
+		t.Errorf("gvsadm doctor shows no established IPv6 bgp peer:\n%s", doc)
+	}
+	for _, v := range []netip.Addr{scenario.VIP, lab.VIP6} {
+		conn, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(v, scenario.TCPPort))
+		if err != nil {
+			t.Fatalf("client to the VIP %s: %v", v, err)
+		}
+		msg := []byte("through a route learnt over IPv6")
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		back := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, back); err != nil || string(back) != string(msg) {
+			t.Errorf("echo through the VIP %s: %q, %v", v, back, err)
+		}
+		conn.Close()
 	}
 }

@@ -35,11 +35,14 @@ communities = ["65000:100", "0:65535"]
   [[bgp.peer]]
   address = "10.20.0.254"
   as = 4200000001
+  [[bgp.peer]]
+  address = "fd00:20::1"
+  as = 65000
 `)
 	want := BGP{Enabled: true, LocalAS: 4200000001, RouterID: netip.MustParseAddr("10.20.0.2"), HoldTime: 30 * time.Second,
 		NextHop: netip.MustParseAddr("10.20.0.9"), NextHop6: netip.MustParseAddr("fd00:20::9"), Drain: 2 * time.Second, MED: 0, Communities: []string{"65000:100", "0:65535"},
 		Peers: []BGPPeer{{Address: netip.MustParseAddr("10.20.0.1"), AS: 65000, Password: "s3cret"},
-			{Address: netip.MustParseAddr("10.20.0.254"), AS: 4200000001}}}
+			{Address: netip.MustParseAddr("10.20.0.254"), AS: 4200000001}, {Address: netip.MustParseAddr("fd00:20::1"), AS: 65000}}}
 	if !reflect.DeepEqual(c.BGP, want) {
 		t.Errorf("BGP =\n%+v\nwant\n%+v", c.BGP, want)
 	}
@@ -122,8 +125,9 @@ func TestBGPErrors(t *testing.T) {
 		{"peers", bgpHead + "[bgp]\nlocal_as = 65001\n" + peer + peer + "[[bgp.peer]]\nas = 65000\npassword = \"" + strings.Repeat("k", 81) + "\"\n[[bgp.peer]]\naddress = \"10.20.0.5\"\n",
 			[]FieldError{{"bgp.peer[1].address", "10.20.0.1 is already bgp.peer[0]"}, {"bgp.peer[2].address", "required"},
 				{"bgp.peer[2].password", "81 bytes long; a TCP MD5 key has at most 80 (TCP_MD5SIG_MAXKEYLEN)"}, {"bgp.peer[3].as", "required"}}},
-		{"peer IPv6", bgpHead + "[bgp]\nlocal_as = 65001\n[[bgp.peer]]\naddress = \"fd00::1\"\nas = 65000\n",
-			[]FieldError{{"bgp.peer[0].address", "IPv6 not supported yet (fd00::1)"}}},
+		{"peer IPv6 link-local, next_hop IPv6", bgpHead + "[bgp]\nlocal_as = 65001\nnext_hop = \"fd00::2\"\n[[bgp.peer]]\naddress = \"fe80::1\"\nas = 65000\n",
+			[]FieldError{{"bgp.next_hop", "fd00::2 is an IPv6 address: the IPv6 VIPs' next hop is bgp.next_hop6"},
+				{"bgp.peer[0].address", "fe80::1 is link-local"}}},
 		{"peer unknown key", bgpHead + "[bgp]\nlocal_as = 65001\n" + peer + "port = 1179\n", []FieldError{{"bgp.peer[0].port", "unknown key"}}},
 		{"peer not a table array", bgpHead + "[bgp]\nlocal_as = 65001\npeer = 1\n", []FieldError{{"bgp.peer", "want an array of tables ([[bgp.peer]]), got integer 1"}}},
 		{"with vrrp", bgpHead + "[[service]]\naddress = \"10.20.0.100:443\"\n[[service]]\naddress = \"10.20.0.101:80\"\n[vrrp]\nrouter_id = 51\n[bgp]\nlocal_as = 65001\n" + peer,

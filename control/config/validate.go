@@ -112,8 +112,10 @@ func (v *validator) bgp(b *BGP) {
 	if h := b.HoldTime; h != 0 && (h < 3*time.Second || h > 65535*time.Second || h%time.Second != 0) {
 		v.addf("bgp.hold_time", "%s is not 0 or a whole number of seconds in 3s..65535s (RFC 4271)", h)
 	}
-	if b.NextHop.IsValid() {
-		if msg := checkAddr(b.NextHop); msg != "" {
+	if a := b.NextHop; a.IsValid() {
+		if a.Is6() && !a.Is4In6() {
+			v.addf("bgp.next_hop", "%s is an IPv6 address: the IPv6 VIPs' next hop is bgp.next_hop6", a)
+		} else if msg := checkAddr(a); msg != "" {
 			v.addf("bgp.next_hop", "%s", msg)
 		}
 	}
@@ -143,7 +145,9 @@ func (v *validator) bgp(b *BGP) {
 		p := &b.Peers[i]
 		path := index("bgp.peer", i)
 		ap := join(path, "address")
-		if msg := checkAddr(p.Address); msg != "" {
+		// A peer may be IPv4 or IPv6: over either session both unicast
+		// families are announced (MP-BGP, RFC 4760).
+		if msg := checkAddrPort(netip.AddrPortFrom(p.Address, 0)); msg != "" {
 			v.addf(ap, "%s", msg)
 		} else if j, ok := seen[p.Address]; ok {
 			v.addf(ap, "%s is already bgp.peer[%d]", p.Address, j)
