@@ -39,6 +39,8 @@ const (
 	syncPauseFor  = time.Millisecond
 	// ipUDPHeaders is what IPv4 and UDP add to a sync message.
 	ipUDPHeaders = 20 + 8
+	// ip6UDPHeaders is what IPv6 and UDP add (sync over IPv6).
+	ip6UDPHeaders = 40 + 8
 )
 
 // syncer runs [sync]: while the director holds the VIPs it sends the
@@ -100,16 +102,23 @@ func (d *Daemon) startSync(cfg *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("control: sync: %w", err)
 	}
-	sock, err := connsync.Listen(connsync.SocketConfig{Interface: iface, Peer: sc.Peer, Port: uint16(sc.Port)})
+	sock, err := connsync.Listen(connsync.SocketConfig{Interface: iface, Peer: sc.Peer, Group: sc.Group, Port: uint16(sc.Port), TTL: sc.TTL})
 	if err != nil {
 		return fmt.Errorf("control: sync: %w", err)
 	}
-	s := &syncer{d: d, cfg: sc, sock: sock, iface: iface, maxSize: ifi.MTU - ipUDPHeaders}
+	headers := ipUDPHeaders
+	if sock.IPv6() {
+		headers = ip6UDPHeaders
+	}
+	s := &syncer{d: d, cfg: sc, sock: sock, iface: iface, maxSize: ifi.MTU - headers}
 	d.sync = s
 	d.bg.Add(2)
 	go s.send()    // sync: sends the workers' reports, and refreshes, until the daemon stops; then closes the socket
 	go s.receive() // sync: installs the peer's connections, until the socket closes
 	to := sc.Peer
+	if !to.IsValid() {
+		to = sc.Group
+	}
 	if !to.IsValid() {
 		to = connsync.DefaultGroup
 	}
@@ -299,9 +308,12 @@ func (s *syncer) status() *api.SyncStatus {
 		MessagesSent: s.msgsSent.Load(), ConnsSent: s.connsSent.Load(), SendErrors: s.sendErrors.Load(), Dropped: st.Dropped,
 		MessagesReceived: s.msgsRecv.Load(), ConnsReceived: s.connsRecv.Load(), Invalid: s.invalid.Load(), Ignored: s.ignored.Load(),
 		Installed: st.Installed, Unknown: st.Unknown, Refused: st.Refused, InboxFull: st.InboxFull, Kept: st.Kept}
-	if s.cfg.Peer.IsValid() {
+	switch {
+	case s.cfg.Peer.IsValid():
 		as.Peer = s.cfg.Peer.String()
-	} else {
+	case s.cfg.Group.IsValid():
+		as.Group = s.cfg.Group.String()
+	default:
 		as.Group = connsync.DefaultGroup.String()
 	}
 	return as

@@ -24,7 +24,8 @@ import (
 // TestFailoverIPv6 is TestFailover's smallest case for an IPv6 service:
 // two gvsd directors share the IPv6 VIP through VRRPv3 over IPv6 (adverts
 // from their link-local addresses to ff02::12) and sync its connections
-// (struct ip_vs_sync_v6 records); through the master run a long-lived TCP
+// (struct ip_vs_sync_v6 records, sent over IPv6 to the group ff02::8:81);
+// through the master run a long-lived TCP
 // stream to [VIP6]:80 (an echo every 20 ms) and a new connection every
 // 50 ms. Once the backup has installed the stream's connection, the master
 // is killed (SIGKILL): the backup takes over (adds the VIP as a /128 and
@@ -50,6 +51,9 @@ func TestFailoverIPv6(t *testing.T) {
 		t.Run(c.name(), func(t *testing.T) { runFailoverIPv6(t, c) })
 	}
 }
+
+// failoverSyncGroup6 is TestFailoverIPv6's sync group.
+const failoverSyncGroup6 = "ff02::8:81"
 
 // failover6Case is one run of TestFailoverIPv6.
 type failover6Case struct {
@@ -138,7 +142,9 @@ func runFailoverIPv6(t *testing.T, c failover6Case) {
 		for _, r := range l.Reals {
 			fmt.Fprintf(&b, "  [[service.real]]\n  address = %q\n", netip.AddrPortFrom(r.Addr6, port))
 		}
-		fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = \"100ms\"\ngarp_repeat = 3\n%s\n[sync]\nrefresh = \"2s\"\n", priority, vrrpAddrs)
+		// Sync over IPv6 as well: to a link-scope group, from the
+		// link-local address (TestFailover covers 224.0.0.81).
+		fmt.Fprintf(&b, "\n[vrrp]\nrouter_id = 51\nversion = 3\npriority = %d\nadvert_interval = \"100ms\"\ngarp_repeat = 3\n%s\n[sync]\ngroup = %q\nrefresh = \"2s\"\n", priority, vrrpAddrs, failoverSyncGroup6)
 		return b.String()
 	}
 	start := func(d *lab.Host, name string, priority int) (*scenario.Proc, string) {
@@ -232,6 +238,9 @@ func runFailoverIPv6(t *testing.T, c failover6Case) {
 		if out == 0 {
 			t.Error("no NAT reply went through the new master")
 		}
+	}
+	if resp.Sync == nil || resp.Sync.Group != failoverSyncGroup6 || resp.Sync.ConnsReceived == 0 {
+		t.Errorf("the backup's sync: %+v, want connections received on the group %s", resp.Sync, failoverSyncGroup6)
 	}
 	if mode == config.FullNAT && !hostHas(ctx, t, l.Backup, l.Backup.Iface, failoverLocal6.String()+"/128") {
 		t.Errorf("the new master does not hold the local address %s/128", failoverLocal6)

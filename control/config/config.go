@@ -190,7 +190,9 @@ const communityWant = `is not a community (want "ASN:VALUE", each 0..65535)`
 type Sync struct {
 	Enabled   bool          // set by the presence of [sync]; `enabled = false` turns it off
 	Interface string        // default: the director's interface
-	Peer      netip.Addr    // unicast peer; unset = multicast to 224.0.0.81
+	Peer      netip.Addr    // unicast peer, IPv4 or IPv6; unset = multicast to Group
+	Group     netip.Addr    // multicast group, IPv4 or IPv6 (ipvsadm --mcast-group); unset = 224.0.0.81
+	TTL       int           // multicast TTL or hop limit, 1..255; default 1 (the link only)
 	Port      int           // UDP port, default 8848
 	SyncID    int           // 0..255; 0 accepts every sync ID, else only this one
 	Refresh   time.Duration // resend every connection this often (a late backup catches up); 0 = off, default 30s
@@ -406,7 +408,7 @@ func Default() *Config {
 		Timeouts: Timeouts{TCP: defaultTCPTimeout, TCPFin: defaultTCPFinTimeout, UDP: defaultUDPTimeout},
 		Limits:   Limits{Connections: defaultConnections},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
-		Sync:     Sync{Port: defaultSyncPort, Refresh: defaultSyncRefresh},
+		Sync:     Sync{Port: defaultSyncPort, TTL: 1, Refresh: defaultSyncRefresh},
 		BGP:      BGP{HoldTime: defaultBGPHoldTime, Drain: defaultBGPDrain, MED: -1},
 	}
 }

@@ -315,6 +315,8 @@ func (d *decoder) config(tree map[string]any) *Config {
 				{"enabled", d.setBool(&c.Sync.Enabled)},
 				{"interface", d.setString(&c.Sync.Interface)},
 				{"peer", d.setAddr(&c.Sync.Peer)},
+				{"group", d.setAddr(&c.Sync.Group)},
+				{"ttl", d.setInt(&c.Sync.TTL)},
 				{"port", d.setInt(&c.Sync.Port)},
 				{"sync_id", d.setInt(&c.Sync.SyncID)},
 				{"refresh", d.setDuration(&c.Sync.Refresh)},

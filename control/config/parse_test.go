@@ -69,7 +69,7 @@ forward = "nat"
 		Timeouts: Timeouts{TCP: 15 * time.Minute, TCPFin: 2 * time.Minute, UDP: 5 * time.Minute},
 		Limits:   Limits{Connections: 4000000},
 		VRRP:     VRRP{Version: 2, Priority: 100, AdvertInterval: time.Second, AuthType: "none", Preempt: true, GARPRepeat: 5, GARPDelay: 5 * time.Second},
-		Sync:     Sync{Port: 8848, Refresh: 30 * time.Second},
+		Sync:     Sync{Port: 8848, TTL: 1, Refresh: 30 * time.Second},
 		BGP:      BGP{HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1},
 		Services: []Service{
 			{
@@ -202,7 +202,7 @@ sorry = "10.40.1.99:53"
 		VRRP: VRRP{Interface: "eth2", RouterID: 51, Version: 3, Priority: 150, AdvertInterval: 100 * time.Millisecond, AuthType: "none", PreemptDelay: 30 * time.Second,
 			UnicastPeers: []netip.Addr{netip.MustParseAddr("10.40.0.9")}, Addresses: []netip.Addr{netip.MustParseAddr("10.20.0.53")},
 			Notify: []string{"/usr/local/bin/vrrp-notify", "dns"}, GARPRepeat: 3, GARPRefresh: time.Minute},
-		Sync: Sync{Enabled: true, Interface: "eth3", Peer: netip.MustParseAddr("10.40.0.9"), Port: 8849, SyncID: 7, Refresh: 10 * time.Second},
+		Sync: Sync{Enabled: true, Interface: "eth3", Peer: netip.MustParseAddr("10.40.0.9"), TTL: 1, Port: 8849, SyncID: 7, Refresh: 10 * time.Second},
 		BGP:  BGP{HoldTime: 9 * time.Second, Drain: 5 * time.Second, MED: -1},
 		Services: []Service{{
 			Name: "dns", Protocol: UDP, Address: netip.MustParseAddrPort("10.20.0.53:53"), Scheduler: "sh",
@@ -320,10 +320,15 @@ func TestParseErrors(t *testing.T) {
 			{"service[0].check.on_failure", `"drop" is not remove or quiesce`}}},
 		{"sorry is a real", head + "[[service]]\naddress = \"10.0.0.1:80\"\nsorry = \"10.0.0.2:80\"\n[[service.real]]\naddress = \"10.0.0.2:80\"\n", []FieldError{{"service[0].sorry", "10.0.0.2:80 is also a real of the service"}}},
 		{"vrrp ranges", head + "[vrrp]\nrouter_id = 300\n", []FieldError{{"vrrp.router_id", "300 is out of range 0..255 (0 = off)"}}},
-		{"sync values", head + "[sync]\npeer = \"224.0.0.81\"\nport = 0\nsync_id = 256\nrefresh = \"100ms\"\n", []FieldError{
-			{"sync.peer", "224.0.0.81 is not a usable IPv4 unicast address"}, {"sync.port", "0 is out of range 1..65535"},
+		{"sync values", head + "[sync]\npeer = \"224.0.0.81\"\nport = 0\nsync_id = 256\nrefresh = \"100ms\"\nttl = 0\n", []FieldError{
+			{"sync.peer", "224.0.0.81 is not a unicast address"}, {"sync.port", "0 is out of range 1..65535"},
 			{"sync.refresh", "100ms is under 1s: every connection would be resent more often than the protocol's one-second timeouts can express"},
-			{"sync.sync_id", "256 is out of range 0..255"}}},
+			{"sync.sync_id", "256 is out of range 0..255"}, {"sync.ttl", "0 is out of range 1..255"}}},
+		{"sync group", head + "[sync]\ngroup = \"fd00::81\"\nttl = 256\n", []FieldError{
+			{"sync.group", "fd00::81 is not a multicast address (224.0.0.0/4 or ff00::/8)"}, {"sync.ttl", "256 is out of range 1..255"}}},
+		{"sync group and peer", head + "[sync]\ngroup = \"ff02::8:81\"\npeer = \"fe80::2\"\n", []FieldError{
+			{"sync.group", "ff02::8:81 beside sync.peer fe80::2: messages go to the peer alone; give one or the other"},
+			{"sync.peer", "fe80::2 is link-local"}}},
 		{"garp values", head + "[vrrp]\nrouter_id = 5\ngarp_repeat = 0\ngarp_delay = \"-1s\"\ngarp_refresh = \"10ms\"\n", []FieldError{
 			{"vrrp.garp_delay", "-1s is negative"}, {"vrrp.garp_refresh", "10ms is under 100ms"}, {"vrrp.garp_repeat", "0 is out of range 1..100"}}},
 		{"vrrp values", head + "[vrrp]\nrouter_id = 5\nversion = 3\npriority = 255\nadvert_interval = \"5ms\"\n", []FieldError{{"vrrp.advert_interval", "5ms is not a whole number of centiseconds in 10ms..40.95s"}, {"vrrp.priority", "255 is out of range 1..254"}}},
@@ -617,5 +622,17 @@ address = "10.0.0.1:80"
 	}
 	if s[0].PersistenceNetmask != 128 || s[1].PersistenceNetmask != 64 || s[2].PersistenceNetmask != 32 {
 		t.Errorf("netmasks %d %d %d, want 128 64 32", s[0].PersistenceNetmask, s[1].PersistenceNetmask, s[2].PersistenceNetmask)
+	}
+}
+
+// TestParseSyncIPv6: sync over IPv6, to a group (with a TTL) or to a peer.
+func TestParseSyncIPv6(t *testing.T) {
+	c := mustParse(t, head+"[sync]\ngroup = \"ff02::8:81\"\nttl = 2\n")
+	if want := (Sync{Enabled: true, Group: netip.MustParseAddr("ff02::8:81"), TTL: 2, Port: 8848, Refresh: 30 * time.Second}); c.Sync != want {
+		t.Errorf("Sync = %+v, want %+v", c.Sync, want)
+	}
+	c = mustParse(t, head+"[sync]\npeer = \"fd00:20::3\"\n")
+	if c.Sync.Peer != netip.MustParseAddr("fd00:20::3") || c.Sync.Group.IsValid() || c.Sync.TTL != 1 {
+		t.Errorf("Sync = %+v, want the IPv6 peer", c.Sync)
 	}
 }

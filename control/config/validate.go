@@ -252,8 +252,23 @@ func (v *validator) sync(s *Sync) {
 			v.addf("sync.interface", "%s", msg)
 		}
 	}
-	if s.Peer.IsValid() && (!s.Peer.Is4() || s.Peer.IsUnspecified() || s.Peer.IsMulticast()) {
-		v.addf("sync.peer", "%s is not a usable IPv4 unicast address", s.Peer)
+	if a := s.Peer; a.IsValid() {
+		if msg := checkAddrPort(netip.AddrPortFrom(a, 0)); msg != "" {
+			v.addf("sync.peer", "%s", msg)
+		}
+	}
+	if a := s.Group; a.IsValid() {
+		switch {
+		case a.Is4In6():
+			v.addf("sync.group", "%s is IPv4-mapped: write the IPv4 group %s", a, a.Unmap())
+		case !a.IsMulticast():
+			v.addf("sync.group", "%s is not a multicast address (224.0.0.0/4 or ff00::/8)", a)
+		case s.Peer.IsValid():
+			v.addf("sync.group", "%s beside sync.peer %s: messages go to the peer alone; give one or the other", a, s.Peer)
+		}
+	}
+	if s.TTL < 1 || s.TTL > 255 {
+		v.addf("sync.ttl", "%d is out of range 1..255", s.TTL)
 	}
 	if s.Port < 1 || s.Port > 65535 {
 		v.addf("sync.port", "%d is out of range 1..65535", s.Port)

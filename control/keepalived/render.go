@@ -88,6 +88,12 @@ func (c *converter) render() []byte {
 		if s.iface != c.iface {
 			t.add("interface", tomlString(s.iface), "")
 		}
+		if s.group.IsValid() {
+			t.add("group", tomlString(s.group.String()), "")
+		}
+		if s.ttl != 0 {
+			t.add("ttl", tomlInt(s.ttl), "")
+		}
 		if s.port != 8848 {
 			t.add("port", tomlInt(s.port), "")
 		}

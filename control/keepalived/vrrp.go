@@ -495,6 +495,8 @@ type syncOut struct {
 	syncID  int
 	idNote  string
 	port    int
+	group   netip.Addr // a multicast group other than 224.0.0.81
+	ttl     int        // other than 1
 	comment string
 }
 
@@ -540,9 +542,27 @@ func (c *converter) syncDaemon() {
 			} else {
 				c.warnf(n.pos, "lvs_sync_daemon port %s: not carried over (want 1..65535)", val)
 			}
-		case (k == "maxlen" || k == "ttl" || k == "group") && val != "":
+		case k == "group" && val != "":
 			i++
-			c.warnf(n.pos, "lvs_sync_daemon %s %s: not carried over (gvs sends to 224.0.0.81 with TTL 1, messages up to the interface's MTU)", k, val)
+			if a, err := netip.ParseAddr(val); err == nil && a.IsMulticast() && !a.Is4In6() && a.Zone() == "" {
+				if a != netip.AddrFrom4([4]byte{224, 0, 0, 81}) {
+					s.group = a
+				}
+			} else {
+				c.warnf(n.pos, "lvs_sync_daemon group %s: not carried over (not a multicast address)", val)
+			}
+		case k == "ttl" && val != "":
+			i++
+			if x, ok := parseUint(val, 1, 255); ok {
+				if x != 1 {
+					s.ttl = x
+				}
+			} else {
+				c.warnf(n.pos, "lvs_sync_daemon ttl %s: not carried over (want 1..255)", val)
+			}
+		case k == "maxlen" && val != "":
+			i++
+			c.warnf(n.pos, "lvs_sync_daemon maxlen %s: not carried over (gvs sends messages up to the interface's MTU)", val)
 		case i == 1:
 			inst = k // the old form: lvs_sync_daemon IF INSTANCE [SYNCID]
 		case i == 2:

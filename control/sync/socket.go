@@ -11,15 +11,21 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // SocketConfig says where sync messages go and come from.
 type SocketConfig struct {
 	Interface string     // required: messages leave and arrive here only
-	Peer      netip.Addr // unicast peer; the zero Addr = multicast to DefaultGroup
-	Port      uint16     // 0 = DefaultPort
-	// TTL of multicast messages; 0 = 1, the kernel's sync_ttl default, so
-	// they never leave the link.
+	Peer      netip.Addr // unicast peer; the zero Addr = multicast to Group
+	// Group is the multicast group messages go to without a Peer, and
+	// that the socket joins; the zero Addr = DefaultGroup. An IPv6 group
+	// or peer makes the socket IPv6 (ipvsadm's --mcast-group, which the
+	// kernel's sync daemon takes in either family since Linux 4.3).
+	Group netip.Addr
+	Port  uint16 // 0 = DefaultPort
+	// TTL (hop limit) of multicast messages; 0 = 1, the kernel's sync_ttl
+	// default, so they never leave the link.
 	TTL int
 }
 
@@ -43,10 +49,15 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	if port == 0 {
 		port = DefaultPort
 	}
+	group := cfg.Group
+	if !group.IsValid() {
+		group = DefaultGroup
+	}
 	dst := cfg.Peer
 	if !dst.IsValid() {
-		dst = DefaultGroup
+		dst = group
 	}
+	six := dst.Is6() && !dst.Is4In6()
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
 		if err := c.Control(func(fd uintptr) { serr = bindToDevice(int(fd), cfg.Interface) }); err != nil {
@@ -54,7 +65,11 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 		}
 		return serr
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "udp4", fmt.Sprintf("0.0.0.0:%d", port))
+	network, unspec := "udp4", netip.IPv4Unspecified()
+	if six {
+		network, unspec = "udp6", netip.IPv6Unspecified()
+	}
+	pc, err := lc.ListenPacket(context.Background(), network, netip.AddrPortFrom(unspec, port).String())
 	if err != nil {
 		return nil, fmt.Errorf("connsync: listen on %s port %d: %w", cfg.Interface, port, err)
 	}
@@ -70,18 +85,35 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 			s.own[p.Addr()] = true
 		}
 	}
-	p := ipv4.NewPacketConn(conn)
 	ttl := cfg.TTL
 	if ttl == 0 {
 		ttl = 1
 	}
-	if err := errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastLoopback(false), p.SetMulticastTTL(ttl),
-		p.JoinGroup(ifi, &net.UDPAddr{IP: DefaultGroup.AsSlice()})); err != nil {
+	// The group is joined when it is of the socket's family: a unicast
+	// IPv6 peer beside the default IPv4 group hears unicast alone.
+	join := group.Is6() == six
+	if six {
+		p := ipv6.NewPacketConn(conn)
+		err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastLoopback(false), p.SetMulticastHopLimit(ttl))
+		if join {
+			err = errors.Join(err, p.JoinGroup(ifi, &net.UDPAddr{IP: group.AsSlice()}))
+		}
+	} else {
+		p := ipv4.NewPacketConn(conn)
+		err = errors.Join(p.SetMulticastInterface(ifi), p.SetMulticastLoopback(false), p.SetMulticastTTL(ttl))
+		if join {
+			err = errors.Join(err, p.JoinGroup(ifi, &net.UDPAddr{IP: group.AsSlice()}))
+		}
+	}
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("connsync: multicast on %s: %w", cfg.Interface, err)
 	}
 	return s, nil
 }
+
+// IPv6 reports whether the socket sends and receives over IPv6.
+func (s *Socket) IPv6() bool { a := s.dst.AddrPort().Addr(); return a.Is6() && !a.Is4In6() }
 
 // Send sends one message.
 func (s *Socket) Send(b []byte) error {
@@ -101,7 +133,10 @@ func (s *Socket) Receive(b []byte, deadline time.Time) (int, netip.Addr, error) 
 		if err != nil {
 			return 0, netip.Addr{}, err
 		}
-		if a := from.Addr().Unmap(); !s.own[a] {
+		// A link-local source (IPv6 multicast on ff02::/16) comes with
+		// the interface as its zone; the addresses are compared and
+		// reported without it.
+		if a := from.Addr().Unmap().WithZone(""); !s.own[a] {
 			return n, a, nil
 		}
 	}
