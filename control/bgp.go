@@ -53,8 +53,9 @@ func bgpLearnFor(cfg *config.Config) time.Duration {
 }
 
 // bgpPrefixes decides what the director announces: each ready VIP as a /32
-// (an IPv6 one as a /128, when there is an IPv6 next hop) while it runs and
-// is not learning its peers' connections, nothing otherwise. Sorted.
+// (an IPv6 one as a /128, when there is an IPv6 next hop), and its own and
+// the other directors' FULLNAT local addresses the same way, while it runs
+// and is not learning its peers' connections, nothing otherwise. Sorted.
 func bgpPrefixes(in bgpInputs) []netip.Prefix {
 	if !in.Running || in.Learning {
 		return nil
@@ -66,7 +67,9 @@ func bgpPrefixes(in bgpInputs) []netip.Prefix {
 		}
 	}
 	for _, a := range append(slices.Clip(in.Locals), in.Standby...) {
-		out = append(out, netip.PrefixFrom(a, 32))
+		if a.Is4() || in.NextHop6 {
+			out = append(out, vipPrefix(a))
+		}
 	}
 	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 	return out
@@ -160,7 +163,7 @@ func bgpRoutes(cfg *config.Config, addr, addr6 netip.Addr) bgp.Routes {
 		}
 	}
 	for _, a := range b.PeerLocalAddresses {
-		r.Standby = append(r.Standby, netip.PrefixFrom(a, 32))
+		r.Standby = append(r.Standby, vipPrefix(a))
 	}
 	return r
 }

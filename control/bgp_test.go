@@ -399,3 +399,70 @@ peer_local_addresses = ["10.30.0.3", "10.30.0.4"]
 		t.Errorf("without FULLNAT: %v, %v", own, standby)
 	}
 }
+
+// TestBGPLocalsIPv6: local addresses of both families under BGP. The
+// director's own and the others' IPv6 local addresses are announced as
+// /128s (only with an IPv6 next hop), the others' as standby routes; the
+// compiled match takes replies to every local address once, each in its
+// family's list, while only the director's own are sources.
+func TestBGPLocalsIPv6(t *testing.T) {
+	const src = `
+[director]
+interface = "eth0"
+local_addresses = ["10.30.0.2", "fd00:30::2"]
+[[service]]
+address = "10.20.0.100:80"
+forward = "fullnat"
+  [[service.real]]
+  address = "10.20.0.11:8080"
+[[service]]
+address = "[fd00:20::100]:80"
+forward = "fullnat"
+  [[service.real]]
+  address = "[fd00:20::11]:8080"
+[bgp]
+local_as = 65001
+peer_local_addresses = ["10.30.0.3", "fd00:30::3", "fd00:30::4"]
+  [[bgp.peer]]
+  address = "fd00:20::1"
+  as = 65000
+`
+	cfg := mustParse(t, src)
+	own6, peer6a, peer6b := netip.MustParseAddr("fd00:30::2"), netip.MustParseAddr("fd00:30::3"), netip.MustParseAddr("fd00:30::4")
+	own, standby := bgpLocals(cfg)
+	if !reflect.DeepEqual(own, []netip.Addr{lip2, own6}) || !reflect.DeepEqual(standby, []netip.Addr{lip3, peer6a, peer6b}) {
+		t.Fatalf("bgpLocals = %v, %v", own, standby)
+	}
+	r := bgpRoutes(cfg, netip.MustParseAddr("10.20.0.2"), netip.MustParseAddr("fd00:20::2"))
+	if want := []netip.Prefix{netip.PrefixFrom(lip3, 32), netip.PrefixFrom(peer6a, 128), netip.PrefixFrom(peer6b, 128)}; !reflect.DeepEqual(r.Standby, want) {
+		t.Fatalf("Standby = %v, want %v", r.Standby, want)
+	}
+	in := bgpInputs{Running: true, NextHop6: true, Locals: own, Standby: standby}
+	want := []netip.Prefix{netip.PrefixFrom(lip2, 32), netip.PrefixFrom(lip3, 32), netip.PrefixFrom(own6, 128), netip.PrefixFrom(peer6a, 128), netip.PrefixFrom(peer6b, 128)}
+	if got := bgpPrefixes(in); !reflect.DeepEqual(got, want) {
+		t.Errorf("bgpPrefixes = %v, want %v", got, want)
+	}
+	in.NextHop6 = false
+	if got := bgpPrefixes(in); !reflect.DeepEqual(got, want[:2]) {
+		t.Errorf("without an IPv6 next hop: bgpPrefixes = %v, want the IPv4 ones %v", got, want[:2])
+	}
+	link := testLink
+	link.Addr6 = netip.MustParseAddr("fd00:20::2")
+	tbl, m, err := NewCompiler().Compile(cfg, link, own, resolveDual)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(tbl.Locals, [][4]byte{lip2.As4()}) || !reflect.DeepEqual(tbl.Locals6, [][16]byte{own6.As16()}) {
+		t.Errorf("Table.Locals = %v, Locals6 = %v: only this director's own are sources", tbl.Locals, tbl.Locals6)
+	}
+	var got4, got6 []netip.Addr
+	for _, l := range m.Locals {
+		got4 = append(got4, netip.AddrFrom4(l.Addr))
+	}
+	for _, l := range m.Locals6 {
+		got6 = append(got6, netip.AddrFrom16(l.Addr))
+	}
+	if !reflect.DeepEqual(got4, []netip.Addr{lip2, lip3}) || !reflect.DeepEqual(got6, []netip.Addr{own6, peer6a, peer6b}) {
+		t.Errorf("Match.Locals = %v, Locals6 = %v: want every local address once", got4, got6)
+	}
+}

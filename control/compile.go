@@ -383,13 +383,18 @@ func (c *Compiler) Compile(cfg *config.Config, link LinkInfo, locals []netip.Add
 			t.Locals6 = append(t.Locals6, a.As16())
 			m.Locals6 = append(m.Locals6, afpacket.LocalRange6{Addr: a.As16(), PortLo: t.PortLo, PortHi: t.PortHi})
 		}
-		// The other directors' local addresses: never a source of this
-		// director's connections, but their replies come here when the
-		// routers move them (bgp.peer_local_addresses), to be translated
-		// by the connections sync brought.
-		if cfg.BGP.Enabled {
-			for _, a := range cfg.BGP.PeerLocalAddresses {
+	}
+	// The other directors' local addresses: never a source of this
+	// director's connections, but their replies come here when the routers
+	// move them (bgp.peer_local_addresses), to be translated by the
+	// connections sync brought.
+	if cfg.BGP.Enabled {
+		for _, a := range cfg.BGP.PeerLocalAddresses {
+			switch {
+			case a.Is4() && fullnat:
 				m.Locals = append(m.Locals, afpacket.LocalRange{Addr: a.As4(), PortLo: t.PortLo, PortHi: t.PortHi})
+			case a.Is6() && fullnat6:
+				m.Locals6 = append(m.Locals6, afpacket.LocalRange6{Addr: a.As16(), PortLo: t.PortLo, PortHi: t.PortHi})
 			}
 		}
 	}

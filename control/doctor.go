@@ -71,7 +71,7 @@ func (d *Daemon) Doctor() []api.Check {
 		// whether or not they are on the interface.
 		announced := d.bgp.Announced()
 		for _, a := range own {
-			out = append(out, checkLocalBGP(a, slices.Contains(announced, netip.PrefixFrom(a, 32))))
+			out = append(out, checkLocalBGP(a, slices.Contains(announced, vipPrefix(a))))
 		}
 	} else if usesFullNAT(cfg) && len(cfg.Director.LocalAddresses) > 0 {
 		vrrpOn := cfg.VRRP.RouterID != 0

@@ -185,8 +185,10 @@ func (v *validator) bgpLocals(c *Config) {
 	for i, a := range b.PeerLocalAddresses {
 		path := index("bgp.peer_local_addresses", i)
 		switch {
-		case !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a.IsLoopback():
-			v.addf(path, "%s is not a usable IPv4 unicast address", a)
+		case a.Is6() && checkAddr6(a) != "":
+			v.addf(path, "%s", checkAddr6(a))
+		case !a.Is6() && (a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255})):
+			v.addf(path, "%s is not a usable unicast address", a)
 		case slices.Contains(c.Director.LocalAddresses, a):
 			v.addf(path, "%s is this director's own (director.local_addresses); list only the other directors' here", a)
 		case vips[a]:
