@@ -1,17 +1,24 @@
 package dataplane
 
-import "github.com/gvs-lb/gvs/dataplane/header"
+import (
+	"encoding/binary"
+
+	"github.com/gvs-lb/gvs/dataplane/header"
+)
 
 // TUN for IPv6: IPv6-in-IPv6 (RFC 2473), the IPv6 twin of IPIP. The
 // director is the tunnel entry point: it prepends an outer IPv6 header from
 // its own address (Table.Addr6) to the real's, next header 41, and sends it
 // to the real's (or its next hop's) MAC; the real decapsulates and answers
-// the client directly. IPv6 routers do not fragment, and the director does
-// not fragment the outer packet either: a client packet too big to travel
-// encapsulated is answered with ICMPv6 Packet Too Big (as IPv4 TUN answers
-// a DF packet with fragmentation needed), and the client's path MTU to the
-// VIP shrinks by the 40 bytes of the outer header. A GSO frame is cut into
-// segments that fit, as IPv4 TUN does (gso.go).
+// the client directly. IPv6 routers do not fragment: a client packet too
+// big to travel encapsulated is answered with ICMPv6 Packet Too Big (as
+// IPv4 TUN answers a DF packet with fragmentation needed), and the client's
+// path MTU to the VIP shrinks by the 40 bytes of the outer header. Only a
+// packet the client cannot make smaller, one of at most 1280 bytes on a
+// link whose MTU is below 1320, is sent in outer fragments, as RFC 2473
+// section 7.1 asks of the tunnel entry point (the real's kernel reassembles
+// them before decapsulation). A GSO frame is cut into segments that fit, as
+// IPv4 TUN does (gso.go).
 
 // tunnel6 encapsulates the IPv6 client packet of q (its frame starts at
 // buf[Headroom:]) to r, or answers it with Packet Too Big. A partial
@@ -25,10 +32,63 @@ func (w *Worker) tunnel6(t *Table, r *Real, buf []byte, q *parsed6, off *header.
 	if off.Flags&header.OffloadNeedsCsum != 0 {
 		header.FinishChecksum(frame, off, q.key.Proto == header.ProtoUDP)
 	}
-	if len(frame)-header.EthernetLen+header.IPv6TunnelOverhead > t.MTU {
+	if n := len(frame) - header.EthernetLen; n+header.IPv6TunnelOverhead > t.MTU {
+		if n <= tunnelMTU6(t) {
+			// Within 1280 bytes: Packet Too Big cannot ask for less.
+			return w.encapFragments6(t, r, buf, frame), VerdictForward
+		}
 		return w.packetTooBig6(t, frame)
 	}
 	return encapsulate6(t, r, buf, frame), VerdictForward
+}
+
+// encapFragments6 sends the IPv6 packet of frame (which starts at
+// buf[Headroom:]) to r in outer fragments (RFC 2473 section 7.1, RFC 8200
+// section 4.5): each an outer IPv6 header to r with next header 44, a
+// fragment header naming 41 with the worker's own identification (as
+// IPv4's encapFragments), and a piece of the client's packet, a multiple
+// of 8 bytes but the last, each within the MTU. The first fragment is
+// built in buf in front of the packet, which stays in place, and returned;
+// the others go into the worker's spare buffers, queued in w.extra.
+func (w *Worker) encapFragments6(t *Table, r *Real, buf, frame []byte) []byte {
+	const fragHdr = 8
+	inner := header.IPv6(frame[header.EthernetLen:])
+	per := (t.MTU - header.IPv6MinLen - fragHdr) &^ 7
+	w.outerID++
+	id := w.outerID*uint32(w.n) + uint32(w.id)
+	f := header.IPv6Fields{TrafficClass: inner.TrafficClass(), FlowLabel: inner.FlowLabel(), NextHeader: header.ProtoIPv6Frag,
+		HopLimit: tunnelTTL, Src: t.Addr6, Dst: r.Addr6}
+	// piece writes the Ethernet and outer headers and the fragment header
+	// of the piece at off, n bytes long, into b.
+	piece := func(b []byte, off, n int) {
+		eth := header.Ethernet(b)
+		eth.SetDestination(r.MAC)
+		eth.SetSource(t.MAC)
+		eth.SetType(header.EtherTypeIPv6)
+		f.PayloadLength = uint16(fragHdr + n)
+		header.IPv6(b[header.EthernetLen:]).Encode(&f)
+		fh := b[header.EthernetLen+header.IPv6MinLen:]
+		fh[0], fh[1] = header.ProtoIPv6, 0
+		of := uint16(off)
+		if off+n < len(inner) {
+			of |= 1 // M: more fragments
+		}
+		binary.BigEndian.PutUint16(fh[2:], of)
+		binary.BigEndian.PutUint32(fh[4:], id)
+	}
+	for off := per; off < len(inner); off += per {
+		n := min(per, len(inner)-off)
+		b := w.spare(header.EthernetLen + header.IPv6MinLen + fragHdr + n)
+		piece(b, off, n)
+		copy(b[header.EthernetLen+header.IPv6MinLen+fragHdr:], inner[off:off+n])
+		w.extra = append(w.extra, b)
+	}
+	start := Headroom - header.IPv6MinLen - fragHdr
+	n := min(per, len(inner))
+	out := buf[start : Headroom+header.EthernetLen+n]
+	piece(out, 0, n)
+	w.C.OuterFragments.Add(1)
+	return out
 }
 
 // encapsulate6 wraps the IPv6 packet of frame (which starts at
@@ -58,8 +118,9 @@ func tunnelMTU6(t *Table) int {
 // tunnelled, with ICMPv6 Packet Too Big from the VIP (RFC 4443 section 3.2)
 // with the tunnel's MTU, built in a spare buffer, and counts it. A packet
 // that already keeps to 1280 bytes cannot be made smaller by the client
-// (on a link whose MTU is below 1320): it is dropped, counted, with no
-// answer (RFC 2473 would fragment the outer packet; gvs does not).
+// (on a link whose MTU is below 1320): tunnel6 sends those in outer
+// fragments; a UDP GSO piece of them (encapSegments6) is dropped, counted,
+// with no answer.
 func (w *Worker) packetTooBig6(t *Table, frame []byte) ([]byte, Verdict) {
 	ip := header.IPv6(frame[header.EthernetLen:])
 	mtu := tunnelMTU6(t)

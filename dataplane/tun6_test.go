@@ -267,9 +267,9 @@ func checkPacketTooBig6(t *testing.T, out, in []byte, mtu uint32) {
 
 // TestTUN6PacketTooBig: a client packet that does not fit the MTU with the
 // outer header is answered with Packet Too Big, MTU the link's less 40, and
-// counted; on a link below 1320 bytes the MTU said is 1280, and a packet
-// already within 1280 is dropped without an answer (the client can do no
-// better). A UDP GSO frame whose datagrams do not fit gets one too.
+// counted; on a link below 1320 bytes the MTU said is 1280 (a packet already
+// within 1280 goes in outer fragments: TestTUN6OuterFragments). A UDP GSO
+// frame whose datagrams do not fit gets one too.
 func TestTUN6PacketTooBig(t *testing.T) {
 	big := func(proto uint8, size int) []byte {
 		p := client6(proto)
@@ -292,7 +292,6 @@ func TestTUN6PacketTooBig(t *testing.T) {
 		{"udp full size", header.ProtoUDP, 1500, 1500, 1460},
 		{"udp one byte over", header.ProtoUDP, 1500, 1461, 1460},
 		{"small link", header.ProtoTCP, 1300, 1300, 1280},
-		{"small link, packet within 1280", header.ProtoUDP, 1300, 1280, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tbl := testTable6(ForwardTUN, tc.proto)
@@ -479,6 +478,97 @@ func TestGSOThroughTunnel6Random(t *testing.T) {
 		}
 		if !bytes.Equal(payload, in[q.l4+thl:]) {
 			t.Fatalf("%s: the segments' payloads differ from the super-frame's", name)
+		}
+	}
+}
+
+// TestTUN6OuterFragments: on a link whose MTU is below 1320, a client packet
+// of at most 1280 bytes that does not fit with the outer header is sent in
+// outer fragments (RFC 2473 section 7.1): each within the MTU, an outer
+// header to the real with next header 44, a fragment header naming 41 with
+// one identification, offsets in 8-byte units, M on all but the last; put
+// back together they are the client's packet, byte for byte. Nothing is
+// answered, the fragments are counted, and the next packet gets another
+// identification. No allocation once the spare buffers have grown.
+func TestTUN6OuterFragments(t *testing.T) {
+	for _, tc := range []struct {
+		proto     uint8
+		mtu, size int
+	}{{header.ProtoUDP, 1300, 1280}, {header.ProtoTCP, 1280, 1280}, {header.ProtoUDP, 1300, 1261}} {
+		name := fmt.Sprintf("%s mtu %d size %d", protoName(tc.proto), tc.mtu, tc.size)
+		tbl := testTable6(ForwardTUN, tc.proto)
+		tbl.MTU = tc.mtu
+		w := worker6(tbl, 1024)
+		p := client6(tc.proto)
+		p.syn = true
+		hl := header.IPv6MinLen + header.TCPMinLen
+		if tc.proto == header.ProtoUDP {
+			hl = header.IPv6MinLen + header.UDPLen
+		}
+		p.payload = make([]byte, tc.size-hl)
+		for i := range p.payload {
+			p.payload[i] = byte(i * 7)
+		}
+		in := p.bytes(t)
+		var ids []uint32
+		for round := range 2 {
+			first, _, v := send(t, w, tbl, in, header.Offload{})
+			if v != VerdictForward {
+				t.Fatalf("%s: verdict %v, want forward", name, v)
+			}
+			frags := append([][]byte{first}, w.extra...)
+			if len(frags) != 2 {
+				t.Fatalf("%s: %d fragments, want 2", name, len(frags))
+			}
+			var whole []byte
+			for i, f := range frags {
+				if len(f)-header.EthernetLen > tc.mtu {
+					t.Fatalf("%s: fragment %d is %d bytes, over the MTU", name, i, len(f)-header.EthernetLen)
+				}
+				if eth := header.Ethernet(f); eth.Source() != macDir || eth.Destination() != macRS1 || eth.Type() != header.EtherTypeIPv6 {
+					t.Fatalf("%s: fragment %d: Ethernet %x -> %x type %#x", name, i, eth.Source(), eth.Destination(), eth.Type())
+				}
+				outer := header.IPv6(f[header.EthernetLen:])
+				if !outer.IsValid(len(outer)) || len(outer) != header.IPv6MinLen+int(outer.PayloadLength()) || outer.NextHeader() != header.ProtoIPv6Frag ||
+					outer.Source() != ipDir6.As16() || outer.Destination() != ipRS16.As16() || outer.HopLimit() != tunnelTTL {
+					t.Fatalf("%s: fragment %d: bad outer header:\n%s", name, i, hex.Dump(f))
+				}
+				x, ok := outer.WalkExtensions()
+				if !ok || !x.Fragment || x.FragNext != header.ProtoIPv6 || int(x.FragOffset) != len(whole) || x.MoreFragments != (i == 0) {
+					t.Fatalf("%s: fragment %d: %+v (ok %v), want offset %d", name, i, x, ok, len(whole))
+				}
+				if i == 0 && len(outer[x.Offset:])%8 != 0 {
+					t.Fatalf("%s: the first fragment's piece is %d bytes, not a multiple of 8", name, len(outer[x.Offset:]))
+				}
+				if i == 0 {
+					ids = append(ids, x.FragID)
+				} else if x.FragID != ids[round] {
+					t.Fatalf("%s: fragment ids %d and %d", name, ids[round], x.FragID)
+				}
+				// A later fragment's walk stops at its fragment header.
+				whole = append(whole, outer[header.IPv6MinLen+8:]...)
+			}
+			if !bytes.Equal(whole, in[header.EthernetLen:]) {
+				t.Fatalf("%s: reassembled %d bytes differ from the client's %d", name, len(whole), len(in)-header.EthernetLen)
+			}
+			w.resetSpare()
+		}
+		if ids[0] == ids[1] {
+			t.Errorf("%s: two packets share the identification %d", name, ids[0])
+		}
+		if w.C.ICMPSent.Load() != 0 || w.C.OuterFragments.Load() != 2 {
+			t.Errorf("%s: ICMPSent %d, OuterFragments %d; want 0 and 2", name, w.C.ICMPSent.Load(), w.C.OuterFragments.Load())
+		}
+		buf := make([]byte, Headroom+MaxFrame)
+		icmp := make([]byte, 128)
+		if n := testing.AllocsPerRun(100, func() {
+			copy(buf[Headroom:], in)
+			if _, v := w.processOffload(tbl, buf, len(in), header.Offload{}, icmp, 2); v != VerdictForward {
+				t.Fatalf("verdict %v", v)
+			}
+			w.resetSpare()
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per packet", name, n)
 		}
 	}
 }
