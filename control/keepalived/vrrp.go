@@ -31,7 +31,8 @@ type vrrpOut struct {
 	peers        []netip.Addr
 	addrs        []vipAddr
 	excluded     []vipAddr
-	authPass     string // auth_type pass when set
+	derived      []netip.Addr // addresses when there are none: service VIPs of its family (vrrpFamilies)
+	authPass     string       // auth_type pass when set
 	authNote     string
 	authPos      Pos
 	notify       []string
@@ -369,12 +370,7 @@ func (c *converter) oneFamily(addrs []vipAddr) []vipAddr {
 	if len(addrs) == 0 {
 		return addrs
 	}
-	fam := func(a netip.Addr) string {
-		if a.Is6() {
-			return "IPv6"
-		}
-		return "IPv4"
-	}
+	fam := family
 	first := fam(addrs[0].addr)
 	out := addrs[:1]
 	for _, a := range addrs[1:] {
@@ -595,7 +591,7 @@ func (c *converter) syncDaemon() {
 // IPv6).
 func usableVRRP(a netip.Addr) bool {
 	if a.Is6() && !a.Is4In6() {
-		return a.Zone() == "" && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+		return usable6(a)
 	}
 	return usable(a)
 }
