@@ -471,7 +471,9 @@ func miscCommand(argv []string, r realOut) []string {
 func indexAddr(s, ip string) int {
 	isNum := func(c byte) bool { return c >= '0' && c <= '9' }
 	if strings.Contains(ip, ":") {
-		isNum = func(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' }
+		isNum = func(c byte) bool {
+			return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':'
+		}
 	}
 	for off := 0; ; {
 		j := strings.Index(s[off:], ip)
