@@ -170,3 +170,45 @@ func TestImportIPv6(t *testing.T) {
 		})
 	}
 }
+
+// TestVRRPFamiliesLoad imports every combination of VRRP version, unicast
+// peers, virtual_ipaddress and service families, and checks that each
+// output loads: gvs's [vrrp] runs both families where a keepalived instance
+// runs one.
+func TestVRRPFamiliesLoad(t *testing.T) {
+	lists := map[string][]string{
+		"none": nil,
+		"v4":   {"10.0.0.9"},
+		"v6":   {"2001:db8::9"},
+		"both": {"10.0.0.9", "2001:db8::9"},
+	}
+	services := map[string]string{
+		"none": "",
+		"v4":   "virtual_server 10.0.0.1 80 { protocol TCP\nreal_server 10.0.0.2 80 }\n",
+		"v6":   "virtual_server 2001:db8::1 80 { protocol TCP\nreal_server 2001:db8::2 80 }\n",
+	}
+	services["both"] = services["v4"] + services["v6"]
+	for _, version := range []string{"2", "3"} {
+		for peersName, peers := range lists {
+			for addrsName, addrs := range lists {
+				for svcName, svc := range services {
+					conf := "vrrp_instance V {\ninterface eth0\nvirtual_router_id 7\nversion " + version + "\n"
+					if len(peers) > 0 {
+						conf += "unicast_peer {\n" + strings.Join(peers, "\n") + "\n}\n"
+					}
+					if len(addrs) > 0 {
+						conf += "virtual_ipaddress {\n" + strings.ReplaceAll(strings.Join(addrs, "\n"), "::9", "::1") + "\n}\n"
+					}
+					conf += "}\n" + svc
+					t.Run("v"+version+"/peers-"+peersName+"/addrs-"+addrsName+"/services-"+svcName, func(t *testing.T) {
+						res, err := Import(mapFiles{"keepalived.conf": []byte(conf)}, "keepalived.conf")
+						if err != nil {
+							t.Fatal(err)
+						}
+						mustLoad(t, res.TOML)
+					})
+				}
+			}
+		}
+	}
+}

@@ -503,6 +503,8 @@ func (c *converter) parseVS(n *node, v6 bool) (*vsDef, bool) {
 			switch {
 			case len(s.args()) != 1 || s.args()[0] != "inet" && s.args()[0] != "inet6":
 				c.bad(s, "inet or inet6")
+			case (s.args()[0] == "inet6") != v6 && len(n.args()) > 0 && n.args()[0] == "group":
+				c.drop(s, "the group's addresses are "+familyName(v6)+"; keepalived ignores the virtual_server for it, gvs carries it over")
 			case (s.args()[0] == "inet6") != v6:
 				c.drop(s, "the virtual_server's addresses are "+familyName(v6)+"; keepalived ignores it too")
 			}
