@@ -419,8 +419,9 @@ var httpDefaultStatus = func() []int {
 // miscCommand is the exec command of a MISC_CHECK. keepalived names each real
 // in its own misc_path ("check.sh 10.0.0.1 80"); gvs runs one command for
 // every real of a service with the real in GVS_REAL_ADDR and GVS_REAL_PORT.
-// So the real's address (and its port just after it, or after a ':') become
-// those variables, through sh(1); a misc_path without them runs as it is.
+// So the real's address (and its port just after it, or after a ':', or
+// after "]:" for an IPv6 one in brackets) become those variables, through
+// sh(1); a misc_path without them runs as it is.
 func miscCommand(argv []string, r realOut) []string {
 	ip := r.rs.addr.String()
 	port := strconv.Itoa(int(r.kaPort))
@@ -444,8 +445,12 @@ func miscCommand(argv []string, r realOut) []string {
 			}
 			words[i] = append(words[i], wordPart{"GVS_REAL_ADDR", true})
 			w = w[j+len(ip):]
-			if rest, ok := strings.CutPrefix(w, ":"+port); ok && portOK && (rest == "" || rest[0] < '0' || rest[0] > '9') {
-				words[i] = append(words[i], wordPart{text: ":"}, wordPart{"GVS_REAL_PORT", true})
+			sep := ":"
+			if r.rs.addr.Is6() {
+				sep = "]:" // [2001:db8::11]:80; 2001:db8::11:80 is another address
+			}
+			if rest, ok := strings.CutPrefix(w, sep+port); ok && portOK && (rest == "" || rest[0] < '0' || rest[0] > '9') {
+				words[i] = append(words[i], wordPart{text: sep}, wordPart{"GVS_REAL_PORT", true})
 				w = rest
 			}
 		}
@@ -461,9 +466,15 @@ func miscCommand(argv []string, r realOut) []string {
 }
 
 // indexAddr finds ip in s as a whole address: not inside a longer number
-// (10.0.0.1 is not in 10.0.0.10 or 110.0.0.1).
+// (10.0.0.1 is not in 10.0.0.10 or 110.0.0.1, 2001:db8::a not in
+// 2001:db8::ab or 2001:db8::a:1).
 func indexAddr(s, ip string) int {
 	isNum := func(c byte) bool { return c >= '0' && c <= '9' }
+	if strings.Contains(ip, ":") {
+		isNum = func(c byte) bool {
+			return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':'
+		}
+	}
 	for off := 0; ; {
 		j := strings.Index(s[off:], ip)
 		if j < 0 {

@@ -65,6 +65,10 @@ func FuzzImport(f *testing.F) {
 		"virtual_server 1.1.1.1 80 { real_server 2.2.2.2 80 { HTTP_GET { url { status_code 599-100 regex \"(\" } } } }",
 		"virtual_server 1.1.1.1 80 { real_server 2.2.2.2 80 { UDP_CHECK { payload ZZ\nrequire_reply ff 0a } } }",
 		"global_defs { lvs_sync_daemon a/b\nlvs_timeouts tcp 0 udp 9999999999 }",
+		// IPv6: ranges, reals and sorry servers of the other family, and a
+		// VRRPv2 instance without addresses that gvs would have advertise them.
+		"virtual_server_group G { 2001:db8::ff-10a 80\n2001:db8::/120 80\n10.0.0.1 80 }\nvirtual_server group G { persistence_granularity 64\nreal_server 10.0.0.2 80\nreal_server 2001:db8::2 80 }",
+		"vrrp_instance V {\nvirtual_router_id 1\nunicast_peer { 10.0.0.9 }\n}\nvirtual_server 2001:db8::1 80 { sorry_server 10.0.0.1 80\nreal_server 2001:db8::2 80 }",
 		"\"unterminated",
 		"} {",
 		"\xff\xfe{\x00}",

@@ -211,6 +211,7 @@ func (c *converter) convert(top []*node) {
 		}
 	}
 	c.director()
+	c.vrrpFamilies()
 	c.crossCheck()
 }
 

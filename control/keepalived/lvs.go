@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ type serviceOut struct {
 	forwardNote string
 	persistence time.Duration
 	persistNote string
-	netmask     int // 0: not written (32)
+	netmask     int // 0: not written (32, or 128 for IPv6)
 	ops         bool
 	synproxy    bool
 	sorry       netip.AddrPort
@@ -47,6 +48,7 @@ type realOut struct {
 // group's VIPs share it).
 type vsDef struct {
 	n           *node
+	v6          bool // its services are IPv6
 	proto       string
 	protoNote   string
 	sched       string
@@ -55,7 +57,7 @@ type vsDef struct {
 	forwardNote string
 	persistence opt[time.Duration]
 	persistNote string
-	netmask     opt[int]
+	netmask     opt[int] // a prefix length, of either family
 	ops         opt[bool]
 	synproxy    opt[bool]
 	sorry       opt[netip.AddrPort] // port 0: the VIP's
@@ -165,8 +167,8 @@ func (c *converter) virtualServer(n *node, groups map[string]*node, used map[str
 			c.bad(n, "virtual_server IP PORT, fwmark N or group NAME")
 			return
 		}
-		if !usable(a) {
-			c.drop(n, "gvs's VIPs are IPv4 unicast addresses")
+		if why := notVIP(a); why != "" {
+			c.drop(n, why)
 			return
 		}
 		port := 0
@@ -186,13 +188,61 @@ func (c *converter) virtualServer(n *node, groups map[string]*node, used map[str
 		c.bad(n, "virtual_server IP PORT, fwmark N or group NAME")
 		return
 	}
-	vs, ok := c.parseVS(n)
+	v6 := c.vsFamily(n, vips)
+	vs, ok := c.parseVS(n, v6)
 	if !ok {
 		return
 	}
 	for _, v := range vips {
-		c.service(vs, v)
+		if v.addr.Addr().Is6() == v6 {
+			c.service(vs, v)
+		}
 	}
+}
+
+// vsFamily is the address family of a virtual_server's services (true:
+// IPv6): its VIPs'. A group of both families is one keepalived refuses for a
+// virtual_server whose reals are not all tunnelled ("address family doesn't
+// match virtual server - ignoring"); gvs keeps its VIPs of the family that
+// ip_family names, else of the first real_server, else IPv4 (keepalived's
+// default), and warns about the others.
+func (c *converter) vsFamily(n *node, vips []vipEntry) bool {
+	has4, has6 := false, false
+	for _, v := range vips {
+		has4, has6 = has4 || v.addr.Addr().Is4(), has6 || v.addr.Addr().Is6()
+	}
+	if !has4 || !has6 {
+		return has6
+	}
+	v6, by := false, "keepalived's default family"
+	for _, s := range n.block {
+		if s.keyword() == "ip_family" && len(s.args()) == 1 && (s.args()[0] == "inet" || s.args()[0] == "inet6") {
+			v6, by = s.args()[0] == "inet6", "ip_family "+s.args()[0]
+			break
+		}
+	}
+	if by == "keepalived's default family" {
+		for _, s := range n.block {
+			if s.keyword() != "real_server" || len(s.args()) == 0 {
+				continue
+			}
+			if a, ok := parseIP(s.args()[0]); ok {
+				v6, by = a.Is6(), "the family of its first real_server"
+				break
+			}
+		}
+	}
+	keep, drop := "IPv4", "IPv6"
+	if v6 {
+		keep, drop = drop, keep
+	}
+	for _, v := range vips {
+		if v.addr.Addr().Is6() != v6 {
+			c.warnf(v.pos, "%s VIPs: not carried over for %s (%s mixes IPv4 and IPv6, which keepalived refuses for it; gvs keeps the %s VIPs, by %s)",
+				drop, n.text(), v.via, keep, by)
+		}
+	}
+	return v6
 }
 
 // groupVIPs reads a virtual_server_group: `IP PORT`, `IP-RANGE PORT`,
@@ -237,10 +287,27 @@ func (c *converter) groupVIPs(g *node) []vipEntry {
 	return out
 }
 
+// notVIP says why a is not a VIP gvs can have ("" if it is one).
+func notVIP(a netip.Addr) string {
+	switch {
+	case usableAny(a):
+		return ""
+	case a.Is6() && !a.Is4In6():
+		return "gvs's IPv6 VIPs are global or unique-local unicast addresses"
+	}
+	return "gvs's VIPs are IPv4 or IPv6 unicast addresses"
+}
+
 // expandRange reads a group's address: A.B.C.D, A.B.C.D-E,
-// A.B.C.D-E.F.G.H or A.B.C.D/N; why says what is wrong with it.
+// A.B.C.D-E.F.G.H or A.B.C.D/N, or their IPv6 equivalents (keepalived's
+// alloc_vsg_entry and inet_stor): A:B::C, A:B::C-E with E in hex, the last
+// 16-bit group's end, A:B::C-A:B::D or A:B::/N. why says what is wrong with
+// it.
 func expandRange(s string) ([]netip.Addr, string) {
-	const notV4 = "gvs's VIPs are IPv4 unicast addresses"
+	if strings.Contains(s, ":") {
+		return expandRange6(s)
+	}
+	const notV4 = "gvs's VIPs are IPv4 or IPv6 unicast addresses"
 	var lo, hi netip.Addr
 	if first, last, ok := strings.Cut(s, "-"); ok {
 		var ok1 bool
@@ -276,6 +343,57 @@ func expandRange(s string) ([]netip.Addr, string) {
 		}
 		return []netip.Addr{a}, ""
 	}
+	return addrRange(lo, hi, usable, notV4)
+}
+
+// expandRange6 reads an IPv6 group address for expandRange.
+func expandRange6(s string) ([]netip.Addr, string) {
+	const notV6 = "gvs's IPv6 VIPs are global or unique-local unicast addresses"
+	var lo, hi netip.Addr
+	if first, last, ok := strings.Cut(s, "-"); ok {
+		var ok1 bool
+		lo, ok1 = parseIP(first)
+		if !ok1 || !lo.Is6() || lo.Zone() != "" {
+			return nil, "not an IPv6 address"
+		}
+		if !strings.Contains(last, ":") {
+			// keepalived reads E in hex, as the last group of the address.
+			n, err := strconv.ParseUint(last, 16, 16)
+			if err != nil || last == "" || last[0] == '+' || last[0] == '-' {
+				return nil, "want A:B::C-E with E a hexadecimal 0..ffff, the last group's end"
+			}
+			b := lo.As16()
+			b[14], b[15] = byte(n>>8), byte(n)
+			hi = netip.AddrFrom16(b)
+		} else if hi, ok1 = parseIP(last); !ok1 || !hi.Is6() || hi.Zone() != "" {
+			return nil, "want A:B::C-A:B::D, two IPv6 addresses"
+		}
+	} else if p, err := netip.ParsePrefix(s); err == nil {
+		if !p.Addr().Is6() {
+			return nil, notV6
+		}
+		p = p.Masked()
+		lo = p.Addr()
+		b := lo.As16()
+		for i := p.Bits(); i < 128; i++ {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+		hi = netip.AddrFrom16(b)
+	} else {
+		a, ok := parseIP(s)
+		if !ok {
+			return nil, "not an IPv6 address"
+		}
+		if !usable6(a) {
+			return nil, notV6
+		}
+		return []netip.Addr{a}, ""
+	}
+	return addrRange(lo, hi, usable6, notV6)
+}
+
+// addrRange lists lo..hi, each of them usable, at most maxGroupRange.
+func addrRange(lo, hi netip.Addr, usable func(netip.Addr) bool, notUsable string) ([]netip.Addr, string) {
 	if hi.Less(lo) {
 		return nil, "the range ends before it starts"
 	}
@@ -285,7 +403,7 @@ func expandRange(s string) ([]netip.Addr, string) {
 			return nil, fmt.Sprintf("more than %d addresses: write them as [[service]] tables", maxGroupRange)
 		}
 		if !usable(a) {
-			return nil, notV4
+			return nil, notUsable
 		}
 		out = append(out, a)
 		if a == hi {
@@ -294,10 +412,10 @@ func expandRange(s string) ([]netip.Addr, string) {
 	}
 }
 
-// parseVS reads a virtual_server's block; ok is false for one that gvs
-// cannot carry over at all (SCTP, IPv6).
-func (c *converter) parseVS(n *node) (*vsDef, bool) {
-	vs := &vsDef{n: n}
+// parseVS reads the block of a virtual_server of one family (v6: IPv6);
+// ok is false for one that gvs cannot carry over at all (SCTP).
+func (c *converter) parseVS(n *node, v6 bool) (*vsDef, bool) {
+	vs := &vsDef{n: n, v6: v6}
 	ok := true
 	for _, s := range n.block {
 		k := s.keyword()
@@ -322,7 +440,7 @@ func (c *converter) parseVS(n *node) (*vsDef, bool) {
 				c.bad(s, "one of "+strings.Join(config.Schedulers(), " "))
 			}
 		case "lb_kind", "lvs_method":
-			if f, ok := c.method(s); ok {
+			if f, ok := c.method(s, v6); ok {
 				vs.forward = f
 			}
 		case "protocol":
@@ -345,6 +463,19 @@ func (c *converter) parseVS(n *node) (*vsDef, bool) {
 			}
 			vs.persistence = some(time.Duration(secs)*time.Second, s.pos)
 		case "persistence_granularity":
+			if v6 {
+				// keepalived takes a prefix length for an IPv6 service.
+				bits, ok := 0, false
+				if len(s.args()) == 1 {
+					bits, ok = parseUint(s.args()[0], 1, 128)
+				}
+				if !ok {
+					c.drop(s, "an IPv6 service takes a prefix length, 1 to 128, as keepalived does")
+					continue
+				}
+				vs.netmask = some(bits, s.pos)
+				continue
+			}
 			bits, ok := 0, false
 			if len(s.args()) == 1 {
 				bits, ok = maskBits(s.args()[0])
@@ -365,18 +496,20 @@ func (c *converter) parseVS(n *node) (*vsDef, bool) {
 				vs.sorry = some(ap, s.pos)
 			}
 		case "sorry_server_lvs_method":
-			if f, ok := c.method(s); ok {
+			if f, ok := c.method(s, v6); ok {
 				vs.sorryFwd = some(f, s.pos)
 			}
 		case "ip_family":
-			if len(s.args()) == 1 && s.args()[0] == "inet6" {
-				c.warnf(n.pos, "%s: not carried over (gvs's services are IPv4)", n.text())
-				ok = false
-			} else if len(s.args()) != 1 || s.args()[0] != "inet" {
+			switch {
+			case len(s.args()) != 1 || s.args()[0] != "inet" && s.args()[0] != "inet6":
 				c.bad(s, "inet or inet6")
+			case (s.args()[0] == "inet6") != v6 && len(n.args()) > 0 && n.args()[0] == "group":
+				c.drop(s, "the group's addresses are "+familyName(v6)+"; keepalived ignores the virtual_server for it, gvs carries it over")
+			case (s.args()[0] == "inet6") != v6:
+				c.drop(s, "the virtual_server's addresses are "+familyName(v6)+"; keepalived ignores it too")
 			}
 		case "real_server":
-			if rs, ok := c.realServer(s); ok {
+			if rs, ok := c.realServer(s, v6); ok {
 				vs.reals = append(vs.reals, rs)
 			}
 		default:
@@ -396,6 +529,7 @@ func (c *converter) parseVS(n *node) (*vsDef, bool) {
 	if vs.forward == "" {
 		vs.forward, vs.forwardNote = "nat", "no lb_kind: keepalived's default is NAT"
 	}
+	c.realsOneFamily(vs)
 	if vs.netmask.set && !vs.persistence.set {
 		vs.persistence = some(keepalivedPersist*time.Second, vs.netmask.pos)
 		vs.persistNote = "persistence_granularity without persistence_timeout: keepalived's 6 minutes"
@@ -403,9 +537,52 @@ func (c *converter) parseVS(n *node) (*vsDef, bool) {
 	return vs, ok
 }
 
+// realsOneFamily leaves out the reals and sorry server of the other family than
+// the virtual_server's: gvs refuses a service whose reals are of two
+// families, and keepalived skips them too ("Address family of virtual
+// server and real server ... don't match - skipping real server"), but for
+// tunnelled ones, which the kernel can encapsulate across families and gvs
+// cannot. Leaving the real out, rather than the service, keeps what
+// keepalived serves.
+func (c *converter) realsOneFamily(vs *vsDef) {
+	why := func(a netip.Addr, fwd string) string {
+		if fwd == "tun" {
+			return fmt.Sprintf("an %s real of an %s virtual_server: keepalived tunnels across families, gvs tunnels only to reals of the service's family", family(a), familyName(vs.v6))
+		}
+		return fmt.Sprintf("an %s real of an %s virtual_server: a service and its reals are of one family, and keepalived skips it too", family(a), familyName(vs.v6))
+	}
+	reals := vs.reals[:0]
+	for _, rs := range vs.reals {
+		if rs.addr.Is6() == vs.v6 {
+			reals = append(reals, rs)
+			continue
+		}
+		fwd := vs.forward
+		if rs.forward.set {
+			fwd = rs.forward.v
+		}
+		c.drop(rs.n, why(rs.addr, fwd))
+	}
+	vs.reals = reals
+	if a := vs.sorry.v.Addr(); vs.sorry.set && a.Is6() != vs.v6 {
+		c.warnf(vs.sorry.pos, "sorry_server %s: not carried over (%s)", a, strings.Replace(why(a, or(vs.forward, vs.sorryFwd).v), "real", "sorry server", 1))
+		vs.sorry = opt[netip.AddrPort]{}
+	}
+}
+
+// familyName names the family of v6 in messages.
+func familyName(v6 bool) string {
+	if v6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
 // method parses `lb_kind|lvs_method NAT|DR|TUN [type ipip|gue port N|gre]
-// [nocsum|csum|remcsum]`, and DPVS's FNAT.
-func (c *converter) method(n *node) (string, bool) {
+// [nocsum|csum|remcsum]`, and DPVS's FNAT, for a service of one family
+// (v6: IPv6). keepalived's default tunnel, ipip, is IPv6-in-IPv6 for an
+// IPv6 service in the kernel, as in gvs.
+func (c *converter) method(n *node, v6 bool) (string, bool) {
 	args := n.args()
 	if len(args) == 0 {
 		c.bad(n, "NAT, DR or TUN")
@@ -427,6 +604,8 @@ func (c *converter) method(n *node) (string, bool) {
 	}
 	switch rest := args[1:]; {
 	case len(rest) == 0, f == "tun" && slices.Equal(rest, []string{"type", "ipip"}):
+	case f == "tun" && v6:
+		c.warnf(n.pos, "%s: %s not carried over (gvs tunnels IPv6 services in IPv6-in-IPv6 only, keepalived's type ipip)", n.keyword(), strings.Join(rest, " "))
 	case f == "tun":
 		c.warnf(n.pos, "%s: %s not carried over (gvs tunnels in IPIP only)", n.keyword(), strings.Join(rest, " "))
 	default:
@@ -444,8 +623,8 @@ func (c *converter) addrPort(n *node) (netip.AddrPort, bool) {
 		return netip.AddrPort{}, false
 	}
 	a, ok := parseIP(args[0])
-	if !ok || !usable(a) {
-		c.drop(n, "gvs takes IPv4 unicast addresses only")
+	if !ok || !usableAny(a) {
+		c.drop(n, "gvs takes IPv4 unicast and global or unique-local IPv6 unicast addresses only")
 		return netip.AddrPort{}, false
 	}
 	port := 0
@@ -458,8 +637,9 @@ func (c *converter) addrPort(n *node) (netip.AddrPort, bool) {
 	return netip.AddrPortFrom(a, uint16(port)), true
 }
 
-// realServer reads a real_server block.
-func (c *converter) realServer(n *node) (*rsDef, bool) {
+// realServer reads a real_server block of a virtual_server of one family
+// (v6: IPv6).
+func (c *converter) realServer(n *node, v6 bool) (*rsDef, bool) {
 	ap, ok := c.addrPort(n)
 	if !ok {
 		return nil, false
@@ -480,7 +660,7 @@ func (c *converter) realServer(n *node) (*rsDef, bool) {
 				rs.weight = w
 			}
 		case "lb_kind", "lvs_method":
-			if f, ok := c.method(s); ok {
+			if f, ok := c.method(s, v6); ok {
 				rs.forward = some(f, s.pos)
 			}
 		case "uthreshold":
@@ -537,7 +717,7 @@ func (c *converter) service(vs *vsDef, vip vipEntry) {
 		head += " (" + vip.pos.String() + ": " + vip.via + ")"
 	}
 	s.comments = []string{head}
-	if vs.netmask.set && vs.netmask.v != 32 {
+	if def := map[bool]int{false: 32, true: 128}[vs.v6]; vs.netmask.set && vs.netmask.v != def {
 		s.netmask = vs.netmask.v
 	}
 	if vs.ops.set {

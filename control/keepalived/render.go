@@ -54,6 +54,49 @@ func (c *converter) crossCheck() {
 	}
 }
 
+// vrrpFamilies handles an instance without virtual_ipaddress: gvs's
+// [vrrp] then advertises every service VIP, of both families, which needs
+// VRRPv3 for IPv6 ones and, with unicast_peers, a peer of each family. A
+// keepalived instance is of one family, so [vrrp] lists the service VIPs of
+// the instance's family (its peers', else IPv4) when the default would not
+// load; gvs adds the others while master. When there are none, [vrrp] is
+// not written.
+func (c *converter) vrrpFamilies() {
+	v := c.vrrp
+	if v == nil || v.vrid == 0 || len(v.addrs) > 0 {
+		return
+	}
+	has4, has6, peer4, peer6 := false, false, false, false
+	for _, s := range c.services {
+		has4, has6 = has4 || s.addr.Addr().Is4(), has6 || s.addr.Addr().Is6()
+	}
+	for _, p := range v.peers {
+		peer4, peer6 = peer4 || p.Is4(), peer6 || p.Is6()
+	}
+	if !has6 || v.version.v == 3 && (len(v.peers) == 0 || peer6 && (!has4 || peer4)) {
+		return
+	}
+	v6 := peer6 && !peer4
+	for _, s := range c.services {
+		if a := s.addr.Addr(); a.Is6() == v6 && !slices.Contains(v.derived, a) {
+			v.derived = append(v.derived, a)
+		}
+	}
+	fam, other := familyName(v6), familyName(!v6)
+	if len(v.derived) == 0 {
+		c.warnf(v.pos, "vrrp_instance %s: not carried over ([vrrp] is not written: the instance has no virtual_ipaddress and is %s, by its unicast_peer, and gvs's [vrrp] would advertise the %s service VIPs, which it cannot; give it a virtual_ipaddress)",
+			v.name, fam, other)
+		v.vrid = 0
+		return
+	}
+	if v6 && v.version.v == 2 {
+		v.version = some(3, v.version.pos)
+		v.versionNote = "keepalived speaks VRRPv3 for an IPv6 instance"
+	}
+	c.warnf(v.pos, "vrrp_instance %s: has no virtual_ipaddress: [vrrp] addresses lists the %s service VIPs (the instance is %s; gvs's default, every service VIP, would advertise the %s ones too); gvs adds those while master",
+		v.name, fam, fam, other)
+}
+
 // render writes the gvs configuration.
 func (c *converter) render() []byte {
 	head := []string{
@@ -135,6 +178,8 @@ func (c *converter) vrrpTable(v *vrrpOut) *table {
 	}
 	if len(addrs) > 0 {
 		t.add("addresses", tomlStrings(addrStrings(addrs)), "virtual_ipaddress")
+	} else if len(v.derived) > 0 {
+		t.add("addresses", tomlStrings(addrStrings(v.derived)), "no virtual_ipaddress: the service VIPs of the instance's family")
 	}
 	if v.authPass != "" {
 		t.add("auth_type", tomlString("pass"), "")

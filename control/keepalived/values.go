@@ -75,6 +75,27 @@ func usable(a netip.Addr) bool {
 	return a.Is4() && !a.IsUnspecified() && !a.IsMulticast() && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
+// usable6 reports whether a is an IPv6 address gvs can use for a VIP, a
+// real or a peer (control/config's checkAddr6): a global or unique-local
+// unicast address without a zone. An IPv4-mapped one is refused there, and
+// here: keepalived would take it as IPv6.
+func usable6(a netip.Addr) bool {
+	return a.Is6() && !a.Is4In6() && a.Zone() == "" && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+}
+
+// usableAny reports whether a is usable in either family.
+func usableAny(a netip.Addr) bool {
+	return usable(a) || usable6(a)
+}
+
+// family names a's address family in messages.
+func family(a netip.Addr) string {
+	if a.Is6() {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
 // maskBits returns the prefix length of a contiguous IPv4 netmask.
 func maskBits(s string) (int, bool) {
 	a, err := netip.ParseAddr(s)

@@ -29,9 +29,11 @@ type vrrpOut struct {
 	preemptDelay time.Duration
 	preemptNote  string
 	peers        []netip.Addr
+	peerPos      []Pos // each peer's
 	addrs        []vipAddr
 	excluded     []vipAddr
-	authPass     string // auth_type pass when set
+	derived      []netip.Addr // addresses when there are none: service VIPs of its family (vrrpFamilies)
+	authPass     string       // auth_type pass when set
 	authNote     string
 	authPos      Pos
 	notify       []string
@@ -196,6 +198,7 @@ func (c *converter) vrrpInstance(inst *node) {
 		}
 	}
 
+	c.peersOneFamily(v)
 	if !vrid.set {
 		c.warnf(inst.pos, "%s: has no virtual_router_id: [vrrp] is not written (keepalived refuses it too)", inst.text())
 		c.vrrp = &vrrpOut{name: v.name, pos: v.pos, iface: v.iface, dev: v.dev} // keeps the interface for [director]
@@ -302,6 +305,7 @@ func (c *converter) unicastPeers(b *node, v *vrrpOut) {
 			continue
 		}
 		v.peers = append(v.peers, a)
+		v.peerPos = append(v.peerPos, n.pos)
 		if len(n.args()) > 0 {
 			c.warnf(n.pos, "%s: %s: not carried over (gvs checks that adverts come with TTL 255)", a, strings.Join(n.args(), " "))
 		}
@@ -369,12 +373,7 @@ func (c *converter) oneFamily(addrs []vipAddr) []vipAddr {
 	if len(addrs) == 0 {
 		return addrs
 	}
-	fam := func(a netip.Addr) string {
-		if a.Is6() {
-			return "IPv6"
-		}
-		return "IPv4"
-	}
+	fam := family
 	first := fam(addrs[0].addr)
 	out := addrs[:1]
 	for _, a := range addrs[1:] {
@@ -385,6 +384,27 @@ func (c *converter) oneFamily(addrs []vipAddr) []vipAddr {
 		out = append(out, a)
 	}
 	return out
+}
+
+// peersOneFamily keeps the unicast peers of the instance's family, that of
+// its first virtual_ipaddress: keepalived skips a peer of the other family
+// ("MUST be of the same family !!! Skipping..."), and gvs's [vrrp] sends
+// each family's adverts to that family's peers only, so an IPv6 instance
+// with IPv4 peers alone would not load.
+func (c *converter) peersOneFamily(v *vrrpOut) {
+	if len(v.addrs) == 0 {
+		return
+	}
+	v6 := v.addrs[0].addr.Is6()
+	peers, pos := v.peers[:0], v.peerPos[:0]
+	for i, p := range v.peers {
+		if p.Is6() != v6 {
+			c.warnf(v.peerPos[i], "%s: not carried over (the instance is %s, by its first virtual_ipaddress, and keepalived skips a unicast_peer of the other family)", p, familyName(v6))
+			continue
+		}
+		peers, pos = append(peers, p), append(pos, v.peerPos[i])
+	}
+	v.peers, v.peerPos = peers, pos
 }
 
 // authentication maps `authentication { auth_type PASS|AH; auth_pass P }`.
@@ -595,7 +615,7 @@ func (c *converter) syncDaemon() {
 // IPv6).
 func usableVRRP(a netip.Addr) bool {
 	if a.Is6() && !a.Is4In6() {
-		return a.Zone() == "" && !a.IsUnspecified() && !a.IsMulticast() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+		return usable6(a)
 	}
 	return usable(a)
 }
