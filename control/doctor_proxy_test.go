@@ -46,9 +46,18 @@ func TestDoctorProxyProtocol(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
 	defer plain.Close()
 	sig := []byte("\r\n\r\n\x00\r\nQUIT\n")
+	// When the banner's and the silent server's probes connected: each of
+	// those probes waits proxyProbeWait, so one after the other they would
+	// connect at least that far apart.
+	arrived := make(chan time.Time, 8)
 	reals := map[string]netip.AddrPort{
 		"plain http": netip.MustParseAddrPort(plain.Listener.Addr().String()),
-		"banner":     serve(t, func(c net.Conn) { io.WriteString(c, "220 ready\r\n"); time.Sleep(time.Second); c.Close() }),
+		"banner": serve(t, func(c net.Conn) {
+			arrived <- time.Now()
+			io.WriteString(c, "220 ready\r\n")
+			time.Sleep(time.Second)
+			c.Close()
+		}),
 		"proxy": serve(t, func(c net.Conn) {
 			defer c.Close()
 			b := make([]byte, len(sig))
@@ -56,7 +65,7 @@ func TestDoctorProxyProtocol(t *testing.T) {
 				return // broken header: closed without a word
 			}
 		}),
-		"silent": serve(t, func(c net.Conn) { time.Sleep(time.Second); c.Close() }),
+		"silent": serve(t, func(c net.Conn) { arrived <- time.Now(); time.Sleep(time.Second); c.Close() }),
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -75,10 +84,17 @@ func TestDoctorProxyProtocol(t *testing.T) {
 	for _, name := range []string{"banner", "proxy", "silent", "closed"} {
 		cfg.Services[0].Reals = append(cfg.Services[0].Reals, config.Real{Address: reals[name], Forward: config.FullNAT, ProxyProtocol: "v1"})
 	}
-	start := time.Now()
 	checks := checkProxyReals(context.Background(), cfg)
-	if took := time.Since(start); took > 3*proxyProbeWait {
-		t.Errorf("the probes took %v: not run at the same time", took)
+	var at [2]time.Time
+	for i := range at {
+		select {
+		case at[i] = <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d probes of the banner and silent servers, want 2", i)
+		}
+	}
+	if d := at[1].Sub(at[0]).Abs(); d >= proxyProbeWait {
+		t.Errorf("the probes connected %v apart: not run at the same time", d)
 	}
 	if len(checks) != len(want) {
 		t.Fatalf("%d checks, want %d: %+v", len(checks), len(want), checks)
