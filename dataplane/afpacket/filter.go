@@ -111,6 +111,7 @@ const (
 	memSYN        = 6  // 1 for a TCP segment that opens a connection (SteeringProgramSYN)
 	memSrc6       = 7  // IPv6 source address, 4 words (7 to 10)
 	memDst6       = 11 // IPv6 destination address, 4 words (11 to 14)
+	memNext6      = 15 // an IPv6 Next Header while X moves past its header; then protocol<<16
 )
 
 // maxKeysPerGroup bounds how many endpoints share one address test so that
