@@ -41,11 +41,11 @@ var ethTypeIPv4 = []byte{0x08, 0x00}
 // The IPv6 header's fields the rules load (RFC 8200 section 3). The
 // protocol is the fixed header's Next Header, not the transport protocol
 // nft finds behind extension headers (meta l4proto): a frame with
-// extension headers then matches no element, as the dataplane's socket
-// filter does not take it either (dataplane/afpacket/filter6.go). The one
-// extension header the filter takes is a fragment header right after the
-// fixed header (Next Header 44), naming TCP or UDP in its own Next Header
-// at 40 (RFC 8200 section 4.5): the fragment rules load that instead.
+// extension headers then matches no element of these rules; the ones the
+// socket filter walks (dataplane/afpacket/filter6.go) have rules of their
+// own in the ext6 chain (queueExt6). A fragment header right after the
+// fixed header (Next Header 44) names TCP or UDP in its own Next Header at
+// 40 (RFC 8200 section 4.5): the fragment rules load that instead.
 //
 //	IPv6:  0               6   7   8                       24                      40  41
 //	       +---------------+---+---+-----------------------+-----------------------+---+---

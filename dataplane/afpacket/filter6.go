@@ -22,7 +22,7 @@ import (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|          Source Port          |       Destination Port        |  40
 //
-// Only frames whose Next Header is TCP or UDP are taken; fragments of TCP
+// Frames whose Next Header is TCP or UDP are taken; fragments of TCP
 // or UDP, Next Header 44 with the fragment header (RFC 8200 section 4.5)
 // right after the fixed header, naming TCP or UDP as its own Next Header,
 // a first fragment's ports 8 bytes further:
@@ -31,6 +31,16 @@ import (
 //	|  Next Header  |   Reserved    |      Fragment Offset    |Res|M|  40
 //	|                         Identification                        |  44
 //	|          Source Port          |       Destination Port        |  48 (first fragment)
+//
+// and the same behind extension headers (section 4): up to three of
+// hop-by-hop, destination options and routing with Segments Left 0, each
+// type at most once and hop-by-hop only first (ExtensionChains6), every
+// one Next Header, length in 8-byte units beyond the first 8, and for
+// routing its type and Segments Left:
+//
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  Next Header  |  Hdr Ext Len  | Routing Type  | Segments Left |  40 (the first)
+//	|                 (options or type-specific data)               |
 //
 // and ICMPv6 errors (RFC 4443 types 1 to 4) whose quoted packet, right
 // after the 8-byte ICMPv6 header, is TCP or UDP behind a fixed header:
@@ -41,15 +51,20 @@ import (
 // steered by its ports like a whole packet; a later one has no ports: it
 // is taken by address (to a VIP or local address, from a NAT real) and
 // steered to worker 0, which forwards it as its first fragment went (the
-// dataplane's fragment table), as IPv4 later fragments are. A frame with
-// other extension headers (hop-by-hop, routing, destination options),
-// other ICMPv6 (neighbour discovery, echo) and anything else stays with
-// the kernel: classic BPF has no loops to walk a header chain, and the
-// nftables ingress rules test the same fixed Next Header, so the kernel
-// also keeps what the filter leaves. Such frames are rare on a LAN; a
-// client whose packets carry extension headers reaches the director's own
-// stack, which answers for the VIP (a TCP reset) rather than silently
-// losing them.
+// dataplane's fragment table), as IPv4 later fragments are. Classic BPF
+// has no loops: the extension headers are walked by unrolled code
+// (emitExtChain6), which runs only when the fixed Next Header is none of
+// TCP, UDP, fragment and ICMPv6, so that a frame without them costs what
+// it did before. The nftables ingress rules (control/ingress) drop
+// exactly what the filter takes, chain by chain, from the same list;
+// nftables can follow a chain only while no type repeats (it finds a
+// header by type), which is the bound. Other chains (a fourth header, a
+// type twice, routing with segments left, AH, ESP, destination options
+// behind a fragment header), ICMPv6 errors behind extension headers, other
+// ICMPv6 (neighbour discovery, echo) and anything else stay with the
+// kernel, which the ingress rules let have them: a client whose packets
+// carry such a chain reaches the director's own stack, which answers for
+// the VIP (a TCP reset), and the ingress table's last rules count them.
 const (
 	etherTypeV6  = 0x86dd
 	ip6VerOff    = 0 // version in the high nibble
