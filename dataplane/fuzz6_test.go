@@ -27,15 +27,17 @@ func FuzzProcess6(f *testing.F) {
 	ext := syn
 	ext.hbh, ext.dstOpts = true, true
 	part := syn.bytes(f)
-	f.Add(syn.bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                                            // a SYN to the VIP
-	f.Add(client6(header.ProtoUDP).bytes(f), uint8(ForwardDR), uint8(0), uint16(0), uint16(0))                        // a datagram
-	f.Add(ext.bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                                            // extension headers
-	f.Add(reply6(header.ProtoUDP).bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                        // a NAT reply
-	f.Add(part, uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16)) // partial checksum
-	f.Add(part[:50], uint8(ForwardDR), uint8(0), uint16(0), uint16(0))                                                // truncated IPv6 header
-	f.Add(append(syn.bytes(f), 0, 0, 0), uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(0xffff), uint16(0xffff))  // padding, wild offsets
-	f.Add(syn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0))                                            // a SYN through the tunnel
-	f.Add(part, uint8(ForwardTUN), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16)) // partial checksum, finished
+	f.Add(syn.bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                                                                 // a SYN to the VIP
+	f.Add(client6(header.ProtoUDP).bytes(f), uint8(ForwardDR), uint8(0), uint16(0), uint16(0))                                             // a datagram
+	f.Add(ext.bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                                                                 // extension headers
+	f.Add(withHBH6(f, fragments6(f, bigClient6(header.ProtoUDP).bytes(f), 1400, 3)[0]), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0)) // a first fragment behind hop-by-hop
+	f.Add(withDOpt6(f, syn.bytes(f)), uint8(ForwardFullNAT), uint8(0), uint16(0), uint16(0))                                               // a SYN behind destination options
+	f.Add(reply6(header.ProtoUDP).bytes(f), uint8(ForwardNAT), uint8(0), uint16(0), uint16(0))                                             // a NAT reply
+	f.Add(part, uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16))                      // partial checksum
+	f.Add(part[:50], uint8(ForwardDR), uint8(0), uint16(0), uint16(0))                                                                     // truncated IPv6 header
+	f.Add(append(syn.bytes(f), 0, 0, 0), uint8(ForwardNAT), header.OffloadNeedsCsum, uint16(0xffff), uint16(0xffff))                       // padding, wild offsets
+	f.Add(syn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0))                                                                 // a SYN through the tunnel
+	f.Add(part, uint8(ForwardTUN), header.OffloadNeedsCsum, uint16(header.EthernetLen+header.IPv6MinLen), uint16(16))                      // partial checksum, finished
 	bigSyn := syn
 	bigSyn.payload = make([]byte, 1500-header.IPv6MinLen-header.TCPMinLen)
 	f.Add(bigSyn.bytes(f), uint8(ForwardTUN), uint8(0), uint16(0), uint16(0)) // too big for the tunnel

@@ -71,87 +71,98 @@ func ppTable6(f Forward, v ProxyVersion) *Table {
 func TestGoldenProxy6(t *testing.T) {
 	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
 		for _, v := range []ProxyVersion{ProxyV2, ProxyV1} {
-			t.Run(f.String()+"/"+v.String(), func(t *testing.T) {
-				tbl := ppTable6(f, v)
-				w := worker6(tbl, 1024)
-				const now = int64(5 * time.Second)
-				cisn := uint32(spISN)
-				isn, ts := cisn, uint32(fnClientTS) // NAT: nothing translated before the header
-				if f == ForwardFullNAT {
-					isn, ts = fullnatClocks6(now, ipLocal6.As16(), portLo, ipRS16.As16(), natPort)
+			for _, withExt := range []bool{false, true} {
+				name := f.String() + "/" + v.String()
+				// The client's segments with a destination options header,
+				// kept in what is forwarded; the header segment is the
+				// director's own, without.
+				ext := func(b []byte) []byte { return b }
+				if withExt {
+					name += "/destination options"
+					ext = func(b []byte) []byte { return withDOpt6(t, b) }
 				}
-				L := uint32(len(wantProxyHeader6(v)))
-				toReal6 := func(s seg) seg {
-					s.srcMAC, s.dstMAC, s.dst, s.dport = macDir, macRS1, ipRS16, natPort
+				t.Run(name, func(t *testing.T) {
+					tbl := ppTable6(f, v)
+					w := worker6(tbl, 1024)
+					const now = int64(5 * time.Second)
+					cisn := uint32(spISN)
+					isn, ts := cisn, uint32(fnClientTS) // NAT: nothing translated before the header
 					if f == ForwardFullNAT {
-						s.src, s.sport = ipLocal6, portLo
+						isn, ts = fullnatClocks6(now, ipLocal6.As16(), portLo, ipRS16.As16(), natPort)
 					}
-					return s
-				}
-				toClient6 := func(s seg) seg {
-					s.srcMAC, s.dstMAC = macDir, macRouter
-					s.src, s.sport, s.dst, s.dport = ipVIP6, vport, ipClient6, cport
-					return s
-				}
-				fromReal := func(flags string, seq, ack uint32) seg {
-					s := fromReal6(t, w, cport, flags, seq, ack)
-					if f == ForwardNAT {
-						s.dst, s.dport = ipClient6, cport
+					L := uint32(len(wantProxyHeader6(v)))
+					toReal6 := func(s seg) seg {
+						s.srcMAC, s.dstMAC, s.dst, s.dport = macDir, macRS1, ipRS16, natPort
+						if f == ForwardFullNAT {
+							s.src, s.sport = ipLocal6, portLo
+						}
+						return s
 					}
-					return s
-				}
+					toClient6 := func(s seg) seg {
+						s.srcMAC, s.dstMAC = macDir, macRouter
+						s.src, s.sport, s.dst, s.dport = ipVIP6, vport, ipClient6, cport
+						return s
+					}
+					fromReal := func(flags string, seq, ack uint32) seg {
+						s := fromReal6(t, w, cport, flags, seq, ack)
+						if f == ForwardNAT {
+							s.dst, s.dport = ipClient6, cport
+						}
+						return s
+					}
 
-				syn := fromClient6(cport, "S", cisn, 0)
-				syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
-				want := toReal6(syn)
-				want.seq = isn
-				want.opts = []layers.TCPOption{optNOP, optNOP, optTS(ts, 0)}
-				ppStep(t, w, tbl, "SYN", syn.bytes6(t), want.bytes6(t), nil, now)
+					syn := fromClient6(cport, "S", cisn, 0)
+					syn.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS, 0)}
+					want := toReal6(syn)
+					want.seq = isn
+					want.opts = []layers.TCPOption{optNOP, optNOP, optTS(ts, 0)}
+					ppStep(t, w, tbl, "SYN", ext(syn.bytes6(t)), ext(want.bytes6(t)), nil, now)
 
-				synack := fromReal("SA", spRISN, isn+1)
-				synack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, ts)}
-				want = toClient6(synack)
-				want.ack = cisn + 1
-				want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, fnClientTS)}
-				ppStep(t, w, tbl, "SYN-ACK", synack.bytes6(t), want.bytes6(t), nil, now)
+					synack := fromReal("SA", spRISN, isn+1)
+					synack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, ts)}
+					want = toClient6(synack)
+					want.ack = cisn + 1
+					want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS, fnClientTS)}
+					ppStep(t, w, tbl, "SYN-ACK", synack.bytes6(t), want.bytes6(t), nil, now)
 
-				ack := fromClient6(cport, "A", cisn+1, spRISN+1)
-				ack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+1, fnRealTS)}
-				want = toReal6(ack)
-				want.seq = isn + 1 + L
-				want.opts = []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)}
-				hdr := toReal6(seg{srcMAC: macDir, src: ipClient6, sport: cport, seq: isn + 1, ack: spRISN + 1, flags: "PA", window: 5000,
-					opts: []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)}, payload: wantProxyHeader6(v), ttl: 64})
-				verify6(t, hdr.bytes6(t))
-				ppStep(t, w, tbl, "handshake ACK", ack.bytes6(t), want.bytes6(t), [][]byte{hdr.bytes6(t)}, now)
-				e := entryOf6(t, w, cport)
-				if e.Flags&(flagProxyHdr|flagProxyPending|flagSeqXlate) != flagProxyHdr|flagProxyPending|flagSeqXlate || w.pp6.used != 1 || w.pp.used != 0 {
-					t.Fatalf("after the handshake ACK: flags %#x, %d IPv6 and %d IPv4 slots used", e.Flags, w.pp6.used, w.pp.used)
-				}
+					ack := fromClient6(cport, "A", cisn+1, spRISN+1)
+					ack.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnClientTS+1, fnRealTS)}
+					want = toReal6(ack)
+					want.seq = isn + 1 + L
+					want.opts = []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)}
+					hdr := toReal6(seg{srcMAC: macDir, src: ipClient6, sport: cport, seq: isn + 1, ack: spRISN + 1, flags: "PA", window: 5000,
+						opts: []layers.TCPOption{optNOP, optNOP, optTS(ts+1, fnRealTS)}, payload: wantProxyHeader6(v), ttl: 64})
+					verify6(t, hdr.bytes6(t))
+					ppStep(t, w, tbl, "handshake ACK", ext(ack.bytes6(t)), ext(want.bytes6(t)), [][]byte{hdr.bytes6(t)}, now)
+					e := entryOf6(t, w, cport)
+					if e.Flags&(flagProxyHdr|flagProxyPending|flagSeqXlate) != flagProxyHdr|flagProxyPending|flagSeqXlate || w.pp6.used != 1 || w.pp.used != 0 {
+						t.Fatalf("after the handshake ACK: flags %#x, %d IPv6 and %d IPv4 slots used", e.Flags, w.pp6.used, w.pp.used)
+					}
 
-				// The real speaks before it has the header.
-				banner := fromReal("PA", spRISN+1, isn+1)
-				banner.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, ts+1)}
-				banner.payload = []byte("220 hello\r\n")
-				want = toClient6(banner)
-				want.ack = cisn + 1
-				want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+1)}
-				ppStep(t, w, tbl, "real data before the header's ACK", banner.bytes6(t), want.bytes6(t), nil, now+1000)
+					// The real speaks before it has the header.
+					banner := fromReal("PA", spRISN+1, isn+1)
+					banner.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, ts+1)}
+					banner.payload = []byte("220 hello\r\n")
+					want = toClient6(banner)
+					want.ack = cisn + 1
+					want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+1, fnClientTS+1)}
+					ppStep(t, w, tbl, "real data before the header's ACK", banner.bytes6(t), want.bytes6(t), nil, now+1000)
 
-				covered := fromReal("A", spRISN+12, isn+1+L)
-				covered.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+2, ts+1)}
-				want = toClient6(covered)
-				want.ack = cisn + 1
-				want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+2, fnClientTS+1)}
-				ppStep(t, w, tbl, "acknowledgment of the header", covered.bytes6(t), want.bytes6(t), nil, now+2000)
-				if e.Flags&flagProxyPending != 0 || w.pp6.used != 0 || w.C.ProxyAcked.Load() != 1 || w.C.ProxyHeaders.Load() != 1 {
-					t.Fatalf("after the header's ACK: flags %#x, %d slots used, ProxyAcked %d, ProxyHeaders %d",
-						e.Flags, w.pp6.used, w.C.ProxyAcked.Load(), w.C.ProxyHeaders.Load())
-				}
-				if st := tbl.Reals[1].Stats; st.InPkts.Load() != 3 {
-					t.Errorf("real InPkts %d, want 3 (SYN, ACK, header)", st.InPkts.Load())
-				}
-			})
+					covered := fromReal("A", spRISN+12, isn+1+L)
+					covered.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+2, ts+1)}
+					want = toClient6(covered)
+					want.ack = cisn + 1
+					want.opts = []layers.TCPOption{optNOP, optNOP, optTS(fnRealTS+2, fnClientTS+1)}
+					ppStep(t, w, tbl, "acknowledgment of the header", covered.bytes6(t), want.bytes6(t), nil, now+2000)
+					if e.Flags&flagProxyPending != 0 || w.pp6.used != 0 || w.C.ProxyAcked.Load() != 1 || w.C.ProxyHeaders.Load() != 1 {
+						t.Fatalf("after the header's ACK: flags %#x, %d slots used, ProxyAcked %d, ProxyHeaders %d",
+							e.Flags, w.pp6.used, w.C.ProxyAcked.Load(), w.C.ProxyHeaders.Load())
+					}
+					if st := tbl.Reals[1].Stats; st.InPkts.Load() != 3 {
+						t.Errorf("real InPkts %d, want 3 (SYN, ACK, header)", st.InPkts.Load())
+					}
+				})
+			}
 		}
 	}
 }

@@ -31,89 +31,101 @@ func spTable6(f Forward) *Table {
 // cookie opens nothing.
 func TestGoldenSynProxy6(t *testing.T) {
 	for _, f := range []Forward{ForwardNAT, ForwardFullNAT} {
-		t.Run(f.String(), func(t *testing.T) {
-			tbl := spTable6(f)
-			w := worker6(tbl, 1024)
-			now := int64(7 * time.Second)
-			key := conntrack.Key6{Src: ipClient6.As16(), Dst: ipVIP6.As16(), SrcPort: cport, DstPort: vport, Proto: header.ProtoTCP}
-			cookie := synCookieKey.make6(&key, spISN, mssIndex(1440), cookieTime(now))
-			src, sport := ipClient6, uint16(cport)
-			if f == ForwardFullNAT {
-				src, sport = ipLocal6, portLo
+		for _, withExt := range []bool{false, true} {
+			name := f.String()
+			// The client's segments with a destination options header:
+			// the segments the proxy makes (the cookie SYN-ACK, the SYN to
+			// the real) are its own, without; the client's it forwards
+			// keep theirs.
+			ext := func(b []byte) []byte { return b }
+			if withExt {
+				name += "/destination options"
+				ext = func(b []byte) []byte { return withDOpt6(t, b) }
 			}
-			isn := proxyISN6(now, src.As16(), sport, ipRS16.As16(), natPort)
-			toReal6 := func(s seg) seg {
-				s.srcMAC, s.dstMAC, s.src, s.sport, s.dst, s.dport = macDir, macRS1, src, sport, ipRS16, natPort
-				return s
-			}
+			t.Run(name, func(t *testing.T) {
+				tbl := spTable6(f)
+				w := worker6(tbl, 1024)
+				now := int64(7 * time.Second)
+				key := conntrack.Key6{Src: ipClient6.As16(), Dst: ipVIP6.As16(), SrcPort: cport, DstPort: vport, Proto: header.ProtoTCP}
+				cookie := synCookieKey.make6(&key, spISN, mssIndex(1440), cookieTime(now))
+				src, sport := ipClient6, uint16(cport)
+				if f == ForwardFullNAT {
+					src, sport = ipLocal6, portLo
+				}
+				isn := proxyISN6(now, src.As16(), sport, ipRS16.As16(), natPort)
+				toReal6 := func(s seg) seg {
+					s.srcMAC, s.dstMAC, s.src, s.sport, s.dst, s.dport = macDir, macRS1, src, sport, ipRS16, natPort
+					return s
+				}
 
-			syn := fromClient6(cport, "S", spISN, 0)
-			syn.mss = 1440
-			synack := seg{srcMAC: macDir, dstMAC: macRouter, src: ipVIP6, dst: ipClient6, sport: vport, dport: cport,
-				seq: cookie, ack: spISN + 1, flags: "SA", window: spSynAckWindow, mss: 1500 - 40 - 20, ttl: 64}
-			out, _, v := spSend(t, w, tbl, syn.bytes6(t), header.Offload{}, now)
-			if v != VerdictSynProxy || w.shard6.Load().Len() != 0 {
-				t.Fatalf("SYN: verdict %v, %d connections; want synproxy and none", v, w.shard6.Load().Len())
-			}
-			same(t, "cookie SYN-ACK", out, synack.bytes6(t))
-			verify6(t, out)
+				syn := fromClient6(cport, "S", spISN, 0)
+				syn.mss = 1440
+				synack := seg{srcMAC: macDir, dstMAC: macRouter, src: ipVIP6, dst: ipClient6, sport: vport, dport: cport,
+					seq: cookie, ack: spISN + 1, flags: "SA", window: spSynAckWindow, mss: 1500 - 40 - 20, ttl: 64}
+				out, _, v := spSend(t, w, tbl, ext(syn.bytes6(t)), header.Offload{}, now)
+				if v != VerdictSynProxy || w.shard6.Load().Len() != 0 {
+					t.Fatalf("SYN: verdict %v, %d connections; want synproxy and none", v, w.shard6.Load().Len())
+				}
+				same(t, "cookie SYN-ACK", out, synack.bytes6(t))
+				verify6(t, out)
 
-			ack := fromClient6(cport, "A", spISN+1, cookie+1)
-			realSyn := toReal6(seg{seq: isn, flags: "S", window: 5000, mss: 1440, ttl: 64})
-			out, _, v = spSend(t, w, tbl, ack.bytes6(t), header.Offload{}, now)
-			if v != VerdictSynProxy {
-				t.Fatalf("handshake ACK: verdict %v", v)
-			}
-			same(t, "SYN to the real", out, realSyn.bytes6(t))
-			e := entryOf6(t, w, cport)
-			if e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy|flagSynPending || e.State != conntrack.TCPSynRecv {
-				t.Fatalf("after the ACK: flags %#x, state %v", e.Flags, e.State)
-			}
+				ack := fromClient6(cport, "A", spISN+1, cookie+1)
+				realSyn := toReal6(seg{seq: isn, flags: "S", window: 5000, mss: 1440, ttl: 64})
+				out, _, v = spSend(t, w, tbl, ext(ack.bytes6(t)), header.Offload{}, now)
+				if v != VerdictSynProxy {
+					t.Fatalf("handshake ACK: verdict %v", v)
+				}
+				same(t, "SYN to the real", out, realSyn.bytes6(t))
+				e := entryOf6(t, w, cport)
+				if e.Flags&(flagSynProxy|flagSynPending) != flagSynProxy|flagSynPending || e.State != conntrack.TCPSynRecv {
+					t.Fatalf("after the ACK: flags %#x, state %v", e.Flags, e.State)
+				}
 
-			data := fromClient6(cport, "PA", spISN+1, cookie+1)
-			data.payload = []byte("GET / HTTP/1.0\r\n\r\n")
-			if out, _, v := spSend(t, w, tbl, data.bytes6(t), header.Offload{}, now+1000); v != VerdictSynProxy || out != nil {
-				t.Fatalf("data before the real's answer: verdict %v, %d bytes out; want held", v, len(out))
-			}
+				data := fromClient6(cport, "PA", spISN+1, cookie+1)
+				data.payload = []byte("GET / HTTP/1.0\r\n\r\n")
+				if out, _, v := spSend(t, w, tbl, ext(data.bytes6(t)), header.Offload{}, now+1000); v != VerdictSynProxy || out != nil {
+					t.Fatalf("data before the real's answer: verdict %v, %d bytes out; want held", v, len(out))
+				}
 
-			rsa := fromReal6(t, w, cport, "SA", spRISN, isn+1)
-			if f == ForwardNAT {
-				rsa.dst, rsa.dport = ipClient6, cport
-			}
-			wantAck := toReal6(ack)
-			wantAck.seq, wantAck.ack = isn+1, spRISN+1
-			wantData := toReal6(data)
-			wantData.seq, wantData.ack = isn+1, spRISN+1
-			out, extra, v := spSend(t, w, tbl, rsa.bytes6(t), header.Offload{}, now+2000)
-			if v != VerdictSynProxy || len(extra) != 1 {
-				t.Fatalf("real's SYN-ACK: verdict %v, %d frames behind; want synproxy and the held data", v, len(extra))
-			}
-			same(t, "held ACK", out, wantAck.bytes6(t))
-			same(t, "held data", extra[0], wantData.bytes6(t))
-			if e.Flags&flagSynPending != 0 || e.State != conntrack.TCPEstablished {
-				t.Fatalf("after the real's SYN-ACK: flags %#x, state %v", e.Flags, e.State)
-			}
+				rsa := fromReal6(t, w, cport, "SA", spRISN, isn+1)
+				if f == ForwardNAT {
+					rsa.dst, rsa.dport = ipClient6, cport
+				}
+				wantAck := toReal6(ack)
+				wantAck.seq, wantAck.ack = isn+1, spRISN+1
+				wantData := toReal6(data)
+				wantData.seq, wantData.ack = isn+1, spRISN+1
+				out, extra, v := spSend(t, w, tbl, rsa.bytes6(t), header.Offload{}, now+2000)
+				if v != VerdictSynProxy || len(extra) != 1 {
+					t.Fatalf("real's SYN-ACK: verdict %v, %d frames behind; want synproxy and the held data", v, len(extra))
+				}
+				same(t, "held ACK", out, ext(wantAck.bytes6(t)))
+				same(t, "held data", extra[0], ext(wantData.bytes6(t)))
+				if e.Flags&flagSynPending != 0 || e.State != conntrack.TCPEstablished {
+					t.Fatalf("after the real's SYN-ACK: flags %#x, state %v", e.Flags, e.State)
+				}
 
-			dl := uint32(len(data.payload))
-			reply := fromReal6(t, w, cport, "PA", spRISN+1, isn+1+dl)
-			if f == ForwardNAT {
-				reply.dst, reply.dport = ipClient6, cport
-			}
-			reply.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
-			want := reply
-			want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport = macDir, macRouter, ipVIP6, vport, ipClient6, cport
-			want.seq, want.ack = cookie+1, spISN+1+dl
-			fnStep6(t, w, tbl, "real's data", reply.bytes6(t), want.bytes6(t), now+3000)
+				dl := uint32(len(data.payload))
+				reply := fromReal6(t, w, cport, "PA", spRISN+1, isn+1+dl)
+				if f == ForwardNAT {
+					reply.dst, reply.dport = ipClient6, cport
+				}
+				reply.payload = []byte("HTTP/1.0 200 OK\r\n\r\n")
+				want := reply
+				want.srcMAC, want.dstMAC, want.src, want.sport, want.dst, want.dport = macDir, macRouter, ipVIP6, vport, ipClient6, cport
+				want.seq, want.ack = cookie+1, spISN+1+dl
+				fnStep6(t, w, tbl, "real's data", reply.bytes6(t), want.bytes6(t), now+3000)
 
-			bad := fromClient6(cport+1, "A", spISN+1, cookie+1)
-			if _, _, v := spSend(t, w, tbl, bad.bytes6(t), header.Offload{}, now); v != VerdictNoConn || w.C.SynProxyBadCookies.Load() != 1 {
-				t.Fatalf("ACK with another tuple's cookie: verdict %v, bad cookies %d", v, w.C.SynProxyBadCookies.Load())
-			}
-			if w.C.SynProxyCookies.Load() != 1 || w.C.SynProxyOpened.Load() != 1 || w.C.SynProxySynAcks.Load() != 1 || w.C.SynProxyHeld.Load() != 2 {
-				t.Errorf("counters: cookies %d opened %d synacks %d held %d; want 1 1 1 2", w.C.SynProxyCookies.Load(),
-					w.C.SynProxyOpened.Load(), w.C.SynProxySynAcks.Load(), w.C.SynProxyHeld.Load())
-			}
-		})
+				bad := fromClient6(cport+1, "A", spISN+1, cookie+1)
+				if _, _, v := spSend(t, w, tbl, ext(bad.bytes6(t)), header.Offload{}, now); v != VerdictNoConn || w.C.SynProxyBadCookies.Load() != 1 {
+					t.Fatalf("ACK with another tuple's cookie: verdict %v, bad cookies %d", v, w.C.SynProxyBadCookies.Load())
+				}
+				if w.C.SynProxyCookies.Load() != 1 || w.C.SynProxyOpened.Load() != 1 || w.C.SynProxySynAcks.Load() != 1 || w.C.SynProxyHeld.Load() != 2 {
+					t.Errorf("counters: cookies %d opened %d synacks %d held %d; want 1 1 1 2", w.C.SynProxyCookies.Load(),
+						w.C.SynProxyOpened.Load(), w.C.SynProxySynAcks.Load(), w.C.SynProxyHeld.Load())
+				}
+			})
+		}
 	}
 }
 

@@ -85,8 +85,8 @@ func TestInstallIPv6(t *testing.T) {
 	t.Cleanup(func() { tab.Remove() })
 
 	s := l.readBack(t)
-	if s.rules != 6 {
-		t.Fatalf("after Install: %d rules, want 6 (the two IPv4 set rules, the IPv6 VIPs and NAT replies, whole and first fragments)", s.rules)
+	if s.rules != 11 || s.extRules != 2*2*9 {
+		t.Fatalf("after Install: %d+%d rules, want 11 (the two IPv4 set rules, the IPv6 VIPs and NAT replies, whole and first fragments, three jumps to ext6, two counting what is left) and 36 in ext6 (VIPs and NAT replies, whole and first fragments, behind 9 chains)", s.rules, s.extRules)
 	}
 	for _, want := range []struct {
 		set string
@@ -113,14 +113,14 @@ func TestInstallIPv6(t *testing.T) {
 	if !l.ping6VIP(t) {
 		t.Error("ping6 to the VIP got no reply: neighbour discovery and ICMPv6 must pass")
 	}
-	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] < 4 || s.dropped[3] != 0 || s.dropped[4] != 3 || s.dropped[5] != 0 {
-		t.Errorf("rule counters = %v, want [_ _ >=4 0 3 0]", s.dropped)
+	if s := l.readBack(t); len(s.dropped) != 11 || s.dropped[2] < 4 || s.dropped[3] != 0 || s.dropped[7] != 3 || s.dropped[8] != 0 || s.dropped[9] != 0 || s.dropped[10] != 0 {
+		t.Errorf("rule counters = %v, want [_ _ >=4 0 _ _ _ 3 0 0 0]", s.dropped)
 	}
 
 	if err := tab.Update(matchTwo); err != nil {
 		t.Fatal(err)
 	}
-	if s := l.readBack(t); s.rules != 2 || len(s.sets[setVIPs6]) != 0 || len(s.sets[setNATReals6]) != 0 {
+	if s := l.readBack(t); s.rules != 2 || s.extRules != 0 || len(s.sets[setVIPs6]) != 0 || len(s.sets[setNATReals6]) != 0 {
 		t.Fatalf("after an IPv4-only Update: %d rules, %d+%d IPv6 elements; want 2 and none", s.rules, len(s.sets[setVIPs6]), len(s.sets[setNATReals6]))
 	}
 	l.expectFlows(t, []flow{udp6VIP7000, tcp6VIP7000, udp6FromReal}, nil)
@@ -181,8 +181,8 @@ func TestInstallOwn6(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { tab.Remove() })
-	if s := l.readBack(t); s.rules != 7 {
-		t.Fatalf("after Install: %d rules; want 7 (the two IPv4 set rules, IPv6 VIPs and their first fragments, own IPv6 address, IPv6 NAT reals and their first fragments)", s.rules)
+	if s := l.readBack(t); s.rules != 12 || s.extRules != 2*2*9+1 {
+		t.Fatalf("after Install: %d+%d rules; want 12 (the two IPv4 set rules, IPv6 VIPs and their first fragments, three jumps to ext6, own IPv6 address, IPv6 NAT reals and their first fragments, two counting what is left) and 37 in ext6", s.rules, s.extRules)
 	}
 	l.expectFlows(t, []flow{udp6FromReal, udp6Real8001, udp6ToDir7000}, []flow{toOther, udp6VIP7000, tcp6VIP7000})
 	// Without IPv6 NAT reals there is nothing to let through first.
@@ -190,8 +190,8 @@ func TestInstallOwn6(t *testing.T) {
 	if err := tab.Update(&m); err != nil {
 		t.Fatal(err)
 	}
-	if s := l.readBack(t); s.rules != 4 {
-		t.Errorf("after an Update without IPv6 NAT reals: %d rules; want 4", s.rules)
+	if s := l.readBack(t); s.rules != 8 || s.extRules != 2*9 {
+		t.Errorf("after an Update without IPv6 NAT reals: %d+%d rules; want 8 and 18", s.rules, s.extRules)
 	}
 }
 
@@ -209,8 +209,8 @@ func TestInstallIPv6Locals(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { tab.Remove() })
-	if s := l.readBack(t); s.rules != 6 {
-		t.Fatalf("after Install: %d rules, want 6 (the two IPv4 set rules, TCP and UDP to the IPv6 range, whole and first fragments)", s.rules)
+	if s := l.readBack(t); s.rules != 9 || s.extRules != 2*2*9 {
+		t.Fatalf("after Install: %d+%d rules, want 9 (the two IPv4 set rules, TCP and UDP to the IPv6 range, whole and first fragments, three jumps to ext6) and 36 in ext6", s.rules, s.extRules)
 	}
 	in := func(tcp bool, port uint16) flow {
 		return flow{tcp: tcp, src: netip.AddrPortFrom(realAddr6, 0), dst: netip.AddrPortFrom(dirAddr6, port)}
@@ -218,7 +218,7 @@ func TestInstallIPv6Locals(t *testing.T) {
 	l.expectFlows(t,
 		[]flow{in(false, 8999), in(false, 9101), in(true, 9101)},
 		[]flow{in(false, 9000), in(false, 9100), in(true, 9050)})
-	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] < 1 || s.dropped[4] < 2 {
+	if s := l.readBack(t); len(s.dropped) != 9 || s.dropped[2] < 1 || s.dropped[4] < 2 {
 		t.Errorf("rule counters = %v, want [_ _ >=1 _ >=2 _]", s.dropped)
 	}
 	// A fragmented datagram to the range loses its first fragment; one
@@ -261,8 +261,8 @@ func TestInstallIPv6Fragments(t *testing.T) {
 			t.Errorf("%s: %d bytes arrived, want the first fragment dropped", f, size)
 		}
 	}
-	if s := l.readBack(t); len(s.dropped) != 6 || s.dropped[2] != 0 || s.dropped[3] != 3 || s.dropped[4] != 0 || s.dropped[5] != 3 {
-		t.Errorf("rule counters = %v, want [_ _ 0 3 0 3]: one first fragment of each of 3 datagrams per flow", s.dropped)
+	if s := l.readBack(t); len(s.dropped) != 11 || s.dropped[2] != 0 || s.dropped[3] != 3 || s.dropped[7] != 0 || s.dropped[8] != 3 {
+		t.Errorf("rule counters = %v, want [_ _ 0 3 _ _ _ 0 3 _ _]: one first fragment of each of 3 datagrams per flow", s.dropped)
 	}
 }
 

@@ -41,11 +41,11 @@ var ethTypeIPv4 = []byte{0x08, 0x00}
 // The IPv6 header's fields the rules load (RFC 8200 section 3). The
 // protocol is the fixed header's Next Header, not the transport protocol
 // nft finds behind extension headers (meta l4proto): a frame with
-// extension headers then matches no element, as the dataplane's socket
-// filter does not take it either (dataplane/afpacket/filter6.go). The one
-// extension header the filter takes is a fragment header right after the
-// fixed header (Next Header 44), naming TCP or UDP in its own Next Header
-// at 40 (RFC 8200 section 4.5): the fragment rules load that instead.
+// extension headers then matches no element of these rules; the ones the
+// socket filter walks (dataplane/afpacket/filter6.go) have rules of their
+// own in the ext6 chain (queueExt6). A fragment header right after the
+// fixed header (Next Header 44) names TCP or UDP in its own Next Header at
+// 40 (RFC 8200 section 4.5): the fragment rules load that instead.
 //
 //	IPv6:  0               6   7   8                       24                      40  41
 //	       +---------------+---+---+-----------------------+-----------------------+---+---
@@ -109,6 +109,7 @@ type Table struct {
 	conn   *nftables.Conn
 	table  *nftables.Table
 	chain  *nftables.Chain
+	ext6   *nftables.Chain // IPv6 frames with extension headers (ext6Rules)
 	vips   *nftables.Set
 	nat    *nftables.Set
 	vips6  *nftables.Set
@@ -157,6 +158,7 @@ func install(ifname string, nsFD int, e elements) (*Table, error) {
 	conn.DelTable(t.table)
 	conn.AddTable(t.table)
 	conn.AddChain(t.chain)
+	conn.AddChain(t.ext6)
 	for _, s := range []*nftables.Set{t.vips, t.nat, t.vips6, t.nat6} {
 		if err := conn.AddSet(s, nil); err != nil {
 			return nil, err
@@ -190,6 +192,7 @@ func newTable(ifname string, nsFD int, conn *nftables.Conn) *Table {
 			Policy:   &policy,
 			Device:   ifname,
 		},
+		ext6:  &nftables.Chain{Name: chainExt6, Table: table},
 		vips:  &nftables.Set{Table: table, Name: setVIPs, KeyType: concat, Concatenation: true},
 		nat:   &nftables.Set{Table: table, Name: setNATReals, KeyType: concat, Concatenation: true},
 		vips6: &nftables.Set{Table: table, Name: setVIPs6, KeyType: concat6, Concatenation: true},
@@ -214,6 +217,7 @@ func (t *Table) Update(m *afpacket.Match) error {
 		return wrap(errRemoved)
 	}
 	t.conn.FlushChain(t.chain)
+	t.conn.FlushChain(t.ext6)
 	t.conn.FlushSet(t.vips)
 	t.conn.FlushSet(t.nat)
 	t.conn.FlushSet(t.vips6)
@@ -304,6 +308,13 @@ func (t *Table) queueContents(e elements) error {
 		t.conn.AddRule(t.localRule6(r, false))
 		t.conn.AddRule(t.localRule6(r, true))
 	}
+	// Frames with extension headers: the same drops, in the same order
+	// (the own addresses' accepts before the NAT replies), behind the
+	// chains the filter walks, in a chain of their own so that a frame
+	// without them tests only the jumps.
+	if len(e.vips6)+len(e.locals6)+len(e.natReals6) > 0 {
+		t.queueExt6(e)
+	}
 	if len(e.natReals6) > 0 {
 		// As for IPv4: the answers of IPv6 NAT reals to the director's
 		// own checks are the kernel's.
@@ -312,6 +323,17 @@ func (t *Table) queueContents(e elements) error {
 		}
 		t.conn.AddRule(t.setRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port"))
 		t.conn.AddRule(t.fragRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 first fragments of NAT replies from [RIP]:port"))
+	}
+	// Last, counting what goes to the kernel although it is for the
+	// dataplane: IPv6 frames to a [VIP]:port or from a NAT [RIP]:port
+	// that no rule above dropped, because their extension headers are
+	// not a chain the filter walks (they then reach the director's own
+	// stack, as before the dataplane walked any).
+	if len(e.vips6) > 0 {
+		t.conn.AddRule(t.leftRule6(ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 to [VIP]:port left to the kernel (extension headers the dataplane does not walk)"))
+	}
+	if len(e.natReals6) > 0 {
+		t.conn.AddRule(t.leftRule6(ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port left to the kernel (extension headers the dataplane does not walk)"))
 	}
 	for _, q := range []struct {
 		set  *nftables.Set
@@ -334,6 +356,165 @@ func (t *Table) queueContents(e elements) error {
 		}
 	}
 	return nil
+}
+
+// chainExt6 is the regular chain the base chain jumps to for an IPv6
+// frame whose fixed Next Header is an extension header the filter walks.
+const chainExt6 = "ext6"
+
+// IPv6 extension headers (RFC 8200 section 4) and the offsets into them
+// the ext6 rules load with exthdr: Next Header, a routing header's
+// Segments Left.
+const (
+	extNextOff   = 0
+	rtSegLeftOff = 3
+	protoRouting = 43
+)
+
+// queueExt6 queues the jumps to the ext6 chain and its rules: for each
+// chain of afpacket.ExtensionChains6 (types t1..tn), whole packets and
+// first fragments,
+//
+//	ip6 nexthdr t1  exthdr t1 nexthdr t2 ... [exthdr rt seg-left 0]  ip6 <addr> . exthdr tn nexthdr . th <port>  @set  counter drop
+//	ip6 nexthdr t1  ... exthdr tn nexthdr 44  ip6 <addr> . exthdr frag nexthdr . th <port>  @set  counter drop
+//
+// and the same for the FULLNAT local ranges, with the own addresses'
+// accepts before the NAT replies as in the base chain. The protocol of the
+// key is the last header's Next Header, so a chain that goes on (to a
+// fourth header, AH, ...) matches no element, as the filter does not take
+// it either. exthdr finds a header by type (the kernel's ipv6_find_hdr,
+// the first header of that type, wherever it is in the chain), which is
+// why the chains the filter walks have no type twice: following
+// t1 -> t2 -> ... by type is then following the chain itself. th is the
+// transport header where the kernel found it, behind all extension
+// headers (nft_set_pktinfo_ipv6_validate); a later fragment has none, so
+// the fragment rules only match first fragments, as fragRule6.
+func (t *Table) queueExt6(e elements) {
+	for _, first := range []uint8{0, 43, 60} {
+		t.conn.AddRule(&nftables.Rule{
+			Table: t.table,
+			Chain: t.chain,
+			Exprs: []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+				&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{first}},
+				&expr.Verdict{Kind: expr.VerdictJump, Chain: chainExt6},
+			},
+			UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: IPv6 with extension headers"),
+		})
+	}
+	chains := afpacket.ExtensionChains6()
+	for _, frag := range []bool{false, true} {
+		for _, c := range chains {
+			if len(e.vips6) > 0 {
+				t.conn.AddRule(t.extSetRule6(c, frag, ipv6DstOff, l4DstPortOff, t.vips6, "gvs: IPv6 client packets to [VIP]:port behind extension headers"))
+			}
+		}
+	}
+	for _, r := range e.locals6 {
+		for _, frag := range []bool{false, true} {
+			for _, c := range chains {
+				t.conn.AddRule(t.extLocalRule6(c, frag, r))
+			}
+		}
+	}
+	if len(e.natReals6) > 0 {
+		for _, a := range e.own6 {
+			r := t.ownRule6(a)
+			r.Chain = t.ext6
+			t.conn.AddRule(r)
+		}
+		for _, frag := range []bool{false, true} {
+			for _, c := range chains {
+				t.conn.AddRule(t.extSetRule6(c, frag, ipv6SrcOff, l4SrcPortOff, t.nat6, "gvs: IPv6 NAT replies from [RIP]:port behind extension headers"))
+			}
+		}
+	}
+}
+
+// extChain6 is the test that a frame's extension headers are the chain c,
+// followed by a fragment header if frag, leaving in register proto the
+// protocol behind them.
+func extChain6(c []uint8, frag bool, proto uint32) []expr.Any {
+	exprs := []expr.Any{
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6NextOff, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{c[0]}},
+	}
+	next := func(typ uint8, reg uint32) *expr.Exthdr {
+		return &expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: typ, Offset: extNextOff, Len: 1, DestRegister: reg}
+	}
+	for i := 1; i < len(c); i++ {
+		exprs = append(exprs, next(c[i-1], regAddr), &expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{c[i]}})
+	}
+	for _, typ := range c {
+		if typ == protoRouting {
+			exprs = append(exprs,
+				&expr.Exthdr{Op: expr.ExthdrOpIpv6, Type: protoRouting, Offset: rtSegLeftOff, Len: 1, DestRegister: regAddr},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{0}})
+		}
+	}
+	last := c[len(c)-1]
+	if frag {
+		exprs = append(exprs, next(last, regAddr), &expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: []byte{protoIPv6Frag}})
+		last = protoIPv6Frag
+	}
+	return append(exprs, next(last, proto))
+}
+
+// extSetRule6 is setRule6 behind the extension headers c (and a fragment
+// header if frag); see queueExt6.
+func (t *Table) extSetRule6(c []uint8, frag bool, addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
+	exprs := extChain6(c, frag, regProto6)
+	exprs = append(exprs,
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 16},
+		&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+		&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return &nftables.Rule{Table: t.table, Chain: t.ext6, Exprs: exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, comment)}
+}
+
+// extLocalRule6 is localRule6 behind the extension headers c (and a
+// fragment header if frag).
+func (t *Table) extLocalRule6(c []uint8, frag bool, r portRange6) *nftables.Rule {
+	var lo, hi [2]byte
+	binary.BigEndian.PutUint16(lo[:], r.lo)
+	binary.BigEndian.PutUint16(hi[:], r.hi)
+	exprs := extChain6(c, frag, regProto6)
+	exprs = append(exprs,
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regProto6, Data: []byte{r.proto}},
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: ipv6DstOff, Len: 16},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: r.addr[:]},
+		&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseTransportHeader, Offset: l4DstPortOff, Len: 2},
+		&expr.Range{Op: expr.CmpOpEq, Register: regAddr, FromData: lo[:], ToData: hi[:]},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	)
+	return &nftables.Rule{Table: t.table, Chain: t.ext6, Exprs: exprs, UserData: userdata.AppendString(nil, userdata.TypeComment, "gvs: IPv6 FULLNAT replies to [LIP]:lport behind extension headers")}
+}
+
+// leftRule6 counts, without a verdict, the IPv6 frames whose address,
+// transport protocol (wherever the kernel finds it: meta l4proto) and port
+// are in set:
+//
+//	meta protocol ip6  ip6 <addr> . meta l4proto . th <port>  @set  counter
+func (t *Table) leftRule6(addrOff, portOff uint32, set *nftables.Set, comment string) *nftables.Rule {
+	return &nftables.Rule{
+		Table: t.table,
+		Chain: t.chain,
+		Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regAddr},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: regAddr, Data: ethTypeIPv6},
+			&expr.Payload{DestRegister: regAddr, Base: expr.PayloadBaseNetworkHeader, Offset: addrOff, Len: 16},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: regProto6},
+			&expr.Payload{DestRegister: regPort6, Base: expr.PayloadBaseTransportHeader, Offset: portOff, Len: 2},
+			&expr.Lookup{SourceRegister: regAddr, SetName: set.Name, SetID: set.ID},
+			&expr.Counter{},
+		},
+		UserData: userdata.AppendString(nil, userdata.TypeComment, comment),
+	}
 }
 
 // setRule6 is setRule for IPv6:

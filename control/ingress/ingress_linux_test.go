@@ -236,8 +236,11 @@ func (l *lab) pingVIP(t *testing.T) bool {
 type kernelState struct {
 	tables  int // netdev tables named gvs
 	rules   int
-	dropped []uint64            // packets counted by each rule, in order
-	sets    map[string][][]byte // set name -> element keys (and key ends)
+	dropped []uint64 // packets counted by each rule, in order
+	// The ext6 chain's (IPv6 with extension headers).
+	extRules   int
+	extDropped []uint64
+	sets       map[string][][]byte // set name -> element keys (and key ends)
 }
 
 func (l *lab) readBack(t *testing.T) kernelState {
@@ -270,7 +273,8 @@ func (l *lab) readBack(t *testing.T) kernelState {
 			if ch.Table.Name != TableName {
 				continue
 			}
-			if ch.Name != chainName || ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookIngress {
+			ext := ch.Name == chainExt6 && ch.Hooknum == nil
+			if !ext && (ch.Name != chainName || ch.Hooknum == nil || *ch.Hooknum != *nftables.ChainHookIngress) {
 				t.Errorf("unexpected chain %q in the table", ch.Name)
 				continue
 			}
@@ -278,7 +282,6 @@ func (l *lab) readBack(t *testing.T) kernelState {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s.rules += len(rules)
 			for _, r := range rules {
 				var n uint64
 				for _, e := range r.Exprs {
@@ -286,7 +289,16 @@ func (l *lab) readBack(t *testing.T) kernelState {
 						n = c.Packets
 					}
 				}
-				s.dropped = append(s.dropped, n)
+				if ext {
+					s.extDropped = append(s.extDropped, n)
+				} else {
+					s.dropped = append(s.dropped, n)
+				}
+			}
+			if ext {
+				s.extRules += len(rules)
+			} else {
+				s.rules += len(rules)
 			}
 		}
 		sets, err := c.GetSets(tab)

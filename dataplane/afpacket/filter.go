@@ -111,6 +111,7 @@ const (
 	memSYN        = 6  // 1 for a TCP segment that opens a connection (SteeringProgramSYN)
 	memSrc6       = 7  // IPv6 source address, 4 words (7 to 10)
 	memDst6       = 11 // IPv6 destination address, 4 words (11 to 14)
+	memNext6      = 15 // an IPv6 Next Header while X moves past its header; then protocol<<16
 )
 
 // maxKeysPerGroup bounds how many endpoints share one address test so that
@@ -158,8 +159,9 @@ func SteerHash(ip [4]byte, port uint16) uint32 {
 // a version other than 4 or an IHL below 5. Accepted frames get Snaplen,
 // everything else 0. A nil or empty Match rejects everything.
 //
-// IPv6 frames are admitted when TCP or UDP follows the fixed header (no
-// extension headers), or a fragment header naming TCP or UDP, and they go
+// IPv6 frames are admitted when TCP or UDP follows the fixed header, or a
+// fragment header naming TCP or UDP, directly or behind one of
+// ExtensionChains6's chains of extension headers, and they go
 // to one of m.VIPs6, come from one of m.NATReals6 or go to a m.Locals6
 // address and port (a later fragment, by address only), and ICMPv6
 // errors whose quoted packet's reversed tuple is such a frame's
@@ -229,7 +231,8 @@ func FilterProgram(m *Match) ([]bpf.RawInstruction, error) {
 //
 // IPv6 frames are steered the same way with SteerHash6 (a FULLNAT reply to
 // m.Locals6 by its port, a NAT reply from one of m.NATReals6 by its
-// destination, anything else by its source; a first fragment by the ports
+// destination, anything else by its source, by the ports behind any
+// extension headers the filter walks; a first fragment by the ports
 // behind its fragment header, later fragments to worker 0), ICMPv6 errors
 // by their quoted packet's reversed tuple.
 // ICMP errors go where the connection they quote goes (its tuple reversed).

@@ -22,7 +22,7 @@ import (
 //	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //	|          Source Port          |       Destination Port        |  40
 //
-// Only frames whose Next Header is TCP or UDP are taken; fragments of TCP
+// Frames whose Next Header is TCP or UDP are taken; fragments of TCP
 // or UDP, Next Header 44 with the fragment header (RFC 8200 section 4.5)
 // right after the fixed header, naming TCP or UDP as its own Next Header,
 // a first fragment's ports 8 bytes further:
@@ -31,6 +31,16 @@ import (
 //	|  Next Header  |   Reserved    |      Fragment Offset    |Res|M|  40
 //	|                         Identification                        |  44
 //	|          Source Port          |       Destination Port        |  48 (first fragment)
+//
+// and the same behind extension headers (section 4): up to three of
+// hop-by-hop, destination options and routing with Segments Left 0, each
+// type at most once and hop-by-hop only first (ExtensionChains6), every
+// one Next Header, length in 8-byte units beyond the first 8, and for
+// routing its type and Segments Left:
+//
+//	+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+//	|  Next Header  |  Hdr Ext Len  | Routing Type  | Segments Left |  40 (the first)
+//	|                 (options or type-specific data)               |
 //
 // and ICMPv6 errors (RFC 4443 types 1 to 4) whose quoted packet, right
 // after the 8-byte ICMPv6 header, is TCP or UDP behind a fixed header:
@@ -41,15 +51,20 @@ import (
 // steered by its ports like a whole packet; a later one has no ports: it
 // is taken by address (to a VIP or local address, from a NAT real) and
 // steered to worker 0, which forwards it as its first fragment went (the
-// dataplane's fragment table), as IPv4 later fragments are. A frame with
-// other extension headers (hop-by-hop, routing, destination options),
-// other ICMPv6 (neighbour discovery, echo) and anything else stays with
-// the kernel: classic BPF has no loops to walk a header chain, and the
-// nftables ingress rules test the same fixed Next Header, so the kernel
-// also keeps what the filter leaves. Such frames are rare on a LAN; a
-// client whose packets carry extension headers reaches the director's own
-// stack, which answers for the VIP (a TCP reset) rather than silently
-// losing them.
+// dataplane's fragment table), as IPv4 later fragments are. Classic BPF
+// has no loops: the extension headers are walked by unrolled code
+// (emitExtChain6), which runs only when the fixed Next Header is none of
+// TCP, UDP, fragment and ICMPv6, so that a frame without them costs what
+// it did before. The nftables ingress rules (control/ingress) drop
+// exactly what the filter takes, chain by chain, from the same list;
+// nftables can follow a chain only while no type repeats (it finds a
+// header by type), which is the bound. Other chains (a fourth header, a
+// type twice, routing with segments left, AH, ESP, destination options
+// behind a fragment header), ICMPv6 errors behind extension headers, other
+// ICMPv6 (neighbour discovery, echo) and anything else stay with the
+// kernel, which the ingress rules let have them: a client whose packets
+// carry such a chain reaches the director's own stack, which answers for
+// the VIP (a TCP reset), and the ingress table's last rules count them.
 const (
 	etherTypeV6  = 0x86dd
 	ip6VerOff    = 0 // version in the high nibble
@@ -143,17 +158,28 @@ func (a *assembler) emitJumpIPv6(h headers, v6 label) {
 }
 
 // emitParse6 checks that the IPv6 frame carries TCP or UDP right after its
-// fixed header (or a fragment header naming TCP or UDP: a later fragment
-// jumps to later, which must be bound after the code that reads scratch
-// memory), returning 0 otherwise (rejected by a filter, worker 0 for
-// steering), and stores its tuple in scratch memory: ports, protocol-port
-// keys and the four words of each address (memSrc6, memDst6). An ICMPv6
-// error quoting a TCP or UDP packet behind a fixed header gets the quoted
-// packet's tuple stored reversed instead (and M[memSYN] 0 on links with
-// SYN rings), so the code after it matches and steers the error as a
-// packet of the connection flowing towards the error's destination. It
-// must be the first code of its section to touch scratch memory (see
-// FilterProgram on the kernel's check).
+// fixed header or behind one of ExtensionChains6 (or a fragment header
+// naming TCP or UDP, there too: a later fragment jumps to later, which
+// must be bound after the code that reads scratch memory, with X the
+// length of the extension headers before its fragment header), returning
+// 0 otherwise (rejected by a filter, worker 0 for steering), and stores its
+// tuple in scratch memory: ports, protocol-port keys and the four words of
+// each address (memSrc6, memDst6). An ICMPv6 error quoting a TCP or UDP
+// packet behind a fixed header gets the quoted packet's tuple stored
+// reversed instead (and M[memSYN] 0 on links with SYN rings), so the code
+// after it matches and steers the error as a packet of the connection
+// flowing towards the error's destination. It must be the first code of
+// its section to touch scratch memory (see FilterProgram on the kernel's
+// check).
+//
+// The transport header and the fragment header are read at X plus their
+// place behind a fixed header, X being the length of the extension headers
+// in front of them. Without extension headers X is 0, as it is at the
+// start of every classic BPF program (the kernel clears A and X, and
+// nothing before the IPv6 section loads X), so the common case costs no
+// instruction more than it did before extension headers were walked: the
+// walk (emitExtChain6) only runs after the fixed Next Header is neither
+// TCP, UDP, a fragment header nor ICMPv6.
 func (a *assembler) emitParse6(h headers, later label) {
 	l4 := a.newLabel()
 	fail := a.newLabel()
@@ -161,7 +187,8 @@ func (a *assembler) emitParse6(h headers, later label) {
 	parsed := a.newLabel()
 	frag := a.newLabel()
 	first := a.newLabel()
-	isLater := a.newLabel()
+	isFrag := a.newLabel()
+	ext := a.newLabel()
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6VerOff, Size: 1})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: ip6VerMask})
 	a.jumpIf(bpf.JumpNotEqual, ip6Version, fail, next)
@@ -169,7 +196,7 @@ func (a *assembler) emitParse6(h headers, later label) {
 	a.jumpIf(bpf.JumpEqual, protoTCP, l4, next)
 	a.jumpIf(bpf.JumpEqual, protoUDP, l4, next)
 	a.jumpIf(bpf.JumpEqual, protoIPv6Frag, frag, next)
-	a.jumpIf(bpf.JumpEqual, protoICMPv6, next, fail)
+	a.jumpIf(bpf.JumpEqual, protoICMPv6, next, ext)
 	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + icmp6TypeOff, Size: 1})
 	a.jumpIf(bpf.JumpLessThan, icmp6ErrorMin, fail, next)
 	a.jumpIf(bpf.JumpGreaterThan, icmp6ErrorMax, fail, next)
@@ -189,18 +216,23 @@ func (a *assembler) emitParse6(h headers, later label) {
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
 	}
 	a.jump(parsed)
+	// Extension headers: walked to TCP, UDP or a fragment header, which
+	// the code below reads at X.
+	a.bind(ext)
+	a.emitExtChain6(h, l4, frag, fail)
 	// A fragment of TCP or UDP: the first is matched and steered by the
 	// ports behind its fragment header, a later one goes to later.
 	a.bind(frag)
-	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragOffOff, Size: 2})
-	a.jumpIf(bpf.JumpBitsSet, ip6FragOffMask, isLater, next)
-	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragNextOff, Size: 1})
-	a.jumpIf(bpf.JumpEqual, protoTCP, first, next)
-	a.jumpIf(bpf.JumpEqual, protoUDP, first, fail)
-	a.bind(isLater)
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6FragNextOff, Size: 1})
+	a.jumpIf(bpf.JumpEqual, protoTCP, isFrag, next)
+	a.jumpIf(bpf.JumpEqual, protoUDP, isFrag, fail)
+	a.bind(isFrag)
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6FragOffOff, Size: 2})
+	a.jumpIf(bpf.JumpBitsSet, ip6FragOffMask, next, first)
 	a.jump(later) // later is further than a conditional jump reaches
 	a.bind(first)
-	a.emitTuple6(h.ipv4+ip6SrcOff, h.ipv4+ip6FragL4Off+l4SrcPortOff, h.ipv4+ip6DstOff, h.ipv4+ip6FragL4Off+l4DstPortOff, h.ipv4+ip6FragNextOff)
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6FragNextOff, Size: 1})
+	a.emitTuple6X(h, ip6FragL4Off, false)
 	if a.synRing {
 		a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 0}) // a fragmented SYN goes to the main ring
 		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSYN})
@@ -209,11 +241,136 @@ func (a *assembler) emitParse6(h headers, later label) {
 	a.bind(fail)
 	a.emit(bpf.RetConstant{Val: 0})
 	a.bind(l4)
-	a.emitTuple6(h.ipv4+ip6SrcOff, h.ipv4+ip6HdrLen+l4SrcPortOff, h.ipv4+ip6DstOff, h.ipv4+ip6HdrLen+l4DstPortOff, h.ipv4+ip6NextOff)
-	if a.synRing {
-		a.emitClassifySYN6(h)
-	}
+	a.emitTuple6X(h, ip6HdrLen, a.synRing)
 	a.bind(parsed)
+}
+
+// maxExtHeaders6 bounds the extension headers the programs walk in front
+// of the transport or fragment header: hop-by-hop, destination options
+// and routing (segments left 0), each at most once, hop-by-hop only
+// first (RFC 8200 section 4.1), which is all three at most. The bound
+// comes from the ingress rules, which must drop exactly what the filter
+// takes: nftables finds an extension header by its type (exthdr, the
+// kernel's ipv6_find_hdr), the first of that type, so a chain is
+// something it can follow only while no type repeats. A real stack sends
+// at most one of each ahead of the upper layer (destination options twice
+// only around a routing header, which hosts do not send to a VIP).
+const maxExtHeaders6 = 3
+
+// Extension header types the programs walk (RFC 8200 section 4) and the
+// fields of one they read, counted from its first byte: Next Header, the
+// length in 8-byte units not counting the first 8, and a routing header's
+// Segments Left.
+const (
+	protoHopByHop = 0
+	protoRouting  = 43
+	protoDstOpts  = 60
+	extNextOff    = 0
+	extLenOff     = 1
+	extLenShift   = 3 // 8-byte units
+	extUnit       = 8
+	rtSegLeftOff  = 3
+)
+
+// ExtensionChains6 lists the chains of IPv6 extension headers (their
+// Next Header values, in order) that the socket filter and the steering
+// program walk to a TCP, UDP or fragment header: the nftables ingress
+// rules (control/ingress) are generated from the same list, so that they
+// drop exactly the frames the filter takes. A routing header must have
+// Segments Left 0. It allocates a new list on every call.
+func ExtensionChains6() [][]uint8 {
+	var out [][]uint8
+	var grow func(chain []uint8)
+	grow = func(chain []uint8) {
+		if len(chain) > 0 {
+			out = append(out, slices.Clone(chain))
+		}
+		if len(chain) == maxExtHeaders6 {
+			return
+		}
+		for _, t := range []uint8{protoHopByHop, protoDstOpts, protoRouting} {
+			if (t == protoHopByHop && len(chain) > 0) || slices.Contains(chain, t) {
+				continue
+			}
+			grow(append(chain, t))
+		}
+	}
+	grow(nil)
+	return out
+}
+
+// emitExtChain6 walks the extension headers of ExtensionChains6 for a
+// frame whose fixed Next Header, in A, is none of those the caller tests
+// first, with X 0. Classic BPF has no loops: each of the three places a
+// header may take is unrolled, and goes on to the next place, or to l4
+// (TCP or UDP, A holding which) or frag (a fragment header) with X the
+// length of the extension headers; anything else goes to fail. A header
+// type may not repeat, which the places check against the first two
+// headers' types at their fixed offsets (the fixed header's Next Header
+// at 6, the first extension header's at 40): the first place takes
+// hop-by-hop, destination options or routing; the second destination
+// options or routing, not the first's type; the third only behind a
+// hop-by-hop header and not the second's type. M[memNext6] holds a Next
+// Header while X moves past its header. About 55 instructions, none of
+// them on the path of a frame without extension headers.
+func (a *assembler) emitExtChain6(h headers, l4, frag, fail label) {
+	exits := func(last label) {
+		a.jumpIf(bpf.JumpEqual, protoTCP, l4, next)
+		a.jumpIf(bpf.JumpEqual, protoUDP, l4, next)
+		a.jumpIf(bpf.JumpEqual, protoIPv6Frag, frag, last)
+	}
+	// The first place: X is 0, so its fields are at fixed offsets.
+	adv1 := a.newLabel()
+	place2 := a.newLabel()
+	a.jumpIf(bpf.JumpEqual, protoHopByHop, adv1, next)
+	a.jumpIf(bpf.JumpEqual, protoDstOpts, adv1, next)
+	a.jumpIf(bpf.JumpEqual, protoRouting, next, fail)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6HdrLen + rtSegLeftOff, Size: 1})
+	a.jumpIf(bpf.JumpNotEqual, 0, fail, next)
+	a.bind(adv1)
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6HdrLen + extLenOff, Size: 1})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: extLenShift})
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: extUnit})
+	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6HdrLen + extNextOff, Size: 1})
+	exits(place2)
+	// The second and third places: destination options or routing, of
+	// a type not seen at the fixed offset prev.
+	place := func(prev uint32, hopByHopFirst bool, after label) {
+		dst := a.newLabel()
+		rt := a.newLabel()
+		adv := a.newLabel()
+		a.jumpIf(bpf.JumpEqual, protoDstOpts, dst, next)
+		a.jumpIf(bpf.JumpEqual, protoRouting, rt, fail)
+		a.bind(rt)
+		a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6HdrLen + rtSegLeftOff, Size: 1})
+		a.jumpIf(bpf.JumpNotEqual, 0, fail, next)
+		a.emit(bpf.LoadAbsolute{Off: h.ipv4 + prev, Size: 1})
+		a.jumpIf(bpf.JumpEqual, protoRouting, fail, adv)
+		a.bind(dst)
+		a.emit(bpf.LoadAbsolute{Off: h.ipv4 + prev, Size: 1})
+		a.jumpIf(bpf.JumpEqual, protoDstOpts, fail, next)
+		a.bind(adv)
+		if hopByHopFirst {
+			// Three distinct types: the first is hop-by-hop.
+			a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6NextOff, Size: 1})
+			a.jumpIf(bpf.JumpEqual, protoHopByHop, next, fail)
+		}
+		a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6HdrLen + extNextOff, Size: 1})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memNext6})
+		a.emit(bpf.LoadIndirect{Off: h.ipv4 + ip6HdrLen + extLenOff, Size: 1})
+		a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: extLenShift})
+		a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: extUnit})
+		a.emit(bpf.ALUOpX{Op: bpf.ALUOpAdd})
+		a.emit(bpf.TAX{})
+		a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memNext6})
+		exits(after)
+	}
+	place3 := a.newLabel()
+	a.bind(place2)
+	place(ip6NextOff, false, place3)
+	a.bind(place3)
+	place(ip6HdrLen+extNextOff, true, fail)
 }
 
 // emitTuple6 stores the tuple whose source address and port are read at
@@ -232,6 +389,35 @@ func (a *assembler) emitTuple6(src, sport, dst, dport, proto uint32) {
 	a.emit(bpf.LoadAbsolute{Off: proto, Size: 1})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 16})
 	a.emit(bpf.TAX{})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoSport})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memDstPort})
+	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoDport})
+}
+
+// emitTuple6X stores the tuple of a TCP or UDP packet whose protocol is in
+// A and whose ports are at X+l4 from the IPv6 header (X the length of the
+// extension headers in front of them, l4 where they would be without),
+// and on links with SYN rings (syn) whether it opens a connection.
+func (a *assembler) emitTuple6X(h headers, l4 uint32, syn bool) {
+	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 16})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memNext6}) // protocol<<16
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + l4 + l4SrcPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrcPort})
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + l4 + l4DstPortOff, Size: 2})
+	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDstPort})
+	if syn {
+		a.emitClassifySYN6(h, l4)
+	}
+	for i := range ip6AddrWords {
+		a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6SrcOff + uint32(4*i), Size: 4})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memSrc6 + i})
+		a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6DstOff + uint32(4*i), Size: 4})
+		a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memDst6 + i})
+	}
+	a.emit(bpf.LoadScratch{Dst: bpf.RegX, N: memNext6})
 	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memSrcPort})
 	a.emit(bpf.ALUOpX{Op: bpf.ALUOpOr})
 	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: memProtoSport})
@@ -321,17 +507,10 @@ func fragAddrs6(m *Match) (dst, src [][16]byte) {
 }
 
 // emitLaterMatch6 accepts a later fragment (no ports to match) of TCP or
-// UDP going to one of fragAddrs6's destinations or coming from one of its
-// sources, and rejects the rest. It reads no scratch memory.
+// UDP (emitParse6 checked that) going to one of fragAddrs6's destinations
+// or coming from one of its sources, and rejects the rest. It reads no
+// scratch memory.
 func (a *assembler) emitLaterMatch6(h headers, m *Match) {
-	ok := a.newLabel()
-	reject := a.newLabel()
-	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6FragNextOff, Size: 1})
-	a.jumpIf(bpf.JumpEqual, protoTCP, ok, next)
-	a.jumpIf(bpf.JumpEqual, protoUDP, ok, reject)
-	a.bind(reject)
-	a.emit(bpf.RetConstant{Val: 0})
-	a.bind(ok)
 	// Addresses sharing their first 96 bits (VIPs are usually in one
 	// prefix) share the test of those, so that an address costs two
 	// instructions more, not nine, of the kernel's 4096.
@@ -408,14 +587,15 @@ func (a *assembler) emitFold6(addrMem, mem int) {
 	a.emit(bpf.StoreScratch{Src: bpf.RegA, N: mem})
 }
 
-// emitClassifySYN6 is emitClassifySYN for an IPv6 frame that passed
-// emitParse6 (TCP, if it is TCP, at the fixed offset).
-func (a *assembler) emitClassifySYN6(h headers) {
+// emitClassifySYN6 is emitClassifySYN for an IPv6 frame in emitTuple6X:
+// M[memNext6] holds its protocol<<16, its TCP header (if it is TCP) is at
+// X+l4.
+func (a *assembler) emitClassifySYN6(h headers, l4 uint32) {
 	notSYN := a.newLabel()
 	done := a.newLabel()
-	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6NextOff, Size: 1})
-	a.jumpIf(bpf.JumpEqual, protoTCP, next, notSYN)
-	a.emit(bpf.LoadAbsolute{Off: h.ipv4 + ip6HdrLen + tcpFlagsOff, Size: 1})
+	a.emit(bpf.LoadScratch{Dst: bpf.RegA, N: memNext6})
+	a.jumpIf(bpf.JumpEqual, protoTCP<<16, next, notSYN)
+	a.emit(bpf.LoadIndirect{Off: h.ipv4 + l4 + tcpFlagsOff, Size: 1})
 	a.emit(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: tcpSYN | tcpRST | tcpACK})
 	a.jumpIf(bpf.JumpEqual, tcpSYN, next, notSYN)
 	a.emit(bpf.LoadConstant{Dst: bpf.RegA, Val: 1})

@@ -84,16 +84,57 @@ func withLaterFragment6(ip *layers.IPv6) []gopacket.SerializableLayer {
 	return []gopacket.SerializableLayer{f}
 }
 
+// rawLayer is a header given as bytes.
+type rawLayer []byte
+
+func (r rawLayer) LayerType() gopacket.LayerType { return gopacket.LayerTypePayload }
+
+func (r rawLayer) SerializeTo(b gopacket.SerializeBuffer, _ gopacket.SerializeOptions) error {
+	buf, err := b.PrependBytes(len(r))
+	if err != nil {
+		return err
+	}
+	copy(buf, r)
+	return nil
+}
+
+// withExt6 puts an extension header of type typ and size bytes (a
+// multiple of 8) first, zero but for its Next Header, its length and, in
+// a routing header, segments left (its type is 4, a segment routing
+// header).
+func withExt6(typ uint8, size int, segLeft uint8) frame6Opt {
+	return func(ip *layers.IPv6) []gopacket.SerializableLayer {
+		h := make(rawLayer, size)
+		h[0], h[1] = uint8(ip.NextHeader), uint8(size/8-1)
+		if typ == protoRouting {
+			h[2], h[3] = 4, segLeft
+		}
+		ip.NextHeader = layers.IPProtocol(typ)
+		return []gopacket.SerializableLayer{h}
+	}
+}
+
+var (
+	withDstOpts   = withExt6(protoDstOpts, 8, 0)
+	withBigHBH    = withExt6(protoHopByHop, 24, 0)
+	withRouting   = withExt6(protoRouting, 24, 0)
+	withRoutingSL = withExt6(protoRouting, 24, 1) // segments left: not at its final destination
+	withAH        = withExt6(51, 16, 0)
+)
+
 // ipv6L4Frame builds Ethernet/IPv6/TCP-or-UDP with ipv4Frame's payload;
 // any other protocol gets eight bytes that read as the same ports.
 func ipv6L4Frame(t testing.TB, proto uint8, src [16]byte, sport uint16, dst [16]byte, dport uint16, opts ...frame6Opt) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}, EthernetType: layers.EthernetTypeIPv6}
 	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocol(proto), SrcIP: net.IP(src[:]), DstIP: net.IP(dst[:])}
-	ls := []gopacket.SerializableLayer{eth, ip}
-	for _, o := range opts {
-		ls = append(ls, o(ip)...)
+	// The first option's headers come first: apply them from the last,
+	// each taking the Next Header the ones after it left.
+	var ext []gopacket.SerializableLayer
+	for i := len(opts) - 1; i >= 0; i-- {
+		ext = append(opts[i](ip), ext...)
 	}
+	ls := append([]gopacket.SerializableLayer{eth, ip}, ext...)
 	switch proto {
 	case protoTCP:
 		tcp := &layers.TCP{SrcPort: layers.TCPPort(sport), DstPort: layers.TCPPort(dport), SYN: true, Window: 1024}
@@ -168,8 +209,39 @@ func TestFilterProgram6Golden(t *testing.T) {
 		{"later fragment of icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 53, withLaterFragment6), skbMeta{}, false},
 		{"later fragment outgoing", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withLaterFragment6), skbMeta{pktType: pktTypeOutgoing}, false},
 		{"fragment of icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 53, withFragment6), skbMeta{}, false},
-		// Other extension headers and other ICMPv6 stay with the kernel.
-		{"hop-by-hop", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop), skbMeta{}, false},
+		// Up to three extension headers of ExtensionChains6, the ports
+		// behind them.
+		{"hop-by-hop", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop), skbMeta{}, true},
+		{"hop-by-hop, wrong port", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 81, withHopByHop), skbMeta{}, false},
+		{"destination options", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts), skbMeta{}, true},
+		{"routing, segments left 0", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withRouting), skbMeta{}, true},
+		{"routing with segments left", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withRoutingSL), skbMeta{}, false},
+		{"hop-by-hop, destination options", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withBigHBH, withDstOpts), skbMeta{}, true},
+		{"destination options, routing", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts, withRouting), skbMeta{}, true},
+		{"routing, destination options", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withRouting, withDstOpts), skbMeta{}, true},
+		{"hop-by-hop, routing, destination options", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop, withRouting, withDstOpts), skbMeta{}, true},
+		{"hop-by-hop, destination options, routing", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop, withDstOpts, withRouting), skbMeta{}, true},
+		{"three headers, the last with segments left", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop, withDstOpts, withRoutingSL), skbMeta{}, false},
+		{"nat reply behind destination options", ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000, withDstOpts), skbMeta{}, true},
+		{"fullnat reply behind hop-by-hop", ipv6L4Frame(t, protoUDP, natReal6, 53, lip6, 2000, withHopByHop), skbMeta{}, true},
+		{"first fragment behind hop-by-hop", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withHopByHop, withFragment6), skbMeta{}, true},
+		{"first fragment behind hop-by-hop, wrong port", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 54, withHopByHop, withFragment6), skbMeta{}, false},
+		{"first fragment behind three headers", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withHopByHop, withDstOpts, withRouting, withFragment6), skbMeta{}, true},
+		{"later fragment behind hop-by-hop", ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 9, withHopByHop, withLaterFragment6), skbMeta{}, true},
+		{"later fragment behind hop-by-hop to other", ipv6L4Frame(t, protoUDP, client6, 40000, other6, 9, withHopByHop, withLaterFragment6), skbMeta{}, false},
+		{"later fragment of icmpv6 behind routing", ipv6L4Frame(t, 58, client6, 40000, vip6, 53, withRouting, withLaterFragment6), skbMeta{}, false},
+		// Chains nftables cannot follow, other extension headers, and
+		// other ICMPv6 stay with the kernel.
+		{"four headers", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop, withDstOpts, withRouting, withDstOpts), skbMeta{}, false},
+		{"destination options twice", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts, withDstOpts), skbMeta{}, false},
+		{"routing twice", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withRouting, withRouting), skbMeta{}, false},
+		{"destination options, routing, destination options", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts, withRouting, withDstOpts), skbMeta{}, false},
+		{"hop-by-hop second", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts, withHopByHop), skbMeta{}, false},
+		{"authentication header", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withAH), skbMeta{}, false},
+		{"hop-by-hop, authentication header", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop, withAH), skbMeta{}, false},
+		{"icmpv6 error behind hop-by-hop", ipv6L4Frame(t, 58, router6, 0x0100, vip6, 0, withHopByHop), skbMeta{}, false},
+		{"hop-by-hop cut before the ports", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop)[:ethHdrLen+ip6HdrLen+8+2], skbMeta{}, false},
+		{"hop-by-hop longer than the frame", ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop)[:ethHdrLen+ip6HdrLen+4], skbMeta{}, false},
 		{"icmpv6", ipv6L4Frame(t, 58, client6, 40000, vip6, 80), skbMeta{}, false},
 		// FULLNAT replies to a local address and port.
 		{"fullnat reply", ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, 1024), skbMeta{}, true},
@@ -297,6 +369,10 @@ func TestSteeringProgram6(t *testing.T) {
 				{"UDP request", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53)},
 				{"UDP NAT reply", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)},
 				{"UDP first fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6)},
+				{"TCP request behind hop-by-hop", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop)},
+				{"TCP request behind three headers", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withBigHBH, withRouting, withDstOpts)},
+				{"TCP NAT reply behind destination options", ipv6L4Frame(t, protoTCP, natReal6, 8080, c, cport, withDstOpts)},
+				{"UDP first fragment behind hop-by-hop", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withHopByHop, withFragment6)},
 				{"UDP NAT reply first fragment", ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport, withFragment6)},
 				{"packet too big about a reply", icmp6Frame(t, 2, router6, vip6, ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), 100)},
 				{"NAT real's unreachable", icmp6Frame(t, 1, natReal6, c, ipv6L4Frame(t, protoUDP, c, cport, natReal6, 5353), 100)},
@@ -309,6 +385,7 @@ func TestSteeringProgram6(t *testing.T) {
 			lport := uint16(1024 + rng.UintN(32767-1024+1))
 			for _, f := range [][]byte{
 				ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, lport),
+				ipv6L4Frame(t, protoTCP, natReal6, 9000, lip6, lport, withDstOpts, withRouting),
 				icmp6Frame(t, 1, natReal6, lip6, ipv6L4Frame(t, protoUDP, lip6, lport, natReal6, 53), 100),
 			} {
 				if got := run(t, vm, f); got != uint32(lport)%w {
@@ -331,8 +408,10 @@ func TestSteeringProgram6(t *testing.T) {
 		}
 		for _, f := range [][]byte{
 			ipv6L4Frame(t, 58, client6, 1, vip6, 80),
-			ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+			ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withAH),
+			ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withDstOpts, withDstOpts),
 			ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withLaterFragment6),
+			ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withHopByHop, withLaterFragment6),
 			ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000, withLaterFragment6),
 		} {
 			if got := run(t, vm, f); got != 0 {
@@ -404,9 +483,9 @@ func TestSteeringProgram6SYN(t *testing.T) {
 			cport := uint16(rng.UintN(65536))
 			worker := SteerHash6(c, cport) % uint32(workers)
 			req := ipv6L4Frame(t, protoTCP, c, cport, vip6, 80)
-			flags := func(f []byte, fl byte) []byte {
+			flags := func(f []byte, fl byte, ext ...int) []byte {
 				f = append([]byte(nil), f...)
-				f[ethHdrLen+ip6HdrLen+tcpFlagsOff] = fl
+				f[ethHdrLen+ip6HdrLen+tcpFlagsOff+sum(ext)] = fl
 				return f
 			}
 			for _, tc := range []struct {
@@ -424,6 +503,11 @@ func TestSteeringProgram6SYN(t *testing.T) {
 				{"error about a client SYN, by its reversed tuple", icmp6Frame(t, 1, router6, c, flags(req, tcpSYN), 100), 2 * (SteerHash6(vip6, 80) % uint32(workers))},
 				{"error about a reply", icmp6Frame(t, 2, router6, vip6, flags(ipv6L4Frame(t, protoTCP, vip6, 80, c, cport), tcpSYN|tcpACK), 100), 2 * worker},
 				{"first fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withFragment6), 2 * worker},
+				{"SYN behind destination options", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withDstOpts), 2*worker + 1},
+				{"SYN behind three headers", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop, withRouting, withDstOpts), 2*worker + 1},
+				{"ACK behind hop-by-hop", flags(ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop), tcpACK, 8), 2 * worker},
+				{"UDP behind hop-by-hop", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withHopByHop), 2 * worker},
+				{"first fragment of a SYN behind hop-by-hop", ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop, withFragment6), 2 * worker},
 				{"later fragment", ipv6L4Frame(t, protoUDP, c, cport, vip6, 53, withLaterFragment6), 0},
 			} {
 				if got := run(t, vm, tc.frame); got != tc.want {
@@ -450,30 +534,57 @@ func naiveAccept6(m *Match, f []byte, meta skbMeta) bool {
 	proto := ip[6]
 	var src, dst [16]byte
 	var sport, dport uint16
-	switch proto {
-	case protoIPv6Frag:
+	// Extension headers of ExtensionChains6: X is their length.
+	x := 0
+	var chain []uint8
+	for proto == protoHopByHop || proto == protoDstOpts || proto == protoRouting {
+		off := ip6HdrLen + x
+		if len(ip) < off+2 || (proto == protoRouting && (len(ip) < off+4 || ip[off+3] != 0)) {
+			return false
+		}
+		chain = append(chain, proto)
+		proto = ip[off]
+		x += (int(ip[off+1]) + 1) * 8
+	}
+	if len(chain) > 0 && !slices.ContainsFunc(ExtensionChains6(), func(c []uint8) bool { return slices.Equal(c, chain) }) {
+		return false
+	}
+	switch {
+	case len(chain) > 0 && proto == protoICMPv6:
+		return false
+	case proto == protoIPv6Frag:
 		// A fragment header: a later fragment is taken by address, a
 		// first one by the ports behind the header.
 		copy(src[:], ip[8:24])
 		copy(dst[:], ip[24:40])
-		proto = ip[40]
+		off := ip6HdrLen + x
+		if len(ip) < off+1 {
+			return false
+		}
+		proto = ip[off]
 		if proto != protoTCP && proto != protoUDP {
 			return false
 		}
-		if binary.BigEndian.Uint16(ip[42:])&0xfff8 != 0 {
+		if len(ip) < off+4 {
+			return false
+		}
+		if binary.BigEndian.Uint16(ip[off+2:])&0xfff8 != 0 {
 			to := slices.ContainsFunc(m.VIPs6, func(e Endpoint6) bool { return e.Addr == dst }) ||
 				slices.ContainsFunc(m.Locals6, func(r LocalRange6) bool { return r.Addr == dst })
 			return to || slices.ContainsFunc(m.NATReals6, func(e Endpoint6) bool { return e.Addr == src })
 		}
-		if len(ip) < ip6HdrLen+8+4 {
+		if len(ip) < off+8+4 {
 			return false
 		}
-		sport, dport = binary.BigEndian.Uint16(ip[48:]), binary.BigEndian.Uint16(ip[50:])
-	case protoTCP, protoUDP:
+		sport, dport = binary.BigEndian.Uint16(ip[off+8:]), binary.BigEndian.Uint16(ip[off+10:])
+	case proto == protoTCP, proto == protoUDP:
 		copy(src[:], ip[8:24])
 		copy(dst[:], ip[24:40])
-		sport, dport = binary.BigEndian.Uint16(ip[40:]), binary.BigEndian.Uint16(ip[42:])
-	case protoICMPv6:
+		if len(ip) < ip6HdrLen+x+4 {
+			return false
+		}
+		sport, dport = binary.BigEndian.Uint16(ip[ip6HdrLen+x:]), binary.BigEndian.Uint16(ip[ip6HdrLen+x+2:])
+	case proto == protoICMPv6:
 		// An error quoting TCP or UDP behind a fixed header: its tuple,
 		// reversed.
 		if len(ip) < icmp6QuoteL4Off+4 {
@@ -514,6 +625,10 @@ func TestFilter6AgainstNaive(t *testing.T) {
 		ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000),
 		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000),
 		ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, withHopByHop),
+		ipv6L4Frame(t, protoTCP, natReal6, 8080, client6, 40000, withDstOpts, withRouting),
+		ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withHopByHop, withRouting, withDstOpts),
+		ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withHopByHop, withFragment6),
+		ipv6L4Frame(t, protoUDP, client6, 40000, vip6b, 53, withRouting, withLaterFragment6),
 		ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, withFragment6),
 		ipv6L4Frame(t, protoUDP, natReal6, 5353, client6, 40000, withLaterFragment6),
 		ipv6L4Frame(t, protoTCP, client6, 40000, vip6b, 1, withLaterFragment6),
@@ -527,6 +642,12 @@ func TestFilter6AgainstNaive(t *testing.T) {
 		f := append([]byte(nil), seeds[rng.IntN(len(seeds))]...)
 		for range rng.IntN(3) {
 			i := rng.IntN(min(len(f), ethHdrLen+icmp6QuoteL4Off+8))
+			if rng.IntN(4) == 0 && len(f) > ethHdrLen+ip6HdrLen+1 {
+				// The Next Header and length fields of the chain.
+				i = ethHdrLen + []int{ip6NextOff, ip6HdrLen, ip6HdrLen + 1}[rng.IntN(3)]
+				f[i] = []byte{0, 6, 17, 43, 44, 58, 60, 51, byte(rng.UintN(256))}[rng.IntN(9)]
+				continue
+			}
 			f[i] = byte(rng.UintN(256))
 		}
 		if rng.IntN(10) == 0 {
@@ -552,6 +673,8 @@ func FuzzFilterProgram6(f *testing.F) {
 	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80), true, uint8(pktTypeOutgoing))
 	f.Add(ipv6L4Frame(f, protoUDP, client6, 40000, vip6, 53, withFragment6), false, uint8(0))      // first fragment
 	f.Add(ipv6L4Frame(f, protoUDP, client6, 40000, vip6, 53, withLaterFragment6), false, uint8(0)) // later fragment
+	f.Add(ipv6L4Frame(f, protoTCP, client6, 40000, vip6, 80, withHopByHop, withRouting, withDstOpts), false, uint8(0))
+	f.Add(ipv6L4Frame(f, protoUDP, client6, 40000, vip6, 53, withDstOpts, withFragment6), false, uint8(0))
 	m := testMatch6()
 	prog, err := FilterProgram(m)
 	if err != nil {
@@ -608,5 +731,75 @@ func TestFilterProgram6Large(t *testing.T) {
 	}
 	if _, err := SteeringProgramSYN(m, 4); err != nil {
 		t.Error(err)
+	}
+}
+
+func sum(n []int) int {
+	s := 0
+	for _, v := range n {
+		s += v
+	}
+	return s
+}
+
+// TestExtensionChains6 runs every chain of up to four extension headers
+// of the types the programs know (and one they do not) through the filter:
+// it takes exactly those of ExtensionChains6, as the ingress rules drop
+// them (control/ingress), and steers them by their ports.
+func TestExtensionChains6(t *testing.T) {
+	chains := ExtensionChains6()
+	if len(chains) != 9 {
+		t.Errorf("%d chains, want 9: %v", len(chains), chains)
+	}
+	m := testMatch6()
+	prog, err := FilterProgram(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steer, err := SteeringProgram(m, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm, svm := newVM(t, prog, skbMeta{}), newVM(t, steer, skbMeta{})
+	opt := map[uint8]frame6Opt{protoHopByHop: withBigHBH, protoDstOpts: withDstOpts, protoRouting: withRouting, 51: withAH}
+	var walk func(c []uint8)
+	taken := 0
+	walk = func(c []uint8) {
+		if len(c) > 0 {
+			var opts []frame6Opt
+			for _, typ := range c {
+				opts = append(opts, opt[typ])
+			}
+			want := slices.ContainsFunc(chains, func(x []uint8) bool { return slices.Equal(x, c) })
+			for _, f := range [][]byte{
+				ipv6L4Frame(t, protoTCP, client6, 40000, vip6, 80, opts...),
+				ipv6L4Frame(t, protoUDP, client6, 40000, vip6, 53, append(opts, withFragment6)...),
+			} {
+				if got := run(t, vm, f) == Snaplen; got != want {
+					t.Errorf("chain %v: filter takes it: %v, want %v", c, got, want)
+				}
+				if naive := naiveAccept6(m, f, skbMeta{}); naive != want {
+					t.Errorf("chain %v: the reference says %v", c, naive)
+				}
+				w := uint32(0)
+				if want {
+					w = SteerHash6(client6, 40000) % 7
+					taken++
+				}
+				if got := run(t, svm, f); got != w {
+					t.Errorf("chain %v: steered to %d, want %d", c, got, w)
+				}
+			}
+		}
+		if len(c) == 4 {
+			return
+		}
+		for _, typ := range []uint8{protoHopByHop, protoDstOpts, protoRouting, 51} {
+			walk(append(slices.Clone(c), typ))
+		}
+	}
+	walk(nil)
+	if taken != 2*len(chains) {
+		t.Errorf("%d frames taken, want %d", taken, 2*len(chains))
 	}
 }

@@ -302,8 +302,9 @@ func TestLinkFanoutSteering(t *testing.T) {
 }
 
 // TestLinkFanoutSteering6 runs the IPv6 sections in the kernel: the
-// filter takes IPv6 requests to a VIP and NAT replies (and leaves a frame
-// with a hop-by-hop header), and the fanout program, which reads through
+// filter takes IPv6 requests to a VIP and NAT replies, also behind
+// extension headers (and leaves a frame with an authentication header),
+// and the fanout program, which reads through
 // the kernel's header marks, puts a request and its reply on one worker.
 func TestLinkFanoutSteering6(t *testing.T) {
 	const workers = 2
@@ -330,8 +331,10 @@ func TestLinkFanoutSteering6(t *testing.T) {
 		req := ipv6L4Frame(t, protoTCP, c, cport, vip6, 80)
 		rep := ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport)
 		w := SteerHash6(c, cport) % workers
-		want[w] = append(want[w], req, rep)
-		frames = append(frames, req, rep, ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop))
+		ext := ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withHopByHop, withDstOpts)
+		extRep := ipv6L4Frame(t, protoUDP, natReal6, 5353, c, cport, withDstOpts, withRouting)
+		want[w] = append(want[w], req, rep, ext, extRep)
+		frames = append(frames, req, rep, ext, extRep, ipv6L4Frame(t, protoTCP, c, cport, vip6, 80, withAH))
 	}
 	if n, err := tx.Write(frames, nil); n != len(frames) || err != nil {
 		t.Fatalf("Write = %d, %v", n, err)
