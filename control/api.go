@@ -36,7 +36,7 @@ func (d *Daemon) Handle(ctx context.Context, req *api.Request) *api.Response {
 
 func (d *Daemon) list() *api.Response {
 	cfg := d.Config()
-	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus(), BGP: d.bgpStatus()}
+	resp := &api.Response{TableSize: cfg.Limits.Connections, VRRP: d.vrrpStatus(), Sync: d.syncStatus(), BGP: d.bgpStatus(), Ingress: d.ingressStatus()}
 	// The reals of the published table by service and address.
 	live := map[realKey]*dataplane.Real{}
 	if t := d.dp.Table(); t != nil {
@@ -149,4 +149,20 @@ func apiConnection(e *conntrack.Entry4, now int64) api.Connection {
 		c.Local = ap(e.Local, e.LPort)
 	}
 	return c
+}
+
+// ingressStatus reads the ingress table's counters, or nil without a
+// table or when they cannot be read.
+func (d *Daemon) ingressStatus() *api.Ingress {
+	d.mu.Lock()
+	t := d.ingress
+	d.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	c, err := t.Counters()
+	if err != nil {
+		return nil
+	}
+	return &api.Ingress{Taken: c.Taken, LeftToKernel: c.Left}
 }

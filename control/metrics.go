@@ -26,6 +26,7 @@ type snapshot struct {
 	vrrp     *api.VRRPStatus // nil without [vrrp]
 	sync     *api.SyncStatus // nil without [sync]
 	bgp      *api.BGPStatus  // nil without [bgp]
+	ingress  *api.Ingress    // nil when the counters cannot be read
 	relinks  uint64          // links reopened after the interface came back
 }
 
@@ -73,6 +74,7 @@ var (
 	descBGPSessionUp = prometheus.NewDesc("gvs_bgp_session_up", "1 while the BGP session to the peer is established, 0 otherwise.", []string{"peer"}, nil)
 	descBGPAnnounced = prometheus.NewDesc("gvs_bgp_announced", "1 while the VIP's /32 (IPv6: /128) is announced to the BGP peers, 0 while it is withdrawn (no ready real, or gvsd stopping).", []string{"prefix"}, nil)
 
+	descIngress      = prometheus.NewDesc("gvs_ingress_packets_total", "Frames the nftables ingress table counted: taken (kept from the kernel for the dataplane) and left_to_kernel (IPv6 frames to a VIP or from a NAT real whose extension headers the dataplane does not walk; the kernel got them).", []string{"result"}, nil)
 	descSyncMaster   = prometheus.NewDesc("gvs_sync_master", "1 while this director sends its connections (holds the VIPs), 0 while it installs its peer's.", nil, nil)
 	descSyncMessages = prometheus.NewDesc("gvs_sync_messages_total", "Connection sync messages: sent, send_error, received, invalid (did not decode).", []string{"result"}, nil)
 	descSyncConns    = prometheus.NewDesc("gvs_sync_connections_total", "Connection sync records: sent, dropped (report ring full), received, ignored, installed, unknown (no such service or real), refused (table full), inbox_full, kept (received while master for a connection it has).", []string{"result"}, nil)
@@ -82,7 +84,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSvcConns, descSvcPackets, descSvcBytes, descRealConns, descRealPackets, descRealBytes,
 		descRealActive, descRealInactive, descRealPersistent, descRealWeight, descRealReady, descRealOverloaded, descRealHealthy, descRealChecks,
 		descFrames, descConns, descConnEvents, descSynProxy, descProxy, descLinkErrors, descRelinks, descTemplates, descRing, descRingDrops, descTx, descVRRPMaster, descVRRPAdvert, descVRRPDropped,
-		descSyncMaster, descSyncMessages, descSyncConns, descBGPSessionUp, descBGPAnnounced} {
+		descSyncMaster, descSyncMessages, descSyncConns, descBGPSessionUp, descBGPAnnounced, descIngress} {
 		ch <- d
 	}
 }
@@ -164,6 +166,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	counter(descRelinks, s.relinks)
+	if in := s.ingress; in != nil {
+		counter(descIngress, in.Taken, "taken")
+		counter(descIngress, in.LeftToKernel, "left_to_kernel")
+	}
 	if v := s.vrrp; v != nil {
 		id := strconv.Itoa(v.RouterID)
 		gauge(descVRRPMaster, b(v.State == "MASTER"), id)
@@ -223,7 +229,7 @@ func newMetricsRegistry(snap func() snapshot) *prometheus.Registry {
 // snapshot reads what a scrape reports.
 func (d *Daemon) snapshot() snapshot {
 	return snapshot{services: d.list().Services, workers: d.dp.WorkerCounters(), links: d.LinkStats(), vrrp: d.vrrpStatus(), sync: d.syncStatus(),
-		bgp: d.bgpStatus(), relinks: d.relinks.Load()}
+		bgp: d.bgpStatus(), ingress: d.ingressStatus(), relinks: d.relinks.Load()}
 }
 
 // serveMetrics starts the metrics listener on addr ([director] metrics):

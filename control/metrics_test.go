@@ -24,10 +24,15 @@ func TestMetrics(t *testing.T) {
 		links: []afpacket.Stats{{Packets: 100, Drops: 0, SYNPackets: 50, SYNDrops: 9, TxPackets: 70}},
 		vrrp: &api.VRRPStatus{State: "MASTER", RouterID: 51, Sent: 10, Received: 3, Invalid: 1,
 			Dropped: map[string]uint64{"ttl": 1, "vrid": 0, "version": 4, "auth": 2}},
-		sync: &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
+		sync:    &api.SyncStatus{Role: "backup", MessagesReceived: 4, ConnsReceived: 40, Installed: 38, Unknown: 2},
+		ingress: &api.Ingress{Taken: 1234, LeftToKernel: 5},
 	}
 	reg := newMetricsRegistry(func() snapshot { return snap })
 	want := `
+# HELP gvs_ingress_packets_total Frames the nftables ingress table counted: taken (kept from the kernel for the dataplane) and left_to_kernel (IPv6 frames to a VIP or from a NAT real whose extension headers the dataplane does not walk; the kernel got them).
+# TYPE gvs_ingress_packets_total counter
+gvs_ingress_packets_total{result="left_to_kernel"} 5
+gvs_ingress_packets_total{result="taken"} 1234
 # HELP gvs_real_active_connections Active connections (ipvsadm ActiveConn).
 # TYPE gvs_real_active_connections gauge
 gvs_real_active_connections{port="80",proto="tcp",real="10.20.0.11:80",vip="10.20.0.100"} 3
@@ -80,7 +85,8 @@ gvs_worker_ring_drops_total{ring="syn",worker="0"} 9
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 		"gvs_real_active_connections", "gvs_service_connections_total", "gvs_worker_ring_drops_total", "gvs_vrrp_master",
-		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total", "gvs_worker_synproxy_total", "gvs_worker_proxy_protocol_total"); err != nil {
+		"gvs_sync_connections_total", "gvs_sync_master", "gvs_vrrp_adverts_dropped_total", "gvs_worker_synproxy_total", "gvs_worker_proxy_protocol_total",
+		"gvs_ingress_packets_total"); err != nil {
 		t.Error(err)
 	}
 	mfs, err := reg.Gather()

@@ -316,6 +316,13 @@ func testIPv6ExtensionHeaders(t *testing.T, mode string) {
 		}
 	}
 
+	// The ingress table kept these frames from the kernel (at least each
+	// connection's SYN, counted as taken) and left none to it (gvsadm -L
+	// --json, as the metrics).
+	if in := gvsStatus(ctx, t, socket).Ingress; in == nil || in.Taken < uint64(conns) || in.LeftToKernel != 0 {
+		t.Errorf("gvsadm -L --json ingress = %+v, want at least %d taken and none left to the kernel", in, conns)
+	}
+
 	stopped = true
 	if err := gvsd.Stop(); err != nil {
 		t.Errorf("gvsd exited with %v", err)

@@ -236,9 +236,21 @@ type Response struct {
 	VRRP        *VRRPStatus  `json:"vrrp,omitempty"`
 	Sync        *SyncStatus  `json:"sync,omitempty"`
 	BGP         *BGPStatus   `json:"bgp,omitempty"`
+	Ingress     *Ingress     `json:"ingress,omitempty"`
 	Checks      []Check      `json:"checks,omitempty"`
 	Connections []Connection `json:"connections,omitempty"`
 	Simulation  *Simulation  `json:"simulation,omitempty"` // OpSimulate's answer
+}
+
+// Ingress is what the director's nftables ingress table (table netdev gvs)
+// counted since gvsd started.
+type Ingress struct {
+	// Taken are the frames it kept from the kernel for the dataplane.
+	Taken uint64 `json:"taken"`
+	// LeftToKernel are IPv6 frames to a [VIP]:port or from a NAT
+	// [RIP]:port whose extension headers the dataplane does not walk: the
+	// director's kernel got them (and answers for the VIP).
+	LeftToKernel uint64 `json:"left_to_kernel"`
 }
 
 // BGPStatus is the director's BGP speaker as it runs ([bgp]).

@@ -271,4 +271,26 @@ func TestInstallIPv6ExtensionHeaders(t *testing.T) {
 	if s := l.readBack(t); s.dropped[len(s.dropped)-2] != 3 {
 		t.Errorf("left-to-the-kernel counter = %d, want 3", s.dropped[len(s.dropped)-2])
 	}
+	// Table.Counters says the same, and keeps its totals across an
+	// Update, which replaces the rules and their counters.
+	c, err := tab.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Left != 3 || c.Taken < extDropped {
+		t.Errorf("Counters = %+v, want 3 left and at least the %d ext6 drops taken", c, extDropped)
+	}
+	if err := tab.Update(matchSix); err != nil {
+		t.Fatal(err)
+	}
+	if !l.rawUDP6(t, f, []uint8{unix.IPPROTO_DSTOPTS, unix.IPPROTO_DSTOPTS}, 2*time.Second) {
+		t.Error("after the Update, UDP behind two destination options headers did not reach the kernel")
+	}
+	after, err := tab.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Left != c.Left+3 || after.Taken < c.Taken {
+		t.Errorf("after an Update: Counters = %+v, want %d left and at least %d taken", after, c.Left+3, c.Taken)
+	}
 }

@@ -114,6 +114,73 @@ type Table struct {
 	nat    *nftables.Set
 	vips6  *nftables.Set
 	nat6   *nftables.Set
+	// base holds what the rules counted before the last Update, which
+	// replaces them (and their counters).
+	base Counters
+}
+
+// Counters are what the table counted since Install.
+type Counters struct {
+	// Taken are the frames the table kept from the kernel: the drop
+	// rules', frames the socket filter hands the dataplane.
+	Taken uint64 `json:"taken"`
+	// Left are the IPv6 frames to a [VIP]:port or from a NAT [RIP]:port
+	// whose extension headers the dataplane does not walk (a fourth
+	// header, a type twice, AH, ...): left to the kernel, as promised,
+	// and counted here.
+	Left uint64 `json:"left_to_kernel"`
+}
+
+func (c *Counters) add(o Counters) { c.Taken += o.Taken; c.Left += o.Left }
+
+// Counters reads the table's counters, totalled since Install. The
+// packets a rule counts between the last read and an Update that replaces
+// it are lost to the total.
+func (t *Table) Counters() (Counters, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.nsFD < 0 {
+		return Counters{}, errRemoved
+	}
+	c, err := t.readCounters()
+	if err != nil {
+		return Counters{}, fmt.Errorf("ingress: counters of table netdev %s: %w", TableName, err)
+	}
+	c.add(t.base)
+	return c, nil
+}
+
+// readCounters sums the rules' counters now: a rule with a drop verdict
+// counts as taken, one with no verdict (leftRule6's) as left; those that
+// accept (the director's own connections) or jump count as neither. t.mu
+// is held.
+func (t *Table) readCounters() (Counters, error) {
+	var c Counters
+	for _, ch := range []*nftables.Chain{t.chain, t.ext6} {
+		rules, err := t.conn.GetRules(t.table, ch)
+		if err != nil {
+			return Counters{}, err
+		}
+		for _, r := range rules {
+			var n uint64
+			var verdict *expr.Verdict
+			for _, e := range r.Exprs {
+				switch e := e.(type) {
+				case *expr.Counter:
+					n += e.Packets
+				case *expr.Verdict:
+					verdict = e
+				}
+			}
+			switch {
+			case verdict == nil:
+				c.Left += n
+			case verdict.Kind == expr.VerdictDrop:
+				c.Taken += n
+			}
+		}
+	}
+	return c, nil
 }
 
 // Install creates the table for ifname with rules for m in the network
@@ -215,6 +282,10 @@ func (t *Table) Update(m *afpacket.Match) error {
 	defer t.mu.Unlock()
 	if t.nsFD < 0 {
 		return wrap(errRemoved)
+	}
+	// The rules and their counters are replaced: keep what they counted.
+	if c, err := t.readCounters(); err == nil {
+		t.base.add(c)
 	}
 	t.conn.FlushChain(t.chain)
 	t.conn.FlushChain(t.ext6)

@@ -34,3 +34,14 @@ func (t *Table) Release() {}
 func (t *Table) Check() error {
 	return fmt.Errorf("ingress: check table netdev %s: unsupported on %s", TableName, runtime.GOOS)
 }
+
+// Counters are what the table counted. Only Linux has the table.
+type Counters struct {
+	Taken uint64 `json:"taken"`
+	Left  uint64 `json:"left_to_kernel"`
+}
+
+// Counters reads the table's counters. Only Linux is supported.
+func (t *Table) Counters() (Counters, error) {
+	return Counters{}, fmt.Errorf("ingress: counters of table netdev %s: unsupported on %s", TableName, runtime.GOOS)
+}
