@@ -41,6 +41,9 @@ func (d *Daemon) Doctor() []api.Check {
 	}
 	if d.ingress != nil {
 		out = append(out, checkIngress(d.ingress.Check()))
+		if c, err := d.ingress.Counters(); err == nil && c.Left > 0 {
+			out = append(out, checkIngressLeft(c.Left))
+		}
 	}
 	if usesFullNAT(cfg) {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
@@ -261,6 +264,14 @@ func checkIngress(err error) api.Check {
 			"restart gvsd (it installs table netdev gvs again)")
 	}
 	return ok("ingress table", "table netdev gvs in place")
+}
+
+// checkIngressLeft: IPv6 frames to a VIP (or from a NAT real) that the
+// dataplane could not take went to the director's kernel, which answers
+// for a VIP with resets.
+func checkIngressLeft(n uint64) api.Check {
+	return warn("ingress ipv6", fmt.Sprintf("%d IPv6 frames to a VIP or from a NAT real carried extension headers gvsd does not walk (a fourth header, a type twice, a routing header with segments left, AH, ESP, destination options behind a fragment header) and went to the kernel, which answers them with resets", n),
+		"find their senders with gvsadm capture or tcpdump 'ip6 and not (ip6[6] == 6 or ip6[6] == 17)'; gvsd walks up to three of hop-by-hop, destination options and routing with no segments left")
 }
 
 // checkPortRange: FULLNAT local ports must not be ports the kernel hands

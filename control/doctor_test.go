@@ -45,6 +45,7 @@ func TestDoctorChecks(t *testing.T) {
 			return c.Status, c.Fix
 		}, "warn", "ethtool -k eth0"},
 		{"ingress gone", func() (string, string) { c := checkIngress(errors.New("chain gone")); return c.Status, c.Fix }, "fail", "restart gvsd"},
+		{"ipv6 left to the kernel", func() (string, string) { c := checkIngressLeft(3); return c.Status, c.Detail }, "warn", "3 IPv6 frames"},
 		{"ports overlap", func() (string, string) {
 			c := checkPortRange(config.PortRange{Lo: 20000, Hi: 40000}, "32768\t60999\n", nil)
 			return c.Status, c.Fix
