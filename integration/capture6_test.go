@@ -68,19 +68,7 @@ func TestCaptureIPv6(t *testing.T) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == len(l.Reals)
-	}); err != nil {
-		t.Fatalf("the reals never became ready: %v", err)
-	}
+	waitReady(ctx, t, socket, len(l.Reals))
 	echo := func() {
 		c, err := l.Client.DialTCP(ctx, vip)
 		if err != nil {

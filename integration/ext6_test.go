@@ -169,19 +169,7 @@ func testIPv6ExtensionHeaders(t *testing.T, mode string) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == 2*len(l.Reals)
-	}); err != nil {
-		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
-	}
+	waitReady(ctx, t, socket, 2*len(l.Reals))
 	capture, err := l.Director.Capture(l.Director.Iface)
 	if err != nil {
 		t.Fatal(err)

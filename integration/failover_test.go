@@ -337,6 +337,25 @@ func gvsStatus(ctx context.Context, t *testing.T, socket string, args ...string)
 	return resp
 }
 
+// waitReady waits (15 s) until the gvsd at socket lists n reals ready,
+// their next hops resolved.
+func waitReady(ctx context.Context, t *testing.T, socket string, n int) {
+	t.Helper()
+	if err := waitCond(ctx, 15*time.Second, func() bool {
+		ready := 0
+		for _, s := range gvsStatus(ctx, t, socket).Services {
+			for _, r := range s.Reals {
+				if r.Ready {
+					ready++
+				}
+			}
+		}
+		return ready == n
+	}); err != nil {
+		t.Fatalf("not every real became ready (want %d): %v\n%+v", n, err, gvsStatus(ctx, t, socket).Services)
+	}
+}
+
 // waitRole waits until the gvsd at socket is in VRRP state want, and
 // returns how long that took.
 func waitRole(ctx context.Context, t *testing.T, socket, want string, limit time.Duration) time.Duration {

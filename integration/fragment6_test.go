@@ -118,19 +118,7 @@ func testFragmentedUDP6(t *testing.T, mode string, extra []string) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == len(l.Reals)
-	}); err != nil {
-		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
-	}
+	waitReady(ctx, t, socket, len(l.Reals))
 	capture, err := l.Director.Capture(l.Director.Iface)
 	if err != nil {
 		t.Fatal(err)

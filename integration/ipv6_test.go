@@ -211,20 +211,7 @@ func testIPv6DRNAT(t *testing.T) {
 	}
 	// Every real's next hop resolved (NDP for the IPv6 ones), and the
 	// IPv6 VIP on the director as a /128.
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		st := gvsStatus(ctx, t, socket)
-		n := 0
-		for _, s := range st.Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == 25
-	}); err != nil {
-		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
-	}
+	waitReady(ctx, t, socket, 25)
 	if !hostHas(ctx, t, l.Director, l.Director.Iface, lab.VIP6.String()+"/128") {
 		t.Fatalf("%s/128 is not on the director's %s", lab.VIP6, l.Director.Iface)
 	}
@@ -685,19 +672,7 @@ func TestIPv6PathMTU(t *testing.T) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == 6
-	}); err != nil {
-		t.Fatalf("not every real became ready: %v", err)
-	}
+	waitReady(ctx, t, socket, 6)
 
 	const conns, size = 4, 1 << 20
 	for _, port := range []uint16{81, 82, 83} {

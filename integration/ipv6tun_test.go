@@ -122,19 +122,7 @@ func testIPv6TUN(t *testing.T, extra []string) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, r := range s.Reals {
-				if r.Ready {
-					n++
-				}
-			}
-		}
-		return n == 6
-	}); err != nil {
-		t.Fatalf("not every real became ready: %v\n%+v", err, gvsStatus(ctx, t, socket).Services)
-	}
+	waitReady(ctx, t, socket, 6)
 	capture, err := l.Director.Capture(l.Director.Iface)
 	if err != nil {
 		t.Fatal(err)

@@ -81,19 +81,7 @@ func TestIPv6TUNSmallLink(t *testing.T) {
 	if err := gvsd.WaitLog(ctx, "gvsd started", 15*time.Second); err != nil {
 		t.Fatalf("gvsd did not start: %v", err)
 	}
-	if err := waitCond(ctx, 15*time.Second, func() bool {
-		n := 0
-		for _, s := range gvsStatus(ctx, t, socket).Services {
-			for _, x := range s.Reals {
-				if x.Ready {
-					n++
-				}
-			}
-		}
-		return n == 2
-	}); err != nil {
-		t.Fatalf("the real never became ready: %v", err)
-	}
+	waitReady(ctx, t, socket, 2)
 
 	// UDP: a 1232-byte datagram is a 1280-byte IPv6 packet.
 	c, err := l.Client.DialUDP(ctx, netip.AddrPortFrom(lab.VIP6, 53))
