@@ -286,14 +286,10 @@ func (d *Daemon) warnNoNextHop6(cfg *config.Config) {
 }
 
 // linkAddr6 is the first global IPv6 address of the interface name that
-// is not a /128 (a VIP), or an invalid Addr.
+// is not a /128 (a VIP), or an invalid Addr: interfaceIPv6's.
 func linkAddr6(name string) netip.Addr {
-	for _, a := range ownAddrs6(name) {
-		if ip := netip.AddrFrom16(a); ip.IsGlobalUnicast() && !ip.IsLinkLocalUnicast() {
-			return ip
-		}
-	}
-	return netip.Addr{}
+	a, _ := interfaceIPv6(name)
+	return a
 }
 
 // bgpWithdraw withdraws every VIP on a clean stop and keeps forwarding for
