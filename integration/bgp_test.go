@@ -191,26 +191,8 @@ func TestBGP(t *testing.T) {
 	startChecks()
 	defer stopChecks()
 
-	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, MoreVIPs: []netip.Addr{lab.VIP6}, Dir: t.TempDir(), Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The IPv6 service's echo (the scenario's are on the IPv4 VIP).
-	for _, r := range l.Reals {
-		e, err := r.StartEcho("tcp", netip.AddrPortFrom(lab.VIP6, scenario.TCPPort))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-	}
-	defer func() {
-		env.Close()
-		if t.Failed() {
-			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
-			t.Logf("bird log:\n%s", rt.proc.Log())
-		}
-	}()
+	env, closeEnv := startBGPDR(ctx, t, l, b.String(), rt)
+	defer closeEnv()
 
 	// waitRoute waits until BIRD has (want) or lacks the routes to both
 	// VIPs via the director, and returns how long that took.
@@ -262,22 +244,7 @@ func TestBGP(t *testing.T) {
 		t.Errorf("gvsadm doctor shows no established bgp peer:\n%s", doc)
 	}
 	// The client reaches the services through the router's BGP routes.
-	for _, v := range []netip.Addr{scenario.VIP, lab.VIP6} {
-		conn, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(v, scenario.TCPPort))
-		if err != nil {
-			t.Fatalf("client to the VIP %s: %v", v, err)
-		}
-		msg := []byte("through the BGP route")
-		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := conn.Write(msg); err != nil {
-			t.Fatal(err)
-		}
-		back := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, back); err != nil || string(back) != string(msg) {
-			t.Errorf("echo through the VIP %s: %q, %v", v, back, err)
-		}
-		conn.Close()
-	}
+	echoBothVIPs(ctx, t, l, "through the BGP route")
 
 	// Every real fails its check: withdrawn.
 	stopChecks()
@@ -436,25 +403,8 @@ func TestBGPIPv6Peer(t *testing.T) {
 		}
 	}
 	fmt.Fprintf(&b, "\n[bgp]\nlocal_as = %d\ndrain = \"0s\"\n  [[bgp.peer]]\n  address = \"%s\"\n  as = %d\n", directorAS, l.Gateway6, routerAS)
-	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, MoreVIPs: []netip.Addr{lab.VIP6}, Dir: t.TempDir(), Logf: t.Logf}
-	env, err := scenario.Setup(ctx, l, config.DR, o, b.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range l.Reals {
-		e, err := r.StartEcho("tcp", netip.AddrPortFrom(lab.VIP6, scenario.TCPPort))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close()
-	}
-	defer func() {
-		env.Close()
-		if t.Failed() {
-			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
-			t.Logf("bird log:\n%s", rt.proc.Log())
-		}
-	}()
+	env, closeEnv := startBGPDR(ctx, t, l, b.String(), rt)
+	defer closeEnv()
 
 	var out, out6 string
 	if err := waitCond(ctx, 20*time.Second, func() bool {
@@ -482,18 +432,58 @@ func TestBGPIPv6Peer(t *testing.T) {
 	if !strings.Contains(string(doc), "bgp peer "+l.Gateway6.String()) || !strings.Contains(string(doc), "established with AS 65000") {
 		t.Errorf("gvsadm doctor shows no established IPv6 bgp peer:\n%s", doc)
 	}
+	echoBothVIPs(ctx, t, l, "through a route learnt over IPv6")
+}
+
+// startBGPDR sets the lab up for DR with gvsd on cfg, VIPs VIP and VIP6,
+// and echoes on both (the scenario's own are on the IPv4 VIP). The
+// function it returns closes it all, logging gvsd's and BIRD's logs when
+// the test failed.
+func startBGPDR(ctx context.Context, t *testing.T, l *lab.Lab, cfg string, rt *bird) (*scenario.Env, func()) {
+	t.Helper()
+	o := scenario.Options{Gvsd: []string{bins.gvsd}, Realserver: []string{bins.realserver}, MoreVIPs: []netip.Addr{lab.VIP6}, Dir: t.TempDir(), Logf: t.Logf}
+	env, err := scenario.Setup(ctx, l, config.DR, o, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var echoes []*lab.Echo
+	closeAll := func() {
+		for _, e := range echoes {
+			e.Close()
+		}
+		env.Close()
+		if t.Failed() {
+			t.Logf("gvsd log:\n%s", env.Gvsd.Log())
+			t.Logf("bird log:\n%s", rt.proc.Log())
+		}
+	}
+	for _, r := range l.Reals {
+		e, err := r.StartEcho("tcp", netip.AddrPortFrom(lab.VIP6, scenario.TCPPort))
+		if err != nil {
+			closeAll()
+			t.Fatal(err)
+		}
+		echoes = append(echoes, e)
+	}
+	return env, closeAll
+}
+
+// echoBothVIPs sends msg from the client to VIP and VIP6 (port
+// scenario.TCPPort) and expects it back from each.
+func echoBothVIPs(ctx context.Context, t *testing.T, l *lab.Lab, msg string) {
+	t.Helper()
 	for _, v := range []netip.Addr{scenario.VIP, lab.VIP6} {
 		conn, err := l.Client.DialTCP(ctx, netip.AddrPortFrom(v, scenario.TCPPort))
 		if err != nil {
 			t.Fatalf("client to the VIP %s: %v", v, err)
 		}
-		msg := []byte("through a route learnt over IPv6")
 		conn.SetDeadline(time.Now().Add(5 * time.Second))
-		if _, err := conn.Write(msg); err != nil {
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			conn.Close()
 			t.Fatal(err)
 		}
 		back := make([]byte, len(msg))
-		if _, err := io.ReadFull(conn, back); err != nil || string(back) != string(msg) {
+		if _, err := io.ReadFull(conn, back); err != nil || string(back) != msg {
 			t.Errorf("echo through the VIP %s: %q, %v", v, back, err)
 		}
 		conn.Close()
