@@ -115,14 +115,7 @@ func (d *Daemon) startSync(cfg *config.Config) error {
 	d.bg.Add(2)
 	go s.send()    // sync: sends the workers' reports, and refreshes, until the daemon stops; then closes the socket
 	go s.receive() // sync: installs the peer's connections, until the socket closes
-	to := sc.Peer
-	if !to.IsValid() {
-		to = sc.Group
-	}
-	if !to.IsValid() {
-		to = connsync.DefaultGroup
-	}
-	d.log.Info("connection sync on", "interface", iface, "to", netip.AddrPortFrom(to, uint16(sc.Port)), "sync_id", sc.SyncID, "refresh", sc.Refresh)
+	d.log.Info("connection sync on", "interface", iface, "to", sock.Dest(), "sync_id", sc.SyncID, "refresh", sc.Refresh)
 	return nil
 }
 
@@ -308,13 +301,10 @@ func (s *syncer) status() *api.SyncStatus {
 		MessagesSent: s.msgsSent.Load(), ConnsSent: s.connsSent.Load(), SendErrors: s.sendErrors.Load(), Dropped: st.Dropped,
 		MessagesReceived: s.msgsRecv.Load(), ConnsReceived: s.connsRecv.Load(), Invalid: s.invalid.Load(), Ignored: s.ignored.Load(),
 		Installed: st.Installed, Unknown: st.Unknown, Refused: st.Refused, InboxFull: st.InboxFull, Kept: st.Kept}
-	switch {
-	case s.cfg.Peer.IsValid():
-		as.Peer = s.cfg.Peer.String()
-	case s.cfg.Group.IsValid():
-		as.Group = s.cfg.Group.String()
-	default:
-		as.Group = connsync.DefaultGroup.String()
+	if to := s.sock.Dest().Addr().String(); s.cfg.Peer.IsValid() {
+		as.Peer = to
+	} else {
+		as.Group = to
 	}
 	return as
 }

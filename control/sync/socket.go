@@ -112,6 +112,9 @@ func Listen(cfg SocketConfig) (*Socket, error) {
 	return s, nil
 }
 
+// Dest is where Send sends: the peer, or the group, at the port.
+func (s *Socket) Dest() netip.AddrPort { return s.dst.AddrPort() }
+
 // IPv6 reports whether the socket sends and receives over IPv6.
 func (s *Socket) IPv6() bool { a := s.dst.AddrPort().Addr(); return a.Is6() && !a.Is4In6() }
 
