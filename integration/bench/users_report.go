@@ -216,18 +216,18 @@ type FamilyComparison struct {
 	Worse  []string `json:"worse_than_10_percent,omitempty"`
 }
 
-// familyFigures are the figures FamilyComparison sets side by side: a
-// short name, the ratio's field, and whether lower is better.
-func (q *FamilyComparison) figures() []struct {
+// familyFigure is one figure FamilyComparison sets side by side: a short
+// name, the ratio's field, whether lower is better, and whether it is
+// measured only sometimes (with -flood, for row 5's configurations).
+type familyFigure struct {
 	name            string
 	ratio           **float64
 	lower, optional bool
-} {
-	return []struct {
-		name            string
-		ratio           **float64
-		lower, optional bool
-	}{
+}
+
+// figures are the figures FamilyComparison sets side by side.
+func (q *FamilyComparison) figures() []familyFigure {
+	return []familyFigure{
 		{"p50", &q.P50Ratio, true, false}, {"p99", &q.P99Ratio, true, false}, {"keep-alive", &q.KeepAliveRatio, false, false},
 		{"conn/s", &q.ConnRatio, false, false}, {"Gbit/s", &q.BulkRatio, false, false},
 		{"conn/s under flood", &q.ConnFloodRatio, false, true}, {"UDP pps", &q.UDPRatio, false, true},
